@@ -1,0 +1,75 @@
+"""The ``vci`` command line.
+
+One module per group of commands; each exposes ``register(subparsers)`` which adds its
+sub-commands and sets ``func`` (called with the parsed ``argparse.Namespace``, returns the
+exit code). ``VciError`` raised by a command is printed as a sentence (or as JSON with
+``--json``) and ends the command with exit code 2; nothing prints a traceback at a user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from firmware_py import __version__
+from firmware_py.errors import VciError
+
+#: Command modules, imported in this order to build ``vci --help``.
+COMMAND_MODULES = (
+    "firmware_py.cli.sim_commands",
+    "firmware_py.cli.diag_commands",
+    "firmware_py.cli.flash_commands",
+    "firmware_py.cli.ticket_commands",
+)
+
+TRACE = 5
+logging.addLevelName(TRACE, "TRACE")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vci",
+        description="Open VCI gateway: diagnosis, coding and programming over DoIP (ENET) and CAN.",
+    )
+    parser.add_argument("--version", action="version", version=f"vci {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration (default: $VCI_CONFIG or /etc/vci/vci.toml)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vvv: frame trace)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:  # a real import error inside the module
+                raise
+            continue  # that command group is not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}.get(args.verbose, TRACE)
+    logging.basicConfig(level=level, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except VciError as err:
+        if args.json:
+            print(json.dumps(err.to_dict()))
+        else:
+            print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Configuration: frozen dataclasses, loaded from one TOML file, overridable by ``VCI_*``
+environment variables and then by CLI flags.
+
+Every field has a docstring-style comment; ``vci config`` (later) prints them. A section
+``[transport]`` with field ``doip_port`` is overridden by ``VCI_TRANSPORT_DOIP_PORT``.
+Times are seconds as floats (ISO names: p2, p2_star, s3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from firmware_py.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/vci/vci.toml")
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    """How the box reaches the vehicle."""
+
+    doip_host: str = "127.0.0.1"
+    """Address of the vehicle's DoIP entity, or the address discovery is sent to.
+    On the box: the ENET link's broadcast (255.255.255.255); here: loopback (the simulator)."""
+    doip_port: int = 13400
+    """UDP/TCP port of DoIP (ISO 13400-2 UDP_DISCOVERY / TCP_DATA)."""
+    tester_address: int = 0x0E80
+    """Our DoIP logical source address (0x0E00-0x0FFF are external test equipment)."""
+    can_interface: str = "vci_loopback"
+    """python-can interface: ``socketcan`` (can0 on the Pi), ``slcan`` (serial adapter),
+    ``virtual`` (in-process), ``vci_loopback`` (UDP multicast confined to 127.0.0.1)."""
+    can_channel: str = "239.74.163.2:43113"
+    """python-can channel for that interface (``can0``, ``/dev/ttyACM0@500000``, a group:port)."""
+    can_bitrate: int = 500_000
+    """CAN bit rate in bit/s (used by real adapters)."""
+    can_addressing: str = "bmw"
+    """``bmw``: extended addressing, first data byte = target, tester 0xF1;
+    ``normal``: 11-bit request/response identifier pairs (0x7E0/0x7E8 ...)."""
+    st_min: float = 0.0
+    """ISO-TP separation time we ask of the sender, seconds."""
+    block_size: int = 0
+    """ISO-TP block size we ask of the sender (0: no further flow control)."""
+
+
+@dataclass(frozen=True)
+class UdsConfig:
+    """UDS timing (ISO 14229-2)."""
+
+    p2: float = 1.0
+    """Time to wait for the first response (the ECU may announce a shorter one)."""
+    p2_star: float = 5.0
+    """Time to wait after a response pending (NRC 0x78)."""
+    s3: float = 5.0
+    """Session timeout of the ECU; tester present is sent well within it."""
+    tester_present_interval: float = 2.0
+    """Interval of our 0x3E 0x80 while a non-default session is open."""
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where the box keeps what it must not lose."""
+
+    state_dir: Path = Path("/var/lib/vci")
+    """SQLite database, traces, paired tablets, trusted time."""
+
+
+@dataclass(frozen=True)
+class Config:
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    uds: UdsConfig = field(default_factory=UdsConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if kind is int:
+            return int(value, 0) if isinstance(value, str) else int(value)
+        if kind is float:
+            return float(value)
+        if kind is Path:
+            return Path(value)
+        return str(value)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {value!r} is not a valid {kind.__name__}") from err
+
+
+def load_config(
+    path: Path | None = None,
+    env: typing.Mapping[str, str] | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> Config:
+    """Load the configuration: defaults < TOML file < ``VCI_*`` environment < ``overrides``.
+
+    ``path`` defaults to ``$VCI_CONFIG`` or /etc/vci/vci.toml; a missing default file is fine,
+    a missing explicitly named file is an error.
+    """
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    explicit = path is not None or "VCI_CONFIG" in env
+    path = path or Path(env.get("VCI_CONFIG", str(DEFAULT_CONFIG_PATH)))
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, OSError) as err:
+            raise ConfigError(f"cannot read configuration {path}: {err}") from err
+    elif explicit:
+        raise ConfigError(f"configuration file {path} does not exist")
+
+    sections = {}
+    for section in dataclasses.fields(Config):
+        cls = typing.get_type_hints(Config)[section.name]
+        hints = typing.get_type_hints(cls)
+        given = dict(data.get(section.name, {}))
+        unknown = set(given) - set(hints)
+        if unknown:
+            raise ConfigError(f"[{section.name}] has unknown keys: {', '.join(sorted(unknown))}")
+        for name in hints:
+            env_key = f"VCI_{section.name}_{name}".upper()
+            if env_key in env:
+                given[name] = env[env_key]
+        given.update((overrides or {}).get(section.name, {}))
+        values = {k: _coerce(v, hints[k], f"{section.name}.{k}") for k, v in given.items()}
+        sections[section.name] = cls(**values)
+    return Config(**sections)

@@ -1,0 +1,164 @@
+"""The one exception tree of the firmware.
+
+Third-party exceptions (python-can, can-isotp, udsoncan, doipclient, sqlite3 ...) are
+converted to these at the adapter that calls the library, with ``raise ... from err``.
+Every message a user can meet says what happened and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class VciError(Exception):
+    """Base of every error the firmware raises on purpose."""
+
+    #: Short machine-readable code, used in ``--json`` output and remote messages.
+    code = "vci_error"
+
+    #: What the user can do about it; appended to ``str()`` when set.
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text}. {self.hint}" if self.hint else text
+
+    def to_dict(self) -> dict[str, object]:
+        return {"error": self.code, "message": super().__str__(), "hint": self.hint}
+
+
+class ConfigError(VciError):
+    """The configuration file, an environment variable or a flag is invalid."""
+
+    code = "config_error"
+
+
+# --- transport -------------------------------------------------------------------------
+
+
+class TransportError(VciError):
+    """The link to the vehicle (CAN, ISO-TP, DoIP, serial adapter) failed."""
+
+    code = "transport_error"
+
+
+class VehicleNotFoundError(TransportError):
+    """No vehicle answered discovery (DoIP) or no ECU answered on the bus (CAN)."""
+
+    code = "vehicle_not_found"
+    hint = (
+        "Check that the box is plugged into the OBD socket, the ignition is on and, for ENET, "
+        "that the activation line is enabled"
+    )
+
+
+class ConnectionLostError(TransportError):
+    """An established connection to the vehicle broke (TCP reset, bus off, adapter unplugged)."""
+
+    code = "connection_lost"
+    hint = "Check the OBD connector and the ignition, then repeat the job"
+
+
+class RoutingActivationError(TransportError):
+    """The DoIP entity refused routing activation (ISO 13400-2 table 25 response code)."""
+
+    code = "routing_activation_refused"
+
+
+class FrameError(TransportError):
+    """A frame or message on the wire was malformed (bad header, wrong length, bad sequence)."""
+
+    code = "malformed_frame"
+
+
+# --- UDS / ECU ---------------------------------------------------------------------------
+
+
+class EcuError(VciError):
+    """An ECU answered wrongly or not at all."""
+
+    code = "ecu_error"
+
+
+class EcuNotRespondingError(EcuError):
+    """No response within P2 / P2* (ISO 14229-2), or the target is unknown to the gateway."""
+
+    code = "ecu_not_responding"
+    hint = "Check that the ECU is fitted and powered (ignition on), then repeat"
+
+
+class NegativeResponseError(EcuError):
+    """The ECU sent a negative response (0x7F SID NRC)."""
+
+    code = "negative_response"
+
+    def __init__(
+        self, service: int, nrc: int, nrc_name: str, *, ecu: str | None = None, hint: str | None = None
+    ) -> None:
+        where = f"ECU {ecu}: " if ecu else ""
+        super().__init__(
+            f"{where}service 0x{service:02X} refused with NRC 0x{nrc:02X} {nrc_name}", hint=hint
+        )
+        self.service = service
+        self.nrc = nrc
+        self.nrc_name = nrc_name
+        self.ecu = ecu
+
+    def to_dict(self) -> dict[str, object]:
+        out = super().to_dict()
+        out.update(service=self.service, nrc=self.nrc, nrc_name=self.nrc_name, ecu=self.ecu)
+        return out
+
+
+class UnexpectedResponseError(EcuError):
+    """The ECU's response could not be interpreted (wrong length, wrong echo, wrong SID)."""
+
+    code = "unexpected_response"
+
+
+class SecurityAccessError(EcuError):
+    """Security access (0x27) failed: no algorithm for the ECU, or key refused."""
+
+    code = "security_access_failed"
+
+
+# --- gateway -----------------------------------------------------------------------------
+
+
+class StorageError(VciError):
+    """The state database could not be read or written."""
+
+    code = "storage_error"
+
+
+class EntitlementError(VciError):
+    """The caller's tickets do not allow the job (reason and the tariff that would)."""
+
+    code = "not_entitled"
+
+
+class TicketError(VciError):
+    """A ticket is malformed, forged, expired, revoked or bound to another device or VIN."""
+
+    code = "ticket_invalid"
+
+
+class PreconditionError(VciError):
+    """A job's precondition is not met (vehicle connected, battery voltage, ECU busy)."""
+
+    code = "precondition_failed"
+
+
+class FlashError(VciError):
+    """Programming failed or was refused; the message states the ECU's state."""
+
+    code = "flash_failed"
+
+
+class PackageError(FlashError):
+    """A flash package is malformed, corrupt, or its signature does not verify."""
+
+    code = "package_invalid"
