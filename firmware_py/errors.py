@@ -68,6 +68,14 @@ class RoutingActivationError(TransportError):
     code = "routing_activation_refused"
 
 
+class UnknownTargetError(TransportError):
+    """The DoIP gateway refused a diagnostic message for a logical address (NACK 0x03), or no
+    ISO-TP identifiers are known for the address."""
+
+    code = "unknown_target"
+    hint = "Check the ECU address (vci scan lists the ECUs that answer)"
+
+
 class FrameError(TransportError):
     """A frame or message on the wire was malformed (bad header, wrong length, bad sequence)."""
 
