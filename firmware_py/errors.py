@@ -104,7 +104,13 @@ class NegativeResponseError(EcuError):
     code = "negative_response"
 
     def __init__(
-        self, service: int, nrc: int, nrc_name: str, *, ecu: str | None = None, hint: str | None = None
+        self,
+        service: int,
+        nrc: int,
+        nrc_name: str,
+        *,
+        ecu: str | None = None,
+        hint: str | None = None,
     ) -> None:
         where = f"ECU {ecu}: " if ecu else ""
         super().__init__(

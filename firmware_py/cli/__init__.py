@@ -36,9 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Open VCI gateway: diagnosis, coding and programming over DoIP (ENET) and CAN.",
     )
     parser.add_argument("--version", action="version", version=f"vci {__version__}")
-    parser.add_argument("--config", metavar="FILE", help="TOML configuration (default: $VCI_CONFIG or /etc/vci/vci.toml)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vvv: frame trace)")
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML configuration (default: $VCI_CONFIG or /etc/vci/vci.toml)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vvv: frame trace)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print machine-readable JSON instead of text"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -55,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}.get(args.verbose, TRACE)
-    logging.basicConfig(level=level, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

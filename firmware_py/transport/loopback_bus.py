@@ -57,7 +57,9 @@ class LoopbackMulticastBus(can.BusABC):
             membership = socket.inet_aton(self._group) + socket.inet_aton(LOOPBACK)
             self._rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
             self._tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 0)
-            self._tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(LOOPBACK))
+            self._tx.setsockopt(
+                socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(LOOPBACK)
+            )
             self._tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
             self._tx.bind((LOOPBACK, 0))
             self._own_address = self._tx.getsockname()

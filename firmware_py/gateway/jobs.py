@@ -1,0 +1,263 @@
+"""The job runner: the one place where every job - from the CLI, the tablet page or the
+portal - is checked and run.
+
+For each job it (shared/DESIGN.md, "The job model"):
+
+1. checks the caller's entitlement once, when the job starts (a programming job that started
+   under a valid ticket is never cut off by the ticket's end; the next job is denied);
+2. checks the preconditions it owns (vehicle connected, no other exclusive job on that ECU);
+3. runs the job's handler on the vehicle worker thread, which serialises access to the car;
+4. publishes ``job.*`` events on the event bus: accepted/denied, started, step/progress, done/failed.
+
+Handlers are plain synchronous functions ``handler(vehicle, ctx) -> dict`` declared in a table
+(:data:`firmware_py.gateway.job_handlers.HANDLERS`); they report progress with ``ctx.progress``.
+Journaling of steps that change the car is the handler's sequencer's business (the flash and
+coding sequencers write the journal before each step).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from firmware_py.errors import EntitlementError, PreconditionError, VciError
+from firmware_py.gateway.events import EventBus
+
+log = logging.getLogger(__name__)
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    DENIED = "denied"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asked: ``origin`` is ``cli``, ``tablet`` or ``portal``; ``who`` names the tablet or
+    the remote technician (for the session log)."""
+
+    origin: str
+    who: str = ""
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    kind: str
+    """A :class:`firmware_py.gateway.entitlements.JobKind` value, e.g. ``read_fault_memory``."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    ecu: str | None = None
+    """Target ECU (name or address) for single-ECU jobs; ``None`` means all or not applicable."""
+
+
+@dataclass
+class Job:
+    id: str
+    request: JobRequest
+    caller: Caller
+    state: JobState = JobState.QUEUED
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    created: float = field(default_factory=time.time)
+    finished: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.request.kind,
+            "ecu": self.request.ecu,
+            "params": dict(self.request.params),
+            "origin": self.caller.origin,
+            "who": self.caller.who,
+            "state": self.state.value,
+            "result": self.result,
+            "error": self.error,
+            "created": self.created,
+            "finished": self.finished,
+        }
+
+
+class EntitlementCheck(Protocol):
+    """What the runner needs of :class:`firmware_py.gateway.entitlements.Entitlements`."""
+
+    def check(self, job: Any, *, vin: str | None) -> Any: ...
+    def consume(self, decision: Any) -> None: ...
+
+
+class JobContext:
+    """Handed to a handler on the vehicle worker thread."""
+
+    def __init__(self, runner: JobRunner, job: Job) -> None:
+        self._runner = runner
+        self.job = job
+        self.params = job.request.params
+        self.ecu = job.request.ecu
+        self._last_progress = 0.0
+
+    def step(self, name: str, **data: Any) -> None:
+        """A new step of the job began (always published)."""
+        self._runner.bus.publish("job.step", {"step": name, **data}, job_id=self.job.id)
+
+    def progress(self, min_interval: float = 0.1, **data: Any) -> None:
+        """Progress within a step; rate-limited to one event per ``min_interval`` seconds unless
+        ``percent`` reaches 100."""
+        now = time.monotonic()
+        if data.get("percent", 0) < 100 and now - self._last_progress < min_interval:
+            return
+        self._last_progress = now
+        self._runner.bus.publish("job.progress", data, job_id=self.job.id)
+
+
+Handler = Callable[[Any, JobContext], dict[str, Any]]
+
+
+class VehicleWorker:
+    """One thread per connected vehicle. The vehicle object (e.g. a ``VehicleSession``) is opened
+    lazily on that thread by ``open_vehicle`` and re-opened after a lost connection."""
+
+    def __init__(self, open_vehicle: Callable[[], Any], name: str = "vehicle") -> None:
+        self._open_vehicle = open_vehicle
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"vci-{name}")
+        self._vehicle: Any = None
+
+    def _with_vehicle(self, fn: Callable[[Any], Any]) -> Any:
+        if self._vehicle is None:
+            self._vehicle = self._open_vehicle()
+        try:
+            return fn(self._vehicle)
+        except VciError as err:
+            if err.code in ("connection_lost", "vehicle_not_found"):
+                self._close_vehicle()
+            raise
+
+    def _close_vehicle(self) -> None:
+        vehicle, self._vehicle = self._vehicle, None
+        if vehicle is not None:
+            try:
+                vehicle.close()
+            except Exception:  # noqa: BLE001 - closing a broken link must not hide the cause
+                log.exception("closing the vehicle link failed")
+
+    async def run(self, fn: Callable[[Any], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._with_vehicle, fn)
+
+    def close(self) -> None:
+        self._executor.submit(self._close_vehicle)
+        self._executor.shutdown(wait=True)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        *,
+        bus: EventBus,
+        worker: VehicleWorker,
+        handlers: Mapping[str, Handler],
+        entitlements: EntitlementCheck | None,
+        exclusive_kinds: frozenset[str] = frozenset({"programming", "coding"}),
+        vin: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        self.bus = bus
+        self.worker = worker
+        self.handlers = handlers
+        self.entitlements = entitlements
+        self.exclusive_kinds = exclusive_kinds
+        self._vin = vin
+        self._busy_ecus: set[str] = set()
+        self._tasks: set[asyncio.Task[Job]] = set()
+        self.jobs: dict[str, Job] = {}
+        self._ids = itertools.count(1)
+
+    def _new_id(self) -> str:
+        return f"{time.strftime('%Y%m%d')}-{next(self._ids):04d}-{uuid.uuid4().hex[:6]}"
+
+    def admit(self, request: JobRequest, caller: Caller) -> tuple[Job, Any]:
+        """Entitlement and precondition checks; raises (and publishes ``job.denied``) if refused."""
+        job = Job(id=self._new_id(), request=request, caller=caller)
+        self.jobs[job.id] = job
+        try:
+            if request.kind not in self.handlers:
+                raise PreconditionError(f"the gateway has no job {request.kind!r}")
+            decision = None
+            if self.entitlements is not None:
+                decision = self.entitlements.check(request.kind, vin=self._vin())
+                if not decision.allowed:
+                    allow = ", ".join(decision.would_allow) or "none"
+                    raise EntitlementError(
+                        f"{request.kind} is not allowed: {decision.reason}",
+                        hint=f"Add a ticket of a tariff that includes it ({allow})",
+                    )
+            if request.kind in self.exclusive_kinds and request.ecu in self._busy_ecus:
+                raise PreconditionError(
+                    f"another {request.kind} job is running on ECU {request.ecu}",
+                    hint="Wait until it has finished",
+                )
+        except VciError as err:
+            job.state = JobState.DENIED
+            job.error = err.to_dict()
+            job.finished = time.time()
+            self.bus.publish("job.denied", {"job": job.to_dict()}, job_id=job.id)
+            raise
+        if decision is not None and self.entitlements is not None:
+            self.entitlements.consume(decision)
+        self.bus.publish("job.accepted", {"job": job.to_dict()}, job_id=job.id)
+        return job, decision
+
+    async def run(self, request: JobRequest, caller: Caller) -> Job:
+        """Admit and run a job to its end; returns it (``state`` done or failed)."""
+        job, _ = self.admit(request, caller)
+        return await self._execute(job)
+
+    def submit(self, request: JobRequest, caller: Caller) -> Job:
+        """Admit a job and run it in the background; follow it on the event bus."""
+        job, _ = self.admit(request, caller)
+        task = asyncio.get_running_loop().create_task(self._execute(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return job
+
+    async def _execute(self, job: Job) -> Job:
+        handler = self.handlers[job.request.kind]
+        exclusive = job.request.kind in self.exclusive_kinds and job.request.ecu is not None
+        if exclusive:
+            self._busy_ecus.add(job.request.ecu)  # type: ignore[arg-type]
+        ctx = JobContext(self, job)
+        job.state = JobState.RUNNING
+        self.bus.publish("job.started", {"job": job.to_dict()}, job_id=job.id)
+        try:
+            job.result = await self.worker.run(lambda vehicle: handler(vehicle, ctx))
+            job.state = JobState.DONE
+        except VciError as err:
+            job.state = JobState.FAILED
+            job.error = err.to_dict()
+        except Exception as err:  # noqa: BLE001 - a bug must end the job, not the gateway
+            log.exception("job %s crashed", job.id)
+            job.state = JobState.FAILED
+            job.error = {
+                "error": "internal_error",
+                "message": f"internal error: {err!r}",
+                "hint": None,
+            }
+        finally:
+            if exclusive:
+                self._busy_ecus.discard(job.request.ecu)  # type: ignore[arg-type]
+            job.finished = time.time()
+        kind = "job.done" if job.state is JobState.DONE else "job.failed"
+        self.bus.publish(kind, {"job": job.to_dict()}, job_id=job.id)
+        return job
+
+    async def drain(self) -> None:
+        """Wait for background jobs (at shutdown)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
