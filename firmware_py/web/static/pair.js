@@ -1,0 +1,35 @@
+"use strict";
+const $ = (id) => document.getElementById(id);
+let req = null, started = 0, windowS = 60;
+
+async function post(url, body) {
+  const r = await fetch(url, {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+  let data = {};
+  try { data = await r.json(); } catch (e) { /* empty */ }
+  return {status: r.status, data};
+}
+function say(err) { $("message").textContent = err ? (err.message + (err.hint ? ". " + err.hint : "")) : ""; }
+
+$("pair").onclick = async () => {
+  say(null);
+  const r = await post("/api/pair", {name: $("name").value || "tablet"});
+  if (r.status !== 200) { say(r.data); return; }
+  req = r.data; started = Date.now(); windowS = r.data.window;
+  $("waiting").hidden = false; $("pair").disabled = true;
+  poll();
+};
+$("send-code").onclick = async () => {
+  if (!req) return;
+  const r = await post(`/api/pair/${req.id}/code`, {code: $("code").value});
+  if (r.status !== 200) { say(r.data); return; }
+  poll();
+};
+async function poll() {
+  if (!req) return;
+  const left = Math.max(0, windowS - (Date.now() - started) / 1000);
+  $("timer").style.width = (100 * left / windowS) + "%";
+  const r = await post(`/api/pair/${req.id}/collect`, {claim: req.claim});
+  if (r.status === 200) { $("status").textContent = "Paired."; location.reload(); return; }
+  if (r.status !== 202) { say(r.data); req = null; $("pair").disabled = false; $("waiting").hidden = true; return; }
+  setTimeout(poll, 1000);
+}
