@@ -1,0 +1,138 @@
+"""``vci sim``: run the simulated vehicle in this process until SIGTERM / Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from firmware_py.errors import ConfigError
+from firmware_py.sim.faults import FaultSpecError, parse_fault
+from firmware_py.sim.runtime import SimOptions, SimulatedVehicle
+from firmware_py.sim.vehicle import VehicleFileError, load_vehicle
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "sim",
+        help="run the simulated vehicle (DoIP on TCP/UDP, ECUs on a CAN bus)",
+        description=(
+            "Run a simulated vehicle that speaks DoIP (ISO 13400-2) on TCP/UDP and ISO-TP/UDS on a "
+            "CAN bus, declared by a vehicle file. Prints one line 'vci-sim ready doip=HOST:PORT "
+            "can=INTERFACE:CHANNEL control=URL' when it is listening."
+        ),
+        epilog=(
+            "fault specs (--fault, repeatable): delay:ECU=SECONDS, silent:ECU, nrc:ECU:SID=NRC, "
+            "pending:ECU=N, truncate:ECU, reset-after-blocks:ECU=N, doip-reset-after=N, "
+            "doip-reset-on-transfer, drop-can-frame:ID=N, drop-can-rate=P, drop-can-seed=N, battery=VOLTS. "
+            "ECU is a name (DME) or an address (0x12). See docs/simulator.md."
+        ),
+    )
+    p.add_argument(
+        "--vehicle",
+        default="g30",
+        help="built-in vehicle name or a vehicle .toml file (default: g30)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument(
+        "--doip-port",
+        type=int,
+        default=13400,
+        help="DoIP TCP and UDP port, 0 for a free one (default: 13400)",
+    )
+    p.add_argument("--no-doip", action="store_true", help="no DoIP entity")
+    p.add_argument(
+        "--can-interface",
+        default="vci_loopback",
+        help="python-can interface (default: vci_loopback)",
+    )
+    p.add_argument(
+        "--can-channel",
+        default="239.74.163.2:43113",
+        help="python-can channel (default: 239.74.163.2:43113)",
+    )
+    p.add_argument("--no-can", action="store_true", help="no CAN face")
+    p.add_argument(
+        "--control-port",
+        type=int,
+        default=0,
+        help="control API port on the host, 0 for a free one (default)",
+    )
+    p.add_argument("--no-control", action="store_true", help="no control API")
+    p.add_argument(
+        "--announce-to",
+        default="127.255.255.255",
+        help="where vehicle announcements go at start ('' for none)",
+    )
+    p.add_argument(
+        "--fault", action="append", default=[], metavar="SPEC", help="inject a fault (see below)"
+    )
+    p.add_argument(
+        "--battery", type=float, help="battery voltage in volts (default: the vehicle file's)"
+    )
+    p.add_argument(
+        "--security-delay",
+        type=float,
+        default=10.0,
+        help="lock-out after 3 wrong keys, seconds (default: 10)",
+    )
+    p.add_argument(
+        "--tcp-inactivity",
+        type=float,
+        default=300.0,
+        help="T_TCP_General_Inactivity, seconds (default: 300)",
+    )
+    p.set_defaults(func=run_sim)
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    try:
+        spec = load_vehicle(args.vehicle)
+        faults = [parse_fault(f) for f in args.fault]
+    except (VehicleFileError, FaultSpecError) as err:
+        raise ConfigError(str(err)) from err
+    options = SimOptions(
+        host=args.host,
+        doip_port=None if args.no_doip else args.doip_port,
+        can_interface=None if args.no_can else args.can_interface,
+        can_channel=args.can_channel,
+        control_port=None if args.no_control else args.control_port,
+        announce_to=args.announce_to or None,
+        security_delay=args.security_delay,
+        general_inactivity=args.tcp_inactivity,
+    )
+    vehicle = SimulatedVehicle(spec, options)
+    try:
+        for fault in faults:
+            vehicle.inject(**fault)
+        if args.battery is not None:
+            vehicle.inject(battery=args.battery)
+    except FaultSpecError as err:
+        raise ConfigError(str(err)) from err
+    asyncio.run(_serve(vehicle, options))
+    return 0
+
+
+async def _serve(vehicle: SimulatedVehicle, options: SimOptions) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await vehicle.start()
+    except OSError as err:
+        raise ConfigError(
+            f"cannot listen: {err}", hint="Is another vci sim running? Choose another port"
+        ) from err
+    doip = f"{options.host}:{vehicle.doip_port}" if vehicle.doip_port else "-"
+    can_ = f"{options.can_interface}:{options.can_channel}" if options.can_interface else "-"
+    control = f"http://{options.host}:{vehicle.control_port}" if vehicle.control_port else "-"
+    print(
+        f"vci-sim ready doip={doip} can={can_} control={control} vin={vehicle.spec.vin}", flush=True
+    )
+    try:
+        await stop.wait()
+    finally:
+        await vehicle.stop()
+        print("vci-sim stopped", file=sys.stderr, flush=True)

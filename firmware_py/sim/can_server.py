@@ -1,0 +1,152 @@
+"""The simulated vehicle's CAN face: every ECU on one python-can bus, ISO-TP (ISO 15765-2) with
+can-isotp, in BMW-style extended addressing (tester 0xF1 on 0x6F1, first data byte = ECU address;
+answers on 0x600 + address with first byte 0xF1) and, where the vehicle file gives an identifier
+pair, normal 11-bit addressing.
+
+One thread per ISO-TP stack waits for requests, asks the ECU's model for the reply and sends it,
+with the "response pending" frames first; the waiting is here, not in the UDS logic.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import can
+import isotp
+
+from firmware_py.sim.ecu import PENDING_INTERVAL, EcuModel
+from firmware_py.sim.faults import BusFaults
+
+log = logging.getLogger(__name__)
+TESTER = 0xF1
+BMW_REQUEST_ID = 0x6F1
+BMW_RESPONSE_BASE = 0x600
+
+
+class _EcuStack(isotp.NotifierBasedCanStack):
+    """can-isotp's stack with the simulator's frame-drop fault on the receive side."""
+
+    def __init__(
+        self, *args: object, drop: Callable[[can.Message], bool], **kwargs: object
+    ) -> None:
+        self._drop = drop
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def _on_message_received(self, msg: can.Message) -> None:
+        if self._drop(msg):
+            return
+        super()._on_message_received(msg)
+
+
+class CanFace:
+    def __init__(
+        self,
+        bus: can.BusABC,
+        ecus: dict[int, EcuModel],
+        faults: BusFaults,
+        *,
+        st_min: float = 0.0,
+        block_size: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bus = bus
+        self.ecus = ecus
+        self.faults = faults
+        self.clock = clock
+        self.notifier = can.Notifier(bus, [], timeout=0.1)
+        self._frames_seen: dict[int, int] = {}
+        self._random = random.Random(faults.drop_can_seed)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.stacks: list[tuple[EcuModel, isotp.TransportLayer]] = []
+        params = {
+            "stmin": int(st_min * 1000) if st_min >= 0.001 else 0,
+            "blocksize": block_size,
+            "tx_padding": 0xCC,
+            "tx_data_min_length": 8,
+            "rx_consecutive_frame_timeout": 1000,
+            "rx_flowcontrol_timeout": 1000,
+            "max_frame_size": 4095,
+        }
+        for model in ecus.values():
+            spec = model.spec
+            addresses = [
+                isotp.Address(
+                    isotp.AddressingMode.Extended_11bits,
+                    txid=BMW_RESPONSE_BASE + spec.address,
+                    rxid=BMW_REQUEST_ID,
+                    target_address=TESTER,
+                    source_address=spec.address,
+                )
+            ]
+            if spec.can_ids:
+                addresses.append(
+                    isotp.Address(
+                        isotp.AddressingMode.Normal_11bits,
+                        rxid=spec.can_ids[0],
+                        txid=spec.can_ids[1],
+                    )
+                )
+            for address in addresses:
+                stack = _EcuStack(
+                    bus, self.notifier, address=address, params=dict(params), drop=self._drop
+                )
+                self.stacks.append((model, stack))
+
+    def _drop(self, msg: can.Message) -> bool:
+        f = self.faults
+        if f.drop_can_frame.get(msg.arbitration_id):
+            n = self._frames_seen.get(msg.arbitration_id, 0) + 1
+            self._frames_seen[msg.arbitration_id] = n
+            if n == f.drop_can_frame[msg.arbitration_id]:
+                del f.drop_can_frame[msg.arbitration_id]
+                self._frames_seen.pop(msg.arbitration_id, None)
+                log.info("fault: dropped CAN frame %03X", msg.arbitration_id)
+                return True
+        return bool(f.drop_can_rate) and self._random.random() < f.drop_can_rate
+
+    def start(self) -> None:
+        for model, stack in self.stacks:
+            stack.start()
+            thread = threading.Thread(
+                target=self._serve,
+                args=(model, stack),
+                daemon=True,
+                name=f"sim-can-{model.spec.name}",
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=2)
+        for _, stack in self.stacks:
+            stack.stop()
+        self.notifier.stop()
+
+    def _serve(self, model: EcuModel, stack: isotp.TransportLayer) -> None:
+        while not self._stop.is_set():
+            try:
+                request = stack.recv(block=True, timeout=0.2)
+            except Exception:  # noqa: BLE001 - a broken frame sequence must not end the ECU
+                log.exception("ISO-TP receive failed for %s", model.spec.name)
+                continue
+            if not request:
+                continue
+            reply = model.handle(bytes(request), self.clock())
+            try:
+                for _ in range(reply.pending):
+                    stack.send(bytes([0x7F, request[0], 0x78]))
+                    if self._stop.wait(PENDING_INTERVAL):
+                        return
+                if reply.delay and self._stop.wait(reply.delay):
+                    return
+                if reply.response is not None:
+                    stack.send(reply.response)
+            except Exception:  # noqa: BLE001
+                log.exception("ISO-TP send failed for %s", model.spec.name)

@@ -1,0 +1,74 @@
+"""The simulator's control API: HTTP + JSON on loopback, for tests and the demo.
+
+GET  /state            vehicle and per-ECU state (session, DTCs, coding, region SHA-256 ...)
+POST /faults           {"ecu": "DME", "delay": 0.5} ... (see firmware_py.sim.faults); {"clear": true}
+POST /battery          {"volts": 12.4}
+POST /reset            back to the vehicle file's state
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from firmware_py.sim.faults import FaultSpecError
+
+if TYPE_CHECKING:
+    from firmware_py.sim.runtime import SimulatedVehicle
+
+VEHICLE: web.AppKey[Any] = web.AppKey("vehicle", object)
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except json.JSONDecodeError as err:
+        raise web.HTTPBadRequest(text=f"bad JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(text="expected a JSON object")
+    return data
+
+
+async def get_state(request: web.Request) -> web.Response:
+    return web.json_response(request.app[VEHICLE].state())
+
+
+async def post_faults(request: web.Request) -> web.Response:
+    try:
+        request.app[VEHICLE].inject(**await _json(request))
+    except (FaultSpecError, TypeError, ValueError) as err:
+        return web.json_response({"error": str(err)}, status=400)
+    return web.json_response(request.app[VEHICLE].state()["faults"])
+
+
+async def post_battery(request: web.Request) -> web.Response:
+    data = await _json(request)
+    try:
+        request.app[VEHICLE].inject(battery=float(data["volts"]))
+    except (KeyError, TypeError, ValueError) as err:
+        return web.json_response({"error": f"need {{'volts': number}}: {err}"}, status=400)
+    return web.json_response({"battery_voltage": request.app[VEHICLE].battery.volts})
+
+
+async def post_reset(request: web.Request) -> web.Response:
+    request.app[VEHICLE].reset()
+    return web.json_response({"reset": True})
+
+
+async def start_control_api(
+    vehicle: SimulatedVehicle, host: str, port: int
+) -> tuple[web.AppRunner, int]:
+    app = web.Application()
+    app[VEHICLE] = vehicle
+    app.router.add_get("/state", get_state)
+    app.router.add_post("/faults", post_faults)
+    app.router.add_post("/battery", post_battery)
+    app.router.add_post("/reset", post_reset)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, int(bound)

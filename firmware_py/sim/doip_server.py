@@ -1,0 +1,450 @@
+"""The simulated vehicle's DoIP entity (ISO 13400-2:2019) on asyncio, TCP and UDP.
+
+Server-side header handling is our own (the client-side library is not used to answer): every
+header is validated (protocol version and its inverse, payload type, payload length against the
+type's rules and our maximum), and a misbehaving peer gets the generic NACK the standard names
+(table 19) and, for a broken pattern or length, a closed socket. Timers are named as in the
+standard: T_TCP_Initial_Inactivity (routing activation must come within it) and
+T_TCP_General_Inactivity (an idle or stalled socket is closed), so a header that announces more
+bytes than the peer sends never holds a socket forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+
+from firmware_py.sim.ecu import PENDING_INTERVAL, EcuModel, Reply
+from firmware_py.sim.faults import BusFaults
+
+log = logging.getLogger(__name__)
+HEADER = struct.Struct(">BBHI")
+SUPPORTED_VERSIONS = (0x01, 0x02, 0x03)
+DEFAULT_VERSION = 0xFF  # allowed in vehicle identification requests only
+FUNCTIONAL_ADDRESSES = (0xE400, 0x00DF)
+MAX_DATA_SIZE = 0x00100010  # largest diagnostic message we accept (entity status reports it)
+MAX_SOCKETS = 4
+
+
+class PayloadType(IntEnum):
+    """ISO 13400-2 table 17."""
+
+    GENERIC_NACK = 0x0000
+    VEHICLE_IDENTIFICATION_REQUEST = 0x0001
+    VEHICLE_IDENTIFICATION_REQUEST_EID = 0x0002
+    VEHICLE_IDENTIFICATION_REQUEST_VIN = 0x0003
+    VEHICLE_ANNOUNCEMENT = 0x0004
+    ROUTING_ACTIVATION_REQUEST = 0x0005
+    ROUTING_ACTIVATION_RESPONSE = 0x0006
+    ALIVE_CHECK_REQUEST = 0x0007
+    ALIVE_CHECK_RESPONSE = 0x0008
+    ENTITY_STATUS_REQUEST = 0x4001
+    ENTITY_STATUS_RESPONSE = 0x4002
+    POWER_MODE_REQUEST = 0x4003
+    POWER_MODE_RESPONSE = 0x4004
+    DIAGNOSTIC_MESSAGE = 0x8001
+    DIAGNOSTIC_ACK = 0x8002
+    DIAGNOSTIC_NACK = 0x8003
+
+
+class GenericNack(IntEnum):
+    """ISO 13400-2 table 19."""
+
+    INCORRECT_PATTERN = 0x00
+    UNKNOWN_PAYLOAD_TYPE = 0x01
+    MESSAGE_TOO_LARGE = 0x02
+    OUT_OF_MEMORY = 0x03
+    INVALID_PAYLOAD_LENGTH = 0x04
+
+
+class RoutingCode(IntEnum):
+    """ISO 13400-2 table 25."""
+
+    UNKNOWN_SOURCE_ADDRESS = 0x00
+    ALL_SOCKETS_REGISTERED = 0x01
+    DIFFERENT_SOURCE_ADDRESS = 0x02
+    SOURCE_ADDRESS_ACTIVE_ELSEWHERE = 0x03
+    UNSUPPORTED_ACTIVATION_TYPE = 0x06
+    SUCCESS = 0x10
+
+
+class DiagNack(IntEnum):
+    """ISO 13400-2 table 29."""
+
+    INVALID_SOURCE_ADDRESS = 0x02
+    UNKNOWN_TARGET_ADDRESS = 0x03
+    MESSAGE_TOO_LARGE = 0x04
+    TARGET_UNREACHABLE = 0x06
+
+
+#: fixed payload lengths (None: variable with a minimum, see _length_ok)
+FIXED_LENGTH = {
+    PayloadType.VEHICLE_IDENTIFICATION_REQUEST: 0,
+    PayloadType.VEHICLE_IDENTIFICATION_REQUEST_EID: 6,
+    PayloadType.VEHICLE_IDENTIFICATION_REQUEST_VIN: 17,
+    PayloadType.ALIVE_CHECK_REQUEST: 0,
+    PayloadType.ALIVE_CHECK_RESPONSE: 2,
+    PayloadType.ENTITY_STATUS_REQUEST: 0,
+    PayloadType.POWER_MODE_REQUEST: 0,
+}
+
+
+def pack(payload_type: int, payload: bytes, version: int = 0x02) -> bytes:
+    return HEADER.pack(version, version ^ 0xFF, payload_type, len(payload)) + payload
+
+
+@dataclass
+class HeaderCheck:
+    """Result of checking one generic header (ISO 13400-2 figure 7)."""
+
+    version: int
+    payload_type: int
+    length: int
+    nack: GenericNack | None = None
+    close: bool = False
+
+
+def check_header(data: bytes, *, max_length: int = MAX_DATA_SIZE) -> HeaderCheck:
+    """Validate an 8-byte generic DoIP header. Pure; never raises for any 8 bytes."""
+    version, inverse, payload_type, length = HEADER.unpack(data)
+    result = HeaderCheck(version, payload_type, length)
+    identification = payload_type in (0x0001, 0x0002, 0x0003)
+    if inverse != version ^ 0xFF or not (
+        version in SUPPORTED_VERSIONS or (version == DEFAULT_VERSION and identification)
+    ):
+        result.nack, result.close = GenericNack.INCORRECT_PATTERN, True
+    elif payload_type not in PayloadType._value2member_map_ or payload_type in (
+        PayloadType.GENERIC_NACK,
+        PayloadType.VEHICLE_ANNOUNCEMENT,
+        PayloadType.ROUTING_ACTIVATION_RESPONSE,
+        PayloadType.ENTITY_STATUS_RESPONSE,
+        PayloadType.POWER_MODE_RESPONSE,
+        PayloadType.DIAGNOSTIC_ACK,
+        PayloadType.DIAGNOSTIC_NACK,
+    ):
+        result.nack = GenericNack.UNKNOWN_PAYLOAD_TYPE
+    elif length > max_length:
+        result.nack = GenericNack.MESSAGE_TOO_LARGE
+    elif not _length_ok(PayloadType(payload_type), length):
+        result.nack, result.close = GenericNack.INVALID_PAYLOAD_LENGTH, True
+    return result
+
+
+def _length_ok(payload_type: PayloadType, length: int) -> bool:
+    if payload_type in FIXED_LENGTH:
+        return length == FIXED_LENGTH[payload_type]
+    if payload_type == PayloadType.ROUTING_ACTIVATION_REQUEST:
+        return length in (7, 11)
+    if payload_type == PayloadType.DIAGNOSTIC_MESSAGE:
+        return length >= 5
+    return True
+
+
+class DoipEntity:
+    """The vehicle's DoIP gateway: identification on UDP, routing and diagnostics on TCP."""
+
+    def __init__(
+        self,
+        *,
+        vin: str,
+        logical_address: int,
+        eid: bytes,
+        gid: bytes,
+        ecus: dict[int, EcuModel],
+        faults: BusFaults,
+        clock: Callable[[], float] = time.monotonic,
+        initial_inactivity: float = 2.0,
+        general_inactivity: float = 300.0,
+        alive_check_timeout: float = 0.5,
+    ) -> None:
+        self.vin = vin
+        self.logical_address = logical_address
+        self.eid, self.gid = eid, gid
+        self.ecus = ecus
+        self.faults = faults
+        self.clock = clock
+        self.initial_inactivity = initial_inactivity
+        self.general_inactivity = general_inactivity
+        self.alive_check_timeout = alive_check_timeout
+        self.connections: dict[int, _Connection] = {}  # tester address -> its socket
+        self.open_sockets: set[_Connection] = set()
+        self.diagnostic_messages = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self, host: str, port: int) -> int:
+        """Bind TCP and UDP on the same port (0: a free one). Returns the port."""
+        for _ in range(20):
+            self._server = await asyncio.start_server(
+                self._serve, host, port, limit=4 * 1024 * 1024, reuse_address=True
+            )
+            bound = self._server.sockets[0].getsockname()[1]
+            try:
+                loop = asyncio.get_running_loop()
+                self._udp, _ = await loop.create_datagram_endpoint(
+                    lambda: _Udp(self), local_addr=(host, bound)
+                )
+                return int(bound)
+            except OSError:
+                self._server.close()
+                await self._server.wait_closed()
+                if port:
+                    raise
+        raise OSError("no free port for TCP and UDP together")
+
+    async def stop(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        if self._server is not None:
+            self._server.close()
+            for conn in list(self.open_sockets):
+                conn.writer.close()
+            await self._server.wait_closed()
+
+    def announcement(self, version: int = 0x02) -> bytes:
+        """Vehicle announcement / identification response (ISO 13400-2 table 22)."""
+        payload = (
+            self.vin.encode()
+            + struct.pack(">H", self.logical_address)
+            + self.eid
+            + self.gid
+            + b"\x00\x00"
+        )
+        return pack(PayloadType.VEHICLE_ANNOUNCEMENT, payload, version)
+
+    def announce(self, target: tuple[str, int], count: int = 3) -> None:
+        if self._udp is None:
+            return
+        sock = self._udp.get_extra_info("socket")
+        if target[0].endswith(".255"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        for _ in range(count):  # A_DoIP_Announce_Num
+            try:
+                self._udp.sendto(self.announcement(), target)
+            except OSError as err:
+                log.warning("vehicle announcement to %s failed: %s", target, err)
+
+    # -- UDP --------------------------------------------------------------------------------
+    def udp_answer(self, data: bytes) -> bytes | None:
+        """The answer to one UDP datagram, or None. Pure apart from reading our state."""
+        if len(data) < 8:
+            return pack(PayloadType.GENERIC_NACK, bytes([GenericNack.INCORRECT_PATTERN]))
+        head = check_header(data[:8])
+        version = head.version if head.version in SUPPORTED_VERSIONS else 0x02
+        if head.nack is not None:
+            return pack(PayloadType.GENERIC_NACK, bytes([head.nack]), version)
+        payload = data[8:]
+        if len(payload) != head.length:
+            return pack(
+                PayloadType.GENERIC_NACK, bytes([GenericNack.INVALID_PAYLOAD_LENGTH]), version
+            )
+        pt = head.payload_type
+        if pt == PayloadType.VEHICLE_IDENTIFICATION_REQUEST:
+            return self.announcement(version)
+        if pt == PayloadType.VEHICLE_IDENTIFICATION_REQUEST_EID:
+            return self.announcement(version) if payload == self.eid else None
+        if pt == PayloadType.VEHICLE_IDENTIFICATION_REQUEST_VIN:
+            return self.announcement(version) if payload == self.vin.encode() else None
+        if pt == PayloadType.ENTITY_STATUS_REQUEST:
+            return self._entity_status(version)
+        if pt == PayloadType.POWER_MODE_REQUEST:
+            return pack(PayloadType.POWER_MODE_RESPONSE, b"\x01", version)
+        return pack(PayloadType.GENERIC_NACK, bytes([GenericNack.UNKNOWN_PAYLOAD_TYPE]), version)
+
+    def _entity_status(self, version: int) -> bytes:
+        payload = bytes([0x00, MAX_SOCKETS, len(self.open_sockets)]) + struct.pack(
+            ">I", MAX_DATA_SIZE
+        )
+        return pack(PayloadType.ENTITY_STATUS_RESPONSE, payload, version)
+
+    # -- TCP --------------------------------------------------------------------------------
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = _Connection(self, reader, writer)
+        self.open_sockets.add(conn)
+        try:
+            await conn.run()
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            pass
+        except Exception:  # noqa: BLE001 - one broken socket must not stop the entity
+            log.exception("DoIP connection failed")
+        finally:
+            self.open_sockets.discard(conn)
+            if conn.tester is not None and self.connections.get(conn.tester) is conn:
+                del self.connections[conn.tester]
+            writer.close()
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, entity: DoipEntity) -> None:
+        self.entity = entity
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        answer = self.entity.udp_answer(data)
+        if answer is not None:
+            self.transport.sendto(answer, addr)  # type: ignore[attr-defined]
+
+
+class _Connection:
+    def __init__(
+        self, entity: DoipEntity, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.entity = entity
+        self.reader, self.writer = reader, writer
+        self.tester: int | None = None
+        self.version = 0x02
+        self.alive = asyncio.Event()
+
+    def send(self, payload_type: int, payload: bytes) -> None:
+        self.writer.write(pack(payload_type, payload, self.version))
+
+    def nack(self, code: GenericNack) -> None:
+        self.send(PayloadType.GENERIC_NACK, bytes([code]))
+
+    async def run(self) -> None:
+        e = self.entity
+        while True:
+            timeout = e.initial_inactivity if self.tester is None else e.general_inactivity
+            head_bytes = await asyncio.wait_for(self.reader.readexactly(8), timeout)
+            head = check_header(head_bytes)
+            if head.version in SUPPORTED_VERSIONS:
+                self.version = head.version
+            if head.nack is not None:
+                self.nack(head.nack)
+                if head.close or head.length > 16 * MAX_DATA_SIZE:
+                    await self.writer.drain()
+                    return
+                # discard the payload we refused (bounded by the timer)
+                await asyncio.wait_for(self.reader.readexactly(head.length), e.general_inactivity)
+                continue
+            payload = await asyncio.wait_for(
+                self.reader.readexactly(head.length), e.general_inactivity
+            )
+            if not await self.dispatch(head.payload_type, payload):
+                await self.writer.drain()
+                return
+            if self.writer.transport.get_write_buffer_size() > 1 << 20:
+                await self.writer.drain()
+
+    async def dispatch(self, pt: int, payload: bytes) -> bool:
+        """Handle one message; False closes the socket."""
+        e = self.entity
+        if pt == PayloadType.ROUTING_ACTIVATION_REQUEST:
+            return await self.routing_activation(payload)
+        if pt == PayloadType.ALIVE_CHECK_RESPONSE:
+            self.alive.set()
+            return True
+        if pt == PayloadType.ALIVE_CHECK_REQUEST:
+            self.send(PayloadType.ALIVE_CHECK_RESPONSE, struct.pack(">H", e.logical_address))
+            return True
+        if pt == PayloadType.ENTITY_STATUS_REQUEST:
+            self.writer.write(e._entity_status(self.version))
+            return True
+        if pt == PayloadType.POWER_MODE_REQUEST:
+            self.send(PayloadType.POWER_MODE_RESPONSE, b"\x01")
+            return True
+        if pt == PayloadType.DIAGNOSTIC_MESSAGE:
+            return await self.diagnostic(payload)
+        # identification requests belong on UDP
+        self.nack(GenericNack.UNKNOWN_PAYLOAD_TYPE)
+        return True
+
+    async def routing_activation(self, payload: bytes) -> bool:
+        e = self.entity
+        source, activation_type = struct.unpack(">HB", payload[:3])
+
+        def respond(code: RoutingCode) -> None:
+            self.send(
+                PayloadType.ROUTING_ACTIVATION_RESPONSE,
+                struct.pack(">HHB", source, e.logical_address, code) + b"\x00" * 4,
+            )
+
+        if not (0x0E00 <= source <= 0x0FFF or source == 0x00F4):
+            respond(RoutingCode.UNKNOWN_SOURCE_ADDRESS)
+            return False
+        if activation_type not in (0x00, 0x01, 0xE0):
+            respond(RoutingCode.UNSUPPORTED_ACTIVATION_TYPE)
+            return False
+        if self.tester is not None and self.tester != source:
+            respond(RoutingCode.DIFFERENT_SOURCE_ADDRESS)
+            return False
+        other = e.connections.get(source)
+        if other is not None and other is not self:
+            # ISO 13400-2 9.2.x: check the registered socket with an alive check first
+            other.alive.clear()
+            other.send(PayloadType.ALIVE_CHECK_REQUEST, b"")
+            try:
+                await asyncio.wait_for(other.alive.wait(), e.alive_check_timeout)
+                respond(RoutingCode.SOURCE_ADDRESS_ACTIVE_ELSEWHERE)
+                return False
+            except TimeoutError:
+                other.writer.close()  # the old tester is gone: free its registration
+        elif other is None and len(e.connections) >= MAX_SOCKETS:
+            respond(RoutingCode.ALL_SOCKETS_REGISTERED)
+            return False
+        self.tester = source
+        e.connections[source] = self
+        respond(RoutingCode.SUCCESS)
+        return True
+
+    async def diagnostic(self, payload: bytes) -> bool:
+        e = self.entity
+        source, target = struct.unpack(">HH", payload[:4])
+        data = payload[4:]
+
+        def diag_nack(code: DiagNack) -> None:
+            self.send(PayloadType.DIAGNOSTIC_NACK, struct.pack(">HHB", target, source, code))
+
+        if self.tester is None or source != self.tester:
+            diag_nack(DiagNack.INVALID_SOURCE_ADDRESS)
+            return self.tester is not None  # not activated at all: close the socket
+        functional = target in FUNCTIONAL_ADDRESSES
+        ecu = e.ecus.get(target)
+        if ecu is None and not functional:
+            diag_nack(DiagNack.UNKNOWN_TARGET_ADDRESS)
+            return True
+        e.diagnostic_messages += 1
+        f = e.faults
+        if (f.doip_reset_after and e.diagnostic_messages >= f.doip_reset_after) or (
+            f.doip_reset_on_transfer and data[:1] == b"\x36"
+        ):
+            f.doip_reset_after, f.doip_reset_on_transfer = 0, False  # once
+            self.writer.transport.abort()  # TCP reset
+            return False
+        self.send(PayloadType.DIAGNOSTIC_ACK, struct.pack(">HHB", target, source, 0x00))
+        targets = list(e.ecus.values()) if functional else [ecu]
+        for model in targets:
+            assert model is not None
+            reply = model.handle(data, e.clock(), functional=functional)
+            if reply.response is None and not reply.pending:
+                continue
+            answer_from = struct.pack(">HH", model.spec.address, source)
+            if not reply.pending and not reply.delay:
+                self.send(PayloadType.DIAGNOSTIC_MESSAGE, answer_from + reply.response)  # type: ignore[operator]
+                continue
+            asyncio.create_task(self._answer_later(answer_from, data[0], reply))
+        return True
+
+    async def _answer_later(self, answer_from: bytes, sid: int, reply: Reply) -> None:
+        try:
+            for _ in range(reply.pending):
+                self.send(PayloadType.DIAGNOSTIC_MESSAGE, answer_from + bytes([0x7F, sid, 0x78]))
+                await asyncio.sleep(PENDING_INTERVAL)
+            if reply.delay:
+                await asyncio.sleep(reply.delay)
+            if reply.response is not None and not self.writer.is_closing():
+                self.send(PayloadType.DIAGNOSTIC_MESSAGE, answer_from + reply.response)
+        except (ConnectionError, RuntimeError):
+            pass

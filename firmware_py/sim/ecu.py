@@ -1,0 +1,633 @@
+"""One simulated ECU's UDS server (ISO 14229-1), as pure logic.
+
+``EcuModel.handle(request, now)`` takes the request bytes and the time and returns a
+:class:`Reply`: the response bytes (or none), how many "response pending" (NRC 0x78) frames go
+first and after how long the final answer is due. The DoIP and CAN faces of the simulator do the
+I/O and the waiting; nothing here sleeps or reads a clock, so tests pass ``now`` explicitly.
+
+Behaviour follows the shapes documented in docs/simulator.md (sessions with P2/P2*, S3 timeout,
+security access with attempt counter and delay, fault memory with snapshot and extended data,
+routines, download with block sequence counter, tester present with suppressPosRspMsgIndicationBit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import threading
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from firmware_py.sim.faults import EcuFaults
+from firmware_py.sim.vehicle import EcuSpec, VehicleSpec
+
+
+class Nrc(IntEnum):
+    """Negative response codes, ISO 14229-1 table A.1."""
+
+    GENERAL_REJECT = 0x10
+    SERVICE_NOT_SUPPORTED = 0x11
+    SUB_FUNCTION_NOT_SUPPORTED = 0x12
+    INCORRECT_MESSAGE_LENGTH = 0x13
+    CONDITIONS_NOT_CORRECT = 0x22
+    REQUEST_SEQUENCE_ERROR = 0x24
+    REQUEST_OUT_OF_RANGE = 0x31
+    SECURITY_ACCESS_DENIED = 0x33
+    INVALID_KEY = 0x35
+    EXCEEDED_NUMBER_OF_ATTEMPTS = 0x36
+    REQUIRED_TIME_DELAY_NOT_EXPIRED = 0x37
+    UPLOAD_DOWNLOAD_NOT_ACCEPTED = 0x70
+    TRANSFER_DATA_SUSPENDED = 0x71
+    WRONG_BLOCK_SEQUENCE_COUNTER = 0x73
+    RESPONSE_PENDING = 0x78
+    SUB_FUNCTION_NOT_SUPPORTED_IN_ACTIVE_SESSION = 0x7E
+    SERVICE_NOT_SUPPORTED_IN_ACTIVE_SESSION = 0x7F
+
+
+DEFAULT, PROGRAMMING, EXTENDED = 0x01, 0x02, 0x03
+P2, P2_STAR, S3 = 0.050, 5.0, 5.0
+PENDING_INTERVAL = 0.3  # seconds between "response pending" frames of a slow service
+SECURITY_ATTEMPTS = 3
+HEADER_MAGIC = b"VCIS"
+
+# DIDs (docs/simulator.md)
+DID_VIN, DID_PART, DID_HW_NUMBER, DID_SW_VERSION, DID_SERIAL, DID_HW_VERSION, DID_SVK = (
+    0xF190,
+    0xF187,
+    0xF191,
+    0xF189,
+    0xF18C,
+    0xF150,
+    0xF101,
+)
+DID_ENGINE_SPEED, DID_COOLANT, DID_BATTERY, DID_SUPPLY, DID_CODING = (
+    0x4001,
+    0x4002,
+    0x4003,
+    0xDAD0,
+    0x3000,
+)
+RID_ERASE, RID_CHECK_MEMORY, RID_DEPENDENCIES, RID_SELF_TEST = 0xFF00, 0x0202, 0xFF01, 0x0203
+#: services whose sub-function byte carries suppressPosRspMsgIndicationBit
+SPRMIB_SERVICES = {0x10, 0x11, 0x28, 0x31, 0x3E, 0x85}
+
+
+def sim_key(seed: int, ecu_address: int, level: int) -> int:
+    """The simulator's seed/key algorithm ``vci-sim-lcg32`` (TEST MATERIAL, not a real one)."""
+    mask = 0x5A5A0000 | (ecu_address << 8) | level
+    return (((seed ^ mask) * 0x41C64E6D) + 0x3039) & 0xFFFFFFFF
+
+
+@dataclass
+class Reply:
+    response: bytes | None
+    """Final response; ``None``: the ECU does not answer."""
+    pending: int = 0
+    """"response pending" (7F SID 78) frames sent before it, PENDING_INTERVAL apart."""
+    delay: float = 0.0
+    """extra seconds before the final response (after the pending frames)."""
+    reset: bool = False
+    """the ECU resets after answering (the faces drop their transfer state)."""
+
+
+class Nack(Exception):
+    def __init__(self, nrc: Nrc) -> None:
+        self.nrc = nrc
+
+
+@dataclass
+class Region:
+    address: int
+    size: int
+    max_block_length: int
+    memory: bytearray
+    valid: bool = True
+    erased: bool = False
+
+    def contains(self, address: int, length: int) -> bool:
+        return self.address <= address and address + length <= self.address + self.size
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.memory).hexdigest()
+
+
+@dataclass
+class Transfer:
+    region: Region
+    offset: int
+    remaining: int
+    expected_counter: int = 1
+    blocks: int = 0
+
+
+@dataclass
+class Dtc:
+    code: int
+    status: int
+    text: str
+    mileage: int
+    voltage_mv: int
+    occurrences: int
+    aging: int
+
+
+@dataclass
+class Battery:
+    """The vehicle's supply voltage, shared by all ECUs (fault injection changes it)."""
+
+    volts: float
+
+
+@dataclass
+class EcuModel:
+    spec: EcuSpec
+    vehicle: VehicleSpec
+    battery: Battery
+    faults: EcuFaults = field(default_factory=EcuFaults)
+    security_delay: float = 10.0
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def __post_init__(self) -> None:
+        self.reset_state()
+
+    # -- state ------------------------------------------------------------------------
+    def reset_state(self) -> None:
+        """Back to the vehicle file's initial state (the control API's reset)."""
+        s = self.spec
+        self.session = DEFAULT
+        self.last_request = 0.0
+        self.unlocked: int | None = None
+        self.seed: tuple[int, int] | None = None  # (level, seed)
+        self.failed_attempts = 0
+        self.locked_until = 0.0
+        self.sw_version = s.sw_version
+        self.svk: list[list[Any]] = [list(e) for e in s.svk]
+        self.coding = bytearray(s.coding) if s.coding else None
+        self.dtcs = [
+            Dtc(
+                d.code, d.status, d.text, d.mileage, round(d.voltage * 1000), d.occurrences, d.aging
+            )
+            for d in s.dtcs
+        ]
+        self.routines: dict[int, bytes] = {}
+        self.transfer: Transfer | None = None
+        self.comm_disabled = False
+        self.requests = 0
+        self.region: Region | None = None
+        if s.flash:
+            f = s.flash
+            memory = bytearray(b"\xff") * f.size
+            header = HEADER_MAGIC + s.sw_version.encode().ljust(16, b" ")
+            memory[: len(header)] = header
+            self.region = Region(f.address, f.size, f.max_block_length, memory)
+
+    def _expire_session(self, now: float) -> None:
+        if self.session != DEFAULT and now - self.last_request > S3:
+            self._enter_default()
+
+    def _enter_default(self) -> None:
+        self.session = DEFAULT
+        self.unlocked = None
+        self.seed = None
+        self.transfer = None
+        self.comm_disabled = False
+
+    def ecu_reset(self) -> None:
+        """What a reset does: default session (or programming, if the application is invalid)."""
+        self._enter_default()
+        if self.region is not None and not self.region.valid:
+            self.session = PROGRAMMING  # the bootloader stays: there is no valid application
+
+    # -- entry point ------------------------------------------------------------------
+    def handle(self, request: bytes, now: float, functional: bool = False) -> Reply:
+        with self.lock:
+            f = self.faults
+            if f.no_answer or not request:
+                return Reply(None)
+            self.requests += 1
+            self._expire_session(now)
+            self.last_request = now
+            sid = request[0]
+            if sid in f.nrc:
+                return Reply(bytes([0x7F, sid, f.nrc[sid]]), delay=f.delay)
+            try:
+                response, reset = self._dispatch(sid, request, now)
+            except Nack as nack:
+                if functional and nack.nrc in (
+                    Nrc.SERVICE_NOT_SUPPORTED,
+                    Nrc.SUB_FUNCTION_NOT_SUPPORTED,
+                    Nrc.REQUEST_OUT_OF_RANGE,
+                ):
+                    return Reply(None)  # ISO 14229-1 7.5: no NRC 11/12/31 to functional requests
+                return Reply(bytes([0x7F, sid, nack.nrc]), delay=f.delay)
+            if response is not None and f.truncate_response and len(response) > 1:
+                response = response[:-1]
+            pending = self.spec.slow_services.get(sid, 0)
+            if sid == 0x31 and len(request) >= 4 and request[1] & 0x7F == 0x01:
+                rid = (request[2] << 8) | request[3]
+                pending = {RID_ERASE: 2, RID_SELF_TEST: 3}.get(rid, 0) + f.extra_pending
+            return Reply(response, pending=pending, delay=f.delay, reset=reset)
+
+    def _dispatch(self, sid: int, req: bytes, now: float) -> tuple[bytes | None, bool]:
+        handler = {
+            0x10: self._session_control,
+            0x11: self._ecu_reset,
+            0x14: self._clear_dtc,
+            0x19: self._read_dtc,
+            0x22: self._read_did,
+            0x2E: self._write_did,
+            0x27: self._security_access,
+            0x28: self._communication_control,
+            0x31: self._routine_control,
+            0x34: self._request_download,
+            0x36: self._transfer_data,
+            0x37: self._transfer_exit,
+            0x3E: self._tester_present,
+            0x85: self._control_dtc_setting,
+        }.get(sid)
+        if handler is None:
+            raise Nack(Nrc.SERVICE_NOT_SUPPORTED)
+        response = handler(req, now)
+        reset = sid == 0x11
+        if sid in SPRMIB_SERVICES and len(req) > 1 and req[1] & 0x80:
+            return None, reset
+        return response, reset
+
+    # -- services ---------------------------------------------------------------------
+    def _session_control(self, req: bytes, now: float) -> bytes:
+        if len(req) != 2:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        target = req[1] & 0x7F
+        if target not in (DEFAULT, PROGRAMMING, EXTENDED):
+            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
+        if target == PROGRAMMING and self.spec.flash is None:
+            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
+        if target == PROGRAMMING and self.session == DEFAULT:
+            raise Nack(Nrc.CONDITIONS_NOT_CORRECT)  # programming only from the extended session
+        if target == DEFAULT:
+            self._enter_default()
+        else:
+            if target != self.session:
+                self.unlocked, self.seed, self.transfer = None, None, None
+            self.session = target
+        return bytes([0x50, target]) + struct.pack(">HH", int(P2 * 1000), int(P2_STAR * 100))
+
+    def _ecu_reset(self, req: bytes, now: float) -> bytes:
+        if len(req) != 2:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        kind = req[1] & 0x7F
+        if kind not in (0x01, 0x02, 0x03):
+            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
+        self.ecu_reset()
+        return bytes([0x51, kind])
+
+    def _clear_dtc(self, req: bytes, now: float) -> bytes:
+        if len(req) != 4:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        group = int.from_bytes(req[1:4], "big")
+        if group == 0xFFFFFF:
+            self.dtcs.clear()
+        else:
+            before = len(self.dtcs)
+            self.dtcs = [d for d in self.dtcs if d.code != group]
+            if len(self.dtcs) == before:
+                raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
+        return b"\x54"
+
+    def _find_dtc(self, code: int) -> Dtc:
+        for d in self.dtcs:
+            if d.code == code:
+                return d
+        raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
+
+    def _read_dtc(self, req: bytes, now: float) -> bytes:
+        if len(req) < 2:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        sub = req[1]
+        expected = {0x01: 3, 0x02: 3, 0x04: 6, 0x06: 6, 0x0A: 2}
+        if sub not in expected:
+            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
+        if len(req) != expected[sub]:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        if sub == 0x01:
+            count = sum(1 for d in self.dtcs if d.status & req[2])
+            return bytes([0x59, 0x01, 0xFF, 0x01]) + struct.pack(">H", count)
+        if sub in (0x02, 0x0A):
+            mask = req[2] if sub == 0x02 else 0xFF
+            out = bytearray([0x59, sub, 0xFF])
+            for d in self.dtcs:
+                if sub == 0x0A or d.status & mask:
+                    out += d.code.to_bytes(3, "big") + bytes([d.status])
+            return bytes(out)
+        d = self._find_dtc(int.from_bytes(req[2:5], "big"))
+        record = req[5]
+        out = bytearray([0x59, sub]) + d.code.to_bytes(3, "big") + bytes([d.status])
+        if sub == 0x04:
+            if record not in (0x01, 0xFF):
+                raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
+            out += bytes([0x01, 0x02]) + struct.pack(
+                ">HIHH", 0x1700, d.mileage, 0x1701, d.voltage_mv
+            )
+        else:
+            if record not in (0x01, 0x02, 0xFF):
+                raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
+            if record in (0x01, 0xFF):
+                out += bytes([0x01, d.occurrences])
+            if record in (0x02, 0xFF):
+                out += bytes([0x02, d.aging])
+        return bytes(out)
+
+    def _did_value(self, did: int) -> bytes | None:
+        s = self.spec
+        if did == DID_VIN:
+            return self.vehicle.vin.encode()
+        if did == DID_PART:
+            return s.part_number.encode()
+        if did == DID_HW_NUMBER:
+            return s.hw_number.encode()
+        if did == DID_SW_VERSION:
+            return self.sw_version.encode().ljust(16, b" ")
+        if did == DID_SERIAL:
+            return s.serial.encode()
+        if did == DID_HW_VERSION:
+            return bytes(s.hw_version)
+        if did == DID_SVK:
+            return bytes([len(self.svk)]) + b"".join(
+                bytes([pc]) + sgbm.to_bytes(4, "big") + bytes(ver) for pc, sgbm, ver in self.svk
+            )
+        if did == DID_SUPPLY:
+            return struct.pack(">H", round(self.battery.volts * 1000))
+        if did == DID_CODING and self.coding is not None:
+            return bytes(self.coding)
+        if s.live:
+            if did == DID_ENGINE_SPEED:
+                return struct.pack(">H", int(s.live.get("engine_speed", 0)))
+            if did == DID_COOLANT:
+                return bytes([int(s.live.get("coolant_temperature", 0)) + 40])
+            if did == DID_BATTERY:
+                return struct.pack(">H", round(self.battery.volts * 1000))
+        return None
+
+    def _read_did(self, req: bytes, now: float) -> bytes:
+        if len(req) < 3 or len(req) % 2 == 0:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        out = bytearray([0x62])
+        for i in range(1, len(req), 2):
+            did = (req[i] << 8) | req[i + 1]
+            value = self._did_value(did)
+            if value is not None:
+                out += req[i : i + 2] + value
+        if len(out) == 1:
+            raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
+        return bytes(out)
+
+    def _write_did(self, req: bytes, now: float) -> bytes:
+        if len(req) < 4:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        did = (req[1] << 8) | req[2]
+        if did != DID_CODING or self.coding is None:
+            raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
+        if self.session == DEFAULT:
+            raise Nack(Nrc.SERVICE_NOT_SUPPORTED_IN_ACTIVE_SESSION)
+        if self.unlocked != 0x01:
+            raise Nack(Nrc.SECURITY_ACCESS_DENIED)
+        if len(req) != 3 + len(self.coding):
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        self.coding[:] = req[3:]
+        return bytes([0x6E]) + req[1:3]
+
+    def _security_access(self, req: bytes, now: float) -> bytes:
+        if len(req) < 2:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        sub = req[1]
+        level = sub if sub % 2 else sub - 1
+        if level not in (0x01, 0x11):
+            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
+        if self.session == DEFAULT:
+            raise Nack(Nrc.SERVICE_NOT_SUPPORTED_IN_ACTIVE_SESSION)
+        if (level == 0x11) != (self.session == PROGRAMMING):
+            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED_IN_ACTIVE_SESSION)
+        if sub % 2:  # requestSeed
+            if len(req) != 2:
+                raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+            if now < self.locked_until:
+                raise Nack(Nrc.REQUIRED_TIME_DELAY_NOT_EXPIRED)
+            if self.unlocked == level:
+                return bytes([0x67, sub, 0, 0, 0, 0])
+            seed = int.from_bytes(os.urandom(4), "big") or 1
+            self.seed = (level, seed)
+            return bytes([0x67, sub]) + seed.to_bytes(4, "big")
+        if len(req) != 6:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        if self.seed is None or self.seed[0] != level:
+            raise Nack(Nrc.REQUEST_SEQUENCE_ERROR)
+        if now < self.locked_until:
+            raise Nack(Nrc.REQUIRED_TIME_DELAY_NOT_EXPIRED)
+        _, seed = self.seed
+        self.seed = None
+        if int.from_bytes(req[2:6], "big") != sim_key(seed, self.spec.address, level):
+            self.failed_attempts += 1
+            if self.failed_attempts >= SECURITY_ATTEMPTS:
+                self.failed_attempts = 0
+                self.locked_until = now + self.security_delay
+                raise Nack(Nrc.EXCEEDED_NUMBER_OF_ATTEMPTS)
+            raise Nack(Nrc.INVALID_KEY)
+        self.failed_attempts = 0
+        self.unlocked = level
+        return bytes([0x67, sub])
+
+    def _communication_control(self, req: bytes, now: float) -> bytes:
+        if len(req) != 3:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        sub = req[1] & 0x7F
+        if sub > 0x03:
+            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
+        if self.session == DEFAULT:
+            raise Nack(Nrc.SERVICE_NOT_SUPPORTED_IN_ACTIVE_SESSION)
+        self.comm_disabled = sub == 0x03
+        return bytes([0x68, sub])
+
+    def _control_dtc_setting(self, req: bytes, now: float) -> bytes:
+        if len(req) != 2:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        sub = req[1] & 0x7F
+        if sub not in (0x01, 0x02):
+            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
+        if self.session == DEFAULT:
+            raise Nack(Nrc.SERVICE_NOT_SUPPORTED_IN_ACTIVE_SESSION)
+        return bytes([0xC5, sub])
+
+    def _tester_present(self, req: bytes, now: float) -> bytes:
+        if len(req) != 2:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        if req[1] & 0x7F != 0x00:
+            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
+        return b"\x7e\x00"
+
+    def _routine_control(self, req: bytes, now: float) -> bytes:
+        if len(req) < 4:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        sub = req[1] & 0x7F
+        if sub not in (0x01, 0x02, 0x03):
+            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
+        rid = (req[2] << 8) | req[3]
+        option = req[4:]
+        need = {
+            RID_ERASE: PROGRAMMING,
+            RID_CHECK_MEMORY: PROGRAMMING,
+            RID_DEPENDENCIES: PROGRAMMING,
+            RID_SELF_TEST: EXTENDED,
+        }
+        if rid not in need or (rid != RID_SELF_TEST and self.region is None):
+            raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
+        if self.session != need[rid]:
+            raise Nack(Nrc.SERVICE_NOT_SUPPORTED_IN_ACTIVE_SESSION)
+        if need[rid] == PROGRAMMING and self.unlocked != 0x11:
+            raise Nack(Nrc.SECURITY_ACCESS_DENIED)
+        head = bytes([0x71, sub]) + req[2:4]
+        if sub == 0x03:
+            if rid not in self.routines:
+                raise Nack(Nrc.REQUEST_SEQUENCE_ERROR)
+            return head + self.routines[rid]
+        if sub == 0x02:
+            if rid not in self.routines:
+                raise Nack(Nrc.REQUEST_SEQUENCE_ERROR)
+            return head
+        result = self._start_routine(rid, option)
+        self.routines[rid] = result
+        return head + result
+
+    def _start_routine(self, rid: int, option: bytes) -> bytes:
+        region = self.region
+        if rid == RID_SELF_TEST:
+            return b"\x00"
+        assert region is not None
+        if rid == RID_DEPENDENCIES:
+            return b"\x00" if region.valid else b"\x01"
+        if rid == RID_ERASE:
+            if len(option) != 8:
+                raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+            address, length = struct.unpack(">II", option)
+            if not region.contains(address, length):
+                raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
+            if self.battery.volts < 11.5:
+                raise Nack(Nrc.CONDITIONS_NOT_CORRECT)
+            start = address - region.address
+            region.memory[start : start + length] = b"\xff" * length
+            region.valid, region.erased = False, True
+            self.transfer = None
+            return b"\x00"
+        # check memory: address, length, SHA-256 of what the tester sent
+        if len(option) != 40:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        address, length = struct.unpack(">II", option[:8])
+        if not region.contains(address, length):
+            raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
+        if self.transfer is not None:
+            raise Nack(Nrc.REQUEST_SEQUENCE_ERROR)
+        start = address - region.address
+        ok = hashlib.sha256(region.memory[start : start + length]).digest() == option[8:]
+        if ok and start == 0 and region.memory[:4] == HEADER_MAGIC:
+            region.valid, region.erased = True, False
+            version = region.memory[4:20].decode("ascii", "replace").strip()
+            self.sw_version = version
+            parts = [int(p) for p in version.split(".") if p.isdigit()][:3]
+            for entry in self.svk:
+                if entry[0] == 0x06 and len(parts) == 3:
+                    entry[2] = tuple(parts)
+        return b"\x00" if ok else b"\x01"
+
+    def _request_download(self, req: bytes, now: float) -> bytes:
+        if len(req) != 11:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        if self.region is None:
+            raise Nack(Nrc.SERVICE_NOT_SUPPORTED)
+        if self.session != PROGRAMMING:
+            raise Nack(Nrc.SERVICE_NOT_SUPPORTED_IN_ACTIVE_SESSION)
+        if self.unlocked != 0x11:
+            raise Nack(Nrc.SECURITY_ACCESS_DENIED)
+        if req[1] != 0x00 or req[2] != 0x44:
+            raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
+        address, length = struct.unpack(">II", req[3:11])
+        region = self.region
+        if length == 0 or not region.contains(address, length):
+            raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
+        if not region.erased:
+            raise Nack(Nrc.UPLOAD_DOWNLOAD_NOT_ACCEPTED)
+        if self.transfer is not None:
+            raise Nack(Nrc.CONDITIONS_NOT_CORRECT)
+        self.transfer = Transfer(region, address - region.address, length)
+        mbl = region.max_block_length
+        return (
+            bytes([0x74, 0x20]) + struct.pack(">H", mbl)
+            if mbl <= 0xFFFF
+            else bytes([0x74, 0x40]) + struct.pack(">I", mbl)
+        )
+
+    def _transfer_data(self, req: bytes, now: float) -> bytes | None:
+        t = self.transfer
+        if len(req) < 2:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        if t is None:
+            raise Nack(Nrc.REQUEST_SEQUENCE_ERROR)
+        counter = req[1]
+        previous = (t.expected_counter - 1) & 0xFF
+        if counter == previous and t.blocks > 0:
+            return bytes(
+                [0x76, counter]
+            )  # a repeated block (tester retried): accept, write nothing
+        if counter != t.expected_counter:
+            raise Nack(Nrc.WRONG_BLOCK_SEQUENCE_COUNTER)
+        n = len(req) - 2
+        if len(req) > t.region.max_block_length:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        if n > t.remaining or n == 0:
+            raise Nack(Nrc.TRANSFER_DATA_SUSPENDED)
+        if self.battery.volts < 11.0:
+            raise Nack(Nrc.CONDITIONS_NOT_CORRECT)
+        t.region.memory[t.offset : t.offset + n] = memoryview(req)[2:]
+        t.offset += n
+        t.remaining -= n
+        t.blocks += 1
+        t.expected_counter = (t.expected_counter + 1) & 0xFF
+        reset_after = self.faults.reset_after_blocks
+        if reset_after and t.blocks >= reset_after:
+            self.faults.reset_after_blocks = 0  # once
+            self.ecu_reset()
+            return None  # it reset before answering
+        return bytes([0x76, counter])
+
+    def _transfer_exit(self, req: bytes, now: float) -> bytes:
+        if len(req) != 1:
+            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        t = self.transfer
+        if t is None or t.remaining:
+            raise Nack(Nrc.REQUEST_SEQUENCE_ERROR)
+        self.transfer = None
+        return b"\x77"
+
+    # -- for the control API ----------------------------------------------------------
+    def state(self) -> dict[str, object]:
+        with self.lock:
+            r = self.region
+            return {
+                "name": self.spec.name,
+                "address": self.spec.address,
+                "session": self.session,
+                "unlocked": self.unlocked,
+                "sw_version": self.sw_version,
+                "dtcs": [{"code": f"{d.code:06X}", "status": d.status} for d in self.dtcs],
+                "coding": self.coding.hex() if self.coding is not None else None,
+                "requests": self.requests,
+                "region": None
+                if r is None
+                else {
+                    "address": r.address,
+                    "size": r.size,
+                    "sha256": r.sha256(),
+                    "valid": r.valid,
+                    "erased": r.erased,
+                },
+            }

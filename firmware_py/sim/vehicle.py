@@ -1,0 +1,226 @@
+"""The simulated vehicle's description: dataclasses validated on load from a TOML file.
+
+A vehicle file declares the car (VIN, DoIP identity, battery voltage) and its ECUs (addresses,
+CAN identifiers, identification DIDs, SVK, fault memory, coding, flash region, timing traits).
+Nothing here is code per ECU; :mod:`firmware_py.sim.ecu` gives every ECU the same behaviour.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+
+class VehicleFileError(ValueError):
+    """The vehicle file is invalid; the message names the bad key."""
+
+
+def _check(cond: bool, where: str, what: str) -> None:
+    if not cond:
+        raise VehicleFileError(f"{where}: {what}")
+
+
+@dataclass(frozen=True)
+class DtcSpec:
+    code: int
+    text: str
+    status: int
+    mileage: int
+    voltage: float
+    occurrences: int = 1
+    aging: int = 0
+
+    def __post_init__(self) -> None:
+        where = f"dtc 0x{self.code:06X}"
+        _check(0 <= self.code <= 0xFFFFFF, where, "code must be 3 bytes")
+        _check(0 <= self.status <= 0xFF, where, "status must be one byte")
+        _check(
+            0 <= self.occurrences <= 0xFF and 0 <= self.aging <= 0xFF,
+            where,
+            "counters are one byte",
+        )
+
+
+@dataclass(frozen=True)
+class FlashRegion:
+    address: int
+    size: int
+    max_block_length: int = 0x1002
+    """maxNumberOfBlockLength of RequestDownload's response (SID + counter + data)."""
+
+    def __post_init__(self) -> None:
+        _check(self.size > 64 and self.address >= 0, "flash", "address/size out of range")
+        _check(
+            3 <= self.max_block_length <= 0x100002, "flash", "max_block_length must be 3..0x100002"
+        )
+
+
+@dataclass(frozen=True)
+class EcuSpec:
+    name: str
+    description: str
+    address: int
+    can_ids: tuple[int, int] | None
+    part_number: str
+    hw_number: str
+    hw_version: tuple[int, int, int]
+    sw_version: str
+    serial: str
+    svk: tuple[tuple[int, int, tuple[int, int, int]], ...]
+    dtcs: tuple[DtcSpec, ...] = ()
+    coding: bytes | None = None
+    flash: FlashRegion | None = None
+    slow_services: dict[int, int] = field(default_factory=dict)
+    """SID -> number of "response pending" (0x78) answers before the real one."""
+    live: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = f"ecu {self.name}"
+        _check(
+            0 < self.address <= 0xFF and self.address not in (0xF1, 0xDF),
+            where,
+            "address must be 0x01..0xFF (not 0xF1/0xDF)",
+        )
+        _check(
+            len(self.part_number) == 7 and len(self.hw_number) == 7,
+            where,
+            "part/hw numbers have 7 characters",
+        )
+        _check(
+            len(self.sw_version) <= 16 and self.sw_version.isascii(),
+            where,
+            "sw_version is at most 16 ASCII characters",
+        )
+        _check(len(self.serial) == 10, where, "serial has 10 characters")
+        _check(self.coding is None or len(self.coding) == 16, where, "coding has 16 bytes")
+        for pc, sgbm, ver in self.svk:
+            _check(
+                pc in (0x01, 0x05, 0x06, 0x08) and 0 <= sgbm <= 0xFFFFFFFF and len(ver) == 3,
+                where,
+                "bad svk entry",
+            )
+        if self.can_ids:
+            _check(all(0 < i <= 0x7FF for i in self.can_ids), where, "can_ids must be 11-bit")
+
+
+@dataclass(frozen=True)
+class VehicleSpec:
+    vin: str
+    model: str
+    eid: bytes
+    gid: bytes
+    gateway_address: int
+    battery_voltage: float
+    mileage_km: int
+    ecus: tuple[EcuSpec, ...]
+
+    def __post_init__(self) -> None:
+        _check(len(self.vin) == 17 and self.vin.isalnum(), "vin", "must be 17 letters/digits")
+        _check(len(self.eid) == 6 and len(self.gid) == 6, "eid/gid", "must be 6 bytes")
+        addresses = [e.address for e in self.ecus]
+        _check(len(set(addresses)) == len(addresses), "ecu", "addresses must be unique")
+        _check(self.gateway_address in addresses, "gateway_address", "must be one of the ECUs")
+        ids = [i for e in self.ecus if e.can_ids for i in e.can_ids]
+        _check(len(set(ids)) == len(ids), "can_ids", "must be unique")
+
+    def ecu(self, address: int) -> EcuSpec | None:
+        return next((e for e in self.ecus if e.address == address), None)
+
+
+def _version_tuple(value: Any, where: str) -> tuple[int, int, int]:
+    _check(
+        isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(v, int) and 0 <= v <= 255 for v in value),
+        where,
+        "version must be [major, minor, patch]",
+    )
+    return (value[0], value[1], value[2])
+
+
+def _ecu_from(raw: dict[str, Any]) -> EcuSpec:
+    name = str(raw.get("name", "?"))
+    where = f"ecu {name}"
+    try:
+        dtcs = tuple(
+            DtcSpec(
+                code=d["code"],
+                text=d["text"],
+                status=d["status"],
+                mileage=d["snapshot"]["mileage"],
+                voltage=float(d["snapshot"]["voltage"]),
+                occurrences=d.get("occurrences", 1),
+                aging=d.get("aging", 0),
+            )
+            for d in raw.get("dtc", [])
+        )
+        flash = FlashRegion(**raw["flash"]) if "flash" in raw else None
+        coding = bytes.fromhex(raw["coding"]) if "coding" in raw else None
+        can_ids = tuple(raw["can_ids"]) if "can_ids" in raw else None
+        _check(can_ids is None or len(can_ids) == 2, where, "can_ids is [request, response]")
+        return EcuSpec(
+            name=name,
+            description=raw["description"],
+            address=raw["address"],
+            can_ids=can_ids,  # type: ignore[arg-type]
+            part_number=raw["part_number"],
+            hw_number=raw["hw_number"],
+            hw_version=_version_tuple(raw["hw_version"], where),
+            sw_version=raw["sw_version"],
+            serial=raw["serial"],
+            svk=tuple((e[0], e[1], _version_tuple(e[2], where)) for e in raw.get("svk", [])),
+            dtcs=dtcs,
+            coding=coding,
+            flash=flash,
+            slow_services={int(k, 0): int(v) for k, v in raw.get("slow_services", {}).items()},
+            live={k: float(v) for k, v in raw.get("live", {}).items()},
+        )
+    except KeyError as err:
+        raise VehicleFileError(f"{where}: missing key {err}") from err
+    except (TypeError, ValueError) as err:
+        if isinstance(err, VehicleFileError):
+            raise
+        raise VehicleFileError(f"{where}: {err}") from err
+
+
+def parse_vehicle(text: str) -> VehicleSpec:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise VehicleFileError(f"not valid TOML: {err}") from err
+    try:
+        return VehicleSpec(
+            vin=raw["vin"],
+            model=raw.get("model", ""),
+            eid=bytes.fromhex(raw["eid"]),
+            gid=bytes.fromhex(raw["gid"]),
+            gateway_address=raw["gateway_address"],
+            battery_voltage=float(raw.get("battery_voltage", 12.6)),
+            mileage_km=int(raw.get("mileage_km", 0)),
+            ecus=tuple(_ecu_from(e) for e in raw.get("ecu", [])),
+        )
+    except KeyError as err:
+        raise VehicleFileError(f"missing key {err}") from err
+    except (TypeError, ValueError) as err:
+        if isinstance(err, VehicleFileError):
+            raise
+        raise VehicleFileError(str(err)) from err
+
+
+def load_vehicle(name_or_path: str = "g30") -> VehicleSpec:
+    """A built-in vehicle by name (``g30``) or a vehicle file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        try:
+            return parse_vehicle(path.read_text())
+        except OSError as err:
+            raise VehicleFileError(f"cannot read vehicle file {path}: {err}") from err
+    builtin = resources.files("firmware_py.sim") / "vehicles" / f"{name_or_path}.toml"
+    if not builtin.is_file():
+        raise VehicleFileError(
+            f"no built-in vehicle {name_or_path!r} (try g30, or a path to a .toml file)"
+        )
+    return parse_vehicle(builtin.read_text())
