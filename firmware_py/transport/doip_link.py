@@ -1,0 +1,456 @@
+"""DoIP (ISO 13400-2) to the vehicle with doipclient: discovery, routing activation, and one
+TCP connection that carries the diagnostic messages of every ECU behind the gateway.
+
+doipclient does the protocol; this module adds what a workshop tester needs on top of it:
+per-ECU UDS connections multiplexed over the one socket (the gateway refuses a second tester
+with the same source address), responses queued by source address, reconnect plus routing
+activation after the vehicle dropped the connection, and errors from our exception tree.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import doipclient.client as doip_client_module
+from doipclient import DoIPClient
+from doipclient.messages import (
+    AliveCheckRequest,
+    AliveCheckResponse,
+    DiagnosticMessage,
+    DiagnosticMessageNegativeAcknowledgement,
+    DiagnosticMessagePositiveAcknowledgement,
+    GenericDoIPNegativeAcknowledge,
+    ReservedMessage,
+    RoutingActivationResponse,
+    VehicleIdentificationRequest,
+    VehicleIdentificationRequestWithEID,
+    VehicleIdentificationRequestWithVIN,
+    VehicleIdentificationResponse,
+    payload_message_to_type,
+    payload_type_to_message,
+)
+from udsoncan.connections import BaseConnection
+from udsoncan.exceptions import TimeoutException
+
+from firmware_py.errors import (
+    ConnectionLostError,
+    FrameError,
+    RoutingActivationError,
+    UnknownTargetError,
+    VehicleNotFoundError,
+)
+
+log = logging.getLogger(__name__)
+TRACE = 5
+HEADER = struct.Struct(">BBHI")
+MAX_PAYLOAD = 16 * 1024 * 1024  # refuse to buffer more than this for one message
+
+
+@dataclass(frozen=True)
+class DoipAnnouncement:
+    """A vehicle's answer to identification (ISO 13400-2 table 22)."""
+
+    vin: str
+    logical_address: int
+    eid: bytes
+    gid: bytes
+    host: str
+    port: int
+    further_action: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "vin": self.vin,
+            "logical_address": self.logical_address,
+            "eid": self.eid.hex(),
+            "gid": self.gid.hex(),
+            "host": self.host,
+            "port": self.port,
+            "further_action": self.further_action,
+        }
+
+
+# --- the one place where doipclient 1.2.2 is worked around --------------------------------------
+#
+# doipclient 1.2.2 formats a hex dump of every payload for a logger.debug() line even when debug
+# logging is off (client.py: DoIPClient.send_doip and Parser.read_message use str.format eagerly).
+# Measured on a 2-core test machine that formatting is 93 % of the time of a TransferData loop and
+# caps it near 5 MB/s. Its parser also pops header bytes one by one off the front of a bytearray
+# and grows the payload by slicing the receive buffer. _FastParser and _FastDoIPClient replace
+# exactly those two methods (same behaviour, frame dumps only at our TRACE level); everything
+# else - messages, activation, alive check - stays doipclient's.
+
+
+class _FastParser(doip_client_module.Parser):
+    """doipclient's generic-header parser without the per-message hex dump."""
+
+    def reset(self) -> None:
+        super().reset()
+        self._buf = bytearray()
+
+    def push_bytes(self, data_bytes: bytes) -> None:
+        self._buf += data_bytes
+
+    def read_message(self, data_bytes: bytes) -> object:
+        buf = self._buf
+        buf += data_bytes
+        while len(buf) >= 8:
+            version, inverse, payload_type, length = HEADER.unpack_from(buf)
+            if inverse != version ^ 0xFF:
+                log.warning("bad DoIP header from the vehicle (inverse version), skipping a byte")
+                del buf[0]  # resynchronise as doipclient does
+                continue
+            if length > MAX_PAYLOAD:
+                raise FrameError(
+                    f"the vehicle announced a DoIP payload of {length} bytes; refusing it"
+                )
+            if len(buf) < 8 + length:
+                return None
+            payload = bytes(buf[8 : 8 + length])
+            del buf[: 8 + length]
+            self.protocol_version, self.payload_type, self.payload_size = (
+                version,
+                payload_type,
+                length,
+            )
+            if log.isEnabledFor(TRACE):
+                log.log(TRACE, "DoIP rx type 0x%04X %s", payload_type, payload.hex(" "))
+            message_class: Any = payload_type_to_message.get(payload_type)
+            try:
+                if message_class is None:
+                    return ReservedMessage.unpack(payload_type, payload, length)
+                return message_class.unpack(payload, length)
+            except (struct.error, IndexError, ValueError) as err:
+                raise FrameError(
+                    f"malformed DoIP message type 0x{payload_type:04X} from the vehicle: {err}"
+                ) from err
+        return None
+
+
+class _FastDoIPClient(DoIPClient):
+    """doipclient's client with :class:`_FastParser` and a ``send_doip`` without the hex dump."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._tcp_parser = _FastParser()
+        self._udp_parser = _FastParser()
+
+    def reconnect(self, close_delay: float = 0.0) -> None:
+        super().reconnect(close_delay=close_delay)
+        self._tcp_parser = _FastParser()
+        self._udp_parser = _FastParser()
+
+    def send_doip(
+        self,
+        payload_type,
+        payload_data,
+        transport=DoIPClient.TransportType.TRANSPORT_TCP,
+        disable_retry=False,
+    ):  # type: ignore[no-untyped-def]
+        data = self._pack_doip(self._protocol_version, payload_type, payload_data)
+        if log.isEnabledFor(TRACE):
+            log.log(TRACE, "DoIP tx type 0x%04X %s", payload_type, bytes(payload_data).hex(" "))
+        if transport == DoIPClient.TransportType.TRANSPORT_TCP:
+            self._tcp_sock.sendall(data)
+        else:
+            self._udp_sock.sendto(data, (self._ecu_ip_address, self._udp_port))
+
+
+# --- discovery -------------------------------------------------------------------------------------
+
+
+def discover_doip(
+    host: str = "255.255.255.255",
+    port: int = 13400,
+    timeout: float = 1.0,
+    *,
+    vin: str | None = None,
+    eid: bytes | None = None,
+) -> list[DoipAnnouncement]:
+    """Vehicle identification request (ISO 13400-2 table 20-22) by unicast to ``host`` or, for a
+    broadcast address, to every DoIP entity on the link. Returns each vehicle that answered within
+    ``timeout`` (at most once per VIN and address)."""
+    if eid is not None:
+        message: object = VehicleIdentificationRequestWithEID(eid)
+    elif vin is not None:
+        message = VehicleIdentificationRequestWithVIN(vin)
+    else:
+        message = VehicleIdentificationRequest()
+    payload = message.pack()  # type: ignore[attr-defined]
+    datagram = (
+        HEADER.pack(0x02, 0xFD, payload_message_to_type[type(message)], len(payload)) + payload
+    )
+    found: dict[tuple[str, str], DoipAnnouncement] = {}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        if host.endswith(".255"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        try:
+            sock.sendto(datagram, (host, port))
+        except OSError as err:
+            raise VehicleNotFoundError(
+                f"cannot send DoIP vehicle identification to {host}:{port}: {err}"
+            ) from err
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            sock.settimeout(remaining)
+            try:
+                data, (src, src_port) = sock.recvfrom(4096)
+            except TimeoutError:
+                break
+            except OSError as err:  # e.g. ICMP port unreachable on loopback
+                log.debug("discovery: %s", err)
+                break
+            parser = _FastParser()
+            try:
+                answer = parser.read_message(data)
+            except FrameError as err:
+                log.warning("discovery: ignoring a malformed answer from %s: %s", src, err)
+                continue
+            if isinstance(answer, VehicleIdentificationResponse):
+                vin_text = (
+                    answer.vin
+                    if isinstance(answer.vin, str)
+                    else bytes(answer.vin).decode("ascii", "replace")
+                )
+                found[(vin_text, src)] = DoipAnnouncement(
+                    vin_text,
+                    answer.logical_address,
+                    bytes(answer.eid),
+                    bytes(answer.gid),
+                    src,
+                    src_port,
+                    int(answer.further_action_required),
+                )
+    return list(found.values())
+
+
+# --- the link ----------------------------------------------------------------------------------------
+
+
+class DoipLink:
+    """One DoIP connection to a vehicle, shared by the ECUs behind its gateway."""
+
+    kind = "doip"
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 13400,
+        *,
+        tester_address: int = 0x0E80,
+        gateway_address: int | None = None,
+        connect_timeout: float = 2.0,
+        ack_timeout: float = 2.0,
+    ) -> None:
+        self.host, self.port = host, port
+        self.tester_address = tester_address
+        self.ack_timeout = ack_timeout
+        self.connect_timeout = connect_timeout
+        self._lock = threading.RLock()
+        self._queues: dict[int, collections.deque[bytes]] = collections.defaultdict(
+            collections.deque
+        )
+        self._broken = False
+        self.gateway_address = gateway_address if gateway_address is not None else 0
+        self.client = self._connect()
+        self.description = f"DoIP {host}:{port} gateway 0x{self.gateway_address:04X}"
+
+    def _connect(self) -> _FastDoIPClient:
+        try:
+            client = _FastDoIPClient(
+                self.host,
+                self.gateway_address,
+                tcp_port=self.port,
+                udp_port=self.port,
+                client_logical_address=self.tester_address,
+                auto_reconnect_tcp=False,
+            )
+        except ConnectionRefusedError as err:
+            text = str(err)
+            if "Activation Request failed" in text:
+                raise RoutingActivationError(
+                    f"the vehicle at {self.host}:{self.port} refused routing activation ({text})",
+                    hint="Another tester may be connected with the same address; disconnect it or use --tester-address",
+                ) from err
+            raise VehicleNotFoundError(
+                f"no DoIP entity answers at {self.host}:{self.port}: {err}"
+            ) from err
+        except (TimeoutError, OSError) as err:
+            raise VehicleNotFoundError(
+                f"no DoIP entity answers at {self.host}:{self.port}: {err}"
+            ) from err
+        # The routing activation response names the gateway's logical address.
+        self._broken = False
+        return client
+
+    def reconnect(self) -> None:
+        with self._lock:
+            try:
+                self.client.close()
+            except OSError:
+                pass
+            self._queues.clear()
+            self.client = self._connect()
+            log.info("DoIP connection to %s:%d re-established", self.host, self.port)
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self.client.close()
+            except OSError:
+                pass
+
+    def ecu_connection(self, address: int) -> DoipEcuConnection:
+        return DoipEcuConnection(self, address)
+
+    # -- used by the per-ECU connections, under the lock ----------------------------------------
+    def _read(self, timeout: float) -> object:
+        try:
+            message = self.client.read_doip(timeout=timeout)
+        except TimeoutError:
+            if self.client._tcp_close_detected:
+                self._broken = True
+                raise ConnectionLostError(
+                    f"the vehicle at {self.host}:{self.port} closed the DoIP connection"
+                ) from None
+            return None
+        except OSError as err:
+            if "Negative Acknowledge" in str(err):  # doipclient raises IOError for a generic NACK
+                raise FrameError(f"the vehicle refused our DoIP message: {err}") from err
+            self._broken = True
+            raise ConnectionLostError(
+                f"the DoIP connection to {self.host}:{self.port} broke: {err}"
+            ) from err
+        if isinstance(message, AliveCheckRequest):
+            self.client.send_doip_message(AliveCheckResponse(self.tester_address))
+            return None
+        if isinstance(message, GenericDoIPNegativeAcknowledge):
+            raise FrameError(f"the vehicle sent a generic DoIP NACK (code {message.nack_code})")
+        if isinstance(message, DiagnosticMessage):
+            self._queues[message.source_address].append(bytes(message.user_data))
+            return None
+        return message
+
+    def send(self, target: int, payload: bytes) -> None:
+        with self._lock:
+            if self._broken:
+                self.reconnect()  # the vehicle dropped us (reset, sleep): connect and activate again
+            try:
+                self.client.send_doip_message(
+                    DiagnosticMessage(self.tester_address, target, payload)
+                )
+            except (ConnectionResetError, BrokenPipeError, OSError) as err:
+                self._broken = True
+                raise ConnectionLostError(
+                    f"the DoIP connection to {self.host}:{self.port} broke: {err}"
+                ) from err
+            deadline = time.monotonic() + self.ack_timeout
+            while (remaining := deadline - time.monotonic()) > 0:
+                message = self._read(remaining)
+                if (
+                    isinstance(message, DiagnosticMessagePositiveAcknowledgement)
+                    and message.source_address == target
+                ):
+                    return
+                if (
+                    isinstance(message, DiagnosticMessageNegativeAcknowledgement)
+                    and message.source_address == target
+                ):
+                    if message.nack_code == 0x03:
+                        raise UnknownTargetError(
+                            f"the vehicle's gateway knows no ECU at address 0x{target:02X}"
+                        )
+                    raise FrameError(
+                        f"the gateway refused the message for 0x{target:02X} (DoIP NACK code {message.nack_code})"
+                    )
+            raise TimeoutException(
+                f"no DoIP acknowledgement for ECU 0x{target:02X} within {self.ack_timeout} s"
+            )
+
+    def receive(self, source: int, timeout: float) -> bytes | None:
+        with self._lock:
+            deadline = time.monotonic() + timeout
+            queue = self._queues[source]
+            while not queue:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._read(remaining)
+            return queue.popleft()
+
+    def drop_queued(self, source: int) -> None:
+        with self._lock:
+            self._queues[source].clear()
+
+
+class DoipEcuConnection(BaseConnection):
+    """A udsoncan connection to one ECU behind the DoIP gateway."""
+
+    def __init__(self, link: DoipLink, address: int) -> None:
+        super().__init__(f"doip-0x{address:02X}")
+        self.link = link
+        self.address = address
+        self.opened = False
+
+    def open(self) -> DoipEcuConnection:
+        self.opened = True
+        return self
+
+    def close(self) -> None:
+        self.opened = False
+
+    def is_open(self) -> bool:
+        return self.opened
+
+    def specific_send(self, payload: bytes, timeout: float | None = None) -> None:
+        self.link.send(self.address, bytes(payload))
+
+    def specific_wait_frame(self, timeout: float | None = 2.0) -> bytes | None:
+        data = self.link.receive(self.address, 2.0 if timeout is None else timeout)
+        if data is None:
+            raise TimeoutException(f"no response from ECU 0x{self.address:02X} within {timeout} s")
+        return data
+
+    def empty_rxqueue(self) -> None:
+        self.link.drop_queued(self.address)
+
+
+def open_doip_link(
+    host: str,
+    port: int = 13400,
+    *,
+    tester_address: int = 0x0E80,
+    gateway_address: int | None = None,
+    connect_timeout: float = 2.0,
+) -> DoipLink:
+    """Connect to the vehicle's DoIP entity and activate routing. With no ``gateway_address`` the
+    address comes from a vehicle identification (unicast to ``host``)."""
+    if gateway_address is None:
+        found = discover_doip(host, port, timeout=connect_timeout)
+        if not found:
+            raise VehicleNotFoundError(f"no vehicle answered DoIP identification at {host}:{port}")
+        gateway_address = found[0].logical_address
+    return DoipLink(
+        host,
+        port,
+        tester_address=tester_address,
+        gateway_address=gateway_address,
+        connect_timeout=connect_timeout,
+    )
+
+
+__all__ = [
+    "DoipAnnouncement",
+    "DoipEcuConnection",
+    "DoipLink",
+    "RoutingActivationResponse",
+    "discover_doip",
+    "open_doip_link",
+]

@@ -1,0 +1,142 @@
+"""ISO-TP (ISO 15765-2) channels to the ECUs on a CAN bus, with can-isotp.
+
+Two addressing schemes: BMW-style extended addressing (tester 0xF1 sends on 0x6F1 with the
+target ECU's address as first data byte, the ECU answers on 0x600 + its address with 0xF1 first)
+and normal 11-bit addressing with request/response identifier pairs (OBD style, 0x7E0/0x7E8).
+All channels share one bus and one ``can.Notifier``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+import can
+import isotp
+from udsoncan.connections import PythonIsoTpConnection
+
+from firmware_py.errors import UnknownTargetError
+
+BMW_TESTER = 0xF1
+BMW_REQUEST_ID = 0x6F1
+BMW_RESPONSE_BASE = 0x600
+
+
+def isotp_params(st_min: float, block_size: int) -> dict[str, object]:
+    """can-isotp parameters from ISO names. STmin in seconds -> the ms encoding (0-127 ms); below
+    1 ms can-isotp takes ``stmin`` 0 (as fast as possible)."""
+    if not 0 <= st_min <= 0.127:
+        raise ValueError("st_min must be 0..0.127 s")
+    if not 0 <= block_size <= 255:
+        raise ValueError("block_size must be 0..255")
+    return {
+        "stmin": int(round(st_min * 1000)),
+        "blocksize": block_size,
+        "tx_padding": 0xCC,
+        "tx_data_min_length": 8,
+        "rx_flowcontrol_timeout": 1000,
+        "rx_consecutive_frame_timeout": 1000,
+        "max_frame_size": 4095,
+        "blocking_send": False,
+    }
+
+
+def isotp_address(
+    address: int,
+    addressing: str,
+    normal_ids: Mapping[int, tuple[int, int]] | None,
+    tester: int = BMW_TESTER,
+) -> isotp.Address:
+    if addressing == "bmw":
+        return isotp.Address(
+            isotp.AddressingMode.Extended_11bits,
+            txid=BMW_REQUEST_ID,
+            rxid=BMW_RESPONSE_BASE + address,
+            target_address=address,
+            source_address=tester,
+        )
+    if addressing == "normal":
+        ids = (normal_ids or {}).get(address)
+        if ids is None:
+            raise UnknownTargetError(
+                f"no normal-addressing CAN identifiers are known for ECU 0x{address:02X}"
+            )
+        return isotp.Address(isotp.AddressingMode.Normal_11bits, txid=ids[0], rxid=ids[1])
+    raise ValueError(f"addressing must be 'bmw' or 'normal', not {addressing!r}")
+
+
+class CanLink:
+    """ISO-TP channels over one CAN bus, one per ECU, created on first use."""
+
+    kind = "can"
+
+    def __init__(
+        self,
+        bus: can.BusABC,
+        *,
+        addressing: str = "bmw",
+        normal_ids: Mapping[int, tuple[int, int]] | None = None,
+        st_min: float = 0.0,
+        block_size: int = 0,
+        tester_address: int = BMW_TESTER,
+        owns_bus: bool = False,
+    ) -> None:
+        if addressing not in ("bmw", "normal"):
+            raise ValueError(f"addressing must be 'bmw' or 'normal', not {addressing!r}")
+        self.bus = bus
+        self.addressing = addressing
+        self.normal_ids = dict(normal_ids or {})
+        self.params = isotp_params(st_min, block_size)
+        self.tester_address = tester_address
+        self.owns_bus = owns_bus
+        self.notifier = can.Notifier(bus, [], timeout=0.1)
+        self._connections: dict[int, PythonIsoTpConnection] = {}
+        self._lock = threading.Lock()
+        self.description = f"CAN {bus.channel_info} ({addressing} addressing)"
+
+    def ecu_connection(self, address: int) -> PythonIsoTpConnection:
+        with self._lock:
+            conn = self._connections.get(address)
+            if conn is None:
+                stack = isotp.NotifierBasedCanStack(
+                    self.bus,
+                    self.notifier,
+                    address=isotp_address(
+                        address, self.addressing, self.normal_ids, self.tester_address
+                    ),
+                    params=dict(self.params),
+                )
+                conn = PythonIsoTpConnection(stack, name=f"can-0x{address:02X}")
+                self._connections[address] = conn
+            return conn
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections.values():
+                if conn.is_open():
+                    conn.close()
+            self._connections.clear()
+        self.notifier.stop()
+        if self.owns_bus:
+            self.bus.shutdown()
+
+
+def open_can_link(
+    bus: can.BusABC,
+    *,
+    addressing: str = "bmw",
+    normal_ids: Mapping[int, tuple[int, int]] | None = None,
+    st_min: float = 0.0,
+    block_size: int = 0,
+    tester_address: int = BMW_TESTER,
+    owns_bus: bool = False,
+) -> CanLink:
+    return CanLink(
+        bus,
+        addressing=addressing,
+        normal_ids=normal_ids,
+        st_min=st_min,
+        block_size=block_size,
+        tester_address=tester_address,
+        owns_bus=owns_bus,
+    )

@@ -1,0 +1,43 @@
+"""One kind of per-ECU connection for the UDS layer, whatever the wire."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from udsoncan.connections import BaseConnection
+
+from firmware_py.config import TransportConfig
+from firmware_py.transport.can_bus import open_can_bus
+from firmware_py.transport.doip_link import open_doip_link
+from firmware_py.transport.isotp_link import open_can_link
+
+
+class VehicleLink(Protocol):
+    """A connected vehicle: ``ecu_connection(address)`` gives a udsoncan connection to one ECU."""
+
+    kind: str
+    description: str
+
+    def ecu_connection(self, address: int) -> BaseConnection: ...
+
+    def close(self) -> None: ...
+
+
+def open_link(
+    cfg: TransportConfig, kind: str, *, normal_ids: Mapping[int, tuple[int, int]] | None = None
+) -> VehicleLink:
+    """Open the vehicle link named by ``kind`` (``doip`` or ``can``) from configuration."""
+    if kind == "doip":
+        return open_doip_link(cfg.doip_host, cfg.doip_port, tester_address=cfg.tester_address)
+    if kind == "can":
+        bus = open_can_bus(cfg.can_interface, cfg.can_channel, cfg.can_bitrate)
+        return open_can_link(
+            bus,
+            addressing=cfg.can_addressing,
+            normal_ids=normal_ids,
+            st_min=cfg.st_min,
+            block_size=cfg.block_size,
+            owns_bus=True,
+        )
+    raise ValueError(f"transport must be 'doip' or 'can', not {kind!r}")

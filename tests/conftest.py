@@ -1,0 +1,123 @@
+"""Shared fixtures: the simulated vehicle as a separate process (``vci sim``), over real
+sockets on loopback, with its own CAN multicast channel per test so that tests never hear
+each other."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+READY_TIMEOUT = 15.0
+
+
+def free_can_channel() -> str:
+    return f"239.74.{random.randint(1, 254)}.{random.randint(1, 254)}:{random.randint(20000, 60000)}"
+
+
+@dataclass
+class SimHandle:
+    process: subprocess.Popen[str]
+    doip_host: str
+    doip_port: int
+    can_interface: str
+    can_channel: str
+    control_url: str
+    output: list[str] = field(default_factory=list)
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.control_url + path, data=data, method=method, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def state(self) -> dict[str, Any]:
+        return self._call("GET", "/state")
+
+    def inject(self, **faults: Any) -> None:
+        self._call("POST", "/faults", faults)
+
+    def set_battery(self, volts: float) -> None:
+        self._call("POST", "/battery", {"volts": volts})
+
+    def reset(self) -> None:
+        self._call("POST", "/reset", {})
+
+    def cli_args(self, transport: str) -> list[str]:
+        """Transport flags of the vci CLI that reach this simulator."""
+        if transport == "doip":
+            return ["--doip", f"{self.doip_host}:{self.doip_port}"]
+        return ["--can", "--can-interface", self.can_interface, "--can-channel", self.can_channel]
+
+
+def _start(extra: tuple[str, ...]) -> SimHandle:
+    channel = free_can_channel()
+    cmd = [sys.executable, "-m", "firmware_py", "sim", "--doip-port", "0", "--control-port", "0",
+           "--can-channel", channel, "--announce-to", "", *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    output: list[str] = []
+    ready: list[str] = []
+    got = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            if line.startswith("vci-sim ready"):
+                ready.append(line)
+                got.set()
+        got.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not got.wait(READY_TIMEOUT) or not ready:
+        proc.kill()
+        raise RuntimeError("vci sim did not start:\n" + "".join(output))
+    fields = dict(part.split("=", 1) for part in ready[0].split()[2:])
+    host, port = fields["doip"].rsplit(":", 1)
+    interface, _, chan = fields["can"].partition(":")
+    return SimHandle(proc, host, int(port), interface, chan, fields["control"], output)
+
+
+def _stop(sim: SimHandle) -> None:
+    if sim.process.poll() is None:
+        sim.process.send_signal(signal.SIGTERM)
+        try:
+            sim.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            sim.process.kill()
+            sim.process.wait(timeout=5)
+    time.sleep(0.05)  # let the output pump finish
+    text = "".join(sim.output)
+    assert "Traceback" not in text, "the simulator crashed:\n" + text
+
+
+@pytest.fixture
+def start_sim() -> Iterator[Callable[..., SimHandle]]:
+    """Factory: ``start_sim("--fault", "silent:DSC")`` starts a simulator with extra options."""
+    started: list[SimHandle] = []
+
+    def start(*extra: str) -> SimHandle:
+        sim = _start(extra)
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        _stop(sim)
+
+
+@pytest.fixture
+def sim_process(start_sim: Callable[..., SimHandle]) -> SimHandle:
+    """``vci sim`` in its own process, fresh for each test."""
+    return start_sim()
