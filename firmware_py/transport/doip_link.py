@@ -214,6 +214,7 @@ def discover_doip(
                 log.warning("discovery: ignoring a malformed answer from %s: %s", src, err)
                 continue
             if isinstance(answer, VehicleIdentificationResponse):
+                unicast = not host.endswith(".255")
                 vin_text = (
                     answer.vin
                     if isinstance(answer.vin, str)
@@ -228,6 +229,8 @@ def discover_doip(
                     src_port,
                     int(answer.further_action_required),
                 )
+                if unicast:
+                    break  # one entity answers a unicast request
     return list(found.values())
 
 

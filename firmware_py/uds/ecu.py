@@ -1,0 +1,323 @@
+"""``EcuSession``: UDS with one ECU on udsoncan, behind our exception tree.
+
+udsoncan encodes and decodes the services and waits out "response pending" (NRC 0x78) with
+P2*; this class adds what the box needs around it: udsoncan's exceptions converted to ours at
+this one adapter (an NRC by its ISO 14229 name, with a hint what to do), a lock so that the
+tester-present keeper never interleaves with a request, and tester present (0x3E 0x80) sent
+locally while a non-default session is open, so no session ever depends on a WAN round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import udsoncan
+from udsoncan import Request, services
+from udsoncan.client import Client
+from udsoncan.connections import BaseConnection
+from udsoncan.exceptions import (
+    ConfigError as UdsConfigError,
+)
+from udsoncan.exceptions import (
+    InvalidResponseException,
+    NegativeResponseException,
+    TimeoutException,
+    UnexpectedResponseException,
+)
+from udsoncan.ResponseCode import ResponseCode
+
+from firmware_py.config import UdsConfig
+from firmware_py.errors import (
+    EcuNotRespondingError,
+    NegativeResponseError,
+    SecurityAccessError,
+    UnexpectedResponseError,
+    VciError,
+)
+from firmware_py.uds.dids import did_codecs
+from firmware_py.uds.security import SecurityProvider
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SESSIONS = {"default": 0x01, "programming": 0x02, "extended": 0x03}
+
+#: What a technician can do about an NRC (ISO 14229-1 table A.1 names come from udsoncan).
+NRC_HINTS = {
+    0x10: "The ECU rejected the request; repeat it, and if it persists reset the ECU",
+    0x11: "This ECU does not offer the service",
+    0x12: "This ECU does not offer this sub-function",
+    0x13: "The request has the wrong length for this ECU",
+    0x14: "The response would be too long for the transport",
+    0x21: "The ECU is busy; repeat the request in a moment",
+    0x22: "Conditions are not met: check ignition on, engine off, vehicle at standstill",
+    0x24: "Steps were done in the wrong order; start the job again",
+    0x31: "A value is out of range or not supported by this ECU",
+    0x33: "Security access is needed first (the job does it; check the seed/key algorithm)",
+    0x35: "The security key was wrong: check the seed/key algorithm for this ECU",
+    0x36: "Too many wrong security keys: wait for the ECU's delay (or cycle the ignition)",
+    0x37: "The ECU's security delay has not expired yet: wait and repeat",
+    0x70: "The ECU did not accept the download: erase first, check the address range",
+    0x71: "The transfer was suspended by the ECU: restart the segment",
+    0x72: "The ECU could not program its memory: check the supply voltage, then repeat",
+    0x73: "Block sequence counter mismatch: restart the segment",
+    0x7E: "Enter the right diagnostic session first (extended or programming)",
+    0x7F: "Enter the right diagnostic session first (extended or programming)",
+    0x92: "Supply voltage too high",
+    0x93: "Supply voltage too low: connect a battery charger",
+}
+
+
+def nrc_name(code: int) -> str:
+    name = ResponseCode.get_name(code)
+    return name if name else f"NRC 0x{code:02X}"
+
+
+class EcuSession:
+    def __init__(
+        self,
+        connection: BaseConnection,
+        *,
+        name: str,
+        address: int,
+        timing: UdsConfig = UdsConfig(),
+        security: SecurityProvider | None = None,
+    ) -> None:
+        self.name = name
+        self.address = address
+        self.timing = timing
+        self.security = security
+        self.connection = connection
+        config = dict(udsoncan.configs.default_client_config)
+        config.update(
+            data_identifiers=did_codecs(),
+            p2_timeout=timing.p2,
+            p2_star_timeout=timing.p2_star,
+            request_timeout=max(timing.p2_star * 3, 10.0),
+            use_server_timing=False,  # keep our P2/P2*; a slow ECU's 0x78 restarts P2* anyway
+            dtc_snapshot_did_size=2,
+            extended_data_size=1,
+            tolerate_zero_padding=True,
+            ignore_all_zero_dtc=True,
+            server_address_format=32,
+            server_memorysize_format=32,
+        )
+        self.client = Client(connection, config=config)  # type: ignore[arg-type]
+        self._lock = threading.RLock()
+        self._session = 0x01
+        self._keeper: threading.Thread | None = None
+        self._stop_keeper = threading.Event()
+        self._opened = False
+
+    # -- lifetime ------------------------------------------------------------------------
+    def open(self) -> EcuSession:
+        with self._lock:
+            if not self._opened:
+                self.client.open()
+                self._opened = True
+        return self
+
+    def close(self) -> None:
+        self._stop_keeper.set()
+        if self._keeper is not None and self._keeper is not threading.current_thread():
+            self._keeper.join(timeout=2)
+        with self._lock:
+            if self._opened:
+                self.client.close()
+                self._opened = False
+
+    def __enter__(self) -> EcuSession:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def session(self) -> int:
+        return self._session
+
+    # -- the one adapter from udsoncan's exceptions to ours ---------------------------------------
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        with self._lock:
+            if not self._opened:
+                self.open()
+            try:
+                return fn()
+            except NegativeResponseException as err:
+                code = int(err.response.code or 0)
+                service = err.response.service.request_id() if err.response.service else 0
+                raise NegativeResponseError(
+                    service, code, nrc_name(code), ecu=self.name, hint=NRC_HINTS.get(code)
+                ) from err
+            except TimeoutException as err:
+                raise EcuNotRespondingError(
+                    f"ECU {self.name} (0x{self.address:02X}) did not answer {what}: {err}"
+                ) from err
+            except (InvalidResponseException, UnexpectedResponseException) as err:
+                raise UnexpectedResponseError(
+                    f"ECU {self.name} (0x{self.address:02X}) answered {what} wrongly: {err}"
+                ) from err
+            except UdsConfigError as err:
+                raise UnexpectedResponseError(
+                    f"ECU {self.name}: cannot decode the answer to {what}: {err}"
+                ) from err
+            except VciError:
+                raise
+            except (ValueError, IndexError) as err:
+                raise UnexpectedResponseError(
+                    f"ECU {self.name} (0x{self.address:02X}) answered {what} with data we cannot read: {err}"
+                ) from err
+
+    # -- services --------------------------------------------------------------------------
+    def change_session(self, session: str | int) -> None:
+        target = SESSIONS[session] if isinstance(session, str) else int(session)
+        self._call(f"session control 0x{target:02X}", lambda: self.client.change_session(target))
+        self._session = target
+        if target == 0x01:
+            self._stop_keeper.set()
+        else:
+            self._start_keeper()
+
+    def read_dids(self, *dids: int) -> dict[int, Any]:
+        response = self._call(
+            "read data by identifier", lambda: self.client.read_data_by_identifier(list(dids))
+        )
+        assert response is not None
+        return dict(response.service_data.values)
+
+    def read_did_raw(self, did: int) -> bytes:
+        response = self.raw(bytes([0x22, did >> 8, did & 0xFF]))
+        if response[1:3] != bytes([did >> 8, did & 0xFF]):
+            raise UnexpectedResponseError(
+                f"ECU {self.name} answered DID {did:04X} with another DID"
+            )
+        return response[3:]
+
+    def write_did(self, did: int, value: Any) -> None:
+        self._call(f"write DID {did:04X}", lambda: self.client.write_data_by_identifier(did, value))
+
+    def security_access(self, level: int) -> None:
+        """Request seed for ``level`` (odd), compute the key with the configured algorithm, send it."""
+        if level % 2 == 0:
+            raise ValueError("security access level must be the odd requestSeed sub-function")
+        response = self._call("request seed", lambda: self.client.request_seed(level))
+        assert response is not None
+        seed = bytes(response.service_data.seed)
+        if not any(seed):
+            return  # already unlocked
+        if self.security is None:
+            raise SecurityAccessError(f"no seed/key algorithm for ECU {self.name}")
+        key = self.security.key(self.address, level, seed)
+        self._call("send key", lambda: self.client.send_key(level + 1, key))
+
+    def ecu_reset(self, reset_type: int = 0x01) -> None:
+        self._call("ECU reset", lambda: self.client.ecu_reset(reset_type))
+        self._session = 0x01
+        self._stop_keeper.set()
+
+    def clear_dtc(self, group: int = 0xFFFFFF) -> None:
+        self._call("clear diagnostic information", lambda: self.client.clear_dtc(group))
+
+    def routine(self, control: str, routine_id: int, data: bytes | None = None) -> bytes:
+        """Routine control (0x31): ``control`` is start, stop or results; returns the status record."""
+        ctype = {"start": 1, "stop": 2, "results": 3}[control]
+        response = self._call(
+            f"routine 0x{routine_id:04X} {control}",
+            lambda: self.client.routine_control(routine_id, ctype, data),
+        )
+        assert response is not None
+        return bytes(response.service_data.routine_status_record or b"")
+
+    def communication_control(self, control_type: int, communication_type: int = 0x01) -> None:
+        self._call(
+            "communication control",
+            lambda: self.client.communication_control(control_type, communication_type),
+        )
+
+    def request_download(self, address: int, length: int) -> int:
+        """RequestDownload (0x34); returns maxNumberOfBlockLength (SID + counter + data)."""
+        location = udsoncan.MemoryLocation(address, length, address_format=32, memorysize_format=32)
+        response = self._call("request download", lambda: self.client.request_download(location))
+        assert response is not None
+        return int(response.service_data.max_length)
+
+    def transfer_data(self, counter: int, data: bytes) -> None:
+        """TransferData (0x36) without decoding overhead: checks the echoed counter."""
+        response = self.raw(b"\x36" + bytes([counter]) + data)
+        if len(response) < 2 or response[1] != counter:
+            raise UnexpectedResponseError(
+                f"ECU {self.name} echoed block counter {response[1:2].hex()} for {counter:02X}"
+            )
+
+    def request_transfer_exit(self) -> None:
+        self._call("request transfer exit", lambda: self.client.request_transfer_exit())
+
+    def tester_present(self) -> None:
+        self._call("tester present", lambda: self.client.tester_present())
+
+    def raw(self, request: bytes) -> bytes:
+        """Any UDS request; returns the positive response (an NRC raises)."""
+        if not request:
+            raise ValueError("empty UDS request")
+
+        def send() -> bytes:
+            response = self.client.send_request(Request.from_payload(request))
+            assert response is not None
+            return bytes(response.get_payload())
+
+        return self._call(f"request {request[:3].hex()}", send)
+
+    # -- DTC services (decoded by udsoncan) -----------------------------------------------------
+    def dtcs_by_status_mask(self, mask: int) -> list[udsoncan.Dtc]:
+        response = self._call(
+            "read DTC information", lambda: self.client.get_dtc_by_status_mask(mask)
+        )
+        assert response is not None
+        return list(response.service_data.dtcs)
+
+    def dtc_snapshots(self, dtc: int) -> udsoncan.Dtc | None:
+        response = self._call(
+            "read DTC snapshot", lambda: self.client.get_dtc_snapshot_by_dtc_number(dtc, 0xFF)
+        )
+        assert response is not None
+        return response.service_data.dtcs[0] if response.service_data.dtcs else None
+
+    def dtc_extended_data(self, dtc: int) -> udsoncan.Dtc | None:
+        response = self._call(
+            "read DTC extended data",
+            lambda: self.client.get_dtc_extended_data_by_dtc_number(dtc, 0xFF, data_size=1),
+        )
+        assert response is not None
+        return response.service_data.dtcs[0] if response.service_data.dtcs else None
+
+    # -- tester present ---------------------------------------------------------------------------
+    def _start_keeper(self) -> None:
+        if self._keeper is not None and self._keeper.is_alive():
+            return
+        self._stop_keeper.clear()
+        self._keeper = threading.Thread(
+            target=self._keep_alive, daemon=True, name=f"tester-present-{self.name}"
+        )
+        self._keeper.start()
+
+    def _keep_alive(self) -> None:
+        while not self._stop_keeper.wait(self.timing.tester_present_interval):
+            if self._session == 0x01:
+                return
+            try:
+                with self._lock, self.client.suppress_positive_response:
+                    self.client.tester_present()
+            except Exception as err:  # noqa: BLE001 - the next real request reports the problem
+                log.debug("tester present to %s failed: %s", self.name, err)
+
+    @contextmanager
+    def suppress_positive_response(self) -> Iterator[None]:
+        with self._lock, self.client.suppress_positive_response:
+            yield
+
+
+__all__ = ["NRC_HINTS", "SESSIONS", "EcuSession", "nrc_name", "services"]

@@ -1,0 +1,72 @@
+"""``VehicleSession``: a connected vehicle for the UDS layer - its link, the catalogue, and one
+:class:`EcuSession` per ECU, opened on first use. Synchronous and used from one thread at a time
+(the gateway's vehicle worker)."""
+
+from __future__ import annotations
+
+from firmware_py.config import TransportConfig, UdsConfig
+from firmware_py.transport import VehicleLink, open_link
+from firmware_py.uds.catalog import Catalog, EcuInfo, load_catalog
+from firmware_py.uds.ecu import EcuSession
+from firmware_py.uds.security import SecurityProvider
+
+#: for first contact with ECUs that may not be fitted: answer quickly or count as absent
+PROBE_TIMING = UdsConfig(p2=0.3, p2_star=5.0)
+
+
+class VehicleSession:
+    def __init__(
+        self, link: VehicleLink, *, catalog: Catalog | None = None, timing: UdsConfig = UdsConfig()
+    ) -> None:
+        self.link = link
+        self.catalog = catalog or load_catalog()
+        self.timing = timing
+        self.security = SecurityProvider(
+            {e.address: e.security for e in self.catalog.ecus if e.security}
+        )
+        self._sessions: dict[int, EcuSession] = {}
+
+    @classmethod
+    def open(
+        cls,
+        transport: TransportConfig,
+        kind: str,
+        *,
+        timing: UdsConfig = UdsConfig(),
+        catalog: Catalog | None = None,
+    ) -> VehicleSession:
+        catalog = catalog or load_catalog()
+        return cls(
+            open_link(transport, kind, normal_ids=catalog.normal_ids()),
+            catalog=catalog,
+            timing=timing,
+        )
+
+    @property
+    def kind(self) -> str:
+        return self.link.kind
+
+    def ecu(self, which: str | int | EcuInfo, *, timing: UdsConfig | None = None) -> EcuSession:
+        info = which if isinstance(which, EcuInfo) else self.catalog.find(which)
+        session = self._sessions.get(info.address)
+        if session is None or (timing is not None and timing != session.timing):
+            if session is not None:
+                session.close()
+            session = EcuSession(
+                self.link.ecu_connection(info.address),
+                name=info.name,
+                address=info.address,
+                timing=timing or self.timing,
+                security=self.security,
+            )
+            self._sessions[info.address] = session.open()
+        return session
+
+    def close(self) -> None:
+        for session in self._sessions.values():
+            try:
+                session.close()
+            except Exception:  # noqa: BLE001 - closing must go on for the others
+                pass
+        self._sessions.clear()
+        self.link.close()
