@@ -66,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=level, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.verbose < 2:
+        # udsoncan logs every exception it passes on at ERROR and can-isotp every timeout at
+        # WARNING; we report them ourselves, as sentences.
+        logging.getLogger("UdsClient").setLevel(logging.CRITICAL)
+        logging.getLogger("isotp").setLevel(logging.ERROR)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

@@ -1,0 +1,256 @@
+"""Diagnosis commands: ``vci scan``, ``vci identify``, ``vci dtc read|clear``, ``vci read-did``,
+``vci uds``. Each runs one job through the gateway's job runner."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from firmware_py.cli.transport_args import add_transport_args, config_from_args
+from firmware_py.errors import VciError
+from firmware_py.gateway.jobs import Job, JobRequest, JobState
+from firmware_py.gateway.local import run_cli_job
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "scan",
+        help="find vehicles on DoIP and ECUs that answer",
+        description="Find vehicles (DoIP vehicle identification) and the ECUs that answer on the chosen link.",
+    )
+    add_transport_args(p)
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("identify", help="VIN and every ECU with part number and software versions")
+    add_transport_args(p)
+    p.add_argument("--ecu", help="only this ECU (name such as DME, or address such as 0x12)")
+    p.set_defaults(func=cmd_identify)
+
+    dtc = sub.add_parser("dtc", help="fault memory").add_subparsers(
+        dest="dtc_command", metavar="ACTION", required=True
+    )
+    p = dtc.add_parser(
+        "read", help="read fault memory (all ECUs or one), with status, snapshot and extended data"
+    )
+    add_transport_args(p)
+    p.add_argument("--ecu", help="only this ECU (name or address)")
+    p.add_argument(
+        "--mask",
+        type=lambda s: int(s, 0),
+        default=0xFF,
+        help="DTC status mask (default 0xFF: every stored DTC; 0x0C: pending|confirmed)",
+    )
+    p.add_argument("--brief", action="store_true", help="no snapshot / extended data")
+    p.set_defaults(func=cmd_dtc_read)
+    p = dtc.add_parser("clear", help="clear fault memory (all ECUs or one)")
+    add_transport_args(p)
+    p.add_argument("--ecu", help="only this ECU (name or address)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=cmd_dtc_clear)
+
+    p = sub.add_parser("read-did", help="read data identifiers of one ECU")
+    add_transport_args(p)
+    p.add_argument("--ecu", required=True, help="ECU name or address")
+    p.add_argument("dids", nargs="+", metavar="DID", help="F190, 0xF189 or a name such as vin")
+    p.set_defaults(func=cmd_read_did)
+
+    p = sub.add_parser(
+        "uds", help="send one raw UDS request to one ECU (tester present and timing by the box)"
+    )
+    add_transport_args(p)
+    p.add_argument("--ecu", required=True, help="ECU name or address")
+    p.add_argument("request", help="request bytes in hex, e.g. 22F190")
+    p.set_defaults(func=cmd_raw)
+
+
+def _run(
+    args: argparse.Namespace, kind: str, ecu: str | None = None, **params: Any
+) -> dict[str, Any]:
+    cfg, transport = config_from_args(args)
+    job = run_cli_job(cfg, transport, JobRequest(kind, params, ecu))
+    return _result(job)
+
+
+def _result(job: Job) -> dict[str, Any]:
+    if job.state is not JobState.DONE:
+        err = job.error or {}
+        raise _JobFailed(err)
+    return job.result or {}
+
+
+class _JobFailed(VciError):
+    def __init__(self, err: dict[str, Any]) -> None:
+        super().__init__(str(err.get("message", "the job failed")), hint=err.get("hint"))
+        self.code = str(err.get("error", "job_failed"))
+        self.details = err
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.details)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def _error_text(err: dict[str, Any] | None) -> str:
+    if not err:
+        return ""
+    return str(err.get("message", "")) + (f". {err['hint']}" if err.get("hint") else "")
+
+
+# -- commands ------------------------------------------------------------------------------------
+def cmd_scan(args: argparse.Namespace) -> int:
+    from firmware_py.transport import discover_doip
+
+    cfg, transport = config_from_args(args)
+    out: dict[str, Any] = {"vehicles": [], "ecus": []}
+    if transport == "doip":
+        out["vehicles"] = [
+            a.to_dict()
+            for a in discover_doip(cfg.transport.doip_host, cfg.transport.doip_port, timeout=1.0)
+        ]
+        if not out["vehicles"]:
+            from firmware_py.errors import VehicleNotFoundError
+
+            raise VehicleNotFoundError(
+                f"no vehicle answered DoIP identification at {cfg.transport.doip_host}:{cfg.transport.doip_port}"
+            )
+    ident = _result(run_cli_job(cfg, transport, JobRequest("identify", {})))
+    out["ecus"] = [
+        {"name": e["name"], "address": e["address"], "present": e["present"]} for e in ident["ecus"]
+    ]
+    if args.json:
+        _print_json(out)
+        return 0
+    for v in out["vehicles"]:
+        print(
+            f"vehicle {v['vin']} at {v['host']}:{v['port']}, DoIP gateway 0x{v['logical_address']:04X}"
+        )
+    present = [e for e in out["ecus"] if e["present"]]
+    print(
+        f"{len(present)} ECUs answer on {transport.upper()}: "
+        + ", ".join(f"{e['name']} (0x{e['address']:02X})" for e in present)
+    )
+    return 0
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    result = _run(args, "identify", args.ecu)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"VIN      {result['vin'] or 'unknown'}")
+    print(f"link     {result['link']}\n")
+    rows = []
+    for e in result["ecus"]:
+        state = (
+            "ok" if e["present"] and not e["error"] else ("error" if e["present"] else "no answer")
+        )
+        rows.append(
+            [
+                e["name"],
+                f"0x{e['address']:02X}",
+                e["description"],
+                e.get("part_number", ""),
+                e.get("hw_number", ""),
+                e.get("hw_version", ""),
+                e.get("sw_version", ""),
+                state,
+            ]
+        )
+    print(
+        _table(rows, ["ECU", "addr", "what", "part no.", "HW no.", "HW ver", "SW version", "state"])
+    )
+    for e in result["ecus"]:
+        if e.get("svk"):
+            print(
+                f"\n{e['name']} software (SVK): "
+                + ", ".join(f"{s['process_class']} {s['sgbm_id']} {s['version']}" for s in e["svk"])
+            )
+    return 0
+
+
+def cmd_dtc_read(args: argparse.Namespace) -> int:
+    result = _run(
+        args, "read_fault_memory", args.ecu, status_mask=args.mask, details=not args.brief
+    )
+    if args.json:
+        _print_json(result)
+        return 1 if any(e["error"] for e in result["ecus"]) and args.ecu else 0
+    failed = False
+    for e in result["ecus"]:
+        head = f"{e['name']} (0x{e['address']:02X})"
+        if e["error"]:
+            failed = True
+            print(f"{head}: {_error_text(e['error'])}")
+            continue
+        print(f"{head}: {len(e['dtcs'])} fault(s)")
+        for d in e["dtcs"]:
+            print(
+                f"  {d['code']}  0x{d['id']}  status 0x{d['status']:02X}: {', '.join(d['status_names'])}"
+            )
+            for s in d["snapshots"]:
+                values = ", ".join(f"{k} {v}" for k, v in s.items() if k != "record")
+                print(f"      snapshot {s['record']}: {values}")
+            if d["extended"]:
+                print(
+                    "      "
+                    + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in d["extended"].items())
+                )
+    return 1 if failed and args.ecu else 0
+
+
+def cmd_dtc_clear(args: argparse.Namespace) -> int:
+    target = args.ecu or "every ECU"
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(f"refusing to clear the fault memory of {target} without --yes", file=sys.stderr)
+            return 2
+        if input(f"Clear the fault memory of {target}? [y/N] ").strip().lower() not in (
+            "y",
+            "yes",
+            "j",
+            "ja",
+        ):
+            return 1
+    result = _run(args, "clear_fault_memory", args.ecu)
+    if args.json:
+        _print_json(result)
+    else:
+        for e in result["ecus"]:
+            print(
+                f"{e['name']} (0x{e['address']:02X}): {'cleared' if e['cleared'] else _error_text(e['error'])}"
+            )
+    return 1 if any(not e["cleared"] for e in result["ecus"]) and args.ecu else 0
+
+
+def cmd_read_did(args: argparse.Namespace) -> int:
+    result = _run(args, "read_did", args.ecu, dids=args.dids)
+    if args.json:
+        _print_json(result)
+        return 0
+    for did, v in result["dids"].items():
+        value = v["value"] if v["value"] is not None else v.get("raw") or _error_text(v.get("error"))
+        print(f"{did}  {v['name']:<24} {value}")
+    return 0
+
+
+def cmd_raw(args: argparse.Namespace) -> int:
+    result = _run(args, "raw_uds", args.ecu, request=args.request)
+    if args.json:
+        _print_json(result)
+    else:
+        print(result["response"])
+    return 0

@@ -1,0 +1,101 @@
+"""The jobs the gateway runs, declared as a table: job kind -> handler ``(vehicle, ctx) -> dict``.
+
+Handlers run on the vehicle worker thread with a :class:`firmware_py.uds.vehicle.VehicleSession`
+and return JSON-ready results. They hold no state of their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from firmware_py.errors import ConfigError, NegativeResponseError
+from firmware_py.gateway.jobs import Handler, JobContext
+from firmware_py.uds.catalog import EcuInfo
+from firmware_py.uds.dids import DIDS, did_name, parse_did
+from firmware_py.uds.fault_memory import clear_fault_memory, read_fault_memory
+from firmware_py.uds.identification import identify_vehicle
+from firmware_py.uds.vehicle import VehicleSession
+
+
+def _ecus(vehicle: VehicleSession, ctx: JobContext) -> list[EcuInfo] | None:
+    return [vehicle.catalog.find(ctx.ecu)] if ctx.ecu else None
+
+
+def _one_ecu(vehicle: VehicleSession, ctx: JobContext) -> EcuInfo:
+    if not ctx.ecu:
+        raise ConfigError(
+            f"the job {ctx.job.request.kind} needs an ECU", hint="Name one, e.g. --ecu DME"
+        )
+    return vehicle.catalog.find(ctx.ecu)
+
+
+def identify(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    ctx.step("identify vehicle")
+    return identify_vehicle(vehicle, only=_ecus(vehicle, ctx)).to_dict()
+
+
+def read_vin(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    gateway = vehicle.catalog.ecus[0]
+    return {"vin": vehicle.ecu(ctx.ecu or gateway).read_dids(0xF190)[0xF190]}
+
+
+def read_faults(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    ctx.step("read fault memory")
+    mask = int(ctx.params.get("status_mask", 0xFF))
+    details = bool(ctx.params.get("details", True))
+    results = read_fault_memory(vehicle, _ecus(vehicle, ctx), status_mask=mask, details=details)
+    return {"ecus": [r.to_dict() for r in results]}
+
+
+def clear_faults(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    ctx.step("clear fault memory")
+    return {"ecus": clear_fault_memory(vehicle, _ecus(vehicle, ctx))}
+
+
+def read_did(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    info = _one_ecu(vehicle, ctx)
+    try:
+        dids = [parse_did(str(d)) for d in ctx.params.get("dids", [])]
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    if not dids:
+        raise ConfigError("name at least one DID", hint="e.g. F190 or vin")
+    session = vehicle.ecu(info)
+    values: dict[str, Any] = {}
+    known = [d for d in dids if d in DIDS]
+    if known:
+        values.update(
+            {
+                f"{did:04X}": {"name": did_name(did), "value": v}
+                for did, v in session.read_dids(*known).items()
+            }
+        )
+    for did in dids:
+        if did not in DIDS:
+            entry: dict[str, Any] = {"name": did_name(did), "value": None}
+            try:
+                entry["raw"] = session.read_did_raw(did).hex(" ")
+            except NegativeResponseError as err:
+                entry["error"] = err.to_dict()
+            values[f"{did:04X}"] = entry
+    return {"ecu": info.name, "address": info.address, "dids": values}
+
+
+def raw_uds(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    info = _one_ecu(vehicle, ctx)
+    try:
+        request = bytes.fromhex(str(ctx.params.get("request", "")))
+    except ValueError as err:
+        raise ConfigError(f"the raw request is not hex: {err}") from err
+    response = vehicle.ecu(info).raw(request)
+    return {"ecu": info.name, "request": request.hex(" "), "response": response.hex(" ")}
+
+
+HANDLERS: dict[str, Handler] = {
+    "read_vin": read_vin,
+    "identify": identify,
+    "read_fault_memory": read_faults,
+    "clear_fault_memory": clear_faults,
+    "read_did": read_did,
+    "raw_uds": raw_uds,
+}

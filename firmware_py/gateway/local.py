@@ -1,0 +1,50 @@
+"""Running one job from the command line through the gateway's job runner (the same entitlement
+checks and events as the tablet and the portal get), on a vehicle opened from configuration."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from firmware_py.config import Config
+from firmware_py.gateway.events import Event, EventBus
+from firmware_py.gateway.job_handlers import HANDLERS
+from firmware_py.gateway.jobs import Caller, Job, JobRequest, JobRunner, VehicleWorker
+from firmware_py.uds.vehicle import VehicleSession
+
+
+def run_cli_job(
+    cfg: Config,
+    transport: str,
+    request: JobRequest,
+    *,
+    entitlements: Any = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> Job:
+    """Run ``request`` to its end; returns the job (state done, failed) or raises when denied."""
+
+    async def main() -> Job:
+        bus = EventBus()
+        bus.bind(asyncio.get_running_loop())
+        worker = VehicleWorker(
+            lambda: VehicleSession.open(cfg.transport, transport, timing=cfg.uds)
+        )
+        runner = JobRunner(bus=bus, worker=worker, handlers=HANDLERS, entitlements=entitlements)
+        sub = bus.subscribe()
+        follow = asyncio.create_task(_follow(sub, on_event)) if on_event else None
+        try:
+            return await runner.run(request, Caller("cli", "local"))
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, worker.close)
+            if follow is not None:
+                await asyncio.sleep(0)
+                follow.cancel()
+            sub.close()
+
+    return asyncio.run(main())
+
+
+async def _follow(sub: Any, on_event: Callable[[Event], None]) -> None:
+    while True:
+        on_event(await sub.get())

@@ -1,0 +1,107 @@
+"""The gateway assembled: store, trusted clock, entitlements, event bus, vehicle worker, job
+runner. One object per box; the web page (``firmware_py.web``), the portal link
+(``firmware_py.cloud``) and the CLI all submit jobs to its one runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from firmware_py.gateway.events import EventBus
+from firmware_py.gateway.jobs import Handler, JobRunner, VehicleWorker
+from firmware_py.gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        open_vehicle: Callable[[], Any],
+        handlers: Mapping[str, Handler],
+        entitlements: Any = None,
+        clock: Any = None,
+        link_description: str = "",
+    ) -> None:
+        self.store = store
+        self.bus = EventBus()
+        self.clock = clock
+        self.entitlements = entitlements
+        self.worker = VehicleWorker(open_vehicle)
+        self.vehicle: dict[str, Any] = {"vin": None, "link": link_description, "connected": False}
+        self.runner = JobRunner(
+            bus=self.bus,
+            worker=self.worker,
+            handlers=handlers,
+            entitlements=entitlements,
+            vin=lambda: self.vehicle.get("vin"),
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def now(self) -> float:
+        """Trusted time (never goes backwards; see ``trusted_time``)."""
+        return float(self.clock.now()) if self.clock is not None else time.time()
+
+    def vehicle_state(self) -> dict[str, Any]:
+        return dict(self.vehicle)
+
+    def tickets(self) -> list[dict[str, Any]]:
+        if self.entitlements is None:
+            return []
+        return [t.to_dict() for t in self.entitlements.tickets()]
+
+    def add_ticket(self, token: str) -> dict[str, Any]:
+        if self.entitlements is None:
+            raise RuntimeError("this gateway was started without ticket checks")
+        info = self.entitlements.add_ticket(token)
+        self.bus.publish("tickets.changed", {"ticket": info.to_dict()})
+        return dict(info.to_dict())
+
+    async def start(self) -> None:
+        self.bus.bind(asyncio.get_running_loop())
+        self._tasks.append(asyncio.create_task(self._follow_jobs()))
+        if self.clock is not None:
+            self._tasks.append(asyncio.create_task(self._tick_clock()))
+
+    async def stop(self) -> None:
+        await self.runner.drain()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(None, self.worker.close)
+        if self.clock is not None:
+            self.clock.persist()
+
+    async def _tick_clock(self) -> None:
+        while True:
+            await asyncio.sleep(30)
+            self.clock.tick()
+
+    async def _follow_jobs(self) -> None:
+        """Keep the vehicle summary (VIN, ECUs, link state) current from job results."""
+        sub = self.bus.subscribe()
+        try:
+            while True:
+                event = await sub.get()
+                job = event.data.get("job") or {}
+                if event.kind == "job.done" and job.get("kind") == "identify":
+                    result = job.get("result") or {}
+                    self.vehicle.update(
+                        vin=result.get("vin"), ecus=result.get("ecus", []), connected=True
+                    )
+                elif event.kind == "job.failed" and (job.get("error") or {}).get("error") in (
+                    "connection_lost",
+                    "vehicle_not_found",
+                ):
+                    self.vehicle.update(connected=False)
+                else:
+                    continue
+                self.bus.publish("vehicle.state", {"vehicle": self.vehicle_state()})
+        finally:
+            sub.close()
