@@ -1,0 +1,128 @@
+"""Diagnosis end to end: the real ``vci`` CLI against ``vci sim`` in its own process, over
+DoIP on loopback TCP/UDP and ISO-TP on the loopback CAN bus."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.conftest import SimHandle
+from tests.integration.helpers import vci, vci_json
+
+TRANSPORTS = ["doip", "can"]
+SIM_ECUS = {"ZGW", "DME", "EGS", "DSC", "ACSM", "BDC", "KOMBI", "HU"}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_identify_returns_the_vin_and_every_ecu_with_versions(
+    sim_process: SimHandle, transport: str
+) -> None:
+    result = vci_json(sim_process, transport, "identify")
+    state = sim_process.state()
+    assert result["vin"] == state["vin"] == "WBAJA71090B123456"
+    present = {e["name"]: e for e in result["ecus"] if e["present"]}
+    assert set(present) == SIM_ECUS
+    for name, ecu in present.items():
+        assert ecu["sw_version"] == state["ecus"][name]["sw_version"]
+        assert len(ecu["part_number"]) == 7 and ecu["hw_version"].count(".") == 2
+        assert ecu["svk"] and all(
+            s["process_class"] in ("HWEL", "BTLD", "SWFL", "CAFD") for s in ecu["svk"]
+        )
+    absent = {e["name"] for e in result["ecus"] if not e["present"]}
+    assert absent == {"FZD", "TCB", "EPS", "SAS"}  # in the catalogue, not in this car
+
+
+def test_identify_human_output_names_the_vin_and_the_ecus(sim_process: SimHandle) -> None:
+    proc = vci("identify", *sim_process.cli_args("doip"))
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "WBAJA71090B123456" in proc.stdout
+        and "41.07.12" in proc.stdout
+        and "no answer" in proc.stdout
+    )
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_fault_memory_read_on_every_ecu_matches_the_vehicle(
+    sim_process: SimHandle, transport: str
+) -> None:
+    result = vci_json(sim_process, transport, "dtc", "read")
+    state = sim_process.state()["ecus"]
+    read = {e["name"]: e for e in result["ecus"] if e["name"] in SIM_ECUS}
+    assert set(read) == SIM_ECUS
+    for name, ecu in read.items():
+        assert ecu["error"] is None, ecu
+        assert [(d["id"], d["status"]) for d in ecu["dtcs"]] == [
+            (d["code"], d["status"]) for d in state[name]["dtcs"]
+        ]
+    dme = {d["id"]: d for d in read["DME"]["dtcs"]}
+    assert dme["12A100"]["snapshots"] == [{"record": 1, "mileage_km": 48011, "voltage_v": 13.9}]
+    assert dme["12A100"]["extended"] == {"occurrence_counter": 3, "aging_counter": 12}
+    assert "confirmed" in dme["12A100"]["status_names"]
+    # the ACSM answers "response pending" three times, 0.3 s apart, longer than our probe P2
+    assert [d["id"] for d in read["ACSM"]["dtcs"]] == ["930B00"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_fault_memory_clear_on_every_ecu(sim_process: SimHandle, transport: str) -> None:
+    result = vci_json(sim_process, transport, "dtc", "clear", "--yes")
+    cleared = {e["name"] for e in result["ecus"] if e["cleared"]}
+    assert cleared == SIM_ECUS
+    assert all(not ecu["dtcs"] for ecu in sim_process.state()["ecus"].values())
+    again = vci_json(sim_process, transport, "dtc", "read")
+    assert all(not e["dtcs"] for e in again["ecus"] if e["name"] in SIM_ECUS)
+
+
+def test_clear_one_ecu_leaves_the_others(sim_process: SimHandle) -> None:
+    vci_json(sim_process, "doip", "dtc", "clear", "--ecu", "ACSM", "--yes")
+    state = sim_process.state()["ecus"]
+    assert state["ACSM"]["dtcs"] == [] and state["DME"]["dtcs"]
+
+
+def test_clear_without_yes_and_without_a_terminal_changes_nothing(sim_process: SimHandle) -> None:
+    proc = vci("dtc", "clear", *sim_process.cli_args("doip"))
+    assert proc.returncode == 2 and "--yes" in proc.stderr
+    assert sim_process.state()["ecus"]["DME"]["dtcs"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_ecu_that_does_not_answer_gives_a_clear_error_and_the_others_are_read(
+    sim_process: SimHandle, transport: str
+) -> None:
+    sim_process.inject(ecu="DSC", silent=True)
+    started = time.monotonic()
+    one = vci_json(sim_process, transport, "dtc", "read", "--ecu", "DSC", expect_rc=1)
+    assert one["ecus"][0]["error"]["error"] == "ecu_not_responding"
+    assert "DSC" in one["ecus"][0]["error"]["message"] and one["ecus"][0]["error"]["hint"]
+    everyone = vci_json(sim_process, transport, "dtc", "read")
+    by_name = {e["name"]: e for e in everyone["ecus"]}
+    assert by_name["DSC"]["error"]["error"] == "ecu_not_responding"
+    assert by_name["DME"]["error"] is None and len(by_name["DME"]["dtcs"]) == 2
+    assert time.monotonic() - started < 30  # bounded: P2 timeouts, no hang
+
+
+def test_no_vehicle_is_a_clear_error(tmp_path) -> None:
+    proc = vci("identify", "--doip", "127.0.0.1:9")  # nothing listens on the discard port
+    assert proc.returncode == 2
+    assert "no DoIP entity answers" in proc.stderr or "no vehicle answered" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_read_did_names_values_and_reports_unknown_dids(sim_process: SimHandle) -> None:
+    result = vci_json(sim_process, "can", "read-did", "--ecu", "DME", "vin", "F189", "DAD0", "1234")
+    dids = result["dids"]
+    assert dids["F190"]["value"] == "WBAJA71090B123456"
+    assert dids["F189"]["value"] == "41.07.12"
+    assert dids["DAD0"]["value"] == pytest.approx(12.6)
+    assert (
+        dids["1234"]["error"]["nrc"] == 0x31
+        and "RequestOutOfRange" in dids["1234"]["error"]["message"]
+    )
+
+
+def test_scan_finds_the_vehicle_and_its_ecus(sim_process: SimHandle) -> None:
+    result = vci_json(sim_process, "doip", "scan")
+    assert result["vehicles"][0]["vin"] == "WBAJA71090B123456"
+    assert result["vehicles"][0]["logical_address"] == 0x10
+    assert {e["name"] for e in result["ecus"] if e["present"]} == SIM_ECUS

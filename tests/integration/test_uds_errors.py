@@ -1,0 +1,138 @@
+"""Every NRC path of the simulated ECUs reaches the user as an error that names the NRC, through
+the real UDS layer over real sockets; malformed responses end in a clear error, not a crash."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from firmware_py.config import TransportConfig, UdsConfig
+from firmware_py.errors import EcuNotRespondingError, NegativeResponseError, UnexpectedResponseError
+from firmware_py.uds.security import SecurityProvider, register_algorithm
+from firmware_py.uds.vehicle import VehicleSession
+from tests.conftest import SimHandle
+
+
+@pytest.fixture(params=["doip", "can"])
+def vehicle(
+    request: pytest.FixtureRequest, start_sim
+) -> Iterator[tuple[VehicleSession, SimHandle]]:
+    sim = start_sim("--security-delay", "2")
+    cfg = TransportConfig(
+        doip_host=sim.doip_host,
+        doip_port=sim.doip_port,
+        can_interface=sim.can_interface,
+        can_channel=sim.can_channel,
+    )
+    v = VehicleSession.open(cfg, request.param)
+    yield v, sim
+    v.close()
+
+
+def nrc_of(call) -> NegativeResponseError:
+    with pytest.raises(NegativeResponseError) as info:
+        call()
+    return info.value
+
+
+def test_wrong_session_names_nrc_7f(vehicle) -> None:
+    v, _ = vehicle
+    err = nrc_of(lambda: v.ecu("BDC").raw(bytes.fromhex("2E3000") + bytes(16)))  # default session
+    assert (
+        err.nrc == 0x7F
+        and "ServiceNotSupportedInActiveSession" in str(err)
+        and "session" in str(err)
+    )
+
+
+def test_wrong_length_names_nrc_13(vehicle) -> None:
+    v, _ = vehicle
+    err = nrc_of(lambda: v.ecu("DME").raw(bytes.fromhex("22F1")))
+    assert err.nrc == 0x13 and "IncorrectMessageLength" in str(err)
+
+
+def test_out_of_range_names_nrc_31(vehicle) -> None:
+    v, _ = vehicle
+    err = nrc_of(lambda: v.ecu("DME").raw(bytes.fromhex("221234")))
+    assert err.nrc == 0x31 and "RequestOutOfRange" in str(err)
+
+
+def test_conditions_not_correct_names_nrc_22(vehicle) -> None:
+    v, _ = vehicle
+    err = nrc_of(lambda: v.ecu("DME").change_session("programming"))  # only from extended
+    assert err.nrc == 0x22 and "ConditionsNotCorrect" in str(err)
+
+
+def test_security_access_denied_names_nrc_33(vehicle) -> None:
+    v, _ = vehicle
+    bdc = v.ecu("BDC")
+    bdc.change_session("extended")
+    err = nrc_of(lambda: bdc.raw(bytes.fromhex("2E3000") + bytes(16)))
+    assert err.nrc == 0x33 and "SecurityAccessDenied" in str(err)
+    bdc.security_access(0x01)  # the right algorithm unlocks it ...
+    bdc.raw(bytes.fromhex("2E3000") + bytes(range(16)))  # ... and the write goes through
+    bdc.change_session("default")
+
+
+def test_request_sequence_error_names_nrc_24(vehicle) -> None:
+    v, _ = vehicle
+    bdc = v.ecu("BDC")
+    bdc.change_session("extended")
+    err = nrc_of(lambda: bdc.raw(bytes.fromhex("270211223344")))  # a key before any seed
+    assert err.nrc == 0x24 and "RequestSequenceError" in str(err)
+
+
+def test_invalid_key_then_exceeded_attempts_then_delay(vehicle) -> None:
+    v, _ = vehicle
+    register_algorithm("test-wrong", lambda seed, level, address: b"\x00\x00\x00\x01")
+    kombi = v.ecu("KOMBI")
+    kombi.security = SecurityProvider({0x60: "test-wrong"})
+    kombi.change_session("extended")
+    assert nrc_of(lambda: kombi.security_access(0x01)).nrc == 0x35
+    assert nrc_of(lambda: kombi.security_access(0x01)).nrc == 0x35
+    err = nrc_of(lambda: kombi.security_access(0x01))
+    assert err.nrc == 0x36 and "ExceedNumberOfAttempts" in str(err).replace("Exceeded", "Exceed")
+    err = nrc_of(lambda: kombi.security_access(0x01))
+    assert err.nrc == 0x37 and "RequiredTimeDelayNotExpired" in str(err)
+    kombi.change_session("default")
+
+
+def test_a_forced_nrc_is_reported_by_name(vehicle) -> None:
+    v, sim = vehicle
+    sim.inject(ecu="EGS", nrc={"0x22": 0x21})
+    err = nrc_of(lambda: v.ecu("EGS").read_dids(0xF190))
+    assert err.nrc == 0x21 and "BusyRepeatRequest" in str(err)
+
+
+def test_a_response_of_the_wrong_length_is_an_unexpected_response(vehicle) -> None:
+    v, sim = vehicle
+    sim.inject(ecu="EGS", truncate=True)
+    with pytest.raises(UnexpectedResponseError, match="EGS"):
+        v.ecu("EGS").read_dids(0xF190)
+    sim.inject(ecu="EGS", truncate=False)
+    assert v.ecu("EGS").read_dids(0xF190)[0xF190] == "WBAJA71090B123456"
+
+
+def test_a_slow_ecu_is_waited_for_and_a_silent_one_times_out(vehicle) -> None:
+    v, sim = vehicle
+    sim.inject(ecu="DME", delay=0.5)
+    assert v.ecu("DME").read_dids(0xF190)[0xF190] == "WBAJA71090B123456"  # P2 1.0 s > 0.5 s
+    sim.inject(ecu="DME", silent=True)
+    with pytest.raises(EcuNotRespondingError, match="DME"):
+        v.ecu("DME").read_dids(0xF190)
+    sim.inject(ecu="DME", silent=False, delay=0)
+    assert v.ecu("DME").read_dids(0xF190)[0xF190] == "WBAJA71090B123456"
+
+
+def test_tester_present_keeps_a_session_open_past_s3(vehicle) -> None:
+    v, sim = vehicle
+    dme = v.ecu("DME", timing=UdsConfig(tester_present_interval=0.5))
+    dme.change_session("extended")
+    deadline = time.monotonic() + 6.0  # S3 is 5 s in the simulated ECUs
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert sim.state()["ecus"]["DME"]["session"] == 0x03
+    dme.change_session("default")
+    assert sim.state()["ecus"]["DME"]["session"] == 0x01
