@@ -28,7 +28,8 @@ BMW_RESPONSE_BASE = 0x600
 
 
 class _EcuStack(isotp.NotifierBasedCanStack):
-    """can-isotp's stack with the simulator's frame-drop fault on the receive side."""
+    """can-isotp's stack with the simulator's frame-drop fault on the receive side (decided once
+    per frame by :meth:`CanFace._decide_drop`, which the notifier calls before the stacks)."""
 
     def __init__(
         self, *args: object, drop: Callable[[can.Message], bool], **kwargs: object
@@ -57,7 +58,8 @@ class CanFace:
         self.ecus = ecus
         self.faults = faults
         self.clock = clock
-        self.notifier = can.Notifier(bus, [], timeout=0.1)
+        self.notifier = can.Notifier(bus, [self._decide_drop], timeout=0.1)
+        self._dropped: can.Message | None = None
         self._frames_seen: dict[int, int] = {}
         self._random = random.Random(faults.drop_can_seed)
         self._stop = threading.Event()
@@ -98,6 +100,12 @@ class CanFace:
                 self.stacks.append((model, stack))
 
     def _drop(self, msg: can.Message) -> bool:
+        return msg is self._dropped
+
+    def _decide_drop(self, msg: can.Message) -> None:
+        self._dropped = msg if self._should_drop(msg) else None
+
+    def _should_drop(self, msg: can.Message) -> bool:
         f = self.faults
         if f.drop_can_frame.get(msg.arbitration_id):
             n = self._frames_seen.get(msg.arbitration_id, 0) + 1

@@ -1,0 +1,264 @@
+"""The simulated ECU's UDS server as pure logic: byte vectors in the shape of ISO 14229-1,
+time passed explicitly (no sleeping)."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from firmware_py.sim.ecu import HEADER_MAGIC, Battery, EcuModel, sim_key
+from firmware_py.sim.vehicle import load_vehicle
+
+VEHICLE = load_vehicle("g30")
+
+
+def ecu(name: str = "DME") -> EcuModel:
+    spec = next(e for e in VEHICLE.ecus if e.name == name)
+    return EcuModel(spec, VEHICLE, Battery(12.6), security_delay=10.0)
+
+
+def ask(model: EcuModel, hex_request: str, now: float = 0.0) -> str:
+    reply = model.handle(bytes.fromhex(hex_request), now)
+    return reply.response.hex().upper() if reply.response is not None else ""
+
+
+def unlock(model: EcuModel, level: int, now: float = 0.0) -> None:
+    seed = int(ask(model, f"27{level:02X}", now)[4:], 16)
+    key = sim_key(seed, model.spec.address, level)
+    assert ask(model, f"27{level + 1:02X}{key:08X}", now) == f"67{level + 1:02X}"
+
+
+def test_session_control_reports_p2_and_p2_star() -> None:
+    assert ask(ecu(), "1003") == "5003003201F4"  # P2 50 ms, P2* 500 x 10 ms
+
+
+def test_programming_session_only_from_extended() -> None:
+    m = ecu()
+    assert ask(m, "1002") == "7F1022"
+    assert ask(m, "1003").startswith("5003")
+    assert ask(m, "1002").startswith("5002")
+
+
+def test_s3_timeout_returns_to_the_default_session() -> None:
+    m = ecu("BDC")
+    ask(m, "1003", now=100.0)
+    ask(m, "3E80", now=104.0)  # tester present within S3 (5 s) keeps it
+    assert m.session == 0x03
+    assert ask(m, "2E3000" + "00" * 16, now=109.5) == "7F2E7F"  # > 5 s of silence: default again
+    assert m.session == 0x01
+
+
+def test_tester_present_with_and_without_suppress_bit() -> None:
+    m = ecu()
+    assert ask(m, "3E00") == "7E00"
+    assert ask(m, "3E80") == ""
+    assert ask(m, "3E01") == "7F3E12"
+    assert ask(m, "3E") == "7F3E13"
+
+
+def test_read_several_dids_in_one_request() -> None:
+    out = bytes.fromhex(ask(ecu(), "22F190F189"))
+    assert out[:3] == b"\x62\xf1\x90" and out[3:20] == b"WBAJA71090B123456"
+    assert out[20:22] == b"\xf1\x89" and out[22:].decode().strip() == "41.07.12"
+
+
+@pytest.mark.parametrize(
+    ("request_hex", "nrc"),
+    [
+        ("22F1", "13"),
+        ("22", "13"),
+        ("221234", "31"),
+        ("99", "11"),
+        ("1904", "13"),
+        ("1907FF", "12"),
+    ],
+)
+def test_nrc_vectors(request_hex: str, nrc: str) -> None:
+    assert ask(ecu(), request_hex) == f"7F{request_hex[:2]}{nrc}"
+
+
+def test_fault_memory_sub_functions() -> None:
+    m = ecu("DME")
+    assert ask(m, "19010C") == "5901FF010002"
+    assert ask(m, "19020C") == "5902FF12A1002F0A8E0024"
+    assert ask(m, "190A") == "590AFF12A1002F0A8E0024"
+    snapshot = bytes.fromhex(ask(m, "190412A100FF"))
+    assert snapshot[:6] == bytes.fromhex("590412A1002F")
+    assert snapshot[6:] == bytes.fromhex("0102") + struct.pack(
+        ">HIHH", 0x1700, 48011, 0x1701, 13900
+    )
+    assert ask(m, "190612A100FF") == "590612A1002F0103020C"
+    assert ask(m, "1904123456FF") == "7F1931"
+
+
+def test_clear_one_dtc_then_all() -> None:
+    m = ecu("DME")
+    assert ask(m, "140A8E00") == "54"
+    assert ask(m, "19020C") == "5902FF12A1002F"
+    assert ask(m, "14FFFFFF") == "54"
+    assert ask(m, "19020C") == "5902FF"
+    assert ask(m, "14123456") == "7F1431"
+
+
+def test_slow_ecu_announces_response_pending() -> None:
+    reply = ecu("ACSM").handle(bytes.fromhex("19020C"), 0.0)
+    assert reply.pending == 3 and reply.response is not None and reply.response[:2] == b"\x59\x02"
+
+
+def test_security_access_counter_and_delay() -> None:
+    m = ecu("BDC")
+    ask(m, "1003", now=0)
+    for attempt in range(2):
+        ask(m, "2701", now=1)
+        assert ask(m, "270200000000", now=1) == "7F2735"
+    ask(m, "2701", now=1)
+    assert ask(m, "270200000000", now=1) == "7F2736"
+    assert ask(m, "2701", now=5) == "7F2737"  # delay of 10 s not over
+    ask(m, "3E80", now=9)  # keep the session (S3)
+    unlock(m, 0x01, now=11.5)
+    assert ask(m, "2701", now=12) == "670100000000"  # already unlocked: zero seed
+
+
+def test_key_without_seed_is_a_sequence_error() -> None:
+    m = ecu("BDC")
+    ask(m, "1003")
+    assert ask(m, "270211223344") == "7F2724"
+
+
+def test_coding_write_needs_extended_session_and_security() -> None:
+    m = ecu("BDC")
+    coding = "00112233445566778899AABBCCDDEEFF"
+    assert ask(m, "2E3000" + coding) == "7F2E7F"
+    ask(m, "1003")
+    assert ask(m, "2E3000" + coding) == "7F2E33"
+    unlock(m, 0x01)
+    assert ask(m, "2E3000" + coding[:-2]) == "7F2E13"
+    assert ask(m, "2E3000" + coding) == "6E3000"
+    assert ask(m, "223000") == "623000" + coding
+
+
+def program(m: EcuModel, image: bytes, now: float = 0.0, block: int | None = None) -> list[str]:
+    """A whole programming sequence; returns every response."""
+    region = m.region
+    assert region is not None
+    out = [ask(m, "1003", now), ask(m, "1002", now)]
+    unlock(m, 0x11, now)
+    out.append(ask(m, "3101FF00" + f"{region.address:08X}{len(image):08X}", now))
+    out.append(ask(m, "340044" + f"{region.address:08X}{len(image):08X}", now))
+    max_len = int(out[-1][4:], 16)
+    size = (block or max_len) - 2
+    counter = 1
+    for offset in range(0, len(image), size):
+        out.append(ask(m, f"36{counter:02X}" + image[offset : offset + size].hex(), now))
+        counter = (counter + 1) & 0xFF
+    out.append(ask(m, "37", now))
+    digest = hashlib.sha256(image).hexdigest()
+    out.append(ask(m, "31010202" + f"{region.address:08X}{len(image):08X}" + digest, now))
+    out.append(ask(m, "3101FF01", now))
+    return out
+
+
+def image(version: str, size: int) -> bytes:
+    header = HEADER_MAGIC + version.encode().ljust(16, b" ")
+    body = bytes((i * 7) & 0xFF for i in range(size - len(header)))
+    return header + body
+
+
+def test_programming_sequence_with_counter_wrap_sets_the_new_version() -> None:
+    m = ecu("EGS")
+    img = image("12.05.01", 300 * 100)
+    responses = program(m, img, block=102)  # 300 blocks of 100 bytes: the counter wraps
+    assert responses[-2] == "71010202" + "00" and responses[-1] == "7101FF0100"
+    assert m.region is not None and m.region.valid
+    assert m.region.memory[: len(img)] == img
+    assert ask(m, "22F189") == "62F189" + b"12.05.01        ".hex().upper()
+    svk = bytes.fromhex(ask(m, "22F101"))
+    assert bytes([0x06]) + (0x00003C02).to_bytes(4, "big") + bytes([12, 5, 1]) in svk
+
+
+def test_transfer_rules() -> None:
+    m = ecu("EGS")
+    region = m.region
+    assert region is not None
+    ask(m, "1003")
+    ask(m, "1002")
+    assert ask(m, "340044" + f"{region.address:08X}00000010") == "7F3433"  # locked
+    unlock(m, 0x11)
+    assert ask(m, "340044" + f"{region.address:08X}00000010") == "7F3470"  # not erased
+    assert ask(m, "3601AA") == "7F3624"  # no download active
+    ask(m, "3101FF00" + f"{region.address:08X}00000100")
+    assert ask(m, "340044" + f"{region.address - 1:08X}00000010") == "7F3431"
+    assert ask(m, "340044" + f"{region.address:08X}00000004") == "74201002"
+    assert ask(m, "3602AABB") == "7F3673"  # wrong counter
+    assert ask(m, "37") == "7F3724"  # not complete
+    assert ask(m, "3601AABB") == "7601"
+    assert ask(m, "3601AABB") == "7601"  # a repeated block is accepted, not written twice
+    assert ask(m, "3602CCDDEE") == "7F3671"  # more than announced
+    assert ask(m, "3602CCDD") == "7602"
+    assert ask(m, "37") == "77"
+    assert bytes(region.memory[:4]) == bytes.fromhex("AABBCCDD")
+
+
+def test_check_memory_with_a_wrong_hash_keeps_the_region_invalid() -> None:
+    m = ecu("EGS")
+    img = image("99.99.99", 4096)
+    responses = program(m, img)
+    assert responses[-2].endswith("00")
+    m2 = ecu("EGS")
+    region = m2.region
+    assert region is not None
+    ask(m2, "1003")
+    ask(m2, "1002")
+    unlock(m2, 0x11)
+    ask(m2, "3101FF00" + f"{region.address:08X}00001000")
+    assert ask(m2, "31010202" + f"{region.address:08X}00001000" + "00" * 32) == "7101020201"
+    assert not region.valid
+    assert ask(m2, "3101FF01") == "7101FF0101"  # dependencies not ok
+    assert ask(m2, "1101") == "5101"
+    assert m2.session == 0x02  # no valid application: the bootloader stays
+
+
+def test_reset_fault_during_transfer() -> None:
+    m = ecu("EGS")
+    m.faults.reset_after_blocks = 3
+    img = image("12.05.02", 4096 * 8)
+    region = m.region
+    assert region is not None
+    ask(m, "1003")
+    ask(m, "1002")
+    unlock(m, 0x11)
+    ask(m, "3101FF00" + f"{region.address:08X}{len(img):08X}")
+    ask(m, "340044" + f"{region.address:08X}{len(img):08X}")
+    assert ask(m, "3601" + img[:4094].hex()) == "7601"
+    assert ask(m, "3602" + img[4094:8188].hex()) == "7602"
+    assert ask(m, "3603" + img[8188:12282].hex()) == ""  # reset instead of an answer
+    assert m.transfer is None and m.session == 0x02 and not region.valid
+
+
+def test_low_voltage_refuses_erase() -> None:
+    m = ecu("EGS")
+    m.battery.volts = 11.2
+    region = m.region
+    assert region is not None
+    ask(m, "1003")
+    ask(m, "1002")
+    unlock(m, 0x11)
+    assert ask(m, "3101FF00" + f"{region.address:08X}00001000") == "7F3122"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(min_size=0, max_size=64), st.floats(min_value=0, max_value=1e6))
+def test_any_request_gets_a_valid_answer_or_none(request_bytes: bytes, now: float) -> None:
+    m = ecu("BDC")
+    reply = m.handle(request_bytes, now)
+    if reply.response is None:
+        return
+    r = reply.response
+    if r[0] == 0x7F:
+        assert len(r) == 3 and r[1] == request_bytes[0]
+    else:
+        assert r[0] == request_bytes[0] + 0x40
