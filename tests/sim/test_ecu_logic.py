@@ -112,7 +112,7 @@ def test_slow_ecu_announces_response_pending() -> None:
 def test_security_access_counter_and_delay() -> None:
     m = ecu("BDC")
     ask(m, "1003", now=0)
-    for attempt in range(2):
+    for _attempt in range(2):
         ask(m, "2701", now=1)
         assert ask(m, "270200000000", now=1) == "7F2735"
     ask(m, "2701", now=1)
