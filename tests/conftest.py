@@ -23,7 +23,9 @@ READY_TIMEOUT = 15.0
 
 
 def free_can_channel() -> str:
-    return f"239.74.{random.randint(1, 254)}.{random.randint(1, 254)}:{random.randint(20000, 60000)}"
+    return (
+        f"239.74.{random.randint(1, 254)}.{random.randint(1, 254)}:{random.randint(20000, 60000)}"
+    )
 
 
 @dataclass
@@ -38,7 +40,12 @@ class SimHandle:
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.control_url + path, data=data, method=method, headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.control_url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:
             return json.loads(resp.read())
 
@@ -63,9 +70,28 @@ class SimHandle:
 
 def _start(extra: tuple[str, ...]) -> SimHandle:
     channel = free_can_channel()
-    cmd = [sys.executable, "-m", "firmware_py", "sim", "--doip-port", "0", "--control-port", "0",
-           "--can-channel", channel, "--announce-to", "", *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "firmware_py",
+        "sim",
+        "--doip-port",
+        "0",
+        "--control-port",
+        "0",
+        "--can-channel",
+        channel,
+        "--announce-to",
+        "",
+        *extra,
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     output: list[str] = []
     ready: list[str] = []
     got = threading.Event()

@@ -242,7 +242,9 @@ def cmd_read_did(args: argparse.Namespace) -> int:
         _print_json(result)
         return 0
     for did, v in result["dids"].items():
-        value = v["value"] if v["value"] is not None else v.get("raw") or _error_text(v.get("error"))
+        value = (
+            v["value"] if v["value"] is not None else v.get("raw") or _error_text(v.get("error"))
+        )
         print(f"{did}  {v['name']:<24} {value}")
     return 0
 
