@@ -181,13 +181,13 @@ class DoipEntity:
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self, host: str, port: int) -> int:
         """Bind TCP and UDP on the same port (0: a free one). Returns the port."""
+        loop = asyncio.get_running_loop()
         for _ in range(20):
-            self._server = await asyncio.start_server(
-                self._serve, host, port, limit=4 * 1024 * 1024, reuse_address=True
+            self._server = await loop.create_server(
+                lambda: _Connection(self), host, port, reuse_address=True
             )
             bound = self._server.sockets[0].getsockname()[1]
             try:
-                loop = asyncio.get_running_loop()
                 self._udp, _ = await loop.create_datagram_endpoint(
                     lambda: _Udp(self), local_addr=(host, bound)
                 )
@@ -205,7 +205,7 @@ class DoipEntity:
         if self._server is not None:
             self._server.close()
             for conn in list(self.open_sockets):
-                conn.writer.close()
+                conn.close()
             await self._server.wait_closed()
 
     def announcement(self, version: int = 0x02) -> bytes:
@@ -264,25 +264,6 @@ class DoipEntity:
         )
         return pack(PayloadType.ENTITY_STATUS_RESPONSE, payload, version)
 
-    # -- TCP --------------------------------------------------------------------------------
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = _Connection(self, reader, writer)
-        self.open_sockets.add(conn)
-        try:
-            await conn.run()
-        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
-            pass
-        except Exception:  # noqa: BLE001 - one broken socket must not stop the entity
-            log.exception("DoIP connection failed")
-        finally:
-            self.open_sockets.discard(conn)
-            if conn.tester is not None and self.connections.get(conn.tester) is conn:
-                del self.connections[conn.tester]
-            writer.close()
-
 
 class _Udp(asyncio.DatagramProtocol):
     def __init__(self, entity: DoipEntity) -> None:
@@ -297,52 +278,104 @@ class _Udp(asyncio.DatagramProtocol):
             self.transport.sendto(answer, addr)  # type: ignore[attr-defined]
 
 
-class _Connection:
-    def __init__(
-        self, entity: DoipEntity, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+class _Connection(asyncio.Protocol):
+    """One tester's TCP socket. A protocol (not streams): parsing is a loop over a buffer, which
+    keeps the per-message cost of a 4 KiB TransferData low. Inactivity timers per ISO 13400-2
+    table 47: T_TCP_Initial_Inactivity until routing activation, then T_TCP_General_Inactivity."""
+
+    def __init__(self, entity: DoipEntity) -> None:
         self.entity = entity
-        self.reader, self.writer = reader, writer
+        self.buf = bytearray()
+        self.discard = 0  # payload bytes of a refused message still to skip
         self.tester: int | None = None
         self.version = 0x02
         self.alive = asyncio.Event()
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.busy = False  # a routing activation waits for another socket's alive check
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.entity.open_sockets.add(self)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        e = self.entity
+        e.open_sockets.discard(self)
+        if self.tester is not None and e.connections.get(self.tester) is self:
+            del e.connections[self.tester]
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        self._arm()
+        if self.discard:
+            dropped = min(self.discard, len(data))
+            self.discard -= dropped
+            data = data[dropped:]
+        self.buf += data
+        try:
+            self._process()
+        except Exception:  # noqa: BLE001 - one broken socket must not stop the entity
+            log.exception("DoIP connection failed")
+            self.close()
+
+    # -- helpers --------------------------------------------------------------------------
+    def _arm(self) -> None:
+        e = self.entity
+        if self.timer is not None:
+            self.timer.cancel()
+        timeout = e.initial_inactivity if self.tester is None else e.general_inactivity
+        self.timer = asyncio.get_running_loop().call_later(timeout, self.close)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
 
     def send(self, payload_type: int, payload: bytes) -> None:
-        self.writer.write(pack(payload_type, payload, self.version))
+        if not self.is_closing():
+            assert self.transport is not None
+            self.transport.write(pack(payload_type, payload, self.version))
 
     def nack(self, code: GenericNack) -> None:
         self.send(PayloadType.GENERIC_NACK, bytes([code]))
 
-    async def run(self) -> None:
-        e = self.entity
-        while True:
-            timeout = e.initial_inactivity if self.tester is None else e.general_inactivity
-            head_bytes = await asyncio.wait_for(self.reader.readexactly(8), timeout)
-            head = check_header(head_bytes)
+    def _process(self) -> None:
+        buf = self.buf
+        while not self.busy and len(buf) >= 8 and not self.is_closing():
+            head = check_header(bytes(buf[:8]))
             if head.version in SUPPORTED_VERSIONS:
                 self.version = head.version
             if head.nack is not None:
                 self.nack(head.nack)
                 if head.close or head.length > 16 * MAX_DATA_SIZE:
-                    await self.writer.drain()
+                    self.close()
                     return
-                # discard the payload we refused (bounded by the timer)
-                await asyncio.wait_for(self.reader.readexactly(head.length), e.general_inactivity)
+                skip = min(head.length, len(buf) - 8)
+                del buf[: 8 + skip]
+                self.discard = head.length - skip
                 continue
-            payload = await asyncio.wait_for(
-                self.reader.readexactly(head.length), e.general_inactivity
-            )
-            if not await self.dispatch(head.payload_type, payload):
-                await self.writer.drain()
+            if len(buf) < 8 + head.length:
                 return
-            if self.writer.transport.get_write_buffer_size() > 1 << 20:
-                await self.writer.drain()
+            payload = bytes(buf[8 : 8 + head.length])
+            del buf[: 8 + head.length]
+            if not self.dispatch(head.payload_type, payload):
+                self.close()
+                return
 
-    async def dispatch(self, pt: int, payload: bytes) -> bool:
+    def dispatch(self, pt: int, payload: bytes) -> bool:
         """Handle one message; False closes the socket."""
         e = self.entity
         if pt == PayloadType.ROUTING_ACTIVATION_REQUEST:
-            return await self.routing_activation(payload)
+            return self.routing_activation(payload)
         if pt == PayloadType.ALIVE_CHECK_RESPONSE:
             self.alive.set()
             return True
@@ -350,18 +383,19 @@ class _Connection:
             self.send(PayloadType.ALIVE_CHECK_RESPONSE, struct.pack(">H", e.logical_address))
             return True
         if pt == PayloadType.ENTITY_STATUS_REQUEST:
-            self.writer.write(e._entity_status(self.version))
+            if self.transport is not None:
+                self.transport.write(e._entity_status(self.version))
             return True
         if pt == PayloadType.POWER_MODE_REQUEST:
             self.send(PayloadType.POWER_MODE_RESPONSE, b"\x01")
             return True
         if pt == PayloadType.DIAGNOSTIC_MESSAGE:
-            return await self.diagnostic(payload)
+            return self.diagnostic(payload)
         # identification requests belong on UDP
         self.nack(GenericNack.UNKNOWN_PAYLOAD_TYPE)
         return True
 
-    async def routing_activation(self, payload: bytes) -> bool:
+    def routing_activation(self, payload: bytes) -> bool:
         e = self.entity
         source, activation_type = struct.unpack(">HB", payload[:3])
 
@@ -382,24 +416,40 @@ class _Connection:
             return False
         other = e.connections.get(source)
         if other is not None and other is not self:
-            # ISO 13400-2 9.2.x: check the registered socket with an alive check first
-            other.alive.clear()
-            other.send(PayloadType.ALIVE_CHECK_REQUEST, b"")
-            try:
-                await asyncio.wait_for(other.alive.wait(), e.alive_check_timeout)
-                respond(RoutingCode.SOURCE_ADDRESS_ACTIVE_ELSEWHERE)
-                return False
-            except TimeoutError:
-                other.writer.close()  # the old tester is gone: free its registration
-        elif other is None and len(e.connections) >= MAX_SOCKETS:
+            # ISO 13400-2: check the registered socket with an alive check first
+            self.busy = True
+            asyncio.get_running_loop().create_task(self._take_over(other, source, respond))
+            return True
+        if other is None and len(e.connections) >= MAX_SOCKETS:
             respond(RoutingCode.ALL_SOCKETS_REGISTERED)
             return False
-        self.tester = source
-        e.connections[source] = self
+        self._register(source)
         respond(RoutingCode.SUCCESS)
         return True
 
-    async def diagnostic(self, payload: bytes) -> bool:
+    def _register(self, source: int) -> None:
+        self.tester = source
+        self.entity.connections[source] = self
+        self._arm()
+
+    async def _take_over(
+        self, other: _Connection, source: int, respond: Callable[[RoutingCode], None]
+    ) -> None:
+        other.alive.clear()
+        other.send(PayloadType.ALIVE_CHECK_REQUEST, b"")
+        try:
+            await asyncio.wait_for(other.alive.wait(), self.entity.alive_check_timeout)
+            respond(RoutingCode.SOURCE_ADDRESS_ACTIVE_ELSEWHERE)
+            self.close()
+            return
+        except TimeoutError:
+            other.close()  # the old tester is gone: free its registration
+        self._register(source)
+        respond(RoutingCode.SUCCESS)
+        self.busy = False
+        self._process()
+
+    def diagnostic(self, payload: bytes) -> bool:
         e = self.entity
         source, target = struct.unpack(">HH", payload[:4])
         data = payload[4:]
@@ -421,9 +471,15 @@ class _Connection:
             f.doip_reset_on_transfer and data[:1] == b"\x36"
         ):
             f.doip_reset_after, f.doip_reset_on_transfer = 0, False  # once
-            self.writer.transport.abort()  # TCP reset
-            return False
-        self.send(PayloadType.DIAGNOSTIC_ACK, struct.pack(">HHB", target, source, 0x00))
+            if self.transport is not None:
+                self.transport.abort()  # TCP reset
+            return True
+        # The acknowledgement and an immediate answer leave in one write (one TCP segment).
+        out = [
+            pack(
+                PayloadType.DIAGNOSTIC_ACK, struct.pack(">HHB", target, source, 0x00), self.version
+            )
+        ]
         targets = list(e.ecus.values()) if functional else [ecu]
         for model in targets:
             assert model is not None
@@ -432,9 +488,15 @@ class _Connection:
                 continue
             answer_from = struct.pack(">HH", model.spec.address, source)
             if not reply.pending and not reply.delay:
-                self.send(PayloadType.DIAGNOSTIC_MESSAGE, answer_from + reply.response)  # type: ignore[operator]
+                assert reply.response is not None
+                out.append(
+                    pack(PayloadType.DIAGNOSTIC_MESSAGE, answer_from + reply.response, self.version)
+                )
                 continue
             asyncio.create_task(self._answer_later(answer_from, data[0], reply))
+        if not self.is_closing():
+            assert self.transport is not None
+            self.transport.write(b"".join(out))
         return True
 
     async def _answer_later(self, answer_from: bytes, sid: int, reply: Reply) -> None:
@@ -444,7 +506,7 @@ class _Connection:
                 await asyncio.sleep(PENDING_INTERVAL)
             if reply.delay:
                 await asyncio.sleep(reply.delay)
-            if reply.response is not None and not self.writer.is_closing():
+            if reply.response is not None and not self.is_closing():
                 self.send(PayloadType.DIAGNOSTIC_MESSAGE, answer_from + reply.response)
         except (ConnectionError, RuntimeError):
             pass

@@ -150,6 +150,22 @@ class EcuModel:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
+        self._services = {
+            0x10: self._session_control,
+            0x11: self._ecu_reset,
+            0x14: self._clear_dtc,
+            0x19: self._read_dtc,
+            0x22: self._read_did,
+            0x2E: self._write_did,
+            0x27: self._security_access,
+            0x28: self._communication_control,
+            0x31: self._routine_control,
+            0x34: self._request_download,
+            0x36: self._transfer_data,
+            0x37: self._transfer_exit,
+            0x3E: self._tester_present,
+            0x85: self._control_dtc_setting,
+        }
         self.reset_state()
 
     # -- state ------------------------------------------------------------------------
@@ -231,22 +247,7 @@ class EcuModel:
             return Reply(response, pending=pending, delay=f.delay, reset=reset)
 
     def _dispatch(self, sid: int, req: bytes, now: float) -> tuple[bytes | None, bool]:
-        handler = {
-            0x10: self._session_control,
-            0x11: self._ecu_reset,
-            0x14: self._clear_dtc,
-            0x19: self._read_dtc,
-            0x22: self._read_did,
-            0x2E: self._write_did,
-            0x27: self._security_access,
-            0x28: self._communication_control,
-            0x31: self._routine_control,
-            0x34: self._request_download,
-            0x36: self._transfer_data,
-            0x37: self._transfer_exit,
-            0x3E: self._tester_present,
-            0x85: self._control_dtc_setting,
-        }.get(sid)
+        handler = self._services.get(sid)
         if handler is None:
             raise Nack(Nrc.SERVICE_NOT_SUPPORTED)
         response = handler(req, now)

@@ -412,6 +412,28 @@ class DoipEcuConnection(BaseConnection):
     def is_open(self) -> bool:
         return self.opened
 
+    # udsoncan's BaseConnection.send/wait_frame hexlify every payload for a debug line even when
+    # debug logging is off (the same cost as doipclient's, see _FastDoIPClient); these two keep
+    # their behaviour and log frames only at our TRACE level.
+    def send(self, data: Any, timeout: float | None = None) -> None:
+        self.check_connection_opened()
+        payload = data.get_payload() if hasattr(data, "get_payload") else data
+        if log.isEnabledFor(TRACE):
+            log.log(TRACE, "UDS tx 0x%02X %s", self.address, bytes(payload).hex(" "))
+        self.specific_send(payload)
+
+    def wait_frame(self, timeout: float | None = None, exception: bool = False) -> bytes | None:
+        self.check_connection_opened()
+        try:
+            frame = self.specific_wait_frame(timeout=timeout)
+        except Exception:
+            if exception:
+                raise
+            return None
+        if frame is not None and log.isEnabledFor(TRACE):
+            log.log(TRACE, "UDS rx 0x%02X %s", self.address, frame.hex(" "))
+        return frame
+
     def specific_send(self, payload: bytes, timeout: float | None = None) -> None:
         self.link.send(self.address, bytes(payload))
 

@@ -246,12 +246,53 @@ class EcuSession:
         return int(response.service_data.max_length)
 
     def transfer_data(self, counter: int, data: bytes) -> None:
-        """TransferData (0x36) without decoding overhead: checks the echoed counter."""
-        response = self.raw(b"\x36" + bytes([counter]) + data)
+        """TransferData (0x36): the flash hot path, so it goes straight to the connection.
+
+        udsoncan's generic ``send_request`` looks its service classes up by walking every
+        subclass and names response codes through ``inspect.getmembers`` on every call: measured,
+        about 200 us per request, which capped 4 KiB-block flashing over DoIP near 19 MB/s.
+        This loop does only what TransferData needs: send, wait P2 (P2* after each "response
+        pending"), check the echoed block sequence counter; everything else stays on udsoncan.
+        """
+        response = self._exchange(b"\x36" + bytes([counter]) + data, "transfer data")
         if len(response) < 2 or response[1] != counter:
             raise UnexpectedResponseError(
                 f"ECU {self.name} echoed block counter {response[1:2].hex()} for {counter:02X}"
             )
+
+    def _exchange(self, request: bytes, what: str) -> bytes:
+        with self._lock:
+            if not self._opened:
+                self.open()
+            conn = self.connection
+            try:
+                conn.send(request)
+                timeout = self.timing.p2
+                while True:
+                    response = conn.wait_frame(timeout=timeout, exception=True)
+                    if response is None:
+                        raise TimeoutException("no response")
+                    if response[:1] == b"\x7f" and len(response) >= 3 and response[1] == request[0]:
+                        if response[2] == 0x78:  # response pending: wait P2* for the next frame
+                            timeout = self.timing.p2_star
+                            continue
+                        code = response[2]
+                        raise NegativeResponseError(
+                            request[0],
+                            code,
+                            nrc_name(code),
+                            ecu=self.name,
+                            hint=NRC_HINTS.get(code),
+                        )
+                    if response[:1] != bytes([request[0] + 0x40]):
+                        raise UnexpectedResponseError(
+                            f"ECU {self.name} answered {what} with {response[:4].hex()}"
+                        )
+                    return bytes(response)
+            except TimeoutException as err:
+                raise EcuNotRespondingError(
+                    f"ECU {self.name} (0x{self.address:02X}) did not answer {what}: {err}"
+                ) from err
 
     def request_transfer_exit(self) -> None:
         self._call("request transfer exit", lambda: self.client.request_transfer_exit())
