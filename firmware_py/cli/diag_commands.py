@@ -173,12 +173,13 @@ def cmd_identify(args: argparse.Namespace) -> int:
     print(
         _table(rows, ["ECU", "addr", "what", "part no.", "HW no.", "HW ver", "SW version", "state"])
     )
+    print("\nsoftware (SVK)")
     for e in result["ecus"]:
         if e.get("svk"):
-            print(
-                f"\n{e['name']} software (SVK): "
-                + ", ".join(f"{s['process_class']} {s['sgbm_id']} {s['version']}" for s in e["svk"])
+            entries = ", ".join(
+                f"{s['process_class']} {s['sgbm_id']} {s['version']}" for s in e["svk"]
             )
+            print(f"  {e['name']:<6} {entries}")
     return 0
 
 
@@ -199,7 +200,8 @@ def cmd_dtc_read(args: argparse.Namespace) -> int:
         print(f"{head}: {len(e['dtcs'])} fault(s)")
         for d in e["dtcs"]:
             print(
-                f"  {d['code']}  0x{d['id']}  status 0x{d['status']:02X}: {', '.join(d['status_names'])}"
+                f"  {d['code']}  0x{d['id']}  {d['text']}\n"
+                f"      status 0x{d['status']:02X}: {', '.join(d['status_names'])}"
             )
             for s in d["snapshots"]:
                 values = ", ".join(f"{k} {v}" for k, v in s.items() if k != "record")

@@ -3,7 +3,10 @@ one ECU or all. An ECU that fails does not stop the others: its error is in its 
 
 from __future__ import annotations
 
+import functools
+import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 import udsoncan
@@ -31,6 +34,16 @@ DEFAULT_STATUS_MASK = (
 EXTENDED_NAMES = {0x01: "occurrence_counter", 0x02: "aging_counter"}
 
 
+@functools.cache
+def _texts() -> dict[int, str]:
+    raw = tomllib.loads((resources.files("firmware_py.uds") / "dtc_texts_bmw.toml").read_text())
+    return {int(k, 0): str(v) for k, v in raw.items()}
+
+
+def dtc_text(dtc: int) -> str:
+    return _texts().get(dtc, "no text known")
+
+
 def dtc_code(dtc: int) -> str:
     """SAE J2012 display form of the 2 high bytes (P/C/B/U + 4 digits) and the failure type."""
     high = dtc >> 8
@@ -52,6 +65,7 @@ class FaultEntry:
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": f"{self.dtc:06X}",
+            "text": dtc_text(self.dtc),
             "code": dtc_code(self.dtc),
             "status": self.status,
             "status_names": self.status_names,
