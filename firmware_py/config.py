@@ -71,10 +71,53 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """Tickets and the portal's keys."""
+
+    portal_keys_dir: Path = Path("/etc/vci/portal-keys")
+    """Directory of the portal's Ed25519 public keys, one ``<key id>.pub`` PEM file each."""
+    tickets: str = "required"
+    """``required``: paid jobs need a ticket (the product); ``off``: every job is allowed, for a
+    box that a workshop runs without the portal (documented in docs/tickets.md)."""
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """This box."""
+
+    id: str = ""
+    """Device id that tickets are bound to; empty: /etc/vci/device-id, else the Raspberry Pi's
+    serial number, else the host name."""
+
+
+@dataclass(frozen=True)
 class Config:
     transport: TransportConfig = field(default_factory=TransportConfig)
     uds: UdsConfig = field(default_factory=UdsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+
+
+def device_id(cfg: Config) -> str:
+    """The id tickets are bound to (see :class:`DeviceConfig`)."""
+    if cfg.device.id:
+        return cfg.device.id
+    try:
+        text = Path("/etc/vci/device-id").read_text().strip()
+        if text:
+            return text
+    except OSError:
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("Serial") and ":" in line:
+                return "pi-" + line.split(":", 1)[1].strip().lstrip("0")
+    except OSError:
+        pass
+    import socket
+
+    return socket.gethostname()
 
 
 def _coerce(value: Any, kind: Any, where: str) -> Any:

@@ -147,3 +147,60 @@ def start_sim() -> Iterator[Callable[..., SimHandle]]:
 def sim_process(start_sim: Callable[..., SimHandle]) -> SimHandle:
     """``vci sim`` in its own process, fresh for each test."""
     return start_sim()
+
+
+@dataclass
+class Box:
+    """A box's configuration in a temporary directory, with the portal's TEST signing key
+    (generated here) trusted, so tests can issue real tickets and add them with ``vci ticket``."""
+
+    root: Any
+    config: Any
+    keys_dir: Any
+    device: str
+
+    def issue(self, tariff: str, **kwargs: Any) -> str:
+        from portal import keys, tickets
+
+        kid, key = keys.load_signing_key(self.keys_dir)
+        return tickets.issue(
+            key, kid, tariff=tariff, device=kwargs.pop("device", self.device), **kwargs
+        )
+
+    def vci(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "VCI_CONFIG": str(self.config)}
+        return subprocess.run(
+            [sys.executable, "-m", "firmware_py", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+@pytest.fixture
+def box(tmp_path: Any) -> Box:
+    from portal import keys
+
+    keys_dir = tmp_path / "portal-keys"
+    keys.generate(keys_dir, "test-portal-key")  # TEST material, made for this test
+    trusted = tmp_path / "box-trusts"
+    trusted.mkdir()
+    (trusted / "test-portal-key.pub").write_bytes((keys_dir / "test-portal-key.pub").read_bytes())
+    config = tmp_path / "vci.toml"
+    config.write_text(
+        f'[storage]\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[security]\nportal_keys_dir = "{trusted}"\n'
+        '[device]\nid = "box-test-0001"\n'
+    )
+    return Box(tmp_path, config, keys_dir, "box-test-0001")
+
+
+@pytest.fixture
+def basic_box(box: Box, monkeypatch: pytest.MonkeyPatch) -> Box:
+    """A box with a Basic 1-day ticket, used by every ``vci`` this test starts (VCI_CONFIG)."""
+    proc = box.vci("ticket", "add", box.issue("basic-1d"))
+    assert proc.returncode == 0, proc.stderr
+    monkeypatch.setenv("VCI_CONFIG", str(box.config))
+    return box

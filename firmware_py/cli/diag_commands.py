@@ -12,6 +12,7 @@ from firmware_py.cli.transport_args import add_transport_args, config_from_args
 from firmware_py.errors import VciError
 from firmware_py.gateway.jobs import Job, JobRequest, JobState
 from firmware_py.gateway.local import run_cli_job
+from firmware_py.gateway.setup import entitlement_check
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -69,7 +70,9 @@ def _run(
     args: argparse.Namespace, kind: str, ecu: str | None = None, **params: Any
 ) -> dict[str, Any]:
     cfg, transport = config_from_args(args)
-    job = run_cli_job(cfg, transport, JobRequest(kind, params, ecu))
+    job = run_cli_job(
+        cfg, transport, JobRequest(kind, params, ecu), entitlements=entitlement_check(cfg)
+    )
     return _result(job)
 
 

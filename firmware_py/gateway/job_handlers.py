@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from firmware_py.errors import ConfigError, NegativeResponseError
+from firmware_py.errors import ConfigError, NegativeResponseError, VciError
 from firmware_py.gateway.jobs import Handler, JobContext
 from firmware_py.uds.catalog import EcuInfo
 from firmware_py.uds.dids import DIDS, did_name, parse_did
 from firmware_py.uds.fault_memory import clear_fault_memory, read_fault_memory
 from firmware_py.uds.identification import identify_vehicle
-from firmware_py.uds.vehicle import VehicleSession
+from firmware_py.uds.vehicle import PROBE_TIMING, VehicleSession
 
 
 def _ecus(vehicle: VehicleSession, ctx: JobContext) -> list[EcuInfo] | None:
@@ -35,8 +35,19 @@ def identify(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
 
 
 def read_vin(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
-    gateway = vehicle.catalog.ecus[0]
-    return {"vin": vehicle.ecu(ctx.ecu or gateway).read_dids(0xF190)[0xF190]}
+    """The VIN from the named ECU, or from the first catalogued ECU that answers."""
+    errors = []
+    for info in _ecus(vehicle, ctx) or vehicle.catalog.ecus:
+        try:
+            return {
+                "vin": vehicle.ecu(info, timing=PROBE_TIMING).read_dids(0xF190)[0xF190],
+                "ecu": info.name,
+            }
+        except VciError as err:
+            errors.append(err)
+            if ctx.ecu:
+                raise
+    raise errors[-1] if errors else ConfigError("the ECU catalogue is empty")
 
 
 def read_faults(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from firmware_py.config import Config
 from firmware_py.gateway.events import Event, EventBus
 from firmware_py.gateway.job_handlers import HANDLERS
 from firmware_py.gateway.jobs import Caller, Job, JobRequest, JobRunner, VehicleWorker
+from firmware_py.gateway.tariffs import JOB_SCOPE, JobKind
 from firmware_py.uds.vehicle import VehicleSession
 
 
@@ -30,10 +31,19 @@ def run_cli_job(
         worker = VehicleWorker(
             lambda: VehicleSession.open(cfg.transport, transport, timing=cfg.uds)
         )
-        runner = JobRunner(bus=bus, worker=worker, handlers=HANDLERS, entitlements=entitlements)
+        vin: list[str | None] = [None]
+        runner = JobRunner(
+            bus=bus, worker=worker, handlers=HANDLERS, entitlements=entitlements, vin=lambda: vin[0]
+        )
         sub = bus.subscribe()
         follow = asyncio.create_task(_follow(sub, on_event)) if on_event else None
         try:
+            kind = JobKind._value2member_map_.get(request.kind)
+            if entitlements is not None and kind is not None and JOB_SCOPE[kind] is not None:  # type: ignore[index]
+                # A ticket may be bound to one vehicle: read the VIN (free) before the check.
+                first = await runner.run(JobRequest(JobKind.READ_VIN.value), Caller("cli", "local"))
+                if first.result:
+                    vin[0] = first.result.get("vin")
             return await runner.run(request, Caller("cli", "local"))
         finally:
             await asyncio.get_running_loop().run_in_executor(None, worker.close)

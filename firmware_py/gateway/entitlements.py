@@ -1,0 +1,253 @@
+"""Entitlements: the tickets on this box and whether they allow a job - the one check the job
+runner makes for the CLI, the tablet page and the portal alike.
+
+``check`` has no side effects; the runner calls it once when a job starts (a programming job that
+started under a valid ticket is never cut off by the ticket's end) and then ``consume`` (which
+activates a ticket on first use and uses up one-use tickets).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from firmware_py.gateway.store import Store
+from firmware_py.gateway.tariffs import JOB_SCOPE, TARIFFS, JobKind, tariffs_allowing
+from firmware_py.gateway.ticket_token import Ticket, TicketRefused, parse_revocations, parse_ticket
+from firmware_py.gateway.trusted_time import TrustedClock
+
+log = logging.getLogger(__name__)
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS tickets (
+        tid TEXT PRIMARY KEY, token TEXT NOT NULL, added_at REAL NOT NULL,
+        activated_at REAL, uses_left INTEGER)""",
+    "CREATE TABLE IF NOT EXISTS revoked (tid TEXT PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS revocation_state (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+    ticket_id: str | None = None
+    would_allow: tuple[str, ...] = ()
+    job: str = ""
+
+
+@dataclass(frozen=True)
+class TicketInfo:
+    tid: str
+    tariff: str
+    tariff_name: str
+    scopes: tuple[str, ...]
+    vin: str | None
+    state: str
+    """valid, not yet valid, expired, used up, revoked, not activated"""
+    valid_until: float | None
+    time_left: float | None
+    uses_left: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.__dict__,
+            "time_left_text": _duration(self.time_left) if self.time_left is not None else None,
+        }
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    return f"{days} d {hours} h" if days else f"{hours} h {minutes} min"
+
+
+class Entitlements:
+    def __init__(
+        self,
+        store: Store,
+        portal_keys: Mapping[str, Ed25519PublicKey],
+        device_id: str,
+        clock: TrustedClock,
+    ) -> None:
+        self.store = store
+        self.keys = dict(portal_keys)
+        self.device_id = device_id
+        self.clock = clock
+        store.ensure_schema("entitlements", SCHEMA)
+
+    # -- tickets ---------------------------------------------------------------------------
+    def add_ticket(self, token: str) -> TicketInfo:
+        """Verify and keep a ticket; :class:`TicketRefused` (with ``reason``) if it is no good."""
+        ticket = parse_ticket(token, self.keys)
+        if ticket.device != self.device_id:
+            raise TicketRefused(
+                "other_device",
+                f"the ticket is for box {ticket.device!r}, this is {self.device_id!r}",
+                "Ask the portal for a ticket for this box",
+            )
+        if self._is_revoked(ticket.tid):
+            raise TicketRefused("revoked", f"ticket {ticket.tid} was revoked by the portal")
+        now = self.clock.now()
+        if ticket.exp is not None and now >= ticket.exp:
+            raise TicketRefused("expired", f"ticket {ticket.tid} expired", "Buy a new ticket")
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT INTO tickets(tid, token, added_at, uses_left) VALUES (?,?,?,?) ON CONFLICT(tid) DO NOTHING",
+                (ticket.tid, ticket.token, now, ticket.uses),
+            )
+        return self._info(ticket, self._row(ticket.tid), now)
+
+    def remove_ticket(self, tid: str) -> bool:
+        with self.store.transaction() as db:
+            return db.execute("DELETE FROM tickets WHERE tid = ?", (tid,)).rowcount > 0
+
+    def _row(self, tid: str) -> Any:
+        return (
+            self.store.connection()
+            .execute("SELECT * FROM tickets WHERE tid = ?", (tid,))
+            .fetchone()
+        )
+
+    def _stored(self) -> list[tuple[Ticket, Any]]:
+        out = []
+        for row in (
+            self.store.connection().execute("SELECT * FROM tickets ORDER BY added_at").fetchall()
+        ):
+            try:
+                out.append((parse_ticket(row["token"], self.keys), row))
+            except TicketRefused as err:  # e.g. its key was withdrawn from the box
+                log.warning("stored ticket %s no longer verifies: %s", row["tid"], err)
+        return out
+
+    def _is_revoked(self, tid: str) -> bool:
+        return (
+            self.store.connection()
+            .execute("SELECT 1 FROM revoked WHERE tid = ?", (tid,))
+            .fetchone()
+            is not None
+        )
+
+    def _window(self, ticket: Ticket, row: Any) -> tuple[float | None, float | None]:
+        start = ticket.nbf
+        end = ticket.exp
+        if ticket.duration is not None and row["activated_at"] is not None:
+            activated_end = row["activated_at"] + ticket.duration
+            end = activated_end if end is None else min(end, activated_end)
+        return start, end
+
+    def _state(self, ticket: Ticket, row: Any, now: float) -> str:
+        if self._is_revoked(ticket.tid):
+            return "revoked"
+        start, end = self._window(ticket, row)
+        if start is not None and now < start:
+            return "not yet valid"
+        if end is not None and now >= end:
+            return "expired"
+        if row["uses_left"] is not None and row["uses_left"] <= 0:
+            return "used up"
+        if ticket.duration is not None and row["activated_at"] is None:
+            return "not activated"
+        return "valid"
+
+    def _info(self, ticket: Ticket, row: Any, now: float) -> TicketInfo:
+        start, end = self._window(ticket, row)
+        if ticket.duration is not None and row["activated_at"] is None:
+            left: float | None = float(ticket.duration)
+        else:
+            left = None if end is None else max(0.0, end - now)
+        tariff = TARIFFS[ticket.tariff]
+        return TicketInfo(
+            ticket.tid,
+            ticket.tariff,
+            tariff.name,
+            tuple(sorted(ticket.scopes)),
+            ticket.vin,
+            self._state(ticket, row, now),
+            end,
+            left,
+            row["uses_left"],
+        )
+
+    def tickets(self) -> list[TicketInfo]:
+        now = self.clock.now()
+        return [self._info(t, row, now) for t, row in self._stored()]
+
+    # -- the check -----------------------------------------------------------------------------
+    def check(self, job: str | JobKind, *, vin: str | None) -> Decision:
+        try:
+            kind = JobKind(job)
+        except ValueError:
+            return Decision(False, f"unknown job {job!r}", job=str(job))
+        scope = JOB_SCOPE[kind]
+        would = tariffs_allowing(kind)
+        if scope is None:
+            return Decision(True, "free", job=kind.value)
+        now = self.clock.now()
+        reasons: list[str] = []
+        candidates = []
+        for ticket, row in self._stored():
+            if scope not in ticket.scopes:
+                reasons.append(
+                    f"ticket {ticket.tid} ({TARIFFS[ticket.tariff].name}) does not include {scope.value}"
+                )
+                continue
+            if ticket.vin is not None and vin is not None and ticket.vin != vin:
+                reasons.append(f"ticket {ticket.tid} is for vehicle {ticket.vin}, this is {vin}")
+                continue
+            if ticket.vin is not None and vin is None:
+                reasons.append(
+                    f"ticket {ticket.tid} is bound to vehicle {ticket.vin}; identify the vehicle first"
+                )
+                continue
+            state = self._state(ticket, row, now)
+            if state in ("valid", "not activated"):
+                candidates.append((ticket, row))
+            else:
+                reasons.append(f"ticket {ticket.tid} is {state}")
+        if not candidates:
+            reason = (
+                "; ".join(reasons) if reasons else f"no ticket on this box includes {scope.value}"
+            )
+            return Decision(False, reason, None, would, kind.value)
+        # Prefer tickets with a running time over one-use tickets, and the one ending first.
+        candidates.sort(
+            key=lambda tr: (tr[1]["uses_left"] is not None, self._window(*tr)[1] or float("inf"))
+        )
+        chosen = candidates[0][0]
+        return Decision(True, f"ticket {chosen.tid}", chosen.tid, would, kind.value)
+
+    def consume(self, decision: Decision) -> None:
+        if not decision.allowed or decision.ticket_id is None:
+            return
+        now = self.clock.now()
+        with self.store.transaction() as db:
+            db.execute(
+                "UPDATE tickets SET activated_at = ? WHERE tid = ? AND activated_at IS NULL",
+                (now, decision.ticket_id),
+            )
+            db.execute(
+                "UPDATE tickets SET uses_left = uses_left - 1 WHERE tid = ? AND uses_left IS NOT NULL",
+                (decision.ticket_id,),
+            )
+
+    def apply_revocations(self, signed_list: str) -> int:
+        """Apply a revocation list signed by the portal; older lists than the last one are ignored.
+        Returns the number of tickets now revoked."""
+        seq, revoked = parse_revocations(signed_list, self.keys)
+        with self.store.transaction() as db:
+            row = db.execute("SELECT seq FROM revocation_state WHERE id = 1").fetchone()
+            if row is not None and seq <= row["seq"]:
+                return 0
+            db.executemany("INSERT OR IGNORE INTO revoked(tid) VALUES (?)", [(t,) for t in revoked])
+            db.execute(
+                "INSERT INTO revocation_state(id, seq) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq",
+                (seq,),
+            )
+        return len(revoked)

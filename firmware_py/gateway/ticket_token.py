@@ -1,0 +1,217 @@
+"""The ticket token: what the portal signs and the box verifies offline.
+
+Format (docs/tickets.md): ``vt1.<payload>.<signature>``, both parts base64url without padding;
+the payload is UTF-8 JSON; the signature is Ed25519 over the ASCII bytes ``vt1.<payload>`` (the
+same signing input shape as a JWS). Revocation lists use the prefix ``vr1``.
+
+Parsing is strict and bounded: the length is checked before anything is decoded, every field is
+checked for presence and type, unknown fields are refused. Every failure is a
+:class:`TicketError` whose ``reason`` names it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from firmware_py.errors import TicketError
+from firmware_py.gateway.tariffs import TARIFFS, Scope
+
+MAX_TOKEN = 4096
+TICKET_PREFIX, REVOCATION_PREFIX = "vt1", "vr1"
+
+
+class TicketRefused(TicketError):
+    def __init__(self, reason: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+
+    def to_dict(self) -> dict[str, object]:
+        return {**super().to_dict(), "reason": self.reason}
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    if not text or any(
+        c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" for c in text
+    ):
+        raise TicketRefused(
+            "malformed", "the ticket is not valid base64url", "Copy the whole ticket again"
+        )
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as err:
+        raise TicketRefused(
+            "malformed", "the ticket is not valid base64url", "Copy the whole ticket again"
+        ) from err
+
+
+def sign(prefix: str, payload: Mapping[str, Any], key: Ed25519PrivateKey) -> str:
+    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+    signing_input = f"{prefix}.{body}".encode("ascii")
+    return f"{prefix}.{body}.{_b64(key.sign(signing_input))}"
+
+
+def verify(prefix: str, token: str, keys: Mapping[str, Ed25519PublicKey]) -> dict[str, Any]:
+    """Check the shape and the signature; returns the payload (fields not yet checked)."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN:
+        raise TicketRefused("malformed", f"the ticket is too long (at most {MAX_TOKEN} characters)")
+    token = token.strip()
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != prefix:
+        raise TicketRefused(
+            "malformed",
+            f"this is not a {'ticket' if prefix == TICKET_PREFIX else 'revocation list'} of this portal",
+            "Copy the whole ticket again",
+        )
+    body, signature = _unb64(parts[1]), _unb64(parts[2])
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise TicketRefused("malformed", "the ticket's content is not valid JSON") from err
+    if not isinstance(payload, dict):
+        raise TicketRefused("malformed", "the ticket's content is not a JSON object")
+    kid = payload.get("kid")
+    if not isinstance(kid, str):
+        raise TicketRefused("malformed", "the ticket names no signing key (kid)")
+    key = keys.get(kid)
+    if key is None:
+        raise TicketRefused(
+            "unknown_key",
+            f"the ticket is signed with key {kid!r}, which this box does not trust",
+            "Update the box's portal keys, or ask the portal for a new ticket",
+        )
+    try:
+        key.verify(signature, f"{prefix}.{parts[1]}".encode("ascii"))
+    except InvalidSignature as err:
+        raise TicketRefused(
+            "forged",
+            "the ticket's signature is not valid: it was changed or not issued by the portal",
+        ) from err
+    return payload
+
+
+FIELDS: dict[str, type | tuple[type, ...]] = {
+    "v": int,
+    "tid": str,
+    "tariff": str,
+    "scopes": list,
+    "device": str,
+    "vin": (str, type(None)),
+    "iat": int,
+    "nbf": (int, type(None)),
+    "exp": (int, type(None)),
+    "duration": (int, type(None)),
+    "uses": (int, type(None)),
+    "kid": str,
+}
+
+
+@dataclass(frozen=True)
+class Ticket:
+    tid: str
+    tariff: str
+    scopes: frozenset[Scope]
+    device: str
+    vin: str | None
+    iat: int
+    nbf: int | None
+    exp: int | None
+    duration: int | None
+    uses: int | None
+    kid: str
+    token: str
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], token: str) -> Ticket:
+        missing = [f for f in FIELDS if f not in payload]
+        if missing:
+            raise TicketRefused("malformed", f"the ticket lacks {', '.join(missing)}")
+        extra = sorted(set(payload) - set(FIELDS))
+        if extra:
+            raise TicketRefused("malformed", f"the ticket has unknown fields: {', '.join(extra)}")
+        for name, kind in FIELDS.items():
+            value = payload[name]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise TicketRefused("malformed", f"the ticket's field {name!r} has the wrong type")
+        if payload["v"] != 1:
+            raise TicketRefused(
+                "malformed",
+                f"ticket format version {payload['v']} is not supported",
+                "Update the box",
+            )
+        if payload["tariff"] not in TARIFFS:
+            raise TicketRefused(
+                "malformed", f"unknown tariff {payload['tariff']!r}", "Update the box"
+            )
+        try:
+            scopes = frozenset(Scope(s) for s in payload["scopes"])
+        except ValueError as err:
+            raise TicketRefused("malformed", f"the ticket names an unknown scope: {err}") from err
+        timed = payload["exp"] is not None or payload["duration"] is not None
+        if not timed and payload["uses"] is None:
+            raise TicketRefused(
+                "malformed", "the ticket has neither an end, a duration nor a number of uses"
+            )
+        if not 1 <= len(payload["tid"]) <= 64 or not 1 <= len(payload["device"]) <= 64:
+            raise TicketRefused("malformed", "the ticket's id or device is empty or too long")
+        return cls(
+            tid=payload["tid"],
+            tariff=payload["tariff"],
+            scopes=scopes,
+            device=payload["device"],
+            vin=payload["vin"],
+            iat=payload["iat"],
+            nbf=payload["nbf"],
+            exp=payload["exp"],
+            duration=payload["duration"],
+            uses=payload["uses"],
+            kid=payload["kid"],
+            token=token,
+        )
+
+
+def parse_ticket(token: str, keys: Mapping[str, Ed25519PublicKey]) -> Ticket:
+    return Ticket.from_payload(verify(TICKET_PREFIX, token, keys), token.strip())
+
+
+def parse_revocations(
+    token: str, keys: Mapping[str, Ed25519PublicKey]
+) -> tuple[int, frozenset[str]]:
+    payload = verify(REVOCATION_PREFIX, token, keys)
+    seq, revoked = payload.get("seq"), payload.get("revoked")
+    if (
+        not isinstance(seq, int)
+        or not isinstance(revoked, list)
+        or not all(isinstance(t, str) for t in revoked)
+    ):
+        raise TicketRefused("malformed", "the revocation list is malformed")
+    return seq, frozenset(revoked)
+
+
+def load_public_keys(directory: Path) -> dict[str, Ed25519PublicKey]:
+    """The portal's public keys: every ``<key id>.pub`` PEM file in ``directory``."""
+    keys: dict[str, Ed25519PublicKey] = {}
+    if not directory.is_dir():
+        return keys
+    for path in sorted(directory.glob("*.pub")):
+        try:
+            key = serialization.load_pem_public_key(path.read_bytes())
+        except (ValueError, OSError) as err:
+            raise TicketError(f"portal key {path} is unreadable: {err}") from err
+        if not isinstance(key, Ed25519PublicKey):
+            raise TicketError(f"portal key {path} is not an Ed25519 key")
+        keys[path.stem] = key
+    return keys

@@ -1,0 +1,99 @@
+"""``vci-portal``: the reference portal's command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from firmware_py.gateway.tariffs import TARIFFS
+from portal import keys, tickets
+
+
+def _time(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vci-portal", description="Reference portal: signing keys, tickets, revocations."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    k = sub.add_parser("keys", help="signing keys").add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION"
+    )
+    g = k.add_parser("generate", help="make a new Ed25519 signing key (<kid>.key, <kid>.pub)")
+    g.add_argument("--out", required=True, type=Path, help="key directory")
+    g.add_argument("--kid", help="key id (default: portal-<date>-<time>)")
+
+    sub.add_parser("tariffs", help="list the tariffs")
+
+    t = sub.add_parser("ticket", help="tickets").add_subparsers(
+        dest="ticket_command", required=True, metavar="ACTION"
+    )
+    i = t.add_parser("issue", help="issue a signed ticket and print it")
+    i.add_argument("--tariff", required=True, choices=sorted(TARIFFS))
+    i.add_argument("--device", required=True, help="device id of the box the ticket is for")
+    i.add_argument("--vin", help="bind the ticket to one vehicle")
+    i.add_argument("--key-dir", required=True, type=Path)
+    i.add_argument("--kid", help="signing key id (default: the newest key)")
+    i.add_argument(
+        "--not-before", type=_time, help="fixed window start, ISO time (default: from activation)"
+    )
+    i.add_argument(
+        "--not-after",
+        type=_time,
+        help="fixed window end, ISO time (default: tariff duration from activation)",
+    )
+
+    r = sub.add_parser("revoke", help="revoke a ticket (then export the list to the boxes)")
+    r.add_argument("tid")
+    r.add_argument("--key-dir", required=True, type=Path)
+    e = sub.add_parser("revocations", help="revocation lists").add_subparsers(
+        dest="rev_command", required=True, metavar="ACTION"
+    )
+    x = e.add_parser("export", help="print the signed revocation list")
+    x.add_argument("--key-dir", required=True, type=Path)
+    x.add_argument("--kid")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "keys":
+            print(keys.generate(args.out, args.kid))
+        elif args.command == "tariffs":
+            for tariff in TARIFFS.values():
+                span = f"{tariff.duration // 3600} h" if tariff.duration else f"{tariff.uses} use"
+                print(
+                    f"{tariff.id:<10} {tariff.name:<32} {tariff.price_eur:>7g} EUR  {span:<8} {', '.join(sorted(tariff.scopes))}"
+                )
+        elif args.command == "ticket":
+            kid, key = keys.load_signing_key(args.key_dir, args.kid)
+            print(
+                tickets.issue(
+                    key,
+                    kid,
+                    tariff=args.tariff,
+                    device=args.device,
+                    vin=args.vin,
+                    not_before=args.not_before,
+                    not_after=args.not_after,
+                )
+            )
+        elif args.command == "revoke":
+            print(
+                f"revocation list now at sequence {tickets.RevocationList(args.key_dir).revoke(args.tid)}"
+            )
+        elif args.command == "revocations":
+            kid, key = keys.load_signing_key(args.key_dir, args.kid)
+            print(tickets.RevocationList(args.key_dir).export(key, kid))
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

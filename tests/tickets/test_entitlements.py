@@ -1,0 +1,371 @@
+"""Tickets and entitlements with a fake clock: every way a ticket can be refused, each with its
+own reason and no other change; every tariff against every job; time that cannot be turned back."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from firmware_py.errors import EntitlementError, TicketError
+from firmware_py.gateway.entitlements import Entitlements
+from firmware_py.gateway.events import EventBus
+from firmware_py.gateway.jobs import Caller, JobRequest, JobRunner, JobState, VehicleWorker
+from firmware_py.gateway.store import Store
+from firmware_py.gateway.tariffs import JobKind
+from firmware_py.gateway.ticket_token import TicketRefused, sign
+from firmware_py.gateway.trusted_time import TrustedClock
+from portal.tickets import RevocationList, issue
+
+DEVICE, VIN = "box-test-0001", "WBAJA71090B123456"
+T0 = 1_800_000_000.0
+
+
+class FakeClocks:
+    def __init__(self) -> None:
+        self.system = T0
+        self.mono = 1000.0
+
+    def advance(self, seconds: float) -> None:
+        self.system += seconds
+        self.mono += seconds
+
+
+@pytest.fixture
+def clocks() -> FakeClocks:
+    return FakeClocks()
+
+
+@pytest.fixture
+def portal_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()  # TEST key, made for this test
+
+
+@pytest.fixture
+def ent(tmp_path, clocks, portal_key) -> Entitlements:
+    store = Store(tmp_path)
+    clock = TrustedClock(store, system=lambda: clocks.system, monotonic=lambda: clocks.mono)
+    return Entitlements(store, {"k1": portal_key.public_key()}, DEVICE, clock)
+
+
+def ticket(key: Ed25519PrivateKey, tariff: str = "basic-1d", kid: str = "k1", **kw) -> str:
+    return issue(
+        key, kid, tariff=tariff, device=kw.pop("device", DEVICE), now=kw.pop("now", T0), **kw
+    )
+
+
+def snapshot(ent: Entitlements) -> str:
+    db = ent.store.connection()
+    return json.dumps(
+        [
+            list(map(tuple, db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()))
+            for t in ("tickets", "revoked")
+        ]
+    )
+
+
+def refused(ent: Entitlements, token: str, reason: str) -> TicketRefused:
+    before = snapshot(ent)
+    with pytest.raises(TicketRefused) as info:
+        ent.add_ticket(token)
+    assert info.value.reason == reason, str(info.value)
+    assert snapshot(ent) == before  # nothing else changed
+    return info.value
+
+
+def test_a_good_ticket_is_added_and_allows_its_jobs(ent, portal_key) -> None:
+    info = ent.add_ticket(ticket(portal_key))
+    assert info.state == "not activated" and info.time_left == 86400
+    decision = ent.check(JobKind.CODING, vin=VIN)
+    assert decision.allowed and decision.ticket_id == info.tid
+    ent.consume(decision)
+    assert ent.tickets()[0].state == "valid"
+
+
+def test_forged_signature(ent, portal_key) -> None:
+    token = ticket(portal_key)
+    head, body, sig = token.split(".")
+    payload = json.loads(base64.urlsafe_b64decode(body + "=="))
+    payload["tariff"] = "basic-1y"  # upgrade the ticket by hand
+    forged_body = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
+    err = refused(ent, f"{head}.{forged_body}.{sig}", "forged")
+    assert "signature is not valid" in str(err)
+    flipped = sig[:-2] + ("A" if sig[-2] != "A" else "B") + sig[-1]
+    refused(ent, f"{head}.{body}.{flipped}", "forged")
+
+
+def test_unknown_key_id(ent) -> None:
+    other = Ed25519PrivateKey.generate()
+    err = refused(ent, ticket(other, kid="k9"), "unknown_key")
+    assert "k9" in str(err)
+
+
+def test_signed_by_another_key_under_a_known_id(ent) -> None:
+    refused(ent, ticket(Ed25519PrivateKey.generate(), kid="k1"), "forged")
+
+
+def test_ticket_for_another_device(ent, portal_key) -> None:
+    err = refused(ent, ticket(portal_key, device="box-9999"), "other_device")
+    assert "box-9999" in str(err)
+
+
+def test_ticket_for_another_vehicle(ent, portal_key) -> None:
+    ent.add_ticket(ticket(portal_key, vin="WBA00000000000001"))
+    decision = ent.check(JobKind.CODING, vin=VIN)
+    assert (
+        not decision.allowed
+        and "is for vehicle WBA00000000000001, this is WBAJA71090B123456" in decision.reason
+    )
+    assert ent.check(JobKind.CODING, vin="WBA00000000000001").allowed
+
+
+def test_expired(ent, portal_key, clocks) -> None:
+    refused(ent, ticket(portal_key, not_after=int(T0 - 1)), "expired")
+    ent.add_ticket(ticket(portal_key, not_after=int(T0 + 100)))
+    clocks.advance(101)
+    decision = ent.check(JobKind.CLEAR_FAULT_MEMORY, vin=VIN)
+    assert not decision.allowed and "expired" in decision.reason
+
+
+def test_duration_counts_from_activation(ent, portal_key, clocks) -> None:
+    ent.add_ticket(ticket(portal_key, tariff="basic-9h"))
+    clocks.advance(30 * 86400)  # lies in the drawer for a month
+    decision = ent.check(JobKind.CODING, vin=VIN)
+    assert decision.allowed
+    ent.consume(decision)  # activated now
+    clocks.advance(9 * 3600 - 1)
+    assert ent.check(JobKind.CODING, vin=VIN).allowed
+    clocks.advance(2)
+    assert not ent.check(JobKind.CODING, vin=VIN).allowed
+
+
+def test_not_yet_valid(ent, portal_key) -> None:
+    ent.add_ticket(ticket(portal_key, not_before=int(T0 + 3600), not_after=int(T0 + 7200)))
+    decision = ent.check(JobKind.CODING, vin=VIN)
+    assert not decision.allowed and "not yet valid" in decision.reason
+
+
+def test_revoked(ent, portal_key, tmp_path) -> None:
+    token = ticket(portal_key)
+    info = ent.add_ticket(token)
+    portal_dir = tmp_path / "portal"
+    portal_dir.mkdir()
+    revocations = RevocationList(portal_dir)
+    revocations.revoke(info.tid)
+    assert ent.apply_revocations(revocations.export(portal_key, "k1")) == 1
+    decision = ent.check(JobKind.CODING, vin=VIN)
+    assert not decision.allowed and "revoked" in decision.reason
+    ent.remove_ticket(info.tid)
+    refused(ent, token, "revoked")
+    old = sign("vr1", {"seq": 0, "revoked": [], "iat": 0, "kid": "k1"}, portal_key)
+    assert ent.apply_revocations(old) == 0  # an older list does not undo a revocation
+
+
+def test_wrong_scope_names_the_tariffs_that_would_allow_it(ent, portal_key) -> None:
+    ent.add_ticket(ticket(portal_key, tariff="info-1m"))
+    decision = ent.check(JobKind.PROGRAMMING, vin=VIN)
+    assert not decision.allowed and "does not include programming" in decision.reason
+    assert decision.would_allow[0].startswith("Basic, 9 hours (9 EUR)")
+
+
+@pytest.mark.parametrize(
+    ("token", "words"),
+    [
+        ("vt1.!!!.###", "base64"),
+        ("vt1." + base64.urlsafe_b64encode(b"{not json").decode().rstrip("=") + ".AAAA", "JSON"),
+        ("vt1.W10.AAAA", "not a JSON object"),
+        ("hello", "not a ticket"),
+        ("vt1." + "A" * 5000 + ".AAAA", "too long"),
+        ("", "not a ticket"),
+    ],
+)
+def test_malformed_tokens(ent, token: str, words: str) -> None:
+    err = refused(ent, token, "malformed")
+    assert words in str(err)
+
+
+def test_missing_and_extra_fields(ent, portal_key) -> None:
+    good = json.loads(base64.urlsafe_b64decode(ticket(portal_key).split(".")[1] + "=="))
+    missing = {k: v for k, v in good.items() if k != "device"}
+    assert "lacks device" in str(refused(ent, sign("vt1", missing, portal_key), "malformed"))
+    extra = {**good, "admin": True}
+    assert "unknown fields: admin" in str(refused(ent, sign("vt1", extra, portal_key), "malformed"))
+    wrong = {**good, "uses": "many"}
+    assert "wrong type" in str(refused(ent, sign("vt1", wrong, portal_key), "malformed"))
+
+
+def test_system_clock_turned_back_a_day_does_not_extend_a_ticket(
+    tmp_path, portal_key, clocks
+) -> None:
+    store = Store(tmp_path)
+    clock = TrustedClock(store, system=lambda: clocks.system, monotonic=lambda: clocks.mono)
+    ent = Entitlements(store, {"k1": portal_key.public_key()}, DEVICE, clock)
+    ent.add_ticket(ticket(portal_key, not_after=int(T0 + 3600)))
+    clocks.advance(7200)
+    clock.tick()  # persisted
+    assert not ent.check(JobKind.CODING, vin=VIN).allowed
+    clocks.system -= 86400  # someone sets the clock back a day ...
+    assert not ent.check(JobKind.CODING, vin=VIN).allowed
+    # ... and reboots the box: the persisted trusted time still holds
+    clocks.mono = 5.0
+    rebooted = TrustedClock(store, system=lambda: clocks.system, monotonic=lambda: clocks.mono)
+    assert rebooted.now() >= T0 + 7200
+    ent2 = Entitlements(store, {"k1": portal_key.public_key()}, DEVICE, rebooted)
+    decision = ent2.check(JobKind.CODING, vin=VIN)
+    assert not decision.allowed and "expired" in decision.reason
+
+
+def test_trusted_time_persists_every_minute_and_takes_portal_time(tmp_path, clocks) -> None:
+    store = Store(tmp_path)
+    clock = TrustedClock(store, system=lambda: clocks.system, monotonic=lambda: clocks.mono)
+    clock.tick()
+    persisted = lambda: store.connection().execute("SELECT highest FROM trusted_time").fetchone()[0]  # noqa: E731
+    assert persisted() == T0
+    clocks.advance(30)
+    clock.tick()
+    assert persisted() == T0  # not yet a minute
+    clocks.advance(31)
+    clock.tick()
+    assert persisted() == T0 + 61
+    assert clock.observe_portal_time(T0 + 1000)
+    assert clock.now() == T0 + 1000 and persisted() == T0 + 1000
+    assert not clock.observe_portal_time(T0 + 10)  # never backwards
+    assert not clock.observe_portal_time(T0 + 20 * 365 * 86400)  # absurd
+
+
+def test_one_use_help_desk_ticket_is_used_once(ent, portal_key) -> None:
+    ent.add_ticket(ticket(portal_key, tariff="helpdesk"))
+    first = ent.check(JobKind.HELP_DESK_REQUEST, vin=VIN)
+    assert first.allowed
+    ent.consume(first)
+    second = ent.check(JobKind.HELP_DESK_REQUEST, vin=VIN)
+    assert not second.allowed and "used up" in second.reason
+
+
+def test_time_tickets_are_preferred_over_one_use_tickets(ent, portal_key) -> None:
+    ent.add_ticket(ticket(portal_key, tariff="helpdesk"))
+    ent.add_ticket(ticket(portal_key, tariff="basic-1d"))
+    assert ent.check(JobKind.CODING, vin=VIN).allowed
+
+
+def test_key_rotation(tmp_path, clocks) -> None:
+    old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    store = Store(tmp_path)
+    clock = TrustedClock(store, system=lambda: clocks.system, monotonic=lambda: clocks.mono)
+    ent = Entitlements(store, {"2025": old.public_key(), "2026": new.public_key()}, DEVICE, clock)
+    ent.add_ticket(ticket(old, kid="2025"))
+    ent.add_ticket(ticket(new, kid="2026", tariff="helpdesk"))
+    assert len(ent.tickets()) == 2
+    with pytest.raises(TicketRefused):
+        ent.add_ticket(ticket(old, kid="2026"))  # the kid selects the key
+
+
+# Which tariff allows which job: written out here on purpose (not derived from the code's table),
+# so that a change of the product's rules shows as a failing test. Same table as docs/tickets.md.
+FREE = {"read_vin", "identify", "read_fault_memory"}
+BASIC = FREE | {
+    "clear_fault_memory",
+    "read_live_data",
+    "read_did",
+    "raw_uds",
+    "coding",
+    "programming",
+    "service_reset",
+    "service_history",
+    "emissions_data",
+    "repair_information",
+}
+EXPECTED = {
+    "info-1m": FREE | {"repair_information"},
+    "info-1y": FREE | {"repair_information"},
+    "basic-9h": BASIC,
+    "basic-1d": BASIC,
+    "basic-1w": BASIC,
+    "basic-1m": BASIC,
+    "basic-1y": BASIC,
+    "helpdesk": FREE | {"help_desk_request"},
+}
+
+
+@pytest.mark.parametrize("tariff", sorted(EXPECTED))
+def test_each_tariff_allows_exactly_its_jobs(tmp_path, clocks, portal_key, tariff: str) -> None:
+    store = Store(tmp_path)
+    clock = TrustedClock(store, system=lambda: clocks.system, monotonic=lambda: clocks.mono)
+    ent = Entitlements(store, {"k1": portal_key.public_key()}, DEVICE, clock)
+    ent.add_ticket(ticket(portal_key, tariff=tariff))
+    allowed = {job.value for job in JobKind if ent.check(job, vin=VIN).allowed}
+    assert allowed == EXPECTED[tariff]
+
+
+def test_without_tickets_only_free_jobs(ent) -> None:
+    assert {job.value for job in JobKind if ent.check(job, vin=VIN).allowed} == FREE
+
+
+def test_docs_table_matches(ent) -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "tickets.md").read_text()
+    for job in JobKind:
+        line = next(line for line in text.splitlines() if line.startswith(f"| `{job.value}`"))
+        assert ("free" in line) == (job.value in FREE), line
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(max_size=300)
+    | st.builds(
+        lambda a, b: f"vt1.{a}.{b}",
+        st.text(alphabet="AZaz09-_=", max_size=80),
+        st.text(alphabet="AZaz09-_", max_size=90),
+    )
+)
+def test_random_tokens_only_ever_raise_ticket_errors(tmp_path_factory, token: str) -> None:
+    store = Store(tmp_path_factory.mktemp("h"))
+    ent = Entitlements(
+        store, {"k1": Ed25519PrivateKey.generate().public_key()}, DEVICE, TrustedClock(store)
+    )
+    with pytest.raises(TicketError):
+        ent.add_ticket(token)
+
+
+def test_a_flash_that_outlives_its_ticket_finishes_and_no_new_job_starts(
+    ent, portal_key, clocks
+) -> None:
+    ent.add_ticket(ticket(portal_key, not_after=int(T0 + 600)))
+    started, release = threading.Event(), threading.Event()
+
+    def programming(vehicle, ctx):
+        started.set()
+        release.wait(5)
+        return {"verified": True}
+
+    async def main():
+        worker = VehicleWorker(lambda: object())
+        runner = JobRunner(
+            bus=EventBus(),
+            worker=worker,
+            handlers={"programming": programming},
+            entitlements=ent,
+            vin=lambda: VIN,
+        )
+        flash = asyncio.create_task(
+            runner.run(JobRequest("programming", ecu="DME"), Caller("tablet", "t"))
+        )
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        clocks.advance(3600)  # the ticket ends in the middle of the flash
+        with pytest.raises(EntitlementError, match="expired"):
+            await runner.run(JobRequest("programming", ecu="EGS"), Caller("tablet", "t"))
+        release.set()
+        job = await flash
+        worker.close()
+        return job
+
+    job = asyncio.run(main())
+    assert job.state is JobState.DONE and job.result == {"verified": True}
