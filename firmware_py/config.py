@@ -76,6 +76,8 @@ class SecurityConfig:
 
     portal_keys_dir: Path = Path("/etc/vci/portal-keys")
     """Directory of the portal's Ed25519 public keys, one ``<key id>.pub`` PEM file each."""
+    publisher_keys_dir: Path = Path("/etc/vci/publisher-keys")
+    """Directory of the flash-package publishers' Ed25519 public keys (``<key id>.pub``)."""
     tickets: str = "required"
     """``required``: paid jobs need a ticket (the product); ``off``: every job is allowed, for a
     box that a workshop runs without the portal (documented in docs/tickets.md)."""

@@ -102,7 +102,14 @@ def raw_uds(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     return {"ecu": info.name, "request": request.hex(" "), "response": response.hex(" ")}
 
 
+def _programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    from firmware_py.gateway.flash_jobs import programming
+
+    return programming(vehicle, ctx)
+
+
 HANDLERS: dict[str, Handler] = {
+    "programming": _programming,
     "read_vin": read_vin,
     "identify": identify,
     "read_fault_memory": read_faults,

@@ -102,6 +102,7 @@ class JobContext:
         self.job = job
         self.params = job.request.params
         self.ecu = job.request.ecu
+        self.services = runner.services
         self._last_progress = 0.0
 
     def step(self, name: str, **data: Any) -> None:
@@ -167,6 +168,7 @@ class JobRunner:
         entitlements: EntitlementCheck | None,
         exclusive_kinds: frozenset[str] = frozenset({"programming", "coding"}),
         vin: Callable[[], str | None] = lambda: None,
+        services: Mapping[str, Any] | None = None,
     ) -> None:
         self.bus = bus
         self.worker = worker
@@ -174,6 +176,8 @@ class JobRunner:
         self.entitlements = entitlements
         self.exclusive_kinds = exclusive_kinds
         self._vin = vin
+        self.services = dict(services or {})
+        """what handlers need besides the vehicle (the store, the configuration)"""
         self._busy_ecus: set[str] = set()
         self._tasks: set[asyncio.Task[Job]] = set()
         self.jobs: dict[str, Job] = {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 from firmware_py.config import Config, device_id
 from firmware_py.gateway.entitlements import Entitlements
 from firmware_py.gateway.store import Store
-from firmware_py.gateway.ticket_token import load_public_keys
 from firmware_py.gateway.trusted_time import TrustedClock
+from firmware_py.keys import load_public_keys
 
 
 def open_entitlements(cfg: Config, store: Store | None = None) -> Entitlements:

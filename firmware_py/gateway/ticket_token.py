@@ -16,11 +16,9 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from firmware_py.errors import TicketError
@@ -199,19 +197,3 @@ def parse_revocations(
     ):
         raise TicketRefused("malformed", "the revocation list is malformed")
     return seq, frozenset(revoked)
-
-
-def load_public_keys(directory: Path) -> dict[str, Ed25519PublicKey]:
-    """The portal's public keys: every ``<key id>.pub`` PEM file in ``directory``."""
-    keys: dict[str, Ed25519PublicKey] = {}
-    if not directory.is_dir():
-        return keys
-    for path in sorted(directory.glob("*.pub")):
-        try:
-            key = serialization.load_pem_public_key(path.read_bytes())
-        except (ValueError, OSError) as err:
-            raise TicketError(f"portal key {path} is unreadable: {err}") from err
-        if not isinstance(key, Ed25519PublicKey):
-            raise TicketError(f"portal key {path} is not an Ed25519 key")
-        keys[path.stem] = key
-    return keys

@@ -62,6 +62,12 @@ class VehicleSession:
             self._sessions[info.address] = session.open()
         return session
 
+    def supply_voltage(self) -> float:
+        """The vehicle's supply voltage in volts, as its central gateway measures it (DID 0xDAD0).
+        A box with its own ADC on OBD pin 16 uses ``firmware_py.hw.battery`` instead."""
+        gateway = self.catalog.ecus[0]
+        return float(self.ecu(gateway).read_dids(0xDAD0)[0xDAD0])
+
     def close(self) -> None:
         for session in self._sessions.values():
             try:

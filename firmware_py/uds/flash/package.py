@@ -1,0 +1,272 @@
+"""Flash packages: one signed file with a manifest and the image (docs/flash-package.md).
+
+A package is a zip archive of ``manifest.json``, the image (Intel HEX, Motorola S-record or raw
+binary, read with bincopy) and ``signature`` (the publisher's key id and an Ed25519 signature
+over the manifest's bytes). The manifest holds the SHA-256 of the image file and of every
+segment, so the signature covers the data. Reading is bounded (entries, sizes, compression ratio)
+and every failure is a :class:`PackageError` that says what is wrong. Nothing is sent to an ECU
+before a package has passed :func:`read_package`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import time
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bincopy
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from firmware_py.errors import PackageError
+
+FORMAT = 1
+MAX_PACKAGE = 256 * 1024 * 1024
+MAX_IMAGE = 64 * 1024 * 1024
+MAX_MANIFEST = 64 * 1024
+MAX_ENTRIES = 8
+MAX_RATIO = 200  # refuse zip entries that inflate more than this (zip bombs)
+IMAGE_FORMATS = {"ihex": "image.hex", "srec": "image.srec", "bin": "image.bin"}
+
+
+@dataclass(frozen=True)
+class Segment:
+    address: int
+    data: bytes
+
+    @property
+    def length(self) -> int:
+        return len(self.data)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class SequenceParams:
+    erase_routine: int = 0xFF00
+    check_routine: int = 0x0202
+    dependency_routine: int = 0xFF01
+    security_level: int = 0x11
+    max_block_length: int | None = None
+    """Upper bound for TransferData blocks (SID + counter + data); None: the ECU's own limit."""
+
+
+@dataclass(frozen=True)
+class FlashPackage:
+    ecu_name: str
+    ecu_address: int
+    hw_number: str | None
+    sw_versions: tuple[str, ...]
+    """software versions the ECU may have before (empty: any)"""
+    version: str
+    segments: tuple[Segment, ...]
+    sequence: SequenceParams
+    publisher: str
+    sha256: str
+    """of the whole package file: names it in the journal"""
+
+    @property
+    def size(self) -> int:
+        return sum(s.length for s in self.segments)
+
+
+def _image_bytes(segments: list[tuple[int, bytes]], image_format: str) -> bytes:
+    binfile = bincopy.BinFile()
+    for address, data in segments:
+        binfile.add_binary(data, address=address)
+    if image_format == "ihex":
+        return binfile.as_ihex().encode()
+    if image_format == "srec":
+        return binfile.as_srec().encode()
+    if len(segments) != 1:
+        raise PackageError("a raw binary image holds exactly one segment")
+    return segments[0][1]
+
+
+def build_package(
+    *,
+    ecu_name: str,
+    ecu_address: int,
+    version: str,
+    segments: list[tuple[int, bytes]],
+    key: Ed25519PrivateKey,
+    kid: str,
+    image_format: str = "ihex",
+    hw_number: str | None = None,
+    sw_versions: tuple[str, ...] = (),
+    sequence: SequenceParams = SequenceParams(),
+) -> bytes:
+    """A signed package (the bytes of the zip file)."""
+    if image_format not in IMAGE_FORMATS:
+        raise PackageError(f"image format must be one of {', '.join(IMAGE_FORMATS)}")
+    if not segments:
+        raise PackageError("a package needs at least one segment")
+    image = _image_bytes(segments, image_format)
+    manifest = {
+        "format": FORMAT,
+        "ecu": {"name": ecu_name, "address": ecu_address},
+        "expects": {"hw_number": hw_number, "sw_versions": list(sw_versions)},
+        "version": version,
+        "image": {
+            "file": IMAGE_FORMATS[image_format],
+            "format": image_format,
+            "sha256": hashlib.sha256(image).hexdigest(),
+        },
+        "segments": [
+            {"address": a, "length": len(d), "sha256": hashlib.sha256(d).hexdigest()}
+            for a, d in segments
+        ],
+        "sequence": sequence.__dict__,
+        "publisher": kid,
+        "created": int(time.time()),
+    }
+    manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    signature = f"{kid}\n{base64.b64encode(key.sign(manifest_bytes)).decode()}\n".encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", manifest_bytes)
+        z.writestr(IMAGE_FORMATS[image_format], image)
+        z.writestr("signature", signature)
+    return out.getvalue()
+
+
+def _read_entry(z: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    try:
+        info = z.getinfo(name)
+    except KeyError:
+        raise PackageError(f"the package has no {name}") from None
+    if info.file_size > limit or (
+        info.compress_size and info.file_size / info.compress_size > MAX_RATIO
+    ):
+        raise PackageError(
+            f"{name} in the package is too large or too compressed (possible zip bomb)"
+        )
+    with z.open(info) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise PackageError(f"{name} in the package is larger than it says")
+    return data
+
+
+def _require(cond: bool, what: str) -> None:
+    if not cond:
+        raise PackageError(f"the package manifest is invalid: {what}")
+
+
+def read_package(raw: bytes, trusted: Mapping[str, Ed25519PublicKey]) -> FlashPackage:
+    """Verify and read a package: signature by a trusted publisher, image hash, segment hashes."""
+    if len(raw) > MAX_PACKAGE:
+        raise PackageError("the package file is too large")
+    try:
+        z = zipfile.ZipFile(io.BytesIO(raw))
+        names = z.namelist()
+    except (zipfile.BadZipFile, ValueError) as err:
+        raise PackageError(
+            f"this is not a flash package (not a valid archive: {err})",
+            hint="Download the package again",
+        ) from err
+    with z:
+        _require(len(names) <= MAX_ENTRIES, "too many files")
+        try:
+            manifest_bytes = _read_entry(z, "manifest.json", MAX_MANIFEST)
+            signature_text = _read_entry(z, "signature", 4096).decode("ascii")
+        except (zipfile.BadZipFile, UnicodeDecodeError, OSError, EOFError) as err:
+            raise PackageError(
+                f"the package is damaged: {err}", hint="Download the package again"
+            ) from err
+        try:
+            kid, sig_b64 = signature_text.split()
+            signature = base64.b64decode(sig_b64, validate=True)
+        except (ValueError, TypeError) as err:
+            raise PackageError("the package's signature is malformed") from err
+        key = trusted.get(kid)
+        if key is None:
+            raise PackageError(
+                f"the package is signed by publisher key {kid!r}, which this box does not trust",
+                hint="Install the publisher's public key, or get the package from a trusted publisher",
+            )
+        try:
+            key.verify(signature, manifest_bytes)
+        except InvalidSignature as err:
+            raise PackageError(
+                "the package's signature does not match its manifest: the package was changed",
+                hint="Download the package again; do not flash it",
+            ) from err
+        try:
+            m: Any = json.loads(manifest_bytes)
+            _require(m.get("format") == FORMAT, "unsupported format")
+            image_name = m["image"]["file"]
+            image_format = m["image"]["format"]
+            _require(
+                image_format in IMAGE_FORMATS and image_name == IMAGE_FORMATS[image_format],
+                "image file",
+            )
+            try:
+                image = _read_entry(z, image_name, MAX_IMAGE)
+            except (zipfile.BadZipFile, OSError, EOFError) as err:  # CRC errors land here
+                raise PackageError(
+                    f"the package's image is damaged: {err}", hint="Download the package again"
+                ) from err
+            if hashlib.sha256(image).hexdigest() != m["image"]["sha256"]:
+                raise PackageError(
+                    "the image does not match the signed manifest (SHA-256 differs)",
+                    hint="Download the package again",
+                )
+            segments = _parse_image(image, image_format, m["segments"])
+            seq = SequenceParams(**m["sequence"])
+            return FlashPackage(
+                ecu_name=str(m["ecu"]["name"]),
+                ecu_address=int(m["ecu"]["address"]),
+                hw_number=m["expects"]["hw_number"],
+                sw_versions=tuple(m["expects"]["sw_versions"]),
+                version=str(m["version"]),
+                segments=segments,
+                sequence=seq,
+                publisher=kid,
+                sha256=hashlib.sha256(raw).hexdigest(),
+            )
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
+            if isinstance(err, PackageError):
+                raise
+            raise PackageError(f"the package manifest is invalid: {err!r}") from err
+
+
+def _parse_image(
+    image: bytes, image_format: str, declared: list[dict[str, Any]]
+) -> tuple[Segment, ...]:
+    if image_format == "bin":
+        _require(len(declared) == 1, "a raw binary image holds one segment")
+        parsed = [(int(declared[0]["address"]), image)]
+    else:
+        binfile = bincopy.BinFile()
+        try:
+            text = image.decode("ascii")
+            binfile.add_ihex(text) if image_format == "ihex" else binfile.add_srec(text)
+        except (bincopy.Error, UnicodeDecodeError, ValueError) as err:
+            raise PackageError(f"the image is not valid {image_format}: {err}") from err
+        parsed = [(s.minimum_address, bytes(s.data)) for s in binfile.segments]
+    _require(len(parsed) == len(declared), "segments differ from the image")
+    segments = []
+    for (address, data), d in zip(parsed, declared, strict=True):
+        seg = Segment(address, data)
+        if address != d["address"] or seg.length != d["length"] or seg.sha256 != d["sha256"]:
+            raise PackageError(f"segment at 0x{address:08X} does not match the signed manifest")
+        segments.append(seg)
+    return tuple(segments)
+
+
+def load_package_file(path: Path, trusted: Mapping[str, Ed25519PublicKey]) -> FlashPackage:
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise PackageError(f"cannot read package {path}: {err}") from err
+    return read_package(raw, trusted)

@@ -1,0 +1,104 @@
+"""Programming plans as data: which steps, in which order, for a package's segments.
+
+A plan has set-up steps (sessions, security access, DTC setting and communication off), which are
+run again on every resume because an interrupted connection loses them, and body steps (per
+segment: erase, download, check memory; then dependencies, reset, verify), which the journal
+tracks. One engine (:mod:`.sequencer`) runs every plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from firmware_py.uds.flash.package import FlashPackage
+
+SETUP_ACTIONS = (
+    "precheck",
+    "extended_session",
+    "programming_session",
+    "security_access",
+    "dtc_setting_off",
+    "communication_off",
+)
+SEGMENT_ACTIONS = ("erase", "download", "check_memory")
+FINISH_ACTIONS = ("check_dependencies", "reset", "verify_version")
+ACTIONS = frozenset(SETUP_ACTIONS + SEGMENT_ACTIONS + FINISH_ACTIONS)
+
+STEP_NAMES = {
+    "precheck": "check package, ECU identity and battery",
+    "extended_session": "extended session",
+    "programming_session": "programming session",
+    "security_access": "security access",
+    "dtc_setting_off": "DTC setting off",
+    "communication_off": "communication control off",
+    "erase": "erase",
+    "download": "download",
+    "check_memory": "check memory",
+    "check_dependencies": "check programming dependencies",
+    "reset": "ECU reset",
+    "verify_version": "verify software version",
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str
+    segment: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"unknown programming step {self.action!r}")
+        if (self.action in SEGMENT_ACTIONS) != (self.segment is not None):
+            raise ValueError(
+                f"step {self.action} needs a segment exactly when it is a segment step"
+            )
+
+    @property
+    def name(self) -> str:
+        base = STEP_NAMES[self.action]
+        return f"{base} segment {self.segment + 1}" if self.segment is not None else base
+
+
+@dataclass(frozen=True)
+class PlanTemplate:
+    """The shape of a plan; the default is the BMW-like sequence of docs/programming.md."""
+
+    setup: tuple[str, ...] = SETUP_ACTIONS
+    per_segment: tuple[str, ...] = SEGMENT_ACTIONS
+    finish: tuple[str, ...] = FINISH_ACTIONS
+
+    def __post_init__(self) -> None:
+        if (
+            not set(self.setup) <= set(SETUP_ACTIONS)
+            or not set(self.per_segment) <= set(SEGMENT_ACTIONS)
+            or not set(self.finish) <= set(FINISH_ACTIONS)
+        ):
+            raise ValueError("a plan template mixes up set-up, segment and finishing steps")
+        if "precheck" not in self.setup or "download" not in self.per_segment:
+            raise ValueError("a plan needs a precheck and a download")
+
+
+@dataclass(frozen=True)
+class Plan:
+    setup: tuple[Step, ...]
+    body: tuple[Step, ...]
+
+    def resume_index(self, first_incomplete: int) -> int:
+        """Where to continue the body after an interruption at ``first_incomplete``: the start
+        of an unfinished segment (its erase: the ECU lost the transfer), or the reset if the
+        interruption came at or after it."""
+        if first_incomplete >= len(self.body):
+            return len(self.body)
+        step = self.body[first_incomplete]
+        if step.segment is not None:
+            return next(i for i, s in enumerate(self.body) if s.segment == step.segment)
+        reset = next((i for i, s in enumerate(self.body) if s.action == "reset"), None)
+        if reset is not None and first_incomplete > reset:
+            return reset
+        return first_incomplete
+
+
+def build_plan(package: FlashPackage, template: PlanTemplate = PlanTemplate()) -> Plan:
+    body = [Step(a, i) for i in range(len(package.segments)) for a in template.per_segment]
+    body += [Step(a) for a in template.finish]
+    return Plan(tuple(Step(a) for a in template.setup), tuple(body))

@@ -1,0 +1,309 @@
+"""The one engine that runs programming plans (:mod:`.plan`) against an ECU.
+
+Synchronous, for the gateway's vehicle worker. Time, voltage, journal and progress come in as
+arguments, so the logic is tested with fakes and run for real with the clock, the vehicle's supply
+voltage and the SQLite journal. The journal is written before the sequencer moves on: each body
+step when it begins and when it is done, and the transfer position every ``journal_every`` blocks.
+Whatever happens, the journal and the error message say where the ECU stands.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from firmware_py.errors import (
+    EcuError,
+    EcuNotRespondingError,
+    FlashError,
+    NegativeResponseError,
+    PackageError,
+    TransportError,
+    VciError,
+)
+from firmware_py.uds.ecu import EcuSession
+from firmware_py.uds.flash.package import FlashPackage
+from firmware_py.uds.flash.plan import Plan, Step, build_plan
+
+log = logging.getLogger(__name__)
+
+
+class Journal(Protocol):
+    def step(self, job_id: str, index: int, name: str, done: bool) -> None: ...
+    def position(self, job_id: str, segment: int, bytes_done: int, blocks: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class FlashOptions:
+    min_voltage: float = 13.0
+    """refuse to start below this (volts): connect a charger"""
+    voltage_floor: float = 12.0
+    """stop at the next safe point below this during the transfer"""
+    voltage_interval: float = 1.0
+    """seconds between voltage readings during the transfer"""
+    journal_every: int = 32
+    """blocks between journal writes of the transfer position"""
+    block_retries: int = 2
+    """times a block is sent again after a timeout or a broken connection"""
+
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class Sequencer:
+    def __init__(
+        self,
+        session: EcuSession,
+        package: FlashPackage,
+        *,
+        journal: Journal,
+        job_id: str,
+        voltage: Callable[[], float],
+        progress: Progress = lambda event: None,
+        clock: Callable[[], float] = time.monotonic,
+        options: FlashOptions = FlashOptions(),
+        plan: Plan | None = None,
+    ) -> None:
+        self.session = session
+        self.package = package
+        self.journal = journal
+        self.job_id = job_id
+        self.voltage = voltage
+        self.progress = progress
+        self.clock = clock
+        self.options = options
+        self.plan = plan or build_plan(package)
+        self.total = package.size
+        self.written_before = 0  # bytes of segments that are done (for percent)
+        self._started = clock()
+        self._sent = 0
+        self._resuming = False
+
+    # -- running -----------------------------------------------------------------------------
+    def run(self, first_incomplete: int = 0) -> dict[str, Any]:
+        """Run the plan; ``first_incomplete`` > 0 resumes after an interruption."""
+        start = self.plan.resume_index(first_incomplete)
+        self._resuming = first_incomplete > 0
+        done_segments = {s.segment for s in self.plan.body[:start] if s.action == "check_memory"}
+        self.written_before = sum(
+            self.package.segments[i].length for i in done_segments if i is not None
+        )
+        for step in self.plan.setup:
+            self._do(step)
+        index = start
+        for index in range(start, len(self.plan.body)):
+            step = self.plan.body[index]
+            self.journal.step(self.job_id, index, step.name, False)
+            self._do(step)
+            self.journal.step(self.job_id, index + 1, step.name, True)
+        return {
+            "ecu": self.package.ecu_name,
+            "version": self.package.version,
+            "bytes": self.total,
+            "resumed_from": start if self._resuming else None,
+            "seconds": round(self.clock() - self._started, 3),
+        }
+
+    def _event(self, **data: Any) -> None:
+        self.progress(data)
+
+    def _do(self, step: Step) -> None:
+        self._event(step=step.name)
+        try:
+            getattr(self, f"_{step.action}")(step)
+        except VciError as err:
+            if isinstance(err, FlashError):
+                raise
+            raise FlashError(
+                f"{self.package.ecu_name}: {step.name} failed: {err}. {self._where(step)}",
+                hint="Fix the cause, then: vci flash --resume",
+            ) from err
+
+    def _where(self, step: Step) -> str:
+        if (
+            step.action
+            in ("precheck", "extended_session", "programming_session", "security_access")
+            and not self._resuming
+        ):
+            return "Nothing was erased; the ECU is unchanged."
+        return "The ECU's software is incomplete (it stays in its boot loader) until the flash is resumed and verified."
+
+    # -- steps --------------------------------------------------------------------------------------
+    def _precheck(self, step: Step) -> None:
+        p = self.package
+        if self.session.address != p.ecu_address:
+            raise FlashError(
+                f"the package is for ECU 0x{p.ecu_address:02X} ({p.ecu_name}), not {self.session.name} (0x{self.session.address:02X}). Nothing was erased."
+            )
+        ident = self.session.read_dids(0xF191, 0xF189)
+        hw, sw = str(ident.get(0xF191, "")).strip(), str(ident.get(0xF189, "")).strip()
+        if p.hw_number and hw != p.hw_number:
+            raise FlashError(
+                f"{p.ecu_name} has hardware {hw}, the package needs {p.hw_number}. Nothing was erased.",
+                hint="Use the package for this hardware",
+            )
+        if p.sw_versions and sw not in p.sw_versions and not (self._resuming and sw == p.version):
+            raise FlashError(
+                f"{p.ecu_name} has software {sw}, the package updates only {', '.join(p.sw_versions)}. Nothing was erased.",
+                hint="Check the ECU's software version (vci identify) and choose the matching package",
+            )
+        volts = self.voltage()
+        if volts < self.options.min_voltage:
+            raise FlashError(
+                f"battery voltage {volts:.1f} V is below {self.options.min_voltage:.1f} V. Nothing was erased.",
+                hint="Connect a battery charger (13.5-14.5 V) and start again",
+            )
+        self._event(step=step.name, hw_number=hw, sw_version=sw, battery_voltage=volts)
+
+    def _extended_session(self, step: Step) -> None:
+        self.session.change_session("extended")
+
+    def _programming_session(self, step: Step) -> None:
+        self.session.change_session("programming")
+
+    def _security_access(self, step: Step) -> None:
+        self.session.security_access(self.package.sequence.security_level)
+
+    def _optional(self, request: bytes) -> None:
+        try:
+            self.session.raw(request)
+        except NegativeResponseError as err:  # not every ECU offers it in the programming session
+            log.info("%s: optional request %s refused: %s", self.session.name, request.hex(), err)
+
+    def _dtc_setting_off(self, step: Step) -> None:
+        self._optional(b"\x85\x02")
+
+    def _communication_off(self, step: Step) -> None:
+        self._optional(b"\x28\x03\x01")
+
+    def _segment(self, step: Step) -> Any:
+        assert step.segment is not None
+        return self.package.segments[step.segment]
+
+    def _erase(self, step: Step) -> None:
+        seg = self._segment(step)
+        result = self.session.routine(
+            "start",
+            self.package.sequence.erase_routine,
+            struct.pack(">II", seg.address, seg.length),
+        )
+        if result[:1] not in (b"", b"\x00"):
+            raise FlashError(f"{self.package.ecu_name}: erase reported failure 0x{result[0]:02X}")
+
+    def _download(self, step: Step) -> None:
+        seg = self._segment(step)
+        max_len = self.session.request_download(seg.address, seg.length)
+        if self.package.sequence.max_block_length:
+            max_len = min(max_len, self.package.sequence.max_block_length)
+        size = max_len - 2
+        if size <= 0:
+            raise FlashError(
+                f"{self.package.ecu_name} offers blocks of {max_len} bytes; cannot transfer"
+            )
+        blocks = (seg.length + size - 1) // size
+        counter, last_check = 1, self.clock()
+        assert step.segment is not None
+        for block in range(blocks):
+            data = seg.data[block * size : (block + 1) * size]
+            self._send_block(counter, data, step, block, blocks)
+            counter = (counter + 1) & 0xFF
+            done = min(seg.length, (block + 1) * size)
+            self._sent += len(data)
+            if (block + 1) % self.options.journal_every == 0 or block + 1 == blocks:
+                self.journal.position(self.job_id, step.segment, done, block + 1)
+            now = self.clock()
+            if now - last_check >= self.options.voltage_interval:
+                last_check = now
+                volts = self.voltage()
+                if volts < self.options.voltage_floor:
+                    self.journal.position(self.job_id, step.segment, done, block + 1)
+                    raise FlashError(
+                        f"battery voltage fell to {volts:.1f} V during programming; stopped safely after block {block + 1} of {blocks} of segment {step.segment + 1}. "
+                        f"{self.package.ecu_name} is erased and not valid until the flash is resumed",
+                        hint="Connect a battery charger, then: vci flash --resume",
+                    )
+            self._report(step, done, seg.length)
+        self.session.request_transfer_exit()
+
+    def _send_block(self, counter: int, data: bytes, step: Step, block: int, blocks: int) -> None:
+        for attempt in range(self.options.block_retries + 1):
+            try:
+                self.session.transfer_data(counter, data)
+                return
+            except (EcuNotRespondingError, TransportError) as err:
+                if attempt == self.options.block_retries:
+                    raise FlashError(
+                        f"{self.package.ecu_name} did not take block {block + 1} of {blocks} of segment {(step.segment or 0) + 1} after "
+                        f"{attempt + 1} tries ({err}). The ECU is erased and not valid",
+                        hint="Check the connection and the ignition, then: vci flash --resume",
+                    ) from err
+                log.warning(
+                    "block %d: %s; sending it again with counter 0x%02X", block + 1, err, counter
+                )
+            except NegativeResponseError as err:
+                if err.nrc == 0x24 and attempt > 0:
+                    raise FlashError(
+                        f"{self.package.ecu_name} lost the transfer (it answered RequestSequenceError to a repeated block: it reset itself) "
+                        f"at block {block + 1} of {blocks} of segment {(step.segment or 0) + 1}. The ECU is erased and not valid",
+                        hint="Resume: vci flash --resume (the segment is erased and written again)",
+                    ) from err
+                raise
+
+    def _report(self, step: Step, done: int, length: int) -> None:
+        elapsed = max(self.clock() - self._started, 1e-6)
+        rate = self._sent / elapsed
+        total_done = self.written_before + done
+        left = (self.total - total_done) / rate if rate > 0 else None
+        self._event(
+            step=step.name,
+            bytes=total_done,
+            total=self.total,
+            percent=round(100 * total_done / self.total, 1),
+            rate=round(rate),
+            time_left=None if left is None else round(left, 1),
+        )
+
+    def _check_memory(self, step: Step) -> None:
+        seg = self._segment(step)
+        option = struct.pack(">II", seg.address, seg.length) + bytes.fromhex(seg.sha256)
+        result = self.session.routine("start", self.package.sequence.check_routine, option)
+        if result[:1] != b"\x00":
+            raise FlashError(
+                f"{self.package.ecu_name}: check memory of segment {(step.segment or 0) + 1} failed: the ECU computed another checksum. The ECU is not valid",
+                hint="Resume (vci flash --resume) writes the segment again",
+            )
+        assert step.segment is not None
+        self.written_before += seg.length
+
+    def _check_dependencies(self, step: Step) -> None:
+        result = self.session.routine("start", self.package.sequence.dependency_routine)
+        if result[:1] != b"\x00":
+            raise FlashError(
+                f"{self.package.ecu_name}: programming dependencies not met (result {result.hex()})",
+                hint="Flash the other packages of this update first",
+            )
+
+    def _reset(self, step: Step) -> None:
+        try:
+            self.session.ecu_reset(0x01)
+        except EcuNotRespondingError:
+            log.info(
+                "%s: no answer to the reset (it may reset before answering)", self.session.name
+            )
+
+    def _verify_version(self, step: Step) -> None:
+        version = str(self.session.read_dids(0xF189)[0xF189]).strip()
+        if version != self.package.version:
+            raise FlashError(
+                f"{self.package.ecu_name} reports software {version} after programming, expected {self.package.version}"
+            )
+        self._event(
+            step=step.name, bytes=self.total, total=self.total, percent=100.0, verified=True
+        )
+
+
+__all__ = ["FlashOptions", "Journal", "PackageError", "Sequencer", "EcuError"]
