@@ -49,7 +49,7 @@ def programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
             and vehicle.catalog.find(ctx.ecu).address != packages[0].ecu_address
         ):
             raise FlashError(
-                f"the package is for {packages[0].ecu_name}, not {ctx.ecu}. Nothing was erased."
+                f"the package is for {packages[0].ecu_name}, not {ctx.ecu}. Nothing was erased"
             )
         job_id = ctx.job.id
         entries = [
@@ -92,11 +92,15 @@ def programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
         try:
             results.append(sequencer.run(first_incomplete))
         except FlashError as err:
-            journal.stopped(job_id, str(err))
+            message = str(err.args[0])
+            if not sequencer.changed_car and index == 0 and not resume:
+                journal.refused(job_id, message)
+                raise
+            journal.stopped(job_id, message)
             record = journal.get(job_id)
-            raise FlashError(
-                f"{err}", hint=err.hint or (record.where() if record else None)
-            ) from err
+            where = f"Journal: {record.where()}" if record else None
+            hint = f"{err.hint}. {where}" if err.hint and where else err.hint or where
+            raise FlashError(message, hint=hint) from err
     journal.done(job_id)
     return {"job": job_id, "packages": results, "verified": True}
 

@@ -22,7 +22,7 @@ SCHEMA = (
         step_index INTEGER NOT NULL,     -- first body step of that package not yet done
         step_name TEXT NOT NULL,
         segment INTEGER, bytes_done INTEGER, blocks INTEGER,
-        state TEXT NOT NULL,             -- running, done, stopped
+        state TEXT NOT NULL,             -- running, stopped, refused, done
         message TEXT NOT NULL,
         started REAL NOT NULL, updated REAL NOT NULL)""",
 )
@@ -50,11 +50,9 @@ class FlashRecord:
         text = f"{ecu}: at step {self.step_index + 1} ({self.step_name})"
         if self.blocks:
             text += f", {self.blocks} blocks ({self.bytes_done} bytes) of segment {(self.segment or 0) + 1} written"
-        return (
-            text
-            + ("; " + self.message if self.message else "")
-            + " - resume with: vci flash --resume"
-        )
+        if self.state == "refused":
+            return f"{ecu}: refused before anything was changed"
+        return text + " - resume with: vci flash --resume"
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "where": self.where()}
@@ -124,6 +122,10 @@ class FlashJournal:
     def stopped(self, job_id: str, message: str) -> None:
         self._update(job_id, state="stopped", message=message)
 
+    def refused(self, job_id: str, message: str) -> None:
+        """Stopped before any step that changes the ECU: nothing to resume."""
+        self._update(job_id, state="refused", message=message)
+
     def done(self, job_id: str) -> None:
         self._update(job_id, state="done", message="")
 
@@ -139,7 +141,9 @@ class FlashJournal:
         """Jobs that did not end verified: interrupted (still 'running' after a crash) or stopped."""
         rows = (
             self.store.connection()
-            .execute("SELECT * FROM flash_jobs WHERE state != 'done' ORDER BY updated DESC")
+            .execute(
+                "SELECT * FROM flash_jobs WHERE state NOT IN ('done', 'refused') ORDER BY updated DESC"
+            )
             .fetchall()
         )
         return [self._record(r) for r in rows]

@@ -108,8 +108,15 @@ def _programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     return programming(vehicle, ctx)
 
 
+def _coding(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    from firmware_py.gateway.coding_jobs import coding
+
+    return coding(vehicle, ctx)
+
+
 HANDLERS: dict[str, Handler] = {
     "programming": _programming,
+    "coding": _coding,
     "read_vin": read_vin,
     "identify": identify,
     "read_fault_memory": read_faults,

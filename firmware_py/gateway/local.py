@@ -22,6 +22,7 @@ def run_cli_job(
     *,
     entitlements: Any = None,
     on_event: Callable[[Event], None] | None = None,
+    services: dict[str, Any] | None = None,
 ) -> Job:
     """Run ``request`` to its end; returns the job (state done, failed) or raises when denied."""
 
@@ -33,7 +34,12 @@ def run_cli_job(
         )
         vin: list[str | None] = [None]
         runner = JobRunner(
-            bus=bus, worker=worker, handlers=HANDLERS, entitlements=entitlements, vin=lambda: vin[0]
+            bus=bus,
+            worker=worker,
+            handlers=HANDLERS,
+            entitlements=entitlements,
+            vin=lambda: vin[0],
+            services=services,
         )
         sub = bus.subscribe()
         follow = asyncio.create_task(_follow(sub, on_event)) if on_event else None

@@ -396,6 +396,8 @@ class DoipLink:
 class DoipEcuConnection(BaseConnection):
     """A udsoncan connection to one ECU behind the DoIP gateway."""
 
+    max_payload = MAX_PAYLOAD - 4  # the largest UDS message we send (DoIP addresses take 4 bytes)
+
     def __init__(self, link: DoipLink, address: int) -> None:
         super().__init__(f"doip-0x{address:02X}")
         self.link = link

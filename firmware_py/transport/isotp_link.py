@@ -20,6 +20,7 @@ from firmware_py.errors import UnknownTargetError
 BMW_TESTER = 0xF1
 BMW_REQUEST_ID = 0x6F1
 BMW_RESPONSE_BASE = 0x600
+MAX_PAYLOAD = 4095  # ISO 15765-2 classic CAN: the largest message (first frame length is 12 bits)
 
 
 def isotp_params(st_min: float, block_size: int) -> dict[str, object]:
@@ -107,6 +108,7 @@ class CanLink:
                     params=dict(self.params),
                 )
                 conn = PythonIsoTpConnection(stack, name=f"can-0x{address:02X}")
+                conn.max_payload = MAX_PAYLOAD  # type: ignore[attr-defined]
                 self._connections[address] = conn
             return conn
 

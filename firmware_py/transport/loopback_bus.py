@@ -52,7 +52,12 @@ class LoopbackMulticastBus(can.BusABC):
             self._rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self._rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             # An ISO-TP burst with STmin 0 must not overflow a reader that is briefly busy.
-            self._rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+            try:  # above net.core.rmem_max where we may (root); else as large as allowed
+                self._rx.setsockopt(
+                    socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 4 * 1024 * 1024
+                )
+            except (OSError, AttributeError):
+                self._rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
             self._rx.bind((self._group, self._port))  # only this group's datagrams
             membership = socket.inet_aton(self._group) + socket.inet_aton(LOOPBACK)
             self._rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)

@@ -92,6 +92,8 @@ class EcuSession:
         self.timing = timing
         self.security = security
         self.connection = connection
+        #: the largest UDS request the transport carries (ISO-TP on classic CAN: 4095 bytes)
+        self.max_payload: int | None = getattr(connection, "max_payload", None)
         config = dict(udsoncan.configs.default_client_config)
         config.update(
             data_identifiers=did_codecs(),

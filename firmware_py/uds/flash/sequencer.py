@@ -81,6 +81,10 @@ class Sequencer:
         self.written_before = 0  # bytes of segments that are done (for percent)
         self._started = clock()
         self._sent = 0
+        self._transfer_time = 0.0  # seconds spent in TransferData loops (for the rate)
+        self.precheck_info: dict[str, Any] = {}
+        self.changed_car = False
+        """True once a step that changes the ECU (an erase, or any body step) has begun"""
         self._resuming = False
 
     # -- running -----------------------------------------------------------------------------
@@ -98,6 +102,7 @@ class Sequencer:
         for index in range(start, len(self.plan.body)):
             step = self.plan.body[index]
             self.journal.step(self.job_id, index, step.name, False)
+            self.changed_car = True
             self._do(step)
             self.journal.step(self.job_id, index + 1, step.name, True)
         return {
@@ -129,35 +134,35 @@ class Sequencer:
             in ("precheck", "extended_session", "programming_session", "security_access")
             and not self._resuming
         ):
-            return "Nothing was erased; the ECU is unchanged."
-        return "The ECU's software is incomplete (it stays in its boot loader) until the flash is resumed and verified."
+            return "Nothing was erased; the ECU is unchanged"
+        return "The ECU's software is incomplete (it stays in its boot loader) until the flash is resumed and verified"
 
     # -- steps --------------------------------------------------------------------------------------
     def _precheck(self, step: Step) -> None:
         p = self.package
         if self.session.address != p.ecu_address:
             raise FlashError(
-                f"the package is for ECU 0x{p.ecu_address:02X} ({p.ecu_name}), not {self.session.name} (0x{self.session.address:02X}). Nothing was erased."
+                f"the package is for ECU 0x{p.ecu_address:02X} ({p.ecu_name}), not {self.session.name} (0x{self.session.address:02X}). Nothing was erased"
             )
         ident = self.session.read_dids(0xF191, 0xF189)
         hw, sw = str(ident.get(0xF191, "")).strip(), str(ident.get(0xF189, "")).strip()
         if p.hw_number and hw != p.hw_number:
             raise FlashError(
-                f"{p.ecu_name} has hardware {hw}, the package needs {p.hw_number}. Nothing was erased.",
+                f"{p.ecu_name} has hardware {hw}, the package needs {p.hw_number}. Nothing was erased",
                 hint="Use the package for this hardware",
             )
         if p.sw_versions and sw not in p.sw_versions and not (self._resuming and sw == p.version):
             raise FlashError(
-                f"{p.ecu_name} has software {sw}, the package updates only {', '.join(p.sw_versions)}. Nothing was erased.",
+                f"{p.ecu_name} has software {sw}, the package updates only {', '.join(p.sw_versions)}. Nothing was erased",
                 hint="Check the ECU's software version (vci identify) and choose the matching package",
             )
         volts = self.voltage()
         if volts < self.options.min_voltage:
             raise FlashError(
-                f"battery voltage {volts:.1f} V is below {self.options.min_voltage:.1f} V. Nothing was erased.",
+                f"battery voltage {volts:.1f} V is below {self.options.min_voltage:.1f} V. Nothing was erased",
                 hint="Connect a battery charger (13.5-14.5 V) and start again",
             )
-        self._event(step=step.name, hw_number=hw, sw_version=sw, battery_voltage=volts)
+        self.precheck_info = {"hw_number": hw, "sw_version_before": sw, "battery_voltage": volts}
 
     def _extended_session(self, step: Step) -> None:
         self.session.change_session("extended")
@@ -199,6 +204,8 @@ class Sequencer:
         max_len = self.session.request_download(seg.address, seg.length)
         if self.package.sequence.max_block_length:
             max_len = min(max_len, self.package.sequence.max_block_length)
+        if self.session.max_payload:  # maxNumberOfBlockLength may exceed what the transport carries
+            max_len = min(max_len, self.session.max_payload)
         size = max_len - 2
         if size <= 0:
             raise FlashError(
@@ -206,6 +213,7 @@ class Sequencer:
             )
         blocks = (seg.length + size - 1) // size
         counter, last_check = 1, self.clock()
+        began, sent_before = last_check, self._sent
         assert step.segment is not None
         for block in range(blocks):
             data = seg.data[block * size : (block + 1) * size]
@@ -226,7 +234,8 @@ class Sequencer:
                         f"{self.package.ecu_name} is erased and not valid until the flash is resumed",
                         hint="Connect a battery charger, then: vci flash --resume",
                     )
-            self._report(step, done, seg.length)
+            self._report(step, done, seg.length, began, sent_before)
+        self._transfer_time += self.clock() - began
         self.session.request_transfer_exit()
 
     def _send_block(self, counter: int, data: bytes, step: Step, block: int, blocks: int) -> None:
@@ -253,8 +262,8 @@ class Sequencer:
                     ) from err
                 raise
 
-    def _report(self, step: Step, done: int, length: int) -> None:
-        elapsed = max(self.clock() - self._started, 1e-6)
+    def _report(self, step: Step, done: int, length: int, began: float, sent_before: int) -> None:
+        elapsed = self._transfer_time + max(self.clock() - began, 1e-6)
         rate = self._sent / elapsed
         total_done = self.written_before + done
         left = (self.total - total_done) / rate if rate > 0 else None
