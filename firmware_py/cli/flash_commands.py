@@ -176,7 +176,9 @@ class ProgressPrinter:
             return
         data = event.to_dict()
         if self.as_json:
-            data.pop("job", None)
+            job = data.pop("job", None) or {}
+            if event.final:
+                data.update(result=job.get("result"), error=job.get("error"))
             print(json.dumps(data), flush=True)
             return
         if event.kind == "job.step":

@@ -217,7 +217,13 @@ class Sequencer:
         assert step.segment is not None
         for block in range(blocks):
             data = seg.data[block * size : (block + 1) * size]
-            self._send_block(counter, data, step, block, blocks)
+            try:
+                self._send_block(counter, data, step, block, blocks)
+            except VciError:
+                self.journal.position(
+                    self.job_id, step.segment, block * size, block
+                )  # where it stands
+                raise
             counter = (counter + 1) & 0xFF
             done = min(seg.length, (block + 1) * size)
             self._sent += len(data)

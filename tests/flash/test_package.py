@@ -1,0 +1,136 @@
+"""Flash packages: build and read back in every image format; every kind of damage or untrusted
+origin is refused with its reason before anything could reach an ECU."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from firmware_py.errors import PackageError
+from firmware_py.keys import load_public_keys
+from firmware_py.uds.flash.package import build_package, read_package
+from tests.flash.conftest import EGS_REGION, image, sha
+
+
+@pytest.mark.parametrize("fmt", ["ihex", "srec", "bin"])
+def test_round_trip(publisher, fmt: str) -> None:
+    data = image("12.05.00", 70_000)
+    path = publisher.package(
+        f"egs.{fmt}.vcipkg",
+        "EGS",
+        0x18,
+        "12.05.00",
+        data,
+        fmt=fmt,
+        expects=("12.04.00",),
+        hw="8699100",
+    )
+    package = read_package(path.read_bytes(), load_public_keys(publisher.trust))
+    assert (
+        package.ecu_name == "EGS"
+        and package.version == "12.05.00"
+        and package.sw_versions == ("12.04.00",)
+    )
+    assert [(s.address, s.data) for s in package.segments] == [(EGS_REGION, data)]
+    assert package.segments[0].sha256 == sha(data)
+
+
+def rewrite(raw: bytes, name: str, change) -> bytes:
+    src = zipfile.ZipFile(io.BytesIO(raw))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            dst.writestr(info.filename, change(data) if info.filename == name else data)
+    return out.getvalue()
+
+
+def flip(data: bytes, at: int = 100) -> bytes:
+    b = bytearray(data)
+    b[at % len(b)] ^= 0x01
+    return bytes(b)
+
+
+@pytest.fixture
+def good(publisher):
+    path = publisher.package("egs.vcipkg", "EGS", 0x18, "12.05.00", image("12.05.00", 20_000))
+    return path.read_bytes(), load_public_keys(publisher.trust)
+
+
+def test_a_flipped_bit_in_the_image(good) -> None:
+    raw, trusted = good
+    with pytest.raises(PackageError, match="does not match the signed manifest"):
+        read_package(
+            rewrite(
+                raw,
+                "image.hex",
+                lambda d: d[:200] + (b"0" if d[200:201] != b"0" else b"1") + d[201:],
+            ),
+            trusted,
+        )
+
+
+def test_a_flipped_bit_in_the_manifest(good) -> None:
+    raw, trusted = good
+    with pytest.raises(PackageError, match="signature does not match"):
+        read_package(
+            rewrite(raw, "manifest.json", lambda d: d.replace(b"12.05.00", b"12.05.01")), trusted
+        )
+
+
+def test_a_flipped_bit_in_the_signature(good) -> None:
+    raw, trusted = good
+
+    def damage(sig: bytes) -> bytes:
+        kid, b64 = sig.split()
+        import base64
+
+        return kid + b"\n" + base64.b64encode(flip(base64.b64decode(b64), 5)) + b"\n"
+
+    with pytest.raises(PackageError, match="signature does not match"):
+        read_package(rewrite(raw, "signature", damage), trusted)
+
+
+def test_an_unknown_publisher(good) -> None:
+    raw, _ = good
+    with pytest.raises(PackageError, match="does not trust"):
+        read_package(raw, {"someone-else": Ed25519PrivateKey.generate().public_key()})
+
+
+def test_a_corrupted_file_on_disk(good) -> None:
+    raw, trusted = good
+    with pytest.raises(PackageError):
+        read_package(raw[: len(raw) // 2], trusted)
+    with pytest.raises(PackageError):
+        read_package(flip(raw, len(raw) // 2), trusted)
+    with pytest.raises(PackageError, match="not a flash package"):
+        read_package(b"MZ this is not a zip", trusted)
+
+
+def test_a_zip_bomb_is_refused(publisher) -> None:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", b" " * (10 * 1024 * 1024))
+        z.writestr("signature", b"test-publisher AAAA")
+    with pytest.raises(PackageError, match="too large or too compressed"):
+        read_package(out.getvalue(), load_public_keys(publisher.trust))
+
+
+def test_segments_must_match_the_manifest(publisher) -> None:
+    from firmware_py.keys import load_private_key
+
+    kid, key = load_private_key(publisher.key_file)
+    raw = build_package(
+        ecu_name="EGS",
+        ecu_address=0x18,
+        version="1.0.0",
+        segments=[(EGS_REGION, b"\x01" * 100)],
+        key=key,
+        kid=kid,
+    )
+    manifest = json.loads(zipfile.ZipFile(io.BytesIO(raw)).read("manifest.json"))
+    assert manifest["segments"][0]["length"] == 100 and manifest["image"]["format"] == "ihex"
