@@ -28,6 +28,7 @@ class Gateway:
         entitlements: Any = None,
         clock: Any = None,
         link_description: str = "",
+        services: Mapping[str, Any] | None = None,
     ) -> None:
         self.store = store
         self.bus = EventBus()
@@ -41,6 +42,7 @@ class Gateway:
             handlers=handlers,
             entitlements=entitlements,
             vin=lambda: self.vehicle.get("vin"),
+            services={"store": store, **(services or {})},
         )
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -111,7 +111,9 @@ class Sequencer:
             "bytes": self.total,
             "resumed_from": start if self._resuming else None,
             "seconds": round(self.clock() - self._started, 3),
-            "transfer_rate": round(self._sent / self._transfer_time) if self._transfer_time else None,
+            "transfer_rate": round(self._sent / self._transfer_time)
+            if self._transfer_time
+            else None,
             **self.precheck_info,
         }
 

@@ -1,0 +1,152 @@
+"""``vci gateway``: the box's daemon - the job runner with the tablet's local page; and
+``vci pair --approve``, the pairing button for a box without one (a PC)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import signal
+import sys
+import webbrowser
+from pathlib import Path
+
+from aiohttp import web
+
+from firmware_py.cli.transport_args import add_transport_args, config_from_args
+from firmware_py.config import Config
+from firmware_py.errors import ConfigError
+from firmware_py.gateway.job_handlers import HANDLERS
+from firmware_py.gateway.service import Gateway
+from firmware_py.gateway.setup import entitlement_check
+from firmware_py.gateway.store import Store
+from firmware_py.keys import load_public_keys
+from firmware_py.uds.vehicle import VehicleSession
+from firmware_py.web.app import create_app
+from firmware_py.web.pairing import Pairing, PairingError
+
+ADMIN_SOCKET = "admin.sock"
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    g = sub.add_parser(
+        "gateway",
+        help="run the gateway with the tablet's local page",
+        description="Run the box: the job runner and the tablet's local web page (pairing, vehicle, fault memory).",
+    )
+    g.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address of the local page (the box: its Wi-Fi address; default 127.0.0.1)",
+    )
+    g.add_argument("--port", type=int, default=8080, help="port of the local page (default 8080)")
+    g.add_argument("--open", action="store_true", help="open the page in a browser")
+    add_transport_args(g)
+    g.set_defaults(func=cmd_gateway)
+    p = sub.add_parser("pair", help="approve a waiting tablet (the box's pairing button, for a PC)")
+    p.add_argument("--approve", action="store_true", required=True)
+    p.add_argument("--state-dir", type=Path)
+    p.set_defaults(func=cmd_pair)
+
+
+def label_code(state_dir: Path) -> str:
+    """The code printed on the box's label; made at first start where none exists (a PC)."""
+    for path in (Path("/etc/vci/label-code"), state_dir / "label-code"):
+        if path.exists():
+            return path.read_text().strip()
+    code = "".join(secrets.choice("ACDEFGHJKLMNPQRTUVWXY34679") for _ in range(8))
+    path = state_dir / "label-code"
+    path.write_text(code + "\n")
+    path.chmod(0o600)
+    return code
+
+
+async def serve(cfg: Config, transport: str, host: str, port: int, open_browser: bool) -> None:
+    store = Store(cfg.storage.state_dir)
+    entitlements = entitlement_check(cfg)
+    gateway = Gateway(
+        store,
+        open_vehicle=lambda: VehicleSession.open(cfg.transport, transport, timing=cfg.uds),
+        handlers=HANDLERS,
+        entitlements=entitlements,
+        clock=entitlements.clock if entitlements is not None else None,
+        link_description=f"{transport.upper()}",
+        services={"publisher_keys": load_public_keys(cfg.security.publisher_keys_dir)},
+    )
+    code = label_code(cfg.storage.state_dir)
+    pairing = Pairing(store, code)
+    await gateway.start()
+    app = create_app(gateway, pairing)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+
+    admin = web.Application()
+
+    async def button(request: web.Request) -> web.Response:
+        try:
+            return web.json_response({"paired": pairing.press_button(gateway.now())})
+        except PairingError as err:
+            return web.json_response(err.to_dict(), status=409)
+
+    admin.router.add_post("/button", button)
+    admin_runner = web.AppRunner(admin, access_log=None)
+    await admin_runner.setup()
+    sock_path = cfg.storage.state_dir / ADMIN_SOCKET
+    sock_path.unlink(missing_ok=True)
+    await web.UnixSite(admin_runner, str(sock_path)).start()
+    sock_path.chmod(0o600)  # only who may act as the box's owner can press its button
+    url = f"http://{host}:{port}/"
+    print(
+        f"vci-gateway ready page={url} label-code={code} (pair: open the page, then vci pair --approve)",
+        flush=True,
+    )
+    if open_browser:
+        webbrowser.open(url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await admin_runner.cleanup()
+        await gateway.stop()
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    cfg, transport = config_from_args(args)
+    asyncio.run(serve(cfg, transport, args.host, args.port, args.open))
+    return 0
+
+
+def cmd_pair(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    from firmware_py.config import load_config
+
+    cfg = load_config(
+        Path(args.config) if args.config else None,
+        overrides={"storage": {"state_dir": args.state_dir}} if args.state_dir else None,
+    )
+    sock_path = cfg.storage.state_dir / ADMIN_SOCKET
+    if not sock_path.exists():
+        raise ConfigError(
+            f"no gateway is running with state directory {cfg.storage.state_dir}",
+            hint="Start it: vci gateway",
+        )
+
+    async def press() -> tuple[int, dict[str, object]]:
+        async with (
+            aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(sock_path))) as session,
+            session.post("http://box/button") as resp,
+        ):
+            return resp.status, await resp.json()
+
+    status, body = asyncio.run(press())
+    if status != 200:
+        print(f"error: {body.get('message')}. {body.get('hint') or ''}", file=sys.stderr)
+        return 2
+    print(f"paired: {body['paired']}")
+    return 0
