@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 COOKIE = "vci_session"
 GATEWAY: web.AppKey[Any] = web.AppKey("gateway", object)
 PAIRING: web.AppKey[Pairing] = web.AppKey("pairing", Pairing)
-TABLET: str = "vci.tablet"  # request key
+TABLET: web.RequestKey[Tablet] = web.RequestKey("tablet", Tablet)
 SECURE_COOKIE: web.AppKey[bool] = web.AppKey("secure_cookie", bool)
 
 STATIC = resources.files("firmware_py.web") / "static"

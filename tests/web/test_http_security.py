@@ -1,0 +1,177 @@
+"""The local page over HTTP on loopback against a real gateway (vci sim in its own process):
+every API route refuses an unpaired client, a request without the CSRF token, and a forged or
+expired session cookie; pairing is refused after its window and after too many wrong codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from firmware_py.config import TransportConfig
+from firmware_py.gateway.job_handlers import HANDLERS
+from firmware_py.gateway.service import Gateway
+from firmware_py.gateway.store import Store
+from firmware_py.uds.vehicle import VehicleSession
+from firmware_py.web.app import COOKIE, create_app
+from firmware_py.web.pairing import Pairing
+
+CODE = "TESTCODE7"  # test material
+
+ROUTES = [
+    ("GET", "/api/session"), ("GET", "/api/tablets"), ("DELETE", "/api/tablets/abc"), ("GET", "/api/vehicle"),
+    ("GET", "/api/jobs"), ("POST", "/api/jobs"), ("GET", "/api/jobs/x"), ("GET", "/api/tickets"), ("POST", "/api/tickets"),
+    ("GET", "/api/events"),
+]
+CHANGING = [(m, p) for m, p in ROUTES if m in ("POST", "DELETE")]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_800_000_000.0
+
+    def now(self) -> float:
+        return self.t
+
+    def tick(self) -> None:
+        pass
+
+    def persist(self) -> None:
+        pass
+
+
+@pytest.fixture
+def server(tmp_path, sim_process):
+    """(base url, pairing, clock) of a gateway on a free loopback port."""
+    clock = Clock()
+    store = Store(tmp_path)
+    cfg = TransportConfig(doip_host=sim_process.doip_host, doip_port=sim_process.doip_port)
+    gateway = Gateway(store, open_vehicle=lambda: VehicleSession.open(cfg, "doip"), handlers=HANDLERS, clock=clock)
+    pairing = Pairing(store, CODE, window=60, max_code_attempts=3)
+    loop = asyncio.new_event_loop()
+    srv = TestServer(create_app(gateway, pairing), host="127.0.0.1")
+
+    async def start() -> None:
+        await gateway.start()
+        await srv.start_server()
+
+    loop.run_until_complete(start())
+    yield loop, str(srv.make_url("")), pairing, clock
+
+    async def stop() -> None:
+        await srv.close()
+        await gateway.stop()
+
+    loop.run_until_complete(stop())
+    loop.close()
+
+
+async def pair(session: aiohttp.ClientSession, base: str, pairing: Pairing, clock: Clock) -> str:
+    async with session.post(base + "/api/pair", json={"name": "t"}) as r:
+        req = await r.json()
+    pairing.press_button(clock.now())
+    async with session.post(base + f"/api/pair/{req['id']}/collect", json={"claim": req["claim"]}) as r:
+        assert r.status == 200
+        cookie = r.cookies[COOKIE]
+        assert cookie["httponly"] and cookie["samesite"] == "Strict"
+    async with session.get(base + "/api/session") as r:
+        return (await r.json())["csrf"]
+
+
+def run(server, coro_fn):
+    loop, base, pairing, clock = server
+    return loop.run_until_complete(coro_fn(base, pairing, clock))
+
+
+def test_unpaired_clients_get_only_the_pairing_page(server) -> None:
+    async def go(base, pairing, clock):
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            async with s.get(base + "/") as r:
+                assert r.status == 200 and "Pair this tablet" in await r.text()
+            for method, path in ROUTES:
+                async with s.request(method, base + path, json={}) as r:
+                    assert r.status == 401, (method, path)
+                    assert (await r.json())["error"] == "not_paired"
+
+    run(server, go)
+
+
+def test_forged_and_expired_cookies_are_refused(server) -> None:
+    async def go(base, pairing, clock):
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            await pair(s, base, pairing, clock)
+            async with s.get(base + "/api/vehicle") as r:
+                assert r.status == 200
+        for cookie in ("forged-" + "x" * 40, ""):
+            async with aiohttp.ClientSession(cookies={COOKIE: cookie}, cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+                for method, path in ROUTES:
+                    async with s.request(method, base + path, json={}) as r:
+                        assert r.status == 401, (method, path, cookie)
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            await pair(s, base, pairing, clock)
+            clock.t += 91 * 86400  # unused for longer than a session lives
+            async with s.get(base + "/api/vehicle") as r:
+                assert r.status == 401
+
+    run(server, go)
+
+
+def test_changing_requests_need_the_csrf_token(server) -> None:
+    async def go(base, pairing, clock):
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            csrf = await pair(s, base, pairing, clock)
+            for method, path in CHANGING:
+                for headers in ({}, {"X-CSRF-Token": "wrong"}):
+                    async with s.request(method, base + path, json={"kind": "identify"}, headers=headers) as r:
+                        assert r.status == 403 and (await r.json())["error"] == "csrf", (method, path)
+            async with s.post(base + "/api/jobs", json={"kind": "identify"}, headers={"X-CSRF-Token": csrf}) as r:
+                assert r.status == 202
+
+    run(server, go)
+
+
+def test_pairing_is_refused_after_the_window_and_after_too_many_codes(server) -> None:
+    async def go(base, pairing, clock):
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            async with s.post(base + "/api/pair", json={"name": "late"}) as r:
+                req = await r.json()
+            clock.t += 61
+            async with s.post(base + f"/api/pair/{req['id']}/collect", json={"claim": req["claim"]}) as r:
+                assert r.status == 403 and "expired" in (await r.json())["message"]
+            async with s.post(base + "/api/pair", json={"name": "guesser"}) as r:
+                req = await r.json()
+            for _ in range(3):
+                async with s.post(base + f"/api/pair/{req['id']}/code", json={"code": "000000"}) as r:
+                    assert r.status == 403
+            async with s.post(base + f"/api/pair/{req['id']}/code", json={"code": CODE}) as r:
+                body = await r.json()
+                assert r.status == 403 and "too many wrong codes" in body["message"]
+
+    run(server, go)
+
+
+def test_events_arrive_over_the_websocket_and_a_new_socket_gets_the_true_state(server) -> None:
+    async def go(base, pairing, clock):
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            csrf = await pair(s, base, pairing, clock)
+            async with s.ws_connect(base + "/api/events") as ws:
+                hello = json.loads((await ws.receive(timeout=5)).data)
+                assert hello["kind"] == "hello" and hello["vehicle"]["vin"] is None
+                async with s.post(base + "/api/jobs", json={"kind": "identify"}, headers={"X-CSRF-Token": csrf}) as r:
+                    job_id = (await r.json())["id"]
+                kinds = []
+                while "job.done" not in kinds:
+                    event = json.loads((await ws.receive(timeout=20)).data)
+                    if event.get("job_id") == job_id:
+                        kinds.append(event["kind"])
+                assert kinds[:2] == ["job.accepted", "job.started"]
+            # the page lost its socket; the new one's first message carries the state as it is now
+            async with s.ws_connect(base + "/api/events") as ws:
+                hello = json.loads((await ws.receive(timeout=5)).data)
+                assert hello["vehicle"]["vin"] == "WBAJA71090B123456"
+                assert any(j["id"] == job_id and j["state"] == "done" for j in hello["jobs"])
+
+    run(server, go)
