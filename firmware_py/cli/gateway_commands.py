@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import signal
 import sys
@@ -16,7 +17,9 @@ from aiohttp import web
 from firmware_py.cli.transport_args import add_transport_args, config_from_args
 from firmware_py.config import Config
 from firmware_py.errors import ConfigError
+from firmware_py.gateway.flash_journal import FlashJournal
 from firmware_py.gateway.job_handlers import HANDLERS
+from firmware_py.gateway.jobs import Caller, JobRequest
 from firmware_py.gateway.service import Gateway
 from firmware_py.gateway.setup import entitlement_check
 from firmware_py.gateway.store import Store
@@ -41,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     g.add_argument("--port", type=int, default=8080, help="port of the local page (default 8080)")
     g.add_argument("--open", action="store_true", help="open the page in a browser")
+    g.add_argument(
+        "--resume-flash",
+        action="store_true",
+        help="at start-up, finish a programming job that a power cut interrupted",
+    )
     add_transport_args(g)
     g.set_defaults(func=cmd_gateway)
     p = sub.add_parser("pair", help="approve a waiting tablet (the box's pairing button, for a PC)")
@@ -61,7 +69,14 @@ def label_code(state_dir: Path) -> str:
     return code
 
 
-async def serve(cfg: Config, transport: str, host: str, port: int, open_browser: bool) -> None:
+async def serve(
+    cfg: Config,
+    transport: str,
+    host: str,
+    port: int,
+    open_browser: bool,
+    resume_flash: bool = False,
+) -> None:
     store = Store(cfg.storage.state_dir)
     entitlements = entitlement_check(cfg)
     gateway = Gateway(
@@ -76,6 +91,24 @@ async def serve(cfg: Config, transport: str, host: str, port: int, open_browser:
     code = label_code(cfg.storage.state_dir)
     pairing = Pairing(store, code)
     await gateway.start()
+    unfinished = FlashJournal(store).unfinished()
+    if unfinished:
+        record = unfinished[0]
+        if resume_flash:
+            ecu = record.packages[record.current]["ecu"] if record.packages else None
+            gateway.runner.submit(
+                JobRequest("programming", {"resume": record.job_id}, ecu),
+                Caller("gateway", "start-up"),
+            )
+            print(
+                f"resuming interrupted programming job {record.job_id}: {record.where()}",
+                flush=True,
+            )
+        else:
+            print(
+                f"interrupted programming job {record.job_id}: {record.where()} (or start with --resume-flash)",
+                flush=True,
+            )
     app = create_app(gateway, pairing)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -102,7 +135,10 @@ async def serve(cfg: Config, transport: str, host: str, port: int, open_browser:
         flush=True,
     )
     if open_browser:
-        webbrowser.open(url)
+        if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+            webbrowser.open(url)
+        else:
+            print(f"no display here: open {url} in a browser on this machine", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -117,7 +153,7 @@ async def serve(cfg: Config, transport: str, host: str, port: int, open_browser:
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     cfg, transport = config_from_args(args)
-    asyncio.run(serve(cfg, transport, args.host, args.port, args.open))
+    asyncio.run(serve(cfg, transport, args.host, args.port, args.open, args.resume_flash))
     return 0
 
 

@@ -52,6 +52,8 @@ def run_cli_job(
                     vin[0] = first.result.get("vin")
             return await runner.run(request, Caller("cli", "local"))
         finally:
+            if entitlements is not None:
+                entitlements.clock.persist()  # trusted time survives every command
             await asyncio.get_running_loop().run_in_executor(None, worker.close)
             if follow is not None:
                 await asyncio.sleep(0)

@@ -22,8 +22,15 @@ from firmware_py.web.pairing import Pairing
 CODE = "TESTCODE7"  # test material
 
 ROUTES = [
-    ("GET", "/api/session"), ("GET", "/api/tablets"), ("DELETE", "/api/tablets/abc"), ("GET", "/api/vehicle"),
-    ("GET", "/api/jobs"), ("POST", "/api/jobs"), ("GET", "/api/jobs/x"), ("GET", "/api/tickets"), ("POST", "/api/tickets"),
+    ("GET", "/api/session"),
+    ("GET", "/api/tablets"),
+    ("DELETE", "/api/tablets/abc"),
+    ("GET", "/api/vehicle"),
+    ("GET", "/api/jobs"),
+    ("POST", "/api/jobs"),
+    ("GET", "/api/jobs/x"),
+    ("GET", "/api/tickets"),
+    ("POST", "/api/tickets"),
     ("GET", "/api/events"),
 ]
 CHANGING = [(m, p) for m, p in ROUTES if m in ("POST", "DELETE")]
@@ -49,7 +56,9 @@ def server(tmp_path, sim_process):
     clock = Clock()
     store = Store(tmp_path)
     cfg = TransportConfig(doip_host=sim_process.doip_host, doip_port=sim_process.doip_port)
-    gateway = Gateway(store, open_vehicle=lambda: VehicleSession.open(cfg, "doip"), handlers=HANDLERS, clock=clock)
+    gateway = Gateway(
+        store, open_vehicle=lambda: VehicleSession.open(cfg, "doip"), handlers=HANDLERS, clock=clock
+    )
     pairing = Pairing(store, CODE, window=60, max_code_attempts=3)
     loop = asyncio.new_event_loop()
     srv = TestServer(create_app(gateway, pairing), host="127.0.0.1")
@@ -73,7 +82,9 @@ async def pair(session: aiohttp.ClientSession, base: str, pairing: Pairing, cloc
     async with session.post(base + "/api/pair", json={"name": "t"}) as r:
         req = await r.json()
     pairing.press_button(clock.now())
-    async with session.post(base + f"/api/pair/{req['id']}/collect", json={"claim": req["claim"]}) as r:
+    async with session.post(
+        base + f"/api/pair/{req['id']}/collect", json={"claim": req["claim"]}
+    ) as r:
         assert r.status == 200
         cookie = r.cookies[COOKIE]
         assert cookie["httponly"] and cookie["samesite"] == "Strict"
@@ -106,7 +117,9 @@ def test_forged_and_expired_cookies_are_refused(server) -> None:
             async with s.get(base + "/api/vehicle") as r:
                 assert r.status == 200
         for cookie in ("forged-" + "x" * 40, ""):
-            async with aiohttp.ClientSession(cookies={COOKIE: cookie}, cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            async with aiohttp.ClientSession(
+                cookies={COOKIE: cookie}, cookie_jar=aiohttp.CookieJar(unsafe=True)
+            ) as s:
                 for method, path in ROUTES:
                     async with s.request(method, base + path, json={}) as r:
                         assert r.status == 401, (method, path, cookie)
@@ -125,9 +138,16 @@ def test_changing_requests_need_the_csrf_token(server) -> None:
             csrf = await pair(s, base, pairing, clock)
             for method, path in CHANGING:
                 for headers in ({}, {"X-CSRF-Token": "wrong"}):
-                    async with s.request(method, base + path, json={"kind": "identify"}, headers=headers) as r:
-                        assert r.status == 403 and (await r.json())["error"] == "csrf", (method, path)
-            async with s.post(base + "/api/jobs", json={"kind": "identify"}, headers={"X-CSRF-Token": csrf}) as r:
+                    async with s.request(
+                        method, base + path, json={"kind": "identify"}, headers=headers
+                    ) as r:
+                        assert r.status == 403 and (await r.json())["error"] == "csrf", (
+                            method,
+                            path,
+                        )
+            async with s.post(
+                base + "/api/jobs", json={"kind": "identify"}, headers={"X-CSRF-Token": csrf}
+            ) as r:
                 assert r.status == 202
 
     run(server, go)
@@ -139,12 +159,16 @@ def test_pairing_is_refused_after_the_window_and_after_too_many_codes(server) ->
             async with s.post(base + "/api/pair", json={"name": "late"}) as r:
                 req = await r.json()
             clock.t += 61
-            async with s.post(base + f"/api/pair/{req['id']}/collect", json={"claim": req["claim"]}) as r:
+            async with s.post(
+                base + f"/api/pair/{req['id']}/collect", json={"claim": req["claim"]}
+            ) as r:
                 assert r.status == 403 and "expired" in (await r.json())["message"]
             async with s.post(base + "/api/pair", json={"name": "guesser"}) as r:
                 req = await r.json()
             for _ in range(3):
-                async with s.post(base + f"/api/pair/{req['id']}/code", json={"code": "000000"}) as r:
+                async with s.post(
+                    base + f"/api/pair/{req['id']}/code", json={"code": "000000"}
+                ) as r:
                     assert r.status == 403
             async with s.post(base + f"/api/pair/{req['id']}/code", json={"code": CODE}) as r:
                 body = await r.json()
@@ -160,7 +184,9 @@ def test_events_arrive_over_the_websocket_and_a_new_socket_gets_the_true_state(s
             async with s.ws_connect(base + "/api/events") as ws:
                 hello = json.loads((await ws.receive(timeout=5)).data)
                 assert hello["kind"] == "hello" and hello["vehicle"]["vin"] is None
-                async with s.post(base + "/api/jobs", json={"kind": "identify"}, headers={"X-CSRF-Token": csrf}) as r:
+                async with s.post(
+                    base + "/api/jobs", json={"kind": "identify"}, headers={"X-CSRF-Token": csrf}
+                ) as r:
                     job_id = (await r.json())["id"]
                 kinds = []
                 while "job.done" not in kinds:

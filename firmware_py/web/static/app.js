@@ -48,7 +48,7 @@ function header() {
   $("#vin").textContent = v.vin || "no vehicle";
   $("#link").textContent = v.link || "-";
   $("#link-dot").className = "dot " + (v.connected ? "on" : "off");
-  $("#battery").textContent = v.battery_voltage ? v.battery_voltage.toFixed(1) + " V" : "- V";
+  $("#battery").textContent = v.battery_voltage ? v.battery_voltage.toFixed(1) + " V" : "";
   $("#ws").textContent = S.wsUp ? "live" : "reconnecting";
   $("#ws-dot").className = "dot " + (S.wsUp ? "on" : "off");
 }
@@ -66,6 +66,13 @@ function jobLine(job) {
     s += `<div class="progress" data-testid="progress"><div data-pct="${pct}"></div></div><p class="muted">${pct.toFixed ? pct.toFixed(0) : pct} %${p.rate ? " - " + (p.rate / 1024).toFixed(0) + " KiB/s" : ""}${p.time_left != null ? " - " + Math.round(p.time_left) + " s left" : ""}</p>`;
   if (job.error) s += `<p class="error">${esc(job.error.message)}${job.error.hint ? ". " + esc(job.error.hint) : ""}</p>`;
   return s;
+}
+
+function snapshotText(s) {
+  const parts = [];
+  if (s.mileage_km != null) parts.push(Number(s.mileage_km).toLocaleString() + " km");
+  if (s.voltage_v != null) parts.push(Number(s.voltage_v).toFixed(1) + " V");
+  return esc(parts.join(" · "));
 }
 
 // -- views ---------------------------------------------------------------------------------------
@@ -96,7 +103,7 @@ const views = {
         <button class="danger push" data-job="clear_fault_memory" data-ecu="${esc(ecu.name)}" data-confirm="Clear the fault memory of ${esc(ecu.name)}?">Clear</button></div>
         <table><tbody>${dtcs.map((d) => `<tr><td><b>${esc(d.code || d.id)}</b></td><td>${esc(d.text || "")}</td>
           <td>${(d.status_names || []).map((n) => `<span class="badge">${esc(n)}</span>`).join("")}</td>
-          <td class="muted">${esc(JSON.stringify(d.snapshots || d.snapshot || ""))}</td></tr>`).join("")}</tbody></table></section>`;
+          <td class="muted">${(d.snapshots || []).map(snapshotText).join("<br>")}</td></tr>`).join("")}</tbody></table></section>`;
     }
     return html;
   },
