@@ -280,3 +280,51 @@ def test_coding_change_verify_and_restore(flash_box, sim) -> None:
     restored = flash_box.vci("--json", "coding", "restore", "--ecu", "BDC", *flags)
     assert restored.returncode == 0, restored.stderr
     assert sim.state()["ecus"]["BDC"]["coding"] == before
+
+
+def test_the_gateway_finishes_an_interrupted_flash_at_start_up(flash_box, publisher, sim) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    data = image("12.05.00", 64 * 1024)
+    pkg = publisher.package("egs.vcipkg", "EGS", EGS, "12.05.00", data)
+    sim.inject(ecu="EGS", reset_after_blocks=5)
+    assert flash(flash_box, sim, str(pkg)).returncode == 2
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    gateway = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "firmware_py",
+            "gateway",
+            "--port",
+            str(port),
+            "--resume-flash",
+            *sim.cli_args("doip"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ},
+    )
+    try:
+        assert gateway.stdout is not None
+        lines = [gateway.stdout.readline() for _ in range(2)]
+        assert any("resuming interrupted programming job" in line for line in lines), lines
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not sim.state()["ecus"]["EGS"]["region"]["valid"]:
+            time.sleep(0.2)
+        egs = sim.state()["ecus"]["EGS"]
+        assert (
+            egs["region"]["valid"]
+            and egs["region"]["sha256"] == region_sha(data)
+            and egs["sw_version"] == "12.05.00"
+        )
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=20)
