@@ -14,7 +14,7 @@ import time
 
 from doipclient import DoIPClient
 
-from bench.common import RawTcpPeer, Sim, bench_vehicle
+from bench.common import Sim, bench_vehicle, raw_tcp
 from firmware_py.config import UdsConfig
 from firmware_py.transport import open_doip_link
 from firmware_py.uds.ecu import EcuSession
@@ -76,18 +76,6 @@ def stock(session: EcuSession, sim: Sim, total: int, block: int) -> float:
         return total / elapsed
     finally:
         client.close()
-
-
-def raw_tcp(total: int, block: int) -> float:
-    peer = RawTcpPeer()
-    message = struct.pack(">BBHI", 2, 0xFD, 0x8001, block + 6) + bytes(block + 6)
-    try:
-        started = time.perf_counter()
-        for _ in range(total // block):
-            peer.exchange(message)
-        return total / (time.perf_counter() - started)
-    finally:
-        peer.close()
 
 
 def round_trips(session: EcuSession, n: int) -> tuple[float, float]:

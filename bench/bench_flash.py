@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from bench.bench_isotp import line_rate
-from bench.common import RawTcpPeer, Sim, bench_vehicle
+from bench.common import Sim, bench_vehicle, raw_tcp
 from firmware_py.config import TransportConfig
 from firmware_py.gateway.flash_journal import FlashJournal
 from firmware_py.gateway.store import Store
@@ -70,18 +69,6 @@ def run_flash(vehicle: VehicleSession, pkg, workdir: Path) -> dict:
         options=FlashOptions(journal_every=256, voltage_interval=1e9),
     )
     return seq.run()
-
-
-def raw_tcp(total: int, block: int) -> float:
-    peer = RawTcpPeer()
-    message = struct.pack(">BBHI", 2, 0xFD, 0x8001, block + 6) + bytes(block + 6)
-    try:
-        started = time.perf_counter()
-        for _ in range(total // block):
-            peer.exchange(message)
-        return total / (time.perf_counter() - started)
-    finally:
-        peer.close()
 
 
 def main() -> None:

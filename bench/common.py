@@ -105,3 +105,19 @@ class RawTcpPeer:
     def close(self) -> None:
         self.sock.close()
         self.proc.wait(timeout=10)
+
+
+def raw_tcp(total: int, block: int) -> float:
+    """Bytes/s of ``total`` bytes sent as DoIP-sized messages of ``block`` bytes to a raw peer."""
+    import struct
+    import time
+
+    peer = RawTcpPeer()
+    message = struct.pack(">BBHI", 2, 0xFD, 0x8001, block + 6) + bytes(block + 6)
+    try:
+        started = time.perf_counter()
+        for _ in range(total // block):
+            peer.exchange(message)
+        return total / (time.perf_counter() - started)
+    finally:
+        peer.close()
