@@ -114,7 +114,38 @@ def _coding(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     return coding(vehicle, ctx)
 
 
+LIVE_DEFAULT = ("DME:4001", "DME:4002", "DME:4003")
+
+
+def read_live_data(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    """Read chosen values ("ECU:DID") every ``interval`` seconds until cancelled or ``duration``
+    has passed; each round is a progress event ``{"values": {...}, "t": seconds}``."""
+    import time
+
+    interval = max(0.2, float(ctx.params.get("interval", 0.5)))
+    duration = min(600.0, float(ctx.params.get("duration", 60.0)))
+    wanted: dict[str, list[int]] = {}
+    for item in ctx.params.get("values") or LIVE_DEFAULT:
+        ecu_name, _, did_text = str(item).partition(":")
+        try:
+            wanted.setdefault(vehicle.catalog.find(ecu_name).name, []).append(parse_did(did_text))
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+    started, rounds = time.monotonic(), 0
+    ctx.step("live data", reading=[f"{e}:{d:04X}" for e, dids in wanted.items() for d in dids])
+    while not ctx.cancelled and time.monotonic() - started < duration:
+        values = {}
+        for ecu, dids in wanted.items():
+            for number, value in vehicle.ecu(ecu).read_dids(*dids).items():
+                values[f"{ecu}:{number:04X}"] = {"name": did_name(number), "value": value}
+        rounds += 1
+        ctx.progress(min_interval=0.0, t=round(time.monotonic() - started, 2), values=values)
+        ctx.job.cancel.wait(interval)
+    return {"rounds": rounds, "seconds": round(time.monotonic() - started, 1)}
+
+
 HANDLERS: dict[str, Handler] = {
+    "read_live_data": read_live_data,
     "programming": _programming,
     "coding": _coding,
     "read_vin": read_vin,

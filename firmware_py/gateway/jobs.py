@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -70,6 +71,9 @@ class Job:
     error: dict[str, Any] | None = None
     created: float = field(default_factory=time.time)
     finished: float | None = None
+    progress: dict[str, Any] = field(default_factory=dict)
+    """the last step and progress published (a page that reloads shows it)"""
+    cancel: threading.Event = field(default_factory=threading.Event)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +88,7 @@ class Job:
             "error": self.error,
             "created": self.created,
             "finished": self.finished,
+            "progress": dict(self.progress),
         }
 
 
@@ -105,8 +110,14 @@ class JobContext:
         self.services = runner.services
         self._last_progress = 0.0
 
+    @property
+    def cancelled(self) -> bool:
+        """True once someone asked to stop the job (long-running jobs such as live data check it)."""
+        return self.job.cancel.is_set()
+
     def step(self, name: str, **data: Any) -> None:
         """A new step of the job began (always published)."""
+        self.job.progress = {"step": name, **data}
         self._runner.bus.publish("job.step", {"step": name, **data}, job_id=self.job.id)
 
     def progress(self, min_interval: float = 0.1, **data: Any) -> None:
@@ -116,6 +127,7 @@ class JobContext:
         if data.get("percent", 0) < 100 and now - self._last_progress < min_interval:
             return
         self._last_progress = now
+        self.job.progress.update(data)
         self._runner.bus.publish("job.progress", data, job_id=self.job.id)
 
 
@@ -260,6 +272,14 @@ class JobRunner:
         kind = "job.done" if job.state is JobState.DONE else "job.failed"
         self.bus.publish(kind, {"job": job.to_dict()}, job_id=job.id)
         return job
+
+    def cancel(self, job_id: str) -> bool:
+        """Ask a running job to stop at its next safe point (not every job can: see its handler)."""
+        job = self.jobs.get(job_id)
+        if job is None or job.state not in (JobState.QUEUED, JobState.RUNNING):
+            return False
+        job.cancel.set()
+        return True
 
     async def drain(self) -> None:
         """Wait for background jobs (at shutdown)."""

@@ -46,6 +46,72 @@ class Gateway:
         )
         self._tasks: list[asyncio.Task[None]] = []
 
+    # -- flash packages kept on the box, and the programming journal --------------------------
+    @property
+    def packages_dir(self) -> Any:
+        path = self.store.state_dir / "packages"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def _package_info(self, path: Any) -> dict[str, Any]:
+        from firmware_py.errors import PackageError
+        from firmware_py.uds.flash.package import load_package_file
+
+        try:
+            pkg = load_package_file(path, self.runner.services.get("publisher_keys", {}))
+        except PackageError as err:
+            return {"file": path.name, "valid": False, "error": err.to_dict()}
+        return {
+            "file": path.name,
+            "valid": True,
+            "ecu": pkg.ecu_name,
+            "version": pkg.version,
+            "publisher": pkg.publisher,
+            "bytes": pkg.size,
+            "expects_hw": pkg.hw_number,
+            "expects_sw": list(pkg.sw_versions),
+            "path": str(path),
+        }
+
+    def packages(self) -> list[dict[str, Any]]:
+        return [self._package_info(p) for p in sorted(self.packages_dir.glob("*.vcipkg"))]
+
+    def save_package(self, name: str, raw: bytes) -> dict[str, Any]:
+        """Keep an uploaded package if it verifies; a package that does not is refused, not kept."""
+        from firmware_py.errors import PackageError
+        from firmware_py.uds.flash.package import read_package
+
+        safe = "".join(c for c in name if c.isalnum() or c in "-_.")[:80] or "package"
+        if not safe.endswith(".vcipkg"):
+            safe += ".vcipkg"
+        read_package(raw, self.runner.services.get("publisher_keys", {}))  # raises PackageError
+        path = self.packages_dir / safe
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(raw)
+        tmp.replace(path)
+        if not path.exists():
+            raise PackageError("the package could not be stored")
+        return self._package_info(path)
+
+    def coding_descriptions(self) -> dict[str, Any]:
+        from firmware_py.uds.coding import load_coding_descriptions
+
+        return {
+            name: {
+                "did": d.did,
+                "params": [
+                    {"name": p.name, "values": list(p.values), "max": (1 << p.width) - 1}
+                    for p in d.params
+                ],
+            }
+            for name, d in load_coding_descriptions().items()
+        }
+
+    def flash_journal(self) -> list[dict[str, Any]]:
+        from firmware_py.gateway.flash_journal import FlashJournal
+
+        return [r.to_dict() for r in FlashJournal(self.store).recent(10)]
+
     def now(self) -> float:
         """Trusted time (never goes backwards; see ``trusted_time``)."""
         return float(self.clock.now()) if self.clock is not None else time.time()
@@ -72,6 +138,8 @@ class Gateway:
             self._tasks.append(asyncio.create_task(self._tick_clock()))
 
     async def stop(self) -> None:
+        for job in self.runner.jobs.values():
+            job.cancel.set()  # live data and the like stop; a flash does not look and finishes
         await self.runner.drain()
         for task in self._tasks:
             task.cancel()

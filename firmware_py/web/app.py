@@ -35,6 +35,7 @@ SECURE_COOKIE: web.AppKey[bool] = web.AppKey("secure_cookie", bool)
 STATIC = resources.files("firmware_py.web") / "static"
 OPEN_PATHS = ("/api/pair",)
 MAX_BODY = 64 * 1024
+MAX_PACKAGE_UPLOAD = 256 * 1024 * 1024
 
 
 def _json_error(status: int, err: VciError | str, code: str = "error") -> web.Response:
@@ -212,6 +213,38 @@ async def job_submit(request: web.Request) -> web.Response:
     return web.json_response(job.to_dict(), status=202)
 
 
+async def job_cancel(request: web.Request) -> web.Response:
+    if not request.app[GATEWAY].runner.cancel(request.match_info["jid"]):
+        return _json_error(409, "the job is not running", "not_running")
+    return web.json_response({"cancelled": request.match_info["jid"]})
+
+
+# -- flash packages and journal --------------------------------------------------------------
+async def packages_list(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    return web.json_response({"packages": gateway.packages(), "journal": gateway.flash_journal()})
+
+
+async def packages_upload(request: web.Request) -> web.Response:
+    name = request.query.get("name", "package.vcipkg")
+    chunks, size = [], 0
+    while chunk := await request.content.read(1 << 20):  # streamed: the app's body limit is 64 KiB
+        size += len(chunk)
+        if size > MAX_PACKAGE_UPLOAD:
+            return _json_error(413, "the package is too large", "too_large")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        info = request.app[GATEWAY].save_package(name, raw)
+    except VciError as err:
+        return _json_error(400, err)
+    return web.json_response(info, status=201)
+
+
+async def coding_descriptions(request: web.Request) -> web.Response:
+    return web.json_response(request.app[GATEWAY].coding_descriptions())
+
+
 # -- tickets ---------------------------------------------------------------------------------
 async def tickets_list(request: web.Request) -> web.Response:
     return web.json_response({"tickets": request.app[GATEWAY].tickets()})
@@ -277,6 +310,10 @@ def create_app(gateway: Any, pairing: Pairing, *, secure_cookie: bool = False) -
     app.router.add_get("/api/jobs", jobs_list)
     app.router.add_post("/api/jobs", job_submit)
     app.router.add_get("/api/jobs/{jid}", job_get)
+    app.router.add_post("/api/jobs/{jid}/cancel", job_cancel)
+    app.router.add_get("/api/packages", packages_list)
+    app.router.add_get("/api/coding", coding_descriptions)
+    app.router.add_post("/api/packages", packages_upload)
     app.router.add_get("/api/tickets", tickets_list)
     app.router.add_post("/api/tickets", tickets_add)
     app.router.add_get("/api/events", events)

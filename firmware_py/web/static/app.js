@@ -1,6 +1,6 @@
 "use strict";
 // The tablet page: one WebSocket for live state, jobs submitted over HTTP with the CSRF token.
-const S = {csrf: null, view: "vehicle", vehicle: {}, jobs: {}, tickets: [], ws: null, wsUp: false, lastJob: {}};
+const S = {csrf: null, view: "vehicle", vehicle: {}, jobs: {}, tickets: [], ws: null, wsUp: false, lastJob: {}, live: {}, coding: null, codingEcu: null, packages: [], journal: [], pkg: ""};
 const $ = (sel) => document.querySelector(sel);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 
@@ -18,7 +18,9 @@ function errText(e) { const d = e.data || {}; return (d.message || e.message) + 
 async function runJob(kind, ecu, params) {
   try {
     const job = await api("POST", "/api/jobs", {kind, ecu: ecu || null, params: params || {}});
-    S.jobs[job.id] = job; S.lastJob[kind] = job.id; render();
+    // The WebSocket may already have brought newer states of this job than the POST's answer.
+    if (!S.jobs[job.id]) S.jobs[job.id] = job;
+    S.lastJob[kind] = job.id; render();
     return job;
   } catch (e) { flash(errText(e)); }
 }
@@ -38,6 +40,10 @@ function connect() {
       if (ev.job) S.jobs[ev.job.id] = ev.job;
       const job = S.jobs[ev.job_id];
       if (job && (ev.kind === "job.progress" || ev.kind === "job.step")) { job.progress = Object.assign(job.progress || {}, ev); }
+      if (job && job.kind === "read_live_data" && ev.values) {
+        for (const [k, v] of Object.entries(ev.values)) { (S.live[k] = S.live[k] || []).push(v); if (S.live[k].length > 120) S.live[k].shift(); }
+      }
+      if (job && job.kind === "programming" && ev.kind !== "job.progress") loadPackages();
       render();
     }
   };
@@ -107,9 +113,62 @@ const views = {
     }
     return html;
   },
-  live() { return `<section class="card"><h2>Live data</h2><p class="muted">Not built yet (issue 5).</p></section>`; },
-  coding() { return `<section class="card"><h2>Coding</h2><p class="muted">Not built yet (issue 5).</p></section>`; },
-  programming() { return `<section class="card"><h2>Programming</h2><p class="muted">Not built yet (issue 5).</p></section>`; },
+  live() {
+    const job = latest("read_live_data");
+    const running = job && (job.state === "running" || job.state === "queued");
+    let cards = "";
+    for (const [key, series] of Object.entries(S.live)) {
+      const last = series[series.length - 1];
+      cards += `<div class="plot" data-testid="live-value"><div class="row"><b>${esc(key)}</b><span class="muted">${esc(last.name)}</span>
+        <span class="push"><b>${esc(last.value)}</b></span></div>${sparkline(series.map((p) => Number(p.value)))}</div>`;
+    }
+    return `<section class="card"><h2>Live data</h2><p id="message"></p><div class="row">
+      <button class="primary" data-action="live-start" ${running ? "disabled" : ""}>Start</button>
+      <button class="plain" data-action="live-stop" ${running ? "" : "disabled"}>Stop</button>
+      <span class="muted">engine speed, coolant temperature, battery voltage (DME)</span></div>${cards}</section>`;
+  },
+  coding() {
+    const descs = S.coding || {};
+    const ecu = S.codingEcu || Object.keys(descs)[0] || "BDC";
+    const job = latest("coding");
+    const r = job && job.result && job.result.ecu === ecu ? job.result : null;
+    const now = r ? (r.after || r.before) : null;
+    let rows = "";
+    for (const p of (descs[ecu] || {}).params || []) {
+      const value = now ? now[p.name] : "";
+      const input = p.values.length
+        ? `<select data-param="${esc(p.name)}">${p.values.map((v) => `<option ${v === value ? "selected" : ""}>${esc(v)}</option>`).join("")}</select>`
+        : `<input data-param="${esc(p.name)}" type="number" min="0" max="${p.max}" value="${esc(value)}">`;
+      rows += `<tr><td>${esc(p.name.replace(/_/g, " "))}</td><td>${now ? esc(value) : "-"}</td><td>${input}</td></tr>`;
+    }
+    return `<section class="card"><h2>Coding</h2><p id="message"></p><div class="row">
+      <select id="coding-ecu">${Object.keys(descs).map((e) => `<option ${e === ecu ? "selected" : ""}>${esc(e)}</option>`).join("")}</select>
+      <button class="plain" data-action="coding-read">Read</button>
+      <button class="primary" data-action="coding-write" ${now ? "" : "disabled"}>Write changes</button>
+      <button class="danger" data-action="coding-restore" data-confirm="Put the previous coding of ${esc(ecu)} back?">Restore previous</button></div>
+      ${jobLine(job)}${r && r.verified ? '<p class="ok" data-testid="coding-verified">Written and verified.</p>' : ""}
+      <table><thead><tr><th>Parameter</th><th>In the ECU</th><th>New value</th></tr></thead><tbody>${rows}</tbody></table></section>`;
+  },
+  programming() {
+    const job = latest("programming");
+    const pk = S.packages || [];
+    const chosen = pk.find((p) => p.file === S.pkg);
+    const unfinished = (S.journal || []).filter((j) => j.state === "running" || j.state === "stopped");
+    return `<section class="card"><h2>Programming</h2><p id="message"></p>
+      <div class="row"><select id="pkg"><option value="">choose a package</option>${pk.map((p) => `<option value="${esc(p.file)}" ${p.file === S.pkg ? "selected" : ""}>${esc(p.file)}${p.valid ? "" : " (invalid)"}</option>`).join("")}</select>
+      <label class="plain">Upload a package <input id="pkg-upload" type="file" accept=".vcipkg"></label></div>
+      ${chosen ? `<table data-testid="precheck"><tbody>
+        <tr><td>signature</td><td>${chosen.valid ? `<span class="badge ok">valid</span> ${esc(chosen.publisher)}` : `<span class="badge bad">${esc(chosen.error && chosen.error.message)}</span>`}</td></tr>
+        ${chosen.valid ? `<tr><td>target</td><td>${esc(chosen.ecu)} -> ${esc(chosen.version)} (${(chosen.bytes / 1024).toFixed(0)} KiB)</td></tr>
+        <tr><td>expects</td><td>hardware ${esc(chosen.expects_hw || "any")}, software ${esc((chosen.expects_sw || []).join(", ") || "any")} (checked on the ECU before erasing)</td></tr>
+        <tr><td>battery</td><td>at least 13.0 V (checked before erasing; connect a charger)</td></tr>
+        <tr><td>ticket</td><td>needs programming (Basic)</td></tr>` : ""}
+      </tbody></table>` : ""}
+      <div class="row"><button class="primary" data-action="flash-start" data-confirm="Program the ECU now? Keep the ignition on and a charger connected." ${chosen && chosen.valid ? "" : "disabled"}>Start programming</button></div>
+      ${job ? `<h2>${esc(job.params.package ? job.params.package.split("/").pop() : "resume")}</h2>${jobLine(job)}` : ""}
+      ${unfinished.map((j) => `<p class="error">${esc(j.where)}</p><button class="primary" data-action="flash-resume" data-job="programming" data-resume="${esc(j.job_id)}">Resume</button>`).join("")}
+      </section>`;
+  },
   tickets() {
     const rows = S.tickets.map((t) => `<tr><td>${esc(t.tariff_name || t.tariff)}</td><td>${esc((t.scopes || []).join(", "))}</td><td>${esc(t.time_left_text || t.time_left || "")}</td></tr>`).join("");
     return `<section class="card"><h2>Tickets</h2><p id="message"></p>
@@ -123,6 +182,29 @@ const views = {
     return `<section class="card"><h2>Session log</h2><table><thead><tr><th>When</th><th>Job</th><th>By</th><th>State</th></tr></thead><tbody>${rows}</tbody></table></section>`;
   },
 };
+function sparkline(values) {
+  const w = 300, h = 60, n = values.length;
+  if (n < 2) return "";
+  const lo = Math.min(...values), hi = Math.max(...values), span = hi - lo || 1;
+  const pts = values.map((v, i) => `${(i / (n - 1) * w).toFixed(1)},${(h - 4 - (v - lo) / span * (h - 8)).toFixed(1)}`).join(" ");
+  return `<svg viewBox="0 0 ${w} ${h}" class="spark" aria-hidden="true"><polyline fill="none" stroke="#0a6ebd" stroke-width="2" points="${pts}"/></svg>`;
+}
+async function loadPackages() { try { const r = await api("GET", "/api/packages"); S.packages = r.packages; S.journal = r.journal; S.packagesLoaded = true; render(); } catch (e) { /* shown elsewhere */ } }
+async function loadCoding() { try { S.coding = await api("GET", "/api/coding"); render(); } catch (e) { /* shown elsewhere */ } }
+// Uploaded as soon as it is chosen: a re-render (live events) would lose a file input's choice.
+async function uploadPackage(f) {
+  if (!f) return;
+  const r = await fetch("/api/packages?name=" + encodeURIComponent(f.name), {method: "POST", headers: {"X-CSRF-Token": S.csrf}, body: f});
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) return flash((data.message || "upload failed") + (data.hint ? ". " + data.hint : ""));
+  S.pkg = data.file; await loadPackages();
+}
+function codingChanges() {
+  const out = {};
+  document.querySelectorAll("[data-param]").forEach((el) => { out[el.dataset.param] = el.value; });
+  return out;
+}
+
 async function addTicket() {
   try { await api("POST", "/api/tickets", {token: $("#token").value.trim()}); await loadTickets(); }
   catch (e) { flash(errText(e)); }
@@ -140,11 +222,28 @@ document.addEventListener("click", (ev) => {
   const b = ev.target.closest("button[data-job], button[data-action]");
   if (!b) return;
   if (b.dataset.confirm && !confirm(b.dataset.confirm)) return;
-  if (b.dataset.job) runJob(b.dataset.job, b.dataset.ecu);
-  else if (b.dataset.action === "add-ticket") addTicket();
+  const a = b.dataset.action;
+  if (a === "flash-resume") runJob("programming", null, {resume: b.dataset.resume});
+  else if (b.dataset.job) runJob(b.dataset.job, b.dataset.ecu);
+  else if (a === "add-ticket") addTicket();
+  else if (a === "live-start") { S.live = {}; runJob("read_live_data", null, {duration: 300, interval: 0.5}); }
+  else if (a === "live-stop") { const j = latest("read_live_data"); if (j) api("POST", `/api/jobs/${j.id}/cancel`).catch((e) => flash(errText(e))); }
+  else if (a === "coding-read") runJob("coding", S.codingEcu || "BDC", {action: "read"});
+  else if (a === "coding-write") runJob("coding", S.codingEcu || "BDC", {action: "set", changes: codingChanges()});
+  else if (a === "coding-restore") runJob("coding", S.codingEcu || "BDC", {action: "restore"});
+  else if (a === "flash-start") { const p = (S.packages || []).find((x) => x.file === S.pkg); if (p) runJob("programming", p.ecu, {package: p.path}); }
+});
+document.addEventListener("change", (ev) => {
+  if (ev.target.id === "coding-ecu") { S.codingEcu = ev.target.value; render(); }
+  if (ev.target.id === "pkg") { S.pkg = ev.target.value; render(); }
+  if (ev.target.id === "pkg-upload") uploadPackage(ev.target.files[0]);
 });
 document.querySelectorAll("#tabs button").forEach((b) => b.onclick = () => {
   document.querySelectorAll("#tabs button").forEach((x) => x.classList.toggle("active", x === b));
-  S.view = b.dataset.view; if (S.view === "tickets") loadTickets(); render();
+  S.view = b.dataset.view;
+  if (S.view === "tickets") loadTickets();
+  if (S.view === "programming") loadPackages();
+  if (S.view === "coding") loadCoding();
+  render();
 });
 (async () => { S.csrf = (await api("GET", "/api/session")).csrf; connect(); render(); })();

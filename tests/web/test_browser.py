@@ -1,0 +1,223 @@
+"""The tablet page in a real browser (headless Chromium from Debian, driven by Playwright) against
+``vci gateway`` and ``vci sim``, each in its own process: pairing by the button, fault memory read
+and clear, live data, a coding change, a whole programming run to 100 %, and a lost WebSocket.
+Screenshots of every page go to test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    pytest.skip(
+        "Debian's chromium is not installed (scripts/test installs it)", allow_module_level=True
+    )
+
+SHOTS = Path(__file__).parents[2] / "test-artifacts" / "screenshots"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """vci sim + a box (ticket, trusted publisher) + vci gateway, all on loopback."""
+    from firmware_py.keys import load_private_key
+    from firmware_py.uds.flash.package import SequenceParams, build_package
+    from portal import keys, tickets
+    from tests.conftest import _start, _stop
+    from tests.flash.conftest import image
+
+    root = tmp_path_factory.mktemp("browser")
+    sim = _start(("--battery", "13.6"))
+    keys.generate(root / "portal", "test-portal")
+    keys.generate(root / "publisher", "test-publisher")
+    for d, k in (
+        ("trust-portal", "portal/test-portal.pub"),
+        ("trust-publisher", "publisher/test-publisher.pub"),
+    ):
+        (root / d).mkdir()
+        shutil.copy(root / k, root / d)
+    env = {
+        **os.environ,
+        "VCI_STORAGE_STATE_DIR": str(root / "state"),
+        "VCI_DEVICE_ID": "box-browser",
+        "VCI_SECURITY_PORTAL_KEYS_DIR": str(root / "trust-portal"),
+        "VCI_SECURITY_PUBLISHER_KEYS_DIR": str(root / "trust-publisher"),
+    }
+    kid, key = keys.load_signing_key(root / "portal")
+    token = tickets.issue(key, kid, tariff="basic-1d", device="box-browser")
+    subprocess.run(
+        [sys.executable, "-m", "firmware_py", "ticket", "add", token],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    pkid, pkey = load_private_key(root / "publisher" / "test-publisher.key")
+    pkg = root / "egs-12.05.00.vcipkg"
+    pkg.write_bytes(
+        build_package(
+            ecu_name="EGS",
+            ecu_address=0x18,
+            version="12.05.00",
+            segments=[(0x80000, image("12.05.00", 512 * 1024))],
+            key=pkey,
+            kid=pkid,
+            sequence=SequenceParams(max_block_length=0x402),
+        )
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    gateway = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "firmware_py",
+            "gateway",
+            "--port",
+            str(port),
+            *sim.cli_args("doip"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert gateway.stdout is not None
+    ready = gateway.stdout.readline()
+    assert "vci-gateway ready" in ready, ready
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1024, "height": 768})
+        page.on("dialog", lambda dialog: dialog.accept())
+        yield {
+            "page": page,
+            "url": f"http://127.0.0.1:{port}/",
+            "sim": sim,
+            "env": env,
+            "package": pkg,
+        }
+        browser.close()
+    gateway.terminate()
+    gateway.wait(timeout=20)
+    _stop(sim)
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def tab(page, view: str) -> None:
+    page.click(f"#tabs button[data-view={view}]")
+
+
+def test_pairing_by_the_button(stack) -> None:
+    page = stack["page"]
+    page.goto(stack["url"])
+    assert page.locator("text=Pair this tablet").is_visible()
+    shot(page, "01-pairing")
+    page.fill("#name", "Werkstatt-Tablet")
+    page.click("#pair")
+    page.wait_for_selector("#waiting:not([hidden])")
+    approve = subprocess.run(
+        [sys.executable, "-m", "firmware_py", "pair", "--approve"],
+        env=stack["env"],
+        capture_output=True,
+        text=True,
+    )
+    assert approve.returncode == 0, approve.stderr
+    page.wait_for_selector("#tabs", timeout=10_000)
+    page.click("text=Identify vehicle")
+    page.wait_for_selector("[data-testid=vehicle-vin]", timeout=20_000)
+    assert page.inner_text("[data-testid=vehicle-vin]") == "WBAJA71090B123456"
+    shot(page, "02-vehicle")
+
+
+def test_fault_memory_read_and_clear(stack) -> None:
+    page, sim = stack["page"], stack["sim"]
+    tab(page, "faults")
+    page.click("text=Read all ECUs")
+    page.wait_for_selector("[data-testid=ecu-faults]", timeout=30_000)
+    assert page.locator("text=Boost pressure too low").is_visible()
+    shot(page, "03-fault-memory")
+    page.click("button[data-job=clear_fault_memory]:not([data-ecu])")  # "Clear all", confirmed
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(e["dtcs"] for e in sim.state()["ecus"].values()):
+        time.sleep(0.2)
+    assert not any(e["dtcs"] for e in sim.state()["ecus"].values())
+
+
+def test_live_data(stack) -> None:
+    page = stack["page"]
+    tab(page, "live")
+    page.click("button[data-action=live-start]")
+    page.wait_for_selector("[data-testid=live-value] svg", timeout=15_000)
+    assert page.locator("[data-testid=live-value]").count() == 3
+    shot(page, "04-live-data")
+    page.click("button[data-action=live-stop]")
+    page.wait_for_selector("button[data-action=live-start]:not([disabled])", timeout=10_000)
+
+
+def test_coding_change(stack) -> None:
+    page, sim = stack["page"], stack["sim"]
+    before = sim.state()["ecus"]["BDC"]["coding"]
+    tab(page, "coding")
+    page.wait_for_function("() => S.coding !== null")
+    page.click("button[data-action=coding-read]")
+    page.wait_for_selector("button[data-action=coding-write]:not([disabled])", timeout=15_000)
+    page.select_option("select[data-param=daytime_running_lights]", "off")
+    page.click("button[data-action=coding-write]")
+    page.wait_for_selector("[data-testid=coding-verified]", timeout=20_000)
+    assert sim.state()["ecus"]["BDC"]["coding"] != before
+    shot(page, "05-coding")
+
+
+def test_programming_to_one_hundred_percent(stack) -> None:
+    page, sim = stack["page"], stack["sim"]
+    tab(page, "programming")
+    page.wait_for_function("() => S.packagesLoaded === true")
+    page.set_input_files("#pkg-upload", str(stack["package"]))  # uploads on choosing
+    page.wait_for_selector("[data-testid=precheck]", timeout=10_000)
+    assert page.locator("text=valid").first.is_visible()
+    page.click("button[data-action=flash-start]")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=progress] > div')].some(d => d.style.width === '100%')",
+        timeout=60_000,
+    )
+    page.wait_for_selector("text=done", timeout=30_000)
+    shot(page, "06-programming")
+    egs = sim.state()["ecus"]["EGS"]
+    assert egs["region"]["valid"] and egs["sw_version"] == "12.05.00"
+
+
+def test_a_lost_websocket_reconnects_and_shows_the_true_state(stack) -> None:
+    page = stack["page"]
+    tab(page, "vehicle")
+    page.evaluate("() => S.ws.close()")
+    page.wait_for_function(
+        "() => document.querySelector('#ws').textContent === 'reconnecting'", timeout=5_000
+    )
+    page.wait_for_function(
+        "() => document.querySelector('#ws').textContent === 'live'", timeout=10_000
+    )
+    assert page.inner_text("#vin") == "WBAJA71090B123456"
+    tab(page, "log")
+    assert page.locator("text=programming").first.is_visible()
+    shot(page, "07-session-log")
