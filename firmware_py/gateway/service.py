@@ -136,6 +136,7 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._follow_jobs()))
         if self.clock is not None:
             self._tasks.append(asyncio.create_task(self._tick_clock()))
+        self._tasks.append(asyncio.create_task(self._watch_battery()))
 
     async def stop(self) -> None:
         for job in self.runner.jobs.values():
@@ -152,6 +153,21 @@ class Gateway:
         while True:
             await asyncio.sleep(30)
             self.clock.tick()
+
+    async def _watch_battery(self, interval: float = 5.0) -> None:
+        """The vehicle's supply voltage for the page, read on the vehicle worker between jobs."""
+        while True:
+            await asyncio.sleep(interval)
+            if not self.vehicle.get("connected"):
+                continue
+            try:
+                volts = await self.worker.run(lambda vehicle: vehicle.supply_voltage())
+            except Exception as err:  # noqa: BLE001 - a missed reading is not an error of anyone's
+                log.debug("battery voltage not read: %s", err)
+                continue
+            if volts != self.vehicle.get("battery_voltage"):
+                self.vehicle["battery_voltage"] = volts
+                self.bus.publish("vehicle.state", {"vehicle": self.vehicle_state()})
 
     async def _follow_jobs(self) -> None:
         """Keep the vehicle summary (VIN, ECUs, link state) current from job results."""

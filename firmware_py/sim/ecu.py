@@ -13,6 +13,7 @@ routines, download with block sequence counter, tester present with suppressPosR
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import struct
 import threading
@@ -363,8 +364,9 @@ class EcuModel:
         if did == DID_CODING and self.coding is not None:
             return bytes(self.coding)
         if s.live:
-            if did == DID_ENGINE_SPEED:
-                return struct.pack(">H", int(s.live.get("engine_speed", 0)))
+            if did == DID_ENGINE_SPEED:  # idle speed wanders a little, as an engine's does
+                rpm = s.live.get("engine_speed", 0) + 25 * math.sin(self.last_request * 1.3)
+                return struct.pack(">H", max(0, int(rpm)))
             if did == DID_COOLANT:
                 return bytes([int(s.live.get("coolant_temperature", 0)) + 40])
             if did == DID_BATTERY:

@@ -94,6 +94,7 @@ const views = {
     return `<section class="card"><h2>Vehicle</h2><p id="message"></p>
       <div class="row"><button class="primary" data-job="identify">Identify vehicle</button></div>${jobLine(job)}
       ${r ? `<p>VIN <b data-testid="vehicle-vin">${esc(r.vin)}</b></p>` : ""}
+      <p class="muted">Tickets: ${S.tickets.length ? S.tickets.map((t) => `${esc(t.tariff_name)} (${esc(t.state)}${t.time_left_text ? ", " + esc(t.time_left_text) + " left" : ""})`).join("; ") : "none - reading the VIN, identifying and reading fault memory are free"}</p>
       <table><thead><tr><th>ECU</th><th>What</th><th>Software</th><th>Part number</th></tr></thead><tbody>${rows}</tbody></table></section>`;
   },
   faults() {
@@ -177,9 +178,12 @@ const views = {
       <table><thead><tr><th>Tariff</th><th>Allows</th><th>Time left</th></tr></thead><tbody>${rows}</tbody></table></section>`;
   },
   log() {
+    const tablets = (S.tablets || []).map((t) => `<tr><td>${esc(t.name)}</td><td>${esc(t.how)}</td>
+      <td>${new Date(t.paired_at * 1000).toLocaleString()}</td><td><button class="danger" data-action="unpair" data-tablet="${esc(t.id)}" data-confirm="Unpair ${esc(t.name)}?">Unpair</button></td></tr>`).join("");
     const rows = Object.values(S.jobs).sort((a, b) => b.created - a.created).map((j) => `<tr><td>${new Date(j.created * 1000).toLocaleTimeString()}</td>
       <td>${esc(j.kind)}${j.ecu ? " " + esc(j.ecu) : ""}</td><td>${esc(j.origin)} ${esc(j.who)}</td><td>${esc(j.state)}</td></tr>`).join("");
-    return `<section class="card"><h2>Session log</h2><table><thead><tr><th>When</th><th>Job</th><th>By</th><th>State</th></tr></thead><tbody>${rows}</tbody></table></section>`;
+    return `<section class="card"><h2>Session log</h2><table><thead><tr><th>When</th><th>Job</th><th>By</th><th>State</th></tr></thead><tbody>${rows}</tbody></table></section>
+      <section class="card"><h2>Paired tablets</h2><table><thead><tr><th>Tablet</th><th>Paired by</th><th>Since</th><th></th></tr></thead><tbody>${tablets}</tbody></table></section>`;
   },
 };
 function sparkline(values) {
@@ -187,9 +191,10 @@ function sparkline(values) {
   if (n < 2) return "";
   const lo = Math.min(...values), hi = Math.max(...values), span = hi - lo || 1;
   const pts = values.map((v, i) => `${(i / (n - 1) * w).toFixed(1)},${(h - 4 - (v - lo) / span * (h - 8)).toFixed(1)}`).join(" ");
-  return `<svg viewBox="0 0 ${w} ${h}" class="spark" aria-hidden="true"><polyline fill="none" stroke="#0a6ebd" stroke-width="2" points="${pts}"/></svg>`;
+  return `<svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none" class="spark" aria-hidden="true"><polyline fill="none" stroke="#0a6ebd" stroke-width="2" points="${pts}"/></svg>`;
 }
 async function loadPackages() { try { const r = await api("GET", "/api/packages"); S.packages = r.packages; S.journal = r.journal; S.packagesLoaded = true; render(); } catch (e) { /* shown elsewhere */ } }
+async function loadTablets() { try { S.tablets = (await api("GET", "/api/tablets")).tablets; render(); } catch (e) { /* unpaired itself: reload shows pairing */ } }
 async function loadCoding() { try { S.coding = await api("GET", "/api/coding"); render(); } catch (e) { /* shown elsewhere */ } }
 // Uploaded as soon as it is chosen: a re-render (live events) would lose a file input's choice.
 async function uploadPackage(f) {
@@ -226,6 +231,7 @@ document.addEventListener("click", (ev) => {
   if (a === "flash-resume") runJob("programming", null, {resume: b.dataset.resume});
   else if (b.dataset.job) runJob(b.dataset.job, b.dataset.ecu);
   else if (a === "add-ticket") addTicket();
+  else if (a === "unpair") api("DELETE", `/api/tablets/${b.dataset.tablet}`).then(loadTablets).catch((e) => flash(errText(e)));
   else if (a === "live-start") { S.live = {}; runJob("read_live_data", null, {duration: 300, interval: 0.5}); }
   else if (a === "live-stop") { const j = latest("read_live_data"); if (j) api("POST", `/api/jobs/${j.id}/cancel`).catch((e) => flash(errText(e))); }
   else if (a === "coding-read") runJob("coding", S.codingEcu || "BDC", {action: "read"});
@@ -244,6 +250,8 @@ document.querySelectorAll("#tabs button").forEach((b) => b.onclick = () => {
   if (S.view === "tickets") loadTickets();
   if (S.view === "programming") loadPackages();
   if (S.view === "coding") loadCoding();
+  if (S.view === "log") loadTablets();
+  if (S.view === "vehicle") loadTickets();
   render();
 });
-(async () => { S.csrf = (await api("GET", "/api/session")).csrf; connect(); render(); })();
+(async () => { S.csrf = (await api("GET", "/api/session")).csrf; connect(); render(); loadTickets(); })();
