@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import udsoncan
-from udsoncan import Request, services
+from udsoncan import Request
 from udsoncan.client import Client
 from udsoncan.connections import BaseConnection
 from udsoncan.exceptions import (
@@ -363,4 +363,4 @@ class EcuSession:
             yield
 
 
-__all__ = ["NRC_HINTS", "SESSIONS", "EcuSession", "nrc_name", "services"]
+__all__ = ["NRC_HINTS", "SESSIONS", "EcuSession", "nrc_name"]

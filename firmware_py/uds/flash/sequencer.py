@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from firmware_py.errors import (
-    EcuError,
     EcuNotRespondingError,
     FlashError,
     NegativeResponseError,
-    PackageError,
     TransportError,
     VciError,
 )
@@ -325,4 +323,4 @@ class Sequencer:
         )
 
 
-__all__ = ["FlashOptions", "Journal", "PackageError", "Sequencer", "EcuError"]
+__all__ = ["FlashError", "FlashOptions", "Journal", "Sequencer"]
