@@ -1,2 +1,2 @@
-"""Link to the portal (MQTT 5 with paho-mqtt, aiohttp WebSocket fallback). Not built yet:
-see issue 6 and README.md's status table."""
+"""Link to the portal. Built: the remote protocol's message envelope (``schema``). Not built
+yet: the MQTT 5 link (paho-mqtt) and the aiohttp WebSocket fallback (issue 6)."""

@@ -13,9 +13,15 @@ from typing import Any
 
 from firmware_py.gateway.events import EventBus
 from firmware_py.gateway.jobs import Handler, JobRunner, VehicleWorker
+from firmware_py.gateway.outbox import Outbox
 from firmware_py.gateway.store import Store
 
 log = logging.getLogger(__name__)
+
+#: jobs whose results the portal keeps (what was done to a car); reads are logged locally only
+OUTBOX_KINDS = frozenset(
+    {"clear_fault_memory", "coding", "programming", "service_reset", "raw_uds"}
+)
 
 
 class Gateway:
@@ -45,6 +51,7 @@ class Gateway:
             services={"store": store, **(services or {})},
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self.outbox = Outbox(store)
 
     # -- flash packages kept on the box, and the programming journal --------------------------
     @property
@@ -176,6 +183,13 @@ class Gateway:
             while True:
                 event = await sub.get()
                 job = event.data.get("job") or {}
+                if event.kind in ("job.done", "job.failed") and job.get("kind") in OUTBOX_KINDS:
+                    # the portal's copy of what was done to the car (service history, session log)
+                    self.outbox.put(
+                        "job.result",
+                        {"vin": self.vehicle.get("vin"), "job": job},
+                        record_id=f"job-{job['id']}",
+                    )
                 if event.kind == "job.done" and job.get("kind") == "identify":
                     result = job.get("result") or {}
                     self.vehicle.update(

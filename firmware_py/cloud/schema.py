@@ -1,0 +1,101 @@
+"""The remote protocol's messages (docs/remote-protocol.md): one versioned JSON envelope for
+every message between the box and the portal, whatever carries it (MQTT 5 or a WebSocket).
+
+Pure: bytes in, a validated :class:`Message` out, and back. Decoding is strict and bounded; every
+refusal is a :class:`ProtocolError` that names what is wrong, and nothing else is raised.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from firmware_py.errors import VciError
+
+VERSION = 1
+MAX_MESSAGE = 64 * 1024
+TYPES = {
+    # portal -> box
+    "job.request": "run a job (kind, ecu, params) under the ticket given",
+    "job.cancel": "ask a running job to stop at a safe point",
+    "uds.request": "one raw UDS request, executed by the box with its own timing",
+    "outbox.ack": "records the portal has stored (by id)",
+    # box -> portal
+    "job.accepted": "the job passed the ticket and precondition checks",
+    "job.denied": "refused, with the reason and the tariffs that would allow it",
+    "job.event": "progress of a job (step, percent, rate, time left)",
+    "job.result": "the end of a job (done or failed)",
+    "uds.response": "the answer to a raw UDS request",
+    "outbox.record": "a record the portal must keep (job result, service history entry, session log)",
+    "error": "a request that could not be taken, with the reason",
+}
+REQUESTS = frozenset({"job.request", "job.cancel", "uds.request"})
+
+
+class ProtocolError(VciError):
+    code = "protocol_error"
+
+
+@dataclass(frozen=True)
+class Message:
+    type: str
+    body: dict[str, Any]
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """unique per message; receivers drop a message whose id they have seen (at-least-once delivery)"""
+    corr: str | None = None
+    """the request's id in every answer and event that belongs to it"""
+    ticket: str | None = None
+    """the ticket a request runs under (requests only)"""
+    time: float | None = None
+
+    def encode(self) -> bytes:
+        out = {"v": VERSION, "type": self.type, "id": self.id, "corr": self.corr, "body": self.body}
+        if self.ticket is not None:
+            out["ticket"] = self.ticket
+        if self.time is not None:
+            out["time"] = self.time
+        data = json.dumps(out, separators=(",", ":"), default=str).encode()
+        if len(data) > MAX_MESSAGE:
+            raise ProtocolError(f"message of {len(data)} bytes is larger than {MAX_MESSAGE}")
+        return data
+
+    def answer(self, type_: str, body: dict[str, Any]) -> Message:
+        return Message(type_, body, corr=self.id)
+
+
+def decode(data: bytes) -> Message:
+    if len(data) > MAX_MESSAGE:
+        raise ProtocolError(f"message of {len(data)} bytes is larger than {MAX_MESSAGE}")
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ProtocolError(f"message is not UTF-8 JSON: {err}") from err
+    if not isinstance(raw, dict):
+        raise ProtocolError("message is not a JSON object")
+    if raw.get("v") != VERSION:
+        raise ProtocolError(
+            f"message version {raw.get('v')!r} is not supported (this box speaks {VERSION})"
+        )
+    extra = set(raw) - {"v", "type", "id", "corr", "body", "ticket", "time"}
+    if extra:
+        raise ProtocolError(f"message has unknown fields: {', '.join(sorted(extra))}")
+    kind, mid, corr, body = raw.get("type"), raw.get("id"), raw.get("corr"), raw.get("body")
+    if kind not in TYPES:
+        raise ProtocolError(f"unknown message type {kind!r}")
+    if not isinstance(mid, str) or not 8 <= len(mid) <= 64:
+        raise ProtocolError("message id missing or not 8-64 characters")
+    if corr is not None and (not isinstance(corr, str) or len(corr) > 64):
+        raise ProtocolError("correlation id is not text of at most 64 characters")
+    if not isinstance(body, dict):
+        raise ProtocolError("message body is not an object")
+    ticket = raw.get("ticket")
+    if kind in REQUESTS and kind != "job.cancel" and not isinstance(ticket, str):
+        raise ProtocolError(f"a {kind} needs the ticket it runs under")
+    if ticket is not None and not isinstance(ticket, str):
+        raise ProtocolError("ticket is not text")
+    t = raw.get("time")
+    if t is not None and (not isinstance(t, int | float) or isinstance(t, bool)):
+        raise ProtocolError("time is not a number")
+    return Message(kind, body, mid, corr, ticket, t)

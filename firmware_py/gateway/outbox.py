@@ -1,0 +1,71 @@
+"""The outbox: everything the portal must receive (job results, service history entries, session
+logs) is written to SQLite first and delivered at least once, each record with an idempotent id;
+the portal acknowledges by id. Nothing is lost across a reboot or a broker outage."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from firmware_py.gateway.store import Store
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS outbox (
+        id TEXT PRIMARY KEY, kind TEXT NOT NULL, body TEXT NOT NULL,
+        created REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_attempt REAL)""",
+)
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    kind: str
+    body: dict[str, Any]
+    created: float
+    attempts: int
+
+
+class Outbox:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        store.ensure_schema("outbox", SCHEMA)
+
+    def put(self, kind: str, body: dict[str, Any], record_id: str | None = None) -> str:
+        """Keep a record for the portal (committed before this returns). The same id twice is one record."""
+        rid = record_id or uuid.uuid4().hex
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO outbox(id, kind, body, created) VALUES (?,?,?,?)",
+                (rid, kind, json.dumps(body, default=str), time.time()),
+            )
+        return rid
+
+    def pending(self, limit: int = 100) -> list[Record]:
+        rows = (
+            self.store.connection()
+            .execute("SELECT * FROM outbox ORDER BY created, id LIMIT ?", (limit,))
+            .fetchall()
+        )
+        return [
+            Record(r["id"], r["kind"], json.loads(r["body"]), r["created"], r["attempts"])
+            for r in rows
+        ]
+
+    def sent(self, ids: list[str]) -> None:
+        """Count a delivery attempt (a record stays until acknowledged)."""
+        with self.store.transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET attempts = attempts + 1, last_attempt = ? WHERE id = ?",
+                [(time.time(), i) for i in ids],
+            )
+
+    def acknowledged(self, ids: list[str]) -> int:
+        """The portal stored these: forget them. Unknown or repeated ids are ignored."""
+        with self.store.transaction() as db:
+            return sum(db.execute("DELETE FROM outbox WHERE id = ?", (i,)).rowcount for i in ids)
+
+    def count(self) -> int:
+        return int(self.store.connection().execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

@@ -1,0 +1,95 @@
+"""The remote protocol's envelope (strict, bounded decoding) and the outbox (store first, deliver
+at least once, idempotent ids, survives a restart)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from firmware_py.cloud.schema import MAX_MESSAGE, Message, ProtocolError, decode
+from firmware_py.gateway.outbox import Outbox
+from firmware_py.gateway.store import Store
+
+
+def test_round_trip_and_answers_carry_the_correlation() -> None:
+    request = Message("job.request", {"kind": "identify"}, ticket="vt1.x.y")
+    back = decode(request.encode())
+    assert back == request
+    answer = back.answer("job.accepted", {"job": "1"})
+    assert decode(answer.encode()).corr == request.id
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (b"\xff\xfe", "not UTF-8 JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (
+            json.dumps({"v": 2, "type": "job.request", "id": "a" * 8, "body": {}}).encode(),
+            "version 2",
+        ),
+        (
+            json.dumps({"v": 1, "type": "format.disk", "id": "a" * 8, "body": {}}).encode(),
+            "unknown message type",
+        ),
+        (
+            json.dumps({"v": 1, "type": "job.event", "id": "short", "body": {}}).encode(),
+            "message id",
+        ),
+        (
+            json.dumps({"v": 1, "type": "job.event", "id": "a" * 8, "body": []}).encode(),
+            "body is not an object",
+        ),
+        (
+            json.dumps({"v": 1, "type": "job.request", "id": "a" * 8, "body": {}}).encode(),
+            "needs the ticket",
+        ),
+        (
+            json.dumps(
+                {"v": 1, "type": "job.event", "id": "a" * 8, "corr": 5, "body": {}}
+            ).encode(),
+            "correlation id",
+        ),
+        (
+            json.dumps(
+                {"v": 1, "type": "job.event", "id": "a" * 8, "body": {}, "admin": 1}
+            ).encode(),
+            "unknown fields: admin",
+        ),
+        (b"{" + b" " * (MAX_MESSAGE + 1) + b"}", "larger than"),
+        (b"[" * 60_000, "not UTF-8 JSON"),  # nested too deep
+    ],
+)
+def test_bad_messages_are_refused_with_their_reason(raw: bytes, words: str) -> None:
+    with pytest.raises(ProtocolError, match=words):
+        decode(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=300)
+    | st.dictionaries(
+        st.text(max_size=8), st.none() | st.integers() | st.text(max_size=8), max_size=8
+    ).map(lambda d: json.dumps(d).encode())
+)
+def test_decoding_raises_nothing_but_protocol_errors(raw: bytes) -> None:
+    try:
+        decode(raw)
+    except ProtocolError:
+        pass
+
+
+def test_outbox_survives_a_restart_and_delivers_until_acknowledged(tmp_path) -> None:
+    box = Outbox(Store(tmp_path))
+    first = box.put("job.result", {"job": 1})
+    box.put("job.result", {"job": 2}, record_id="job-2")
+    box.put("job.result", {"job": 2}, record_id="job-2")  # the same record twice is one
+    box.sent([first])
+    again = Outbox(Store(tmp_path))  # the box rebooted
+    pending = again.pending()
+    assert [r.body["job"] for r in pending] == [1, 2] and pending[0].attempts == 1
+    assert again.acknowledged([first, first, "unknown"]) == 1  # repeated acks are harmless
+    assert [r.id for r in again.pending()] == ["job-2"] and again.count() == 1
