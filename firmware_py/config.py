@@ -93,12 +93,29 @@ class DeviceConfig:
 
 
 @dataclass(frozen=True)
+class CloudConfig:
+    """The link to the portal's MQTT 5 broker (docs/remote-protocol.md); off while broker_host is empty."""
+
+    broker_host: str = ""
+    """broker address; empty: no portal link"""
+    broker_port: int = 8883
+    """MQTT over TLS"""
+    ca_file: Path = Path("/etc/vci/mqtt/ca.pem")
+    """the CA that signed the broker's certificate"""
+    cert_file: Path = Path("/etc/vci/mqtt/box.pem")
+    """this box's client certificate (common name = device id)"""
+    key_file: Path = Path("/etc/vci/mqtt/box.key")
+    """its private key"""
+
+
+@dataclass(frozen=True)
 class Config:
     transport: TransportConfig = field(default_factory=TransportConfig)
     uds: UdsConfig = field(default_factory=UdsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
+    cloud: CloudConfig = field(default_factory=CloudConfig)
 
 
 def device_id(cfg: Config) -> str:

@@ -59,6 +59,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     x.add_argument("--key-dir", required=True, type=Path)
     x.add_argument("--kid")
 
+    rm = sub.add_parser("remote", help="run a job on a box through the broker, with live progress")
+    rm.add_argument("box", help="the box's device id")
+    rm.add_argument(
+        "kind",
+        help="job: identify, read_fault_memory, clear_fault_memory, coding, programming, ...",
+    )
+    rm.add_argument("--ecu")
+    rm.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    rm.add_argument(
+        "--ticket", help="the ticket the job runs under (sent to the box, which checks it)"
+    )
+    rm.add_argument("--broker", required=True, metavar="HOST:PORT")
+    rm.add_argument(
+        "--pki", required=True, type=Path, help="directory with ca.pem and <user>.pem/.key"
+    )
+    rm.add_argument("--user", required=True, help="portal user (its certificate's common name)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "keys":
@@ -86,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"revocation list now at sequence {tickets.RevocationList(args.key_dir).revoke(args.tid)}"
             )
+        elif args.command == "remote":
+            return _remote(args)
         elif args.command == "revocations":
             kid, key = keys.load_signing_key(args.key_dir, args.kid)
             print(tickets.RevocationList(args.key_dir).export(key, kid))
@@ -93,6 +112,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _remote(args: argparse.Namespace) -> int:
+    import json
+
+    from portal.remote import RemoteError, RemoteSession
+
+    host, _, port = args.broker.rpartition(":")
+    params = dict(p.split("=", 1) for p in args.param)
+    session = RemoteSession(host, int(port), args.pki, args.user)
+    try:
+
+        def show(msg) -> None:  # type: ignore[no-untyped-def]
+            body = msg.body
+            if msg.type == "job.event":
+                print(
+                    f"  {body.get('kind')}: {body.get('step', '')} {body.get('percent', '')}",
+                    flush=True,
+                )
+
+        final = session.run(
+            args.box, args.kind, ecu=args.ecu, params=params, ticket=args.ticket, on_event=show
+        )
+    except RemoteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        session.close()
+    print(json.dumps({"type": final.type, **final.body}, indent=2, default=str))
+    return (
+        0
+        if final.type == "job.result" and (final.body.get("job") or {}).get("state") == "done"
+        else 2
+    )
 
 
 if __name__ == "__main__":

@@ -109,6 +109,13 @@ async def serve(
                 f"interrupted programming job {record.job_id}: {record.where()} (or start with --resume-flash)",
                 flush=True,
             )
+    link = None
+    if cfg.cloud.broker_host:
+        from firmware_py.cloud.mqtt_link import MqttLink
+        from firmware_py.config import device_id
+
+        link = MqttLink(gateway, device_id(cfg), cfg.cloud)
+        await link.start()
     app = create_app(gateway, pairing)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -149,6 +156,8 @@ async def serve(
         await runner.cleanup()
         await admin_runner.cleanup()
         await gateway.stop()
+        if link is not None:
+            await link.stop()
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:

@@ -47,7 +47,7 @@ class Message:
     corr: str | None = None
     """the request's id in every answer and event that belongs to it"""
     ticket: str | None = None
-    """the ticket a request runs under (requests only)"""
+    """a ticket for the box to add before it checks the request (requests only; optional)"""
     time: float | None = None
 
     def encode(self) -> bytes:
@@ -90,9 +90,7 @@ def decode(data: bytes) -> Message:
         raise ProtocolError("correlation id is not text of at most 64 characters")
     if not isinstance(body, dict):
         raise ProtocolError("message body is not an object")
-    ticket = raw.get("ticket")
-    if kind in REQUESTS and kind != "job.cancel" and not isinstance(ticket, str):
-        raise ProtocolError(f"a {kind} needs the ticket it runs under")
+    ticket = raw.get("ticket")  # optional: without one a job runs under the tickets the box holds
     if ticket is not None and not isinstance(ticket, str):
         raise ProtocolError("ticket is not text")
     t = raw.get("time")

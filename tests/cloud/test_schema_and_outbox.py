@@ -44,8 +44,10 @@ def test_round_trip_and_answers_carry_the_correlation() -> None:
             "body is not an object",
         ),
         (
-            json.dumps({"v": 1, "type": "job.request", "id": "a" * 8, "body": {}}).encode(),
-            "needs the ticket",
+            json.dumps(
+                {"v": 1, "type": "job.request", "id": "a" * 8, "body": {}, "ticket": 5}
+            ).encode(),
+            "ticket is not text",
         ),
         (
             json.dumps(

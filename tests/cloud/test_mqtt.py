@@ -1,0 +1,215 @@
+"""Remote sessions through a real mosquitto on loopback (TLS, client certificates, ACL): the
+reference portal runs jobs on a box (``vci gateway`` talking to ``vci sim``) with live progress,
+denials reach the portal with their reason, and the ACL keeps boxes and users apart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from firmware_py.cloud import topics
+from firmware_py.cloud.schema import Message
+from portal import pki
+from portal.remote import RemoteSession
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+if not os.path.exists(MOSQUITTO):
+    pytest.skip("mosquitto is not installed (scripts/test installs it)", allow_module_level=True)
+
+BOX, OTHER_BOX, USER, OTHER_USER = "box-test-0001", "box-b", "portal-alice", "portal-bob"
+REPO = Path(__file__).parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+@pytest.fixture
+def broker(tmp_path):
+    d = tmp_path / "pki"
+    pki.make_ca(d)
+    pki.issue(d, "broker", server=True)
+    for name in (BOX, OTHER_BOX, USER, OTHER_USER):
+        pki.issue(d, name)
+    (d / "acl").write_text(
+        f"pattern readwrite vci/box/%u/#\nuser {USER}\ntopic readwrite vci/box/{BOX}/#\nuser {OTHER_USER}\ntopic readwrite vci/box/{OTHER_BOX}/#\n"
+    )
+    port = free_port()
+    conf = (
+        (REPO / "broker" / "mosquitto.conf.in")
+        .read_text()
+        .replace("@DIR@", str(d))
+        .replace("@PORT@", str(port))
+    )
+    if (
+        os.geteuid() == 0
+    ):  # as root mosquitto would switch to its own user, who cannot read the test files
+        conf += "user root\n"
+    (d / "mosquitto.conf").write_text(conf)
+    proc = subprocess.Popen(
+        [MOSQUITTO, "-c", str(d / "mosquitto.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    wait_port(port)
+    yield {"port": port, "pki": d, "proc": proc}
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def remote_box(box, broker, start_sim):
+    """``vci gateway`` for box-test-0001, linked to the broker, on the simulated vehicle."""
+    sim = start_sim("--battery", "13.6")
+    d = broker["pki"]
+    env = {
+        **os.environ,
+        "VCI_CONFIG": str(box.config),
+        "VCI_CLOUD_BROKER_HOST": "127.0.0.1",
+        "VCI_CLOUD_BROKER_PORT": str(broker["port"]),
+        "VCI_CLOUD_CA_FILE": str(d / "ca.pem"),
+        "VCI_CLOUD_CERT_FILE": str(d / f"{BOX}.pem"),
+        "VCI_CLOUD_KEY_FILE": str(d / f"{BOX}.key"),
+    }
+    gateway = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "firmware_py",
+            "gateway",
+            "--port",
+            str(free_port()),
+            *sim.cli_args("doip"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert gateway.stdout is not None and "vci-gateway ready" in gateway.stdout.readline()
+    session = RemoteSession("127.0.0.1", broker["port"], d, USER)
+    deadline = time.monotonic() + 15
+    while session.boxes_online(0.3).get(BOX) != "online" and time.monotonic() < deadline:
+        pass
+    yield {"session": session, "sim": sim, "box": box, "broker": broker}
+    session.close()
+    gateway.terminate()
+    gateway.wait(timeout=20)
+
+
+def test_box_is_online_and_a_remote_identify_runs_with_live_events(remote_box) -> None:
+    session = remote_box["session"]
+    assert session.states.get(BOX) == "online"
+    events: list[Message] = []
+    final = session.run(BOX, "identify", on_event=events.append)
+    assert final.type == "job.result" and final.body["job"]["state"] == "done"
+    assert final.body["job"]["result"]["vin"] == "WBAJA71090B123456"
+    assert final.body["job"]["origin"] == "portal" and final.body["job"]["who"] == USER
+    assert [e.type for e in events][0] == "job.accepted" and any(
+        e.type == "job.event" for e in events
+    )
+
+
+def test_remote_fault_memory_read_and_clear_under_a_ticket(remote_box) -> None:
+    session, sim, box = remote_box["session"], remote_box["sim"], remote_box["box"]
+    read = session.run(BOX, "read_fault_memory", ecu="DME")
+    assert [d["id"] for d in read.body["job"]["result"]["ecus"][0]["dtcs"]] == ["12A100", "0A8E00"]
+    denied = session.run(BOX, "clear_fault_memory", ecu="DME")
+    assert denied.type == "job.denied" and denied.body["error"] == "not_entitled"
+    assert (
+        "no ticket on this box includes diagnosis" in denied.body["message"]
+        and "Basic" in denied.body["hint"]
+    )
+    assert sim.state()["ecus"]["DME"]["dtcs"]  # nothing was cleared
+    cleared = session.run(BOX, "clear_fault_memory", ecu="DME", ticket=box.issue("basic-9h"))
+    assert cleared.type == "job.result" and cleared.body["job"]["state"] == "done"
+    assert sim.state()["ecus"]["DME"]["dtcs"] == []
+
+
+def test_a_forged_ticket_is_refused_with_its_reason(remote_box) -> None:
+    session, box = remote_box["session"], remote_box["box"]
+    token = box.issue("basic-1d")
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    final = session.run(BOX, "clear_fault_memory", ecu="DME", ticket=forged)
+    assert final.type == "error" and final.body["reason"] == "forged"
+
+
+def test_acl_keeps_users_and_boxes_apart(remote_box) -> None:
+    """mosquitto accepts a subscription it may not serve and drops what the ACL forbids, so the
+    test looks at what arrives and what the box does, not at acknowledgements."""
+    broker, session, sim = remote_box["broker"], remote_box["session"], remote_box["sim"]
+    bob = RemoteSession("127.0.0.1", broker["port"], broker["pki"], OTHER_USER)  # serves box-b only
+    spy = RemoteSession(
+        "127.0.0.1", broker["port"], broker["pki"], OTHER_BOX
+    )  # box B's certificate
+    try:
+        bob.subscribe(f"vci/box/{BOX}/#")
+        spy.subscribe(f"vci/box/{BOX}/#")
+        assert (
+            session.run(BOX, "identify").body["job"]["state"] == "done"
+        )  # box A and its user talk ...
+        time.sleep(0.5)
+        assert (
+            bob.inbox.empty()
+            and spy.inbox.empty()
+            and BOX not in bob.states
+            and BOX not in spy.states
+        )  # ... unheard
+        before = sim.state()["ecus"]["DME"]["requests"]
+        for intruder in (bob, spy):
+            intruder.send(BOX, Message("job.request", {"kind": "identify", "user": intruder.user}))
+        time.sleep(1.5)
+        assert (
+            sim.state()["ecus"]["DME"]["requests"] == before
+        )  # their requests never reached box A
+    finally:
+        bob.close()
+        spy.close()
+
+
+def test_malformed_and_oversized_messages_are_refused_without_harm(remote_box) -> None:
+    session = remote_box["session"]
+    session.subscribe(topics.responses(BOX, USER))
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    for payload in (
+        b"not json",
+        b'{"v": 1, "type": "job.request", "id": "abcdefgh", "body": {"kind": "identify"}, "ticket": 7}',
+        b"x" * 70_000,
+    ):
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = topics.responses(BOX, USER)
+        session.client.publish(
+            topics.requests(BOX), payload, qos=1, properties=props
+        ).wait_for_publish(5)
+    errors = []
+    deadline = time.monotonic() + 10
+    while len(errors) < 3 and time.monotonic() < deadline:
+        try:
+            errors.append(session.inbox.get(timeout=1)[1])
+        except Exception:  # noqa: BLE001
+            break
+    assert [e.type for e in errors] == ["error"] * 3
+    assert any("ticket is not text" in e.body["message"] for e in errors)
+    final = session.run(BOX, "identify")  # the box still serves
+    assert final.body["job"]["state"] == "done"
