@@ -27,7 +27,9 @@ class RemoteError(Exception):
 class RemoteSession:
     """One portal user's connection to the broker (certificate common name = the user)."""
 
-    def __init__(self, host: str, port: int, pki: Path, user: str) -> None:
+    def __init__(
+        self, host: str, port: int, pki: Path, user: str, client_id: str | None = None
+    ) -> None:
         self.user = user
         self.inbox: queue.Queue[tuple[str, Message]] = queue.Queue()
         self.states: dict[str, str] = {}
@@ -45,7 +47,9 @@ class RemoteSession:
         )
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda c, u, mid, codes, props: self.suback.put(list(codes))
-        self.client.connect(host, port, keepalive=20)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 86400
+        self.client.connect(host, port, keepalive=20, clean_start=False, properties=props)
         self.client.loop_start()
 
     def close(self) -> None:
@@ -70,6 +74,23 @@ class RemoteSession:
         self.subscribe(f"{topics.PREFIX}/+/state")
         time.sleep(timeout)  # retained states arrive right after the subscription
         return dict(self.states)
+
+    def collect_outbox(self, store: Any, seconds: float) -> int:
+        """Receive outbox records from every box this user serves for ``seconds``, keep them in
+        ``store`` (a :class:`portal.records.RecordStore`) and acknowledge them. Returns how many were new."""
+        self.subscribe(f"{topics.PREFIX}/+/outbox")
+        new, deadline = 0, time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                topic, msg = self.inbox.get(timeout=left)
+            except queue.Empty:
+                break
+            if msg.type != "outbox.record":
+                continue
+            box = topic.split("/")[2]
+            new += store.keep(box, msg.body)
+            self.send(box, Message("outbox.ack", {"ids": [msg.body.get("id")]}))
+        return new
 
     def send(self, box: str, message: Message) -> None:
         props = Properties(PacketTypes.PUBLISH)

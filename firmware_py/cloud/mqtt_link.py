@@ -27,6 +27,7 @@ from firmware_py.errors import VciError
 from firmware_py.gateway.jobs import Caller, JobRequest
 
 log = logging.getLogger(__name__)
+SESSION_EXPIRY = 7 * 86400
 
 
 class MqttLink:
@@ -58,7 +59,15 @@ class MqttLink:
             keyfile=str(self.cfg.key_file),
             tls_version=ssl.PROTOCOL_TLS_CLIENT,
         )
-        self.client.connect_async(self.cfg.broker_host, self.cfg.broker_port, keepalive=20)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY  # the broker keeps our session across outages
+        self.client.connect_async(
+            self.cfg.broker_host,
+            self.cfg.broker_port,
+            keepalive=20,
+            clean_start=False,
+            properties=props,
+        )
         self.client.loop_start()
         self._tasks = [
             asyncio.create_task(self._forward_events()),

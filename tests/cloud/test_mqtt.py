@@ -213,3 +213,136 @@ def test_malformed_and_oversized_messages_are_refused_without_harm(remote_box) -
     assert any("ticket is not text" in e.body["message"] for e in errors)
     final = session.run(BOX, "identify")  # the box still serves
     assert final.body["job"]["state"] == "done"
+
+
+def test_broker_killed_mid_flash_then_everything_arrives(box, broker, start_sim, tmp_path) -> None:
+    """A remote flash goes on while mosquitto is killed and restarted; the portal then gets the
+    rest of the events and the result (persistent sessions), and the outbox loses nothing."""
+    import signal
+    import threading
+
+    from firmware_py.gateway.outbox import Outbox
+    from firmware_py.gateway.store import Store
+    from firmware_py.keys import load_private_key
+    from firmware_py.uds.flash.package import SequenceParams, build_package
+    from portal import keys
+    from portal.records import RecordStore
+    from tests.flash.conftest import image
+
+    conf = broker["pki"] / "mosquitto.conf"
+    conf.write_text(
+        conf.read_text() + "autosave_on_changes true\nautosave_interval 1\n"
+    )  # persist every change
+    broker["proc"].terminate()
+    broker["proc"].wait(timeout=10)
+
+    def start_broker() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_port(broker["port"])
+        return proc
+
+    mosq = start_broker()
+    sim = start_sim("--battery", "13.6")
+    sim.inject(ecu="EGS", delay=0.004)  # an ECU that takes its time: the flash lasts a few seconds
+    keys.generate(tmp_path / "publisher", "test-publisher")
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    shutil.copy(tmp_path / "publisher" / "test-publisher.pub", trust)
+    kid, key = load_private_key(tmp_path / "publisher" / "test-publisher.key")
+    state = box.root / "state"
+    (state / "packages").mkdir(parents=True, exist_ok=True)
+    package = state / "packages" / "egs.vcipkg"
+    package.write_bytes(
+        build_package(
+            ecu_name="EGS",
+            ecu_address=0x18,
+            version="12.05.00",
+            segments=[(0x80000, image("12.05.00", 512 * 1024))],
+            key=key,
+            kid=kid,
+            sequence=SequenceParams(max_block_length=0x402),
+        )
+    )
+    d = broker["pki"]
+    env = {
+        **os.environ,
+        "VCI_CONFIG": str(box.config),
+        "VCI_SECURITY_PUBLISHER_KEYS_DIR": str(trust),
+        "VCI_CLOUD_BROKER_HOST": "127.0.0.1",
+        "VCI_CLOUD_BROKER_PORT": str(broker["port"]),
+        "VCI_CLOUD_CA_FILE": str(d / "ca.pem"),
+        "VCI_CLOUD_CERT_FILE": str(d / f"{BOX}.pem"),
+        "VCI_CLOUD_KEY_FILE": str(d / f"{BOX}.key"),
+    }
+    gateway = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "firmware_py",
+            "gateway",
+            "--port",
+            str(free_port()),
+            *sim.cli_args("doip"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    session = RemoteSession("127.0.0.1", broker["port"], d, USER)
+    try:
+        assert gateway.stdout is not None and "vci-gateway ready" in gateway.stdout.readline()
+        deadline = time.monotonic() + 15
+        while session.boxes_online(0.3).get(BOX) != "online" and time.monotonic() < deadline:
+            pass
+        events: list[Message] = []
+        result: list[Message] = []
+        runner = threading.Thread(
+            target=lambda: result.append(
+                session.run(
+                    BOX,
+                    "programming",
+                    ecu="EGS",
+                    params={"package": str(package)},
+                    ticket=box.issue("basic-1d"),
+                    timeout=120,
+                    on_event=events.append,
+                )
+            )
+        )
+        runner.start()
+        deadline = time.monotonic() + 30
+        while not any(e.body.get("percent") for e in events) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        at_kill = max([(e.body.get("percent") or 0) for e in events] + [0])
+        mosq.send_signal(signal.SIGKILL)  # the broker dies in the middle of the flash
+        mosq.wait(timeout=10)
+        seen_before = len(events)
+        time.sleep(1.5)
+        mosq = start_broker()
+        runner.join(timeout=120)
+        assert (
+            result and result[0].type == "job.result" and result[0].body["job"]["state"] == "done"
+        ), result
+        later = [e.body.get("percent") or 0 for e in events[seen_before:]]
+        assert (
+            at_kill < 100 and later and max(later) == 100.0
+        )  # the events after the outage arrived
+        egs = sim.state()["ecus"]["EGS"]
+        assert egs["region"]["valid"] and egs["sw_version"] == "12.05.00"
+        records = RecordStore(tmp_path / "portal.sqlite")
+        received = session.collect_outbox(records, seconds=5)
+        assert received == records.count(BOX) >= 1  # the programming job's result record
+        time.sleep(0.5)
+        assert Outbox(Store(state)).count() == 0  # acknowledged: nothing pending, nothing lost
+        print(
+            f"\nflash at {at_kill} % when the broker was killed; {len(events)} events, {received} outbox record(s) received"
+        )
+    finally:
+        session.close()
+        gateway.terminate()
+        gateway.wait(timeout=30)
+        mosq.terminate()
+        mosq.wait(timeout=10)
