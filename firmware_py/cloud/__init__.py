@@ -1,2 +1,2 @@
-"""Link to the portal. Built: the remote protocol's message envelope (``schema``). Not built
-yet: the MQTT 5 link (paho-mqtt) and the aiohttp WebSocket fallback (issue 6)."""
+"""Link to the portal: the remote protocol's envelope (``schema``), topics, and the MQTT 5 link
+(``mqtt_link``, paho-mqtt). The WebSocket fallback is not built yet (README.md)."""
