@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--announce-to",
         default="127.255.255.255",
-        help="where vehicle announcements go at start ('' for none)",
+        help="where vehicle announcements go at start, HOST or HOST:PORT ('' for none)",
     )
     p.add_argument(
         "--fault", action="append", default=[], metavar="SPEC", help="inject a fault (see below)"

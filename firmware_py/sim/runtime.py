@@ -32,7 +32,8 @@ class SimOptions:
     control_port: int | None = None
     """None: no control API; 0: a free port."""
     announce_to: str | None = "127.255.255.255"
-    """where vehicle announcements go at start-up (loopback broadcast by default); None: none."""
+    """where vehicle announcements go at start-up, ``HOST`` or ``HOST:PORT`` (default: the loopback
+    broadcast address, DoIP port); None: none."""
     security_delay: float = 10.0
     general_inactivity: float = 300.0
     initial_inactivity: float = 2.0
@@ -152,7 +153,8 @@ class SimulatedVehicle:
             )
             self.doip_port = await self.doip.start(o.host, o.doip_port)
             if o.announce_to:
-                self.doip.announce((o.announce_to, self.doip_port))
+                host, _, port = o.announce_to.partition(":")
+                self.doip.announce((host, int(port) if port else self.doip_port))
         if o.can_interface is not None:
             self.can_bus = can.Bus(interface=o.can_interface, channel=o.can_channel)
             self.can_face = CanFace(self.can_bus, self.ecus, self.bus_faults)

@@ -219,3 +219,20 @@ def test_parser_never_raises_anything_but_frame_error(chunks: list[bytes]) -> No
                 pass
         except FrameError:
             parser = _FastParser()
+
+
+def test_the_vehicle_announces_itself_at_start_up(start_sim) -> None:
+    """Three vehicle announcements (A_DoIP_Announce_Num) reach a tester listening on UDP, and our
+    parser reads them as doipclient's VehicleIdentificationResponse."""
+    from doipclient.messages import VehicleIdentificationResponse
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.settimeout(5)
+        start_sim("--announce-to", f"127.0.0.1:{listener.getsockname()[1]}")
+        got = []
+        for _ in range(3):
+            message = _FastParser().read_message(listener.recv(4096))
+            assert isinstance(message, VehicleIdentificationResponse)
+            got.append((message.vin, message.logical_address))
+    assert got == [("WBAJA71090B123456", 0x10)] * 3
