@@ -9,6 +9,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 import webbrowser
 from pathlib import Path
 
@@ -81,7 +82,14 @@ async def serve(
     entitlements = entitlement_check(cfg)
     gateway = Gateway(
         store,
-        open_vehicle=lambda: VehicleSession.open(cfg.transport, transport, timing=cfg.uds),
+        open_vehicle=lambda: VehicleSession.open(
+            cfg.transport,
+            transport,
+            timing=cfg.uds,
+            trace_path=cfg.storage.state_dir
+            / "traces"
+            / f"{time.strftime('%Y%m%d-%H%M%S')}-{transport}.pcap",
+        ),
         handlers=HANDLERS,
         entitlements=entitlements,
         clock=entitlements.clock if entitlements is not None else None,

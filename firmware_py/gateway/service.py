@@ -119,6 +119,19 @@ class Gateway:
 
         return [r.to_dict() for r in FlashJournal(self.store).recent(10)]
 
+    @property
+    def trace_dir(self) -> Any:
+        return self.store.state_dir / "traces"
+
+    def latest_trace(self) -> Any:
+        """The newest pcap trace of the vehicle link, or None."""
+        traces = (
+            sorted(self.trace_dir.glob("*.pcap"), key=lambda p: p.stat().st_mtime)
+            if self.trace_dir.is_dir()
+            else []
+        )
+        return traces[-1] if traces else None
+
     def now(self) -> float:
         """Trusted time (never goes backwards; see ``trusted_time``)."""
         return float(self.clock.now()) if self.clock is not None else time.time()

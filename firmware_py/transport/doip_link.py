@@ -15,7 +15,9 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import doipclient.client as doip_client_module
@@ -46,6 +48,7 @@ from firmware_py.errors import (
     UnknownTargetError,
     VehicleNotFoundError,
 )
+from firmware_py.transport.trace import DoipTrace
 
 log = logging.getLogger(__name__)
 TRACE = 5
@@ -91,6 +94,9 @@ class DoipAnnouncement:
 class _FastParser(doip_client_module.Parser):
     """doipclient's generic-header parser without the per-message hex dump."""
 
+    trace: Callable[[bytes], None] | None = None
+    """called with every whole DoIP message received (header and payload)"""
+
     def reset(self) -> None:
         super().reset()
         self._buf = bytearray()
@@ -114,6 +120,8 @@ class _FastParser(doip_client_module.Parser):
             if len(buf) < 8 + length:
                 return None
             payload = bytes(buf[8 : 8 + length])
+            if self.trace is not None:
+                self.trace(bytes(buf[: 8 + length]))
             del buf[: 8 + length]
             self.protocol_version, self.payload_type, self.payload_size = (
                 version,
@@ -137,15 +145,18 @@ class _FastParser(doip_client_module.Parser):
 class _FastDoIPClient(DoIPClient):
     """doipclient's client with :class:`_FastParser` and a ``send_doip`` without the hex dump."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: object, trace: DoipTrace | None = None, **kwargs: object) -> None:
+        self.trace = trace  # before doipclient's __init__, which already sends (routing activation)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._tcp_parser = _FastParser()
         self._udp_parser = _FastParser()
+        self._tcp_parser.trace = trace.rx if trace else None
 
     def reconnect(self, close_delay: float = 0.0) -> None:
         super().reconnect(close_delay=close_delay)
         self._tcp_parser = _FastParser()
         self._udp_parser = _FastParser()
+        self._tcp_parser.trace = self.trace.rx if self.trace else None
 
     def send_doip(
         self,
@@ -159,6 +170,8 @@ class _FastDoIPClient(DoIPClient):
             log.log(TRACE, "DoIP tx type 0x%04X %s", payload_type, bytes(payload_data).hex(" "))
         if transport == DoIPClient.TransportType.TRANSPORT_TCP:
             self._tcp_sock.sendall(data)
+            if self.trace is not None:
+                self.trace.tx(data)
         else:
             self._udp_sock.sendto(data, (self._ecu_ip_address, self._udp_port))
 
@@ -251,8 +264,11 @@ class DoipLink:
         gateway_address: int | None = None,
         connect_timeout: float = 2.0,
         ack_timeout: float = 2.0,
+        trace_path: Path | None = None,
     ) -> None:
         self.host, self.port = host, port
+        self.trace_path = trace_path
+        self.trace: DoipTrace | None = None
         self.tester_address = tester_address
         self.ack_timeout = ack_timeout
         self.connect_timeout = connect_timeout
@@ -275,6 +291,15 @@ class DoipLink:
                 client_logical_address=self.tester_address,
                 auto_reconnect_tcp=False,
             )
+            if self.trace_path is not None:
+                if self.trace is None:
+                    local, remote = (
+                        client._tcp_sock.getsockname()[:2],
+                        client._tcp_sock.getpeername()[:2],
+                    )
+                    self.trace = DoipTrace(self.trace_path, local, remote)
+                client.trace = self.trace
+                client._tcp_parser.trace = self.trace.rx
         except ConnectionRefusedError as err:
             text = str(err)
             if "Activation Request failed" in text:
@@ -309,6 +334,8 @@ class DoipLink:
                 self.client.close()
             except OSError:
                 pass
+            if self.trace is not None:
+                self.trace.close()
 
     def ecu_connection(self, address: int) -> DoipEcuConnection:
         return DoipEcuConnection(self, address)
@@ -456,9 +483,11 @@ def open_doip_link(
     tester_address: int = 0x0E80,
     gateway_address: int | None = None,
     connect_timeout: float = 2.0,
+    trace_path: Path | None = None,
 ) -> DoipLink:
     """Connect to the vehicle's DoIP entity and activate routing. With no ``gateway_address`` the
-    address comes from a vehicle identification (unicast to ``host``)."""
+    address comes from a vehicle identification (unicast to ``host``). With ``trace_path`` the
+    connection's DoIP messages are written there as pcap (:mod:`.trace`)."""
     if gateway_address is None:
         found = discover_doip(host, port, timeout=connect_timeout)
         if not found:
@@ -470,6 +499,7 @@ def open_doip_link(
         tester_address=tester_address,
         gateway_address=gateway_address,
         connect_timeout=connect_timeout,
+        trace_path=trace_path,
     )
 
 

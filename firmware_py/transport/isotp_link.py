@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 
 import can
 import isotp
 from udsoncan.connections import PythonIsoTpConnection
 
 from firmware_py.errors import UnknownTargetError
+from firmware_py.transport.trace import CanTrace
 
 BMW_TESTER = 0xF1
 BMW_REQUEST_ID = 0x6F1
@@ -81,6 +83,7 @@ class CanLink:
         block_size: int = 0,
         tester_address: int = BMW_TESTER,
         owns_bus: bool = False,
+        trace_path: Path | None = None,
     ) -> None:
         if addressing not in ("bmw", "normal"):
             raise ValueError(f"addressing must be 'bmw' or 'normal', not {addressing!r}")
@@ -90,7 +93,16 @@ class CanLink:
         self.params = isotp_params(st_min, block_size)
         self.tester_address = tester_address
         self.owns_bus = owns_bus
-        self.notifier = can.Notifier(bus, [], timeout=0.1)
+        self.trace = CanTrace(trace_path) if trace_path is not None else None
+        self.notifier = can.Notifier(bus, [self.trace] if self.trace else [], timeout=0.1)
+        if self.trace is not None:
+            send, trace = bus.send, self.trace
+
+            def traced_send(msg: can.Message, timeout: float | None = None) -> None:
+                send(msg, timeout)
+                trace.tx(msg)
+
+            bus.send = traced_send  # type: ignore[method-assign]  # can-isotp sends through bus.send
         self._connections: dict[int, PythonIsoTpConnection] = {}
         self._lock = threading.Lock()
         self.description = f"CAN {bus.channel_info} ({addressing} addressing)"
@@ -119,6 +131,8 @@ class CanLink:
                     conn.close()
             self._connections.clear()
         self.notifier.stop()
+        if self.trace is not None:
+            self.trace.stop()
         if self.owns_bus:
             self.bus.shutdown()
 
@@ -132,6 +146,7 @@ def open_can_link(
     block_size: int = 0,
     tester_address: int = BMW_TESTER,
     owns_bus: bool = False,
+    trace_path: Path | None = None,
 ) -> CanLink:
     return CanLink(
         bus,
@@ -141,4 +156,5 @@ def open_can_link(
         block_size=block_size,
         tester_address=tester_address,
         owns_bus=owns_bus,
+        trace_path=trace_path,
     )

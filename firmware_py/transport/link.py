@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
 
 from udsoncan.connections import BaseConnection
@@ -25,11 +26,18 @@ class VehicleLink(Protocol):
 
 
 def open_link(
-    cfg: TransportConfig, kind: str, *, normal_ids: Mapping[int, tuple[int, int]] | None = None
+    cfg: TransportConfig,
+    kind: str,
+    *,
+    normal_ids: Mapping[int, tuple[int, int]] | None = None,
+    trace_path: Path | None = None,
 ) -> VehicleLink:
-    """Open the vehicle link named by ``kind`` (``doip`` or ``can``) from configuration."""
+    """Open the vehicle link named by ``kind`` (``doip`` or ``can``) from configuration; with
+    ``trace_path`` its traffic is written there as pcap (:mod:`firmware_py.transport.trace`)."""
     if kind == "doip":
-        return open_doip_link(cfg.doip_host, cfg.doip_port, tester_address=cfg.tester_address)
+        return open_doip_link(
+            cfg.doip_host, cfg.doip_port, tester_address=cfg.tester_address, trace_path=trace_path
+        )
     if kind == "can":
         bus = open_can_bus(cfg.can_interface, cfg.can_channel, cfg.can_bitrate)
         return open_can_link(
@@ -39,5 +47,6 @@ def open_link(
             st_min=cfg.st_min,
             block_size=cfg.block_size,
             owns_bus=True,
+            trace_path=trace_path,
         )
     raise ValueError(f"transport must be 'doip' or 'can', not {kind!r}")

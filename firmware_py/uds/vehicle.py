@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from firmware_py.config import TransportConfig, UdsConfig
 from firmware_py.transport import VehicleLink, open_link
 from firmware_py.uds.catalog import Catalog, EcuInfo, load_catalog
@@ -34,10 +36,12 @@ class VehicleSession:
         *,
         timing: UdsConfig = UdsConfig(),
         catalog: Catalog | None = None,
+        trace_path: Path | None = None,
     ) -> VehicleSession:
+        """Open the link from configuration; with ``trace_path`` its traffic goes to a pcap file."""
         catalog = catalog or load_catalog()
         return cls(
-            open_link(transport, kind, normal_ids=catalog.normal_ids()),
+            open_link(transport, kind, normal_ids=catalog.normal_ids(), trace_path=trace_path),
             catalog=catalog,
             timing=timing,
         )

@@ -245,6 +245,19 @@ async def coding_descriptions(request: web.Request) -> web.Response:
     return web.json_response(request.app[GATEWAY].coding_descriptions())
 
 
+async def trace_download(request: web.Request) -> web.StreamResponse:
+    path = request.app[GATEWAY].latest_trace()
+    if path is None:
+        return _json_error(404, "no trace recorded yet: run a job first", "no_trace")
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Disposition": f'attachment; filename="{path.name}"',
+            "Content-Type": "application/vnd.tcpdump.pcap",
+        },
+    )
+
+
 # -- tickets ---------------------------------------------------------------------------------
 async def tickets_list(request: web.Request) -> web.Response:
     return web.json_response({"tickets": request.app[GATEWAY].tickets()})
@@ -313,6 +326,7 @@ def create_app(gateway: Any, pairing: Pairing, *, secure_cookie: bool = False) -
     app.router.add_post("/api/jobs/{jid}/cancel", job_cancel)
     app.router.add_get("/api/packages", packages_list)
     app.router.add_get("/api/coding", coding_descriptions)
+    app.router.add_get("/api/trace", trace_download)
     app.router.add_post("/api/packages", packages_upload)
     app.router.add_get("/api/tickets", tickets_list)
     app.router.add_post("/api/tickets", tickets_add)

@@ -160,3 +160,33 @@ def test_params_follow_iso_names() -> None:
         isotp_params(0.2, 0)
     with pytest.raises(ValueError):
         isotp_params(0.0, 256)
+
+
+def test_a_can_trace_holds_both_directions_as_socketcan_pcap(channel: str, tmp_path) -> None:
+    from scapy.layers.can import CAN
+    from scapy.utils import rdpcap
+
+    path = tmp_path / "trace-can.pcap"
+    link = CanLink(
+        can.Bus(interface="virtual", channel=channel),
+        addressing="bmw",
+        owns_bus=True,
+        trace_path=path,
+    )
+    ecu = EcuPeer(channel, BMW_ECU)
+    try:
+        conn = link.ecu_connection(0x12)
+        conn.open()
+        conn.send(bytes.fromhex("22F190"))
+        assert ecu.stack.recv(block=True, timeout=2) == bytes.fromhex("22F190")
+        ecu.stack.send(bytes.fromhex("62F190") + b"WBAJA71090B123456")
+        assert conn.wait_frame(timeout=2, exception=True)
+    finally:
+        ecu.close()
+        link.close()
+    frames = [p[CAN] for p in rdpcap(str(path))]
+    ids = [f.identifier for f in frames]
+    assert ids[0] == 0x6F1 and bytes(frames[0].data)[:5] == bytes.fromhex(
+        "120322F190"
+    )  # our request
+    assert 0x612 in ids and ids.count(0x6F1) >= 2  # the ECU's frames, and our flow control

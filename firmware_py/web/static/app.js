@@ -182,7 +182,7 @@ const views = {
       <td>${new Date(t.paired_at * 1000).toLocaleString()}</td><td><button class="danger" data-action="unpair" data-tablet="${esc(t.id)}" data-confirm="Unpair ${esc(t.name)}?">Unpair</button></td></tr>`).join("");
     const rows = Object.values(S.jobs).sort((a, b) => b.created - a.created).map((j) => `<tr><td>${new Date(j.created * 1000).toLocaleTimeString()}</td>
       <td>${esc(j.kind)}${j.ecu ? " " + esc(j.ecu) : ""}</td><td>${esc(j.origin)} ${esc(j.who)}</td><td>${esc(j.state)}</td></tr>`).join("");
-    return `<section class="card"><h2>Session log</h2><table><thead><tr><th>When</th><th>Job</th><th>By</th><th>State</th></tr></thead><tbody>${rows}</tbody></table></section>
+    return `<section class="card"><h2>Session log</h2><p><a href="/api/trace" download data-testid="trace">Download the trace of the vehicle link (pcap, opens in Wireshark)</a></p><table><thead><tr><th>When</th><th>Job</th><th>By</th><th>State</th></tr></thead><tbody>${rows}</tbody></table></section>
       <section class="card"><h2>Paired tablets</h2><table><thead><tr><th>Tablet</th><th>Paired by</th><th>Since</th><th></th></tr></thead><tbody>${tablets}</tbody></table></section>`;
   },
 };

@@ -1,0 +1,120 @@
+"""Traces of the vehicle link in pcap files, which Wireshark (and Scapy) decode: DoIP as TCP
+segments in IPv4 (link type 228, port 13400: Wireshark's DoIP and UDS dissectors), CAN frames as
+SocketCAN frames (link type 227: its ISO-TP and UDS dissectors).
+
+The IPv4/TCP headers around DoIP messages are reconstructed from the connection's addresses with
+running sequence numbers (the kernel's own segments are not visible from user space); every DoIP
+message is one segment."""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+from pathlib import Path
+
+import can
+
+LINKTYPE_IPV4 = 228
+LINKTYPE_CAN_SOCKETCAN = 227
+
+
+class PcapWriter:
+    def __init__(self, path: Path, linktype: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._f = open(path, "wb")  # noqa: SIM115 - kept open for the link's lifetime
+        self._f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype))
+        self._lock = threading.Lock()
+
+    def packet(self, data: bytes, ts: float | None = None) -> None:
+        ts = time.time() if ts is None else ts
+        sec, usec = int(ts), int((ts % 1) * 1e6)
+        with self._lock:
+            if self._f.closed:
+                return
+            self._f.write(
+                struct.pack("<IIII", sec, usec, min(len(data), 65535), len(data)) + data[:65535]
+            )
+            self._f.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._f.close()
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+class DoipTrace:
+    """DoIP messages of one TCP connection, both directions."""
+
+    def __init__(self, path: Path, local: tuple[str, int], remote: tuple[str, int]) -> None:
+        self.pcap = PcapWriter(path, LINKTYPE_IPV4)
+        self.local, self.remote = local, remote
+        self.seq = {"tx": 1000, "rx": 5000}
+
+    def _segment(
+        self, src: tuple[str, int], dst: tuple[str, int], seq: int, ack: int, payload: bytes
+    ) -> bytes:
+        import socket
+
+        tcp = struct.pack("!HHIIBBHHH", src[1], dst[1], seq, ack, 5 << 4, 0x18, 65535, 0, 0)
+        ip = struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(tcp) + len(payload),
+            0,
+            0x4000,
+            64,
+            6,
+            0,
+            socket.inet_aton(src[0]),
+            socket.inet_aton(dst[0]),
+        )
+        ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+        return ip + tcp + payload
+
+    def tx(self, data: bytes) -> None:
+        self.pcap.packet(
+            self._segment(self.local, self.remote, self.seq["tx"], self.seq["rx"], data)
+        )
+        self.seq["tx"] = (self.seq["tx"] + len(data)) & 0xFFFFFFFF
+
+    def rx(self, data: bytes) -> None:
+        self.pcap.packet(
+            self._segment(self.remote, self.local, self.seq["rx"], self.seq["tx"], data)
+        )
+        self.seq["rx"] = (self.seq["rx"] + len(data)) & 0xFFFFFFFF
+
+    def close(self) -> None:
+        self.pcap.close()
+
+
+class CanTrace(can.Listener):
+    """CAN frames in SocketCAN's layout; received frames come from the notifier, sent ones from
+    :meth:`tx` (the link wraps its bus's ``send``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.pcap = PcapWriter(path, LINKTYPE_CAN_SOCKETCAN)
+
+    def _frame(self, msg: can.Message) -> bytes:
+        can_id = msg.arbitration_id | (0x80000000 if msg.is_extended_id else 0)
+        data = bytes(msg.data)[:8]
+        return struct.pack("!IB3x", can_id, len(data)) + data.ljust(8, b"\0")
+
+    def on_message_received(self, msg: can.Message) -> None:
+        self.pcap.packet(self._frame(msg), msg.timestamp or None)
+
+    def tx(self, msg: can.Message) -> None:
+        self.pcap.packet(self._frame(msg))
+
+    def stop(self) -> None:
+        self.pcap.close()
