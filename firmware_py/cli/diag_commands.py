@@ -155,6 +155,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
         _print_json(result)
         return 0
     print(f"VIN      {result['vin'] or 'unknown'}")
+    print(f"model    {result.get('model') or 'unknown'}")
     print(f"link     {result['link']}\n")
     rows = []
     for e in result["ecus"]:

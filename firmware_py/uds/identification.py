@@ -5,7 +5,9 @@ which requests) and run by one engine for every ECU."""
 from __future__ import annotations
 
 import logging
+import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 from firmware_py.errors import EcuError, TransportError, UnknownTargetError, VciError
@@ -57,6 +59,23 @@ class EcuIdentity:
         }
 
 
+WMI = {"WBA": "BMW", "WBS": "BMW M", "WBY": "BMW i", "WMW": "MINI", "WBX": "BMW SUV (Spartanburg)"}
+
+
+def model_from_vin(vin: str | None) -> str | None:
+    """The model by the VIN's type code (positions 4-7) from the box's own table."""
+    if not vin or len(vin) != 17:
+        return None
+    raw = tomllib.loads(
+        (resources.files("firmware_py.uds") / "vehicle_models_bmw.toml").read_text()
+    )
+    model = raw.get("type", {}).get(vin[3:7])
+    make = WMI.get(vin[:3])
+    if model:
+        return f"{make or vin[:3]} {model}"
+    return make
+
+
 @dataclass
 class VehicleIdentity:
     vin: str | None
@@ -64,7 +83,12 @@ class VehicleIdentity:
     ecus: list[EcuIdentity]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"vin": self.vin, "link": self.link, "ecus": [e.to_dict() for e in self.ecus]}
+        return {
+            "vin": self.vin,
+            "model": model_from_vin(self.vin),
+            "link": self.link,
+            "ecus": [e.to_dict() for e in self.ecus],
+        }
 
 
 def identify_ecu(

@@ -21,6 +21,9 @@ def test_identify_returns_the_vin_and_every_ecu_with_versions(
     result = vci_json(sim_process, transport, "identify")
     state = sim_process.state()
     assert result["vin"] == state["vin"] == "WBAJA71090B123456"
+    assert (
+        result["model"] == "BMW 5 Series Sedan (G30) 530i"
+    )  # from the box's own table, by type code
     present = {e["name"]: e for e in result["ecus"] if e["present"]}
     assert set(present) == SIM_ECUS
     for name, ecu in present.items():

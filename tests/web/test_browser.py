@@ -147,7 +147,11 @@ def test_pairing_by_the_button(stack) -> None:
     page.click("text=Identify vehicle")
     page.wait_for_selector("[data-testid=vehicle-vin]", timeout=20_000)
     assert page.inner_text("[data-testid=vehicle-vin]") == "WBAJA71090B123456"
+    assert page.inner_text("[data-testid=model]") == "BMW 5 Series Sedan (G30) 530i"
     shot(page, "02-vehicle")
+    page.set_viewport_size({"width": 768, "height": 1024})  # the tablet held upright
+    shot(page, "02-vehicle-portrait")
+    page.set_viewport_size({"width": 1024, "height": 768})
 
 
 def test_fault_memory_read_and_clear(stack) -> None:

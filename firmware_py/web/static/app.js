@@ -93,7 +93,7 @@ const views = {
     }
     return `<section class="card"><h2>Vehicle</h2><p id="message"></p>
       <div class="row"><button class="primary" data-job="identify">Identify vehicle</button></div>${jobLine(job)}
-      ${r ? `<p>VIN <b data-testid="vehicle-vin">${esc(r.vin)}</b></p>` : ""}
+      ${r ? `<p>VIN <b data-testid="vehicle-vin">${esc(r.vin)}</b>${r.model ? ` &middot; <span data-testid="model">${esc(r.model)}</span>` : ""}</p>` : ""}
       <p class="muted">Tickets: ${S.tickets.length ? S.tickets.map((t) => `${esc(t.tariff_name)} (${esc(t.state)}${t.time_left_text ? ", " + esc(t.time_left_text) + " left" : ""})`).join("; ") : "none - reading the VIN, identifying and reading fault memory are free"}</p>
       <table><thead><tr><th>ECU</th><th>What</th><th>Software</th><th>Part number</th></tr></thead><tbody>${rows}</tbody></table></section>`;
   },
