@@ -93,6 +93,14 @@ class DeviceConfig:
 
 
 @dataclass(frozen=True)
+class HardwareConfig:
+    """The box's own hardware (firmware_py/hw/)."""
+
+    pairing_button_pin: str = ""
+    """GPIO of the pairing button (e.g. GPIO17); empty: no button (a PC: vci pair --approve)"""
+
+
+@dataclass(frozen=True)
 class CloudConfig:
     """The link to the portal's MQTT 5 broker (docs/remote-protocol.md); off while broker_host is empty."""
 
@@ -116,6 +124,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)
+    hw: HardwareConfig = field(default_factory=HardwareConfig)
 
 
 def device_id(cfg: Config) -> str:

@@ -138,6 +138,22 @@ async def serve(
             return web.json_response(err.to_dict(), status=409)
 
     admin.router.add_post("/button", button)
+
+    def press() -> None:  # the box's own button (gpiozero thread)
+        def approve() -> None:
+            try:
+                print(f"paired: {pairing.press_button(gateway.now())}", flush=True)
+            except PairingError as err:
+                print(f"pairing button: {err}", flush=True)
+
+        loop.call_soon_threadsafe(approve)
+
+    loop = asyncio.get_running_loop()
+    hw_button = None
+    if cfg.hw.pairing_button_pin:
+        from firmware_py.hw.buttons import PairingButton
+
+        hw_button = PairingButton(cfg.hw.pairing_button_pin, press)
     admin_runner = web.AppRunner(admin, access_log=None)
     await admin_runner.setup()
     sock_path = cfg.storage.state_dir / ADMIN_SOCKET
@@ -155,7 +171,6 @@ async def serve(
         else:
             print(f"no display here: open {url} in a browser on this machine", flush=True)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
@@ -166,6 +181,8 @@ async def serve(
         await gateway.stop()
         if link is not None:
             await link.stop()
+        if hw_button is not None:
+            hw_button.close()
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:

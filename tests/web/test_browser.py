@@ -225,3 +225,19 @@ def test_a_lost_websocket_reconnects_and_shows_the_true_state(stack) -> None:
     tab(page, "log")
     assert page.locator("text=programming").first.is_visible()
     shot(page, "07-session-log")
+
+
+def test_a_ticket_added_from_a_file_shows_what_it_allows(stack, tmp_path) -> None:
+    from portal import keys, tickets
+
+    page = stack["page"]
+    portal_dir = Path(stack["env"]["VCI_SECURITY_PORTAL_KEYS_DIR"]).parent / "portal"
+    kid, key = keys.load_signing_key(portal_dir)
+    ticket_file = tmp_path / "ticket.txt"
+    ticket_file.write_text(tickets.issue(key, kid, tariff="helpdesk", device="box-browser") + "\n")
+    tab(page, "tickets")
+    page.wait_for_function("() => S.ticketsLoaded === true")
+    page.set_input_files("#ticket-file", str(ticket_file))
+    page.wait_for_selector("text=Technical Help Desk request", timeout=10_000)
+    assert page.locator("text=help_desk").first.is_visible()
+    shot(page, "08-tickets")

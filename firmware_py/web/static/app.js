@@ -174,6 +174,7 @@ const views = {
     const rows = S.tickets.map((t) => `<tr><td>${esc(t.tariff_name || t.tariff)}</td><td>${esc((t.scopes || []).join(", "))}</td><td>${esc(t.time_left_text || t.time_left || "")}</td></tr>`).join("");
     return `<section class="card"><h2>Tickets</h2><p id="message"></p>
       <textarea id="token" rows="3" placeholder="Paste a ticket"></textarea>
+      <label class="plain">or a ticket file <input id="ticket-file" type="file" accept=".txt,.ticket,text/plain"></label>
       <div class="row"><button class="primary" data-action="add-ticket">Add ticket</button></div>
       <table><thead><tr><th>Tariff</th><th>Allows</th><th>Time left</th></tr></thead><tbody>${rows}</tbody></table></section>`;
   },
@@ -214,7 +215,7 @@ async function addTicket() {
   try { await api("POST", "/api/tickets", {token: $("#token").value.trim()}); await loadTickets(); }
   catch (e) { flash(errText(e)); }
 }
-async function loadTickets() { try { S.tickets = (await api("GET", "/api/tickets")).tickets; render(); } catch (e) { /* shown elsewhere */ } }
+async function loadTickets() { try { S.tickets = (await api("GET", "/api/tickets")).tickets; S.ticketsLoaded = true; render(); } catch (e) { /* shown elsewhere */ } }
 
 function render() {
   header();
@@ -243,11 +244,12 @@ document.addEventListener("change", (ev) => {
   if (ev.target.id === "coding-ecu") { S.codingEcu = ev.target.value; render(); }
   if (ev.target.id === "pkg") { S.pkg = ev.target.value; render(); }
   if (ev.target.id === "pkg-upload") uploadPackage(ev.target.files[0]);
+  if (ev.target.id === "ticket-file" && ev.target.files[0]) ev.target.files[0].text().then((t) => { $("#token").value = t.trim(); addTicket(); });
 });
 document.querySelectorAll("#tabs button").forEach((b) => b.onclick = () => {
   document.querySelectorAll("#tabs button").forEach((x) => x.classList.toggle("active", x === b));
   S.view = b.dataset.view;
-  if (S.view === "tickets") loadTickets();
+  if (S.view === "tickets") { S.ticketsLoaded = false; loadTickets(); }
   if (S.view === "programming") loadPackages();
   if (S.view === "coding") loadCoding();
   if (S.view === "log") loadTablets();
