@@ -132,10 +132,18 @@ async def pair_code(request: web.Request) -> web.Response:
 async def pair_collect(request: web.Request) -> web.Response:
     data = await _body(request)
     pairing, gateway = request.app[PAIRING], request.app[GATEWAY]
-    try:
-        got = pairing.collect(request.match_info["rid"], str(data.get("claim", "")), gateway.now())
-    except PairingError as err:
-        return _json_error(403, err)
+    # A long poll: the answer comes when the box's button is pressed or the code entered, or after
+    # ``wait`` seconds (at most 25) with "not yet"; the unpaired page has no event socket.
+    wait = min(25.0, max(0.0, float(data.get("wait", 0) or 0)))
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        try:
+            got = pairing.collect(request.match_info["rid"], str(data.get("claim", "")), gateway.now())
+        except PairingError as err:
+            return _json_error(403, err)
+        if got is not None or asyncio.get_running_loop().time() >= deadline:
+            break
+        await asyncio.sleep(0.2)
     if got is None:
         return web.json_response({"approved": False}, status=202)
     token, tablet = got

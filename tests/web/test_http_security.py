@@ -246,3 +246,25 @@ def test_the_session_trace_downloads_as_pcap_that_scapy_reads(server) -> None:
     ]
     assert len(doip) > 20
     assert any(b"WBAJA71090B123456" in bytes(m.payload) for m in doip if m.payload_type == 0x8001)
+
+
+def test_pairing_status_is_a_long_poll_answered_when_the_button_is_pressed(server) -> None:
+    async def go(base, pairing, clock):
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            async with s.post(base + "/api/pair", json={"name": "t"}) as r:
+                req = await r.json()
+
+            async def wait_for_approval() -> int:
+                async with s.post(
+                    base + f"/api/pair/{req['id']}/collect",
+                    json={"claim": req["claim"], "wait": 10},
+                ) as r:
+                    return r.status
+
+            waiting = asyncio.create_task(wait_for_approval())
+            await asyncio.sleep(0.5)
+            assert not waiting.done()  # the request is held open, not answered "not yet" at once
+            pairing.press_button(clock.now())
+            assert await asyncio.wait_for(waiting, 3) == 200
+
+    run(server, go)

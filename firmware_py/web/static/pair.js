@@ -16,20 +16,26 @@ $("pair").onclick = async () => {
   if (r.status !== 200) { say(r.data); return; }
   req = r.data; started = Date.now(); windowS = r.data.window;
   $("waiting").hidden = false; $("pair").disabled = true;
+  const countdown = setInterval(() => {  // local countdown of the pairing window (no server polling)
+    const left = Math.max(0, windowS - (Date.now() - started) / 1000);
+    $("timer").style.width = (100 * left / windowS) + "%";
+    if (!req || left === 0) clearInterval(countdown);
+  }, 500);
   poll();
 };
 $("send-code").onclick = async () => {
   if (!req) return;
   const r = await post(`/api/pair/${req.id}/code`, {code: $("code").value});
   if (r.status !== 200) { say(r.data); return; }
-  poll();
+  // the waiting long poll sees the approval; no second one
 };
+let polling = false;
 async function poll() {
-  if (!req) return;
-  const left = Math.max(0, windowS - (Date.now() - started) / 1000);
-  $("timer").style.width = (100 * left / windowS) + "%";
-  const r = await post(`/api/pair/${req.id}/collect`, {claim: req.claim});
+  if (!req || polling) return;
+  polling = true;
+  const r = await post(`/api/pair/${req.id}/collect`, {claim: req.claim, wait: 20});  // long poll
+  polling = false;
   if (r.status === 200) { $("status").textContent = "Paired."; location.reload(); return; }
   if (r.status !== 202) { say(r.data); req = null; $("pair").disabled = false; $("waiting").hidden = true; return; }
-  setTimeout(poll, 1000);
+  poll();
 }
