@@ -138,7 +138,9 @@ async def pair_collect(request: web.Request) -> web.Response:
     deadline = asyncio.get_running_loop().time() + wait
     while True:
         try:
-            got = pairing.collect(request.match_info["rid"], str(data.get("claim", "")), gateway.now())
+            got = pairing.collect(
+                request.match_info["rid"], str(data.get("claim", "")), gateway.now()
+            )
         except PairingError as err:
             return _json_error(403, err)
         if got is not None or asyncio.get_running_loop().time() >= deadline:
