@@ -102,7 +102,8 @@ class HardwareConfig:
 
 @dataclass(frozen=True)
 class CloudConfig:
-    """The link to the portal's MQTT 5 broker (docs/remote-protocol.md); off while broker_host is empty."""
+    """The link to the portal (docs/remote-protocol.md): MQTT 5 to its broker, or a WebSocket to
+    its bridge; off while broker_host and ws_url are empty."""
 
     broker_host: str = ""
     """broker address; empty: no portal link"""
@@ -114,6 +115,25 @@ class CloudConfig:
     """this box's client certificate (common name = device id)"""
     key_file: Path = Path("/etc/vci/mqtt/box.key")
     """its private key"""
+    transport: str = "auto"
+    """``mqtt``; ``websocket`` (to ws_url); ``auto``: MQTT, and the WebSocket to ws_url when the
+    broker has not answered within fallback_after (a network that blocks the MQTT port)"""
+    ws_url: str = ""
+    """the portal's WebSocket bridge (``wss://portal.example/vci/box``); the same TLS files"""
+    fallback_after: float = 15.0
+    """seconds ``auto`` waits for the broker before it takes the WebSocket"""
+
+    def __post_init__(self) -> None:
+        if self.transport not in ("auto", "mqtt", "websocket"):
+            raise ConfigError(
+                f"cloud.transport: {self.transport!r} is not one of auto, mqtt, websocket"
+            )
+        if self.transport == "websocket" and not self.ws_url:
+            raise ConfigError("cloud.transport is websocket but cloud.ws_url is empty")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.broker_host or (self.ws_url and self.transport != "mqtt"))
 
 
 @dataclass(frozen=True)

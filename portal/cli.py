@@ -18,7 +18,8 @@ def _time(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="vci-portal", description="Reference portal: signing keys, tickets, revocations."
+        prog="vci-portal",
+        description="Reference portal: signing keys, tickets, revocations, remote jobs on boxes, the WebSocket bridge.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -76,6 +77,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     rm.add_argument("--user", required=True, help="portal user (its certificate's common name)")
 
+    b = sub.add_parser("boxes", help="list the boxes this user serves and whether they are online")
+    b.add_argument("--broker", required=True, metavar="HOST:PORT")
+    b.add_argument("--pki", required=True, type=Path)
+    b.add_argument("--user", required=True)
+
+    w = sub.add_parser(
+        "ws-bridge",
+        help="relay boxes that reach the portal over WebSocket (HTTPS) to the broker",
+        description="Boxes on networks that block the MQTT port connect to wss://HOST:PORT/vci/box "
+        "with their client certificate; the bridge relays each one's messages to the broker under "
+        "its own topics (docs/remote-protocol.md).",
+    )
+    w.add_argument("--listen", default="127.0.0.1:8443", metavar="HOST:PORT")
+    w.add_argument("--broker", required=True, metavar="HOST:PORT")
+    w.add_argument(
+        "--pki",
+        required=True,
+        type=Path,
+        help="directory with ca.pem (the CA boxes' certificates are checked against), "
+        "<identity>.pem/.key (the bridge's client certificate for the broker)",
+    )
+    w.add_argument("--identity", default="ws-bridge", help="the bridge's name at the broker")
+    w.add_argument(
+        "--cert", type=Path, help="the HTTPS server certificate (default: PKI/broker.pem)"
+    )
+    w.add_argument("--key", type=Path, help="its key (default: PKI/broker.key)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "keys":
@@ -105,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         elif args.command == "remote":
             return _remote(args)
+        elif args.command == "boxes":
+            return _boxes(args)
+        elif args.command == "ws-bridge":
+            return _ws_bridge(args)
         elif args.command == "revocations":
             kid, key = keys.load_signing_key(args.key_dir, args.kid)
             print(tickets.RevocationList(args.key_dir).export(key, kid))
@@ -146,6 +178,41 @@ def _remote(args: argparse.Namespace) -> int:
         if final.type == "job.result" and (final.body.get("job") or {}).get("state") == "done"
         else 2
     )
+
+
+def _boxes(args: argparse.Namespace) -> int:
+    from portal.remote import RemoteSession
+
+    host, _, port = args.broker.rpartition(":")
+    session = RemoteSession(host, int(port), args.pki, args.user)
+    try:
+        states = session.boxes_online()
+    finally:
+        session.close()
+    for box, state in sorted(states.items()):
+        print(f"{box:<32} {state}")
+    if not states:
+        print("no boxes (none has ever connected, or the ACL gives this user none)")
+    return 0
+
+
+def _ws_bridge(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from portal.ws_bridge import Bridge, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    broker_host, _, broker_port = args.broker.rpartition(":")
+    host, _, port = args.listen.rpartition(":")
+    bridge = Bridge(broker_host, int(broker_port), args.pki, args.identity)
+    cert = args.cert or args.pki / "broker.pem"
+    key = args.key or args.pki / "broker.key"
+    try:
+        asyncio.run(serve(bridge, host, int(port), cert, key, lambda s: print(s, flush=True)))
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from firmware_py.cloud import topics
 from firmware_py.cloud.schema import Message, ProtocolError, decode
 
 FINAL = ("job.result", "job.denied", "error")
+REQUEST_EXPIRY = 30
+"""seconds a request waits at the broker for a box that is offline"""
 
 
 class RemoteError(Exception):
@@ -33,6 +36,7 @@ class RemoteSession:
         self.user = user
         self.inbox: queue.Queue[tuple[str, Message]] = queue.Queue()
         self.states: dict[str, str] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
         self.suback: queue.Queue[list[Any]] = queue.Queue()
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -61,9 +65,15 @@ class RemoteSession:
             self.states[msg.topic.split("/")[2]] = msg.payload.decode(errors="replace")
             return
         try:
-            self.inbox.put((msg.topic, decode(bytes(msg.payload))))
+            message = decode(bytes(msg.payload))
         except ProtocolError:
-            pass
+            return
+        if message.id in self._seen:
+            return  # delivered twice (at least once delivery)
+        self._seen[message.id] = None
+        if len(self._seen) > 4096:
+            self._seen.popitem(last=False)
+        self.inbox.put((msg.topic, message))
 
     def subscribe(self, topic: str, timeout: float = 5.0) -> list[Any]:
         """Subscribe and return the broker's reason codes (a refused topic shows as a failure)."""
@@ -96,6 +106,8 @@ class RemoteSession:
         props = Properties(PacketTypes.PUBLISH)
         props.ResponseTopic = topics.responses(box, self.user)
         props.CorrelationData = message.id.encode()
+        # a request for a box that is away expires at the broker: it must not start a job hours later
+        props.MessageExpiryInterval = REQUEST_EXPIRY
         self.client.publish(
             topics.requests(box), message.encode(), qos=1, properties=props
         ).wait_for_publish(5)

@@ -118,11 +118,11 @@ async def serve(
                 flush=True,
             )
     link = None
-    if cfg.cloud.broker_host:
-        from firmware_py.cloud.mqtt_link import MqttLink
+    if cfg.cloud.enabled:
+        from firmware_py.cloud.portal_link import PortalConnection
         from firmware_py.config import device_id
 
-        link = MqttLink(gateway, device_id(cfg), cfg.cloud)
+        link = PortalConnection(gateway, device_id(cfg), cfg.cloud)
         await link.start()
     app = create_app(gateway, pairing)
     runner = web.AppRunner(app, access_log=None)

@@ -4,116 +4,43 @@ denials reach the portal with their reason, and the ACL keeps boxes and users ap
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from firmware_py.cloud import topics
 from firmware_py.cloud.schema import Message
-from portal import pki
 from portal.remote import RemoteSession
+from tests.cloud.conftest import (
+    BOX,
+    HAVE_MOSQUITTO,
+    MOSQUITTO,
+    OTHER_BOX,
+    OTHER_USER,
+    USER,
+    gateway_env,
+    start_gateway,
+    stop,
+    wait_online,
+    wait_port,
+)
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-if not os.path.exists(MOSQUITTO):
+if not HAVE_MOSQUITTO:
     pytest.skip("mosquitto is not installed (scripts/test installs it)", allow_module_level=True)
-
-BOX, OTHER_BOX, USER, OTHER_USER = "box-test-0001", "box-b", "portal-alice", "portal-bob"
-REPO = Path(__file__).parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
-
-
-@pytest.fixture
-def broker(tmp_path):
-    d = tmp_path / "pki"
-    pki.make_ca(d)
-    pki.issue(d, "broker", server=True)
-    for name in (BOX, OTHER_BOX, USER, OTHER_USER):
-        pki.issue(d, name)
-    (d / "acl").write_text(
-        f"pattern readwrite vci/box/%u/#\nuser {USER}\ntopic readwrite vci/box/{BOX}/#\nuser {OTHER_USER}\ntopic readwrite vci/box/{OTHER_BOX}/#\n"
-    )
-    port = free_port()
-    conf = (
-        (REPO / "broker" / "mosquitto.conf.in")
-        .read_text()
-        .replace("@DIR@", str(d))
-        .replace("@PORT@", str(port))
-    )
-    if (
-        os.geteuid() == 0
-    ):  # as root mosquitto would switch to its own user, who cannot read the test files
-        conf += "user root\n"
-    (d / "mosquitto.conf").write_text(conf)
-    proc = subprocess.Popen(
-        [MOSQUITTO, "-c", str(d / "mosquitto.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    wait_port(port)
-    yield {"port": port, "pki": d, "proc": proc}
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 @pytest.fixture
 def remote_box(box, broker, start_sim):
     """``vci gateway`` for box-test-0001, linked to the broker, on the simulated vehicle."""
     sim = start_sim("--battery", "13.6")
-    d = broker["pki"]
-    env = {
-        **os.environ,
-        "VCI_CONFIG": str(box.config),
-        "VCI_CLOUD_BROKER_HOST": "127.0.0.1",
-        "VCI_CLOUD_BROKER_PORT": str(broker["port"]),
-        "VCI_CLOUD_CA_FILE": str(d / "ca.pem"),
-        "VCI_CLOUD_CERT_FILE": str(d / f"{BOX}.pem"),
-        "VCI_CLOUD_KEY_FILE": str(d / f"{BOX}.key"),
-    }
-    gateway = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "firmware_py",
-            "gateway",
-            "--port",
-            str(free_port()),
-            *sim.cli_args("doip"),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert gateway.stdout is not None and "vci-gateway ready" in gateway.stdout.readline()
-    session = RemoteSession("127.0.0.1", broker["port"], d, USER)
-    deadline = time.monotonic() + 15
-    while session.boxes_online(0.3).get(BOX) != "online" and time.monotonic() < deadline:
-        pass
+    gateway = start_gateway(sim, gateway_env(box, broker))
+    session = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
+    wait_online(session, BOX)
     yield {"session": session, "sim": sim, "box": box, "broker": broker}
     session.close()
-    gateway.terminate()
-    gateway.wait(timeout=20)
+    stop(gateway)
 
 
 def test_box_is_online_and_a_remote_identify_runs_with_live_events(remote_box) -> None:
@@ -265,38 +192,12 @@ def test_broker_killed_mid_flash_then_everything_arrives(box, broker, start_sim,
             sequence=SequenceParams(max_block_length=0x402),
         )
     )
-    d = broker["pki"]
-    env = {
-        **os.environ,
-        "VCI_CONFIG": str(box.config),
-        "VCI_SECURITY_PUBLISHER_KEYS_DIR": str(trust),
-        "VCI_CLOUD_BROKER_HOST": "127.0.0.1",
-        "VCI_CLOUD_BROKER_PORT": str(broker["port"]),
-        "VCI_CLOUD_CA_FILE": str(d / "ca.pem"),
-        "VCI_CLOUD_CERT_FILE": str(d / f"{BOX}.pem"),
-        "VCI_CLOUD_KEY_FILE": str(d / f"{BOX}.key"),
-    }
-    gateway = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "firmware_py",
-            "gateway",
-            "--port",
-            str(free_port()),
-            *sim.cli_args("doip"),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    session = RemoteSession("127.0.0.1", broker["port"], d, USER)
+    env = gateway_env(box, broker)
+    env["VCI_SECURITY_PUBLISHER_KEYS_DIR"] = str(trust)
+    gateway = start_gateway(sim, env)
+    session = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
     try:
-        assert gateway.stdout is not None and "vci-gateway ready" in gateway.stdout.readline()
-        deadline = time.monotonic() + 15
-        while session.boxes_online(0.3).get(BOX) != "online" and time.monotonic() < deadline:
-            pass
+        wait_online(session, BOX)
         events: list[Message] = []
         result: list[Message] = []
         runner = threading.Thread(
@@ -342,7 +243,6 @@ def test_broker_killed_mid_flash_then_everything_arrives(box, broker, start_sim,
         )
     finally:
         session.close()
-        gateway.terminate()
-        gateway.wait(timeout=30)
+        stop(gateway)
         mosq.terminate()
         mosq.wait(timeout=10)

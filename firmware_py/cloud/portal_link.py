@@ -1,0 +1,213 @@
+"""The box's link to the portal, whatever carries it: MQTT 5 to the portal's broker
+(:mod:`firmware_py.cloud.mqtt_link`) or, where a network blocks the MQTT port, a WebSocket to the
+portal's bridge (:mod:`firmware_py.cloud.ws_link`). Both carry the same envelopes on the same
+topics; this module holds what they share.
+
+Remote jobs go to the gateway's one job runner, with the same ticket checks as local ones; the
+vehicle timing stays on the box (the portal sends whole jobs or raw requests). A job goes on while
+the link is down; its final result also goes to the outbox, which is delivered until the portal
+acknowledges it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from typing import Any
+
+from firmware_py.cloud import topics
+from firmware_py.cloud.schema import Message, ProtocolError, decode
+from firmware_py.config import CloudConfig
+from firmware_py.errors import VciError
+from firmware_py.gateway.jobs import Caller, JobRequest
+
+log = logging.getLogger(__name__)
+SEEN_IDS = 1024
+"""request ids remembered: a request delivered twice (at least once delivery) runs once"""
+
+
+class PortalLink:
+    """What a carrier adds: :meth:`start`, :meth:`stop` and :meth:`publish`; it calls
+    :meth:`received` on the gateway's loop for every message addressed to the box, and sets or
+    clears :attr:`connected`."""
+
+    carrier = "none"
+
+    def __init__(self, gateway: Any, device_id: str, cfg: CloudConfig) -> None:
+        self.gateway = gateway
+        self.device = device_id
+        self.cfg = cfg
+        self._routes: dict[str, tuple[str, str]] = {}  # job id -> (response topic, request id)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.connected = asyncio.Event()
+
+    # -- what a carrier provides -------------------------------------------------------------------
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        await self._stop_tasks()
+
+    def publish(self, topic: str, payload: bytes, corr: bytes | None = None) -> None:
+        """Send at least once (queued while the link is down)."""
+        raise NotImplementedError
+
+    # -- shared ----------------------------------------------------------------------------------
+    def _start_tasks(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._forward_events()),
+            asyncio.create_task(self._pump_outbox()),
+        ]
+
+    async def _stop_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    def reply(self, topic: str | None, message: Message) -> None:
+        if topic is None or not topic.startswith(topics.box(self.device) + "/res/"):
+            return  # answers go only to this box's response topics
+        self.publish(topic, message.encode(), message.corr.encode() if message.corr else None)
+
+    def received(self, payload: bytes, response: str | None, corr: bytes | None = None) -> None:
+        """One message from the portal (on the gateway's loop)."""
+        try:
+            msg = decode(payload)
+        except ProtocolError as err:
+            log.warning("refused a malformed message from the portal: %s", err)
+            # the MQTT 5 correlation data lets the sender match the refusal to what it sent
+            tag = corr.decode("utf-8", "replace")[:64] if corr else None
+            self.reply(response, Message("error", err.to_dict(), corr=tag))
+            return
+        if msg.id in self._seen:
+            log.info("dropped message %s: delivered twice", msg.id)
+            return
+        self._seen[msg.id] = None
+        if len(self._seen) > SEEN_IDS:
+            self._seen.popitem(last=False)
+        if msg.time:
+            clock = getattr(self.gateway, "clock", None)
+            if clock is not None:
+                clock.observe_portal_time(msg.time)
+        try:
+            if msg.type in ("job.request", "uds.request"):
+                self._job(msg, response)
+            elif msg.type == "job.cancel":
+                self.gateway.runner.cancel(str(msg.body.get("job", "")))
+            elif msg.type == "outbox.ack":
+                ids = msg.body.get("ids")
+                if isinstance(ids, list):
+                    self.gateway.outbox.acknowledged([str(i) for i in ids][:1000])
+            else:
+                raise ProtocolError(f"a box does not take {msg.type} messages")
+        except VciError as err:
+            self.reply(response, msg.answer("error", err.to_dict()))
+
+    def _job(self, msg: Message, response: str | None) -> None:
+        if msg.ticket:
+            self.gateway.add_ticket(msg.ticket)  # verified like a local one; refusals say why
+        if msg.type == "uds.request":
+            request = JobRequest(
+                "raw_uds", {"request": str(msg.body.get("request", ""))}, msg.body.get("ecu")
+            )
+        else:
+            params = msg.body.get("params") or {}
+            if not isinstance(params, dict):
+                raise ProtocolError("params is not an object")
+            request = JobRequest(str(msg.body.get("kind", "")), params, msg.body.get("ecu"))
+        try:
+            job = self.gateway.runner.submit(
+                request, Caller("portal", str(msg.body.get("user", "remote")))
+            )
+        except VciError as err:
+            self.reply(response, msg.answer("job.denied", err.to_dict()))
+            return
+        if response:
+            self._routes[job.id] = (response, msg.id)
+        self.reply(response, msg.answer("job.accepted", {"job": job.to_dict()}))
+
+    async def _forward_events(self) -> None:
+        sub = self.gateway.bus.subscribe()
+        try:
+            while True:
+                event = await sub.get()
+                route = self._routes.get(event.job_id or "")
+                if route is None or event.kind in ("job.accepted",):
+                    continue
+                topic, request_id = route
+                kind = "job.result" if event.final else "job.event"
+                body = (
+                    {k: v for k, v in event.to_dict().items() if k != "job"}
+                    if not event.final
+                    else {"job": event.data.get("job")}
+                )
+                self.reply(topic, Message(kind, body, corr=request_id))
+                if event.final:
+                    del self._routes[event.job_id or ""]
+        finally:
+            sub.close()
+
+    async def _pump_outbox(self, interval: float = 2.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if not self.connected.is_set():
+                continue
+            records = self.gateway.outbox.pending(50)
+            for record in records:
+                body = {"id": record.id, "kind": record.kind, "body": record.body}
+                self.publish(topics.outbox(self.device), Message("outbox.record", body).encode())
+            if records:
+                self.gateway.outbox.sent([r.id for r in records])
+
+
+class PortalConnection:
+    """The link ``cfg.transport`` asks for. ``auto``: MQTT first; when the broker has not answered
+    within ``cfg.fallback_after`` seconds (a network that blocks the MQTT port) and a ``ws_url`` is
+    set, the WebSocket to the portal's bridge instead. Starting returns at once (the local page
+    does not wait for the portal)."""
+
+    def __init__(self, gateway: Any, device_id: str, cfg: CloudConfig) -> None:
+        self.gateway, self.device, self.cfg = gateway, device_id, cfg
+        self.link: PortalLink | None = None
+        self._fallback: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        from firmware_py.cloud.mqtt_link import MqttLink
+        from firmware_py.cloud.ws_link import WsLink
+
+        if self.cfg.transport == "websocket" or not self.cfg.broker_host:
+            self.link = WsLink(self.gateway, self.device, self.cfg)
+        else:
+            self.link = MqttLink(self.gateway, self.device, self.cfg)
+        await self.link.start()
+        if self.cfg.transport == "auto" and self.cfg.ws_url and isinstance(self.link, MqttLink):
+            self._fallback = asyncio.create_task(self._fall_back(self.link))
+
+    async def _fall_back(self, mqtt: PortalLink) -> None:
+        from firmware_py.cloud.ws_link import WsLink
+
+        try:
+            await asyncio.wait_for(mqtt.connected.wait(), self.cfg.fallback_after)
+            return
+        except TimeoutError:
+            pass
+        log.warning(
+            "no answer from the broker %s:%d within %.0f s; taking the WebSocket link to %s",
+            self.cfg.broker_host,
+            self.cfg.broker_port,
+            self.cfg.fallback_after,
+            self.cfg.ws_url,
+        )
+        await mqtt.stop()
+        self.link = WsLink(self.gateway, self.device, self.cfg)
+        await self.link.start()
+
+    async def stop(self) -> None:
+        if self._fallback is not None:
+            self._fallback.cancel()
+            await asyncio.gather(self._fallback, return_exceptions=True)
+        if self.link is not None:
+            await self.link.stop()

@@ -1,0 +1,168 @@
+"""A real mosquitto on loopback with TLS, client certificates and the ACL of broker/ (test PKI made
+here), the portal's WebSocket bridge, and ``vci gateway`` processes linked to them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from portal import pki
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+HAVE_MOSQUITTO = os.path.exists(MOSQUITTO)
+BOX, OTHER_BOX, USER, OTHER_USER, BRIDGE = (
+    "box-test-0001",
+    "box-b",
+    "portal-alice",
+    "portal-bob",
+    "ws-bridge",
+)
+REPO = Path(__file__).parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+def wait_online(session: Any, box: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while session.boxes_online(0.3).get(box) != "online":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"box {box} did not come online")
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    d = tmp_path / "pki"
+    pki.make_ca(d)
+    pki.issue(d, "broker", server=True)
+    for name in (BOX, OTHER_BOX, USER, OTHER_USER, BRIDGE):
+        pki.issue(d, name)
+    acl = (REPO / "broker" / "acl.example").read_text()
+    acl += f"\nuser {OTHER_USER}\ntopic readwrite vci/box/{OTHER_BOX}/#\n"
+    (d / "acl").write_text(acl)
+    port = free_port()
+    conf = (
+        (REPO / "broker" / "mosquitto.conf.in")
+        .read_text()
+        .replace("@DIR@", str(d))
+        .replace("@PORT@", str(port))
+    )
+    if os.geteuid() == 0:
+        # as root mosquitto would switch to its own user, who cannot read the test files
+        conf += "user root\n"
+    (d / "mosquitto.conf").write_text(conf)
+    proc = subprocess.Popen(
+        [MOSQUITTO, "-c", str(d / "mosquitto.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    wait_port(port)
+    yield {"port": port, "pki": d, "proc": proc}
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def gateway_env(box: Any, broker: dict[str, Any], **cloud: str) -> dict[str, str]:
+    """Environment of a ``vci gateway`` for box-test-0001 with the portal link (``cloud``:
+    more ``[cloud]`` settings, e.g. ``transport="websocket"``)."""
+    d = broker["pki"]
+    env = {
+        **os.environ,
+        "VCI_CONFIG": str(box.config),
+        "VCI_CLOUD_BROKER_HOST": "127.0.0.1",
+        "VCI_CLOUD_BROKER_PORT": str(broker["port"]),
+        "VCI_CLOUD_CA_FILE": str(d / "ca.pem"),
+        "VCI_CLOUD_CERT_FILE": str(d / f"{BOX}.pem"),
+        "VCI_CLOUD_KEY_FILE": str(d / f"{BOX}.key"),
+    }
+    env.update({f"VCI_CLOUD_{k.upper()}": v for k, v in cloud.items()})
+    return env
+
+
+def start_gateway(sim: Any, env: dict[str, str]) -> subprocess.Popen[str]:
+    gateway = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "firmware_py",
+            "gateway",
+            "--port",
+            str(free_port()),
+            *sim.cli_args("doip"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert gateway.stdout is not None
+    line = gateway.stdout.readline()
+    assert "vci-gateway ready" in line, line
+    return gateway
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def start_bridge(broker: dict[str, Any]) -> Iterator[Any]:
+    """Factory: ``start_bridge(port=None)`` runs ``vci-portal ws-bridge``; returns (process, url)."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(port: int | None = None) -> tuple[subprocess.Popen[str], str]:
+        port = port or free_port()
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "portal.cli",
+                "ws-bridge",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--broker",
+                f"127.0.0.1:{broker['port']}",
+                "--pki",
+                str(broker["pki"]),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=(broker["pki"] / f"bridge-{port}.log").open("w"),
+            text=True,
+        )
+        started.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "ws-bridge ready" in line, line
+        return proc, line.split()[-1]
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            stop(proc)
