@@ -166,3 +166,33 @@ def start_bridge(broker: dict[str, Any]) -> Iterator[Any]:
     for proc in started:
         if proc.poll() is None:
             stop(proc)
+
+
+def flash_package(box: Any, tmp_path: Path, size: int) -> tuple[Path, Path]:
+    """A signed EGS package of ``size`` bytes in the box's package folder, and the folder of
+    publisher keys the box must trust for it (TEST key, made here)."""
+    from firmware_py.keys import load_private_key
+    from firmware_py.uds.flash.package import SequenceParams, build_package
+    from portal import keys
+    from tests.flash.conftest import image
+
+    keys.generate(tmp_path / "publisher", "test-publisher")
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    shutil.copy(tmp_path / "publisher" / "test-publisher.pub", trust)
+    kid, key = load_private_key(tmp_path / "publisher" / "test-publisher.key")
+    packages = box.root / "state" / "packages"
+    packages.mkdir(parents=True, exist_ok=True)
+    package = packages / "egs.vcipkg"
+    package.write_bytes(
+        build_package(
+            ecu_name="EGS",
+            ecu_address=0x18,
+            version="12.05.00",
+            segments=[(0x80000, image("12.05.00", size))],
+            key=key,
+            kid=kid,
+            sequence=SequenceParams(max_block_length=0x402),
+        )
+    )
+    return package, trust

@@ -4,7 +4,6 @@ denials reach the portal with their reason, and the ACL keeps boxes and users ap
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 
@@ -20,6 +19,7 @@ from tests.cloud.conftest import (
     OTHER_BOX,
     OTHER_USER,
     USER,
+    flash_package,
     gateway_env,
     start_gateway,
     stop,
@@ -150,11 +150,7 @@ def test_broker_killed_mid_flash_then_everything_arrives(box, broker, start_sim,
 
     from firmware_py.gateway.outbox import Outbox
     from firmware_py.gateway.store import Store
-    from firmware_py.keys import load_private_key
-    from firmware_py.uds.flash.package import SequenceParams, build_package
-    from portal import keys
     from portal.records import RecordStore
-    from tests.flash.conftest import image
 
     conf = broker["pki"] / "mosquitto.conf"
     conf.write_text(
@@ -173,25 +169,7 @@ def test_broker_killed_mid_flash_then_everything_arrives(box, broker, start_sim,
     mosq = start_broker()
     sim = start_sim("--battery", "13.6")
     sim.inject(ecu="EGS", delay=0.004)  # an ECU that takes its time: the flash lasts a few seconds
-    keys.generate(tmp_path / "publisher", "test-publisher")
-    trust = tmp_path / "trust"
-    trust.mkdir()
-    shutil.copy(tmp_path / "publisher" / "test-publisher.pub", trust)
-    kid, key = load_private_key(tmp_path / "publisher" / "test-publisher.key")
-    state = box.root / "state"
-    (state / "packages").mkdir(parents=True, exist_ok=True)
-    package = state / "packages" / "egs.vcipkg"
-    package.write_bytes(
-        build_package(
-            ecu_name="EGS",
-            ecu_address=0x18,
-            version="12.05.00",
-            segments=[(0x80000, image("12.05.00", 512 * 1024))],
-            key=key,
-            kid=kid,
-            sequence=SequenceParams(max_block_length=0x402),
-        )
-    )
+    package, trust = flash_package(box, tmp_path, 512 * 1024)
     env = gateway_env(box, broker)
     env["VCI_SECURITY_PUBLISHER_KEYS_DIR"] = str(trust)
     gateway = start_gateway(sim, env)
@@ -215,7 +193,10 @@ def test_broker_killed_mid_flash_then_everything_arrives(box, broker, start_sim,
         )
         runner.start()
         deadline = time.monotonic() + 30
-        while not any(e.body.get("percent") for e in events) and time.monotonic() < deadline:
+        while (
+            not any((e.body.get("percent") or 0) >= 20 for e in events)
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
         at_kill = max([(e.body.get("percent") or 0) for e in events] + [0])
         mosq.send_signal(signal.SIGKILL)  # the broker dies in the middle of the flash
@@ -237,7 +218,9 @@ def test_broker_killed_mid_flash_then_everything_arrives(box, broker, start_sim,
         received = session.collect_outbox(records, seconds=5)
         assert received == records.count(BOX) >= 1  # the programming job's result record
         time.sleep(0.5)
-        assert Outbox(Store(state)).count() == 0  # acknowledged: nothing pending, nothing lost
+        assert (
+            Outbox(Store(box.root / "state")).count() == 0
+        )  # acknowledged: nothing pending, nothing lost
         print(
             f"\nflash at {at_kill} % when the broker was killed; {len(events)} events, {received} outbox record(s) received"
         )
