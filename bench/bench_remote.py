@@ -45,6 +45,9 @@ def main() -> None:
     parser.add_argument(
         "--megabytes", type=int, default=1, help="image size (1 KiB blocks, 6 ms per block)"
     )
+    parser.add_argument(
+        "--delay", type=float, default=0.100, help="WAN delay each way, seconds (default 0.1)"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="vci-bench-remote-"))
     d = root / "pki"
@@ -70,7 +73,7 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     time.sleep(0.5)
-    wan = start_in_thread(port, 0.100)  # the box's WAN link to the broker
+    wan = start_in_thread(port, args.delay)  # the box's WAN link to the broker
 
     keys.generate(root / "publisher", "bench-publisher")
     kid, key = load_private_key(root / "publisher" / "bench-publisher.key")
@@ -116,7 +119,8 @@ def main() -> None:
         result = [json.loads(line) for line in local.stdout.splitlines() if '"job.done"' in line][
             -1
         ]
-        local_seconds = result["result"]["packages"][0]["seconds"]
+        local_seconds = result["seconds"]  # the whole job, as the local user waits for it
+        local_flash_seconds = result["result"]["packages"][0]["seconds"]
         gateway = subprocess.Popen(
             [sys.executable, "-m", "firmware_py", "gateway", "--port", str(free_port()), *doip],
             env=env,
@@ -133,7 +137,8 @@ def main() -> None:
         )
         remote_seconds = time.monotonic() - started
         assert final.body["job"]["state"] == "done", final.body
-        remote_job_seconds = final.body["job"]["result"]["packages"][0]["seconds"]
+        remote_job_seconds = final.body["job"]["finished"] - final.body["job"]["created"]
+        remote_flash_seconds = final.body["job"]["result"]["packages"][0]["seconds"]
 
         rtts = []
         for _ in range(30):
@@ -163,13 +168,17 @@ def main() -> None:
         return sorted(values)[max(0, int(len(values) * 0.99) - 1)]
 
     print(
-        f"Remote programming through the portal, 100 ms each way between box and broker (loopback proxy), {args.megabytes} MiB, 1 KiB blocks"
+        f"Remote programming through the portal, {args.delay * 1000:.0f} ms each way between box and broker (loopback proxy), {args.megabytes} MiB, 1 KiB blocks"
     )
-    print(f"  local flash (job time, vci flash on the box):      {local_seconds:6.2f} s")
     print(
-        f"  remote flash (portal request to result, over WAN): {remote_seconds:6.2f} s  ratio {remote_seconds / local_seconds:.3f} (target <= 1.05)"
+        f"  started locally (vci flash on the box, whole job):   {local_seconds:6.2f} s  (of it writing the ECU {local_flash_seconds:.2f} s)"
     )
-    print(f"  the remote job's own time on the box:              {remote_job_seconds:6.2f} s")
+    print(
+        f"  started from the portal (request to result):        {remote_seconds:6.2f} s  ratio {remote_seconds / local_seconds:.3f} (target <= 1.05)"
+    )
+    print(
+        f"  the remote job on the box (whole job):              {remote_job_seconds:6.2f} s  (of it writing the ECU {remote_flash_seconds:.2f} s)"
+    )
     print("Raw UDS request 22 F190 to the EGS")
     print(
         f"  through the broker: median {statistics.median(rtts) * 1000:7.1f} ms, p99 {p99(rtts) * 1000:7.1f} ms ({len(rtts)} requests)"

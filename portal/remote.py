@@ -16,6 +16,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from firmware_py.cloud import topics
+from firmware_py.cloud.mqtt_link import disable_nagle
 from firmware_py.cloud.schema import Message, ProtocolError, decode
 
 FINAL = ("job.result", "job.denied", "error")
@@ -50,6 +51,7 @@ class RemoteSession:
             tls_version=ssl.PROTOCOL_TLS_CLIENT,
         )
         self.client.on_message = self._on_message
+        self.client.on_connect = lambda client, *_: disable_nagle(client)
         self.client.on_subscribe = lambda c, u, mid, codes, props: self.suback.put(list(codes))
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 86400

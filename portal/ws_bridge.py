@@ -29,6 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from firmware_py.cloud import topics
+from firmware_py.cloud.mqtt_link import disable_nagle
 from firmware_py.cloud.schema import ProtocolError, decode
 from firmware_py.cloud.ws_link import MAX_FRAME
 
@@ -162,6 +163,7 @@ class BoxConnection:
         if reason_code.is_failure:
             log.warning("box %s: the broker refused the bridge: %s", self.box, reason_code)
             return
+        disable_nagle(client)
         client.subscribe(topics.requests(self.box), qos=1)
         client.publish(topics.state(self.box), b"online", qos=1, retain=True)
 

@@ -179,6 +179,8 @@ class ProgressPrinter:
             job = data.pop("job", None) or {}
             if event.final:
                 data.update(result=job.get("result"), error=job.get("error"))
+                if job.get("finished") and job.get("created"):
+                    data["seconds"] = round(job["finished"] - job["created"], 3)
             print(json.dumps(data), flush=True)
             return
         if event.kind == "job.step":

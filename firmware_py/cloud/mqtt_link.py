@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from typing import Any
 
@@ -21,6 +22,18 @@ from firmware_py.config import CloudConfig
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY = 7 * 86400
+
+
+def disable_nagle(client: mqtt.Client) -> None:
+    """paho-mqtt (2.2) leaves Nagle's algorithm on: a small QoS 1 message then waits for the
+    peer's delayed ACK, about 40 ms on Linux (eclipse-mosquitto/mosquitto#433 for the broker's
+    side, which broker/mosquitto.conf.in turns off with set_tcp_nodelay). Call from on_connect."""
+    sock = client.socket()
+    if isinstance(sock, socket.socket):  # ssl.SSLSocket too
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as err:
+            log.debug("TCP_NODELAY: %s", err)
 
 
 class MqttLink(PortalLink):
@@ -81,6 +94,7 @@ class MqttLink(PortalLink):
         if reason_code.is_failure:
             log.warning("portal broker refused the connection: %s", reason_code)
             return
+        disable_nagle(client)
         client.subscribe(topics.requests(self.device), qos=1)
         client.publish(topics.state(self.device), b"online", qos=1, retain=True)
         self.loop.call_soon_threadsafe(self.connected.set)
