@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import queue
 import ssl
+import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,8 @@ from firmware_py.cloud.schema import Message, ProtocolError, decode
 FINAL = ("job.result", "job.denied", "error")
 REQUEST_EXPIRY = 30
 """seconds a request waits at the broker for a box that is offline"""
+SESSION_EXPIRY = 600
+"""seconds the broker keeps a portal session (and its queued answers) across an outage"""
 
 
 class RemoteError(Exception):
@@ -29,19 +33,27 @@ class RemoteError(Exception):
 
 
 class RemoteSession:
-    """One portal user's connection to the broker (certificate common name = the user)."""
+    """One portal user's connection to the broker (certificate common name = the user). Safe to
+    use from several threads: each request's answers go to the caller that sent it."""
 
     def __init__(
         self, host: str, port: int, pki: Path, user: str, client_id: str | None = None
     ) -> None:
         self.user = user
         self.inbox: queue.Queue[tuple[str, Message]] = queue.Queue()
+        """messages that answer no pending request of this session (and refusals of raw sends)"""
         self.states: dict[str, str] = {}
+        self.on_state: Callable[[str, str], None] | None = None
+        self._records: Any = None
+        self.records_received = 0
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self.suback: queue.Queue[list[Any]] = queue.Queue()
+        self._waiting: dict[str, queue.Queue[Message]] = {}
+        self._subacks: dict[int, queue.Queue[list[Any]]] = {}
+        self._subscribed: set[str] = set()
+        self._lock = threading.Lock()
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"portal-{user}-{time.monotonic_ns()}",
+            client_id=client_id or f"portal-{user}-{uuid.uuid4().hex[:12]}",
             protocol=mqtt.MQTTv5,
         )
         self.client.tls_set(
@@ -52,9 +64,9 @@ class RemoteSession:
         )
         self.client.on_message = self._on_message
         self.client.on_connect = lambda client, *_: disable_nagle(client)
-        self.client.on_subscribe = lambda c, u, mid, codes, props: self.suback.put(list(codes))
+        self.client.on_subscribe = self._on_subscribe
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 86400
+        props.SessionExpiryInterval = SESSION_EXPIRY
         self.client.connect(host, port, keepalive=20, clean_start=False, properties=props)
         self.client.loop_start()
 
@@ -62,57 +74,81 @@ class RemoteSession:
         self.client.disconnect()
         self.client.loop_stop()
 
+    # -- paho's network thread ---------------------------------------------------------------------
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+        with self._lock:
+            waiter = self._subacks.pop(mid, None)
+        if waiter is not None:
+            waiter.put(list(codes))
+
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.endswith("/state"):
-            self.states[msg.topic.split("/")[2]] = msg.payload.decode(errors="replace")
+            box, state = msg.topic.split("/")[2], msg.payload.decode(errors="replace")
+            self.states[box] = state
+            if self.on_state is not None:
+                self.on_state(box, state)
             return
         try:
             message = decode(bytes(msg.payload))
         except ProtocolError:
             return
-        if message.id in self._seen:
-            return  # delivered twice (at least once delivery)
-        self._seen[message.id] = None
-        if len(self._seen) > 4096:
-            self._seen.popitem(last=False)
-        self.inbox.put((msg.topic, message))
+        with self._lock:
+            if message.id in self._seen:
+                return  # delivered twice (at least once delivery)
+            self._seen[message.id] = None
+            if len(self._seen) > 4096:
+                self._seen.popitem(last=False)
+            waiter = self._waiting.get(message.corr or "")
+        if waiter is not None:
+            waiter.put(message)
+        elif message.type == "outbox.record" and self._records is not None:
+            box = msg.topic.split("/")[2]
+            self.records_received += self._records.keep(box, message.body)
+            self.send(box, Message("outbox.ack", {"ids": [message.body.get("id")]}), wait=False)
+        else:
+            self.inbox.put((msg.topic, message))
 
+    # -- callers' threads --------------------------------------------------------------------------
     def subscribe(self, topic: str, timeout: float = 5.0) -> list[Any]:
         """Subscribe and return the broker's reason codes (a refused topic shows as a failure)."""
-        self.client.subscribe(topic, qos=1)
-        return self.suback.get(timeout=timeout)
+        waiter: queue.Queue[list[Any]] = queue.Queue()
+        with self._lock:  # the SUBACK cannot arrive before its waiter is in place
+            rc, mid = self.client.subscribe(topic, qos=1)
+            if mid is None:
+                raise RemoteError(f"cannot subscribe to {topic}: {rc}")
+            self._subacks[mid] = waiter
+        codes = waiter.get(timeout=timeout)
+        if not any(getattr(c, "is_failure", False) for c in codes):
+            self._subscribed.add(topic)
+        return codes
 
     def boxes_online(self, timeout: float = 1.0) -> dict[str, str]:
         self.subscribe(f"{topics.PREFIX}/+/state")
         time.sleep(timeout)  # retained states arrive right after the subscription
         return dict(self.states)
 
-    def collect_outbox(self, store: Any, seconds: float) -> int:
-        """Receive outbox records from every box this user serves for ``seconds``, keep them in
-        ``store`` (a :class:`portal.records.RecordStore`) and acknowledge them. Returns how many were new."""
+    def keep_records(self, store: Any) -> None:
+        """From now on keep every outbox record of the boxes this user serves in ``store`` (a
+        :class:`portal.records.RecordStore`) and acknowledge it to its box."""
+        self._records = store
         self.subscribe(f"{topics.PREFIX}/+/outbox")
-        new, deadline = 0, time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                topic, msg = self.inbox.get(timeout=left)
-            except queue.Empty:
-                break
-            if msg.type != "outbox.record":
-                continue
-            box = topic.split("/")[2]
-            new += store.keep(box, msg.body)
-            self.send(box, Message("outbox.ack", {"ids": [msg.body.get("id")]}))
-        return new
 
-    def send(self, box: str, message: Message) -> None:
+    def collect_outbox(self, store: Any, seconds: float) -> int:
+        """Keep outbox records for ``seconds``; returns how many were new."""
+        before = self.records_received
+        self.keep_records(store)
+        time.sleep(seconds)
+        return self.records_received - before
+
+    def send(self, box: str, message: Message, *, wait: bool = True) -> None:
         props = Properties(PacketTypes.PUBLISH)
         props.ResponseTopic = topics.responses(box, self.user)
         props.CorrelationData = message.id.encode()
         # a request for a box that is away expires at the broker: it must not start a job hours later
         props.MessageExpiryInterval = REQUEST_EXPIRY
-        self.client.publish(
-            topics.requests(box), message.encode(), qos=1, properties=props
-        ).wait_for_publish(5)
+        info = self.client.publish(topics.requests(box), message.encode(), qos=1, properties=props)
+        if wait:
+            info.wait_for_publish(5)
 
     def run(
         self,
@@ -126,26 +162,33 @@ class RemoteSession:
         on_event: Callable[[Message], None] | None = None,
     ) -> Message:
         """Send a job and wait for its end; returns the final message (job.result, job.denied or error)."""
-        codes = self.subscribe(topics.responses(box, self.user))
-        if any(getattr(c, "is_failure", False) for c in codes):
-            raise RemoteError(f"the broker does not let {self.user} use box {box}")
+        responses = topics.responses(box, self.user)
+        if responses not in self._subscribed:
+            codes = self.subscribe(responses)
+            if any(getattr(c, "is_failure", False) for c in codes):
+                raise RemoteError(f"the broker does not let {self.user} use box {box}")
         request = Message(
             "job.request",
             {"kind": kind, "ecu": ecu, "params": params or {}, "user": self.user},
             ticket=ticket,
             time=time.time(),
         )
-        self.send(box, request)
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                _, msg = self.inbox.get(timeout=left)
-            except queue.Empty:
-                break
-            if msg.corr != request.id:
-                continue
-            if on_event is not None:
-                on_event(msg)
-            if msg.type in FINAL:
-                return msg
+        answers: queue.Queue[Message] = queue.Queue()
+        with self._lock:
+            self._waiting[request.id] = answers
+        try:
+            self.send(box, request)
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    msg = answers.get(timeout=left)
+                except queue.Empty:
+                    break
+                if on_event is not None:
+                    on_event(msg)
+                if msg.type in FINAL:
+                    return msg
+        finally:
+            with self._lock:
+                del self._waiting[request.id]
         raise RemoteError(f"no answer from box {box} within {timeout:.0f} s")
