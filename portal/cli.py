@@ -82,6 +82,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--pki", required=True, type=Path)
     b.add_argument("--user", required=True)
 
+    c = sub.add_parser(
+        "console",
+        help="web console for one portal user: boxes online, jobs with live progress, records",
+        description="Serves the console on HOST:PORT (loopback by default) and prints the URL "
+        "with its access token. Keeps the boxes' outbox records in --records.",
+    )
+    c.add_argument("--listen", default="127.0.0.1:8090", metavar="HOST:PORT")
+    c.add_argument("--broker", required=True, metavar="HOST:PORT")
+    c.add_argument("--pki", required=True, type=Path)
+    c.add_argument("--user", required=True)
+    c.add_argument(
+        "--records", type=Path, default=Path("portal-records.sqlite"), help="SQLite file"
+    )
+
     w = sub.add_parser(
         "ws-bridge",
         help="relay boxes that reach the portal over WebSocket (HTTPS) to the broker",
@@ -137,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _boxes(args)
         elif args.command == "ws-bridge":
             return _ws_bridge(args)
+        elif args.command == "console":
+            return _console(args)
         elif args.command == "revocations":
             kid, key = keys.load_signing_key(args.key_dir, args.kid)
             print(tickets.RevocationList(args.key_dir).export(key, kid))
@@ -193,6 +209,25 @@ def _boxes(args: argparse.Namespace) -> int:
         print(f"{box:<32} {state}")
     if not states:
         print("no boxes (none has ever connected, or the ACL gives this user none)")
+    return 0
+
+
+def _console(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from portal.console import serve
+    from portal.records import RecordStore
+    from portal.remote import RemoteSession
+
+    broker_host, _, broker_port = args.broker.rpartition(":")
+    host, _, port = args.listen.rpartition(":")
+    session = RemoteSession(broker_host, int(broker_port), args.pki, args.user)
+    try:
+        asyncio.run(serve(session, RecordStore(args.records), host, int(port)))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        session.close()
     return 0
 
 

@@ -1,0 +1,203 @@
+"""The reference portal's web console (``vci-portal console``): one portal user's view of the
+boxes it serves, in a browser. It lists the boxes and whether they are online (live), runs jobs
+on a box with live progress, shows denials with their reason, and keeps the boxes' outbox records
+(SQLite) and lists the newest.
+
+The console speaks MQTT to the broker as that user (:class:`portal.remote.RemoteSession`), so the
+broker's ACL decides which boxes it can reach. It is meant for one person on the portal host: it
+listens on loopback by default and admits a browser that opens the URL with the access token
+printed at start-up (the token becomes a SameSite=Strict, HttpOnly cookie). User accounts, a
+multi-user portal and payment are not part of this reference portal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from firmware_py.cloud.schema import Message
+from portal.records import RecordStore
+from portal.remote import RemoteError, RemoteSession
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+COOKIE = "vci_console"
+KINDS = (
+    "identify",
+    "read_fault_memory",
+    "clear_fault_memory",
+    "read_live_data",
+    "coding",
+    "programming",
+    "raw_uds",
+)
+
+SESSION: web.AppKey[RemoteSession] = web.AppKey("session", RemoteSession)
+RECORDS: web.AppKey[RecordStore] = web.AppKey("records", RecordStore)
+TOKEN: web.AppKey[str] = web.AppKey("token", str)
+SOCKETS: web.AppKey[Any] = web.AppKey("sockets", set)
+
+
+def _authorised(request: web.Request) -> bool:
+    given = request.cookies.get(COOKIE, "")
+    return hmac.compare_digest(given.encode(), request.app[TOKEN].encode())
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.path == "/" and "token" in request.query:
+        if not hmac.compare_digest(request.query["token"].encode(), request.app[TOKEN].encode()):
+            raise web.HTTPForbidden(text="wrong access token")
+        found = web.HTTPFound("/")
+        found.set_cookie(COOKIE, request.app[TOKEN], httponly=True, samesite="Strict")
+        raise found
+    if not _authorised(request):
+        raise web.HTTPUnauthorized(
+            text="Open the URL that vci-portal console printed when it started (it carries the access token)."
+        )
+    if request.method == "POST":
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
+            raise web.HTTPForbidden(text="cross-origin request refused")
+    response: web.StreamResponse = await handler(request)
+    response.headers["Content-Security-Policy"] = "default-src 'self'; connect-src 'self'"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _broadcast(app: web.Application, data: dict[str, Any]) -> None:
+    text = json.dumps(data, default=str)
+    for ws in list(app[SOCKETS]):
+        if not ws.closed:
+            asyncio.ensure_future(ws.send_str(text))
+
+
+async def _index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "console.html")
+
+
+async def _boxes(request: web.Request) -> web.Response:
+    return web.json_response(dict(sorted(request.app[SESSION].states.items())))
+
+
+async def _records(request: web.Request) -> web.Response:
+    return web.json_response(request.app[RECORDS].latest(50))
+
+
+async def _events(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(heartbeat=20)
+    await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
+    await ws.send_json({"type": "boxes", "boxes": dict(request.app[SESSION].states)})
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                break
+    finally:
+        request.app[SOCKETS].discard(ws)
+    return ws
+
+
+async def _start_job(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text="the request is not JSON") from None
+    box, kind = str(body.get("box", "")), str(body.get("kind", ""))
+    if box not in request.app[SESSION].states:
+        raise web.HTTPBadRequest(text=f"unknown box {box!r}")
+    if kind not in KINDS:
+        raise web.HTTPBadRequest(text=f"unknown job {kind!r}")
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        raise web.HTTPBadRequest(text="params is not an object")
+    ecu = str(body["ecu"]) if body.get("ecu") else None
+    ticket = str(body["ticket"]).strip() if body.get("ticket") else None
+    job = secrets.token_hex(6)
+    app, loop = request.app, asyncio.get_running_loop()
+
+    def on_event(msg: Message) -> None:  # paho's thread
+        loop.call_soon_threadsafe(
+            _broadcast,
+            app,
+            {"type": "job", "job": job, "box": box, "message": msg.type, "body": msg.body},
+        )
+
+    def run() -> None:
+        try:
+            app[SESSION].run(
+                box, kind, ecu=ecu, params=params, ticket=ticket, timeout=600, on_event=on_event
+            )
+        except RemoteError as err:
+            loop.call_soon_threadsafe(
+                _broadcast,
+                app,
+                {
+                    "type": "job",
+                    "job": job,
+                    "box": box,
+                    "message": "error",
+                    "body": {"message": str(err)},
+                },
+            )
+
+    loop.run_in_executor(None, run)
+    return web.json_response({"job": job, "box": box, "kind": kind})
+
+
+def create_app(session: RemoteSession, records: RecordStore, token: str) -> web.Application:
+    app = web.Application(middlewares=[_guard], client_max_size=256 * 1024)
+    app[SESSION], app[RECORDS], app[TOKEN] = session, records, token
+    app[SOCKETS] = set()
+    app.router.add_get("/", _index)
+    app.router.add_get("/api/boxes", _boxes)
+    app.router.add_get("/api/records", _records)
+    app.router.add_get("/api/events", _events)
+    app.router.add_post("/api/jobs", _start_job)
+    app.router.add_static("/static", STATIC)
+
+    async def on_startup(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_state(box: str, state: str) -> None:  # paho's thread
+            loop.call_soon_threadsafe(
+                _broadcast, app, {"type": "boxes", "boxes": dict(session.states)}
+            )
+
+        def on_record(box: str, record: dict[str, Any]) -> None:  # paho's thread
+            loop.call_soon_threadsafe(
+                _broadcast, app, {"type": "record", "box": box, "record": record}
+            )
+
+        session.on_state, records.on_new = on_state, on_record
+        await loop.run_in_executor(None, session.boxes_online, 0.0)
+        await loop.run_in_executor(None, session.keep_records, records)
+
+    async def on_shutdown(app: web.Application) -> None:
+        for ws in list(app[SOCKETS]):
+            await ws.close()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    return app
+
+
+async def serve(
+    session: RemoteSession, records: RecordStore, host: str, port: int, token: str | None = None
+) -> None:
+    token = token or secrets.token_urlsafe(24)
+    runner = web.AppRunner(create_app(session, records, token), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    print(f"vci-portal console ready http://{host}:{port}/?token={token}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
