@@ -1,6 +1,7 @@
 """A flash started from the portal through a latency proxy (100 ms each way between the box and
 the broker) beside the same flash started locally, and a raw UDS request's round trip through the
-broker beside the same request made locally; all in the same run, all on loopback.
+broker (and through the WebSocket bridge, behind the same proxy) beside the same request made
+locally; all in the same run, all on loopback.
 
 Needs mosquitto. Run: PYTHONPATH=. python bench/bench_remote.py
 """
@@ -55,8 +56,10 @@ def main() -> None:
     pki.issue(d, "broker", server=True)
     pki.issue(d, BOX)
     pki.issue(d, USER)
+    pki.issue(d, "ws-bridge")
     (d / "acl").write_text(
         f"pattern readwrite vci/box/%u/#\nuser {USER}\ntopic readwrite vci/box/{BOX}/#\n"
+        "user ws-bridge\ntopic readwrite vci/box/#\n"
     )
     port = free_port()
     conf = (
@@ -157,9 +160,58 @@ def main() -> None:
             vehicle.ecu("EGS").raw(bytes.fromhex("22F190"))
             locals_.append(time.monotonic() - t)
         vehicle.close()
+        gateway.terminate()
+        gateway.wait(timeout=30)
+
+        # the same requests with the box on the WebSocket fallback (bridge behind the same WAN)
+        bridge_port = free_port()
+        bridge = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "portal.cli",
+                "ws-bridge",
+                "--listen",
+                f"127.0.0.1:{bridge_port}",
+                "--broker",
+                f"127.0.0.1:{port}",
+                "--pki",
+                str(d),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert bridge.stdout is not None and "ready" in bridge.stdout.readline()
+        bridge_wan = start_in_thread(bridge_port, args.delay)
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "firmware_py", "gateway", "--port", str(free_port()), *doip],
+            env={
+                **env,
+                "VCI_CLOUD_TRANSPORT": "websocket",
+                "VCI_CLOUD_WS_URL": f"wss://127.0.0.1:{bridge_wan}/vci/box",
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        session.states.pop(BOX, None)
+        deadline = time.monotonic() + 20
+        while session.states.get(BOX) != "online" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert session.states.get(BOX) == "online", "the box did not come online through the bridge"
+        ws_rtts = []
+        for _ in range(30):
+            t = time.monotonic()
+            answer = session.run(
+                BOX, "raw_uds", ecu="EGS", params={"request": "22F190"}, timeout=10
+            )
+            ws_rtts.append(time.monotonic() - t)
+            assert answer.body["job"]["state"] == "done"
         session.close()
         gateway.terminate()
         gateway.wait(timeout=30)
+        bridge.terminate()
+        bridge.wait(timeout=10)
     finally:
         sim.close()
         broker.terminate()
@@ -181,10 +233,13 @@ def main() -> None:
     )
     print("Raw UDS request 22 F190 to the EGS")
     print(
-        f"  through the broker: median {statistics.median(rtts) * 1000:7.1f} ms, p99 {p99(rtts) * 1000:7.1f} ms ({len(rtts)} requests)"
+        f"  through the broker (MQTT):    median {statistics.median(rtts) * 1000:7.1f} ms, p99 {p99(rtts) * 1000:7.1f} ms ({len(rtts)} requests)"
     )
     print(
-        f"  locally on the box: median {statistics.median(locals_) * 1000:7.3f} ms, p99 {p99(locals_) * 1000:7.3f} ms ({len(locals_)} requests)"
+        f"  through the WebSocket bridge: median {statistics.median(ws_rtts) * 1000:7.1f} ms, p99 {p99(ws_rtts) * 1000:7.1f} ms ({len(ws_rtts)} requests)"
+    )
+    print(
+        f"  locally on the box:           median {statistics.median(locals_) * 1000:7.3f} ms, p99 {p99(locals_) * 1000:7.3f} ms ({len(locals_)} requests)"
     )
 
 

@@ -82,6 +82,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--pki", required=True, type=Path)
     b.add_argument("--user", required=True)
 
+    pk = sub.add_parser(
+        "pki", help="a CA and certificates for the broker, the bridge, boxes and portal users"
+    ).add_subparsers(dest="pki_command", required=True, metavar="ACTION")
+    pi = pk.add_parser("init", help="make a CA (ca.pem, ca.key) in DIR")
+    pi.add_argument("--dir", required=True, type=Path)
+    ps = pk.add_parser(
+        "issue",
+        help="issue NAME.pem/NAME.key signed by the CA in DIR (a box: its device id; a user: its name)",
+    )
+    ps.add_argument("name")
+    ps.add_argument("--dir", required=True, type=Path)
+    ps.add_argument("--server", action="store_true", help="a server certificate (broker, bridge)")
+    ps.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        help="a name or address the server is reached by (besides localhost, 127.0.0.1)",
+    )
+
     c = sub.add_parser(
         "console",
         help="web console for one portal user: boxes online, jobs with live progress, records",
@@ -153,6 +172,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ws_bridge(args)
         elif args.command == "console":
             return _console(args)
+        elif args.command == "pki":
+            from portal import pki
+
+            if args.pki_command == "init":
+                if (args.dir / "ca.key").exists():
+                    raise ValueError(f"{args.dir} already has a CA")
+                pki.make_ca(args.dir)
+                print(args.dir / "ca.pem")
+            else:
+                print(*pki.issue(args.dir, args.name, server=args.server, hosts=tuple(args.host)))
         elif args.command == "revocations":
             kid, key = keys.load_signing_key(args.key_dir, args.kid)
             print(tickets.RevocationList(args.key_dir).export(key, kid))

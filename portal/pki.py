@@ -39,6 +39,7 @@ def _cert(
     *,
     ca: bool = False,
     server: bool = False,
+    hosts: tuple[str, ...] = (),
     days: int = 365,
 ) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
@@ -56,6 +57,7 @@ def _cert(
         builder = builder.add_extension(
             x509.SubjectAlternativeName(
                 [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                + [_san(h) for h in hosts]
             ),
             critical=False,
         )
@@ -69,6 +71,13 @@ def _cert(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
+def _san(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
 def make_ca(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -77,13 +86,16 @@ def make_ca(directory: Path) -> None:
     (directory / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def issue(directory: Path, name: str, *, server: bool = False) -> tuple[Path, Path]:
-    """``<name>.pem`` and ``<name>.key`` signed by the CA in ``directory``."""
+def issue(
+    directory: Path, name: str, *, server: bool = False, hosts: tuple[str, ...] = ()
+) -> tuple[Path, Path]:
+    """``<name>.pem`` and ``<name>.key`` signed by the CA in ``directory``; a server certificate
+    names localhost, 127.0.0.1 and ``hosts``."""
     ca_key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), password=None)
     ca_cert = x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes())
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = _cert(name, key, ca_cert, ca_key, server=server)
+    cert = _cert(name, key, ca_cert, ca_key, server=server, hosts=hosts)
     _write_key(directory / f"{name}.key", key)
     (directory / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return directory / f"{name}.pem", directory / f"{name}.key"
