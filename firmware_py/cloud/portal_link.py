@@ -23,6 +23,7 @@ from firmware_py.errors import VciError
 from firmware_py.gateway.jobs import Caller, JobRequest
 
 log = logging.getLogger(__name__)
+REQUESTS_WITH_ANSWERS = frozenset({"job.request", "uds.request"})
 SEEN_IDS = 1024
 """request ids remembered: a request delivered twice (at least once delivery) runs once"""
 
@@ -82,6 +83,23 @@ class PortalLink:
             tag = corr.decode("utf-8", "replace")[:64] if corr else None
             self.reply(response, Message("error", err.to_dict(), corr=tag))
             return
+        if msg.type in REQUESTS_WITH_ANSWERS:
+            if not response:
+                # nowhere to answer: a request nobody waits for is not run
+                log.warning("dropped %s %s: it has no response topic", msg.type, msg.id)
+                return
+            if corr is None or corr != msg.id.encode():
+                self.reply(
+                    response,
+                    Message(
+                        "error",
+                        ProtocolError(
+                            "the request's MQTT correlation data is missing or is not its id"
+                        ).to_dict(),
+                        corr=msg.id,
+                    ),
+                )
+                return
         if msg.id in self._seen:
             log.info("dropped message %s: delivered twice", msg.id)
             return

@@ -114,30 +114,48 @@ def test_acl_keeps_users_and_boxes_apart(remote_box) -> None:
 
 
 def test_malformed_and_oversized_messages_are_refused_without_harm(remote_box) -> None:
-    session = remote_box["session"]
+    session, sim = remote_box["session"], remote_box["sim"]
     session.subscribe(topics.responses(BOX, USER))
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    for payload in (
-        b"not json",
-        b'{"v": 1, "type": "job.request", "id": "abcdefgh", "body": {"kind": "identify"}, "ticket": 7}',
-        b"x" * 70_000,
-    ):
+    identify = Message("job.request", {"kind": "identify", "user": USER})
+    cases = [  # (payload, correlation data, with a response topic)
+        (b"not json", None, True),
+        (
+            b'{"v": 1, "type": "job.request", "id": "abcdefgh", "body": {"kind": "identify"}, "ticket": 7}',
+            None,
+            True,
+        ),
+        (b"x" * 70_000, None, True),
+        (identify.encode(), None, True),  # no correlation data
+        (Message("job.request", identify.body).encode(), b"someone-else", True),  # not its id
+        (Message("job.request", identify.body).encode(), None, False),  # nowhere to answer
+    ]
+    before = sim.state()["ecus"]["DME"]["requests"]
+    for payload, corr, with_response in cases:
         props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = topics.responses(BOX, USER)
+        if with_response:
+            props.ResponseTopic = topics.responses(BOX, USER)
+        if corr:
+            props.CorrelationData = corr
         session.client.publish(
             topics.requests(BOX), payload, qos=1, properties=props
         ).wait_for_publish(5)
     errors = []
     deadline = time.monotonic() + 10
-    while len(errors) < 3 and time.monotonic() < deadline:
+    while len(errors) < 5 and time.monotonic() < deadline:
         try:
             errors.append(session.inbox.get(timeout=1)[1])
         except Exception:  # noqa: BLE001
             break
-    assert [e.type for e in errors] == ["error"] * 3
-    assert any("ticket is not text" in e.body["message"] for e in errors)
+    time.sleep(0.5)
+    assert session.inbox.empty()  # nothing more: the request without a response topic did not run
+    assert [e.type for e in errors] == ["error"] * 5
+    words = [e.body["message"] for e in errors]
+    assert any("ticket is not text" in w for w in words)
+    assert sum("correlation data is missing or is not its id" in w for w in words) == 2
+    assert sim.state()["ecus"]["DME"]["requests"] == before  # none of them reached the car
     final = session.run(BOX, "identify")  # the box still serves
     assert final.body["job"]["state"] == "done"
 
