@@ -247,3 +247,40 @@ def test_broker_killed_mid_flash_then_everything_arrives(box, broker, start_sim,
         stop(gateway)
         mosq.terminate()
         mosq.wait(timeout=10)
+
+
+def test_outbox_records_survive_a_power_cut_of_the_box(box, broker, start_sim, tmp_path) -> None:
+    """Records the portal has not acknowledged are still there after the box loses power, and
+    arrive once the portal listens: sent = received, nothing left."""
+    import signal
+
+    from firmware_py.gateway.outbox import Outbox
+    from firmware_py.gateway.store import Store
+    from portal.records import RecordStore
+
+    sim = start_sim("--battery", "13.6")
+    gateway = start_gateway(sim, gateway_env(box, broker))
+    session = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
+    try:
+        wait_online(session, BOX)
+        ticket = box.issue("basic-1d")
+        for ecu in ("DME", "EGS", "DSC"):  # the portal does not collect records yet
+            final = session.run(BOX, "clear_fault_memory", ecu=ecu, ticket=ticket)
+            assert final.body["job"]["state"] == "done"
+        outbox = Outbox(Store(box.root / "state"))
+        assert outbox.count() == 3
+        gateway.send_signal(signal.SIGKILL)  # power cut
+        gateway.wait(timeout=10)
+        assert Outbox(Store(box.root / "state")).count() == 3  # on disk
+        gateway = start_gateway(sim, gateway_env(box, broker))
+        records = RecordStore(tmp_path / "portal.sqlite")
+        session.keep_records(records)
+        deadline = time.monotonic() + 20
+        while (records.count(BOX) < 3 or outbox.count()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert records.count(BOX) == 3 and outbox.count() == 0
+        kinds = sorted(r["body"]["job"]["ecu"] for r in records.latest())
+        assert kinds == ["DME", "DSC", "EGS"]
+    finally:
+        session.close()
+        stop(gateway)
