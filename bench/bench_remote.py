@@ -26,6 +26,7 @@ from firmware_py.keys import load_private_key
 from firmware_py.uds.flash.package import SequenceParams, build_package
 from firmware_py.uds.vehicle import VehicleSession
 from portal import keys, pki
+from portal.broker import write_config
 from portal.remote import RemoteSession
 
 BOX, USER = "box-bench", "portal-bench"
@@ -62,15 +63,7 @@ def main() -> None:
         "user ws-bridge\ntopic readwrite vci/box/#\n"
     )
     port = free_port()
-    conf = (
-        (Path(__file__).parents[1] / "broker" / "mosquitto.conf.in")
-        .read_text()
-        .replace("@DIR@", str(d))
-        .replace("@PORT@", str(port))
-    )
-    if os.geteuid() == 0:
-        conf += "user root\n"
-    (d / "mosquitto.conf").write_text(conf)
+    write_config(d, port)
     broker = subprocess.Popen(
         [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(d / "mosquitto.conf")],
         stderr=subprocess.DEVNULL,

@@ -9,13 +9,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from portal import pki
+from portal.broker import write_config
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 HAVE_MOSQUITTO = os.path.exists(MOSQUITTO)
@@ -63,16 +65,7 @@ def broker(tmp_path: Path) -> Iterator[dict[str, Any]]:
     acl += f"\nuser {OTHER_USER}\ntopic readwrite vci/box/{OTHER_BOX}/#\n"
     (d / "acl").write_text(acl)
     port = free_port()
-    conf = (
-        (REPO / "broker" / "mosquitto.conf.in")
-        .read_text()
-        .replace("@DIR@", str(d))
-        .replace("@PORT@", str(port))
-    )
-    if os.geteuid() == 0:
-        # as root mosquitto would switch to its own user, who cannot read the test files
-        conf += "user root\n"
-    (d / "mosquitto.conf").write_text(conf)
+    write_config(d, port)
     proc = subprocess.Popen(
         [MOSQUITTO, "-c", str(d / "mosquitto.conf")],
         stdout=subprocess.DEVNULL,
@@ -196,3 +189,55 @@ def flash_package(box: Any, tmp_path: Path, size: int) -> tuple[Path, Path]:
         )
     )
     return package, trust
+
+
+@dataclass
+class Outage:
+    """What a remote flash through an outage saw (see :func:`flash_through_an_outage`)."""
+
+    events: list[Any]
+    result: Any
+    at_kill: float
+    """percent of the flash when the outage began"""
+    after: list[float]
+    """percents of the events that arrived after it"""
+
+
+def flash_through_an_outage(
+    session: Any, box: Any, package: Path, outage: Callable[[], None]
+) -> Outage:
+    """Start a remote flash of ``package`` from the portal, call ``outage`` once a fifth of it is
+    written (it kills and restarts a part of the link), and wait for the result."""
+    import threading
+
+    events: list[Any] = []
+    result: list[Any] = []
+    ticket = box.issue("basic-1d")
+
+    def run() -> None:
+        result.append(
+            session.run(
+                BOX,
+                "programming",
+                ecu="EGS",
+                params={"package": str(package)},
+                ticket=ticket,
+                timeout=120,
+                on_event=events.append,
+            )
+        )
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    deadline = time.monotonic() + 30
+    while (
+        not any((e.body.get("percent") or 0) >= 20 for e in events) and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    at_kill = max([(e.body.get("percent") or 0) for e in events] + [0])
+    seen_before = len(events)
+    outage()
+    runner.join(timeout=120)
+    assert result, "no result from the box"
+    later = [e.body.get("percent") or 0 for e in events[seen_before:]]
+    return Outage(events, result[0], at_kill, later)

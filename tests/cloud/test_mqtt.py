@@ -20,6 +20,7 @@ from tests.cloud.conftest import (
     OTHER_USER,
     USER,
     flash_package,
+    flash_through_an_outage,
     gateway_env,
     start_gateway,
     stop,
@@ -164,7 +165,6 @@ def test_broker_killed_mid_flash_then_everything_arrives(box, broker, start_sim,
     """A remote flash goes on while mosquitto is killed and restarted; the portal then gets the
     rest of the events and the result (persistent sessions), and the outbox loses nothing."""
     import signal
-    import threading
 
     from firmware_py.gateway.outbox import Outbox
     from firmware_py.gateway.store import Store
@@ -194,42 +194,19 @@ def test_broker_killed_mid_flash_then_everything_arrives(box, broker, start_sim,
     session = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
     try:
         wait_online(session, BOX)
-        events: list[Message] = []
-        result: list[Message] = []
-        runner = threading.Thread(
-            target=lambda: result.append(
-                session.run(
-                    BOX,
-                    "programming",
-                    ecu="EGS",
-                    params={"package": str(package)},
-                    ticket=box.issue("basic-1d"),
-                    timeout=120,
-                    on_event=events.append,
-                )
-            )
-        )
-        runner.start()
-        deadline = time.monotonic() + 30
-        while (
-            not any((e.body.get("percent") or 0) >= 20 for e in events)
-            and time.monotonic() < deadline
-        ):
-            time.sleep(0.05)
-        at_kill = max([(e.body.get("percent") or 0) for e in events] + [0])
-        mosq.send_signal(signal.SIGKILL)  # the broker dies in the middle of the flash
-        mosq.wait(timeout=10)
-        seen_before = len(events)
-        time.sleep(1.5)
-        mosq = start_broker()
-        runner.join(timeout=120)
-        assert (
-            result and result[0].type == "job.result" and result[0].body["job"]["state"] == "done"
-        ), result
-        later = [e.body.get("percent") or 0 for e in events[seen_before:]]
-        assert (
-            at_kill < 100 and later and max(later) == 100.0
-        )  # the events after the outage arrived
+
+        def outage() -> None:
+            nonlocal mosq
+            mosq.send_signal(signal.SIGKILL)  # the broker dies in the middle of the flash
+            mosq.wait(timeout=10)
+            time.sleep(1.5)
+            mosq = start_broker()
+
+        seen = flash_through_an_outage(session, box, package, outage)
+        assert seen.result.type == "job.result", seen.result
+        assert seen.result.body["job"]["state"] == "done"
+        # the events after the outage arrived
+        assert seen.at_kill < 100 and seen.after and max(seen.after) == 100.0
         egs = sim.state()["ecus"]["EGS"]
         assert egs["region"]["valid"] and egs["sw_version"] == "12.05.00"
         records = RecordStore(tmp_path / "portal.sqlite")
@@ -240,7 +217,7 @@ def test_broker_killed_mid_flash_then_everything_arrives(box, broker, start_sim,
             Outbox(Store(box.root / "state")).count() == 0
         )  # acknowledged: nothing pending, nothing lost
         print(
-            f"\nflash at {at_kill} % when the broker was killed; {len(events)} events, {received} outbox record(s) received"
+            f"\nflash at {seen.at_kill} % when the broker was killed; {len(seen.events)} events, {received} outbox record(s) received"
         )
     finally:
         session.close()

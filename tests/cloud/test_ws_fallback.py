@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-import threading
 import time
 from typing import Any
 
@@ -25,6 +24,7 @@ from tests.cloud.conftest import (
     OTHER_USER,
     USER,
     flash_package,
+    flash_through_an_outage,
     free_port,
     gateway_env,
     start_gateway,
@@ -240,43 +240,23 @@ def test_bridge_restarted_mid_flash_loses_nothing(
     session = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
     try:
         wait_online(session, BOX)
-        events: list[Message] = []
-        result: list[Message] = []
-        runner = threading.Thread(
-            target=lambda: result.append(
-                session.run(
-                    BOX,
-                    "programming",
-                    ecu="EGS",
-                    params={"package": str(package)},
-                    ticket=box.issue("basic-1d"),
-                    timeout=120,
-                    on_event=events.append,
-                )
-            )
-        )
-        runner.start()
-        deadline = time.monotonic() + 30
-        while (
-            not any((e.body.get("percent") or 0) >= 20 for e in events)
-            and time.monotonic() < deadline
-        ):
-            time.sleep(0.05)
-        at_kill = max([(e.body.get("percent") or 0) for e in events] + [0])
-        bridge.send_signal(signal.SIGKILL)  # the portal's bridge dies in the middle of the flash
-        bridge.wait(timeout=10)
-        seen_before = len(events)
-        time.sleep(1.5)
-        start_bridge(port)
-        runner.join(timeout=120)
-        assert result and result[0].type == "job.result", result
-        assert result[0].body["job"]["state"] == "done"
-        later = [e.body.get("percent") or 0 for e in events[seen_before:]]
-        assert at_kill < 100 and later and max(later) == 100.0
-        steps = [e.body.get("seq") for e in events if e.type == "job.event"]
+
+        def outage() -> None:
+            bridge.send_signal(
+                signal.SIGKILL
+            )  # the portal's bridge dies in the middle of the flash
+            bridge.wait(timeout=10)
+            time.sleep(1.5)
+            start_bridge(port)
+
+        seen = flash_through_an_outage(session, box, package, outage)
+        assert seen.result.type == "job.result", seen.result
+        assert seen.result.body["job"]["state"] == "done"
+        assert seen.at_kill < 100 and seen.after and max(seen.after) == 100.0
+        steps = [e.body.get("seq") for e in seen.events if e.type == "job.event"]
         assert steps == sorted(set(steps))  # in order, nothing twice
         assert sim.state()["ecus"]["EGS"]["sw_version"] == "12.05.00"
-        print(f"\nflash at {at_kill} % when the bridge was killed; {len(events)} events")
+        print(f"\nflash at {seen.at_kill} % when the bridge was killed; {len(seen.events)} events")
     finally:
         session.close()
         stop(gateway)
