@@ -116,6 +116,9 @@ class WsLink(PortalLink):
         """The only writer of a connection: first what the last one left unacknowledged, then
         whatever comes, in order."""
         sent = 0
+        # acknowledgements belong to the bridge session that sent the messages; a new one has the
+        # broker deliver the unacknowledged ones again (and the box drops them by id)
+        self._acks.clear()
         while True:
             self._wake.clear()
             for mid in self._acks:
