@@ -117,7 +117,8 @@ class CloudConfig:
     """its private key"""
     transport: str = "auto"
     """``mqtt``; ``websocket`` (to ws_url); ``auto``: MQTT, and the WebSocket to ws_url when the
-    broker has not answered within fallback_after (a network that blocks the MQTT port)"""
+    broker has not answered within fallback_after (a network that blocks the MQTT port); the box
+    then stays on the WebSocket until the gateway restarts"""
     ws_url: str = ""
     """the portal's WebSocket bridge (``wss://portal.example/vci/box``); the same TLS files"""
     fallback_after: float = 15.0
