@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.common import Sim
 from bench.latency_proxy import start_in_thread
@@ -104,6 +105,7 @@ def main() -> None:
         "VCI_CLOUD_KEY_FILE": str(d / f"{BOX}.key"),
     }
     doip = ["--doip", f"{sim.host}:{sim.port}"]
+    children: list[subprocess.Popen[Any]] = []  # stopped whatever happens
     try:
         local = subprocess.run(
             [sys.executable, "-m", "firmware_py", "--json", "flash", str(package), *doip],
@@ -123,6 +125,7 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        children.append(gateway)
         session = RemoteSession("127.0.0.1", port, d, USER)
         deadline = time.monotonic() + 20
         while session.boxes_online(0.3).get(BOX) != "online" and time.monotonic() < deadline:
@@ -139,11 +142,9 @@ def main() -> None:
         rtts = []
         for _ in range(30):
             t = time.monotonic()
-            answer = session.run(
-                BOX, "raw_uds", ecu="EGS", params={"request": "22F190"}, timeout=10
-            )
+            answer = session.uds(BOX, "EGS", bytes.fromhex("22F190"), timeout=10)
             rtts.append(time.monotonic() - t)
-            assert answer.body["job"]["state"] == "done"
+            assert answer.body.get("response", "").startswith("62f190"), answer.body
         vehicle = VehicleSession.open(
             TransportConfig(doip_host=sim.host, doip_port=sim.port), "doip"
         )
@@ -175,6 +176,7 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
             text=True,
         )
+        children.append(bridge)
         assert bridge.stdout is not None and "ready" in bridge.stdout.readline()
         bridge_wan = start_in_thread(bridge_port, args.delay)
         gateway = subprocess.Popen(
@@ -187,6 +189,7 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        children.append(gateway)
         session.states.pop(BOX, None)
         deadline = time.monotonic() + 20
         while session.states.get(BOX) != "online" and time.monotonic() < deadline:
@@ -195,17 +198,19 @@ def main() -> None:
         ws_rtts = []
         for _ in range(30):
             t = time.monotonic()
-            answer = session.run(
-                BOX, "raw_uds", ecu="EGS", params={"request": "22F190"}, timeout=10
-            )
+            answer = session.uds(BOX, "EGS", bytes.fromhex("22F190"), timeout=10)
             ws_rtts.append(time.monotonic() - t)
-            assert answer.body["job"]["state"] == "done"
+            assert answer.body.get("response", "").startswith("62f190"), answer.body
         session.close()
         gateway.terminate()
         gateway.wait(timeout=30)
         bridge.terminate()
         bridge.wait(timeout=10)
     finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+                child.wait(timeout=30)
         sim.close()
         broker.terminate()
 

@@ -77,6 +77,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     rm.add_argument("--user", required=True, help="portal user (its certificate's common name)")
 
+    u = sub.add_parser(
+        "uds",
+        help="one raw UDS request, sent through the broker and executed by the box with its own timing",
+    )
+    u.add_argument("box", help="the box's device id")
+    u.add_argument("ecu", help="ECU name (DME, EGS ...) or address")
+    u.add_argument("request", help="the request as hex, e.g. 22F190")
+    u.add_argument("--ticket")
+    u.add_argument("--broker", required=True, metavar="HOST:PORT")
+    u.add_argument("--pki", required=True, type=Path)
+    u.add_argument("--user", required=True)
+
     b = sub.add_parser("boxes", help="list the boxes this user serves and whether they are online")
     b.add_argument("--broker", required=True, metavar="HOST:PORT")
     b.add_argument("--pki", required=True, type=Path)
@@ -168,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _remote(args)
         elif args.command == "boxes":
             return _boxes(args)
+        elif args.command == "uds":
+            return _uds(args)
         elif args.command == "ws-bridge":
             return _ws_bridge(args)
         elif args.command == "console":
@@ -223,6 +237,28 @@ def _remote(args: argparse.Namespace) -> int:
         if final.type == "job.result" and (final.body.get("job") or {}).get("state") == "done"
         else 2
     )
+
+
+def _uds(args: argparse.Namespace) -> int:
+    from portal.remote import RemoteError, RemoteSession
+
+    request = bytes.fromhex(args.request)  # a ValueError is reported by main
+    host, _, port = args.broker.rpartition(":")
+    session = RemoteSession(host, int(port), args.pki, args.user)
+    try:
+        answer = session.uds(args.box, args.ecu, request, ticket=args.ticket)
+    except RemoteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        session.close()
+    if answer.type == "uds.response" and "response" in answer.body:
+        print(answer.body["response"])
+        return 0
+    print(f"error: {answer.body.get('message') or answer.body.get('error')}", file=sys.stderr)
+    if answer.body.get("hint"):
+        print(f"hint: {answer.body['hint']}", file=sys.stderr)
+    return 2
 
 
 def _boxes(args: argparse.Namespace) -> int:

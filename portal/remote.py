@@ -21,7 +21,7 @@ from firmware_py.cloud import topics
 from firmware_py.cloud.mqtt_link import disable_nagle
 from firmware_py.cloud.schema import Message, ProtocolError, decode
 
-FINAL = ("job.result", "job.denied", "error")
+FINAL = ("job.result", "job.denied", "uds.response", "error")
 REQUEST_EXPIRY = 30
 """seconds a request waits at the broker for a box that is offline"""
 SESSION_EXPIRY = 600
@@ -150,6 +150,25 @@ class RemoteSession:
         if wait:
             info.wait_for_publish(5)
 
+    def uds(
+        self,
+        box: str,
+        ecu: str,
+        request: bytes,
+        *,
+        ticket: str | None = None,
+        timeout: float = 30.0,
+    ) -> Message:
+        """One raw UDS request, executed by the box with its own timing; returns ``uds.response``
+        (``response`` as hex, or ``error``), ``job.denied`` or ``error``."""
+        message = Message(
+            "uds.request",
+            {"ecu": ecu, "request": request.hex(), "user": self.user},
+            ticket=ticket,
+            time=time.time(),
+        )
+        return self._exchange(box, message, timeout, None)
+
     def run(
         self,
         box: str,
@@ -162,17 +181,26 @@ class RemoteSession:
         on_event: Callable[[Message], None] | None = None,
     ) -> Message:
         """Send a job and wait for its end; returns the final message (job.result, job.denied or error)."""
-        responses = topics.responses(box, self.user)
-        if responses not in self._subscribed:
-            codes = self.subscribe(responses)
-            if any(getattr(c, "is_failure", False) for c in codes):
-                raise RemoteError(f"the broker does not let {self.user} use box {box}")
         request = Message(
             "job.request",
             {"kind": kind, "ecu": ecu, "params": params or {}, "user": self.user},
             ticket=ticket,
             time=time.time(),
         )
+        return self._exchange(box, request, timeout, on_event)
+
+    def _exchange(
+        self,
+        box: str,
+        request: Message,
+        timeout: float,
+        on_event: Callable[[Message], None] | None,
+    ) -> Message:
+        responses = topics.responses(box, self.user)
+        if responses not in self._subscribed:
+            codes = self.subscribe(responses)
+            if any(getattr(c, "is_failure", False) for c in codes):
+                raise RemoteError(f"the broker does not let {self.user} use box {box}")
         answers: queue.Queue[Message] = queue.Queue()
         with self._lock:
             self._waiting[request.id] = answers

@@ -260,5 +260,6 @@ def cmd_raw(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     else:
-        print(result["response"])
+        nrc = f"  (negative response: {result['nrc_name']})" if "nrc" in result else ""
+        print(result["response"] + nrc)
     return 0

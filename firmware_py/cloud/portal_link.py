@@ -39,7 +39,8 @@ class PortalLink:
         self.gateway = gateway
         self.device = device_id
         self.cfg = cfg
-        self._routes: dict[str, tuple[str, str]] = {}  # job id -> (response topic, request id)
+        # job id -> (response topic, request id, request type)
+        self._routes: dict[str, tuple[str, str, str]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
         self.connected = asyncio.Event()
@@ -144,7 +145,7 @@ class PortalLink:
             self.reply(response, msg.answer("job.denied", err.to_dict()))
             return
         if response:
-            self._routes[job.id] = (response, msg.id)
+            self._routes[job.id] = (response, msg.id, msg.type)
         self.reply(response, msg.answer("job.accepted", {"job": job.to_dict()}))
 
     async def _forward_events(self) -> None:
@@ -155,14 +156,20 @@ class PortalLink:
                 route = self._routes.get(event.job_id or "")
                 if route is None or event.kind in ("job.accepted",):
                     continue
-                topic, request_id = route
-                kind = "job.result" if event.final else "job.event"
-                body = (
-                    {k: v for k, v in event.to_dict().items() if k != "job"}
-                    if not event.final
-                    else {"job": event.data.get("job")}
-                )
-                self.reply(topic, Message(kind, body, corr=request_id))
+                topic, request_id, request_type = route
+                if request_type == "uds.request":
+                    if event.final:  # one answer, no progress: a raw request is one exchange
+                        self.reply(
+                            topic, Message("uds.response", _uds_answer(event.data), corr=request_id)
+                        )
+                elif event.final:
+                    self.reply(
+                        topic,
+                        Message("job.result", {"job": event.data.get("job")}, corr=request_id),
+                    )
+                else:
+                    body = {k: v for k, v in event.to_dict().items() if k != "job"}
+                    self.reply(topic, Message("job.event", body, corr=request_id))
                 if event.final:
                     del self._routes[event.job_id or ""]
         finally:
@@ -179,6 +186,17 @@ class PortalLink:
                 self.publish(topics.outbox(self.device), Message("outbox.record", body).encode())
             if records:
                 self.gateway.outbox.sent([r.id for r in records])
+
+
+def _uds_answer(data: dict[str, Any]) -> dict[str, Any]:
+    job = data.get("job") or {}
+    result = job.get("result") or {}
+    answer: dict[str, Any] = {"job": job.get("id"), "ecu": result.get("ecu", job.get("ecu"))}
+    if job.get("state") == "done":
+        answer["response"] = str(result.get("response", "")).replace(" ", "")
+    else:
+        answer["error"] = job.get("error") or {"error": "failed", "message": "the request failed"}
+    return answer
 
 
 class PortalConnection:

@@ -98,8 +98,15 @@ def raw_uds(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
         request = bytes.fromhex(str(ctx.params.get("request", "")))
     except ValueError as err:
         raise ConfigError(f"the raw request is not hex: {err}") from err
-    response = vehicle.ecu(info).raw(request)
-    return {"ecu": info.name, "request": request.hex(" "), "response": response.hex(" ")}
+    out: dict[str, Any] = {"ecu": info.name, "request": request.hex(" ")}
+    try:
+        response = vehicle.ecu(info).raw(request)
+    except NegativeResponseError as err:
+        # on a raw channel the ECU's refusal is the answer the technician asked for
+        response = bytes([0x7F, err.service, err.nrc])
+        out.update(nrc=err.nrc, nrc_name=err.nrc_name)
+    out["response"] = response.hex(" ")
+    return out
 
 
 def _programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:

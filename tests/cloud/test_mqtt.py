@@ -4,6 +4,7 @@ denials reach the portal with their reason, and the ACL keeps boxes and users ap
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
@@ -71,6 +72,19 @@ def test_remote_fault_memory_read_and_clear_under_a_ticket(remote_box) -> None:
     cleared = session.run(BOX, "clear_fault_memory", ecu="DME", ticket=box.issue("basic-9h"))
     assert cleared.type == "job.result" and cleared.body["job"]["state"] == "done"
     assert sim.state()["ecus"]["DME"]["dtcs"] == []
+
+
+def test_a_raw_uds_request_runs_on_the_box_with_its_own_timing(remote_box) -> None:
+    session, box = remote_box["session"], remote_box["box"]
+    denied = session.uds(BOX, "EGS", bytes.fromhex("22F190"))
+    assert denied.type == "job.denied" and "Basic" in denied.body["hint"]
+    answer = session.uds(BOX, "EGS", bytes.fromhex("22F190"), ticket=box.issue("basic-1d"))
+    assert answer.type == "uds.response", answer
+    assert answer.body["response"] == "62f190" + b"WBAJA71090B123456".hex()
+    wrong = session.uds(BOX, "EGS", bytes.fromhex("22FFFF"))  # the ticket is on the box now
+    assert wrong.body["response"] == "7f2231"  # the ECU's own negative answer, untouched
+    nowhere = session.uds(BOX, "NOPE", bytes.fromhex("22F190"))
+    assert nowhere.type in ("uds.response", "error") and "NOPE" in json.dumps(nowhere.body)
 
 
 def test_a_forged_ticket_is_refused_with_its_reason(remote_box) -> None:
