@@ -24,7 +24,7 @@ from aiohttp import WSMsgType, web
 
 from firmware_py.cloud.schema import Message
 from portal.records import RecordStore
-from portal.remote import RemoteError, RemoteSession
+from portal.remote import FINAL, RemoteError, RemoteSession
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -43,6 +43,8 @@ SESSION: web.AppKey[RemoteSession] = web.AppKey("session", RemoteSession)
 RECORDS: web.AppKey[RecordStore] = web.AppKey("records", RecordStore)
 TOKEN: web.AppKey[str] = web.AppKey("token", str)
 SOCKETS: web.AppKey[Any] = web.AppKey("sockets", set)
+RUNNING: web.AppKey[dict[str, tuple[str, str]]] = web.AppKey("running", dict)
+"""console job id -> (box, the box's job id), while the job runs"""
 
 
 def _authorised(request: web.Request) -> bool:
@@ -124,10 +126,15 @@ async def _start_job(request: web.Request) -> web.Response:
     app, loop = request.app, asyncio.get_running_loop()
 
     def on_event(msg: Message) -> None:  # paho's thread
-        loop.call_soon_threadsafe(
-            _broadcast,
-            app,
-            {"type": "job", "job": job, "box": box, "message": msg.type, "body": msg.body},
+        loop.call_soon_threadsafe(_relay, msg)
+
+    def _relay(msg: Message) -> None:
+        if msg.type == "job.accepted":
+            app[RUNNING][job] = (box, str((msg.body.get("job") or {}).get("id", "")))
+        elif msg.type in FINAL:
+            app[RUNNING].pop(job, None)
+        _broadcast(
+            app, {"type": "job", "job": job, "box": box, "message": msg.type, "body": msg.body}
         )
 
     def run() -> None:
@@ -152,15 +159,28 @@ async def _start_job(request: web.Request) -> web.Response:
     return web.json_response({"job": job, "box": box, "kind": kind})
 
 
+async def _cancel_job(request: web.Request) -> web.Response:
+    running = request.app[RUNNING].get(request.match_info["job"])
+    if running is None:
+        raise web.HTTPNotFound(text="that job is not running")
+    box, box_job = running
+    await asyncio.get_running_loop().run_in_executor(
+        None, request.app[SESSION].cancel, box, box_job
+    )
+    return web.json_response({"cancelling": request.match_info["job"]})
+
+
 def create_app(session: RemoteSession, records: RecordStore, token: str) -> web.Application:
     app = web.Application(middlewares=[_guard], client_max_size=256 * 1024)
     app[SESSION], app[RECORDS], app[TOKEN] = session, records, token
     app[SOCKETS] = set()
+    app[RUNNING] = {}
     app.router.add_get("/", _index)
     app.router.add_get("/api/boxes", _boxes)
     app.router.add_get("/api/records", _records)
     app.router.add_get("/api/events", _events)
     app.router.add_post("/api/jobs", _start_job)
+    app.router.add_post("/api/jobs/{job}/cancel", _cancel_job)
     app.router.add_static("/static", STATIC)
 
     async def on_startup(app: web.Application) -> None:

@@ -150,6 +150,11 @@ class RemoteSession:
         if wait:
             info.wait_for_publish(5)
 
+    def cancel(self, box: str, job_id: str) -> None:
+        """Ask a job this portal started on ``box`` (its id from ``job.accepted``) to stop at its
+        next safe point; its ``job.result`` follows as usual."""
+        self.send(box, Message("job.cancel", {"job": job_id}, time=time.time()))
+
     def uds(
         self,
         box: str,

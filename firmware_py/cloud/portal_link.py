@@ -115,7 +115,10 @@ class PortalLink:
             if msg.type in ("job.request", "uds.request"):
                 self._job(msg, response)
             elif msg.type == "job.cancel":
-                self.gateway.runner.cancel(str(msg.body.get("job", "")))
+                job_id = str(msg.body.get("job", ""))
+                if job_id not in self._routes:  # the portal may stop only what it started
+                    raise ProtocolError(f"no running remote job {job_id!r} on this box")
+                self.gateway.runner.cancel(job_id)
             elif msg.type == "outbox.ack":
                 ids = msg.body.get("ids")
                 if isinstance(ids, list):

@@ -40,7 +40,8 @@ function renderJob(id) {
   }
   const badge = { running: "", done: "ok", failed: "bad", denied: "bad", error: "bad" }[j.state] ?? "";
   el.innerHTML = `<h3>${esc(j.box)} &middot; ${esc(j.kind)}${j.ecu ? " &middot; " + esc(j.ecu) : ""}
-      <span class="badge ${badge}" data-testid="job-state">${esc(j.state)}</span></h3>
+      <span class="badge ${badge}" data-testid="job-state">${esc(j.state)}</span>
+      ${j.state === "running" ? `<button type="button" data-cancel="${esc(id)}">Cancel</button>` : ""}</h3>
     <div class="progress"><div></div></div>
     <p class="muted" data-testid="job-step">${esc(j.step || "")}${j.percent ? " &middot; " + j.percent.toFixed(1) + " %" : ""}</p>
     ${j.reason ? `<p class="error" data-testid="job-reason">${esc(j.reason)}</p>` : ""}
@@ -56,6 +57,7 @@ function onJob(ev) {
   else if (ev.message === "job.event") {
     if (b.step) j.step = b.step;
     if (b.percent != null) j.percent = Number(b.percent);
+    if (b.values) j.step = Object.entries(b.values).map(([k, v]) => `${v.name || k} ${v.value ?? "-"}`).join(" \u00b7 ");
   } else if (ev.message === "job.result") {
     j.final = b.job || {}; j.state = j.final.state || "done";
     if (j.state === "done") j.percent = 100;
@@ -91,6 +93,14 @@ function connect() {
     else if (ev.type === "record") $("#records tbody").insertAdjacentHTML("afterbegin", recordRow(ev.box, ev.record));
   };
 }
+
+$("#jobs").addEventListener("click", async (e) => {
+  const id = e.target.dataset.cancel;
+  if (!id) return;
+  e.target.disabled = true;
+  const res = await fetch(`/api/jobs/${encodeURIComponent(id)}/cancel`, { method: "POST" });
+  if (!res.ok) $("#form-error").textContent = await res.text();
+});
 
 $("#boxes").addEventListener("click", (e) => { const b = e.target.dataset.pick; if (b) $("#box").value = b; });
 

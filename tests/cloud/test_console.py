@@ -138,6 +138,20 @@ def test_console_runs_jobs_on_a_box_with_live_progress(box, broker, start_sim, t
             # the box's record of the clearing arrives through its outbox
             page.locator("[data-testid=record]").first.wait_for(timeout=20_000)
             assert "clear_fault_memory" in page.locator("[data-testid=record]").first.inner_text()
+            # live data streams until the technician cancels it
+            page.select_option("#kind", "read_live_data")
+            page.fill("#ecu", "")
+            page.fill("#params", "interval=0.2\nduration=120")
+            page.click("#run")
+            card = page.locator("[data-testid=job]").first
+            sync_api.expect(card.locator("[data-testid=job-step]")).to_contain_text(
+                "engine_speed_rpm", timeout=20_000
+            )
+            page.screenshot(path=str(SHOTS / "portal-console-live.png"), full_page=True)
+            card.locator("button[data-cancel]").click()
+            sync_api.expect(card.locator("[data-testid=job-state]")).to_have_text(
+                "done", timeout=15_000
+            )
             page.screenshot(path=str(SHOTS / "portal-console.png"), full_page=True)
             browser.close()
     finally:

@@ -87,6 +87,42 @@ def test_a_raw_uds_request_runs_on_the_box_with_its_own_timing(remote_box) -> No
     assert nowhere.type in ("uds.response", "error") and "NOPE" in json.dumps(nowhere.body)
 
 
+def test_live_data_streams_to_the_portal_until_it_cancels(remote_box) -> None:
+    import threading
+
+    session = remote_box["session"]
+    events: list[Message] = []
+    final: list[Message] = []
+    runner = threading.Thread(
+        target=lambda: final.append(
+            session.run(
+                BOX,
+                "read_live_data",
+                params={"interval": 0.2, "duration": 60},
+                ticket=remote_box["box"].issue("basic-1d"),
+                on_event=events.append,
+            )
+        )
+    )
+    runner.start()
+    deadline = time.monotonic() + 20
+    while sum("values" in e.body for e in events) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job_id = events[0].body["job"]["id"]  # from job.accepted
+    session.cancel(BOX, "20990101-0001-ffffff")  # not a job of this portal: refused, nothing stops
+    time.sleep(0.5)
+    assert runner.is_alive()
+    stray = session.inbox.get(timeout=5)[1]
+    assert stray.type == "error" and "no running remote job" in stray.body["message"]
+    session.cancel(BOX, job_id)
+    runner.join(timeout=10)
+    result = final[0].body["job"]
+    assert result["state"] == "done" and result["result"]["rounds"] >= 3
+    assert result["result"]["seconds"] < 30  # stopped long before its 60 s
+    values = [e.body["values"] for e in events if "values" in e.body]
+    assert "DME:4001" in values[0] and values[0]["DME:4001"]["value"] is not None
+
+
 def test_a_forged_ticket_is_refused_with_its_reason(remote_box) -> None:
     session, box = remote_box["session"], remote_box["box"]
     token = box.issue("basic-1d")
