@@ -151,8 +151,9 @@ class RemoteSession:
             info.wait_for_publish(5)
 
     def cancel(self, box: str, job_id: str) -> None:
-        """Ask a job this portal started on ``box`` (its id from ``job.accepted``) to stop at its
-        next safe point; its ``job.result`` follows as usual."""
+        """Ask a job this portal started on ``box`` (its id from ``job.accepted``) to stop; jobs
+        that can stop safely do (live data), programming and coding run to their end. Its
+        ``job.result`` follows as usual."""
         self.send(box, Message("job.cancel", {"job": job_id}, time=time.time()))
 
     def uds(
