@@ -18,7 +18,8 @@ from firmware_py.gateway.store import Store
 
 log = logging.getLogger(__name__)
 
-#: jobs whose results the portal keeps (what was done to a car); reads are logged locally only
+#: jobs whose results the portal keeps (what was done to a car); local reads are logged locally
+#: only, every job a remote technician runs is kept (the remote session log)
 OUTBOX_KINDS = frozenset(
     {"clear_fault_memory", "coding", "programming", "service_reset", "raw_uds"}
 )
@@ -196,8 +197,11 @@ class Gateway:
             while True:
                 event = await sub.get()
                 job = event.data.get("job") or {}
-                if event.kind in ("job.done", "job.failed") and job.get("kind") in OUTBOX_KINDS:
-                    # the portal's copy of what was done to the car (service history, session log)
+                if event.kind in ("job.done", "job.failed") and (
+                    job.get("kind") in OUTBOX_KINDS or job.get("origin") == "portal"
+                ):
+                    # the portal's copy of what was done to the car (service history) and of
+                    # every job of a remote session, reads included (the remote session log)
                     self.outbox.put(
                         "job.result",
                         {"vin": self.vehicle.get("vin"), "job": job},

@@ -58,7 +58,9 @@ def test_box_is_online_and_a_remote_identify_runs_with_live_events(remote_box) -
     )
 
 
-def test_remote_fault_memory_read_and_clear_under_a_ticket(remote_box) -> None:
+def test_remote_fault_memory_read_and_clear_under_a_ticket(remote_box, tmp_path) -> None:
+    from portal.records import RecordStore
+
     session, sim, box = remote_box["session"], remote_box["sim"], remote_box["box"]
     read = session.run(BOX, "read_fault_memory", ecu="DME")
     assert [d["id"] for d in read.body["job"]["result"]["ecus"][0]["dtcs"]] == ["12A100", "0A8E00"]
@@ -72,6 +74,14 @@ def test_remote_fault_memory_read_and_clear_under_a_ticket(remote_box) -> None:
     cleared = session.run(BOX, "clear_fault_memory", ecu="DME", ticket=box.issue("basic-9h"))
     assert cleared.type == "job.result" and cleared.body["job"]["state"] == "done"
     assert sim.state()["ecus"]["DME"]["dtcs"] == []
+    # the portal keeps the remote session log: the read and the clearing, not the denial
+    records = RecordStore(tmp_path / "portal.sqlite")
+    session.keep_records(records)
+    deadline = time.monotonic() + 15
+    while records.count(BOX) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    kept = sorted((r["body"]["job"]["kind"], r["body"]["job"]["who"]) for r in records.latest())
+    assert kept == [("clear_fault_memory", USER), ("read_fault_memory", USER)]
 
 
 def test_a_raw_uds_request_runs_on_the_box_with_its_own_timing(remote_box) -> None:
