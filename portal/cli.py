@@ -64,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rm.add_argument("box", help="the box's device id")
     rm.add_argument(
         "kind",
-        help="job: identify, read_fault_memory, clear_fault_memory, coding, programming, ...",
+        help="job: identify, read_fault_memory, clear_fault_memory, coding, service_reset, "
+        "programming, ...",
     )
     rm.add_argument("--ecu")
     rm.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")

@@ -121,6 +121,12 @@ def _coding(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     return coding(vehicle, ctx)
 
 
+def _service(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    from firmware_py.gateway.service_jobs import service
+
+    return service(vehicle, ctx)
+
+
 LIVE_DEFAULT = ("DME:4001", "DME:4002", "DME:4003")
 
 
@@ -155,6 +161,7 @@ HANDLERS: dict[str, Handler] = {
     "read_live_data": read_live_data,
     "programming": _programming,
     "coding": _coding,
+    "service_reset": _service,
     "read_vin": read_vin,
     "identify": identify,
     "read_fault_memory": read_faults,

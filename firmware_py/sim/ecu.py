@@ -71,6 +71,9 @@ DID_ENGINE_SPEED, DID_COOLANT, DID_BATTERY, DID_SUPPLY, DID_CODING = (
     0x3000,
 )
 RID_ERASE, RID_CHECK_MEMORY, RID_DEPENDENCIES, RID_SELF_TEST = 0xFF00, 0x0202, 0xFF01, 0x0203
+# service functions (docs/simulator.md): Condition Based Service data and reset, battery registration
+DID_CBS, DID_BATTERY_INFO, RID_CBS_RESET, RID_BATTERY_REGISTRATION = 0x2500, 0x2510, 0x1010, 0x1020
+NO_DISTANCE = 0x7FFFFFFF  # remaining_km of a time-only CBS item
 #: services whose sub-function byte carries suppressPosRspMsgIndicationBit
 SPRMIB_SERVICES = {0x10, 0x11, 0x28, 0x31, 0x3E, 0x85}
 
@@ -135,6 +138,26 @@ class Dtc:
 
 
 @dataclass
+class CbsItem:
+    id: int
+    remaining_km: int
+    remaining_months: int
+    interval_km: int
+    interval_months: int
+
+    def availability(self) -> int:
+        """Percent of the interval left (0 when due or overdue), by distance and by time."""
+        ratios = [self.remaining_months / self.interval_months]
+        if self.interval_km:
+            ratios.append(self.remaining_km / self.interval_km)
+        return max(0, min(100, math.floor(min(ratios) * 100)))
+
+    def encode(self) -> bytes:
+        km = self.remaining_km if self.interval_km else NO_DISTANCE
+        return struct.pack(">BBib", self.id, self.availability(), km, self.remaining_months)
+
+
+@dataclass
 class Battery:
     """The vehicle's supply voltage, shared by all ECUs (fault injection changes it)."""
 
@@ -189,6 +212,12 @@ class EcuModel:
             for d in s.dtcs
         ]
         self.routines: dict[int, bytes] = {}
+        self.cbs = [
+            CbsItem(c.id, c.remaining_km, c.remaining_months, c.interval_km, c.interval_months)
+            for c in s.cbs
+        ]
+        b = s.battery
+        self.battery_info = (b.capacity_ah, b.technology, b.registered_km) if b else None
         self.transfer: Transfer | None = None
         self.comm_disabled = False
         self.requests = 0
@@ -363,6 +392,11 @@ class EcuModel:
             return struct.pack(">H", round(self.battery.volts * 1000))
         if did == DID_CODING and self.coding is not None:
             return bytes(self.coding)
+        if did == DID_CBS and self.cbs:
+            return bytes([len(self.cbs)]) + b"".join(item.encode() for item in self.cbs)
+        if did == DID_BATTERY_INFO and self.battery_info is not None:
+            capacity, technology, registered_km = self.battery_info
+            return struct.pack(">BBI", capacity, technology, registered_km)
         if s.live:
             if did == DID_ENGINE_SPEED:  # idle speed wanders a little, as an engine's does
                 rpm = s.live.get("engine_speed", 0) + 25 * math.sin(self.last_request * 1.3)
@@ -477,13 +511,14 @@ class EcuModel:
             raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
         rid = (req[2] << 8) | req[3]
         option = req[4:]
-        need = {
-            RID_ERASE: PROGRAMMING,
-            RID_CHECK_MEMORY: PROGRAMMING,
-            RID_DEPENDENCIES: PROGRAMMING,
-            RID_SELF_TEST: EXTENDED,
-        }
-        if rid not in need or (rid != RID_SELF_TEST and self.region is None):
+        need = {RID_SELF_TEST: EXTENDED}
+        if self.region is not None:
+            need |= dict.fromkeys((RID_ERASE, RID_CHECK_MEMORY, RID_DEPENDENCIES), PROGRAMMING)
+        if self.cbs:
+            need[RID_CBS_RESET] = EXTENDED
+        if self.battery_info is not None:
+            need[RID_BATTERY_REGISTRATION] = EXTENDED
+        if rid not in need:
             raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
         if self.session != need[rid]:
             raise Nack(Nrc.SERVICE_NOT_SUPPORTED_IN_ACTIVE_SESSION)
@@ -505,6 +540,22 @@ class EcuModel:
     def _start_routine(self, rid: int, option: bytes) -> bytes:
         region = self.region
         if rid == RID_SELF_TEST:
+            return b"\x00"
+        if rid == RID_CBS_RESET:
+            if len(option) != 1:
+                raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+            item = next((c for c in self.cbs if c.id == option[0]), None)
+            if item is None:
+                raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
+            item.remaining_km, item.remaining_months = item.interval_km, item.interval_months
+            return b"\x00"
+        if rid == RID_BATTERY_REGISTRATION:
+            if len(option) != 2:
+                raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+            capacity, technology = option
+            if not 40 <= capacity <= 130 or technology > 2:
+                raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
+            self.battery_info = (capacity, technology, self.vehicle.mileage_km)
             return b"\x00"
         assert region is not None
         if rid == RID_DEPENDENCIES:
@@ -623,6 +674,24 @@ class EcuModel:
                 "sw_version": self.sw_version,
                 "dtcs": [{"code": f"{d.code:06X}", "status": d.status} for d in self.dtcs],
                 "coding": self.coding.hex() if self.coding is not None else None,
+                "cbs": [
+                    {
+                        "id": c.id,
+                        "remaining_km": c.remaining_km,
+                        "remaining_months": c.remaining_months,
+                        "availability": c.availability(),
+                    }
+                    for c in self.cbs
+                ],
+                "battery": None
+                if self.battery_info is None
+                else dict(
+                    zip(
+                        ("capacity_ah", "technology", "registered_km"),
+                        self.battery_info,
+                        strict=True,
+                    )
+                ),
                 "requests": self.requests,
                 "region": None
                 if r is None

@@ -59,6 +59,50 @@ class FlashRegion:
 
 
 @dataclass(frozen=True)
+class CbsItemSpec:
+    """One Condition Based Service item the instrument cluster keeps: what is left until the
+    service is due (distance and/or time) and what a reset puts back."""
+
+    id: int
+    remaining_km: int
+    remaining_months: int
+    interval_km: int
+    """0: a time-only item (brake fluid)"""
+    interval_months: int
+
+    def __post_init__(self) -> None:
+        where = f"cbs item {self.id}"
+        _check(0 < self.id <= 0xFF, where, "id must be 1..255")
+        _check(
+            0 <= self.interval_km < 0x7FFFFFFF and 0 < self.interval_months <= 127,
+            where,
+            "interval_km must be >= 0 and interval_months 1..127",
+        )
+        _check(
+            -128 <= self.remaining_months <= 127 and abs(self.remaining_km) < 0x7FFFFFFF,
+            where,
+            "remaining_months must fit a signed byte",
+        )
+
+
+@dataclass(frozen=True)
+class BatterySpec:
+    """The battery the energy management knows (registered after a battery change)."""
+
+    capacity_ah: int
+    technology: int
+    """0 flooded, 1 EFB, 2 AGM"""
+    registered_km: int
+
+    def __post_init__(self) -> None:
+        _check(
+            0 < self.capacity_ah <= 0xFF and 0 <= self.technology <= 2 and self.registered_km >= 0,
+            "battery",
+            "capacity_ah 1..255, technology 0..2, registered_km >= 0",
+        )
+
+
+@dataclass(frozen=True)
 class EcuSpec:
     name: str
     description: str
@@ -76,6 +120,10 @@ class EcuSpec:
     slow_services: dict[int, int] = field(default_factory=dict)
     """SID -> number of "response pending" (0x78) answers before the real one."""
     live: dict[str, float] = field(default_factory=dict)
+    cbs: tuple[CbsItemSpec, ...] = ()
+    """Condition Based Service items (DID 0x2500, reset by routine 0x1010)"""
+    battery: BatterySpec | None = None
+    """registered battery (DID 0x2510, registration routine 0x1020)"""
 
     def __post_init__(self) -> None:
         where = f"ecu {self.name}"
@@ -177,6 +225,8 @@ def _ecu_from(raw: dict[str, Any]) -> EcuSpec:
             flash=flash,
             slow_services={int(k, 0): int(v) for k, v in raw.get("slow_services", {}).items()},
             live={k: float(v) for k, v in raw.get("live", {}).items()},
+            cbs=tuple(CbsItemSpec(**c) for c in raw.get("cbs", [])),
+            battery=BatterySpec(**raw["battery"]) if "battery" in raw else None,
         )
     except KeyError as err:
         raise VehicleFileError(f"{where}: missing key {err}") from err

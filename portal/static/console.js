@@ -26,6 +26,9 @@ function summary(job) {
     return r.ecus.map((e) => `<p><b>${esc(e.name || e.ecu)}</b>: ${(e.dtcs || []).length ? "" : "no faults"}</p>
       <ul>${(e.dtcs || []).map((d) => `<li data-testid="dtc"><b>${esc(d.code || d.id)}</b> ${esc(d.text || "")}</li>`).join("")}</ul>`).join("");
   }
+  if (job.kind === "service_reset" && r.cbs) {
+    return `<ul>${r.cbs.map((i) => `<li data-testid="cbs-item"><b>${esc(i.text)}</b> ${esc(i.availability)} %${i.remaining_km == null ? "" : ", " + esc(i.remaining_km) + " km"}, ${esc(i.remaining_months)} months${i.due ? ' <span class="badge">due</span>' : ""}</li>`).join("")}</ul>`;
+  }
   return `<pre>${esc(JSON.stringify(job.result ?? job.error, null, 2))}</pre>`;
 }
 

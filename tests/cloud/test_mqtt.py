@@ -84,6 +84,29 @@ def test_remote_fault_memory_read_and_clear_under_a_ticket(remote_box, tmp_path)
     assert kept == [("clear_fault_memory", USER), ("read_fault_memory", USER)]
 
 
+def test_remote_service_reset_and_coding_read(remote_box) -> None:
+    session, sim, box = remote_box["session"], remote_box["sim"], remote_box["box"]
+    ticket = box.issue("basic-1d")
+    status = session.run(BOX, "service_reset", params={"action": "read"}, ticket=ticket)
+    oil = next(i for i in status.body["job"]["result"]["cbs"] if i["name"] == "engine_oil")
+    assert oil["due"]
+    events: list[Message] = []
+    reset = session.run(
+        BOX,
+        "service_reset",
+        params={"action": "reset", "item": "engine_oil"},
+        on_event=events.append,
+    )
+    assert reset.body["job"]["state"] == "done", reset.body
+    assert reset.body["job"]["result"]["after"]["availability"] == 100
+    assert any(e.body.get("step") == "reset Engine oil" for e in events)
+    assert (
+        next(c for c in sim.state()["ecus"]["KOMBI"]["cbs"] if c["id"] == 1)["availability"] == 100
+    )
+    coding = session.run(BOX, "coding", ecu="BDC", params={"action": "read"})
+    assert coding.body["job"]["result"]["before"]["daytime_running_lights"] == "on"
+
+
 def test_a_raw_uds_request_runs_on_the_box_with_its_own_timing(remote_box) -> None:
     session, box = remote_box["session"], remote_box["box"]
     denied = session.uds(BOX, "EGS", bytes.fromhex("22F190"))

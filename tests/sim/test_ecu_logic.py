@@ -262,3 +262,34 @@ def test_any_request_gets_a_valid_answer_or_none(request_bytes: bytes, now: floa
         assert len(r) == 3 and r[1] == request_bytes[0]
     else:
         assert r[0] == request_bytes[0] + 0x40
+
+
+def test_cbs_record_reset_and_its_refusals() -> None:
+    m = ecu("KOMBI")
+    record = bytes.fromhex(ask(m, "222500"))[3:]
+    assert record[0] == 5 and len(record) == 1 + 5 * 7
+    oil = struct.unpack(">BBib", record[1:8])
+    assert oil == (1, 0, -350, -1)  # overdue: no availability left
+    fluid = struct.unpack(">BBib", record[1 + 3 * 7 : 1 + 4 * 7])
+    assert fluid == (4, 20, 0x7FFFFFFF, 5)  # time-only: 5 of 24 months
+    assert ask(m, "3101101001") == "7F317F"  # not in the default session
+    ask(m, "1003")
+    assert ask(m, "3101101009") == "7F3131"  # no such item
+    assert ask(m, "31011010") == "7F3113"  # the item id is missing
+    assert ask(m, "3101101001") == "7101101000"
+    after = bytes.fromhex(ask(m, "222500"))[3:]
+    assert struct.unpack(">BBib", after[1:8]) == (1, 100, 15000, 12)
+    assert after[8:] == record[8:]  # the other items are untouched
+    assert ask(ecu("DME"), "3101101001") == "7F3131"  # the engine keeps no CBS items
+
+
+def test_battery_registration_checks_capacity_and_technology() -> None:
+    m = ecu("DME")
+    assert ask(m, "222510") == "622510" + "5A02" + f"{12040:08X}"
+    ask(m, "1003")
+    assert ask(m, "310110208302") == "7F3131"  # 131 Ah: more than any car battery here
+    assert ask(m, "310110202703") == "7F3131"  # 39 Ah, and no technology 3
+    assert ask(m, "310110205003") == "7F3131"  # no technology 3
+    assert ask(m, "3101102050") == "7F3113"
+    assert ask(m, "310110205001") == "7101102000"  # 80 Ah EFB
+    assert ask(m, "222510") == "622510" + "5001" + f"{VEHICLE.mileage_km:08X}"

@@ -193,6 +193,31 @@ def test_coding_change(stack) -> None:
     shot(page, "05-coding")
 
 
+def test_service_reset_and_battery_registration(stack) -> None:
+    page, sim = stack["page"], stack["sim"]
+    tab(page, "service")
+    page.click("button[data-action=service-read]")
+    page.wait_for_selector("[data-testid=cbs-item]", timeout=15_000)
+    oil = page.locator("[data-testid=cbs-item]", has_text="Engine oil")
+    assert "due" in oil.inner_text()
+    oil.locator("button[data-action=service-reset]").click()
+    page.wait_for_selector("[data-testid=service-verified]", timeout=20_000)
+    assert "Engine oil reset: 100 %" in page.inner_text("[data-testid=service-verified]")
+    kept = {c["id"]: c for c in sim.state()["ecus"]["KOMBI"]["cbs"]}
+    assert kept[1]["availability"] == 100 and kept[2]["availability"] < 100
+    page.fill("#battery-ah", "70")
+    page.dispatch_event("#battery-ah", "change")
+    page.select_option("#battery-tech", "efb")
+    page.click("button[data-action=battery-register]")
+    page.wait_for_function(
+        "() => (document.querySelector('[data-testid=battery]') || {}).textContent"
+        "?.includes('70 Ah EFB')",
+        timeout=20_000,
+    )
+    assert sim.state()["ecus"]["DME"]["battery"]["capacity_ah"] == 70
+    shot(page, "06-service")
+
+
 def test_programming_to_one_hundred_percent(stack) -> None:
     page, sim = stack["page"], stack["sim"]
     tab(page, "programming")
@@ -206,7 +231,7 @@ def test_programming_to_one_hundred_percent(stack) -> None:
         timeout=60_000,
     )
     page.wait_for_selector("text=done", timeout=30_000)
-    shot(page, "06-programming")
+    shot(page, "07-programming")
     egs = sim.state()["ecus"]["EGS"]
     assert egs["region"]["valid"] and egs["sw_version"] == "12.05.00"
 
@@ -224,7 +249,7 @@ def test_a_lost_websocket_reconnects_and_shows_the_true_state(stack) -> None:
     assert page.inner_text("#vin") == "WBAJA71090B123456"
     tab(page, "log")
     assert page.locator("text=programming").first.is_visible()
-    shot(page, "07-session-log")
+    shot(page, "08-session-log")
 
 
 def test_a_ticket_added_from_a_file_shows_what_it_allows(stack, tmp_path) -> None:
@@ -240,4 +265,4 @@ def test_a_ticket_added_from_a_file_shows_what_it_allows(stack, tmp_path) -> Non
     page.set_input_files("#ticket-file", str(ticket_file))
     page.wait_for_selector("text=Technical Help Desk request", timeout=10_000)
     assert page.locator("text=help_desk").first.is_visible()
-    shot(page, "08-tickets")
+    shot(page, "09-tickets")

@@ -150,6 +150,29 @@ const views = {
       ${jobLine(job)}${r && r.verified ? '<p class="ok" data-testid="coding-verified">Written and verified.</p>' : ""}
       <table><thead><tr><th>Parameter</th><th>In the ECU</th><th>New value</th></tr></thead><tbody>${rows}</tbody></table></section>`;
   },
+  service() {
+    const job = latest("service_reset");
+    // the newest result that shows the status (a read or a reset), and the newest battery
+    const done = Object.values(S.jobs).filter((j) => j.kind === "service_reset" && j.result).sort((a, b) => b.created - a.created);
+    const status = (done.find((j) => j.result.cbs) || {}).result;
+    const battery = (done.find((j) => j.result.battery) || {}).result;
+    const b = battery && battery.battery;
+    const rows = ((status && status.cbs) || []).map((i) => `<tr data-testid="cbs-item"><td><b>${esc(i.text)}</b></td>
+      <td><div class="progress"><div data-pct="${Number(i.availability)}"></div></div><span class="muted">${esc(i.availability)} %</span></td>
+      <td>${i.remaining_km == null ? "-" : esc(Number(i.remaining_km).toLocaleString()) + " km"}</td><td>${esc(i.remaining_months)} months</td>
+      <td>${i.due ? '<span class="badge bad">due</span>' : ""}</td>
+      <td><button class="primary" data-action="service-reset" data-item="${esc(i.name)}" data-confirm="Was the service done? Reset ${esc(i.text)}?">Reset</button></td></tr>`).join("");
+    const done_reset = job && job.state === "done" && job.result && job.result.action === "reset" ? job.result.after : null;
+    return `<section class="card"><h2>Service</h2><p id="message"></p><div class="row">
+      <button class="plain" data-action="service-read">Read service status</button></div>${jobLine(job)}
+      ${done_reset ? `<p class="ok" data-testid="service-verified">${esc(done_reset.text)} reset: ${esc(done_reset.availability)} % left, read back from the ECU.</p>` : ""}
+      <table><thead><tr><th>Service</th><th>Left</th><th>Distance</th><th>Time</th><th></th><th></th></tr></thead><tbody>${rows}</tbody></table></section>
+      <section class="card"><h2>Battery registration</h2>
+      ${b ? `<p data-testid="battery">Registered: <b>${esc(b.capacity_ah)} Ah ${esc(String(b.technology).toUpperCase())}</b> at ${esc(Number(b.registered_km).toLocaleString())} km</p>` : '<p class="muted">Read the service status to see the registered battery.</p>'}
+      <div class="row"><label>Capacity (Ah) <input id="battery-ah" type="number" min="40" max="130" value="${esc(S.batteryAh || (b ? b.capacity_ah : 80))}"></label>
+      <select id="battery-tech">${["agm", "efb", "flooded"].map((t) => `<option value="${t}" ${t === S.batteryTech ? "selected" : ""}>${t.toUpperCase()}</option>`).join("")}</select>
+      <button class="primary" data-action="battery-register" data-confirm="Register the new battery? The energy management charges it by this capacity and type.">Register new battery</button></div></section>`;
+  },
   programming() {
     const job = latest("programming");
     const pk = S.packages || [];
@@ -238,11 +261,17 @@ document.addEventListener("click", (ev) => {
   else if (a === "coding-read") runJob("coding", S.codingEcu || "BDC", {action: "read"});
   else if (a === "coding-write") runJob("coding", S.codingEcu || "BDC", {action: "set", changes: codingChanges()});
   else if (a === "coding-restore") runJob("coding", S.codingEcu || "BDC", {action: "restore"});
+  else if (a === "service-read") runJob("service_reset", null, {action: "read"});
+  else if (a === "service-reset") runJob("service_reset", null, {action: "reset", item: b.dataset.item});
+  else if (a === "battery-register") runJob("service_reset", null, {action: "register_battery", capacity_ah: Number($("#battery-ah").value), technology: $("#battery-tech").value});
   else if (a === "flash-start") { const p = (S.packages || []).find((x) => x.file === S.pkg); if (p) runJob("programming", p.ecu, {package: p.path}); }
 });
 document.addEventListener("change", (ev) => {
   if (ev.target.id === "coding-ecu") { S.codingEcu = ev.target.value; render(); }
   if (ev.target.id === "pkg") { S.pkg = ev.target.value; render(); }
+  // kept in the state: live events re-render the view while the technician types
+  if (ev.target.id === "battery-ah") S.batteryAh = ev.target.value;
+  if (ev.target.id === "battery-tech") S.batteryTech = ev.target.value;
   if (ev.target.id === "pkg-upload") uploadPackage(ev.target.files[0]);
   if (ev.target.id === "ticket-file" && ev.target.files[0]) ev.target.files[0].text().then((t) => { $("#token").value = t.trim(); addTicket(); });
 });

@@ -1,0 +1,64 @@
+"""The service job (kind ``service_reset``): read the service status, reset a Condition Based
+Service item after the service was done, register a new battery. Runs on the vehicle worker
+thread; the ECUs and records come from :mod:`firmware_py.uds.service_functions`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from firmware_py.errors import ConfigError
+from firmware_py.gateway.jobs import JobContext
+from firmware_py.uds.service_functions import (
+    load_service_description,
+    read_battery,
+    read_cbs,
+    register_battery,
+    reset_cbs,
+)
+from firmware_py.uds.vehicle import VehicleSession
+
+ACTIONS = ("read", "reset", "register_battery")
+
+
+def service(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    desc = load_service_description()
+    action = ctx.params.get("action", "read")
+    cluster = vehicle.ecu(desc.cbs_ecu)
+    engine = vehicle.ecu(desc.battery_ecu)
+    if action == "read":
+        ctx.step("read service status")
+        return {
+            "action": action,
+            "cbs": read_cbs(cluster, desc),
+            "battery": read_battery(engine, desc),
+        }
+    if action == "reset":
+        name = str(ctx.params.get("item") or "")
+        if not name:
+            raise ConfigError(
+                "name the service item to reset",
+                hint="One of: " + ", ".join(i.name for i in desc.items),
+            )
+        item = desc.item(name)
+        before = next((i for i in read_cbs(cluster, desc) if i["id"] == item.id), None)
+        ctx.step(f"reset {item.text}")
+        after = reset_cbs(cluster, desc, name)
+        return {
+            "action": action,
+            "item": name,
+            "before": before,
+            "after": after,
+            "cbs": read_cbs(cluster, desc),
+            "verified": True,
+        }
+    if action == "register_battery":
+        try:
+            capacity = int(ctx.params.get("capacity_ah", 0))
+        except (TypeError, ValueError):
+            raise ConfigError("capacity_ah must be a whole number of ampere hours") from None
+        technology = str(ctx.params.get("technology", ""))
+        before = read_battery(engine, desc)
+        ctx.step("register battery")
+        after = register_battery(engine, desc, capacity, technology)
+        return {"action": action, "before": before, "battery": after, "verified": True}
+    raise ConfigError(f"service action must be one of {', '.join(ACTIONS)}, not {action!r}")

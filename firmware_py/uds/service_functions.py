@@ -1,0 +1,173 @@
+"""Service functions: Condition Based Service (CBS) status and reset, battery registration.
+
+What each function reads and starts is declared as data (``service_bmw.toml``); this engine
+decodes the records, runs the routines in the extended session and reads back to verify, so a
+reset that the ECU acknowledged but did not keep is reported, not assumed.
+"""
+
+from __future__ import annotations
+
+import struct
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from firmware_py.errors import ConfigError, UnexpectedResponseError, VciError
+from firmware_py.uds.ecu import EcuSession
+
+NO_DISTANCE = 0x7FFFFFFF
+CBS_RECORD = struct.Struct(">BBib")
+
+
+class ServiceFunctionError(VciError):
+    code = "service_function_failed"
+
+
+@dataclass(frozen=True)
+class CbsItem:
+    id: int
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ServiceDescription:
+    cbs_ecu: str
+    cbs_did: int
+    cbs_reset_routine: int
+    items: tuple[CbsItem, ...]
+    battery_ecu: str
+    battery_did: int
+    battery_routine: int
+    min_capacity_ah: int
+    max_capacity_ah: int
+    technologies: dict[str, int]
+
+    def item(self, name: str) -> CbsItem:
+        for item in self.items:
+            if item.name == name:
+                return item
+        raise ServiceFunctionError(
+            f"no service item {name!r}", hint="Known: " + ", ".join(i.name for i in self.items)
+        )
+
+    def technology_name(self, raw: int) -> str:
+        return next((n for n, v in self.technologies.items() if v == raw), f"unknown ({raw})")
+
+
+def load_service_description() -> ServiceDescription:
+    raw = tomllib.loads((resources.files("firmware_py.uds") / "service_bmw.toml").read_text())
+    try:
+        cbs, battery = raw["cbs"], raw["battery"]
+        return ServiceDescription(
+            cbs_ecu=cbs["ecu"],
+            cbs_did=int(cbs["did"]),
+            cbs_reset_routine=int(cbs["reset_routine"]),
+            items=tuple(CbsItem(int(i["id"]), i["name"], i["text"]) for i in cbs["item"]),
+            battery_ecu=battery["ecu"],
+            battery_did=int(battery["did"]),
+            battery_routine=int(battery["register_routine"]),
+            min_capacity_ah=int(battery["min_capacity_ah"]),
+            max_capacity_ah=int(battery["max_capacity_ah"]),
+            technologies={k: int(v) for k, v in battery["technologies"].items()},
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"service_bmw.toml: bad or missing {err}") from err
+
+
+def read_cbs(session: EcuSession, desc: ServiceDescription) -> list[dict[str, Any]]:
+    """Every CBS item the cluster keeps: availability in percent, remaining distance (``None``
+    for time-only items) and months, and whether it is due."""
+    data = session.read_did_raw(desc.cbs_did)
+    if not data or len(data) != 1 + data[0] * CBS_RECORD.size:
+        raise UnexpectedResponseError(
+            f"{session.name} sent a CBS record of {len(data)} bytes that does not match its count"
+        )
+    names = {i.id: i for i in desc.items}
+    out = []
+    for n in range(data[0]):
+        item_id, percent, km, months = CBS_RECORD.unpack_from(data, 1 + n * CBS_RECORD.size)
+        known = names.get(item_id)
+        distance = None if km == NO_DISTANCE else km
+        out.append(
+            {
+                "id": item_id,
+                "name": known.name if known else f"item_{item_id}",
+                "text": known.text if known else f"service item {item_id}",
+                "availability": percent,
+                "remaining_km": distance,
+                "remaining_months": months,
+                "due": percent == 0 or months <= 0 or (distance is not None and distance <= 0),
+            }
+        )
+    return out
+
+
+def reset_cbs(session: EcuSession, desc: ServiceDescription, name: str) -> dict[str, Any]:
+    """Reset one item (after the service was done) and read back that its interval is restored."""
+    item = desc.item(name)
+    session.change_session("extended")
+    try:
+        status = session.routine("start", desc.cbs_reset_routine, bytes([item.id]))
+        if status[:1] not in (b"", b"\x00"):
+            raise ServiceFunctionError(
+                f"{session.name} refused to reset {item.text} (routine status {status.hex()})"
+            )
+        after = next((i for i in read_cbs(session, desc) if i["id"] == item.id), None)
+    finally:
+        session.change_session("default")
+    if after is None or after["availability"] != 100:
+        raise ServiceFunctionError(
+            f"{session.name} acknowledged the reset of {item.text} but does not keep it: {after}",
+            hint="Read the service status again; if it persists, check the cluster's fault memory",
+        )
+    return after
+
+
+def read_battery(session: EcuSession, desc: ServiceDescription) -> dict[str, Any]:
+    data = session.read_did_raw(desc.battery_did)
+    if len(data) != 6:
+        raise UnexpectedResponseError(
+            f"{session.name} sent a battery record of {len(data)} bytes, expected 6"
+        )
+    capacity, technology, registered_km = struct.unpack(">BBI", data)
+    return {
+        "capacity_ah": capacity,
+        "technology": desc.technology_name(technology),
+        "registered_km": registered_km,
+    }
+
+
+def register_battery(
+    session: EcuSession, desc: ServiceDescription, capacity_ah: int, technology: str
+) -> dict[str, Any]:
+    """Tell the energy management about a new battery; read back that it keeps it."""
+    if technology not in desc.technologies:
+        raise ServiceFunctionError(
+            f"battery technology {technology!r} is not known",
+            hint="Use one of: " + ", ".join(desc.technologies),
+        )
+    if not desc.min_capacity_ah <= capacity_ah <= desc.max_capacity_ah:
+        raise ServiceFunctionError(
+            f"a battery of {capacity_ah} Ah cannot be registered",
+            hint=f"The capacity is {desc.min_capacity_ah}..{desc.max_capacity_ah} Ah "
+            "(printed on the battery)",
+        )
+    session.change_session("extended")
+    try:
+        status = session.routine(
+            "start", desc.battery_routine, bytes([capacity_ah, desc.technologies[technology]])
+        )
+        if status[:1] not in (b"", b"\x00"):
+            raise ServiceFunctionError(
+                f"{session.name} refused the battery registration (routine status {status.hex()})"
+            )
+        after = read_battery(session, desc)
+    finally:
+        session.change_session("default")
+    if (after["capacity_ah"], after["technology"]) != (capacity_ah, technology):
+        raise ServiceFunctionError(
+            f"{session.name} acknowledged the registration but keeps {after}",
+        )
+    return after
