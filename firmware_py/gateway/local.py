@@ -4,15 +4,21 @@ checks and events as the tablet and the portal get), on a vehicle opened from co
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from firmware_py.config import Config
+from firmware_py.errors import StorageError
 from firmware_py.gateway.events import Event, EventBus
 from firmware_py.gateway.job_handlers import HANDLERS
 from firmware_py.gateway.jobs import Caller, Job, JobRequest, JobRunner, VehicleWorker
+from firmware_py.gateway.outbox import OUTBOX_KINDS, Outbox
+from firmware_py.gateway.store import Store
 from firmware_py.gateway.tariffs import JOB_SCOPE, JobKind
 from firmware_py.uds.vehicle import VehicleSession
+
+log = logging.getLogger(__name__)
 
 
 def run_cli_job(
@@ -50,7 +56,9 @@ def run_cli_job(
                 first = await runner.run(JobRequest(JobKind.READ_VIN.value), Caller("cli", "local"))
                 if first.result:
                     vin[0] = first.result.get("vin")
-            return await runner.run(request, Caller("cli", "local"))
+            job = await runner.run(request, Caller("cli", "local"))
+            _keep_for_portal(cfg, job, vin[0])
+            return job
         finally:
             if entitlements is not None:
                 entitlements.clock.persist()  # trusted time survives every command
@@ -66,3 +74,21 @@ def run_cli_job(
 async def _follow(sub: Any, on_event: Callable[[Event], None]) -> None:
     while True:
         on_event(await sub.get())
+
+
+def _keep_for_portal(cfg: Config, job: Job, vin: str | None) -> None:
+    """What a command did to the car reaches the portal like a tablet's job: it goes to the box's
+    outbox, which the gateway delivers when it runs. The car was changed whatever happens here,
+    so a state directory that cannot be written is a warning, not a failed command."""
+    data = job.to_dict()
+    if data["kind"] not in OUTBOX_KINDS:
+        return
+    try:
+        Outbox(Store(cfg.storage.state_dir)).keep_job(data, vin or _vin_of(data))
+    except StorageError as err:
+        log.warning("the result of job %s is not kept for the portal: %s", job.id, err)
+
+
+def _vin_of(job: dict[str, Any]) -> str | None:
+    result = job.get("result") or {}
+    return result.get("vin") if isinstance(result, dict) else None

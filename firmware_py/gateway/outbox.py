@@ -19,6 +19,13 @@ SCHEMA = (
 )
 
 
+#: jobs whose results the portal keeps (what was done to a car: the service history); local reads
+#: are logged locally only, every job a remote technician runs is kept (the remote session log)
+OUTBOX_KINDS = frozenset(
+    {"clear_fault_memory", "coding", "programming", "service_reset", "raw_uds"}
+)
+
+
 @dataclass(frozen=True)
 class Record:
     id: str
@@ -42,6 +49,15 @@ class Outbox:
                 (rid, kind, json.dumps(body, default=str), time.time()),
             )
         return rid
+
+    def keep_job(self, job: dict[str, Any], vin: str | None) -> str | None:
+        """Keep a finished job's result if the portal must have it (see ``OUTBOX_KINDS``);
+        the record id is ``job-<job id>``, so keeping it twice is one record."""
+        if job.get("state") not in ("done", "failed"):
+            return None
+        if job.get("kind") not in OUTBOX_KINDS and job.get("origin") != "portal":
+            return None
+        return self.put("job.result", {"vin": vin, "job": job}, record_id=f"job-{job['id']}")
 
     def pending(self, limit: int = 100) -> list[Record]:
         rows = (

@@ -18,12 +18,6 @@ from firmware_py.gateway.store import Store
 
 log = logging.getLogger(__name__)
 
-#: jobs whose results the portal keeps (what was done to a car); local reads are logged locally
-#: only, every job a remote technician runs is kept (the remote session log)
-OUTBOX_KINDS = frozenset(
-    {"clear_fault_memory", "coding", "programming", "service_reset", "raw_uds"}
-)
-
 
 class Gateway:
     def __init__(
@@ -197,16 +191,10 @@ class Gateway:
             while True:
                 event = await sub.get()
                 job = event.data.get("job") or {}
-                if event.kind in ("job.done", "job.failed") and (
-                    job.get("kind") in OUTBOX_KINDS or job.get("origin") == "portal"
-                ):
+                if event.kind in ("job.done", "job.failed"):
                     # the portal's copy of what was done to the car (service history) and of
-                    # every job of a remote session, reads included (the remote session log)
-                    self.outbox.put(
-                        "job.result",
-                        {"vin": self.vehicle.get("vin"), "job": job},
-                        record_id=f"job-{job['id']}",
-                    )
+                    # every job of a remote session (the remote session log)
+                    self.outbox.keep_job(job, self.vehicle.get("vin"))
                 if event.kind == "job.done" and job.get("kind") == "identify":
                     result = job.get("result") or {}
                     self.vehicle.update(

@@ -344,3 +344,35 @@ def test_outbox_records_survive_a_power_cut_of_the_box(box, broker, start_sim, t
     finally:
         session.close()
         stop(gateway)
+
+
+def test_what_a_command_did_to_the_car_reaches_the_portal(box, broker, start_sim, tmp_path) -> None:
+    """``vci dtc clear`` on the box, with no gateway running: its result waits in the outbox and
+    reaches the portal once the gateway links up; a free read is not sent."""
+    from firmware_py.gateway.outbox import Outbox
+    from firmware_py.gateway.store import Store
+    from portal.records import RecordStore
+
+    sim = start_sim("--battery", "13.6")
+    assert box.vci("ticket", "add", box.issue("basic-1d")).returncode == 0
+    cleared = box.vci("dtc", "clear", "--ecu", "DME", "--yes", *sim.cli_args("doip"))
+    assert cleared.returncode == 0, cleared.stderr
+    assert box.vci("dtc", "read", "--ecu", "DSC", *sim.cli_args("doip")).returncode == 0
+    outbox = Outbox(Store(box.root / "state"))
+    assert outbox.count() == 1
+    gateway = start_gateway(sim, gateway_env(box, broker))
+    session = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
+    try:
+        wait_online(session, BOX)
+        records = RecordStore(tmp_path / "portal.sqlite")
+        session.keep_records(records)
+        deadline = time.monotonic() + 15
+        while (records.count(BOX) < 1 or outbox.count()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [record] = records.latest()
+        job = record["body"]["job"]
+        assert (job["kind"], job["ecu"], job["origin"]) == ("clear_fault_memory", "DME", "cli")
+        assert record["body"]["vin"] == "WBAJA71090B123456" and outbox.count() == 0
+    finally:
+        session.close()
+        stop(gateway)

@@ -83,6 +83,20 @@ def test_clear_one_ecu_leaves_the_others(sim_process: SimHandle) -> None:
     assert state["ACSM"]["dtcs"] == [] and state["DME"]["dtcs"]
 
 
+def test_a_state_directory_that_cannot_be_written_does_not_fail_a_done_job(
+    sim_process: SimHandle, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fault memory is cleared whatever happens to the record for the portal afterwards."""
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    monkeypatch.setenv("VCI_SECURITY_TICKETS", "off")  # a workshop box without the portal
+    monkeypatch.setenv("VCI_STORAGE_STATE_DIR", str(blocked / "state"))
+    proc = vci("dtc", "clear", "--ecu", "DSC", "--yes", *sim_process.cli_args("doip"))
+    assert proc.returncode == 0, proc.stderr
+    assert "not kept for the portal" in proc.stdout + proc.stderr
+    assert sim_process.state()["ecus"]["DSC"]["dtcs"] == []
+
+
 def test_clear_without_yes_and_without_a_terminal_changes_nothing(sim_process: SimHandle) -> None:
     proc = vci("dtc", "clear", *sim_process.cli_args("doip"))
     assert proc.returncode == 2 and "--yes" in proc.stderr
