@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_raw)
 
 
-def _run(
+def run_job(
     args: argparse.Namespace, kind: str, ecu: str | None = None, **params: Any
 ) -> dict[str, Any]:
     cfg, transport = config_from_args(args)
@@ -93,11 +93,11 @@ class _JobFailed(VciError):
         return dict(self.details)
 
 
-def _print_json(data: Any) -> None:
+def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
+def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
@@ -105,6 +105,18 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
         "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
     ]
     return "\n".join(lines)
+
+
+def confirmed(args: argparse.Namespace, question: str) -> int | None:
+    """Ask before a command changes the car: ``None`` to go on, else the exit code (2 without
+    ``--yes`` and without a terminal to ask on, 1 when the answer is no)."""
+    if args.yes:
+        return None
+    if not sys.stdin.isatty():
+        print(f"refusing without --yes: {question}", file=sys.stderr)
+        return 2
+    answer = input(f"{question} [y/N] ").strip().lower()
+    return None if answer in ("y", "yes", "j", "ja") else 1
 
 
 def _error_text(err: dict[str, Any] | None) -> str:
@@ -135,7 +147,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         {"name": e["name"], "address": e["address"], "present": e["present"]} for e in ident["ecus"]
     ]
     if args.json:
-        _print_json(out)
+        print_json(out)
         return 0
     for v in out["vehicles"]:
         print(
@@ -150,9 +162,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    result = _run(args, "identify", args.ecu)
+    result = run_job(args, "identify", args.ecu)
     if args.json:
-        _print_json(result)
+        print_json(result)
         return 0
     print(f"VIN      {result['vin'] or 'unknown'}")
     print(f"model    {result.get('model') or 'unknown'}")
@@ -175,7 +187,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
             ]
         )
     print(
-        _table(rows, ["ECU", "addr", "what", "part no.", "HW no.", "HW ver", "SW version", "state"])
+        table(rows, ["ECU", "addr", "what", "part no.", "HW no.", "HW ver", "SW version", "state"])
     )
     print("\nsoftware (SVK)")
     for e in result["ecus"]:
@@ -188,11 +200,11 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
 
 def cmd_dtc_read(args: argparse.Namespace) -> int:
-    result = _run(
+    result = run_job(
         args, "read_fault_memory", args.ecu, status_mask=args.mask, details=not args.brief
     )
     if args.json:
-        _print_json(result)
+        print_json(result)
         return 1 if any(e["error"] for e in result["ecus"]) and args.ecu else 0
     failed = False
     for e in result["ecus"]:
@@ -219,21 +231,12 @@ def cmd_dtc_read(args: argparse.Namespace) -> int:
 
 
 def cmd_dtc_clear(args: argparse.Namespace) -> int:
-    target = args.ecu or "every ECU"
-    if not args.yes:
-        if not sys.stdin.isatty():
-            print(f"refusing to clear the fault memory of {target} without --yes", file=sys.stderr)
-            return 2
-        if input(f"Clear the fault memory of {target}? [y/N] ").strip().lower() not in (
-            "y",
-            "yes",
-            "j",
-            "ja",
-        ):
-            return 1
-    result = _run(args, "clear_fault_memory", args.ecu)
+    refused = confirmed(args, f"Clear the fault memory of {args.ecu or 'every ECU'}?")
+    if refused is not None:
+        return refused
+    result = run_job(args, "clear_fault_memory", args.ecu)
     if args.json:
-        _print_json(result)
+        print_json(result)
     else:
         for e in result["ecus"]:
             print(
@@ -243,9 +246,9 @@ def cmd_dtc_clear(args: argparse.Namespace) -> int:
 
 
 def cmd_read_did(args: argparse.Namespace) -> int:
-    result = _run(args, "read_did", args.ecu, dids=args.dids)
+    result = run_job(args, "read_did", args.ecu, dids=args.dids)
     if args.json:
-        _print_json(result)
+        print_json(result)
         return 0
     for did, v in result["dids"].items():
         value = (
@@ -256,9 +259,9 @@ def cmd_read_did(args: argparse.Namespace) -> int:
 
 
 def cmd_raw(args: argparse.Namespace) -> int:
-    result = _run(args, "raw_uds", args.ecu, request=args.request)
+    result = run_job(args, "raw_uds", args.ecu, request=args.request)
     if args.json:
-        _print_json(result)
+        print_json(result)
     else:
         nrc = f"  (negative response: {result['nrc_name']})" if "nrc" in result else ""
         print(result["response"] + nrc)

@@ -4,11 +4,11 @@ Each runs one ``service_reset`` job through the gateway's job runner (a Service 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from firmware_py.cli.diag_commands import _print_json, _run, _table
+from firmware_py.cli.diag_commands import confirmed, print_json, run_job, table
 from firmware_py.cli.transport_args import add_transport_args
+from firmware_py.uds.service_functions import load_service_description
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -22,28 +22,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = service.add_parser("status", help="what is left until each service is due; the battery")
     add_transport_args(p)
     p.set_defaults(func=cmd_status)
+    desc = load_service_description()
     p = service.add_parser("reset", help="reset a service item after the service was done")
-    p.add_argument("item", help="engine_oil, brakes_front, brakes_rear, brake_fluid, vehicle_check")
+    p.add_argument("item", help=", ".join(i.name for i in desc.items))
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     add_transport_args(p)
     p.set_defaults(func=cmd_reset)
     p = service.add_parser("battery", help="register a new battery (capacity and technology)")
     p.add_argument("--capacity", type=int, required=True, metavar="AH", help="capacity in Ah")
     p.add_argument(
-        "--technology", required=True, choices=("flooded", "efb", "agm"), help="battery type"
+        "--technology", required=True, choices=list(desc.technologies), help="battery type"
     )
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     add_transport_args(p)
     p.set_defaults(func=cmd_battery)
-
-
-def _confirmed(args: argparse.Namespace, question: str) -> bool:
-    if args.yes:
-        return True
-    if not sys.stdin.isatty():
-        print(f"refusing without --yes: {question}", file=sys.stderr)
-        return False
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes", "j", "ja")
 
 
 def _cbs_table(items: list[dict[str, Any]]) -> str:
@@ -57,13 +49,13 @@ def _cbs_table(items: list[dict[str, Any]]) -> str:
         ]
         for i in items
     ]
-    return _table(rows, ["service", "left", "distance", "time", ""])
+    return table(rows, ["service", "left", "distance", "time", ""])
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    result = _run(args, "service_reset", action="read")
+    result = run_job(args, "service_reset", action="read")
     if args.json:
-        _print_json(result)
+        print_json(result)
         return 0
     print(_cbs_table(result["cbs"]))
     b = result["battery"]
@@ -75,11 +67,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
-    if not _confirmed(args, f"Reset the service item {args.item}?"):
-        return 2
-    result = _run(args, "service_reset", action="reset", item=args.item)
+    refused = confirmed(args, f"Reset the service item {args.item}?")
+    if refused is not None:
+        return refused
+    result = run_job(args, "service_reset", action="reset", item=args.item)
     if args.json:
-        _print_json(result)
+        print_json(result)
         return 0
     after = result["after"]
     print(f"{after['text']}: reset, {after['availability']} % left (read back from the ECU)")
@@ -89,9 +82,10 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 def cmd_battery(args: argparse.Namespace) -> int:
     question = f"Register a new {args.capacity} Ah {args.technology.upper()} battery?"
-    if not _confirmed(args, question):
-        return 2
-    result = _run(
+    refused = confirmed(args, question)
+    if refused is not None:
+        return refused
+    result = run_job(
         args,
         "service_reset",
         action="register_battery",
@@ -99,7 +93,7 @@ def cmd_battery(args: argparse.Namespace) -> int:
         technology=args.technology,
     )
     if args.json:
-        _print_json(result)
+        print_json(result)
         return 0
     b = result["battery"]
     print(

@@ -13,7 +13,7 @@ from firmware_py.errors import StorageError
 from firmware_py.gateway.events import Event, EventBus
 from firmware_py.gateway.job_handlers import HANDLERS
 from firmware_py.gateway.jobs import Caller, Job, JobRequest, JobRunner, VehicleWorker
-from firmware_py.gateway.outbox import OUTBOX_KINDS, Outbox
+from firmware_py.gateway.outbox import Outbox, wanted
 from firmware_py.gateway.store import Store
 from firmware_py.gateway.tariffs import JOB_SCOPE, JobKind
 from firmware_py.uds.vehicle import VehicleSession
@@ -81,14 +81,9 @@ def _keep_for_portal(cfg: Config, job: Job, vin: str | None) -> None:
     outbox, which the gateway delivers when it runs. The car was changed whatever happens here,
     so a state directory that cannot be written is a warning, not a failed command."""
     data = job.to_dict()
-    if data["kind"] not in OUTBOX_KINDS:
+    if not wanted(data):  # a free read opens no store
         return
     try:
-        Outbox(Store(cfg.storage.state_dir)).keep_job(data, vin or _vin_of(data))
+        Outbox(Store(cfg.storage.state_dir)).keep_job(data, vin)
     except StorageError as err:
         log.warning("the result of job %s is not kept for the portal: %s", job.id, err)
-
-
-def _vin_of(job: dict[str, Any]) -> str | None:
-    result = job.get("result") or {}
-    return result.get("vin") if isinstance(result, dict) else None

@@ -26,6 +26,11 @@ OUTBOX_KINDS = frozenset(
 )
 
 
+def wanted(job: dict[str, Any]) -> bool:
+    """Whether the portal must have this job's result (a job as :meth:`Job.to_dict` gives it)."""
+    return job.get("kind") in OUTBOX_KINDS or job.get("origin") == "portal"
+
+
 @dataclass(frozen=True)
 class Record:
     id: str
@@ -51,11 +56,9 @@ class Outbox:
         return rid
 
     def keep_job(self, job: dict[str, Any], vin: str | None) -> str | None:
-        """Keep a finished job's result if the portal must have it (see ``OUTBOX_KINDS``);
-        the record id is ``job-<job id>``, so keeping it twice is one record."""
-        if job.get("state") not in ("done", "failed"):
-            return None
-        if job.get("kind") not in OUTBOX_KINDS and job.get("origin") != "portal":
+        """Keep a finished job's result if the portal must have it (:func:`wanted`); the record
+        id is ``job-<job id>``, so keeping it twice is one record."""
+        if job.get("state") not in ("done", "failed") or not wanted(job):
             return None
         return self.put("job.result", {"vin": vin, "job": job}, record_id=f"job-{job['id']}")
 

@@ -23,14 +23,12 @@ ACTIONS = ("read", "reset", "register_battery")
 def service(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     desc = load_service_description()
     action = ctx.params.get("action", "read")
-    cluster = vehicle.ecu(desc.cbs_ecu)
-    engine = vehicle.ecu(desc.battery_ecu)
     if action == "read":
         ctx.step("read service status")
         return {
             "action": action,
-            "cbs": read_cbs(cluster, desc),
-            "battery": read_battery(engine, desc),
+            "cbs": read_cbs(vehicle.ecu(desc.cbs_ecu), desc),
+            "battery": read_battery(vehicle.ecu(desc.battery_ecu), desc),
         }
     if action == "reset":
         name = str(ctx.params.get("item") or "")
@@ -40,15 +38,17 @@ def service(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
                 hint="One of: " + ", ".join(i.name for i in desc.items),
             )
         item = desc.item(name)
+        cluster = vehicle.ecu(desc.cbs_ecu)
         before = next((i for i in read_cbs(cluster, desc) if i["id"] == item.id), None)
         ctx.step(f"reset {item.text}")
-        after = reset_cbs(cluster, desc, name)
+        items = reset_cbs(cluster, desc, name)
+        after = next(i for i in items if i["id"] == item.id)
         return {
             "action": action,
             "item": name,
             "before": before,
             "after": after,
-            "cbs": read_cbs(cluster, desc),
+            "cbs": items,
             "verified": True,
         }
     if action == "register_battery":
@@ -57,6 +57,7 @@ def service(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
         except (TypeError, ValueError):
             raise ConfigError("capacity_ah must be a whole number of ampere hours") from None
         technology = str(ctx.params.get("technology", ""))
+        engine = vehicle.ecu(desc.battery_ecu)
         before = read_battery(engine, desc)
         ctx.step("register battery")
         after = register_battery(engine, desc, capacity, technology)

@@ -17,12 +17,12 @@ import math
 import os
 import struct
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import IntEnum
 from typing import Any
 
 from firmware_py.sim.faults import EcuFaults
-from firmware_py.sim.vehicle import EcuSpec, VehicleSpec
+from firmware_py.sim.vehicle import BatterySpec, CbsItemSpec, EcuSpec, VehicleSpec
 
 
 class Nrc(IntEnum):
@@ -74,6 +74,7 @@ RID_ERASE, RID_CHECK_MEMORY, RID_DEPENDENCIES, RID_SELF_TEST = 0xFF00, 0x0202, 0
 # service functions (docs/simulator.md): Condition Based Service data and reset, battery registration
 DID_CBS, DID_BATTERY_INFO, RID_CBS_RESET, RID_BATTERY_REGISTRATION = 0x2500, 0x2510, 0x1010, 0x1020
 NO_DISTANCE = 0x7FFFFFFF  # remaining_km of a time-only CBS item
+BATTERY_AH = range(40, 131)  # the capacities the energy management accepts
 #: services whose sub-function byte carries suppressPosRspMsgIndicationBit
 SPRMIB_SERVICES = {0x10, 0x11, 0x28, 0x31, 0x3E, 0x85}
 
@@ -137,24 +138,17 @@ class Dtc:
     aging: int
 
 
-@dataclass
-class CbsItem:
-    id: int
-    remaining_km: int
-    remaining_months: int
-    interval_km: int
-    interval_months: int
+def cbs_availability(item: CbsItemSpec) -> int:
+    """Percent of a CBS item's interval left (0 when due or overdue), by distance and by time."""
+    ratios = [item.remaining_months / item.interval_months]
+    if item.interval_km:
+        ratios.append(item.remaining_km / item.interval_km)
+    return max(0, min(100, math.floor(min(ratios) * 100)))
 
-    def availability(self) -> int:
-        """Percent of the interval left (0 when due or overdue), by distance and by time."""
-        ratios = [self.remaining_months / self.interval_months]
-        if self.interval_km:
-            ratios.append(self.remaining_km / self.interval_km)
-        return max(0, min(100, math.floor(min(ratios) * 100)))
 
-    def encode(self) -> bytes:
-        km = self.remaining_km if self.interval_km else NO_DISTANCE
-        return struct.pack(">BBib", self.id, self.availability(), km, self.remaining_months)
+def _cbs_record(item: CbsItemSpec) -> bytes:
+    km = item.remaining_km if item.interval_km else NO_DISTANCE
+    return struct.pack(">BBib", item.id, cbs_availability(item), km, item.remaining_months)
 
 
 @dataclass
@@ -212,12 +206,8 @@ class EcuModel:
             for d in s.dtcs
         ]
         self.routines: dict[int, bytes] = {}
-        self.cbs = [
-            CbsItem(c.id, c.remaining_km, c.remaining_months, c.interval_km, c.interval_months)
-            for c in s.cbs
-        ]
-        b = s.battery
-        self.battery_info = (b.capacity_ah, b.technology, b.registered_km) if b else None
+        self.cbs: list[CbsItemSpec] = list(s.cbs)  # a reset replaces an item
+        self.battery_info: BatterySpec | None = s.battery  # a registration replaces it
         self.transfer: Transfer | None = None
         self.comm_disabled = False
         self.requests = 0
@@ -393,10 +383,10 @@ class EcuModel:
         if did == DID_CODING and self.coding is not None:
             return bytes(self.coding)
         if did == DID_CBS and self.cbs:
-            return bytes([len(self.cbs)]) + b"".join(item.encode() for item in self.cbs)
+            return bytes([len(self.cbs)]) + b"".join(_cbs_record(item) for item in self.cbs)
         if did == DID_BATTERY_INFO and self.battery_info is not None:
-            capacity, technology, registered_km = self.battery_info
-            return struct.pack(">BBI", capacity, technology, registered_km)
+            b = self.battery_info
+            return struct.pack(">BBI", b.capacity_ah, b.technology, b.registered_km)
         if s.live:
             if did == DID_ENGINE_SPEED:  # idle speed wanders a little, as an engine's does
                 rpm = s.live.get("engine_speed", 0) + 25 * math.sin(self.last_request * 1.3)
@@ -544,18 +534,21 @@ class EcuModel:
         if rid == RID_CBS_RESET:
             if len(option) != 1:
                 raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
-            item = next((c for c in self.cbs if c.id == option[0]), None)
-            if item is None:
+            at = next((i for i, c in enumerate(self.cbs) if c.id == option[0]), None)
+            if at is None:
                 raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
-            item.remaining_km, item.remaining_months = item.interval_km, item.interval_months
+            item = self.cbs[at]
+            self.cbs[at] = replace(
+                item, remaining_km=item.interval_km, remaining_months=item.interval_months
+            )
             return b"\x00"
         if rid == RID_BATTERY_REGISTRATION:
             if len(option) != 2:
                 raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
             capacity, technology = option
-            if not 40 <= capacity <= 130 or technology > 2:
+            if capacity not in BATTERY_AH or technology > 2:
                 raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
-            self.battery_info = (capacity, technology, self.vehicle.mileage_km)
+            self.battery_info = BatterySpec(capacity, technology, self.vehicle.mileage_km)
             return b"\x00"
         assert region is not None
         if rid == RID_DEPENDENCIES:
@@ -679,19 +672,11 @@ class EcuModel:
                         "id": c.id,
                         "remaining_km": c.remaining_km,
                         "remaining_months": c.remaining_months,
-                        "availability": c.availability(),
+                        "availability": cbs_availability(c),
                     }
                     for c in self.cbs
                 ],
-                "battery": None
-                if self.battery_info is None
-                else dict(
-                    zip(
-                        ("capacity_ah", "technology", "registered_km"),
-                        self.battery_info,
-                        strict=True,
-                    )
-                ),
+                "battery": asdict(self.battery_info) if self.battery_info else None,
                 "requests": self.requests,
                 "region": None
                 if r is None

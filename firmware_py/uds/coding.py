@@ -131,8 +131,7 @@ def write_coding(
     """Write coding data in the extended session with security access, read it back and verify."""
     if len(data) != desc.length:
         raise CodingError(f"coding of {desc.ecu} has {desc.length} bytes, not {len(data)}")
-    session.change_session("extended")
-    try:
+    with session.in_session("extended"):
         session.security_access(security_level)
         session.raw(bytes([0x2E, desc.did >> 8, desc.did & 0xFF]) + data)
         back = read_coding(session, desc)
@@ -141,5 +140,3 @@ def write_coding(
                 f"{desc.ecu} did not keep the coding: wrote {data.hex()}, reads {back.hex()}",
                 hint="Restore the previous coding: vci coding restore",
             )
-    finally:
-        session.change_session("default")

@@ -184,6 +184,16 @@ class EcuSession:
         else:
             self._start_keeper()
 
+    @contextmanager
+    def in_session(self, session: str | int) -> Iterator[None]:
+        """Work in ``session`` (tester present kept by the box) and return to the default session
+        afterwards, whatever happened."""
+        self.change_session(session)
+        try:
+            yield
+        finally:
+            self.change_session("default")
+
     def read_dids(self, *dids: int) -> dict[int, Any]:
         response = self._call(
             "read data by identifier", lambda: self.client.read_data_by_identifier(list(dids))

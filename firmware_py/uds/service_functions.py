@@ -104,25 +104,28 @@ def read_cbs(session: EcuSession, desc: ServiceDescription) -> list[dict[str, An
     return out
 
 
-def reset_cbs(session: EcuSession, desc: ServiceDescription, name: str) -> dict[str, Any]:
-    """Reset one item (after the service was done) and read back that its interval is restored."""
+def _start_routine(session: EcuSession, routine: int, option: bytes, what: str) -> None:
+    """Start a service routine (in the extended session the caller opened); a status other
+    than 0x00 is the ECU's refusal."""
+    status = session.routine("start", routine, option)
+    if status[:1] not in (b"", b"\x00"):
+        raise ServiceFunctionError(f"{session.name} refused {what} (routine status {status.hex()})")
+
+
+def reset_cbs(session: EcuSession, desc: ServiceDescription, name: str) -> list[dict[str, Any]]:
+    """Reset one item (after the service was done); returns every item as read back, the reset
+    one with its interval restored."""
     item = desc.item(name)
-    session.change_session("extended")
-    try:
-        status = session.routine("start", desc.cbs_reset_routine, bytes([item.id]))
-        if status[:1] not in (b"", b"\x00"):
-            raise ServiceFunctionError(
-                f"{session.name} refused to reset {item.text} (routine status {status.hex()})"
-            )
-        after = next((i for i in read_cbs(session, desc) if i["id"] == item.id), None)
-    finally:
-        session.change_session("default")
+    with session.in_session("extended"):
+        _start_routine(session, desc.cbs_reset_routine, bytes([item.id]), f"to reset {item.text}")
+        items = read_cbs(session, desc)
+    after = next((i for i in items if i["id"] == item.id), None)
     if after is None or after["availability"] != 100:
         raise ServiceFunctionError(
             f"{session.name} acknowledged the reset of {item.text} but does not keep it: {after}",
             hint="Read the service status again; if it persists, check the cluster's fault memory",
         )
-    return after
+    return items
 
 
 def read_battery(session: EcuSession, desc: ServiceDescription) -> dict[str, Any]:
@@ -154,18 +157,10 @@ def register_battery(
             hint=f"The capacity is {desc.min_capacity_ah}..{desc.max_capacity_ah} Ah "
             "(printed on the battery)",
         )
-    session.change_session("extended")
-    try:
-        status = session.routine(
-            "start", desc.battery_routine, bytes([capacity_ah, desc.technologies[technology]])
-        )
-        if status[:1] not in (b"", b"\x00"):
-            raise ServiceFunctionError(
-                f"{session.name} refused the battery registration (routine status {status.hex()})"
-            )
+    option = bytes([capacity_ah, desc.technologies[technology]])
+    with session.in_session("extended"):
+        _start_routine(session, desc.battery_routine, option, "the battery registration")
         after = read_battery(session, desc)
-    finally:
-        session.change_session("default")
     if (after["capacity_ah"], after["technology"]) != (capacity_ah, technology):
         raise ServiceFunctionError(
             f"{session.name} acknowledged the registration but keeps {after}",

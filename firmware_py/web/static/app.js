@@ -162,10 +162,10 @@ const views = {
       <td>${i.remaining_km == null ? "-" : esc(Number(i.remaining_km).toLocaleString()) + " km"}</td><td>${esc(i.remaining_months)} months</td>
       <td>${i.due ? '<span class="badge bad">due</span>' : ""}</td>
       <td><button class="primary" data-action="service-reset" data-item="${esc(i.name)}" data-confirm="Was the service done? Reset ${esc(i.text)}?">Reset</button></td></tr>`).join("");
-    const done_reset = job && job.state === "done" && job.result && job.result.action === "reset" ? job.result.after : null;
+    const resetDone = job && job.state === "done" && job.result && job.result.action === "reset" ? job.result.after : null;
     return `<section class="card"><h2>Service</h2><p id="message"></p><div class="row">
       <button class="plain" data-action="service-read">Read service status</button></div>${jobLine(job)}
-      ${done_reset ? `<p class="ok" data-testid="service-verified">${esc(done_reset.text)} reset: ${esc(done_reset.availability)} % left, read back from the ECU.</p>` : ""}
+      ${resetDone ? `<p class="ok" data-testid="service-verified">${esc(resetDone.text)} reset: ${esc(resetDone.availability)} % left, read back from the ECU.</p>` : ""}
       <table><thead><tr><th>Service</th><th>Left</th><th>Distance</th><th>Time</th><th></th><th></th></tr></thead><tbody>${rows}</tbody></table></section>
       <section class="card"><h2>Battery registration</h2>
       ${b ? `<p data-testid="battery">Registered: <b>${esc(b.capacity_ah)} Ah ${esc(String(b.technology).toUpperCase())}</b> at ${esc(Number(b.registered_km).toLocaleString())} km</p>` : '<p class="muted">Read the service status to see the registered battery.</p>'}
