@@ -1,6 +1,6 @@
 """VCI gateway firmware.
 
-Layers (shared/DESIGN.md), each importing only the ones below it::
+Layers (docs/architecture.md), each importing only the ones below it::
 
     web/, cloud/      tablet page and portal link
     gateway/          jobs, tickets, events, journal, storage

@@ -1,7 +1,7 @@
 """The job runner: the one place where every job - from the CLI, the tablet page or the
 portal - is checked and run.
 
-For each job it (shared/DESIGN.md, "The job model"):
+For each job it (docs/architecture.md, "Everything is a job"):
 
 1. checks the caller's entitlement once, when the job starts (a programming job that started
    under a valid ticket is never cut off by the ticket's end; the next job is denied);
