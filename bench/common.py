@@ -39,6 +39,7 @@ class Sim:
             "--doip-port",
             "0",
             "--no-can",
+            "--no-hsfz",
             "--announce-to",
             "",
             *extra,

@@ -36,6 +36,11 @@ class SimHandle:
     can_interface: str
     can_channel: str
     control_url: str
+    hsfz_host: str = ""
+    hsfz_port: int = 0
+    """TCP diagnostic port of the HSFZ face"""
+    hsfz_control_port: int = 0
+    """UDP identification port of the HSFZ face"""
     output: list[str] = field(default_factory=list)
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -79,6 +84,10 @@ def _start(extra: tuple[str, ...]) -> SimHandle:
         "0",
         "--control-port",
         "0",
+        "--hsfz-port",
+        "0",
+        "--hsfz-control-port",
+        "0",
         "--can-channel",
         channel,
         "--announce-to",
@@ -112,7 +121,21 @@ def _start(extra: tuple[str, ...]) -> SimHandle:
     fields = dict(part.split("=", 1) for part in ready[0].split()[2:])
     host, port = fields["doip"].rsplit(":", 1)
     interface, _, chan = fields["can"].partition(":")
-    return SimHandle(proc, host, int(port), interface, chan, fields["control"], output)
+    hsfz = fields.get("hsfz", "-")
+    hsfz_host, _, hsfz_ports = hsfz.rpartition(":") if hsfz != "-" else ("", "", "0/0")
+    tcp, _, udp = hsfz_ports.partition("/")
+    return SimHandle(
+        proc,
+        host,
+        int(port),
+        interface,
+        chan,
+        fields["control"],
+        hsfz_host,
+        int(tcp or 0),
+        int(udp or 0),
+        output,
+    )
 
 
 def _stop(sim: SimHandle) -> None:

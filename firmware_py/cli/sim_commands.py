@@ -43,6 +43,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--no-doip", action="store_true", help="no DoIP entity")
     p.add_argument(
+        "--hsfz-port",
+        type=int,
+        default=6801,
+        help="BMW HSFZ diagnostic TCP port, 0 for a free one (default: 6801)",
+    )
+    p.add_argument(
+        "--hsfz-control-port",
+        type=int,
+        default=6811,
+        help="HSFZ vehicle identification UDP port, 0 for a free one (default: 6811)",
+    )
+    p.add_argument("--no-hsfz", action="store_true", help="no HSFZ face")
+    p.add_argument(
         "--can-interface",
         default="vci_loopback",
         help="python-can interface (default: vci_loopback)",
@@ -95,6 +108,8 @@ def run_sim(args: argparse.Namespace) -> int:
     options = SimOptions(
         host=args.host,
         doip_port=None if args.no_doip else args.doip_port,
+        hsfz_port=None if args.no_hsfz else args.hsfz_port,
+        hsfz_control_port=args.hsfz_control_port,
         can_interface=None if args.no_can else args.can_interface,
         can_channel=args.can_channel,
         control_port=None if args.no_control else args.control_port,
@@ -126,10 +141,16 @@ async def _serve(vehicle: SimulatedVehicle, options: SimOptions) -> None:
             f"cannot listen: {err}", hint="Is another vci sim running? Choose another port"
         ) from err
     doip = f"{options.host}:{vehicle.doip_port}" if vehicle.doip_port else "-"
+    hsfz = (
+        f"{options.host}:{vehicle.hsfz_ports[0]}/{vehicle.hsfz_ports[1]}"
+        if vehicle.hsfz_ports
+        else "-"
+    )
     can_ = f"{options.can_interface}:{options.can_channel}" if options.can_interface else "-"
     control = f"http://{options.host}:{vehicle.control_port}" if vehicle.control_port else "-"
     print(
-        f"vci-sim ready doip={doip} can={can_} control={control} vin={vehicle.spec.vin}", flush=True
+        f"vci-sim ready doip={doip} hsfz={hsfz} can={can_} control={control} vin={vehicle.spec.vin}",
+        flush=True,
     )
     try:
         await stop.wait()

@@ -16,7 +16,9 @@ from firmware_py.sim.can_server import CanFace
 from firmware_py.sim.doip_server import DoipEntity
 from firmware_py.sim.ecu import Battery, EcuModel
 from firmware_py.sim.faults import BusFaults, EcuFaults, FaultSpecError
+from firmware_py.sim.hsfz_server import HsfzEntity
 from firmware_py.sim.vehicle import VehicleSpec
+from firmware_py.transport.hsfz import HsfzIdentity
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ class SimOptions:
     can_interface: str | None = "vci_loopback"
     """None: no CAN face."""
     can_channel: str = "239.74.163.2:43113"
+    hsfz_port: int | None = None
+    """BMW HSFZ diagnostic TCP port (6801 in a car); None: no HSFZ face; 0: a free one."""
+    hsfz_control_port: int = 6811
+    """HSFZ identification UDP port (6811 in a car); 0: a free one."""
     control_port: int | None = None
     """None: no control API; 0: a free port."""
     announce_to: str | None = "127.255.255.255"
@@ -51,6 +57,8 @@ class SimulatedVehicle:
         }
         self.doip: DoipEntity | None = None
         self.doip_port: int | None = None
+        self.hsfz: HsfzEntity | None = None
+        self.hsfz_ports: tuple[int, int] | None = None
         self.can_face: CanFace | None = None
         self.can_bus: can.BusABC | None = None
         self.control_port: int | None = None
@@ -155,6 +163,16 @@ class SimulatedVehicle:
             if o.announce_to:
                 host, _, port = o.announce_to.partition(":")
                 self.doip.announce((host, int(port) if port else self.doip_port))
+        if o.hsfz_port is not None:
+            self.hsfz = HsfzEntity(
+                identity=HsfzIdentity(
+                    self.spec.gateway_address, self.spec.eid.hex(), self.spec.vin
+                ),
+                ecus=self.ecus,
+                faults=self.bus_faults,
+                inactivity=o.general_inactivity,
+            )
+            self.hsfz_ports = await self.hsfz.start(o.host, o.hsfz_port, o.hsfz_control_port)
         if o.can_interface is not None:
             self.can_bus = can.Bus(interface=o.can_interface, channel=o.can_channel)
             self.can_face = CanFace(self.can_bus, self.ecus, self.bus_faults)
@@ -171,6 +189,8 @@ class SimulatedVehicle:
             await self._control_runner.cleanup()
         if self.doip is not None:
             await self.doip.stop()
+        if self.hsfz is not None:
+            await self.hsfz.stop()
         if self.can_face is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.can_face.stop)
         if self.can_bus is not None:
