@@ -1,0 +1,264 @@
+"""HSFZ (BMW ENET) to the vehicle: identification on UDP 6811, and one TCP connection to 6801
+that carries the diagnostic messages of every ECU behind the gateway (docs/enet.md).
+
+The same shape as the DoIP link: per-ECU udsoncan connections multiplexed over one socket,
+answers queued by source address (only for ECUs a connection was made for: anything else is
+counted and dropped, so a chatty or hostile peer cannot grow memory), reconnect after the vehicle
+dropped the connection, traces as pcap, and errors from our exception tree. No library speaks
+HSFZ for a tester (Scapy's socket has no acknowledgement handling or reconnect), so the framing
+is our sans-I/O codec in :mod:`.hsfz` and this module only does the I/O.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import socket
+import threading
+import time
+from pathlib import Path
+
+from udsoncan.exceptions import TimeoutException
+
+from firmware_py.errors import (
+    ConnectionLostError,
+    FrameError,
+    UnknownTargetError,
+    VehicleNotFoundError,
+)
+from firmware_py.transport import hsfz
+from firmware_py.transport.ecu_connection import GatewayEcuConnection
+from firmware_py.transport.hsfz import ControlWord, Decoder, Frame, HsfzIdentity
+from firmware_py.transport.trace import DoipTrace
+
+log = logging.getLogger(__name__)
+MAX_QUEUED = 64
+"""answers kept per ECU before the oldest is dropped (a tester reads each answer it asked for)"""
+
+
+def discover_hsfz(
+    host: str = "255.255.255.255", port: int = hsfz.CONTROL_PORT, *, timeout: float = 1.0
+) -> list[tuple[str, HsfzIdentity]]:
+    """Ask for vehicle identification on UDP (broadcast when ``host`` is a broadcast address)
+    and collect the answers that arrive within ``timeout``: ``(address, identity)`` each."""
+    found: list[tuple[str, HsfzIdentity]] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        try:
+            sock.sendto(hsfz.IDENTIFICATION_REQUEST, (host, port))
+        except OSError as err:
+            raise VehicleNotFoundError(f"cannot send HSFZ identification to {host}: {err}") from err
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0 and len(found) < 64:
+            sock.settimeout(remaining)
+            try:
+                data, addr = sock.recvfrom(2048)
+            except (TimeoutError, OSError):
+                break
+            try:
+                found.append((addr[0], hsfz.parse_identification(data)))
+            except FrameError as err:
+                log.info("ignoring an HSFZ identification answer from %s: %s", addr[0], err)
+    return found
+
+
+class HsfzLink:
+    """One HSFZ connection to a vehicle, shared by the ECUs behind its gateway."""
+
+    kind = "hsfz"
+
+    def __init__(
+        self,
+        host: str,
+        port: int = hsfz.DIAG_PORT,
+        *,
+        tester_address: int = hsfz.TESTER_ADDRESS,
+        connect_timeout: float = 2.0,
+        ack_timeout: float = 2.0,
+        trace_path: Path | None = None,
+    ) -> None:
+        self.host, self.port = host, port
+        self.tester_address = tester_address
+        self.connect_timeout = connect_timeout
+        self.ack_timeout = ack_timeout
+        self.trace_path = trace_path
+        self.trace: DoipTrace | None = None
+        self.dropped = 0
+        """frames from addresses nobody listens to, or beyond MAX_QUEUED"""
+        self._lock = threading.RLock()
+        self._queues: dict[int, collections.deque[bytes]] = {}
+        self._acks: collections.deque[Frame] = collections.deque(maxlen=8)
+        self._sock: socket.socket | None = None
+        self._decoder = Decoder()
+        self._connect()
+        self.description = f"HSFZ {host}:{port}"
+
+    # -- the connection -----------------------------------------------------------------------
+    def _connect(self) -> None:
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        except OSError as err:
+            raise VehicleNotFoundError(
+                f"no HSFZ gateway answers at {self.host}:{self.port}: {err}",
+                hint="Check the ENET cable and that the car is awake (ignition on)",
+            ) from err
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock, self._decoder = sock, Decoder()
+        if self.trace_path is not None and self.trace is None:
+            self.trace = DoipTrace(self.trace_path, sock.getsockname()[:2], sock.getpeername()[:2])
+
+    def reconnect(self) -> None:
+        with self._lock:
+            self._close_socket()
+            for queue in self._queues.values():
+                queue.clear()
+            self._connect()
+            log.info("HSFZ connection to %s:%d re-established", self.host, self.port)
+
+    def _close_socket(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_socket()
+            if self.trace is not None:
+                self.trace.close()
+
+    def ecu_connection(self, address: int) -> HsfzEcuConnection:
+        with self._lock:
+            self._queues.setdefault(address & 0xFF, collections.deque())
+        return HsfzEcuConnection(self, address & 0xFF)
+
+    # -- used by the per-ECU connections, under the lock ----------------------------------------
+    def _broken(self, why: str, err: Exception | None = None) -> ConnectionLostError:
+        self._close_socket()
+        return ConnectionLostError(f"the HSFZ connection to {self.host}:{self.port} {why}")
+
+    def _write(self, frame: Frame) -> None:
+        if self._sock is None:
+            self.reconnect()  # the vehicle dropped us (reset, sleep): connect again
+        assert self._sock is not None
+        data = frame.encode()
+        try:
+            self._sock.sendall(data)
+        except OSError as err:
+            raise self._broken(f"broke: {err}") from err
+        if self.trace is not None:
+            self.trace.tx(data)
+
+    def _read(self, timeout: float) -> None:
+        """Read what arrives within ``timeout`` and sort it: answers to the ECUs' queues,
+        acknowledgements to ``_acks``; the gateway's alive checks are answered here."""
+        assert self._sock is not None
+        self._sock.settimeout(max(timeout, 0.001))
+        try:
+            data = self._sock.recv(65536)
+        except TimeoutError:
+            return
+        except OSError as err:
+            raise self._broken(f"broke: {err}") from err
+        if not data:
+            raise self._broken("was closed by the vehicle")
+        if self.trace is not None:
+            self.trace.rx(data)
+        try:
+            frames = self._decoder.feed(data)
+        except FrameError as err:
+            self._close_socket()
+            raise FrameError(f"the vehicle's HSFZ stream is out of step: {err}") from err
+        for frame in frames:
+            self._sort(frame)
+
+    def _sort(self, frame: Frame) -> None:
+        if frame.control == ControlWord.DIAGNOSTIC_MESSAGE and frame.addressed:
+            queue = self._queues.get(frame.source)
+            if frame.target != self.tester_address or queue is None or len(queue) >= MAX_QUEUED:
+                self.dropped += 1
+                log.debug("HSFZ: dropped %s", frame.describe())
+                return
+            queue.append(frame.payload)
+        elif frame.control == ControlWord.ALIVE_CHECK:
+            self._write(Frame(ControlWord.ALIVE_CHECK, bytes([self.tester_address])))
+        elif frame.control == ControlWord.ACKNOWLEDGE or frame.control in hsfz.ERRORS:
+            self._acks.append(frame)
+        else:
+            log.debug("HSFZ: ignored %s", frame.describe())
+
+    def send(self, target: int, payload: bytes) -> None:
+        with self._lock:
+            self._acks.clear()
+            self._write(hsfz.diagnostic_message(self.tester_address, target, payload))
+            deadline = time.monotonic() + self.ack_timeout
+            while (remaining := deadline - time.monotonic()) > 0:
+                while self._acks:
+                    ack = self._acks.popleft()
+                    if ack.control == ControlWord.ACKNOWLEDGE:
+                        if ack.addressed and ack.target == target:
+                            return
+                        continue
+                    if ack.control == ControlWord.INCORRECT_DESTINATION_ADDRESS:
+                        raise UnknownTargetError(
+                            f"the vehicle's gateway knows no ECU at address 0x{target:02X}"
+                        )
+                    raise FrameError(
+                        f"the gateway refused the message for 0x{target:02X} "
+                        f"({ControlWord(ack.control).name.lower().replace('_', ' ')})"
+                    )
+                self._read(remaining)
+            raise TimeoutException(
+                f"no HSFZ acknowledgement for ECU 0x{target:02X} within {self.ack_timeout} s"
+            )
+
+    def receive(self, source: int, timeout: float) -> bytes | None:
+        with self._lock:
+            deadline = time.monotonic() + timeout
+            queue = self._queues.setdefault(source, collections.deque())
+            while not queue:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                if self._sock is None:
+                    raise ConnectionLostError(
+                        f"the HSFZ connection to {self.host}:{self.port} is closed"
+                    )
+                self._read(remaining)
+            return queue.popleft()
+
+    def drop_queued(self, source: int) -> None:
+        with self._lock:
+            queue = self._queues.get(source)
+            if queue is not None:
+                queue.clear()
+
+
+class HsfzEcuConnection(GatewayEcuConnection):
+    """A udsoncan connection to one ECU behind the HSFZ gateway."""
+
+    max_payload = hsfz.MAX_DATA - 2  # the largest UDS message we send (addresses take 2 bytes)
+
+    def __init__(self, link: HsfzLink, address: int) -> None:
+        super().__init__(link, address, f"hsfz-0x{address:02X}")
+
+
+def open_hsfz_link(
+    host: str,
+    port: int = hsfz.DIAG_PORT,
+    *,
+    tester_address: int = hsfz.TESTER_ADDRESS,
+    connect_timeout: float = 2.0,
+    trace_path: Path | None = None,
+) -> HsfzLink:
+    """Connect to the vehicle's HSFZ gateway; with ``trace_path`` the connection's frames are
+    written there as pcap (IPv4/TCP, so Wireshark's HSFZ dissector on 6801 reads them)."""
+    return HsfzLink(
+        host,
+        port,
+        tester_address=tester_address,
+        connect_timeout=connect_timeout,
+        trace_path=trace_path,
+    )
