@@ -4,6 +4,16 @@ One module per group of commands; each exposes ``register(subparsers)`` which ad
 sub-commands and sets ``func`` (called with the parsed ``argparse.Namespace``, returns the
 exit code). ``VciError`` raised by a command is printed as a sentence (or as JSON with
 ``--json``) and ends the command with exit code 2; nothing prints a traceback at a user.
+
+Start-up: every ``vci`` run builds the whole parser, so a command module's top imports only
+what building its parser needs: the standard library, ``firmware_py.errors``,
+``firmware_py.config``, ``transport_args`` and small data-file readers that use ``tomllib``
+alone (the service items and battery types of ``vci service``). What a command *runs* (the
+gateway's job runner, the simulator, aiohttp, the vehicle libraries, bincopy, cryptography) its
+handler imports in its first lines, so only the command that runs pays for it; annotations name
+those types under ``TYPE_CHECKING``. ``tests/test_cli_startup.py`` checks each ``--help`` for
+modules it must not load, and ``bench/bench_startup.py`` measures start-up
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from collections.abc import Sequence
 from firmware_py import __version__
 from firmware_py.errors import VciError
 
-#: Command modules, imported in this order to build ``vci --help``.
+#: Command modules, imported in this order to build ``vci --help`` (cheap imports only: above).
 COMMAND_MODULES = (
     "firmware_py.cli.sim_commands",
     "firmware_py.cli.diag_commands",

@@ -10,10 +10,6 @@ from typing import Any
 from firmware_py.cli.transport_args import add_transport_args, config_from_args
 from firmware_py.config import load_config
 from firmware_py.errors import ConfigError
-from firmware_py.gateway.jobs import JobRequest, JobState
-from firmware_py.gateway.local import run_cli_job
-from firmware_py.gateway.setup import entitlement_check
-from firmware_py.gateway.store import Store
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,6 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_coding(args: argparse.Namespace) -> int:
+    from firmware_py.gateway.jobs import JobRequest, JobState
+    from firmware_py.gateway.local import run_cli_job
+    from firmware_py.gateway.setup import entitlement_check
+    from firmware_py.gateway.store import Store
+
     cfg, transport = config_from_args(args)
     if args.state_dir:
         cfg = load_config(

@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firmware_py.cli.transport_args import add_transport_args, config_from_args
 from firmware_py.errors import VciError
-from firmware_py.gateway.jobs import Job, JobRequest, JobState
-from firmware_py.gateway.local import run_cli_job
-from firmware_py.gateway.setup import entitlement_check
+
+if TYPE_CHECKING:
+    from firmware_py.gateway.jobs import Job
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -69,6 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run_job(
     args: argparse.Namespace, kind: str, ecu: str | None = None, **params: Any
 ) -> dict[str, Any]:
+    from firmware_py.gateway.jobs import JobRequest
+    from firmware_py.gateway.local import run_cli_job
+    from firmware_py.gateway.setup import entitlement_check
+
     cfg, transport = config_from_args(args)
     job = run_cli_job(
         cfg, transport, JobRequest(kind, params, ecu), entitlements=entitlement_check(cfg)
@@ -77,6 +81,8 @@ def run_job(
 
 
 def _result(job: Job) -> dict[str, Any]:
+    from firmware_py.gateway.jobs import JobState
+
     if job.state is not JobState.DONE:
         err = job.error or {}
         raise _JobFailed(err)
@@ -127,6 +133,8 @@ def _error_text(err: dict[str, Any] | None) -> str:
 
 # -- commands ------------------------------------------------------------------------------------
 def cmd_scan(args: argparse.Namespace) -> int:
+    from firmware_py.gateway.jobs import JobRequest
+    from firmware_py.gateway.local import run_cli_job
     from firmware_py.transport import discover_doip
 
     cfg, transport = config_from_args(args)

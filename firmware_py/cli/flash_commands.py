@@ -6,20 +6,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firmware_py.cli.transport_args import add_transport_args, config_from_args
 from firmware_py.config import load_config
 from firmware_py.errors import ConfigError, PackageError
-from firmware_py.gateway.events import Event
-from firmware_py.gateway.flash_journal import FlashJournal
-from firmware_py.gateway.jobs import JobRequest, JobState
-from firmware_py.gateway.local import run_cli_job
-from firmware_py.gateway.setup import entitlement_check
-from firmware_py.gateway.store import Store
-from firmware_py.keys import load_private_key, load_public_keys
-from firmware_py.uds.catalog import load_catalog
-from firmware_py.uds.flash.package import build_package, load_package_file
+
+if TYPE_CHECKING:
+    from firmware_py.gateway.events import Event
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -109,7 +103,9 @@ def _segments(args: argparse.Namespace) -> tuple[list[tuple[int, bytes]], str]:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from firmware_py.uds.flash.package import SequenceParams
+    from firmware_py.keys import load_private_key
+    from firmware_py.uds.catalog import load_catalog
+    from firmware_py.uds.flash.package import SequenceParams, build_package
 
     ecu = load_catalog().find(args.ecu)
     kid, key = load_private_key(args.key)
@@ -134,6 +130,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _trusted(args: argparse.Namespace) -> dict[str, Any]:
+    from firmware_py.keys import load_public_keys
+
     if args.trust:
         return dict(load_public_keys(args.trust))
     cfg = load_config(Path(args.config) if args.config else None)
@@ -141,6 +139,8 @@ def _trusted(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from firmware_py.uds.flash.package import load_package_file
+
     package = load_package_file(args.file, _trusted(args))
     info = {
         "ecu": package.ecu_name,
@@ -203,6 +203,13 @@ class ProgressPrinter:
 
 
 def cmd_flash(args: argparse.Namespace) -> int:
+    from firmware_py.gateway.flash_journal import FlashJournal
+    from firmware_py.gateway.jobs import JobRequest, JobState
+    from firmware_py.gateway.local import run_cli_job
+    from firmware_py.gateway.setup import entitlement_check
+    from firmware_py.gateway.store import Store
+    from firmware_py.uds.flash.package import load_package_file
+
     overrides = {"storage": {"state_dir": args.state_dir}} if args.state_dir else {}
     cfg, transport = config_from_args(args)
     if overrides:

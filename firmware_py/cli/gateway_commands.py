@@ -4,30 +4,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import secrets
 import signal
 import sys
 import time
-import webbrowser
 from pathlib import Path
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from firmware_py.cli.transport_args import add_transport_args, config_from_args
-from firmware_py.config import Config
 from firmware_py.errors import ConfigError
-from firmware_py.gateway.flash_journal import FlashJournal
-from firmware_py.gateway.job_handlers import HANDLERS
-from firmware_py.gateway.jobs import Caller, JobRequest
-from firmware_py.gateway.service import Gateway
-from firmware_py.gateway.setup import entitlement_check
-from firmware_py.gateway.store import Store
-from firmware_py.keys import load_public_keys
-from firmware_py.uds.vehicle import VehicleSession
-from firmware_py.web.app import create_app
-from firmware_py.web.pairing import Pairing, PairingError
+
+if TYPE_CHECKING:
+    from firmware_py.config import Config
 
 ADMIN_SOCKET = "admin.sock"
 
@@ -63,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def label_code(state_dir: Path) -> str:
     """The code printed on the box's label; made at first start where none exists (a PC)."""
+    import secrets
+
     for path in (Path("/etc/vci/label-code"), state_dir / "label-code"):
         if path.exists():
             return path.read_text().strip()
@@ -81,6 +71,22 @@ async def serve(
     open_browser: bool,
     resume_flash: bool = False,
 ) -> None:
+    import asyncio
+    import webbrowser
+
+    from aiohttp import web
+
+    from firmware_py.gateway.flash_journal import FlashJournal
+    from firmware_py.gateway.job_handlers import HANDLERS
+    from firmware_py.gateway.jobs import Caller, JobRequest
+    from firmware_py.gateway.service import Gateway
+    from firmware_py.gateway.setup import entitlement_check
+    from firmware_py.gateway.store import Store
+    from firmware_py.keys import load_public_keys
+    from firmware_py.uds.vehicle import VehicleSession
+    from firmware_py.web.app import create_app
+    from firmware_py.web.pairing import Pairing, PairingError
+
     store = Store(cfg.storage.state_dir)
     entitlements = entitlement_check(cfg)
     gateway = Gateway(
@@ -189,12 +195,16 @@ async def serve(
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
+    import asyncio
+
     cfg, transport = config_from_args(args)
     asyncio.run(serve(cfg, transport, args.host, args.port, args.open, args.resume_flash))
     return 0
 
 
 def cmd_pair(args: argparse.Namespace) -> int:
+    import asyncio
+
     import aiohttp
 
     from firmware_py.config import load_config

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from firmware_py.errors import ConfigError
-from firmware_py.sim.faults import FaultSpecError, parse_fault
-from firmware_py.sim.runtime import SimOptions, SimulatedVehicle
-from firmware_py.sim.vehicle import VehicleFileError, load_vehicle
+
+if TYPE_CHECKING:
+    from firmware_py.sim.runtime import SimOptions, SimulatedVehicle
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -100,6 +100,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run_sim(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from firmware_py.sim.faults import FaultSpecError, parse_fault
+    from firmware_py.sim.runtime import SimOptions, SimulatedVehicle
+    from firmware_py.sim.vehicle import VehicleFileError, load_vehicle
+
     try:
         spec = load_vehicle(args.vehicle)
         faults = [parse_fault(f) for f in args.fault]
@@ -130,6 +136,8 @@ def run_sim(args: argparse.Namespace) -> int:
 
 
 async def _serve(vehicle: SimulatedVehicle, options: SimOptions) -> None:
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,8 +9,6 @@ from pathlib import Path
 
 from firmware_py.config import load_config
 from firmware_py.errors import TicketError
-from firmware_py.gateway.setup import open_entitlements
-from firmware_py.gateway.store import Store
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _entitlements(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from firmware_py.gateway.setup import open_entitlements
+    from firmware_py.gateway.store import Store
+
     overrides = {"storage": {"state_dir": args.state_dir}} if args.state_dir else {}
     cfg = load_config(Path(args.config) if args.config else None, overrides=overrides)
     return open_entitlements(cfg, Store(cfg.storage.state_dir))

@@ -11,10 +11,12 @@ import struct
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firmware_py.errors import ConfigError, UnexpectedResponseError, VciError
-from firmware_py.uds.ecu import EcuSession
+
+if TYPE_CHECKING:  # the description is read without loading udsoncan (vci service --help)
+    from firmware_py.uds.ecu import EcuSession
 
 NO_DISTANCE = 0x7FFFFFFF
 CBS_RECORD = struct.Struct(">BBib")
