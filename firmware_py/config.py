@@ -25,13 +25,22 @@ DEFAULT_CONFIG_PATH = Path("/etc/vci/vci.toml")
 class TransportConfig:
     """How the box reaches the vehicle."""
 
+    enet: str = "auto"
+    """ENET protocol: ``auto`` (ask DoIP and HSFZ identification together and use what answers;
+    DoIP when both do), ``doip`` (ISO 13400-2) or ``hsfz`` (BMW F- and most G-series)."""
     doip_host: str = "127.0.0.1"
-    """Address of the vehicle's DoIP entity, or the address discovery is sent to.
-    On the box: the ENET link's broadcast (255.255.255.255); here: loopback (the simulator)."""
+    """Address of the vehicle's ENET gateway (DoIP and HSFZ alike), or the address identification
+    is sent to. On the box: the ENET link's broadcast (255.255.255.255); here: loopback."""
     doip_port: int = 13400
     """UDP/TCP port of DoIP (ISO 13400-2 UDP_DISCOVERY / TCP_DATA)."""
     tester_address: int = 0x0E80
     """Our DoIP logical source address (0x0E00-0x0FFF are external test equipment)."""
+    hsfz_port: int = 6801
+    """TCP port of HSFZ diagnosis."""
+    hsfz_control_port: int = 6811
+    """UDP port of HSFZ vehicle identification."""
+    hsfz_tester_address: int = 0xF4
+    """Our HSFZ source address (one byte; BMW testers use 0xF4)."""
     can_interface: str = "vci_loopback"
     """python-can interface: ``socketcan`` (can0 on the Pi), ``slcan`` (serial adapter),
     ``virtual`` (in-process), ``vci_loopback`` (UDP multicast confined to 127.0.0.1)."""

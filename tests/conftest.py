@@ -20,6 +20,9 @@ from typing import Any
 import pytest
 
 READY_TIMEOUT = 15.0
+ENET_PROTOCOLS = ("doip", "hsfz")
+"""the car's Ethernet protocols; end-to-end tests run over each (docs/enet.md)"""
+TRANSPORTS = (*ENET_PROTOCOLS, "can")
 
 
 def free_can_channel() -> str:
@@ -70,6 +73,8 @@ class SimHandle:
         """Transport flags of the vci CLI that reach this simulator."""
         if transport == "doip":
             return ["--doip", f"{self.doip_host}:{self.doip_port}"]
+        if transport == "hsfz":
+            return ["--hsfz", f"{self.hsfz_host}:{self.hsfz_port}"]
         return ["--can", "--can-interface", self.can_interface, "--can-channel", self.can_channel]
 
 
@@ -164,6 +169,12 @@ def start_sim() -> Iterator[Callable[..., SimHandle]]:
     yield start
     for sim in started:
         _stop(sim)
+
+
+@pytest.fixture(params=ENET_PROTOCOLS)
+def enet(request: pytest.FixtureRequest) -> str:
+    """Each ENET protocol in turn, for tests that reach the simulator over ENET."""
+    return str(request.param)
 
 
 @pytest.fixture

@@ -133,24 +133,30 @@ def _error_text(err: dict[str, Any] | None) -> str:
 
 # -- commands ------------------------------------------------------------------------------------
 def cmd_scan(args: argparse.Namespace) -> int:
+    from firmware_py.errors import VehicleNotFoundError
     from firmware_py.gateway.jobs import JobRequest
     from firmware_py.gateway.local import run_cli_job
-    from firmware_py.transport import discover_doip
+    from firmware_py.transport import discover_enet
 
     cfg, transport = config_from_args(args)
+    t = cfg.transport
     out: dict[str, Any] = {"vehicles": [], "ecus": []}
-    if transport == "doip":
-        out["vehicles"] = [
-            a.to_dict()
-            for a in discover_doip(cfg.transport.doip_host, cfg.transport.doip_port, timeout=1.0)
-        ]
-        if not out["vehicles"]:
-            from firmware_py.errors import VehicleNotFoundError
-
+    if transport != "can":
+        found = discover_enet(
+            t.doip_host, doip_port=t.doip_port, hsfz_control_port=t.hsfz_control_port, timeout=1.0
+        )
+        out["vehicles"] = [v.to_dict() for v in found]
+        wanted = {"enet": t.enet}.get(transport, transport)
+        speaks = [v.protocol for v in found if wanted in ("auto", v.protocol)]
+        if not speaks:
             raise VehicleNotFoundError(
-                f"no vehicle answered DoIP identification at {cfg.transport.doip_host}:{cfg.transport.doip_port}"
+                f"no vehicle answered {'DoIP or HSFZ' if wanted == 'auto' else wanted.upper()} "
+                f"identification at {t.doip_host}",
+                hint="Check the ENET cable, that the car is awake (ignition on), and the address",
             )
+        transport = speaks[0]
     ident = _result(run_cli_job(cfg, transport, JobRequest("identify", {})))
+    out["link"] = transport
     out["ecus"] = [
         {"name": e["name"], "address": e["address"], "present": e["present"]} for e in ident["ecus"]
     ]
@@ -159,7 +165,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         return 0
     for v in out["vehicles"]:
         print(
-            f"vehicle {v['vin']} at {v['host']}:{v['port']}, DoIP gateway 0x{v['logical_address']:04X}"
+            f"vehicle {v['vin']} at {v['host']} speaks {v['protocol'].upper()}, "
+            f"gateway 0x{v['gateway_address']:02X}"
         )
     present = [e for e in out["ecus"] if e["present"]]
     print(

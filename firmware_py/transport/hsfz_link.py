@@ -59,6 +59,9 @@ def discover_hsfz(
                 found.append((addr[0], hsfz.parse_identification(data)))
             except FrameError as err:
                 log.info("ignoring an HSFZ identification answer from %s: %s", addr[0], err)
+                continue
+            if not host.endswith(".255"):
+                break  # one gateway answers a unicast request
     return found
 
 

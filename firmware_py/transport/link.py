@@ -11,6 +11,8 @@ from udsoncan.connections import BaseConnection
 from firmware_py.config import TransportConfig
 from firmware_py.transport.can_bus import open_can_bus
 from firmware_py.transport.doip_link import open_doip_link
+from firmware_py.transport.enet import choose_protocol
+from firmware_py.transport.hsfz_link import open_hsfz_link
 from firmware_py.transport.isotp_link import open_can_link
 
 
@@ -32,8 +34,23 @@ def open_link(
     normal_ids: Mapping[int, tuple[int, int]] | None = None,
     trace_path: Path | None = None,
 ) -> VehicleLink:
-    """Open the vehicle link named by ``kind`` (``doip`` or ``can``) from configuration; with
-    ``trace_path`` its traffic is written there as pcap (:mod:`firmware_py.transport.trace`)."""
+    """Open the vehicle link named by ``kind`` from configuration: ``doip``, ``hsfz``, ``can``, or
+    ``enet`` (the protocol ``[transport] enet`` names; ``auto`` asks both and uses what answers).
+    With ``trace_path`` its traffic is written there as pcap (:mod:`firmware_py.transport.trace`)."""
+    if kind == "enet":
+        kind = choose_protocol(
+            cfg.enet,
+            cfg.doip_host,
+            doip_port=cfg.doip_port,
+            hsfz_control_port=cfg.hsfz_control_port,
+        )
+    if kind == "hsfz":
+        return open_hsfz_link(
+            cfg.doip_host,
+            cfg.hsfz_port,
+            tester_address=cfg.hsfz_tester_address,
+            trace_path=trace_path,
+        )
     if kind == "doip":
         return open_doip_link(
             cfg.doip_host, cfg.doip_port, tester_address=cfg.tester_address, trace_path=trace_path
@@ -49,4 +66,4 @@ def open_link(
             owns_bus=True,
             trace_path=trace_path,
         )
-    raise ValueError(f"transport must be 'doip' or 'can', not {kind!r}")
+    raise ValueError(f"transport must be 'enet', 'doip', 'hsfz' or 'can', not {kind!r}")

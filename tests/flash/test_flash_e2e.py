@@ -31,7 +31,7 @@ def events(proc) -> list[dict]:
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
-def test_one_mebibyte_over_doip_with_counter_wrap(flash_box, publisher, sim) -> None:
+def test_one_mebibyte_over_enet_with_counter_wrap(flash_box, publisher, sim, enet) -> None:
     data = image("12.05.00", 1024 * 1024)
     # blocks of 4094 data bytes (0x1000 with SID and counter): 257 blocks, the counter wraps 0xFF -> 0x00
     pkg = publisher.package(
@@ -44,7 +44,7 @@ def test_one_mebibyte_over_doip_with_counter_wrap(flash_box, publisher, sim) -> 
         hw="8699100",
         max_block=0x1000,
     )
-    proc = flash(flash_box, sim, str(pkg))
+    proc = flash(flash_box, sim, str(pkg), transport=enet)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ev = events(proc)
     steps = [e["step"] for e in ev if e["kind"] == "job.step"]
@@ -193,19 +193,22 @@ def test_a_lost_frame_times_out_one_block_which_is_sent_again(flash_box, publish
     assert sim.state()["ecus"]["DSC"]["region"]["sha256"] == region_sha(data)
 
 
-def test_a_doip_connection_reset_mid_transfer(flash_box, publisher, sim) -> None:
+def test_an_enet_connection_reset_mid_transfer(flash_box, publisher, sim, enet) -> None:
     data = image("12.05.00", 64 * 1024)
-    sim.inject(doip_reset_on_transfer=True)
-    proc = flash(flash_box, sim, str(publisher.package("egs.vcipkg", "EGS", EGS, "12.05.00", data)))
+    sim.inject(doip_reset_on_transfer=True)  # the gateway resets the TCP connection (DoIP or HSFZ)
+    pkg = publisher.package("egs.vcipkg", "EGS", EGS, "12.05.00", data)
+    proc = flash(flash_box, sim, str(pkg), transport=enet)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sim.state()["ecus"]["EGS"]["region"]["sha256"] == region_sha(data)
 
 
-def test_an_ecu_that_resets_itself_mid_transfer_then_resume(flash_box, publisher, sim) -> None:
+def test_an_ecu_that_resets_itself_mid_transfer_then_resume(
+    flash_box, publisher, sim, enet
+) -> None:
     data = image("12.05.00", 256 * 1024)
     pkg = publisher.package("egs.vcipkg", "EGS", EGS, "12.05.00", data)
     sim.inject(ecu="EGS", reset_after_blocks=20)
-    proc = flash(flash_box, sim, str(pkg))
+    proc = flash(flash_box, sim, str(pkg), transport=enet)
     assert proc.returncode == 2
     err = json.loads(proc.stdout.splitlines()[-1])
     assert "lost the transfer" in err["message"] and "block 20 of 64" in err["message"]
@@ -213,7 +216,7 @@ def test_an_ecu_that_resets_itself_mid_transfer_then_resume(flash_box, publisher
     status = json.loads(flash_box.vci("--json", "flash", "--status").stdout)[0]
     assert status["state"] == "stopped" and status["blocks"] is not None
     assert not sim.state()["ecus"]["EGS"]["region"]["valid"]
-    resumed = flash(flash_box, sim, "--resume")
+    resumed = flash(flash_box, sim, "--resume", transport=enet)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     egs = sim.state()["ecus"]["EGS"]
     assert (
@@ -247,8 +250,8 @@ def test_flashing_needs_a_ticket(box, publisher, sim, monkeypatch) -> None:
     )
 
 
-def test_coding_change_verify_and_restore(flash_box, sim) -> None:
-    flags = sim.cli_args("doip")
+def test_coding_change_verify_and_restore(flash_box, sim, enet) -> None:
+    flags = sim.cli_args(enet)
     before = sim.state()["ecus"]["BDC"]["coding"]
     read = json.loads(flash_box.vci("--json", "coding", "read", "--ecu", "BDC", *flags).stdout)
     assert (

@@ -3,14 +3,14 @@ DoIP on loopback TCP/UDP and ISO-TP on the loopback CAN bus."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
-from tests.conftest import SimHandle
+from tests.conftest import TRANSPORTS, SimHandle
 from tests.integration.helpers import vci, vci_json
 
-TRANSPORTS = ["doip", "can"]
 SIM_ECUS = {"ZGW", "DME", "EGS", "DSC", "ACSM", "BDC", "KOMBI", "HU"}
 
 
@@ -140,6 +140,26 @@ def test_read_did_names_values_and_reports_unknown_dids(sim_process: SimHandle) 
 
 def test_scan_finds_the_vehicle_and_its_ecus(sim_process: SimHandle) -> None:
     result = vci_json(sim_process, "doip", "scan")
-    assert result["vehicles"][0]["vin"] == "WBAJA71090B123456"
-    assert result["vehicles"][0]["logical_address"] == 0x10
+    doip = [v for v in result["vehicles"] if v["protocol"] == "doip"]
+    assert doip[0]["vin"] == "WBAJA71090B123456" and doip[0]["gateway_address"] == 0x10
+    assert result["link"] == "doip"
+    assert {e["name"] for e in result["ecus"] if e["present"]} == SIM_ECUS
+
+
+@pytest.mark.parametrize("enet", ["auto", "hsfz"])
+def test_scan_asks_both_enet_protocols_and_says_which_each_speaks(
+    sim_process: SimHandle, monkeypatch: pytest.MonkeyPatch, enet: str
+) -> None:
+    monkeypatch.setenv("VCI_TRANSPORT_DOIP_PORT", str(sim_process.doip_port))
+    monkeypatch.setenv("VCI_TRANSPORT_HSFZ_PORT", str(sim_process.hsfz_port))
+    monkeypatch.setenv("VCI_TRANSPORT_HSFZ_CONTROL_PORT", str(sim_process.hsfz_control_port))
+    proc = vci("--json", "scan", "--enet", enet, "--enet-host", sim_process.doip_host)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert sorted((v["protocol"], v["vin"]) for v in result["vehicles"]) == [
+        ("doip", "WBAJA71090B123456"),
+        ("hsfz", "WBAJA71090B123456"),
+    ]
+    # both answer: auto takes DoIP, unless HSFZ is asked for
+    assert result["link"] == ("doip" if enet == "auto" else "hsfz")
     assert {e["name"] for e in result["ecus"] if e["present"]} == SIM_ECUS

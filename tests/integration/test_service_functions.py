@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SimHandle
+from tests.conftest import TRANSPORTS, SimHandle
 from tests.integration.helpers import vci, vci_json
 
 
@@ -16,7 +16,7 @@ def _cluster(sim: SimHandle) -> dict[int, dict[str, Any]]:
     return {c["id"]: c for c in sim.state()["ecus"]["KOMBI"]["cbs"]}
 
 
-@pytest.mark.parametrize("transport", ["doip", "can"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_status_shows_what_the_cluster_keeps(sim_process: SimHandle, transport: str) -> None:
     result = vci_json(sim_process, transport, "service", "status")
     cluster = _cluster(sim_process)
@@ -77,7 +77,7 @@ def test_refusals_name_the_problem_and_change_nothing(sim_process: SimHandle) ->
     assert after["DME"]["battery"] == before["DME"]["battery"]
 
 
-@pytest.mark.parametrize("transport", ["doip", "can"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_new_battery_is_registered(sim_process: SimHandle, transport: str) -> None:
     result = vci_json(
         sim_process,

@@ -12,10 +12,10 @@ from firmware_py.config import TransportConfig, UdsConfig
 from firmware_py.errors import EcuNotRespondingError, NegativeResponseError, UnexpectedResponseError
 from firmware_py.uds.security import SecurityProvider, register_algorithm
 from firmware_py.uds.vehicle import VehicleSession
-from tests.conftest import SimHandle
+from tests.conftest import TRANSPORTS, SimHandle
 
 
-@pytest.fixture(params=["doip", "can"])
+@pytest.fixture(params=TRANSPORTS)
 def vehicle(
     request: pytest.FixtureRequest, start_sim
 ) -> Iterator[tuple[VehicleSession, SimHandle]]:
@@ -23,6 +23,7 @@ def vehicle(
     cfg = TransportConfig(
         doip_host=sim.doip_host,
         doip_port=sim.doip_port,
+        hsfz_port=sim.hsfz_port,
         can_interface=sim.can_interface,
         can_channel=sim.can_channel,
     )
