@@ -16,7 +16,13 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware_py.gateway.store import Store
-from firmware_py.gateway.tariffs import JOB_SCOPE, TARIFFS, JobKind, tariffs_allowing
+from firmware_py.gateway.tariffs import (
+    TARIFFS,
+    JobKind,
+    describe_job,
+    required_scope,
+    tariffs_allowing,
+)
 from firmware_py.gateway.ticket_token import Ticket, TicketRefused, parse_revocations, parse_ticket
 from firmware_py.gateway.trusted_time import TrustedClock
 
@@ -180,15 +186,21 @@ class Entitlements:
         return [self._info(t, row, now) for t, row in self._stored()]
 
     # -- the check -----------------------------------------------------------------------------
-    def check(self, job: str | JobKind, *, vin: str | None) -> Decision:
+    def check(
+        self, job: str | JobKind, *, vin: str | None, params: Mapping[str, Any] | None = None
+    ) -> Decision:
+        """Whether a ticket allows ``job`` with these ``params`` (a raw request needs the scope
+        of what it does: :func:`firmware_py.gateway.tariffs.required_scope`)."""
         try:
             kind = JobKind(job)
         except ValueError:
             return Decision(False, f"unknown job {job!r}", job=str(job))
-        scope = JOB_SCOPE[kind]
-        would = tariffs_allowing(kind)
+        params = params or {}
+        scope = required_scope(kind, params)
+        would = tariffs_allowing(kind, scope)
+        label = describe_job(kind, params)
         if scope is None:
-            return Decision(True, "free", job=kind.value)
+            return Decision(True, "free", job=label)
         now = self.clock.now()
         reasons: list[str] = []
         candidates = []
@@ -215,13 +227,13 @@ class Entitlements:
             reason = (
                 "; ".join(reasons) if reasons else f"no ticket on this box includes {scope.value}"
             )
-            return Decision(False, reason, None, would, kind.value)
+            return Decision(False, reason, None, would, label)
         # Prefer tickets with a running time over one-use tickets, and the one ending first.
         candidates.sort(
             key=lambda tr: (tr[1]["uses_left"] is not None, self._window(*tr)[1] or float("inf"))
         )
         chosen = candidates[0][0]
-        return Decision(True, f"ticket {chosen.tid}", chosen.tid, would, kind.value)
+        return Decision(True, f"ticket {chosen.tid}", chosen.tid, would, label)
 
     def consume(self, decision: Decision) -> None:
         if not decision.allowed or decision.ticket_id is None:

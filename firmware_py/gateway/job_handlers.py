@@ -93,20 +93,9 @@ def read_did(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
 
 
 def raw_uds(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
-    info = _one_ecu(vehicle, ctx)
-    try:
-        request = bytes.fromhex(str(ctx.params.get("request", "")))
-    except ValueError as err:
-        raise ConfigError(f"the raw request is not hex: {err}") from err
-    out: dict[str, Any] = {"ecu": info.name, "request": request.hex(" ")}
-    try:
-        response = vehicle.ecu(info).raw(request)
-    except NegativeResponseError as err:
-        # on a raw channel the ECU's refusal is the answer the technician asked for
-        response = bytes([0x7F, err.service, err.nrc])
-        out.update(nrc=err.nrc, nrc_name=err.nrc_name)
-    out["response"] = response.hex(" ")
-    return out
+    from firmware_py.gateway.raw_jobs import raw_uds
+
+    return raw_uds(vehicle, ctx, _one_ecu(vehicle, ctx))
 
 
 def _programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:

@@ -95,7 +95,7 @@ class Job:
 class EntitlementCheck(Protocol):
     """What the runner needs of :class:`firmware_py.gateway.entitlements.Entitlements`."""
 
-    def check(self, job: Any, *, vin: str | None) -> Any: ...
+    def check(self, job: Any, *, vin: str | None, params: Mapping[str, Any]) -> Any: ...
     def consume(self, decision: Any) -> None: ...
 
 
@@ -207,11 +207,14 @@ class JobRunner:
                 raise PreconditionError(f"the gateway has no job {request.kind!r}")
             decision = None
             if self.entitlements is not None:
-                decision = self.entitlements.check(request.kind, vin=self._vin())
+                # the scope of THIS request (a raw request's is that of what it does)
+                decision = self.entitlements.check(
+                    request.kind, vin=self._vin(), params=request.params
+                )
                 if not decision.allowed:
                     allow = ", ".join(decision.would_allow) or "none"
                     raise EntitlementError(
-                        f"{request.kind} is not allowed: {decision.reason}",
+                        f"{decision.job or request.kind} is not allowed: {decision.reason}",
                         hint=f"Add a ticket of a tariff that includes it ({allow})",
                     )
             if request.kind in self.exclusive_kinds and request.ecu in self._busy_ecus:

@@ -1,12 +1,17 @@
-"""Tariffs as the workshop buys them, the scopes each includes, and the scope each job needs.
+"""Tariffs as the workshop buys them, the scopes each includes, and the scope each job needs
+(for a raw UDS request: the scope of what that request does, :func:`required_scope`).
 
 Declared as data; docs/tickets.md shows the same tables (a test checks they agree).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+from firmware_py.uds.raw_requests import RawClass, RawRequest, classify
 
 
 class Scope(StrEnum):
@@ -17,6 +22,9 @@ class Scope(StrEnum):
     REPAIR_INFORMATION = "repair_information"
     INSPECTION_DATA = "inspection_data"
     HELP_DESK = "help_desk"
+    RAW_PROGRAMMING = "raw_programming"
+    """erase, download and the programming session through raw requests: no package signature,
+    no journal; for specialists (Engineering tariff), not part of Basic"""
 
 
 class JobKind(StrEnum):
@@ -58,6 +66,53 @@ JOB_SCOPE: dict[JobKind, Scope | None] = {
     JobKind.REPAIR_INFORMATION: Scope.REPAIR_INFORMATION,
     JobKind.HELP_DESK_REQUEST: Scope.HELP_DESK,
 }
+
+#: The scope a raw UDS request needs, by what it does (:mod:`firmware_py.uds.raw_requests`).
+#: Routines need ``service``: a routine can do what a service function does (Condition Based
+#: Service resets and battery registration are routines), so a raw one must not need less than
+#: the service job. Programming and unknown requests need ``raw_programming``, which Basic does
+#: not include: programming with Basic goes through the ``programming`` job (signed package,
+#: journal, battery check); and on a raw channel they also need the battery floor.
+RAW_CLASS_SCOPE: dict[RawClass, Scope] = {
+    RawClass.READ: Scope.DIAGNOSIS,
+    RawClass.CONTROL: Scope.DIAGNOSIS,
+    RawClass.RESET: Scope.DIAGNOSIS,
+    RawClass.WRITE: Scope.CODING,
+    RawClass.ROUTINE: Scope.SERVICE,
+    RawClass.PROGRAMMING: Scope.RAW_PROGRAMMING,
+    RawClass.UNKNOWN: Scope.RAW_PROGRAMMING,
+}
+
+#: Raw requests that are refused below the programming battery floor (FlashOptions.min_voltage).
+RAW_BATTERY_FLOOR = frozenset({RawClass.PROGRAMMING, RawClass.UNKNOWN})
+
+
+def raw_request(params: Mapping[str, Any]) -> RawRequest:
+    """The raw request of a ``raw_uds`` job's params, classed; ``ValueError`` if it is not hex."""
+    return classify(bytes.fromhex(str(params.get("request", ""))))
+
+
+def required_scope(kind: JobKind, params: Mapping[str, Any]) -> Scope | None:
+    """The scope this job needs: :data:`JOB_SCOPE`, and for a raw request the scope of what it
+    does (a request that is not hex needs the most restrictive; the job then refuses it)."""
+    if kind is not JobKind.RAW_UDS:
+        return JOB_SCOPE[kind]
+    try:
+        return RAW_CLASS_SCOPE[raw_request(params).raw_class]
+    except ValueError:
+        return RAW_CLASS_SCOPE[RawClass.UNKNOWN]
+
+
+def describe_job(kind: JobKind, params: Mapping[str, Any]) -> str:
+    """The job as a refusal names it; a raw request with its bytes and what it does."""
+    if kind is not JobKind.RAW_UDS:
+        return kind.value
+    try:
+        raw = raw_request(params)
+    except ValueError:
+        return f"{kind.value} (the request is not hex)"
+    return f"raw request {raw.request.hex(' ')} ({raw.raw_class.value}: {raw.what})"
+
 
 HOUR, DAY = 3600, 86400
 
@@ -113,6 +168,13 @@ TARIFFS: dict[str, Tariff] = {
         Tariff("basic-1m", "Basic, 1 month", 350, BASIC, 30 * DAY),
         Tariff("basic-1y", "Basic, 1 year", 3570, BASIC, 365 * DAY),
         Tariff(
+            "engineering-1d",
+            "Engineering, 1 day",
+            90,
+            BASIC | {Scope.RAW_PROGRAMMING},
+            DAY,
+        ),
+        Tariff(
             "helpdesk",
             "Technical Help Desk request",
             25,
@@ -125,9 +187,9 @@ TARIFFS: dict[str, Tariff] = {
 }
 
 
-def tariffs_allowing(job: JobKind) -> tuple[str, ...]:
-    """Names of the tariffs that allow ``job``, cheapest first."""
-    scope = JOB_SCOPE[job]
+def tariffs_allowing(job: JobKind, scope: Scope | None = None) -> tuple[str, ...]:
+    """Names of the tariffs that allow ``job`` (or a job that needs ``scope``), cheapest first."""
+    scope = scope if scope is not None else JOB_SCOPE[job]
     allowed = [t for t in TARIFFS.values() if scope is None or scope in t.scopes]
     return tuple(
         f"{t.name} ({t.price_eur:g} EUR{' net' if t.net else ''})"

@@ -22,6 +22,7 @@ class Decision:
     reason: str
     ticket_id: str | None = None
     would_allow: tuple[str, ...] = ()
+    job: str = ""
 
 
 class CountingEntitlements:
@@ -32,7 +33,7 @@ class CountingEntitlements:
         self.checks: list[str] = []
         self.consumed: list[Decision] = []
 
-    def check(self, job: str, *, vin: str | None) -> Decision:
+    def check(self, job: str, *, vin: str | None, params: object = None) -> Decision:
         self.checks.append(job)
         ok = job in self.allowed
         return Decision(
