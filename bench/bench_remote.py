@@ -27,7 +27,7 @@ from firmware_py.keys import load_private_key
 from firmware_py.uds.flash.package import SequenceParams, build_package
 from firmware_py.uds.vehicle import VehicleSession
 from portal import keys, pki
-from portal.broker import write_config
+from portal.broker import user_acl, write_config
 from portal.remote import RemoteSession
 
 BOX, USER = "box-bench", "portal-bench"
@@ -59,10 +59,8 @@ def main() -> None:
     pki.issue(d, BOX)
     pki.issue(d, USER)
     pki.issue(d, "ws-bridge")
-    (d / "acl").write_text(
-        f"pattern readwrite vci/box/%u/#\nuser {USER}\ntopic readwrite vci/box/{BOX}/#\n"
-        "user ws-bridge\ntopic readwrite vci/box/#\n"
-    )
+    acl = (Path(__file__).parents[1] / "broker" / "acl.example").read_text()
+    (d / "acl").write_text(acl + "\n" + user_acl(USER, [BOX]))  # the product's ACL
     port = free_port()
     write_config(d, port)
     broker = subprocess.Popen(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from firmware_py.cloud import topics
+
 TEMPLATE = Path(__file__).parents[1] / "broker" / "mosquitto.conf.in"
 
 
@@ -19,3 +21,17 @@ def write_config(directory: Path, port: int) -> Path:
     path = directory / "mosquitto.conf"
     path.write_text(conf)
     return path
+
+
+def user_acl(user: str, boxes: list[str]) -> str:
+    """The ACL lines (broker/acl.example) that let portal user ``user`` serve ``boxes``: write its
+    own requests topic, read each box's state and outbox and its own response topic."""
+    lines = [f"user {user}"]
+    for box in boxes:
+        lines += [
+            f"topic write {topics.requests(box, user)}",
+            f"topic read {topics.state(box)}",
+            f"topic read {topics.outbox(box)}",
+            f"topic read {topics.responses(box, user)}",
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,5 +1,10 @@
 """What the portal keeps of the boxes' outbox records (job results, service history, session
-logs), in SQLite; a record id seen twice is kept once (boxes deliver at least once)."""
+logs), in SQLite; a record id seen twice from a box is kept once (boxes deliver at least once).
+
+The box a record is kept under is the one whose outbox topic it came on (only that box may
+publish there), never a field of the record, and record ids are the box's own: one box cannot
+take or shadow another's. Who did what is in the record as the box wrote it, and the box takes
+it from the requests topic a job came on (the sender's certificate name), never from a message."""
 
 from __future__ import annotations
 
@@ -16,12 +21,14 @@ class RecordStore:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(
-            "CREATE TABLE IF NOT EXISTS records (id TEXT PRIMARY KEY, box TEXT, kind TEXT, body TEXT, received REAL)"
+            "CREATE TABLE IF NOT EXISTS records (id TEXT NOT NULL, box TEXT NOT NULL, kind TEXT, "
+            "body TEXT, received REAL, PRIMARY KEY (box, id))"
         )
         self.on_new: Callable[[str, dict[str, Any]], None] | None = None
         """called with (box, record) for every record kept for the first time"""
 
     def keep(self, box: str, record: dict[str, Any]) -> int:
+        """Keep ``record`` from ``box`` (the box its topic names); 1 if it is new, else 0."""
         cur = self.db.execute(
             "INSERT OR IGNORE INTO records VALUES (?,?,?,?,?)",
             (

@@ -1,4 +1,10 @@
-"""The portal's side of a remote session: jobs sent to a box over MQTT 5, with live events."""
+"""The portal's side of a remote session: jobs sent to a box over MQTT 5, with live events.
+
+A user publishes only on its own requests topic of a box (``vci/box/<box>/req/<user>``) and hears
+the box only on its own response topic (``res/<user>``), the box's ``state`` and ``outbox``: the
+broker's ACL allows no more (broker/acl.example). What arrives is taken by its topic: answers
+only from the response topic of the box a request went to, records only from a box's outbox
+topic, kept under the box the topic names."""
 
 from __future__ import annotations
 
@@ -47,7 +53,8 @@ class RemoteSession:
         self._records: Any = None
         self.records_received = 0
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._waiting: dict[str, queue.Queue[Message]] = {}
+        self._waiting: dict[str, tuple[str, queue.Queue[Message]]] = {}
+        """request id -> (the box it went to, its answers)"""
         self._subacks: dict[int, queue.Queue[list[Any]]] = {}
         self._subscribed: set[str] = set()
         self._lock = threading.Lock()
@@ -82,11 +89,17 @@ class RemoteSession:
             waiter.put(list(codes))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic.endswith("/state"):
-            box, state = msg.topic.split("/")[2], msg.payload.decode(errors="replace")
+        parsed = topics.parse(msg.topic)
+        if parsed is None:
+            return
+        box, kind, user = parsed
+        if kind == "state":
+            state = msg.payload.decode(errors="replace")
             self.states[box] = state
             if self.on_state is not None:
                 self.on_state(box, state)
+            return
+        if kind not in ("outbox", "res") or (kind == "res" and user != self.user):
             return
         try:
             message = decode(bytes(msg.payload))
@@ -98,13 +111,14 @@ class RemoteSession:
             self._seen[message.id] = None
             if len(self._seen) > 4096:
                 self._seen.popitem(last=False)
-            waiter = self._waiting.get(message.corr or "")
-        if waiter is not None:
-            waiter.put(message)
-        elif message.type == "outbox.record" and self._records is not None:
-            box = msg.topic.split("/")[2]
-            self.records_received += self._records.keep(box, message.body)
-            self.send(box, Message("outbox.ack", {"ids": [message.body.get("id")]}), wait=False)
+            waiting = self._waiting.get(message.corr or "")
+        if kind == "outbox":
+            if message.type == "outbox.record" and self._records is not None:
+                # the box is the one the topic names (only it may publish there), not the body's
+                self.records_received += self._records.keep(box, message.body)
+                self.send(box, Message("outbox.ack", {"ids": [message.body.get("id")]}), wait=False)
+        elif waiting is not None and waiting[0] == box:
+            waiting[1].put(message)
         else:
             self.inbox.put((msg.topic, message))
 
@@ -146,7 +160,9 @@ class RemoteSession:
         props.CorrelationData = message.id.encode()
         # a request for a box that is away expires at the broker: it must not start a job hours later
         props.MessageExpiryInterval = REQUEST_EXPIRY
-        info = self.client.publish(topics.requests(box), message.encode(), qos=1, properties=props)
+        info = self.client.publish(
+            topics.requests(box, self.user), message.encode(), qos=1, properties=props
+        )
         if wait:
             info.wait_for_publish(5)
 
@@ -169,11 +185,11 @@ class RemoteSession:
         (``response`` as hex, or ``error``), ``job.denied`` or ``error``."""
         message = Message(
             "uds.request",
-            {"ecu": ecu, "request": request.hex(), "user": self.user},
+            {"ecu": ecu, "request": request.hex()},
             ticket=ticket,
             time=time.time(),
         )
-        return self._exchange(box, message, timeout, None)
+        return self.exchange(box, message, timeout)
 
     def run(
         self,
@@ -189,19 +205,20 @@ class RemoteSession:
         """Send a job and wait for its end; returns the final message (job.result, job.denied or error)."""
         request = Message(
             "job.request",
-            {"kind": kind, "ecu": ecu, "params": params or {}, "user": self.user},
+            {"kind": kind, "ecu": ecu, "params": params or {}},
             ticket=ticket,
             time=time.time(),
         )
-        return self._exchange(box, request, timeout, on_event)
+        return self.exchange(box, request, timeout, on_event)
 
-    def _exchange(
+    def exchange(
         self,
         box: str,
         request: Message,
         timeout: float,
-        on_event: Callable[[Message], None] | None,
+        on_event: Callable[[Message], None] | None = None,
     ) -> Message:
+        """Send ``request`` to ``box`` and wait for its final answer (events to ``on_event``)."""
         responses = topics.responses(box, self.user)
         if responses not in self._subscribed:
             codes = self.subscribe(responses)
@@ -209,7 +226,7 @@ class RemoteSession:
                 raise RemoteError(f"the broker does not let {self.user} use box {box}")
         answers: queue.Queue[Message] = queue.Queue()
         with self._lock:
-            self._waiting[request.id] = answers
+            self._waiting[request.id] = (box, answers)
         try:
             self.send(box, request)
             deadline = time.monotonic() + timeout

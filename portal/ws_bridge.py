@@ -56,7 +56,6 @@ class BoxConnection:
     def __init__(self, bridge: Bridge, box: str, ws: web.WebSocketResponse) -> None:
         self.bridge, self.box, self.ws = bridge, box, ws
         self.loop = asyncio.get_running_loop()
-        self.prefix = topics.box(box) + "/"
         self._pending: dict[int, int] = {}  # MQTT mid -> the box's seq
         self._delivered: set[int] = set()  # broker messages sent to the box, not yet taken
         self.done = asyncio.Event()
@@ -126,12 +125,13 @@ class BoxConnection:
         seq, topic, corr, payload = (frame.get(k) for k in ("seq", "topic", "corr", "payload"))
         if not isinstance(seq, int):
             raise FrameError("seq missing or not a number")
-        if not isinstance(topic, str) or not (
-            topic == topics.outbox(self.box) or topic.startswith(self.prefix + "res/")
-        ):
-            raise FrameError(f"box {self.box} may not publish to {topic!r}")
+        if not isinstance(topic, str):
+            raise FrameError("topic missing or not text")
         if "+" in topic or "#" in topic:
             raise FrameError("topic has wildcards")
+        parsed = topics.parse(topic)
+        if parsed is None or parsed[0] != self.box or parsed[1] not in ("outbox", "res"):
+            raise FrameError(f"box {self.box} may not publish to {topic!r}")
         if not isinstance(payload, str):
             raise FrameError("payload missing or not text")
         if corr is not None and (not isinstance(corr, str) or len(corr) > 64):
@@ -164,7 +164,7 @@ class BoxConnection:
             log.warning("box %s: the broker refused the bridge: %s", self.box, reason_code)
             return
         disable_nagle(client)
-        client.subscribe(topics.requests(self.box), qos=1)
+        client.subscribe(topics.all_requests(self.box), qos=1)
         client.publish(topics.state(self.box), b"online", qos=1, retain=True)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:

@@ -95,7 +95,7 @@ class MqttLink(PortalLink):
             log.warning("portal broker refused the connection: %s", reason_code)
             return
         disable_nagle(client)
-        client.subscribe(topics.requests(self.device), qos=1)
+        client.subscribe(topics.all_requests(self.device), qos=1)
         client.publish(topics.state(self.device), b"online", qos=1, retain=True)
         self.loop.call_soon_threadsafe(self.connected.set)
         log.info("connected to the portal broker %s:%d", self.cfg.broker_host, self.cfg.broker_port)
@@ -110,4 +110,4 @@ class MqttLink(PortalLink):
         props = getattr(msg, "properties", None)
         response = getattr(props, "ResponseTopic", None)
         corr = getattr(props, "CorrelationData", None)
-        self.loop.call_soon_threadsafe(self.received, bytes(msg.payload), response, corr)
+        self.loop.call_soon_threadsafe(self.received, msg.topic, bytes(msg.payload), response, corr)

@@ -74,14 +74,39 @@ class PortalLink:
             return  # answers go only to this box's response topics
         self.publish(topic, message.encode(), message.corr.encode() if message.corr else None)
 
-    def received(self, payload: bytes, response: str | None, corr: bytes | None = None) -> None:
-        """One message from the portal (on the gateway's loop)."""
+    def requester(self, topic: str) -> str | None:
+        """The portal user a message on ``topic`` came from: the broker lets only that user
+        publish on this box's ``req/<user>`` (broker/acl.example); ``None`` for any other topic."""
+        parsed = topics.parse(topic)
+        if parsed is None or parsed[0] != self.device or parsed[1] != "req":
+            return None
+        return parsed[2]
+
+    def received(
+        self, topic: str, payload: bytes, response: str | None, corr: bytes | None = None
+    ) -> None:
+        """One message from the portal (on the gateway's loop), as it arrived on ``topic``.
+
+        Who sent it is the user the topic names (the ACL vouches for it), never a field of the
+        message; answers go to that user's response topic only: a request that names another
+        response topic is refused there."""
+        user = self.requester(topic)
+        if user is None:
+            log.warning("dropped a message on %r: not a requests topic of this box", topic)
+            return
+        own = topics.responses(self.device, user)
+        tag = corr.decode("utf-8", "replace")[:64] if corr else None
+        if response is not None and response != own:
+            # the MQTT 5 correlation data lets the sender match the refusal to what it sent
+            error = ProtocolError(
+                f"answers to {user} go to {own}, not {response!r}: the box answers only the sender"
+            )
+            self.reply(own, Message("error", error.to_dict(), corr=tag))
+            return
         try:
             msg = decode(payload)
         except ProtocolError as err:
             log.warning("refused a malformed message from the portal: %s", err)
-            # the MQTT 5 correlation data lets the sender match the refusal to what it sent
-            tag = corr.decode("utf-8", "replace")[:64] if corr else None
             self.reply(response, Message("error", err.to_dict(), corr=tag))
             return
         if msg.type in REQUESTS_WITH_ANSWERS:
@@ -113,11 +138,12 @@ class PortalLink:
                 clock.observe_portal_time(msg.time)
         try:
             if msg.type in ("job.request", "uds.request"):
-                self._job(msg, response)
+                self._job(msg, own, user)  # response is own here
             elif msg.type == "job.cancel":
                 job_id = str(msg.body.get("job", ""))
-                if job_id not in self._routes:  # the portal may stop only what it started
-                    raise ProtocolError(f"no running remote job {job_id!r} on this box")
+                route = self._routes.get(job_id)
+                if route is None or route[0] != own:  # a user may stop only what it started
+                    raise ProtocolError(f"no running remote job {job_id!r} of {user} on this box")
                 self.gateway.runner.cancel(job_id)
             elif msg.type == "outbox.ack":
                 ids = msg.body.get("ids")
@@ -126,9 +152,9 @@ class PortalLink:
             else:
                 raise ProtocolError(f"a box does not take {msg.type} messages")
         except VciError as err:
-            self.reply(response, msg.answer("error", err.to_dict()))
+            self.reply(response or own, msg.answer("error", err.to_dict()))
 
-    def _job(self, msg: Message, response: str | None) -> None:
+    def _job(self, msg: Message, response: str, user: str) -> None:
         if msg.ticket:
             self.gateway.add_ticket(msg.ticket)  # verified like a local one; refusals say why
         if msg.type == "uds.request":
@@ -141,14 +167,11 @@ class PortalLink:
                 raise ProtocolError("params is not an object")
             request = JobRequest(str(msg.body.get("kind", "")), params, msg.body.get("ecu"))
         try:
-            job = self.gateway.runner.submit(
-                request, Caller("portal", str(msg.body.get("user", "remote")))
-            )
+            job = self.gateway.runner.submit(request, Caller("portal", user))
         except VciError as err:
             self.reply(response, msg.answer("job.denied", err.to_dict()))
             return
-        if response:
-            self._routes[job.id] = (response, msg.id, msg.type)
+        self._routes[job.id] = (response, msg.id, msg.type)
         self.reply(response, msg.answer("job.accepted", {"job": job.to_dict()}))
 
     async def _forward_events(self) -> None:

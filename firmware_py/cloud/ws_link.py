@@ -22,7 +22,6 @@ from typing import Any
 
 import aiohttp
 
-from firmware_py.cloud import topics
 from firmware_py.cloud.portal_link import PortalLink
 from firmware_py.cloud.schema import MAX_MESSAGE
 from firmware_py.config import CloudConfig
@@ -142,9 +141,11 @@ class WsLink(PortalLink):
                 log.warning("portal bridge refused a frame: %s", frame.get("error"))
             elif "mid" in frame:
                 mid = int(frame["mid"])
-                if frame.get("topic") == topics.requests(self.device):
+                topic = frame.get("topic")
+                if isinstance(topic, str) and self.requester(topic) is not None:
                     corr, response = frame.get("corr"), frame.get("response")
                     self.received(
+                        topic,
                         str(frame.get("payload", "")).encode(),
                         response if isinstance(response, str) else None,
                         corr.encode() if isinstance(corr, str) else None,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from portal import pki
-from portal.broker import write_config
+from portal.broker import user_acl, write_config
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 HAVE_MOSQUITTO = os.path.exists(MOSQUITTO)
@@ -28,6 +28,8 @@ BOX, OTHER_BOX, USER, OTHER_USER, BRIDGE = (
     "portal-bob",
     "ws-bridge",
 )
+COLLEAGUE = "portal-carol"
+"""a second user serving box-test-0001, as portal-alice does"""
 REPO = Path(__file__).parents[2]
 
 
@@ -59,10 +61,10 @@ def broker(tmp_path: Path) -> Iterator[dict[str, Any]]:
     d = tmp_path / "pki"
     pki.make_ca(d)
     pki.issue(d, "broker", server=True)
-    for name in (BOX, OTHER_BOX, USER, OTHER_USER, BRIDGE):
+    for name in (BOX, OTHER_BOX, USER, OTHER_USER, COLLEAGUE, BRIDGE):
         pki.issue(d, name)
     acl = (REPO / "broker" / "acl.example").read_text()
-    acl += f"\nuser {OTHER_USER}\ntopic readwrite vci/box/{OTHER_BOX}/#\n"
+    acl += "\n" + user_acl(OTHER_USER, [OTHER_BOX]) + user_acl(COLLEAGUE, [BOX])
     (d / "acl").write_text(acl)
     port = free_port()
     write_config(d, port)

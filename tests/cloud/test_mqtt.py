@@ -15,6 +15,7 @@ from firmware_py.cloud.schema import Message
 from portal.remote import RemoteSession
 from tests.cloud.conftest import (
     BOX,
+    COLLEAGUE,
     HAVE_MOSQUITTO,
     MOSQUITTO,
     OTHER_BOX,
@@ -197,6 +198,115 @@ def test_acl_keeps_users_and_boxes_apart(remote_box) -> None:
         spy.close()
 
 
+def test_each_identity_publishes_and_reads_only_what_it_needs(remote_box, tmp_path) -> None:
+    """A portal user cannot forge the box's state or outbox records, answer or ask in another
+    user's name, or read another user's requests (they carry tickets) or answers; another box
+    cannot forge this box's records. Forbidden publishes are not delivered, forbidden
+    subscriptions get nothing (looked at on the wire: what paho hands over)."""
+    from portal.records import RecordStore
+
+    broker, alice, sim = remote_box["broker"], remote_box["session"], remote_box["sim"]
+    carol = RemoteSession("127.0.0.1", broker["port"], broker["pki"], COLLEAGUE)  # same box
+    other_box = RemoteSession("127.0.0.1", broker["port"], broker["pki"], OTHER_BOX)
+    heard: list[str] = []
+    try:
+        records = RecordStore(tmp_path / "carol.sqlite")
+        carol.keep_records(records)
+        wait_online(carol, BOX)
+        for topic in (
+            topics.responses(BOX, COLLEAGUE),
+            topics.requests(BOX, COLLEAGUE),
+            topics.all_requests(BOX),
+            f"vci/box/{BOX}/#",
+            "#",
+        ):
+            alice.subscribe(topic)
+        alice.client.on_message = lambda client, userdata, msg: heard.append(msg.topic)
+        forged_record = Message(
+            "outbox.record",
+            {"id": "forged-1", "kind": "job.result", "body": {"job": {"who": COLLEAGUE}}},
+        )
+        in_carols_name = Message("job.request", {"kind": "read_fault_memory", "ecu": "DSC"})
+        forbidden = [
+            (alice, topics.state(BOX), b"offline", True),
+            (alice, topics.outbox(BOX), forged_record.encode(), False),
+            (
+                alice,
+                topics.responses(BOX, COLLEAGUE),
+                Message("error", {}, corr="x" * 8).encode(),
+                False,
+            ),
+            (alice, topics.requests(BOX, COLLEAGUE), in_carols_name.encode(), False),
+            (other_box, topics.outbox(BOX), forged_record.encode(), False),
+            (other_box, topics.responses(BOX, COLLEAGUE), Message("error", {}).encode(), False),
+        ]
+        dsc_before = sim.state()["ecus"]["DSC"]["requests"]
+        for sender, topic, payload, retain in forbidden:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            props = Properties(PacketTypes.PUBLISH)
+            props.ResponseTopic = topics.responses(BOX, COLLEAGUE)
+            props.CorrelationData = in_carols_name.id.encode()
+            sender.client.publish(
+                topic, payload, qos=1, retain=retain, properties=props
+            ).wait_for_publish(5)
+        # carol's own job runs and is answered to her alone, after all of the above
+        final = carol.run(BOX, "read_vin", ecu="DME")
+        assert final.body["job"]["state"] == "done" and final.body["job"]["who"] == COLLEAGUE
+        deadline = time.monotonic() + 10
+        while records.count(BOX) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # anything forged would have come by now, with carol's record
+        kept = records.latest()
+        assert "forged-1" not in [r["id"] for r in kept]
+        assert [r["body"]["job"]["kind"] for r in kept] == ["read_vin"]
+        assert carol.inbox.empty()  # no forged answer
+        assert sim.state()["ecus"]["DSC"]["requests"] == dsc_before  # nothing in carol's name
+        assert not [t for t in heard if "/req/" in t or "/res/" in t], heard
+        again = RemoteSession("127.0.0.1", broker["port"], broker["pki"], COLLEAGUE, "carol-2")
+        try:
+            assert again.boxes_online(0.5).get(BOX) == "online"  # the retained state is the box's
+        finally:
+            again.close()
+    finally:
+        carol.close()
+        other_box.close()
+
+
+def test_who_is_the_requesting_identity_never_the_message(remote_box) -> None:
+    """The session log's "who" is the user whose requests topic a request came on; a request
+    that names another user's response topic is refused and not run."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    broker, alice, sim = remote_box["broker"], remote_box["session"], remote_box["sim"]
+    claims = Message("job.request", {"kind": "read_vin", "ecu": "DME", "user": COLLEAGUE})
+    final = alice.exchange(BOX, claims, timeout=30)
+    assert final.body["job"]["who"] == USER
+    carol = RemoteSession("127.0.0.1", broker["port"], broker["pki"], COLLEAGUE)
+    try:
+        carol.subscribe(topics.responses(BOX, COLLEAGUE))
+        alice.subscribe(topics.responses(BOX, USER))
+        before = sim.state()["ecus"]["DSC"]["requests"]
+        request = Message("job.request", {"kind": "read_fault_memory", "ecu": "DSC"})
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = topics.responses(BOX, COLLEAGUE)  # answers to carol, please
+        props.CorrelationData = request.id.encode()
+        alice.client.publish(
+            topics.requests(BOX, USER), request.encode(), qos=1, properties=props
+        ).wait_for_publish(5)
+        refusal = alice.inbox.get(timeout=10)[1]
+        assert (
+            refusal.type == "error" and "the box answers only the sender" in refusal.body["message"]
+        )
+        assert refusal.corr == request.id
+        time.sleep(0.5)
+        assert carol.inbox.empty() and sim.state()["ecus"]["DSC"]["requests"] == before
+    finally:
+        carol.close()
+
+
 def test_malformed_and_oversized_messages_are_refused_without_harm(remote_box) -> None:
     session, sim = remote_box["session"], remote_box["sim"]
     session.subscribe(topics.responses(BOX, USER))
@@ -224,7 +334,7 @@ def test_malformed_and_oversized_messages_are_refused_without_harm(remote_box) -
         if corr:
             props.CorrelationData = corr
         session.client.publish(
-            topics.requests(BOX), payload, qos=1, properties=props
+            topics.requests(BOX, USER), payload, qos=1, properties=props
         ).wait_for_publish(5)
     errors = []
     deadline = time.monotonic() + 10

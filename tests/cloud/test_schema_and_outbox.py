@@ -95,3 +95,39 @@ def test_outbox_survives_a_restart_and_delivers_until_acknowledged(tmp_path) -> 
     assert [r.body["job"] for r in pending] == [1, 2] and pending[0].attempts == 1
     assert again.acknowledged([first, first, "unknown"]) == 1  # repeated acks are harmless
     assert [r.id for r in again.pending()] == ["job-2"] and again.count() == 1
+
+
+def test_the_portal_keeps_records_by_box_and_id(tmp_path) -> None:
+    """A box cannot take or shadow another box's record ids (the box is its outbox topic's)."""
+    from portal.records import RecordStore
+
+    store = RecordStore(tmp_path / "portal.sqlite")
+    assert store.keep("box-a", {"id": "job-1", "kind": "job.result", "body": {"who": "a"}}) == 1
+    assert store.keep("box-b", {"id": "job-1", "kind": "job.result", "body": {"who": "b"}}) == 1
+    assert store.keep("box-a", {"id": "job-1", "kind": "job.result", "body": {"who": "x"}}) == 0
+    assert store.count("box-a") == store.count("box-b") == 1
+    kept = {r["box"]: r["body"]["who"] for r in store.latest()}
+    assert kept == {"box-a": "a", "box-b": "b"}
+
+
+def test_topics_name_box_kind_and_user() -> None:
+    from firmware_py.cloud import topics
+
+    assert topics.parse(topics.requests("box-1", "portal-alice")) == (
+        "box-1",
+        "req",
+        "portal-alice",
+    )
+    assert topics.parse(topics.responses("box-1", "u")) == ("box-1", "res", "u")
+    assert topics.parse(topics.outbox("box-1")) == ("box-1", "outbox", None)
+    assert topics.parse(topics.state("box-1")) == ("box-1", "state", None)
+    for other in (
+        "vci/box/box-1/req",
+        "vci/box/box-1/req/a/b",
+        "vci/box/box-1/req/+",
+        "x/box/b/state",
+        "vci/box//state",
+        "vci/box/box-1/state/x",
+        "vci/box/box-1/other",
+    ):
+        assert topics.parse(other) is None, other
