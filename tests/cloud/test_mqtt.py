@@ -121,6 +121,51 @@ def test_a_raw_uds_request_runs_on_the_box_with_its_own_timing(remote_box) -> No
     assert nowhere.type in ("uds.response", "error") and "NOPE" in json.dumps(nowhere.body)
 
 
+def test_raw_erase_over_the_portal_needs_engineering_the_battery_floor_and_is_logged(
+    remote_box, tmp_path
+) -> None:
+    """A Basic ticket reads over the raw channel but neither erases nor downloads; with an
+    Engineering ticket an erase is refused below the battery floor and, once sent, is in the
+    session log the portal receives, with its class, bytes and who sent it."""
+    from portal.records import RecordStore
+
+    session, box, sim = remote_box["session"], remote_box["box"], remote_box["sim"]
+    basic = box.issue("basic-1d")
+    read = session.uds(BOX, "EGS", bytes.fromhex("22F190"), ticket=basic)
+    assert read.type == "uds.response" and read.body["response"].startswith("62f190")
+    before = sim.state()["ecus"]["EGS"]["requests"]
+    for request, what in (
+        ("3101FF00", "programming: RoutineControl EraseMemory (0xFF00)"),
+        ("3400441234000004", "programming: RequestDownload"),
+    ):
+        denied = session.uds(BOX, "EGS", bytes.fromhex(request))
+        assert denied.type == "job.denied", denied
+        assert what in denied.body["message"] and "raw_programming" in denied.body["message"]
+        assert "Engineering, 1 day" in denied.body["hint"]
+    engineering = box.issue("engineering-1d")
+    sim.set_battery(11.8)
+    low = session.uds(BOX, "EGS", bytes.fromhex("3101FF00"), ticket=engineering)
+    assert low.type == "uds.response" and "response" not in low.body
+    assert "battery voltage 11.8 V is below 13.0 V" in low.body["error"]["message"]
+    assert sim.state()["ecus"]["EGS"]["requests"] == before  # nothing reached the ECU
+    sim.set_battery(13.6)
+    sent = session.uds(BOX, "EGS", bytes.fromhex("3101FF00"))
+    assert sent.body["response"].startswith("7f31"), sent  # the ECU's answer
+    assert sim.state()["ecus"]["EGS"]["requests"] == before + 1
+    records = RecordStore(tmp_path / "portal.sqlite")
+    session.keep_records(records)
+    deadline = time.monotonic() + 15
+    log: list[dict] = []
+    while not log and time.monotonic() < deadline:
+        log = [r for r in records.latest() if r["kind"] == "session_log"]
+        time.sleep(0.1)
+    [entry] = log  # the one raw request sent that is not a read
+    assert entry["id"] == f"raw-{sent.body['job']}"
+    body = entry["body"]
+    assert (body["class"], body["request"], body["ecu"]) == ("programming", "31 01 ff 00", "EGS")
+    assert (body["origin"], body["who"]) == ("portal", USER)
+
+
 def test_live_data_streams_to_the_portal_until_it_cancels(remote_box) -> None:
     import threading
 
