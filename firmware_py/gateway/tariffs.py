@@ -57,7 +57,7 @@ JOB_SCOPE: dict[JobKind, Scope | None] = {
     JobKind.CLEAR_FAULT_MEMORY: Scope.DIAGNOSIS,
     JobKind.READ_LIVE_DATA: Scope.DIAGNOSIS,
     JobKind.READ_DID: Scope.DIAGNOSIS,
-    JobKind.RAW_UDS: Scope.DIAGNOSIS,
+    JobKind.RAW_UDS: Scope.DIAGNOSIS,  # the least; each request needs what it does (below)
     JobKind.CODING: Scope.CODING,
     JobKind.PROGRAMMING: Scope.PROGRAMMING,
     JobKind.SERVICE_RESET: Scope.SERVICE,

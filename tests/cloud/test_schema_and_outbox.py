@@ -131,3 +131,16 @@ def test_topics_name_box_kind_and_user() -> None:
         "vci/box/box-1/other",
     ):
         assert topics.parse(other) is None, other
+
+
+def test_the_example_acl_gives_a_user_what_user_acl_writes() -> None:
+    """broker/acl.example shows the lines portal.broker.user_acl writes for a user (the tests'
+    and the benchmark's brokers add users with it), and nothing grants readwrite or a whole box."""
+    from pathlib import Path
+
+    from portal.broker import user_acl
+
+    text = (Path(__file__).parents[2] / "broker" / "acl.example").read_text()
+    assert user_acl("portal-alice", ["box-test-0001"]) in text
+    rules = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert not [r for r in rules if "readwrite" in r or r.endswith("/#")], rules
