@@ -167,6 +167,8 @@ TARIFFS: dict[str, Tariff] = {
         Tariff("basic-1w", "Basic, 1 week", 100, BASIC, 7 * DAY),
         Tariff("basic-1m", "Basic, 1 month", 350, BASIC, 30 * DAY),
         Tariff("basic-1y", "Basic, 1 year", 3570, BASIC, 365 * DAY),
+        # Ours, not the seed's price list: raw erase and download (specialists who program with
+        # their own tools) need more than Basic. The price is a placeholder for the business to set.
         Tariff(
             "engineering-1d",
             "Engineering, 1 day",
