@@ -28,9 +28,11 @@ def bench_vehicle(dme_region: int = 32 << 20, dme_block: int = 0x10002) -> Path:
 
 
 class Sim:
-    """``vci sim`` in its own process, DoIP on a free loopback port, no CAN."""
+    """``vci sim`` in its own process, DoIP (and with ``hsfz=True`` HSFZ) on free loopback ports,
+    no CAN."""
 
-    def __init__(self, *extra: str) -> None:
+    def __init__(self, *extra: str, hsfz: bool = False) -> None:
+        enet = ("--hsfz-port", "0", "--hsfz-control-port", "0") if hsfz else ("--no-hsfz",)
         cmd = [
             sys.executable,
             "-m",
@@ -39,7 +41,7 @@ class Sim:
             "--doip-port",
             "0",
             "--no-can",
-            "--no-hsfz",
+            *enet,
             "--announce-to",
             "",
             *extra,
@@ -56,6 +58,7 @@ class Sim:
         self.host, port = fields["doip"].rsplit(":", 1)
         self.port = int(port)
         self.control = fields["control"]
+        self.hsfz_port = int(fields["hsfz"].rsplit(":", 1)[1].split("/")[0]) if hsfz else 0
         threading.Thread(target=self.proc.stdout.read, daemon=True).start()
 
     def close(self) -> None:

@@ -25,9 +25,9 @@ DIAG_PORT = 6801
 CONTROL_PORT = 6811
 TESTER_ADDRESS = 0xF4
 GATEWAY_ADDRESS = 0x10
-MAX_DATA = 0x10000 + 2
-"""the largest frame data accepted: a 64 KiB UDS message plus the two address bytes (real
-gateways answer 0x44 message_too_large well below this)"""
+MAX_DATA = 0x10010
+"""the largest frame data accepted: a TransferData of a 64 KiB block with its service id, counter
+and the two address bytes fits; EdiabasLib's ENET buffer has the same size"""
 
 
 class ControlWord(IntEnum):
@@ -113,20 +113,28 @@ class Decoder:
         self._buffer = bytearray()
 
     def feed(self, data: bytes) -> list[Frame]:
-        self._buffer += data
-        frames = []
-        while len(self._buffer) >= HEADER.size:
-            length, control = HEADER.unpack_from(self._buffer)
+        if self._buffer:
+            self._buffer += data
+            buf: bytes | bytearray = self._buffer
+        else:
+            buf = data  # the common case: frames start at the segment's start, no copy first
+        frames, pos, size = [], 0, len(buf)
+        while size - pos >= HEADER.size:
+            length, control = HEADER.unpack_from(buf, pos)
             if length > self.max_data:
-                self._buffer.clear()
+                self._buffer = bytearray()
                 raise FrameError(
                     f"HSFZ frame announces {length} bytes, more than the {self.max_data} accepted"
                 )
-            end = HEADER.size + length
-            if len(self._buffer) < end:
+            end = pos + HEADER.size + length
+            if size < end:
                 break
-            frames.append(Frame(control, bytes(self._buffer[HEADER.size : end])))
-            del self._buffer[:end]
+            frames.append(Frame(control, bytes(buf[pos + HEADER.size : end])))
+            pos = end
+        if pos == size:
+            self._buffer = bytearray()
+        elif pos or buf is not self._buffer:  # keep the rest (an incomplete frame) only
+            self._buffer = bytearray(buf[pos:])
         return frames
 
     @property

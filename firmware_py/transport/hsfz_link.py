@@ -160,7 +160,7 @@ class HsfzLink:
         assert self._sock is not None
         self._sock.settimeout(max(timeout, 0.001))
         try:
-            data = self._sock.recv(65536)
+            data = self._sock.recv(256 * 1024)
         except TimeoutError:
             return
         except OSError as err:
