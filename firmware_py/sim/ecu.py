@@ -5,6 +5,9 @@
 first and after how long the final answer is due. The DoIP and CAN faces of the simulator do the
 I/O and the waiting; nothing here sleeps or reads a clock, so tests pass ``now`` explicitly.
 
+Every request first walks ISO 14229-1's general server response behaviour
+(:mod:`firmware_py.sim.response_behaviour`) over the services declared in
+:mod:`firmware_py.sim.services`; the handlers here only do each service's own checks and work.
 Behaviour follows the shapes documented in docs/simulator.md (sessions with P2/P2*, S3 timeout,
 security access with attempt counter and delay, fault memory with snapshot and extended data,
 routines, download with block sequence counter, tester present with suppressPosRspMsgIndicationBit).
@@ -18,36 +21,31 @@ import os
 import struct
 import threading
 from dataclasses import asdict, dataclass, field, replace
-from enum import IntEnum
 from typing import Any
 
 from firmware_py.sim.faults import EcuFaults
+from firmware_py.sim.response_behaviour import (
+    DEFAULT,
+    PROGRAMMING,
+    Nack,
+    Nrc,
+    Service,
+    check_request,
+    final_response,
+    negative,
+)
+from firmware_py.sim.services import (
+    LEVEL_CODING,
+    RID_BATTERY_REGISTRATION,
+    RID_CBS_RESET,
+    RID_DEPENDENCIES,
+    RID_ERASE,
+    RID_SELF_TEST,
+    ROUTINES,
+    services_for,
+)
 from firmware_py.sim.vehicle import BatterySpec, CbsItemSpec, EcuSpec, VehicleSpec
 
-
-class Nrc(IntEnum):
-    """Negative response codes, ISO 14229-1 table A.1."""
-
-    GENERAL_REJECT = 0x10
-    SERVICE_NOT_SUPPORTED = 0x11
-    SUB_FUNCTION_NOT_SUPPORTED = 0x12
-    INCORRECT_MESSAGE_LENGTH = 0x13
-    CONDITIONS_NOT_CORRECT = 0x22
-    REQUEST_SEQUENCE_ERROR = 0x24
-    REQUEST_OUT_OF_RANGE = 0x31
-    SECURITY_ACCESS_DENIED = 0x33
-    INVALID_KEY = 0x35
-    EXCEEDED_NUMBER_OF_ATTEMPTS = 0x36
-    REQUIRED_TIME_DELAY_NOT_EXPIRED = 0x37
-    UPLOAD_DOWNLOAD_NOT_ACCEPTED = 0x70
-    TRANSFER_DATA_SUSPENDED = 0x71
-    WRONG_BLOCK_SEQUENCE_COUNTER = 0x73
-    RESPONSE_PENDING = 0x78
-    SUB_FUNCTION_NOT_SUPPORTED_IN_ACTIVE_SESSION = 0x7E
-    SERVICE_NOT_SUPPORTED_IN_ACTIVE_SESSION = 0x7F
-
-
-DEFAULT, PROGRAMMING, EXTENDED = 0x01, 0x02, 0x03
 P2, P2_STAR, S3 = 0.050, 5.0, 5.0
 PENDING_INTERVAL = 0.3  # seconds between "response pending" frames of a slow service
 SECURITY_ATTEMPTS = 3
@@ -70,13 +68,10 @@ DID_ENGINE_SPEED, DID_COOLANT, DID_BATTERY, DID_SUPPLY, DID_CODING = (
     0xDAD0,
     0x3000,
 )
-RID_ERASE, RID_CHECK_MEMORY, RID_DEPENDENCIES, RID_SELF_TEST = 0xFF00, 0x0202, 0xFF01, 0x0203
-# service functions (docs/simulator.md): Condition Based Service data and reset, battery registration
-DID_CBS, DID_BATTERY_INFO, RID_CBS_RESET, RID_BATTERY_REGISTRATION = 0x2500, 0x2510, 0x1010, 0x1020
+# service functions (docs/simulator.md): Condition Based Service data, registered battery
+DID_CBS, DID_BATTERY_INFO = 0x2500, 0x2510
 NO_DISTANCE = 0x7FFFFFFF  # remaining_km of a time-only CBS item
 BATTERY_AH = range(40, 131)  # the capacities the energy management accepts
-#: services whose sub-function byte carries suppressPosRspMsgIndicationBit
-SPRMIB_SERVICES = {0x10, 0x11, 0x28, 0x31, 0x3E, 0x85}
 
 
 def sim_key(seed: int, ecu_address: int, level: int) -> int:
@@ -95,11 +90,6 @@ class Reply:
     """extra seconds before the final response (after the pending frames)."""
     reset: bool = False
     """the ECU resets after answering (the faces drop their transfer state)."""
-
-
-class Nack(Exception):
-    def __init__(self, nrc: Nrc) -> None:
-        self.nrc = nrc
 
 
 @dataclass
@@ -168,22 +158,7 @@ class EcuModel:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
-        self._services = {
-            0x10: self._session_control,
-            0x11: self._ecu_reset,
-            0x14: self._clear_dtc,
-            0x19: self._read_dtc,
-            0x22: self._read_did,
-            0x2E: self._write_did,
-            0x27: self._security_access,
-            0x28: self._communication_control,
-            0x31: self._routine_control,
-            0x34: self._request_download,
-            0x36: self._transfer_data,
-            0x37: self._transfer_exit,
-            0x3E: self._tester_present,
-            0x85: self._control_dtc_setting,
-        }
+        self.services: dict[int, Service] = services_for(self.spec.flash is not None)
         self.reset_state()
 
     # -- state ------------------------------------------------------------------------
@@ -238,6 +213,7 @@ class EcuModel:
 
     # -- entry point ------------------------------------------------------------------
     def handle(self, request: bytes, now: float, functional: bool = False) -> Reply:
+        """Answer one request; ``functional``: it came to a functional address."""
         with self.lock:
             f = self.faults
             if f.no_answer or not request:
@@ -249,60 +225,38 @@ class EcuModel:
             if sid in f.nrc:
                 return Reply(bytes([0x7F, sid, f.nrc[sid]]), delay=f.delay)
             try:
-                response, reset = self._dispatch(sid, request, now)
+                service = check_request(self.services, request, self)
+                response = getattr(self, service.handler)(request, now)
             except Nack as nack:
-                if functional and nack.nrc in (
-                    Nrc.SERVICE_NOT_SUPPORTED,
-                    Nrc.SUB_FUNCTION_NOT_SUPPORTED,
-                    Nrc.REQUEST_OUT_OF_RANGE,
-                ):
-                    return Reply(None)  # ISO 14229-1 7.5: no NRC 11/12/31 to functional requests
-                return Reply(bytes([0x7F, sid, nack.nrc]), delay=f.delay)
+                return Reply(negative(sid, nack.nrc, functional=functional), delay=f.delay)
+            pending = self.spec.slow_services.get(sid, 0)
+            if sid == 0x31 and service.sub_function(request) == 0x01:
+                routine = ROUTINES[(request[2] << 8) | request[3]]
+                pending = routine.pending + f.extra_pending
+            response = final_response(service, request, response, pending=pending)
             if response is not None and f.truncate_response and len(response) > 1:
                 response = response[:-1]
-            pending = self.spec.slow_services.get(sid, 0)
-            if sid == 0x31 and len(request) >= 4 and request[1] & 0x7F == 0x01:
-                rid = (request[2] << 8) | request[3]
-                pending = {RID_ERASE: 2, RID_SELF_TEST: 3}.get(rid, 0) + f.extra_pending
-            return Reply(response, pending=pending, delay=f.delay, reset=reset)
-
-    def _dispatch(self, sid: int, req: bytes, now: float) -> tuple[bytes | None, bool]:
-        handler = self._services.get(sid)
-        if handler is None:
-            raise Nack(Nrc.SERVICE_NOT_SUPPORTED)
-        response = handler(req, now)
-        reset = sid == 0x11
-        if sid in SPRMIB_SERVICES and len(req) > 1 and req[1] & 0x80:
-            return None, reset
-        return response, reset
+            return Reply(response, pending=pending, delay=f.delay, reset=sid == 0x11)
 
     # -- services ---------------------------------------------------------------------
     def _session_control(self, req: bytes, now: float) -> bytes:
         if len(req) != 2:
             raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
         target = req[1] & 0x7F
-        if target not in (DEFAULT, PROGRAMMING, EXTENDED):
-            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
-        if target == PROGRAMMING and self.spec.flash is None:
-            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
         if target == PROGRAMMING and self.session == DEFAULT:
             raise Nack(Nrc.CONDITIONS_NOT_CORRECT)  # programming only from the extended session
         if target == DEFAULT:
             self._enter_default()
-        else:
-            if target != self.session:
-                self.unlocked, self.seed, self.transfer = None, None, None
+        else:  # entering a non-default session, even the active one, locks security again
+            self.unlocked, self.seed, self.transfer = None, None, None
             self.session = target
         return bytes([0x50, target]) + struct.pack(">HH", int(P2 * 1000), int(P2_STAR * 100))
 
     def _ecu_reset(self, req: bytes, now: float) -> bytes:
         if len(req) != 2:
             raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
-        kind = req[1] & 0x7F
-        if kind not in (0x01, 0x02, 0x03):
-            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
         self.ecu_reset()
-        return bytes([0x51, kind])
+        return bytes([0x51, req[1] & 0x7F])
 
     def _clear_dtc(self, req: bytes, now: float) -> bytes:
         if len(req) != 4:
@@ -411,14 +365,10 @@ class EcuModel:
         return bytes(out)
 
     def _write_did(self, req: bytes, now: float) -> bytes:
-        if len(req) < 4:
-            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
         did = (req[1] << 8) | req[2]
         if did != DID_CODING or self.coding is None:
             raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
-        if self.session == DEFAULT:
-            raise Nack(Nrc.SERVICE_NOT_SUPPORTED_IN_ACTIVE_SESSION)
-        if self.unlocked != 0x01:
+        if self.unlocked != LEVEL_CODING:
             raise Nack(Nrc.SECURITY_ACCESS_DENIED)
         if len(req) != 3 + len(self.coding):
             raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
@@ -426,32 +376,21 @@ class EcuModel:
         return bytes([0x6E]) + req[1:3]
 
     def _security_access(self, req: bytes, now: float) -> bytes:
-        if len(req) < 2:
-            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
         sub = req[1]
-        level = sub if sub % 2 else sub - 1
-        if level not in (0x01, 0x11):
-            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
-        if self.session == DEFAULT:
-            raise Nack(Nrc.SERVICE_NOT_SUPPORTED_IN_ACTIVE_SESSION)
-        if (level == 0x11) != (self.session == PROGRAMMING):
-            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED_IN_ACTIVE_SESSION)
-        if sub % 2:  # requestSeed
-            if len(req) != 2:
-                raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        if sub % 2:  # requestSeed; a securityAccessDataRecord after it is accepted
             if now < self.locked_until:
                 raise Nack(Nrc.REQUIRED_TIME_DELAY_NOT_EXPIRED)
-            if self.unlocked == level:
+            if self.unlocked == sub:
                 return bytes([0x67, sub, 0, 0, 0, 0])
             seed = int.from_bytes(os.urandom(4), "big") or 1
-            self.seed = (level, seed)
+            self.seed = (sub, seed)
             return bytes([0x67, sub]) + seed.to_bytes(4, "big")
+        level = sub - 1
         if len(req) != 6:
             raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
-        if self.seed is None or self.seed[0] != level:
-            raise Nack(Nrc.REQUEST_SEQUENCE_ERROR)
         if now < self.locked_until:
             raise Nack(Nrc.REQUIRED_TIME_DELAY_NOT_EXPIRED)
+        assert self.seed is not None  # the pipeline checked the sequence
         _, seed = self.seed
         self.seed = None
         if int.from_bytes(req[2:6], "big") != sim_key(seed, self.spec.address, level):
@@ -469,61 +408,41 @@ class EcuModel:
         if len(req) != 3:
             raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
         sub = req[1] & 0x7F
-        if sub > 0x03:
-            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
-        if self.session == DEFAULT:
-            raise Nack(Nrc.SERVICE_NOT_SUPPORTED_IN_ACTIVE_SESSION)
         self.comm_disabled = sub == 0x03
         return bytes([0x68, sub])
 
     def _control_dtc_setting(self, req: bytes, now: float) -> bytes:
-        if len(req) != 2:
-            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
-        sub = req[1] & 0x7F
-        if sub not in (0x01, 0x02):
-            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
-        if self.session == DEFAULT:
-            raise Nack(Nrc.SERVICE_NOT_SUPPORTED_IN_ACTIVE_SESSION)
-        return bytes([0xC5, sub])
+        # a DTCSettingControlOptionRecord after the sub-function is accepted (and not used)
+        return bytes([0xC5, req[1] & 0x7F])
 
     def _tester_present(self, req: bytes, now: float) -> bytes:
         if len(req) != 2:
             raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
-        if req[1] & 0x7F != 0x00:
-            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
         return b"\x7e\x00"
 
     def _routine_control(self, req: bytes, now: float) -> bytes:
-        if len(req) < 4:
-            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
         sub = req[1] & 0x7F
-        if sub not in (0x01, 0x02, 0x03):
-            raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
         rid = (req[2] << 8) | req[3]
-        option = req[4:]
-        need = {RID_SELF_TEST: EXTENDED}
-        if self.region is not None:
-            need |= dict.fromkeys((RID_ERASE, RID_CHECK_MEMORY, RID_DEPENDENCIES), PROGRAMMING)
-        if self.cbs:
-            need[RID_CBS_RESET] = EXTENDED
-        if self.battery_info is not None:
-            need[RID_BATTERY_REGISTRATION] = EXTENDED
-        if rid not in need:
+        routine = ROUTINES.get(rid)
+        have = {
+            "": True,
+            "flash": self.region is not None,
+            "cbs": bool(self.cbs),
+            "battery": self.battery_info is not None,
+        }
+        # a routine this ECU lacks, or one not allowed in the active session, is out of range
+        if routine is None or not have[routine.needs] or self.session not in routine.sessions:
             raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
-        if self.session != need[rid]:
-            raise Nack(Nrc.SERVICE_NOT_SUPPORTED_IN_ACTIVE_SESSION)
-        if need[rid] == PROGRAMMING and self.unlocked != 0x11:
+        if routine.security is not None and self.unlocked != routine.security:
             raise Nack(Nrc.SECURITY_ACCESS_DENIED)
         head = bytes([0x71, sub]) + req[2:4]
+        if sub in (0x02, 0x03) and rid not in self.routines:
+            raise Nack(Nrc.REQUEST_SEQUENCE_ERROR)
         if sub == 0x03:
-            if rid not in self.routines:
-                raise Nack(Nrc.REQUEST_SEQUENCE_ERROR)
             return head + self.routines[rid]
         if sub == 0x02:
-            if rid not in self.routines:
-                raise Nack(Nrc.REQUEST_SEQUENCE_ERROR)
             return head
-        result = self._start_routine(rid, option)
+        result = self._start_routine(rid, req[4:])
         self.routines[rid] = result
         return head + result
 
@@ -587,18 +506,17 @@ class EcuModel:
         return b"\x00" if ok else b"\x01"
 
     def _request_download(self, req: bytes, now: float) -> bytes:
-        if len(req) != 11:
+        if req[1] != 0x00:
+            raise Nack(Nrc.REQUEST_OUT_OF_RANGE)  # dataFormatIdentifier: no compression/encryption
+        size_length, address_length = req[2] >> 4, req[2] & 0x0F
+        if not (1 <= size_length <= 4 and 1 <= address_length <= 4):
+            raise Nack(Nrc.REQUEST_OUT_OF_RANGE)  # addressAndLengthFormatIdentifier
+        if len(req) != 3 + address_length + size_length:
             raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
-        if self.region is None:
-            raise Nack(Nrc.SERVICE_NOT_SUPPORTED)
-        if self.session != PROGRAMMING:
-            raise Nack(Nrc.SERVICE_NOT_SUPPORTED_IN_ACTIVE_SESSION)
-        if self.unlocked != 0x11:
-            raise Nack(Nrc.SECURITY_ACCESS_DENIED)
-        if req[1] != 0x00 or req[2] != 0x44:
-            raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
-        address, length = struct.unpack(">II", req[3:11])
+        address = int.from_bytes(req[3 : 3 + address_length], "big")
+        length = int.from_bytes(req[3 + address_length :], "big")
         region = self.region
+        assert region is not None  # the service exists only with a flash region
         if length == 0 or not region.contains(address, length):
             raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
         if not region.erased:
@@ -615,16 +533,12 @@ class EcuModel:
 
     def _transfer_data(self, req: bytes, now: float) -> bytes | None:
         t = self.transfer
-        if len(req) < 2:
-            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
         if t is None:
             raise Nack(Nrc.REQUEST_SEQUENCE_ERROR)
         counter = req[1]
         previous = (t.expected_counter - 1) & 0xFF
         if counter == previous and t.blocks > 0:
-            return bytes(
-                [0x76, counter]
-            )  # a repeated block (tester retried): accept, write nothing
+            return bytes([0x76, counter])  # a repeated block (tester retried): write nothing
         if counter != t.expected_counter:
             raise Nack(Nrc.WRONG_BLOCK_SEQUENCE_COUNTER)
         n = len(req) - 2
@@ -647,8 +561,7 @@ class EcuModel:
         return bytes([0x76, counter])
 
     def _transfer_exit(self, req: bytes, now: float) -> bytes:
-        if len(req) != 1:
-            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        # a transferRequestParameterRecord after the SID is accepted (and not used)
         t = self.transfer
         if t is None or t.remaining:
             raise Nack(Nrc.REQUEST_SEQUENCE_ERROR)

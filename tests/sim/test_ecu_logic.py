@@ -272,7 +272,7 @@ def test_cbs_record_reset_and_its_refusals() -> None:
     assert oil == (1, 0, -350, -1)  # overdue: no availability left
     fluid = struct.unpack(">BBib", record[1 + 3 * 7 : 1 + 4 * 7])
     assert fluid == (4, 20, 0x7FFFFFFF, 5)  # time-only: 5 of 24 months
-    assert ask(m, "3101101001") == "7F317F"  # not in the default session
+    assert ask(m, "3101101001") == "7F3131"  # not in the default session: out of range there
     ask(m, "1003")
     assert ask(m, "3101101009") == "7F3131"  # no such item
     assert ask(m, "31011010") == "7F3113"  # the item id is missing
@@ -293,3 +293,128 @@ def test_battery_registration_checks_capacity_and_technology() -> None:
     assert ask(m, "3101102050") == "7F3113"
     assert ask(m, "310110205001") == "7101102000"  # 80 Ah EFB
     assert ask(m, "222510") == "622510" + "5001" + f"{VEHICLE.mileage_km:08X}"
+
+
+def answer(model: EcuModel, hex_request: str, now: float = 0.0, functional: bool = False) -> str:
+    reply = model.handle(bytes.fromhex(hex_request), now, functional=functional)
+    return reply.response.hex().upper() if reply.response is not None else ""
+
+
+@pytest.mark.parametrize(
+    ("ecu_name", "setup", "request_hex", "expected"),
+    [
+        # figure 5: "not supported in active session" (0x7F) comes before any length check
+        ("DME", [], "85", "7F857F"),
+        ("DME", [], "2E", "7F2E7F"),
+        ("DME", [], "28", "7F287F"),
+        ("DME", [], "34", "7F347F"),
+        ("DME", [], "2703", "7F277F"),  # before the sub-function check too
+        # ... and security for the whole service (0x33) before length and sequence
+        ("DME", ["1003", "1002"], "34", "7F3433"),
+        ("DME", ["1003", "1002"], "3601", "7F3633"),
+        ("DME", ["1003", "1002"], "37", "7F3733"),
+        # figure 6: minimum length, sub-function, sub-function in session, sequence
+        ("DME", [], "10", "7F1013"),
+        ("DME", [], "1004", "7F1012"),
+        ("DME", ["1003"], "2711", "7F277E"),
+        ("DME", ["1003"], "2702", "7F2724"),  # sequence (no seed) before the key's length
+        ("DME", ["1003"], "2705", "7F2712"),
+        # an ECU without a bootloader has no programming session, level or download
+        ("ZGW", [], "1002", "7F1012"),
+        ("ZGW", ["1003"], "2711", "7F2712"),
+        ("ZGW", [], "3400440010000000000010", "7F3411"),
+        # a routine not allowed in the active session is out of range, not 0x7F
+        ("DME", [], "3101FF000010000000001000", "7F3131"),
+        ("DME", [], "31010203", "7F3131"),
+        ("DME", ["1003"], "3101FF000010000000001000", "7F3131"),
+        # optional trailing parameters are accepted
+        ("DME", ["1003"], "8502FFFFFF", "C502"),  # DTCSettingControlOptionRecord (DTC group)
+        ("DME", ["1003"], "8501", "C501"),
+        ("DME", ["1003"], "8581", ""),  # suppressPosRspMsgIndicationBit
+    ],
+)
+def test_nrc_order_of_the_general_server_response_behaviour(
+    ecu_name: str, setup: list[str], request_hex: str, expected: str
+) -> None:
+    m = ecu(ecu_name)
+    for step in setup:
+        assert ask(m, step)[:2] in ("50", "67")
+    assert ask(m, request_hex) == expected
+
+
+def test_transfer_exit_accepts_a_transfer_request_parameter_record() -> None:
+    m = ecu("EGS")
+    region = m.region
+    assert region is not None
+    ask(m, "1003")
+    ask(m, "1002")
+    unlock(m, 0x11)
+    ask(m, "3101FF00" + f"{region.address:08X}00000100")
+    assert ask(m, "340044" + f"{region.address:08X}00000002") == "74201002"
+    assert ask(m, "3601AABB") == "7601"
+    assert ask(m, "37C0FFEE") == "77"  # transferRequestParameterRecord (e.g. a checksum)
+
+
+def test_request_download_takes_any_address_and_length_format() -> None:
+    m = ecu("EGS")
+    region = m.region
+    assert region is not None
+    ask(m, "1003")
+    ask(m, "1002")
+    unlock(m, 0x11)
+    ask(m, "3101FF00" + f"{region.address:08X}00000100")
+    # addressAndLengthFormatIdentifier 0x24: 4-byte address, 2-byte size
+    assert ask(m, "340024" + f"{region.address:08X}0010") == "74201002"
+    assert ask(m, "340024" + f"{region.address:08X}00") == "7F3413"  # one size byte missing
+    assert ask(m, "340004" + f"{region.address:08X}") == "7F3431"  # no size length
+    assert ask(m, "341144" + f"{region.address:08X}00000010") == "7F3431"  # compressed
+
+
+def test_reentering_a_non_default_session_locks_security_again() -> None:
+    m = ecu("BDC")
+    ask(m, "1003")
+    unlock(m, 0x01)
+    assert ask(m, "2701") == "670100000000"  # unlocked: zero seed
+    assert ask(m, "1003").startswith("5003")  # the same session again
+    assert ask(m, "2701") != "670100000000"  # locked again: a real seed
+    assert ask(m, "2E3000" + "00" * 16) == "7F2E33"
+
+
+@pytest.mark.parametrize(
+    ("setup", "request_hex"),
+    [
+        ([], "99"),  # 0x11
+        ([], "1004"),  # 0x12
+        ([], "221234"),  # 0x31
+        (["1003"], "2711"),  # 0x7E
+        ([], "8502"),  # 0x7F
+        ([], "3101FF000010000000001000"),  # 0x31: routine not allowed in this session
+    ],
+)
+def test_functional_requests_get_no_nrc_11_12_31_7e_7f(setup: list[str], request_hex: str) -> None:
+    m = ecu("DME")
+    for step in setup:
+        ask(m, step)
+    assert answer(m, request_hex, functional=True) == ""
+    assert answer(m, request_hex) != ""  # physically addressed: the NRC is sent
+
+
+def test_functional_requests_still_get_other_nrcs() -> None:
+    m = ecu("DME")
+    assert answer(m, "22F1", functional=True) == "7F2213"
+    assert answer(m, "3E00", functional=True) == "7E00"
+    assert answer(m, "3E80", functional=True) == ""
+
+
+def test_suppressed_positive_response_is_sent_after_response_pending() -> None:
+    m = ecu("EGS")
+    region = m.region
+    assert region is not None
+    ask(m, "1003")
+    ask(m, "1002")
+    unlock(m, 0x11)
+    reply = m.handle(bytes.fromhex("3181FF00" + f"{region.address:08X}00001000"), 0.0)
+    assert reply.pending == 2  # the erase takes time: 7F 31 78 first ...
+    assert reply.response == bytes.fromhex("7101FF0000")  # ... so the final answer is owed
+    quick = m.handle(bytes.fromhex("3181FF01"), 0.0)
+    assert quick.pending == 0 and quick.response is None
