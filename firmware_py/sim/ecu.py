@@ -15,7 +15,6 @@ routines, download with block sequence counter, tester present with suppressPosR
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import struct
@@ -24,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from firmware_py.sim.faults import EcuFaults
+from firmware_py.sim.programming import Programming, Region, Transfer
 from firmware_py.sim.response_behaviour import (
     DEFAULT,
     PROGRAMMING,
@@ -34,22 +34,12 @@ from firmware_py.sim.response_behaviour import (
     final_response,
     negative,
 )
-from firmware_py.sim.services import (
-    LEVEL_CODING,
-    RID_BATTERY_REGISTRATION,
-    RID_CBS_RESET,
-    RID_DEPENDENCIES,
-    RID_ERASE,
-    RID_SELF_TEST,
-    ROUTINES,
-    services_for,
-)
+from firmware_py.sim.services import LEVEL_CODING, ROUTINES, services_for
 from firmware_py.sim.vehicle import BatterySpec, CbsItemSpec, EcuSpec, VehicleSpec
 
 P2, P2_STAR, S3 = 0.050, 5.0, 5.0
 PENDING_INTERVAL = 0.3  # seconds between "response pending" frames of a slow service
 SECURITY_ATTEMPTS = 3
-HEADER_MAGIC = b"VCIS"
 
 # DIDs (docs/simulator.md)
 DID_VIN, DID_PART, DID_HW_NUMBER, DID_SW_VERSION, DID_SERIAL, DID_HW_VERSION, DID_SVK = (
@@ -93,31 +83,6 @@ class Reply:
 
 
 @dataclass
-class Region:
-    address: int
-    size: int
-    max_block_length: int
-    memory: bytearray
-    valid: bool = True
-    erased: bool = False
-
-    def contains(self, address: int, length: int) -> bool:
-        return self.address <= address and address + length <= self.address + self.size
-
-    def sha256(self) -> str:
-        return hashlib.sha256(self.memory).hexdigest()
-
-
-@dataclass
-class Transfer:
-    region: Region
-    offset: int
-    remaining: int
-    expected_counter: int = 1
-    blocks: int = 0
-
-
-@dataclass
 class Dtc:
     code: int
     status: int
@@ -149,7 +114,9 @@ class Battery:
 
 
 @dataclass
-class EcuModel:
+class EcuModel(Programming):
+    """One ECU's UDS server; its bootloader part is :class:`Programming`."""
+
     spec: EcuSpec
     vehicle: VehicleSpec
     battery: Battery
@@ -186,13 +153,7 @@ class EcuModel:
         self.transfer: Transfer | None = None
         self.comm_disabled = False
         self.requests = 0
-        self.region: Region | None = None
-        if s.flash:
-            f = s.flash
-            memory = bytearray(b"\xff") * f.size
-            header = HEADER_MAGIC + s.sw_version.encode().ljust(16, b" ")
-            memory[: len(header)] = header
-            self.region = Region(f.address, f.size, f.max_block_length, memory)
+        self.region = Region.new(s.flash, s.sw_version) if s.flash else None
 
     def _expire_session(self, now: float) -> None:
         if self.session != DEFAULT and now - self.last_request > S3:
@@ -442,131 +403,33 @@ class EcuModel:
             return head + self.routines[rid]
         if sub == 0x02:
             return head
-        result = self._start_routine(rid, req[4:])
+        result: bytes = getattr(self, routine.handler)(req[4:])
         self.routines[rid] = result
         return head + result
 
-    def _start_routine(self, rid: int, option: bytes) -> bytes:
-        region = self.region
-        if rid == RID_SELF_TEST:
-            return b"\x00"
-        if rid == RID_CBS_RESET:
-            if len(option) != 1:
-                raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
-            at = next((i for i, c in enumerate(self.cbs) if c.id == option[0]), None)
-            if at is None:
-                raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
-            item = self.cbs[at]
-            self.cbs[at] = replace(
-                item, remaining_km=item.interval_km, remaining_months=item.interval_months
-            )
-            return b"\x00"
-        if rid == RID_BATTERY_REGISTRATION:
-            if len(option) != 2:
-                raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
-            capacity, technology = option
-            if capacity not in BATTERY_AH or technology > 2:
-                raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
-            self.battery_info = BatterySpec(capacity, technology, self.vehicle.mileage_km)
-            return b"\x00"
-        assert region is not None
-        if rid == RID_DEPENDENCIES:
-            return b"\x00" if region.valid else b"\x01"
-        if rid == RID_ERASE:
-            if len(option) != 8:
-                raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
-            address, length = struct.unpack(">II", option)
-            if not region.contains(address, length):
-                raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
-            if self.battery.volts < 11.5:
-                raise Nack(Nrc.CONDITIONS_NOT_CORRECT)
-            start = address - region.address
-            region.memory[start : start + length] = b"\xff" * length
-            region.valid, region.erased = False, True
-            self.transfer = None
-            return b"\x00"
-        # check memory: address, length, SHA-256 of what the tester sent
-        if len(option) != 40:
-            raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
-        address, length = struct.unpack(">II", option[:8])
-        if not region.contains(address, length):
-            raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
-        if self.transfer is not None:
-            raise Nack(Nrc.REQUEST_SEQUENCE_ERROR)
-        start = address - region.address
-        ok = hashlib.sha256(region.memory[start : start + length]).digest() == option[8:]
-        if ok and start == 0 and region.memory[:4] == HEADER_MAGIC:
-            region.valid, region.erased = True, False
-            version = region.memory[4:20].decode("ascii", "replace").strip()
-            self.sw_version = version
-            parts = [int(p) for p in version.split(".") if p.isdigit()][:3]
-            for entry in self.svk:
-                if entry[0] == 0x06 and len(parts) == 3:
-                    entry[2] = tuple(parts)
-        return b"\x00" if ok else b"\x01"
+    def _self_test(self, option: bytes) -> bytes:
+        return b"\x00"
 
-    def _request_download(self, req: bytes, now: float) -> bytes:
-        if req[1] != 0x00:
-            raise Nack(Nrc.REQUEST_OUT_OF_RANGE)  # dataFormatIdentifier: no compression/encryption
-        size_length, address_length = req[2] >> 4, req[2] & 0x0F
-        if not (1 <= size_length <= 4 and 1 <= address_length <= 4):
-            raise Nack(Nrc.REQUEST_OUT_OF_RANGE)  # addressAndLengthFormatIdentifier
-        if len(req) != 3 + address_length + size_length:
+    def _reset_cbs_item(self, option: bytes) -> bytes:
+        if len(option) != 1:
             raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
-        address = int.from_bytes(req[3 : 3 + address_length], "big")
-        length = int.from_bytes(req[3 + address_length :], "big")
-        region = self.region
-        assert region is not None  # the service exists only with a flash region
-        if length == 0 or not region.contains(address, length):
+        at = next((i for i, c in enumerate(self.cbs) if c.id == option[0]), None)
+        if at is None:
             raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
-        if not region.erased:
-            raise Nack(Nrc.UPLOAD_DOWNLOAD_NOT_ACCEPTED)
-        if self.transfer is not None:
-            raise Nack(Nrc.CONDITIONS_NOT_CORRECT)
-        self.transfer = Transfer(region, address - region.address, length)
-        mbl = region.max_block_length
-        return (
-            bytes([0x74, 0x20]) + struct.pack(">H", mbl)
-            if mbl <= 0xFFFF
-            else bytes([0x74, 0x40]) + struct.pack(">I", mbl)
+        item = self.cbs[at]
+        self.cbs[at] = replace(
+            item, remaining_km=item.interval_km, remaining_months=item.interval_months
         )
+        return b"\x00"
 
-    def _transfer_data(self, req: bytes, now: float) -> bytes | None:
-        t = self.transfer
-        if t is None:
-            raise Nack(Nrc.REQUEST_SEQUENCE_ERROR)
-        counter = req[1]
-        previous = (t.expected_counter - 1) & 0xFF
-        if counter == previous and t.blocks > 0:
-            return bytes([0x76, counter])  # a repeated block (tester retried): write nothing
-        if counter != t.expected_counter:
-            raise Nack(Nrc.WRONG_BLOCK_SEQUENCE_COUNTER)
-        n = len(req) - 2
-        if len(req) > t.region.max_block_length:
+    def _register_battery(self, option: bytes) -> bytes:
+        if len(option) != 2:
             raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
-        if n > t.remaining or n == 0:
-            raise Nack(Nrc.TRANSFER_DATA_SUSPENDED)
-        if self.battery.volts < 11.0:
-            raise Nack(Nrc.CONDITIONS_NOT_CORRECT)
-        t.region.memory[t.offset : t.offset + n] = memoryview(req)[2:]
-        t.offset += n
-        t.remaining -= n
-        t.blocks += 1
-        t.expected_counter = (t.expected_counter + 1) & 0xFF
-        reset_after = self.faults.reset_after_blocks
-        if reset_after and t.blocks >= reset_after:
-            self.faults.reset_after_blocks = 0  # once
-            self.ecu_reset()
-            return None  # it reset before answering
-        return bytes([0x76, counter])
-
-    def _transfer_exit(self, req: bytes, now: float) -> bytes:
-        # a transferRequestParameterRecord after the SID is accepted (and not used)
-        t = self.transfer
-        if t is None or t.remaining:
-            raise Nack(Nrc.REQUEST_SEQUENCE_ERROR)
-        self.transfer = None
-        return b"\x77"
+        capacity, technology = option
+        if capacity not in BATTERY_AH or technology > 2:
+            raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
+        self.battery_info = BatterySpec(capacity, technology, self.vehicle.mileage_km)
+        return b"\x00"
 
     # -- for the control API ----------------------------------------------------------
     def state(self) -> dict[str, object]:

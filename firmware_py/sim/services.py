@@ -143,20 +143,25 @@ class Routine:
     """sessions it may run in (else 0x31, ISO 14229-1:2013 figure for 0x31)"""
     needs: str
     """what the ECU must have for the routine to exist: ``flash``, ``cbs``, ``battery`` or ``""``"""
+    handler: str
+    """name of the server's method that runs it (gets the routineControlOptionRecord)"""
     security: int | None = None
     """security level that must be unlocked (else 0x33)"""
     pending: int = 0
     """"response pending" frames before the answer to startRoutine"""
 
 
+_PROG = frozenset({PROGRAMMING})
 ROUTINES: dict[int, Routine] = {
     r.rid: r
     for r in (
-        Routine(RID_SELF_TEST, frozenset({EXTENDED}), "", pending=3),
-        Routine(RID_ERASE, frozenset({PROGRAMMING}), "flash", LEVEL_PROGRAMMING, pending=2),
-        Routine(RID_CHECK_MEMORY, frozenset({PROGRAMMING}), "flash", LEVEL_PROGRAMMING),
-        Routine(RID_DEPENDENCIES, frozenset({PROGRAMMING}), "flash", LEVEL_PROGRAMMING),
-        Routine(RID_CBS_RESET, frozenset({EXTENDED}), "cbs"),
-        Routine(RID_BATTERY_REGISTRATION, frozenset({EXTENDED}), "battery"),
+        Routine(RID_SELF_TEST, frozenset({EXTENDED}), "", "_self_test", pending=3),
+        Routine(RID_ERASE, _PROG, "flash", "_erase", security=LEVEL_PROGRAMMING, pending=2),
+        Routine(RID_CHECK_MEMORY, _PROG, "flash", "_check_memory", security=LEVEL_PROGRAMMING),
+        Routine(
+            RID_DEPENDENCIES, _PROG, "flash", "_check_dependencies", security=LEVEL_PROGRAMMING
+        ),
+        Routine(RID_CBS_RESET, frozenset({EXTENDED}), "cbs", "_reset_cbs_item"),
+        Routine(RID_BATTERY_REGISTRATION, frozenset({EXTENDED}), "battery", "_register_battery"),
     )
 }

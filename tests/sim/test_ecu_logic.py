@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_py.sim.ecu import HEADER_MAGIC, Battery, EcuModel, sim_key
+from firmware_py.sim.ecu import Battery, EcuModel, sim_key
+from firmware_py.sim.programming import HEADER_MAGIC
 from firmware_py.sim.vehicle import load_vehicle
 
 VEHICLE = load_vehicle("g30")
