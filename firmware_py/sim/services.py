@@ -94,21 +94,16 @@ SERVICES: dict[int, Service] = {
             min_length=3,
             flash_only=True,
         ),
+        # TransferData and RequestTransferExit have no NRC 0x33 (ISO 14229-1 tables of their
+        # NRCs): RequestDownload's security guards the transfer they continue (else 0x24)
         Service(
             0x36,
             "_transfer_data",
             sessions=frozenset({PROGRAMMING}),
-            security=LEVEL_PROGRAMMING,
             min_length=2,
             flash_only=True,
         ),
-        Service(
-            0x37,
-            "_transfer_exit",
-            sessions=frozenset({PROGRAMMING}),
-            security=LEVEL_PROGRAMMING,
-            flash_only=True,
-        ),
+        Service(0x37, "_transfer_exit", sessions=frozenset({PROGRAMMING}), flash_only=True),
         Service(
             0x3E, "_tester_present", min_length=2, suppress_bit=True, sub_functions={0x00: _ALL}
         ),

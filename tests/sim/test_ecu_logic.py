@@ -312,8 +312,9 @@ def answer(model: EcuModel, hex_request: str, now: float = 0.0, functional: bool
         ("DME", [], "2703", "7F277F"),  # before the sub-function check too
         # ... and security for the whole service (0x33) before length and sequence
         ("DME", ["1003", "1002"], "34", "7F3433"),
-        ("DME", ["1003", "1002"], "3601", "7F3633"),
-        ("DME", ["1003", "1002"], "37", "7F3733"),
+        ("DME", ["1003", "1002"], "3601", "7F3624"),  # 0x36/0x37 have no 0x33: no download
+        ("DME", ["1003", "1002"], "37", "7F3724"),
+        ("DME", ["1003"], "3601", "7F367F"),
         # figure 6: minimum length, sub-function, sub-function in session, sequence
         ("DME", [], "10", "7F1013"),
         ("DME", [], "1004", "7F1012"),
