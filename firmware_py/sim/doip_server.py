@@ -4,9 +4,16 @@ Server-side header handling is our own (the client-side library is not used to a
 header is validated (protocol version and its inverse, payload type, payload length against the
 type's rules and our maximum), and a misbehaving peer gets the generic NACK the standard names
 (table 19) and, for a broken pattern or length, a closed socket. Timers are named as in the
-standard: T_TCP_Initial_Inactivity (routing activation must come within it) and
+standard: T_TCP_Initial_Inactivity (routing activation must come within it),
 T_TCP_General_Inactivity (an idle or stalled socket is closed), so a header that announces more
-bytes than the peer sends never holds a socket forever.
+bytes than the peer sends never holds a socket forever, and T_TCP_Alive_Check (how long the
+entity waits for alive check responses before it frees a registered socket).
+
+Routing activation follows the socket handler of ISO 13400-2 (2012 9.6.x, 2019 figure
+"routing activation"): a source address active on another socket, or a new tester while all
+TCP_DATA sockets are registered, makes the entity send alive check requests first and free the
+sockets that stay silent; only then does it refuse (0x03, 0x01). A diagnostic message whose source
+address is not the one activated on its socket gets NACK 0x02 and the socket is closed.
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ DEFAULT_VERSION = 0xFF  # allowed in vehicle identification requests only
 FUNCTIONAL_ADDRESSES = (0xE400, 0x00DF)
 MAX_DATA_SIZE = 0x00100010  # largest diagnostic message we accept (entity status reports it)
 MAX_SOCKETS = 4
+# ISO 13400-2 table 47 (2019), seconds
+T_TCP_INITIAL_INACTIVITY = 2.0
+T_TCP_GENERAL_INACTIVITY = 300.0
+T_TCP_ALIVE_CHECK = 0.5
 
 
 class PayloadType(IntEnum):
@@ -159,9 +170,10 @@ class DoipEntity:
         ecus: dict[int, EcuModel],
         faults: BusFaults,
         clock: Callable[[], float] = time.monotonic,
-        initial_inactivity: float = 2.0,
-        general_inactivity: float = 300.0,
-        alive_check_timeout: float = 0.5,
+        initial_inactivity: float = T_TCP_INITIAL_INACTIVITY,
+        general_inactivity: float = T_TCP_GENERAL_INACTIVITY,
+        tcp_alive_check: float = T_TCP_ALIVE_CHECK,
+        max_sockets: int = MAX_SOCKETS,
     ) -> None:
         self.vin = vin
         self.logical_address = logical_address
@@ -171,7 +183,8 @@ class DoipEntity:
         self.clock = clock
         self.initial_inactivity = initial_inactivity
         self.general_inactivity = general_inactivity
-        self.alive_check_timeout = alive_check_timeout
+        self.tcp_alive_check = tcp_alive_check
+        self.max_sockets = max_sockets
         self.connections: dict[int, _Connection] = {}  # tester address -> its socket
         self.open_sockets: set[_Connection] = set()
         self.diagnostic_messages = 0
@@ -259,7 +272,7 @@ class DoipEntity:
         return pack(PayloadType.GENERIC_NACK, bytes([GenericNack.UNKNOWN_PAYLOAD_TYPE]), version)
 
     def _entity_status(self, version: int) -> bytes:
-        payload = bytes([0x00, MAX_SOCKETS, len(self.open_sockets)]) + struct.pack(
+        payload = bytes([0x00, self.max_sockets, len(self.open_sockets)]) + struct.pack(
             ">I", MAX_DATA_SIZE
         )
         return pack(PayloadType.ENTITY_STATUS_RESPONSE, payload, version)
@@ -415,16 +428,20 @@ class _Connection(asyncio.Protocol):
             respond(RoutingCode.DIFFERENT_SOURCE_ADDRESS)
             return False
         other = e.connections.get(source)
-        if other is not None and other is not self:
-            # ISO 13400-2: check the registered socket with an alive check first
-            self.busy = True
-            asyncio.get_running_loop().create_task(self._take_over(other, source, respond))
+        if other is self:
+            respond(RoutingCode.SUCCESS)  # activated again on the same socket
             return True
-        if other is None and len(e.connections) >= MAX_SOCKETS:
-            respond(RoutingCode.ALL_SOCKETS_REGISTERED)
-            return False
-        self._register(source)
-        respond(RoutingCode.SUCCESS)
+        if other is None and len(e.connections) < e.max_sockets:
+            self._register(source)
+            respond(RoutingCode.SUCCESS)
+            return True
+        # The source address is active on another socket, or all sockets are registered: check
+        # with alive check requests which of those sockets still have a tester behind them.
+        self.busy = True
+        checked = [other] if other is not None else list(e.connections.values())
+        asyncio.get_running_loop().create_task(
+            self._activate_after_alive_check(checked, source, respond)
+        )
         return True
 
     def _register(self, source: int) -> None:
@@ -432,18 +449,37 @@ class _Connection(asyncio.Protocol):
         self.entity.connections[source] = self
         self._arm()
 
-    async def _take_over(
-        self, other: _Connection, source: int, respond: Callable[[RoutingCode], None]
+    def free(self) -> None:
+        """Drop this socket's registration at once and close it (it failed an alive check)."""
+        e = self.entity
+        if self.tester is not None and e.connections.get(self.tester) is self:
+            del e.connections[self.tester]
+        self.close()
+
+    async def _activate_after_alive_check(
+        self, checked: list[_Connection], source: int, respond: Callable[[RoutingCode], None]
     ) -> None:
-        other.alive.clear()
-        other.send(PayloadType.ALIVE_CHECK_REQUEST, b"")
-        try:
-            await asyncio.wait_for(other.alive.wait(), self.entity.alive_check_timeout)
+        e = self.entity
+        for conn in checked:
+            conn.alive.clear()
+            conn.send(PayloadType.ALIVE_CHECK_REQUEST, b"")
+        waits = [asyncio.ensure_future(conn.alive.wait()) for conn in checked]
+        await asyncio.wait(waits, timeout=e.tcp_alive_check)  # T_TCP_Alive_Check
+        for conn, waited in zip(checked, waits, strict=True):
+            waited.cancel()
+            if not conn.alive.is_set():
+                conn.free()  # no tester behind it any more
+        if self.is_closing():
+            return
+        other = e.connections.get(source)
+        if other is not None and other is not self:
             respond(RoutingCode.SOURCE_ADDRESS_ACTIVE_ELSEWHERE)
             self.close()
             return
-        except TimeoutError:
-            other.close()  # the old tester is gone: free its registration
+        if other is None and len(e.connections) >= e.max_sockets:
+            respond(RoutingCode.ALL_SOCKETS_REGISTERED)
+            self.close()
+            return
         self._register(source)
         respond(RoutingCode.SUCCESS)
         self.busy = False
@@ -458,8 +494,9 @@ class _Connection(asyncio.Protocol):
             self.send(PayloadType.DIAGNOSTIC_NACK, struct.pack(">HHB", target, source, code))
 
         if self.tester is None or source != self.tester:
+            # not activated, or not the source address activated on this socket
             diag_nack(DiagNack.INVALID_SOURCE_ADDRESS)
-            return self.tester is not None  # not activated at all: close the socket
+            return False  # close the socket
         functional = target in FUNCTIONAL_ADDRESSES
         ecu = e.ecus.get(target)
         if ecu is None and not functional:

@@ -65,11 +65,17 @@ def activate(s: socket.socket, source: int = 0x0E80) -> tuple[int, bytes]:
     return read_message(s)
 
 
-def closed(s: socket.socket) -> bool:
+def closed(s: socket.socket, within: float | None = None) -> bool:
+    """The entity closed the socket (EOF or reset); ``within``: seconds to wait for it, shorter
+    than the fixture's inactivity timers when the close must come from the rule under test."""
+    if within is not None:
+        s.settimeout(within)
     try:
         return s.recv(100) == b""
-    except (ConnectionResetError, TimeoutError):
+    except ConnectionResetError:
         return True
+    except TimeoutError:
+        return False
 
 
 @pytest.mark.parametrize(
@@ -162,6 +168,65 @@ def test_diagnostic_message_before_routing_activation_closes_the_socket(
         s.sendall(pack(0x8001, bytes.fromhex("0E800012") + bytes.fromhex("3E00")))
         assert read_message(s) == (0x8003, bytes.fromhex("00120E8002"))
         assert closed(s)
+
+
+def test_diagnostic_message_with_another_source_address_gets_nack_02_and_is_closed(
+    entity: SimulatedVehicle,
+) -> None:
+    with tcp(entity) as s:
+        assert activate(s, source=0x0E80)[1][4] == 0x10
+        s.sendall(pack(0x8001, bytes.fromhex("0E810012") + bytes.fromhex("3E00")))
+        assert read_message(s) == (0x8003, bytes.fromhex("00120E8102"))
+        assert closed(s, within=0.5)  # at once, not by T_TCP_General_Inactivity (1 s here)
+
+
+def four_registered(entity: SimulatedVehicle) -> list[socket.socket]:
+    testers = [tcp(entity) for _ in range(4)]  # MAX_SOCKETS
+    for i, s in enumerate(testers):
+        assert activate(s, source=0x0E80 + i)[1][4] == 0x10
+    return testers
+
+
+def test_all_sockets_taken_the_entity_checks_them_and_frees_the_silent_one(
+    entity: SimulatedVehicle,
+) -> None:
+    testers = four_registered(entity)
+    try:
+        with tcp(entity) as new:
+            new.sendall(pack(0x0005, struct.pack(">HB", 0x0E90, 0) + bytes(4)))
+            for s in testers:  # an alive check request on every registered socket first
+                assert read_message(s) == (0x0007, b"")
+            for i, s in enumerate(testers[:3]):  # three testers answer, the fourth is gone
+                s.sendall(pack(0x0008, struct.pack(">H", 0x0E80 + i)))
+            pt, body = read_message(new)  # after T_TCP_Alive_Check
+            assert pt == 0x0006 and body[:2] == b"\x0e\x90" and body[4] == 0x10
+            assert closed(testers[3])
+            for s in testers[:3]:  # the ones that answered keep their routing
+                s.sendall(pack(0x0007, b""))
+                assert read_message(s) == (0x0008, b"\x00\x10")
+            new.sendall(pack(0x8001, bytes.fromhex("0E900012") + bytes.fromhex("3E00")))
+            assert read_message(new) == (0x8002, bytes.fromhex("00120E9000"))
+    finally:
+        for s in testers:
+            s.close()
+
+
+def test_all_sockets_taken_and_every_tester_answers_refuses_with_01(
+    entity: SimulatedVehicle,
+) -> None:
+    testers = four_registered(entity)
+    try:
+        with tcp(entity) as new:
+            new.sendall(pack(0x0005, struct.pack(">HB", 0x0E90, 0) + bytes(4)))
+            for i, s in enumerate(testers):
+                assert read_message(s) == (0x0007, b"")
+                s.sendall(pack(0x0008, struct.pack(">H", 0x0E80 + i)))
+            pt, body = read_message(new)
+            assert pt == 0x0006 and body[4] == 0x01  # all sockets registered and active
+            assert closed(new, within=0.5)
+    finally:
+        for s in testers:
+            s.close()
 
 
 @pytest.mark.parametrize(
