@@ -1,7 +1,9 @@
 """The simulated vehicle's CAN face: every ECU on one python-can bus, ISO-TP (ISO 15765-2) with
 can-isotp, in BMW-style extended addressing (tester 0xF1 on 0x6F1, first data byte = ECU address;
 answers on 0x600 + address with first byte 0xF1) and, where the vehicle file gives an identifier
-pair, normal 11-bit addressing.
+pair, normal 11-bit addressing. Functionally addressed requests (0x6F1 with first byte 0xDF, and
+0x7DF in normal addressing) reach every ECU, which answers on its own identifier and applies the
+functional-addressing rules of ISO 14229-1 (no NRC 0x11, 0x12, 0x31, 0x7E, 0x7F).
 
 One thread per ISO-TP stack waits for requests, asks the ECU's model for the reply and sends it,
 with the "response pending" frames first; the waiting is here, not in the UDS logic.
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 TESTER = 0xF1
 BMW_REQUEST_ID = 0x6F1
 BMW_RESPONSE_BASE = 0x600
+BMW_FUNCTIONAL = 0xDF  # first byte of a functional request on 0x6F1
+OBD_FUNCTIONAL_ID = 0x7DF  # functional request identifier in normal addressing (ISO 15765-4)
 
 
 class _EcuStack(isotp.NotifierBasedCanStack):
@@ -67,7 +71,7 @@ class CanFace:
         self._random = random.Random(faults.drop_can_seed)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.stacks: list[tuple[EcuModel, isotp.TransportLayer]] = []
+        self.stacks: list[tuple[EcuModel, isotp.TransportLayer, bool]] = []
         params = {
             "stmin": int(st_min * 1000) if st_min >= 0.001 else 0,
             # The ECU asks for a flow control every 16 frames (many ECUs use 8-32): it paces a
@@ -81,26 +85,32 @@ class CanFace:
         }
         for model in ecus.values():
             spec = model.spec
-            addresses = [
-                isotp.Address(
-                    isotp.AddressingMode.Extended_11bits,
-                    txid=BMW_RESPONSE_BASE + spec.address,
-                    rxid=BMW_REQUEST_ID,
-                    target_address=TESTER,
-                    source_address=spec.address,
+            addresses = [  # (address, functional)
+                (
+                    isotp.Address(
+                        isotp.AddressingMode.Extended_11bits,
+                        txid=BMW_RESPONSE_BASE + spec.address,
+                        rxid=BMW_REQUEST_ID,
+                        target_address=TESTER,
+                        source_address=rx_byte,
+                    ),
+                    rx_byte == BMW_FUNCTIONAL,
                 )
+                for rx_byte in (spec.address, BMW_FUNCTIONAL)
             ]
             if spec.can_ids:
-                addresses.append(
-                    isotp.Address(
-                        isotp.AddressingMode.Normal_11bits,
-                        rxid=spec.can_ids[0],
-                        txid=spec.can_ids[1],
+                addresses += [
+                    (
+                        isotp.Address(
+                            isotp.AddressingMode.Normal_11bits, rxid=rxid, txid=spec.can_ids[1]
+                        ),
+                        rxid == OBD_FUNCTIONAL_ID,
                     )
-                )
-            for address in addresses:
+                    for rxid in (spec.can_ids[0], OBD_FUNCTIONAL_ID)
+                ]
+            for address, functional in addresses:
                 stack = _EcuStack(bus, self.notifier, address=address, params=dict(params))
-                self.stacks.append((model, stack))
+                self.stacks.append((model, stack, functional))
                 key = (address.get_rx_arbitration_id(), address.get_rx_extension_byte())
                 self._routes.setdefault(key, []).append(stack)
 
@@ -127,11 +137,11 @@ class CanFace:
         return bool(f.drop_can_rate) and self._random.random() < f.drop_can_rate
 
     def start(self) -> None:
-        for model, stack in self.stacks:
+        for model, stack, functional in self.stacks:
             stack.start()
             thread = threading.Thread(
                 target=self._serve,
-                args=(model, stack),
+                args=(model, stack, functional),
                 daemon=True,
                 name=f"sim-can-{model.spec.name}",
             )
@@ -142,11 +152,11 @@ class CanFace:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=2)
-        for _, stack in self.stacks:
+        for _, stack, _ in self.stacks:
             stack.stop()
         self.notifier.stop()
 
-    def _serve(self, model: EcuModel, stack: isotp.TransportLayer) -> None:
+    def _serve(self, model: EcuModel, stack: isotp.TransportLayer, functional: bool) -> None:
         while not self._stop.is_set():
             try:
                 request = stack.recv(block=True, timeout=0.2)
@@ -155,7 +165,7 @@ class CanFace:
                 continue
             if not request:
                 continue
-            reply = model.handle(bytes(request), self.clock())
+            reply = model.handle(bytes(request), self.clock(), functional=functional)
             try:
                 for _ in range(reply.pending):
                     stack.send(bytes([0x7F, request[0], 0x78]))

@@ -140,3 +140,40 @@ def test_a_dropped_frame_is_a_lost_request_not_a_broken_ecu(bus) -> None:
     finally:
         s.stop()
         notifier.stop()
+
+
+def functional_answers(tester: can.BusABC, frame: can.Message, expected: int) -> list[can.Message]:
+    """Send one functional single frame; collect answers until ``expected`` came or 2 s passed."""
+    tester.send(frame)
+    got: list[can.Message] = []
+    deadline = time.monotonic() + 2
+    while len(got) < expected and time.monotonic() < deadline:
+        msg = tester.recv(timeout=0.1)
+        if msg is not None and msg.arbitration_id != frame.arbitration_id:
+            got.append(msg)
+    return got
+
+
+@pytest.mark.parametrize(
+    ("arbitration_id", "head", "answer_head"),
+    [(0x6F1, "DF", "F1"), (0x7DF, "", "")],
+    ids=["bmw", "normal"],
+)
+def test_functional_requests_reach_every_ecu_without_nrc_11_12_31_7e_7f(
+    bus, arbitration_id: int, head: str, answer_head: str
+) -> None:
+    vehicle, tester = bus
+    ecus = len(vehicle.ecus)
+
+    def frame(uds: str) -> can.Message:
+        data = bytes.fromhex(head + f"{len(uds) // 2:02X}" + uds).ljust(8, b"\xcc")
+        return can.Message(arbitration_id=arbitration_id, data=data, is_extended_id=False)
+
+    for suppressed in ("99", "1004", "8502", "3101FF00"):  # 0x11, 0x12, 0x7F, 0x31
+        tester.send(frame(suppressed))
+    answers = functional_answers(tester, frame("3E00"), ecus)
+    assert len(answers) == ecus  # every ECU, and only to TesterPresent
+    assert all(m.data.startswith(bytes.fromhex(answer_head + "027E00")) for m in answers), [
+        m.data.hex() for m in answers
+    ]
+    assert len({m.arbitration_id for m in answers}) == ecus  # each on its own identifier
