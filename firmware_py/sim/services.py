@@ -129,6 +129,9 @@ def services_for(has_flash: bool) -> dict[int, Service]:
     return table
 
 
+ROUTINE_NEEDS = frozenset({"", "flash", "cbs", "battery"})
+
+
 @dataclass(frozen=True)
 class Routine:
     """One routine identifier of RoutineControl (0x31)."""
@@ -144,6 +147,10 @@ class Routine:
     """security level that must be unlocked (else 0x33)"""
     pending: int = 0
     """"response pending" frames before the answer to startRoutine"""
+
+    def __post_init__(self) -> None:
+        if self.needs not in ROUTINE_NEEDS:
+            raise ValueError(f"routine 0x{self.rid:04X}: needs one of {sorted(ROUTINE_NEEDS)}")
 
 
 _PROG = frozenset({PROGRAMMING})
