@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_py.sim.doip_server import HEADER, check_header, pack
+from firmware_py.sim.doip_messages import HEADER, check_header, pack
 from firmware_py.sim.runtime import SimOptions, SimulatedVehicle
 from firmware_py.sim.vehicle import load_vehicle
 
