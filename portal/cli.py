@@ -50,6 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="fixed window end, ISO time (default: tariff duration from activation)",
     )
 
+    tb = sub.add_parser(
+        "time-beacon", help="print the portal's time signed for one box (a time.beacon's body)"
+    )
+    tb.add_argument("--device", required=True, help="device id of the box")
+    tb.add_argument("--key-dir", required=True, type=Path)
+    tb.add_argument("--kid", help="signing key id (default: the newest key)")
+
     r = sub.add_parser("revoke", help="revoke a ticket (then export the list to the boxes)")
     r.add_argument("tid")
     r.add_argument("--key-dir", required=True, type=Path)
@@ -173,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     not_after=args.not_after,
                 )
             )
+        elif args.command == "time-beacon":
+            kid, key = keys.load_signing_key(args.key_dir, args.kid)
+            print(tickets.time_beacon(key, kid, args.device))
         elif args.command == "revoke":
             print(
                 f"revocation list now at sequence {tickets.RevocationList(args.key_dir).revoke(args.tid)}"

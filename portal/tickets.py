@@ -10,7 +10,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware_py.gateway.tariffs import TARIFFS
-from firmware_py.gateway.ticket_token import REVOCATION_PREFIX, TICKET_PREFIX, sign
+from firmware_py.gateway.ticket_token import REVOCATION_PREFIX, TICKET_PREFIX, TIME_PREFIX, sign
 
 ACTIVATION_WINDOW = 365 * 86400  # a ticket counted from activation must be activated within a year
 
@@ -48,6 +48,16 @@ def issue(
         "kid": kid,
     }
     return sign(TICKET_PREFIX, payload, key)
+
+
+def time_beacon(key: Ed25519PrivateKey, kid: str, device: str, now: float | None = None) -> str:
+    """The portal's time signed for one box (a ``time.beacon`` message carries it): the only
+    way besides tickets and revocation lists that a box's trusted time moves forward."""
+    return sign(
+        TIME_PREFIX,
+        {"time": int(now if now is not None else time.time()), "device": device, "kid": kid},
+        key,
+    )
 
 
 class RevocationList:

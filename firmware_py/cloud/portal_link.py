@@ -132,10 +132,7 @@ class PortalLink:
         self._seen[msg.id] = None
         if len(self._seen) > SEEN_IDS:
             self._seen.popitem(last=False)
-        if msg.time:
-            clock = getattr(self.gateway, "clock", None)
-            if clock is not None:
-                clock.observe_portal_time(msg.time)
+        # msg.time is not signed: it never moves trusted time (a time.beacon does)
         try:
             if msg.type in ("job.request", "uds.request"):
                 self._job(msg, own, user)  # response is own here
@@ -145,6 +142,8 @@ class PortalLink:
                 if route is None or route[0] != own:  # a user may stop only what it started
                     raise ProtocolError(f"no running remote job {job_id!r} of {user} on this box")
                 self.gateway.runner.cancel(job_id)
+            elif msg.type == "time.beacon":
+                self.gateway.observe_time_beacon(str(msg.body.get("beacon", ""))[:4096])
             elif msg.type == "outbox.ack":
                 ids = msg.body.get("ids")
                 if isinstance(ids, list):

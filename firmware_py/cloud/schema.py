@@ -8,10 +8,12 @@ refusal is a :class:`ProtocolError` that names what is wrong, and nothing else i
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from firmware_py import strict_json
 from firmware_py.errors import VciError
 
 VERSION = 1
@@ -22,6 +24,7 @@ TYPES = {
     "job.cancel": "ask a running job to stop at a safe point",
     "uds.request": "one raw UDS request, executed by the box with its own timing",
     "outbox.ack": "records the portal has stored (by id)",
+    "time.beacon": "the portal's time, signed with its ticket key for this box (body: beacon)",
     # box -> portal
     "job.accepted": "the job passed the ticket and precondition checks",
     "job.denied": "refused, with the reason and the tariffs that would allow it",
@@ -49,6 +52,8 @@ class Message:
     ticket: str | None = None
     """a ticket for the box to add before it checks the request (requests only; optional)"""
     time: float | None = None
+    """the sender's clock, for logs only: an unsigned field never moves the box's trusted time
+    (that takes a ``time.beacon``)"""
 
     def encode(self) -> bytes:
         out = {"v": VERSION, "type": self.type, "id": self.id, "corr": self.corr, "body": self.body}
@@ -56,7 +61,11 @@ class Message:
             out["ticket"] = self.ticket
         if self.time is not None:
             out["time"] = self.time
-        data = json.dumps(out, separators=(",", ":"), default=str).encode()
+        try:
+            text = json.dumps(out, separators=(",", ":"), default=str, allow_nan=False)
+        except ValueError:  # a NaN in a result (a sensor value) goes as null: receivers refuse NaN
+            text = json.dumps(_finite(out), separators=(",", ":"), default=str)
+        data = text.encode()
         if len(data) > MAX_MESSAGE:
             raise ProtocolError(f"message of {len(data)} bytes is larger than {MAX_MESSAGE}")
         return data
@@ -65,12 +74,22 @@ class Message:
         return Message(type_, body, corr=self.id)
 
 
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def decode(data: bytes) -> Message:
     if len(data) > MAX_MESSAGE:
         raise ProtocolError(f"message of {len(data)} bytes is larger than {MAX_MESSAGE}")
-    try:
-        raw = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+    try:  # no NaN/Infinity, no duplicate keys, bounded depth (firmware_py.strict_json)
+        raw = strict_json.loads(data, max_bytes=MAX_MESSAGE)
+    except strict_json.StrictJsonError as err:
         raise ProtocolError(f"message is not UTF-8 JSON: {err}") from err
     if not isinstance(raw, dict):
         raise ProtocolError("message is not a JSON object")
@@ -93,7 +112,10 @@ def decode(data: bytes) -> Message:
     ticket = raw.get("ticket")  # optional: without one a job runs under the tickets the box holds
     if ticket is not None and not isinstance(ticket, str):
         raise ProtocolError("ticket is not text")
-    t = raw.get("time")
-    if t is not None and (not isinstance(t, int | float) or isinstance(t, bool)):
-        raise ProtocolError("time is not a number")
+    t = None
+    if raw.get("time") is not None:
+        try:
+            t = strict_json.number(raw, "time", low=0, high=2.0**40)
+        except strict_json.StrictJsonError as err:
+            raise ProtocolError(f"time is not a time: {err}") from err
     return Message(kind, body, mid, corr, ticket, t)

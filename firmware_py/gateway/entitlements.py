@@ -23,7 +23,13 @@ from firmware_py.gateway.tariffs import (
     required_scope,
     tariffs_allowing,
 )
-from firmware_py.gateway.ticket_token import Ticket, TicketRefused, parse_revocations, parse_ticket
+from firmware_py.gateway.ticket_token import (
+    Ticket,
+    TicketRefused,
+    parse_revocations,
+    parse_ticket,
+    parse_time_beacon,
+)
 from firmware_py.gateway.trusted_time import TrustedClock
 
 log = logging.getLogger(__name__)
@@ -98,6 +104,7 @@ class Entitlements:
                 f"the ticket is for box {ticket.device!r}, this is {self.device_id!r}",
                 "Ask the portal for a ticket for this box",
             )
+        self.clock.observe_signed_time(ticket.iat)  # the portal signed when it issued it
         if self._is_revoked(ticket.tid):
             raise TicketRefused("revoked", f"ticket {ticket.tid} was revoked by the portal")
         now = self.clock.now()
@@ -252,7 +259,9 @@ class Entitlements:
     def apply_revocations(self, signed_list: str) -> int:
         """Apply a revocation list signed by the portal; older lists than the last one are ignored.
         Returns the number of tickets now revoked."""
-        seq, revoked = parse_revocations(signed_list, self.keys)
+        signed = parse_revocations(signed_list, self.keys)
+        seq, revoked = signed.seq, signed.revoked
+        self.clock.observe_signed_time(signed.iat)
         with self.store.transaction() as db:
             row = db.execute("SELECT seq FROM revocation_state WHERE id = 1").fetchone()
             if row is not None and seq <= row["seq"]:
@@ -263,3 +272,8 @@ class Entitlements:
                 (seq,),
             )
         return len(revoked)
+
+    def observe_time_beacon(self, beacon: str) -> bool:
+        """A time beacon signed by the portal for this box moves trusted time forward (only
+        forward); :class:`TicketRefused` if it is not one."""
+        return self.clock.observe_signed_time(parse_time_beacon(beacon, self.keys, self.device_id))

@@ -146,6 +146,11 @@ class Gateway:
         self.bus.publish("tickets.changed", {"ticket": info.to_dict()})
         return dict(info.to_dict())
 
+    def observe_time_beacon(self, beacon: str) -> None:
+        """The portal's signed time (a ``time.beacon`` message); without ticket checks, ignored."""
+        if self.entitlements is not None:
+            self.entitlements.observe_time_beacon(beacon)
+
     async def start(self) -> None:
         self.bus.bind(asyncio.get_running_loop())
         self._tasks.append(asyncio.create_task(self._follow_jobs()))

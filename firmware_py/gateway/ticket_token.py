@@ -2,7 +2,7 @@
 
 Format (docs/tickets.md): ``vt1.<payload>.<signature>``, both parts base64url without padding;
 the payload is UTF-8 JSON; the signature is Ed25519 over the ASCII bytes ``vt1.<payload>`` (the
-same signing input shape as a JWS). Revocation lists use the prefix ``vr1``.
+same signing input shape as a JWS). Revocation lists use the prefix ``vr1``, time beacons ``vb1``.
 
 Parsing is strict and bounded: the length is checked before anything is decoded, every field is
 checked for presence and type, unknown fields are refused. Every failure is a
@@ -21,11 +21,13 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from firmware_py import strict_json
 from firmware_py.errors import TicketError
 from firmware_py.gateway.tariffs import TARIFFS, Scope
 
 MAX_TOKEN = 4096
-TICKET_PREFIX, REVOCATION_PREFIX = "vt1", "vr1"
+TICKET_PREFIX, REVOCATION_PREFIX, TIME_PREFIX = "vt1", "vr1", "vb1"
+_WHAT = {TICKET_PREFIX: "ticket", REVOCATION_PREFIX: "revocation list", TIME_PREFIX: "time beacon"}
 
 
 class TicketRefused(TicketError):
@@ -57,7 +59,9 @@ def _unb64(text: str) -> bytes:
 
 
 def sign(prefix: str, payload: Mapping[str, Any], key: Ed25519PrivateKey) -> str:
-    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+    body = _b64(
+        json.dumps(payload, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
+    )
     signing_input = f"{prefix}.{body}".encode("ascii")
     return f"{prefix}.{body}.{_b64(key.sign(signing_input))}"
 
@@ -71,14 +75,14 @@ def verify(prefix: str, token: str, keys: Mapping[str, Ed25519PublicKey]) -> dic
     if len(parts) != 3 or parts[0] != prefix:
         raise TicketRefused(
             "malformed",
-            f"this is not a {'ticket' if prefix == TICKET_PREFIX else 'revocation list'} of this portal",
+            f"this is not a {_WHAT.get(prefix, 'statement')} of this portal",
             "Copy the whole ticket again",
         )
     body, signature = _unb64(parts[1]), _unb64(parts[2])
-    try:
-        payload = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise TicketRefused("malformed", "the ticket's content is not valid JSON") from err
+    try:  # no NaN/Infinity, no duplicate keys, bounded depth: nothing unchecked reaches a clock
+        payload = strict_json.loads(body, max_bytes=MAX_TOKEN)
+    except strict_json.StrictJsonError as err:
+        raise TicketRefused("malformed", f"the ticket's content is not valid JSON: {err}") from err
     if not isinstance(payload, dict):
         raise TicketRefused("malformed", "the ticket's content is not a JSON object")
     kid = payload.get("kid")
@@ -117,6 +121,18 @@ FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 
 
+MAX_TIME = 2**40  # seconds since 1970 (year 36812): any time field beyond is not a time
+#: fields that are counts or times, with their allowed range (checked after the type)
+RANGES: dict[str, tuple[int, int]] = {
+    "v": (0, 2**31),
+    "iat": (0, MAX_TIME),
+    "nbf": (0, MAX_TIME),
+    "exp": (0, MAX_TIME),
+    "duration": (1, MAX_TIME),
+    "uses": (1, 2**31),
+}
+
+
 @dataclass(frozen=True)
 class Ticket:
     tid: str
@@ -144,6 +160,11 @@ class Ticket:
             value = payload[name]
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise TicketRefused("malformed", f"the ticket's field {name!r} has the wrong type")
+            low, high = RANGES.get(name, (0, 0))
+            if isinstance(value, int) and name in RANGES and not low <= value <= high:
+                raise TicketRefused(
+                    "malformed", f"the ticket's field {name!r} is out of range ({low}..{high})"
+                )
         if payload["v"] != 1:
             raise TicketRefused(
                 "malformed",
@@ -165,6 +186,10 @@ class Ticket:
             )
         if not 1 <= len(payload["tid"]) <= 64 or not 1 <= len(payload["device"]) <= 64:
             raise TicketRefused("malformed", "the ticket's id or device is empty or too long")
+        if payload["vin"] is not None and not 1 <= len(payload["vin"]) <= 32:
+            raise TicketRefused("malformed", "the ticket's vin is empty or too long")
+        if not all(isinstance(s, str) for s in payload["scopes"]):
+            raise TicketRefused("malformed", "the ticket's scopes are not all text")
         return cls(
             tid=payload["tid"],
             tariff=payload["tariff"],
@@ -185,15 +210,43 @@ def parse_ticket(token: str, keys: Mapping[str, Ed25519PublicKey]) -> Ticket:
     return Ticket.from_payload(verify(TICKET_PREFIX, token, keys), token.strip())
 
 
-def parse_revocations(
-    token: str, keys: Mapping[str, Ed25519PublicKey]
-) -> tuple[int, frozenset[str]]:
+@dataclass(frozen=True)
+class Revocations:
+    seq: int
+    revoked: frozenset[str]
+    iat: int
+    """when the portal signed the list: trusted time (``TrustedClock.observe_signed_time``)"""
+
+
+def parse_revocations(token: str, keys: Mapping[str, Ed25519PublicKey]) -> Revocations:
     payload = verify(REVOCATION_PREFIX, token, keys)
-    seq, revoked = payload.get("seq"), payload.get("revoked")
+    seq, revoked, iat = payload.get("seq"), payload.get("revoked"), payload.get("iat")
     if (
         not isinstance(seq, int)
+        or isinstance(seq, bool)
+        or not 0 <= seq <= 2**62
+        or not isinstance(iat, int)
+        or isinstance(iat, bool)
+        or not 0 <= iat <= MAX_TIME
         or not isinstance(revoked, list)
-        or not all(isinstance(t, str) for t in revoked)
+        or not all(isinstance(t, str) and 1 <= len(t) <= 64 for t in revoked)
     ):
         raise TicketRefused("malformed", "the revocation list is malformed")
-    return seq, frozenset(revoked)
+    return Revocations(seq, frozenset(revoked), iat)
+
+
+def parse_time_beacon(token: str, keys: Mapping[str, Ed25519PublicKey], device: str) -> int:
+    """A time beacon: the portal's signed statement of its time for one box
+    (``vb1.<{"time", "device", "kid"}>.<signature>``); returns the time."""
+    payload = verify(TIME_PREFIX, token, keys)
+    t = payload.get("time")
+    if (
+        set(payload) != {"time", "device", "kid"}
+        or not isinstance(t, int)
+        or isinstance(t, bool)
+        or not 0 <= t <= MAX_TIME
+    ):
+        raise TicketRefused("malformed", "the time beacon is malformed")
+    if payload.get("device") != device:
+        raise TicketRefused("other_device", "the time beacon is for another box")
+    return t

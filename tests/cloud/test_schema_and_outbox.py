@@ -62,7 +62,18 @@ def test_round_trip_and_answers_carry_the_correlation() -> None:
             "unknown fields: admin",
         ),
         (b"{" + b" " * (MAX_MESSAGE + 1) + b"}", "larger than"),
-        (b"[" * 60_000, "not UTF-8 JSON"),  # nested too deep
+        (b"[" * 60_000, "nested deeper"),
+        (b'{"v": 1, "v": 1}', "appears twice"),
+        (
+            b'{"v":1,"type":"job.cancel","id":"aaaaaaaa","body":{},"time":NaN}',
+            "NaN is not a JSON number",
+        ),
+        (
+            b'{"v":1,"type":"job.cancel","id":"aaaaaaaa","body":{"x":Infinity}}',
+            "Infinity is not a JSON number",
+        ),
+        (b'{"v":1,"type":"job.cancel","id":"aaaaaaaa","body":{},"time":1e999}', "time"),
+        (b'{"v":1,"type":"job.cancel","id":"aaaaaaaa","body":{},"time":-5}', "time"),
     ],
 )
 def test_bad_messages_are_refused_with_their_reason(raw: bytes, words: str) -> None:
@@ -144,3 +155,33 @@ def test_the_example_acl_gives_a_user_what_user_acl_writes() -> None:
     assert user_acl("portal-alice", ["box-test-0001"]) in text
     rules = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert not [r for r in rules if "readwrite" in r or r.endswith("/#")], rules
+
+
+def test_an_unsigned_envelope_time_never_moves_trusted_time(tmp_path) -> None:
+    """The envelope's ``time`` is not signed: a portal user (or anyone on the path) who sets it
+    far ahead must not expire every ticket; only a time.beacon signed by the portal moves it."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from firmware_py.cloud.portal_link import PortalLink
+    from firmware_py.config import CloudConfig
+    from firmware_py.gateway.entitlements import Entitlements
+    from firmware_py.gateway.service import Gateway
+    from firmware_py.gateway.trusted_time import TrustedClock
+    from portal.tickets import time_beacon
+
+    system = [1_800_000_000.0]
+    store = Store(tmp_path)
+    clock = TrustedClock(store, system=lambda: system[0], monotonic=lambda: 5.0)
+    key = Ed25519PrivateKey.generate()  # TEST key
+    ent = Entitlements(store, {"k1": key.public_key()}, "box-test-0001", clock)
+    gateway = Gateway(store, open_vehicle=object, handlers={}, entitlements=ent, clock=clock)
+    link = PortalLink(gateway, "box-test-0001", CloudConfig())
+    ahead = system[0] + 5 * 365 * 86400
+    link.received(Message("outbox.ack", {"ids": []}, time=ahead).encode(), None)
+    assert clock.now() == system[0]
+    beacon = time_beacon(key, "k1", "box-test-0001", now=system[0] + 600)
+    link.received(Message("time.beacon", {"beacon": beacon}).encode(), None)
+    assert clock.now() == system[0] + 600
+    forged = time_beacon(Ed25519PrivateKey.generate(), "k1", "box-test-0001", now=ahead)
+    link.received(Message("time.beacon", {"beacon": forged}).encode(), None)
+    assert clock.now() == system[0] + 600

@@ -233,10 +233,10 @@ def test_trusted_time_persists_every_minute_and_takes_portal_time(tmp_path, cloc
     clocks.advance(31)
     clock.tick()
     assert persisted() == T0 + 61
-    assert clock.observe_portal_time(T0 + 1000)
+    assert clock.observe_signed_time(T0 + 1000)
     assert clock.now() == T0 + 1000 and persisted() == T0 + 1000
-    assert not clock.observe_portal_time(T0 + 10)  # never backwards
-    assert not clock.observe_portal_time(T0 + 20 * 365 * 86400)  # absurd
+    assert not clock.observe_signed_time(T0 + 10)  # never backwards
+    assert not clock.observe_signed_time(T0 + 20 * 365 * 86400)  # absurd
 
 
 def test_one_use_help_desk_ticket_is_used_once(ent, portal_key) -> None:
@@ -371,3 +371,62 @@ def test_a_flash_that_outlives_its_ticket_finishes_and_no_new_job_starts(
 
     job = asyncio.run(main())
     assert job.state is JobState.DONE and job.result == {"verified": True}
+
+
+def sign_raw(prefix: str, body: bytes, key: Ed25519PrivateKey) -> str:
+    """A correctly signed token around any bytes (what a portal bug or a stolen key could sign)."""
+    b64 = base64.urlsafe_b64encode(body).rstrip(b"=").decode()
+    sig = base64.urlsafe_b64encode(key.sign(f"{prefix}.{b64}".encode())).rstrip(b"=").decode()
+    return f"{prefix}.{b64}.{sig}"
+
+
+def payload_of(token: str) -> dict:
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity", "1e400", "1.5", "-1"])
+def test_a_non_finite_or_out_of_range_iat_is_refused_and_the_clock_keeps_working(
+    ent, portal_key, clocks, bad: str
+) -> None:
+    good = payload_of(ticket(portal_key, not_after=int(T0 + 100)))
+    body = json.dumps(good).replace(f'"iat": {int(T0)}', f'"iat": {bad}').encode()
+    assert bad.encode() in body
+    refused(ent, sign_raw("vt1", body, portal_key), "malformed")
+    for value in (float("nan"), float("inf"), float("-inf")):
+        assert not ent.clock.observe_signed_time(value)
+    assert ent.clock.now() == T0
+    # the clock still ends tickets: a 100 s ticket is expired 101 s later
+    ent.add_ticket(ticket(portal_key, not_after=int(T0 + 100)))
+    clocks.advance(101)
+    assert "expired" in ent.check(JobKind.CODING, vin=VIN).reason
+
+
+def test_a_nan_persisted_by_an_older_version_does_not_poison_the_clock(tmp_path, clocks) -> None:
+    store = Store(tmp_path)
+    TrustedClock(store, system=lambda: clocks.system, monotonic=lambda: clocks.mono)
+    with store.transaction() as db:
+        db.execute("INSERT OR REPLACE INTO trusted_time(id, highest) VALUES (1, 'nan')")
+    clock = TrustedClock(store, system=lambda: clocks.system, monotonic=lambda: clocks.mono)
+    assert clock.now() == T0
+
+
+def test_trusted_time_moves_only_on_statements_the_portal_signed(ent, portal_key, tmp_path) -> None:
+    ent.add_ticket(ticket(portal_key, now=T0 + 500))  # its iat
+    assert ent.clock.now() == T0 + 500
+    revocations = RevocationList(tmp_path)
+    revocations.revoke("T-NONE")
+    signed = sign("vr1", {"seq": 5, "revoked": [], "iat": int(T0 + 900), "kid": "k1"}, portal_key)
+    ent.apply_revocations(signed)
+    assert ent.clock.now() == T0 + 900
+    from portal.tickets import time_beacon
+
+    assert ent.observe_time_beacon(time_beacon(portal_key, "k1", DEVICE, now=T0 + 1200))
+    assert ent.clock.now() == T0 + 1200
+    for forged in (
+        time_beacon(Ed25519PrivateKey.generate(), "k1", DEVICE, now=T0 + 9000),
+        time_beacon(portal_key, "k1", "box-9999", now=T0 + 9000),
+        sign_raw("vb1", b'{"time": NaN, "device": "box-test-0001", "kid": "k1"}', portal_key),
+    ):
+        with pytest.raises(TicketRefused):
+            ent.observe_time_beacon(forged)
+    assert ent.clock.now() == T0 + 1200
