@@ -59,3 +59,18 @@ class RecordStore:
         return int(
             self.db.execute("SELECT COUNT(*) FROM records WHERE box = ?", (box,)).fetchone()[0]
         )
+
+    def ticket_usage(self, tid: str) -> dict[str, Any]:
+        """What the boxes reported a ticket has used: its activation (``ticket.activated``) and
+        its uses (``ticket.used``)."""
+        rows = self.db.execute(
+            "SELECT kind, body FROM records WHERE kind IN ('ticket.activated', 'ticket.used')"
+            " AND json_extract(body, '$.ticket') = ?",
+            (tid,),
+        ).fetchall()
+        bodies = [(kind, json.loads(body)) for kind, body in rows]
+        activated = [b["time"] for kind, b in bodies if kind == "ticket.activated"]
+        return {
+            "activated_at": min(activated) if activated else None,
+            "uses": sum(1 for kind, _ in bodies if kind == "ticket.used"),
+        }

@@ -4,6 +4,10 @@ runner makes for the CLI, the tablet page and the portal alike.
 ``check`` has no side effects; the runner calls it once when a job starts (a programming job that
 started under a valid ticket is never cut off by the ticket's end) and then ``consume`` (which
 activates a ticket on first use and uses up one-use tickets).
+
+What a ticket has used (its activation time, its uses) is kept in ``ticket_usage`` by ticket id for
+good: removing a ticket and adding it again does not start it afresh. Each activation and use also
+goes to the outbox (``ticket.activated``, ``ticket.used``), so the portal knows it too.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from firmware_py.gateway.outbox import Outbox
 from firmware_py.gateway.store import Store
 from firmware_py.gateway.tariffs import (
     TARIFFS,
@@ -38,6 +43,10 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS tickets (
         tid TEXT PRIMARY KEY, token TEXT NOT NULL, added_at REAL NOT NULL,
         activated_at REAL, uses_left INTEGER)""",
+    # kept by ticket id for good, whatever is removed (tickets.activated_at/uses_left: unused
+    # since this table; copied into it once below)
+    """CREATE TABLE IF NOT EXISTS ticket_usage (
+        tid TEXT PRIMARY KEY, activated_at REAL, uses_used INTEGER NOT NULL DEFAULT 0)""",
     "CREATE TABLE IF NOT EXISTS revoked (tid TEXT PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS revocation_state (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
 )
@@ -50,6 +59,14 @@ class Decision:
     ticket_id: str | None = None
     would_allow: tuple[str, ...] = ()
     job: str = ""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a ticket has used, from the ledger."""
+
+    activated_at: float | None
+    uses_left: int | None
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,28 @@ class Entitlements:
         self.device_id = device_id
         self.clock = clock
         store.ensure_schema("entitlements", SCHEMA)
+        self.outbox = Outbox(store)
+        self._adopt_old_usage()
+
+    def _adopt_old_usage(self) -> None:
+        """Usage that boxes before the ledger kept in the tickets table joins the ledger."""
+        db = self.store.connection()
+        rows = db.execute(
+            "SELECT tid, token, activated_at, uses_left FROM tickets WHERE tid NOT IN"
+            " (SELECT tid FROM ticket_usage) AND (activated_at IS NOT NULL OR uses_left IS NOT NULL)"
+        ).fetchall()
+        for row in rows:
+            try:
+                uses = parse_ticket(row["token"], self.keys).uses
+            except TicketRefused:
+                uses = None
+            left = row["uses_left"]
+            used = max(0, uses - left) if uses is not None and left is not None else 0
+            with self.store.transaction() as tx:
+                tx.execute(
+                    "INSERT OR IGNORE INTO ticket_usage(tid, activated_at, uses_used) VALUES (?,?,?)",
+                    (row["tid"], row["activated_at"], used),
+                )
 
     # -- tickets ---------------------------------------------------------------------------
     def add_ticket(self, token: str) -> TicketInfo:
@@ -112,29 +151,39 @@ class Entitlements:
             raise TicketRefused("expired", f"ticket {ticket.tid} expired", "Buy a new ticket")
         with self.store.transaction() as db:
             db.execute(
-                "INSERT INTO tickets(tid, token, added_at, uses_left) VALUES (?,?,?,?) ON CONFLICT(tid) DO NOTHING",
-                (ticket.tid, ticket.token, now, ticket.uses),
+                "INSERT INTO tickets(tid, token, added_at) VALUES (?,?,?) ON CONFLICT(tid) DO NOTHING",
+                (ticket.tid, ticket.token, now),
             )
-        return self._info(ticket, self._row(ticket.tid), now)
+        return self._info(ticket, self._usage(ticket), now)
 
     def remove_ticket(self, tid: str) -> bool:
+        """Remove a ticket from the box; what it used stays in the ledger (adding it again does
+        not start it afresh)."""
         with self.store.transaction() as db:
             return db.execute("DELETE FROM tickets WHERE tid = ?", (tid,)).rowcount > 0
 
-    def _row(self, tid: str) -> Any:
-        return (
+    def _usage(self, ticket: Ticket) -> Usage:
+        row = (
             self.store.connection()
-            .execute("SELECT * FROM tickets WHERE tid = ?", (tid,))
+            .execute(
+                "SELECT activated_at, uses_used FROM ticket_usage WHERE tid = ?", (ticket.tid,)
+            )
             .fetchone()
         )
+        activated = row["activated_at"] if row else None
+        used = row["uses_used"] if row else 0
+        return Usage(activated, None if ticket.uses is None else max(0, ticket.uses - used))
 
-    def _stored(self) -> list[tuple[Ticket, Any]]:
+    def _stored(self) -> list[tuple[Ticket, Usage]]:
         out = []
         for row in (
-            self.store.connection().execute("SELECT * FROM tickets ORDER BY added_at").fetchall()
+            self.store.connection()
+            .execute("SELECT tid, token FROM tickets ORDER BY added_at")
+            .fetchall()
         ):
             try:
-                out.append((parse_ticket(row["token"], self.keys), row))
+                ticket = parse_ticket(row["token"], self.keys)
+                out.append((ticket, self._usage(ticket)))
             except TicketRefused as err:  # e.g. its key was withdrawn from the box
                 log.warning("stored ticket %s no longer verifies: %s", row["tid"], err)
         return out
@@ -147,15 +196,15 @@ class Entitlements:
             is not None
         )
 
-    def _window(self, ticket: Ticket, row: Any) -> tuple[float | None, float | None]:
+    def _window(self, ticket: Ticket, row: Usage) -> tuple[float | None, float | None]:
         start = ticket.nbf
-        end = ticket.exp
-        if ticket.duration is not None and row["activated_at"] is not None:
-            activated_end = row["activated_at"] + ticket.duration
+        end: float | None = ticket.exp
+        if ticket.duration is not None and row.activated_at is not None:
+            activated_end = row.activated_at + ticket.duration
             end = activated_end if end is None else min(end, activated_end)
         return start, end
 
-    def _state(self, ticket: Ticket, row: Any, now: float) -> str:
+    def _state(self, ticket: Ticket, row: Usage, now: float) -> str:
         if self._is_revoked(ticket.tid):
             return "revoked"
         start, end = self._window(ticket, row)
@@ -163,15 +212,15 @@ class Entitlements:
             return "not yet valid"
         if end is not None and now >= end:
             return "expired"
-        if row["uses_left"] is not None and row["uses_left"] <= 0:
+        if row.uses_left is not None and row.uses_left <= 0:
             return "used up"
-        if ticket.duration is not None and row["activated_at"] is None:
+        if ticket.duration is not None and row.activated_at is None:
             return "not activated"
         return "valid"
 
-    def _info(self, ticket: Ticket, row: Any, now: float) -> TicketInfo:
+    def _info(self, ticket: Ticket, row: Usage, now: float) -> TicketInfo:
         start, end = self._window(ticket, row)
-        if ticket.duration is not None and row["activated_at"] is None:
+        if ticket.duration is not None and row.activated_at is None:
             left: float | None = float(ticket.duration)
         else:
             left = None if end is None else max(0.0, end - now)
@@ -185,7 +234,7 @@ class Entitlements:
             self._state(ticket, row, now),
             end,
             left,
-            row["uses_left"],
+            row.uses_left,
         )
 
     def tickets(self) -> list[TicketInfo]:
@@ -211,7 +260,7 @@ class Entitlements:
         now = self.clock.now()
         reasons: list[str] = []
         candidates = []
-        for ticket, row in self._stored():
+        for ticket, usage in self._stored():
             if scope not in ticket.scopes:
                 reasons.append(
                     f"ticket {ticket.tid} ({TARIFFS[ticket.tariff].name}) does not include {scope.value}"
@@ -225,9 +274,9 @@ class Entitlements:
                     f"ticket {ticket.tid} is bound to vehicle {ticket.vin}; identify the vehicle first"
                 )
                 continue
-            state = self._state(ticket, row, now)
+            state = self._state(ticket, usage, now)
             if state in ("valid", "not activated"):
-                candidates.append((ticket, row))
+                candidates.append((ticket, usage))
             else:
                 reasons.append(f"ticket {ticket.tid} is {state}")
         if not candidates:
@@ -237,24 +286,29 @@ class Entitlements:
             return Decision(False, reason, None, would, label)
         # Prefer tickets with a running time over one-use tickets, and the one ending first.
         candidates.sort(
-            key=lambda tr: (tr[1]["uses_left"] is not None, self._window(*tr)[1] or float("inf"))
+            key=lambda tr: (tr[1].uses_left is not None, self._window(*tr)[1] or float("inf"))
         )
         chosen = candidates[0][0]
         return Decision(True, f"ticket {chosen.tid}", chosen.tid, would, label)
 
     def consume(self, decision: Decision) -> None:
+        """The job runs under this ticket: activate it (first use) and count a use, in the
+        ledger and, in the same transaction, in the outbox for the portal."""
         if not decision.allowed or decision.ticket_id is None:
             return
-        now = self.clock.now()
+        tid, now = decision.ticket_id, self.clock.now()
         with self.store.transaction() as db:
-            db.execute(
-                "UPDATE tickets SET activated_at = ? WHERE tid = ? AND activated_at IS NULL",
-                (now, decision.ticket_id),
-            )
-            db.execute(
-                "UPDATE tickets SET uses_left = uses_left - 1 WHERE tid = ? AND uses_left IS NOT NULL",
-                (decision.ticket_id,),
-            )
+            db.execute("INSERT OR IGNORE INTO ticket_usage(tid) VALUES (?)", (tid,))
+            activated = db.execute(
+                "UPDATE ticket_usage SET activated_at = ? WHERE tid = ? AND activated_at IS NULL",
+                (now, tid),
+            ).rowcount
+            db.execute("UPDATE ticket_usage SET uses_used = uses_used + 1 WHERE tid = ?", (tid,))
+            used = db.execute("SELECT uses_used FROM ticket_usage WHERE tid = ?", (tid,)).fetchone()
+            body = {"ticket": tid, "job": decision.job, "time": now, "uses_used": used[0]}
+            if activated:
+                self.outbox.insert(db, "ticket.activated", body, f"ticket-{tid}-activated")
+            self.outbox.insert(db, "ticket.used", body, f"ticket-{tid}-use-{used[0]}")
 
     def apply_revocations(self, signed_list: str) -> int:
         """Apply a revocation list signed by the portal; older lists than the last one are ignored.

@@ -1,10 +1,12 @@
 """The outbox: everything the portal must receive (job results, service history entries, session
-logs) is written to SQLite first and delivered at least once, each record with an idempotent id;
-the portal acknowledges by id. Nothing is lost across a reboot or a broker outage."""
+logs, what tickets have used: ``ticket.activated`` and ``ticket.used``) is written to SQLite first
+and delivered at least once, each record with an idempotent id; the portal acknowledges by id.
+Nothing is lost across a reboot or a broker outage."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
@@ -47,12 +49,20 @@ class Outbox:
 
     def put(self, kind: str, body: dict[str, Any], record_id: str | None = None) -> str:
         """Keep a record for the portal (committed before this returns). The same id twice is one record."""
-        rid = record_id or uuid.uuid4().hex
         with self.store.transaction() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO outbox(id, kind, body, created) VALUES (?,?,?,?)",
-                (rid, kind, json.dumps(body, default=str), time.time()),
-            )
+            return self.insert(db, kind, body, record_id)
+
+    @staticmethod
+    def insert(
+        db: sqlite3.Connection, kind: str, body: dict[str, Any], record_id: str | None = None
+    ) -> str:
+        """:meth:`put` inside a transaction the caller holds (a record written with the change it
+        reports, or neither)."""
+        rid = record_id or uuid.uuid4().hex
+        db.execute(
+            "INSERT OR IGNORE INTO outbox(id, kind, body, created) VALUES (?,?,?,?)",
+            (rid, kind, json.dumps(body, default=str), time.time()),
+        )
         return rid
 
     def keep_job(self, job: dict[str, Any], vin: str | None) -> str | None:

@@ -97,3 +97,13 @@ def test_vin_bound_ticket_on_the_cli(box: Box, sim_process) -> None:
     )
     assert box.vci("ticket", "add", box.issue("basic-1d", vin="WBAJA71090B123456")).returncode == 0
     assert box.vci("--json", "dtc", "clear", "--yes", "--ecu", "DME", *flags).returncode == 0
+
+
+def test_a_removed_ticket_added_again_keeps_what_it_used(box: Box, sim_process) -> None:
+    token = box.issue("basic-9h")
+    tid = json.loads(box.vci("--json", "ticket", "add", token).stdout)["tid"]
+    flags = sim_process.cli_args("doip")
+    assert box.vci("--json", "dtc", "clear", "--yes", "--ecu", "DME", *flags).returncode == 0
+    assert box.vci("ticket", "remove", tid).returncode == 0
+    again = json.loads(box.vci("--json", "ticket", "add", token).stdout)
+    assert again["state"] == "valid" and again["time_left"] < 9 * 3600  # not started afresh

@@ -430,3 +430,63 @@ def test_trusted_time_moves_only_on_statements_the_portal_signed(ent, portal_key
         with pytest.raises(TicketRefused):
             ent.observe_time_beacon(forged)
     assert ent.clock.now() == T0 + 1200
+
+
+def test_removing_and_adding_a_ticket_again_does_not_start_it_afresh(
+    ent, portal_key, clocks, tmp_path
+) -> None:
+    day = ticket(portal_key, tariff="basic-1d")  # counted from activation, outer end a year on
+    tid = ent.add_ticket(day).tid
+    ent.consume(ent.check(JobKind.CODING, vin=VIN))  # activated now
+    clocks.advance(2 * 86400)
+    assert ent.remove_ticket(tid)
+    again = ent.add_ticket(day)
+    assert again.state == "expired" and again.time_left == 0
+    assert not ent.check(JobKind.CODING, vin=VIN).allowed
+
+    helpdesk = ticket(portal_key, tariff="helpdesk")
+    tid = ent.add_ticket(helpdesk).tid
+    ent.consume(ent.check(JobKind.HELP_DESK_REQUEST, vin=VIN))
+    for _ in range(3):
+        ent.remove_ticket(tid)
+        assert ent.add_ticket(helpdesk).state == "used up"
+        decision = ent.check(JobKind.HELP_DESK_REQUEST, vin=VIN)
+        assert not decision.allowed and "used up" in decision.reason
+
+
+def test_activations_and_uses_go_to_the_portal_through_the_outbox(
+    ent, portal_key, tmp_path
+) -> None:
+    from firmware_py.gateway.outbox import Outbox
+    from portal.records import RecordStore
+
+    tid = ent.add_ticket(ticket(portal_key, tariff="basic-1d")).tid
+    for _ in range(2):
+        ent.consume(ent.check(JobKind.CODING, vin=VIN))
+    pending = Outbox(ent.store).pending()
+    assert [(r.kind, r.body["ticket"]) for r in pending] == [
+        ("ticket.activated", tid),
+        ("ticket.used", tid),
+        ("ticket.used", tid),
+    ]
+    assert pending[0].body["time"] == T0 and pending[0].body["job"] == "coding"
+    records = RecordStore(tmp_path / "portal.sqlite3")
+    for record in pending + pending:  # delivered at least once: twice is kept once
+        records.keep(DEVICE, {"id": record.id, "kind": record.kind, "body": record.body})
+    assert records.ticket_usage(tid) == {"activated_at": T0, "uses": 2}
+
+
+def test_usage_kept_before_the_ledger_is_adopted(tmp_path, portal_key, clocks) -> None:
+    store = Store(tmp_path)
+    token = ticket(portal_key, tariff="helpdesk")
+    with store.transaction() as db:  # a box's database from before the ledger
+        db.execute(
+            "CREATE TABLE tickets (tid TEXT PRIMARY KEY, token TEXT NOT NULL, added_at REAL NOT NULL,"
+            " activated_at REAL, uses_left INTEGER)"
+        )
+        tid = payload_of(token)["tid"]
+        db.execute("INSERT INTO tickets VALUES (?,?,?,?,?)", (tid, token, T0, T0, 0))
+    clock = TrustedClock(store, system=lambda: clocks.system, monotonic=lambda: clocks.mono)
+    ent = Entitlements(store, {"k1": portal_key.public_key()}, DEVICE, clock)
+    ent.remove_ticket(tid)
+    assert ent.add_ticket(token).state == "used up"
