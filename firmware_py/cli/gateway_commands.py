@@ -16,6 +16,8 @@ from firmware_py.errors import ConfigError
 
 if TYPE_CHECKING:
     from firmware_py.config import Config
+    from firmware_py.gateway.flash_journal import FlashRecord
+    from firmware_py.gateway.service import Gateway
 
 ADMIN_SOCKET = "admin.sock"
 
@@ -78,7 +80,6 @@ async def serve(
 
     from firmware_py.gateway.flash_journal import FlashJournal
     from firmware_py.gateway.job_handlers import HANDLERS
-    from firmware_py.gateway.jobs import Caller, JobRequest
     from firmware_py.gateway.service import Gateway
     from firmware_py.gateway.setup import entitlement_check
     from firmware_py.gateway.store import Store
@@ -109,18 +110,11 @@ async def serve(
     pairing = Pairing(store, code)
     await gateway.start()
     unfinished = FlashJournal(store).unfinished()
+    resuming = None
     if unfinished:
         record = unfinished[0]
         if resume_flash:
-            ecu = record.packages[record.current]["ecu"] if record.packages else None
-            gateway.runner.submit(
-                JobRequest("programming", {"resume": record.job_id}, ecu),
-                Caller("gateway", "start-up"),
-            )
-            print(
-                f"resuming interrupted programming job {record.job_id}: {record.where()}",
-                flush=True,
-            )
+            resuming = asyncio.create_task(_resume_flash(gateway, record))
         else:
             print(
                 f"interrupted programming job {record.job_id}: {record.where()} (or start with --resume-flash)",
@@ -185,6 +179,8 @@ async def serve(
     try:
         await stop.wait()
     finally:
+        if resuming is not None:
+            resuming.cancel()
         await runner.cleanup()
         await admin_runner.cleanup()
         await gateway.stop()
@@ -192,6 +188,40 @@ async def serve(
             await link.stop()
         if hw_button is not None:
             hw_button.close()
+
+
+async def _resume_flash(gateway: Gateway, record: FlashRecord) -> None:
+    """Finish an interrupted programming job; a refusal or a failure is logged and the gateway
+    goes on serving (exiting would restart it into the same refusal: a crash loop)."""
+    from firmware_py.errors import VciError
+    from firmware_py.gateway.jobs import Caller, JobRequest
+
+    ecu = record.packages[record.current]["ecu"] if record.packages else None
+    sub = gateway.bus.subscribe()
+    try:
+        try:
+            job = gateway.runner.submit(
+                JobRequest("programming", {"resume": record.job_id}, ecu),
+                Caller("gateway", "start-up"),
+            )
+        except VciError as err:
+            print(f"interrupted programming job {record.job_id} not resumed: {err}", flush=True)
+            return
+        print(f"resuming interrupted programming job {record.job_id}: {record.where()}", flush=True)
+        while True:
+            event = await sub.get()
+            if event.job_id == job.id and event.kind in ("job.done", "job.failed"):
+                break
+        if job.error:
+            print(
+                f"resuming programming job {record.job_id} failed: {job.error.get('message')}"
+                f" {job.error.get('hint') or ''}",
+                flush=True,
+            )
+        else:
+            print(f"programming job {record.job_id} resumed and verified", flush=True)
+    finally:
+        sub.close()
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:

@@ -4,7 +4,9 @@ portal - is checked and run.
 For each job it (docs/architecture.md, "Everything is a job"):
 
 1. checks the caller's entitlement once, when the job starts (a programming job that started
-   under a valid ticket is never cut off by the ticket's end; the next job is denied);
+   under a valid ticket is never cut off by the ticket's end; the next job is denied). Resuming
+   a journaled programming job that was interrupted is not checked again: it finishes what a
+   valid ticket started, and the journal, not the request, says what it flashes;
 2. checks the preconditions it owns (vehicle connected, no other exclusive job on that ECU);
 3. runs the job's handler on the vehicle worker thread, which serialises access to the car;
 4. publishes ``job.*`` events on the event bus: accepted/denied, started, step/progress, done/failed.
@@ -31,6 +33,7 @@ from typing import Any, Protocol
 
 from firmware_py.errors import EntitlementError, PreconditionError, VciError
 from firmware_py.gateway.events import EventBus
+from firmware_py.gateway.flash_journal import FlashJournal
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +209,7 @@ class JobRunner:
             if request.kind not in self.handlers:
                 raise PreconditionError(f"the gateway has no job {request.kind!r}")
             decision = None
-            if self.entitlements is not None:
+            if self.entitlements is not None and not self._journaled_resume(request):
                 # the scope of THIS request (a raw request's is that of what it does)
                 decision = self.entitlements.check(
                     request.kind, vin=self._vin(), params=request.params
@@ -232,6 +235,15 @@ class JobRunner:
             self.entitlements.consume(decision)
         self.bus.publish("job.accepted", {"job": job.to_dict()}, job_id=job.id)
         return job, decision
+
+    def _journaled_resume(self, request: JobRequest) -> bool:
+        """A programming job that resumes an interrupted one the journal holds (the programming
+        handler then flashes only what the journal names, never a new package)."""
+        resume = request.params.get("resume")
+        store = self.services.get("store")
+        if request.kind != "programming" or not resume or store is None:
+            return False
+        return any(resume is True or r.job_id == resume for r in FlashJournal(store).unfinished())
 
     async def run(self, request: JobRequest, caller: Caller) -> Job:
         """Admit and run a job to its end; returns it (``state`` done or failed)."""
