@@ -79,7 +79,7 @@ async def serve(
     from aiohttp import web
 
     from firmware_py.gateway.flash_journal import FlashJournal
-    from firmware_py.gateway.job_handlers import HANDLERS
+    from firmware_py.gateway.job_handlers import HANDLERS, vehicle_vin
     from firmware_py.gateway.service import Gateway
     from firmware_py.gateway.setup import entitlement_check
     from firmware_py.gateway.store import Store
@@ -101,6 +101,7 @@ async def serve(
             / f"{time.strftime('%Y%m%d-%H%M%S')}-{transport}.pcap",
         ),
         handlers=HANDLERS,
+        read_vin=vehicle_vin,
         entitlements=entitlements,
         clock=entitlements.clock if entitlements is not None else None,
         link_description=f"{transport.upper()}",

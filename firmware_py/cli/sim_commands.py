@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default="g30",
         help="built-in vehicle name or a vehicle .toml file (default: g30)",
     )
+    p.add_argument(
+        "--vin", help="the vehicle's VIN instead of the vehicle file's (17 letters/digits)"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument(
         "--doip-port",
@@ -108,6 +111,10 @@ def run_sim(args: argparse.Namespace) -> int:
 
     try:
         spec = load_vehicle(args.vehicle)
+        if args.vin is not None:
+            import dataclasses
+
+            spec = dataclasses.replace(spec, vin=args.vin)
         faults = [parse_fault(f) for f in args.fault]
     except (VehicleFileError, FaultSpecError) as err:
         raise ConfigError(str(err)) from err

@@ -59,6 +59,8 @@ class Decision:
     ticket_id: str | None = None
     would_allow: tuple[str, ...] = ()
     job: str = ""
+    vin: str | None = None
+    """the vehicle the chosen ticket is bound to: the job runs only on that car"""
 
 
 @dataclass(frozen=True)
@@ -289,7 +291,7 @@ class Entitlements:
             key=lambda tr: (tr[1].uses_left is not None, self._window(*tr)[1] or float("inf"))
         )
         chosen = candidates[0][0]
-        return Decision(True, f"ticket {chosen.tid}", chosen.tid, would, label)
+        return Decision(True, f"ticket {chosen.tid}", chosen.tid, would, label, chosen.vin)
 
     def consume(self, decision: Decision) -> None:
         """The job runs under this ticket: activate it (first use) and count a use, in the

@@ -34,10 +34,9 @@ def identify(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     return identify_vehicle(vehicle, only=_ecus(vehicle, ctx)).to_dict()
 
 
-def read_vin(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
-    """The VIN from the named ECU, or from the first catalogued ECU that answers."""
+def _vin_from(vehicle: VehicleSession, ecus: list[EcuInfo] | None) -> dict[str, Any]:
     errors = []
-    for info in _ecus(vehicle, ctx) or vehicle.catalog.ecus:
+    for info in ecus or vehicle.catalog.ecus:
         try:
             return {
                 "vin": vehicle.ecu(info, timing=PROBE_TIMING).read_dids(0xF190)[0xF190],
@@ -45,9 +44,21 @@ def read_vin(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
             }
         except VciError as err:
             errors.append(err)
-            if ctx.ecu:
+            if ecus:
                 raise
     raise errors[-1] if errors else ConfigError("the ECU catalogue is empty")
+
+
+def read_vin(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    """The VIN from the named ECU, or from the first catalogued ECU that answers."""
+    return _vin_from(vehicle, _ecus(vehicle, ctx))
+
+
+def vehicle_vin(vehicle: VehicleSession) -> str | None:
+    """The VIN of the car connected now (0xF190 of the first ECU that answers), for the vehicle
+    worker after every (re)connection."""
+    vin = _vin_from(vehicle, None)["vin"]
+    return vin if isinstance(vin, str) and vin else None
 
 
 def read_faults(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:

@@ -38,6 +38,25 @@ from firmware_py.gateway.flash_journal import FlashJournal
 log = logging.getLogger(__name__)
 
 
+def _bound_vin(decision: Any) -> str | None:
+    """The VIN the ticket chosen for a job is bound to, if any."""
+    vin = getattr(decision, "vin", None)
+    return vin if isinstance(vin, str) else None
+
+
+def vin_in_result(kind: str, result: Any) -> str | None:
+    """The VIN a job's result carries (read_vin, identify, read_did of F190), if any."""
+    if not isinstance(result, dict):
+        return None
+    if kind in ("read_vin", "identify"):
+        vin = result.get("vin")
+    elif kind == "read_did":
+        vin = ((result.get("dids") or {}).get("F190") or {}).get("value")
+    else:
+        return None
+    return vin if isinstance(vin, str) and vin else None
+
+
 class JobState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -112,6 +131,11 @@ class JobContext:
         self.ecu = job.request.ecu
         self.services = runner.services
         self._last_progress = 0.0
+        self.vehicle: Any = None
+
+    def on(self, vehicle: Any) -> JobContext:
+        self.vehicle = vehicle
+        return self
 
     @property
     def cancelled(self) -> bool:
@@ -137,26 +161,66 @@ class JobContext:
 Handler = Callable[[Any, JobContext], dict[str, Any]]
 
 
+def _link_epoch(vehicle: Any) -> Any:
+    """Changes whenever the vehicle's link connected again (``VehicleSession.connects``)."""
+    return getattr(vehicle, "connects", None)
+
+
 class VehicleWorker:
     """One thread per connected vehicle. The vehicle object (e.g. a ``VehicleSession``) is opened
-    lazily on that thread by ``open_vehicle`` and re-opened after a lost connection."""
+    lazily on that thread by ``open_vehicle`` and re-opened after a lost connection.
 
-    def __init__(self, open_vehicle: Callable[[], Any], name: str = "vehicle") -> None:
+    :attr:`vin` is the VIN of the car connected now, as far as the worker knows: it is forgotten
+    when the link is closed or lost, and read again (``read_vin``, on the worker thread) after
+    every (re)open and every reconnect of the link. Entitlement checks of VIN-bound tickets use it.
+    """
+
+    def __init__(
+        self,
+        open_vehicle: Callable[[], Any],
+        name: str = "vehicle",
+        read_vin: Callable[[Any], str | None] | None = None,
+    ) -> None:
         self._open_vehicle = open_vehicle
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"vci-{name}")
         self._vehicle: Any = None
+        self._read_vin = read_vin
+        self.vin: str | None = None
+        self._vin_epoch: Any = None
+
+    @property
+    def reads_vin(self) -> bool:
+        return self._read_vin is not None
+
+    def learn_vin(self, vehicle: Any) -> str | None:
+        """Read the VIN of the car connected now (worker thread); ``None`` if none answers."""
+        self.vin = None
+        if self._read_vin is not None:
+            try:
+                self.vin = self._read_vin(vehicle)
+            except Exception as err:  # noqa: BLE001 - an unread VIN is unknown, not a failed job
+                log.info("the VIN could not be read: %s", err)
+        self._vin_epoch = _link_epoch(vehicle)
+        return self.vin
 
     def _with_vehicle(self, fn: Callable[[Any], Any]) -> Any:
         if self._vehicle is None:
+            self.vin = None
             self._vehicle = self._open_vehicle()
+            self.learn_vin(self._vehicle)
         try:
             return fn(self._vehicle)
         except VciError as err:
             if err.code in ("connection_lost", "vehicle_not_found"):
                 self._close_vehicle()
             raise
+        finally:
+            vehicle = self._vehicle
+            if vehicle is not None and _link_epoch(vehicle) != self._vin_epoch:
+                self.learn_vin(vehicle)  # the link connected again: maybe to another car
 
     def _close_vehicle(self) -> None:
+        self.vin = None
         vehicle, self._vehicle = self._vehicle, None
         if vehicle is not None:
             try:
@@ -182,7 +246,7 @@ class JobRunner:
         handlers: Mapping[str, Handler],
         entitlements: EntitlementCheck | None,
         exclusive_kinds: frozenset[str] = frozenset({"programming", "coding"}),
-        vin: Callable[[], str | None] = lambda: None,
+        vin: Callable[[], str | None] | None = None,
         services: Mapping[str, Any] | None = None,
     ) -> None:
         self.bus = bus
@@ -190,7 +254,8 @@ class JobRunner:
         self.handlers = handlers
         self.entitlements = entitlements
         self.exclusive_kinds = exclusive_kinds
-        self._vin = vin
+        self._vin = vin or (lambda: worker.vin)
+        """the VIN of the car connected now (default: what the vehicle worker read)"""
         self.services = dict(services or {})
         """what handlers need besides the vehicle (the store, the configuration)"""
         self._busy_ecus: set[str] = set()
@@ -231,8 +296,8 @@ class JobRunner:
             job.finished = time.time()
             self.bus.publish("job.denied", {"job": job.to_dict()}, job_id=job.id)
             raise
-        if decision is not None and self.entitlements is not None:
-            self.entitlements.consume(decision)
+        if decision is not None and self.entitlements is not None and not _bound_vin(decision):
+            self.entitlements.consume(decision)  # a VIN-bound ticket: once the car is checked
         self.bus.publish("job.accepted", {"job": job.to_dict()}, job_id=job.id)
         return job, decision
 
@@ -247,18 +312,39 @@ class JobRunner:
 
     async def run(self, request: JobRequest, caller: Caller) -> Job:
         """Admit and run a job to its end; returns it (``state`` done or failed)."""
-        job, _ = self.admit(request, caller)
-        return await self._execute(job)
+        job, decision = self.admit(request, caller)
+        return await self._execute(job, decision)
 
     def submit(self, request: JobRequest, caller: Caller) -> Job:
         """Admit a job and run it in the background; follow it on the event bus."""
-        job, _ = self.admit(request, caller)
-        task = asyncio.get_running_loop().create_task(self._execute(job))
+        job, decision = self.admit(request, caller)
+        task = asyncio.get_running_loop().create_task(self._execute(job, decision))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job
 
-    async def _execute(self, job: Job) -> Job:
+    def _on_vehicle(self, job: Job, decision: Any, handler: Handler, ctx: JobContext) -> Any:
+        """The job on the worker thread. A job under a VIN-bound ticket runs only on that car:
+        the VIN is read again right before it (the link may have connected to another car since
+        the job was admitted), and the ticket is consumed only then."""
+        bound = _bound_vin(decision)
+        if bound is not None:
+            vin = self.worker.learn_vin(ctx.vehicle) if self.worker.reads_vin else self._vin()
+            if vin != bound:
+                raise EntitlementError(
+                    f"{job.request.kind} is not allowed: the ticket is for vehicle {bound}, the car"
+                    f" connected now is {vin or 'not identified (its VIN cannot be read)'}",
+                    hint="Connect the car the ticket is for, or add a ticket for this car",
+                )
+            if self.entitlements is not None:
+                self.entitlements.consume(decision)
+        result = handler(ctx.vehicle, ctx)
+        learned = vin_in_result(job.request.kind, result)
+        if learned:
+            self.worker.vin = learned
+        return result
+
+    async def _execute(self, job: Job, decision: Any = None) -> Job:
         handler = self.handlers[job.request.kind]
         exclusive = job.request.kind in self.exclusive_kinds and job.request.ecu is not None
         if exclusive:
@@ -267,7 +353,9 @@ class JobRunner:
         job.state = JobState.RUNNING
         self.bus.publish("job.started", {"job": job.to_dict()}, job_id=job.id)
         try:
-            job.result = await self.worker.run(lambda vehicle: handler(vehicle, ctx))
+            job.result = await self.worker.run(
+                lambda vehicle: self._on_vehicle(job, decision, handler, ctx.on(vehicle))
+            )
             job.state = JobState.DONE
         except VciError as err:
             job.state = JobState.FAILED

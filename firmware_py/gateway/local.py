@@ -11,7 +11,7 @@ from typing import Any
 from firmware_py.config import Config
 from firmware_py.errors import StorageError
 from firmware_py.gateway.events import Event, EventBus
-from firmware_py.gateway.job_handlers import HANDLERS
+from firmware_py.gateway.job_handlers import HANDLERS, vehicle_vin
 from firmware_py.gateway.jobs import Caller, Job, JobRequest, JobRunner, VehicleWorker
 from firmware_py.gateway.outbox import Outbox, wanted
 from firmware_py.gateway.store import Store
@@ -36,28 +36,21 @@ def run_cli_job(
         bus = EventBus()
         bus.bind(asyncio.get_running_loop())
         worker = VehicleWorker(
-            lambda: VehicleSession.open(cfg.transport, transport, timing=cfg.uds)
+            lambda: VehicleSession.open(cfg.transport, transport, timing=cfg.uds),
+            read_vin=vehicle_vin,
         )
-        vin: list[str | None] = [None]
         runner = JobRunner(
-            bus=bus,
-            worker=worker,
-            handlers=HANDLERS,
-            entitlements=entitlements,
-            vin=lambda: vin[0],
-            services=services,
+            bus=bus, worker=worker, handlers=HANDLERS, entitlements=entitlements, services=services
         )
         sub = bus.subscribe()
         follow = asyncio.create_task(_follow(sub, on_event)) if on_event else None
         try:
             kind = JobKind._value2member_map_.get(request.kind)
             if entitlements is not None and kind is not None and JOB_SCOPE[kind] is not None:  # type: ignore[index]
-                # A ticket may be bound to one vehicle: read the VIN (free) before the check.
-                first = await runner.run(JobRequest(JobKind.READ_VIN.value), Caller("cli", "local"))
-                if first.result:
-                    vin[0] = first.result.get("vin")
+                # A ticket may be bound to one vehicle: connect (which reads the VIN) first.
+                await runner.run(JobRequest(JobKind.READ_VIN.value), Caller("cli", "local"))
             job = await runner.run(request, Caller("cli", "local"))
-            _keep_for_portal(cfg, job, vin[0])
+            _keep_for_portal(cfg, job, worker.vin)
             return job
         finally:
             if entitlements is not None:

@@ -30,19 +30,21 @@ class Gateway:
         clock: Any = None,
         link_description: str = "",
         services: Mapping[str, Any] | None = None,
+        read_vin: Callable[[Any], str | None] | None = None,
     ) -> None:
         self.store = store
         self.bus = EventBus()
         self.clock = clock
         self.entitlements = entitlements
-        self.worker = VehicleWorker(open_vehicle)
+        # the VIN of the car connected now: read after every (re)connection, forgotten when the
+        # link is lost (``read_vin``: firmware_py.gateway.job_handlers.vehicle_vin)
+        self.worker = VehicleWorker(open_vehicle, read_vin=read_vin)
         self.vehicle: dict[str, Any] = {"vin": None, "link": link_description, "connected": False}
         self.runner = JobRunner(
             bus=self.bus,
             worker=self.worker,
             handlers=handlers,
             entitlements=entitlements,
-            vin=lambda: self.vehicle.get("vin"),
             services={"store": store, **(services or {})},
         )
         self._tasks: list[asyncio.Task[None]] = []
@@ -132,7 +134,7 @@ class Gateway:
         return float(self.clock.now()) if self.clock is not None else time.time()
 
     def vehicle_state(self) -> dict[str, Any]:
-        return dict(self.vehicle)
+        return {**self.vehicle, "vin": self.worker.vin}
 
     def tickets(self) -> list[dict[str, Any]]:
         if self.entitlements is None:
@@ -199,11 +201,13 @@ class Gateway:
                 if event.kind in ("job.done", "job.failed"):
                     # the portal's copy of what was done to the car (service history) and of
                     # every job of a remote session (the remote session log)
-                    self.outbox.keep_job(job, self.vehicle.get("vin"))
+                    self.outbox.keep_job(job, self.worker.vin)
+                if self.vehicle.get("vin") != self.worker.vin:  # read again, or the link lost
+                    self.vehicle.update(vin=self.worker.vin)
                 if event.kind == "job.done" and job.get("kind") == "identify":
                     result = job.get("result") or {}
                     self.vehicle.update(
-                        vin=result.get("vin"), ecus=result.get("ecus", []), connected=True
+                        vin=self.worker.vin, ecus=result.get("ecus", []), connected=True
                     )
                 elif event.kind == "job.failed" and (job.get("error") or {}).get("error") in (
                     "connection_lost",

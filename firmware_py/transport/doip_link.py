@@ -316,6 +316,7 @@ class DoipLink:
             ) from err
         # The routing activation response names the gateway's logical address.
         self._broken = False
+        self.connects = getattr(self, "connects", 0) + 1  # VehicleSession.connects
         return client
 
     def reconnect(self) -> None:

@@ -50,6 +50,12 @@ class VehicleSession:
     def kind(self) -> str:
         return self.link.kind
 
+    @property
+    def connects(self) -> int:
+        """How often the link connected (a DoIP link reconnects after the car dropped it - maybe
+        to another car: the gateway reads the VIN again when this changes)."""
+        return int(getattr(self.link, "connects", 1))
+
     def ecu(self, which: str | int | EcuInfo, *, timing: UdsConfig | None = None) -> EcuSession:
         info = which if isinstance(which, EcuInfo) else self.catalog.find(which)
         session = self._sessions.get(info.address)
