@@ -43,9 +43,41 @@ def _entitlements(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return open_entitlements(cfg, Store(cfg.storage.state_dir))
 
 
+MAX_FILE = 64 * 1024
+"""a ticket or revocation list file: far more than any holds (tokens are at most 4,096 characters)"""
+
+
+def read_token_file(path: Path, what: str = "ticket") -> str:
+    """The text of a ticket or revocation list file ('-': standard input): UTF-8, bounded in size;
+    anything else is a :class:`TicketError` that says what is wrong with the file."""
+    try:
+        if str(path) == "-":
+            raw = sys.stdin.buffer.read(MAX_FILE + 1)
+        else:
+            with path.open("rb") as f:
+                raw = f.read(MAX_FILE + 1)
+    except OSError as err:
+        raise TicketError(
+            f"cannot read the {what} file {path}: {err.strerror or err}",
+            hint="Check the file name",
+        ) from err
+    if len(raw) > MAX_FILE:
+        raise TicketError(
+            f"{path} is larger than any {what} ({MAX_FILE} bytes at most)",
+            hint=f"Give the file with the {what} from the portal",
+        )
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError as err:
+        raise TicketError(
+            f"{path} is not a {what}: it is not UTF-8 text (byte {err.start})",
+            hint=f"Give the file with the {what} from the portal, as the portal saved it",
+        ) from err
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     if args.file is not None:
-        token = sys.stdin.read() if str(args.file) == "-" else args.file.read_text()
+        token = read_token_file(args.file)
     elif args.token:
         token = args.token
     else:
@@ -86,6 +118,6 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_revocations(args: argparse.Namespace) -> int:
-    n = _entitlements(args).apply_revocations(args.file.read_text().strip())
+    n = _entitlements(args).apply_revocations(read_token_file(args.file, "revocation list"))
     print(f"revocation list applied: {n} ticket(s) revoked")
     return 0

@@ -95,14 +95,14 @@ def decode(data: bytes) -> Message:
         raise ProtocolError("message is not a JSON object")
     if raw.get("v") != VERSION:
         raise ProtocolError(
-            f"message version {raw.get('v')!r} is not supported (this box speaks {VERSION})"
+            f"message version {str(raw.get('v'))[:20]} is not supported (this box speaks {VERSION})"
         )
     extra = set(raw) - {"v", "type", "id", "corr", "body", "ticket", "time"}
     if extra:
         raise ProtocolError(f"message has unknown fields: {', '.join(sorted(extra))}")
     kind, mid, corr, body = raw.get("type"), raw.get("id"), raw.get("corr"), raw.get("body")
-    if kind not in TYPES:
-        raise ProtocolError(f"unknown message type {kind!r}")
+    if not isinstance(kind, str) or kind not in TYPES:
+        raise ProtocolError(f"unknown message type {str(kind)[:40]!r}")
     if not isinstance(mid, str) or not 8 <= len(mid) <= 64:
         raise ProtocolError("message id missing or not 8-64 characters")
     if corr is not None and (not isinstance(corr, str) or len(corr) > 64):

@@ -4,6 +4,7 @@ at least once, idempotent ids, survives a restart)."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from hypothesis import given, settings
@@ -185,3 +186,87 @@ def test_an_unsigned_envelope_time_never_moves_trusted_time(tmp_path) -> None:
     forged = time_beacon(Ed25519PrivateKey.generate(), "k1", "box-test-0001", now=ahead)
     link.received(Message("time.beacon", {"beacon": forged}).encode(), None)
     assert clock.now() == system[0] + 600
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+FIELDS = ["v", "type", "id", "corr", "body", "ticket", "time"]
+
+
+def all_finite(value) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(all_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(all_finite(v) for v in value)
+    return True
+
+
+def envelopes():
+    good = {"v": 1, "type": "job.cancel", "id": "a" * 12, "corr": None, "body": {"job": "x"}}
+    mutated = st.tuples(st.sampled_from(FIELDS), JSON_VALUES).map(
+        lambda fv: json.dumps({**good, fv[0]: fv[1]}).encode()
+    )
+    deep = st.integers(min_value=33, max_value=5000).map(
+        lambda n: json.dumps({**good, "body": {"x": 0}}).replace("0", "[" * n + "]" * n).encode()
+    )
+    return mutated | deep | st.binary(max_size=200)
+
+
+@settings(max_examples=400, deadline=None)
+@given(envelopes())
+def test_any_envelope_is_a_clear_refusal_or_a_finite_message(raw: bytes) -> None:
+    try:
+        msg = decode(raw)
+    except ProtocolError as err:
+        assert str(err)
+    else:
+        assert msg.time is None or math.isfinite(msg.time)
+        assert all_finite(msg.body)
+
+
+@pytest.fixture(scope="module")
+def linked(tmp_path_factory):
+    """A gateway with its portal link (no carrier): messages go in through ``received``."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from firmware_py.cloud.portal_link import PortalLink
+    from firmware_py.config import CloudConfig
+    from firmware_py.gateway.entitlements import Entitlements
+    from firmware_py.gateway.service import Gateway
+    from firmware_py.gateway.trusted_time import TrustedClock
+
+    store = Store(tmp_path_factory.mktemp("link"))
+    clock = TrustedClock(store, system=lambda: 1_800_000_000.0, monotonic=lambda: 5.0)
+    key = Ed25519PrivateKey.generate()  # TEST key
+    ent = Entitlements(store, {"k1": key.public_key()}, "box-test-0001", clock)
+    gateway = Gateway(store, open_vehicle=object, handlers={}, entitlements=ent, clock=clock)
+    return PortalLink(gateway, "box-test-0001", CloudConfig()), store
+
+
+@settings(max_examples=300, deadline=None)
+@given(envelopes())
+def test_malformed_portal_messages_change_nothing_on_the_box(linked, raw: bytes) -> None:
+    link, store = linked
+    db = store.connection()
+
+    def snapshot() -> list:
+        return [
+            db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
+            for t in ("tickets", "ticket_usage", "trusted_time", "outbox", "revoked")
+        ]
+
+    before, now = [list(map(tuple, rows)) for rows in snapshot()], link.gateway.clock.now()
+    link.received(raw, None)  # raises nothing, whatever comes
+    assert [list(map(tuple, rows)) for rows in snapshot()] == before
+    assert link.gateway.clock.now() == now

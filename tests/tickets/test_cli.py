@@ -7,6 +7,11 @@ import json
 import subprocess
 import sys
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from firmware_py.cli.ticket_commands import read_token_file
+from firmware_py.errors import TicketError
 from tests.conftest import Box
 
 
@@ -107,3 +112,34 @@ def test_a_removed_ticket_added_again_keeps_what_it_used(box: Box, sim_process) 
     assert box.vci("ticket", "remove", tid).returncode == 0
     again = json.loads(box.vci("--json", "ticket", "add", token).stdout)
     assert again["state"] == "valid" and again["time_left"] < 9 * 3600  # not started afresh
+
+
+def test_unreadable_ticket_files_are_clear_errors_and_change_nothing(box: Box) -> None:
+    cases = {
+        "latin1.txt": b"vt1.\xe9\xe8\xff.AAAA\n",  # not UTF-8
+        "nested.txt": b"[" * 100_000,  # larger than any ticket
+        "empty.txt": b"",
+    }
+    for name, raw in cases.items():
+        (box.root / name).write_bytes(raw)
+    cases["missing.txt"] = b""
+    for name in cases:
+        for command in (["ticket", "add", "--file"], ["ticket", "revocations"]):
+            proc = box.vci(*command, str(box.root / name))
+            assert proc.returncode == 2, (name, command, proc.stderr)
+            assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+    assert json.loads(box.vci("--json", "ticket", "list").stdout) == []
+    assert "not UTF-8" in box.vci("ticket", "add", "--file", str(box.root / "latin1.txt")).stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=600) | st.text(max_size=300).map(lambda t: t.encode("utf-16")))
+def test_any_ticket_file_gives_text_or_a_ticket_error(tmp_path_factory, raw: bytes) -> None:
+    path = tmp_path_factory.mktemp("file") / "ticket.txt"
+    path.write_bytes(raw)
+    try:
+        text = read_token_file(path)
+    except TicketError as err:
+        assert str(path) in str(err) and err.hint
+    else:
+        assert text == raw.decode("utf-8").strip()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 import threading
 
 import pytest
@@ -490,3 +491,120 @@ def test_usage_kept_before_the_ledger_is_adopted(tmp_path, portal_key, clocks) -
     ent = Entitlements(store, {"k1": portal_key.public_key()}, DEVICE, clock)
     ent.remove_ticket(tid)
     assert ent.add_ticket(token).state == "used up"
+
+
+# -- malformed input inside a correctly signed token: a clear refusal and no change ----------------
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+def store_snapshot(ent: Entitlements) -> str:
+    db = ent.store.connection()
+    tables = ("tickets", "ticket_usage", "revoked", "revocation_state", "trusted_time", "outbox")
+    return json.dumps(
+        [list(map(tuple, db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall())) for t in tables]
+    )
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One box for many examples: every refused example must leave it exactly as it was."""
+    key = Ed25519PrivateKey.generate()  # TEST key
+    store = Store(tmp_path_factory.mktemp("malformed"))
+    clock = TrustedClock(store, system=lambda: T0, monotonic=lambda: 1000.0)
+    return Entitlements(store, {"k1": key.public_key()}, DEVICE, clock), key
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    field=st.sampled_from(
+        sorted(
+            [
+                "v",
+                "tid",
+                "tariff",
+                "scopes",
+                "device",
+                "vin",
+                "iat",
+                "nbf",
+                "exp",
+                "duration",
+                "uses",
+                "kid",
+            ]
+        )
+    ),
+    value=JSON_VALUES,
+)
+def test_any_value_in_any_ticket_field_is_a_clear_refusal_or_a_sound_ticket(
+    shared, field: str, value
+) -> None:
+    ent, key = shared
+    payload = payload_of(ticket(key, not_after=int(T0 + 3600)))
+    payload[field] = value
+    token = sign_raw("vt1", json.dumps(payload).encode(), key)
+    before = store_snapshot(ent)
+    try:
+        info = ent.add_ticket(token)
+    except TicketRefused as err:
+        assert err.reason in ("malformed", "unknown_key", "other_device", "expired"), err
+        assert str(err) and store_snapshot(ent) == before
+    else:  # the value happened to be a valid one: a ticket with sound numbers
+        assert info.valid_until is None or math.isfinite(info.valid_until)
+        ent.remove_ticket(info.tid)
+    assert math.isfinite(ent.clock.now())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(min_value=33, max_value=1500).flatmap(
+        lambda n: st.sampled_from(["[" * n + "]" * n, '{"a":' * n + "1" + "}" * n, "[" * n])
+    )
+)
+def test_deeply_nested_tickets_and_revocation_lists_are_refused(shared, body: str) -> None:
+    ent, key = shared
+    before = store_snapshot(ent)
+    for prefix, add in (("vt1", ent.add_ticket), ("vr1", ent.apply_revocations)):
+        with pytest.raises(TicketRefused, match="nested deeper|not valid JSON|too long") as info:
+            add(sign_raw(prefix, body.encode(), key))
+        assert info.value.reason == "malformed"
+    assert store_snapshot(ent) == before
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seq=JSON_VALUES | st.integers(),
+    revoked=JSON_VALUES | st.lists(st.text(max_size=70), max_size=3),
+    iat=JSON_VALUES | st.integers(),
+)
+def test_malformed_revocation_lists_are_refused_and_change_nothing(
+    shared, seq, revoked, iat
+) -> None:
+    ent, key = shared
+    body = json.dumps({"seq": seq, "revoked": revoked, "iat": iat, "kid": "k1"}).encode()
+    before = store_snapshot(ent)
+    try:
+        ent.apply_revocations(sign_raw("vr1", body, key))
+    except TicketRefused as err:
+        assert err.reason == "malformed" and store_snapshot(ent) == before
+    assert math.isfinite(ent.clock.now())
+
+
+def test_non_utf8_and_binary_payloads_are_refused(shared) -> None:
+    ent, key = shared
+    before = store_snapshot(ent)
+    for body in (b"\xff\xfe{}", b'{"v": 1, "v": 1}', b"\x00" * 40, b'{"tid": "\xc3"}'):
+        with pytest.raises(TicketRefused) as info:
+            ent.add_ticket(sign_raw("vt1", body, key))
+        assert info.value.reason == "malformed"
+    assert store_snapshot(ent) == before
