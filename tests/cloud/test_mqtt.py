@@ -79,10 +79,14 @@ def test_remote_fault_memory_read_and_clear_under_a_ticket(remote_box, tmp_path)
     records = RecordStore(tmp_path / "portal.sqlite")
     session.keep_records(records)
     deadline = time.monotonic() + 15
-    while records.count(BOX) < 2 and time.monotonic() < deadline:
+    while records.count(BOX) < 4 and time.monotonic() < deadline:  # 2 job results, 2 ticket records
         time.sleep(0.1)
-    kept = sorted((r["body"]["job"]["kind"], r["body"]["job"]["who"]) for r in records.latest())
+    jobs = [r for r in records.latest() if r["kind"] == "job.result"]
+    kept = sorted((r["body"]["job"]["kind"], r["body"]["job"]["who"]) for r in jobs)
     assert kept == [("clear_fault_memory", USER), ("read_fault_memory", USER)]
+    # and what the ticket used: its activation by the clearing (docs/tickets.md)
+    tid = next(r["body"]["ticket"] for r in records.latest() if r["kind"] == "ticket.activated")
+    assert records.ticket_usage(tid)["uses"] == 1
 
 
 def test_remote_service_reset_and_coding_read(remote_box) -> None:

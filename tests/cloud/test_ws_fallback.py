@@ -101,7 +101,10 @@ def test_outbox_records_arrive_through_the_bridge(ws_box, tmp_path) -> None:
         )
     records = RecordStore(tmp_path / "portal.sqlite")
     received = session.collect_outbox(records, seconds=6)
-    assert received == records.count(BOX) == 3
+    # three job results, and what the ticket used: its activation and three uses
+    assert received == records.count(BOX) == 7
+    kinds = sorted(r["kind"] for r in records.latest())
+    assert kinds == ["job.result"] * 3 + ["ticket.activated"] + ["ticket.used"] * 3
     deadline = time.monotonic() + 5
     outbox = Outbox(Store(box.root / "state"))
     while outbox.count() and time.monotonic() < deadline:
