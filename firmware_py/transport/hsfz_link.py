@@ -107,6 +107,7 @@ class HsfzLink:
             ) from err
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock, self._decoder = sock, Decoder()
+        self.connects = getattr(self, "connects", 0) + 1  # VehicleSession.connects
         if self.trace_path is not None and self.trace is None:
             self.trace = DoipTrace(self.trace_path, sock.getsockname()[:2], sock.getpeername()[:2])
 
