@@ -202,8 +202,8 @@ class Gateway:
                     # the portal's copy of what was done to the car (service history) and of
                     # every job of a remote session (the remote session log)
                     self.outbox.keep_job(job, self.worker.vin)
-                if self.vehicle.get("vin") != self.worker.vin:  # read again, or the link lost
-                    self.vehicle.update(vin=self.worker.vin)
+                vin_changed = self.vehicle.get("vin") != self.worker.vin  # read again, or lost
+                self.vehicle.update(vin=self.worker.vin)
                 if event.kind == "job.done" and job.get("kind") == "identify":
                     result = job.get("result") or {}
                     self.vehicle.update(
@@ -214,7 +214,7 @@ class Gateway:
                     "vehicle_not_found",
                 ):
                     self.vehicle.update(connected=False)
-                else:
+                elif not vin_changed:
                     continue
                 self.bus.publish("vehicle.state", {"vehicle": self.vehicle_state()})
         finally:
