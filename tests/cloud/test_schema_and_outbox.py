@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from firmware_py.cloud.portal_link import PortalLink
 from firmware_py.cloud.schema import MAX_MESSAGE, Message, ProtocolError, decode
 from firmware_py.gateway.outbox import Outbox
 from firmware_py.gateway.store import Store
@@ -158,12 +159,27 @@ def test_the_example_acl_gives_a_user_what_user_acl_writes() -> None:
     assert not [r for r in rules if "readwrite" in r or r.endswith("/#")], rules
 
 
+FROM_ALICE = "vci/box/box-test-0001/req/portal-alice"
+
+
+class KeptLink(PortalLink):
+    """The portal link's shared part with a carrier that keeps what it would publish."""
+
+    carrier = "kept"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent: list[tuple[str, bytes]] = []
+
+    def publish(self, topic: str, payload: bytes, corr: bytes | None = None) -> None:
+        self.sent.append((topic, payload))
+
+
 def test_an_unsigned_envelope_time_never_moves_trusted_time(tmp_path) -> None:
     """The envelope's ``time`` is not signed: a portal user (or anyone on the path) who sets it
     far ahead must not expire every ticket; only a time.beacon signed by the portal moves it."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from firmware_py.cloud.portal_link import PortalLink
     from firmware_py.config import CloudConfig
     from firmware_py.gateway.entitlements import Entitlements
     from firmware_py.gateway.service import Gateway
@@ -176,16 +192,18 @@ def test_an_unsigned_envelope_time_never_moves_trusted_time(tmp_path) -> None:
     key = Ed25519PrivateKey.generate()  # TEST key
     ent = Entitlements(store, {"k1": key.public_key()}, "box-test-0001", clock)
     gateway = Gateway(store, open_vehicle=object, handlers={}, entitlements=ent, clock=clock)
-    link = PortalLink(gateway, "box-test-0001", CloudConfig())
+    link = KeptLink(gateway, "box-test-0001", CloudConfig())
     ahead = system[0] + 5 * 365 * 86400
-    link.received(Message("outbox.ack", {"ids": []}, time=ahead).encode(), None)
+    link.received(FROM_ALICE, Message("outbox.ack", {"ids": []}, time=ahead).encode(), None)
     assert clock.now() == system[0]
     beacon = time_beacon(key, "k1", "box-test-0001", now=system[0] + 600)
-    link.received(Message("time.beacon", {"beacon": beacon}).encode(), None)
-    assert clock.now() == system[0] + 600
+    link.received(FROM_ALICE, Message("time.beacon", {"beacon": beacon}).encode(), None)
+    assert clock.now() == system[0] + 600 and link.sent == []
     forged = time_beacon(Ed25519PrivateKey.generate(), "k1", "box-test-0001", now=ahead)
-    link.received(Message("time.beacon", {"beacon": forged}).encode(), None)
+    link.received(FROM_ALICE, Message("time.beacon", {"beacon": forged}).encode(), None)
     assert clock.now() == system[0] + 600
+    [(topic, answer)] = link.sent  # the refusal goes back to the sender
+    assert topic.endswith("/res/portal-alice") and b"signature is not valid" in answer
 
 
 JSON_VALUES = st.recursive(
@@ -240,7 +258,6 @@ def linked(tmp_path_factory):
     """A gateway with its portal link (no carrier): messages go in through ``received``."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from firmware_py.cloud.portal_link import PortalLink
     from firmware_py.config import CloudConfig
     from firmware_py.gateway.entitlements import Entitlements
     from firmware_py.gateway.service import Gateway
@@ -251,7 +268,7 @@ def linked(tmp_path_factory):
     key = Ed25519PrivateKey.generate()  # TEST key
     ent = Entitlements(store, {"k1": key.public_key()}, "box-test-0001", clock)
     gateway = Gateway(store, open_vehicle=object, handlers={}, entitlements=ent, clock=clock)
-    return PortalLink(gateway, "box-test-0001", CloudConfig()), store
+    return KeptLink(gateway, "box-test-0001", CloudConfig()), store
 
 
 @settings(max_examples=300, deadline=None)
@@ -267,6 +284,6 @@ def test_malformed_portal_messages_change_nothing_on_the_box(linked, raw: bytes)
         ]
 
     before, now = [list(map(tuple, rows)) for rows in snapshot()], link.gateway.clock.now()
-    link.received(raw, None)  # raises nothing, whatever comes
+    link.received(FROM_ALICE, raw, None)  # raises nothing, whatever comes
     assert [list(map(tuple, rows)) for rows in snapshot()] == before
     assert link.gateway.clock.now() == now
