@@ -11,6 +11,7 @@ with the "response pending" frames first; the waiting is here, not in the UDS lo
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import threading
@@ -20,7 +21,7 @@ from collections.abc import Callable
 import can
 import isotp
 
-from firmware_py.sim.ecu import PENDING_INTERVAL, EcuModel
+from firmware_py.sim.ecu import PENDING_FOREVER, PENDING_INTERVAL, EcuModel
 from firmware_py.sim.faults import BusFaults
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ BMW_REQUEST_ID = 0x6F1
 BMW_RESPONSE_BASE = 0x600
 BMW_FUNCTIONAL = 0xDF  # first byte of a functional request on 0x6F1
 OBD_FUNCTIONAL_ID = 0x7DF  # functional request identifier in normal addressing (ISO 15765-4)
+MAX_MESSAGE = 4095  # ISO 15765-2 on classic CAN: longer answers are NRC 0x14 (responseTooLong)
 
 
 class _EcuStack(isotp.NotifierBasedCanStack):
@@ -167,13 +169,18 @@ class CanFace:
                 continue
             reply = model.handle(bytes(request), self.clock(), functional=functional)
             try:
-                for _ in range(reply.pending):
+                pending = (
+                    itertools.count() if reply.pending == PENDING_FOREVER else range(reply.pending)
+                )
+                for _ in pending:  # for ever: until the simulator stops
                     stack.send(bytes([0x7F, request[0], 0x78]))
                     if self._stop.wait(PENDING_INTERVAL):
                         return
                 if reply.delay and self._stop.wait(reply.delay):
                     return
-                if reply.response is not None:
+                if reply.response is not None and len(reply.response) > MAX_MESSAGE:
+                    stack.send(bytes([0x7F, request[0], 0x14]))  # responseTooLong
+                elif reply.response is not None:
                     stack.send(reply.response)
             except Exception:  # noqa: BLE001
                 log.exception("ISO-TP send failed for %s", model.spec.name)

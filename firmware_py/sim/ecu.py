@@ -39,6 +39,8 @@ from firmware_py.sim.vehicle import BatterySpec, CbsItemSpec, EcuSpec, VehicleSp
 
 P2, P2_STAR, S3 = 0.050, 5.0, 5.0
 PENDING_INTERVAL = 0.3  # seconds between "response pending" frames of a slow service
+PENDING_FOREVER = -1  # Reply.pending: "response pending" until the tester goes away
+FLOOD_DTC_BASE = 0x500000  # codes of the made-up DTCs of the dtc-flood fault
 SECURITY_ATTEMPTS = 3
 
 # DIDs (docs/simulator.md)
@@ -75,7 +77,8 @@ class Reply:
     response: bytes | None
     """Final response; ``None``: the ECU does not answer."""
     pending: int = 0
-    """"response pending" (7F SID 78) frames sent before it, PENDING_INTERVAL apart."""
+    """"response pending" (7F SID 78) frames sent before it, PENDING_INTERVAL apart;
+    PENDING_FOREVER: they never end (the final response is never sent)."""
     delay: float = 0.0
     """extra seconds before the final response (after the pending frames)."""
     reset: bool = False
@@ -185,6 +188,8 @@ class EcuModel(Programming):
             sid = request[0]
             if sid in f.nrc:
                 return Reply(bytes([0x7F, sid, f.nrc[sid]]), delay=f.delay)
+            if sid in f.pending_forever:
+                return Reply(None, pending=PENDING_FOREVER)
             try:
                 service = check_request(self.services, request, self)
                 response = getattr(self, service.handler)(request, now)
@@ -247,32 +252,44 @@ class EcuModel(Programming):
             raise Nack(Nrc.SUB_FUNCTION_NOT_SUPPORTED)
         if len(req) != expected[sub]:
             raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
+        flood = self.faults.dtc_flood  # made-up stored DTCs (status 0x08 confirmed)
         if sub == 0x01:
             count = sum(1 for d in self.dtcs if d.status & req[2])
-            return bytes([0x59, 0x01, 0xFF, 0x01]) + struct.pack(">H", count)
+            count += flood if req[2] & 0x08 else 0
+            return bytes([0x59, 0x01, 0xFF, 0x01]) + struct.pack(">H", min(count, 0xFFFF))
         if sub in (0x02, 0x0A):
             mask = req[2] if sub == 0x02 else 0xFF
             out = bytearray([0x59, sub, 0xFF])
             for d in self.dtcs:
                 if sub == 0x0A or d.status & mask:
                     out += d.code.to_bytes(3, "big") + bytes([d.status])
+            if mask & 0x08:
+                out += b"".join(
+                    (FLOOD_DTC_BASE + i).to_bytes(3, "big") + b"\x08" for i in range(flood)
+                )
             return bytes(out)
+        s = self.spec
+        nrc = s.dtc_snapshot_nrc if sub == 0x04 else s.dtc_extended_data_nrc
+        if nrc:
+            raise Nack(Nrc(nrc))  # this ECU keeps no such records (vehicle file)
         d = self._find_dtc(int.from_bytes(req[2:5], "big"))
         record = req[5]
         out = bytearray([0x59, sub]) + d.code.to_bytes(3, "big") + bytes([d.status])
         if sub == 0x04:
             if record not in (0x01, 0xFF):
                 raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
-            out += bytes([0x01, 0x02]) + struct.pack(
+            out += bytes([0x01, 2 + len(s.snapshot_dids)]) + struct.pack(
                 ">HIHH", 0x1700, d.mileage, 0x1701, d.voltage_mv
             )
+            for did, data in s.snapshot_dids.items():
+                out += did.to_bytes(2, "big") + data
         else:
-            if record not in (0x01, 0x02, 0xFF):
+            known = {0x01: bytes([d.occurrences]), 0x02: bytes([d.aging]), **s.extended_records}
+            if record != 0xFF and record not in known:
                 raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
-            if record in (0x01, 0xFF):
-                out += bytes([0x01, d.occurrences])
-            if record in (0x02, 0xFF):
-                out += bytes([0x02, d.aging])
+            for number, data in known.items():
+                if record in (number, 0xFF):
+                    out += bytes([number]) + data
         return bytes(out)
 
     def _did_value(self, did: int) -> bytes | None:
@@ -318,7 +335,7 @@ class EcuModel(Programming):
         out = bytearray([0x62])
         for i in range(1, len(req), 2):
             did = (req[i] << 8) | req[i + 1]
-            value = self._did_value(did)
+            value = None if did in self.spec.lacks_dids else self._did_value(did)
             if value is not None:
                 out += req[i : i + 2] + value
         if len(out) == 1:

@@ -7,6 +7,8 @@ Spec strings (``--fault``), comma-free, one fault each::
     silent:DSC                   the ECU does not answer at all
     nrc:DME:0x22=0x22            the ECU answers service 0x22 with NRC 0x22
     pending:DME=5                extra "response pending" frames for slow routines
+    pending-forever:DME:0x36     the ECU answers service 0x36 with "response pending" for ever
+    dtc-flood:DSC=200000         the ECU stores that many more (made-up) DTCs: a huge 0x19 answer
     truncate:EGS                 positive responses lose their last byte (wrong length)
     reset-after-blocks:DME=100   the ECU resets itself after 100 TransferData blocks
     doip-reset-after=50          the DoIP entity drops the TCP connection after 50 diagnostic messages
@@ -34,6 +36,10 @@ class EcuFaults:
     extra_pending: int = 0
     truncate_response: bool = False
     reset_after_blocks: int = 0
+    pending_forever: set[int] = field(default_factory=set)
+    """SIDs answered with "response pending" for ever"""
+    dtc_flood: int = 0
+    """made-up confirmed DTCs added to the fault memory's answers"""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +49,8 @@ class EcuFaults:
             "pending": self.extra_pending,
             "truncate": self.truncate_response,
             "reset_after_blocks": self.reset_after_blocks,
+            "pending_forever": [f"0x{sid:02X}" for sid in sorted(self.pending_forever)],
+            "dtc_flood": self.dtc_flood,
         }
 
 
@@ -91,6 +99,10 @@ def parse_fault(spec: str) -> dict[str, Any]:
         return {"ecu": parts[1], "nrc": {parts[2]: _int(value)}}
     if kind == "pending" and len(parts) == 2:
         return {"ecu": parts[1], "pending": _int(value)}
+    if kind == "pending-forever" and len(parts) == 3:
+        return {"ecu": parts[1], "pending_forever": [parts[2]]}
+    if kind == "dtc-flood" and len(parts) == 2:
+        return {"ecu": parts[1], "dtc_flood": _int(value)}
     if kind == "truncate" and len(parts) == 2:
         return {"ecu": parts[1], "truncate": True}
     if kind == "reset-after-blocks" and len(parts) == 2:

@@ -101,6 +101,10 @@ class SimulatedVehicle:
                     f.extra_pending = int(faults.pop("pending"))
                 if "truncate" in faults:
                     f.truncate_response = bool(faults.pop("truncate"))
+                if "pending_forever" in faults:
+                    f.pending_forever.update(int(str(k), 0) for k in faults.pop("pending_forever"))
+                if "dtc_flood" in faults:
+                    f.dtc_flood = int(faults.pop("dtc_flood"))
                 if "reset_after_blocks" in faults:
                     f.reset_after_blocks = int(faults.pop("reset_after_blocks"))
         b = self.bus_faults

@@ -124,9 +124,39 @@ class EcuSpec:
     """Condition Based Service items (DID 0x2500, reset by routine 0x1010)"""
     battery: BatterySpec | None = None
     """registered battery (DID 0x2510, registration routine 0x1020)"""
+    # -- how this ECU differs from the others (real ECUs do; docs/simulator.md) --
+    lacks_dids: frozenset[int] = frozenset()
+    """DIDs this ECU does not have: left out of a multi-DID answer (ISO 14229-1 allows it),
+    NRC 0x31 when asked alone"""
+    dtc_snapshot_nrc: int = 0
+    """answer 0x19 04 (snapshot records) with this NRC (0x12, 0x31): the ECU keeps none; 0: answer"""
+    dtc_extended_data_nrc: int = 0
+    """answer 0x19 06 (extended data records) with this NRC; 0: answer"""
+    snapshot_dids: dict[int, bytes] = field(default_factory=dict)
+    """manufacturer-specific DIDs (and their data) added to every snapshot record after the
+    standard ones (mileage 0x1700, voltage 0x1701)"""
+    extended_records: dict[int, bytes] = field(default_factory=dict)
+    """extended data records (number -> data) after the standard ones (0x01 occurrence
+    counter, 0x02 aging counter), of sizes only the manufacturer knows"""
 
     def __post_init__(self) -> None:
         where = f"ecu {self.name}"
+        _check(
+            self.dtc_snapshot_nrc in (0, 0x12, 0x22, 0x31)
+            and self.dtc_extended_data_nrc in (0, 0x12, 0x22, 0x31),
+            where,
+            "dtc_snapshot_nrc / dtc_extended_data_nrc must be 0, 0x12, 0x22 or 0x31",
+        )
+        _check(
+            all(0 <= d <= 0xFFFF for d in (*self.lacks_dids, *self.snapshot_dids)),
+            where,
+            "DIDs are 2 bytes",
+        )
+        _check(
+            all(0x03 <= r <= 0xEF for r in self.extended_records),
+            where,
+            "extended_records numbers must be 0x03..0xEF (0x01, 0x02 are the standard counters)",
+        )
         _check(
             0 < self.address <= 0xFF and self.address not in (0xF1, 0xDF),
             where,
@@ -189,6 +219,11 @@ def _version_tuple(value: Any, where: str) -> tuple[int, int, int]:
     return (value[0], value[1], value[2])
 
 
+def _hex_table(raw: dict[str, Any]) -> dict[int, bytes]:
+    """``{ 0x2F0C = "1E 05" }`` -> {0x2F0C: b"\\x1e\\x05"}"""
+    return {int(k, 0): bytes.fromhex(str(v)) for k, v in raw.items()}
+
+
 def _ecu_from(raw: dict[str, Any]) -> EcuSpec:
     name = str(raw.get("name", "?"))
     where = f"ecu {name}"
@@ -227,6 +262,11 @@ def _ecu_from(raw: dict[str, Any]) -> EcuSpec:
             live={k: float(v) for k, v in raw.get("live", {}).items()},
             cbs=tuple(CbsItemSpec(**c) for c in raw.get("cbs", [])),
             battery=BatterySpec(**raw["battery"]) if "battery" in raw else None,
+            lacks_dids=frozenset(int(d) for d in raw.get("lacks_dids", [])),
+            dtc_snapshot_nrc=int(raw.get("dtc_snapshot_nrc", 0)),
+            dtc_extended_data_nrc=int(raw.get("dtc_extended_data_nrc", 0)),
+            snapshot_dids=_hex_table(raw.get("snapshot_dids", {})),
+            extended_records=_hex_table(raw.get("extended_records", {})),
         )
     except KeyError as err:
         raise VehicleFileError(f"{where}: missing key {err}") from err

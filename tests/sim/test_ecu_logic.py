@@ -420,3 +420,46 @@ def test_suppressed_positive_response_is_sent_after_response_pending() -> None:
     assert reply.response == bytes.fromhex("7101FF0000")  # ... so the final answer is owed
     quick = m.handle(bytes.fromhex("3181FF01"), 0.0)
     assert quick.pending == 0 and quick.response is None
+# -- ECUs that differ (vehicle file fields, docs/simulator.md) --------------------------------
+
+
+def test_an_ecu_without_a_did_leaves_it_out_of_a_multi_did_answer() -> None:
+    m = ecu("HU")
+    out = bytes.fromhex(ask(m, "22F187F18CF189"))
+    assert out[:3] == bytes.fromhex("62F187") and out[10:12] == b"\xf1\x89"  # no F18C
+    assert ask(m, "22F18C") == "7F2231"
+
+
+def test_an_ecu_without_snapshots_or_extended_data_answers_their_nrc() -> None:
+    m = ecu("HU")
+    assert ask(m, "19020C").startswith("5902FFB7F32009")
+    assert ask(m, "1904B7F320FF") == "7F1912"
+    assert ask(m, "1906B7F320FF") == "7F1931"
+
+
+def test_manufacturer_snapshot_dids_and_extended_records_follow_the_standard_ones() -> None:
+    m = ecu("BDC")
+    snapshot = bytes.fromhex(ask(m, "1904A0C100FF"))
+    assert snapshot[6:8] == bytes.fromhex("0103")  # record 1, three DIDs
+    assert snapshot[-6:] == bytes.fromhex("2F0C1E05000A")
+    assert ask(m, "1906A0C100FF") == "5906A0C10028" + "0104" + "0205" + "300012A407" + "3102"
+    assert ask(m, "1906A0C10030") == "5906A0C10028300012A407"
+    assert ask(m, "1906A0C10040") == "7F1931"
+
+
+def test_dtc_flood_fault_makes_a_huge_fault_memory_answer() -> None:
+    m = ecu("DSC")
+    m.faults.dtc_flood = 100_000
+    out = bytes.fromhex(ask(m, "19020C"))
+    assert (
+        len(out) == 3 + 4 * 100_001 and out[-4:] == (0x500000 + 99_999).to_bytes(3, "big") + b"\x08"
+    )
+    assert ask(m, "19010C") == "5901FF01FFFF"  # the count saturates at 0xFFFF
+
+
+def test_pending_forever_fault_answers_only_response_pending() -> None:
+    m = ecu("EGS")
+    m.faults.pending_forever.add(0x36)
+    reply = m.handle(bytes.fromhex("360100"), 0.0)
+    assert reply.response is None and reply.pending < 0
+    assert ask(m, "3E00") == "7E00"  # other services answer as before
