@@ -69,6 +69,20 @@ class UdsConfig:
     """Session timeout of the ECU; tester present is sent well within it."""
     tester_present_interval: float = 2.0
     """Interval of our 0x3E 0x80 while a non-default session is open."""
+    request_deadline: float = 30.0
+    """Longest one request may take in all, every "response pending" (NRC 0x78) included; then
+    the ECU counts as not answering. ISO 14229-2 bounds each wait (P2, P2*) but not how often an
+    ECU may say "pending"; 30 s is six P2* periods, more than any diagnostic service needs."""
+    long_request_deadline: float = 120.0
+    """The same for the requests that program or check memory and for routines (0x31, 0x34,
+    0x36, 0x37): erasing a large flash takes a real ECU up to a minute or two."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.p2 < min(self.request_deadline, self.long_request_deadline):
+            raise ConfigError(
+                "uds: request_deadline and long_request_deadline must be longer than p2 "
+                f"(have {self.request_deadline}, {self.long_request_deadline}, p2 {self.p2})"
+            )
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,17 @@ class EcuNotRespondingError(EcuError):
     hint = "Check that the ECU is fitted and powered (ignition on), then repeat"
 
 
+class ResponseDeadlineError(EcuNotRespondingError):
+    """The ECU kept answering "response pending" (NRC 0x78) past the request's overall deadline
+    (``uds.request_deadline``, ``uds.long_request_deadline``)."""
+
+    code = "ecu_response_deadline"
+    hint = (
+        "The ECU is stuck working on the request: switch the ignition off and on, then repeat "
+        "(an interrupted flash: vci flash --resume)"
+    )
+
+
 class NegativeResponseError(EcuError):
     """The ECU sent a negative response (0x7F SID NRC)."""
 

@@ -1,7 +1,9 @@
 """``EcuSession``: UDS with one ECU on udsoncan, behind our exception tree.
 
 udsoncan encodes and decodes the services and waits out "response pending" (NRC 0x78) with
-P2*; this class adds what the box needs around it: udsoncan's exceptions converted to ours at
+P2*, within one overall deadline per request (its ``request_timeout``: ours is
+``UdsConfig.request_deadline``, or ``long_request_deadline`` for routines and the download
+services, so that no ECU can hold the vehicle worker for ever); this class adds what the box needs around it: udsoncan's exceptions converted to ours at
 this one adapter (an NRC by its ISO 14229 name, with a hint what to do), a lock so that the
 tester-present keeper never interleaves with a request, and tester present (0x3E 0x80) sent
 locally while a non-default session is open, so no session ever depends on a WAN round trip.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -34,6 +37,7 @@ from firmware_py.config import UdsConfig
 from firmware_py.errors import (
     EcuNotRespondingError,
     NegativeResponseError,
+    ResponseDeadlineError,
     SecurityAccessError,
     UnexpectedResponseError,
     VciError,
@@ -45,6 +49,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SESSIONS = {"default": 0x01, "programming": 0x02, "extended": 0x03}
+#: services that program or check memory, and routines: they get UdsConfig.long_request_deadline
+LONG_SERVICES = frozenset({0x31, 0x34, 0x36, 0x37})
 
 #: What a technician can do about an NRC (ISO 14229-1 table A.1 names come from udsoncan).
 NRC_HINTS = {
@@ -99,7 +105,7 @@ class EcuSession:
             data_identifiers=did_codecs(),
             p2_timeout=timing.p2,
             p2_star_timeout=timing.p2_star,
-            request_timeout=max(timing.p2_star * 3, 10.0),
+            request_timeout=timing.request_deadline,  # overall, "response pending" included
             use_server_timing=False,  # keep our P2/P2*; a slow ECU's 0x78 restarts P2* anyway
             dtc_snapshot_did_size=2,
             extended_data_size=1,
@@ -143,10 +149,25 @@ class EcuSession:
         return self._session
 
     # -- the one adapter from udsoncan's exceptions to ours ---------------------------------------
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def deadline_for(self, sid: int) -> float:
+        """The overall deadline of a request with service ``sid``."""
+        t = self.timing
+        return t.long_request_deadline if sid in LONG_SERVICES else t.request_deadline
+
+    def _deadline_error(self, what: str, deadline: float) -> ResponseDeadlineError:
+        return ResponseDeadlineError(
+            f"ECU {self.name} (0x{self.address:02X}) answered {what} only with "
+            f'"response pending" for {deadline:g} s, the request\'s deadline; the box gave up'
+        )
+
+    def _call(self, what: str, fn: Callable[[], T], sid: int | None = None) -> T:
+        deadline = self.deadline_for(sid) if sid is not None else self.timing.request_deadline
         with self._lock:
             if not self._opened:
                 self.open()
+            # send_request reads it per request (set_config would also re-make its logger)
+            self.client.config["request_timeout"] = deadline
+            started = time.monotonic()
             try:
                 return fn()
             except NegativeResponseException as err:
@@ -156,6 +177,8 @@ class EcuSession:
                     service, code, nrc_name(code), ecu=self.name, hint=NRC_HINTS.get(code)
                 ) from err
             except TimeoutException as err:
+                if time.monotonic() - started >= deadline:  # P2 and P2* are shorter: it was pending
+                    raise self._deadline_error(what, deadline) from err
                 raise EcuNotRespondingError(
                     f"ECU {self.name} (0x{self.address:02X}) did not answer {what}: {err}"
                 ) from err
@@ -240,6 +263,7 @@ class EcuSession:
         response = self._call(
             f"routine 0x{routine_id:04X} {control}",
             lambda: self.client.routine_control(routine_id, ctype, data),
+            sid=0x31,
         )
         assert response is not None
         return bytes(response.service_data.routine_status_record or b"")
@@ -253,7 +277,9 @@ class EcuSession:
     def request_download(self, address: int, length: int) -> int:
         """RequestDownload (0x34); returns maxNumberOfBlockLength (SID + counter + data)."""
         location = udsoncan.MemoryLocation(address, length, address_format=32, memorysize_format=32)
-        response = self._call("request download", lambda: self.client.request_download(location))
+        response = self._call(
+            "request download", lambda: self.client.request_download(location), sid=0x34
+        )
         assert response is not None
         return int(response.service_data.max_length)
 
@@ -264,7 +290,8 @@ class EcuSession:
         subclass and names response codes through ``inspect.getmembers`` on every call: measured,
         about 200 us per request, which capped 4 KiB-block flashing over DoIP near 19 MB/s.
         This loop does only what TransferData needs: send, wait P2 (P2* after each "response
-        pending"), check the echoed block sequence counter; everything else stays on udsoncan.
+        pending") within the request's overall deadline, check the echoed block sequence counter;
+        everything else stays on udsoncan.
         """
         response = self._exchange(b"\x36" + bytes([counter]) + data, "transfer data")
         if len(response) < 2 or response[1] != counter:
@@ -277,11 +304,21 @@ class EcuSession:
             if not self._opened:
                 self.open()
             conn = self.connection
+            deadline = self.deadline_for(request[0])
+            ends = time.monotonic() + deadline
             try:
                 conn.send(request)
                 timeout = self.timing.p2
                 while True:
-                    response = conn.wait_frame(timeout=timeout, exception=True)
+                    remaining = ends - time.monotonic()
+                    if remaining <= 0:
+                        raise self._deadline_error(what, deadline)
+                    try:
+                        response = conn.wait_frame(timeout=min(timeout, remaining), exception=True)
+                    except TimeoutException:
+                        if timeout >= remaining:  # P2/P2* would have outlasted the deadline
+                            raise self._deadline_error(what, deadline) from None
+                        raise
                     if response is None:
                         raise TimeoutException("no response")
                     if response[:1] == b"\x7f" and len(response) >= 3 and response[1] == request[0]:
@@ -307,7 +344,7 @@ class EcuSession:
                 ) from err
 
     def request_transfer_exit(self) -> None:
-        self._call("request transfer exit", lambda: self.client.request_transfer_exit())
+        self._call("request transfer exit", lambda: self.client.request_transfer_exit(), sid=0x37)
 
     def tester_present(self) -> None:
         self._call("tester present", lambda: self.client.tester_present())
@@ -322,7 +359,7 @@ class EcuSession:
             assert response is not None
             return bytes(response.get_payload())
 
-        return self._call(f"request {request[:3].hex()}", send)
+        return self._call(f"request {request[:3].hex()}", send, sid=request[0])
 
     # -- DTC services (decoded by udsoncan) -----------------------------------------------------
     def dtcs_by_status_mask(self, mask: int) -> list[udsoncan.Dtc]:

@@ -183,6 +183,25 @@ def test_response_pending_during_erase(flash_box, publisher, sim) -> None:
     assert sim.state()["ecus"]["EGS"]["region"]["sha256"] == region_sha(data)
 
 
+@pytest.mark.parametrize("transport", ["doip", "can"])
+def test_an_ecu_answering_response_pending_for_ever_ends_the_flash_at_the_deadline(
+    flash_box, publisher, sim, monkeypatch, transport: str
+) -> None:
+    """Every request has an overall deadline, "response pending" included: the job stops with a
+    clear error and the journal lets it resume (before: vci flash hung for ever)."""
+    monkeypatch.setenv("VCI_UDS_LONG_REQUEST_DEADLINE", "2")
+    sim.inject(ecu="EGS", pending_forever=["0x36"])
+    data = image("12.05.00", 16384)
+    pkg = publisher.package("egs.vcipkg", "EGS", EGS, "12.05.00", data)
+    proc = flash(flash_box, sim, str(pkg), transport=transport, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    err = json.loads(proc.stdout.splitlines()[-1])
+    assert "response pending" in err["message"] and "2 s" in err["message"], err
+    assert "block 1 of" in err["message"] and "vci flash --resume" in err["hint"], err
+    status = json.loads(flash_box.vci("--json", "flash", "--status").stdout)[0]
+    assert status["state"] == "stopped"
+
+
 def test_a_lost_frame_times_out_one_block_which_is_sent_again(flash_box, publisher, sim) -> None:
     data = image("08.03.00", 32 * 1024)
     pkg = publisher.package("dsc.vcipkg", "DSC", DSC, "08.03.00", data, max_block=0x402)

@@ -9,7 +9,12 @@ from collections.abc import Iterator
 import pytest
 
 from firmware_py.config import TransportConfig, UdsConfig
-from firmware_py.errors import EcuNotRespondingError, NegativeResponseError, UnexpectedResponseError
+from firmware_py.errors import (
+    EcuNotRespondingError,
+    NegativeResponseError,
+    ResponseDeadlineError,
+    UnexpectedResponseError,
+)
 from firmware_py.uds.security import SecurityProvider, register_algorithm
 from firmware_py.uds.vehicle import VehicleSession
 from tests.conftest import TRANSPORTS, SimHandle
@@ -137,3 +142,15 @@ def test_tester_present_keeps_a_session_open_past_s3(vehicle) -> None:
     assert sim.state()["ecus"]["DME"]["session"] == 0x03
     dme.change_session("default")
     assert sim.state()["ecus"]["DME"]["session"] == 0x01
+
+
+def test_response_pending_for_ever_ends_at_the_request_deadline(vehicle) -> None:
+    """udsoncan's path (not the TransferData one): the overall deadline holds, 0x78 included."""
+    v, sim = vehicle
+    sim.inject(ecu="DME", pending_forever=["0x19"])
+    dme = v.ecu("DME", timing=UdsConfig(request_deadline=1.5))
+    with pytest.raises(ResponseDeadlineError) as info:
+        dme.dtcs_by_status_mask(0xFF)
+    assert "response pending" in str(info.value) and "1.5 s" in str(info.value)
+    assert info.value.code == "ecu_response_deadline" and "ignition" in str(info.value)
+    assert v.ecu("DSC").read_dids(0xF190)[0xF190] == "WBAJA71090B123456"  # the others answer

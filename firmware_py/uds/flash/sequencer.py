@@ -20,6 +20,7 @@ from firmware_py.errors import (
     EcuNotRespondingError,
     FlashError,
     NegativeResponseError,
+    ResponseDeadlineError,
     TransportError,
     VciError,
 )
@@ -251,6 +252,12 @@ class Sequencer:
             try:
                 self.session.transfer_data(counter, data)
                 return
+            except ResponseDeadlineError as err:  # it took the block and is stuck: no repeat
+                raise FlashError(
+                    f"{self.package.ecu_name} did not finish block {block + 1} of {blocks} of segment "
+                    f"{(step.segment or 0) + 1}: {err}. The ECU is erased and not valid",
+                    hint="Switch the ignition off and on, then: vci flash --resume",
+                ) from err
             except (EcuNotRespondingError, TransportError) as err:
                 if attempt == self.options.block_retries:
                     raise FlashError(
