@@ -194,10 +194,10 @@ def cmd_identify(args: argparse.Namespace) -> int:
                 e["name"],
                 f"0x{e['address']:02X}",
                 e["description"],
-                e.get("part_number", ""),
-                e.get("hw_number", ""),
-                e.get("hw_version", ""),
-                e.get("sw_version", ""),
+                e.get("part_number") or "",
+                e.get("hw_number") or "",
+                e.get("hw_version") or "",
+                e.get("sw_version") or "",
                 state,
             ]
         )
@@ -229,6 +229,8 @@ def cmd_dtc_read(args: argparse.Namespace) -> int:
             print(f"{head}: {_error_text(e['error'])}")
             continue
         print(f"{head}: {len(e['dtcs'])} fault(s)")
+        if e.get("warning"):
+            print(f"  warning: {e['warning']}")
         for d in e["dtcs"]:
             print(
                 f"  {d['code']}  0x{d['id']}  {d['text']}\n"
@@ -242,6 +244,12 @@ def cmd_dtc_read(args: argparse.Namespace) -> int:
                     "      "
                     + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in d["extended"].items())
                 )
+            for what in ("snapshots", "extended"):
+                if d.get(f"{what}_note"):
+                    print(
+                        f"      {'snapshot' if what == 'snapshots' else 'extended data'}: "
+                        f"{d[what + '_note']}"
+                    )
     return 1 if failed and args.ecu else 0
 
 

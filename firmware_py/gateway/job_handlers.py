@@ -11,7 +11,7 @@ from typing import Any
 from firmware_py.errors import ConfigError, NegativeResponseError, VciError
 from firmware_py.gateway.jobs import Handler, JobContext
 from firmware_py.uds.catalog import EcuInfo
-from firmware_py.uds.dids import DIDS, did_name, parse_did
+from firmware_py.uds.dids import DIDS, did_name, did_not_answered, parse_did
 from firmware_py.uds.fault_memory import clear_fault_memory, read_fault_memory
 from firmware_py.uds.identification import identify_vehicle
 from firmware_py.uds.vehicle import PROBE_TIMING, VehicleSession
@@ -86,12 +86,11 @@ def read_did(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     values: dict[str, Any] = {}
     known = [d for d in dids if d in DIDS]
     if known:
-        values.update(
-            {
-                f"{did:04X}": {"name": did_name(did), "value": v}
-                for did, v in session.read_dids(*known).items()
-            }
-        )
+        answer = session.read_dids(*known)
+        for did in known:
+            values[f"{did:04X}"] = {"name": did_name(did), "value": answer.get(did)}
+            if did in answer.missing:
+                values[f"{did:04X}"]["error"] = did_not_answered(info.name, did)
     for did in dids:
         if did not in DIDS:
             entry: dict[str, Any] = {"name": did_name(did), "value": None}
@@ -149,8 +148,12 @@ def read_live_data(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     while not ctx.cancelled and time.monotonic() - started < duration:
         values = {}
         for ecu, dids in wanted.items():
-            for number, value in vehicle.ecu(ecu).read_dids(*dids).items():
-                values[f"{ecu}:{number:04X}"] = {"name": did_name(number), "value": value}
+            answer = vehicle.ecu(ecu).read_dids(*dids)
+            for number in dids:  # one the ECU left out of its answer is None
+                values[f"{ecu}:{number:04X}"] = {
+                    "name": did_name(number),
+                    "value": answer.get(number),
+                }
         rounds += 1
         ctx.progress(min_interval=0.0, t=round(time.monotonic() - started, 2), values=values)
         ctx.job.cancel.wait(interval)

@@ -145,6 +145,25 @@ DIDS: dict[int, Did] = {
 }
 
 
+class DidValues(dict[int, Any]):
+    """Decoded values of a ReadDataByIdentifier, by DID, and the requested DIDs the ECU left out
+    of its answer (ISO 14229-1 lets an ECU answer a multi-DID request with those it has)."""
+
+    def __init__(self, values: dict[int, Any], missing: tuple[int, ...] = ()) -> None:
+        super().__init__(values)
+        self.missing = missing
+
+
+def did_not_answered(ecu: str, did: int) -> dict[str, object]:
+    """The error entry (as :meth:`VciError.to_dict` shapes it) of a DID an ECU left out of its
+    answer to a multi-DID request."""
+    return {
+        "error": "did_not_answered",
+        "message": f"ECU {ecu} left DID {did:04X} out of its answer: it does not have it here",
+        "hint": "Read that DID alone to see the ECU's reason (e.g. another session is needed)",
+    }
+
+
 def did_codecs() -> dict[int, DidCodec]:
     return {d.did: d.codec for d in DIDS.values()}
 

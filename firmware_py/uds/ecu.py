@@ -32,6 +32,7 @@ from udsoncan.exceptions import (
     UnexpectedResponseException,
 )
 from udsoncan.ResponseCode import ResponseCode
+from udsoncan.services import ReadDataByIdentifier, ReadDTCInformation
 
 from firmware_py.config import UdsConfig
 from firmware_py.errors import (
@@ -42,7 +43,7 @@ from firmware_py.errors import (
     UnexpectedResponseError,
     VciError,
 )
-from firmware_py.uds.dids import did_codecs
+from firmware_py.uds.dids import DidValues, did_codecs
 from firmware_py.uds.security import SecurityProvider
 
 log = logging.getLogger(__name__)
@@ -217,12 +218,34 @@ class EcuSession:
         finally:
             self.change_session("default")
 
-    def read_dids(self, *dids: int) -> dict[int, Any]:
-        response = self._call(
-            "read data by identifier", lambda: self.client.read_data_by_identifier(list(dids))
-        )
-        assert response is not None
-        return dict(response.service_data.values)
+    def read_dids(self, *dids: int) -> DidValues:
+        """ReadDataByIdentifier of known DIDs (:mod:`.dids`). A multi-DID request may be answered
+        in part (ISO 14229-1: the ECU leaves out what it does not have): the values it gave are
+        kept and the others are in ``.missing``. udsoncan's ``read_data_by_identifier`` raises
+        then and loses the values, so this uses its request and decoding without that check."""
+        didlist = list(dids)
+        config = self.client.config
+
+        def read() -> DidValues:
+            codecs = config["data_identifiers"]
+            request = ReadDataByIdentifier.make_request(didlist=didlist, didconfig=codecs)
+            response = self.client.send_request(request)
+            assert response is not None
+            values = ReadDataByIdentifier.interpret_response(
+                response,
+                didlist=didlist,
+                didconfig=codecs,
+                tolerate_zero_padding=config["tolerate_zero_padding"],
+            ).service_data.values
+            extra = set(values) - set(didlist)
+            if extra or not values:
+                raise UnexpectedResponseError(
+                    f"ECU {self.name} answered DIDs {sorted(extra) or 'none'} to a request for "
+                    f"{' '.join(f'{d:04X}' for d in didlist)}"
+                )
+            return DidValues(values, tuple(d for d in didlist if d not in values))
+
+        return self._call("read data by identifier", read, sid=0x22)
 
     def read_did_raw(self, did: int) -> bytes:
         response = self.raw(bytes([0x22, did >> 8, did & 0xFF]))
@@ -361,28 +384,46 @@ class EcuSession:
 
         return self._call(f"request {request[:3].hex()}", send, sid=request[0])
 
-    # -- DTC services (decoded by udsoncan) -----------------------------------------------------
-    def dtcs_by_status_mask(self, mask: int) -> list[udsoncan.Dtc]:
-        response = self._call(
-            "read DTC information", lambda: self.client.get_dtc_by_status_mask(mask)
-        )
-        assert response is not None
-        return list(response.service_data.dtcs)
+    # -- DTC services ------------------------------------------------------------------------------
+    def dtcs_by_status_mask(self, mask: int, limit: int) -> tuple[list[udsoncan.Dtc], int]:
+        """ReadDTCInformation 0x02, decoded by udsoncan: at most ``limit`` DTCs, and how many the
+        ECU sent. The answer is cut to ``limit`` records before udsoncan decodes it (an object
+        per DTC), so an ECU that reports hundreds of thousands costs its bytes, not gigabytes."""
+        config = self.client.config
 
-    def dtc_snapshots(self, dtc: int) -> udsoncan.Dtc | None:
-        response = self._call(
-            "read DTC snapshot", lambda: self.client.get_dtc_snapshot_by_dtc_number(dtc, 0xFF)
-        )
-        assert response is not None
-        return response.service_data.dtcs[0] if response.service_data.dtcs else None
+        def read() -> tuple[list[udsoncan.Dtc], int]:
+            request = ReadDTCInformation.make_request(0x02, status_mask=mask)
+            response = self.client.send_request(request)
+            assert response is not None
+            data = bytes(response.data or b"")
+            sent = max(0, (len(data) - 2) // 4)  # echo, availability mask, then 4 bytes per DTC
+            if sent > limit:
+                response.data = data[: 2 + 4 * limit]
+            dtcs = ReadDTCInformation.interpret_response(
+                response,
+                subfunction=0x02,
+                tolerate_zero_padding=config["tolerate_zero_padding"],
+                ignore_all_zero_dtc=config["ignore_all_zero_dtc"],
+            ).service_data.dtcs
+            return list(dtcs), sent
 
-    def dtc_extended_data(self, dtc: int) -> udsoncan.Dtc | None:
-        response = self._call(
-            "read DTC extended data",
-            lambda: self.client.get_dtc_extended_data_by_dtc_number(dtc, 0xFF, data_size=1),
-        )
-        assert response is not None
-        return response.service_data.dtcs[0] if response.service_data.dtcs else None
+        return self._call("read DTC information", read, sid=0x19)
+
+    def dtc_records(self, subfunction: int, dtc: int) -> bytes:
+        """The records of 0x19 04 (snapshots) or 0x19 06 (extended data) for one DTC, all record
+        numbers (0xFF), as bytes after the echoed DTC and status; decoded by :mod:`.dtc_records`
+        (udsoncan needs one size for every extended record and a codec for every snapshot DID,
+        which a real ECU's manufacturer records do not fit)."""
+        what = "snapshot" if subfunction == 0x04 else "extended data"
+        response = self.raw(bytes([0x19, subfunction]) + dtc.to_bytes(3, "big") + b"\xff")
+        if response[1:2] != bytes([subfunction]) or (
+            len(response) >= 5 and response[2:5] != dtc.to_bytes(3, "big")
+        ):
+            raise UnexpectedResponseError(
+                f"ECU {self.name} answered the {what} request for DTC {dtc:06X} "
+                f"with {response[:6].hex(' ')}"
+            )
+        return response[6:]
 
     # -- tester present ---------------------------------------------------------------------------
     def _start_keeper(self) -> None:

@@ -1,5 +1,9 @@
 """Fault memory: read (with decoded status bits, snapshot and extended data) and clear, for
-one ECU or all. An ECU that fails does not stop the others: its error is in its result."""
+one ECU or all. An ECU that fails does not stop the others: its error is in its result.
+
+Real ECUs differ: one that keeps no snapshot or extended data (NRC 0x12 / 0x31 to 0x19 04 / 06)
+still lists its DTCs, with a note; records the box cannot decode are kept raw
+(:mod:`.dtc_records`); an implausibly large answer is cut to :data:`MAX_DTCS` with a warning."""
 
 from __future__ import annotations
 
@@ -9,12 +13,17 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-import udsoncan
-
 from firmware_py.config import UdsConfig
-from firmware_py.errors import EcuError, TransportError, UnknownTargetError, VciError
+from firmware_py.errors import (
+    EcuError,
+    NegativeResponseError,
+    TransportError,
+    UnknownTargetError,
+    VciError,
+)
 from firmware_py.uds.catalog import EcuInfo
-from firmware_py.uds.dids import did_name
+from firmware_py.uds.dtc_records import decode_extended, decode_snapshots
+from firmware_py.uds.ecu import EcuSession
 from firmware_py.uds.vehicle import PROBE_TIMING, VehicleSession
 
 #: ISO 14229-1 D.2 status bits, in bit order, with udsoncan's attribute names
@@ -31,7 +40,13 @@ STATUS_BITS = (
 DEFAULT_STATUS_MASK = (
     0xFF  # every stored DTC; FS_LESEN-style readers use 0x0C (pending | confirmed)
 )
-EXTENDED_NAMES = {0x01: "occurrence_counter", 0x02: "aging_counter"}
+#: the most DTCs kept from one ECU's answer: as many as one ISO-TP message on classic CAN carries
+#: (4095 bytes); real fault memories hold tens. An answer with more (DoIP has no such limit) is
+#: cut here with a warning, so that it costs its bytes and not an object per DTC, and the DTCs
+#: that fit are still shown: the technician sees the ECU's faults and that it misbehaves.
+MAX_DTCS = 1023
+#: NRCs by which an ECU says it offers no snapshot / extended data at all (not just for one DTC)
+NOT_OFFERED = {0x11, 0x12, 0x7E, 0x7F}
 
 
 @functools.cache
@@ -56,7 +71,10 @@ class FaultEntry:
     dtc: int
     status: int
     snapshots: list[dict[str, Any]] = field(default_factory=list)
-    extended: dict[str, int] = field(default_factory=dict)
+    extended: dict[str, Any] = field(default_factory=dict)
+    snapshots_note: str | None = None
+    """why there are no snapshots (the ECU keeps none, or refused them)"""
+    extended_note: str | None = None
 
     @property
     def status_names(self) -> list[str]:
@@ -71,6 +89,8 @@ class FaultEntry:
             "status_names": self.status_names,
             "snapshots": self.snapshots,
             "extended": self.extended,
+            "snapshots_note": self.snapshots_note,
+            "extended_note": self.extended_note,
         }
 
 
@@ -80,12 +100,17 @@ class EcuFaults:
     address: int
     dtcs: list[FaultEntry] = field(default_factory=list)
     error: dict[str, Any] | None = None
+    reported: int = 0
+    """how many DTCs the ECU sent (more than ``len(dtcs)`` when its answer was cut)"""
+    warning: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "address": self.address,
             "dtcs": [d.to_dict() for d in self.dtcs],
+            "reported": self.reported,
+            "warning": self.warning,
             "error": self.error,
         }
 
@@ -100,24 +125,41 @@ def read_ecu_faults(
 ) -> EcuFaults:
     result = EcuFaults(info.name, info.address)
     session = vehicle.ecu(info, timing=timing)
-    for dtc in session.dtcs_by_status_mask(status_mask):
+    dtcs, result.reported = session.dtcs_by_status_mask(status_mask, MAX_DTCS)
+    if result.reported > len(dtcs):
+        result.warning = (
+            f"{info.name} reported {result.reported} DTCs, far more than a fault memory holds; "
+            f"the first {len(dtcs)} are shown, without details. Read it again after clearing it, "
+            "and if it persists the ECU itself is faulty"
+        )
+        details = False
+    offered = {0x04: "", 0x06: ""}  # sub-function -> why not, once the ECU said it has none
+    for dtc in dtcs:
         entry = FaultEntry(dtc.id, dtc.status.get_byte_as_int())
         if details:
-            snap = session.dtc_snapshots(dtc.id)
-            records: dict[int, dict[str, Any]] = {}
-            for record in snap.snapshots if snap else []:
-                if not isinstance(record, udsoncan.Dtc.Snapshot):
-                    continue
-                number, did = int(record.record_number or 0), int(record.did or 0)
-                records.setdefault(number, {"record": number})[did_name(did)] = record.data
-            entry.snapshots = list(records.values())
-            ext = session.dtc_extended_data(dtc.id)
-            for ext_record in ext.extended_data if ext else []:
-                number = int(ext_record.record_number or 0)
-                name = EXTENDED_NAMES.get(number, f"record_{number:02X}")
-                entry.extended[name] = ext_record.raw_data[0] if ext_record.raw_data else 0
+            data, entry.snapshots_note = _records(session, 0x04, dtc.id, offered)
+            entry.snapshots = decode_snapshots(data)
+            data, entry.extended_note = _records(session, 0x06, dtc.id, offered)
+            entry.extended = decode_extended(data)
         result.dtcs.append(entry)
     return result
+
+
+def _records(
+    session: EcuSession, subfunction: int, dtc: int, offered: dict[int, str]
+) -> tuple[bytes, str | None]:
+    """A DTC's snapshot or extended data bytes, or why there are none: an NRC leaves the DTC
+    listed (an ECU need not keep either, ISO 14229-1), and one that says the ECU has no such
+    records at all spares asking for the next DTCs."""
+    if offered[subfunction]:
+        return b"", offered[subfunction]
+    try:
+        return session.dtc_records(subfunction, dtc), None
+    except NegativeResponseError as err:
+        if err.nrc in NOT_OFFERED:
+            offered[subfunction] = f"not supported by this ECU ({err.nrc_name})"
+            return b"", offered[subfunction]
+        return b"", f"not available: the ECU answered {err.nrc_name} (NRC 0x{err.nrc:02X})"
 
 
 def read_fault_memory(

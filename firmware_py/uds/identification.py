@@ -106,7 +106,8 @@ def identify_ecu(
                     raise
                 continue
             first = False
-            result.values.update({did_name(did): value for did, value in values.items()})
+            # a DID the ECU left out of its answer (it does not have it) shows as None
+            result.values.update({did_name(did): values.get(did) for did in batch})
         result.present = True
     except UnknownTargetError:
         pass  # the DoIP gateway knows no such ECU: not fitted

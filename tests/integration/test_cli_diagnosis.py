@@ -163,3 +163,52 @@ def test_scan_asks_both_enet_protocols_and_says_which_each_speaks(
     # both answer: auto takes DoIP, unless HSFZ is asked for
     assert result["link"] == ("doip" if enet == "auto" else "hsfz")
     assert {e["name"] for e in result["ecus"] if e["present"]} == SIM_ECUS
+
+
+# -- ECUs that differ from the others (the simulated HU and BDC, docs/simulator.md) -------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_multi_did_read_answered_in_part_keeps_the_other_values(
+    sim_process: SimHandle, transport: str
+) -> None:
+    """The HU has no serial number DID and leaves it out (ISO 14229-1 allows it)."""
+    result = vci_json(sim_process, transport, "read-did", "--ecu", "HU", "F187", "F18C", "F189")
+    dids = result["dids"]
+    assert dids["F187"]["value"] == "6829123" and dids["F189"]["value"] == "21.07.50"
+    assert dids["F18C"]["value"] is None and dids["F18C"]["error"]["error"] == "did_not_answered"
+    ident = vci_json(sim_process, transport, "identify", "--ecu", "HU")
+    hu = ident["ecus"][0]
+    assert hu["present"] and hu["error"] is None and hu["svk"] and hu["serial"] is None
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_ecu_without_snapshots_or_extended_data_still_lists_its_dtcs(
+    sim_process: SimHandle, transport: str
+) -> None:
+    """The HU answers 0x19 04 with NRC 0x12 and 0x19 06 with NRC 0x31."""
+    result = vci_json(sim_process, transport, "dtc", "read", "--ecu", "HU")
+    hu = result["ecus"][0]
+    assert hu["error"] is None and [d["id"] for d in hu["dtcs"]] == ["B7F320"]
+    dtc = hu["dtcs"][0]
+    assert dtc["snapshots"] == [] and "not supported" in dtc["snapshots_note"]
+    assert dtc["extended"] == {} and "RequestOutOfRange" in dtc["extended_note"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_records_the_box_cannot_decode_are_shown_raw(
+    sim_process: SimHandle, transport: str
+) -> None:
+    """The BDC's snapshots carry a manufacturer DID (0x2F0C) and its extended data has records
+    (0x30, 0x31) of sizes the box does not know: what is known is decoded, the rest is raw hex."""
+    result = vci_json(sim_process, transport, "dtc", "read", "--ecu", "BDC")
+    (dtc,) = result["ecus"][0]["dtcs"]
+    assert dtc["snapshots"] == [
+        {"record": 1, "mileage_km": 47999, "voltage_v": 11.6, "raw": "2f 0c 1e 05 00 0a"}
+    ]
+    assert dtc["extended"] == {
+        "occurrence_counter": 4,
+        "aging_counter": 5,
+        "raw": "30 00 12 a4 07 31 02",
+    }
+    assert dtc["snapshots_note"] is None and dtc["extended_note"] is None
