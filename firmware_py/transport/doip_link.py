@@ -53,7 +53,12 @@ from firmware_py.transport.trace import DoipTrace
 log = logging.getLogger(__name__)
 TRACE = 5
 HEADER = struct.Struct(">BBHI")
-MAX_PAYLOAD = 16 * 1024 * 1024  # refuse to buffer more than this for one message
+MAX_PAYLOAD = 16 * 1024 * 1024  # the largest DoIP message we send (TransferData blocks)
+#: the largest DoIP message accepted from the vehicle (checked in the header, before any of it is
+#: kept): a UDS answer of 1 MiB is far beyond any ECU's; a longer one is skipped unbuffered
+MAX_RECEIVE_PAYLOAD = 1024 * 1024
+#: answers kept per ECU that nobody has read yet (an ECU's answers to one request: a few)
+MAX_QUEUED = 64
 
 
 @dataclass(frozen=True)
@@ -100,11 +105,16 @@ class _FastParser(doip_client_module.Parser):
     def reset(self) -> None:
         super().reset()
         self._buf = bytearray()
+        self._skip = 0  # bytes of a refused (oversized) payload still to pass over
 
     def push_bytes(self, data_bytes: bytes) -> None:
         self._buf += data_bytes
 
     def read_message(self, data_bytes: bytes) -> object:
+        if self._skip:
+            passed = min(self._skip, len(data_bytes))
+            self._skip -= passed
+            data_bytes = data_bytes[passed:]
         buf = self._buf
         buf += data_bytes
         while len(buf) >= 8:
@@ -113,9 +123,15 @@ class _FastParser(doip_client_module.Parser):
                 log.warning("bad DoIP header from the vehicle (inverse version), skipping a byte")
                 del buf[0]  # resynchronise as doipclient does
                 continue
-            if length > MAX_PAYLOAD:
+            if length > MAX_RECEIVE_PAYLOAD:
+                # skip it as it arrives, never keeping it; the stream stays in step
+                kept = min(len(buf) - 8, length)
+                self._skip = length - kept
+                del buf[: 8 + kept]
                 raise FrameError(
-                    f"the vehicle announced a DoIP payload of {length} bytes; refusing it"
+                    f"the vehicle sent a DoIP message (type 0x{payload_type:04X}) of {length} "
+                    f"bytes, more than the box accepts ({MAX_RECEIVE_PAYLOAD}); it was dropped",
+                    hint="Repeat the request; if it persists the ECU or gateway is faulty",
                 )
             if len(buf) < 8 + length:
                 return None
@@ -273,9 +289,10 @@ class DoipLink:
         self.ack_timeout = ack_timeout
         self.connect_timeout = connect_timeout
         self._lock = threading.RLock()
-        self._queues: dict[int, collections.deque[bytes]] = collections.defaultdict(
-            collections.deque
-        )
+        #: answers not read yet, only for ECUs the box talks to (ecu_connection), MAX_QUEUED each
+        self._queues: dict[int, collections.deque[bytes]] = {}
+        self.dropped = 0
+        """diagnostic messages dropped: from addresses nobody asked, or over MAX_QUEUED"""
         self._broken = False
         self.gateway_address = gateway_address if gateway_address is not None else 0
         self.client = self._connect()
@@ -325,7 +342,8 @@ class DoipLink:
                 self.client.close()
             except OSError:
                 pass
-            self._queues.clear()
+            for queue in self._queues.values():
+                queue.clear()
             self.client = self._connect()
             log.info("DoIP connection to %s:%d re-established", self.host, self.port)
 
@@ -339,7 +357,32 @@ class DoipLink:
                 self.trace.close()
 
     def ecu_connection(self, address: int) -> DoipEcuConnection:
+        with self._lock:
+            self._queues.setdefault(address, collections.deque())
         return DoipEcuConnection(self, address)
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "dropped": self.dropped,
+                "queued": sum(len(q) for q in self._queues.values()),
+            }
+
+    def _queue(self, source: int, data: bytes) -> None:
+        """Keep an ECU's answer for its reader; drop (count, log now and then) what no one will
+        read, so that a gateway flooding the link costs bounded memory."""
+        queue = self._queues.get(source)
+        if queue is not None and len(queue) < MAX_QUEUED:
+            queue.append(data)
+            return
+        self.dropped += 1
+        if self.dropped & (self.dropped - 1) == 0:  # 1, 2, 4, 8 ...: visible, but not a flood
+            log.warning(
+                "dropped a diagnostic message from 0x%04X (%s); %d dropped so far",
+                source,
+                "no one asked that address" if queue is None else f"{MAX_QUEUED} answers unread",
+                self.dropped,
+            )
 
     # -- used by the per-ECU connections, under the lock ----------------------------------------
     def _read(self, timeout: float) -> object:
@@ -365,7 +408,7 @@ class DoipLink:
         if isinstance(message, GenericDoIPNegativeAcknowledge):
             raise FrameError(f"the vehicle sent a generic DoIP NACK (code {message.nack_code})")
         if isinstance(message, DiagnosticMessage):
-            self._queues[message.source_address].append(bytes(message.user_data))
+            self._queue(message.source_address, bytes(message.user_data))
             return None
         return message
 
@@ -408,7 +451,7 @@ class DoipLink:
     def receive(self, source: int, timeout: float) -> bytes | None:
         with self._lock:
             deadline = time.monotonic() + timeout
-            queue = self._queues[source]
+            queue = self._queues.setdefault(source, collections.deque())
             while not queue:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -418,7 +461,7 @@ class DoipLink:
 
     def drop_queued(self, source: int) -> None:
         with self._lock:
-            self._queues[source].clear()
+            self._queues.setdefault(source, collections.deque()).clear()
 
 
 class DoipEcuConnection(BaseConnection):

@@ -4,6 +4,7 @@ the real UDS layer over real sockets; malformed responses end in a clear error, 
 from __future__ import annotations
 
 import time
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,7 @@ from firmware_py.errors import (
     ResponseDeadlineError,
     UnexpectedResponseError,
 )
+from firmware_py.uds.fault_memory import MAX_DTCS, read_fault_memory
 from firmware_py.uds.security import SecurityProvider, register_algorithm
 from firmware_py.uds.vehicle import VehicleSession
 from tests.conftest import TRANSPORTS, SimHandle
@@ -154,3 +156,27 @@ def test_response_pending_for_ever_ends_at_the_request_deadline(vehicle) -> None
     assert "response pending" in str(info.value) and "1.5 s" in str(info.value)
     assert info.value.code == "ecu_response_deadline" and "ignition" in str(info.value)
     assert v.ecu("DSC").read_dids(0xF190)[0xF190] == "WBAJA71090B123456"  # the others answer
+
+
+def test_a_huge_fault_memory_answer_costs_bounded_memory(vehicle) -> None:
+    """200 001 DTCs from one ECU: over DoIP the list is cut to MAX_DTCS with a warning before
+    udsoncan makes an object per DTC; on CAN the answer does not fit ISO-TP and the ECU says so
+    (NRC 0x14). Peak memory of the read is measured with tracemalloc, not timed."""
+    v, sim = vehicle
+    sim.inject(ecu="DSC", dtc_flood=200_000)
+    info = v.catalog.find("DSC")
+    v.ecu(info)  # connected before measuring
+    tracemalloc.start()
+    try:
+        (result,) = read_fault_memory(v, [info])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    if v.kind == "can":
+        assert result.error is not None and result.error["nrc"] == 0x14
+    else:
+        assert result.error is None and result.reported == 200_001
+        assert len(result.dtcs) == MAX_DTCS and result.dtcs[0].dtc == 0x480A00
+        assert result.warning is not None and "200001 DTCs" in result.warning
+    assert peak < 16 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+    print(f"peak while reading {v.kind}: {peak / 1e6:.1f} MB")

@@ -20,7 +20,7 @@ from firmware_py.errors import (
     VehicleNotFoundError,
 )
 from firmware_py.transport import discover_doip, open_doip_link
-from firmware_py.transport.doip_link import DoipLink, _FastParser
+from firmware_py.transport.doip_link import MAX_QUEUED, MAX_RECEIVE_PAYLOAD, DoipLink, _FastParser
 
 HEADER = struct.Struct(">BBHI")
 
@@ -236,3 +236,50 @@ def test_the_vehicle_announces_itself_at_start_up(start_sim) -> None:
             assert isinstance(message, VehicleIdentificationResponse)
             got.append((message.vin, message.logical_address))
     assert got == [("WBAJA71090B123456", 0x10)] * 3
+
+
+def test_messages_from_unknown_sources_and_unread_answers_are_bounded(peer_factory) -> None:
+    """A gateway that sends answers from addresses nobody asked (or more than anyone reads) costs
+    a bounded queue: they are dropped and counted, and the real answer still arrives."""
+
+    def flood(conn: socket.socket, body: bytes) -> None:
+        source, target = body[:2], body[2:4]
+        conn.sendall(pack(0x8002, target + source + b"\x00"))
+        junk = b"".join(
+            pack(0x8001, struct.pack(">H", 0x2000 + i) + source + b"\x7e\x00") for i in range(5000)
+        )
+        unread = b"".join(pack(0x8001, b"\x00\x29" + source + b"\x7e\x00") for _ in range(500))
+        conn.sendall(junk + unread + pack(0x8001, target + source + b"\x62\xf1\x90"))
+
+    link = DoipLink("127.0.0.1", peer_factory(flood).port, gateway_address=0x10)
+    link.ecu_connection(0x29)  # a connection to the DSC exists, but nobody reads its answers
+    conn = link.ecu_connection(0x12).open()
+    conn.send(b"\x22\xf1\x90")
+    assert conn.wait_frame(timeout=5, exception=True) == b"\x62\xf1\x90"
+    stats = link.stats()
+    assert stats["dropped"] >= 5000 + 500 - MAX_QUEUED and stats["queued"] <= MAX_QUEUED
+    link.close()
+
+
+def test_an_oversized_doip_message_is_refused_before_it_is_buffered(peer_factory) -> None:
+    """The length in the header is checked before any payload is kept; the message is skipped
+    (the stream stays in step) and the next answer is read."""
+
+    def huge(conn: socket.socket, body: bytes) -> None:
+        source, target = body[:2], body[2:4]
+        conn.sendall(pack(0x8002, target + source + b"\x00"))
+        size = MAX_RECEIVE_PAYLOAD + 1
+        conn.sendall(HEADER.pack(2, 0xFD, 0x8001, size) + target + source)
+        left = size - 4
+        while left:
+            conn.sendall(bytes(min(left, 64 * 1024)))
+            left -= min(left, 64 * 1024)
+        conn.sendall(pack(0x8001, target + source + b"\x7e\x00"))
+
+    link = DoipLink("127.0.0.1", peer_factory(huge).port, gateway_address=0x10)
+    conn = link.ecu_connection(0x12).open()
+    conn.send(b"\x3e\x00")
+    with pytest.raises(FrameError, match="more than the box accepts"):
+        conn.wait_frame(timeout=5, exception=True)
+    assert conn.wait_frame(timeout=5, exception=True) == b"\x7e\x00"
+    link.close()
