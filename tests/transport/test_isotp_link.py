@@ -190,3 +190,28 @@ def test_a_can_trace_holds_both_directions_as_socketcan_pcap(channel: str, tmp_p
         "120322F190"
     )  # our request
     assert 0x612 in ids and ids.count(0x6F1) >= 2  # the ECU's frames, and our flow control
+
+
+def test_a_first_frame_longer_than_the_box_accepts_is_refused_with_overflow(
+    channel: str, link: CanLink
+) -> None:
+    """An ECU announcing 1 000 000 bytes (ISO 15765-2:2016 escape first frame) gets flow control
+    "overflow" (FS=2) at once: nothing is buffered for it, and the channel works afterwards."""
+    bus = can.Bus(interface="virtual", channel=channel)
+    try:
+        conn = link.ecu_connection(0x12)
+        conn.open()
+        raw(bus, "F11000" + (1_000_000).to_bytes(4, "big").hex() + "7E")
+        flow_status = None
+        for _ in range(50):  # bounded: the answer comes within a few frames
+            msg = bus.recv(timeout=0.5)
+            if msg is None:
+                break
+            if msg.arbitration_id == 0x6F1 and msg.data[1] & 0xF0 == 0x30:
+                flow_status = msg.data[1] & 0x0F
+                break
+        assert flow_status == 2  # overflow
+        raw(bus, "F1027E00CCCCCCCC")
+        assert conn.wait_frame(timeout=2, exception=True) == b"\x7e\x00"
+    finally:
+        bus.shutdown()
