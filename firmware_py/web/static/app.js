@@ -78,6 +78,7 @@ function snapshotText(s) {
   const parts = [];
   if (s.mileage_km != null) parts.push(Number(s.mileage_km).toLocaleString() + " km");
   if (s.voltage_v != null) parts.push(Number(s.voltage_v).toFixed(1) + " V");
+  if (s.raw) parts.push("raw " + s.raw);  // what the box cannot decode (docs/diagnosis.md)
   return esc(parts.join(" · "));
 }
 
@@ -110,7 +111,7 @@ const views = {
         <button class="danger push" data-job="clear_fault_memory" data-ecu="${esc(ecu.name)}" data-confirm="Clear the fault memory of ${esc(ecu.name)}?">Clear</button></div>
         <table><tbody>${dtcs.map((d) => `<tr><td><b>${esc(d.code || d.id)}</b></td><td>${esc(d.text || "")}</td>
           <td>${(d.status_names || []).map((n) => `<span class="badge">${esc(n)}</span>`).join("")}</td>
-          <td class="muted">${(d.snapshots || []).map(snapshotText).join("<br>")}</td></tr>`).join("")}</tbody></table></section>`;
+          <td class="muted">${(d.snapshots || []).map(snapshotText).join("<br>") || esc(d.snapshots_note || "")}</td></tr>`).join("")}</tbody></table></section>`;
     }
     return html;
   },
