@@ -463,3 +463,10 @@ def test_pending_forever_fault_answers_only_response_pending() -> None:
     reply = m.handle(bytes.fromhex("360100"), 0.0)
     assert reply.response is None and reply.pending < 0
     assert ask(m, "3E00") == "7E00"  # other services answer as before
+
+
+def test_fault_specs_for_endless_pending_and_a_dtc_flood() -> None:
+    from firmware_py.sim.faults import parse_fault
+
+    assert parse_fault("pending-forever:EGS:0x36") == {"ecu": "EGS", "pending_forever": ["0x36"]}
+    assert parse_fault("dtc-flood:DSC=200000") == {"ecu": "DSC", "dtc_flood": 200000}
