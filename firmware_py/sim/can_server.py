@@ -11,7 +11,6 @@ with the "response pending" frames first; the waiting is here, not in the UDS lo
 
 from __future__ import annotations
 
-import itertools
 import logging
 import random
 import threading
@@ -21,7 +20,7 @@ from collections.abc import Callable
 import can
 import isotp
 
-from firmware_py.sim.ecu import PENDING_FOREVER, PENDING_INTERVAL, EcuModel
+from firmware_py.sim.ecu import PENDING_INTERVAL, EcuModel
 from firmware_py.sim.faults import BusFaults
 
 log = logging.getLogger(__name__)
@@ -169,10 +168,7 @@ class CanFace:
                 continue
             reply = model.handle(bytes(request), self.clock(), functional=functional)
             try:
-                pending = (
-                    itertools.count() if reply.pending == PENDING_FOREVER else range(reply.pending)
-                )
-                for _ in pending:  # for ever: until the simulator stops
+                for _ in reply.pending_frames():  # for ever: until the simulator stops
                     stack.send(bytes([0x7F, request[0], 0x78]))
                     if self._stop.wait(PENDING_INTERVAL):
                         return

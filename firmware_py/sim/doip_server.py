@@ -19,7 +19,6 @@ address is not the one activated on its socket gets NACK 0x02 and the socket is 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import socket
 import struct
@@ -37,7 +36,7 @@ from firmware_py.sim.doip_messages import (
     check_header,
     pack,
 )
-from firmware_py.sim.ecu import PENDING_FOREVER, PENDING_INTERVAL, EcuModel, Reply
+from firmware_py.sim.ecu import PENDING_INTERVAL, EcuModel, Reply
 from firmware_py.sim.faults import BusFaults
 
 log = logging.getLogger(__name__)
@@ -429,10 +428,7 @@ class _Connection(asyncio.Protocol):
 
     async def _answer_later(self, answer_from: bytes, sid: int, reply: Reply) -> None:
         try:
-            pending = (
-                itertools.count() if reply.pending == PENDING_FOREVER else range(reply.pending)
-            )
-            for _ in pending:
+            for _ in reply.pending_frames():
                 if self.is_closing():
                     return
                 self.send(PayloadType.DIAGNOSTIC_MESSAGE, answer_from + bytes([0x7F, sid, 0x78]))

@@ -15,10 +15,12 @@ routines, download with block sequence counter, tester present with suppressPosR
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import struct
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -83,6 +85,11 @@ class Reply:
     """extra seconds before the final response (after the pending frames)."""
     reset: bool = False
     """the ECU resets after answering (the faces drop their transfer state)."""
+
+    def pending_frames(self) -> Iterator[int]:
+        """One item per "response pending" frame the faces send (PENDING_INTERVAL apart); for
+        PENDING_FOREVER they never end, and a face stops when its tester goes away."""
+        return itertools.count() if self.pending == PENDING_FOREVER else iter(range(self.pending))
 
 
 @dataclass

@@ -210,7 +210,9 @@ class _HsfzConnection(asyncio.Protocol):
 
     async def _answer_later(self, source: int, tester: int, sid: int, reply: Reply) -> None:
         try:
-            for _ in range(reply.pending):
+            for _ in reply.pending_frames():
+                if self.is_closing():
+                    return
                 self.write(hsfz.diagnostic_message(source, tester, bytes([0x7F, sid, 0x78])))
                 await asyncio.sleep(PENDING_INTERVAL)
             if reply.delay:
