@@ -166,7 +166,9 @@ class CanFace:
                 continue
             if not request:
                 continue
-            reply = model.handle(bytes(request), self.clock(), functional=functional)
+            reply = model.handle(bytes(request), self.clock(), functional=functional).within(
+                MAX_MESSAGE, request[0]
+            )
             try:
                 for _ in reply.pending_frames():  # for ever: until the simulator stops
                     stack.send(bytes([0x7F, request[0], 0x78]))
@@ -174,9 +176,7 @@ class CanFace:
                         return
                 if reply.delay and self._stop.wait(reply.delay):
                     return
-                if reply.response is not None and len(reply.response) > MAX_MESSAGE:
-                    stack.send(bytes([0x7F, request[0], 0x14]))  # responseTooLong
-                elif reply.response is not None:
+                if reply.response is not None:
                     stack.send(reply.response)
             except Exception:  # noqa: BLE001
                 log.exception("ISO-TP send failed for %s", model.spec.name)

@@ -86,6 +86,13 @@ class Reply:
     reset: bool = False
     """the ECU resets after answering (the faces drop their transfer state)."""
 
+    def within(self, max_length: int, sid: int) -> Reply:
+        """This reply through a face that carries at most ``max_length`` bytes of UDS: a longer
+        answer becomes NRC 0x14 responseTooLong, as an ECU behind that transport answers."""
+        if self.response is not None and len(self.response) > max_length:
+            return replace(self, response=bytes([0x7F, sid, Nrc.RESPONSE_TOO_LONG]))
+        return self
+
     def pending_frames(self) -> Iterator[int]:
         """One item per "response pending" frame the faces send (PENDING_INTERVAL apart); for
         PENDING_FOREVER they never end, and a face stops when its tester goes away."""

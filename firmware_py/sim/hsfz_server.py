@@ -195,6 +195,7 @@ class _HsfzConnection(asyncio.Protocol):
         for model in list(e.ecus.values()) if functional else [ecu]:
             assert model is not None
             reply = model.handle(data, e.clock(), functional=functional)
+            reply = reply.within(hsfz.MAX_DATA - 2, data[0])  # 2 bytes of addresses
             if reply.response is None and not reply.pending:
                 continue
             if not reply.pending and not reply.delay:

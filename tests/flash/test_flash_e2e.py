@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from tests.conftest import TRANSPORTS
 from tests.flash.conftest import image, sha
 
 EGS, DSC = 0x18, 0x29
@@ -183,7 +184,7 @@ def test_response_pending_during_erase(flash_box, publisher, sim) -> None:
     assert sim.state()["ecus"]["EGS"]["region"]["sha256"] == region_sha(data)
 
 
-@pytest.mark.parametrize("transport", ["doip", "can"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_an_ecu_answering_response_pending_for_ever_ends_the_flash_at_the_deadline(
     flash_box, publisher, sim, monkeypatch, transport: str
 ) -> None:
