@@ -420,6 +420,8 @@ def test_suppressed_positive_response_is_sent_after_response_pending() -> None:
     assert reply.response == bytes.fromhex("7101FF0000")  # ... so the final answer is owed
     quick = m.handle(bytes.fromhex("3181FF01"), 0.0)
     assert quick.pending == 0 and quick.response is None
+
+
 # -- ECUs that differ (vehicle file fields, docs/simulator.md) --------------------------------
 
 
