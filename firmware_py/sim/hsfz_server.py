@@ -75,12 +75,12 @@ class HsfzEntity:
 
     def udp_answer(self, data: bytes) -> bytes | None:
         """The answer to one datagram on the control port, or None (ignored)."""
-        try:
-            frame = hsfz.decode_datagram(data)
-        except FrameError:
-            return None
-        if frame.control == ControlWord.VEHICLE_IDENTIFICATION:
-            return self.identity.encode()
+        # Only the control word matters for a request: Scapy's HSFZ(control=0x11), for one,
+        # announces a length of 2 and sends no data, and real gateways answer it.
+        if len(data) >= hsfz.HEADER.size:
+            _, control = hsfz.HEADER.unpack_from(data)
+            if control == ControlWord.VEHICLE_IDENTIFICATION:
+                return self.identity.encode()
         return None
 
 

@@ -43,6 +43,17 @@ def test_identification_on_udp(sim_process) -> None:
     assert (ident.diag_address, ident.mac, ident.vin) == (0x10, "001A37C0FFEE", VIN)
 
 
+def test_scapys_identification_request_is_answered(sim_process) -> None:
+    # Scapy builds the request with a length of 2 and no data
+    request = bytes(scapy_hsfz.HSFZ(control=0x11))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        s.sendto(request, (sim_process.hsfz_host, sim_process.hsfz_control_port))
+        answer = scapy_hsfz.HSFZ(s.recv(1024))
+    assert answer.control == 0x11
+    assert VIN.encode() in bytes(answer.identification_string)
+
+
 def test_vin_read_is_acknowledged_then_answered(sim_process) -> None:
     request = hsfz.diagnostic_message(0xF4, 0x12, bytes.fromhex("22F190"))
     ack, answer = _exchange(sim_process, request.encode(), 2)
