@@ -124,7 +124,7 @@ def _start(extra: tuple[str, ...]) -> SimHandle:
         proc.kill()
         raise RuntimeError("vci sim did not start:\n" + "".join(output))
     fields = dict(part.split("=", 1) for part in ready[0].split()[2:])
-    host, port = fields["doip"].rsplit(":", 1)
+    host, _, port = fields["doip"].rpartition(":") if fields["doip"] != "-" else ("", "", "0")
     interface, _, chan = fields["can"].partition(":")
     hsfz = fields.get("hsfz", "-")
     hsfz_host, _, hsfz_ports = hsfz.rpartition(":") if hsfz != "-" else ("", "", "0/0")

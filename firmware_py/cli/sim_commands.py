@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--vehicle",
         default="g30",
-        help="built-in vehicle name or a vehicle .toml file (default: g30)",
+        help="built-in vehicle (g30: DoIP and HSFZ; f30: HSFZ only) or a vehicle .toml file (default: g30)",
     )
     p.add_argument(
         "--vin", help="the vehicle's VIN instead of the vehicle file's (17 letters/digits)"

@@ -151,7 +151,7 @@ class SimulatedVehicle:
     # -- lifecycle (inside an event loop) ----------------------------------------------------
     async def start(self) -> None:
         o = self.options
-        if o.doip_port is not None:
+        if o.doip_port is not None and "doip" in self.spec.enet:
             self.doip = DoipEntity(
                 vin=self.spec.vin,
                 logical_address=self.spec.gateway_address,
@@ -167,7 +167,7 @@ class SimulatedVehicle:
             if o.announce_to:
                 host, _, port = o.announce_to.partition(":")
                 self.doip.announce((host, int(port) if port else self.doip_port))
-        if o.hsfz_port is not None:
+        if o.hsfz_port is not None and "hsfz" in self.spec.enet:
             self.hsfz = HsfzEntity(
                 identity=HsfzIdentity(
                     self.spec.gateway_address, self.spec.eid.hex(), self.spec.vin

@@ -194,6 +194,8 @@ class VehicleSpec:
     battery_voltage: float
     mileage_km: int
     ecus: tuple[EcuSpec, ...]
+    enet: tuple[str, ...] = ("doip", "hsfz")
+    """the ENET protocols the car's gateway answers: F-series cars speak HSFZ only"""
 
     def __post_init__(self) -> None:
         _check(len(self.vin) == 17 and self.vin.isalnum(), "vin", "must be 17 letters/digits")
@@ -201,6 +203,7 @@ class VehicleSpec:
         addresses = [e.address for e in self.ecus]
         _check(len(set(addresses)) == len(addresses), "ecu", "addresses must be unique")
         _check(self.gateway_address in addresses, "gateway_address", "must be one of the ECUs")
+        _check(set(self.enet) <= {"doip", "hsfz"}, "enet", "lists the protocols doip and/or hsfz")
         ids = [i for e in self.ecus if e.can_ids for i in e.can_ids]
         _check(len(set(ids)) == len(ids), "can_ids", "must be unique")
 
@@ -290,6 +293,7 @@ def parse_vehicle(text: str) -> VehicleSpec:
             gateway_address=raw["gateway_address"],
             battery_voltage=float(raw.get("battery_voltage", 12.6)),
             mileage_km=int(raw.get("mileage_km", 0)),
+            enet=tuple(raw.get("enet", ("doip", "hsfz"))),
             ecus=tuple(_ecu_from(e) for e in raw.get("ecu", [])),
         )
     except KeyError as err:
@@ -301,7 +305,7 @@ def parse_vehicle(text: str) -> VehicleSpec:
 
 
 def load_vehicle(name_or_path: str = "g30") -> VehicleSpec:
-    """A built-in vehicle by name (``g30``) or a vehicle file by path."""
+    """A built-in vehicle by name (``g30``, ``f30``) or a vehicle file by path."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         try:
@@ -311,6 +315,6 @@ def load_vehicle(name_or_path: str = "g30") -> VehicleSpec:
     builtin = resources.files("firmware_py.sim") / "vehicles" / f"{name_or_path}.toml"
     if not builtin.is_file():
         raise VehicleFileError(
-            f"no built-in vehicle {name_or_path!r} (try g30, or a path to a .toml file)"
+            f"no built-in vehicle {name_or_path!r} (try g30 or f30, or a path to a .toml file)"
         )
     return parse_vehicle(builtin.read_text())

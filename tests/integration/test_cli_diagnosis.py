@@ -212,3 +212,25 @@ def test_records_the_box_cannot_decode_are_shown_raw(
         "raw": "30 00 12 a4 07 31 02",
     }
     assert dtc["snapshots_note"] is None and dtc["extended_note"] is None
+
+
+def test_an_f_series_car_answers_hsfz_only_and_auto_finds_it(
+    start_sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = start_sim("--vehicle", "f30")
+    assert sim.doip_port == 0 and sim.hsfz_port  # no DoIP entity at all
+    monkeypatch.setenv("VCI_TRANSPORT_HSFZ_PORT", str(sim.hsfz_port))
+    monkeypatch.setenv("VCI_TRANSPORT_HSFZ_CONTROL_PORT", str(sim.hsfz_control_port))
+    monkeypatch.setenv("VCI_TRANSPORT_DOIP_PORT", str(sim.hsfz_control_port + 1))
+    proc = vci("--json", "scan", "--enet-host", sim.hsfz_host)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert [(v["protocol"], v["vin"]) for v in result["vehicles"]] == [
+        ("hsfz", "WBA8E9C50GK123456")
+    ]
+    assert result["link"] == "hsfz"
+    faults = vci("--json", "dtc", "read", "--ecu", "DME", "--enet-host", sim.hsfz_host)
+    assert faults.returncode == 0, faults.stderr
+    assert json.loads(faults.stdout)["ecus"][0]["dtcs"]
+    refused = vci("--json", "identify", "--enet", "doip", "--enet-host", sim.hsfz_host)
+    assert refused.returncode == 2 and "DoIP" in refused.stdout
