@@ -91,6 +91,13 @@ class StorageConfig:
 
     state_dir: Path = Path("/var/lib/vci")
     """SQLite database, traces, paired tablets, trusted time."""
+    traces_max_bytes: int = 256 * 1024 * 1024
+    """Total size the vehicle link's traces may take; the oldest are deleted first."""
+    min_free_bytes: int = 16 * 1024 * 1024
+    """Free space the state disk must have before a job that changes the car starts (its record
+    for the service history must be kept); below it such jobs are refused."""
+    max_package_bytes: int = 256 * 1024 * 1024
+    """Largest flash package the box accepts (upload, programming job)."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,24 @@ class HardwareConfig:
 
     pairing_button_pin: str = ""
     """GPIO of the pairing button (e.g. GPIO17); empty: no button (a PC: vci pair --approve)"""
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The tablet's local page (docs/web.md): what one client on the Wi-Fi may take of it."""
+
+    header_timeout: float = 10.0
+    """Seconds a client has to send a request's headers (also the idle time of a kept-alive
+    connection); then the box closes the connection."""
+    body_timeout: float = 20.0
+    """Seconds a client has to send a JSON body, and each MiB of a package upload."""
+    max_connections: int = 256
+    """Open connections to the page in total; more are closed at once."""
+    max_connections_per_client: int = 32
+    """Open connections from one client address."""
+    allowed_hosts: str = ""
+    """Extra host names the page answers to (comma-separated), besides the address a client
+    connected to, localhost and the box's mDNS name (``<hostname>.local``)."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +194,7 @@ class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)
     hw: HardwareConfig = field(default_factory=HardwareConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
 
 def device_id(cfg: Config) -> str:

@@ -86,6 +86,7 @@ async def serve(
     from firmware_py.keys import load_public_keys
     from firmware_py.uds.vehicle import VehicleSession
     from firmware_py.web.app import create_app
+    from firmware_py.web.limits import ConnectionCounter, handler_args, start_site
     from firmware_py.web.pairing import Pairing, PairingError
 
     store = Store(cfg.storage.state_dir)
@@ -106,6 +107,9 @@ async def serve(
         clock=entitlements.clock if entitlements is not None else None,
         link_description=f"{transport.upper()}",
         services={"publisher_keys": load_public_keys(cfg.security.publisher_keys_dir)},
+        min_free_bytes=cfg.storage.min_free_bytes,
+        traces_max_bytes=cfg.storage.traces_max_bytes,
+        max_package_bytes=cfg.storage.max_package_bytes,
     )
     code = label_code(cfg.storage.state_dir)
     pairing = Pairing(store, code)
@@ -128,10 +132,15 @@ async def serve(
 
         link = PortalConnection(gateway, device_id(cfg), cfg.cloud)
         await link.start()
-    app = create_app(gateway, pairing)
-    runner = web.AppRunner(app, access_log=None)
+    app = create_app(gateway, pairing, web_cfg=cfg.web)
+    runner = web.AppRunner(app, access_log=None, **handler_args(cfg.web.header_timeout))
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    site = await start_site(
+        runner,
+        host,
+        port,
+        ConnectionCounter(cfg.web.max_connections, cfg.web.max_connections_per_client),
+    )
 
     admin = web.Application()
 
@@ -182,6 +191,7 @@ async def serve(
     finally:
         if resuming is not None:
             resuming.cancel()
+        site.close()
         await runner.cleanup()
         await admin_runner.cleanup()
         await gateway.stop()

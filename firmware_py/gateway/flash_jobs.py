@@ -9,13 +9,29 @@ from typing import Any
 from firmware_py.errors import ConfigError, FlashError, PackageError
 from firmware_py.gateway.flash_journal import FlashJournal
 from firmware_py.gateway.jobs import JobContext
-from firmware_py.uds.flash.package import FlashPackage, load_package_file
+from firmware_py.uds.flash.package import MAX_PACKAGE, FlashPackage, load_package_file
 from firmware_py.uds.flash.sequencer import FlashOptions, Sequencer
 from firmware_py.uds.vehicle import VehicleSession
 
 
 def _load(path: str, ctx: JobContext) -> FlashPackage:
-    return load_package_file(Path(path), ctx.services.get("publisher_keys", {}))
+    """A package file, at most ``max_package_bytes``, a regular file (checked before reading)."""
+    return load_package_file(
+        Path(path),
+        ctx.services.get("publisher_keys", {}),
+        ctx.services.get("max_package_bytes", MAX_PACKAGE),
+    )
+
+
+def _where(name: str, ctx: JobContext) -> str:
+    """The file of a package named in a job: the box's own CLI may name any file; the page and
+    the portal name a package by its id in the package store (checked by ``job_params``)."""
+    if ctx.job.caller.origin == "cli":
+        return name
+    store = ctx.services.get("packages_dir")
+    if store is None:
+        raise PackageError("this gateway keeps no packages", hint="Upload the package first")
+    return str(Path(store) / name)
 
 
 def programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
@@ -37,9 +53,10 @@ def programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
             record.step_index,
         )
     else:
-        paths = ctx.params.get("packages") or [ctx.params.get("package")]
-        if not all(isinstance(p, str) and p for p in paths):
+        names = ctx.params.get("packages") or [ctx.params.get("package")]
+        if not all(isinstance(p, str) and p for p in names):
             raise ConfigError("name the flash package(s)")
+        paths = [_where(name, ctx) for name in names]
         packages = [
             _load(p, ctx) for p in paths
         ]  # every signature is checked before anything starts

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from firmware_py.errors import EntitlementError, PreconditionError, VciError
 from firmware_py.gateway.events import EventBus
 from firmware_py.gateway.flash_journal import FlashJournal
+from firmware_py.gateway.job_params import check_params
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +249,12 @@ class JobRunner:
         exclusive_kinds: frozenset[str] = frozenset({"programming", "coding"}),
         vin: Callable[[], str | None] | None = None,
         services: Mapping[str, Any] | None = None,
+        precondition: Callable[[JobRequest], None] | None = None,
     ) -> None:
         self.bus = bus
+        self.precondition = precondition
+        """checked before a job is admitted, after its parameters (the gateway: can the record
+        of a job that changes the car be kept?); raises to refuse"""
         self.worker = worker
         self.handlers = handlers
         self.entitlements = entitlements
@@ -267,7 +272,12 @@ class JobRunner:
         return f"{time.strftime('%Y%m%d')}-{next(self._ids):04d}-{uuid.uuid4().hex[:6]}"
 
     def admit(self, request: JobRequest, caller: Caller) -> tuple[Job, Any]:
-        """Entitlement and precondition checks; raises (and publishes ``job.denied``) if refused."""
+        """Entitlement and precondition checks; raises (and publishes ``job.denied``) if refused.
+        Bad parameters and a box that cannot keep the job's record are refused before the job
+        exists (it is not in the job list)."""
+        check_params(request.kind, request.params, local=caller.origin == "cli")
+        if self.precondition is not None:
+            self.precondition(request)
         job = Job(id=self._new_id(), request=request, caller=caller)
         self.jobs[job.id] = job
         try:

@@ -65,6 +65,16 @@ class Outbox:
         )
         return rid
 
+    def probe(self) -> None:
+        """Prove a record can be kept now: a write to the outbox that commits (and is removed in
+        the same transaction). Raises :class:`StorageError` (e.g. the disk is full)."""
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT INTO outbox(id, kind, body, created) VALUES (?,?,?,?)",
+                ("probe", "probe", "x" * 4096, time.time()),
+            )
+            db.execute("DELETE FROM outbox WHERE id = 'probe'")
+
     def keep_job(self, job: dict[str, Any], vin: str | None) -> str | None:
         """Keep a finished job's result if the portal must have it (:func:`wanted`); the record
         id is ``job-<job id>``, so keeping it twice is one record."""

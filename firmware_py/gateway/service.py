@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
+from firmware_py.errors import PackageError, StorageError
 from firmware_py.gateway.events import EventBus
 from firmware_py.gateway.jobs import Handler, JobRunner, VehicleWorker
 from firmware_py.gateway.outbox import Outbox
 from firmware_py.gateway.store import Store
+from firmware_py.gateway.supervise import supervised
+from firmware_py.uds.flash.package import MAX_PACKAGE
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +38,14 @@ class Gateway:
         link_description: str = "",
         services: Mapping[str, Any] | None = None,
         read_vin: Callable[[Any], str | None] | None = None,
+        min_free_bytes: int = 16 * 1024 * 1024,
+        traces_max_bytes: int = 256 * 1024 * 1024,
+        max_package_bytes: int = MAX_PACKAGE,
     ) -> None:
         self.store = store
+        self.min_free_bytes = min_free_bytes
+        self.traces_max_bytes = traces_max_bytes
+        self.max_package_bytes = max_package_bytes
         self.bus = EventBus()
         self.clock = clock
         self.entitlements = entitlements
@@ -45,7 +58,13 @@ class Gateway:
             worker=self.worker,
             handlers=handlers,
             entitlements=entitlements,
-            services={"store": store, **(services or {})},
+            services={
+                "store": store,
+                "packages_dir": store.state_dir / "packages",
+                "max_package_bytes": max_package_bytes,
+                **(services or {}),
+            },
+            precondition=self._record_can_be_kept,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.outbox = Outbox(store)
@@ -58,11 +77,12 @@ class Gateway:
         return path
 
     def _package_info(self, path: Any) -> dict[str, Any]:
-        from firmware_py.errors import PackageError
         from firmware_py.uds.flash.package import load_package_file
 
         try:
-            pkg = load_package_file(path, self.runner.services.get("publisher_keys", {}))
+            pkg = load_package_file(
+                path, self.runner.services.get("publisher_keys", {}), self.max_package_bytes
+            )
         except PackageError as err:
             return {"file": path.name, "valid": False, "error": err.to_dict()}
         return {
@@ -74,27 +94,33 @@ class Gateway:
             "bytes": pkg.size,
             "expects_hw": pkg.hw_number,
             "expects_sw": list(pkg.sw_versions),
-            "path": str(path),
         }
 
     def packages(self) -> list[dict[str, Any]]:
         return [self._package_info(p) for p in sorted(self.packages_dir.glob("*.vcipkg"))]
 
-    def save_package(self, name: str, raw: bytes) -> dict[str, Any]:
-        """Keep an uploaded package if it verifies; a package that does not is refused, not kept."""
-        from firmware_py.errors import PackageError
+    def package_upload(self) -> tuple[Path, BinaryIO]:
+        """A new temporary file in the package store for an upload (streamed to disk, then
+        :meth:`keep_package`); the caller removes it if the upload fails."""
+        fd, name = tempfile.mkstemp(prefix=".upload-", suffix=".part", dir=self.packages_dir)
+        return Path(name), os.fdopen(fd, "wb")
+
+    def keep_package(self, name: str, upload: Path) -> dict[str, Any]:
+        """Keep an uploaded package (the temporary file ``upload``) if it verifies, as ``name``
+        in the store; a package that does not verify is deleted, not kept."""
         from firmware_py.uds.flash.package import read_package
 
-        safe = "".join(c for c in name if c.isalnum() or c in "-_.")[:80] or "package"
-        if not safe.endswith(".vcipkg"):
-            safe += ".vcipkg"
-        read_package(raw, self.runner.services.get("publisher_keys", {}))  # raises PackageError
-        path = self.packages_dir / safe
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(raw)
-        tmp.replace(path)
-        if not path.exists():
-            raise PackageError("the package could not be stored")
+        safe = "".join(c for c in name if c.isalnum() or c in "-_.").lstrip(".-_")[:72]
+        safe = safe.removesuffix(".vcipkg") or "package"
+        path = self.packages_dir / f"{safe}.vcipkg"
+        try:
+            if upload.stat().st_size > self.max_package_bytes:
+                raise PackageError("the package is too large")
+            with open(upload, "rb") as f:  # the zip is read as needed, not whole into memory
+                read_package(f, self.runner.services.get("publisher_keys", {}))
+            upload.replace(path)
+        finally:
+            upload.unlink(missing_ok=True)
         return self._package_info(path)
 
     def coding_descriptions(self) -> dict[str, Any]:
@@ -119,6 +145,46 @@ class Gateway:
     @property
     def trace_dir(self) -> Any:
         return self.store.state_dir / "traces"
+
+    def prune_traces(self) -> int:
+        """Delete the oldest traces until all of them together are within ``traces_max_bytes``
+        (the newest one is kept whatever its size: it may be being written). Returns how many
+        were deleted."""
+        if not self.trace_dir.is_dir():
+            return 0
+        traces = sorted(self.trace_dir.glob("*.pcap"), key=lambda p: p.stat().st_mtime)
+        total, deleted = sum(p.stat().st_size for p in traces), 0
+        for old in traces[:-1]:
+            if total <= self.traces_max_bytes:
+                break
+            total -= old.stat().st_size
+            old.unlink(missing_ok=True)
+            deleted += 1
+        return deleted
+
+    def _record_can_be_kept(self, request: Any) -> None:
+        """A job whose record the portal must keep (it changes the car, or it is remote) starts
+        only if the record can be written: free space above ``min_free_bytes`` on the state disk
+        and a write to the outbox's database that commits."""
+        from firmware_py.gateway.outbox import OUTBOX_KINDS
+
+        if request.kind not in OUTBOX_KINDS:
+            return
+        free = shutil.disk_usage(self.store.state_dir).free
+        hint = "Free space on the box's state disk (old traces, packages), then start the job again"
+        if free < self.min_free_bytes:
+            raise StorageError(
+                f"the box's state disk has {free // 1024} KiB free; the record of this job "
+                "could not be kept, so it was not started",
+                hint=hint,
+            )
+        try:
+            self.outbox.probe()
+        except StorageError as err:
+            raise StorageError(
+                f"the record of this job could not be kept ({err.args[0]}), so it was not started",
+                hint=hint,
+            ) from err
 
     def latest_trace(self) -> Any:
         """The newest pcap trace of the vehicle link, or None."""
@@ -155,10 +221,11 @@ class Gateway:
 
     async def start(self) -> None:
         self.bus.bind(asyncio.get_running_loop())
-        self._tasks.append(asyncio.create_task(self._follow_jobs()))
+        self._tasks.append(supervised(self._follow_jobs, "following jobs"))
         if self.clock is not None:
-            self._tasks.append(asyncio.create_task(self._tick_clock()))
-        self._tasks.append(asyncio.create_task(self._watch_battery()))
+            self._tasks.append(supervised(self._tick_clock, "trusted clock"))
+        self._tasks.append(supervised(self._watch_battery, "battery voltage"))
+        self._tasks.append(supervised(self._housekeeping, "housekeeping"))
 
     async def stop(self) -> None:
         for job in self.runner.jobs.values():
@@ -170,6 +237,12 @@ class Gateway:
         await asyncio.get_running_loop().run_in_executor(None, self.worker.close)
         if self.clock is not None:
             self.clock.persist()
+
+    async def _housekeeping(self, interval: float = 60.0) -> None:
+        """Keep the traces within their bound."""
+        while True:
+            await asyncio.get_running_loop().run_in_executor(None, self.prune_traces)
+            await asyncio.sleep(interval)
 
     async def _tick_clock(self) -> None:
         while True:
@@ -201,7 +274,13 @@ class Gateway:
                 if event.kind in ("job.done", "job.failed"):
                     # the portal's copy of what was done to the car (service history) and of
                     # every job of a remote session (the remote session log)
-                    self.outbox.keep_job(job, self.worker.vin)
+                    try:
+                        self.outbox.keep_job(job, self.worker.vin)
+                    except StorageError as err:
+                        log.error("the record of job %s could not be kept: %s", job.get("id"), err)
+                        self.bus.publish(
+                            "storage.error", {"job": job.get("id"), "error": err.to_dict()}
+                        )
                 vin_changed = self.vehicle.get("vin") != self.worker.vin  # read again, or lost
                 self.vehicle.update(vin=self.worker.vin)
                 if event.kind == "job.done" and job.get("kind") == "identify":

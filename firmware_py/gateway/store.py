@@ -63,8 +63,16 @@ class Store:
             raise StorageError(f"database {self.path} is not writable: {err}") from err
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as err:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the failed statement may have rolled back already (a full disk)
+            if isinstance(err, sqlite3.Error):
+                raise StorageError(
+                    f"cannot write to {self.path}: {err}",
+                    hint="Free space on the box's state disk",
+                ) from err
             raise
         else:
             try:

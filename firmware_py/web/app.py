@@ -7,21 +7,30 @@ Access: a request without a valid session cookie gets the pairing page and the p
 nothing else. Requests that change anything must carry the session's CSRF token in the
 ``X-CSRF-Token`` header (the cookie is also SameSite=Strict). Live updates come from the gateway's
 event bus over one WebSocket (``/api/events``).
+
+Every request must name the box in ``Host`` (the address the client connected to, localhost, the
+box's mDNS name or a configured name: a foreign name is a DNS-rebinding page); every request that
+changes anything and the WebSocket must come from the page itself (``Origin`` the same as
+``Host``; a browser always sends it on these). JSON bodies are read with the strict reader
+(:mod:`firmware_py.strict_json`), bounded in size and time; bad input is a 4xx with a JSON error.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from firmware_py.errors import VciError
+from firmware_py.config import WebConfig
+from firmware_py.errors import StorageError, VciError
 from firmware_py.gateway.jobs import Caller, JobRequest
+from firmware_py.strict_json import StrictJsonError, loads, number, obj, text
 from firmware_py.web.pairing import Pairing, PairingError, Tablet
 
 log = logging.getLogger(__name__)
@@ -31,11 +40,13 @@ GATEWAY: web.AppKey[Any] = web.AppKey("gateway", object)
 PAIRING: web.AppKey[Pairing] = web.AppKey("pairing", Pairing)
 TABLET: web.RequestKey[Tablet] = web.RequestKey("tablet", Tablet)
 SECURE_COOKIE: web.AppKey[bool] = web.AppKey("secure_cookie", bool)
+WEB: web.AppKey[WebConfig] = web.AppKey("web", WebConfig)
+HOSTS: web.AppKey[frozenset[str]] = web.AppKey("hosts", frozenset)
 
 STATIC = resources.files("firmware_py.web") / "static"
 OPEN_PATHS = ("/api/pair",)
 MAX_BODY = 64 * 1024
-MAX_PACKAGE_UPLOAD = 256 * 1024 * 1024
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def _json_error(status: int, err: VciError | str, code: str = "error") -> web.Response:
@@ -47,12 +58,49 @@ def _json_error(status: int, err: VciError | str, code: str = "error") -> web.Re
     return web.json_response(body, status=status)
 
 
+def _host_name(value: str) -> str | None:
+    """The host of a ``Host`` header or an origin's ``host[:port]``, lower case, or None."""
+    try:
+        return urlsplit("//" + value).hostname
+    except ValueError:
+        return None
+
+
+def _known_host(request: web.Request) -> bool:
+    """``Host`` names the box: the address this connection reached, or a name it answers to."""
+    host = _host_name(request.headers.get("Host", ""))
+    if host is None:
+        return False
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return host in request.app[HOSTS] or bool(sockname and host == str(sockname[0]).lower())
+
+
+def _same_origin(request: web.Request) -> bool:
+    """A request from the page itself: no ``Origin`` (not a browser, or a same-origin GET) or
+    one whose scheme is http(s) and whose host and port are the ``Host`` the request went to."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == request.host.lower()
+
+
 @web.middleware
 async def security(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     app = request.app
     path = request.path
+    if not _known_host(request):
+        return _json_error(
+            421, "this page is only served under the box's own address or name", "wrong_host"
+        )
+    changing = request.method not in SAFE_METHODS or request.headers.get("Upgrade", "") != ""
+    if changing and not _same_origin(request):
+        return _json_error(403, "requests from other web pages are refused", "foreign_origin")
     gateway = app[GATEWAY]
     tablet = app[PAIRING].authenticate(request.cookies.get(COOKIE), gateway.now())
     if tablet is not None:
@@ -69,7 +117,12 @@ async def security(
     ):
         if request.headers.get("X-CSRF-Token") != tablet.csrf:
             return _json_error(403, "missing or wrong CSRF token", "csrf")
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except StrictJsonError as err:
+        return _json_error(400, err)
+    except StorageError as err:
+        return _json_error(507, err)
     response.headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
@@ -80,19 +133,20 @@ async def security(
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object: strict JSON (:mod:`firmware_py.strict_json`), at most
+    ``MAX_BODY`` bytes, sent within the configured body timeout. Raises StrictJsonError (400)."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
     try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "bad_json", "message": str(err)}),
-            content_type="application/json",
-        ) from err
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(
-            text='{"error": "bad_json", "message": "expected an object"}',
-            content_type="application/json",
-        )
-    return data
+        async with asyncio.timeout(request.app[WEB].body_timeout):
+            raw = await request.content.read(MAX_BODY + 1)
+            while len(raw) <= MAX_BODY and (more := await request.content.read(MAX_BODY + 1)):
+                raw += more
+    except TimeoutError:
+        raise StrictJsonError("the body did not arrive in time") from None
+    if len(raw) > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
+    return obj(loads(raw or b"{}", max_bytes=MAX_BODY))
 
 
 # -- pages ---------------------------------------------------------------------------------
@@ -106,23 +160,39 @@ async def index(request: web.Request) -> web.Response:
 
 
 # -- pairing -------------------------------------------------------------------------------
+def _client(request: web.Request) -> str:
+    """The asking client's address (pairing keeps one request and its code attempts per address)."""
+    return request.remote or ""
+
+
 async def pair_request(request: web.Request) -> web.Response:
     data = await _body(request)
-    try:
-        rid, claim = request.app[PAIRING].request(
-            str(data.get("name", "tablet")), request.app[GATEWAY].now()
-        )
-    except PairingError as err:
-        return _json_error(429, err)
+    pairing = request.app[PAIRING]
+    rid, claim = pairing.request(
+        text(data, "name", max_len=200, default="tablet"),
+        request.app[GATEWAY].now(),
+        _client(request),
+    )
+    pending = pairing.pending(rid)
     request.app[GATEWAY].bus.publish("pairing.requested", {"id": rid})
-    return web.json_response({"id": rid, "claim": claim, "window": request.app[PAIRING].window})
+    return web.json_response(
+        {
+            "id": rid,
+            "claim": claim,
+            "window": pairing.window,
+            "short_code": pending.short_code if pending else "",
+        }
+    )
 
 
 async def pair_code(request: web.Request) -> web.Response:
     data = await _body(request)
     try:
         request.app[PAIRING].enter_code(
-            request.match_info["rid"], str(data.get("code", "")), request.app[GATEWAY].now()
+            request.match_info["rid"],
+            text(data, "code", max_len=64),
+            request.app[GATEWAY].now(),
+            _client(request),
         )
     except PairingError as err:
         return _json_error(403, err)
@@ -134,20 +204,23 @@ async def pair_collect(request: web.Request) -> web.Response:
     pairing, gateway = request.app[PAIRING], request.app[GATEWAY]
     # A long poll: the answer comes when the box's button is pressed or the code entered, or after
     # ``wait`` seconds (at most 25) with "not yet"; the unpaired page has no event socket.
-    wait = min(25.0, max(0.0, float(data.get("wait", 0) or 0)))
+    wait = number(data, "wait", low=0, high=25, default=0)
+    claim = text(data, "claim", max_len=200)
+    rid = request.match_info["rid"]
     deadline = asyncio.get_running_loop().time() + wait
     while True:
         try:
-            got = pairing.collect(
-                request.match_info["rid"], str(data.get("claim", "")), gateway.now()
-            )
+            got = pairing.collect(rid, claim, gateway.now())
         except PairingError as err:
             return _json_error(403, err)
         if got is not None or asyncio.get_running_loop().time() >= deadline:
             break
         await asyncio.sleep(0.2)
     if got is None:
-        return web.json_response({"approved": False}, status=202)
+        pending = pairing.pending(rid)
+        return web.json_response(
+            {"approved": False, "use_code": bool(pending and pending.use_code)}, status=202
+        )
     token, tablet = got
     response = web.json_response({"approved": True, "tablet": tablet.to_dict()})
     response.set_cookie(
@@ -202,22 +275,21 @@ async def job_get(request: web.Request) -> web.Response:
 
 async def job_submit(request: web.Request) -> web.Response:
     data = await _body(request)
-    kind = data.get("kind")
-    params = data.get("params") or {}
+    kind = text(data, "kind", max_len=40)
+    params = obj(data.get("params") or {}, "params")
     ecu = data.get("ecu")
-    if (
-        not isinstance(kind, str)
-        or not isinstance(params, dict)
-        or (ecu is not None and not isinstance(ecu, str))
-    ):
-        return _json_error(
-            400, "a job needs 'kind' (text), optional 'ecu' (text) and 'params' (object)", "bad_job"
-        )
+    if ecu is not None:
+        ecu = text(data, "ecu", max_len=40)
+    unknown = set(data) - {"kind", "params", "ecu"}
+    if unknown:
+        raise StrictJsonError(f"a job has kind, ecu and params, not {sorted(unknown)[0][:40]!r}")
     tablet: Tablet = request[TABLET]
     try:
         job = request.app[GATEWAY].runner.submit(
             JobRequest(kind, params, ecu), Caller("tablet", tablet.name)
         )
+    except (StrictJsonError, StorageError):
+        raise
     except VciError as err:
         return _json_error(403 if err.code == "not_entitled" else 409, err)
     return web.json_response(job.to_dict(), status=202)
@@ -236,18 +308,40 @@ async def packages_list(request: web.Request) -> web.Response:
 
 
 async def packages_upload(request: web.Request) -> web.Response:
+    """A package streamed to a temporary file in the store (never whole in memory), bounded in
+    size and time, verified, then kept under its name; nothing is left behind when it fails."""
+    gateway = request.app[GATEWAY]
     name = request.query.get("name", "package.vcipkg")
-    chunks, size = [], 0
-    while chunk := await request.content.read(1 << 20):  # streamed: the app's body limit is 64 KiB
-        size += len(chunk)
-        if size > MAX_PACKAGE_UPLOAD:
-            return _json_error(413, "the package is too large", "too_large")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    if len(name) > 200:
+        raise StrictJsonError("the package's name is longer than 200 characters")
+    limit = gateway.max_package_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return _json_error(413, f"a package may have at most {limit} bytes", "too_large")
+    loop = asyncio.get_running_loop()
+    path, f = await loop.run_in_executor(None, gateway.package_upload)
     try:
-        info = request.app[GATEWAY].save_package(name, raw)
+        size = 0
+        with f:
+            while True:
+                async with asyncio.timeout(request.app[WEB].body_timeout):
+                    chunk = await request.content.read(1 << 20)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    return _json_error(
+                        413, f"a package may have at most {limit} bytes", "too_large"
+                    )
+                await loop.run_in_executor(None, f.write, chunk)
+        info = await loop.run_in_executor(None, gateway.keep_package, name, path)
+    except TimeoutError:
+        return _json_error(408, "the upload stalled", "timeout")
+    except OSError as err:
+        return _json_error(507, f"the package could not be stored: {err.strerror}", "storage_error")
     except VciError as err:
         return _json_error(400, err)
+    finally:
+        path.unlink(missing_ok=True)
     return web.json_response(info, status=201)
 
 
@@ -276,7 +370,7 @@ async def tickets_list(request: web.Request) -> web.Response:
 async def tickets_add(request: web.Request) -> web.Response:
     data = await _body(request)
     try:
-        info = request.app[GATEWAY].add_ticket(str(data.get("token", "")))
+        info = request.app[GATEWAY].add_ticket(text(data, "token", max_len=16384))
     except VciError as err:
         return _json_error(400, err)
     return web.json_response(info, status=201)
@@ -314,13 +408,24 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-def create_app(gateway: Any, pairing: Pairing, *, secure_cookie: bool = False) -> web.Application:
+def host_names(cfg: WebConfig) -> frozenset[str]:
+    """Names the page answers to besides the address a client connected to (see ``WebConfig``)."""
+    me = socket.gethostname().lower()
+    extra = {h.strip().lower() for h in cfg.allowed_hosts.split(",") if h.strip()}
+    return frozenset({"localhost", "127.0.0.1", "::1", me, f"{me}.local"} | extra)
+
+
+def create_app(
+    gateway: Any, pairing: Pairing, *, secure_cookie: bool = False, web_cfg: WebConfig | None = None
+) -> web.Application:
     """The web application for one gateway. ``gateway`` offers ``now()``, ``bus``, ``runner``,
     ``vehicle_state()``, ``tickets()``, ``add_ticket(token)``."""
     app = web.Application(middlewares=[security], client_max_size=MAX_BODY)
     app[GATEWAY] = gateway
     app[PAIRING] = pairing
     app[SECURE_COOKIE] = secure_cookie
+    app[WEB] = web_cfg or WebConfig()
+    app[HOSTS] = host_names(app[WEB])
     app.router.add_get("/", index)
     app.router.add_static("/static/", str(STATIC), show_index=False)
     app.router.add_post("/api/pair", pair_request)

@@ -5,13 +5,20 @@ button is pressed (gpiozero; on a PC ``vci pair --approve``) or the code printed
 is typed in. Then it gets a long-lived session token (sent as an HttpOnly, SameSite=Strict cookie)
 and a CSRF token for requests that change anything.
 
-Pure logic over the SQLite store: every method takes ``now`` (trusted time, seconds). Secrets are
-stored only as SHA-256 hashes; a token is shown once, to the tablet that asked.
+Pure logic over the SQLite store: every method takes ``now`` (trusted time, seconds) and the
+asking client's address. Secrets are stored only as SHA-256 hashes; a token is shown once, to the
+tablet that asked.
 
-Abuse limits: the button approves only when exactly one request is pending (two tablets asking at
-once could be a neighbour on the Wi-Fi: both are refused and must ask again); wrong label codes are
-limited to ``max_code_attempts`` per ``lockout`` seconds for the whole box (attackers can change
-address, the box cannot tell them apart); pending requests are limited too.
+Nobody else on the Wi-Fi can jam pairing (docs/web.md, "Pairing"):
+
+- one pending request per client address: a new request from the same address replaces the
+  older one, so an address cannot fill the box; the table is bounded by dropping the oldest;
+- the button approves the one request whose tablet is still waiting for the answer (polling).
+  When several tablets wait, the press cannot tell which one the person holds: nobody is approved
+  and nobody is refused; every waiting tablet is told to type the label code instead;
+- wrong label codes are limited per client address (``max_code_attempts`` per ``lockout``
+  seconds); another address's wrong codes never lock a tablet out. A wrong code that cannot be
+  recorded (full disk) still counts (kept in memory) and the attempt is refused.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from firmware_py.errors import VciError
+from firmware_py.errors import StorageError, VciError
 from firmware_py.gateway.store import Store
 
 SCHEMA = (
@@ -35,7 +42,12 @@ SCHEMA = (
         how TEXT NOT NULL
     )""",
     """CREATE TABLE IF NOT EXISTS pairing_failures (at REAL NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS pairing_code_failures (at REAL NOT NULL, client TEXT NOT NULL)""",
 )
+#: a tablet counts as waiting for the button while it asked for its answer this recently
+STILL_POLLING = 5.0
+#: wrong-code records kept in memory per client address (older ones no longer matter)
+MAX_FAILURES_KEPT = 64
 
 
 class PairingError(VciError):
@@ -48,6 +60,11 @@ class PendingPairing:
     name: str
     claim_hash: str
     created: float
+    client: str = ""
+    short_code: str = ""
+    last_poll: float = 0.0
+    use_code: bool = False
+    """the button was pressed while several tablets waited: this one must type the label code"""
     approved_how: str | None = None
     refused: str | None = None
 
@@ -85,7 +102,7 @@ class Pairing:
         max_code_attempts: int = 5,
         lockout: float = 600.0,
         session_lifetime: float = 90 * 86400.0,
-        max_pending: int = 8,
+        max_pending: int = 256,
     ) -> None:
         if len(label_code) < 6:
             raise ValueError("the label code must have at least 6 characters")
@@ -98,20 +115,36 @@ class Pairing:
         self.max_pending = max_pending
         self._pending: dict[str, PendingPairing] = {}
         store.ensure_schema("pairing", SCHEMA)
+        self._failures: dict[str, list[float]] = {}
+        rows = store.connection().execute(
+            "SELECT client, at FROM pairing_code_failures ORDER BY at"
+        )
+        for row in rows:
+            self._failures.setdefault(row["client"], []).append(row["at"])
 
     # -- asking ------------------------------------------------------------------------
-    def request(self, name: str, now: float) -> tuple[str, str]:
-        """A tablet asks to pair. Returns (request id, claim secret); only the holder of the claim
-        secret can collect the session once the request is approved."""
+    def request(self, name: str, now: float, client: str = "") -> tuple[str, str]:
+        """A tablet at address ``client`` asks to pair. Returns (request id, claim secret); only
+        the holder of the claim secret can collect the session once the request is approved. A
+        client's earlier request is replaced; when the table is full the oldest request goes."""
         self._expire(now)
         name = (name or "tablet").strip()[:40] or "tablet"
-        if len(self._pending) >= self.max_pending:
-            raise PairingError(
-                "too many pairing requests are waiting", hint="Try again in a minute"
-            )
+        for rid, p in list(self._pending.items()):
+            if p.client == client:
+                del self._pending[rid]
+        while len(self._pending) >= self.max_pending:
+            oldest = min(self._pending.values(), key=lambda p: p.created)
+            del self._pending[oldest.id]
         rid, claim = secrets.token_urlsafe(9), secrets.token_urlsafe(24)
-        self._pending[rid] = PendingPairing(rid, name, _hash(claim), now)
+        self._pending[rid] = PendingPairing(
+            rid, name, _hash(claim), now, client, f"{secrets.randbelow(10000):04d}", now
+        )
         return rid, claim
+
+    def pending(self, rid: str) -> PendingPairing | None:
+        """Request ``rid`` as it stands (its short code: the 4 digits its tablet shows, so that
+        the person at the box sees which tablet was paired; whether it must use the label code)."""
+        return self._pending.get(rid)
 
     def _expire(self, now: float) -> None:
         for rid, p in list(self._pending.items()):
@@ -140,11 +173,16 @@ class Pairing:
 
     # -- approving ---------------------------------------------------------------------
     def press_button(self, now: float) -> str:
-        """The box's button was pressed: approve the one pending request. Returns its name."""
+        """The box's button was pressed: approve the one request whose tablet is still waiting.
+        Returns its name (and short code). Several waiting tablets: nobody is approved or refused,
+        each is told to use the label code."""
         live = [
             p
             for p in self._pending.values()
-            if p.approved_how is None and not p.refused and now - p.created <= self.window
+            if p.approved_how is None
+            and not p.refused
+            and now - p.created <= self.window
+            and now - p.last_poll <= STILL_POLLING
         ]
         if not live:
             raise PairingError(
@@ -153,32 +191,45 @@ class Pairing:
             )
         if len(live) > 1:
             for p in live:
-                p.refused = "two tablets asked to pair at the same time; both were refused"
-            raise PairingError(live[0].refused or "", hint="Pair one tablet at a time")
+                p.use_code = True
+            raise PairingError(
+                f"{len(live)} tablets are waiting to pair; the button cannot tell which is yours",
+                hint="Type the code from the box's label on your tablet",
+            )
         live[0].approved_how = "button"
-        return live[0].name
+        return f"{live[0].name} ({live[0].short_code})"
 
-    def enter_code(self, rid: str, code: str, now: float) -> None:
+    def enter_code(self, rid: str, code: str, now: float, client: str = "") -> None:
         """The label code was typed in on the tablet that made request ``rid``."""
-        self._check_lockout(now)
+        self._check_lockout(client, now)
         p = self._live(rid, now)
         if not hmac.compare_digest(
             code.strip().upper().encode(), self._label_code.upper().encode()
         ):
-            with self.store.transaction() as db:
-                db.execute("INSERT INTO pairing_failures(at) VALUES (?)", (now,))
+            kept = self._failures.setdefault(client, [])
+            kept.append(now)
+            del kept[:-MAX_FAILURES_KEPT]
+            try:
+                with self.store.transaction() as db:
+                    db.execute(
+                        "INSERT INTO pairing_code_failures(at, client) VALUES (?, ?)",
+                        (now, client),
+                    )
+            except StorageError as err:  # counted above all the same: a full disk is no bypass
+                raise PairingError(
+                    "wrong code (and the box could not record it: its storage is full)",
+                    hint="Free space on the box; type the code printed on the box's label",
+                ) from err
             raise PairingError("wrong code", hint="Type the code printed on the box's label")
         p.approved_how = "code"
 
-    def _check_lockout(self, now: float) -> None:
-        db = self.store.connection()
-        (fails,) = db.execute(
-            "SELECT COUNT(*) FROM pairing_failures WHERE at > ?", (now - self.lockout,)
-        ).fetchone()
+    def _check_lockout(self, client: str, now: float) -> None:
+        fails = sum(1 for at in self._failures.get(client, ()) if at > now - self.lockout)
         if fails >= self.max_code_attempts:
             raise PairingError(
                 "too many wrong codes",
-                hint=f"Pairing by code is locked for {self.lockout / 60:.0f} minutes; use the box's button",
+                hint=f"Pairing by code is locked for {self.lockout / 60:.0f} minutes on this "
+                "tablet; use the box's button",
             )
 
     # -- collecting the session ----------------------------------------------------------
@@ -188,9 +239,9 @@ class Pairing:
         p = self._live(rid, now)
         if not hmac.compare_digest(_hash(claim), p.claim_hash):
             raise PairingError("this pairing request belongs to another tablet")
+        p.last_poll = max(p.last_poll, now)
         if p.approved_how is None:
             return None
-        del self._pending[rid]
         token = secrets.token_urlsafe(32)
         tablet = Tablet(
             secrets.token_hex(6), p.name, secrets.token_urlsafe(24), now, now, p.approved_how
@@ -199,7 +250,8 @@ class Pairing:
             db.execute(
                 "INSERT INTO tablets(id, name, token_hash, csrf, paired_at, last_seen, how) VALUES (?,?,?,?,?,?,?)",
                 (tablet.id, tablet.name, _hash(token), tablet.csrf, now, now, tablet.how),
-            )
+            )  # a StorageError (full disk) leaves the request approved: collect again later
+        del self._pending[rid]
         return token, tablet
 
     # -- sessions ------------------------------------------------------------------------

@@ -222,7 +222,7 @@ def flash_through_an_outage(
                 BOX,
                 "programming",
                 ecu="EGS",
-                params={"package": str(package)},
+                params={"package": package.name},  # its id in the box's package store
                 ticket=ticket,
                 timeout=120,
                 on_event=events.append,

@@ -18,7 +18,9 @@ def pairing(tmp_path) -> Pairing:
 def test_button_within_the_window_pairs_the_asking_tablet(pairing: Pairing) -> None:
     rid, claim = pairing.request("Werkstatt-Tablet 1", now=1000)
     assert pairing.collect(rid, claim, now=1001) is None  # still waiting
-    assert pairing.press_button(now=1030) == "Werkstatt-Tablet 1"
+    assert pairing.collect(rid, claim, now=1029) is None  # the page polls while it waits
+    code = pairing.pending(rid).short_code
+    assert pairing.press_button(now=1030) == f"Werkstatt-Tablet 1 ({code})"
     token, tablet = pairing.collect(rid, claim, now=1031)
     assert tablet.how == "button" and tablet.name == "Werkstatt-Tablet 1"
     assert pairing.authenticate(token, now=2000) == pairing.authenticate(token, now=2000)
@@ -35,14 +37,28 @@ def test_button_after_the_window_pairs_nobody(pairing: Pairing) -> None:
     assert pairing.tablets() == []
 
 
-def test_two_tablets_asking_at_once_are_both_refused(pairing: Pairing) -> None:
-    a = pairing.request("mine", now=1000)
-    b = pairing.request("neighbour", now=1001)
-    with pytest.raises(PairingError, match="two tablets"):
+def test_two_waiting_tablets_are_told_to_type_the_label_code(pairing: Pairing) -> None:
+    mine = pairing.request("mine", now=1000, client="10.0.0.5")
+    other = pairing.request("neighbour", now=1001, client="10.0.0.9")
+    with pytest.raises(PairingError, match="2 tablets are waiting"):
         pairing.press_button(now=1002)
-    for rid, claim in (a, b):
-        with pytest.raises(PairingError, match="two tablets"):
-            pairing.collect(rid, claim, now=1003)
+    for rid, claim in (mine, other):  # nobody approved, nobody refused
+        assert pairing.collect(rid, claim, now=1003) is None
+        assert pairing.pending(rid).use_code
+    pairing.enter_code(mine[0], CODE, now=1004, client="10.0.0.5")
+    token, tablet = pairing.collect(*mine, now=1005)
+    assert tablet.name == "mine" and tablet.how == "code"
+
+
+def test_the_button_pairs_the_tablet_that_waits_despite_requests_that_nobody_collects(
+    pairing: Pairing,
+) -> None:
+    for i in range(100):  # an attacker's requests from many addresses; they do not poll
+        pairing.request(f"x{i}", now=1000, client=f"10.0.1.{i}")
+    rid, claim = pairing.request("mine", now=1010, client="10.0.0.5")
+    assert pairing.collect(rid, claim, now=1020) is None
+    assert pairing.press_button(now=1021).startswith("mine")
+    assert pairing.collect(rid, claim, now=1022)[1].how == "button"
 
 
 def test_label_code_pairs_and_wrong_codes_lock_out(pairing: Pairing) -> None:
@@ -52,6 +68,9 @@ def test_label_code_pairs_and_wrong_codes_lock_out(pairing: Pairing) -> None:
             pairing.enter_code(rid, "000000", now=1001)
     with pytest.raises(PairingError, match="too many wrong codes"):
         pairing.enter_code(rid, CODE, now=1002)  # even the right code, while locked
+    other, other_claim = pairing.request("t", now=1003, client="10.0.0.7")
+    pairing.enter_code(other, CODE, now=1004, client="10.0.0.7")  # another address is not locked
+    assert pairing.collect(other, other_claim, now=1005)[1].how == "code"
     rid2, claim2 = pairing.request("t", now=1700)  # lockout over after 600 s
     pairing.enter_code(rid2, CODE.lower(), now=1701)
     token, tablet = pairing.collect(rid2, claim2, now=1702)
@@ -77,11 +96,16 @@ def test_forged_expired_and_unpaired_sessions_are_refused(pairing: Pairing) -> N
     assert pairing.authenticate(token, now=1004) is None
 
 
-def test_pending_requests_are_bounded(pairing: Pairing) -> None:
-    for i in range(pairing.max_pending):
-        pairing.request(f"t{i}", now=1000)
-    with pytest.raises(PairingError, match="too many pairing requests"):
-        pairing.request("one more", now=1000)
+def test_pending_requests_are_one_per_client_and_bounded(pairing: Pairing) -> None:
+    first = pairing.request("t", now=1000, client="10.0.0.5")
+    second = pairing.request("t", now=1001, client="10.0.0.5")  # replaces the first
+    assert pairing.pending(first[0]) is None and pairing.pending(second[0]) is not None
+    for i in range(pairing.max_pending + 50):  # never refused; the oldest go
+        pairing.request("x", now=1002 + i, client=f"10.1.{i // 250}.{i % 250}")
+    assert len(pairing._pending) == pairing.max_pending
+    mine = pairing.request("mine", now=2000, client="10.0.0.6")
+    pairing.enter_code(mine[0], CODE, now=2001, client="10.0.0.6")
+    assert pairing.collect(*mine, now=2002)[1].name == "mine"
 
 
 def test_sessions_survive_a_restart(tmp_path) -> None:

@@ -14,12 +14,14 @@ import base64
 import hashlib
 import io
 import json
+import os
+import stat
 import time
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import bincopy
 from cryptography.exceptions import InvalidSignature
@@ -162,12 +164,14 @@ def _require(cond: bool, what: str) -> None:
         raise PackageError(f"the package manifest is invalid: {what}")
 
 
-def read_package(raw: bytes, trusted: Mapping[str, Ed25519PublicKey]) -> FlashPackage:
-    """Verify and read a package: signature by a trusted publisher, image hash, segment hashes."""
-    if len(raw) > MAX_PACKAGE:
+def read_package(raw: bytes | BinaryIO, trusted: Mapping[str, Ed25519PublicKey]) -> FlashPackage:
+    """Verify and read a package: signature by a trusted publisher, image hash, segment hashes.
+    ``raw`` is the file's bytes or the open file (read as needed, not held whole in memory)."""
+    size = len(raw) if isinstance(raw, bytes | bytearray) else raw.seek(0, io.SEEK_END)
+    if size > MAX_PACKAGE:
         raise PackageError("the package file is too large")
     try:
-        z = zipfile.ZipFile(io.BytesIO(raw))
+        z = zipfile.ZipFile(io.BytesIO(raw) if isinstance(raw, bytes | bytearray) else raw)
         names = z.namelist()
     except (zipfile.BadZipFile, ValueError) as err:
         raise PackageError(
@@ -232,12 +236,22 @@ def read_package(raw: bytes, trusted: Mapping[str, Ed25519PublicKey]) -> FlashPa
                 segments=segments,
                 sequence=seq,
                 publisher=kid,
-                sha256=hashlib.sha256(raw).hexdigest(),
+                sha256=_sha256(raw),
             )
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
             if isinstance(err, PackageError):
                 raise
             raise PackageError(f"the package manifest is invalid: {err!r}") from err
+
+
+def _sha256(raw: bytes | BinaryIO) -> str:
+    if isinstance(raw, bytes | bytearray):
+        return hashlib.sha256(raw).hexdigest()
+    raw.seek(0)
+    digest = hashlib.sha256()
+    while chunk := raw.read(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _parse_image(
@@ -255,18 +269,36 @@ def _parse_image(
             raise PackageError(f"the image is not valid {image_format}: {err}") from err
         parsed = [(s.minimum_address, bytes(s.data)) for s in binfile.segments]
     _require(len(parsed) == len(declared), "segments differ from the image")
-    segments = []
+    segments: list[Segment] = []
     for (address, data), d in zip(parsed, declared, strict=True):
         seg = Segment(address, data)
         if address != d["address"] or seg.length != d["length"] or seg.sha256 != d["sha256"]:
             raise PackageError(f"segment at 0x{address:08X} does not match the signed manifest")
-        segments.append(seg)
     return tuple(segments)
 
 
-def load_package_file(path: Path, trusted: Mapping[str, Ed25519PublicKey]) -> FlashPackage:
+def read_package_file(path: Path, max_bytes: int = MAX_PACKAGE) -> bytes:
+    """The bytes of a package file: a regular file (not a device, FIFO or directory: opened
+    without blocking and checked before reading) of at most ``max_bytes``."""
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
-        raise PackageError(f"cannot read package {path}: {err}") from err
-    return read_package(raw, trusted)
+        raise PackageError(f"cannot read package {path}: {err.strerror}") from err
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise PackageError(f"{path} is not a package file", hint="Name a .vcipkg file")
+        if info.st_size > max_bytes:
+            raise PackageError(
+                f"{path} has {info.st_size} bytes, more than the {max_bytes} a package may have"
+            )
+        raw = f.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise PackageError(f"{path} grew beyond {max_bytes} bytes while it was read")
+    return raw
+
+
+def load_package_file(
+    path: Path, trusted: Mapping[str, Ed25519PublicKey], max_bytes: int = MAX_PACKAGE
+) -> FlashPackage:
+    return read_package(read_package_file(path, max_bytes), trusted)

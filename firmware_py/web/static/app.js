@@ -265,7 +265,7 @@ document.addEventListener("click", (ev) => {
   else if (a === "service-read") runJob("service_reset", null, {action: "read"});
   else if (a === "service-reset") runJob("service_reset", null, {action: "reset", item: b.dataset.item});
   else if (a === "battery-register") runJob("service_reset", null, {action: "register_battery", capacity_ah: Number($("#battery-ah").value), technology: $("#battery-tech").value});
-  else if (a === "flash-start") { const p = (S.packages || []).find((x) => x.file === S.pkg); if (p) runJob("programming", p.ecu, {package: p.path}); }
+  else if (a === "flash-start") { const p = (S.packages || []).find((x) => x.file === S.pkg); if (p) runJob("programming", p.ecu, {package: p.file}); }
 });
 document.addEventListener("change", (ev) => {
   if (ev.target.id === "coding-ecu") { S.codingEcu = ev.target.value; render(); }

@@ -15,6 +15,7 @@ $("pair").onclick = async () => {
   const r = await post("/api/pair", {name: $("name").value || "tablet"});
   if (r.status !== 200) { say(r.data); return; }
   req = r.data; started = Date.now(); windowS = r.data.window;
+  $("short-code").textContent = r.data.short_code || "";
   $("waiting").hidden = false; $("pair").disabled = true;
   const countdown = setInterval(() => {  // local countdown of the pairing window (no server polling)
     const left = Math.max(0, windowS - (Date.now() - started) / 1000);
@@ -37,5 +38,6 @@ async function poll() {
   polling = false;
   if (r.status === 200) { $("status").textContent = "Paired."; location.reload(); return; }
   if (r.status !== 202) { say(r.data); req = null; $("pair").disabled = false; $("waiting").hidden = true; return; }
+  if (r.data.use_code) $("status").textContent = "Several tablets are asking to pair: type the code from the box's label.";
   poll();
 }

@@ -1,0 +1,169 @@
+"""What one client on the Wi-Fi can take of the page, against a real ``vci gateway`` process:
+half-sent requests (slowloris) are closed after the header timeout and capped per client address,
+so the page still answers and the gateway's file descriptors stay bounded; package uploads stream
+to disk (the gateway's peak memory stays far below the upload's size) and oversized ones are
+refused with nothing left behind.
+
+Other clients are other loopback addresses (127.0.0.2, 127.0.0.3 ... are all loopback on Linux)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cloud.conftest import free_port, stop
+
+HEADER_TIMEOUT = 2.0
+PER_CLIENT = 32  # the default of [web] max_connections_per_client
+
+
+def _status(pid: int, field: str) -> int:
+    """A /proc/PID/status figure in kB (VmHWM, VmRSS)."""
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1))  # type: ignore[union-attr]
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@pytest.fixture
+def gateway(box: Any, sim_process: Any) -> Any:
+    """(process, base url, state dir) of a ``vci gateway`` with a short header timeout."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "VCI_CONFIG": str(box.config),
+        "VCI_WEB_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+        "VCI_STORAGE_MAX_PACKAGE_BYTES": str(120 * 1024 * 1024),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware_py", "gateway", "--port", str(port)]
+        + sim_process.cli_args("doip"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "vci-gateway ready" in line, line
+    yield proc, f"http://127.0.0.1:{port}", box.root / "state"
+    stop(proc)
+
+
+def _get(url: str, timeout: float = 5) -> int:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return int(resp.status)
+
+
+def test_half_sent_requests_are_capped_per_client_and_closed_after_the_header_timeout(
+    gateway,
+) -> None:
+    proc, base, _ = gateway
+    port = int(base.rsplit(":", 1)[1])
+    assert _get(base + "/") == 200
+    before = _fds(proc.pid)
+    attackers = [f"127.0.0.{i}" for i in range(2, 6)]
+    socks = []
+    try:
+        for i in range(1100):
+            s = socket.socket()
+            s.bind((attackers[i % len(attackers)], 0))
+            s.settimeout(5)
+            try:
+                s.connect(("127.0.0.1", port))
+                s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  # never finished
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+        # the page still answers a real client while they hang
+        started = time.monotonic()
+        assert _get(base + "/") == 200
+        assert time.monotonic() - started < HEADER_TIMEOUT
+        held = _fds(proc.pid) - before
+        assert held <= PER_CLIENT * len(attackers) + 8, held
+        # every half-sent request is closed by the box once the header timeout has passed
+        deadline = time.monotonic() + HEADER_TIMEOUT + 10
+        open_ = list(socks)
+        while open_ and time.monotonic() < deadline:
+            still = []
+            for s in open_:
+                s.settimeout(0.01)
+                try:
+                    if s.recv(1024) == b"":
+                        continue  # closed by the box
+                except TimeoutError:
+                    still.append(s)
+                    continue
+                except OSError:
+                    continue  # reset by the box
+            open_ = still
+        assert not open_, f"{len(open_)} half-sent requests are still open"
+        assert _fds(proc.pid) <= before + 8
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_a_package_upload_streams_to_disk_and_an_oversized_one_leaves_nothing(gateway) -> None:
+    import aiohttp
+
+    proc, base, state = gateway
+    packages = state / "packages"
+
+    async def go() -> None:
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as s:
+            async with s.post(base + "/api/pair", json={"name": "t"}) as r:
+                req = await r.json()
+            subprocess.run(
+                [sys.executable, "-m", "firmware_py", "pair", "--approve", "--state-dir", str(state)],
+                check=True,
+                capture_output=True,
+            )
+            async with s.post(
+                base + f"/api/pair/{req['id']}/collect", json={"claim": req["claim"]}
+            ) as r:
+                assert r.status == 200, await r.text()
+            async with s.get(base + "/api/session") as r:
+                csrf = (await r.json())["csrf"]
+            hwm_before = _status(proc.pid, "VmHWM")
+            size = 100 * 1024 * 1024
+
+            async def body(total: int):
+                chunk = os.urandom(1 << 20)
+                for _ in range(total // len(chunk)):
+                    yield chunk
+
+            async with s.post(
+                base + "/api/packages?name=big.vcipkg",
+                data=body(size),
+                headers={"X-CSRF-Token": csrf},
+            ) as r:
+                assert r.status == 400, await r.text()  # random bytes: not a package
+                assert (await r.json())["error"] == "package_invalid"
+            growth_mb = (_status(proc.pid, "VmHWM") - hwm_before) / 1024
+            print(f"peak RSS growth for a {size >> 20} MiB upload: {growth_mb:.1f} MiB")
+            assert growth_mb < 30, growth_mb
+            async with s.post(
+                base + "/api/packages?name=huge.vcipkg",
+                data=body(130 * 1024 * 1024),
+                headers={"X-CSRF-Token": csrf},
+            ) as r:
+                assert r.status == 413
+                assert (await r.json())["error"] == "too_large"
+            assert sorted(p.name for p in packages.iterdir()) == []
+
+    asyncio.run(go())
