@@ -4,16 +4,22 @@ GET  /state            vehicle and per-ECU state (session, DTCs, coding, region 
 POST /faults           {"ecu": "DME", "delay": 0.5} ... (see firmware_py.sim.faults); {"clear": true}
 POST /battery          {"volts": 12.4}
 POST /reset            back to the vehicle file's state
+
+A POST must say ``Content-Type: application/json`` (a web page can send ``text/plain`` across
+origins without asking the browser's permission; ``application/json`` it cannot) and must not
+come from another origin: any web page a developer opens could otherwise drive the simulator.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from firmware_py.sim.faults import FaultSpecError
+from firmware_py.strict_json import StrictJsonError, loads, number, obj
 
 if TYPE_CHECKING:
     from firmware_py.sim.runtime import SimulatedVehicle
@@ -23,12 +29,27 @@ VEHICLE: web.AppKey[Any] = web.AppKey("vehicle", object)
 
 async def _json(request: web.Request) -> dict[str, Any]:
     try:
-        data = await request.json()
-    except json.JSONDecodeError as err:
+        return obj(loads(await request.read()))
+    except StrictJsonError as err:
         raise web.HTTPBadRequest(text=f"bad JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(text="expected a JSON object")
-    return data
+
+
+@web.middleware
+async def same_origin_json(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Refuse POSTs that are not JSON or that come from a web page of another origin."""
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        origin = request.headers.get("Origin")
+        if origin is not None and urlsplit(origin).netloc.lower() != request.host.lower():
+            return web.json_response(
+                {"error": "requests from other web pages are refused"}, status=403
+            )
+        if request.content_type != "application/json":
+            return web.json_response(
+                {"error": "the control API takes Content-Type: application/json"}, status=415
+            )
+    return await handler(request)
 
 
 async def get_state(request: web.Request) -> web.Response:
@@ -46,8 +67,8 @@ async def post_faults(request: web.Request) -> web.Response:
 async def post_battery(request: web.Request) -> web.Response:
     data = await _json(request)
     try:
-        request.app[VEHICLE].inject(battery=float(data["volts"]))
-    except (KeyError, TypeError, ValueError) as err:
+        request.app[VEHICLE].inject(battery=number(data, "volts", low=0, high=60))
+    except StrictJsonError as err:
         return web.json_response({"error": f"need {{'volts': number}}: {err}"}, status=400)
     return web.json_response({"battery_voltage": request.app[VEHICLE].battery.volts})
 
@@ -60,7 +81,7 @@ async def post_reset(request: web.Request) -> web.Response:
 async def start_control_api(
     vehicle: SimulatedVehicle, host: str, port: int
 ) -> tuple[web.AppRunner, int]:
-    app = web.Application()
+    app = web.Application(middlewares=[same_origin_json])
     app[VEHICLE] = vehicle
     app.router.add_get("/state", get_state)
     app.router.add_post("/faults", post_faults)

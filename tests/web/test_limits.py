@@ -129,7 +129,15 @@ def test_a_package_upload_streams_to_disk_and_an_oversized_one_leaves_nothing(ga
             async with s.post(base + "/api/pair", json={"name": "t"}) as r:
                 req = await r.json()
             subprocess.run(
-                [sys.executable, "-m", "firmware_py", "pair", "--approve", "--state-dir", str(state)],
+                [
+                    sys.executable,
+                    "-m",
+                    "firmware_py",
+                    "pair",
+                    "--approve",
+                    "--state-dir",
+                    str(state),
+                ],
                 check=True,
                 capture_output=True,
             )
