@@ -62,7 +62,8 @@ class PendingPairing:
     created: float
     client: str = ""
     short_code: str = ""
-    last_poll: float = 0.0
+    last_poll: float = float("-inf")
+    """when its tablet last asked for the answer (a request nobody waits for is not approved)"""
     use_code: bool = False
     """the button was pressed while several tablets waited: this one must type the label code"""
     approved_how: str | None = None
@@ -137,7 +138,7 @@ class Pairing:
             del self._pending[oldest.id]
         rid, claim = secrets.token_urlsafe(9), secrets.token_urlsafe(24)
         self._pending[rid] = PendingPairing(
-            rid, name, _hash(claim), now, client, f"{secrets.randbelow(10000):04d}", now
+            rid, name, _hash(claim), now, client, f"{secrets.randbelow(10000):04d}"
         )
         return rid, claim
 

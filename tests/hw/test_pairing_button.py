@@ -13,6 +13,7 @@ def test_pressing_the_button_pairs_the_waiting_tablet(tmp_path) -> None:
     factory = MockFactory()
     pairing = Pairing(Store(tmp_path), "TESTCODE7")
     rid, claim = pairing.request("Werkstatt-Tablet", now=1000)
+    assert pairing.collect(rid, claim, now=1008) is None  # the tablet waits for the answer
     presses: list[str] = []
     button = PairingButton(
         17,
@@ -24,7 +25,7 @@ def test_pressing_the_button_pairs_the_waiting_tablet(tmp_path) -> None:
         pin = factory.pin(17)
         pin.drive_low()  # pressed (pull-up: the button pulls the line low)
         pin.drive_high()
-        assert presses == ["Werkstatt-Tablet"]
+        assert presses == [f"Werkstatt-Tablet ({pairing.pending(rid).short_code})"]
         got = pairing.collect(rid, claim, now=1011)
         assert got is not None and got[1].how == "button"
     finally:

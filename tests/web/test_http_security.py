@@ -90,6 +90,10 @@ def server(tmp_path, sim_process):
 async def pair(session: aiohttp.ClientSession, base: str, pairing: Pairing, clock: Clock) -> str:
     async with session.post(base + "/api/pair", json={"name": "t"}) as r:
         req = await r.json()
+    async with session.post(
+        base + f"/api/pair/{req['id']}/collect", json={"claim": req["claim"]}
+    ) as r:
+        assert r.status == 202  # the page waits for the button
     pairing.press_button(clock.now())
     async with session.post(
         base + f"/api/pair/{req['id']}/collect", json={"claim": req["claim"]}
@@ -266,5 +270,122 @@ def test_pairing_status_is_a_long_poll_answered_when_the_button_is_pressed(serve
             assert not waiting.done()  # the request is held open, not answered "not yet" at once
             pairing.press_button(clock.now())
             assert await asyncio.wait_for(waiting, 3) == 200
+
+    run(server, go)
+
+
+def _from(address: str) -> aiohttp.ClientSession:
+    """A client on another address of the Wi-Fi (another loopback address here)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(local_addr=(address, 0)),
+        cookie_jar=aiohttp.CookieJar(unsafe=True),
+    )
+
+
+def test_attackers_pairing_requests_do_not_stop_a_tablet_pairing_by_button_or_code(
+    server,
+) -> None:
+    async def go(base, pairing, clock):
+        # 100 requests from 100 other clients, and many from one of them
+        for i in range(100):
+            async with _from(f"127.0.1.{i + 1}") as s:
+                for _ in range(1 if i else 20):
+                    async with s.post(base + "/api/pair", json={"name": f"x{i}"}) as r:
+                        assert r.status == 200
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            async with s.post(base + "/api/pair", json={"name": "mine"}) as r:
+                assert r.status == 200
+                req = await r.json()
+                assert len(req["short_code"]) == 4
+
+            async def wait_for_approval() -> int:
+                async with s.post(
+                    base + f"/api/pair/{req['id']}/collect",
+                    json={"claim": req["claim"], "wait": 10},
+                ) as r:
+                    return r.status
+
+            waiting = asyncio.create_task(wait_for_approval())
+            await asyncio.sleep(0.3)
+            assert pairing.press_button(clock.now()).startswith("mine")
+            assert await asyncio.wait_for(waiting, 5) == 200
+        # an attacker who polls too makes the button ambiguous: the tablet is told to type the
+        # label code, and the code works, however many wrong codes the attacker sends
+        async with _from("127.0.2.1") as attacker:
+            async with attacker.post(base + "/api/pair", json={"name": "evil"}) as r:
+                evil = await r.json()
+            for _ in range(10):
+                async with attacker.post(
+                    base + f"/api/pair/{evil['id']}/code", json={"code": "WRONG1"}
+                ) as r:
+                    assert r.status == 403
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+                async with s.post(base + "/api/pair", json={"name": "second"}) as r:
+                    req = await r.json()
+                for who, rid, claim in (
+                    (attacker, evil["id"], evil["claim"]),
+                    (s, req["id"], req["claim"]),
+                ):
+                    async with who.post(
+                        base + f"/api/pair/{rid}/collect", json={"claim": claim}
+                    ) as r:
+                        assert r.status == 202
+                with pytest.raises(Exception, match="cannot tell which"):
+                    pairing.press_button(clock.now())
+                async with s.post(
+                    base + f"/api/pair/{req['id']}/collect", json={"claim": req["claim"]}
+                ) as r:
+                    assert r.status == 202 and (await r.json())["use_code"] is True
+                async with s.post(base + f"/api/pair/{req['id']}/code", json={"code": CODE}) as r:
+                    assert r.status == 200
+                async with s.post(
+                    base + f"/api/pair/{req['id']}/collect", json={"claim": req["claim"]}
+                ) as r:
+                    assert r.status == 200
+            async with attacker.post(
+                base + f"/api/pair/{evil['id']}/collect", json={"claim": evil["claim"]}
+            ) as r:
+                assert r.status == 202  # the attacker was never paired
+        assert sorted(t.name for t in pairing.tablets()) == ["mine", "second"]
+
+    run(server, go)
+
+
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({"Origin": "http://evil.example"}, 403),
+        ({"Origin": "null"}, 403),
+        ({"Sec-Fetch-Site": "cross-site"}, 403),
+        ({"Host": "evil.example"}, 421),  # DNS rebinding: the page under another name
+        ({"Host": "evil.example", "Origin": "http://evil.example"}, 421),
+    ],
+)
+def test_foreign_origins_and_hosts_are_refused(server, headers, status) -> None:
+    async def go(base, pairing, clock):
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            csrf = await pair(s, base, pairing, clock)
+            before = len(pairing.tablets())
+            async with s.post(base + "/api/pair", json={"name": "x"}, headers=headers) as r:
+                assert r.status == status
+            async with s.post(
+                base + "/api/jobs",
+                json={"kind": "identify"},
+                headers={"X-CSRF-Token": csrf, **headers},
+            ) as r:
+                assert r.status == status
+                assert (await r.json())["error"] in ("foreign_origin", "wrong_host")
+            with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                async with s.ws_connect(base + "/api/events", headers=headers):
+                    pass
+            assert err.value.status == status
+            assert len(pairing.tablets()) == before
+            assert pairing.store.connection().execute("SELECT 1").fetchone()
+            # the page's own origin is fine
+            own = {"Origin": base.rstrip("/"), "X-CSRF-Token": csrf}
+            async with s.post(base + "/api/jobs", json={"kind": "identify"}, headers=own) as r:
+                assert r.status == 202
+            async with s.ws_connect(base + "/api/events", headers={"Origin": base.rstrip("/")}):
+                pass
 
     run(server, go)

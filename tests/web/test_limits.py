@@ -128,6 +128,10 @@ def test_a_package_upload_streams_to_disk_and_an_oversized_one_leaves_nothing(ga
         async with aiohttp.ClientSession(cookie_jar=jar) as s:
             async with s.post(base + "/api/pair", json={"name": "t"}) as r:
                 req = await r.json()
+            async with s.post(
+                base + f"/api/pair/{req['id']}/collect", json={"claim": req["claim"]}
+            ) as r:
+                assert r.status == 202  # waiting for the button
             subprocess.run(
                 [
                     sys.executable,

@@ -40,6 +40,8 @@ def test_button_after_the_window_pairs_nobody(pairing: Pairing) -> None:
 def test_two_waiting_tablets_are_told_to_type_the_label_code(pairing: Pairing) -> None:
     mine = pairing.request("mine", now=1000, client="10.0.0.5")
     other = pairing.request("neighbour", now=1001, client="10.0.0.9")
+    for rid, claim in (mine, other):
+        assert pairing.collect(rid, claim, now=1001) is None
     with pytest.raises(PairingError, match="2 tablets are waiting"):
         pairing.press_button(now=1002)
     for rid, claim in (mine, other):  # nobody approved, nobody refused
@@ -78,7 +80,8 @@ def test_label_code_pairs_and_wrong_codes_lock_out(pairing: Pairing) -> None:
 
 
 def test_only_the_asking_tablet_collects_the_session(pairing: Pairing) -> None:
-    rid, _claim = pairing.request("t", now=1000)
+    rid, claim = pairing.request("t", now=1000)
+    assert pairing.collect(rid, claim, now=1000) is None
     pairing.press_button(now=1001)
     with pytest.raises(PairingError, match="another tablet"):
         pairing.collect(rid, "guessed-claim", now=1002)
@@ -86,6 +89,7 @@ def test_only_the_asking_tablet_collects_the_session(pairing: Pairing) -> None:
 
 def test_forged_expired_and_unpaired_sessions_are_refused(pairing: Pairing) -> None:
     rid, claim = pairing.request("t", now=1000)
+    assert pairing.collect(rid, claim, now=1000) is None
     pairing.press_button(now=1001)
     token, tablet = pairing.collect(rid, claim, now=1002)
     assert pairing.authenticate("forged" + token[6:], now=1003) is None
@@ -111,6 +115,7 @@ def test_pending_requests_are_one_per_client_and_bounded(pairing: Pairing) -> No
 def test_sessions_survive_a_restart(tmp_path) -> None:
     first = Pairing(Store(tmp_path), CODE)
     rid, claim = first.request("t", now=1000)
+    assert first.collect(rid, claim, now=1000) is None
     first.press_button(now=1001)
     token, tablet = first.collect(rid, claim, now=1002)
     again = Pairing(Store(tmp_path), CODE)
