@@ -18,6 +18,7 @@ changes anything and the WebSocket must come from the page itself (``Origin`` th
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -132,11 +133,21 @@ async def security(
     return response
 
 
+def _too_large(size: int) -> web.HTTPRequestEntityTooLarge:
+    message = f"the body has {size} bytes or more; at most {MAX_BODY} are taken"
+    return web.HTTPRequestEntityTooLarge(
+        max_size=MAX_BODY,
+        actual_size=size,
+        text=json.dumps({"error": "too_large", "message": message, "hint": None}),
+        content_type="application/json",
+    )
+
+
 async def _body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object: strict JSON (:mod:`firmware_py.strict_json`), at most
     ``MAX_BODY`` bytes, sent within the configured body timeout. Raises StrictJsonError (400)."""
     if request.content_length is not None and request.content_length > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+        raise _too_large(request.content_length)
     try:
         async with asyncio.timeout(request.app[WEB].body_timeout):
             raw = await request.content.read(MAX_BODY + 1)
@@ -145,7 +156,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     except TimeoutError:
         raise StrictJsonError("the body did not arrive in time") from None
     if len(raw) > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
+        raise _too_large(len(raw))
     return obj(loads(raw or b"{}", max_bytes=MAX_BODY))
 
 
