@@ -8,12 +8,17 @@ message is one segment."""
 
 from __future__ import annotations
 
+import io
+import logging
 import struct
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import can
+
+log = logging.getLogger(__name__)
 
 LINKTYPE_IPV4 = 228
 LINKTYPE_CAN_SOCKETCAN = 227
@@ -21,26 +26,50 @@ LINKTYPE_CAN_SOCKETCAN = 227
 
 class PcapWriter:
     def __init__(self, path: Path, linktype: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._f = open(path, "wb")  # noqa: SIM115 - kept open for the link's lifetime
-        self._f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype))
         self._lock = threading.Lock()
+        self._f: BinaryIO
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(path, "wb")  # noqa: SIM115 - kept open for the link's lifetime
+        except OSError as err:
+            log.warning("no trace %s: %s", path, err)
+            self._f = io.BytesIO()
+            self._f.close()
+            return
+        try:
+            self._f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype))
+        except OSError as err:
+            log.warning("trace %s not written: %s", path, err)
+            self._close()
 
     def packet(self, data: bytes, ts: float | None = None) -> None:
+        """Add a packet. A trace that cannot be written (a full disk) stops, with one warning;
+        it never breaks the vehicle link it watches."""
         ts = time.time() if ts is None else ts
         sec, usec = int(ts), int((ts % 1) * 1e6)
         with self._lock:
             if self._f.closed:
                 return
-            self._f.write(
-                struct.pack("<IIII", sec, usec, min(len(data), 65535), len(data)) + data[:65535]
-            )
-            self._f.flush()
+            try:
+                self._f.write(
+                    struct.pack("<IIII", sec, usec, min(len(data), 65535), len(data))
+                    + data[:65535]
+                )
+                self._f.flush()
+            except OSError as err:
+                log.warning("trace %s stopped: %s", self.path, err)
+                self._close()
+
+    def _close(self) -> None:
+        try:
+            self._f.close()
+        except OSError as err:  # the last buffered bytes did not fit: the trace is cut short
+            log.warning("trace %s cut short: %s", self.path, err)
 
     def close(self) -> None:
         with self._lock:
-            self._f.close()
+            self._close()
 
 
 def _checksum(data: bytes) -> int:

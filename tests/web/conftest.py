@@ -4,8 +4,11 @@ simulator in its own process), and pairing a client session with it."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -54,15 +57,58 @@ class Page:
 @pytest.fixture
 def server(tmp_path, sim_process):
     """(base url, pairing, clock) of a gateway on a free loopback port."""
+    yield from _page(tmp_path, sim_process)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 4 MiB file system (tmpfs) for the state directory, so that tests can fill it."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {done.stderr.decode()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Fill ``disk`` to the last byte (a real ENOSPC from now on); remove the file to free it."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        for size in (65536, 1):
+            try:
+                while os.write(fd, b"\0" * size):
+                    pass
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+@pytest.fixture
+def small_disk_server(small_disk, sim_process):
+    """Like ``server``, with its state directory on ``small_disk``."""
+    yield from _page(small_disk, sim_process)
+
+
+def _page(state_dir: Path, sim_process: Any) -> Iterator[Page]:
     clock = Clock()
-    store = Store(tmp_path)
+    store = Store(state_dir)
     cfg = TransportConfig(doip_host=sim_process.doip_host, doip_port=sim_process.doip_port)
-    trace = tmp_path / "traces" / "session-doip.pcap"
+    trace = state_dir / "traces" / "session-doip.pcap"
     gateway = Gateway(
         store,
         open_vehicle=lambda: VehicleSession.open(cfg, "doip", trace_path=trace),
         handlers=HANDLERS,
         clock=clock,
+        min_free_bytes=512 * 1024,
     )
     pairing = Pairing(store, CODE, window=60, max_code_attempts=3)
     loop = asyncio.new_event_loop()
