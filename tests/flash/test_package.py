@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -134,3 +135,42 @@ def test_segments_must_match_the_manifest(publisher) -> None:
     )
     manifest = json.loads(zipfile.ZipFile(io.BytesIO(raw)).read("manifest.json"))
     assert manifest["segments"][0]["length"] == 100 and manifest["image"]["format"] == "ihex"
+
+
+def test_only_regular_files_of_bounded_size_are_read_as_packages(publisher, tmp_path) -> None:
+    """A FIFO (which would block the reader), a device (/dev/zero: endless), a directory and an
+    oversized file are refused before anything is read; the same file of allowed size is read."""
+    import os
+    import threading
+
+    from firmware_py.uds.flash.package import load_package_file
+
+    trusted = load_public_keys(publisher.trust)
+    fifo = tmp_path / "pipe.vcipkg"
+    os.mkfifo(fifo)
+    refused: list[str] = []
+
+    def read_fifo() -> None:
+        try:
+            load_package_file(fifo, trusted)
+        except PackageError as err:
+            refused.append(str(err))
+
+    reader = threading.Thread(target=read_fifo, daemon=True)
+    reader.start()
+    reader.join(5)
+    assert not reader.is_alive(), "reading a FIFO blocked"
+    assert "not a package file" in refused[0]
+    for path in (Path("/dev/zero"), tmp_path):
+        with pytest.raises(PackageError, match="not a package file"):
+            load_package_file(path, trusted)
+    package = publisher.package("egs.vcipkg", "EGS", 0x18, "12.05.00", image("12.05.00", 4096))
+    with pytest.raises(PackageError, match="more than the 1000 a package may have"):
+        load_package_file(package, trusted, max_bytes=1000)
+    assert load_package_file(package, trusted).version == "12.05.00"
+
+
+def test_vci_flash_refuses_a_device_before_it_reads_it(flash_box) -> None:
+    proc = flash_box.vci("flash", "/dev/zero", timeout=30)
+    assert proc.returncode != 0
+    assert "not a package file" in proc.stderr

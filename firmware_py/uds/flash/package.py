@@ -274,6 +274,7 @@ def _parse_image(
         seg = Segment(address, data)
         if address != d["address"] or seg.length != d["length"] or seg.sha256 != d["sha256"]:
             raise PackageError(f"segment at 0x{address:08X} does not match the signed manifest")
+        segments.append(seg)
     return tuple(segments)
 
 
@@ -284,14 +285,15 @@ def read_package_file(path: Path, max_bytes: int = MAX_PACKAGE) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
         raise PackageError(f"cannot read package {path}: {err.strerror}") from err
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+        os.close(fd)
         if not stat.S_ISREG(info.st_mode):
             raise PackageError(f"{path} is not a package file", hint="Name a .vcipkg file")
-        if info.st_size > max_bytes:
-            raise PackageError(
-                f"{path} has {info.st_size} bytes, more than the {max_bytes} a package may have"
-            )
+        raise PackageError(
+            f"{path} has {info.st_size} bytes, more than the {max_bytes} a package may have"
+        )
+    with os.fdopen(fd, "rb") as f:
         raw = f.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise PackageError(f"{path} grew beyond {max_bytes} bytes while it was read")
