@@ -14,6 +14,7 @@ from firmware_py.gateway.events import EventBus
 from firmware_py.gateway.jobs import Caller, JobRequest, JobRunner, JobState, VehicleWorker
 
 CLI = Caller("cli", "test")
+PKG = {"package": "egs.vcipkg"}  # the handlers here do not read it
 
 
 @dataclass(frozen=True)
@@ -116,10 +117,10 @@ def test_entitlement_is_checked_once_at_the_start_of_a_long_job() -> None:
 
     async def main():
         runner, bus, worker, _ = make_runner({"programming": programming}, ent)
-        running = asyncio.create_task(runner.run(JobRequest("programming", ecu="DME"), CLI))
+        running = asyncio.create_task(runner.run(JobRequest("programming", PKG, ecu="DME"), CLI))
         await asyncio.sleep(0.05)
         with pytest.raises(EntitlementError):  # no new job after the ticket's end
-            await runner.run(JobRequest("programming", ecu="EGS"), CLI)
+            await runner.run(JobRequest("programming", PKG, ecu="EGS"), CLI)
         gate.set()
         job = await running
         worker.close()
@@ -164,7 +165,7 @@ def test_a_failing_job_is_reported_and_the_next_job_runs() -> None:
             {"read_fault_memory": silent, "raw_uds": crashing, "identify": lambda v, c: {"ok": 1}}
         )
         a = await runner.run(JobRequest("read_fault_memory"), CLI)
-        b = await runner.run(JobRequest("raw_uds"), CLI)
+        b = await runner.run(JobRequest("raw_uds", {"request": "22 F1 90"}), CLI)
         c = await runner.run(JobRequest("identify"), CLI)
         worker.close()
         return a, b, c
