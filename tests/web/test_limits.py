@@ -24,6 +24,7 @@ import pytest
 from tests.cloud.conftest import free_port, stop
 
 HEADER_TIMEOUT = 2.0
+BODY_TIMEOUT = 2.0
 PER_CLIENT = 32  # the default of [web] max_connections_per_client
 
 
@@ -45,6 +46,7 @@ def gateway(box: Any, sim_process: Any) -> Any:
         **os.environ,
         "VCI_CONFIG": str(box.config),
         "VCI_WEB_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+        "VCI_WEB_BODY_TIMEOUT": str(BODY_TIMEOUT),
         "VCI_STORAGE_MAX_PACKAGE_BYTES": str(120 * 1024 * 1024),
     }
     proc = subprocess.Popen(
@@ -179,3 +181,67 @@ def test_a_package_upload_streams_to_disk_and_an_oversized_one_leaves_nothing(ga
             assert sorted(p.name for p in packages.iterdir()) == []
 
     asyncio.run(go())
+
+
+def test_connections_are_capped_in_total_and_per_client_address(tmp_path) -> None:
+    """The guard on its own, in-process, with small caps: a client beyond its share or beyond the
+    total is closed at once; a closed connection frees its place."""
+    from aiohttp import web
+
+    from firmware_py.web.limits import ConnectionCounter, handler_args, start_site
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/", lambda request: web.Response(text="ok"))
+        runner = web.AppRunner(app, **handler_args(5.0))
+        await runner.setup()
+        counter = ConnectionCounter(max_total=4, max_per_client=2)
+        server = await start_site(runner, "127.0.0.1", 0, counter)
+        port = server.sockets[0].getsockname()[1]
+
+        async def connect(address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            return await asyncio.open_connection("127.0.0.1", port, local_addr=(address, 0))
+
+        async def closed_at_once(reader: asyncio.StreamReader) -> bool:
+            try:
+                return await asyncio.wait_for(reader.read(1), 2) == b""
+            except (ConnectionResetError, TimeoutError):
+                return False
+
+        a1, a2 = await connect("127.0.0.2"), await connect("127.0.0.2")
+        a3 = await connect("127.0.0.2")
+        assert await closed_at_once(a3[0])  # a third from the same address
+        b1, b2 = await connect("127.0.0.3"), await connect("127.0.0.3")
+        c1 = await connect("127.0.0.4")
+        assert await closed_at_once(c1[0])  # the box is full
+        assert counter.total == 4 and counter.refused == 2
+        a1[1].close()
+        for _ in range(100):
+            if counter.total == 3:
+                break
+            await asyncio.sleep(0.01)
+        c2 = await connect("127.0.0.4")  # a place was freed
+        c2[1].write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert (await asyncio.wait_for(c2[0].readline(), 5)).startswith(b"HTTP/1.1 200")
+        for _, w in (a2, b1, b2, c2):
+            w.close()
+        server.close()
+        await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def test_a_body_that_does_not_arrive_is_refused_after_the_body_timeout(gateway) -> None:
+    proc, base, _ = gateway
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(
+            b"POST /api/pair HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
+        started = time.monotonic()
+        answer = s.recv(4096)
+        took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"did not arrive in time" in answer
+    assert BODY_TIMEOUT - 0.5 < took < BODY_TIMEOUT + 5, took
