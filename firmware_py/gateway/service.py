@@ -21,7 +21,6 @@ from firmware_py.gateway.jobs import Handler, JobRunner, VehicleWorker
 from firmware_py.gateway.outbox import Outbox
 from firmware_py.gateway.store import Store
 from firmware_py.gateway.supervise import supervised
-from firmware_py.uds.flash.package import MAX_PACKAGE
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ class Gateway:
         read_vin: Callable[[Any], str | None] | None = None,
         min_free_bytes: int = 16 * 1024 * 1024,
         traces_max_bytes: int = 256 * 1024 * 1024,
-        max_package_bytes: int = MAX_PACKAGE,
+        max_package_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.store = store
         self.min_free_bytes = min_free_bytes

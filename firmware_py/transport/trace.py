@@ -53,8 +53,7 @@ class PcapWriter:
                 return
             try:
                 self._f.write(
-                    struct.pack("<IIII", sec, usec, min(len(data), 65535), len(data))
-                    + data[:65535]
+                    struct.pack("<IIII", sec, usec, min(len(data), 65535), len(data)) + data[:65535]
                 )
                 self._f.flush()
             except OSError as err:
