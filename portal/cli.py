@@ -75,7 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "programming, ...",
     )
     rm.add_argument("--ecu")
-    rm.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    rm.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a job parameter: key=text, or key:=JSON for numbers and lists (interval:=0.5)",
+    )
     rm.add_argument(
         "--ticket", help="the ticket the job runs under (sent to the box, which checks it)"
     )
@@ -222,7 +228,7 @@ def _remote(args: argparse.Namespace) -> int:
     from portal.remote import RemoteError, RemoteSession
 
     host, _, port = args.broker.rpartition(":")
-    params = dict(p.split("=", 1) for p in args.param)
+    params = dict(_param(p) for p in args.param)
     session = RemoteSession(host, int(port), args.pki, args.user)
     try:
 
@@ -328,3 +334,17 @@ def _ws_bridge(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _param(text: str) -> tuple[str, object]:
+    """``key=text`` (text) or ``key:=json`` (a number, true/false, a list: as JSON, httpie's
+    convention); the box checks each parameter's type."""
+    import json
+
+    key, _, value = text.partition("=")
+    if key.endswith(":"):
+        try:
+            return key[:-1], json.loads(value)
+        except ValueError as err:
+            raise SystemExit(f"--param {text}: not JSON after := ({err})") from err
+    return key, value

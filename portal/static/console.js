@@ -116,7 +116,12 @@ $("#job-form").addEventListener("submit", async (e) => {
     if (!t) continue;
     const i = t.indexOf("=");
     if (i < 1) { $("#form-error").textContent = `"${t}" is not key=value`; return; }
-    params[t.slice(0, i).trim()] = t.slice(i + 1).trim();
+    let key = t.slice(0, i).trim(), value = t.slice(i + 1).trim();
+    if (key.endsWith(":")) {  // key:=JSON for numbers, true/false and lists; key=value is text
+      key = key.slice(0, -1).trim();
+      try { value = JSON.parse(value); } catch (err) { $("#form-error").textContent = `"${t}": not JSON after :=`; return; }
+    }
+    params[key] = value;
   }
   const body = { box: $("#box").value, kind: $("#kind").value, ecu: $("#ecu").value.trim() || null, params, ticket: $("#ticket").value.trim() || null };
   const res = await fetch("/api/jobs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });

@@ -143,7 +143,7 @@ def test_console_runs_jobs_on_a_box_with_live_progress(box, broker, start_sim, t
             # live data streams until the technician cancels it
             page.select_option("#kind", "read_live_data")
             page.fill("#ecu", "")
-            page.fill("#params", "interval=0.2\nduration=120")
+            page.fill("#params", "interval:=0.2\nduration:=120")  # numbers as JSON
             page.click("#run")
             card = page.locator("[data-testid=job]").first
             sync_api.expect(card.locator("[data-testid=job-step]")).to_contain_text(
