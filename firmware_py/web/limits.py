@@ -1,9 +1,12 @@
 """What one client on the Wi-Fi may take of the page's server: connections in total and per
 client address, and how long a client may take to send a request's headers.
 
-aiohttp (3.14) bounds header reading only through ``keepalive_timeout``: it arms that timer when a
-connection is made and closes the connection if no complete request has arrived when it fires
-(``RequestHandler.connection_made`` / ``_process_keepalive``). We set it to ``header_timeout``.
+aiohttp bounds header reading only through ``keepalive_timeout``: since aio-libs/aiohttp#13681
+(in 3.14.5, the version pyproject.toml requires) it arms that timer when a connection is made and
+closes the connection if no complete request has arrived when it fires, however slowly the
+headers trickle in (``RequestHandler.connection_made`` / ``_process_keepalive``); before it, a
+connection that never finished its first request stayed open for good. We set it to
+``header_timeout``; tests/web/test_limits.py fails should a version lose it.
 aiohttp has no limit on the number of connections at all, so :class:`ConnectionGuard` wraps the
 protocol aiohttp makes for each connection (one place, public API only: ``AppRunner.server`` is
 the protocol factory) and closes a connection at once when the box or that client address is
