@@ -113,7 +113,7 @@ async def security(
         return _json_error(401, "this tablet is not paired with the box", "not_paired")
     if (
         tablet is not None
-        and request.method not in ("GET", "HEAD", "OPTIONS")
+        and request.method not in SAFE_METHODS
         and not path.startswith(OPEN_PATHS)
     ):
         if request.headers.get("X-CSRF-Token") != tablet.csrf:

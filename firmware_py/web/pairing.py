@@ -67,7 +67,6 @@ class PendingPairing:
     use_code: bool = False
     """the button was pressed while several tablets waited: this one must type the label code"""
     approved_how: str | None = None
-    refused: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,21 +155,12 @@ class Pairing:
         p = self._pending.get(rid)
         if p is None:
             raise PairingError("unknown pairing request", hint="Start pairing again")
-        if p.refused:
-            raise PairingError(p.refused, hint="Start pairing again")
         if p.approved_how is None and now - p.created > self.window:
             raise PairingError(
                 f"the pairing request expired after {self.window:.0f} s",
                 hint="Start pairing again and press the box's button within a minute",
             )
         return p
-
-    def pending_count(self, now: float) -> int:
-        return sum(
-            1
-            for p in self._pending.values()
-            if p.approved_how is None and not p.refused and now - p.created <= self.window
-        )
 
     # -- approving ---------------------------------------------------------------------
     def press_button(self, now: float) -> str:
@@ -181,7 +171,6 @@ class Pairing:
             p
             for p in self._pending.values()
             if p.approved_how is None
-            and not p.refused
             and now - p.created <= self.window
             and now - p.last_poll <= STILL_POLLING
         ]
