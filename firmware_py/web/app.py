@@ -403,9 +403,15 @@ async def events(request: web.Request) -> web.WebSocketResponse:
         )
 
         async def pump() -> None:
-            while True:
-                event = await sub.get()
-                await ws.send_json(event.to_dict() | ({"missed": sub.missed} if sub.missed else {}))
+            try:
+                while True:
+                    event = await sub.get()
+                    await ws.send_json(
+                        event.to_dict() | ({"missed": sub.missed} if sub.missed else {})
+                    )
+            except Exception:  # never a socket that silently stops: the page reconnects
+                log.exception("event socket stopped")
+                await ws.close()
 
         pumping = asyncio.create_task(pump())
         try:
