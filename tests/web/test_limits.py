@@ -95,6 +95,7 @@ def test_half_sent_requests_are_capped_per_client_and_closed_after_the_header_ti
         assert _get(base + "/") == 200
         assert time.monotonic() - started < HEADER_TIMEOUT
         held = _fds(proc.pid) - before
+        print(f"{len(socks)} half-sent requests: the gateway holds {held} more descriptors")
         assert held <= PER_CLIENT * len(attackers) + 8, held
         # every half-sent request is closed by the box once the header timeout has passed
         deadline = time.monotonic() + HEADER_TIMEOUT + 10
