@@ -358,13 +358,19 @@ def test_a_flash_that_outlives_its_ticket_finishes_and_no_new_job_starts(
             vin=lambda: VIN,
         )
         flash = asyncio.create_task(
-            runner.run(JobRequest("programming", ecu="DME"), Caller("tablet", "t"))
+            runner.run(
+                JobRequest("programming", {"package": "dme.vcipkg"}, ecu="DME"),
+                Caller("tablet", "t"),
+            )
         )
         while not started.is_set():
             await asyncio.sleep(0.01)
         clocks.advance(3600)  # the ticket ends in the middle of the flash
         with pytest.raises(EntitlementError, match="expired"):
-            await runner.run(JobRequest("programming", ecu="EGS"), Caller("tablet", "t"))
+            await runner.run(
+                JobRequest("programming", {"package": "egs.vcipkg"}, ecu="EGS"),
+                Caller("tablet", "t"),
+            )
         release.set()
         job = await flash
         worker.close()
