@@ -186,6 +186,34 @@ class CloudConfig:
 
 
 @dataclass(frozen=True)
+class BridgeConfig:
+    """The ENET bridge: the car's ENET lent to the workshop's own tester on the Wi-Fi side
+    (docs/enet.md). Ports 0 take free ones (tests)."""
+
+    listen_host: str = "127.0.0.1"
+    """address the bridge listens on: the box's Wi-Fi address (never the car's side)"""
+    hsfz_port: int = 6801
+    """HSFZ diagnosis (TCP) offered to the tester"""
+    hsfz_control_port: int = 6811
+    """HSFZ identification (UDP) and control (TCP) offered to the tester"""
+    doip_port: int = 13400
+    """DoIP (TCP and UDP) offered to the tester"""
+    car_host: str = ""
+    """the car's ENET address; empty: transport.doip_host"""
+    car_hsfz_port: int = 6801
+    """the car's HSFZ diagnosis port (its DoIP port is transport.doip_port)"""
+    car_hsfz_control_port: int = 6811
+    """the car's HSFZ identification port (UDP)"""
+    timeout: float = 3600.0
+    """seconds a session stays open unless given otherwise"""
+    max_timeout: float = 12 * 3600.0
+    """the longest session that can be asked for"""
+    min_voltage: float = 13.0
+    """programming voltage floor (volts): below it erase and RequestDownload are refused; the
+    flash sequencer's own floor (its min_voltage) takes precedence where the gateway has one"""
+
+
+@dataclass(frozen=True)
 class Config:
     transport: TransportConfig = field(default_factory=TransportConfig)
     uds: UdsConfig = field(default_factory=UdsConfig)
@@ -195,6 +223,7 @@ class Config:
     cloud: CloudConfig = field(default_factory=CloudConfig)
     hw: HardwareConfig = field(default_factory=HardwareConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
 
 
 def device_id(cfg: Config) -> str:

@@ -1,5 +1,7 @@
-"""``vci gateway``: the box's daemon - the job runner with the tablet's local page; and
-``vci pair --approve``, the pairing button for a box without one (a PC)."""
+"""``vci gateway``: the box's daemon - the job runner with the tablet's local page; ``vci pair
+--approve``, the pairing button for a box without one (a PC); and ``vci bridge open|close|status``,
+the ENET bridge for the workshop's own tester (docs/enet.md). ``pair`` and ``bridge`` talk to the
+running gateway over its admin socket (a Unix socket only the box's owner can open)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from firmware_py.cli.transport_args import add_transport_args, config_from_args
 from firmware_py.errors import ConfigError
@@ -49,6 +51,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--approve", action="store_true", required=True)
     p.add_argument("--state-dir", type=Path)
     p.set_defaults(func=cmd_pair)
+    b = sub.add_parser(
+        "bridge",
+        help="lend the car's ENET to a workshop tester on the Wi-Fi (ISTA, E-Sys, Tool32)",
+        description="Open, close or show the ENET bridge of the running gateway: the tester at "
+        "--client gets HSFZ (6801/6811) and DoIP (13400) on the box's Wi-Fi address, relayed to "
+        "the car (or translated to D-CAN). Needs a paired tablet and a ticket that allows "
+        "diagnosis; erase and download are refused below the programming voltage floor.",
+    )
+    b.add_argument("action", choices=("open", "close", "status"))
+    b.add_argument("--client", help="the tester's IPv4 address (open)")
+    b.add_argument("--timeout", type=float, help="seconds until the bridge closes (open)")
+    b.add_argument("--state-dir", type=Path)
+    b.set_defaults(func=cmd_bridge)
 
 
 def label_code(state_dir: Path) -> str:
@@ -106,7 +121,10 @@ async def serve(
         entitlements=entitlements,
         clock=entitlements.clock if entitlements is not None else None,
         link_description=f"{transport.upper()}",
-        services={"publisher_keys": load_public_keys(cfg.security.publisher_keys_dir)},
+        services={
+            "publisher_keys": load_public_keys(cfg.security.publisher_keys_dir),
+            "config": cfg,
+        },
         min_free_bytes=cfg.storage.min_free_bytes,
         traces_max_bytes=cfg.storage.traces_max_bytes,
         max_package_bytes=cfg.storage.max_package_bytes,
@@ -151,6 +169,7 @@ async def serve(
             return web.json_response(err.to_dict(), status=409)
 
     admin.router.add_post("/button", button)
+    add_bridge_routes(admin, gateway, pairing)
 
     def press() -> None:  # the box's own button (gpiozero thread)
         def approve() -> None:
@@ -243,7 +262,58 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_pair(args: argparse.Namespace) -> int:
+def add_bridge_routes(admin: Any, gateway: Any, pairing: Any) -> None:
+    """``/bridge`` on the admin socket: open (needs a paired tablet), close, state."""
+    from aiohttp import web
+
+    from firmware_py.errors import VciError
+    from firmware_py.gateway.jobs import Caller
+
+    async def bridge_open(request: web.Request) -> web.Response:
+        data = await request.json()
+        if not pairing.tablets():
+            return web.json_response(
+                {
+                    "error": "not_paired",
+                    "message": "no tablet is paired with this box",
+                    "hint": "Pair a tablet first (open the box's page, then vci pair --approve)",
+                },
+                status=409,
+            )
+        timeout = data.get("timeout")
+        try:
+            job = gateway.open_bridge(
+                str(data.get("client", "")),
+                float(timeout) if timeout is not None else None,
+                Caller("cli", "box owner"),
+            )
+        except VciError as err:
+            return web.json_response(err.to_dict(), status=409)
+        return web.json_response(job, status=202)
+
+    async def bridge_close(request: web.Request) -> web.Response:
+        job = gateway.close_bridge()
+        if job is None:
+            return web.json_response(
+                {"error": "not_open", "message": "no ENET bridge is open", "hint": None},
+                status=409,
+            )
+        return web.json_response({"closing": job})
+
+    async def bridge_state(request: web.Request) -> web.Response:
+        state = gateway.bridge_state()
+        job = gateway.runner.jobs.get(request.query.get("job", ""))
+        if job is not None:
+            state["job"] = job.to_dict()
+        return web.json_response(state)
+
+    admin.router.add_post("/bridge/open", bridge_open)
+    admin.router.add_post("/bridge/close", bridge_close)
+    admin.router.add_get("/bridge", bridge_state)
+
+
+def _admin(args: argparse.Namespace, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """One request to the running gateway's admin socket."""
     import asyncio
 
     import aiohttp
@@ -261,14 +331,70 @@ def cmd_pair(args: argparse.Namespace) -> int:
             hint="Start it: vci gateway",
         )
 
-    async def press() -> tuple[int, dict[str, object]]:
+    async def call() -> tuple[int, Any]:
         async with (
             aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(sock_path))) as session,
-            session.post("http://box/button") as resp,
+            session.request(method, f"http://box{path}", json=body) as resp,
         ):
             return resp.status, await resp.json()
 
-    status, body = asyncio.run(press())
+    return asyncio.run(call())
+
+
+def cmd_bridge(args: argparse.Namespace) -> int:
+    import json
+
+    if args.action == "status":
+        status, body = _admin(args, "GET", "/bridge")
+        print(json.dumps(body, indent=2) if args.json else _bridge_text(body))
+        return 0
+    if args.action == "close":
+        status, body = _admin(args, "POST", "/bridge/close")
+        if status != 200:
+            print(f"error: {body.get('message')}", file=sys.stderr)
+            return 2
+        print("ENET bridge closed")
+        return 0
+    if not args.client:
+        raise ConfigError(
+            "vci bridge open needs --client ADDRESS", hint="e.g. --client 192.168.4.23"
+        )
+    body = {"client": args.client, "timeout": args.timeout}
+    status, job = _admin(args, "POST", "/bridge/open", body)
+    if status != 202:
+        print(f"error: {job.get('message')}. {job.get('hint') or ''}", file=sys.stderr)
+        return 2
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until the listeners are up, or the job failed
+        _, state = _admin(args, "GET", f"/bridge?job={job['id']}")
+        job = state["job"]
+        if job["state"] in ("failed", "done", "denied"):
+            error = job.get("error") or {}
+            print(f"error: {error.get('message')}. {error.get('hint') or ''}", file=sys.stderr)
+            return 2
+        if job["progress"].get("step") == "bridge open":
+            print(json.dumps(job["progress"]) if args.json else _bridge_text(state))
+            return 0
+        time.sleep(0.1)
+    print("error: the bridge did not open within 30 s", file=sys.stderr)
+    return 2
+
+
+def _bridge_text(state: dict[str, Any]) -> str:
+    job = state.get("job") or {}
+    progress = job.get("progress") or {}
+    if not state.get("open"):
+        return "no ENET bridge is open"
+    ports = progress.get("ports") or {}
+    where = " ".join(f"{k}={v}" for k, v in ports.items())
+    return (
+        f"ENET bridge open for {progress.get('client')} ({progress.get('mode')}), "
+        f"job {job.get('id')}: {where}"
+    )
+
+
+def cmd_pair(args: argparse.Namespace) -> int:
+    status, body = _admin(args, "POST", "/button")
     if status != 200:
         print(f"error: {body.get('message')}. {body.get('hint') or ''}", file=sys.stderr)
         return 2

@@ -126,6 +126,12 @@ def _service(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     return service(vehicle, ctx)
 
 
+def _enet_bridge(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    from firmware_py.gateway.bridge_jobs import enet_bridge
+
+    return enet_bridge(vehicle, ctx)
+
+
 LIVE_DEFAULT = ("DME:4001", "DME:4002", "DME:4003")
 
 
@@ -171,4 +177,5 @@ HANDLERS: dict[str, Handler] = {
     "clear_fault_memory": clear_faults,
     "read_did": read_did,
     "raw_uds": raw_uds,
+    "enet_bridge": _enet_bridge,
 }

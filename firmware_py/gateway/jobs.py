@@ -7,7 +7,8 @@ For each job it (docs/architecture.md, "Everything is a job"):
    under a valid ticket is never cut off by the ticket's end; the next job is denied). Resuming
    a journaled programming job that was interrupted is not checked again: it finishes what a
    valid ticket started, and the journal, not the request, says what it flashes;
-2. checks the preconditions it owns (vehicle connected, no other exclusive job on that ECU);
+2. checks the preconditions it owns (vehicle connected, no other exclusive job on that ECU, no
+   job that holds the whole vehicle - the ENET bridge - open);
 3. runs the job's handler on the vehicle worker thread, which serialises access to the car;
 4. publishes ``job.*`` events on the event bus: accepted/denied, started, step/progress, done/failed.
 
@@ -20,6 +21,7 @@ coding sequencers write the journal before each step).
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import threading
@@ -37,6 +39,11 @@ from firmware_py.gateway.flash_journal import FlashJournal
 from firmware_py.gateway.job_params import check_params
 
 log = logging.getLogger(__name__)
+
+#: Jobs that hold the vehicle while they run (the car has one tester at a time): while one runs,
+#: every other job is refused with this message (formatted with the job's params), and one is
+#: admitted only when no other job is queued or running.
+VEHICLE_HOLDING = {"enet_bridge": "the ENET bridge is open for {client}; close it first"}
 
 
 def _bound_vin(decision: Any) -> str | None:
@@ -264,6 +271,8 @@ class JobRunner:
         self.services = dict(services or {})
         """what handlers need besides the vehicle (the store, the configuration)"""
         self._busy_ecus: set[str] = set()
+        self._holder: Job | None = None
+        """the running job that holds the vehicle (:data:`VEHICLE_HOLDING`), if any"""
         self._tasks: set[asyncio.Task[Job]] = set()
         self.jobs: dict[str, Job] = {}
         self._ids = itertools.count(1)
@@ -295,6 +304,7 @@ class JobRunner:
                         f"{decision.job or request.kind} is not allowed: {decision.reason}",
                         hint=f"Add a ticket of a tariff that includes it ({allow})",
                     )
+            self._check_vehicle_free(job)
             if request.kind in self.exclusive_kinds and request.ecu in self._busy_ecus:
                 raise PreconditionError(
                     f"another {request.kind} job is running on ECU {request.ecu}",
@@ -308,6 +318,8 @@ class JobRunner:
             raise
         if decision is not None and self.entitlements is not None and not _bound_vin(decision):
             self.entitlements.consume(decision)  # a VIN-bound ticket: once the car is checked
+        if request.kind in VEHICLE_HOLDING:
+            self._holder = job
         self.bus.publish("job.accepted", {"job": job.to_dict()}, job_id=job.id)
         return job, decision
 
@@ -319,6 +331,34 @@ class JobRunner:
         if request.kind != "programming" or not resume or store is None:
             return False
         return any(resume is True or r.job_id == resume for r in FlashJournal(store).unfinished())
+
+    @property
+    def vehicle_holder(self) -> Job | None:
+        """The job that holds the vehicle now (the open ENET bridge), or None."""
+        holder = self._holder
+        if holder is not None and holder.state in (JobState.QUEUED, JobState.RUNNING):
+            return holder
+        return None
+
+    def _check_vehicle_free(self, job: Job) -> None:
+        holder = self.vehicle_holder
+        if holder is not None:
+            params = collections.defaultdict(lambda: "?", holder.request.params)
+            raise PreconditionError(
+                VEHICLE_HOLDING[holder.request.kind].format_map(params),
+                hint="Close the ENET bridge on the tablet's page or with: vci bridge close",
+            )
+        if job.request.kind in VEHICLE_HOLDING:
+            busy = [
+                j
+                for j in self.jobs.values()
+                if j is not job and j.state in (JobState.QUEUED, JobState.RUNNING)
+            ]
+            if busy:
+                raise PreconditionError(
+                    f"job {busy[0].id} ({busy[0].request.kind}) is still using the vehicle",
+                    hint="Wait until it has finished or cancel it, then open the bridge",
+                )
 
     async def run(self, request: JobRequest, caller: Caller) -> Job:
         """Admit and run a job to its end; returns it (``state`` done or failed)."""

@@ -67,6 +67,35 @@ class Gateway:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.outbox = Outbox(store)
+        self.runner.services.setdefault("outbox", self.outbox)
+        if entitlements is not None:
+            self.runner.services.setdefault(
+                "entitled", lambda kind: entitlements.check(kind, vin=self.vehicle.get("vin"))
+            )
+
+    # -- the ENET bridge (docs/enet.md) ------------------------------------------------------
+    def open_bridge(self, client: str, timeout: float | None, caller: Any) -> dict[str, Any]:
+        """Open the ENET bridge for the tester at ``client`` (a job: ticket checked, vehicle held)."""
+        from firmware_py.gateway.jobs import JobRequest
+
+        params: dict[str, Any] = {"client": client}
+        if timeout is not None:
+            params["timeout"] = timeout
+        return self.runner.submit(JobRequest("enet_bridge", params), caller).to_dict()
+
+    def close_bridge(self) -> dict[str, Any] | None:
+        """Close the open bridge (its job ends at once); None if none is open."""
+        holder = self.runner.vehicle_holder
+        if holder is None:
+            return None
+        self.runner.cancel(holder.id)
+        return holder.to_dict()
+
+    def bridge_state(self) -> dict[str, Any]:
+        holder = self.runner.vehicle_holder
+        if holder is None:
+            return {"open": False}
+        return {"open": True, "job": holder.to_dict()}
 
     # -- flash packages kept on the box, and the programming journal --------------------------
     @property
@@ -220,6 +249,7 @@ class Gateway:
 
     async def start(self) -> None:
         self.bus.bind(asyncio.get_running_loop())
+        self.runner.services["loop"] = asyncio.get_running_loop()  # the bridge's sockets live here
         self._tasks.append(supervised(self._follow_jobs, "following jobs"))
         if self.clock is not None:
             self._tasks.append(supervised(self._tick_clock, "trusted clock"))

@@ -42,6 +42,7 @@ class JobKind(StrEnum):
     SERVICE_HISTORY = "service_history"
     EMISSIONS_DATA = "emissions_data"
     RAW_UDS = "raw_uds"
+    ENET_BRIDGE = "enet_bridge"
     REPAIR_INFORMATION = "repair_information"
     HELP_DESK_REQUEST = "help_desk_request"
 
@@ -58,6 +59,7 @@ JOB_SCOPE: dict[JobKind, Scope | None] = {
     JobKind.READ_LIVE_DATA: Scope.DIAGNOSIS,
     JobKind.READ_DID: Scope.DIAGNOSIS,
     JobKind.RAW_UDS: Scope.DIAGNOSIS,  # the least; each request needs what it does (below)
+    JobKind.ENET_BRIDGE: Scope.DIAGNOSIS,
     JobKind.CODING: Scope.CODING,
     JobKind.PROGRAMMING: Scope.PROGRAMMING,
     JobKind.SERVICE_RESET: Scope.SERVICE,

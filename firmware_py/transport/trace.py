@@ -81,10 +81,24 @@ def _checksum(data: bytes) -> int:
 
 
 class DoipTrace:
-    """DoIP messages of one TCP connection, both directions."""
+    """DoIP (or HSFZ) messages of one TCP connection, both directions. Several connections may
+    share one file: pass ``pcap`` (a :class:`PcapWriter` of link type 228) instead of ``path``;
+    the owner of a shared writer closes it."""
 
-    def __init__(self, path: Path, local: tuple[str, int], remote: tuple[str, int]) -> None:
-        self.pcap = PcapWriter(path, LINKTYPE_IPV4)
+    def __init__(
+        self,
+        path: Path | None,
+        local: tuple[str, int],
+        remote: tuple[str, int],
+        *,
+        pcap: PcapWriter | None = None,
+    ) -> None:
+        if pcap is None:
+            if path is None:
+                raise ValueError("DoipTrace needs a path or a shared pcap writer")
+            pcap = PcapWriter(path, LINKTYPE_IPV4)
+        self.owns_pcap = path is not None
+        self.pcap = pcap
         self.local, self.remote = local, remote
         self.seq = {"tx": 1000, "rx": 5000}
 
@@ -123,7 +137,8 @@ class DoipTrace:
         self.seq["rx"] = (self.seq["rx"] + len(data)) & 0xFFFFFFFF
 
     def close(self) -> None:
-        self.pcap.close()
+        if self.owns_pcap:
+            self.pcap.close()
 
 
 class CanTrace(can.Listener):

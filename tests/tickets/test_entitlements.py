@@ -275,6 +275,7 @@ BASIC = FREE | {
     "read_live_data",
     "read_did",
     "raw_uds",
+    "enet_bridge",
     "coding",
     "programming",
     "service_reset",

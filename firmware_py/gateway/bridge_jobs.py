@@ -1,0 +1,296 @@
+"""The ``enet_bridge`` job: the box lends the car's ENET to the workshop's own tester (ISTA,
+E-Sys, Tool32 through EdiabasLib's ENET interface) on its Wi-Fi side, for one admitted client
+address, until it is closed, times out or its ticket's window ends (docs/enet.md).
+
+The job runs on the vehicle worker like every job, and holds it while the bridge is open: the
+runner refuses other vehicle jobs meanwhile (the car has one tester at a time). The sockets live
+on the gateway's event loop (:mod:`.bridge_net`); the worker thread serves what the bridge needs of
+the box's own vehicle link - the supply voltage for the guard and, on a car reached over D-CAN,
+the ISO-TP exchanges of the translation - from a queue, so nothing else touches the link.
+
+Every session is traced (pcap of the tester's side and of the car's side) and written to the
+session log (outbox records ``bridge.opened``, ``bridge.refused``, ``bridge.closed``), which the
+portal receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ipaddress
+import logging
+import queue
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from firmware_py.config import Config
+from firmware_py.errors import ConfigError, VehicleNotFoundError
+from firmware_py.gateway.bridge_guard import Guard, Refusal, suppresses_positive_response
+from firmware_py.gateway.bridge_net import (
+    BridgeIdentity,
+    BridgePorts,
+    Hub,
+    session_pcaps,
+)
+from firmware_py.gateway.jobs import JobContext
+from firmware_py.transport.hsfz import GATEWAY_ADDRESS, HsfzIdentity
+
+log = logging.getLogger(__name__)
+VOLTAGE_MAX_AGE = 1.0
+"""seconds a voltage reading is good for (a flash tool sends its erase and download close together)"""
+
+
+class WorkerQueue:
+    """Work for the vehicle worker thread while the bridge holds it."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[Callable[[Any], Any], concurrent.futures.Future[Any]]] = (
+            queue.Queue()
+        )
+
+    def submit(self, fn: Callable[[Any], Any]) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._queue.put((fn, future))
+        return future
+
+    def serve(self, vehicle: Any, timeout: float) -> None:
+        """Run queued work for up to ``timeout`` seconds (returns after the first item)."""
+        try:
+            fn, future = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn(vehicle))
+        except Exception as err:  # noqa: BLE001 - handed to whoever waits for it
+            future.set_exception(err)
+
+    def drain(self) -> None:
+        while True:
+            try:
+                _, future = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            future.cancel()
+
+
+class EnetCar:
+    """relay: the car's ENET, HSFZ and DoIP each at their own port."""
+
+    mode = "relay"
+
+    def __init__(self, hsfz: tuple[str, int], doip: tuple[str, int]) -> None:
+        self._addresses = {"hsfz": hsfz, "doip": doip}
+
+    def address(self, protocol: str) -> tuple[str, int]:
+        return self._addresses[protocol]
+
+    def request(self, target: int, payload: bytes, answer: Callable[[bytes], None]) -> None:
+        raise RuntimeError("a relay has no requests of its own")
+
+
+class CanCar:
+    """translate: ISO-TP on D-CAN with BMW extended addressing, on the vehicle worker."""
+
+    mode = "translate"
+
+    def __init__(
+        self, work: WorkerQueue, loop: asyncio.AbstractEventLoop, p2: float, p2_star: float
+    ) -> None:
+        self.work, self.loop, self.p2, self.p2_star = work, loop, p2, p2_star
+
+    def address(self, protocol: str) -> tuple[str, int]:
+        raise RuntimeError("a translation has no ENET address")
+
+    def request(self, target: int, payload: bytes, answer: Callable[[bytes], None]) -> None:
+        def emit(data: bytes) -> None:
+            self.loop.call_soon_threadsafe(answer, data)
+
+        future = self.work.submit(
+            lambda vehicle: can_exchange(vehicle.link, target, payload, emit, self.p2, self.p2_star)
+        )
+        future.add_done_callback(_log_failure)
+
+
+def _log_failure(future: concurrent.futures.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("bridge: a request to the car failed: %s", future.exception())
+
+
+def can_exchange(
+    link: Any,
+    target: int,
+    payload: bytes,
+    emit: Callable[[bytes], None],
+    p2: float,
+    p2_star: float,
+) -> None:
+    """One request on ISO-TP and its answers (response pending, then the response). No answer
+    within P2 (P2* after a response pending) means none: the tester's own timeout reports it."""
+    conn = link.ecu_connection(target)
+    if not conn.is_open():
+        conn.open()
+    conn.empty_rxqueue()
+    conn.send(payload)
+    if suppresses_positive_response(payload):
+        return
+    timeout = p2
+    while True:
+        frame = conn.wait_frame(timeout=timeout)
+        if frame is None:
+            return
+        emit(bytes(frame))
+        if len(frame) >= 3 and frame[0] == 0x7F and frame[2] == 0x78:
+            timeout = p2_star
+            continue
+        return
+
+
+def _client(params: Any) -> str:
+    text = str(params.get("client", "")).strip()
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError as err:
+        raise ConfigError(
+            f"the bridge needs the tester's IPv4 address, not {text!r}",
+            hint="Give the address of the computer running the tester, e.g. 192.168.4.23",
+        ) from err
+    return str(address)
+
+
+def _identity(vehicle: Any, cfg: Config, mode: str) -> BridgeIdentity:
+    """What the bridge answers to identification requests."""
+    from firmware_py.transport.doip_link import discover_doip
+    from firmware_py.transport.hsfz_link import discover_hsfz
+
+    if mode == "translate":
+        gateway = vehicle.catalog.ecus[0]
+        vin = str(vehicle.ecu(gateway).read_dids(0xF190)[0xF190])
+        mac = uuid.getnode().to_bytes(6, "big")
+        return BridgeIdentity(
+            vin, eid=mac, gid=mac, hsfz=HsfzIdentity(GATEWAY_ADDRESS, mac.hex().upper(), vin)
+        )
+    t, b = cfg.transport, cfg.bridge
+    host = b.car_host or t.doip_host
+    found = discover_doip(host, t.doip_port, timeout=1.0)
+    hsfz_found = discover_hsfz(host, b.car_hsfz_control_port, timeout=1.0)
+    if not found and not hsfz_found:
+        raise VehicleNotFoundError(
+            f"the car answers neither DoIP nor HSFZ identification at {host}",
+            hint="Check the ENET cable and that the car is awake (ignition on)",
+        )
+    hsfz_identity = hsfz_found[0][1] if hsfz_found else None
+    if found:
+        a = found[0]
+        return BridgeIdentity(a.vin, a.logical_address, a.eid, a.gid, hsfz_identity, True)
+    assert hsfz_identity is not None
+    return BridgeIdentity(hsfz_identity.vin, hsfz=hsfz_identity, doip=False)
+
+
+def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
+    cfg: Config = ctx.services.get("config") or Config()
+    loop: asyncio.AbstractEventLoop = ctx.services["loop"]
+    outbox = ctx.services.get("outbox")
+    entitled: Callable[[str], Any] | None = ctx.services.get("entitled")
+    client = _client(ctx.params)
+    timeout = float(ctx.params.get("timeout") or cfg.bridge.timeout)
+    if not 1 <= timeout <= cfg.bridge.max_timeout:
+        raise ConfigError(f"the bridge's timeout must be 1..{cfg.bridge.max_timeout:g} seconds")
+    decision = entitled("enet_bridge") if entitled else None
+    ticket = getattr(decision, "ticket_id", None)
+    mode = "translate" if vehicle.link.kind == "can" else "relay"
+    ctx.step("identify the car", client=client, mode=mode)
+    identity = _identity(vehicle, cfg, mode)
+
+    work = WorkerQueue()
+    last: list[tuple[float, float]] = []
+
+    async def voltage() -> float | None:
+        if last and time.monotonic() - last[0][0] < VOLTAGE_MAX_AGE:
+            return last[0][1]
+        volts = float(await asyncio.wrap_future(work.submit(lambda v: v.supply_voltage())))
+        last[:] = [(time.monotonic(), volts)]
+        return volts
+
+    if mode == "translate":
+        car: Any = CanCar(work, loop, cfg.uds.p2, cfg.uds.p2_star)
+    else:
+        host = cfg.bridge.car_host or cfg.transport.doip_host
+        car = EnetCar((host, cfg.bridge.car_hsfz_port), (host, cfg.transport.doip_port))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    traces = ctx.services["store"].state_dir / "traces"
+    tester_path = traces / f"{stamp}-bridge-{ctx.job.id}-tester.pcap"
+    car_path = traces / f"{stamp}-bridge-{ctx.job.id}-car.pcap" if mode == "relay" else None
+    tester_pcap, car_pcap = session_pcaps(tester_path, car_path)
+    refusals: list[dict[str, Any]] = []
+    session = {"job": ctx.job.id, "client": client, "ticket": ticket, "mode": mode}
+    session["who"] = f"{ctx.job.caller.origin}:{ctx.job.caller.who}"
+
+    def refused(refusal: Refusal) -> None:  # on the loop
+        entry = refusal.to_dict()
+        refusals.append(entry)
+        log.warning("bridge: refused %s from %s: %s", refusal.what, client, refusal.reason)
+        if outbox is not None:
+            outbox.put("bridge.refused", {**session, "vin": identity.vin, **entry})
+        ctx.progress(min_interval=0.0, refused=len(refusals), last_refusal=entry)
+
+    min_voltage = ctx.services.get("flash_options")
+    hub = Hub(
+        client,
+        cfg.bridge.listen_host,
+        BridgePorts(cfg.bridge.hsfz_port, cfg.bridge.hsfz_control_port, cfg.bridge.doip_port),
+        car,
+        Guard(min_voltage.min_voltage if min_voltage is not None else cfg.bridge.min_voltage),
+        identity,
+        voltage,
+        refused,
+        tester_pcap,
+        car_pcap,
+    )
+    reason = "closed"
+    started = time.monotonic()
+    try:
+        ports = asyncio.run_coroutine_threadsafe(hub.start(), loop).result(10)
+        opened = {**session, "vin": identity.vin, "ports": ports, "timeout": timeout}
+        if outbox is not None:
+            outbox.put("bridge.opened", opened)
+        log.info("bridge open for %s (%s): %s", client, mode, ports)
+        ctx.step("bridge open", **opened, min_voltage=hub.guard.min_voltage)
+        deadline = started + timeout
+        next_check = started
+        while True:
+            work.serve(vehicle, 0.1)
+            now = time.monotonic()
+            if ctx.cancelled:
+                reason = "closed"
+                break
+            if now >= deadline:
+                reason = "timeout"
+                break
+            if entitled is not None and now >= next_check:
+                next_check = now + 1.0
+                if not entitled("enet_bridge").allowed and not hub.guard.downloading:
+                    reason = "ticket window ended"
+                    break
+    finally:
+        asyncio.run_coroutine_threadsafe(hub.stop(), loop).result(10)
+        work.drain()
+        for pcap in (tester_pcap, car_pcap):
+            if pcap is not None:
+                pcap.close()
+    result = {
+        **session,
+        "vin": identity.vin,
+        "reason": reason,
+        "seconds": round(time.monotonic() - started, 1),
+        "counters": hub.counters.to_dict(),
+        "refusals": refusals,
+        "traces": [str(p) for p in (tester_path, car_path) if p is not None],
+    }
+    if outbox is not None:
+        outbox.put("bridge.closed", result)
+    log.info("bridge for %s closed (%s): %s", client, reason, hub.counters.to_dict())
+    return result
