@@ -1,0 +1,170 @@
+"""The ENET bridge as a workshop meets it: ``vci sim`` in its own process, ``vci gateway`` in its
+own process (with a Basic ticket and a paired tablet), and ``vci bridge open`` from the command
+line; the tester is a client the project did not write (Scapy)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.cloud.conftest import free_port, stop
+
+
+@dataclass
+class BridgeBox:
+    """A running gateway with its simulator, and what ``vci bridge open`` answered."""
+
+    box: Any
+    sim: Any
+    process: subprocess.Popen[str]
+    page: str
+    env: dict[str, str]
+    opened: dict[str, Any] = field(default_factory=dict)
+
+    def vci(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "firmware_py", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def open(self, client: str = "127.0.0.1", *extra: str) -> dict[str, Any]:
+        proc = self.vci("--json", "bridge", "open", "--client", client, *extra)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        self.opened = json.loads(proc.stdout)
+        return self.opened
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return dict(self.opened["ports"])
+
+    def state(self) -> dict[str, Any]:
+        proc = self.vci("--json", "bridge", "status")
+        assert proc.returncode == 0, proc.stderr
+        return dict(json.loads(proc.stdout))
+
+    def wait_closed(self, timeout: float = 20) -> dict[str, Any]:
+        """The finished bridge job (from the admin socket), once it has ended."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.state()["open"]:
+                return self.outbox_record("bridge.closed")
+            time.sleep(0.1)
+        raise TimeoutError("the bridge did not close")
+
+    def outbox(self) -> list[dict[str, Any]]:
+        import sqlite3
+
+        db = sqlite3.connect(self.box.root / "state" / "vci.sqlite3")
+        try:
+            rows = db.execute("SELECT kind, body FROM outbox ORDER BY created").fetchall()
+        finally:
+            db.close()
+        return [{"kind": k, **json.loads(b)} for k, b in rows]
+
+    def outbox_record(self, kind: str, timeout: float = 10) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [r for r in self.outbox() if r["kind"] == kind]
+            if found:
+                return found[-1]
+            time.sleep(0.1)
+        raise TimeoutError(f"no {kind} record in the outbox")
+
+
+def pair_tablet(page: str, env: dict[str, str]) -> None:
+    """Pair a tablet as a workshop does: the page asks, the box's owner approves."""
+
+    def post(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        req = urllib.request.Request(
+            page + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    _, asked = post("/api/pair", {"name": "workshop tablet"})
+    approve = subprocess.run(
+        [sys.executable, "-m", "firmware_py", "pair", "--approve"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert approve.returncode == 0, approve.stderr
+    status, _ = post(f"/api/pair/{asked['id']}/collect", {"claim": asked["claim"]})
+    assert status == 200
+
+
+@pytest.fixture
+def bridge_box(
+    basic_box: Any, start_sim: Callable[..., Any]
+) -> Iterator[Callable[..., BridgeBox]]:
+    """Factory: ``bridge_box(transport="doip", sim_args=(), paired=True)`` starts a simulator and
+    a gateway whose bridge listens on free loopback ports."""
+    started: list[BridgeBox] = []
+
+    def start(
+        transport: str = "doip", sim_args: tuple[str, ...] = (), paired: bool = True
+    ) -> BridgeBox:
+        sim = start_sim(*sim_args)
+        env = {
+            **os.environ,
+            "VCI_CONFIG": str(basic_box.config),
+            "VCI_BRIDGE_LISTEN_HOST": "127.0.0.1",
+            "VCI_BRIDGE_HSFZ_PORT": "0",
+            "VCI_BRIDGE_HSFZ_CONTROL_PORT": "0",
+            "VCI_BRIDGE_DOIP_PORT": "0",
+            "VCI_BRIDGE_CAR_HSFZ_PORT": str(sim.hsfz_port),
+            "VCI_BRIDGE_CAR_HSFZ_CONTROL_PORT": str(sim.hsfz_control_port),
+            "PYTHONUNBUFFERED": "1",
+        }
+        port = free_port()
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "firmware_py",
+                "gateway",
+                "--port",
+                str(port),
+                *sim.cli_args(transport),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "vci-gateway ready" in line, line
+        page = f"http://127.0.0.1:{port}"
+        handle = BridgeBox(basic_box, sim, proc, page, env)
+        started.append(handle)
+        if paired:
+            pair_tablet(page, env)
+        return handle
+
+    yield start
+    for handle in started:
+        stop(handle.process)
+        assert handle.process.stdout is not None
+        output = handle.process.stdout.read()
+        assert "Traceback" not in output, "the gateway crashed:\n" + output

@@ -1,0 +1,207 @@
+"""The ENET bridge of a running ``vci gateway`` driven by a tester the project did not write:
+Scapy's ``UDS_HSFZSocket`` and ``UDS_DoIPSocket`` through the bridge to ``vci sim``
+(identification, VIN, a 64 KiB download under the programming session and security access), the
+battery floor, admission, and the end of a session."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+import struct
+import time
+
+import pytest
+
+from firmware_py.transport import hsfz
+
+scapy_hsfz = pytest.importorskip("scapy.contrib.automotive.bmw.hsfz")
+scapy_doip = pytest.importorskip("scapy.contrib.automotive.doip")
+scapy_uds = pytest.importorskip("scapy.contrib.automotive.uds")
+logging.getLogger("scapy").setLevel(logging.ERROR)
+
+VIN = "WBAJA71090B123456"
+EGS = 0x18
+FLASH_ADDRESS = 0x00080000
+
+
+def sim_key(seed: bytes, address: int, level: int) -> bytes:
+    """The simulator's documented TEST seed/key algorithm (docs/simulator.md)."""
+    mask = 0x5A5A0000 | (address << 8) | level
+    return ((((int.from_bytes(seed, "big") ^ mask) * 0x41C64E6D) + 0x3039) & 0xFFFFFFFF).to_bytes(
+        4, "big"
+    )
+
+
+class ScapyTester:
+    """A tester on one of Scapy's sockets: ``ask(request)`` sends raw UDS bytes and returns the
+    ECU's final answer (skipping the gateway's acknowledgement and response pending)."""
+
+    def __init__(self, sock) -> None:
+        self.sock = sock
+        self.sock.ins.settimeout(10)
+
+    def ask(self, request: bytes) -> bytes:
+        packet = scapy_uds.UDS(request)
+        assert bytes(packet) == request  # Scapy sends exactly these bytes
+        self.sock.send(packet)
+        for _ in range(50):
+            answer = self.sock.recv()
+            if isinstance(answer, scapy_uds.UDS):
+                data = bytes(answer)
+                if data[:1] == b"\x7f" and data[2:3] == b"\x78":
+                    continue  # response pending
+                return data
+            assert answer is not None, "the bridge closed the connection"
+        raise AssertionError("no answer")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def hsfz_tester(ports, target: int = EGS) -> ScapyTester:
+    return ScapyTester(scapy_hsfz.UDS_HSFZSocket(0xF4, target, "127.0.0.1", ports["hsfz"]))
+
+
+def doip_tester(ports, target: int = EGS) -> ScapyTester:
+    return ScapyTester(
+        scapy_doip.UDS_DoIPSocket(
+            ip="127.0.0.1", port=ports["doip"], source_address=0x0EF3, target_address=target
+        )
+    )
+
+
+def unlock_for_programming(tester: ScapyTester) -> None:
+    assert tester.ask(b"\x10\x03")[:2] == b"\x50\x03"
+    assert tester.ask(b"\x10\x02")[:2] == b"\x50\x02"
+    seed = tester.ask(b"\x27\x11")
+    assert seed[:2] == b"\x67\x11", seed.hex()
+    assert tester.ask(b"\x27\x12" + sim_key(seed[2:6], EGS, 0x11))[:2] == b"\x67\x12"
+
+
+def download(tester: ScapyTester, image: bytes) -> int:
+    """Erase, RequestDownload, TransferData, RequestTransferExit; returns the block count."""
+    region = struct.pack(">II", FLASH_ADDRESS, len(image))
+    assert tester.ask(b"\x31\x01\xff\x00" + region) == b"\x71\x01\xff\x00\x00"
+    answer = tester.ask(b"\x34\x00\x44" + region)
+    assert answer[:1] == b"\x74", answer.hex()
+    width = answer[1] >> 4
+    block = int.from_bytes(answer[2 : 2 + width], "big") - 2
+    blocks = 0
+    for offset in range(0, len(image), block):
+        counter = (blocks + 1) & 0xFF
+        answer = tester.ask(bytes([0x36, counter]) + image[offset : offset + block])
+        assert answer[:2] == bytes([0x76, counter]), answer.hex()
+        blocks += 1
+    assert tester.ask(b"\x37")[:1] == b"\x77"
+    # the ECU checks what it received against the image's SHA-256 (routine 0x0202)
+    check = tester.ask(b"\x31\x01\x02\x02" + region + hashlib.sha256(image).digest())
+    assert check == b"\x71\x01\x02\x02\x00", check.hex()
+    return blocks
+
+
+@pytest.mark.parametrize("protocol", ["hsfz", "doip"])
+def test_identification_vin_and_a_64k_download_through_the_bridge(bridge_box, protocol) -> None:
+    gw = bridge_box()
+    gw.sim.set_battery(13.6)  # above the programming floor
+    ports = gw.open()["ports"]
+    # identification on UDP, answered with the car's identity
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        if protocol == "hsfz":
+            s.sendto(hsfz.IDENTIFICATION_REQUEST, ("127.0.0.1", ports["hsfz_control"]))
+            assert hsfz.parse_identification(s.recv(2048)).vin == VIN
+        else:
+            s.sendto(bytes(scapy_doip.DoIP(payload_type=0x0001)), ("127.0.0.1", ports["doip"]))
+            answer = scapy_doip.DoIP(s.recv(4096))
+            assert answer.payload_type == 0x0004 and answer.vin == VIN.encode()
+            assert answer.logical_address == 0x0010
+    tester = (hsfz_tester if protocol == "hsfz" else doip_tester)(ports, target=0x12)
+    try:
+        assert tester.ask(b"\x22\xf1\x90") == b"\x62\xf1\x90" + VIN.encode()
+    finally:
+        tester.close()
+    tester = (hsfz_tester if protocol == "hsfz" else doip_tester)(ports)
+    image = bytes(range(256)) * 256  # 64 KiB
+    try:
+        unlock_for_programming(tester)
+        assert download(tester, image) > 1
+    finally:
+        tester.close()
+    closed = gw.vci("bridge", "close")
+    assert closed.returncode == 0, closed.stderr
+    record = gw.wait_closed()
+    assert record["reason"] == "closed" and record["client"] == "127.0.0.1"
+    assert record["counters"]["to_car"] >= 8 and record["refusals"] == []
+    assert [r for r in gw.outbox() if r["kind"] == "bridge.opened"]
+    for trace in record["traces"]:  # both sides traced, and Scapy reads the traces
+        from scapy.utils import rdpcap
+
+        assert len(rdpcap(trace)) >= 8
+
+
+def test_below_the_floor_erase_and_download_are_refused_and_logged(bridge_box) -> None:
+    gw = bridge_box()
+    gw.sim.set_battery(12.1)  # the car's own floor (11.5 V) would let the erase run
+    ports = gw.open()["ports"]
+    tester = hsfz_tester(ports)
+    region = struct.pack(">II", FLASH_ADDRESS, 0x1000)
+    try:
+        unlock_for_programming(tester)
+        assert tester.ask(b"\x31\x01\xff\x00" + region) == b"\x7f\x31\x22"
+        assert tester.ask(b"\x34\x00\x44" + region) == b"\x7f\x34\x22"
+        assert tester.ask(b"\x22\xf1\x90")[:1] == b"\x62"  # reads still pass
+    finally:
+        tester.close()
+    assert gw.sim.state()["ecus"]["EGS"]["region"]["erased"] is False  # the car saw no erase
+    refused = [r for r in gw.outbox() if r["kind"] == "bridge.refused"]
+    assert [r["what"] for r in refused] == [
+        "RoutineControl start EraseMemory (0xFF00)",
+        "RequestDownload (0x34)",
+    ]
+    assert "12.10 V is below the programming floor 13.0 V" in refused[0]["reason"]
+    gw.vci("bridge", "close")
+    assert len(gw.wait_closed()["refusals"]) == 2
+
+
+def test_a_client_that_was_not_admitted_gets_nothing(bridge_box) -> None:
+    gw = bridge_box()
+    ports = gw.open(client="127.0.0.1")["ports"]
+    stranger = "127.0.0.2"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((stranger, 0))
+        s.settimeout(0.5)
+        s.sendto(hsfz.IDENTIFICATION_REQUEST, ("127.0.0.1", ports["hsfz_control"]))
+        s.sendto(bytes(scapy_doip.DoIP(payload_type=0x0001)), ("127.0.0.1", ports["doip"]))
+        with pytest.raises(TimeoutError):
+            s.recv(2048)
+    for port in (ports["hsfz"], ports["doip"], ports["hsfz_control"]):
+        with socket.create_connection(("127.0.0.1", port), 2, source_address=(stranger, 0)) as c:
+            c.settimeout(2)
+            c.sendall(hsfz.diagnostic_message(0xF4, 0x12, b"\x22\xf1\x90").encode())
+            with pytest.raises(ConnectionResetError):
+                if c.recv(100) == b"":
+                    raise ConnectionResetError  # closed at once is as good as reset
+    gw.vci("bridge", "close")
+    assert gw.wait_closed()["counters"]["turned_away"] >= 5
+
+
+def test_other_jobs_are_refused_while_the_bridge_is_open_and_the_session_times_out(
+    bridge_box,
+) -> None:
+    gw = bridge_box()
+    gw.open("127.0.0.1", "--timeout", "3")
+    again = gw.vci("bridge", "open", "--client", "127.0.0.1")
+    assert again.returncode == 2
+    assert "the ENET bridge is open for 127.0.0.1; close it first" in again.stderr
+    started = time.monotonic()
+    record = gw.wait_closed(timeout=15)
+    assert record["reason"] == "timeout"
+    assert time.monotonic() - started < 10
+    assert not gw.state()["open"]
+
+
+def test_the_bridge_needs_a_paired_tablet(bridge_box) -> None:
+    gw = bridge_box(paired=False)
+    proc = gw.vci("bridge", "open", "--client", "127.0.0.1")
+    assert proc.returncode == 2 and "no tablet is paired" in proc.stderr
