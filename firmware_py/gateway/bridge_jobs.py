@@ -36,6 +36,7 @@ from firmware_py.gateway.bridge_net import (
 )
 from firmware_py.gateway.jobs import JobContext
 from firmware_py.transport.hsfz import GATEWAY_ADDRESS, HsfzIdentity
+from firmware_py.transport.isotp_link import MAX_PAYLOAD as ISOTP_MAX_PAYLOAD
 
 log = logging.getLogger(__name__)
 VOLTAGE_MAX_AGE = 1.0
@@ -81,6 +82,7 @@ class EnetCar:
     """relay: the car's ENET, HSFZ and DoIP each at their own port."""
 
     mode = "relay"
+    max_message = 0x10000
 
     def __init__(self, hsfz: tuple[str, int], doip: tuple[str, int]) -> None:
         self._addresses = {"hsfz": hsfz, "doip": doip}
@@ -96,6 +98,7 @@ class CanCar:
     """translate: ISO-TP on D-CAN with BMW extended addressing, on the vehicle worker."""
 
     mode = "translate"
+    max_message = ISOTP_MAX_PAYLOAD
 
     def __init__(
         self, work: WorkerQueue, loop: asyncio.AbstractEventLoop, p2: float, p2_star: float

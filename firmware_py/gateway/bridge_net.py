@@ -73,6 +73,8 @@ class CarSide(Protocol):
 
     mode: str
     """``relay`` or ``translate``"""
+    max_message: int
+    """translate: the longest UDS message the car's bus carries (longer: message too large)"""
 
     def address(self, protocol: str) -> tuple[str, int]:
         """relay: the car's (host, port) for ``hsfz`` or ``doip``."""
@@ -430,7 +432,9 @@ class _HsfzTester(_TesterConnection):
         if self.relay:
             self.to_car(item.encode(), request)
             return
-        if request is not None and len(item.data) >= 3:
+        if request is not None and len(request) > self.hub.car.max_message:
+            self.write(Frame(ControlWord.MESSAGE_TOO_LARGE, item.data[:2]).encode())
+        elif request is not None and len(item.data) >= 3:
             self.write(hsfz.acknowledge(item).encode())
             source, target = item.source, item.target
             self.hub.car.request(
@@ -520,6 +524,9 @@ class _DoipTester(_TesterConnection):
                 return
             if target > 0xFF:
                 self.send(DiagnosticMessageNegativeAcknowledgement(target, source, 0x03), version)
+                return
+            if len(data) > self.hub.car.max_message:
+                self.send(DiagnosticMessageNegativeAcknowledgement(target, source, 0x04), version)
                 return
             self.send(DiagnosticMessagePositiveAcknowledgement(target, source, 0x00), version)
             self.hub.car.request(

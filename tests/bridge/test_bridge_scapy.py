@@ -79,14 +79,15 @@ def unlock_for_programming(tester: ScapyTester) -> None:
     assert tester.ask(b"\x27\x12" + sim_key(seed[2:6], EGS, 0x11))[:2] == b"\x67\x12"
 
 
-def download(tester: ScapyTester, image: bytes) -> int:
-    """Erase, RequestDownload, TransferData, RequestTransferExit; returns the block count."""
+def download(tester: ScapyTester, image: bytes, max_message: int = 0xFFFF) -> int:
+    """Erase, RequestDownload, TransferData, RequestTransferExit, check; returns the block count.
+    ``max_message``: the longest message the tester's interface carries (ISO-TP: 4095)."""
     region = struct.pack(">II", FLASH_ADDRESS, len(image))
     assert tester.ask(b"\x31\x01\xff\x00" + region) == b"\x71\x01\xff\x00\x00"
     answer = tester.ask(b"\x34\x00\x44" + region)
     assert answer[:1] == b"\x74", answer.hex()
     width = answer[1] >> 4
-    block = int.from_bytes(answer[2 : 2 + width], "big") - 2
+    block = min(int.from_bytes(answer[2 : 2 + width], "big"), max_message) - 2
     blocks = 0
     for offset in range(0, len(image), block):
         counter = (blocks + 1) & 0xFF
