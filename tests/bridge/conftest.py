@@ -114,20 +114,24 @@ def pair_tablet(page: str, env: dict[str, str]) -> None:
 
 
 @pytest.fixture
-def bridge_box(
-    basic_box: Any, start_sim: Callable[..., Any]
-) -> Iterator[Callable[..., BridgeBox]]:
-    """Factory: ``bridge_box(transport="doip", sim_args=(), paired=True)`` starts a simulator and
-    a gateway whose bridge listens on free loopback ports."""
+def bridge_box(box: Any, start_sim: Callable[..., Any]) -> Iterator[Callable[..., BridgeBox]]:
+    """Factory: ``bridge_box(transport="doip", sim_args=(), paired=True, ticket=None)`` starts a
+    simulator and a gateway whose bridge listens on free loopback ports; the box has a Basic
+    1-day ticket, or ``ticket`` (a token) instead."""
     started: list[BridgeBox] = []
 
     def start(
-        transport: str = "doip", sim_args: tuple[str, ...] = (), paired: bool = True
+        transport: str = "doip",
+        sim_args: tuple[str, ...] = (),
+        paired: bool = True,
+        ticket: str | None = None,
     ) -> BridgeBox:
+        added = box.vci("ticket", "add", ticket or box.issue("basic-1d"))
+        assert added.returncode == 0, added.stderr
         sim = start_sim(*sim_args)
         env = {
             **os.environ,
-            "VCI_CONFIG": str(basic_box.config),
+            "VCI_CONFIG": str(box.config),
             "VCI_BRIDGE_LISTEN_HOST": "127.0.0.1",
             "VCI_BRIDGE_HSFZ_PORT": "0",
             "VCI_BRIDGE_HSFZ_CONTROL_PORT": "0",
@@ -156,7 +160,7 @@ def bridge_box(
         line = proc.stdout.readline()
         assert "vci-gateway ready" in line, line
         page = f"http://127.0.0.1:{port}"
-        handle = BridgeBox(basic_box, sim, proc, page, env)
+        handle = BridgeBox(box, sim, proc, page, env)
         started.append(handle)
         if paired:
             pair_tablet(page, env)

@@ -206,3 +206,27 @@ def test_the_bridge_needs_a_paired_tablet(bridge_box) -> None:
     gw = bridge_box(paired=False)
     proc = gw.vci("bridge", "open", "--client", "127.0.0.1")
     assert proc.returncode == 2 and "no tablet is paired" in proc.stderr
+
+
+def test_the_session_ends_with_the_ticket_window_but_not_within_a_download(
+    bridge_box, box
+) -> None:
+    ends = int(time.time()) + 15
+    gw = bridge_box(ticket=box.issue("basic-1d", not_after=ends))  # the box's only ticket
+    gw.sim.set_battery(13.6)
+    tester = hsfz_tester(gw.open("127.0.0.1", "--timeout", "120")["ports"])
+    region = struct.pack(">II", FLASH_ADDRESS, 0x1000)
+    try:
+        unlock_for_programming(tester)
+        assert tester.ask(b"\x31\x01\xff\x00" + region)[:1] == b"\x71"
+        assert tester.ask(b"\x34\x00\x44" + region)[:1] == b"\x74"
+        assert time.time() < ends, "the set-up took longer than the ticket's window"
+        while time.time() < ends + 2:  # the window ends while the download is open
+            assert tester.ask(b"\x3e\x00") == b"\x7e\x00"
+            time.sleep(0.5)
+        assert gw.state()["open"]
+        assert tester.ask(b"\x36\x01" + bytes(0x1000))[:2] == b"\x76\x01"
+        assert tester.ask(b"\x37")[:1] == b"\x77"
+    finally:
+        tester.close()
+    assert gw.wait_closed(timeout=10)["reason"] == "ticket window ended"
