@@ -207,10 +207,8 @@ class BridgeConfig:
     timeout: float = 3600.0
     """seconds a session stays open unless given otherwise"""
     max_timeout: float = 12 * 3600.0
-    """the longest session that can be asked for"""
-    min_voltage: float = 13.0
-    """programming voltage floor (volts): below it erase and RequestDownload are refused; the
-    flash sequencer's own floor (its min_voltage) takes precedence where the gateway has one"""
+    """the longest session that can be asked for (below it: erase and download are refused at
+    the programming floor of the flash sequencer, FlashOptions.min_voltage)"""
 
 
 @dataclass(frozen=True)

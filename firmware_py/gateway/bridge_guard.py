@@ -1,11 +1,15 @@
 """What the ENET bridge lets through to the car: pure decisions over the UDS bytes of one
-diagnostic message and the supply voltage, no sockets, no clock (docs/enet.md, "What the bridge
-refuses").
+diagnostic message, the supply voltage and what the session's tickets allow; no sockets, no clock
+(docs/enet.md, "What the bridge refuses").
 
-The box stays in charge of safety while a workshop's own tester drives the car through it: below
-the programming voltage floor an erase (RoutineControl start of routine 0xFF00) or a
-RequestDownload (0x34) is answered to the tester with a negative response 0x22
-(conditionsNotCorrect) and not sent to the car; every refusal says why, for the session log.
+The box stays in charge of safety while a workshop's own tester drives the car through it. Each
+request is classed by the one raw-request table (:mod:`firmware_py.uds.raw_requests`) and needs
+the scope its class needs (:data:`firmware_py.gateway.tariffs.RAW_CLASS_SCOPE`: erase and
+download need ``raw_programming``, as a raw request from the page or the portal does). Below the
+programming voltage floor a request that starts changing an ECU's software - an erase (routine
+0xFF00 started), a RequestDownload (0x34) or a RequestFileTransfer (0x38) - is refused. A refused
+request is answered to the tester as an ECU would refuse it, ``7F <sid> 22``
+(conditionsNotCorrect), is not sent to the car, and says why, for the session log.
 
 The guard also follows whether a download is in progress (a RequestDownload sent and its
 RequestTransferExit not yet), so that a session whose ticket window ended is closed between
@@ -16,6 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from firmware_py.gateway.tariffs import RAW_CLASS_SCOPE, Scope
+from firmware_py.uds.raw_requests import RawClass, classify
+
 CONDITIONS_NOT_CORRECT = 0x22
 ERASE_MEMORY = 0xFF00
 #: services whose sub-function carries suppressPosRspMsgIndicationBit (ISO 14229-1)
@@ -23,18 +30,23 @@ SUBFUNCTION_SERVICES = frozenset({0x10, 0x11, 0x27, 0x28, 0x31, 0x3E, 0x85, 0x86
 
 
 def battery_guarded(request: bytes) -> str | None:
-    """What ``request`` is if it may only run above the programming voltage floor (an erase or a
-    download), else None.
-
-    Interim: the raw-request classification table (``firmware_py.uds.raw_requests``) replaces
-    this once it is on main; until then this names only the two requests the bridge must guard.
-    """
-    if len(request) >= 4 and request[0] == 0x31 and request[1] & 0x7F == 0x01:
-        if int.from_bytes(request[2:4], "big") == ERASE_MEMORY:
-            return "RoutineControl start EraseMemory (0xFF00)"
-    if request[:1] == b"\x34":
-        return "RequestDownload (0x34)"
+    """What ``request`` is if it starts changing an ECU's software (an erase, a download, a file
+    transfer), which only runs above the programming voltage floor; else None. TransferData and
+    RequestTransferExit continue what a download began and are not cut off."""
+    raw = classify(request)
+    if raw.raw_class is not RawClass.PROGRAMMING:
+        return None
+    sid = request[0]
+    if sid in (0x34, 0x38):
+        return raw.what
+    if sid == 0x31 and request[1] & 0x7F == 0x01 and request[2:4] == ERASE_MEMORY.to_bytes(2):
+        return raw.what
     return None
+
+
+def required_scope(request: bytes) -> Scope:
+    """The scope a ticket must include for the bridge to relay ``request``."""
+    return RAW_CLASS_SCOPE[classify(request).raw_class]
 
 
 def negative_response(request: bytes, nrc: int = CONDITIONS_NOT_CORRECT) -> bytes:
@@ -77,9 +89,22 @@ class Guard:
     def needs_voltage(self, request: bytes) -> bool:
         return battery_guarded(request) is not None
 
-    def check(self, request: bytes, volts: float | None) -> Refusal | None:
+    def check(
+        self, request: bytes, volts: float | None, *, entitled: bool = True
+    ) -> Refusal | None:
         """None: relay ``request``; a :class:`Refusal`: answer the tester with its response.
-        ``volts`` None means the voltage could not be read: a guarded request is then refused."""
+        ``entitled``: whether the session's tickets include :func:`required_scope`. ``volts``
+        None means the voltage could not be read: a guarded request is then refused."""
+        if not entitled:
+            raw = classify(request)
+            scope = RAW_CLASS_SCOPE[raw.raw_class]
+            return Refusal(
+                request,
+                raw.what,
+                f"no ticket on the box includes {scope.value}, which {raw.raw_class.value} "
+                "requests need: add a ticket of a tariff that includes it",
+                volts,
+            )
         what = battery_guarded(request)
         if what is None:
             return None
@@ -99,6 +124,11 @@ class Guard:
                 volts,
             )
         return None
+
+    def continues_download(self, request: bytes) -> bool:
+        """TransferData and RequestTransferExit of a download that began under a valid ticket:
+        relayed to the end, as a programming job is never cut off by its ticket's end."""
+        return self.downloading and request[:1] in (b"\x36", b"\x37")
 
     def sent(self, request: bytes) -> None:
         """A request went to the car: follow downloads."""

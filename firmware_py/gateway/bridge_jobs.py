@@ -35,10 +35,23 @@ from firmware_py.gateway.bridge_net import (
     session_pcaps,
 )
 from firmware_py.gateway.jobs import JobContext
+from firmware_py.gateway.tariffs import RAW_CLASS_SCOPE, Scope
 from firmware_py.transport.hsfz import GATEWAY_ADDRESS, HsfzIdentity
 from firmware_py.transport.isotp_link import MAX_PAYLOAD as ISOTP_MAX_PAYLOAD
+from firmware_py.uds.flash.sequencer import FlashOptions
+from firmware_py.uds.raw_requests import RawClass
 
 log = logging.getLogger(__name__)
+#: a request of each class, to ask the tickets whether they include its scope
+SCOPE_EXAMPLE = {
+    RAW_CLASS_SCOPE[raw_class]: request
+    for raw_class, request in (
+        (RawClass.READ, "22F190"),
+        (RawClass.WRITE, "2EF19000"),
+        (RawClass.ROUTINE, "31010203"),
+        (RawClass.PROGRAMMING, "3101FF00"),
+    )
+}
 VOLTAGE_MAX_AGE = 1.0
 """seconds a voltage reading is good for (a flash tool sends its erase and download close together)"""
 
@@ -197,12 +210,12 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
     cfg: Config = ctx.services.get("config") or Config()
     loop: asyncio.AbstractEventLoop = ctx.services["loop"]
     outbox = ctx.services.get("outbox")
-    entitled: Callable[[str], Any] | None = ctx.services.get("entitled")
+    entitled: Callable[[str, Any], Any] | None = ctx.services.get("entitled")
     client = _client(ctx.params)
     timeout = float(ctx.params.get("timeout") or cfg.bridge.timeout)
     if not 1 <= timeout <= cfg.bridge.max_timeout:
         raise ConfigError(f"the bridge's timeout must be 1..{cfg.bridge.max_timeout:g} seconds")
-    decision = entitled("enet_bridge") if entitled else None
+    decision = entitled("enet_bridge", None) if entitled else None
     ticket = getattr(decision, "ticket_id", None)
     mode = "translate" if vehicle.link.kind == "can" else "relay"
     ctx.step("identify the car", client=client, mode=mode)
@@ -240,16 +253,28 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
             outbox.put("bridge.refused", {**session, "vin": identity.vin, **entry})
         ctx.progress(min_interval=0.0, refused=len(refusals), last_refusal=entry)
 
-    min_voltage = ctx.services.get("flash_options")
+    allowed: dict[Scope, tuple[float, bool]] = {}
+
+    def scope_entitled(scope: Scope) -> bool:  # on the loop; a ticket check at most once a second
+        if entitled is None:
+            return True
+        now = time.monotonic()
+        if scope not in allowed or now - allowed[scope][0] > 1.0:
+            request = SCOPE_EXAMPLE[scope]
+            allowed[scope] = (now, entitled("raw_uds", {"request": request}).allowed)
+        return allowed[scope][1]
+
+    floor = ctx.services.get("flash_options", FlashOptions()).min_voltage
     hub = Hub(
         client,
         cfg.bridge.listen_host,
         BridgePorts(cfg.bridge.hsfz_port, cfg.bridge.hsfz_control_port, cfg.bridge.doip_port),
         car,
-        Guard(min_voltage.min_voltage if min_voltage is not None else cfg.bridge.min_voltage),
+        Guard(floor),
         identity,
         voltage,
         refused,
+        scope_entitled,
         tester_pcap,
         car_pcap,
     )
@@ -275,7 +300,7 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
                 break
             if entitled is not None and now >= next_check:
                 next_check = now + 1.0
-                if not entitled("enet_bridge").allowed and not hub.guard.downloading:
+                if not entitled("enet_bridge", None).allowed and not hub.guard.downloading:
                     reason = "ticket window ended"
                     break
     finally:

@@ -35,7 +35,8 @@ from doipclient.messages import (
 )
 
 from firmware_py.errors import FrameError
-from firmware_py.gateway.bridge_guard import Guard, Refusal
+from firmware_py.gateway.bridge_guard import Guard, Refusal, required_scope
+from firmware_py.gateway.tariffs import Scope
 from firmware_py.transport import doip_frames, hsfz
 from firmware_py.transport.doip_frames import Message
 from firmware_py.transport.hsfz import ControlWord, Frame, HsfzIdentity
@@ -111,6 +112,8 @@ class Hub:
     identity: BridgeIdentity
     voltage: Callable[[], Awaitable[float | None]]
     on_refusal: Callable[[Refusal], None]
+    entitled: Callable[[Scope], bool] = lambda scope: True
+    """whether the session's tickets include a scope beyond diagnosis (a raw request's class)"""
     tester_pcap: PcapWriter | None = None
     car_pcap: PcapWriter | None = None
     counters: Counters = field(default_factory=Counters)
@@ -175,6 +178,12 @@ class Hub:
             self._servers += [server, transport]
             return bound
         raise OSError("no free port for TCP and UDP together")
+
+    def scope_allowed(self, request: bytes) -> bool:
+        if self.guard.continues_download(request):
+            return True
+        scope = required_scope(request)
+        return scope is Scope.DIAGNOSIS or self.entitled(scope)  # diagnosis: the session's own
 
     def admitted(self, peer: Any) -> bool:
         if peer and peer[0] == self.client:
@@ -318,11 +327,20 @@ class _TesterConnection(asyncio.Protocol):
         while self.pending and not self.waiting:
             item = self.pending.popleft()
             request = self.uds_request(item)
+            if request is not None and not self.hub.scope_allowed(request):
+                self.refused(item, self.hub.guard.check(request, None, entitled=False))
+                continue
             if request is not None and self.hub.guard.needs_voltage(request):
                 self.waiting = True
                 asyncio.get_running_loop().create_task(self._checked(item, request))
                 return
             self.handle(item, request)
+
+    def refused(self, item: Any, refusal: Refusal | None) -> None:
+        assert refusal is not None
+        self.hub.counters.refused += 1
+        self.hub.on_refusal(refusal)
+        self.refuse(item, refusal)
 
     async def _checked(self, item: Any, request: bytes) -> None:
         try:
@@ -332,9 +350,7 @@ class _TesterConnection(asyncio.Protocol):
             volts = None
         refusal = self.hub.guard.check(request, volts)
         if refusal is not None:
-            self.hub.counters.refused += 1
-            self.hub.on_refusal(refusal)
-            self.refuse(item, refusal)
+            self.refused(item, refusal)
         else:
             self.handle(item, request)
         self.waiting = False

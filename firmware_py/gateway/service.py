@@ -70,7 +70,10 @@ class Gateway:
         self.runner.services.setdefault("outbox", self.outbox)
         if entitlements is not None:
             self.runner.services.setdefault(
-                "entitled", lambda kind: entitlements.check(kind, vin=self.vehicle.get("vin"))
+                "entitled",
+                lambda kind, params=None: entitlements.check(
+                    kind, vin=self.vehicle.get("vin"), params=params
+                ),
             )
 
     # -- the ENET bridge (docs/enet.md) ------------------------------------------------------

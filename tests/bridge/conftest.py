@@ -116,8 +116,8 @@ def pair_tablet(page: str, env: dict[str, str]) -> None:
 @pytest.fixture
 def bridge_box(box: Any, start_sim: Callable[..., Any]) -> Iterator[Callable[..., BridgeBox]]:
     """Factory: ``bridge_box(transport="doip", sim_args=(), paired=True, ticket=None)`` starts a
-    simulator and a gateway whose bridge listens on free loopback ports; the box has a Basic
-    1-day ticket, or ``ticket`` (a token) instead."""
+    simulator and a gateway whose bridge listens on free loopback ports; the box has an
+    Engineering 1-day ticket (raw erase and download need it), or ``ticket`` (a token) instead."""
     started: list[BridgeBox] = []
 
     def start(
@@ -126,7 +126,7 @@ def bridge_box(box: Any, start_sim: Callable[..., Any]) -> Iterator[Callable[...
         paired: bool = True,
         ticket: str | None = None,
     ) -> BridgeBox:
-        added = box.vci("ticket", "add", ticket or box.issue("basic-1d"))
+        added = box.vci("ticket", "add", ticket or box.issue("engineering-1d"))
         assert added.returncode == 0, added.stderr
         sim = start_sim(*sim_args)
         env = {

@@ -157,12 +157,32 @@ def test_below_the_floor_erase_and_download_are_refused_and_logged(bridge_box) -
     assert gw.sim.state()["ecus"]["EGS"]["region"]["erased"] is False  # the car saw no erase
     refused = [r for r in gw.outbox() if r["kind"] == "bridge.refused"]
     assert [r["what"] for r in refused] == [
-        "RoutineControl start EraseMemory (0xFF00)",
-        "RequestDownload (0x34)",
+        "RoutineControl EraseMemory (0xFF00)",
+        "RequestDownload",
     ]
     assert "12.10 V is below the programming floor 13.0 V" in refused[0]["reason"]
     gw.vci("bridge", "close")
     assert len(gw.wait_closed()["refusals"]) == 2
+
+
+def test_with_a_basic_ticket_erase_and_download_are_refused_as_raw_programming(
+    bridge_box, box
+) -> None:
+    gw = bridge_box(ticket=box.issue("basic-1d"))  # diagnosis, coding, programming jobs: not raw
+    gw.sim.set_battery(13.6)
+    tester = doip_tester(gw.open()["ports"])
+    region = struct.pack(">II", FLASH_ADDRESS, 0x1000)
+    try:
+        assert tester.ask(b"\x22\xf1\x90")[:1] == b"\x62"
+        assert tester.ask(b"\x10\x03")[:2] == b"\x50\x03"
+        assert tester.ask(b"\x10\x02") == b"\x7f\x10\x22"  # the programming session too
+        assert tester.ask(b"\x31\x01\xff\x00" + region) == b"\x7f\x31\x22"
+        assert tester.ask(b"\x34\x00\x44" + region) == b"\x7f\x34\x22"
+    finally:
+        tester.close()
+    assert gw.sim.state()["ecus"]["EGS"]["region"]["erased"] is False
+    refused = [r for r in gw.outbox() if r["kind"] == "bridge.refused"]
+    assert len(refused) == 3 and all("raw_programming" in r["reason"] for r in refused)
 
 
 def test_a_client_that_was_not_admitted_gets_nothing(bridge_box) -> None:
@@ -208,11 +228,9 @@ def test_the_bridge_needs_a_paired_tablet(bridge_box) -> None:
     assert proc.returncode == 2 and "no tablet is paired" in proc.stderr
 
 
-def test_the_session_ends_with_the_ticket_window_but_not_within_a_download(
-    bridge_box, box
-) -> None:
+def test_the_session_ends_with_the_ticket_window_but_not_within_a_download(bridge_box, box) -> None:
     ends = int(time.time()) + 15
-    gw = bridge_box(ticket=box.issue("basic-1d", not_after=ends))  # the box's only ticket
+    gw = bridge_box(ticket=box.issue("engineering-1d", not_after=ends))  # the box's only ticket
     gw.sim.set_battery(13.6)
     tester = hsfz_tester(gw.open("127.0.0.1", "--timeout", "120")["ports"])
     region = struct.pack(">II", FLASH_ADDRESS, 0x1000)
