@@ -4,7 +4,7 @@ SocketCAN frames (link type 227: its ISO-TP and UDS dissectors).
 
 The IPv4/TCP headers around DoIP messages are reconstructed from the connection's addresses with
 running sequence numbers (the kernel's own segments are not visible from user space); every DoIP
-message is one segment."""
+message is one segment, or several when it is longer than an IPv4 packet carries."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 LINKTYPE_IPV4 = 228
 LINKTYPE_CAN_SOCKETCAN = 227
+MAX_SEGMENT = 0xFFFF - 40
+"""TCP payload bytes per traced segment: a longer message (a 64 KiB TransferData, or what one
+read returned) is written as several segments, as TCP would have carried it"""
 
 
 class PcapWriter:
@@ -125,16 +128,20 @@ class DoipTrace:
         return ip + tcp + payload
 
     def tx(self, data: bytes) -> None:
-        self.pcap.packet(
-            self._segment(self.local, self.remote, self.seq["tx"], self.seq["rx"], data)
-        )
-        self.seq["tx"] = (self.seq["tx"] + len(data)) & 0xFFFFFFFF
+        for at in range(0, len(data), MAX_SEGMENT):  # an IPv4 packet carries at most 64 KiB
+            chunk = data[at : at + MAX_SEGMENT]
+            self.pcap.packet(
+                self._segment(self.local, self.remote, self.seq["tx"], self.seq["rx"], chunk)
+            )
+            self.seq["tx"] = (self.seq["tx"] + len(chunk)) & 0xFFFFFFFF
 
     def rx(self, data: bytes) -> None:
-        self.pcap.packet(
-            self._segment(self.remote, self.local, self.seq["rx"], self.seq["tx"], data)
-        )
-        self.seq["rx"] = (self.seq["rx"] + len(data)) & 0xFFFFFFFF
+        for at in range(0, len(data), MAX_SEGMENT):
+            chunk = data[at : at + MAX_SEGMENT]
+            self.pcap.packet(
+                self._segment(self.remote, self.local, self.seq["rx"], self.seq["tx"], chunk)
+            )
+            self.seq["rx"] = (self.seq["rx"] + len(chunk)) & 0xFFFFFFFF
 
     def close(self) -> None:
         if self.owns_pcap:
