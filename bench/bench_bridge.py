@@ -26,6 +26,9 @@ from firmware_py.transport import open_doip_link
 from firmware_py.transport.hsfz_link import open_hsfz_link
 
 
+TRACE = __import__("os").environ.get("BENCH_BRIDGE_TRACE", "1") == "1"
+
+
 def serve(car_host: str, hsfz_port: int, doip_port: int, control: str) -> None:
     """The bridge's process: relay to the simulator until stdin closes."""
     from firmware_py.gateway.bridge_guard import Guard
@@ -54,8 +57,8 @@ def serve(car_host: str, hsfz_port: int, doip_port: int, control: str) -> None:
             BridgeIdentity(vin, hsfz=HsfzIdentity(0x10, "001A37C0FFEE", vin)),
             voltage,
             lambda refusal: print(f"refused: {refusal.reason}", file=sys.stderr),
-            tester_pcap=tester_pcap,
-            car_pcap=car_pcap,
+            tester_pcap=tester_pcap if TRACE else None,
+            car_pcap=car_pcap if TRACE else None,
         )
         ports = await hub.start()
         print(json.dumps(ports), flush=True)

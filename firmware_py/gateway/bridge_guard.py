@@ -18,6 +18,7 @@ downloads, never in the middle of one.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from firmware_py.gateway.tariffs import RAW_CLASS_SCOPE, Scope
@@ -29,24 +30,34 @@ ERASE_MEMORY = 0xFF00
 SUBFUNCTION_SERVICES = frozenset({0x10, 0x11, 0x27, 0x28, 0x31, 0x3E, 0x85, 0x86, 0x87, 0x2C})
 
 
+@functools.lru_cache(maxsize=1024)
+def _classified(head: bytes) -> tuple[RawClass, str]:
+    """What a request does, by its first four bytes (service, sub-function or session, routine
+    id: all the table looks at); cached, the bridge asks for every message it relays."""
+    raw = classify(head)
+    return raw.raw_class, raw.what
+
+
 def battery_guarded(request: bytes) -> str | None:
     """What ``request`` is if it starts changing an ECU's software (an erase, a download, a file
     transfer), which only runs above the programming voltage floor; else None. TransferData and
     RequestTransferExit continue what a download began and are not cut off."""
-    raw = classify(request)
-    if raw.raw_class is not RawClass.PROGRAMMING:
+    sid = request[0] if request else None
+    if sid not in (0x31, 0x34, 0x38):
         return None
-    sid = request[0]
+    raw_class, what = _classified(request[:4])
+    if raw_class is not RawClass.PROGRAMMING:
+        return None
     if sid in (0x34, 0x38):
-        return raw.what
-    if sid == 0x31 and request[1] & 0x7F == 0x01 and request[2:4] == ERASE_MEMORY.to_bytes(2):
-        return raw.what
+        return what
+    if request[1] & 0x7F == 0x01 and request[2:4] == ERASE_MEMORY.to_bytes(2):
+        return what
     return None
 
 
 def required_scope(request: bytes) -> Scope:
     """The scope a ticket must include for the bridge to relay ``request``."""
-    return RAW_CLASS_SCOPE[classify(request).raw_class]
+    return RAW_CLASS_SCOPE[_classified(request[:4])[0]]
 
 
 def negative_response(request: bytes, nrc: int = CONDITIONS_NOT_CORRECT) -> bytes:

@@ -21,8 +21,9 @@ HEADER = struct.Struct(">BBHI")
 SUPPORTED_VERSIONS = (0x01, 0x02, 0x03)
 DEFAULT_VERSION = 0xFF
 """allowed in vehicle identification requests only (ISO 13400-2 table 16)"""
-MAX_PAYLOAD = 0x10000 + 4
-"""the largest payload accepted from a peer: a 64 KiB UDS message plus the four address bytes"""
+MAX_PAYLOAD = 0x10010 + 4
+"""the largest payload accepted from a peer: what HSFZ carries in one frame (a TransferData of
+64 KiB with its header, as EdiabasLib's buffer) plus the four address bytes"""
 
 DIAGNOSTIC_MESSAGE = 0x8001
 DIAGNOSTIC_ACK = 0x8002

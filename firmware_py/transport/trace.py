@@ -46,18 +46,21 @@ class PcapWriter:
             log.warning("trace %s not written: %s", path, err)
             self._close()
 
-    def packet(self, data: bytes, ts: float | None = None) -> None:
-        """Add a packet. A trace that cannot be written (a full disk) stops, with one warning;
-        it never breaks the vehicle link it watches."""
+    def packet(
+        self, data: bytes | memoryview, ts: float | None = None, *, head: bytes = b""
+    ) -> None:
+        """One captured packet: ``head`` (e.g. reconstructed IP and TCP headers) then ``data``,
+        written without joining them (a 64 KiB segment is not copied again). A trace that cannot
+        be written (a full disk) stops, with one warning; it never breaks the link it watches."""
         ts = time.time() if ts is None else ts
         sec, usec = int(ts), int((ts % 1) * 1e6)
+        size = len(head) + len(data)
         with self._lock:
             if self._f.closed:
                 return
             try:
-                self._f.write(
-                    struct.pack("<IIII", sec, usec, min(len(data), 65535), len(data)) + data[:65535]
-                )
+                self._f.write(struct.pack("<IIII", sec, usec, min(size, 65535), size) + head)
+                self._f.write(memoryview(data)[: max(0, 65535 - len(head))])
                 self._f.flush()
             except OSError as err:
                 log.warning("trace %s stopped: %s", self.path, err)
@@ -106,8 +109,9 @@ class DoipTrace:
         self.seq = {"tx": 1000, "rx": 5000}
 
     def _segment(
-        self, src: tuple[str, int], dst: tuple[str, int], seq: int, ack: int, payload: bytes
+        self, src: tuple[str, int], dst: tuple[str, int], seq: int, ack: int, length: int
     ) -> bytes:
+        """The IPv4 and TCP headers of a segment carrying ``length`` payload bytes."""
         import socket
 
         tcp = struct.pack("!HHIIBBHHH", src[1], dst[1], seq, ack, 5 << 4, 0x18, 65535, 0, 0)
@@ -115,7 +119,7 @@ class DoipTrace:
             "!BBHHHBBH4s4s",
             0x45,
             0,
-            20 + len(tcp) + len(payload),
+            20 + len(tcp) + length,
             0,
             0x4000,
             64,
@@ -125,22 +129,26 @@ class DoipTrace:
             socket.inet_aton(dst[0]),
         )
         ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
-        return ip + tcp + payload
+        return ip + tcp
 
     def tx(self, data: bytes) -> None:
+        view = memoryview(data)
         for at in range(0, len(data), MAX_SEGMENT):  # an IPv4 packet carries at most 64 KiB
-            chunk = data[at : at + MAX_SEGMENT]
-            self.pcap.packet(
-                self._segment(self.local, self.remote, self.seq["tx"], self.seq["rx"], chunk)
+            chunk = view[at : at + MAX_SEGMENT]
+            head = self._segment(
+                self.local, self.remote, self.seq["tx"], self.seq["rx"], len(chunk)
             )
+            self.pcap.packet(chunk, head=head)
             self.seq["tx"] = (self.seq["tx"] + len(chunk)) & 0xFFFFFFFF
 
     def rx(self, data: bytes) -> None:
+        view = memoryview(data)
         for at in range(0, len(data), MAX_SEGMENT):
-            chunk = data[at : at + MAX_SEGMENT]
-            self.pcap.packet(
-                self._segment(self.remote, self.local, self.seq["rx"], self.seq["tx"], chunk)
+            chunk = view[at : at + MAX_SEGMENT]
+            head = self._segment(
+                self.remote, self.local, self.seq["rx"], self.seq["tx"], len(chunk)
             )
+            self.pcap.packet(chunk, head=head)
             self.seq["rx"] = (self.seq["rx"] + len(chunk)) & 0xFFFFFFFF
 
     def close(self) -> None:
