@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,7 @@ from firmware_py.transport import open_doip_link
 from firmware_py.transport.hsfz_link import open_hsfz_link
 
 
-TRACE = __import__("os").environ.get("BENCH_BRIDGE_TRACE", "1") == "1"
+TRACE = os.environ.get("BENCH_BRIDGE_TRACE", "1") == "1"
 
 
 def serve(car_host: str, hsfz_port: int, doip_port: int, control: str) -> None:
@@ -88,7 +89,18 @@ def main() -> None:
     args = parser.parse_args()
     if args.serve:
         host, hsfz_port, doip_port, control = args.serve
-        serve(host, int(hsfz_port), int(doip_port), control)
+        profile = os.environ.get("BENCH_BRIDGE_PROFILE")  # a file for the bridge's cProfile
+        if profile:
+            import cProfile
+
+            cProfile.runctx(
+                "serve(host, int(hsfz_port), int(doip_port), control)",
+                globals(),
+                locals(),
+                profile,
+            )
+        else:
+            serve(host, int(hsfz_port), int(doip_port), control)
         return
     total = args.megabytes << 20
     sim = Sim("--vehicle", str(bench_vehicle(dme_region=total)), hsfz=True)

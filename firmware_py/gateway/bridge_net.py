@@ -44,6 +44,8 @@ from firmware_py.transport.trace import LINKTYPE_IPV4, DoipTrace, PcapWriter
 
 log = logging.getLogger(__name__)
 GATEWAY_DOIP_ADDRESS = 0x0010
+TRACE_FLUSH = 0.25
+"""seconds between flushes of a session's traces (and at its end): a relay writes in batches"""
 HSFZ_DIAG_PORT, HSFZ_CONTROL_PORT = hsfz.DIAG_PORT, hsfz.CONTROL_PORT
 
 
@@ -582,6 +584,6 @@ class _DoipTester(_TesterConnection):
 def session_pcaps(tester: Any, car: Any) -> tuple[PcapWriter | None, PcapWriter | None]:
     """The tester side's and the car side's pcap writers of one session (paths or None)."""
     return (
-        PcapWriter(tester, LINKTYPE_IPV4) if tester is not None else None,
-        PcapWriter(car, LINKTYPE_IPV4) if car is not None else None,
+        PcapWriter(tester, LINKTYPE_IPV4, flush_every=TRACE_FLUSH) if tester is not None else None,
+        PcapWriter(car, LINKTYPE_IPV4, flush_every=TRACE_FLUSH) if car is not None else None,
     )

@@ -28,8 +28,13 @@ read returned) is written as several segments, as TCP would have carried it"""
 
 
 class PcapWriter:
-    def __init__(self, path: Path, linktype: int) -> None:
+    """A pcap file. Each packet reaches the file at once, or with ``flush_every`` (seconds) at
+    the first packet after that time and at close (a busy relay then writes in batches)."""
+
+    def __init__(self, path: Path, linktype: int, *, flush_every: float = 0.0) -> None:
         self.path = path
+        self.flush_every = flush_every
+        self._flushed = time.monotonic()
         self._lock = threading.Lock()
         self._f: BinaryIO
         try:
@@ -61,7 +66,9 @@ class PcapWriter:
             try:
                 self._f.write(struct.pack("<IIII", sec, usec, min(size, 65535), size) + head)
                 self._f.write(memoryview(data)[: max(0, 65535 - len(head))])
-                self._f.flush()
+                if self.flush_every <= 0 or time.monotonic() - self._flushed >= self.flush_every:
+                    self._f.flush()
+                    self._flushed = time.monotonic()
             except OSError as err:
                 log.warning("trace %s stopped: %s", self.path, err)
                 self._close()
