@@ -26,7 +26,6 @@ from bench.common import Sim, bench_vehicle
 from firmware_py.transport import open_doip_link
 from firmware_py.transport.hsfz_link import open_hsfz_link
 
-
 TRACE = os.environ.get("BENCH_BRIDGE_TRACE", "1") == "1"
 
 
