@@ -312,6 +312,35 @@ async def job_cancel(request: web.Request) -> web.Response:
     return web.json_response({"cancelled": request.match_info["jid"]})
 
 
+# -- the ENET bridge (docs/enet.md) -------------------------------------------------------------
+async def bridge_state(request: web.Request) -> web.Response:
+    return web.json_response(
+        {**request.app[GATEWAY].bridge_state(), "your_address": request.remote}
+    )
+
+
+async def bridge_open(request: web.Request) -> web.Response:
+    data = await _body(request)
+    client = data.get("client") or request.remote  # default: this tablet's own address
+    timeout = data.get("timeout")
+    if not isinstance(client, str) or not (timeout is None or isinstance(timeout, int | float)):
+        return _json_error(400, "give 'client' (an address) and optional 'timeout' (seconds)")
+    try:
+        job = request.app[GATEWAY].open_bridge(
+            client, timeout, Caller("tablet", request[TABLET].name)
+        )
+    except VciError as err:
+        return _json_error(403 if err.code == "not_entitled" else 409, err)
+    return web.json_response(job, status=202)
+
+
+async def bridge_close(request: web.Request) -> web.Response:
+    job = request.app[GATEWAY].close_bridge()
+    if job is None:
+        return _json_error(409, "no ENET bridge is open", "not_open")
+    return web.json_response({"closing": job})
+
+
 # -- flash packages and journal --------------------------------------------------------------
 async def packages_list(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
@@ -463,6 +492,9 @@ def create_app(
     app.router.add_get("/api/tickets", tickets_list)
     app.router.add_post("/api/tickets", tickets_add)
     app.router.add_get("/api/events", events)
+    app.router.add_get("/api/bridge", bridge_state)
+    app.router.add_post("/api/bridge/open", bridge_open)
+    app.router.add_post("/api/bridge/close", bridge_close)
 
     async def drain_jobs(app: web.Application) -> AsyncIterator[None]:
         yield

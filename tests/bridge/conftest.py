@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ class BridgeBox:
     page: str
     env: dict[str, str]
     opened: dict[str, Any] = field(default_factory=dict)
+    tablet: Any = None
 
     def vci(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -84,23 +86,36 @@ class BridgeBox:
         raise TimeoutError(f"no {kind} record in the outbox")
 
 
-def pair_tablet(page: str, env: dict[str, str]) -> None:
-    """Pair a tablet as a workshop does: the page asks, the box's owner approves."""
+class Tablet:
+    """A paired tablet's HTTP client (its session cookie and CSRF token)."""
 
-    def post(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def __init__(self, page: str) -> None:
+        import http.cookiejar
+
+        self.page = page
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+        self.csrf = ""
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         req = urllib.request.Request(
-            page + path,
-            data=json.dumps(body).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
+            self.page + path,
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"Content-Type": "application/json", "X-CSRF-Token": self.csrf},
         )
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            with self.opener.open(req, timeout=10) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read())
 
-    _, asked = post("/api/pair", {"name": "workshop tablet"})
+
+def pair_tablet(page: str, env: dict[str, str]) -> Tablet:
+    """Pair a tablet as a workshop does: the page asks, the box's owner approves."""
+    tablet = Tablet(page)
+    _, asked = tablet.call("POST", "/api/pair", {"name": "workshop tablet"})
     approve = subprocess.run(
         [sys.executable, "-m", "firmware_py", "pair", "--approve"],
         capture_output=True,
@@ -109,8 +124,10 @@ def pair_tablet(page: str, env: dict[str, str]) -> None:
         timeout=30,
     )
     assert approve.returncode == 0, approve.stderr
-    status, _ = post(f"/api/pair/{asked['id']}/collect", {"claim": asked["claim"]})
+    status, _ = tablet.call("POST", f"/api/pair/{asked['id']}/collect", {"claim": asked["claim"]})
     assert status == 200
+    tablet.csrf = tablet.call("GET", "/api/session")[1]["csrf"]
+    return tablet
 
 
 @pytest.fixture
@@ -163,7 +180,7 @@ def bridge_box(box: Any, start_sim: Callable[..., Any]) -> Iterator[Callable[...
         handle = BridgeBox(box, sim, proc, page, env)
         started.append(handle)
         if paired:
-            pair_tablet(page, env)
+            handle.tablet = pair_tablet(page, env)
         return handle
 
     yield start

@@ -248,3 +248,29 @@ def test_the_session_ends_with_the_ticket_window_but_not_within_a_download(bridg
     finally:
         tester.close()
     assert gw.wait_closed(timeout=10)["reason"] == "ticket window ended"
+
+
+def test_the_tablet_page_opens_the_bridge_for_its_own_address_and_closes_it(bridge_box) -> None:
+    gw = bridge_box()
+    tablet = gw.tablet
+    status, state = tablet.call("GET", "/api/bridge")
+    assert status == 200 and state == {"open": False, "your_address": "127.0.0.1"}
+    status, job = tablet.call("POST", "/api/bridge/open", {})  # no address: this tablet's
+    assert status == 202 and job["params"]["client"] == "127.0.0.1" and job["origin"] == "tablet"
+    deadline = time.monotonic() + 20
+    while (tablet.call("GET", "/api/bridge")[1].get("job") or {}).get("progress", {}).get(
+        "step"
+    ) != "bridge open":
+        assert time.monotonic() < deadline, "the bridge did not open"
+        time.sleep(0.1)
+    ports = tablet.call("GET", "/api/bridge")[1]["job"]["progress"]["ports"]
+    tester = doip_tester(ports, target=0x12)
+    try:
+        assert tester.ask(b"\x22\xf1\x90") == b"\x62\xf1\x90" + VIN.encode()
+    finally:
+        tester.close()
+    status, refused = tablet.call("POST", "/api/jobs", {"kind": "read_vin"})
+    assert status == 409 and "the ENET bridge is open for 127.0.0.1" in refused["message"]
+    assert tablet.call("POST", "/api/bridge/close", {})[0] == 200
+    assert gw.wait_closed()["who"] == "tablet:workshop tablet"
+    assert tablet.call("POST", "/api/bridge/close", {})[0] == 409

@@ -29,6 +29,9 @@ ROUTES = [
     ("GET", "/api/tickets"),
     ("POST", "/api/tickets"),
     ("GET", "/api/events"),
+    ("GET", "/api/bridge"),
+    ("POST", "/api/bridge/open"),
+    ("POST", "/api/bridge/close"),
 ]
 CHANGING = [(m, p) for m, p in ROUTES if m in ("POST", "DELETE")]
 

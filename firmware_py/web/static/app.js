@@ -194,6 +194,19 @@ const views = {
       ${unfinished.map((j) => `<p class="error">${esc(j.where)}</p><button class="primary" data-action="flash-resume" data-job="programming" data-resume="${esc(j.job_id)}">Resume</button>`).join("")}
       </section>`;
   },
+  bridge() {
+    // the workshop's own tester (ISTA, E-Sys, Tool32) through the box: docs/enet.md
+    const job = latest("enet_bridge");
+    const open = job && (job.state === "running" || job.state === "queued");
+    const p = (job && job.progress) || {};
+    const ports = Object.entries(p.ports || {}).map(([k, v]) => `${esc(k)} ${esc(v)}`).join(", ");
+    return `<section class="card"><h2>ENET bridge</h2><p id="message"></p>
+      <p class="muted">Lends the car's ENET to the workshop's tester software on this Wi-Fi: HSFZ 6801/6811 and DoIP 13400, only for the address below. Below the programming voltage floor the box refuses erase and download.</p>
+      ${open ? `<p data-testid="bridge-state"><span class="badge ok">open</span> for <b>${esc(job.params.client)}</b> ${p.mode ? "(" + esc(p.mode) + ")" : ""} ${ports ? "ports " + ports : ""}${p.refused ? ` <span class="badge bad">${esc(p.refused)} refused</span>` : ""}</p>
+        <div class="row"><button class="danger" data-action="bridge-close">Close the bridge</button></div>`
+      : `<div class="row"><label>Tester address <input id="bridge-client" value="${esc(S.bridgeClient || S.myAddress || "")}"></label>
+        <button class="primary" data-action="bridge-open">Open the bridge</button></div>${job ? jobLine(job) : ""}`}</section>`;
+  },
   tickets() {
     const rows = S.tickets.map((t) => `<tr><td>${esc(t.tariff_name || t.tariff)}</td><td>${esc((t.scopes || []).join(", "))}</td><td>${esc(t.time_left_text || t.time_left || "")}</td></tr>`).join("");
     return `<section class="card"><h2>Tickets</h2><p id="message"></p>
@@ -265,6 +278,8 @@ document.addEventListener("click", (ev) => {
   else if (a === "service-read") runJob("service_reset", null, {action: "read"});
   else if (a === "service-reset") runJob("service_reset", null, {action: "reset", item: b.dataset.item});
   else if (a === "battery-register") runJob("service_reset", null, {action: "register_battery", capacity_ah: Number($("#battery-ah").value), technology: $("#battery-tech").value});
+  else if (a === "bridge-open") api("POST", "/api/bridge/open", {client: $("#bridge-client").value.trim() || null}).then((j) => { S.jobs[j.id] = S.jobs[j.id] || j; S.lastJob.enet_bridge = j.id; render(); }).catch((e) => flash(errText(e)));
+  else if (a === "bridge-close") api("POST", "/api/bridge/close").catch((e) => flash(errText(e)));
   else if (a === "flash-start") { const p = (S.packages || []).find((x) => x.file === S.pkg); if (p) runJob("programming", p.ecu, {package: p.file}); }
 });
 document.addEventListener("change", (ev) => {
@@ -273,6 +288,7 @@ document.addEventListener("change", (ev) => {
   // kept in the state: live events re-render the view while the technician types
   if (ev.target.id === "battery-ah") S.batteryAh = ev.target.value;
   if (ev.target.id === "battery-tech") S.batteryTech = ev.target.value;
+  if (ev.target.id === "bridge-client") S.bridgeClient = ev.target.value;
   if (ev.target.id === "pkg-upload") uploadPackage(ev.target.files[0]);
   if (ev.target.id === "ticket-file" && ev.target.files[0]) ev.target.files[0].text().then((t) => { $("#token").value = t.trim(); addTicket(); });
 });
@@ -284,6 +300,7 @@ document.querySelectorAll("#tabs button").forEach((b) => b.onclick = () => {
   if (S.view === "coding") loadCoding();
   if (S.view === "log") loadTablets();
   if (S.view === "vehicle") loadTickets();
+  if (S.view === "bridge") api("GET", "/api/bridge").then((r) => { S.myAddress = r.your_address; if (r.job) { S.jobs[r.job.id] = r.job; S.lastJob.enet_bridge = r.job.id; } render(); }).catch(() => {});
   render();
 });
 (async () => { S.csrf = (await api("GET", "/api/session")).csrf; connect(); render(); loadTickets(); })();
