@@ -141,9 +141,15 @@ class Guard:
         relayed to the end, as a programming job is never cut off by its ticket's end."""
         return self.downloading and request[:1] in (b"\x36", b"\x37")
 
+    def answered(self, response: bytes) -> None:
+        """An ECU's answer came back: a refused download is no download in progress."""
+        if response[:1] == b"\x7f" and response[1:2] in (b"\x34", b"\x35", b"\x38"):
+            if response[2:3] != b"\x78":  # response pending: the answer is still to come
+                self.downloading = False
+
     def sent(self, request: bytes) -> None:
         """A request went to the car: follow downloads."""
-        if request[:1] in (b"\x34", b"\x35"):
+        if request[:1] in (b"\x34", b"\x35", b"\x38"):
             self.downloading = True
         elif request[:1] in (b"\x37", b"\x11", b"\x10"):
             self.downloading = False

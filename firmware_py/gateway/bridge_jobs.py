@@ -165,6 +165,12 @@ def can_exchange(
         return
 
 
+def _link_trace(vehicle: Any) -> Any:
+    """The pcap of the box's own vehicle link (in translation: the car's side of the bridge)."""
+    pcap = getattr(getattr(vehicle.link, "trace", None), "pcap", None)
+    return getattr(pcap, "path", None)
+
+
 def _client(params: Any) -> str:
     text = str(params.get("client", "")).strip()
     try:
@@ -316,7 +322,7 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
         "seconds": round(time.monotonic() - started, 1),
         "counters": hub.counters.to_dict(),
         "refusals": refusals,
-        "traces": [str(p) for p in (tester_path, car_path) if p is not None],
+        "traces": [str(p) for p in (tester_path, car_path or _link_trace(vehicle)) if p],
     }
     if outbox is not None:
         outbox.put("bridge.closed", result)

@@ -44,6 +44,8 @@ from firmware_py.transport.trace import LINKTYPE_IPV4, DoipTrace, PcapWriter
 
 log = logging.getLogger(__name__)
 GATEWAY_DOIP_ADDRESS = 0x0010
+HSFZ_FUNCTIONAL = 0xDF
+"""BMW's functional (broadcast) ECU address"""
 TRACE_FLUSH = 0.25
 """seconds between flushes of a session's traces (and at its end): a relay writes in batches"""
 HSFZ_DIAG_PORT, HSFZ_CONTROL_PORT = hsfz.DIAG_PORT, hsfz.CONTROL_PORT
@@ -452,14 +454,18 @@ class _HsfzTester(_TesterConnection):
             return
         if request is not None and len(request) > self.hub.car.max_message:
             self.write(Frame(ControlWord.MESSAGE_TOO_LARGE, item.data[:2]).encode())
+        elif request is not None and item.target == HSFZ_FUNCTIONAL:
+            # one ISO-TP channel answers one ECU: functional requests are not translated
+            self.write(Frame(ControlWord.INCORRECT_DESTINATION_ADDRESS, item.data[:2]).encode())
         elif request is not None and len(item.data) >= 3:
             self.write(hsfz.acknowledge(item).encode())
             source, target = item.source, item.target
-            self.hub.car.request(
-                target,
-                request,
-                lambda answer: self.write(hsfz.diagnostic_message(target, source, answer).encode()),
-            )
+
+            def answer(data: bytes) -> None:
+                self.hub.guard.answered(data)
+                self.write(hsfz.diagnostic_message(target, source, data).encode())
+
+            self.hub.car.request(target, request, answer)
             self.hub.counters.to_car += 1
             self.hub.guard.sent(request)
         else:
@@ -473,6 +479,9 @@ class _HsfzTester(_TesterConnection):
 
     def from_car(self, data: bytes) -> None:
         frames = self.car_decoder.feed(data)
+        for frame in frames:
+            if frame.control == ControlWord.DIAGNOSTIC_MESSAGE and frame.addressed:
+                self.hub.guard.answered(frame.payload)
         if frames:
             self.write(b"".join(f.encode() for f in frames))
 
@@ -540,24 +549,25 @@ class _DoipTester(_TesterConnection):
             if source != self.tester_address:
                 self.send(DiagnosticMessageNegativeAcknowledgement(target, source, 0x02), version)
                 return
-            if target > 0xFF:
+            if target > 0xFF or target == HSFZ_FUNCTIONAL:  # functional: not translated
                 self.send(DiagnosticMessageNegativeAcknowledgement(target, source, 0x03), version)
                 return
             if len(data) > self.hub.car.max_message:
                 self.send(DiagnosticMessageNegativeAcknowledgement(target, source, 0x04), version)
                 return
             self.send(DiagnosticMessagePositiveAcknowledgement(target, source, 0x00), version)
-            self.hub.car.request(
-                target,
-                data,
-                lambda answer: self.write(
+
+            def answer(response: bytes) -> None:
+                self.hub.guard.answered(response)
+                self.write(
                     doip_frames.pack(
                         doip_frames.DIAGNOSTIC_MESSAGE,
-                        struct.pack(">HH", target, source) + answer,
+                        struct.pack(">HH", target, source) + response,
                         version,
                     )
-                ),
-            )
+                )
+
+            self.hub.car.request(target, data, answer)
             self.hub.counters.to_car += 1
             self.hub.guard.sent(data)
         else:
@@ -577,6 +587,9 @@ class _DoipTester(_TesterConnection):
 
     def from_car(self, data: bytes) -> None:
         messages = self.car_decoder.feed(data)
+        for message in messages:
+            if (diag := message.diagnostic) is not None:
+                self.hub.guard.answered(diag[2])
         if messages:
             self.write(b"".join(m.encode() for m in messages))
 

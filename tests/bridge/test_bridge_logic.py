@@ -83,6 +83,11 @@ def test_a_download_is_followed_to_its_exit() -> None:
     assert guard.continues_download(b"\x37") and not guard.continues_download(ERASE)
     guard.sent(b"\x37")
     assert not guard.downloading
+    guard.sent(DOWNLOAD)
+    guard.answered(b"\x7f\x34\x78")  # response pending: still starting
+    assert guard.downloading
+    guard.answered(b"\x7f\x34\x70")  # the ECU refused it: no download to wait for
+    assert not guard.downloading and not guard.continues_download(b"\x36\x01")
 
 
 # -- the DoIP codec -----------------------------------------------------------------------------
@@ -274,3 +279,25 @@ def test_doip_translation_activates_routing_and_refuses_unknown_testers() -> Non
     assert struct.unpack(">HHB", messages[1].payload[:5]) == (0x0EF3, 0x0010, 0x10)
     assert messages[3].diagnostic == (0x0012, 0x0EF3, b"\x62\xf1\x90")
     assert car.requests == [(0x12, b"\x22\xf1\x90")]
+
+
+def test_functional_requests_are_not_translated_to_one_isotp_channel() -> None:
+    car, refusals = EchoCar(), []
+
+    async def main() -> list[hsfz.Frame]:
+        hub = _hub(car, 14.0, refusals)
+        ports = await hub.start()
+
+        def tester() -> list[hsfz.Frame]:
+            with socket.create_connection(("127.0.0.1", ports["hsfz"]), 5) as s:
+                s.settimeout(5)
+                s.sendall(hsfz.diagnostic_message(0xF4, 0xDF, b"\x22\xf1\x90").encode())
+                return _read_frames(s, 1)
+
+        frames = await asyncio.get_running_loop().run_in_executor(None, tester)
+        await hub.stop()
+        return frames
+
+    frames = asyncio.run(main())
+    assert frames[0].control == ControlWord.INCORRECT_DESTINATION_ADDRESS
+    assert frames[0].data == b"\xf4\xdf" and car.requests == []
