@@ -196,13 +196,22 @@ def test_a_client_that_was_not_admitted_gets_nothing(bridge_box) -> None:
         s.sendto(bytes(scapy_doip.DoIP(payload_type=0x0001)), ("127.0.0.1", ports["doip"]))
         with pytest.raises(TimeoutError):
             s.recv(2048)
+
+    def turned_away(port: int) -> bool:
+        """Reset (at connect or at the first read) or closed without a byte; a connection held
+        open without an answer would raise TimeoutError instead."""
+        try:
+            with socket.create_connection(
+                ("127.0.0.1", port), 2, source_address=(stranger, 0)
+            ) as c:
+                c.settimeout(2)
+                c.sendall(hsfz.diagnostic_message(0xF4, 0x12, b"\x22\xf1\x90").encode())
+                return c.recv(100) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+
     for port in (ports["hsfz"], ports["doip"], ports["hsfz_control"]):
-        with socket.create_connection(("127.0.0.1", port), 2, source_address=(stranger, 0)) as c:
-            c.settimeout(2)
-            c.sendall(hsfz.diagnostic_message(0xF4, 0x12, b"\x22\xf1\x90").encode())
-            with pytest.raises(ConnectionResetError):
-                if c.recv(100) == b"":
-                    raise ConnectionResetError  # closed at once is as good as reset
+        assert turned_away(port)
     gw.vci("bridge", "close")
     assert gw.wait_closed()["counters"]["turned_away"] >= 5
 
