@@ -38,6 +38,11 @@ def _classified(head: bytes) -> tuple[RawClass, str]:
     return raw.raw_class, raw.what
 
 
+def classified(request: bytes) -> tuple[RawClass, str]:
+    """(class, what) of a request, from the cache."""
+    return _classified(bytes(request[:4]))
+
+
 def battery_guarded(request: bytes) -> str | None:
     """What ``request`` is if it starts changing an ECU's software (an erase, a download, a file
     transfer), which only runs above the programming voltage floor; else None. TransferData and

@@ -9,8 +9,9 @@ the box's own vehicle link - the supply voltage for the guard and, on a car reac
 the ISO-TP exchanges of the translation - from a queue, so nothing else touches the link.
 
 Every session is traced (pcap of the tester's side and of the car's side) and written to the
-session log (outbox records ``bridge.opened``, ``bridge.refused``, ``bridge.closed``), which the
-portal receives.
+session log (outbox records of kind ``session_log``, as raw requests' are, with ``event``
+``bridge.opened``, ``bridge.refused`` and ``bridge.closed``; the last counts every request that
+is not a read by what it does), which the portal receives.
 """
 
 from __future__ import annotations
@@ -251,12 +252,21 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
     session = {"job": ctx.job.id, "client": client, "ticket": ticket, "mode": mode}
     session["who"] = f"{ctx.job.caller.origin}:{ctx.job.caller.who}"
 
+    def log_record(event: str, body: dict[str, Any], record_id: str) -> None:
+        if outbox is not None:
+            outbox.put(
+                "session_log",
+                {"event": event, "time": time.time(), "origin": ctx.job.caller.origin, **body},
+                record_id=f"bridge-{ctx.job.id}-{record_id}",
+            )
+
     def refused(refusal: Refusal) -> None:  # on the loop
         entry = refusal.to_dict()
         refusals.append(entry)
         log.warning("bridge: refused %s from %s: %s", refusal.what, client, refusal.reason)
-        if outbox is not None:
-            outbox.put("bridge.refused", {**session, "vin": identity.vin, **entry})
+        log_record(
+            "bridge.refused", {**session, "vin": identity.vin, **entry}, f"refused-{len(refusals)}"
+        )
         ctx.progress(min_interval=0.0, refused=len(refusals), last_refusal=entry)
 
     allowed: dict[Scope, tuple[float, bool]] = {}
@@ -289,8 +299,7 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
     try:
         ports = asyncio.run_coroutine_threadsafe(hub.start(), loop).result(10)
         opened = {**session, "vin": identity.vin, "ports": ports, "timeout": timeout}
-        if outbox is not None:
-            outbox.put("bridge.opened", opened)
+        log_record("bridge.opened", opened, "opened")
         log.info("bridge open for %s (%s): %s", client, mode, ports)
         ctx.step("bridge open", **opened, min_voltage=hub.guard.min_voltage)
         deadline = started + timeout
@@ -321,10 +330,10 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
         "reason": reason,
         "seconds": round(time.monotonic() - started, 1),
         "counters": hub.counters.to_dict(),
+        "requests": dict(hub.changes),
         "refusals": refusals,
         "traces": [str(p) for p in (tester_path, car_path or _link_trace(vehicle)) if p],
     }
-    if outbox is not None:
-        outbox.put("bridge.closed", result)
+    log_record("bridge.closed", result, "closed")
     log.info("bridge for %s closed (%s): %s", client, reason, hub.counters.to_dict())
     return result

@@ -35,12 +35,13 @@ from doipclient.messages import (
 )
 
 from firmware_py.errors import FrameError
-from firmware_py.gateway.bridge_guard import Guard, Refusal, required_scope
+from firmware_py.gateway.bridge_guard import Guard, Refusal, classified, required_scope
 from firmware_py.gateway.tariffs import Scope
 from firmware_py.transport import doip_frames, hsfz
 from firmware_py.transport.doip_frames import Message
 from firmware_py.transport.hsfz import ControlWord, Frame, HsfzIdentity
 from firmware_py.transport.trace import LINKTYPE_IPV4, DoipTrace, PcapWriter
+from firmware_py.uds.raw_requests import RawClass
 
 log = logging.getLogger(__name__)
 GATEWAY_DOIP_ADDRESS = 0x0010
@@ -121,6 +122,8 @@ class Hub:
     tester_pcap: PcapWriter | None = None
     car_pcap: PcapWriter | None = None
     counters: Counters = field(default_factory=Counters)
+    changes: collections.Counter[str] = field(default_factory=collections.Counter)
+    """requests relayed that are not reads, by what they do (for the session log)"""
     bound: dict[str, int] = field(default_factory=dict)
     _servers: list[Any] = field(default_factory=list)
     _connections: set[_TesterConnection] = field(default_factory=set)
@@ -182,6 +185,13 @@ class Hub:
             self._servers += [server, transport]
             return bound
         raise OSError("no free port for TCP and UDP together")
+
+    def relayed(self, request: bytes) -> None:
+        """A request went to the car: follow downloads, count what changes the car."""
+        self.guard.sent(request)
+        raw_class, what = classified(request)
+        if raw_class is not RawClass.READ:
+            self.changes[f"{raw_class.value}: {what}"] += 1
 
     def scope_allowed(self, request: bytes) -> bool:
         if self.guard.continues_download(request):
@@ -366,7 +376,7 @@ class _TesterConnection(asyncio.Protocol):
         self.hub.counters.to_car += 1
         self.hub.counters.bytes_to_car += len(data)
         if request is not None:
-            self.hub.guard.sent(request)
+            self.hub.relayed(request)
 
     # -- what each protocol fills in -----------------------------------------------------------
     def decode(self, data: bytes) -> list[Any]:
@@ -467,7 +477,7 @@ class _HsfzTester(_TesterConnection):
 
             self.hub.car.request(target, request, answer)
             self.hub.counters.to_car += 1
-            self.hub.guard.sent(request)
+            self.hub.relayed(request)
         else:
             self.write(_hsfz_local_answer(self.hub, item).encode())
 
@@ -569,7 +579,7 @@ class _DoipTester(_TesterConnection):
 
             self.hub.car.request(target, data, answer)
             self.hub.counters.to_car += 1
-            self.hub.guard.sent(data)
+            self.hub.relayed(data)
         else:
             self.write(doip_frames.pack(doip_frames.GENERIC_NACK, b"\x01", version))
 

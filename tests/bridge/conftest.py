@@ -76,14 +76,18 @@ class BridgeBox:
             db.close()
         return [{"kind": k, **json.loads(b)} for k, b in rows]
 
-    def outbox_record(self, kind: str, timeout: float = 10) -> dict[str, Any]:
+    def session_log(self, event: str) -> list[dict[str, Any]]:
+        """The bridge's session-log records of one event (``bridge.opened`` ...)."""
+        return [r for r in self.outbox() if r["kind"] == "session_log" and r.get("event") == event]
+
+    def outbox_record(self, event: str, timeout: float = 10) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = [r for r in self.outbox() if r["kind"] == kind]
+            found = self.session_log(event)
             if found:
                 return found[-1]
             time.sleep(0.1)
-        raise TimeoutError(f"no {kind} record in the outbox")
+        raise TimeoutError(f"no {event} record in the outbox")
 
 
 class Tablet:
