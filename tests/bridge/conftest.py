@@ -136,8 +136,8 @@ def pair_tablet(page: str, env: dict[str, str]) -> Tablet:
 
 @pytest.fixture
 def bridge_box(box: Any, start_sim: Callable[..., Any]) -> Iterator[Callable[..., BridgeBox]]:
-    """Factory: ``bridge_box(transport="doip", sim_args=(), paired=True, ticket=None)`` starts a
-    simulator and a gateway whose bridge listens on free loopback ports; the box has an
+    """Factory: ``bridge_box(transport="doip", sim_args=(), paired=True, ticket=None,
+    env_extra=None)`` starts a simulator and a gateway whose bridge listens on free loopback ports; the box has an
     Engineering 1-day ticket (raw erase and download need it), or ``ticket`` (a token) instead."""
     started: list[BridgeBox] = []
 
@@ -146,6 +146,7 @@ def bridge_box(box: Any, start_sim: Callable[..., Any]) -> Iterator[Callable[...
         sim_args: tuple[str, ...] = (),
         paired: bool = True,
         ticket: str | None = None,
+        env_extra: dict[str, str] | None = None,
     ) -> BridgeBox:
         added = box.vci("ticket", "add", ticket or box.issue("engineering-1d"))
         assert added.returncode == 0, added.stderr
@@ -160,6 +161,7 @@ def bridge_box(box: Any, start_sim: Callable[..., Any]) -> Iterator[Callable[...
             "VCI_BRIDGE_CAR_HSFZ_PORT": str(sim.hsfz_port),
             "VCI_BRIDGE_CAR_HSFZ_CONTROL_PORT": str(sim.hsfz_control_port),
             "PYTHONUNBUFFERED": "1",
+            **(env_extra or {}),
         }
         port = free_port()
         proc = subprocess.Popen(
