@@ -38,9 +38,20 @@ HSFZ_FUNCTIONAL = 0xDF
 """BMW's functional (broadcast) ECU address"""
 
 
+MAX_CONNECTIONS = 8
+"""TCP connections of the admitted tester at once (ISTA opens a few); more are reset"""
+MAX_BACKLOG = 32
+"""messages read ahead of the one being handled before the tester's socket is read no further"""
+MAX_OUTSTANDING = 16
+"""translate: requests handed to the car's side and not yet finished before reading pauses"""
+
+
 class TesterConnection(asyncio.Protocol):
     """One TCP connection of the admitted tester. Messages are handled in arrival order: one that
-    must wait for a voltage reading holds back those behind it."""
+    must wait for a voltage reading holds back those behind it. Memory stays bounded: the
+    tester's socket is not read while the car's side is not connected or cannot take more, while
+    :data:`MAX_BACKLOG` messages wait, or (translate) :data:`MAX_OUTSTANDING` requests are
+    under way; the car's socket is not read while the tester does not take its answers."""
 
     protocol = ""
 
@@ -52,12 +63,40 @@ class TesterConnection(asyncio.Protocol):
         self.waiting = False
         self.car: CarLeg | None = None
         self.relay = hub.car.mode == "relay"
+        self.outstanding = 0
+        self._holds: set[str] = set()
+
+    def hold(self, reason: str, on: bool) -> None:
+        """Stop (``on``) or allow reading the tester's socket for ``reason``."""
+        before = bool(self._holds)
+        if on:
+            self._holds.add(reason)
+        else:
+            self._holds.discard(reason)
+        if self.transport is None or self.transport.is_closing() or before == bool(self._holds):
+            return
+        if self._holds:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def pause_writing(self) -> None:  # the tester does not read its answers: stop the car's
+        if self.car is not None and self.car.transport is not None:
+            self.car.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.car is not None and self.car.transport is not None:
+            self.car.transport.resume_reading()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         sock = transport.get_extra_info("socket")
-        if not self.hub.admitted(transport.get_extra_info("peername")):
+        admitted = self.hub.admitted(transport.get_extra_info("peername"))
+        if admitted and len(self.hub._connections) >= MAX_CONNECTIONS:
+            log.warning("bridge: the tester opened more than %d connections", MAX_CONNECTIONS)
+            admitted = False
+        if not admitted:
             if sock is not None:  # a reset, not an orderly close: the connection is refused
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             transport.abort()
@@ -75,7 +114,7 @@ class TesterConnection(asyncio.Protocol):
                 pcap=self.hub.tester_pcap,
             )
         if self.relay and self.protocol:
-            transport.pause_reading()  # until the car's side is connected
+            self.hold("car", True)  # until the car's side is connected
             asyncio.get_running_loop().create_task(self._connect_car())
 
     async def _connect_car(self) -> None:
@@ -88,8 +127,7 @@ class TesterConnection(asyncio.Protocol):
             )
             self.close()
             return
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        self.hold("car", False)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.hub._connections.discard(self)
@@ -123,6 +161,7 @@ class TesterConnection(asyncio.Protocol):
         self.pump()
 
     def pump(self) -> None:
+        self.hold("backlog", len(self.pending) >= MAX_BACKLOG)
         while self.pending and not self.waiting:
             item = self.pending.popleft()
             request = self.uds_request(item)
@@ -134,6 +173,19 @@ class TesterConnection(asyncio.Protocol):
                 asyncio.get_running_loop().create_task(self._checked(item, request))
                 return
             self.handle(item, request)
+        self.hold("backlog", len(self.pending) >= MAX_BACKLOG)
+
+    def ask_car(self, target: int, request: bytes, answer: Any) -> None:
+        """translate: hand a request to the car's side; reading pauses while many are under way."""
+        self.outstanding += 1
+        self.hold("car", self.outstanding >= MAX_OUTSTANDING)
+        self.hub.car.request(target, request, answer, self._finished)
+        self.hub.counters.to_car += 1
+        self.hub.relayed(request)
+
+    def _finished(self) -> None:
+        self.outstanding -= 1
+        self.hold("car", self.outstanding >= MAX_OUTSTANDING)
 
     def refused(self, item: Any, refusal: Refusal | None) -> None:
         assert refusal is not None
@@ -222,6 +274,12 @@ class CarLeg(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.tester.close()
 
+    def pause_writing(self) -> None:  # the car takes no more for now: stop reading the tester
+        self.tester.hold("car-busy", True)
+
+    def resume_writing(self) -> None:
+        self.tester.hold("car-busy", False)
+
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
@@ -260,9 +318,7 @@ class HsfzTester(TesterConnection):
                 self.hub.guard.answered(data)
                 self.write(hsfz.diagnostic_message(target, source, data).encode())
 
-            self.hub.car.request(target, request, answer)
-            self.hub.counters.to_car += 1
-            self.hub.relayed(request)
+            self.ask_car(target, request, answer)
         else:
             self.write(hsfz_local_answer(self.hub, item).encode())
 
@@ -362,9 +418,7 @@ class DoipTester(TesterConnection):
                     )
                 )
 
-            self.hub.car.request(target, data, answer)
-            self.hub.counters.to_car += 1
-            self.hub.relayed(data)
+            self.ask_car(target, data, answer)
         else:
             self.write(doip_frames.pack(doip_frames.GENERIC_NACK, b"\x01", version))
 

@@ -104,7 +104,13 @@ class EnetCar:
     def address(self, protocol: str) -> tuple[str, int]:
         return self._addresses[protocol]
 
-    def request(self, target: int, payload: bytes, answer: Callable[[bytes], None]) -> None:
+    def request(
+        self,
+        target: int,
+        payload: bytes,
+        answer: Callable[[bytes], None],
+        done: Callable[[], None],
+    ) -> None:
         raise RuntimeError("a relay has no requests of its own")
 
 
@@ -122,14 +128,24 @@ class CanCar:
     def address(self, protocol: str) -> tuple[str, int]:
         raise RuntimeError("a translation has no ENET address")
 
-    def request(self, target: int, payload: bytes, answer: Callable[[bytes], None]) -> None:
+    def request(
+        self,
+        target: int,
+        payload: bytes,
+        answer: Callable[[bytes], None],
+        done: Callable[[], None],
+    ) -> None:
         def emit(data: bytes) -> None:
             self.loop.call_soon_threadsafe(answer, data)
+
+        def finished(future: concurrent.futures.Future[Any]) -> None:
+            _log_failure(future)
+            self.loop.call_soon_threadsafe(done)
 
         future = self.work.submit(
             lambda vehicle: can_exchange(vehicle.link, target, payload, emit, self.p2, self.p2_star)
         )
-        future.add_done_callback(_log_failure)
+        future.add_done_callback(finished)
 
 
 def _log_failure(future: concurrent.futures.Future[Any]) -> None:

@@ -78,9 +78,16 @@ class CarSide(Protocol):
         """relay: the car's (host, port) for ``hsfz`` or ``doip``."""
         ...
 
-    def request(self, target: int, payload: bytes, answer: Callable[[bytes], None]) -> None:
+    def request(
+        self,
+        target: int,
+        payload: bytes,
+        answer: Callable[[bytes], None],
+        done: Callable[[], None],
+    ) -> None:
         """translate: send ``payload`` to the ECU at ``target``; ``answer`` is called on the
-        loop with each answer (a response pending first, then the response)."""
+        loop with each answer (a response pending first, then the response), ``done`` once when
+        the exchange is over (answered, timed out or failed)."""
         ...
 
 

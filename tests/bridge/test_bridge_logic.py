@@ -181,9 +181,10 @@ class EchoCar:
     def address(self, protocol: str) -> tuple[str, int]:
         raise AssertionError("a translation has no ENET address")
 
-    def request(self, target, payload, answer) -> None:
+    def request(self, target, payload, answer, done) -> None:
         self.requests.append((target, payload))
         answer(bytes([payload[0] + 0x40]) + payload[1:3])
+        done()
 
 
 def _hub(car: EchoCar, volts: float, refusals: list) -> Hub:
@@ -301,3 +302,65 @@ def test_functional_requests_are_not_translated_to_one_isotp_channel() -> None:
     frames = asyncio.run(main())
     assert frames[0].control == ControlWord.INCORRECT_DESTINATION_ADDRESS
     assert frames[0].data == b"\xf4\xdf" and car.requests == []
+
+
+def test_a_flooding_tester_is_held_back_and_extra_connections_are_reset() -> None:
+    """Memory stays bounded: while a voltage reading is awaited the bridge stops reading the
+    tester's socket, so the tester's sends block instead of the box buffering them; connections
+    beyond the limit are reset."""
+    from firmware_py.gateway import bridge_faces
+
+    car, refusals = EchoCar(), []
+    release = asyncio.Event()
+    frame = hsfz.diagnostic_message(0xF4, 0x18, ERASE).encode()
+    total = 50_000_000  # bytes the tester tries to send
+
+    async def main() -> tuple[int, int, bool]:
+        hub = _hub(car, 14.0, refusals)
+
+        async def slow_voltage() -> float:
+            await release.wait()
+            return 14.0
+
+        hub.voltage = slow_voltage
+        ports = await hub.start()
+        peak = 0
+
+        def tester() -> tuple[int, bool]:
+            sent = 0
+            with socket.create_connection(("127.0.0.1", ports["hsfz"]), 5) as s:
+                s.settimeout(1.0)
+                try:
+                    while sent < total:
+                        sent += s.send(frame * 100)
+                except TimeoutError:
+                    pass  # the bridge reads no further: the kernel's buffers are full
+                extra = [
+                    socket.create_connection(("127.0.0.1", ports["hsfz"]), 5)
+                    for _ in range(bridge_faces.MAX_CONNECTIONS)
+                ]
+                try:
+                    extra[-1].settimeout(2)
+                    try:
+                        reset = extra[-1].recv(10) == b""
+                    except ConnectionResetError:
+                        reset = True
+                finally:
+                    for c in extra:
+                        c.close()
+            return sent, reset
+
+        job = asyncio.get_running_loop().run_in_executor(None, tester)
+        while not job.done():
+            peak = max(peak, *(len(c.pending) for c in hub._connections), 0)
+            await asyncio.sleep(0.01)
+        sent, reset = await job
+        release.set()
+        await hub.stop()
+        return sent, peak, reset
+
+    sent, peak, reset = asyncio.run(main())
+    assert sent < total // 10  # held back: the kernel's buffers, not the box's memory
+    # at most one read ahead (asyncio reads up to 256 KiB at once)
+    assert peak <= bridge_faces.MAX_BACKLOG + (256 << 10) // len(frame) + 1, peak
+    assert reset
