@@ -72,7 +72,7 @@ class Gateway:
             self.runner.services.setdefault(
                 "entitled",
                 lambda kind, params=None: entitlements.check(
-                    kind, vin=self.vehicle.get("vin"), params=params
+                    kind, vin=self.worker.vin, params=params
                 ),
             )
 
