@@ -317,7 +317,9 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
         opened = {**session, "vin": identity.vin, "ports": ports, "timeout": timeout}
         log_record("bridge.opened", opened, "opened")
         log.info("bridge open for %s (%s): %s", client, mode, ports)
-        ctx.step("bridge open", **opened, min_voltage=hub.guard.min_voltage)
+        # (event data named "job" is the job itself on the bus: the step leaves the id out)
+        shown = {k: v for k, v in opened.items() if k != "job"}
+        ctx.step("bridge open", **shown, min_voltage=hub.guard.min_voltage)
         deadline = started + timeout
         next_check = started
         while True:
