@@ -364,3 +364,101 @@ def test_a_flooding_tester_is_held_back_and_extra_connections_are_reset() -> Non
     # at most one read ahead (asyncio reads up to 256 KiB at once)
     assert peak <= bridge_faces.MAX_BACKLOG + (256 << 10) // len(frame) + 1, peak
     assert reset
+
+
+class StubTransport(asyncio.Transport):
+    """asyncio's side of a socket, kept in memory: what the bridge writes, whether it closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closed = False
+
+    def write(self, data) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name, default=None):
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 6801)}.get(
+            name, default
+        )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    face=st.sampled_from(["hsfz", "hsfz-control", "doip"]),
+    mode=st.sampled_from(["translate", "relay"]),
+    chunks=st.lists(
+        st.binary(max_size=64)
+        | st.sampled_from(
+            [
+                hsfz.diagnostic_message(0xF4, 0x12, b"\x22\xf1\x90").encode(),
+                hsfz.diagnostic_message(0xF4, 0xDF, b"\x31\x01\xff\x00").encode(),
+                bytes.fromhex("000000000012"),
+                doip_frames.pack_message(RoutingActivationRequest(0x0EF3, 0)),
+                doip_frames.pack_message(DiagnosticMessage(0x0EF3, 0x12, b"\x22\xf1\x90")),
+                doip_frames.pack(0x8001, b"\x0e"),
+                doip_frames.pack(0x0005, b"\x0e\xf3"),
+                bytes.fromhex("02FD0007 00000000"),
+            ]
+        ),
+        max_size=8,
+    ),
+)
+def test_whatever_a_tester_sends_the_bridge_answers_or_closes(face, mode, chunks) -> None:
+    """No byte sequence from the tester raises inside the bridge (asyncio would log it and drop
+    the connection): every input is answered, refused, relayed or closes the connection."""
+    from firmware_py.gateway import bridge_faces
+
+    errors: list[dict] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
+        car = EchoCar()
+        car.mode = mode
+        hub = _hub(car, 14.0, [])
+
+        async def voltage() -> float:
+            return 12.0
+
+        hub.voltage = voltage
+        cls = {
+            "hsfz": bridge_faces.HsfzTester,
+            "hsfz-control": bridge_faces.HsfzControl,
+            "doip": bridge_faces.DoipTester,
+        }[face]
+        conn = cls(hub)
+
+        async def car_leg_attached_below() -> None:
+            pass
+
+        conn._connect_car = car_leg_attached_below  # type: ignore[method-assign]
+        conn.connection_made(StubTransport())
+        if conn.relay and conn.protocol:
+            leg = bridge_faces.CarLeg(conn)
+            leg.connection_made(StubTransport())
+            conn.hold("car", False)
+        for chunk in chunks:
+            if conn.transport is None or conn.transport.is_closing():
+                break
+            conn.data_received(chunk)
+            await asyncio.sleep(0)
+        for _ in range(20):  # voltage readings finish
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert errors == []
