@@ -235,7 +235,11 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
     outbox = ctx.services.get("outbox")
     entitled: Callable[[str, Any], Any] | None = ctx.services.get("entitled")
     client = _client(ctx.params)
-    timeout = float(ctx.params.get("timeout") or cfg.bridge.timeout)
+    try:
+        asked = ctx.params.get("timeout")
+        timeout = float(cfg.bridge.timeout if asked is None else asked)
+    except (TypeError, ValueError):
+        timeout = float("nan")
     if not 1 <= timeout <= cfg.bridge.max_timeout:
         raise ConfigError(f"the bridge's timeout must be 1..{cfg.bridge.max_timeout:g} seconds")
     decision = entitled("enet_bridge", None) if entitled else None
@@ -313,7 +317,14 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
     reason = "closed"
     started = time.monotonic()
     try:
-        ports = asyncio.run_coroutine_threadsafe(hub.start(), loop).result(10)
+        try:
+            ports = asyncio.run_coroutine_threadsafe(hub.start(), loop).result(10)
+        except OSError as err:
+            raise ConfigError(
+                f"the bridge cannot listen on {cfg.bridge.listen_host}: {err}",
+                hint="Check [bridge] listen_host (the box's Wi-Fi address) and that no other "
+                "program uses the bridge's ports (6801, 6811, 13400)",
+            ) from err
         opened = {**session, "vin": identity.vin, "ports": ports, "timeout": timeout}
         log_record("bridge.opened", opened, "opened")
         log.info("bridge open for %s (%s): %s", client, mode, ports)

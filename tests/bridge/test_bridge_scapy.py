@@ -291,3 +291,17 @@ def test_the_tablet_page_opens_the_bridge_for_its_own_address_and_closes_it(brid
     assert tablet.call("POST", "/api/bridge/close", {})[0] == 200
     assert gw.wait_closed()["who"] == "tablet:workshop tablet"
     assert tablet.call("POST", "/api/bridge/close", {})[0] == 409
+
+
+def test_a_busy_port_or_a_bad_timeout_fails_the_session_with_a_reason(bridge_box) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        gw = bridge_box(env_extra={"VCI_BRIDGE_HSFZ_PORT": str(busy.getsockname()[1])})
+        bad = gw.vci("bridge", "open", "--client", "127.0.0.1", "--timeout", "0")
+        assert bad.returncode == 2 and "timeout must be 1.." in bad.stderr
+        taken = gw.vci("bridge", "open", "--client", "127.0.0.1")
+    assert taken.returncode == 2
+    assert "the bridge cannot listen on 127.0.0.1" in taken.stderr
+    assert "no other program uses the bridge's ports" in taken.stderr
+    assert not gw.state()["open"]
