@@ -206,11 +206,12 @@ class Hub:
 
     # -- identification on UDP -----------------------------------------------------------------
     def _hsfz_identification(self, data: bytes) -> bytes | None:
-        try:
-            frame = hsfz.decode_datagram(data)
-        except FrameError:
+        # The control word says what is asked. EdiabasLib sends the request with a length of 0;
+        # Scapy's HSFZ layer with a length of 2 and no data: both are answered.
+        if len(data) < hsfz.HEADER.size or len(data) > 64:
             return None
-        if frame.control == ControlWord.VEHICLE_IDENTIFICATION and self.identity.hsfz:
+        _, control = hsfz.HEADER.unpack_from(data)
+        if control == ControlWord.VEHICLE_IDENTIFICATION and self.identity.hsfz:
             return self.identity.hsfz.encode()
         return None
 

@@ -110,8 +110,12 @@ def test_identification_vin_and_a_64k_download_through_the_bridge(bridge_box, pr
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(3)
         if protocol == "hsfz":
+            s.sendto(bytes(scapy_hsfz.HSFZ(control=0x11)), ("127.0.0.1", ports["hsfz_control"]))
+            answer = scapy_hsfz.HSFZ(s.recv(2048))
+            assert answer.control == 0x11
+            assert answer.identification_string.endswith(b"BMWVIN" + VIN.encode())
             s.sendto(hsfz.IDENTIFICATION_REQUEST, ("127.0.0.1", ports["hsfz_control"]))
-            assert hsfz.parse_identification(s.recv(2048)).vin == VIN
+            assert hsfz.parse_identification(s.recv(2048)).vin == VIN  # as EdiabasLib asks
         else:
             s.sendto(bytes(scapy_doip.DoIP(payload_type=0x0001)), ("127.0.0.1", ports["doip"]))
             answer = scapy_doip.DoIP(s.recv(4096))
