@@ -97,9 +97,8 @@ class Tablet:
         import http.cookiejar
 
         self.page = page
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
-        )
+        self.cookies = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
         self.csrf = ""
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
