@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "gateway",
         help="run the gateway with the tablet's local page",
         description="Run the box: the job runner, the tablet's local web page (pairing, vehicle, "
-        "fault memory, live data, coding, programming, tickets) and, when [cloud] broker_host or "
+        "fault memory, live data, coding, programming, the ENET bridge, tickets) and, when "
+        "[cloud] broker_host or "
         "ws_url is configured (VCI_CLOUD_*), the link to the portal: MQTT 5 over TLS, or the "
         "WebSocket to the portal's bridge where MQTT is blocked (docs/remote-protocol.md).",
     )
