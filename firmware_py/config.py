@@ -188,7 +188,8 @@ class CloudConfig:
 @dataclass(frozen=True)
 class BridgeConfig:
     """The ENET bridge: the car's ENET lent to the workshop's own tester on the Wi-Fi side
-    (docs/enet.md). Ports 0 take free ones (tests)."""
+    (docs/enet.md). Ports 0 take free ones (tests). The car's side is [transport]: the car
+    answers identification at doip_host, and is reached at doip_port and hsfz_port."""
 
     listen_host: str = "127.0.0.1"
     """address the bridge listens on: the box's Wi-Fi address (never the car's side)"""
@@ -198,12 +199,6 @@ class BridgeConfig:
     """HSFZ identification (UDP) and control (TCP) offered to the tester"""
     doip_port: int = 13400
     """DoIP (TCP and UDP) offered to the tester"""
-    car_host: str = ""
-    """the car's ENET address; empty: transport.doip_host"""
-    car_hsfz_port: int = 6801
-    """the car's HSFZ diagnosis port (its DoIP port is transport.doip_port)"""
-    car_hsfz_control_port: int = 6811
-    """the car's HSFZ identification port (UDP)"""
     timeout: float = 3600.0
     """seconds a session stays open unless given otherwise"""
     max_timeout: float = 12 * 3600.0

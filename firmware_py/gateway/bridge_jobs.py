@@ -200,8 +200,9 @@ def _client(params: Any) -> str:
     return str(address)
 
 
-def _identity(vehicle: Any, cfg: Config, mode: str) -> BridgeIdentity:
-    """What the bridge answers to identification requests."""
+def _identity(vehicle: Any, cfg: Config, mode: str) -> tuple[BridgeIdentity, EnetCar | None]:
+    """What the bridge answers to identification requests, and (relay) where the car's ENET is:
+    the addresses its identification answers came from."""
     from firmware_py.transport.doip_link import discover_doip
     from firmware_py.transport.hsfz_link import discover_hsfz
 
@@ -209,24 +210,25 @@ def _identity(vehicle: Any, cfg: Config, mode: str) -> BridgeIdentity:
         gateway = vehicle.catalog.ecus[0]
         vin = str(vehicle.ecu(gateway).read_dids(0xF190)[0xF190])
         mac = uuid.getnode().to_bytes(6, "big")
-        return BridgeIdentity(
-            vin, eid=mac, gid=mac, hsfz=HsfzIdentity(GATEWAY_ADDRESS, mac.hex().upper(), vin)
-        )
-    t, b = cfg.transport, cfg.bridge
-    host = b.car_host or t.doip_host
-    found = discover_doip(host, t.doip_port, timeout=1.0)
-    hsfz_found = discover_hsfz(host, b.car_hsfz_control_port, timeout=1.0)
+        hsfz = HsfzIdentity(GATEWAY_ADDRESS, mac.hex().upper(), vin)
+        return BridgeIdentity(vin, eid=mac, gid=mac, hsfz=hsfz), None
+    t = cfg.transport
+    found = discover_doip(t.doip_host, t.doip_port, timeout=1.0)
+    hsfz_found = discover_hsfz(t.doip_host, t.hsfz_control_port, timeout=1.0)
     if not found and not hsfz_found:
         raise VehicleNotFoundError(
-            f"the car answers neither DoIP nor HSFZ identification at {host}",
+            f"the car answers neither DoIP nor HSFZ identification at {t.doip_host}",
             hint="Check the ENET cable and that the car is awake (ignition on)",
         )
     hsfz_identity = hsfz_found[0][1] if hsfz_found else None
+    hsfz_host = hsfz_found[0][0] if hsfz_found else t.doip_host
+    doip_host = found[0].host if found else t.doip_host
+    car = EnetCar((hsfz_host, t.hsfz_port), (doip_host, t.doip_port))
     if found:
         a = found[0]
-        return BridgeIdentity(a.vin, a.logical_address, a.eid, a.gid, hsfz_identity, True)
+        return BridgeIdentity(a.vin, a.logical_address, a.eid, a.gid, hsfz_identity, True), car
     assert hsfz_identity is not None
-    return BridgeIdentity(hsfz_identity.vin, hsfz=hsfz_identity, doip=False)
+    return BridgeIdentity(hsfz_identity.vin, hsfz=hsfz_identity, doip=False), car
 
 
 def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
@@ -244,9 +246,9 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
         raise ConfigError(f"the bridge's timeout must be 1..{cfg.bridge.max_timeout:g} seconds")
     decision = entitled("enet_bridge", None) if entitled else None
     ticket = getattr(decision, "ticket_id", None)
-    mode = "translate" if vehicle.link.kind == "can" else "relay"
+    mode = "translate" if vehicle.link.kind == "can" else "relay"  # doip or hsfz: the ENET
     ctx.step("identify the car", client=client, mode=mode)
-    identity = _identity(vehicle, cfg, mode)
+    identity, enet_car = _identity(vehicle, cfg, mode)
 
     work = WorkerQueue()
     last: list[tuple[float, float]] = []
@@ -258,11 +260,7 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
         last[:] = [(time.monotonic(), volts)]
         return volts
 
-    if mode == "translate":
-        car: Any = CanCar(work, loop, cfg.uds.p2, cfg.uds.p2_star)
-    else:
-        host = cfg.bridge.car_host or cfg.transport.doip_host
-        car = EnetCar((host, cfg.bridge.car_hsfz_port), (host, cfg.transport.doip_port))
+    car: Any = enet_car or CanCar(work, loop, cfg.uds.p2, cfg.uds.p2_star)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     traces = ctx.services["store"].state_dir / "traces"
     tester_path = traces / f"{stamp}-bridge-{ctx.job.id}-tester.pcap"

@@ -157,8 +157,9 @@ def bridge_box(box: Any, start_sim: Callable[..., Any]) -> Iterator[Callable[...
             "VCI_BRIDGE_HSFZ_PORT": "0",
             "VCI_BRIDGE_HSFZ_CONTROL_PORT": "0",
             "VCI_BRIDGE_DOIP_PORT": "0",
-            "VCI_BRIDGE_CAR_HSFZ_PORT": str(sim.hsfz_port),
-            "VCI_BRIDGE_CAR_HSFZ_CONTROL_PORT": str(sim.hsfz_control_port),
+            "VCI_TRANSPORT_DOIP_PORT": str(sim.doip_port),  # the car's ENET: both protocols
+            "VCI_TRANSPORT_HSFZ_PORT": str(sim.hsfz_port),
+            "VCI_TRANSPORT_HSFZ_CONTROL_PORT": str(sim.hsfz_control_port),
             "PYTHONUNBUFFERED": "1",
             **(env_extra or {}),
         }

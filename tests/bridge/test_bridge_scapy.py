@@ -309,3 +309,24 @@ def test_a_busy_port_or_a_bad_timeout_fails_the_session_with_a_reason(bridge_box
     assert "the bridge cannot listen on 127.0.0.1" in taken.stderr
     assert "no other program uses the bridge's ports" in taken.stderr
     assert not gw.state()["open"]
+
+
+def test_a_box_on_hsfz_relays_both_protocols_and_reads_the_voltage_over_hsfz(bridge_box) -> None:
+    gw = bridge_box(transport="hsfz")  # the box's own link to the car is HSFZ
+    gw.sim.set_battery(12.3)
+    ports = gw.open()["ports"]
+    for make in (hsfz_tester, doip_tester):
+        tester = make(ports, target=0x12)
+        try:
+            assert tester.ask(b"\x22\xf1\x90") == b"\x62\xf1\x90" + VIN.encode()
+        finally:
+            tester.close()
+    tester = hsfz_tester(ports)
+    try:
+        unlock_for_programming(tester)
+        assert tester.ask(b"\x31\x01\xff\x00" + bytes(8)) == b"\x7f\x31\x22"
+    finally:
+        tester.close()
+    gw.vci("bridge", "close")
+    refusal = gw.wait_closed()["refusals"][0]
+    assert refusal["volts"] == pytest.approx(12.3)
