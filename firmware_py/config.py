@@ -19,6 +19,8 @@ from typing import Any
 from firmware_py.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/vci/vci.toml")
+ADMIN_SOCKET = "admin.sock"
+"""the running gateway's admin socket in the state directory (vci pair, vci bridge)"""
 
 
 @dataclass(frozen=True)

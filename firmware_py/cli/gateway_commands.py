@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from firmware_py.cli.transport_args import add_transport_args, config_from_args
+from firmware_py.config import ADMIN_SOCKET
 from firmware_py.errors import ConfigError
 
 if TYPE_CHECKING:
     from firmware_py.config import Config
     from firmware_py.gateway.flash_journal import FlashRecord
     from firmware_py.gateway.service import Gateway
-
-ADMIN_SOCKET = "admin.sock"
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

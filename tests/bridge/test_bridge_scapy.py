@@ -234,11 +234,18 @@ def test_other_jobs_are_refused_while_the_bridge_is_open_and_the_session_times_o
     again = gw.vci("bridge", "open", "--client", "127.0.0.1")
     assert again.returncode == 2
     assert "the ENET bridge is open for 127.0.0.1; close it first" in again.stderr
+    # a vci command on the box asks the running gateway first: it does not talk to the car either
+    beside = gw.vci("identify", *gw.sim.cli_args("doip"))
+    assert beside.returncode == 2
+    assert "the ENET bridge is open for 127.0.0.1; close it first" in beside.stderr
+    requests = gw.sim.state()["ecus"]["DME"]["requests"]
     started = time.monotonic()
     record = gw.wait_closed(timeout=15)
     assert record["reason"] == "timeout"
     assert time.monotonic() - started < 10
     assert not gw.state()["open"]
+    assert gw.sim.state()["ecus"]["DME"]["requests"] == requests  # identify never reached it
+    assert gw.vci("identify", *gw.sim.cli_args("doip")).returncode == 0  # closed: it runs
 
 
 def test_the_bridge_needs_a_paired_tablet(bridge_box) -> None:
