@@ -117,6 +117,14 @@ def _programming(params: Mapping[str, Any]) -> None:
             raise StrictJsonError("a package is named by text")
 
 
+def _enet_bridge(params: Mapping[str, Any]) -> None:
+    _only(params, "client", "timeout")
+    if params.get("client") is not None:
+        text(dict(params), "client", max_len=64)
+    if params.get("timeout") is not None:
+        number(dict(params), "timeout", low=1, high=7 * 86400)  # the configured maximum applies too
+
+
 CHECKS: dict[str, Callable[[Mapping[str, Any]], None]] = {
     "identify": _none,
     "read_vin": _none,
@@ -128,6 +136,7 @@ CHECKS: dict[str, Callable[[Mapping[str, Any]], None]] = {
     "coding": _coding,
     "service_reset": _service,
     "programming": _programming,
+    "enet_bridge": _enet_bridge,
 }
 
 
