@@ -119,6 +119,9 @@ def pair_tablet(page: str, env: dict[str, str]) -> Tablet:
     """Pair a tablet as a workshop does: the page asks, the box's owner approves."""
     tablet = Tablet(page)
     _, asked = tablet.call("POST", "/api/pair", {"name": "workshop tablet"})
+    # the tablet asks for its answer (the box's button approves only a tablet that is waiting)
+    waiting, _ = tablet.call("POST", f"/api/pair/{asked['id']}/collect", {"claim": asked["claim"]})
+    assert waiting == 202
     approve = subprocess.run(
         [sys.executable, "-m", "firmware_py", "pair", "--approve"],
         capture_output=True,
