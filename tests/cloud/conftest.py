@@ -96,7 +96,7 @@ def gateway_env(box: Any, broker: dict[str, Any], **cloud: str) -> dict[str, str
     return env
 
 
-def start_gateway(sim: Any, env: dict[str, str]) -> subprocess.Popen[str]:
+def start_gateway(sim: Any, env: dict[str, str], transport: str = "doip") -> subprocess.Popen[str]:
     gateway = subprocess.Popen(
         [
             sys.executable,
@@ -105,7 +105,7 @@ def start_gateway(sim: Any, env: dict[str, str]) -> subprocess.Popen[str]:
             "gateway",
             "--port",
             str(free_port()),
-            *sim.cli_args("doip"),
+            *sim.cli_args(transport),
         ],
         env=env,
         stdout=subprocess.PIPE,

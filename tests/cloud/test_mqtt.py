@@ -35,10 +35,11 @@ if not HAVE_MOSQUITTO:
 
 
 @pytest.fixture
-def remote_box(box, broker, start_sim):
-    """``vci gateway`` for box-test-0001, linked to the broker, on the simulated vehicle."""
+def remote_box(box, broker, start_sim, enet):
+    """``vci gateway`` for box-test-0001, linked to the broker, on the simulated vehicle over
+    each ENET protocol in turn (remote jobs work whatever the car speaks)."""
     sim = start_sim("--battery", "13.6")
-    gateway = start_gateway(sim, gateway_env(box, broker))
+    gateway = start_gateway(sim, gateway_env(box, broker), enet)
     session = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
     wait_online(session, BOX)
     yield {"session": session, "sim": sim, "box": box, "broker": broker}

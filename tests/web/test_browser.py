@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ENET_PROTOCOLS
+
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
@@ -34,9 +36,10 @@ ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """vci sim + a box (ticket, trusted publisher) + vci gateway, all on loopback."""
+@pytest.fixture(scope="module", params=ENET_PROTOCOLS)
+def stack(request, tmp_path_factory):
+    """vci sim + a box (ticket, trusted publisher) + vci gateway, all on loopback; the gateway
+    reaches the car over each ENET protocol in turn."""
     from firmware_py.keys import load_private_key
     from firmware_py.uds.flash.package import SequenceParams, build_package
     from portal import keys, tickets
@@ -92,7 +95,7 @@ def stack(tmp_path_factory):
             "gateway",
             "--port",
             str(port),
-            *sim.cli_args("doip"),
+            *sim.cli_args(request.param),
         ],
         env=env,
         stdout=subprocess.PIPE,
