@@ -130,7 +130,7 @@ def main() -> None:
             pass
         started = time.monotonic()
         final = session.run(
-            BOX, "programming", ecu="DME", params={"package": str(package)}, timeout=300
+            BOX, "programming", ecu="DME", params={"package": package.name}, timeout=300
         )
         remote_seconds = time.monotonic() - started
         assert final.body["job"]["state"] == "done", final.body

@@ -38,7 +38,6 @@ from doipclient.messages import (
     payload_message_to_type,
     payload_type_to_message,
 )
-from udsoncan.connections import BaseConnection
 from udsoncan.exceptions import TimeoutException
 
 from firmware_py.errors import (
@@ -48,6 +47,7 @@ from firmware_py.errors import (
     UnknownTargetError,
     VehicleNotFoundError,
 )
+from firmware_py.transport.ecu_connection import GatewayEcuConnection
 from firmware_py.transport.trace import DoipTrace
 
 log = logging.getLogger(__name__)
@@ -464,60 +464,13 @@ class DoipLink:
             self._queues.setdefault(source, collections.deque()).clear()
 
 
-class DoipEcuConnection(BaseConnection):
+class DoipEcuConnection(GatewayEcuConnection):
     """A udsoncan connection to one ECU behind the DoIP gateway."""
 
     max_payload = MAX_PAYLOAD - 4  # the largest UDS message we send (DoIP addresses take 4 bytes)
 
     def __init__(self, link: DoipLink, address: int) -> None:
-        super().__init__(f"doip-0x{address:02X}")
-        self.link = link
-        self.address = address
-        self.opened = False
-
-    def open(self) -> DoipEcuConnection:
-        self.opened = True
-        return self
-
-    def close(self) -> None:
-        self.opened = False
-
-    def is_open(self) -> bool:
-        return self.opened
-
-    # udsoncan's BaseConnection.send/wait_frame hexlify every payload for a debug line even when
-    # debug logging is off (the same cost as doipclient's, see _FastDoIPClient); these two keep
-    # their behaviour and log frames only at our TRACE level.
-    def send(self, data: Any, timeout: float | None = None) -> None:
-        self.check_connection_opened()
-        payload = data.get_payload() if hasattr(data, "get_payload") else data
-        if log.isEnabledFor(TRACE):
-            log.log(TRACE, "UDS tx 0x%02X %s", self.address, bytes(payload).hex(" "))
-        self.specific_send(payload)
-
-    def wait_frame(self, timeout: float | None = None, exception: bool = False) -> bytes | None:
-        self.check_connection_opened()
-        try:
-            frame = self.specific_wait_frame(timeout=timeout)
-        except Exception:
-            if exception:
-                raise
-            return None
-        if frame is not None and log.isEnabledFor(TRACE):
-            log.log(TRACE, "UDS rx 0x%02X %s", self.address, frame.hex(" "))
-        return frame
-
-    def specific_send(self, payload: bytes, timeout: float | None = None) -> None:
-        self.link.send(self.address, bytes(payload))
-
-    def specific_wait_frame(self, timeout: float | None = 2.0) -> bytes | None:
-        data = self.link.receive(self.address, 2.0 if timeout is None else timeout)
-        if data is None:
-            raise TimeoutException(f"no response from ECU 0x{self.address:02X} within {timeout} s")
-        return data
-
-    def empty_rxqueue(self) -> None:
-        self.link.drop_queued(self.address)
+        super().__init__(link, address, f"doip-0x{address:02X}")
 
 
 def open_doip_link(
