@@ -48,6 +48,7 @@ from firmware_py.errors import (
     VehicleNotFoundError,
 )
 from firmware_py.transport.ecu_connection import GatewayEcuConnection
+from firmware_py.transport.mux import ReaderTurn
 from firmware_py.transport.trace import DoipTrace
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ class _FastDoIPClient(DoIPClient):
 
     def __init__(self, *args: object, trace: DoipTrace | None = None, **kwargs: object) -> None:
         self.trace = trace  # before doipclient's __init__, which already sends (routing activation)
+        self.send_lock = threading.Lock()  # the reading thread answers alive checks: one writer
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._tcp_parser = _FastParser()
         self._udp_parser = _FastParser()
@@ -185,9 +187,10 @@ class _FastDoIPClient(DoIPClient):
         if log.isEnabledFor(TRACE):
             log.log(TRACE, "DoIP tx type 0x%04X %s", payload_type, bytes(payload_data).hex(" "))
         if transport == DoIPClient.TransportType.TRANSPORT_TCP:
-            self._tcp_sock.sendall(data)
-            if self.trace is not None:
-                self.trace.tx(data)
+            with self.send_lock:
+                self._tcp_sock.sendall(data)
+                if self.trace is not None:
+                    self.trace.tx(data)
         else:
             self._udp_sock.sendto(data, (self._ecu_ip_address, self._udp_port))
 
@@ -289,8 +292,13 @@ class DoipLink:
         self.ack_timeout = ack_timeout
         self.connect_timeout = connect_timeout
         self._lock = threading.RLock()
+        """one sender at a time; (re)connecting and closing"""
+        self._turn = ReaderTurn()
+        """who reads the socket; its lock guards the queues (several threads, different ECUs)"""
         #: answers not read yet, only for ECUs the box talks to (ecu_connection), MAX_QUEUED each
         self._queues: dict[int, collections.deque[bytes]] = {}
+        #: acknowledgements (positive or negative) by the ECU address they are for
+        self._acks: dict[int, collections.deque[object]] = {}
         self.dropped = 0
         """diagnostic messages dropped: from addresses nobody asked, or over MAX_QUEUED"""
         self._broken = False
@@ -342,8 +350,9 @@ class DoipLink:
                 self.client.close()
             except OSError:
                 pass
-            for queue in self._queues.values():
-                queue.clear()
+            with self._turn.cond:
+                for queue in self._queues.values():
+                    queue.clear()
             self.client = self._connect()
             log.info("DoIP connection to %s:%d re-established", self.host, self.port)
 
@@ -357,12 +366,12 @@ class DoipLink:
                 self.trace.close()
 
     def ecu_connection(self, address: int) -> DoipEcuConnection:
-        with self._lock:
+        with self._turn.cond:
             self._queues.setdefault(address, collections.deque())
         return DoipEcuConnection(self, address)
 
     def stats(self) -> dict[str, int]:
-        with self._lock:
+        with self._turn.cond:
             return {
                 "dropped": self.dropped,
                 "queued": sum(len(q) for q in self._queues.values()),
@@ -384,13 +393,15 @@ class DoipLink:
                 self.dropped,
             )
 
-    # -- used by the per-ECU connections, under the lock ----------------------------------------
-    def _read(self, timeout: float) -> object:
+    # -- used by the per-ECU connections (several threads: see .mux) -----------------------------
+    def _read(self, timeout: float) -> None:
+        """Read one message (the reader's turn, outside the queues' lock) and sort it."""
+        client = self.client
         try:
-            message = self.client.read_doip(timeout=timeout)
+            message = client.read_doip(timeout=timeout)
         except TimeoutError:
-            if self.client._tcp_close_detected:
-                self._broken = True
+            if client._tcp_close_detected:
+                self._broken = self._broken or client is self.client
                 raise ConnectionLostError(
                     f"the vehicle at {self.host}:{self.port} closed the DoIP connection"
                 ) from None
@@ -398,24 +409,33 @@ class DoipLink:
         except OSError as err:
             if "Negative Acknowledge" in str(err):  # doipclient raises IOError for a generic NACK
                 raise FrameError(f"the vehicle refused our DoIP message: {err}") from err
-            self._broken = True
+            self._broken = self._broken or client is self.client  # not a socket replaced meanwhile
             raise ConnectionLostError(
                 f"the DoIP connection to {self.host}:{self.port} broke: {err}"
             ) from err
         if isinstance(message, AliveCheckRequest):
-            self.client.send_doip_message(AliveCheckResponse(self.tester_address))
-            return None
+            client.send_doip_message(AliveCheckResponse(self.tester_address))
+            return
         if isinstance(message, GenericDoIPNegativeAcknowledge):
             raise FrameError(f"the vehicle sent a generic DoIP NACK (code {message.nack_code})")
-        if isinstance(message, DiagnosticMessage):
-            self._queue(message.source_address, bytes(message.user_data))
-            return None
-        return message
+        with self._turn.cond:
+            if isinstance(message, DiagnosticMessage):
+                self._queue(message.source_address, bytes(message.user_data))
+            elif isinstance(
+                message,
+                DiagnosticMessagePositiveAcknowledgement | DiagnosticMessageNegativeAcknowledgement,
+            ):
+                acks = self._acks.get(message.source_address)
+                if acks is not None:  # someone waits for it
+                    acks.append(message)
 
     def send(self, target: int, payload: bytes) -> None:
         with self._lock:
             if self._broken:
                 self.reconnect()  # the vehicle dropped us (reset, sleep): connect and activate again
+            with self._turn.cond:
+                acks = self._acks.setdefault(target, collections.deque(maxlen=8))
+                acks.clear()
             try:
                 self.client.send_doip_message(
                     DiagnosticMessage(self.tester_address, target, payload)
@@ -425,42 +445,35 @@ class DoipLink:
                 raise ConnectionLostError(
                     f"the DoIP connection to {self.host}:{self.port} broke: {err}"
                 ) from err
-            deadline = time.monotonic() + self.ack_timeout
-            while (remaining := deadline - time.monotonic()) > 0:
-                message = self._read(remaining)
-                if (
-                    isinstance(message, DiagnosticMessagePositiveAcknowledgement)
-                    and message.source_address == target
-                ):
-                    return
-                if (
-                    isinstance(message, DiagnosticMessageNegativeAcknowledgement)
-                    and message.source_address == target
-                ):
-                    if message.nack_code == 0x03:
-                        raise UnknownTargetError(
-                            f"the vehicle's gateway knows no ECU at address 0x{target:02X}"
-                        )
-                    raise FrameError(
-                        f"the gateway refused the message for 0x{target:02X} (DoIP NACK code {message.nack_code})"
-                    )
+        # The acknowledgement is awaited outside the sender's lock: another thread may send to
+        # another ECU meanwhile (each target has its own acknowledgement queue).
+        message = self._turn.wait_for(
+            lambda: acks.popleft() if acks else None,
+            time.monotonic() + self.ack_timeout,
+            self._read,
+        )
+        if message is None:
             raise TimeoutException(
                 f"no DoIP acknowledgement for ECU 0x{target:02X} within {self.ack_timeout} s"
             )
+        if isinstance(message, DiagnosticMessageNegativeAcknowledgement):
+            if message.nack_code == 0x03:
+                raise UnknownTargetError(
+                    f"the vehicle's gateway knows no ECU at address 0x{target:02X}"
+                )
+            raise FrameError(
+                f"the gateway refused the message for 0x{target:02X} (DoIP NACK code {message.nack_code})"
+            )
 
     def receive(self, source: int, timeout: float) -> bytes | None:
-        with self._lock:
-            deadline = time.monotonic() + timeout
+        with self._turn.cond:
             queue = self._queues.setdefault(source, collections.deque())
-            while not queue:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._read(remaining)
-            return queue.popleft()
+        return self._turn.wait_for(
+            lambda: queue.popleft() if queue else None, time.monotonic() + timeout, self._read
+        )
 
     def drop_queued(self, source: int) -> None:
-        with self._lock:
+        with self._turn.cond:
             self._queues.setdefault(source, collections.deque()).clear()
 
 

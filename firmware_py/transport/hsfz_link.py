@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import select
 import socket
 import threading
 import time
@@ -29,6 +30,7 @@ from firmware_py.errors import (
 from firmware_py.transport import hsfz
 from firmware_py.transport.ecu_connection import GatewayEcuConnection
 from firmware_py.transport.hsfz import ControlWord, Decoder, Frame, HsfzIdentity
+from firmware_py.transport.mux import ReaderTurn
 from firmware_py.transport.trace import DoipTrace
 
 log = logging.getLogger(__name__)
@@ -89,8 +91,12 @@ class HsfzLink:
         self.dropped = 0
         """frames from addresses nobody listens to, or beyond MAX_QUEUED"""
         self._lock = threading.RLock()
+        """one writer at a time; (re)connecting and closing"""
+        self._turn = ReaderTurn()
+        """who reads the socket; its lock guards the queues (several threads, different ECUs)"""
         self._queues: dict[int, collections.deque[bytes]] = {}
-        self._acks: collections.deque[Frame] = collections.deque(maxlen=8)
+        #: acknowledgements and gateway errors for the messages in flight, by their target
+        self._acks: dict[int, collections.deque[Frame]] = {}
         self._sock: socket.socket | None = None
         self._decoder = Decoder()
         self._connect()
@@ -114,8 +120,9 @@ class HsfzLink:
     def reconnect(self) -> None:
         with self._lock:
             self._close_socket()
-            for queue in self._queues.values():
-                queue.clear()
+            with self._turn.cond:
+                for queue in self._queues.values():
+                    queue.clear()
             self._connect()
             log.info("HSFZ connection to %s:%d re-established", self.host, self.port)
 
@@ -134,49 +141,62 @@ class HsfzLink:
                 self.trace.close()
 
     def ecu_connection(self, address: int) -> HsfzEcuConnection:
-        with self._lock:
+        with self._turn.cond:
             self._queues.setdefault(address & 0xFF, collections.deque())
         return HsfzEcuConnection(self, address & 0xFF)
 
-    # -- used by the per-ECU connections, under the lock ----------------------------------------
-    def _broken(self, why: str, err: Exception | None = None) -> ConnectionLostError:
-        self._close_socket()
+    # -- used by the per-ECU connections (several threads: see .mux) -----------------------------
+    def _broken(
+        self, why: str, err: Exception | None = None, sock: socket.socket | None = None
+    ) -> ConnectionLostError:
+        with self._lock:
+            if sock is None or sock is self._sock:  # not one that replaced it meanwhile
+                self._close_socket()
         return ConnectionLostError(f"the HSFZ connection to {self.host}:{self.port} {why}")
 
     def _write(self, frame: Frame) -> None:
-        if self._sock is None:
-            self.reconnect()  # the vehicle dropped us (reset, sleep): connect again
-        assert self._sock is not None
-        data = frame.encode()
-        try:
-            self._sock.sendall(data)
-        except OSError as err:
-            raise self._broken(f"broke: {err}") from err
-        if self.trace is not None:
-            self.trace.tx(data)
+        with self._lock:
+            if self._sock is None:
+                self.reconnect()  # the vehicle dropped us (reset, sleep): connect again
+            assert self._sock is not None
+            data = frame.encode()
+            try:
+                self._sock.sendall(data)
+            except OSError as err:
+                raise self._broken(f"broke: {err}") from err
+            if self.trace is not None:
+                self.trace.tx(data)
 
     def _read(self, timeout: float) -> None:
-        """Read what arrives within ``timeout`` and sort it: answers to the ECUs' queues,
-        acknowledgements to ``_acks``; the gateway's alive checks are answered here."""
-        assert self._sock is not None
-        self._sock.settimeout(max(timeout, 0.001))
+        """Read what arrives within ``timeout`` (the reader's turn, outside the queues' lock)
+        and sort it: answers to the ECUs' queues, acknowledgements to ``_acks``; the gateway's
+        alive checks are answered here. Waits with ``select`` and leaves the socket's timeout
+        alone: other threads send on it meanwhile."""
+        sock, decoder = self._sock, self._decoder
+        if sock is None:
+            raise ConnectionLostError(f"the HSFZ connection to {self.host}:{self.port} is closed")
         try:
-            data = self._sock.recv(256 * 1024)
-        except TimeoutError:
-            return
-        except OSError as err:
-            raise self._broken(f"broke: {err}") from err
+            readable, _, _ = select.select([sock], [], [], max(timeout, 0.0))
+            if not readable:
+                return
+            data = sock.recv(256 * 1024)
+        except (OSError, ValueError) as err:  # ValueError: closed by another thread meanwhile
+            raise self._broken(f"broke: {err}", sock=sock) from err
         if not data:
-            raise self._broken("was closed by the vehicle")
+            raise self._broken("was closed by the vehicle", sock=sock)
         if self.trace is not None:
             self.trace.rx(data)
         try:
-            frames = self._decoder.feed(data)
+            frames = decoder.feed(data)
         except FrameError as err:
-            self._close_socket()
+            self._broken("is out of step", sock=sock)
             raise FrameError(f"the vehicle's HSFZ stream is out of step: {err}") from err
         for frame in frames:
-            self._sort(frame)
+            if frame.control == ControlWord.ALIVE_CHECK:
+                self._write(Frame(ControlWord.ALIVE_CHECK, bytes([self.tester_address])))
+                continue
+            with self._turn.cond:
+                self._sort(frame)
 
     def _sort(self, frame: Frame) -> None:
         if frame.control == ControlWord.DIAGNOSTIC_MESSAGE and frame.addressed:
@@ -186,55 +206,59 @@ class HsfzLink:
                 log.debug("HSFZ: dropped %s", frame.describe())
                 return
             queue.append(frame.payload)
-        elif frame.control == ControlWord.ALIVE_CHECK:
-            self._write(Frame(ControlWord.ALIVE_CHECK, bytes([self.tester_address])))
         elif frame.control == ControlWord.ACKNOWLEDGE or frame.control in hsfz.ERRORS:
-            self._acks.append(frame)
+            # an acknowledgement names its message's target; a gateway error may not: it goes
+            # to every sender waiting (with one sender, as before, to that one)
+            for target, acks in self._acks.items():
+                if (
+                    frame.addressed
+                    and frame.target == target
+                    or not frame.addressed
+                    and frame.control != ControlWord.ACKNOWLEDGE
+                ):
+                    acks.append(frame)
         else:
             log.debug("HSFZ: ignored %s", frame.describe())
 
     def send(self, target: int, payload: bytes) -> None:
-        with self._lock:
-            self._acks.clear()
+        with self._turn.cond:
+            acks = self._acks.setdefault(target, collections.deque(maxlen=8))
+            acks.clear()
+        try:
             self._write(hsfz.diagnostic_message(self.tester_address, target, payload))
-            deadline = time.monotonic() + self.ack_timeout
-            while (remaining := deadline - time.monotonic()) > 0:
-                while self._acks:
-                    ack = self._acks.popleft()
-                    if ack.control == ControlWord.ACKNOWLEDGE:
-                        if ack.addressed and ack.target == target:
-                            return
-                        continue
-                    if ack.control == ControlWord.INCORRECT_DESTINATION_ADDRESS:
-                        raise UnknownTargetError(
-                            f"the vehicle's gateway knows no ECU at address 0x{target:02X}"
-                        )
-                    raise FrameError(
-                        f"the gateway refused the message for 0x{target:02X} "
-                        f"({ControlWord(ack.control).name.lower().replace('_', ' ')})"
-                    )
-                self._read(remaining)
+            # awaited outside the writer's lock: other threads send to other ECUs meanwhile
+            ack = self._turn.wait_for(
+                lambda: acks.popleft() if acks else None,
+                time.monotonic() + self.ack_timeout,
+                self._read,
+            )
+        finally:
+            with self._turn.cond:
+                self._acks.pop(target, None)
+        if ack is None:
             raise TimeoutException(
                 f"no HSFZ acknowledgement for ECU 0x{target:02X} within {self.ack_timeout} s"
             )
+        if ack.control == ControlWord.ACKNOWLEDGE:
+            return
+        if ack.control == ControlWord.INCORRECT_DESTINATION_ADDRESS:
+            raise UnknownTargetError(
+                f"the vehicle's gateway knows no ECU at address 0x{target:02X}"
+            )
+        raise FrameError(
+            f"the gateway refused the message for 0x{target:02X} "
+            f"({ControlWord(ack.control).name.lower().replace('_', ' ')})"
+        )
 
     def receive(self, source: int, timeout: float) -> bytes | None:
-        with self._lock:
-            deadline = time.monotonic() + timeout
+        with self._turn.cond:
             queue = self._queues.setdefault(source, collections.deque())
-            while not queue:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                if self._sock is None:
-                    raise ConnectionLostError(
-                        f"the HSFZ connection to {self.host}:{self.port} is closed"
-                    )
-                self._read(remaining)
-            return queue.popleft()
+        return self._turn.wait_for(
+            lambda: queue.popleft() if queue else None, time.monotonic() + timeout, self._read
+        )
 
     def drop_queued(self, source: int) -> None:
-        with self._lock:
+        with self._turn.cond:
             queue = self._queues.get(source)
             if queue is not None:
                 queue.clear()
