@@ -63,7 +63,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     f.add_argument("packages", nargs="*", type=Path, metavar="PACKAGE")
     f.add_argument("--ecu", help="the ECU to program (checked against the package)")
-    f.add_argument("--resume", action="store_true", help="finish the interrupted programming job")
+    f.add_argument(
+        "--parallel",
+        action="store_true",
+        help="program the ECUs behind the ENET gateway at the same time (docs/programming.md)",
+    )
+    f.add_argument(
+        "--resume", action="store_true", help="finish the interrupted programming job (every ECU)"
+    )
     f.add_argument("--status", action="store_true", help="show the programming journal")
     f.add_argument("--trust", type=Path, help="directory of trusted publisher keys")
     f.add_argument(
@@ -169,7 +176,7 @@ class ProgressPrinter:
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
         self.tty = sys.stdout.isatty()
-        self.last_decile = -1
+        self.last_decile: dict[str | None, int] = {}
 
     def __call__(self, event: Event) -> None:
         if not event.kind.startswith("job."):
@@ -183,10 +190,12 @@ class ProgressPrinter:
                     data["seconds"] = round(job["finished"] - job["created"], 3)
             print(json.dumps(data), flush=True)
             return
+        ecu = data.get("ecu")
         if event.kind == "job.step":
             if self.tty:
                 print()
-            print(f"{data['step']}", flush=True)
+            step = str(data["step"])
+            print(step if not ecu or step.startswith(f"{ecu}:") else f"{ecu}: {step}", flush=True)
         elif event.kind == "job.progress":
             pct = float(data.get("percent", 0))
             rate = data.get("rate") or 0
@@ -197,9 +206,9 @@ class ProgressPrinter:
             if self.tty:
                 bar = "#" * int(pct / 2.5)
                 print(f"\r[{bar:<40}] {text}", end="", flush=True)
-            elif int(pct // 10) > self.last_decile:
-                self.last_decile = int(pct // 10)
-                print(f"  {text}", flush=True)
+            elif int(pct // 10) > self.last_decile.get(ecu, -1):
+                self.last_decile[ecu] = int(pct // 10)
+                print(f"  {ecu + ' ' if ecu else ''}{text}", flush=True)
 
 
 def cmd_flash(args: argparse.Namespace) -> int:
@@ -239,6 +248,8 @@ def cmd_flash(args: argparse.Namespace) -> int:
     params: dict[str, Any] = (
         {"resume": True} if args.resume else {"packages": [str(p) for p in args.packages]}
     )
+    if args.parallel and not args.resume:
+        params["parallel"] = True
     services = {
         "store": store,
         "publisher_keys": trusted,
@@ -266,6 +277,8 @@ def cmd_flash(args: argparse.Namespace) -> int:
         return 2
     if not args.json:
         for p in (job.result or {}).get("packages", []):
+            if p.get("resumed_from") is not None:
+                print(f"{p['ecu']}: resumed at body step {p['resumed_from'] + 1}")
             print(
                 f"{p['ecu']}: programmed {p['version']} ({p['bytes']} bytes, {p['seconds']} s) and verified"
             )

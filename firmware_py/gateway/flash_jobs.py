@@ -1,15 +1,25 @@
 """The programming job: one package or several in order (a whole-vehicle plan), journaled, and
-resumable after an interruption. Runs on the vehicle worker thread."""
+resumable after an interruption. Runs on the vehicle worker thread.
+
+With ``parallel`` (``vci flash --parallel``), the plan's stages (:func:`..uds.flash.plan.stages`)
+run one after another and the packages of a stage at the same time: one sequencer per ECU on a
+small pool of threads over the one link, each with its own journal row (``<job>#<n>``), so that
+each ECU resumes on its own. A failure of one ECU does not stop the others of its stage.
+"""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from firmware_py.errors import ConfigError, FlashError, PackageError
-from firmware_py.gateway.flash_journal import FlashJournal
+from firmware_py.gateway.flash_journal import FlashJournal, FlashRecord
 from firmware_py.gateway.jobs import JobContext
 from firmware_py.uds.flash.package import MAX_PACKAGE, FlashPackage, load_package_file
+from firmware_py.uds.flash.plan import ParallelRules, stages
 from firmware_py.uds.flash.sequencer import FlashOptions, Sequencer
 from firmware_py.uds.vehicle import VehicleSession
 
@@ -40,12 +50,22 @@ def programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     resume = ctx.params.get("resume")
     if resume:
         unfinished = journal.unfinished()
-        record = next((r for r in unfinished if resume is True or r.job_id == resume), None)
+        record = next(
+            (
+                r
+                for r in unfinished
+                if resume is True or r.job_id == resume or _group(r.job_id) == resume
+            ),
+            None,
+        )
         if record is None:
             raise ConfigError(
                 "there is no interrupted programming job to resume",
                 hint="vci flash --status shows the journal",
             )
+        if _group(record.job_id) != record.job_id:  # a parallel job: every unfinished ECU of it
+            parts = [r for r in unfinished if _group(r.job_id) == _group(record.job_id)]
+            return _parallel(vehicle, ctx, journal, options, _group(record.job_id), parts)
         job_id, entries, current, first_incomplete = (
             record.job_id,
             record.packages,
@@ -69,6 +89,21 @@ def programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
                 f"the package is for {packages[0].ecu_name}, not {ctx.ecu}. Nothing was erased"
             )
         job_id = ctx.job.id
+        if ctx.params.get("parallel") and len(packages) > 1:
+            rows = {
+                f"{job_id}#{n}": [
+                    {
+                        "path": str(Path(p).resolve()),
+                        "sha256": pkg.sha256,
+                        "ecu": pkg.ecu_name,
+                        "version": pkg.version,
+                    }
+                ]
+                for n, (p, pkg) in enumerate(zip(paths, packages, strict=True), start=1)
+            }
+            journal.begin_many(rows)
+            parts = [r for r in (journal.get(part_id) for part_id in rows) if r is not None]
+            return _parallel(vehicle, ctx, journal, options, job_id, parts)
         entries = [
             {
                 "path": str(Path(p).resolve()),
@@ -103,7 +138,7 @@ def programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
             journal=journal,
             job_id=job_id,
             voltage=vehicle.supply_voltage,
-            progress=lambda e: _relay(ctx, e),
+            progress=partial(_relay, ctx, ecu=package.ecu_name),
             options=options,
         )
         try:
@@ -122,8 +157,98 @@ def programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     return {"job": job_id, "packages": results, "verified": True}
 
 
-def _relay(ctx: JobContext, event: dict[str, Any]) -> None:
+def _relay(ctx: JobContext, event: dict[str, Any], ecu: str) -> None:
+    """A sequencer's event as the job's, with the ECU it is about (several run at once)."""
     if "percent" in event:
-        ctx.progress(**event)
+        ctx.progress(ecu=ecu, **event)
     else:
-        ctx.step(event.pop("step"), **event)
+        ctx.step(event.pop("step"), ecu=ecu, **event)
+
+
+def _group(job_id: str) -> str:
+    """The parallel job a journal row belongs to (``<job>#<n>``), or the row's own job."""
+    return job_id.partition("#")[0]
+
+
+def _part(record: FlashRecord) -> int:
+    return int(record.job_id.partition("#")[2] or 0)
+
+
+def _parallel(
+    vehicle: VehicleSession,
+    ctx: JobContext,
+    journal: FlashJournal,
+    options: FlashOptions,
+    job_id: str,
+    parts: list[FlashRecord],
+) -> dict[str, Any]:
+    """Run (or resume) the journal rows ``parts`` of a parallel job, stage by stage."""
+    parts = sorted(parts, key=_part)
+    packages = []
+    for record in parts:
+        entry = record.packages[0]
+        package = _load(entry["path"], ctx)
+        if package.sha256 != entry["sha256"]:
+            raise PackageError(
+                f"the package {entry['path']} changed since the job started",
+                hint="Put the original package back to resume",
+            )
+        packages.append(package)
+    rules = ParallelRules(alone=(vehicle.catalog.ecus[0].address,))
+    plan = stages(
+        [p.ecu_address for p in packages], link_kind=vehicle.kind, parallel=True, rules=rules
+    )
+    # Sessions are opened here, on the worker thread; the pool's threads only use them.
+    sessions = {p.ecu_address: vehicle.ecu(p.ecu_address) for p in packages}
+    vehicle.ecu(vehicle.catalog.ecus[0])  # the supply voltage's ECU, shared (its own lock)
+    outcomes: dict[int, dict[str, Any]] = {}
+    lock = threading.Lock()
+
+    def run(i: int) -> None:
+        record, package = parts[i], packages[i]
+        sequencer = Sequencer(
+            sessions[package.ecu_address],
+            package,
+            journal=journal,
+            job_id=record.job_id,
+            voltage=vehicle.supply_voltage,
+            progress=partial(_relay, ctx, ecu=package.ecu_name),
+            options=options,
+        )
+        ctx.step(f"{package.ecu_name}: programming {package.version}", ecu=package.ecu_name)
+        try:
+            result = {**sequencer.run(record.step_index), "ok": True}
+            journal.done(record.job_id)
+        except FlashError as err:
+            message = str(err.args[0])
+            if not sequencer.changed_car and record.step_index == 0:
+                journal.refused(record.job_id, message)
+            else:
+                journal.stopped(record.job_id, message)
+            result = {"ecu": package.ecu_name, "ok": False, "error": message, "hint": err.hint}
+        except Exception as err:  # noqa: BLE001 - one ECU's bug must not hide the others' outcome
+            journal.stopped(record.job_id, f"internal error: {err}")
+            result = {"ecu": package.ecu_name, "ok": False, "error": f"internal error: {err}"}
+        with lock:
+            outcomes[i] = result
+
+    for n, stage in enumerate(plan):
+        if n and not all(outcomes[i]["ok"] for i in outcomes):
+            for i in stage:  # an earlier stage failed: later ECUs may depend on it
+                journal.stopped(parts[i].job_id, "not started: an ECU before it failed")
+                outcomes[i] = {"ecu": packages[i].ecu_name, "ok": False, "error": "not started"}
+            continue
+        if len(stage) == 1:
+            run(stage[0])
+            continue
+        with ThreadPoolExecutor(len(stage), thread_name_prefix="flash") as pool:
+            list(pool.map(run, stage))
+    results = [outcomes[i] for i in range(len(parts))]
+    failed = [r for r in results if not r["ok"]]
+    if failed:
+        lines = "; ".join(f"{r['ecu']}: {'verified' if r['ok'] else r['error']}" for r in results)
+        raise FlashError(
+            f"{len(failed)} of {len(results)} ECUs not programmed: {lines}",
+            hint="Fix the cause, then: vci flash --resume (finishes every unfinished ECU)",
+        )
+    return {"job": job_id, "packages": results, "verified": True, "parallel": True}

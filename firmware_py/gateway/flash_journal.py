@@ -2,7 +2,10 @@
 sequencer moves on, so that after a crash or a power cut ``vci flash --resume`` (or the gateway at
 start-up) knows exactly where the ECU stands and continues from the last safe point.
 
-One row per job (a whole-vehicle job has several packages, flashed in order).
+One row per job (a whole-vehicle job has several packages, flashed in order), or, for a parallel
+job, one row per ECU (``<job>#<n>``, each with its one package): each ECU resumes on its own.
+Rows are written from several threads then (SQLite WAL, one connection per thread, short
+transactions: :mod:`.store`).
 """
 
 from __future__ import annotations
@@ -64,25 +67,31 @@ class FlashJournal:
         store.ensure_schema("flash_journal", SCHEMA)
 
     def begin(self, job_id: str, packages: list[dict[str, Any]]) -> None:
+        self.begin_many({job_id: packages})
+
+    def begin_many(self, jobs: dict[str, list[dict[str, Any]]]) -> None:
+        """Rows for several jobs in one transaction: a parallel job's ECUs are journaled all
+        or none, so that a power cut cannot leave some of them out of the resume."""
         now = time.time()
         with self.store.transaction() as db:
-            db.execute(
-                "INSERT INTO flash_jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    job_id,
-                    json.dumps(packages),
-                    0,
-                    0,
-                    "not started",
-                    None,
-                    None,
-                    None,
-                    "running",
-                    "",
-                    now,
-                    now,
-                ),
-            )
+            for job_id, packages in jobs.items():
+                db.execute(
+                    "INSERT INTO flash_jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        job_id,
+                        json.dumps(packages),
+                        0,
+                        0,
+                        "not started",
+                        None,
+                        None,
+                        None,
+                        "running",
+                        "",
+                        now,
+                        now,
+                    ),
+                )
 
     def _update(self, job_id: str, **fields: Any) -> None:
         fields["updated"] = time.time()

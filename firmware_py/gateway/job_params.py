@@ -97,7 +97,9 @@ def _service(params: Mapping[str, Any]) -> None:
 
 
 def _programming(params: Mapping[str, Any]) -> None:
-    _only(params, "package", "packages", "resume")
+    _only(params, "package", "packages", "resume", "parallel")
+    if not isinstance(params.get("parallel", False), bool):
+        raise StrictJsonError("parallel must be true or false")
     resume = params.get("resume")
     if resume is not None and resume is not True and not isinstance(resume, str):
         raise StrictJsonError("resume must be true or a job id")

@@ -138,7 +138,8 @@ class JobContext:
         self.params = job.request.params
         self.ecu = job.request.ecu
         self.services = runner.services
-        self._last_progress = 0.0
+        self._last_progress: dict[Any, float] = {}
+        """when progress was last published, per ECU (parallel programming reports several)"""
         self.vehicle: Any = None
 
     def on(self, vehicle: Any) -> JobContext:
@@ -159,9 +160,10 @@ class JobContext:
         """Progress within a step; rate-limited to one event per ``min_interval`` seconds unless
         ``percent`` reaches 100."""
         now = time.monotonic()
-        if data.get("percent", 0) < 100 and now - self._last_progress < min_interval:
+        key = data.get("ecu")
+        if data.get("percent", 0) < 100 and now - self._last_progress.get(key, 0.0) < min_interval:
             return
-        self._last_progress = now
+        self._last_progress[key] = now
         self.job.progress.update(data)
         self._runner.bus.publish("job.progress", data, job_id=self.job.id)
 

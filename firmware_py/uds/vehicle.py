@@ -1,9 +1,11 @@
 """``VehicleSession``: a connected vehicle for the UDS layer - its link, the catalogue, and one
-:class:`EcuSession` per ECU, opened on first use. Synchronous and used from one thread at a time
-(the gateway's vehicle worker)."""
+:class:`EcuSession` per ECU, opened on first use. Synchronous, used from the gateway's vehicle
+worker; parallel programming runs one thread per ECU (each on its own session, each session
+locked), so opening sessions is locked too."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from firmware_py.config import TransportConfig, UdsConfig
@@ -27,6 +29,7 @@ class VehicleSession:
             {e.address: e.security for e in self.catalog.ecus if e.security}
         )
         self._sessions: dict[int, EcuSession] = {}
+        self._sessions_lock = threading.RLock()
 
     @classmethod
     def open(
@@ -58,6 +61,10 @@ class VehicleSession:
 
     def ecu(self, which: str | int | EcuInfo, *, timing: UdsConfig | None = None) -> EcuSession:
         info = which if isinstance(which, EcuInfo) else self.catalog.find(which)
+        with self._sessions_lock:
+            return self._session(info, timing)
+
+    def _session(self, info: EcuInfo, timing: UdsConfig | None) -> EcuSession:
         session = self._sessions.get(info.address)
         if session is None or (timing is not None and timing != session.timing):
             if session is not None:

@@ -102,3 +102,50 @@ def build_plan(package: FlashPackage, template: PlanTemplate = PlanTemplate()) -
     body = [Step(a, i) for i in range(len(package.segments)) for a in template.per_segment]
     body += [Step(a) for a in template.finish]
     return Plan(tuple(Step(a) for a in template.setup), tuple(body))
+
+
+# -- whole-vehicle plans: which ECUs may be programmed at the same time -------------------------
+
+
+@dataclass(frozen=True)
+class ParallelRules:
+    """Which packages of a whole-vehicle update may run at the same time (``--parallel``).
+
+    ECUs behind an ENET gateway (DoIP, HSFZ) each have their own connection through it, so
+    they are programmed together over the one link. ECUs on one CAN bus share its bandwidth
+    (and the box has one CAN channel), so there they run one after another. The gateway itself
+    runs alone: its reset drops the connection every other ECU's programming runs over. Two
+    packages for the same ECU run in the order given.
+    """
+
+    transports: tuple[str, ...] = ("doip", "hsfz")
+    """link kinds over which ECUs are programmed at the same time"""
+    alone: tuple[int, ...] = (0x10,)
+    """ECU addresses programmed with nothing else running (the central gateway)"""
+
+
+def stages(
+    addresses: list[int], *, link_kind: str, parallel: bool, rules: ParallelRules = ParallelRules()
+) -> list[list[int]]:
+    """The packages (indices into ``addresses``, each its target ECU) as stages run one after
+    another; the packages of one stage run at the same time. Without ``parallel``, or over a
+    link that does not allow it, every stage has one package: the order given (the safe
+    default)."""
+    if not parallel or link_kind not in rules.transports:
+        return [[i] for i in range(len(addresses))]
+    result: list[list[int]] = []
+    current: list[int] = []
+    for i, address in enumerate(addresses):
+        if address in rules.alone:
+            if current:
+                result.append(current)
+            result.append([i])
+            current = []
+            continue
+        if any(addresses[j] == address for j in current):
+            result.append(current)
+            current = []
+        current.append(i)
+    if current:
+        result.append(current)
+    return result
