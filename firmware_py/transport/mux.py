@@ -24,28 +24,36 @@ class ReaderTurn:
         self.cond = threading.Condition(threading.Lock())
         """guards the link's queues; held only briefly (never while reading the socket)"""
         self._reading = False
+        self._waiting = 0
 
     def wait_for(
         self, ready: Callable[[], T | None], deadline: float, read: Callable[[float], None]
     ) -> T | None:
         """``ready()`` (called under :attr:`cond`) until it gives something or ``deadline``
-        (``time.monotonic()``) passes; meanwhile this thread or another reads with ``read``."""
-        while True:
-            with self.cond:
-                while True:
-                    got = ready()
-                    if got is not None:
-                        return got
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return None
-                    if not self._reading:
-                        self._reading = True
-                        break
-                    self.cond.wait(remaining)
-            try:
-                read(remaining)  # sorts what it reads into the queues under ``cond``
-            finally:
-                with self.cond:
+        (``time.monotonic()``) passes; meanwhile this thread or another reads with ``read``.
+        One lock round per read when alone (the single-threaded path stays as fast as it was)."""
+        cond = self.cond
+        with cond:
+            while True:
+                got = ready()
+                if got is not None:
+                    return got
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                if self._reading:
+                    self._waiting += 1
+                    try:
+                        cond.wait(remaining)
+                    finally:
+                        self._waiting -= 1
+                    continue
+                self._reading = True
+                cond.release()
+                try:
+                    read(remaining)  # sorts what it reads into the queues under ``cond``
+                finally:
+                    cond.acquire()
                     self._reading = False
-                    self.cond.notify_all()
+                    if self._waiting:
+                        cond.notify_all()
