@@ -14,6 +14,10 @@ import sys
 import threading
 import time
 
+import pytest
+
+from firmware_py.gateway.job_params import check_params
+from firmware_py.strict_json import StrictJsonError
 from firmware_py.uds.flash.plan import ParallelRules, stages
 from tests.flash.conftest import image, sha
 
@@ -154,3 +158,36 @@ def test_sigkill_during_a_parallel_flash_and_resume_finishes_every_ecu(
     print("killed during:\n  " + "\n  ".join(where_killed))
     assert resumed == KILLS
     assert sum("download" in w for w in where_killed) >= 4  # most cuts hit the transfers
+
+
+def test_the_programming_job_takes_a_parallel_flag() -> None:
+    check_params("programming", {"packages": ["a.vcipkg", "b.vcipkg"], "parallel": True})
+    check_params("programming", {"resume": True, "parallel": False})
+    with pytest.raises(StrictJsonError):
+        check_params("programming", {"packages": ["a.vcipkg"], "parallel": "yes"})
+
+
+def test_one_ecu_failing_does_not_stop_the_others(flash_box, publisher, start_sim) -> None:
+    sim = start_sim("--battery", "13.6")
+    paths, expected = _packages(publisher, 64 * 1024)
+    # the DSC's package is for software it does not have: refused before anything is erased
+    data = image("08.03.00", 64 * 1024, seed=2)
+    paths[1] = str(
+        publisher.package("dsc.vcipkg", "DSC", 0x29, "08.03.00", data, expects=("01.00.00",))
+    )
+    _fresh(sim, 0.003)
+    done = flash_box.vci("--json", "flash", *paths, "--parallel", *sim.cli_args("doip"))
+    assert done.returncode == 2
+    failed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "1 of 3 ECUs not programmed" in failed["message"]
+    assert "EGS: verified" in failed["message"] and "KOMBI: verified" in failed["message"]
+    assert "DSC: DSC has software 08.02.05" in failed["message"]
+    ecus = sim.state()["ecus"]
+    for ecu in ("EGS", "KOMBI"):
+        assert ecus[ecu]["region"]["sha256"] == expected[ecu] and ecus[ecu]["region"]["valid"]
+    assert ecus["DSC"]["sw_version"] == "08.02.05"
+    rows = {
+        r["packages"][0]["ecu"]: r["state"]
+        for r in json.loads(flash_box.vci("--json", "flash", "--status").stdout)
+    }
+    assert rows == {"EGS": "done", "DSC": "refused", "KOMBI": "done"}
