@@ -113,6 +113,8 @@ class HsfzLink:
             ) from err
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock, self._decoder = sock, Decoder()
+        self._poller = select.poll()  # one registration per socket: cheaper than select()
+        self._poller.register(sock, select.POLLIN)
         self.connects = getattr(self, "connects", 0) + 1  # VehicleSession.connects
         if self.trace_path is not None and self.trace is None:
             self.trace = DoipTrace(self.trace_path, sock.getsockname()[:2], sock.getpeername()[:2])
@@ -172,12 +174,11 @@ class HsfzLink:
         and sort it: answers to the ECUs' queues, acknowledgements to ``_acks``; the gateway's
         alive checks are answered here. Waits with ``select`` and leaves the socket's timeout
         alone: other threads send on it meanwhile."""
-        sock, decoder = self._sock, self._decoder
+        sock, decoder, poller = self._sock, self._decoder, self._poller
         if sock is None:
             raise ConnectionLostError(f"the HSFZ connection to {self.host}:{self.port} is closed")
         try:
-            readable, _, _ = select.select([sock], [], [], max(timeout, 0.0))
-            if not readable:
+            if not poller.poll(max(timeout, 0.0) * 1000):
                 return
             data = sock.recv(256 * 1024)
         except (OSError, ValueError) as err:  # ValueError: closed by another thread meanwhile
