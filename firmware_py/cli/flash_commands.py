@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     f = sub.add_parser(
         "flash",
         help="program ECUs with signed packages (journaled, resumable)",
-        description="Program one or more ECUs, in the order given, as one job. Every step is journaled; after an interruption 'vci flash --resume' finishes from the last safe point.",
+        description="Program one or more ECUs, in the order given (with --parallel: the ECUs behind the ENET gateway at the same time), as one job. Every step is journaled; after an interruption 'vci flash --resume' finishes every ECU from its last safe point.",
     )
     f.add_argument("packages", nargs="*", type=Path, metavar="PACKAGE")
     f.add_argument("--ecu", help="the ECU to program (checked against the package)")
