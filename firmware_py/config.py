@@ -36,7 +36,11 @@ class TransportConfig:
     doip_port: int = 13400
     """UDP/TCP port of DoIP (ISO 13400-2 UDP_DISCOVERY / TCP_DATA)."""
     tester_address: int = 0x0E80
-    """Our DoIP logical source address (0x0E00-0x0FFF are external test equipment)."""
+    """Our DoIP logical source address (0x0E00-0x0FFF are external test equipment; BMW's own
+    testers use 0x0EF3 - keep that free for a workshop tester on the ENET bridge)."""
+    doip_protocol_version: int = 0x02
+    """DoIP protocol version we send: 0x02 (ISO 13400-2:2012, what the cars of that era and the
+    simulator take) or 0x03 (ISO 13400-2:2019; BMW's testers send 0x03 to newer cars)."""
     hsfz_port: int = 6801
     """TCP port of HSFZ diagnosis."""
     hsfz_control_port: int = 6811

@@ -284,8 +284,10 @@ class DoipLink:
         connect_timeout: float = 2.0,
         ack_timeout: float = 2.0,
         trace_path: Path | None = None,
+        protocol_version: int = 0x02,
     ) -> None:
         self.host, self.port = host, port
+        self.protocol_version = protocol_version
         self.trace_path = trace_path
         self.trace: DoipTrace | None = None
         self.tester_address = tester_address
@@ -315,6 +317,7 @@ class DoipLink:
                 udp_port=self.port,
                 client_logical_address=self.tester_address,
                 auto_reconnect_tcp=False,
+                protocol_version=self.protocol_version,
             )
             if self.trace_path is not None:
                 if self.trace is None:
@@ -494,6 +497,7 @@ def open_doip_link(
     gateway_address: int | None = None,
     connect_timeout: float = 2.0,
     trace_path: Path | None = None,
+    protocol_version: int = 0x02,
 ) -> DoipLink:
     """Connect to the vehicle's DoIP entity and activate routing. With no ``gateway_address`` the
     address comes from a vehicle identification (unicast to ``host``). With ``trace_path`` the
@@ -510,6 +514,7 @@ def open_doip_link(
         gateway_address=gateway_address,
         connect_timeout=connect_timeout,
         trace_path=trace_path,
+        protocol_version=protocol_version,
     )
 
 

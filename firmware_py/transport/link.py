@@ -53,7 +53,11 @@ def open_link(
         )
     if kind == "doip":
         return open_doip_link(
-            cfg.doip_host, cfg.doip_port, tester_address=cfg.tester_address, trace_path=trace_path
+            cfg.doip_host,
+            cfg.doip_port,
+            tester_address=cfg.tester_address,
+            trace_path=trace_path,
+            protocol_version=cfg.doip_protocol_version,
         )
     if kind == "can":
         bus = open_can_bus(cfg.can_interface, cfg.can_channel, cfg.can_bitrate)

@@ -283,3 +283,30 @@ def test_an_oversized_doip_message_is_refused_before_it_is_buffered(peer_factory
         conn.wait_frame(timeout=5, exception=True)
     assert conn.wait_frame(timeout=5, exception=True) == b"\x7e\x00"
     link.close()
+
+
+@pytest.mark.parametrize("version", [0x02, 0x03])
+def test_the_protocol_version_sent_is_the_configured_one(sim_process, tmp_path, version) -> None:
+    from firmware_py.config import TransportConfig
+    from firmware_py.uds.vehicle import VehicleSession
+
+    cfg = TransportConfig(
+        doip_host=sim_process.doip_host,
+        doip_port=sim_process.doip_port,
+        doip_protocol_version=version,
+    )
+    vehicle = VehicleSession.open(cfg, "doip", trace_path=tmp_path / "t.pcap")
+    try:
+        assert vehicle.ecu("DME").read_dids(0xF190)[0xF190] == "WBAJA71090B123456"
+    finally:
+        vehicle.close()
+        vehicle.link.close()
+    from scapy.layers.inet import TCP
+    from scapy.utils import rdpcap
+
+    sent = [
+        bytes(p[TCP].payload)
+        for p in rdpcap(str(tmp_path / "t.pcap"))
+        if p[TCP].dport == sim_process.doip_port and bytes(p[TCP].payload)
+    ]
+    assert sent and all(s[:2] == bytes([version, version ^ 0xFF]) for s in sent)
