@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -181,6 +182,79 @@ def enet(request: pytest.FixtureRequest) -> str:
 def sim_process(start_sim: Callable[..., SimHandle]) -> SimHandle:
     """``vci sim`` in its own process, fresh for each test."""
     return start_sim()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that is free right now (for a process told to listen on it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL if the process has not ended within 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@dataclass
+class GatewayProcess:
+    """A ``vci gateway`` in its own process, past its ``vci-gateway ready`` line."""
+
+    process: subprocess.Popen[str]
+    port: int
+    """the page's HTTP port on 127.0.0.1"""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> str:
+        """Stop the gateway; its remaining output, asserted free of tracebacks."""
+        stop_process(self.process)
+        assert self.process.stdout is not None
+        output = self.process.stdout.read()
+        assert "Traceback" not in output, "the gateway crashed:\n" + output
+        return output
+
+
+def start_gateway_process(
+    sim: SimHandle,
+    env: dict[str, str],
+    transport: str = "doip",
+    extra_args: tuple[str, ...] = (),
+    port: int | None = None,
+) -> GatewayProcess:
+    """Start ``vci gateway --port PORT <transport flags reaching sim> *extra_args`` with ``env``
+    (give it ``VCI_CONFIG``) and wait for its ready line. ``port`` defaults to a free one.
+    Stop it with ``.stop()`` (or ``stop_process(handle.process)``)."""
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "firmware_py",
+            "gateway",
+            "--port",
+            str(port),
+            *sim.cli_args(transport),
+            *extra_args,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "vci-gateway ready" not in line:
+        stop_process(proc)
+        raise AssertionError("vci gateway did not start:\n" + line + proc.stdout.read())
+    return GatewayProcess(proc, port)
 
 
 @dataclass

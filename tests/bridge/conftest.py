@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.cloud.conftest import free_port, stop
+from tests.conftest import GatewayProcess, start_gateway_process
 
 
 @dataclass
@@ -26,11 +26,14 @@ class BridgeBox:
 
     box: Any
     sim: Any
-    process: subprocess.Popen[str]
-    page: str
+    gateway: GatewayProcess
     env: dict[str, str]
     opened: dict[str, Any] = field(default_factory=dict)
     tablet: Any = None
+
+    @property
+    def page(self) -> str:
+        return self.gateway.url
 
     def vci(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -166,35 +169,13 @@ def bridge_box(box: Any, start_sim: Callable[..., Any]) -> Iterator[Callable[...
             "PYTHONUNBUFFERED": "1",
             **(env_extra or {}),
         }
-        port = free_port()
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "firmware_py",
-                "gateway",
-                "--port",
-                str(port),
-                *sim.cli_args(transport),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert "vci-gateway ready" in line, line
-        page = f"http://127.0.0.1:{port}"
-        handle = BridgeBox(box, sim, proc, page, env)
+        gateway = start_gateway_process(sim, env, transport)
+        handle = BridgeBox(box, sim, gateway, env)
         started.append(handle)
         if paired:
-            handle.tablet = pair_tablet(page, env)
+            handle.tablet = pair_tablet(handle.page, env)
         return handle
 
     yield start
     for handle in started:
-        stop(handle.process)
-        assert handle.process.stdout is not None
-        output = handle.process.stdout.read()
-        assert "Traceback" not in output, "the gateway crashed:\n" + output
+        handle.gateway.stop()
