@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from doipclient.messages import (
     AliveCheckResponse,
+    DiagnosticMessage,
     DiagnosticMessageNegativeAcknowledgement,
     DiagnosticMessagePositiveAcknowledgement,
+    GenericDoIPNegativeAcknowledge,
     RoutingActivationResponse,
 )
 
@@ -28,7 +30,7 @@ from firmware_py.gateway.bridge_guard import Refusal
 from firmware_py.transport import doip_frames, hsfz
 from firmware_py.transport.doip_frames import Message
 from firmware_py.transport.hsfz import ControlWord, Frame
-from firmware_py.transport.trace import DoipTrace
+from firmware_py.transport.trace import DoipTrace, PcapWriter
 
 if TYPE_CHECKING:
     from firmware_py.gateway.bridge_net import Hub
@@ -46,7 +48,42 @@ MAX_OUTSTANDING = 16
 """translate: requests handed to the car's side and not yet finished before reading pauses"""
 
 
-class TesterConnection(asyncio.Protocol):
+class _Endpoint(asyncio.Protocol):
+    """One TCP connection of the bridge (tester's or car's side): no Nagle delay, its bytes in
+    the session's pcap when there is one."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.trace: DoipTrace | None = None
+
+    def _opened(self, transport: asyncio.Transport, pcap: PcapWriter | None) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if pcap is not None:
+            self.trace = DoipTrace(
+                None,
+                transport.get_extra_info("sockname")[:2],
+                transport.get_extra_info("peername")[:2],
+                pcap=pcap,
+            )
+
+    def _send(self, data: bytes) -> bool:
+        """Write ``data`` unless the connection is closing; whether it was written."""
+        if self.transport is None or self.transport.is_closing():
+            return False
+        self.transport.write(data)
+        if self.trace is not None:
+            self.trace.tx(data)
+        return True
+
+    def _traced(self, data: bytes) -> None:
+        if self.trace is not None:
+            self.trace.rx(data)
+
+
+class TesterConnection(_Endpoint):
     """One TCP connection of the admitted tester. Messages are handled in arrival order: one that
     must wait for a voltage reading holds back those behind it. Memory stays bounded: the
     tester's socket is not read while the car's side is not connected or cannot take more, while
@@ -56,9 +93,8 @@ class TesterConnection(asyncio.Protocol):
     protocol = ""
 
     def __init__(self, hub: Hub) -> None:
+        super().__init__()
         self.hub = hub
-        self.transport: asyncio.Transport | None = None
-        self.trace: DoipTrace | None = None
         self.pending: collections.deque[Any] = collections.deque()
         self.waiting = False
         self.car: CarLeg | None = None
@@ -90,29 +126,19 @@ class TesterConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
         admitted = self.hub.admitted(transport.get_extra_info("peername"))
         if admitted and len(self.hub._connections) >= MAX_CONNECTIONS:
             log.warning("bridge: the tester opened more than %d connections", MAX_CONNECTIONS)
             admitted = False
         if not admitted:
+            sock = transport.get_extra_info("socket")
             if sock is not None:  # a reset, not an orderly close: the connection is refused
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             transport.abort()
-            self.transport = None
             return
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._opened(transport, self.hub.tester_pcap)
         self.hub._connections.add(self)
         self.hub.counters.connections += 1
-        if self.hub.tester_pcap is not None:
-            self.trace = DoipTrace(
-                None,
-                transport.get_extra_info("sockname")[:2],
-                transport.get_extra_info("peername")[:2],
-                pcap=self.hub.tester_pcap,
-            )
         if self.relay and self.protocol:
             self.hold("car", True)  # until the car's side is connected
             asyncio.get_running_loop().create_task(self._connect_car())
@@ -141,15 +167,11 @@ class TesterConnection(asyncio.Protocol):
             self.car.close()
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        if self._send(data):
             self.hub.counters.to_tester += 1
-            if self.trace is not None:
-                self.trace.tx(data)
 
     def data_received(self, data: bytes) -> None:
-        if self.trace is not None:
-            self.trace.rx(data)
+        self._traced(data)
         try:
             self.pending.extend(self.decode(data))
         except FrameError as err:
@@ -233,38 +255,23 @@ class TesterConnection(asyncio.Protocol):
         raise NotImplementedError
 
 
-class CarLeg(asyncio.Protocol):
+class CarLeg(_Endpoint):
     """relay: the car's side of one tester connection."""
 
     def __init__(self, tester: TesterConnection) -> None:
+        super().__init__()
         self.tester = tester
-        self.transport: asyncio.Transport | None = None
-        self.trace: DoipTrace | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.tester.hub.car_pcap is not None:
-            self.trace = DoipTrace(
-                None,
-                transport.get_extra_info("sockname")[:2],
-                transport.get_extra_info("peername")[:2],
-                pcap=self.tester.hub.car_pcap,
-            )
+        self._opened(transport, self.tester.hub.car_pcap)
         self.tester.car = self
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
-            if self.trace is not None:
-                self.trace.tx(data)
+        self._send(data)
 
     def data_received(self, data: bytes) -> None:
-        if self.trace is not None:
-            self.trace.rx(data)
+        self._traced(data)
         try:
             self.tester.from_car(data)
         except FrameError as err:
@@ -410,28 +417,19 @@ class DoipTester(TesterConnection):
 
             def answer(response: bytes) -> None:
                 self.hub.guard.answered(response)
-                self.write(
-                    doip_frames.pack(
-                        doip_frames.DIAGNOSTIC_MESSAGE,
-                        struct.pack(">HH", target, source) + response,
-                        version,
-                    )
-                )
+                self.send(DiagnosticMessage(target, source, response), version)
 
             self.ask_car(target, data, answer)
         else:
-            self.write(doip_frames.pack(doip_frames.GENERIC_NACK, b"\x01", version))
+            self.send(GenericDoIPNegativeAcknowledge(0x01), version)  # unknown payload type
 
     def refuse(self, item: Message, refusal: Refusal) -> None:
         source, target, _ = item.diagnostic or (0, 0, b"")
         ack = DiagnosticMessagePositiveAcknowledgement(target, source, 0x00)
+        answer = DiagnosticMessage(target, source, refusal.response)
         self.write(
             doip_frames.pack_message(ack, item.version)
-            + doip_frames.pack(
-                doip_frames.DIAGNOSTIC_MESSAGE,
-                struct.pack(">HH", target, source) + refusal.response,
-                item.version,
-            )
+            + doip_frames.pack_message(answer, item.version)
         )
 
     def from_car(self, data: bytes) -> None:
