@@ -314,31 +314,14 @@ def add_bridge_routes(admin: Any, gateway: Any, pairing: Any) -> None:
 
 def _admin(args: argparse.Namespace, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     """One request to the running gateway's admin socket."""
-    import asyncio
-
-    import aiohttp
-
     from firmware_py.config import load_config
+    from firmware_py.gateway.admin import admin_request
 
     cfg = load_config(
         Path(args.config) if args.config else None,
         overrides={"storage": {"state_dir": args.state_dir}} if args.state_dir else None,
     )
-    sock_path = cfg.storage.state_dir / ADMIN_SOCKET
-    if not sock_path.exists():
-        raise ConfigError(
-            f"no gateway is running with state directory {cfg.storage.state_dir}",
-            hint="Start it: vci gateway",
-        )
-
-    async def call() -> tuple[int, Any]:
-        async with (
-            aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(sock_path))) as session,
-            session.request(method, f"http://box{path}", json=body) as resp,
-        ):
-            return resp.status, await resp.json()
-
-    return asyncio.run(call())
+    return admin_request(cfg.storage.state_dir, method, path, body)
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:

@@ -8,8 +8,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from firmware_py.config import ADMIN_SOCKET, Config
-from firmware_py.errors import PreconditionError, StorageError
+from firmware_py.config import Config
+from firmware_py.errors import ConfigError, PreconditionError, StorageError
 from firmware_py.gateway.events import Event, EventBus
 from firmware_py.gateway.job_handlers import HANDLERS, vehicle_vin
 from firmware_py.gateway.jobs import Caller, Job, JobRequest, JobRunner, VehicleWorker
@@ -73,22 +73,11 @@ def run_cli_job(
 def bridge_open_in_gateway(cfg: Config) -> str | None:
     """The client address of an ENET bridge the running gateway (same state directory) has open,
     asked over its admin socket; None when none is open or no gateway runs."""
-    import json
-    import socket
+    from firmware_py.gateway.admin import admin_request
 
-    path = cfg.storage.state_dir / ADMIN_SOCKET
-    if not path.exists():
-        return None
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(2.0)
-            sock.connect(str(path))
-            sock.sendall(b"GET /bridge HTTP/1.0\r\nHost: box\r\n\r\n")
-            answer = b""
-            while len(answer) < 1 << 20 and (chunk := sock.recv(65536)):
-                answer += chunk
-        state = json.loads(answer.partition(b"\r\n\r\n")[2])
-    except (OSError, ValueError):
+        _, state = admin_request(cfg.storage.state_dir, "GET", "/bridge", timeout=2.0)
+    except ConfigError:
         return None  # no gateway behind a stale socket, or not ours to read
     if not isinstance(state, dict) or not state.get("open"):
         return None
