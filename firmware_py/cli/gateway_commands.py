@@ -268,9 +268,13 @@ def add_bridge_routes(admin: Any, gateway: Any, pairing: Any) -> None:
 
     from firmware_py.errors import VciError
     from firmware_py.gateway.jobs import Caller
+    from firmware_py.strict_json import StrictJsonError, loads, obj
 
     async def bridge_open(request: web.Request) -> web.Response:
-        data = await request.json()
+        try:
+            data = obj(loads(await request.read()))
+        except StrictJsonError as err:
+            return web.json_response(err.to_dict(), status=400)
         if not pairing.tablets():
             return web.json_response(
                 {
@@ -280,13 +284,12 @@ def add_bridge_routes(admin: Any, gateway: Any, pairing: Any) -> None:
                 },
                 status=409,
             )
-        timeout = data.get("timeout")
-        try:
+        try:  # client and timeout are checked with the job's parameters (job_params)
             job = gateway.open_bridge(
-                str(data.get("client", "")),
-                float(timeout) if timeout is not None else None,
-                Caller("cli", "box owner"),
+                data.get("client", ""), data.get("timeout"), Caller("cli", "box owner")
             )
+        except StrictJsonError as err:
+            return web.json_response(err.to_dict(), status=400)
         except VciError as err:
             return web.json_response(err.to_dict(), status=409)
         return web.json_response(job, status=202)

@@ -237,11 +237,8 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
     outbox = ctx.services.get("outbox")
     entitled: Callable[[str, Any], Any] | None = ctx.services.get("entitled")
     client = _client(ctx.params)
-    try:
-        asked = ctx.params.get("timeout")
-        timeout = float(cfg.bridge.timeout if asked is None else asked)
-    except (TypeError, ValueError):
-        timeout = float("nan")
+    asked = ctx.params.get("timeout")  # a number, or absent (job_params checked it)
+    timeout = float(cfg.bridge.timeout if asked is None else asked)
     if not 1 <= timeout <= cfg.bridge.max_timeout:
         raise ConfigError(f"the bridge's timeout must be 1..{cfg.bridge.max_timeout:g} seconds")
     decision = entitled("enet_bridge", None) if entitled else None

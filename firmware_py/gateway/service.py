@@ -77,8 +77,10 @@ class Gateway:
             )
 
     # -- the ENET bridge (docs/enet.md) ------------------------------------------------------
-    def open_bridge(self, client: str, timeout: float | None, caller: Any) -> dict[str, Any]:
-        """Open the ENET bridge for the tester at ``client`` (a job: ticket checked, vehicle held)."""
+    def open_bridge(self, client: Any, timeout: Any, caller: Any) -> dict[str, Any]:
+        """Open the ENET bridge for the tester at ``client`` (a job: ticket checked, vehicle held).
+        The values are the caller's as they came: the job's parameter check refuses bad ones
+        (:class:`~firmware_py.strict_json.StrictJsonError`)."""
         from firmware_py.gateway.jobs import JobRequest
 
         params: dict[str, Any] = {"client": client}

@@ -322,13 +322,12 @@ async def bridge_state(request: web.Request) -> web.Response:
 async def bridge_open(request: web.Request) -> web.Response:
     data = await _body(request)
     client = data.get("client") or request.remote  # default: this tablet's own address
-    timeout = data.get("timeout")
-    if not isinstance(client, str) or not (timeout is None or isinstance(timeout, int | float)):
-        return _json_error(400, "give 'client' (an address) and optional 'timeout' (seconds)")
-    try:
+    try:  # client and timeout are checked with the job's parameters (job_params)
         job = request.app[GATEWAY].open_bridge(
-            client, timeout, Caller("tablet", request[TABLET].name)
+            client, data.get("timeout"), Caller("tablet", request[TABLET].name)
         )
+    except StrictJsonError:
+        raise
     except VciError as err:
         return _json_error(403 if err.code == "not_entitled" else 409, err)
     return web.json_response(job, status=202)

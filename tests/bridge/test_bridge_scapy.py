@@ -337,3 +337,23 @@ def test_a_box_on_hsfz_relays_both_protocols_and_reads_the_voltage_over_hsfz(bri
     gw.vci("bridge", "close")
     refusal = gw.wait_closed()["refusals"][0]
     assert refusal["volts"] == pytest.approx(12.3)
+
+
+def test_open_parameters_are_checked_like_every_jobs_on_both_sockets(bridge_box) -> None:
+    """The admin socket and the page hand the caller's values to the job's parameter check: a
+    timeout that is not a number is a 400 naming it (it was a 500 on the admin socket)."""
+    from firmware_py.gateway.admin import admin_request
+
+    gw = bridge_box()
+    for client, timeout in (("127.0.0.1", "soon"), ("127.0.0.1", True), (7, None)):
+        status, body = admin_request(
+            gw.box.root / "state", "POST", "/bridge/open", {"client": client, "timeout": timeout}
+        )
+        assert status == 400, body
+        assert ("timeout is not a number" if timeout else "client is not text") in body["message"]
+        status, body = gw.tablet.call(
+            "POST", "/api/bridge/open", {"client": client, "timeout": timeout}
+        )
+        assert status == 400, body
+        assert ("timeout is not a number" if timeout else "client is not text") in body["message"]
+    assert not gw.state()["open"]
