@@ -31,9 +31,9 @@ TRACE = os.environ.get("BENCH_BRIDGE_TRACE", "1") == "1"
 
 def serve(car_host: str, hsfz_port: int, doip_port: int, control: str) -> None:
     """The bridge's process: relay to the simulator until stdin closes."""
+    from firmware_py.config import BridgeConfig
     from firmware_py.gateway.bridge_guard import Guard
-    from firmware_py.gateway.bridge_jobs import EnetCar
-    from firmware_py.gateway.bridge_net import BridgeIdentity, BridgePorts, Hub, session_pcaps
+    from firmware_py.gateway.bridge_net import BridgeIdentity, EnetCar, Hub, session_pcaps
     from firmware_py.transport.hsfz import HsfzIdentity
 
     vin = "WBAJA71090B123456"
@@ -50,8 +50,7 @@ def serve(car_host: str, hsfz_port: int, doip_port: int, control: str) -> None:
         tester_pcap, car_pcap = session_pcaps(traces / "tester.pcap", traces / "car.pcap")
         hub = Hub(
             "127.0.0.1",
-            "127.0.0.1",
-            BridgePorts(0, 0, 0),
+            BridgeConfig(listen_host="127.0.0.1", hsfz_port=0, hsfz_control_port=0, doip_port=0),
             EnetCar((car_host, hsfz_port), (car_host, doip_port)),
             Guard(13.0),
             BridgeIdentity(vin, hsfz=HsfzIdentity(0x10, "001A37C0FFEE", vin)),

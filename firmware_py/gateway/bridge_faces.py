@@ -98,7 +98,7 @@ class TesterConnection(_Endpoint):
         self.pending: collections.deque[Any] = collections.deque()
         self.waiting = False
         self.car: CarLeg | None = None
-        self.relay = hub.car.mode == "relay"
+        self.relay = hub.relay
         self.outstanding = 0
         self._holds: set[str] = set()
 
@@ -144,7 +144,7 @@ class TesterConnection(_Endpoint):
             asyncio.get_running_loop().create_task(self._connect_car())
 
     async def _connect_car(self) -> None:
-        host, port = self.hub.car.address(self.protocol)
+        host, port = self.hub.car_address(self.protocol)
         try:
             await asyncio.get_running_loop().create_connection(lambda: CarLeg(self), host, port)
         except OSError as err:
@@ -201,7 +201,7 @@ class TesterConnection(_Endpoint):
         """translate: hand a request to the car's side; reading pauses while many are under way."""
         self.outstanding += 1
         self.hold("car", self.outstanding >= MAX_OUTSTANDING)
-        self.hub.car.request(target, request, answer, self._finished)
+        self.hub.translation.request(target, request, answer, self._finished)
         self.hub.counters.to_car += 1
         self.hub.relayed(request)
 
@@ -312,7 +312,7 @@ class HsfzTester(TesterConnection):
         if self.relay:
             self.to_car(item.encode(), request)
             return
-        if request is not None and len(request) > self.hub.car.max_message:
+        if request is not None and len(request) > self.hub.translation.max_message:
             self.write(Frame(ControlWord.MESSAGE_TOO_LARGE, item.data[:2]).encode())
         elif request is not None and item.target == HSFZ_FUNCTIONAL:
             # one ISO-TP channel answers one ECU: functional requests are not translated
@@ -410,7 +410,7 @@ class DoipTester(TesterConnection):
             if target > 0xFF or target == HSFZ_FUNCTIONAL:  # functional: not translated
                 self.send(DiagnosticMessageNegativeAcknowledgement(target, source, 0x03), version)
                 return
-            if len(data) > self.hub.car.max_message:
+            if len(data) > self.hub.translation.max_message:
                 self.send(DiagnosticMessageNegativeAcknowledgement(target, source, 0x04), version)
                 return
             self.send(DiagnosticMessagePositiveAcknowledgement(target, source, 0x00), version)

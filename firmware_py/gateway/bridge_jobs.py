@@ -29,12 +29,7 @@ from typing import Any
 from firmware_py.config import Config
 from firmware_py.errors import ConfigError, VehicleNotFoundError
 from firmware_py.gateway.bridge_guard import Guard, Refusal, suppresses_positive_response
-from firmware_py.gateway.bridge_net import (
-    BridgeIdentity,
-    BridgePorts,
-    Hub,
-    session_pcaps,
-)
+from firmware_py.gateway.bridge_net import BridgeIdentity, EnetCar, Hub, session_pcaps
 from firmware_py.gateway.jobs import JobContext
 from firmware_py.gateway.tariffs import RAW_CLASS_SCOPE, Scope
 from firmware_py.transport.hsfz import GATEWAY_ADDRESS, HsfzIdentity
@@ -92,41 +87,15 @@ class WorkerQueue:
             future.cancel()
 
 
-class EnetCar:
-    """relay: the car's ENET, HSFZ and DoIP each at their own port."""
-
-    mode = "relay"
-    max_message = 0x10000
-
-    def __init__(self, hsfz: tuple[str, int], doip: tuple[str, int]) -> None:
-        self._addresses = {"hsfz": hsfz, "doip": doip}
-
-    def address(self, protocol: str) -> tuple[str, int]:
-        return self._addresses[protocol]
-
-    def request(
-        self,
-        target: int,
-        payload: bytes,
-        answer: Callable[[bytes], None],
-        done: Callable[[], None],
-    ) -> None:
-        raise RuntimeError("a relay has no requests of its own")
-
-
 class CanCar:
     """translate: ISO-TP on D-CAN with BMW extended addressing, on the vehicle worker."""
 
-    mode = "translate"
     max_message = ISOTP_MAX_PAYLOAD
 
     def __init__(
         self, work: WorkerQueue, loop: asyncio.AbstractEventLoop, p2: float, p2_star: float
     ) -> None:
         self.work, self.loop, self.p2, self.p2_star = work, loop, p2, p2_star
-
-    def address(self, protocol: str) -> tuple[str, int]:
-        raise RuntimeError("a translation has no ENET address")
 
     def request(
         self,
@@ -257,7 +226,7 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
         last[:] = [(time.monotonic(), volts)]
         return volts
 
-    car: Any = enet_car or CanCar(work, loop, cfg.uds.p2, cfg.uds.p2_star)
+    car = enet_car or CanCar(work, loop, cfg.uds.p2, cfg.uds.p2_star)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     traces = ctx.services["store"].state_dir / "traces"
     tester_path = traces / f"{stamp}-bridge-{ctx.job.id}-tester.pcap"
@@ -298,8 +267,7 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
     floor = ctx.services.get("flash_options", FlashOptions()).min_voltage
     hub = Hub(
         client,
-        cfg.bridge.listen_host,
-        BridgePorts(cfg.bridge.hsfz_port, cfg.bridge.hsfz_control_port, cfg.bridge.doip_port),
+        cfg.bridge,
         car,
         Guard(floor),
         identity,

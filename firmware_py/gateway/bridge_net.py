@@ -9,7 +9,7 @@ TCP connection from another address is reset at once. Two ways to the car:
   car, HSFZ to HSFZ, DoIP to DoIP; each frame is parsed, checked by the :class:`.Guard` and
   forwarded unchanged, or refused with the ECU-shaped answer ``7F <sid> 22``;
 - **translate** (the box has only D-CAN): the bridge is the tester's gateway; it acknowledges
-  each message itself and hands the UDS bytes to ``car.request`` (ISO-TP with BMW extended
+  each message itself and hands the UDS bytes to a :class:`Translation` (ISO-TP with BMW extended
   addressing on the vehicle worker), whose answers go back to the tester.
 
 Both sides are traced as pcap (tester side: one file per session, every connection in it).
@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from doipclient.messages import VehicleIdentificationResponse
 
+from firmware_py.config import BridgeConfig
 from firmware_py.errors import FrameError
 from firmware_py.gateway.bridge_faces import DoipTester, HsfzControl, HsfzTester, TesterConnection
 from firmware_py.gateway.bridge_guard import Guard, Refusal, classified, required_scope
@@ -60,23 +61,18 @@ class BridgeIdentity:
 
 
 @dataclass(frozen=True)
-class BridgePorts:
-    hsfz: int = HSFZ_DIAG_PORT
-    hsfz_control: int = HSFZ_CONTROL_PORT
-    doip: int = 13400
+class EnetCar:
+    """relay: where the car's ENET answered identification, (host, port) per protocol."""
+
+    hsfz: tuple[str, int]
+    doip: tuple[str, int]
 
 
-class CarSide(Protocol):
-    """How diagnostic messages reach the car."""
+class Translation(Protocol):
+    """translate: how a diagnostic message reaches an ECU over the box's own link (D-CAN)."""
 
-    mode: str
-    """``relay`` or ``translate``"""
     max_message: int
-    """translate: the longest UDS message the car's bus carries (longer: message too large)"""
-
-    def address(self, protocol: str) -> tuple[str, int]:
-        """relay: the car's (host, port) for ``hsfz`` or ``doip``."""
-        ...
+    """the longest UDS message the car's bus carries (longer: message too large)"""
 
     def request(
         self,
@@ -85,9 +81,9 @@ class CarSide(Protocol):
         answer: Callable[[bytes], None],
         done: Callable[[], None],
     ) -> None:
-        """translate: send ``payload`` to the ECU at ``target``; ``answer`` is called on the
-        loop with each answer (a response pending first, then the response), ``done`` once when
-        the exchange is over (answered, timed out or failed)."""
+        """Send ``payload`` to the ECU at ``target``; ``answer`` is called on the loop with each
+        answer (a response pending first, then the response), ``done`` once when the exchange
+        is over (answered, timed out or failed)."""
         ...
 
 
@@ -109,9 +105,9 @@ class Hub:
     """One bridge session's sockets and shared state."""
 
     client: str
-    listen_host: str
-    ports: BridgePorts
-    car: CarSide
+    listen: BridgeConfig
+    """where the bridge listens (``listen_host`` and the ports; a 0 port takes a free one)"""
+    car: EnetCar | Translation
     guard: Guard
     identity: BridgeIdentity
     voltage: Callable[[], Awaitable[float | None]]
@@ -127,19 +123,33 @@ class Hub:
     _servers: list[Any] = field(default_factory=list)
     _connections: set[TesterConnection] = field(default_factory=set)
 
+    @property
+    def relay(self) -> bool:
+        return isinstance(self.car, EnetCar)
+
+    @property
+    def translation(self) -> Translation:
+        assert not isinstance(self.car, EnetCar), "a relay has no requests of its own"
+        return self.car
+
+    def car_address(self, protocol: str) -> tuple[str, int]:
+        """relay: the car's (host, port) for ``hsfz`` or ``doip``."""
+        assert isinstance(self.car, EnetCar), "a translation has no ENET address"
+        return self.car.hsfz if protocol == "hsfz" else self.car.doip
+
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> dict[str, int]:
         """Listen on the Wi-Fi side; returns the bound ports (a configured 0 takes a free one)."""
         if self.identity.hsfz is not None:
-            self.bound["hsfz"] = await self._tcp(self.ports.hsfz, lambda: HsfzTester(self))
+            self.bound["hsfz"] = await self._tcp(self.listen.hsfz_port, lambda: HsfzTester(self))
             self.bound["hsfz_control"] = await self._tcp_udp(
-                self.ports.hsfz_control,
+                self.listen.hsfz_control_port,
                 lambda: HsfzControl(self),
                 lambda: _Udp(self, self._hsfz_identification),
             )
         if self.identity.doip:
             self.bound["doip"] = await self._tcp_udp(
-                self.ports.doip, lambda: DoipTester(self), lambda: _Udp(self, self._doip_udp)
+                self.listen.doip_port, lambda: DoipTester(self), lambda: _Udp(self, self._doip_udp)
             )
         return dict(self.bound)
 
@@ -155,7 +165,7 @@ class Hub:
 
     async def _tcp(self, port: int, factory: Callable[[], asyncio.Protocol]) -> int:
         server = await asyncio.get_running_loop().create_server(
-            factory, self.listen_host, port, reuse_address=True
+            factory, self.listen.listen_host, port, reuse_address=True
         )
         self._servers.append(server)
         return int(server.sockets[0].getsockname()[1])
@@ -169,11 +179,13 @@ class Hub:
         """TCP and UDP on the same port number (both protocols use one port in the standards)."""
         loop = asyncio.get_running_loop()
         for _ in range(20):
-            server = await loop.create_server(tcp, self.listen_host, port, reuse_address=True)
+            server = await loop.create_server(
+                tcp, self.listen.listen_host, port, reuse_address=True
+            )
             bound = int(server.sockets[0].getsockname()[1])
             try:
                 transport, _ = await loop.create_datagram_endpoint(
-                    udp, local_addr=(self.listen_host, bound)
+                    udp, local_addr=(self.listen.listen_host, bound)
                 )
             except OSError:
                 server.close()

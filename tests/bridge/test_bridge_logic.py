@@ -15,9 +15,10 @@ from doipclient.messages import DiagnosticMessage, RoutingActivationRequest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from firmware_py.config import BridgeConfig
 from firmware_py.errors import FrameError, PreconditionError
 from firmware_py.gateway.bridge_guard import Guard, battery_guarded, required_scope
-from firmware_py.gateway.bridge_net import BridgeIdentity, BridgePorts, Hub
+from firmware_py.gateway.bridge_net import BridgeIdentity, EnetCar, Hub
 from firmware_py.gateway.events import EventBus
 from firmware_py.gateway.jobs import Caller, JobRequest, JobRunner, JobState, VehicleWorker
 from firmware_py.gateway.tariffs import Scope
@@ -172,14 +173,10 @@ def test_while_the_bridge_is_open_other_jobs_are_refused() -> None:
 class EchoCar:
     """A car side that answers every request with its positive response (SID + 0x40)."""
 
-    mode = "translate"
     max_message = 4095
 
     def __init__(self) -> None:
         self.requests: list[tuple[int, bytes]] = []
-
-    def address(self, protocol: str) -> tuple[str, int]:
-        raise AssertionError("a translation has no ENET address")
 
     def request(self, target, payload, answer, done) -> None:
         self.requests.append((target, payload))
@@ -187,16 +184,15 @@ class EchoCar:
         done()
 
 
-def _hub(car: EchoCar, volts: float, refusals: list) -> Hub:
+def _hub(car: EchoCar | EnetCar, volts: float, refusals: list) -> Hub:
     async def voltage() -> float:
         await asyncio.sleep(0.05)  # a reading takes a while: what comes behind it must wait
         return volts
 
     return Hub(
         "127.0.0.1",
-        "127.0.0.1",
-        BridgePorts(0, 0, 0),
-        car,  # type: ignore[arg-type]
+        BridgeConfig(listen_host="127.0.0.1", hsfz_port=0, hsfz_control_port=0, doip_port=0),
+        car,
         Guard(13.0),
         BridgeIdentity(VIN, hsfz=HsfzIdentity(0x10, "001A37C0FFEE", VIN)),
         voltage,
@@ -428,8 +424,7 @@ def test_whatever_a_tester_sends_the_bridge_answers_or_closes(face, mode, chunks
 
     async def main() -> None:
         asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
-        car = EchoCar()
-        car.mode = mode
+        car = EchoCar() if mode == "translate" else EnetCar(("127.0.0.1", 1), ("127.0.0.1", 1))
         hub = _hub(car, 14.0, [])
 
         async def voltage() -> float:
