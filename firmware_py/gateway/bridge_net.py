@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 GATEWAY_DOIP_ADDRESS = 0x0010
 TRACE_FLUSH = 0.25
 """seconds between flushes of a session's traces (and at its end): a relay writes in batches"""
-HSFZ_DIAG_PORT, HSFZ_CONTROL_PORT = hsfz.DIAG_PORT, hsfz.CONTROL_PORT
 
 
 @dataclass(frozen=True)
@@ -143,13 +143,11 @@ class Hub:
         if self.identity.hsfz is not None:
             self.bound["hsfz"] = await self._tcp(self.listen.hsfz_port, lambda: HsfzTester(self))
             self.bound["hsfz_control"] = await self._tcp_udp(
-                self.listen.hsfz_control_port,
-                lambda: HsfzControl(self),
-                lambda: _Udp(self, self._hsfz_identification),
+                self.listen.hsfz_control_port, lambda: HsfzControl(self), self._hsfz_identification
             )
         if self.identity.doip:
             self.bound["doip"] = await self._tcp_udp(
-                self.listen.doip_port, lambda: DoipTester(self), lambda: _Udp(self, self._doip_udp)
+                self.listen.doip_port, lambda: DoipTester(self), self._doip_udp
             )
         return dict(self.bound)
 
@@ -174,18 +172,19 @@ class Hub:
         self,
         port: int,
         tcp: Callable[[], asyncio.Protocol],
-        udp: Callable[[], asyncio.DatagramProtocol],
+        answer: Callable[[bytes], bytes | None],
     ) -> int:
-        """TCP and UDP on the same port number (both protocols use one port in the standards)."""
+        """TCP and UDP on the same port number (both protocols use one port in the standards).
+        UDP also on the Wi-Fi network's broadcast address: testers look for a car by
+        identification sent there, which a socket bound to the box's address never receives."""
         loop = asyncio.get_running_loop()
+        host = self.listen.listen_host
         for _ in range(20):
-            server = await loop.create_server(
-                tcp, self.listen.listen_host, port, reuse_address=True
-            )
+            server = await loop.create_server(tcp, host, port, reuse_address=True)
             bound = int(server.sockets[0].getsockname()[1])
             try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    udp, local_addr=(self.listen.listen_host, bound)
+                unicast, _ = await loop.create_datagram_endpoint(
+                    lambda: _Udp(self, answer), local_addr=(host, bound)
                 )
             except OSError:
                 server.close()
@@ -193,7 +192,23 @@ class Hub:
                 if port:
                     raise
                 continue
-            self._servers += [server, transport]
+            self._servers += [server, unicast]
+            broadcast = broadcast_address(host)
+            if broadcast is not None:
+                try:  # answered from the box's own address, where the tester then connects
+                    heard, _ = await loop.create_datagram_endpoint(
+                        functools.partial(_Udp, self, answer, reply_from=unicast),
+                        local_addr=(broadcast, bound),
+                    )
+                    self._servers.append(heard)
+                except OSError as err:
+                    log.warning(
+                        "bridge: identification broadcast to %s:%d not heard (%s): the tester "
+                        "must be given the box's address",
+                        broadcast,
+                        bound,
+                        err,
+                    )
             return bound
         raise OSError("no free port for TCP and UDP together")
 
@@ -247,19 +262,53 @@ class Hub:
 
 
 class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, hub: Hub, answer: Callable[[bytes], bytes | None]) -> None:
+    """Identification on UDP; ``reply_from``: the socket that answers (a socket bound to a
+    broadcast address answers through the one bound to the box's own address)."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        answer: Callable[[bytes], bytes | None],
+        reply_from: asyncio.DatagramTransport | None = None,
+    ) -> None:
         self.hub, self.answer = hub, answer
-        self.transport: asyncio.DatagramTransport | None = None
+        self.transport = reply_from
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # (CPython's selector datagram transport is no asyncio.DatagramTransport subclass)
+        if self.transport is None:
+            self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if not self.hub.admitted(addr):
             return  # a client that was not admitted gets nothing
         reply = self.answer(data)
-        if reply is not None and self.transport is not None:
+        if reply is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
+
+
+def broadcast_address(host: str) -> str | None:
+    """The broadcast address of the network of the interface that has the address ``host``
+    (Linux: SIOCGIFADDR, SIOCGIFNETMASK); None for an address no interface has (0.0.0.0: every
+    socket hears broadcasts anyway) or a network without one (/32)."""
+    import fcntl
+    import ipaddress
+    import socket
+    import struct
+
+    siocgifaddr, siocgifnetmask = 0x8915, 0x891B
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _, name in socket.if_nameindex():
+            ifreq = struct.pack("256s", name.encode()[:15])
+            try:
+                if socket.inet_ntoa(fcntl.ioctl(sock, siocgifaddr, ifreq)[20:24]) != host:
+                    continue
+                mask = socket.inet_ntoa(fcntl.ioctl(sock, siocgifnetmask, ifreq)[20:24])
+            except OSError:  # an interface without an IPv4 address
+                continue
+            broadcast = str(ipaddress.IPv4Network(f"{host}/{mask}", strict=False).broadcast_address)
+            return broadcast if broadcast != host else None
+    return None
 
 
 def session_pcaps(tester: Any, car: Any) -> tuple[PcapWriter | None, PcapWriter | None]:

@@ -278,6 +278,40 @@ def test_doip_translation_activates_routing_and_refuses_unknown_testers() -> Non
     assert car.requests == [(0x12, b"\x22\xf1\x90")]
 
 
+def test_a_tester_finds_the_bridge_by_broadcast_and_the_answer_comes_from_its_address() -> None:
+    """ISTA, E-Sys and EdiabasLib's "auto" find a car by identification sent to the network's
+    broadcast address; a socket bound to the box's own address alone never receives it. The
+    answer comes from the box's address (the tester connects where the answer came from)."""
+
+    async def main() -> list[tuple[bytes, tuple[str, int]]]:
+        hub = _hub(EchoCar(), 14.0, [])
+        ports = await hub.start()
+
+        def tester() -> list[tuple[bytes, tuple[str, int]]]:
+            answers = []
+            for port, request in (
+                (ports["doip"], doip_frames.pack(0x0001, b"")),
+                (ports["hsfz_control"], hsfz.IDENTIFICATION_REQUEST),
+            ):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+                    s.bind(("127.0.0.1", 0))  # the admitted client
+                    s.settimeout(5)
+                    s.sendto(request, ("127.255.255.255", port))  # loopback's broadcast (/8)
+                    answers.append(s.recvfrom(4096))
+            return answers
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, tester)
+        finally:
+            await hub.stop()
+
+    (doip, doip_from), (ident, ident_from) = asyncio.run(main())
+    assert doip_from[0] == ident_from[0] == "127.0.0.1"
+    assert doip_frames.decode_datagram(doip).parsed().vin == VIN
+    assert hsfz.parse_identification(ident).vin == VIN
+
+
 def test_functional_requests_are_not_translated_to_one_isotp_channel() -> None:
     car, refusals = EchoCar(), []
 
