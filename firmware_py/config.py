@@ -208,8 +208,7 @@ class BridgeConfig:
     timeout: float = 3600.0
     """seconds a session stays open unless given otherwise"""
     max_timeout: float = 12 * 3600.0
-    """the longest session that can be asked for (below it: erase and download are refused at
-    the programming floor of the flash sequencer, FlashOptions.min_voltage)"""
+    """the longest session that can be asked for, in seconds"""
 
 
 @dataclass(frozen=True)

@@ -57,11 +57,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Open, close or show the ENET bridge of the running gateway: the tester at "
         "--client gets HSFZ (6801/6811) and DoIP (13400) on the box's Wi-Fi address, relayed to "
         "the car (or translated to D-CAN). Needs a paired tablet and a ticket that allows "
-        "diagnosis; erase and download are refused below the programming voltage floor.",
+        "diagnosis; what the tester sends needs what it does (writes: coding, routines: service, "
+        "the programming session, erase and download: raw_programming, an Engineering ticket), "
+        "and erase and download are refused below the programming voltage floor (docs/enet.md).",
     )
     b.add_argument("action", choices=("open", "close", "status"))
     b.add_argument("--client", help="the tester's IPv4 address (open)")
-    b.add_argument("--timeout", type=float, help="seconds until the bridge closes (open)")
+    b.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds until the bridge closes (open; default [bridge] timeout, one hour)",
+    )
     b.add_argument("--state-dir", type=Path)
     b.set_defaults(func=cmd_bridge)
 
