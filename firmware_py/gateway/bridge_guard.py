@@ -50,7 +50,7 @@ def battery_guarded(request: bytes) -> str | None:
     sid = request[0] if request else None
     if sid not in (0x31, 0x34, 0x38):
         return None
-    raw_class, what = _classified(request[:4])
+    raw_class, what = classified(request)
     if raw_class is not RawClass.PROGRAMMING:
         return None
     if sid in (0x34, 0x38):
@@ -62,7 +62,7 @@ def battery_guarded(request: bytes) -> str | None:
 
 def required_scope(request: bytes) -> Scope:
     """The scope a ticket must include for the bridge to relay ``request``."""
-    return RAW_CLASS_SCOPE[_classified(request[:4])[0]]
+    return RAW_CLASS_SCOPE[classified(request)[0]]
 
 
 def negative_response(request: bytes, nrc: int = CONDITIONS_NOT_CORRECT) -> bytes:
@@ -112,12 +112,12 @@ class Guard:
         ``entitled``: whether the session's tickets include :func:`required_scope`. ``volts``
         None means the voltage could not be read: a guarded request is then refused."""
         if not entitled:
-            raw = classify(request)
-            scope = RAW_CLASS_SCOPE[raw.raw_class]
+            raw_class, named = classified(request)
+            scope = RAW_CLASS_SCOPE[raw_class]
             return Refusal(
                 request,
-                raw.what,
-                f"no ticket on the box includes {scope.value}, which {raw.raw_class.value} "
+                named,
+                f"no ticket on the box includes {scope.value}, which {raw_class.value} "
                 "requests need: add a ticket of a tariff that includes it",
                 volts,
             )
