@@ -14,8 +14,8 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -40,12 +40,13 @@ class SimHandle:
     can_interface: str
     can_channel: str
     control_url: str
-    hsfz_host: str = ""
-    hsfz_port: int = 0
+    hsfz_host: str
+    hsfz_port: int
     """TCP diagnostic port of the HSFZ face"""
-    hsfz_control_port: int = 0
+    hsfz_control_port: int
     """UDP identification port of the HSFZ face"""
-    output: list[str] = field(default_factory=list)
+    output: ProcessOutput
+    """what the simulator printed"""
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
@@ -79,6 +80,71 @@ class SimHandle:
         return ["--can", "--can-interface", self.can_interface, "--can-channel", self.can_channel]
 
 
+class ProcessOutput:
+    """A process's merged stdout and stderr, read on a thread all along (so the pipe never fills
+    and the process never blocks on a log line); tests wait for a line with a deadline."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._ended = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    @property
+    def text(self) -> str:
+        with self._changed:
+            return "".join(self.lines)
+
+    def wait_for(self, words: str, timeout: float) -> str:
+        """The first line that contains ``words``, waiting up to ``timeout`` s for it; an
+        AssertionError with the whole output if it does not come or the process ends first."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = next((line for line in self.lines if words in line), None)
+                if found is not None:
+                    return found
+                if self._ended:
+                    raise AssertionError(
+                        f"the process exited ({self.process.poll()}) without {words!r}:\n"
+                        + "".join(self.lines)
+                    )
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"no {words!r} within {timeout} s:\n" + "".join(self.lines)
+                    )
+                self._changed.wait(left)
+
+    def finish(self, timeout: float = 10) -> str:
+        """The whole output, once the (ended) process's last lines are read."""
+        self._reader.join(timeout)
+        return self.text
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within ``timeout`` s."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def _start(extra: tuple[str, ...]) -> SimHandle:
     channel = free_can_channel()
     cmd = [
@@ -107,24 +173,13 @@ def _start(extra: tuple[str, ...]) -> SimHandle:
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    output: list[str] = []
-    ready: list[str] = []
-    got = threading.Event()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            output.append(line)
-            if line.startswith("vci-sim ready"):
-                ready.append(line)
-                got.set()
-        got.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    if not got.wait(READY_TIMEOUT) or not ready:
+    output = ProcessOutput(proc)
+    try:
+        ready = output.wait_for("vci-sim ready", READY_TIMEOUT)
+    except AssertionError as err:
         proc.kill()
-        raise RuntimeError("vci sim did not start:\n" + "".join(output))
-    fields = dict(part.split("=", 1) for part in ready[0].split()[2:])
+        raise RuntimeError(f"vci sim did not start: {err}") from None
+    fields = dict(part.split("=", 1) for part in ready.split()[2:])
     host, _, port = fields["doip"].rpartition(":") if fields["doip"] != "-" else ("", "", "0")
     interface, _, chan = fields["can"].partition(":")
     hsfz = fields.get("hsfz", "-")
@@ -145,15 +200,8 @@ def _start(extra: tuple[str, ...]) -> SimHandle:
 
 
 def _stop(sim: SimHandle) -> None:
-    if sim.process.poll() is None:
-        sim.process.send_signal(signal.SIGTERM)
-        try:
-            sim.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            sim.process.kill()
-            sim.process.wait(timeout=5)
-    time.sleep(0.05)  # let the output pump finish
-    text = "".join(sim.output)
+    stop_process(sim.process, timeout=10)
+    text = sim.output.finish()
     assert "Traceback" not in text, "the simulator crashed:\n" + text
 
 
@@ -182,79 +230,6 @@ def enet(request: pytest.FixtureRequest) -> str:
 def sim_process(start_sim: Callable[..., SimHandle]) -> SimHandle:
     """``vci sim`` in its own process, fresh for each test."""
     return start_sim()
-
-
-def free_port() -> int:
-    """A TCP port on loopback that is free right now (for a process told to listen on it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def stop_process(proc: subprocess.Popen[Any]) -> None:
-    """SIGTERM, then SIGKILL if the process has not ended within 20 s."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-@dataclass
-class GatewayProcess:
-    """A ``vci gateway`` in its own process, past its ``vci-gateway ready`` line."""
-
-    process: subprocess.Popen[str]
-    port: int
-    """the page's HTTP port on 127.0.0.1"""
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> str:
-        """Stop the gateway; its remaining output, asserted free of tracebacks."""
-        stop_process(self.process)
-        assert self.process.stdout is not None
-        output = self.process.stdout.read()
-        assert "Traceback" not in output, "the gateway crashed:\n" + output
-        return output
-
-
-def start_gateway_process(
-    sim: SimHandle,
-    env: dict[str, str],
-    transport: str = "doip",
-    extra_args: tuple[str, ...] = (),
-    port: int | None = None,
-) -> GatewayProcess:
-    """Start ``vci gateway --port PORT <transport flags reaching sim> *extra_args`` with ``env``
-    (give it ``VCI_CONFIG``) and wait for its ready line. ``port`` defaults to a free one.
-    Stop it with ``.stop()`` (or ``stop_process(handle.process)``)."""
-    port = port or free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "firmware_py",
-            "gateway",
-            "--port",
-            str(port),
-            *sim.cli_args(transport),
-            *extra_args,
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "vci-gateway ready" not in line:
-        stop_process(proc)
-        raise AssertionError("vci gateway did not start:\n" + line + proc.stdout.read())
-    return GatewayProcess(proc, port)
 
 
 @dataclass
@@ -312,3 +287,72 @@ def basic_box(box: Box, monkeypatch: pytest.MonkeyPatch) -> Box:
     assert proc.returncode == 0, proc.stderr
     monkeypatch.setenv("VCI_CONFIG", str(box.config))
     return box
+
+
+GATEWAY_READY_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (the caller binds it next)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class GatewayProcess:
+    """A ``vci gateway`` process started by ``start_gateway_process``; a context manager that
+    stops it."""
+
+    process: subprocess.Popen[str]
+    url: str
+    """its local page, ``http://127.0.0.1:PORT``"""
+    output: ProcessOutput
+    """what it printed (stdout and stderr)"""
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def stop(self) -> str:
+        """SIGTERM (SIGKILL if it hangs); the gateway's whole output, asserted free of
+        tracebacks (a crash in any of its tasks is a failure of the test that ran it)."""
+        stop_process(self.process)
+        output = self.output.finish()
+        assert "Traceback" not in output, "the gateway crashed:\n" + output
+        return output
+
+    def __enter__(self) -> GatewayProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_gateway_process(
+    args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    port: int | None = None,
+    timeout: float = GATEWAY_READY_TIMEOUT,
+) -> GatewayProcess:
+    """``vci gateway --port PORT ARGS`` (``args``: transport flags and other options; ``env``:
+    its whole environment, default this one), returned once it printed its ready line; it is
+    killed and the test fails with its output if that does not come within ``timeout`` s."""
+    port = port or free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "firmware_py", "gateway", "--port", str(port), *args],
+        env={**(env if env is not None else os.environ), "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    gateway = GatewayProcess(process, f"http://127.0.0.1:{port}", ProcessOutput(process))
+    try:
+        gateway.output.wait_for("vci-gateway ready", timeout)
+    except AssertionError:
+        process.kill()
+        process.wait(timeout=10)
+        raise
+    return gateway

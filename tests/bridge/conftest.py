@@ -169,7 +169,7 @@ def bridge_box(box: Any, start_sim: Callable[..., Any]) -> Iterator[Callable[...
             "PYTHONUNBUFFERED": "1",
             **(env_extra or {}),
         }
-        gateway = start_gateway_process(sim, env, transport)
+        gateway = start_gateway_process(sim.cli_args(transport), env)
         handle = BridgeBox(box, sim, gateway, env)
         started.append(handle)
         if paired:

@@ -18,6 +18,7 @@ import pytest
 
 from portal import pki
 from portal.broker import user_acl, write_config
+from tests.conftest import free_port, stop_process
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 HAVE_MOSQUITTO = os.path.exists(MOSQUITTO)
@@ -31,12 +32,6 @@ BOX, OTHER_BOX, USER, OTHER_USER, BRIDGE = (
 COLLEAGUE = "portal-carol"
 """a second user serving box-test-0001, as portal-alice does"""
 REPO = Path(__file__).parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 10) -> None:
@@ -96,35 +91,8 @@ def gateway_env(box: Any, broker: dict[str, Any], **cloud: str) -> dict[str, str
     return env
 
 
-def start_gateway(sim: Any, env: dict[str, str], transport: str = "doip") -> subprocess.Popen[str]:
-    gateway = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "firmware_py",
-            "gateway",
-            "--port",
-            str(free_port()),
-            *sim.cli_args(transport),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert gateway.stdout is not None
-    line = gateway.stdout.readline()
-    assert "vci-gateway ready" in line, line
-    return gateway
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+stop = stop_process
+"""stops a portal-side process (broker, bridge, console)"""
 
 
 @pytest.fixture

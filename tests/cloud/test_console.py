@@ -22,9 +22,9 @@ from tests.cloud.conftest import (
     USER,
     free_port,
     gateway_env,
-    start_gateway,
     stop,
 )
+from tests.conftest import start_gateway_process
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -45,7 +45,7 @@ def _request(url: str, data: bytes | None = None, headers: dict[str, str] | None
 
 def test_console_runs_jobs_on_a_box_with_live_progress(box, broker, start_sim, tmp_path) -> None:
     sim = start_sim("--battery", "13.6")
-    gateway = start_gateway(sim, gateway_env(box, broker))
+    gateway = start_gateway_process(sim.cli_args("doip"), gateway_env(box, broker))
     port = free_port()
     console = subprocess.Popen(
         [
@@ -158,4 +158,4 @@ def test_console_runs_jobs_on_a_box_with_live_progress(box, broker, start_sim, t
             browser.close()
     finally:
         stop(console)
-        stop(gateway)
+        gateway.stop()

@@ -27,10 +27,9 @@ from tests.cloud.conftest import (
     flash_through_an_outage,
     free_port,
     gateway_env,
-    start_gateway,
-    stop,
     wait_online,
 )
+from tests.conftest import start_gateway_process
 
 if not HAVE_MOSQUITTO:
     pytest.skip("mosquitto is not installed (scripts/test installs it)", allow_module_level=True)
@@ -53,7 +52,7 @@ def ws_box(box, broker, start_sim, start_bridge):
         fallback_after="1.5",
         broker_port=str(blocked_port()),
     )
-    gateway = start_gateway(sim, env)
+    gateway = start_gateway_process(sim.cli_args("doip"), env)
     session = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
     wait_online(session, BOX)
     yield {
@@ -65,7 +64,7 @@ def ws_box(box, broker, start_sim, start_bridge):
         "url": url,
     }
     session.close()
-    stop(gateway)
+    gateway.stop()
 
 
 def test_auto_falls_back_to_the_websocket_and_remote_jobs_run(ws_box) -> None:
@@ -239,7 +238,7 @@ def test_bridge_restarted_mid_flash_loses_nothing(
     bridge, url = start_bridge(port)
     env = gateway_env(box, broker, transport="websocket", ws_url=url)
     env["VCI_SECURITY_PUBLISHER_KEYS_DIR"] = str(trust)
-    gateway = start_gateway(sim, env)
+    gateway = start_gateway_process(sim.cli_args("doip"), env)
     session = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
     try:
         wait_online(session, BOX)
@@ -262,4 +261,4 @@ def test_bridge_restarted_mid_flash_loses_nothing(
         print(f"\nflash at {seen.at_kill} % when the bridge was killed; {len(seen.events)} events")
     finally:
         session.close()
-        stop(gateway)
+        gateway.stop()

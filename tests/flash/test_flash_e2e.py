@@ -4,10 +4,11 @@ DoIP and CAN; refusals before anything is erased; faults during the transfer; co
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
-from tests.conftest import TRANSPORTS
+from tests.conftest import TRANSPORTS, start_gateway_process
 from tests.flash.conftest import image, sha
 
 EGS, DSC = 0x18, 0x29
@@ -306,39 +307,12 @@ def test_coding_change_verify_and_restore(flash_box, sim, enet) -> None:
 
 
 def test_the_gateway_finishes_an_interrupted_flash_at_start_up(flash_box, publisher, sim) -> None:
-    import os
-    import socket
-    import subprocess
-    import sys
-    import time
-
     data = image("12.05.00", 64 * 1024)
     pkg = publisher.package("egs.vcipkg", "EGS", EGS, "12.05.00", data)
     sim.inject(ecu="EGS", reset_after_blocks=5)
     assert flash(flash_box, sim, str(pkg)).returncode == 2
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    gateway = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "firmware_py",
-            "gateway",
-            "--port",
-            str(port),
-            "--resume-flash",
-            *sim.cli_args("doip"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ},
-    )
-    try:
-        assert gateway.stdout is not None
-        lines = [gateway.stdout.readline() for _ in range(2)]
-        assert any("resuming interrupted programming job" in line for line in lines), lines
+    with start_gateway_process(["--resume-flash", *sim.cli_args("doip")]) as gateway:
+        gateway.output.wait_for("resuming interrupted programming job", 10)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not sim.state()["ecus"]["EGS"]["region"]["valid"]:
             time.sleep(0.2)
@@ -348,6 +322,3 @@ def test_the_gateway_finishes_an_interrupted_flash_at_start_up(flash_box, publis
             and egs["region"]["sha256"] == region_sha(data)
             and egs["sw_version"] == "12.05.00"
         )
-    finally:
-        gateway.terminate()
-        gateway.wait(timeout=20)

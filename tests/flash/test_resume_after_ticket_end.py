@@ -5,16 +5,13 @@ resume is not checked again (it flashes only what the journal holds), and ``vci 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 from firmware_py.gateway.store import Store
 from firmware_py.gateway.trusted_time import TrustedClock
+from tests.conftest import start_gateway_process
 from tests.flash.conftest import image, sha
 
 REGION = 1024 * 1024
@@ -56,70 +53,34 @@ def test_vci_flash_resume_finishes_after_the_ticket_ended(flash_box, publisher, 
     assert egs["region"]["sha256"] == sha(data + b"\xff" * (REGION - len(data)))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def gateway(flash_box, sim, port: int) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "firmware_py", "gateway", "--resume-flash", "--port", str(port)]
-        + sim.cli_args("doip"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True).start()
-    return proc, lines
-
-
-def wait_for(lines: list[str], proc: subprocess.Popen[str], words: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [line for line in list(lines) if words in line]
-        if found:
-            return found[0]
-        if proc.poll() is not None:
-            time.sleep(0.2)  # the reader's last lines
-            raise AssertionError(f"the gateway exited ({proc.returncode}):\n" + "".join(lines))
-        time.sleep(0.05)
-    raise AssertionError(f"no {words!r} within {timeout} s:\n" + "".join(lines))
-
-
 def test_gateway_resumes_after_the_ticket_ended_and_keeps_serving(
     flash_box, publisher, start_sim
 ) -> None:
     sim = start_sim("--battery", "13.6")
     _, data = interrupted_flash(flash_box, publisher, sim)
     end_the_ticket(flash_box)
-    port = free_port()
-    proc, lines = gateway(flash_box, sim, port)
+    gateway = start_gateway_process(["--resume-flash", *sim.cli_args("doip")])
     try:
-        wait_for(lines, proc, "resumed and verified", 120)
+        gateway.output.wait_for("resumed and verified", 120)
         egs = sim.state()["ecus"]["EGS"]
         assert egs["region"]["valid"] and egs["sw_version"] == "12.05.00"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
+        with urllib.request.urlopen(gateway.url + "/", timeout=5) as page:
             assert page.status == 200  # still serving
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-    assert "Traceback" not in "".join(lines)
+        output = gateway.stop()
+    assert "Traceback" not in output
 
 
 def test_gateway_keeps_serving_when_the_resume_fails(flash_box, publisher, start_sim) -> None:
     sim = start_sim("--battery", "13.6")
     pkg, _ = interrupted_flash(flash_box, publisher, sim)
     pkg.write_bytes(pkg.read_bytes()[:-10])  # the package the journal names is damaged
-    port = free_port()
-    proc, lines = gateway(flash_box, sim, port)
+    gateway = start_gateway_process(["--resume-flash", *sim.cli_args("doip")])
     try:
-        wait_for(lines, proc, "resuming programming job", 60)
-        wait_for(lines, proc, "vci-gateway ready", 10)
-        assert proc.poll() is None
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
+        gateway.output.wait_for("resuming programming job", 60)
+        assert gateway.process.poll() is None
+        with urllib.request.urlopen(gateway.url + "/", timeout=5) as page:
             assert page.status == 200
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        output = gateway.stop()
+    assert "Traceback" not in output  # refused, logged, and serving on

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ENET_PROTOCOLS
+from tests.conftest import ENET_PROTOCOLS, start_gateway_process
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -84,27 +83,7 @@ def stack(request, tmp_path_factory):
             sequence=SequenceParams(max_block_length=0x402),
         )
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    gateway = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "firmware_py",
-            "gateway",
-            "--port",
-            str(port),
-            *sim.cli_args(request.param),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert gateway.stdout is not None
-    ready = gateway.stdout.readline()
-    assert "vci-gateway ready" in ready, ready
+    gateway = start_gateway_process(sim.cli_args(request.param), env)
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -112,14 +91,13 @@ def stack(request, tmp_path_factory):
         page.on("dialog", lambda dialog: dialog.accept())
         yield {
             "page": page,
-            "url": f"http://127.0.0.1:{port}/",
+            "url": gateway.url + "/",
             "sim": sim,
             "env": env,
             "package": pkg,
         }
         browser.close()
-    gateway.terminate()
-    gateway.wait(timeout=20)
+    gateway.stop()
     _stop(sim)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.cloud.conftest import free_port, stop
+from tests.conftest import start_gateway_process
 
 HEADER_TIMEOUT = 2.0
 BODY_TIMEOUT = 2.0
@@ -41,7 +41,6 @@ def _fds(pid: int) -> int:
 @pytest.fixture
 def gateway(box: Any, sim_process: Any) -> Any:
     """(process, base url, state dir) of a ``vci gateway`` with a short header timeout."""
-    port = free_port()
     env = {
         **os.environ,
         "VCI_CONFIG": str(box.config),
@@ -49,19 +48,8 @@ def gateway(box: Any, sim_process: Any) -> Any:
         "VCI_WEB_BODY_TIMEOUT": str(BODY_TIMEOUT),
         "VCI_STORAGE_MAX_PACKAGE_BYTES": str(120 * 1024 * 1024),
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "firmware_py", "gateway", "--port", str(port)]
-        + sim_process.cli_args("doip"),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert "vci-gateway ready" in line, line
-    yield proc, f"http://127.0.0.1:{port}", box.root / "state"
-    stop(proc)
+    with start_gateway_process(sim_process.cli_args("doip"), env) as gateway:
+        yield gateway.process, gateway.url, box.root / "state"
 
 
 def _get(url: str, timeout: float = 5) -> int:
