@@ -129,6 +129,15 @@ def _page(state_dir: Path, sim_process: Any) -> Iterator[Page]:
     loop.close()
 
 
+def tablet(address: str | None = None) -> aiohttp.ClientSession:
+    """A client of the page that keeps the box's cookies (the page is reached by IP address);
+    ``address``: another loopback address, i.e. another client on the Wi-Fi."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(local_addr=(address, 0)) if address else None,
+        cookie_jar=aiohttp.CookieJar(unsafe=True),
+    )
+
+
 async def pair(session: aiohttp.ClientSession, base: str, pairing: Pairing, clock: Clock) -> str:
     async with session.post(base + "/api/pair", json={"name": "t"}) as r:
         req = await r.json()

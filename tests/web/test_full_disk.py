@@ -5,9 +5,9 @@ all the same and answers a clear 507, never a 500; the page and its tasks keep w
 
 from __future__ import annotations
 
-import aiohttp
+import asyncio
 
-from tests.web.conftest import CODE, fill, pair
+from tests.web.conftest import CODE, fill, pair, tablet
 
 
 def test_car_changing_jobs_are_refused_before_they_start_when_the_record_cannot_be_kept(
@@ -16,7 +16,7 @@ def test_car_changing_jobs_are_refused_before_they_start_when_the_record_cannot_
     page = small_disk_server
 
     async def go() -> None:
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with tablet() as s:
             csrf = await pair(s, page.base, page.pairing, page.clock)
             filler = fill(small_disk)
             jobs_before = sorted(page.gateway.runner.jobs)
@@ -45,7 +45,7 @@ def test_car_changing_jobs_are_refused_before_they_start_when_the_record_cannot_
             for _ in range(200):
                 if page.gateway.runner.jobs[job_id].state.value in ("done", "failed"):
                     break
-                await __import__("asyncio").sleep(0.05)
+                await asyncio.sleep(0.05)
             assert page.gateway.runner.jobs[job_id].state.value == "done"
             assert page.gateway.vehicle_state()["vin"] == "WBAJA71090B123456"
             filler.unlink()  # space again: the same job is taken
@@ -65,7 +65,7 @@ def test_pairing_on_a_full_disk_counts_wrong_codes_and_answers_clearly(
     page = small_disk_server
 
     async def go() -> None:
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with tablet() as s:
             async with s.post(page.base + "/api/pair", json={"name": "t"}) as r:
                 req = await r.json()
             filler = fill(small_disk)

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from firmware_py.web.app import COOKIE
-from tests.web.conftest import CODE, pair, run
+from tests.web.conftest import CODE, pair, run, tablet
 
 ROUTES = [
     ("GET", "/api/trace"),
@@ -38,7 +38,7 @@ CHANGING = [(m, p) for m, p in ROUTES if m in ("POST", "DELETE")]
 
 def test_unpaired_clients_get_only_the_pairing_page(server) -> None:
     async def go(base, pairing, clock):
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with tablet() as s:
             async with s.get(base + "/") as r:
                 assert r.status == 200 and "Pair this tablet" in await r.text()
             for method, path in ROUTES:
@@ -51,7 +51,7 @@ def test_unpaired_clients_get_only_the_pairing_page(server) -> None:
 
 def test_forged_and_expired_cookies_are_refused(server) -> None:
     async def go(base, pairing, clock):
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with tablet() as s:
             await pair(s, base, pairing, clock)
             async with s.get(base + "/api/vehicle") as r:
                 assert r.status == 200
@@ -62,7 +62,7 @@ def test_forged_and_expired_cookies_are_refused(server) -> None:
                 for method, path in ROUTES:
                     async with s.request(method, base + path, json={}) as r:
                         assert r.status == 401, (method, path, cookie)
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with tablet() as s:
             await pair(s, base, pairing, clock)
             clock.t += 91 * 86400  # unused for longer than a session lives
             async with s.get(base + "/api/vehicle") as r:
@@ -73,7 +73,7 @@ def test_forged_and_expired_cookies_are_refused(server) -> None:
 
 def test_changing_requests_need_the_csrf_token(server) -> None:
     async def go(base, pairing, clock):
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with tablet() as s:
             csrf = await pair(s, base, pairing, clock)
             for method, path in CHANGING:
                 for headers in ({}, {"X-CSRF-Token": "wrong"}):
@@ -94,7 +94,7 @@ def test_changing_requests_need_the_csrf_token(server) -> None:
 
 def test_pairing_is_refused_after_the_window_and_after_too_many_codes(server) -> None:
     async def go(base, pairing, clock):
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with tablet() as s:
             async with s.post(base + "/api/pair", json={"name": "late"}) as r:
                 req = await r.json()
             clock.t += 61
@@ -118,7 +118,7 @@ def test_pairing_is_refused_after_the_window_and_after_too_many_codes(server) ->
 
 def test_events_arrive_over_the_websocket_and_a_new_socket_gets_the_true_state(server) -> None:
     async def go(base, pairing, clock):
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with tablet() as s:
             csrf = await pair(s, base, pairing, clock)
             async with s.ws_connect(base + "/api/events") as ws:
                 hello = json.loads((await ws.receive(timeout=5)).data)
@@ -148,7 +148,7 @@ def test_the_session_trace_downloads_as_pcap_that_scapy_reads(server) -> None:
     from scapy.utils import rdpcap
 
     async def go(base, pairing, clock):
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with tablet() as s:
             csrf = await pair(s, base, pairing, clock)
             async with s.get(base + "/api/trace") as r:
                 assert r.status == 404  # nothing recorded before the first job
@@ -180,18 +180,11 @@ def test_the_session_trace_downloads_as_pcap_that_scapy_reads(server) -> None:
 
 def test_pairing_status_is_a_long_poll_answered_when_the_button_is_pressed(server) -> None:
     async def go(base, pairing, clock):
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with tablet() as s:
             async with s.post(base + "/api/pair", json={"name": "t"}) as r:
                 req = await r.json()
 
-            async def wait_for_approval() -> int:
-                async with s.post(
-                    base + f"/api/pair/{req['id']}/collect",
-                    json={"claim": req["claim"], "wait": 10},
-                ) as r:
-                    return r.status
-
-            waiting = asyncio.create_task(wait_for_approval())
+            waiting = asyncio.create_task(collect(s, base, req))
             await asyncio.sleep(0.5)
             assert not waiting.done()  # the request is held open, not answered "not yet" at once
             pairing.press_button(clock.now())
@@ -200,12 +193,12 @@ def test_pairing_status_is_a_long_poll_answered_when_the_button_is_pressed(serve
     run(server, go)
 
 
-def _from(address: str) -> aiohttp.ClientSession:
-    """A client on another address of the Wi-Fi (another loopback address here)."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(local_addr=(address, 0)),
-        cookie_jar=aiohttp.CookieJar(unsafe=True),
-    )
+async def collect(session: aiohttp.ClientSession, base: str, req: dict[str, str]) -> int:
+    """The tablet's poll for its pairing, held open by the page for up to 10 s; its status."""
+    async with session.post(
+        base + f"/api/pair/{req['id']}/collect", json={"claim": req["claim"], "wait": 10}
+    ) as r:
+        return r.status
 
 
 def test_attackers_pairing_requests_do_not_stop_a_tablet_pairing_by_button_or_code(
@@ -214,30 +207,23 @@ def test_attackers_pairing_requests_do_not_stop_a_tablet_pairing_by_button_or_co
     async def go(base, pairing, clock):
         # 100 requests from 100 other clients, and many from one of them
         for i in range(100):
-            async with _from(f"127.0.1.{i + 1}") as s:
+            async with tablet(f"127.0.1.{i + 1}") as s:
                 for _ in range(1 if i else 20):
                     async with s.post(base + "/api/pair", json={"name": f"x{i}"}) as r:
                         assert r.status == 200
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with tablet() as s:
             async with s.post(base + "/api/pair", json={"name": "mine"}) as r:
                 assert r.status == 200
                 req = await r.json()
                 assert len(req["short_code"]) == 4
 
-            async def wait_for_approval() -> int:
-                async with s.post(
-                    base + f"/api/pair/{req['id']}/collect",
-                    json={"claim": req["claim"], "wait": 10},
-                ) as r:
-                    return r.status
-
-            waiting = asyncio.create_task(wait_for_approval())
+            waiting = asyncio.create_task(collect(s, base, req))
             await asyncio.sleep(0.3)
             assert pairing.press_button(clock.now()).startswith("mine")
             assert await asyncio.wait_for(waiting, 5) == 200
         # an attacker who polls too makes the button ambiguous: the tablet is told to type the
         # label code, and the code works, however many wrong codes the attacker sends
-        async with _from("127.0.2.1") as attacker:
+        async with tablet("127.0.2.1") as attacker:
             async with attacker.post(base + "/api/pair", json={"name": "evil"}) as r:
                 evil = await r.json()
             for _ in range(10):
@@ -245,7 +231,7 @@ def test_attackers_pairing_requests_do_not_stop_a_tablet_pairing_by_button_or_co
                     base + f"/api/pair/{evil['id']}/code", json={"code": "WRONG1"}
                 ) as r:
                     assert r.status == 403
-            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            async with tablet() as s:
                 async with s.post(base + "/api/pair", json={"name": "second"}) as r:
                     req = await r.json()
                 for who, rid, claim in (
@@ -289,7 +275,7 @@ def test_attackers_pairing_requests_do_not_stop_a_tablet_pairing_by_button_or_co
 )
 def test_foreign_origins_and_hosts_are_refused(server, headers, status) -> None:
     async def go(base, pairing, clock):
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with tablet() as s:
             csrf = await pair(s, base, pairing, clock)
             before = len(pairing.tablets())
             async with s.post(base + "/api/pair", json={"name": "x"}, headers=headers) as r:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from firmware_py.gateway.job_params import CHECKS, check_params
 from firmware_py.strict_json import StrictJsonError
-from tests.web.conftest import pair
+from tests.web.conftest import pair, tablet
 
 SETTINGS = settings(
     max_examples=60,
@@ -59,7 +59,7 @@ def _state(page: Any) -> tuple[Any, ...]:
 
 
 async def _session(page: Any) -> tuple[aiohttp.ClientSession, str]:
-    s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    s = tablet()
     csrf = await pair(s, page.base, page.pairing, page.clock)
     return s, csrf
 
