@@ -14,6 +14,7 @@ from firmware_py.cloud.portal_link import PortalLink
 from firmware_py.cloud.schema import MAX_MESSAGE, Message, ProtocolError, decode
 from firmware_py.gateway.outbox import Outbox
 from firmware_py.gateway.store import Store
+from tests.strategies import JSON_VALUES
 
 
 def test_round_trip_and_answers_carry_the_correlation() -> None:
@@ -206,17 +207,6 @@ def test_an_unsigned_envelope_time_never_moves_trusted_time(tmp_path) -> None:
     assert topic.endswith("/res/portal-alice") and b"signature is not valid" in answer
 
 
-JSON_VALUES = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=10),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
-    ),
-    max_leaves=12,
-)
 FIELDS = ["v", "type", "id", "corr", "body", "ticket", "time"]
 
 

@@ -23,6 +23,7 @@ from firmware_py.gateway.tariffs import JobKind
 from firmware_py.gateway.ticket_token import TicketRefused, sign
 from firmware_py.gateway.trusted_time import TrustedClock
 from portal.tickets import RevocationList, issue
+from tests.strategies import JSON_VALUES
 
 DEVICE, VIN = "box-test-0001", "WBAJA71090B123456"
 T0 = 1_800_000_000.0
@@ -501,19 +502,6 @@ def test_usage_kept_before_the_ledger_is_adopted(tmp_path, portal_key, clocks) -
 
 
 # -- malformed input inside a correctly signed token: a clear refusal and no change ----------------
-JSON_VALUES = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=12),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
-    ),
-    max_leaves=12,
-)
-
-
 def store_snapshot(ent: Entitlements) -> str:
     db = ent.store.connection()
     tables = ("tickets", "ticket_usage", "revoked", "revocation_state", "trusted_time", "outbox")
