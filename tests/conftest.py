@@ -232,6 +232,20 @@ def sim_process(start_sim: Callable[..., SimHandle]) -> SimHandle:
     return start_sim()
 
 
+def vci(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``vci ARGS`` run to its end (``env``: its whole environment, default this one)."""
+    return subprocess.run(
+        [sys.executable, "-m", "firmware_py", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 @dataclass
 class Box:
     """A box's configuration in a temporary directory, with the portal's TEST signing key
@@ -251,15 +265,8 @@ class Box:
         )
 
     def vci(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "VCI_CONFIG": str(self.config)}
-        return subprocess.run(
-            [sys.executable, "-m", "firmware_py", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
+        """``vci ARGS`` with this box's configuration."""
+        return vci(*args, env={**os.environ, "VCI_CONFIG": str(self.config)}, timeout=timeout)
 
 
 @pytest.fixture

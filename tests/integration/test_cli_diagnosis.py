@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.conftest import TRANSPORTS, SimHandle
-from tests.integration.helpers import vci, vci_json
+from tests.conftest import TRANSPORTS, SimHandle, vci
+from tests.integration.helpers import vci_json
 
 SIM_ECUS = {"ZGW", "DME", "EGS", "DSC", "ACSM", "BDC", "KOMBI", "HU"}
 

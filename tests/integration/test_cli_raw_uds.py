@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from firmware_py.gateway.outbox import Outbox
 from firmware_py.gateway.store import Store
-from tests.integration.helpers import vci
+from tests.conftest import vci
 
 
 def test_raw_erase_and_download_need_engineering_and_the_battery_floor(

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TRANSPORTS, SimHandle
-from tests.integration.helpers import vci, vci_json
+from tests.conftest import TRANSPORTS, SimHandle, vci
+from tests.integration.helpers import vci_json
 
 
 def _cluster(sim: SimHandle) -> dict[int, dict[str, Any]]:
