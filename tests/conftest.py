@@ -110,23 +110,30 @@ class ProcessOutput:
     def wait_for(self, words: str, timeout: float) -> str:
         """The first line that contains ``words``, waiting up to ``timeout`` s for it; an
         AssertionError with the whole output if it does not come or the process ends first."""
+        found = self._wait(
+            lambda: next((x for x in self.lines if words in x), None), timeout, repr(words)
+        )
+        if found is None:
+            raise AssertionError(
+                f"the process exited ({self.process.poll()}) without {words!r}:\n" + self.text
+            )
+        return found
+
+    def wait_for_lines(self, count: int, timeout: float) -> bool:
+        """Whether the process printed ``count`` lines (False: it ended with fewer), waiting up
+        to ``timeout`` s; an AssertionError with the output if neither comes in time."""
+        return bool(self._wait(lambda: len(self.lines) >= count or None, timeout, f"{count} lines"))
+
+    def _wait(self, found: Callable[[], Any], timeout: float, what: str) -> Any:
+        """``found()`` once it is not None, or None once the output ended without it."""
         deadline = time.monotonic() + timeout
         with self._changed:
-            while True:
-                found = next((line for line in self.lines if words in line), None)
-                if found is not None:
-                    return found
-                if self._ended:
-                    raise AssertionError(
-                        f"the process exited ({self.process.poll()}) without {words!r}:\n"
-                        + "".join(self.lines)
-                    )
+            while (value := found()) is None and not self._ended:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(
-                        f"no {words!r} within {timeout} s:\n" + "".join(self.lines)
-                    )
+                    raise AssertionError(f"no {what} within {timeout} s:\n" + "".join(self.lines))
                 self._changed.wait(left)
+            return value
 
     def finish(self, timeout: float = 10) -> str:
         """The whole output, once the (ended) process's last lines are read."""

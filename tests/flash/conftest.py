@@ -3,8 +3,16 @@ publisher key generated for the test (TEST material)."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import json
 import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +21,7 @@ import pytest
 from firmware_py.keys import load_private_key
 from firmware_py.uds.flash.package import SequenceParams, build_package
 from portal import keys
+from tests.conftest import ProcessOutput
 
 EGS_REGION = 0x00080000  # every simulated ECU but the DME (see docs/simulator.md)
 
@@ -85,3 +94,37 @@ def sha(data: bytes) -> str:
 
 
 __all__ = ["EGS_REGION", "Publisher", "image", "sha", "os"]
+
+
+def cut_point(events: str, rng: random.Random) -> tuple[int, float]:
+    """A random moment of a flash whose ``vci --json flash`` printed ``events``, as (events
+    printed by then, seconds after the last of them): drawn evenly over the flash's own time, so
+    most cuts fall in the long transfers, and placed by the events, so a slower or faster start
+    of the process (a loaded machine) does not move it."""
+    times = [json.loads(line)["time"] for line in events.splitlines() if line.startswith("{")]
+    moment = rng.uniform(times[0], times[-1])
+    printed = bisect.bisect_right(times, moment)
+    return printed, moment - times[printed - 1]
+
+
+def flash_cut_after(
+    args: Sequence[str], point: tuple[int, float], timeout: float = 120
+) -> list[str]:
+    """``vci --json flash ARGS`` SIGKILLed (a power cut) at ``point`` (from ``cut_point``), or
+    when it ends first; the lines it printed."""
+    printed, later = point
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware_py", "--json", "flash", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    output = ProcessOutput(proc)
+    try:
+        if output.wait_for_lines(printed, timeout):
+            time.sleep(later)  # the moment of the cut is what the tests vary, not a wait
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    output.finish()
+    return list(output.lines)

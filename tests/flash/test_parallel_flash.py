@@ -6,12 +6,7 @@ each region verified against its image."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
-import threading
 import time
 
 import pytest
@@ -19,7 +14,7 @@ import pytest
 from firmware_py.gateway.job_params import check_params
 from firmware_py.strict_json import StrictJsonError
 from firmware_py.uds.flash.plan import ParallelRules, stages
-from tests.flash.conftest import image, sha
+from tests.flash.conftest import cut_point, flash_cut_after, image, sha
 
 REGION = 1024 * 1024
 #: ECU, address, version before, version after (g30.toml: each has a 1 MiB region at 0x80000)
@@ -113,21 +108,8 @@ def test_sigkill_during_a_parallel_flash_and_resume_finishes_every_ecu(
     resumed, where_killed = 0, []
     for _ in range(KILLS):
         _fresh(sim, 0.004)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "firmware_py", "--json", "flash", *paths, "--parallel"]
-            + sim.cli_args(enet),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ},
-        )
-        lines: list[str] = []
-        reader = threading.Thread(target=lines.extend, args=(proc.stdout,), daemon=True)
-        reader.start()
-        time.sleep(rng.uniform(0.05, span * 0.95))  # the power cut, somewhere in the flash
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        reader.join(timeout=5)
+        # the power cut, somewhere in the flash
+        flash_cut_after([*paths, "--parallel", *sim.cli_args(enet)], cut_point(first.stdout, rng))
         rows = [
             r
             for r in json.loads(flash_box.vci("--json", "flash", "--status").stdout)

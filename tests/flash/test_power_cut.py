@@ -5,12 +5,7 @@ battery that sags during the transfer stops the flash at a safe point."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
-import threading
 import time
 
 import pytest
@@ -24,7 +19,7 @@ from firmware_py.sim.vehicle import load_vehicle
 from firmware_py.uds.flash.package import load_package_file
 from firmware_py.uds.flash.sequencer import FlashError, FlashOptions, Sequencer
 from firmware_py.uds.vehicle import VehicleSession
-from tests.flash.conftest import image, sha
+from tests.flash.conftest import cut_point, flash_cut_after, image, sha
 
 KILLS = 20
 REGION = 1024 * 1024
@@ -38,12 +33,11 @@ def test_sigkill_at_twenty_points_and_resume(flash_box, publisher, start_sim) ->
         "egs.vcipkg", "EGS", 0x18, "12.05.00", data, expects=("12.04.00",), max_block=0x402
     )
     expected = sha(data + b"\xff" * (REGION - len(data)))
-    env = {**os.environ}
     rng = random.Random(20261124)
     resumed, where_killed = 0, []
     seen_jobs: set[str] = set()
 
-    # one whole flash first: its duration is the span the kill points are spread over
+    # one whole flash first: the cuts are spread over its time
     def fresh_vehicle() -> None:
         sim.reset()
         sim.set_battery(13.6)
@@ -59,28 +53,8 @@ def test_sigkill_at_twenty_points_and_resume(flash_box, publisher, start_sim) ->
     )
     for _ in range(KILLS):
         fresh_vehicle()
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "firmware_py",
-                "--json",
-                "flash",
-                str(pkg),
-                *sim.cli_args("doip"),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
-        lines: list[str] = []
-        reader = threading.Thread(target=lines.extend, args=(proc.stdout,), daemon=True)
-        reader.start()
-        time.sleep(rng.uniform(0.05, span * 0.95))  # the power cut, somewhere in the flash
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        reader.join(timeout=5)
+        # the power cut, somewhere in the flash
+        lines = flash_cut_after([str(pkg), *sim.cli_args("doip")], cut_point(first.stdout, rng))
         steps = [
             json.loads(line).get("step")
             for line in lines
