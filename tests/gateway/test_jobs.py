@@ -108,17 +108,18 @@ def test_denied_job_names_the_reason_and_the_tariff_and_never_runs() -> None:
 
 def test_entitlement_is_checked_once_at_the_start_of_a_long_job() -> None:
     ent = CountingEntitlements(allowed={"programming"})
-    gate = threading.Event()
+    gate, started = threading.Event(), threading.Event()
 
     def programming(vehicle, ctx):
         ent.allowed.clear()  # the ticket ends while the flash runs
+        started.set()
         gate.wait(5)
         return {"verified": True}
 
     async def main():
         runner, bus, worker, _ = make_runner({"programming": programming}, ent)
         running = asyncio.create_task(runner.run(JobRequest("programming", PKG, ecu="DME"), CLI))
-        await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(started.wait, 5)
         with pytest.raises(EntitlementError):  # no new job after the ticket's end
             await runner.run(JobRequest("programming", PKG, ecu="EGS"), CLI)
         gate.set()
@@ -133,16 +134,17 @@ def test_entitlement_is_checked_once_at_the_start_of_a_long_job() -> None:
 
 
 def test_second_exclusive_job_on_the_same_ecu_is_refused() -> None:
-    gate = threading.Event()
+    gate, started = threading.Event(), threading.Event()
 
     def coding(vehicle, ctx):
+        started.set()
         gate.wait(5)
         return {}
 
     async def main():
         runner, _, worker, _ = make_runner({"coding": coding})
         first = runner.submit(JobRequest("coding", ecu="BDC"), CLI)
-        await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(started.wait, 5)  # running on the vehicle worker
         with pytest.raises(PreconditionError, match="another coding job is running on ECU BDC"):
             runner.admit(JobRequest("coding", ecu="BDC"), CLI)
         gate.set()
