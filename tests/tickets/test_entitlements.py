@@ -365,8 +365,7 @@ def test_a_flash_that_outlives_its_ticket_finishes_and_no_new_job_starts(
                 Caller("tablet", "t"),
             )
         )
-        while not started.is_set():
-            await asyncio.sleep(0.01)
+        assert await asyncio.to_thread(started.wait, 5)
         clocks.advance(3600)  # the ticket ends in the middle of the flash
         with pytest.raises(EntitlementError, match="expired"):
             await runner.run(
