@@ -303,7 +303,8 @@ def basic_box(box: Box, monkeypatch: pytest.MonkeyPatch) -> Box:
     return box
 
 
-GATEWAY_READY_TIMEOUT = 30.0
+START_TIMEOUT = 30.0
+"""seconds a started gateway or portal process has to print its ready line"""
 
 
 def free_port() -> int:
@@ -348,7 +349,7 @@ def start_gateway_process(
     env: Mapping[str, str] | None = None,
     *,
     port: int | None = None,
-    timeout: float = GATEWAY_READY_TIMEOUT,
+    timeout: float = START_TIMEOUT,
 ) -> GatewayProcess:
     """``vci gateway --port PORT ARGS`` (``args``: transport flags and other options; ``env``:
     its whole environment, default this one), returned once it printed its ready line; it is

@@ -18,7 +18,7 @@ import pytest
 
 from portal import pki
 from portal.broker import user_acl, write_config
-from tests.conftest import free_port, stop_process
+from tests.conftest import START_TIMEOUT, ProcessOutput, free_port, stop_process
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 HAVE_MOSQUITTO = os.path.exists(MOSQUITTO)
@@ -120,9 +120,7 @@ def start_bridge(broker: dict[str, Any]) -> Iterator[Any]:
             text=True,
         )
         started.append(proc)
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert "ws-bridge ready" in line, line
+        line = ProcessOutput(proc).wait_for("ws-bridge ready", START_TIMEOUT)
         return proc, line.split()[-1]
 
     yield start

@@ -24,7 +24,7 @@ from tests.cloud.conftest import (
     gateway_env,
     stop,
 )
-from tests.conftest import start_gateway_process
+from tests.conftest import START_TIMEOUT, ProcessOutput, start_gateway_process
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -69,9 +69,7 @@ def test_console_runs_jobs_on_a_box_with_live_progress(box, broker, start_sim, t
         text=True,
     )
     try:
-        assert console.stdout is not None
-        ready = console.stdout.readline()
-        assert "vci-portal console ready" in ready, ready
+        ready = ProcessOutput(console).wait_for("vci-portal console ready", START_TIMEOUT)
         url = ready.split()[-1]
         base = f"http://127.0.0.1:{port}"
         assert url.startswith(base + "/?token=")
