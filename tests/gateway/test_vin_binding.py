@@ -6,8 +6,6 @@ a second ``vci sim`` with another VIN at the same address (a car on Auto-IP take
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,6 +20,7 @@ from firmware_py.gateway.store import Store
 from firmware_py.gateway.trusted_time import TrustedClock
 from firmware_py.uds.vehicle import VehicleSession
 from portal.tickets import issue
+from tests.conftest import vci
 
 DEVICE = "box-test-0001"
 CAR_A, CAR_B = "WBAJA71090B123456", "WBA5R11000FH99999"
@@ -101,10 +100,5 @@ def test_a_vin_bound_ticket_is_refused_once_the_other_car_is_known(tmp_path, sta
 
 
 def test_vci_sim_takes_another_vin() -> None:
-    bad = subprocess.run(
-        [sys.executable, "-m", "firmware_py", "sim", "--vin", "SHORT", "--doip-port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    bad = vci("sim", "--vin", "SHORT", "--doip-port", "0", timeout=30)
     assert bad.returncode == 2 and "17" in bad.stderr and "Traceback" not in bad.stderr

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ENET_PROTOCOLS, start_gateway_process
+from tests.conftest import ENET_PROTOCOLS, start_gateway_process, vci
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -64,12 +62,8 @@ def stack(request, tmp_path_factory):
     }
     kid, key = keys.load_signing_key(root / "portal")
     token = tickets.issue(key, kid, tariff="basic-1d", device="box-browser")
-    subprocess.run(
-        [sys.executable, "-m", "firmware_py", "ticket", "add", token],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    added = vci("ticket", "add", token, env=env)
+    assert added.returncode == 0, added.stderr
     pkid, pkey = load_private_key(root / "publisher" / "test-publisher.key")
     pkg = root / "egs-12.05.00.vcipkg"
     pkg.write_bytes(
@@ -117,12 +111,7 @@ def test_pairing_by_the_button(stack) -> None:
     page.fill("#name", "Werkstatt-Tablet")
     page.click("#pair")
     page.wait_for_selector("#waiting:not([hidden])")
-    approve = subprocess.run(
-        [sys.executable, "-m", "firmware_py", "pair", "--approve"],
-        env=stack["env"],
-        capture_output=True,
-        text=True,
-    )
+    approve = vci("pair", "--approve", env=stack["env"])
     assert approve.returncode == 0, approve.stderr
     page.wait_for_selector("#tabs", timeout=10_000)
     page.click("text=Identify vehicle")

@@ -12,8 +12,6 @@ import asyncio
 import os
 import re
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import start_gateway_process
+from tests.conftest import start_gateway_process, vci
 
 HEADER_TIMEOUT = 2.0
 BODY_TIMEOUT = 2.0
@@ -123,19 +121,8 @@ def test_a_package_upload_streams_to_disk_and_an_oversized_one_leaves_nothing(ga
                 base + f"/api/pair/{req['id']}/collect", json={"claim": req["claim"]}
             ) as r:
                 assert r.status == 202  # waiting for the button
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "firmware_py",
-                    "pair",
-                    "--approve",
-                    "--state-dir",
-                    str(state),
-                ],
-                check=True,
-                capture_output=True,
-            )
+            approved = vci("pair", "--approve", "--state-dir", str(state))
+            assert approved.returncode == 0, approved.stderr
             async with s.post(
                 base + f"/api/pair/{req['id']}/collect", json={"claim": req["claim"]}
             ) as r:
