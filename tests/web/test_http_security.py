@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from typing import Any
 
 import aiohttp
 import pytest
@@ -185,6 +187,7 @@ def test_pairing_status_is_a_long_poll_answered_when_the_button_is_pressed(serve
                 req = await r.json()
 
             waiting = asyncio.create_task(collect(s, base, req))
+            await until_polling(pairing, req["id"])
             await asyncio.sleep(0.5)
             assert not waiting.done()  # the request is held open, not answered "not yet" at once
             pairing.press_button(clock.now())
@@ -199,6 +202,14 @@ async def collect(session: aiohttp.ClientSession, base: str, req: dict[str, str]
         base + f"/api/pair/{req['id']}/collect", json={"claim": req["claim"], "wait": 10}
     ) as r:
         return r.status
+
+
+async def until_polling(pairing: Any, rid: str, timeout: float = 5) -> None:
+    """Until the page has the tablet's poll (the button approves only a tablet that polls)."""
+    deadline = time.monotonic() + timeout
+    while pairing.pending(rid).last_poll == float("-inf"):
+        assert time.monotonic() < deadline, "the tablet's poll did not reach the page"
+        await asyncio.sleep(0.01)
 
 
 def test_attackers_pairing_requests_do_not_stop_a_tablet_pairing_by_button_or_code(
@@ -218,7 +229,7 @@ def test_attackers_pairing_requests_do_not_stop_a_tablet_pairing_by_button_or_co
                 assert len(req["short_code"]) == 4
 
             waiting = asyncio.create_task(collect(s, base, req))
-            await asyncio.sleep(0.3)
+            await until_polling(pairing, req["id"])
             assert pairing.press_button(clock.now()).startswith("mine")
             assert await asyncio.wait_for(waiting, 5) == 200
         # an attacker who polls too makes the button ambiguous: the tablet is told to type the
