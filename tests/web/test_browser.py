@@ -109,7 +109,9 @@ def test_pairing_by_the_button(stack) -> None:
     assert page.locator("text=Pair this tablet").is_visible()
     shot(page, "01-pairing")
     page.fill("#name", "Werkstatt-Tablet")
-    page.click("#pair")
+    # the button approves only a tablet whose long poll the box has: press it once the page sent it
+    with page.expect_request(lambda r: r.url.endswith("/collect"), timeout=10_000):
+        page.click("#pair")
     page.wait_for_selector("#waiting:not([hidden])")
     approve = vci("pair", "--approve", env=stack["env"])
     assert approve.returncode == 0, approve.stderr
