@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GatewayProcess, start_gateway_process
+from tests.conftest import GatewayProcess, start_gateway_process, vci
 
 
 @dataclass
@@ -36,14 +35,7 @@ class BridgeBox:
         return self.gateway.url
 
     def vci(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "firmware_py", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-        )
+        return vci(*args, env=self.env, timeout=timeout)
 
     def open(self, client: str = "127.0.0.1", *extra: str) -> dict[str, Any]:
         proc = self.vci("--json", "bridge", "open", "--client", client, *extra)
@@ -125,13 +117,7 @@ def pair_tablet(page: str, env: dict[str, str]) -> Tablet:
     # the tablet asks for its answer (the box's button approves only a tablet that is waiting)
     waiting, _ = tablet.call("POST", f"/api/pair/{asked['id']}/collect", {"claim": asked["claim"]})
     assert waiting == 202
-    approve = subprocess.run(
-        [sys.executable, "-m", "firmware_py", "pair", "--approve"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
-    )
+    approve = vci("pair", "--approve", env=env, timeout=30)
     assert approve.returncode == 0, approve.stderr
     status, _ = tablet.call("POST", f"/api/pair/{asked['id']}/collect", {"claim": asked["claim"]})
     assert status == 200
