@@ -1,6 +1,6 @@
 """The simulated vehicle's DoIP entity (ISO 13400-2:2019) on asyncio, TCP and UDP.
 
-Every header is validated (:func:`firmware_py.sim.doip_messages.check_header`: protocol version
+Every header is validated (:func:`firmware_py.transport.doip_frames.check_header`: protocol version
 and its inverse, payload type, payload length against the type's rules and our maximum), and a
 misbehaving peer gets the generic NACK the standard names
 (table 19) and, for a broken pattern or length, a closed socket. Timers are named as in the
@@ -25,9 +25,9 @@ import struct
 import time
 from collections.abc import Callable
 
-from firmware_py.sim.doip_messages import (
-    FUNCTIONAL_ADDRESSES,
-    MAX_DATA_SIZE,
+from firmware_py.sim.ecu import PENDING_INTERVAL, EcuModel, Reply
+from firmware_py.sim.faults import BusFaults
+from firmware_py.transport.doip_frames import (
     SUPPORTED_VERSIONS,
     DiagNack,
     GenericNack,
@@ -36,8 +36,6 @@ from firmware_py.sim.doip_messages import (
     check_header,
     pack,
 )
-from firmware_py.sim.ecu import PENDING_INTERVAL, EcuModel, Reply
-from firmware_py.sim.faults import BusFaults
 
 log = logging.getLogger(__name__)
 MAX_SOCKETS = 4
@@ -45,6 +43,8 @@ MAX_SOCKETS = 4
 T_TCP_INITIAL_INACTIVITY = 2.0
 T_TCP_GENERAL_INACTIVITY = 300.0
 T_TCP_ALIVE_CHECK = 0.5
+FUNCTIONAL_ADDRESSES = (0xE400, 0x00DF)
+MAX_DATA_SIZE = 0x00100010  # largest diagnostic message we accept (entity status reports it)
 
 
 class DoipEntity:
@@ -139,7 +139,7 @@ class DoipEntity:
         """The answer to one UDP datagram, or None. Pure apart from reading our state."""
         if len(data) < 8:
             return pack(PayloadType.GENERIC_NACK, bytes([GenericNack.INCORRECT_PATTERN]))
-        head = check_header(data[:8])
+        head = check_header(data[:8], max_length=MAX_DATA_SIZE)
         version = head.version if head.version in SUPPORTED_VERSIONS else 0x02
         if head.nack is not None:
             return pack(PayloadType.GENERIC_NACK, bytes([head.nack]), version)
@@ -254,7 +254,7 @@ class _Connection(asyncio.Protocol):
     def _process(self) -> None:
         buf = self.buf
         while not self.busy and len(buf) >= 8 and not self.is_closing():
-            head = check_header(bytes(buf[:8]))
+            head = check_header(bytes(buf[:8]), max_length=MAX_DATA_SIZE)
             if head.version in SUPPORTED_VERSIONS:
                 self.version = head.version
             if head.nack is not None:

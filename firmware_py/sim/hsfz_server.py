@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from firmware_py.errors import FrameError
-from firmware_py.sim.doip_messages import FUNCTIONAL_ADDRESSES
+from firmware_py.sim.doip_server import FUNCTIONAL_ADDRESSES
 from firmware_py.sim.ecu import PENDING_INTERVAL, EcuModel, Reply
 from firmware_py.sim.faults import BusFaults
 from firmware_py.transport import hsfz

@@ -1,16 +1,20 @@
-"""DoIP (ISO 13400-2) messages as a sans-I/O stream codec, for code that sits on the *server*
-side of a DoIP socket (the ENET bridge faces the workshop's tester): bytes in, messages out.
+"""DoIP (ISO 13400-2) messages as a sans-I/O codec, for code that sits on the *server* side of a
+DoIP socket (the ENET bridge faces the workshop's tester; the simulated vehicle's entity):
+bytes in, messages out.
 
 doipclient is a client library: its parser lives inside its socket client. Its payload classes
 (``doipclient.messages``, one class per payload type with ``pack``/``unpack``) are what we use
-here for the payloads; this module adds only the generic header (ISO 13400-2 table 16) and a
-bounded stream decoder, so a peer that announces a huge payload cannot make us buffer it.
+here for the payloads; this module adds only the generic header (ISO 13400-2 table 16), its
+validation as an entity does it (:func:`check_header`, figure 7 of the 2019 edition, with the
+code tables), and a bounded stream decoder, so a peer that announces a huge payload cannot make
+us buffer it.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 from doipclient.messages import payload_message_to_type, payload_type_to_message
@@ -25,14 +29,66 @@ MAX_PAYLOAD = 0x10010 + 4
 """the largest payload accepted from a peer: what HSFZ carries in one frame (a TransferData of
 64 KiB with its header, as EdiabasLib's buffer) plus the four address bytes"""
 
-DIAGNOSTIC_MESSAGE = 0x8001
-DIAGNOSTIC_ACK = 0x8002
-DIAGNOSTIC_NACK = 0x8003
-ROUTING_ACTIVATION_REQUEST = 0x0005
-ROUTING_ACTIVATION_RESPONSE = 0x0006
-ALIVE_CHECK_REQUEST = 0x0007
-ALIVE_CHECK_RESPONSE = 0x0008
-GENERIC_NACK = 0x0000
+
+class PayloadType(IntEnum):
+    """ISO 13400-2 table 17."""
+
+    GENERIC_NACK = 0x0000
+    VEHICLE_IDENTIFICATION_REQUEST = 0x0001
+    VEHICLE_IDENTIFICATION_REQUEST_EID = 0x0002
+    VEHICLE_IDENTIFICATION_REQUEST_VIN = 0x0003
+    VEHICLE_ANNOUNCEMENT = 0x0004
+    ROUTING_ACTIVATION_REQUEST = 0x0005
+    ROUTING_ACTIVATION_RESPONSE = 0x0006
+    ALIVE_CHECK_REQUEST = 0x0007
+    ALIVE_CHECK_RESPONSE = 0x0008
+    ENTITY_STATUS_REQUEST = 0x4001
+    ENTITY_STATUS_RESPONSE = 0x4002
+    POWER_MODE_REQUEST = 0x4003
+    POWER_MODE_RESPONSE = 0x4004
+    DIAGNOSTIC_MESSAGE = 0x8001
+    DIAGNOSTIC_ACK = 0x8002
+    DIAGNOSTIC_NACK = 0x8003
+
+
+DIAGNOSTIC_MESSAGE = PayloadType.DIAGNOSTIC_MESSAGE
+DIAGNOSTIC_ACK = PayloadType.DIAGNOSTIC_ACK
+DIAGNOSTIC_NACK = PayloadType.DIAGNOSTIC_NACK
+ROUTING_ACTIVATION_REQUEST = PayloadType.ROUTING_ACTIVATION_REQUEST
+ROUTING_ACTIVATION_RESPONSE = PayloadType.ROUTING_ACTIVATION_RESPONSE
+ALIVE_CHECK_REQUEST = PayloadType.ALIVE_CHECK_REQUEST
+ALIVE_CHECK_RESPONSE = PayloadType.ALIVE_CHECK_RESPONSE
+GENERIC_NACK = PayloadType.GENERIC_NACK
+
+
+class GenericNack(IntEnum):
+    """ISO 13400-2 table 19."""
+
+    INCORRECT_PATTERN = 0x00
+    UNKNOWN_PAYLOAD_TYPE = 0x01
+    MESSAGE_TOO_LARGE = 0x02
+    OUT_OF_MEMORY = 0x03
+    INVALID_PAYLOAD_LENGTH = 0x04
+
+
+class RoutingCode(IntEnum):
+    """ISO 13400-2 table 25."""
+
+    UNKNOWN_SOURCE_ADDRESS = 0x00
+    ALL_SOCKETS_REGISTERED = 0x01
+    DIFFERENT_SOURCE_ADDRESS = 0x02
+    SOURCE_ADDRESS_ACTIVE_ELSEWHERE = 0x03
+    UNSUPPORTED_ACTIVATION_TYPE = 0x06
+    SUCCESS = 0x10
+
+
+class DiagNack(IntEnum):
+    """ISO 13400-2 table 29."""
+
+    INVALID_SOURCE_ADDRESS = 0x02
+    UNKNOWN_TARGET_ADDRESS = 0x03
+    MESSAGE_TOO_LARGE = 0x04
+    TARGET_UNREACHABLE = 0x06
 
 
 @dataclass(frozen=True)
@@ -118,3 +174,69 @@ def decode_datagram(data: bytes) -> Message:
     if len(messages) != 1 or decoder.pending:
         raise FrameError(f"not one DoIP message: {data[:16].hex(' ')}")
     return messages[0]
+
+
+# -- header validation as a DoIP entity does it (ISO 13400-2:2019 figure 7) ----------------------
+
+#: fixed payload lengths of what an entity receives (others: see _length_ok)
+FIXED_LENGTH = {
+    PayloadType.VEHICLE_IDENTIFICATION_REQUEST: 0,
+    PayloadType.VEHICLE_IDENTIFICATION_REQUEST_EID: 6,
+    PayloadType.VEHICLE_IDENTIFICATION_REQUEST_VIN: 17,
+    PayloadType.ALIVE_CHECK_REQUEST: 0,
+    PayloadType.ALIVE_CHECK_RESPONSE: 2,
+    PayloadType.ENTITY_STATUS_REQUEST: 0,
+    PayloadType.POWER_MODE_REQUEST: 0,
+}
+#: payload types only an entity sends: one it receives is an unknown payload type
+ENTITY_SENDS = frozenset(
+    {
+        PayloadType.GENERIC_NACK,
+        PayloadType.VEHICLE_ANNOUNCEMENT,
+        PayloadType.ROUTING_ACTIVATION_RESPONSE,
+        PayloadType.ENTITY_STATUS_RESPONSE,
+        PayloadType.POWER_MODE_RESPONSE,
+        PayloadType.DIAGNOSTIC_ACK,
+        PayloadType.DIAGNOSTIC_NACK,
+    }
+)
+
+
+@dataclass
+class HeaderCheck:
+    """Result of checking one generic header (ISO 13400-2 figure 7)."""
+
+    version: int
+    payload_type: int
+    length: int
+    nack: GenericNack | None = None
+    close: bool = False
+
+
+def check_header(data: bytes, *, max_length: int) -> HeaderCheck:
+    """Validate an 8-byte generic DoIP header as an entity receives it: the NACK it answers with
+    (None: accepted) and whether it then closes the socket. Pure; never raises for any 8 bytes."""
+    version, inverse, payload_type, length = HEADER.unpack(data)
+    result = HeaderCheck(version, payload_type, length)
+    identification = payload_type in (0x0001, 0x0002, 0x0003)
+    if inverse != version ^ 0xFF or not (
+        version in SUPPORTED_VERSIONS or (version == DEFAULT_VERSION and identification)
+    ):
+        result.nack, result.close = GenericNack.INCORRECT_PATTERN, True
+    elif payload_type not in PayloadType._value2member_map_ or payload_type in ENTITY_SENDS:
+        result.nack = GenericNack.UNKNOWN_PAYLOAD_TYPE
+    elif length > max_length:
+        result.nack = GenericNack.MESSAGE_TOO_LARGE
+    elif not _length_ok(PayloadType(payload_type), length):
+        result.nack, result.close = GenericNack.INVALID_PAYLOAD_LENGTH, True
+    return result
+
+
+def _length_ok(payload_type: PayloadType, length: int) -> bool:
+    if payload_type in FIXED_LENGTH:
+        return length == FIXED_LENGTH[payload_type]
+    if payload_type == PayloadType.ROUTING_ACTIVATION_REQUEST:
+        return length in (7, 11)
+    if payload_type == PayloadType.DIAGNOSTIC_MESSAGE:
+        return length >= 5
+    return True

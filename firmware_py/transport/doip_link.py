@@ -35,7 +35,6 @@ from doipclient.messages import (
     VehicleIdentificationRequestWithEID,
     VehicleIdentificationRequestWithVIN,
     VehicleIdentificationResponse,
-    payload_message_to_type,
     payload_type_to_message,
 )
 from udsoncan.exceptions import TimeoutException
@@ -47,13 +46,13 @@ from firmware_py.errors import (
     UnknownTargetError,
     VehicleNotFoundError,
 )
+from firmware_py.transport.doip_frames import HEADER, pack_message
 from firmware_py.transport.ecu_connection import GatewayEcuConnection
 from firmware_py.transport.mux import ReaderTurn
 from firmware_py.transport.trace import DoipTrace
 
 log = logging.getLogger(__name__)
 TRACE = 5
-HEADER = struct.Struct(">BBHI")
 MAX_PAYLOAD = 16 * 1024 * 1024  # the largest DoIP message we send (TransferData blocks)
 #: the largest DoIP message accepted from the vehicle (checked in the header, before any of it is
 #: kept): a UDS answer of 1 MiB is far beyond any ECU's; a longer one is skipped unbuffered
@@ -215,10 +214,7 @@ def discover_doip(
         message = VehicleIdentificationRequestWithVIN(vin)
     else:
         message = VehicleIdentificationRequest()
-    payload = message.pack()  # type: ignore[attr-defined]
-    datagram = (
-        HEADER.pack(0x02, 0xFD, payload_message_to_type[type(message)], len(payload)) + payload
-    )
+    datagram = pack_message(message, 0x02)
     found: dict[tuple[str, str], DoipAnnouncement] = {}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         if host.endswith(".255"):

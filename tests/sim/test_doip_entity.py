@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_py.sim.doip_messages import HEADER, check_header, pack
+from firmware_py.sim.doip_server import MAX_DATA_SIZE
 from firmware_py.sim.runtime import SimOptions, SimulatedVehicle
 from firmware_py.sim.vehicle import load_vehicle
+from firmware_py.transport.doip_frames import HEADER, check_header, pack
 
 VIN = b"WBAJA71090B123456"
 
@@ -284,7 +285,7 @@ def test_garbage_udp_gets_a_nack_and_the_entity_keeps_answering(entity: Simulate
 @settings(max_examples=500, deadline=None)
 @given(st.binary(min_size=8, max_size=8))
 def test_header_check_never_raises(header: bytes) -> None:
-    result = check_header(header)
+    result = check_header(header, max_length=MAX_DATA_SIZE)
     if header[1] != header[0] ^ 0xFF:
         assert result.nack == 0x00 and result.close  # incorrect pattern: NACK and close
     if result.nack is None:
