@@ -25,8 +25,9 @@ import struct
 import time
 from collections.abc import Callable
 
-from firmware_py.sim.ecu import PENDING_INTERVAL, EcuModel, Reply
+from firmware_py.sim.ecu import EcuModel
 from firmware_py.sim.faults import BusFaults
+from firmware_py.sim.gateway_face import FUNCTIONAL_ADDRESSES, GatewayConnection, GatewayEntity
 from firmware_py.transport.doip_frames import (
     SUPPORTED_VERSIONS,
     DiagNack,
@@ -43,11 +44,10 @@ MAX_SOCKETS = 4
 T_TCP_INITIAL_INACTIVITY = 2.0
 T_TCP_GENERAL_INACTIVITY = 300.0
 T_TCP_ALIVE_CHECK = 0.5
-FUNCTIONAL_ADDRESSES = (0xE400, 0x00DF)
 MAX_DATA_SIZE = 0x00100010  # largest diagnostic message we accept (entity status reports it)
 
 
-class DoipEntity:
+class DoipEntity(GatewayEntity):
     """The vehicle's DoIP gateway: identification on UDP, routing and diagnostics on TCP."""
 
     def __init__(
@@ -65,21 +65,15 @@ class DoipEntity:
         tcp_alive_check: float = T_TCP_ALIVE_CHECK,
         max_sockets: int = MAX_SOCKETS,
     ) -> None:
+        super().__init__(ecus=ecus, faults=faults, clock=clock)
         self.vin = vin
         self.logical_address = logical_address
         self.eid, self.gid = eid, gid
-        self.ecus = ecus
-        self.faults = faults
-        self.clock = clock
         self.initial_inactivity = initial_inactivity
         self.general_inactivity = general_inactivity
         self.tcp_alive_check = tcp_alive_check
         self.max_sockets = max_sockets
         self.connections: dict[int, _Connection] = {}  # tester address -> its socket
-        self.open_sockets: set[_Connection] = set()
-        self.diagnostic_messages = 0
-        self._server: asyncio.base_events.Server | None = None
-        self._udp: asyncio.DatagramTransport | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self, host: str, port: int) -> int:
@@ -91,25 +85,13 @@ class DoipEntity:
             )
             bound = self._server.sockets[0].getsockname()[1]
             try:
-                self._udp, _ = await loop.create_datagram_endpoint(
-                    lambda: _Udp(self), local_addr=(host, bound)
-                )
-                return int(bound)
+                return await self._listen_udp(host, bound)
             except OSError:
                 self._server.close()
                 await self._server.wait_closed()
                 if port:
                     raise
         raise OSError("no free port for TCP and UDP together")
-
-    async def stop(self) -> None:
-        if self._udp is not None:
-            self._udp.close()
-        if self._server is not None:
-            self._server.close()
-            for conn in list(self.open_sockets):
-                conn.close()
-            await self._server.wait_closed()
 
     def announcement(self, version: int = 0x02) -> bytes:
         """Vehicle announcement / identification response (ISO 13400-2 table 22)."""
@@ -168,52 +150,28 @@ class DoipEntity:
         return pack(PayloadType.ENTITY_STATUS_RESPONSE, payload, version)
 
 
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, entity: DoipEntity) -> None:
-        self.entity = entity
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        answer = self.entity.udp_answer(data)
-        if answer is not None:
-            self.transport.sendto(answer, addr)  # type: ignore[attr-defined]
-
-
-class _Connection(asyncio.Protocol):
+class _Connection(GatewayConnection):
     """One tester's TCP socket. A protocol (not streams): parsing is a loop over a buffer, which
     keeps the per-message cost of a 4 KiB TransferData low. Inactivity timers per ISO 13400-2
     table 47: T_TCP_Initial_Inactivity until routing activation, then T_TCP_General_Inactivity."""
 
+    entity: DoipEntity
+
     def __init__(self, entity: DoipEntity) -> None:
-        self.entity = entity
+        super().__init__(entity)
         self.buf = bytearray()
         self.discard = 0  # payload bytes of a refused message still to skip
         self.tester: int | None = None
         self.version = 0x02
         self.alive = asyncio.Event()
-        self.transport: asyncio.Transport | None = None
-        self.timer: asyncio.TimerHandle | None = None
         self.busy = False  # a routing activation waits for another socket's alive check
 
     # -- asyncio.Protocol ---------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.entity.open_sockets.add(self)
-        self._arm()
-
     def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
         e = self.entity
-        e.open_sockets.discard(self)
         if self.tester is not None and e.connections.get(self.tester) is self:
             del e.connections[self.tester]
-        if self.timer is not None:
-            self.timer.cancel()
 
     def data_received(self, data: bytes) -> None:
         self._arm()
@@ -229,24 +187,16 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     # -- helpers --------------------------------------------------------------------------
-    def _arm(self) -> None:
+    def inactivity(self) -> float:
         e = self.entity
-        if self.timer is not None:
-            self.timer.cancel()
-        timeout = e.initial_inactivity if self.tester is None else e.general_inactivity
-        self.timer = asyncio.get_running_loop().call_later(timeout, self.close)
+        return e.initial_inactivity if self.tester is None else e.general_inactivity
 
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    def is_closing(self) -> bool:
-        return self.transport is None or self.transport.is_closing()
+    def answer_bytes(self, ecu: EcuModel, tester: int, response: bytes) -> bytes:
+        payload = struct.pack(">HH", ecu.spec.address, tester) + response
+        return pack(PayloadType.DIAGNOSTIC_MESSAGE, payload, self.version)
 
     def send(self, payload_type: int, payload: bytes) -> None:
-        if not self.is_closing():
-            assert self.transport is not None
-            self.transport.write(pack(payload_type, payload, self.version))
+        self.write_bytes(pack(payload_type, payload, self.version))
 
     def nack(self, code: GenericNack) -> None:
         self.send(PayloadType.GENERIC_NACK, bytes([code]))
@@ -286,8 +236,7 @@ class _Connection(asyncio.Protocol):
             self.send(PayloadType.ALIVE_CHECK_RESPONSE, struct.pack(">H", e.logical_address))
             return True
         if pt == PayloadType.ENTITY_STATUS_REQUEST:
-            if self.transport is not None:
-                self.transport.write(e._entity_status(self.version))
+            self.write_bytes(e._entity_status(self.version))
             return True
         if pt == PayloadType.POWER_MODE_REQUEST:
             self.send(PayloadType.POWER_MODE_RESPONSE, b"\x01")
@@ -392,50 +341,11 @@ class _Connection(asyncio.Protocol):
         if ecu is None and not functional:
             diag_nack(DiagNack.UNKNOWN_TARGET_ADDRESS)
             return True
-        e.diagnostic_messages += 1
-        f = e.faults
-        if (f.doip_reset_after and e.diagnostic_messages >= f.doip_reset_after) or (
-            f.doip_reset_on_transfer and data[:1] == b"\x36"
-        ):
-            f.doip_reset_after, f.doip_reset_on_transfer = 0, False  # once
-            if self.transport is not None:
-                self.transport.abort()  # TCP reset
-            return True
-        # The acknowledgement and an immediate answer leave in one write (one TCP segment).
-        out = [
-            pack(
+        targets = [ecu] if ecu is not None and not functional else list(e.ecus.values())
+        answers = self.route(source, targets, data, functional=functional)
+        if answers is not None:  # the acknowledgement and immediate answers: one TCP segment
+            ack = pack(
                 PayloadType.DIAGNOSTIC_ACK, struct.pack(">HHB", target, source, 0x00), self.version
             )
-        ]
-        targets = list(e.ecus.values()) if functional else [ecu]
-        for model in targets:
-            assert model is not None
-            reply = model.handle(data, e.clock(), functional=functional)
-            if reply.response is None and not reply.pending:
-                continue
-            answer_from = struct.pack(">HH", model.spec.address, source)
-            if not reply.pending and not reply.delay:
-                assert reply.response is not None
-                out.append(
-                    pack(PayloadType.DIAGNOSTIC_MESSAGE, answer_from + reply.response, self.version)
-                )
-                continue
-            asyncio.create_task(self._answer_later(answer_from, data[0], reply))
-        if not self.is_closing():
-            assert self.transport is not None
-            self.transport.write(b"".join(out))
+            self.write_bytes(ack + b"".join(answers))
         return True
-
-    async def _answer_later(self, answer_from: bytes, sid: int, reply: Reply) -> None:
-        try:
-            for _ in reply.pending_frames():
-                if self.is_closing():
-                    return
-                self.send(PayloadType.DIAGNOSTIC_MESSAGE, answer_from + bytes([0x7F, sid, 0x78]))
-                await asyncio.sleep(PENDING_INTERVAL)
-            if reply.delay:
-                await asyncio.sleep(reply.delay)
-            if reply.response is not None and not self.is_closing():
-                self.send(PayloadType.DIAGNOSTIC_MESSAGE, answer_from + reply.response)
-        except (ConnectionError, RuntimeError):
-            pass

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import Callable
 
 from firmware_py.errors import FrameError
-from firmware_py.sim.doip_server import FUNCTIONAL_ADDRESSES
-from firmware_py.sim.ecu import PENDING_INTERVAL, EcuModel, Reply
+from firmware_py.sim.ecu import EcuModel
 from firmware_py.sim.faults import BusFaults
+from firmware_py.sim.gateway_face import FUNCTIONAL_ADDRESSES, GatewayConnection, GatewayEntity
 from firmware_py.transport import hsfz
 from firmware_py.transport.hsfz import ControlWord, Decoder, Frame, HsfzIdentity
 
@@ -28,7 +27,7 @@ log = logging.getLogger(__name__)
 HSFZ_FUNCTIONAL = 0xDF  # BMW's functional (broadcast) diagnostic address on ENET
 
 
-class HsfzEntity:
+class HsfzEntity(GatewayEntity):
     """The vehicle's HSFZ gateway."""
 
     def __init__(
@@ -40,15 +39,9 @@ class HsfzEntity:
         clock: Callable[[], float] = time.monotonic,
         inactivity: float = 300.0,
     ) -> None:
+        super().__init__(ecus=ecus, faults=faults, clock=clock)
         self.identity = identity
-        self.ecus = ecus
-        self.faults = faults
-        self.clock = clock
         self.inactivity = inactivity
-        self.diagnostic_messages = 0
-        self.open_sockets: set[_HsfzConnection] = set()
-        self._server: asyncio.base_events.Server | None = None
-        self._udp: asyncio.DatagramTransport | None = None
 
     async def start(self, host: str, diag_port: int, control_port: int) -> tuple[int, int]:
         """Listen on TCP ``diag_port`` and UDP ``control_port`` (0: free ports). Returns both."""
@@ -56,22 +49,8 @@ class HsfzEntity:
         self._server = await loop.create_server(
             lambda: _HsfzConnection(self), host, diag_port, reuse_address=True
         )
-        self._udp, _ = await loop.create_datagram_endpoint(
-            lambda: _HsfzUdp(self), local_addr=(host, control_port)
-        )
-        return (
-            int(self._server.sockets[0].getsockname()[1]),
-            int(self._udp.get_extra_info("sockname")[1]),
-        )
-
-    async def stop(self) -> None:
-        if self._udp is not None:
-            self._udp.close()
-        if self._server is not None:
-            self._server.close()
-            for conn in list(self.open_sockets):
-                conn.close()
-            await self._server.wait_closed()
+        udp_port = await self._listen_udp(host, control_port)
+        return int(self._server.sockets[0].getsockname()[1]), udp_port
 
     def udp_answer(self, data: bytes) -> bytes | None:
         """The answer to one datagram on the control port, or None (ignored)."""
@@ -84,59 +63,24 @@ class HsfzEntity:
         return None
 
 
-class _HsfzUdp(asyncio.DatagramProtocol):
-    def __init__(self, entity: HsfzEntity) -> None:
-        self.entity = entity
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        answer = self.entity.udp_answer(data)
-        if answer is not None and self.transport is not None:
-            self.transport.sendto(answer, addr)
-
-
-class _HsfzConnection(asyncio.Protocol):
+class _HsfzConnection(GatewayConnection):
     """One tester's TCP socket on the diagnostic port."""
 
+    entity: HsfzEntity
+    max_response = hsfz.MAX_DATA - 2  # 2 bytes of addresses
+
     def __init__(self, entity: HsfzEntity) -> None:
-        self.entity = entity
+        super().__init__(entity)
         self.decoder = Decoder()
-        self.transport: asyncio.Transport | None = None
-        self.timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.entity.open_sockets.add(self)
-        self._arm()
+    def inactivity(self) -> float:
+        return self.entity.inactivity
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.entity.open_sockets.discard(self)
-        if self.timer is not None:
-            self.timer.cancel()
-
-    def _arm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = asyncio.get_running_loop().call_later(self.entity.inactivity, self.close)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    def is_closing(self) -> bool:
-        return self.transport is None or self.transport.is_closing()
+    def answer_bytes(self, ecu: EcuModel, tester: int, response: bytes) -> bytes:
+        return hsfz.diagnostic_message(ecu.spec.address & 0xFF, tester, response).encode()
 
     def write(self, *frames: Frame) -> None:
-        if not self.is_closing():
-            assert self.transport is not None
-            self.transport.write(b"".join(f.encode() for f in frames))
+        self.write_bytes(b"".join(f.encode() for f in frames))
 
     def data_received(self, data: bytes) -> None:
         self._arm()
@@ -176,49 +120,13 @@ class _HsfzConnection(asyncio.Protocol):
 
     def diagnostic(self, frame: Frame) -> None:
         e = self.entity
-        tester, target, data = frame.source, frame.target, frame.payload
+        target = frame.target
         functional = target == HSFZ_FUNCTIONAL or target in FUNCTIONAL_ADDRESSES
         ecu = e.ecus.get(target)
         if ecu is None and not functional:
             self.write(Frame(ControlWord.INCORRECT_DESTINATION_ADDRESS, frame.data[:2]))
             return
-        e.diagnostic_messages += 1
-        f = e.faults
-        if (f.doip_reset_after and e.diagnostic_messages >= f.doip_reset_after) or (
-            f.doip_reset_on_transfer and data[:1] == b"\x36"
-        ):
-            f.doip_reset_after, f.doip_reset_on_transfer = 0, False  # once
-            if self.transport is not None:
-                self.transport.abort()  # the gateway resets the connection
-            return
-        out = [hsfz.acknowledge(frame)]
-        for model in list(e.ecus.values()) if functional else [ecu]:
-            assert model is not None
-            reply = model.handle(data, e.clock(), functional=functional)
-            reply = reply.within(hsfz.MAX_DATA - 2, data[0])  # 2 bytes of addresses
-            if reply.response is None and not reply.pending:
-                continue
-            if not reply.pending and not reply.delay:
-                assert reply.response is not None
-                out.append(
-                    hsfz.diagnostic_message(model.spec.address & 0xFF, tester, reply.response)
-                )
-                continue
-            asyncio.create_task(
-                self._answer_later(model.spec.address & 0xFF, tester, data[0], reply)
-            )
-        self.write(*out)
-
-    async def _answer_later(self, source: int, tester: int, sid: int, reply: Reply) -> None:
-        try:
-            for _ in reply.pending_frames():
-                if self.is_closing():
-                    return
-                self.write(hsfz.diagnostic_message(source, tester, bytes([0x7F, sid, 0x78])))
-                await asyncio.sleep(PENDING_INTERVAL)
-            if reply.delay:
-                await asyncio.sleep(reply.delay)
-            if reply.response is not None:
-                self.write(hsfz.diagnostic_message(source, tester, reply.response))
-        except (ConnectionError, RuntimeError):
-            pass
+        targets = [ecu] if ecu is not None and not functional else list(e.ecus.values())
+        answers = self.route(frame.source, targets, frame.payload, functional=functional)
+        if answers is not None:
+            self.write_bytes(hsfz.acknowledge(frame).encode() + b"".join(answers))
