@@ -204,17 +204,19 @@ def discover_doip(
     *,
     vin: str | None = None,
     eid: bytes | None = None,
+    protocol_version: int = 0x02,
 ) -> list[DoipAnnouncement]:
     """Vehicle identification request (ISO 13400-2 table 20-22) by unicast to ``host`` or, for a
-    broadcast address, to every DoIP entity on the link. Returns each vehicle that answered within
-    ``timeout`` (at most once per VIN and address)."""
+    broadcast address, to every DoIP entity on the link, with ``protocol_version`` in its header
+    (as every message the link sends). Returns each vehicle that answered within ``timeout`` (at
+    most once per VIN and address)."""
     if eid is not None:
         message: object = VehicleIdentificationRequestWithEID(eid)
     elif vin is not None:
         message = VehicleIdentificationRequestWithVIN(vin)
     else:
         message = VehicleIdentificationRequest()
-    datagram = pack_message(message, 0x02)
+    datagram = pack_message(message, protocol_version)
     found: dict[tuple[str, str], DoipAnnouncement] = {}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         if host.endswith(".255"):
@@ -499,7 +501,9 @@ def open_doip_link(
     address comes from a vehicle identification (unicast to ``host``). With ``trace_path`` the
     connection's DoIP messages are written there as pcap (:mod:`.trace`)."""
     if gateway_address is None:
-        found = discover_doip(host, port, timeout=connect_timeout)
+        found = discover_doip(
+            host, port, timeout=connect_timeout, protocol_version=protocol_version
+        )
         if not found:
             raise VehicleNotFoundError(f"no vehicle answered DoIP identification at {host}:{port}")
         gateway_address = found[0].logical_address

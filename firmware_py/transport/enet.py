@@ -33,12 +33,19 @@ class EnetVehicle:
 
 
 def discover_enet(
-    host: str, *, doip_port: int = 13400, hsfz_control_port: int = 6811, timeout: float = 1.0
+    host: str,
+    *,
+    doip_port: int = 13400,
+    hsfz_control_port: int = 6811,
+    timeout: float = 1.0,
+    doip_protocol_version: int = 0x02,
 ) -> list[EnetVehicle]:
     """DoIP and HSFZ identification sent together to ``host`` (unicast, or broadcast for an
     address ending in .255); every answer, DoIP first."""
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vci-enet-scan") as pool:
-        doip = pool.submit(discover_doip, host, doip_port, timeout)
+        doip = pool.submit(
+            discover_doip, host, doip_port, timeout, protocol_version=doip_protocol_version
+        )
         hsfz = pool.submit(discover_hsfz, host, hsfz_control_port, timeout=timeout)
         found = [
             EnetVehicle("doip", a.host, a.vin, a.logical_address) for a in _answers(doip, "DoIP")
@@ -59,7 +66,13 @@ def _answers(future: Future[Any], what: str) -> list[Any]:
 
 
 def choose_protocol(
-    mode: str, host: str, *, doip_port: int, hsfz_control_port: int, timeout: float = 1.0
+    mode: str,
+    host: str,
+    *,
+    doip_port: int,
+    hsfz_control_port: int,
+    timeout: float = 1.0,
+    doip_protocol_version: int = 0x02,
 ) -> str:
     """The protocol to use for ``mode`` (``auto``, ``doip``, ``hsfz``) with the car at ``host``."""
     if mode not in ENET_MODES:
@@ -70,7 +83,11 @@ def choose_protocol(
     if mode != "auto":
         return mode
     found = discover_enet(
-        host, doip_port=doip_port, hsfz_control_port=hsfz_control_port, timeout=timeout
+        host,
+        doip_port=doip_port,
+        hsfz_control_port=hsfz_control_port,
+        timeout=timeout,
+        doip_protocol_version=doip_protocol_version,
     )
     if not found:
         raise VehicleNotFoundError(

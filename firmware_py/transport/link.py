@@ -43,6 +43,7 @@ def open_link(
             cfg.doip_host,
             doip_port=cfg.doip_port,
             hsfz_control_port=cfg.hsfz_control_port,
+            doip_protocol_version=cfg.doip_protocol_version,
         )
     if kind == "hsfz":
         return open_hsfz_link(

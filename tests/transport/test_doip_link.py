@@ -310,3 +310,28 @@ def test_the_protocol_version_sent_is_the_configured_one(sim_process, tmp_path, 
         if p[TCP].dport == sim_process.doip_port and bytes(p[TCP].payload)
     ]
     assert sent and all(s[:2] == bytes([version, version ^ 0xFF]) for s in sent)
+
+
+@pytest.mark.parametrize("kind", ["doip", "enet"])
+def test_identification_is_sent_with_the_configured_protocol_version(kind: str) -> None:
+    from firmware_py.config import TransportConfig
+    from firmware_py.transport import open_link
+
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as doip,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hsfz,
+    ):
+        doip.bind(("127.0.0.1", 0))
+        hsfz.bind(("127.0.0.1", 0))
+        cfg = TransportConfig(
+            enet="auto",
+            doip_host="127.0.0.1",
+            doip_port=doip.getsockname()[1],
+            hsfz_control_port=hsfz.getsockname()[1],
+            doip_protocol_version=0x03,
+        )
+        with pytest.raises(VehicleNotFoundError):  # nobody answers: the request is what counts
+            open_link(cfg, kind)
+        doip.settimeout(1)
+        request = doip.recv(64)
+    assert request[:4] == bytes([0x03, 0xFC, 0x00, 0x01])  # version 3, identification request
