@@ -16,17 +16,33 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "sim",
-        help="run the simulated vehicle (DoIP on TCP/UDP, ECUs on a CAN bus)",
+        help="run the simulated vehicle (DoIP and BMW HSFZ on ENET, ECUs on a CAN bus)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Run a simulated vehicle that speaks DoIP (ISO 13400-2) on TCP/UDP and ISO-TP/UDS on a "
-            "CAN bus, declared by a vehicle file. Prints one line 'vci-sim ready doip=HOST:PORT "
-            "can=INTERFACE:CHANNEL control=URL' when it is listening."
+            "Run a simulated vehicle, declared by a vehicle file, that speaks DoIP (ISO 13400-2)\n"
+            "on TCP/UDP, BMW HSFZ on TCP/UDP (6801/6811) and ISO-TP/UDS on a CAN bus, each face\n"
+            "as the vehicle file allows. Prints one line when it is listening ('-': face off):\n"
+            "  vci-sim ready doip=HOST:PORT hsfz=HOST:DIAG/CONTROL can=INTERFACE:CHANNEL "
+            "control=URL vin=VIN"
         ),
         epilog=(
-            "fault specs (--fault, repeatable): delay:ECU=SECONDS, silent:ECU, nrc:ECU:SID=NRC, "
-            "pending:ECU=N, truncate:ECU, reset-after-blocks:ECU=N, doip-reset-after=N, "
-            "doip-reset-on-transfer, drop-can-frame:ID=N, drop-can-rate=P, drop-can-seed=N, battery=VOLTS. "
-            "ECU is a name (DME) or an address (0x12). See docs/simulator.md."
+            "fault specs (--fault, repeatable; ECU is a name (DME) or an address (0x12)):\n"
+            "  delay:ECU=SECONDS          the ECU answers late\n"
+            "  silent:ECU                 the ECU does not answer\n"
+            "  nrc:ECU:SID=NRC            the ECU answers that service with that NRC\n"
+            "  pending:ECU=N              N more 'response pending' for slow routines\n"
+            "  pending-forever:ECU:SID    only 'response pending' to that service\n"
+            "  dtc-flood:ECU=N            N more made-up DTCs (a huge 0x19 answer)\n"
+            "  truncate:ECU               positive responses lose their last byte\n"
+            "  reset-after-blocks:ECU=N   the ECU resets after N TransferData blocks\n"
+            "  doip-reset-after=N         the gateway (DoIP and HSFZ) resets the TCP connection\n"
+            "                             after N diagnostic messages\n"
+            "  doip-reset-on-transfer     ... or on the next TransferData\n"
+            "  drop-can-frame:ID=N        the CAN face drops the Nth frame on that identifier\n"
+            "  drop-can-rate=P            ... or each frame with probability P\n"
+            "  drop-can-seed=N            the seed of drop-can-rate\n"
+            "  battery=VOLTS              supply voltage\n"
+            "See docs/simulator.md."
         ),
     )
     p.add_argument(
@@ -79,7 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--announce-to",
         default="127.255.255.255",
-        help="where vehicle announcements go at start, HOST or HOST:PORT ('' for none)",
+        help="where DoIP vehicle announcements go at start, HOST or HOST:PORT ('' for none; "
+        "default: 127.255.255.255)",
     )
     p.add_argument(
         "--fault", action="append", default=[], metavar="SPEC", help="inject a fault (see below)"
@@ -97,7 +114,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--tcp-inactivity",
         type=float,
         default=300.0,
-        help="T_TCP_General_Inactivity, seconds (default: 300)",
+        help="T_TCP_General_Inactivity (DoIP; HSFZ's idle time too), seconds (default: 300)",
     )
     p.set_defaults(func=run_sim)
 

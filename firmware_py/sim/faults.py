@@ -11,7 +11,8 @@ Spec strings (``--fault``), comma-free, one fault each::
     dtc-flood:DSC=200000         the ECU stores that many more (made-up) DTCs: a huge 0x19 answer
     truncate:EGS                 positive responses lose their last byte (wrong length)
     reset-after-blocks:DME=100   the ECU resets itself after 100 TransferData blocks
-    doip-reset-after=50          the DoIP entity drops the TCP connection after 50 diagnostic messages
+    doip-reset-after=50          the gateway (DoIP and HSFZ) resets the TCP connection after 50
+                                 diagnostic messages
     doip-reset-on-transfer       ... or on the next TransferData
     drop-can-frame:0x6F1=3       the CAN face drops the 3rd frame seen on that identifier
     drop-can-rate=0.01           ... or each frame with this probability (seeded: drop-can-seed=7)
