@@ -40,7 +40,8 @@ class TransportConfig:
     testers use 0x0EF3 - keep that free for a workshop tester on the ENET bridge)."""
     doip_protocol_version: int = 0x02
     """DoIP protocol version we send: 0x02 (ISO 13400-2:2012, what the cars of that era and the
-    simulator take) or 0x03 (ISO 13400-2:2019; BMW's testers send 0x03 to newer cars)."""
+    simulator take) or 0x03 (ISO 13400-2:2019; BMW's testers send 0x03 to newer cars); 0x01
+    (the 2010 edition) is taken too."""
     hsfz_port: int = 6801
     """TCP port of HSFZ diagnosis."""
     hsfz_control_port: int = 6811
@@ -61,6 +62,29 @@ class TransportConfig:
     """ISO-TP separation time we ask of the sender, seconds."""
     block_size: int = 0
     """ISO-TP block size we ask of the sender (0: no further flow control)."""
+
+    def __post_init__(self) -> None:
+        if self.enet not in ("auto", "doip", "hsfz"):
+            raise ConfigError(
+                f"transport: enet must be auto, doip or hsfz, not {self.enet!r}",
+                hint="Set [transport] enet or --enet to one of them",
+            )
+        if self.doip_protocol_version not in (0x01, 0x02, 0x03):
+            raise ConfigError(
+                f"transport: doip_protocol_version 0x{self.doip_protocol_version:02X} is no DoIP "
+                "protocol version",
+                hint="Set [transport] doip_protocol_version to 0x02 (2012) or 0x03 (2019)",
+            )
+        if not 0 <= self.tester_address <= 0xFFFF:
+            raise ConfigError(
+                f"transport: tester_address 0x{self.tester_address:X} is not a DoIP address",
+                hint="Set [transport] tester_address or --tester-address to 0x0E00-0x0FFF",
+            )
+        if not 0 <= self.hsfz_tester_address <= 0xFF:
+            raise ConfigError(
+                f"transport: hsfz_tester_address 0x{self.hsfz_tester_address:X} is not one byte",
+                hint="Set [transport] hsfz_tester_address to 0xF4 (or another byte)",
+            )
 
 
 @dataclass(frozen=True)
