@@ -108,13 +108,10 @@ class _HsfzConnection(GatewayConnection):
                 self.write(Frame(ControlWord.INCORRECT_FORMAT, frame.data[:2]))
                 return
             self.diagnostic(frame)
-        elif frame.control in (ControlWord.VEHICLE_IDENTIFICATION, ControlWord.TERMINAL15):
-            if frame.control == ControlWord.VEHICLE_IDENTIFICATION:
-                self.write(
-                    Frame(ControlWord.VEHICLE_IDENTIFICATION, self.entity.identity.encode()[6:])
-                )
-            else:
-                self.write(Frame(ControlWord.TERMINAL15, b"\x05"))  # terminal 15 on
+        elif frame.control == ControlWord.VEHICLE_IDENTIFICATION:
+            self.write(self.entity.identity.frame())
+        elif frame.control == ControlWord.TERMINAL15:
+            self.write(Frame(ControlWord.TERMINAL15, b"\x05"))  # terminal 15 on
         else:
             self.write(Frame(ControlWord.INCORRECT_CONTROL_WORD, frame.data[:2]))
 

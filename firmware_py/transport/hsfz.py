@@ -168,9 +168,13 @@ class HsfzIdentity:
     mac: str
     vin: str
 
-    def encode(self) -> bytes:
+    def frame(self) -> Frame:
+        """The identification answer (on UDP 6811, or on a TCP control connection)."""
         text = f"DIAGADR{self.diag_address}BMWMAC{self.mac.upper()}BMWVIN{self.vin}"
-        return Frame(ControlWord.VEHICLE_IDENTIFICATION, text.encode("ascii")).encode()
+        return Frame(ControlWord.VEHICLE_IDENTIFICATION, text.encode("ascii"))
+
+    def encode(self) -> bytes:
+        return self.frame().encode()
 
 
 def parse_identification(data: bytes) -> HsfzIdentity:

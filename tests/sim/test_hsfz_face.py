@@ -71,6 +71,16 @@ def test_unknown_target_and_bad_control_word(sim_process) -> None:
     assert refused.control == ControlWord.INCORRECT_CONTROL_WORD
 
 
+def test_identification_terminal15_and_alive_check_on_the_tcp_socket(sim_process) -> None:
+    raw = b"".join(Frame(c).encode() for c in (0x0011, 0x0010, 0x0012))
+    ident, terminal15, alive = _exchange(sim_process, raw, 3)
+    assert ident == Frame(
+        ControlWord.VEHICLE_IDENTIFICATION, hsfz.decode_datagram(_identify(sim_process)).data
+    )
+    assert terminal15 == Frame(ControlWord.TERMINAL15, b"\x05")
+    assert alive == Frame(ControlWord.ALIVE_CHECK, b"\x10")
+
+
 def test_a_frame_announcing_too_much_closes_the_socket(sim_process) -> None:
     frames = _exchange(sim_process, bytes.fromhex("7FFFFFFF 0001 F412"), 5)
     assert [f.control for f in frames] == [ControlWord.MESSAGE_TOO_LARGE]  # then EOF
