@@ -9,7 +9,6 @@ activation after the vehicle dropped the connection, and errors from our excepti
 
 from __future__ import annotations
 
-import collections
 import logging
 import socket
 import struct
@@ -48,7 +47,7 @@ from firmware_py.errors import (
 )
 from firmware_py.transport.doip_frames import HEADER, pack_message
 from firmware_py.transport.ecu_connection import GatewayEcuConnection
-from firmware_py.transport.mux import ReaderTurn
+from firmware_py.transport.mux import GatewayQueues
 from firmware_py.transport.trace import DoipTrace
 
 log = logging.getLogger(__name__)
@@ -57,8 +56,6 @@ MAX_PAYLOAD = 16 * 1024 * 1024  # the largest DoIP message we send (TransferData
 #: the largest DoIP message accepted from the vehicle (checked in the header, before any of it is
 #: kept): a UDS answer of 1 MiB is far beyond any ECU's; a longer one is skipped unbuffered
 MAX_RECEIVE_PAYLOAD = 1024 * 1024
-#: answers kept per ECU that nobody has read yet (an ECU's answers to one request: a few)
-MAX_QUEUED = 64
 
 
 @dataclass(frozen=True)
@@ -293,14 +290,9 @@ class DoipLink:
         self.connect_timeout = connect_timeout
         self._lock = threading.RLock()
         """one sender at a time; (re)connecting and closing"""
-        self._turn = ReaderTurn()
-        """who reads the socket; its lock guards the queues (several threads, different ECUs)"""
-        #: answers not read yet, only for ECUs the box talks to (ecu_connection), MAX_QUEUED each
-        self._queues: dict[int, collections.deque[bytes]] = {}
-        #: acknowledgements (positive or negative) by the ECU address they are for
-        self._acks: dict[int, collections.deque[object]] = {}
-        self.dropped = 0
-        """diagnostic messages dropped: from addresses nobody asked, or over MAX_QUEUED"""
+        self._answers: GatewayQueues[object] = GatewayQueues("DoIP")
+        """answers by ECU and acknowledgements by target; who reads the socket (several
+        threads, different ECUs)"""
         self._broken = False
         self.gateway_address = gateway_address if gateway_address is not None else 0
         self.client = self._connect()
@@ -351,9 +343,7 @@ class DoipLink:
                 self.client.close()
             except OSError:
                 pass
-            with self._turn.cond:
-                for queue in self._queues.values():
-                    queue.clear()
+            self._answers.clear()
             self.client = self._connect()
             log.info("DoIP connection to %s:%d re-established", self.host, self.port)
 
@@ -367,32 +357,16 @@ class DoipLink:
                 self.trace.close()
 
     def ecu_connection(self, address: int) -> DoipEcuConnection:
-        with self._turn.cond:
-            self._queues.setdefault(address, collections.deque())
+        self._answers.watch(address)
         return DoipEcuConnection(self, address)
 
     def stats(self) -> dict[str, int]:
-        with self._turn.cond:
-            return {
-                "dropped": self.dropped,
-                "queued": sum(len(q) for q in self._queues.values()),
-            }
+        return self._answers.stats()
 
-    def _queue(self, source: int, data: bytes) -> None:
-        """Keep an ECU's answer for its reader; drop (count, log now and then) what no one will
-        read, so that a gateway flooding the link costs bounded memory."""
-        queue = self._queues.get(source)
-        if queue is not None and len(queue) < MAX_QUEUED:
-            queue.append(data)
-            return
-        self.dropped += 1
-        if self.dropped & (self.dropped - 1) == 0:  # 1, 2, 4, 8 ...: visible, but not a flood
-            log.warning(
-                "dropped a diagnostic message from 0x%04X (%s); %d dropped so far",
-                source,
-                "no one asked that address" if queue is None else f"{MAX_QUEUED} answers unread",
-                self.dropped,
-            )
+    @property
+    def dropped(self) -> int:
+        """diagnostic messages dropped: from addresses nobody asked, or over MAX_QUEUED"""
+        return self._answers.dropped
 
     # -- used by the per-ECU connections (several threads: see .mux) -----------------------------
     def _read(self, timeout: float) -> None:
@@ -419,24 +393,19 @@ class DoipLink:
             return
         if isinstance(message, GenericDoIPNegativeAcknowledge):
             raise FrameError(f"the vehicle sent a generic DoIP NACK (code {message.nack_code})")
-        with self._turn.cond:
+        with self._answers.turn.cond:
             if isinstance(message, DiagnosticMessage):
-                self._queue(message.source_address, bytes(message.user_data))
+                self._answers.put(message.source_address, bytes(message.user_data))
             elif isinstance(
                 message,
                 DiagnosticMessagePositiveAcknowledgement | DiagnosticMessageNegativeAcknowledgement,
             ):
-                acks = self._acks.get(message.source_address)
-                if acks is not None:  # someone waits for it
-                    acks.append(message)
+                self._answers.put_ack(message.source_address, message)
 
-    def send(self, target: int, payload: bytes) -> None:
+    def _write(self, target: int, payload: bytes) -> None:
         with self._lock:
             if self._broken:
                 self.reconnect()  # the vehicle dropped us (reset, sleep): connect and activate again
-            with self._turn.cond:
-                acks = self._acks.setdefault(target, collections.deque(maxlen=8))
-                acks.clear()
             try:
                 self.client.send_doip_message(
                     DiagnosticMessage(self.tester_address, target, payload)
@@ -446,12 +415,10 @@ class DoipLink:
                 raise ConnectionLostError(
                     f"the DoIP connection to {self.host}:{self.port} broke: {err}"
                 ) from err
-        # The acknowledgement is awaited outside the sender's lock: another thread may send to
-        # another ECU meanwhile (each target has its own acknowledgement queue).
-        message = self._turn.wait_for(
-            lambda: acks.popleft() if acks else None,
-            time.monotonic() + self.ack_timeout,
-            self._read,
+
+    def send(self, target: int, payload: bytes) -> None:
+        message = self._answers.request(
+            target, lambda: self._write(target, payload), self.ack_timeout, self._read
         )
         if message is None:
             raise TimeoutException(
@@ -467,15 +434,10 @@ class DoipLink:
             )
 
     def receive(self, source: int, timeout: float) -> bytes | None:
-        with self._turn.cond:
-            queue = self._queues.setdefault(source, collections.deque())
-        return self._turn.wait_for(
-            lambda: queue.popleft() if queue else None, time.monotonic() + timeout, self._read
-        )
+        return self._answers.receive(source, timeout, self._read)
 
     def drop_queued(self, source: int) -> None:
-        with self._turn.cond:
-            self._queues.setdefault(source, collections.deque()).clear()
+        self._answers.drop_queued(source)
 
 
 class DoipEcuConnection(GatewayEcuConnection):

@@ -11,7 +11,6 @@ is our sans-I/O codec in :mod:`.hsfz` and this module only does the I/O.
 
 from __future__ import annotations
 
-import collections
 import logging
 import select
 import socket
@@ -30,12 +29,10 @@ from firmware_py.errors import (
 from firmware_py.transport import hsfz
 from firmware_py.transport.ecu_connection import GatewayEcuConnection
 from firmware_py.transport.hsfz import ControlWord, Decoder, Frame, HsfzIdentity
-from firmware_py.transport.mux import ReaderTurn
+from firmware_py.transport.mux import GatewayQueues
 from firmware_py.transport.trace import DoipTrace
 
 log = logging.getLogger(__name__)
-MAX_QUEUED = 64
-"""answers kept per ECU before the oldest is dropped (a tester reads each answer it asked for)"""
 
 
 def discover_hsfz(
@@ -88,15 +85,11 @@ class HsfzLink:
         self.ack_timeout = ack_timeout
         self.trace_path = trace_path
         self.trace: DoipTrace | None = None
-        self.dropped = 0
-        """frames from addresses nobody listens to, or beyond MAX_QUEUED"""
         self._lock = threading.RLock()
         """one writer at a time; (re)connecting and closing"""
-        self._turn = ReaderTurn()
-        """who reads the socket; its lock guards the queues (several threads, different ECUs)"""
-        self._queues: dict[int, collections.deque[bytes]] = {}
-        #: acknowledgements and gateway errors for the messages in flight, by their target
-        self._acks: dict[int, collections.deque[Frame]] = {}
+        self._answers: GatewayQueues[Frame] = GatewayQueues("HSFZ")
+        """answers by ECU; acknowledgements and gateway errors by the target of the message in
+        flight; who reads the socket (several threads, different ECUs)"""
         self._sock: socket.socket | None = None
         self._decoder = Decoder()
         self._connect()
@@ -122,9 +115,7 @@ class HsfzLink:
     def reconnect(self) -> None:
         with self._lock:
             self._close_socket()
-            with self._turn.cond:
-                for queue in self._queues.values():
-                    queue.clear()
+            self._answers.clear()
             self._connect()
             log.info("HSFZ connection to %s:%d re-established", self.host, self.port)
 
@@ -143,9 +134,16 @@ class HsfzLink:
                 self.trace.close()
 
     def ecu_connection(self, address: int) -> HsfzEcuConnection:
-        with self._turn.cond:
-            self._queues.setdefault(address & 0xFF, collections.deque())
+        self._answers.watch(address & 0xFF)
         return HsfzEcuConnection(self, address & 0xFF)
+
+    def stats(self) -> dict[str, int]:
+        return self._answers.stats()
+
+    @property
+    def dropped(self) -> int:
+        """frames from addresses nobody listens to, or beyond MAX_QUEUED"""
+        return self._answers.dropped
 
     # -- used by the per-ECU connections (several threads: see .mux) -----------------------------
     def _broken(
@@ -196,46 +194,33 @@ class HsfzLink:
             if frame.control == ControlWord.ALIVE_CHECK:
                 self._write(Frame(ControlWord.ALIVE_CHECK, bytes([self.tester_address])))
                 continue
-            with self._turn.cond:
+            with self._answers.turn.cond:
                 self._sort(frame)
 
     def _sort(self, frame: Frame) -> None:
+        answers = self._answers
         if frame.control == ControlWord.DIAGNOSTIC_MESSAGE and frame.addressed:
-            queue = self._queues.get(frame.source)
-            if frame.target != self.tester_address or queue is None or len(queue) >= MAX_QUEUED:
-                self.dropped += 1
-                log.debug("HSFZ: dropped %s", frame.describe())
-                return
-            queue.append(frame.payload)
-        elif frame.control == ControlWord.ACKNOWLEDGE or frame.control in hsfz.ERRORS:
-            # an acknowledgement names its message's target; a gateway error may not: it goes
-            # to every sender waiting (with one sender, as before, to that one)
-            for target, acks in self._acks.items():
-                if (
-                    frame.addressed
-                    and frame.target == target
-                    or not frame.addressed
-                    and frame.control != ControlWord.ACKNOWLEDGE
-                ):
-                    acks.append(frame)
+            if frame.target == self.tester_address:
+                answers.put(frame.source, frame.payload)
+            else:
+                answers.drop(frame.source, f"for tester 0x{frame.target:02X}, not us")
+        elif frame.addressed and (
+            frame.control == ControlWord.ACKNOWLEDGE or frame.control in hsfz.ERRORS
+        ):
+            answers.put_ack(frame.target, frame)  # names its message's target
+        elif frame.control in hsfz.ERRORS:
+            # a gateway error without addresses goes to every sender waiting (with one sender,
+            # to that one)
+            for acks in answers.acks.values():
+                acks.append(frame)
         else:
             log.debug("HSFZ: ignored %s", frame.describe())
 
     def send(self, target: int, payload: bytes) -> None:
-        with self._turn.cond:
-            acks = self._acks.setdefault(target, collections.deque(maxlen=8))
-            acks.clear()
-        try:
-            self._write(hsfz.diagnostic_message(self.tester_address, target, payload))
-            # awaited outside the writer's lock: other threads send to other ECUs meanwhile
-            ack = self._turn.wait_for(
-                lambda: acks.popleft() if acks else None,
-                time.monotonic() + self.ack_timeout,
-                self._read,
-            )
-        finally:
-            with self._turn.cond:
-                self._acks.pop(target, None)
+        frame = hsfz.diagnostic_message(self.tester_address, target, payload)
+        ack = self._answers.request(
+            target, lambda: self._write(frame), self.ack_timeout, self._read
+        )
         if ack is None:
             raise TimeoutException(
                 f"no HSFZ acknowledgement for ECU 0x{target:02X} within {self.ack_timeout} s"
@@ -252,17 +237,10 @@ class HsfzLink:
         )
 
     def receive(self, source: int, timeout: float) -> bytes | None:
-        with self._turn.cond:
-            queue = self._queues.setdefault(source, collections.deque())
-        return self._turn.wait_for(
-            lambda: queue.popleft() if queue else None, time.monotonic() + timeout, self._read
-        )
+        return self._answers.receive(source, timeout, self._read)
 
     def drop_queued(self, source: int) -> None:
-        with self._turn.cond:
-            queue = self._queues.get(source)
-            if queue is not None:
-                queue.clear()
+        self._answers.drop_queued(source)
 
 
 class HsfzEcuConnection(GatewayEcuConnection):

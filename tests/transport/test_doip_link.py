@@ -20,7 +20,8 @@ from firmware_py.errors import (
     VehicleNotFoundError,
 )
 from firmware_py.transport import discover_doip, open_doip_link
-from firmware_py.transport.doip_link import MAX_QUEUED, MAX_RECEIVE_PAYLOAD, DoipLink, _FastParser
+from firmware_py.transport.doip_link import MAX_RECEIVE_PAYLOAD, DoipLink, _FastParser
+from firmware_py.transport.mux import MAX_QUEUED
 
 HEADER = struct.Struct(">BBHI")
 

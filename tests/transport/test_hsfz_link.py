@@ -92,7 +92,7 @@ def test_frames_for_nobody_are_dropped_not_kept() -> None:
         ecu.send(b"\x3e\x00")
         assert ecu.wait_frame(timeout=5) == b"\x7e\x00"
         assert link.dropped == 5000
-        assert set(link._queues) == {0x12}
+        assert set(link._answers.queues) == {0x12}
     finally:
         link.close()
         server.close()
