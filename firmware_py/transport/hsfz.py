@@ -156,7 +156,7 @@ def decode_datagram(data: bytes) -> Frame:
 
 IDENTIFICATION_REQUEST = Frame(ControlWord.VEHICLE_IDENTIFICATION).encode()
 _IDENT = re.compile(
-    rb"DIAGADR(?P<diagadr>[0-9]{1,3})BMWMAC(?P<mac>[0-9A-Fa-f]{12})BMWVIN(?P<vin>[A-HJ-NPR-Z0-9]{17})"
+    rb"DIAGADR(?P<diagadr>[0-9A-Fa-f]{1,2})BMWMAC(?P<mac>[0-9A-Fa-f]{12})BMWVIN(?P<vin>[A-HJ-NPR-Z0-9]{17})"
 )
 
 
@@ -165,12 +165,13 @@ class HsfzIdentity:
     """What a BMW gateway says of itself on UDP 6811."""
 
     diag_address: int
+    """the gateway's diagnostic address, written in hex after DIAGADR (0x10: ``DIAGADR10``)"""
     mac: str
     vin: str
 
     def frame(self) -> Frame:
         """The identification answer (on UDP 6811, or on a TCP control connection)."""
-        text = f"DIAGADR{self.diag_address}BMWMAC{self.mac.upper()}BMWVIN{self.vin}"
+        text = f"DIAGADR{self.diag_address:02X}BMWMAC{self.mac.upper()}BMWVIN{self.vin}"
         return Frame(ControlWord.VEHICLE_IDENTIFICATION, text.encode("ascii"))
 
     def encode(self) -> bytes:
@@ -186,5 +187,5 @@ def parse_identification(data: bytes) -> HsfzIdentity:
     if match is None:
         raise FrameError(f"HSFZ identification without DIAGADR/MAC/VIN: {frame.data[:64]!r}")
     return HsfzIdentity(
-        int(match["diagadr"]), match["mac"].decode().upper(), match["vin"].decode("ascii")
+        int(match["diagadr"], 16), match["mac"].decode().upper(), match["vin"].decode("ascii")
     )

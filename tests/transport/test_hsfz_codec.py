@@ -33,10 +33,21 @@ def test_acknowledge_echoes_the_request_start() -> None:
 
 def test_identification_round_trip() -> None:
     assert bytes.fromhex("00000000 0011") == hsfz.IDENTIFICATION_REQUEST
-    ident = HsfzIdentity(16, "001a37c0ffee", "WBA8E9C50GK123456")
+    ident = HsfzIdentity(0x10, "001a37c0ffee", "WBA8E9C50GK123456")
     raw = ident.encode()
-    assert raw[6:] == b"DIAGADR16BMWMAC001A37C0FFEEBMWVINWBA8E9C50GK123456"
-    assert hsfz.parse_identification(raw) == HsfzIdentity(16, "001A37C0FFEE", "WBA8E9C50GK123456")
+    # DIAGADR is the gateway's address in hex: a car's central gateway (0x10) says DIAGADR10
+    assert raw[6:] == b"DIAGADR10BMWMAC001A37C0FFEEBMWVINWBA8E9C50GK123456"
+    assert hsfz.parse_identification(raw) == HsfzIdentity(0x10, "001A37C0FFEE", "WBA8E9C50GK123456")
+
+
+@pytest.mark.parametrize(("text", "address"), [(b"10", 0x10), (b"40", 0x40), (b"5F", 0x5F)])
+def test_diagadr_is_read_as_hex_as_gateways_send_it(text: bytes, address: int) -> None:
+    raw = Frame(
+        ControlWord.VEHICLE_IDENTIFICATION,
+        b"DIAGADR" + text + b"BMWMAC001A37C0FFEEBMWVINWBA8E9C50GK123456",
+    ).encode()
+    assert hsfz.parse_identification(raw).diag_address == address
+    assert HsfzIdentity(address, "001A37C0FFEE", "WBA8E9C50GK123456").encode() == raw
 
 
 @pytest.mark.parametrize(
