@@ -460,15 +460,17 @@ def open_doip_link(
     protocol_version: int = 0x02,
 ) -> DoipLink:
     """Connect to the vehicle's DoIP entity and activate routing. With no ``gateway_address`` the
-    address comes from a vehicle identification (unicast to ``host``). With ``trace_path`` the
-    connection's DoIP messages are written there as pcap (:mod:`.trace`)."""
+    address comes from a vehicle identification sent to ``host`` (unicast, or broadcast on the
+    ENET link), and the connection goes to the entity that answered, at the address it answered
+    from. With ``trace_path`` the connection's DoIP messages are written there as pcap
+    (:mod:`.trace`)."""
     if gateway_address is None:
         found = discover_doip(
             host, port, timeout=connect_timeout, protocol_version=protocol_version
         )
         if not found:
             raise VehicleNotFoundError(f"no vehicle answered DoIP identification at {host}:{port}")
-        gateway_address = found[0].logical_address
+        host, gateway_address = found[0].host, found[0].logical_address
     return DoipLink(
         host,
         port,

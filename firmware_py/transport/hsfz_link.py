@@ -259,9 +259,22 @@ def open_hsfz_link(
     tester_address: int = hsfz.TESTER_ADDRESS,
     connect_timeout: float = 2.0,
     trace_path: Path | None = None,
+    control_port: int | None = None,
 ) -> HsfzLink:
     """Connect to the vehicle's HSFZ gateway; with ``trace_path`` the connection's frames are
-    written there as pcap (IPv4/TCP, so Wireshark's HSFZ dissector on 6801 reads them)."""
+    written there as pcap (IPv4/TCP, so Wireshark's HSFZ dissector on 6801 reads them). With
+    ``control_port``, identification is sent to ``host`` (unicast, or broadcast on the ENET
+    link) first and the connection goes to the gateway that answered, at its address; a unicast
+    ``host`` that does not answer is connected to all the same."""
+    if control_port is not None:
+        found = discover_hsfz(host, control_port, timeout=connect_timeout)
+        if found:
+            host = found[0][0]
+        elif host.endswith(".255"):
+            raise VehicleNotFoundError(
+                f"no vehicle answered HSFZ identification at {host} (UDP {control_port})",
+                hint="Check the ENET cable and that the car is awake (ignition on)",
+            )
     return HsfzLink(
         host,
         port,

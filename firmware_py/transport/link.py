@@ -51,6 +51,7 @@ def open_link(
             cfg.hsfz_port,
             tester_address=cfg.hsfz_tester_address,
             trace_path=trace_path,
+            control_port=cfg.hsfz_control_port,
         )
     if kind == "doip":
         return open_doip_link(
