@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 
+from firmware_py import strict_json
 from firmware_py.cloud.portal_link import PortalLink
 from firmware_py.cloud.schema import MAX_MESSAGE
 from firmware_py.config import CloudConfig
@@ -130,17 +131,17 @@ class WsLink(PortalLink):
             await self._wake.wait()
 
     def _frame(self, text: str) -> None:
+        """One frame from the bridge; a malformed one is logged and dropped, never raised (the
+        link's reader must outlive whatever the other side sends)."""
         try:
-            frame = json.loads(text)
-            if not isinstance(frame, dict):
-                raise ValueError("frame is not an object")
+            frame = strict_json.obj(strict_json.loads(text, max_bytes=MAX_FRAME), "the frame")
             if "ack" in frame:
-                self._unacked.pop(int(frame["ack"]), None)
+                self._unacked.pop(_seq(frame, "ack"), None)
             elif "refused" in frame:
-                self._unacked.pop(int(frame["refused"]), None)
+                self._unacked.pop(_seq(frame, "refused"), None)
                 log.warning("portal bridge refused a frame: %s", frame.get("error"))
             elif "mid" in frame:
-                mid = int(frame["mid"])
+                mid = _seq(frame, "mid")
                 topic = frame.get("topic")
                 if isinstance(topic, str) and self.requester(topic) is not None:
                     corr, response = frame.get("corr"), frame.get("response")
@@ -153,6 +154,11 @@ class WsLink(PortalLink):
                 self._acks.append(mid)  # taken (a refusal went back to the sender)
                 self._wake.set()
             else:
-                raise ValueError("frame has neither ack, refused nor mid")
-        except (ValueError, TypeError) as err:  # json.JSONDecodeError is a ValueError
+                raise strict_json.StrictJsonError("frame has neither ack, refused nor mid")
+        except strict_json.StrictJsonError as err:
             log.warning("dropped a malformed frame from the portal bridge: %s", err)
+
+
+def _seq(frame: dict[str, Any], key: str) -> int:
+    """A frame's sequence number or message id: a whole number (not text, not 1e400)."""
+    return int(strict_json.number(frame, key, low=0, high=2**63 - 1, integer=True))

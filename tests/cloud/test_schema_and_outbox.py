@@ -277,3 +277,28 @@ def test_malformed_portal_messages_change_nothing_on_the_box(linked, raw: bytes)
     link.received(FROM_ALICE, raw, None)  # raises nothing, whatever comes
     assert [list(map(tuple, rows)) for rows in snapshot()] == before
     assert link.gateway.clock.now() == now
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"ack": 1e400}',  # infinity: int() raised OverflowError, which ended the link's reader
+        '{"refused": 1e400}',
+        '{"mid": 1e400, "topic": "x"}',
+        '{"mid": "7"}',
+        '{"ack": 1, "ack": 2}',
+        "[" * 5000 + "]" * 5000,  # nested past the recursion limit: RecursionError before
+        "not json",
+        "[1]",
+        "{}",
+    ],
+)
+def test_a_malformed_bridge_frame_is_dropped_and_the_link_reads_on(frame: str) -> None:
+    from firmware_py.cloud.ws_link import WsLink
+    from firmware_py.config import CloudConfig
+
+    link = WsLink(None, "box", CloudConfig())
+    link._unacked[1] = "{}"
+    link._frame(frame)  # raises nothing
+    link._frame('{"ack": 1}')
+    assert link._unacked == {} and link._acks == []
