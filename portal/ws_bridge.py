@@ -16,7 +16,6 @@ manual acknowledgement), so the bridge adds no way to lose a message. Frame form
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import ssl
 from pathlib import Path
@@ -28,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from firmware_py import strict_json
 from firmware_py.cloud import topics
 from firmware_py.cloud.mqtt_link import disable_nagle
 from firmware_py.cloud.schema import ProtocolError, decode
@@ -110,14 +110,14 @@ class BoxConnection:
     # -- box -> broker ---------------------------------------------------------------------------
     def _from_box(self, text: str) -> None:
         try:
-            frame = json.loads(text)
-        except ValueError as err:
+            frame = strict_json.loads(text, max_bytes=MAX_FRAME)
+        except strict_json.StrictJsonError as err:
             raise FrameError(f"frame is not JSON: {err}") from err
         if not isinstance(frame, dict):
             raise FrameError("frame is not an object")
         if "ack_mid" in frame:
             mid = frame["ack_mid"]
-            if mid not in self._delivered:
+            if not isinstance(mid, int) or mid not in self._delivered:
                 raise FrameError(f"ack_mid {mid!r} is not a message the box was sent")
             self._delivered.discard(mid)
             self.client.ack(mid, 1)
@@ -187,9 +187,9 @@ class BoxConnection:
 
 def _seq_of(text: str) -> int | None:
     try:
-        seq = json.loads(text).get("seq")
+        seq = strict_json.loads(text, max_bytes=MAX_FRAME).get("seq")
         return seq if isinstance(seq, int) else None
-    except (ValueError, AttributeError):
+    except (strict_json.StrictJsonError, AttributeError):
         return None
 
 

@@ -162,6 +162,8 @@ def test_bridge_confines_a_box_and_refuses_bad_frames(broker, start_bridge) -> N
                         }
                     ),
                     json.dumps({"ack_mid": 999}),
+                    json.dumps({"ack_mid": [1]}),  # unhashable: TypeError ended the connection
+                    "[" * 5000 + "]" * 5000,  # RecursionError in json.loads did too
                     json.dumps(
                         {
                             "seq": 5,
@@ -201,7 +203,7 @@ def test_bridge_confines_a_box_and_refuses_bad_frames(broker, start_bridge) -> N
         assert [a.get("ack") for a in answers if "ack" in a] == [
             5
         ]  # only the well-formed frame to its own topic
-        assert len(refused) == 6
+        assert len(refused) == 8
         words = " ".join(a["error"]["message"] for a in refused)
         assert "not JSON" in words and f"may not publish to 'vci/box/{BOX}" in words
         assert "wildcards" in words and "version" in words and "ack_mid" in words
