@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from firmware_py import strict_json
 from firmware_py.cloud.schema import Message
 from portal.records import RecordStore
 from portal.remote import FINAL, RemoteError, RemoteSession
@@ -109,9 +110,9 @@ async def _events(request: web.Request) -> web.WebSocketResponse:
 
 async def _start_job(request: web.Request) -> web.Response:
     try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text="the request is not JSON") from None
+        body = strict_json.obj(strict_json.loads(await request.read()), "the request")
+    except strict_json.StrictJsonError as err:
+        raise web.HTTPBadRequest(text=f"the request is not JSON of a job: {err}") from None
     box, kind = str(body.get("box", "")), str(body.get("kind", ""))
     if box not in request.app[SESSION].states:
         raise web.HTTPBadRequest(text=f"unknown box {box!r}")

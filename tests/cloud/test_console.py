@@ -107,6 +107,12 @@ def test_console_runs_jobs_on_a_box_with_live_progress(box, broker, start_sim, t
                 )
                 == 403
             )
+            cookie = {
+                "Content-Type": "application/json",
+                "Cookie": f"vci_console={url.split('token=')[1]}",
+            }
+            for bad in (b"[1]", b"[" * 5000 + b"]" * 5000, b'{"box": 1, "box": 2}'):
+                assert _request(base + "/api/jobs", bad, cookie) == 400, bad[:20]  # was 500
 
             page.select_option("#kind", "identify")
             page.click("#run")
