@@ -174,3 +174,30 @@ def test_vci_flash_refuses_a_device_before_it_reads_it(flash_box) -> None:
     proc = flash_box.vci("flash", "/dev/zero", timeout=30)
     assert proc.returncode != 0
     assert "not a package file" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        # two versions in one signed manifest: a reader that takes the first and one that takes
+        # the last would flash different things under the same signature
+        (lambda m: m.replace(b'"version":', b'"version": "99.0.0", "version":'), "appears twice"),
+        (lambda m: m.replace(b'"address": 24', b'"address": NaN'), "not a JSON number"),
+    ],
+)
+def test_a_signed_manifest_that_is_not_strict_json(publisher, change, words) -> None:
+    import base64
+
+    from firmware_py.keys import load_private_key
+
+    kid, key = load_private_key(publisher.key_file)
+    raw = publisher.package("egs.vcipkg", "EGS", 0x18, "12.05.00", image("12.05.00", 2_000))
+    manifest = change(zipfile.ZipFile(io.BytesIO(raw.read_bytes())).read("manifest.json"))
+    signature = f"{kid}\n{base64.b64encode(key.sign(manifest)).decode()}\n".encode()
+    resigned = rewrite(
+        rewrite(raw.read_bytes(), "manifest.json", lambda _: manifest),
+        "signature",
+        lambda _: signature,
+    )
+    with pytest.raises(PackageError, match=words):
+        read_package(resigned, load_public_keys(publisher.trust))

@@ -27,6 +27,7 @@ import bincopy
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from firmware_py import strict_json
 from firmware_py.errors import PackageError
 
 FORMAT = 1
@@ -206,7 +207,8 @@ def read_package(raw: bytes | BinaryIO, trusted: Mapping[str, Ed25519PublicKey])
                 hint="Download the package again; do not flash it",
             ) from err
         try:
-            m: Any = json.loads(manifest_bytes)
+            # strict: a duplicate key would let two readers see two manifests under one signature
+            m: Any = strict_json.loads(manifest_bytes, max_bytes=MAX_MANIFEST)
             _require(m.get("format") == FORMAT, "unsupported format")
             image_name = m["image"]["file"]
             image_format = m["image"]["format"]
@@ -238,7 +240,7 @@ def read_package(raw: bytes | BinaryIO, trusted: Mapping[str, Ed25519PublicKey])
                 publisher=kid,
                 sha256=_sha256(raw),
             )
-        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
+        except (KeyError, TypeError, ValueError, strict_json.StrictJsonError) as err:
             if isinstance(err, PackageError):
                 raise
             raise PackageError(f"the package manifest is invalid: {err!r}") from err
