@@ -215,7 +215,6 @@ class VehicleWorker:
 
     def _with_vehicle(self, fn: Callable[[Any], Any]) -> Any:
         if self._vehicle is None:
-            self.vin = None
             self._vehicle = self._open_vehicle()
             self.learn_vin(self._vehicle)
         try:
@@ -256,7 +255,6 @@ class JobRunner:
         handlers: Mapping[str, Handler],
         entitlements: EntitlementCheck | None,
         exclusive_kinds: frozenset[str] = frozenset({"programming", "coding"}),
-        vin: Callable[[], str | None] | None = None,
         services: Mapping[str, Any] | None = None,
         precondition: Callable[[JobRequest], None] | None = None,
     ) -> None:
@@ -268,8 +266,6 @@ class JobRunner:
         self.handlers = handlers
         self.entitlements = entitlements
         self.exclusive_kinds = exclusive_kinds
-        self._vin = vin or (lambda: worker.vin)
-        """the VIN of the car connected now (default: what the vehicle worker read)"""
         self.services = dict(services or {})
         """what handlers need besides the vehicle (the store, the configuration)"""
         self._busy_ecus: set[str] = set()
@@ -298,7 +294,7 @@ class JobRunner:
             if self.entitlements is not None and not self._journaled_resume(request):
                 # the scope of THIS request (a raw request's is that of what it does)
                 decision = self.entitlements.check(
-                    request.kind, vin=self._vin(), params=request.params
+                    request.kind, vin=self.worker.vin, params=request.params
                 )
                 if not decision.allowed:
                     allow = ", ".join(decision.would_allow) or "none"
@@ -381,7 +377,7 @@ class JobRunner:
         the job was admitted), and the ticket is consumed only then."""
         bound = _bound_vin(decision)
         if bound is not None:
-            vin = self.worker.learn_vin(ctx.vehicle) if self.worker.reads_vin else self._vin()
+            vin = self.worker.learn_vin(ctx.vehicle) if self.worker.reads_vin else self.worker.vin
             if vin != bound:
                 raise EntitlementError(
                     f"{job.request.kind} is not allowed: the ticket is for vehicle {bound}, the car"

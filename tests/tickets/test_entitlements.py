@@ -357,7 +357,6 @@ def test_a_flash_that_outlives_its_ticket_finishes_and_no_new_job_starts(
             worker=worker,
             handlers={"programming": programming},
             entitlements=ent,
-            vin=lambda: VIN,
         )
         flash = asyncio.create_task(
             runner.run(
