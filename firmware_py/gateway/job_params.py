@@ -71,9 +71,12 @@ def _live_data(params: Mapping[str, Any]) -> None:
 
 def _raw_uds(params: Mapping[str, Any]) -> None:
     _only(params, "request")
-    request = text(dict(params), "request", max_len=8192)
-    if not re.fullmatch(r"[0-9A-Fa-f\s]*", request):
-        raise StrictJsonError("request must be hex bytes, e.g. 22 F1 90")
+    try:
+        whole = bytes.fromhex(text(dict(params), "request", max_len=8192))
+    except ValueError:  # an odd digit or a stray character
+        whole = b""
+    if not whole:
+        raise StrictJsonError("request must be hex bytes, e.g. 22 F1 90 or 22F190")
 
 
 def _coding(params: Mapping[str, Any]) -> None:

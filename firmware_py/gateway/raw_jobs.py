@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from firmware_py.errors import ConfigError, NegativeResponseError, PreconditionError, VciError
+from firmware_py.errors import NegativeResponseError, PreconditionError, VciError
 from firmware_py.gateway.jobs import JobContext
 from firmware_py.gateway.outbox import Outbox
 from firmware_py.gateway.tariffs import RAW_BATTERY_FLOOR, raw_request
@@ -26,12 +26,9 @@ from firmware_py.uds.vehicle import VehicleSession
 
 
 def raw_uds(vehicle: VehicleSession, ctx: JobContext, info: EcuInfo) -> dict[str, Any]:
-    try:
-        raw = raw_request(ctx.params)
-    except ValueError as err:
-        raise ConfigError(f"the raw request is not hex: {err}", hint="e.g. 22F190") from err
-    if not raw.request:
-        raise ConfigError("the raw request is empty", hint="e.g. 22F190")
+    raw = raw_request(
+        ctx.params
+    )  # whole hex bytes, not empty: checked with the params (job_params)
     if raw.raw_class in RAW_BATTERY_FLOOR:
         _battery_floor(vehicle, ctx, raw)
     if raw.changes_car:

@@ -10,9 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from firmware_py.gateway.entitlements import Entitlements
+from firmware_py.gateway.job_params import check_params
 from firmware_py.gateway.store import Store
 from firmware_py.gateway.tariffs import RAW_CLASS_SCOPE, TARIFFS, JobKind, Scope, required_scope
 from firmware_py.gateway.trusted_time import TrustedClock
+from firmware_py.strict_json import StrictJsonError
 from firmware_py.uds.raw_requests import SERVICE_CLASS, RawClass, classify
 from portal.tickets import issue
 
@@ -108,3 +110,15 @@ def test_a_basic_ticket_reads_but_does_not_erase_or_download(entitlements) -> No
     assert erase.job == "raw request 31 01 ff 00 (programming: RoutineControl EraseMemory (0xFF00))"
     ent.add_ticket(issue(key, "k1", tariff="engineering-1d", device=DEVICE))
     assert ent.check(JobKind.RAW_UDS, vin=VIN, params={"request": "3101FF00"}).allowed
+
+
+@pytest.mark.parametrize("request_hex", ["", "   ", "22F19", "2 2F190", "22 F1 9G"])
+def test_a_request_that_is_not_whole_hex_bytes_is_bad_input_not_a_missing_ticket(
+    request_hex: str,
+) -> None:
+    """Refused with the parameters (job_params owns their shape), before the entitlement check
+    would class a typo as an unknown request and name a pricier tariff for it."""
+    with pytest.raises(StrictJsonError, match="hex bytes"):
+        check_params("raw_uds", {"request": request_hex})
+    check_params("raw_uds", {"request": "22 F1 90"})
+    check_params("raw_uds", {"request": "22f190"})
