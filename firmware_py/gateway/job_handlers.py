@@ -9,10 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from firmware_py.errors import ConfigError, NegativeResponseError, VciError
+from firmware_py.gateway.job_params import LIVE_DURATION, LIVE_INTERVAL
 from firmware_py.gateway.jobs import Handler, JobContext
 from firmware_py.uds.catalog import EcuInfo
 from firmware_py.uds.dids import DIDS, did_name, did_not_answered, parse_did
-from firmware_py.uds.fault_memory import clear_fault_memory, read_fault_memory
+from firmware_py.uds.fault_memory import (
+    DEFAULT_STATUS_MASK,
+    clear_fault_memory,
+    read_fault_memory,
+)
 from firmware_py.uds.identification import identify_vehicle
 from firmware_py.uds.vehicle import PROBE_TIMING, VehicleSession
 
@@ -63,7 +68,7 @@ def vehicle_vin(vehicle: VehicleSession) -> str | None:
 
 def read_faults(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     ctx.step("read fault memory")
-    mask = int(ctx.params.get("status_mask", 0xFF))
+    mask = int(ctx.params.get("status_mask", DEFAULT_STATUS_MASK))  # range: job_params
     details = bool(ctx.params.get("details", True))
     results = read_fault_memory(vehicle, _ecus(vehicle, ctx), status_mask=mask, details=details)
     return {"ecus": [r.to_dict() for r in results]}
@@ -140,8 +145,8 @@ def read_live_data(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     has passed; each round is a progress event ``{"values": {...}, "t": seconds}``."""
     import time
 
-    interval = max(0.2, float(ctx.params.get("interval", 0.5)))
-    duration = min(600.0, float(ctx.params.get("duration", 60.0)))
+    interval = float(ctx.params.get("interval", LIVE_INTERVAL))  # ranges: job_params
+    duration = float(ctx.params.get("duration", LIVE_DURATION))
     wanted: dict[str, list[int]] = {}
     for item in ctx.params.get("values") or LIVE_DEFAULT:
         ecu_name, _, did_text = str(item).partition(":")

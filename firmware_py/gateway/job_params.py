@@ -13,10 +13,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from firmware_py.strict_json import StrictJsonError, number, text
+from firmware_py.uds.fault_memory import DEFAULT_STATUS_MASK
 
 #: a package in the box's package store is named by its file name there, nothing else
 PACKAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}\.vcipkg")
 _ITEM = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+#: live data: seconds between rounds, and in all, when the caller names none
+LIVE_INTERVAL, LIVE_DURATION = 0.5, 60.0
 
 
 def _only(params: Mapping[str, Any], *allowed: str) -> None:
@@ -52,7 +55,7 @@ def _none(params: Mapping[str, Any]) -> None:
 
 def _read_faults(params: Mapping[str, Any]) -> None:
     _only(params, "status_mask", "details")
-    number(dict(params), "status_mask", low=0, high=0xFF, default=0xFF, integer=True)
+    number(dict(params), "status_mask", low=0, high=0xFF, default=DEFAULT_STATUS_MASK, integer=True)
     if not isinstance(params.get("details", True), bool):
         raise StrictJsonError("details must be true or false")
 
@@ -64,8 +67,8 @@ def _read_did(params: Mapping[str, Any]) -> None:
 
 def _live_data(params: Mapping[str, Any]) -> None:
     _only(params, "interval", "duration", "values")
-    number(dict(params), "interval", low=0.2, high=60, default=0.5)
-    number(dict(params), "duration", low=0, high=600, default=60)
+    number(dict(params), "interval", low=0.2, high=60, default=LIVE_INTERVAL)
+    number(dict(params), "duration", low=0, high=600, default=LIVE_DURATION)
     _list_of_text(dict(params), "values")
 
 
