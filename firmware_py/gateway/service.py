@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from firmware_py.config import StorageConfig
 from firmware_py.errors import PackageError, StorageError
 from firmware_py.gateway.events import EventBus
 from firmware_py.gateway.jobs import Handler, JobRunner, VehicleWorker
@@ -37,9 +38,9 @@ class Gateway:
         link_description: str = "",
         services: Mapping[str, Any] | None = None,
         read_vin: Callable[[Any], str | None] | None = None,
-        min_free_bytes: int = 16 * 1024 * 1024,
-        traces_max_bytes: int = 256 * 1024 * 1024,
-        max_package_bytes: int = 256 * 1024 * 1024,
+        min_free_bytes: int = StorageConfig.min_free_bytes,
+        traces_max_bytes: int = StorageConfig.traces_max_bytes,
+        max_package_bytes: int = StorageConfig.max_package_bytes,
     ) -> None:
         self.store = store
         self.min_free_bytes = min_free_bytes
