@@ -21,6 +21,7 @@ from firmware_py.cloud.schema import Message, ProtocolError, decode
 from firmware_py.config import CloudConfig
 from firmware_py.errors import VciError
 from firmware_py.gateway.jobs import Caller, JobRequest
+from firmware_py.gateway.supervise import supervised
 
 log = logging.getLogger(__name__)
 REQUESTS_WITH_ANSWERS = frozenset({"job.request", "uds.request"})
@@ -59,8 +60,8 @@ class PortalLink:
     # -- shared ----------------------------------------------------------------------------------
     def _start_tasks(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._forward_events()),
-            asyncio.create_task(self._pump_outbox()),
+            supervised(self._forward_events, "portal link: events"),
+            supervised(self._pump_outbox, "portal link: outbox"),
         ]
 
     async def _stop_tasks(self) -> None:
@@ -72,7 +73,18 @@ class PortalLink:
     def reply(self, topic: str | None, message: Message) -> None:
         if topic is None or not topic.startswith(topics.box(self.device) + "/res/"):
             return  # answers go only to this box's response topics
-        self.publish(topic, message.encode(), message.corr.encode() if message.corr else None)
+        try:
+            payload = message.encode()
+        except ProtocolError as err:  # larger than a message may be (a huge job result)
+            log.error("%s for %s not sent: %s", message.type, message.corr, err)
+            if message.type == "job.event":
+                return  # progress: the next event or the result follows
+            error = ProtocolError(
+                f"the {message.type} could not be sent: {err}",
+                hint="Ask for less at once (one ECU, fewer values), or read it on the box's page",
+            )
+            payload = Message("error", error.to_dict(), corr=message.corr).encode()
+        self.publish(topic, payload, message.corr.encode() if message.corr else None)
 
     def requester(self, topic: str) -> str | None:
         """The portal user a message on ``topic`` came from: the broker lets only that user
@@ -207,10 +219,21 @@ class PortalLink:
                 continue
             records = self.gateway.outbox.pending(50)
             for record in records:
-                body = {"id": record.id, "kind": record.kind, "body": record.body}
-                self.publish(topics.outbox(self.device), Message("outbox.record", body).encode())
+                self.publish(topics.outbox(self.device), _outbox_message(record))
             if records:
                 self.gateway.outbox.sent([r.id for r in records])
+
+
+def _outbox_message(record: Any) -> bytes:
+    """An outbox record as a message; one larger than a message may be goes without its body,
+    saying so (sent, it does not hold up the records after it at every round, for good)."""
+    body = {"id": record.id, "kind": record.kind, "body": record.body}
+    try:
+        return Message("outbox.record", body).encode()
+    except ProtocolError as err:
+        log.error("outbox record %s goes without its body: %s", record.id, err)
+        body["body"] = {"omitted": str(err)}
+        return Message("outbox.record", body).encode()
 
 
 def _uds_answer(data: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from firmware_py import strict_json
 from firmware_py.cloud.portal_link import PortalLink
 from firmware_py.cloud.schema import MAX_MESSAGE
 from firmware_py.config import CloudConfig
+from firmware_py.gateway.supervise import supervised
 
 log = logging.getLogger(__name__)
 MAX_FRAME = MAX_MESSAGE + 4096
@@ -53,7 +54,7 @@ class WsLink(PortalLink):
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
-        self._runner = asyncio.create_task(self._run())
+        self._runner = supervised(self._run, "portal link: websocket")
         self._start_tasks()
 
     async def stop(self) -> None:

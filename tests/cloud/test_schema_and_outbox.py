@@ -302,3 +302,69 @@ def test_a_malformed_bridge_frame_is_dropped_and_the_link_reads_on(frame: str) -
     link._frame(frame)  # raises nothing
     link._frame('{"ack": 1}')
     assert link._unacked == {} and link._acks == []
+
+
+def test_a_result_larger_than_a_message_is_answered_and_the_link_goes_on(tmp_path) -> None:
+    """A job result the envelope cannot carry (more than MAX_MESSAGE) is answered with an error
+    that says so; before, encoding it raised in the event forwarder, which ended it: no remote
+    job on that box was answered again until the gateway restarted."""
+    import asyncio
+    import time
+
+    from firmware_py.cloud import topics
+    from firmware_py.config import CloudConfig
+    from firmware_py.gateway.service import Gateway
+
+    sizes = iter([2 * MAX_MESSAGE, 17])
+    gateway = Gateway(
+        Store(tmp_path),
+        open_vehicle=object,
+        handlers={"identify": lambda vehicle, ctx: {"vin": "W" * next(sizes)}},
+    )
+    link = KeptLink(gateway, "box-test-0001", CloudConfig())
+    answer_to = topics.responses("box-test-0001", "portal-alice")
+
+    async def answer(request: Message) -> Message:
+        link.received(FROM_ALICE, request.encode(), answer_to, request.id.encode())
+        ends = time.monotonic() + 10
+        while time.monotonic() < ends:
+            for _, payload in link.sent:
+                msg = decode(payload)
+                if msg.corr == request.id and msg.type in ("job.result", "error"):
+                    return msg
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no answer to {request.id}")
+
+    async def go() -> tuple[Message, Message]:
+        await gateway.start()
+        link._start_tasks()
+        try:
+            first = await answer(Message("job.request", {"kind": "identify"}))
+            second = await answer(Message("job.request", {"kind": "identify"}))
+            link.connected.set()  # the outbox goes out: the large record held up the others
+            ends = time.monotonic() + 10
+            while len(records()) < 2 and time.monotonic() < ends:
+                await asyncio.sleep(0.05)
+            return first, second
+        finally:
+            await link._stop_tasks()
+            await gateway.stop()
+
+    def records() -> dict[str, dict]:
+        out = {}
+        for _, payload in link.sent:
+            msg = decode(payload)
+            if msg.type == "outbox.record":
+                out[msg.body["id"]] = msg.body["body"]
+        return out
+
+    first, second = asyncio.run(go())
+    kept = records()
+    assert len(kept) == 2, kept.keys()
+    assert sum("larger than" in body.get("omitted", "") for body in kept.values()) == 1
+    assert (
+        sum(body.get("job", {}).get("result") == {"vin": "W" * 17} for body in kept.values()) == 1
+    )
+    assert first.type == "error" and "larger than" in first.body["message"]
+    assert first.body["hint"]
+    assert second.type == "job.result" and second.body["job"]["result"]["vin"] == "W" * 17
