@@ -61,13 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:  # a real import error inside the module
-                raise
-            continue  # that command group is not built yet
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
