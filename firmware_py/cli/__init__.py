@@ -45,7 +45,7 @@ logging.addLevelName(TRACE, "TRACE")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vci",
-        description="Open VCI gateway: diagnosis, coding and programming over DoIP (ENET) and CAN.",
+        description="Open VCI gateway: diagnosis, coding and programming over ENET (DoIP, HSFZ) and CAN.",
     )
     parser.add_argument("--version", action="version", version=f"vci {__version__}")
     parser.add_argument(
