@@ -223,3 +223,25 @@ def test_a_non_number_wait_is_a_clear_400(server) -> None:
                     assert r.status == 400 and "wait" in body["message"], (wait, body)
 
     page.loop.run_until_complete(go())
+
+
+def test_bad_bridge_parameters_are_a_400_like_every_job_s(server) -> None:
+    """The bridge's parameters are checked where every job's are (job_params): a bad one is a
+    400 invalid_input, not a 409 as if the vehicle were busy."""
+    page = server
+    s, csrf = page.loop.run_until_complete(_session(page))
+    before = _state(page)
+
+    async def go() -> None:
+        for body in ({"client": "x" * 100}, {"timeout": 1e9}, {"timeout": True}, {"client": 5}):
+            async with s.post(
+                page.base + "/api/bridge/open", json=body, headers={"X-CSRF-Token": csrf}
+            ) as r:
+                answer = await r.json()
+                assert (r.status, answer["error"]) == (400, "invalid_input"), (body, answer)
+
+    try:
+        page.loop.run_until_complete(go())
+    finally:
+        page.loop.run_until_complete(s.close())
+    assert _state(page)[:3] == before[:3]
