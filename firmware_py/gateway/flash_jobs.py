@@ -73,9 +73,7 @@ def programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
             record.step_index,
         )
     else:
-        names = ctx.params.get("packages") or [ctx.params.get("package")]
-        if not all(isinstance(p, str) and p for p in names):
-            raise ConfigError("name the flash package(s)")
+        names = ctx.params.get("packages") or [ctx.params["package"]]  # checked: job_params
         paths = [_where(name, ctx) for name in names]
         packages = [
             _load(p, ctx) for p in paths

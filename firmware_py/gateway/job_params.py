@@ -109,7 +109,7 @@ def _programming(params: Mapping[str, Any]) -> None:
     resume = params.get("resume")
     if resume is not None and resume is not True and not isinstance(resume, str):
         raise StrictJsonError("resume must be true or a job id")
-    if isinstance(resume, str) and len(resume) > 64:
+    if isinstance(resume, str) and not 0 < len(resume) <= 64:
         raise StrictJsonError("resume is not a job id")
     names = params.get("packages")
     if names is None and "package" in params:

@@ -173,3 +173,11 @@ def test_one_ecu_failing_does_not_stop_the_others(flash_box, publisher, start_si
         for r in json.loads(flash_box.vci("--json", "flash", "--status").stdout)
     }
     assert rows == {"EGS": "done", "DSC": "refused", "KOMBI": "done"}
+
+
+@pytest.mark.parametrize("params", [{"resume": ""}, {"resume": "x" * 65}, {"package": ""}])
+def test_a_programming_job_names_packages_or_an_interrupted_job(params) -> None:
+    """Refused with the parameters (before, an empty resume id passed and the job failed in the
+    handler, which checked the names a second time)."""
+    with pytest.raises(StrictJsonError):
+        check_params("programming", params, local=True)
