@@ -166,11 +166,6 @@ class RemoteSession:
         if wait:
             info.wait_for_publish(5)
 
-    def send_time(self, box: str, beacon: str) -> None:
-        """Give ``box`` the portal's signed time (``portal.tickets.time_beacon``); the box takes it
-        only forward, and an unsigned ``time`` field never moves its clock."""
-        self.send(box, Message("time.beacon", {"beacon": beacon}))
-
     def cancel(self, box: str, job_id: str) -> None:
         """Ask a job this portal started on ``box`` (its id from ``job.accepted``) to stop; jobs
         that can stop safely do (live data), programming and coding run to their end. Its
