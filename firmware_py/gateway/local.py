@@ -4,12 +4,13 @@ checks and events as the tablet and the portal get), on a vehicle opened from co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from firmware_py.config import Config
-from firmware_py.errors import ConfigError, PreconditionError, StorageError
+from firmware_py.errors import ConfigError, PreconditionError, StorageError, VciError
 from firmware_py.gateway.events import Event, EventBus
 from firmware_py.gateway.job_handlers import HANDLERS, vehicle_vin
 from firmware_py.gateway.jobs import Caller, Job, JobRequest, JobRunner, VehicleWorker
@@ -53,8 +54,10 @@ def run_cli_job(
         try:
             kind = JobKind._value2member_map_.get(request.kind)
             if entitlements is not None and kind is not None and JOB_SCOPE[kind] is not None:  # type: ignore[index]
-                # A ticket may be bound to one vehicle: connect (which reads the VIN) first.
-                await runner.run(JobRequest(JobKind.READ_VIN.value), Caller("cli", "local"))
+                # A ticket may be bound to one vehicle: connect first (the worker reads the VIN
+                # when it opens the link); a link that fails here fails the job below, with why
+                with contextlib.suppress(VciError):
+                    await worker.run(lambda vehicle: None)
             job = await runner.run(request, Caller("cli", "local"))
             _keep_for_portal(cfg, job, worker.vin)
             return job
