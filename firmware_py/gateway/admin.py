@@ -19,16 +19,16 @@ def admin_request(
 ) -> tuple[int, Any]:
     """(HTTP status, JSON body) of one request to the gateway running with ``state_dir``.
     Raises :class:`ConfigError` when no gateway answers there (no socket, or a stale one)."""
-    import asyncio
-
-    import aiohttp
-
     sock_path = state_dir / ADMIN_SOCKET
     not_running = ConfigError(
         f"no gateway is running with state directory {state_dir}", hint="Start it: vci gateway"
     )
     if not sock_path.exists():
-        raise not_running
+        raise not_running  # before aiohttp is imported: every local job asks (vci identify ...)
+
+    import asyncio
+
+    import aiohttp
 
     async def call() -> tuple[int, Any]:
         async with (
