@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "scan",
         help="find vehicles on DoIP and ECUs that answer",
-        description="Find vehicles (DoIP vehicle identification) and the ECUs that answer on the chosen link.",
+        description="Find vehicles (DoIP and HSFZ vehicle identification on ENET) and the ECUs that answer on the chosen link.",
     )
     add_transport_args(p)
     p.set_defaults(func=cmd_scan)
@@ -143,7 +143,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
     out: dict[str, Any] = {"vehicles": [], "ecus": []}
     if transport != "can":
         found = discover_enet(
-            t.doip_host, doip_port=t.doip_port, hsfz_control_port=t.hsfz_control_port, timeout=1.0
+            t.doip_host,
+            doip_port=t.doip_port,
+            hsfz_control_port=t.hsfz_control_port,
+            timeout=1.0,
+            doip_protocol_version=t.doip_protocol_version,
         )
         out["vehicles"] = [v.to_dict() for v in found]
         wanted = {"enet": t.enet}.get(transport, transport)

@@ -43,7 +43,7 @@ def add_transport_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--tester-address",
         type=lambda s: int(s, 0),
-        help="our DoIP logical address (default 0x0E80)",
+        help="our DoIP logical address (default: [transport] tester_address, 0x0E80 unless configured)",
     )
 
 

@@ -182,7 +182,9 @@ def _identity(vehicle: Any, cfg: Config, mode: str) -> tuple[BridgeIdentity, Ene
         hsfz = HsfzIdentity(GATEWAY_ADDRESS, mac.hex().upper(), vin)
         return BridgeIdentity(vin, eid=mac, gid=mac, hsfz=hsfz), None
     t = cfg.transport
-    found = discover_doip(t.doip_host, t.doip_port, timeout=1.0)
+    found = discover_doip(
+        t.doip_host, t.doip_port, timeout=1.0, protocol_version=t.doip_protocol_version
+    )
     hsfz_found = discover_hsfz(t.doip_host, t.hsfz_control_port, timeout=1.0)
     if not found and not hsfz_found:
         raise VehicleNotFoundError(

@@ -336,3 +336,32 @@ def test_identification_is_sent_with_the_configured_protocol_version(kind: str) 
         doip.settimeout(1)
         request = doip.recv(64)
     assert request[:4] == bytes([0x03, 0xFC, 0x00, 0x01])  # version 3, identification request
+
+
+def test_vci_scan_identifies_with_the_configured_protocol_version(tmp_path) -> None:
+    """`vci scan` sends its own identification (ENET auto detection); it carries the version
+    that [transport] doip_protocol_version configures, like the links'."""
+    import os
+
+    from tests.conftest import vci
+
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as doip,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hsfz,
+    ):
+        doip.bind(("127.0.0.1", 0))
+        hsfz.bind(("127.0.0.1", 0))
+        config = tmp_path / "vci.toml"
+        config.write_text(
+            "[transport]\n"
+            'doip_host = "127.0.0.1"\n'
+            f"doip_port = {doip.getsockname()[1]}\n"
+            f"hsfz_control_port = {hsfz.getsockname()[1]}\n"
+            "doip_protocol_version = 3\n"
+            f'[storage]\nstate_dir = "{tmp_path / "state"}"\n'
+        )
+        run = vci("scan", env={**os.environ, "VCI_CONFIG": str(config)})
+        assert run.returncode != 0 and "no vehicle answered" in run.stderr.lower()
+        doip.settimeout(1)
+        request = doip.recv(64)
+    assert request[:4] == bytes([0x03, 0xFC, 0x00, 0x01])
