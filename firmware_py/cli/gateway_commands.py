@@ -101,6 +101,13 @@ async def serve(
 
     from firmware_py.gateway.flash_journal import FlashJournal
     from firmware_py.gateway.job_handlers import HANDLERS, vehicle_vin
+    from firmware_py.gateway.sd_notify import (
+        Notifier,
+        keep_watchdog,
+        watchdog_period,
+        worker_stall,
+        worker_stall_limit,
+    )
     from firmware_py.gateway.service import Gateway
     from firmware_py.gateway.setup import entitlement_check
     from firmware_py.gateway.store import Store
@@ -137,13 +144,23 @@ async def serve(
     )
     code = label_code(cfg.storage.state_dir)
     pairing = Pairing(store, code)
+    notifier = Notifier()
+    notifier.status("starting")
     await gateway.start()
+    watchdog = asyncio.create_task(
+        keep_watchdog(
+            notifier,
+            watchdog_period(),
+            worker_stall(gateway.worker.heartbeat.stalled_for, worker_stall_limit(cfg.uds)),
+        )
+    )
     unfinished = FlashJournal(store).unfinished()
     resuming = None
     if unfinished:
         record = unfinished[0]
         if resume_flash:
             resuming = asyncio.create_task(_resume_flash(gateway, record))
+            notifier.status(f"resuming interrupted programming job {record.job_id}")
         else:
             print(
                 f"interrupted programming job {record.job_id}: {record.where()} (or start with --resume-flash)",
@@ -203,6 +220,7 @@ async def serve(
         f"vci-gateway ready page={url} label-code={code} (pair: open the page, then vci pair --approve)",
         flush=True,
     )
+    notifier.ready(f"serving the page on {url}")
     if open_browser:
         if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
             webbrowser.open(url)
@@ -214,6 +232,7 @@ async def serve(
     try:
         await stop.wait()
     finally:
+        notifier.stop()
         if resuming is not None:
             resuming.cancel()
         site.close()
@@ -224,6 +243,8 @@ async def serve(
             await link.stop()
         if hw_button is not None:
             hw_button.close()
+        watchdog.cancel()
+        notifier.close()
 
 
 async def _resume_flash(gateway: Gateway, record: FlashRecord) -> None:

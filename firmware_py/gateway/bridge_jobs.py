@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from firmware_py import heartbeat
 from firmware_py.config import Config
 from firmware_py.errors import ConfigError, VehicleNotFoundError
 from firmware_py.gateway.bridge_guard import Guard, Refusal, suppresses_positive_response
@@ -67,6 +68,7 @@ class WorkerQueue:
 
     def serve(self, vehicle: Any, timeout: float) -> None:
         """Run queued work for up to ``timeout`` seconds (returns after the first item)."""
+        heartbeat.beat()  # the bridge holds the worker for hours, but waits in bounded steps
         try:
             fn, future = self._queue.get(timeout=timeout)
         except queue.Empty:
@@ -141,6 +143,7 @@ def can_exchange(
         return
     timeout = p2
     while True:
+        heartbeat.beat()  # each wait is bounded by P2 or P2*
         frame = conn.wait_frame(timeout=timeout)
         if frame is None:
             return

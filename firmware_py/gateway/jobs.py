@@ -37,6 +37,7 @@ from firmware_py.errors import EntitlementError, PreconditionError, VciError
 from firmware_py.gateway.events import EventBus
 from firmware_py.gateway.flash_journal import FlashJournal
 from firmware_py.gateway.job_params import check_params
+from firmware_py.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,9 @@ class VehicleWorker:
         self._read_vin = read_vin
         self.vin: str | None = None
         self._vin_epoch: Any = None
+        self.heartbeat = Heartbeat()
+        """busy while the thread runs a call, beaten before each bounded wait in it (every UDS
+        request): the service watchdog pings only while it is not stalled (docs/appliance.md)"""
 
     @property
     def reads_vin(self) -> bool:
@@ -214,6 +218,14 @@ class VehicleWorker:
         return self.vin
 
     def _with_vehicle(self, fn: Callable[[Any], Any]) -> Any:
+        self.heartbeat.attach()
+        self.heartbeat.busy()
+        try:
+            return self._call(fn)
+        finally:
+            self.heartbeat.idle()
+
+    def _call(self, fn: Callable[[Any], Any]) -> Any:
         if self._vehicle is None:
             self._vehicle = self._open_vehicle()
             self.learn_vin(self._vehicle)
@@ -236,6 +248,10 @@ class VehicleWorker:
                 vehicle.close()
             except Exception:  # noqa: BLE001 - closing a broken link must not hide the cause
                 log.exception("closing the vehicle link failed")
+
+    async def start(self) -> None:
+        """Start the thread (without opening the vehicle): it answers before this returns."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.heartbeat.attach)
 
     async def run(self, fn: Callable[[Any], Any]) -> Any:
         loop = asyncio.get_running_loop()

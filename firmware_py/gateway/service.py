@@ -255,6 +255,7 @@ class Gateway:
 
     async def start(self) -> None:
         self.bus.bind(asyncio.get_running_loop())
+        await self.worker.start()  # its heartbeat is watched from now (the service watchdog)
         self.runner.services["loop"] = asyncio.get_running_loop()  # the bridge's sockets live here
         self._tasks.append(supervised(self._follow_jobs, "following jobs"))
         if self.clock is not None:

@@ -34,6 +34,7 @@ from udsoncan.exceptions import (
 from udsoncan.ResponseCode import ResponseCode
 from udsoncan.services import ReadDataByIdentifier, ReadDTCInformation
 
+from firmware_py import heartbeat
 from firmware_py.config import UdsConfig
 from firmware_py.errors import (
     EcuNotRespondingError,
@@ -163,6 +164,7 @@ class EcuSession:
 
     def _call(self, what: str, fn: Callable[[], T], sid: int | None = None) -> T:
         deadline = self.deadline_for(sid) if sid is not None else self.timing.request_deadline
+        heartbeat.beat()  # the wait below is bounded by ``deadline`` (the service watchdog)
         with self._lock:
             if not self._opened:
                 self.open()
@@ -323,6 +325,7 @@ class EcuSession:
             )
 
     def _exchange(self, request: bytes, what: str) -> bytes:
+        heartbeat.beat()  # the wait below is bounded by the request's deadline
         with self._lock:
             if not self._opened:
                 self.open()
