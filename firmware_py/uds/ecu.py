@@ -166,6 +166,7 @@ class EcuSession:
         deadline = self.deadline_for(sid) if sid is not None else self.timing.request_deadline
         heartbeat.beat()  # the wait below is bounded by ``deadline`` (the service watchdog)
         with self._lock:
+            heartbeat.beat()  # and the wait for the lock (tester present) is over
             if not self._opened:
                 self.open()
             # send_request reads it per request (set_config would also re-make its logger)
@@ -327,6 +328,7 @@ class EcuSession:
     def _exchange(self, request: bytes, what: str) -> bytes:
         heartbeat.beat()  # the wait below is bounded by the request's deadline
         with self._lock:
+            heartbeat.beat()
             if not self._opened:
                 self.open()
             conn = self.connection

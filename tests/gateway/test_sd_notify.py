@@ -245,3 +245,37 @@ def test_a_long_job_that_keeps_beating_keeps_the_pings_going(notify_socket: Noti
         assert len(messages) >= 10
 
     asyncio.run(scenario())
+
+
+def test_every_uds_request_on_the_worker_beats_its_heartbeat(sim_process: Any) -> None:
+    """The beats come from the UDS layer itself (EcuSession), over a real DoIP link to ``vci
+    sim``: a job of many requests is alive as long as its requests come and go."""
+    from firmware_py.config import TransportConfig
+    from firmware_py.uds.vehicle import VehicleSession
+
+    beats: list[str] = []
+
+    def clock() -> float:
+        beats.append(threading.current_thread().name)
+        return time.monotonic()
+
+    transport = TransportConfig(doip_host=sim_process.doip_host, doip_port=sim_process.doip_port)
+    worker = VehicleWorker(lambda: VehicleSession.open(transport, "doip"))
+    worker.heartbeat = heartbeat.Heartbeat(clock=clock)
+
+    def five_requests(vehicle: Any) -> None:
+        del beats[:]  # what opening the link did is not counted
+        for _ in range(5):
+            vehicle.ecu("DME").raw(bytes.fromhex("22F190"))
+
+    async def scenario() -> None:
+        await worker.start()
+        try:
+            await worker.run(five_requests)
+        finally:
+            worker.close()
+
+    asyncio.run(scenario())
+    on_worker = [name for name in beats if name.startswith("vci-vehicle")]
+    assert len(on_worker) >= 5 + 1  # one (or two) per request, and idle at the end
+    assert on_worker == beats  # no other thread (tester present) beat the worker's heartbeat
