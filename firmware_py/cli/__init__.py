@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "firmware_py.cli.service_commands",
     "firmware_py.cli.ticket_commands",
     "firmware_py.cli.gateway_commands",
+    "firmware_py.cli.box_commands",
 )
 
 TRACE = 5
