@@ -76,6 +76,34 @@ def _known_host(request: web.Request) -> bool:
     return host in request.app[HOSTS] or bool(sockname and host == str(sockname[0]).lower())
 
 
+def _captive_redirect(request: web.Request) -> web.Response | None:
+    """The captive portal (docs/appliance.md): on the box's Wi-Fi every name resolves to the box,
+    so a tablet's connectivity check (``GET http://connectivitycheck.gstatic.com/generate_204``)
+    arrives here under a foreign name. A plain GET or HEAD outside the API is sent to the page
+    under the box's own address (the Host's port kept), which the tablet shows as the network's
+    sign-in page. Nothing is served under the foreign name: a DNS-rebinding page gets a redirect
+    to another origin, whose answer its script cannot read; the API and WebSocket stay 421."""
+    if request.method not in ("GET", "HEAD") or "Upgrade" in request.headers:
+        return None
+    if request.path.startswith("/api/"):
+        return None
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname:
+        return None
+    address = str(sockname[0])
+    if ":" in address:
+        address = f"[{address}]"
+    host = request.headers.get("Host", "")
+    try:
+        port = urlsplit("//" + host).port
+    except ValueError:
+        port = None
+    location = f"http://{address}{f':{port}' if port else ''}/"
+    return web.Response(
+        status=302, headers={"Location": location, "Cache-Control": "no-store"}, text=location
+    )
+
+
 def _same_origin(request: web.Request) -> bool:
     """A request from the page itself: no ``Origin`` (not a browser, or a same-origin GET) or
     one whose scheme is http(s) and whose host and port are the ``Host`` the request went to."""
@@ -96,6 +124,9 @@ async def security(
     app = request.app
     path = request.path
     if not _known_host(request):
+        captive = _captive_redirect(request)
+        if captive is not None:
+            return captive
         return _json_error(
             421, "this page is only served under the box's own address or name", "wrong_host"
         )
