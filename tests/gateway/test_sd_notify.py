@@ -279,3 +279,24 @@ def test_every_uds_request_on_the_worker_beats_its_heartbeat(sim_process: Any) -
     on_worker = [name for name in beats if name.startswith("vci-vehicle")]
     assert len(on_worker) >= 5 + 1  # one (or two) per request, and idle at the end
     assert on_worker == beats  # no other thread (tester present) beat the worker's heartbeat
+
+
+def test_on_stop_a_live_worker_extends_the_stop_timeout_instead_of_pinging(
+    notify_socket: NotifySocket,
+) -> None:
+    async def scenario() -> list[list[str]]:
+        notifier = Notifier({"NOTIFY_SOCKET": notify_socket.address})
+        pings = asyncio.create_task(keep_watchdog(notifier, 0.2, lambda: None))
+        receive = asyncio.get_running_loop().run_in_executor
+        try:
+            await receive(None, notify_socket.wait_for, "WATCHDOG=1", 2)
+            notifier.stop()  # SIGTERM: the gateway waits for its running jobs
+            return await receive(None, lambda: list(notify_socket.messages(0.5)))
+        finally:
+            pings.cancel()
+            notifier.close()
+
+    messages = asyncio.run(scenario())
+    stopping = next(i for i, m in enumerate(messages) if "STOPPING=1" in m)
+    after = messages[stopping + 1 :]  # pings sent before the stop may still be in the queue
+    assert len(after) >= 3 and all(m == ["EXTEND_TIMEOUT_USEC=30000000"] for m in after), messages
