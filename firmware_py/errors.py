@@ -36,6 +36,12 @@ class ConfigError(VciError):
     code = "config_error"
 
 
+class HardwareError(VciError):
+    """The box's own hardware description (hardware/pinout.toml) or its GPIO, ADC or LEDs."""
+
+    code = "hardware_error"
+
+
 # --- transport -------------------------------------------------------------------------
 
 
