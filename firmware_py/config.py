@@ -156,8 +156,26 @@ class DeviceConfig:
 class HardwareConfig:
     """The box's own hardware (firmware_py/hw/)."""
 
+    gpio: bool = False
+    """the box's own hardware is fitted (hardware/README.md): status LEDs, ENET activation line,
+    battery ADC and pairing button on the pinout's GPIOs; false (a PC): none of them, and the
+    pairing button only if pairing_button_pin is set (else vci pair --approve)"""
+    pinout: str = ""
+    """the pinout file; empty: the one shipped with the firmware (hardware/pinout.toml)"""
     pairing_button_pin: str = ""
-    """GPIO of the pairing button (e.g. GPIO17); empty: no button (a PC: vci pair --approve)"""
+    """GPIO of the pairing button (e.g. GPIO17), overriding the pinout's; empty: the pinout's
+    when gpio is on, else no button"""
+    adc: bool = True
+    """with gpio: the battery ADC (MCP3208) is fitted, so the box measures the battery itself"""
+    enet_hold: float = 300.0
+    """seconds the ENET activation line stays on after the last job on an ENET link"""
+    battery_care_volts: float = 12.2
+    """battery care: below this (the box's own measurement) with no job, the box shuts down;
+    0 turns battery care off"""
+    battery_care_after: float = 1800.0
+    """battery care: seconds below battery_care_volts, with no job, before the box shuts down"""
+    shutdown_command: str = "systemctl poweroff"
+    """what battery care runs to shut the box down (split like a shell command line)"""
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,7 @@ async def serve(
 
     from aiohttp import web
 
+    from firmware_py.gateway.battery import BatteryCare
     from firmware_py.gateway.flash_journal import FlashJournal
     from firmware_py.gateway.job_handlers import HANDLERS, vehicle_vin
     from firmware_py.gateway.sd_notify import (
@@ -111,6 +112,7 @@ async def serve(
     from firmware_py.gateway.service import Gateway
     from firmware_py.gateway.setup import entitlement_check
     from firmware_py.gateway.store import Store
+    from firmware_py.hw.box import open_hardware
     from firmware_py.keys import load_public_keys
     from firmware_py.uds.vehicle import VehicleSession
     from firmware_py.web.app import create_app
@@ -119,6 +121,13 @@ async def serve(
 
     store = Store(cfg.storage.state_dir)
     entitlements = entitlement_check(cfg)
+    # the box's LEDs, ENET activation line and battery ADC; None on a PC (logged)
+    hardware = open_hardware(cfg.hw, enet=transport != "can")
+    care = (
+        BatteryCare(cfg.hw.battery_care_volts, cfg.hw.battery_care_after)
+        if cfg.hw.battery_care_volts > 0
+        else None
+    )
     gateway = Gateway(
         store,
         open_vehicle=lambda: VehicleSession.open(
@@ -141,6 +150,9 @@ async def serve(
         min_free_bytes=cfg.storage.min_free_bytes,
         traces_max_bytes=cfg.storage.traces_max_bytes,
         max_package_bytes=cfg.storage.max_package_bytes,
+        hardware=hardware,
+        battery_care=care,
+        shutdown_command=cfg.hw.shutdown_command,
     )
     code = label_code(cfg.storage.state_dir)
     pairing = Pairing(store, code)
@@ -205,10 +217,13 @@ async def serve(
 
     loop = asyncio.get_running_loop()
     hw_button = None
-    if cfg.hw.pairing_button_pin:
+    button_pin: int | str | None = cfg.hw.pairing_button_pin or None
+    if button_pin is None and hardware is not None:
+        button_pin = hardware.pinout.pairing_button  # the pinout's (hardware/pinout.toml)
+    if button_pin is not None:
         from firmware_py.hw.buttons import PairingButton
 
-        hw_button = PairingButton(cfg.hw.pairing_button_pin, press)
+        hw_button = PairingButton(button_pin, press)
     admin_runner = web.AppRunner(admin, access_log=None)
     await admin_runner.setup()
     sock_path = cfg.storage.state_dir / ADMIN_SOCKET
@@ -245,6 +260,8 @@ async def serve(
             hw_button.close()
         watchdog.cancel()
         notifier.close()
+        if hardware is not None:
+            hardware.close()
 
 
 async def _resume_flash(gateway: Gateway, record: FlashRecord) -> None:

@@ -29,6 +29,25 @@ SEEN_IDS = 1024
 """request ids remembered: a request delivered twice (at least once delivery) runs once"""
 
 
+class _LinkUp(asyncio.Event):
+    """``connected``, that also publishes ``portal.link`` (``up``: true/false) on the gateway's
+    event bus when it changes (the box's portal LED follows it)."""
+
+    def __init__(self, bus: Any, carrier: str) -> None:
+        super().__init__()
+        self._bus, self._carrier = bus, carrier
+
+    def set(self) -> None:
+        if not self.is_set():
+            super().set()
+            self._bus.publish("portal.link", {"up": True, "carrier": self._carrier})
+
+    def clear(self) -> None:
+        if self.is_set():
+            super().clear()
+            self._bus.publish("portal.link", {"up": False, "carrier": self._carrier})
+
+
 class PortalLink:
     """What a carrier adds: :meth:`start`, :meth:`stop` and :meth:`publish`; it calls
     :meth:`received` on the gateway's loop for every message addressed to the box, and sets or
@@ -44,7 +63,7 @@ class PortalLink:
         self._routes: dict[str, tuple[str, str, str]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
-        self.connected = asyncio.Event()
+        self.connected: asyncio.Event = _LinkUp(gateway.bus, self.carrier)
 
     # -- what a carrier provides -------------------------------------------------------------------
     async def start(self) -> None:

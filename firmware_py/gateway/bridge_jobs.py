@@ -227,7 +227,11 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
     async def voltage() -> float | None:
         if last and time.monotonic() - last[0][0] < VOLTAGE_MAX_AGE:
             return last[0][1]
-        volts = float(await asyncio.wrap_future(work.submit(lambda v: v.supply_voltage())))
+        voltmeter = ctx.services.get("voltmeter")  # the box's own ADC first (gateway/battery.py)
+        if voltmeter is not None:
+            volts = float(await asyncio.get_running_loop().run_in_executor(None, voltmeter.read))
+        else:
+            volts = float(await asyncio.wrap_future(work.submit(lambda v: v.supply_voltage())))
         last[:] = [(time.monotonic(), volts)]
         return volts
 

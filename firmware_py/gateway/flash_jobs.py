@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_py.errors import ConfigError, FlashError, PackageError
+from firmware_py.gateway.battery import floor_voltage, reported_once
 from firmware_py.gateway.flash_journal import FlashJournal, FlashRecord
 from firmware_py.gateway.jobs import JobContext
 from firmware_py.uds.flash.package import MAX_PACKAGE, FlashPackage, load_package_file
@@ -135,7 +136,7 @@ def programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
             package,
             journal=journal,
             job_id=job_id,
-            voltage=vehicle.supply_voltage,
+            voltage=_floor_voltage(ctx, vehicle),
             progress=partial(_relay, ctx, ecu=package.ecu_name),
             options=options,
         )
@@ -153,6 +154,13 @@ def programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
             raise FlashError(message, hint=hint) from err
     journal.done(job_id)
     return {"job": job_id, "packages": results, "verified": True}
+
+
+def _floor_voltage(ctx: JobContext, vehicle: Any) -> Any:
+    """The battery reading the floor (``FlashOptions.min_voltage``) goes by: the box's own
+    measurement when it has the ADC, else the vehicle's; the job's steps say which."""
+    read, source = floor_voltage(ctx.services, vehicle)
+    return reported_once(read, source, ctx.step)
 
 
 def _relay(ctx: JobContext, event: dict[str, Any], ecu: str) -> None:
@@ -209,7 +217,7 @@ def _parallel(
             package,
             journal=journal,
             job_id=record.job_id,
-            voltage=vehicle.supply_voltage,
+            voltage=_floor_voltage(ctx, vehicle),
             progress=partial(_relay, ctx, ecu=package.ecu_name),
             options=options,
         )

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from firmware_py.errors import NegativeResponseError, PreconditionError, VciError
+from firmware_py.gateway.battery import SOURCE_TEXT, floor_voltage
 from firmware_py.gateway.jobs import JobContext
 from firmware_py.gateway.outbox import Outbox
 from firmware_py.gateway.tariffs import RAW_BATTERY_FLOOR, raw_request
@@ -46,8 +47,9 @@ def raw_uds(vehicle: VehicleSession, ctx: JobContext, info: EcuInfo) -> dict[str
 
 def _battery_floor(vehicle: VehicleSession, ctx: JobContext, raw: RawRequest) -> None:
     floor = ctx.services.get("flash_options", FlashOptions()).min_voltage
+    read, source = floor_voltage(ctx.services, vehicle)
     try:
-        volts = vehicle.supply_voltage()
+        volts = read()
     except VciError as err:
         raise PreconditionError(
             f"{raw.what} needs the battery voltage, which could not be read: {err}. Nothing was sent",
@@ -55,8 +57,8 @@ def _battery_floor(vehicle: VehicleSession, ctx: JobContext, raw: RawRequest) ->
         ) from err
     if volts < floor:
         raise PreconditionError(
-            f"battery voltage {volts:.1f} V is below {floor:.1f} V, the floor for {raw.what}. "
-            "Nothing was sent",
+            f"battery voltage {volts:.1f} V ({SOURCE_TEXT[source]}) is below {floor:.1f} V, "
+            f"the floor for {raw.what}. Nothing was sent",
             hint="Connect a battery charger and repeat the request",
         )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from firmware_py.config import StorageConfig
-from firmware_py.errors import PackageError, StorageError
+from firmware_py.errors import PackageError, StorageError, VciError
+from firmware_py.gateway.battery import SOURCE_TEXT, BatteryCare, Care
 from firmware_py.gateway.events import EventBus
 from firmware_py.gateway.jobs import Handler, JobRunner, VehicleWorker
 from firmware_py.gateway.outbox import Outbox
@@ -41,7 +43,13 @@ class Gateway:
         min_free_bytes: int = StorageConfig.min_free_bytes,
         traces_max_bytes: int = StorageConfig.traces_max_bytes,
         max_package_bytes: int = StorageConfig.max_package_bytes,
+        hardware: Any = None,
+        battery_care: BatteryCare | None = None,
+        shutdown_command: str = "systemctl poweroff",
     ) -> None:
+        """``hardware``: the box's own (:class:`firmware_py.hw.box.BoxHardware`: LEDs, ENET
+        activation line, battery ADC), None on a PC. ``battery_care`` and ``shutdown_command``:
+        shut the box down when its own measurement stays low with no job (hardware/README.md)."""
         self.store = store
         self.min_free_bytes = min_free_bytes
         self.traces_max_bytes = traces_max_bytes
@@ -67,6 +75,13 @@ class Gateway:
             precondition=self._record_can_be_kept,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self.hardware = hardware
+        self._hardware_events: Any = None
+        self.voltmeter = getattr(hardware, "voltmeter", None)
+        if self.voltmeter is not None:
+            self.runner.services["voltmeter"] = self.voltmeter  # the battery floor's reading
+        self.battery_care = battery_care
+        self.shutdown_command = shutdown_command
         self.outbox = Outbox(store)
         self.runner.services.setdefault("outbox", self.outbox)
         if entitlements is not None:
@@ -261,6 +276,10 @@ class Gateway:
         if self.clock is not None:
             self._tasks.append(supervised(self._tick_clock, "trusted clock"))
         self._tasks.append(supervised(self._watch_battery, "battery voltage"))
+        if self.hardware is not None:
+            hardware, sub = self.hardware, self.bus.subscribe()  # before any job can start
+            self._hardware_events = sub
+            self._tasks.append(supervised(lambda: hardware.follow(sub), "box hardware"))
         self._tasks.append(supervised(self._housekeeping, "housekeeping"))
 
     async def stop(self) -> None:
@@ -270,6 +289,8 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._hardware_events is not None:
+            self._hardware_events.close()
         await asyncio.get_running_loop().run_in_executor(None, self.worker.close)
         if self.clock is not None:
             self.clock.persist()
@@ -286,19 +307,91 @@ class Gateway:
             self.clock.tick()
 
     async def _watch_battery(self, interval: float = 5.0) -> None:
-        """The vehicle's supply voltage for the page, read on the vehicle worker between jobs."""
         while True:
             await asyncio.sleep(interval)
+            await self.check_battery(time.monotonic())
+
+    async def check_battery(self, now: float) -> None:
+        """One reading of the battery for the page: the box's own measurement when it has the
+        ADC, else the vehicle's reported voltage (read on the vehicle worker between jobs);
+        ``battery_source`` says which. The box's own reading also feeds battery care."""
+        loop = asyncio.get_running_loop()
+        if self.voltmeter is not None:
+            source = "box"
+            try:
+                volts = await loop.run_in_executor(None, self.voltmeter.read)
+            except VciError as err:
+                log.warning("battery voltage not measured: %s", err)
+                return
+        else:
+            source = "vehicle"
             if not self.vehicle.get("connected"):
-                continue
+                return
             try:
                 volts = await self.worker.run(lambda vehicle: vehicle.supply_voltage())
             except Exception as err:  # noqa: BLE001 - a missed reading is not an error of anyone's
                 log.debug("battery voltage not read: %s", err)
-                continue
-            if volts != self.vehicle.get("battery_voltage"):
-                self.vehicle["battery_voltage"] = volts
-                self.bus.publish("vehicle.state", {"vehicle": self.vehicle_state()})
+                return
+        shown = round(float(volts), 1)
+        if (shown, source) != (
+            self.vehicle.get("battery_voltage"),
+            self.vehicle.get("battery_source"),
+        ):
+            self.vehicle.update(battery_voltage=shown, battery_source=source)
+            self.bus.publish("vehicle.state", {"vehicle": self.vehicle_state()})
+        if source == "box" and self.battery_care is not None:
+            await self._care_for_battery(float(volts), now)
+
+    async def _care_for_battery(self, volts: float, now: float) -> None:
+        care = self.battery_care
+        assert care is not None
+        running = any(job.state == "running" for job in self.runner.jobs.values())
+        decision = care.observe(volts, now, running)
+        if decision is Care.LOW:
+            log.warning(
+                "battery care: battery at %.2f V (%s), below %.1f V: the box shuts down in "
+                "%.0f s unless a job runs or the voltage recovers",
+                volts,
+                SOURCE_TEXT["box"],
+                care.volts,
+                care.after,
+            )
+            self.bus.publish(
+                "battery.low",
+                {"volts": round(volts, 2), "threshold": care.volts, "shutdown_in": care.after},
+            )
+        elif decision is Care.OK:
+            log.info("battery care: battery at %.2f V again, the box stays on", volts)
+            self.bus.publish("battery.ok", {"volts": round(volts, 2)})
+        elif decision is Care.SHUT_DOWN:
+            log.warning(
+                "battery care: battery below %.1f V for %.0f s with no job (now %.2f V): "
+                "shutting down with %r so as not to drain the car's battery; unplug and plug "
+                "the box back in to start it again",
+                care.volts,
+                care.after,
+                volts,
+                self.shutdown_command,
+            )
+            self.bus.publish(
+                "power.shutdown",
+                {"reason": "battery_care", "volts": round(volts, 2), "threshold": care.volts},
+            )
+            await self._shut_down()
+
+    async def _shut_down(self) -> None:
+        try:
+            proc = await asyncio.create_subprocess_exec(*shlex.split(self.shutdown_command))
+            code = await proc.wait()
+        except OSError as err:
+            log.error(
+                "battery care: the shutdown command %r failed: %s", self.shutdown_command, err
+            )
+            return
+        if code != 0:
+            log.error(
+                "battery care: the shutdown command %r exited with %d", self.shutdown_command, code
+            )
 
     async def _follow_jobs(self) -> None:
         """Keep the vehicle summary (VIN, ECUs, link state) current from job results."""

@@ -54,7 +54,9 @@ function header() {
   $("#vin").textContent = v.vin || "no vehicle";
   $("#link").textContent = v.link || "-";
   $("#link-dot").className = "dot " + (v.connected ? "on" : "off");
-  $("#battery").textContent = v.battery_voltage ? v.battery_voltage.toFixed(1) + " V" : "";
+  // battery_source: "box" (the box's own ADC on OBD pin 16) or "vehicle" (the car's report)
+  const source = { box: " (measured by the box)", vehicle: " (reported by the car)" }[v.battery_source] || "";
+  $("#battery").textContent = v.battery_voltage ? v.battery_voltage.toFixed(1) + " V" + source : "";
   $("#ws").textContent = S.wsUp ? "live" : "reconnecting";
   $("#ws-dot").className = "dot " + (S.wsUp ? "on" : "off");
 }
