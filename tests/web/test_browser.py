@@ -126,6 +126,14 @@ def test_pairing_by_the_button(stack) -> None:
     page.set_viewport_size({"width": 1024, "height": 768})
 
 
+def test_the_header_says_where_the_battery_voltage_comes_from(stack) -> None:
+    # this gateway runs without the box's ADC (a PC): the car's reported 13.6 V, said so
+    stack["page"].wait_for_function(
+        "() => document.querySelector('#battery').textContent === '13.6 V (reported by the car)'",
+        timeout=20_000,
+    )
+
+
 def test_fault_memory_read_and_clear(stack) -> None:
     page, sim = stack["page"], stack["sim"]
     tab(page, "faults")
