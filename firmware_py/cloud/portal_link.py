@@ -40,12 +40,14 @@ class _LinkUp(asyncio.Event):
     def set(self) -> None:
         if not self.is_set():
             super().set()
-            self._bus.publish("portal.link", {"up": True, "carrier": self._carrier})
+            if self._bus is not None:
+                self._bus.publish("portal.link", {"up": True, "carrier": self._carrier})
 
     def clear(self) -> None:
         if self.is_set():
             super().clear()
-            self._bus.publish("portal.link", {"up": False, "carrier": self._carrier})
+            if self._bus is not None:
+                self._bus.publish("portal.link", {"up": False, "carrier": self._carrier})
 
 
 class PortalLink:
@@ -63,7 +65,7 @@ class PortalLink:
         self._routes: dict[str, tuple[str, str, str]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
-        self.connected: asyncio.Event = _LinkUp(gateway.bus, self.carrier)
+        self.connected: asyncio.Event = _LinkUp(getattr(gateway, "bus", None), self.carrier)
 
     # -- what a carrier provides -------------------------------------------------------------------
     async def start(self) -> None:

@@ -57,8 +57,8 @@ def _battery_floor(vehicle: VehicleSession, ctx: JobContext, raw: RawRequest) ->
         ) from err
     if volts < floor:
         raise PreconditionError(
-            f"battery voltage {volts:.1f} V ({SOURCE_TEXT[source]}) is below {floor:.1f} V, "
-            f"the floor for {raw.what}. Nothing was sent",
+            f"battery voltage {volts:.1f} V is below {floor:.1f} V, the floor for {raw.what} "
+            f"({SOURCE_TEXT[source]}). Nothing was sent",
             hint="Connect a battery charger and repeat the request",
         )
 
