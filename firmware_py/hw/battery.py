@@ -3,6 +3,7 @@ an MCP3208 ADC on SPI, read with gpiozero. The divider's values come from the pi
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from firmware_py.errors import HardwareError
@@ -18,6 +19,9 @@ class BoxVoltmeter:
         from gpiozero import MCP3208  # a PC without GPIO never needs it
 
         self.adc = adc
+        # the gateway's battery watch and a job's battery floor read from different threads: one
+        # SPI conversion at a time (two interleaved transfers read garbage)
+        self._lock = threading.Lock()
         try:
             self.chip = MCP3208(
                 channel=adc.channel,
@@ -36,7 +40,8 @@ class BoxVoltmeter:
     def read(self) -> float:
         """The battery voltage in volts."""
         try:
-            return float(self.chip.voltage) * self.adc.divider_ratio
+            with self._lock:
+                return float(self.chip.voltage) * self.adc.divider_ratio
         except Exception as err:  # gpiozero's SPI errors
             raise HardwareError(
                 f"the battery ADC could not be read: {err}", hint="Check the ADC's wiring"

@@ -58,7 +58,11 @@ class BoxHardware:
         while True:
             wait = self.indicators.next_change(self.clock())
             try:
-                event = await asyncio.wait_for(sub.get(), wait)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the task's
+                # cancellation when the event arrives at the same moment (the gateway's stop
+                # then waited for ever on this task)
+                async with asyncio.timeout(wait):
+                    event = await sub.get()
             except TimeoutError:
                 self.update()  # the activation line's hold ran out
                 continue

@@ -5,6 +5,9 @@ by the vehicle's reported voltage otherwise, and says which. A raw programming-c
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import pytest
 
 from firmware_py.config import TransportConfig
 from firmware_py.gateway.job_handlers import HANDLERS
@@ -12,7 +15,9 @@ from firmware_py.gateway.jobs import Caller, JobRequest
 from firmware_py.gateway.service import Gateway
 from firmware_py.gateway.store import Store
 from firmware_py.hw.box import BoxHardware
+from firmware_py.keys import load_public_keys
 from firmware_py.uds.vehicle import VehicleSession
+from tests.flash.conftest import image, publisher  # noqa: F401 - the fixture
 from tests.hw.conftest import set_battery
 
 CLI = Caller("cli", "test")
@@ -71,3 +76,42 @@ def test_without_the_adc_the_floor_goes_by_the_vehicle_and_says_so(tmp_path, sta
             await gateway.stop()
 
     asyncio.run(main())
+
+
+def test_programming_refuses_on_the_box_s_measurement_and_its_step_says_so(
+    tmp_path,
+    start_sim,
+    factory,
+    pinout,
+    publisher,  # noqa: F811 - the fixture
+) -> None:
+    car = start_sim("--battery", "13.6")  # the car reports a healthy battery
+    hardware = BoxHardware(pinout, enet=True, pin_factory=factory)
+    pkg = publisher.package("egs.vcipkg", "EGS", 0x18, "12.05.00", image("12.05.00", 8192))
+
+    async def main() -> tuple[Any, list[dict[str, Any]]]:
+        gateway = _gateway(tmp_path, car.doip_port, hardware)
+        gateway.runner.services["publisher_keys"] = load_public_keys(publisher.trust)
+        await gateway.start()
+        sub = gateway.bus.subscribe()
+        try:
+            set_battery(factory, pinout, 12.0)  # ... the box measures 12.0 V on pin 16
+            job = await gateway.runner.run(
+                JobRequest("programming", {"package": str(pkg)}, "EGS"), CLI
+            )
+            steps = []
+            while (event := sub.get_nowait()) is not None:
+                if event.kind == "job.step":
+                    steps.append(event.data)
+            return job, steps
+        finally:
+            sub.close()
+            await gateway.stop()
+            hardware.close()
+
+    job, steps = asyncio.run(main())
+    assert job.state == "failed", (steps, job.result)
+    assert "battery voltage 12.0 V is below 13.0 V. Nothing was erased" in job.error["message"]
+    told = [s for s in steps if s["step"] == "battery voltage"]
+    assert len(told) == 1 and told[0]["battery_source"] == "box"
+    assert told[0]["volts"] == pytest.approx(12.0, abs=0.02)  # one ADC count is 8.9 mV
