@@ -295,7 +295,11 @@ class PortalConnection:
         from firmware_py.cloud.ws_link import WsLink
 
         try:
-            await asyncio.wait_for(mqtt.connected.wait(), self.cfg.fallback_after)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+            # that arrives as the broker connects (CPython gh-86296), and stop() would wait on
+            # this task for ever
+            async with asyncio.timeout(self.cfg.fallback_after):
+                await mqtt.connected.wait()
             return
         except TimeoutError:
             pass
