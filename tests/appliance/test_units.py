@@ -78,7 +78,7 @@ def test_the_units_are_there() -> None:
 
 
 def test_systemd_analyze_verify_says_nothing(tmp_path: Path) -> None:
-    assert verify_output(UNITS, tmp_path) == ""
+    assert verify_output([*UNITS, *sorted(SYSTEMD.glob("*.path"))], tmp_path) == ""
 
 
 def test_verify_output_catches_a_bad_unit(tmp_path: Path) -> None:
@@ -148,7 +148,7 @@ def test_every_file_is_in_the_install_list() -> None:
             sources.add(source)
             targets.add(target)
         elif words and words[0] in ("enable", "mask"):
-            assert len(words) == 2 and words[1].endswith(".service")
+            assert len(words) == 2 and words[1].endswith((".service", ".path"))
         else:
             assert not words or words[0].startswith("#"), line
     ours = {
@@ -209,3 +209,20 @@ def test_the_box_configuration_keeps_every_service_on_the_wifi_side() -> None:
     assert str(cfg.storage.state_dir) == "/var/lib/vci"
     dns = (SYSTEMD / "dnsmasq" / "vci-captive.conf").read_text()
     assert f"address=/#/{address.group(1)}" in dns
+
+
+def test_battery_care_powers_off_through_the_path_unit_the_gateway_may_write() -> None:
+    """The gateway (user vci, no privilege) cannot run systemctl poweroff; battery care's command
+    in the box's configuration creates the file vci-poweroff.path watches, inside the gateway's
+    own RuntimeDirectory, and that path unit starts poweroff.target."""
+    from firmware_py.config import load_config
+
+    cfg = load_config(SYSTEMD / "vci.toml", env={})
+    assert cfg.hw.gpio
+    argv = shlex.split(cfg.hw.shutdown_command)
+    assert argv[0] == "touch" and len(argv) == 2
+    path_unit = (SYSTEMD / "vci-poweroff.path").read_text()
+    assert f"PathExists={argv[1]}\n" in path_unit and "Unit=poweroff.target\n" in path_unit
+    gateway = (SYSTEMD / "vci-gateway.service").read_text()
+    runtime = re.search(r"^RuntimeDirectory=(\S+)$", gateway, re.M)
+    assert runtime and Path(argv[1]).parent == Path("/run") / runtime.group(1)
