@@ -62,8 +62,18 @@ class TransportConfig:
     """ISO-TP separation time we ask of the sender, seconds."""
     block_size: int = 0
     """ISO-TP block size we ask of the sender (0: no further flow control)."""
+    isotp_stack: str = "auto"
+    """Which ISO-TP implementation carries CAN messages: ``kernel`` (Linux's CAN_ISOTP sockets,
+    module can-isotp, on a ``socketcan`` interface), ``user`` (can-isotp's user-space stack, any
+    python-can bus) or ``auto`` (the kernel's when the interface is socketcan and the kernel
+    has it, the user-space stack otherwise)."""
 
     def __post_init__(self) -> None:
+        if self.isotp_stack not in ("auto", "kernel", "user"):
+            raise ConfigError(
+                f"transport: isotp_stack must be auto, kernel or user, not {self.isotp_stack!r}",
+                hint="Set [transport] isotp_stack or --isotp-stack to one of them",
+            )
         if self.enet not in ("auto", "doip", "hsfz"):
             raise ConfigError(
                 f"transport: enet must be auto, doip or hsfz, not {self.enet!r}",

@@ -39,6 +39,12 @@ def add_transport_args(p: argparse.ArgumentParser) -> None:
         "--can-interface", help="python-can interface (socketcan, slcan, vci_loopback ...)"
     )
     g.add_argument("--can-channel", help="python-can channel (can0, /dev/ttyACM0, GROUP:PORT ...)")
+    g.add_argument(
+        "--isotp-stack",
+        choices=("auto", "kernel", "user"),
+        help="ISO-TP on CAN: the kernel's CAN_ISOTP sockets (socketcan only), can-isotp's "
+        "user-space stack, or auto (the kernel's when it has them; default: configured, auto)",
+    )
     g.add_argument("--addressing", choices=("bmw", "normal"), help="CAN addressing (default: bmw)")
     g.add_argument(
         "--tester-address",
@@ -78,6 +84,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[Config, str]:
         ("can_interface", "can_interface"),
         ("can_channel", "can_channel"),
         ("addressing", "can_addressing"),
+        ("isotp_stack", "isotp_stack"),
         ("tester_address", "tester_address"),
     ):
         if getattr(args, arg, None) is not None:

@@ -4,25 +4,68 @@ Two addressing schemes: BMW-style extended addressing (tester 0xF1 sends on 0x6F
 target ECU's address as first data byte, the ECU answers on 0x600 + its address with 0xF1 first)
 and normal 11-bit addressing with request/response identifier pairs (OBD style, 0x7E0/0x7E8).
 All channels share one bus and one ``can.Notifier``.
+
+Two ISO-TP implementations carry the messages (``[transport] isotp_stack``): the Linux kernel's
+(``CAN_ISOTP`` sockets of module can-isotp, wrapped by can-isotp's ``isotp.socket``), which
+keeps flow control and STmin timing in the kernel on a busy box, and can-isotp's user-space
+stack, which works on every python-can bus (serial adapters, the loopback bus of the tests).
+``auto`` takes the kernel's on a socketcan interface whose kernel offers it.
 """
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 
 import can
 import isotp
-from udsoncan.connections import PythonIsoTpConnection
+from udsoncan.connections import BaseConnection, IsoTPSocketConnection, PythonIsoTpConnection
 
-from firmware_py.errors import UnknownTargetError
+from firmware_py.errors import TransportError, UnknownTargetError
 from firmware_py.transport.trace import CanTrace
 
 BMW_TESTER = 0xF1
 BMW_REQUEST_ID = 0x6F1
 BMW_RESPONSE_BASE = 0x600
 MAX_PAYLOAD = 4095  # ISO 15765-2 classic CAN: the largest message (first frame length is 12 bits)
+ISOTP_STACKS = ("auto", "kernel", "user")
+
+log = logging.getLogger(__name__)
+
+
+def kernel_isotp_available() -> bool:
+    """Whether this kernel opens CAN_ISOTP sockets (module can-isotp, Linux 5.10 and newer, loaded
+    or loadable on demand)."""
+    proto = getattr(socket, "CAN_ISOTP", None)
+    if proto is None:
+        return False
+    try:
+        socket.socket(socket.AF_CAN, socket.SOCK_DGRAM, proto).close()
+    except OSError:
+        return False
+    return True
+
+
+def choose_isotp_stack(wanted: str, bus: can.BusABC) -> str:
+    """``kernel`` or ``user`` for ``wanted`` (``auto``, ``kernel`` or ``user``) on ``bus``."""
+    if wanted not in ISOTP_STACKS:
+        raise ValueError(f"isotp_stack must be auto, kernel or user, not {wanted!r}")
+    socketcan = getattr(bus, "channel", None) is not None and type(bus).__name__ == "SocketcanBus"
+    if wanted == "user":
+        return "user"
+    if socketcan and kernel_isotp_available():
+        return "kernel"
+    if wanted == "kernel":
+        raise TransportError(
+            "the kernel's ISO-TP is not available on this CAN link"
+            + ("" if socketcan else " (it needs a socketcan interface)"),
+            hint="Load the kernel module (modprobe can-isotp) and use --can-interface socketcan, "
+            "or set [transport] isotp_stack = 'user'",
+        )
+    return "user"
 
 
 def isotp_params(st_min: float, block_size: int) -> dict[str, object]:
@@ -84,6 +127,7 @@ class CanLink:
         tester_address: int = BMW_TESTER,
         owns_bus: bool = False,
         trace_path: Path | None = None,
+        isotp_stack: str = "auto",
     ) -> None:
         if addressing not in ("bmw", "normal"):
             raise ValueError(f"addressing must be 'bmw' or 'normal', not {addressing!r}")
@@ -93,6 +137,7 @@ class CanLink:
         self.params = isotp_params(st_min, block_size)
         self.tester_address = tester_address
         self.owns_bus = owns_bus
+        self.isotp_stack = choose_isotp_stack(isotp_stack, bus)
         self.trace = CanTrace(trace_path) if trace_path is not None else None
         self.notifier = can.Notifier(bus, [self.trace] if self.trace else [], timeout=0.1)
         if self.trace is not None:
@@ -103,14 +148,43 @@ class CanLink:
                 trace.tx(msg)
 
             bus.send = traced_send  # type: ignore[method-assign]  # can-isotp sends through bus.send
-        self._connections: dict[int, PythonIsoTpConnection] = {}
+        self._connections: dict[int, BaseConnection] = {}
         self._lock = threading.Lock()
-        self.description = f"CAN {bus.channel_info} ({addressing} addressing)"
+        self.description = (
+            f"CAN {bus.channel_info} ({addressing} addressing, {self.isotp_stack} ISO-TP)"
+        )
+        log.info(
+            "ISO-TP on %s: %s",
+            bus.channel_info,
+            "the kernel's (CAN_ISOTP sockets)"
+            if self.isotp_stack == "kernel"
+            else "can-isotp's user-space stack",
+        )
 
-    def ecu_connection(self, address: int) -> PythonIsoTpConnection:
+    def _kernel_connection(self, address: int) -> IsoTPSocketConnection:
+        """A kernel ISO-TP socket with the same parameters as the user-space stack gets."""
+        tpsock = isotp.socket(timeout=0.1)
+        tpsock.set_opts(txpad=int(self.params["tx_padding"]))  # type: ignore[call-overload]
+        tpsock.set_fc_opts(
+            bs=int(self.params["blocksize"]),  # type: ignore[call-overload]
+            stmin=int(self.params["stmin"]),  # type: ignore[call-overload]
+        )
+        tpsock.set_ll_opts(mtu=isotp.socket.LinkLayerProtocol.CAN, tx_dl=8)
+        return IsoTPSocketConnection(
+            str(self.bus.channel),  # type: ignore[attr-defined]
+            isotp_address(address, self.addressing, self.normal_ids, self.tester_address),
+            name=f"can-0x{address:02X}",
+            tpsock=tpsock,
+        )
+
+    def ecu_connection(self, address: int) -> BaseConnection:
         with self._lock:
             conn = self._connections.get(address)
-            if conn is None:
+            if conn is not None:
+                return conn
+            if self.isotp_stack == "kernel":
+                conn = self._kernel_connection(address)
+            else:
                 stack = isotp.NotifierBasedCanStack(
                     self.bus,
                     self.notifier,
@@ -120,8 +194,8 @@ class CanLink:
                     params=dict(self.params),
                 )
                 conn = PythonIsoTpConnection(stack, name=f"can-0x{address:02X}")
-                conn.max_payload = MAX_PAYLOAD  # type: ignore[attr-defined]
-                self._connections[address] = conn
+            conn.max_payload = MAX_PAYLOAD  # type: ignore[union-attr]
+            self._connections[address] = conn
             return conn
 
     def close(self) -> None:
@@ -147,6 +221,7 @@ def open_can_link(
     tester_address: int = BMW_TESTER,
     owns_bus: bool = False,
     trace_path: Path | None = None,
+    isotp_stack: str = "auto",
 ) -> CanLink:
     return CanLink(
         bus,
@@ -157,4 +232,5 @@ def open_can_link(
         tester_address=tester_address,
         owns_bus=owns_bus,
         trace_path=trace_path,
+        isotp_stack=isotp_stack,
     )

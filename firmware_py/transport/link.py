@@ -71,5 +71,6 @@ def open_link(
             block_size=cfg.block_size,
             owns_bus=True,
             trace_path=trace_path,
+            isotp_stack=cfg.isotp_stack,
         )
     raise ValueError(f"transport must be 'enet', 'doip', 'hsfz' or 'can', not {kind!r}")

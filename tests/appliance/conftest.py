@@ -1,0 +1,243 @@
+"""The appliance VM: the box's Debian image (image/build) booted under QEMU, one per session.
+
+``appliance_image`` builds the image with the test agent (or reuses the cached one, see
+docs/appliance-test.md); ``vm`` boots it with the kernel and initrd given directly, a virtio
+root disk behind a throw-away qcow2 overlay, the i6300esb watchdog, and a virtio-serial port
+to the test agent inside (image/test-agent/), through which ``vm.run(cmd, timeout)`` runs
+shell commands as root. Every wait has a deadline; a QEMU that does not answer is killed.
+Each check records its time with ``vm.timed(name)``; the times are printed at the end of the
+run (``pytest_terminal_summary``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_TIMEOUT = 1200.0
+BOOT_TIMEOUT = 300.0
+"""boot to the agent's first answer; about 20 s under TCG on 2 cores, more on a loaded machine"""
+TIMINGS: list[tuple[str, float]] = []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # the first test's set-up builds the image and boots the VM (minutes when cold)
+    for item in items:
+        if Path(str(item.fspath)).parent == Path(__file__).parent:
+            item.add_marker(pytest.mark.timeout(BUILD_TIMEOUT + BOOT_TIMEOUT))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if TIMINGS:
+        terminalreporter.section("appliance VM timings")
+        for name, seconds in TIMINGS:
+            terminalreporter.write_line(f"{name:<60} {seconds:8.1f} s")
+
+
+def record(name: str, seconds: float) -> None:
+    TIMINGS.append((name, seconds))
+    print(f"appliance: {name}: {seconds:.1f} s", flush=True)
+
+
+@dataclass
+class CommandResult:
+    rc: int
+    out: str
+    err: str
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"rc={self.rc} ({self.seconds:.1f} s)\nstdout:\n{self.out}\nstderr:\n{self.err}"
+
+
+class VmError(RuntimeError):
+    """The VM or its agent did not answer in time."""
+
+
+def qemu_accel() -> str:
+    """KVM only when the host's KVM module is really there: on a nested /dev/kvm a stock Debian
+    kernel hangs, so the fallback is TCG with one host thread per virtual CPU."""
+    if os.access("/dev/kvm", os.R_OK | os.W_OK) and any(
+        Path(f"/sys/module/{m}").exists() for m in ("kvm_intel", "kvm_amd")
+    ):
+        return "kvm"
+    return "tcg,thread=multi"
+
+
+class Vm:
+    """A booted appliance VM and its agent connection."""
+
+    def __init__(self, manifest: Path, workdir: Path) -> None:
+        self.image_dir = manifest.parent
+        self.info = json.loads(manifest.read_text())
+        self.workdir = workdir
+        self.console = workdir / "console.log"
+        self.agent_path = workdir / "agent.sock"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self._buf = b""
+        self._next_id = 0
+
+    def start(self) -> float:
+        overlay = self.workdir / "root.qcow2"
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+             str(self.image_dir / self.info["rootfs"]), str(overlay)],
+            check=True,
+        )  # fmt: skip
+        cmd = [
+            "qemu-system-x86_64", "-accel", qemu_accel(), "-m", "1024", "-smp", "2",
+            "-nographic", "-no-reboot", "-nic", "none",
+            "-kernel", str(self.image_dir / self.info["kernel"]),
+            "-initrd", str(self.image_dir / self.info["initrd"]),
+            "-append", self.info["cmdline"] + " panic=-1",
+            "-drive", f"file={overlay},format=qcow2,if=virtio",
+            "-device", "i6300esb", "-action", "watchdog=reset",
+            "-serial", f"file:{self.console}", "-monitor", "none",
+            "-chardev", f"socket,id=agent,path={self.agent_path},server=on,wait=off",
+            "-device", "virtio-serial",
+            "-device", "virtserialport,chardev=agent,name=vci.agent",
+        ]  # fmt: skip
+        t0 = time.monotonic()
+        self.process = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = t0 + BOOT_TIMEOUT
+        while not self.agent_path.exists():
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise VmError("QEMU made no agent socket")
+            time.sleep(0.1)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(self.agent_path))
+        # the agent answers once the guest's systemd has started it; until then requests may be
+        # lost (the port is closed in the guest), so ask again every few seconds
+        while True:
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise VmError(f"the VM's agent did not answer within {BOOT_TIMEOUT:.0f} s")
+            if self._request({"cmd": "true", "timeout": 5}, wait=3.0, quiet=True) is not None:
+                return time.monotonic() - t0
+
+    def _check_alive(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            err = self.process.stderr.read().decode() if self.process.stderr else ""
+            raise VmError(f"QEMU exited with {self.process.returncode}: {err}\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.console.read_text(errors="replace") if self.console.exists() else ""
+        return "console (last lines):\n" + "\n".join(text.splitlines()[-lines:])
+
+    def _request(
+        self, request: dict[str, Any], wait: float, quiet: bool = False
+    ) -> dict[str, Any] | None:
+        assert self.sock is not None
+        self._next_id += 1
+        ident = self._next_id
+        self.sock.sendall((json.dumps({**request, "id": ident}) + "\n").encode())
+        deadline = time.monotonic() + wait
+        while True:
+            while b"\n" in self._buf:
+                line, self._buf = self._buf.split(b"\n", 1)
+                reply = json.loads(line)
+                if reply.get("id") == ident:
+                    return dict(reply)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if quiet:
+                    return None
+                raise VmError(f"no answer from the VM's agent within {wait:.0f} s: {request}")
+            self.sock.settimeout(min(left, 1.0))
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except TimeoutError:
+                self._check_alive()
+                continue
+            if not chunk:
+                raise VmError(f"the agent connection closed\n{self.tail()}")
+            self._buf += chunk
+
+    def run(self, cmd: str, timeout: float = 60.0) -> CommandResult:
+        """Run ``cmd`` (bash, as root) in the VM; killed in the VM after ``timeout`` (rc -9)."""
+        reply = self._request({"cmd": cmd, "timeout": timeout}, wait=timeout + 30.0)
+        assert reply is not None
+        return CommandResult(reply["rc"], reply["out"], reply["err"], reply["seconds"])
+
+    def check(self, cmd: str, timeout: float = 60.0) -> str:
+        """Run ``cmd`` and fail the test unless it exits 0; its standard output."""
+        result = self.run(cmd, timeout)
+        assert result.rc == 0, f"{cmd}\n{result}"
+        return result.out
+
+    def wait_for(self, cmd: str, timeout: float, what: str) -> float:
+        """Run ``cmd`` in the VM until it exits 0 (a bounded loop inside the VM); seconds taken."""
+        script = (
+            f"end=$((SECONDS+{int(timeout)})); until {cmd}; do "
+            f'[ $SECONDS -ge $end ] && {{ echo "timed out: {shlex.quote(what)}"; exit 1; }}; '
+            "sleep 0.2; done"
+        )
+        result = self.run(script, timeout + 10)
+        assert result.rc == 0, f"{what}: {result}"
+        return result.seconds
+
+    @contextlib.contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        yield
+        record(name, time.monotonic() - t0)
+
+    def stop(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def appliance_image() -> Path:
+    """The test image's manifest.json: built by image/build (cached by the hash of its inputs)."""
+    missing = [t for t in ("mmdebstrap", "qemu-system-x86_64", "qemu-img", "mkfs.ext4")
+               if shutil.which(t) is None]  # fmt: skip
+    if missing:
+        pytest.fail(f"the appliance test needs {', '.join(missing)}: run scripts/setup-env as root")
+    cmd = [sys.executable, str(REPO / "image/build"), "--test-agent"]
+    if os.geteuid() != 0:
+        cmd = ["sudo", "-n", *cmd]
+    t0 = time.monotonic()
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    sys.stdout.write(result.stdout)
+    assert result.returncode == 0, f"image/build failed:\n{result.stdout}\n{result.stderr}"
+    record("image build (image/build --test-agent; cached when unchanged)", time.monotonic() - t0)
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def vm(appliance_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vm]:
+    machine = Vm(appliance_image, tmp_path_factory.mktemp("vm"))
+    try:
+        record(f"boot to the test agent (QEMU {qemu_accel()})", machine.start())
+        yield machine
+    except VmError as err:
+        pytest.fail(f"{err}\n{machine.tail()}")
+    finally:
+        machine.stop()
