@@ -32,6 +32,8 @@ BUILD_TIMEOUT = 1200.0
 BOOT_TIMEOUT = 300.0
 """boot to the agent's first answer; about 20 s under TCG on 2 cores, more on a loaded machine"""
 TIMINGS: list[tuple[str, float]] = []
+VCI = "/opt/vci/venv/bin/vci"
+"""the project as the image installs it (from the wheel)"""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -91,6 +93,7 @@ class Vm:
         self.sock: socket.socket | None = None
         self._buf = b""
         self._next_id = 0
+        self.started: list[str] = []
 
     def start(self) -> float:
         overlay = self.workdir / "root.qcow2"
@@ -194,6 +197,25 @@ class Vm:
         result = self.run(script, timeout + 10)
         assert result.rc == 0, f"{what}: {result}"
         return result.seconds
+
+    def start_sim(self, name: str, *args: str, netns: str | None = None) -> str:
+        """``vci sim ARGS`` in the background in the VM (in network namespace ``netns``), its
+        output in /tmp/sim-NAME.log; waits for its ready line and returns it."""
+        logfile = f"/tmp/sim-{name}.log"
+        prefix = f"ip netns exec {netns} " if netns else ""
+        self.check(
+            f"{prefix}setsid {VCI} sim {' '.join(shlex.quote(a) for a in args)} "
+            f">{logfile} 2>&1 </dev/null & echo $! >/tmp/sim-{name}.pid"
+        )
+        self.wait_for(f"grep -q 'vci-sim ready' {logfile}", 60, f"vci sim {name} ready")
+        ready = self.check(f"grep 'vci-sim ready' {logfile}").strip()
+        self.started.append(f"/tmp/sim-{name}.pid")
+        return ready
+
+    def stop_sims(self) -> None:
+        for pidfile in self.started:
+            self.run(f"kill $(cat {pidfile}) 2>/dev/null; rm -f {pidfile}")
+        self.started.clear()
 
     @contextlib.contextmanager
     def timed(self, name: str) -> Iterator[None]:
