@@ -1,0 +1,54 @@
+"""The box on the car's Ethernet (ENET) in the VM: a veth pair, the box's end as eth0 set up by
+the image's systemd-networkd file (DHCP and IPv4 link-local, no default route), the other end
+in a network namespace standing for the car, which takes an Auto-IP address (169.254.x.x) and
+runs ``vci sim`` there. ``vci identify`` with the box's own configuration (/etc/vci/vci.toml:
+identification by broadcast) finds the car over DoIP and over HSFZ."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests.appliance.conftest import VCI, Vm
+
+CAR_ADDRESS = "169.254.23.5"
+"""the car's Auto-IP address (ISO 13400-2: a vehicle with no DHCP server answering picks one)"""
+
+
+@pytest.fixture(scope="module")
+def enet_vm(vm: Vm) -> Iterator[Vm]:
+    vm.check(
+        "ip netns add car && ip link add eth0 type veth peer name enet "
+        "&& ip link set enet netns car && ip -n car link set lo up "
+        f"&& ip -n car addr add {CAR_ADDRESS}/16 dev enet && ip -n car link set enet up"
+    )
+    with vm.timed("check: eth0 gets an IPv4 link-local address (systemd-networkd)"):
+        vm.wait_for(
+            "ip -4 -o addr show dev eth0 | grep -q 'inet 169\\.254\\.'", 60, "eth0 link-local"
+        )
+    yield vm
+    vm.stop_sims()
+    vm.run("ip netns pids car | xargs -r kill; ip link del eth0; ip netns del car")
+
+
+def test_enet_link_is_link_local_without_default_route(enet_vm: Vm) -> None:
+    assert "default" not in enet_vm.check("ip -4 route show dev eth0")
+
+
+@pytest.mark.parametrize("protocol", ["doip", "hsfz"])
+def test_identify_finds_the_car_on_enet_by_broadcast(enet_vm: Vm, protocol: str) -> None:
+    only = "--no-hsfz" if protocol == "doip" else "--no-doip"
+    enet_vm.start_sim(
+        f"enet-{protocol}", "--host", "0.0.0.0", "--no-can", "--control-port", "0",
+        "--announce-to", "", only, netns="car",
+    )  # fmt: skip
+    try:
+        with enet_vm.timed(f"check: vci identify over ENET ({protocol}, auto, broadcast)"):
+            result = enet_vm.run(f"{VCI} --json identify", timeout=120)
+        assert result.rc == 0, result
+        identified = json.loads(result.out)
+        assert identified["vin"] == "WBAJA71090B123456"
+    finally:
+        enet_vm.stop_sims()
