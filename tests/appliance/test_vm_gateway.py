@@ -1,0 +1,74 @@
+"""The gateway as the box runs it: vci-gateway.service under systemd in the booted image, as its
+own user with the unit's hardening, READY=1 through sd_notify, and restarted by systemd's
+watchdog when it stops answering (``kill -STOP``)."""
+
+from __future__ import annotations
+
+from tests.appliance.conftest import Vm, record
+
+UNIT = "vci-gateway.service"
+READY_TIMEOUT = 240.0
+"""boot to READY=1: the unit waits for first boot, the access point and wlan0 (docs/appliance.md)"""
+
+
+def unit_props(vm: Vm, *names: str) -> dict[str, str]:
+    out = vm.check(f"systemctl show {UNIT} " + " ".join(f"-p {n}" for n in names))
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def wait_ready(vm: Vm) -> dict[str, str]:
+    vm.wait_for(
+        f'[ "$(systemctl show -p SubState --value {UNIT})" = running ]', READY_TIMEOUT, "READY=1"
+    )
+    return unit_props(vm, "MainPID", "NRestarts", "ActiveEnterTimestampMonotonic")
+
+
+def test_gateway_reaches_ready_as_its_own_user_with_the_hardening(vm: Vm) -> None:
+    props = wait_ready(vm)
+    # Type=notify: the unit is active (running) only after the gateway sent READY=1
+    record("boot: kernel start to READY=1 of vci-gateway.service",
+           int(props["ActiveEnterTimestampMonotonic"]) / 1e6)  # fmt: skip
+    pid = props["MainPID"]
+    with vm.timed("check: gateway user, capabilities and unit hardening"):
+        assert vm.check(f"ps -o user= -p {pid}").strip() == "vci"
+        status = vm.check(f"cat /proc/{pid}/status")
+        caps = {k: v.strip() for k, v in (line.split(":", 1) for line in status.splitlines())}
+        assert caps["CapEff"] == caps["CapPrm"] == caps["CapBnd"] == "0000000000000000"
+        assert caps["NoNewPrivs"] == "1"
+        hardening = unit_props(
+            vm, "Type", "User", "WatchdogUSec", "ProtectSystem", "ProtectHome", "PrivateTmp",
+            "NoNewPrivileges", "RestrictNamespaces", "MemoryDenyWriteExecute", "DevicePolicy",
+            "StateDirectory",
+        )  # fmt: skip
+        assert hardening["Type"] == "notify" and hardening["User"] == "vci"
+        assert hardening["WatchdogUSec"] not in ("0", "infinity")  # e.g. "30s"
+        assert hardening["ProtectSystem"] == "strict" and hardening["DevicePolicy"] == "closed"
+        assert hardening["NoNewPrivileges"] == hardening["MemoryDenyWriteExecute"] == "yes"
+        assert hardening["StateDirectory"] == "vci"
+        # the root file system is read-only to the gateway; its state directory is its own
+        mount_ns = f"nsenter -t {pid} -m"
+        assert vm.run(f"{mount_ns} touch /opt/vci/probe").rc != 0
+        assert vm.check("stat -c %U:%a /var/lib/vci").strip() == "vci:700"
+
+
+def test_hardware_watchdog_is_armed_by_systemd(vm: Vm) -> None:
+    assert vm.check("systemctl show -p RuntimeWatchdogUSec --value").strip() not in (
+        "0",
+        "infinity",
+    )
+    assert vm.check("cat /sys/class/watchdog/watchdog0/state").strip() == "active"
+
+
+def test_stopped_gateway_is_restarted_by_the_watchdog(vm: Vm) -> None:
+    before = wait_ready(vm)
+    with vm.timed("check: kill -STOP -> watchdog restart -> READY=1 again"):
+        vm.check(f"kill -STOP {before['MainPID']}")
+        vm.wait_for(
+            f'[ "$(systemctl show -p NRestarts --value {UNIT})" -gt {before["NRestarts"]} ]',
+            150,
+            "a restart by the watchdog",
+        )
+        after = wait_ready(vm)
+    assert after["MainPID"] != before["MainPID"]
+    journal = vm.check(f"journalctl -u {UNIT} -o cat --no-pager | tail -n 200")
+    assert "Watchdog timeout" in journal, journal
