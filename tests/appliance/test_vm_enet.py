@@ -52,3 +52,26 @@ def test_identify_finds_the_car_on_enet_by_broadcast(enet_vm: Vm, protocol: str)
         assert identified["vin"] == "WBAJA71090B123456"
     finally:
         enet_vm.stop_sims()
+
+
+def test_page_is_not_reachable_from_the_car(enet_vm: Vm) -> None:
+    enet_vm.wait_for(
+        '[ "$(systemctl show -p SubState --value vci-gateway.service)" = running ]',
+        240,
+        "gateway ready",
+    )
+    # the page is up on the box's Wi-Fi address ...
+    assert (
+        enet_vm.check(
+            "curl -s -o /dev/null -w '%{http_code}' --max-time 10 http://192.168.73.1:8080/"
+        )
+        != "000"
+    )
+    box = enet_vm.check("ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1").strip()
+    # ... but not from the car: neither on the box's ENET address nor on its Wi-Fi address
+    # routed through the ENET link (a Linux host answers for any of its addresses on any link)
+    enet_vm.check(f"ip -n car route replace 192.168.73.0/24 via {box} dev enet")
+    with enet_vm.timed("check: the page is not reachable from the car's side"):
+        for url in (f"http://{box}:8080/", "http://192.168.73.1:8080/", f"http://{box}:80/"):
+            result = enet_vm.run(f"ip netns exec car curl -s -o /dev/null --max-time 5 {url}", 30)
+            assert result.rc != 0, f"{url} answered the car: {result}"
