@@ -1,6 +1,8 @@
 """Run inside the appliance VM (in the tablet's network namespace): ask for NAME's IPv4 address
-by mDNS (RFC 6762, a one-shot query from port 5353 on the multicast group) on the interface
-whose address is SOURCE; prints the address. Exit 1 without an answer within the timeout."""
+from the interface whose address is SOURCE, and print it; exit 1 without an answer within the
+timeout. SERVER ``mdns``: by mDNS (RFC 6762, a query from port 5353 to the multicast group);
+otherwise a plain DNS query to SERVER port 53 (the DNS server the box's DHCP hands out).
+Usage: dns_query.py NAME SOURCE SERVER TIMEOUT"""
 
 import socket
 import struct
@@ -10,9 +12,14 @@ import time
 GROUP, PORT = "224.0.0.251", 5353
 
 
-def query(name: str) -> bytes:
+def query(name: str, recursion: bool = False) -> bytes:
     labels = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split("."))
-    return struct.pack(">6H", 0, 0, 1, 0, 0, 0) + labels + b"\0" + struct.pack(">2H", 1, 1)
+    return (
+        struct.pack(">6H", 0x1234 if recursion else 0, 0x0100 if recursion else 0, 1, 0, 0, 0)
+        + labels
+        + b"\0"
+        + struct.pack(">2H", 1, 1)
+    )
 
 
 def skip_name(data: bytes, at: int) -> int:
@@ -42,8 +49,17 @@ def a_records(data: bytes) -> list[str]:
 
 
 def main() -> None:
-    name, source, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    name, source, server, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if server != "mdns":
+        s.bind((source, 0))
+        s.settimeout(timeout)
+        s.sendto(query(name, recursion=True), (server, 53))
+        found = a_records(s.recvfrom(9000)[0])
+        if not found:
+            sys.exit(f"{server} has no address for {name}")
+        print(found[0])
+        return
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("", PORT))
     mreq = socket.inet_aton(GROUP) + socket.inet_aton(source)
