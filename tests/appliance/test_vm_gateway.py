@@ -23,6 +23,18 @@ def wait_ready(vm: Vm) -> dict[str, str]:
     return unit_props(vm, "MainPID", "NRestarts", "ActiveEnterTimestampMonotonic")
 
 
+def test_the_boot_has_no_ordering_cycle_and_no_failed_unit(vm: Vm) -> None:
+    """systemd breaks an ordering cycle by dropping a start job, and the box then boots without
+    that unit (the first boot's Wi-Fi set-up was dropped so, and the gateway waited 120 s for
+    wlan0): the boot's journal must not name one, and no unit may have failed."""
+    wait_ready(vm)
+    cycles = vm.run("journalctl -b -o cat --no-pager | grep -i 'ordering cycle'")
+    assert cycles.out.strip() == "", cycles.out
+    assert vm.check("systemctl list-units --failed --plain --no-legend").strip() == ""
+    for unit in ("vci-firstboot.service", "vci-hostapd.service", "vci-captive-dns.service"):
+        assert vm.check(f"systemctl is-active {unit}").strip() == "active", unit
+
+
 def test_gateway_reaches_ready_as_its_own_user_with_the_hardening(vm: Vm) -> None:
     props = wait_ready(vm)
     # Type=notify: the unit is active (running) only after the gateway sent READY=1
