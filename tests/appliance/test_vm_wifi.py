@@ -83,10 +83,18 @@ def test_tablet_joins_with_the_generated_key_resolves_the_box_and_gets_the_page(
     script = Path(__file__).with_name("vm_scripts") / "dns_query.py"
     write(tablet_vm, "/tmp/dns_query.py", script.read_text())
     # the name as a tablet's browser looks it up: from the DNS server the box's DHCP names
-    # (the box itself, 192.168.73.1); by mDNS see docs/appliance-test.md (not checked yet)
+    # (the box itself, 192.168.73.1)
     with tablet_vm.timed(f"check: tablet resolves {hostname}.local (the box's DNS)"):
         result = tablet_vm.run(
             f"{TABLET_NS} python3 /tmp/dns_query.py {hostname}.local {TABLET} 192.168.73.1 20",
+            timeout=60,
+        )
+    assert result.rc == 0, result
+    assert result.out.strip() == "192.168.73.1"
+    # and as a tablet that asks by mDNS (RFC 6762): systemd-resolved answers on wlan0 only
+    with tablet_vm.timed(f"check: tablet resolves {hostname}.local by mDNS"):
+        result = tablet_vm.run(
+            f"{TABLET_NS} python3 /tmp/dns_query.py {hostname}.local {TABLET} mdns 30",
             timeout=60,
         )
     assert result.rc == 0, result
