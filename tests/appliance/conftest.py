@@ -276,3 +276,26 @@ def vm(appliance_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         pytest.fail(f"{err}\n{machine.tail()}")
     finally:
         machine.stop()
+
+
+CAR_ADDRESS = "169.254.23.5"
+"""the car's Auto-IP address (ISO 13400-2: a vehicle with no DHCP server answering picks one)"""
+
+
+@pytest.fixture(scope="module")
+def enet_vm(vm: Vm) -> Iterator[Vm]:
+    """The car's Ethernet: a veth pair, the box's end as eth0 (set up by the image's
+    systemd-networkd file: DHCP and IPv4 link-local, no default route), the other end in the
+    network namespace ``car`` at CAR_ADDRESS, where tests start ``vci sim``."""
+    vm.check(
+        "ip netns add car && ip link add eth0 type veth peer name enet "
+        "&& ip link set enet netns car && ip -n car link set lo up "
+        f"&& ip -n car addr add {CAR_ADDRESS}/16 dev enet && ip -n car link set enet up"
+    )
+    with vm.timed("check: eth0 gets an IPv4 link-local address (systemd-networkd)"):
+        vm.wait_for(
+            "ip -4 -o addr show dev eth0 | grep -q 'inet 169\\.254\\.'", 60, "eth0 link-local"
+        )
+    yield vm
+    vm.stop_sims()
+    vm.run("ip netns pids car | xargs -r kill; ip link del eth0; ip netns del car")

@@ -99,6 +99,27 @@ def test_tablet_joins_with_the_generated_key_resolves_the_box_and_gets_the_page(
         )
     assert result.rc == 0, result
     assert result.out.strip() == "192.168.73.1"
+    # the captive portal: a tablet's connectivity check resolves to the box and, on port 80
+    # (nftables redirects it to the page), is sent to the page under the box's own address
+    with tablet_vm.timed("check: captive portal (foreign name -> box -> 302 to the page)"):
+        probe = "connectivitycheck.gstatic.com"
+        result = tablet_vm.run(
+            f"{TABLET_NS} python3 /tmp/dns_query.py {probe} {TABLET} 192.168.73.1 20", timeout=60
+        )
+        assert result.rc == 0 and result.out.strip() == "192.168.73.1", result
+        answer = tablet_vm.check(
+            f"{TABLET_NS} curl -s -o /dev/null -w '%{{http_code}} %{{redirect_url}}' "
+            f"--max-time 20 --resolve {probe}:80:192.168.73.1 http://{probe}/generate_204",
+            timeout=60,
+        )
+    assert answer.split() == ["302", "http://192.168.73.1/"], answer
+    # the API is never served under a foreign name (DNS rebinding): 421, no redirect
+    api = tablet_vm.check(
+        f"{TABLET_NS} curl -s -o /dev/null -w '%{{http_code}}' --max-time 20 "
+        f"--resolve {probe}:80:192.168.73.1 http://{probe}/api/session",
+        timeout=60,
+    )
+    assert api == "421", api
 
 
 def test_a_wrong_key_is_refused_by_the_access_point(tablet_vm: Vm) -> None:
