@@ -193,3 +193,10 @@ class PackageError(FlashError):
     """A flash package is malformed, corrupt, or its signature does not verify."""
 
     code = "package_invalid"
+
+
+class UpdateError(VciError):
+    """A software update of the box was refused or could not be fetched or installed; the box
+    keeps running the software it has."""
+
+    code = "update_failed"

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.web.conftest import CODE, fill, pair, tablet
+from tests.conftest import fill
+from tests.web.conftest import CODE, pair, tablet
 
 
 def test_car_changing_jobs_are_refused_before_they_start_when_the_record_cannot_be_kept(
