@@ -264,6 +264,22 @@ class BridgeConfig:
 
 
 @dataclass(frozen=True)
+class UpdateConfig:
+    """Software updates of the box offered by the portal (docs/updates.md)."""
+
+    compatible: str = ""
+    """the hardware the box's bundles must be for; empty: ``compatible=`` of RAUC's
+    /etc/rauc/system.conf; neither (a PC): the box takes no update offers"""
+    release_file: Path = Path("/etc/vci/release")
+    """the installed release version (image/build writes it); missing: the package's version"""
+    request_file: Path = Path("/run/vci/update-request")
+    """where the gateway names a downloaded, verified bundle for the installer (root, through
+    vci-update.path); the gateway itself cannot install or reboot"""
+    stall_timeout: float = 60.0
+    """seconds without a byte before a download attempt is given up (it goes on later)"""
+
+
+@dataclass(frozen=True)
 class Config:
     transport: TransportConfig = field(default_factory=TransportConfig)
     uds: UdsConfig = field(default_factory=UdsConfig)
@@ -274,6 +290,7 @@ class Config:
     hw: HardwareConfig = field(default_factory=HardwareConfig)
     web: WebConfig = field(default_factory=WebConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
 
 
 def device_id(cfg: Config) -> str:

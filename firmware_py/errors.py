@@ -200,3 +200,9 @@ class UpdateError(VciError):
     keeps running the software it has."""
 
     code = "update_failed"
+
+
+class DownloadInterrupted(UpdateError):
+    """An update's download broke off; the bytes fetched are kept and it goes on later."""
+
+    code = "update_interrupted"

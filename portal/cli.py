@@ -57,6 +57,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     tb.add_argument("--key-dir", required=True, type=Path)
     tb.add_argument("--kid", help="signing key id (default: the newest key)")
 
+    uo = sub.add_parser(
+        "update-offer",
+        help="offer a box a software update bundle (signed); print it, or send it with --broker",
+        description="Signs an offer of BUNDLE (its size and SHA-256) for one box with the ticket "
+        "key: the box downloads it from --url (HTTP ranges, resumable), checks it and installs it "
+        "when no job runs (docs/updates.md). With --broker/--pki/--user it is sent as an "
+        "update.offer message and the box's refusal, if any, is printed.",
+    )
+    uo.add_argument("box", help="the box's device id")
+    uo.add_argument("--bundle", required=True, type=Path, help="the .raucb file")
+    uo.add_argument("--url", required=True, help="where the box downloads it (http or https)")
+    uo.add_argument("--version", required=True, help="the bundle's release version, e.g. 2026.12.1")
+    uo.add_argument("--compatible", required=True, help="the boxes it is for (RAUC compatible)")
+    uo.add_argument("--key-dir", required=True, type=Path)
+    uo.add_argument("--kid", help="signing key id (default: the newest key)")
+    uo.add_argument("--broker", metavar="HOST:PORT")
+    uo.add_argument("--pki", type=Path, help="directory with ca.pem and <user>.pem/.key")
+    uo.add_argument("--user", help="portal user (its certificate's common name)")
+
     r = sub.add_parser("revoke", help="revoke a ticket (then export the list to the boxes)")
     r.add_argument("tid")
     r.add_argument("--key-dir", required=True, type=Path)
@@ -189,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "time-beacon":
             kid, key = keys.load_signing_key(args.key_dir, args.kid)
             print(tickets.time_beacon(key, kid, args.device))
+        elif args.command == "update-offer":
+            return _update_offer(args)
         elif args.command == "revoke":
             print(
                 f"revocation list now at sequence {tickets.RevocationList(args.key_dir).revoke(args.tid)}"
@@ -220,6 +241,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _update_offer(args: argparse.Namespace) -> int:
+    import queue
+    import time
+
+    from firmware_py.cloud import topics
+    from firmware_py.cloud.schema import Message
+
+    kid, key = keys.load_signing_key(args.key_dir, args.kid)
+    token = tickets.update_offer(
+        key, kid, device=args.box, bundle=args.bundle, url=args.url, version=args.version,
+        compatible=args.compatible,
+    )  # fmt: skip
+    if not args.broker:
+        print(token)
+        return 0
+    if not (args.pki and args.user):
+        print("error: --broker needs --pki and --user", file=sys.stderr)
+        return 2
+    from portal.remote import RemoteSession
+
+    host, _, port = args.broker.rpartition(":")
+    session = RemoteSession(host, int(port), args.pki, args.user)
+    try:
+        session.subscribe(topics.responses(args.box, args.user))
+        message = Message("update.offer", {"offer": token})
+        session.send(args.box, message)
+        # the box answers only a refusal; none within a few seconds: taken (or the box is away)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            try:
+                _, answer = session.inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if answer.corr == message.id and answer.type == "error":
+                print(f"error: the box refused the offer: {answer.body.get('message')}",
+                      file=sys.stderr)  # fmt: skip
+                return 2
+        print(f"offered {args.version} to {args.box}")
+        return 0
+    finally:
+        session.close()
 
 
 def _remote(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
@@ -58,6 +59,32 @@ def time_beacon(key: Ed25519PrivateKey, kid: str, device: str, now: float | None
         {"time": int(now if now is not None else time.time()), "device": device, "kid": kid},
         key,
     )
+
+
+def update_offer(
+    key: Ed25519PrivateKey,
+    kid: str,
+    *,
+    device: str,
+    bundle: Path,
+    url: str,
+    version: str,
+    compatible: str,
+    now: float | None = None,
+) -> str:
+    """An update bundle offered to one box (an ``update.offer`` message carries it): its size
+    and SHA-256 from the file, where the box downloads it, and its version and compatible."""
+    from firmware_py.gateway.update_offer import sign_offer
+
+    digest, size = hashlib.sha256(), 0
+    with bundle.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return sign_offer(
+        key, kid, device=device, version=version, url=url, size=size,
+        sha256=digest.hexdigest(), compatible=compatible, now=now,
+    )  # fmt: skip
 
 
 class RevocationList:

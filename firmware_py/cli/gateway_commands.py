@@ -182,7 +182,14 @@ async def serve(
     if cfg.cloud.enabled:
         from firmware_py.cloud.portal_link import PortalConnection
         from firmware_py.config import device_id
+        from firmware_py.gateway.updates import Updater
 
+        # update offers come over the portal link, signed with the portal's ticket keys
+        gateway.updater = Updater(
+            cfg.update, cfg.storage.state_dir, load_public_keys(cfg.security.portal_keys_dir),
+            device_id(cfg), gateway,
+        )  # fmt: skip
+        await gateway.updater.start()
         link = PortalConnection(gateway, device_id(cfg), cfg.cloud)
         await link.start()
     app = create_app(gateway, pairing, web_cfg=cfg.web)
@@ -256,6 +263,8 @@ async def serve(
         await gateway.stop()
         if link is not None:
             await link.stop()
+        if gateway.updater is not None:
+            await gateway.updater.stop()
         if hw_button is not None:
             hw_button.close()
         watchdog.cancel()

@@ -177,6 +177,9 @@ class PortalLink:
                 self.gateway.runner.cancel(job_id)
             elif msg.type == "time.beacon":
                 self.gateway.observe_time_beacon(str(msg.body.get("beacon", ""))[:4096])
+            elif msg.type == "update.offer":
+                # signed by the portal for this box (update_offer.py): the sender vouches nothing
+                self.gateway.update_offered(str(msg.body.get("offer", ""))[:4096])
             elif msg.type == "outbox.ack":
                 ids = msg.body.get("ids")
                 if isinstance(ids, list):

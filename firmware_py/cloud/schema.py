@@ -25,6 +25,7 @@ TYPES = {
     "uds.request": "one raw UDS request, executed by the box with its own timing",
     "outbox.ack": "records the portal has stored (by id)",
     "time.beacon": "the portal's time, signed with its ticket key for this box (body: beacon)",
+    "update.offer": "a software update for this box, signed with the portal's ticket key (body: offer)",
     # box -> portal
     "job.accepted": "the job passed the ticket and precondition checks",
     "job.denied": "refused, with the reason and the tariffs that would allow it",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from firmware_py.config import StorageConfig
-from firmware_py.errors import PackageError, StorageError, VciError
+from firmware_py.errors import PackageError, StorageError, UpdateError, VciError
 from firmware_py.gateway.battery import SOURCE_TEXT, BatteryCare, Care
 from firmware_py.gateway.events import EventBus
 from firmware_py.gateway.jobs import Handler, JobRunner, VehicleWorker
@@ -76,6 +76,8 @@ class Gateway:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.hardware = hardware
+        self.updater: Any = None
+        """the portal's update offers (firmware_py/gateway/updates.py); None: none taken"""
         self._hardware_events: Any = None
         self.voltmeter = getattr(hardware, "voltmeter", None)
         if self.voltmeter is not None:
@@ -262,6 +264,14 @@ class Gateway:
         info = self.entitlements.add_ticket(token)
         self.bus.publish("tickets.changed", {"ticket": info.to_dict()})
         return dict(info.to_dict())
+
+    def update_offered(self, token: str) -> dict[str, Any]:
+        """An ``update.offer`` from the portal (firmware_py/gateway/updates.py)."""
+        if self.updater is None:
+            raise UpdateError(
+                "this box takes no updates from the portal", hint="See docs/updates.md"
+            )
+        return dict(self.updater.offered(token))
 
     def observe_time_beacon(self, beacon: str) -> None:
         """The portal's signed time (a ``time.beacon`` message); without ticket checks, ignored."""

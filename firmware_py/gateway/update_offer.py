@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from firmware_py.errors import StorageError, TicketError, UpdateError
+from firmware_py.errors import DownloadInterrupted, StorageError, TicketError, UpdateError
 from firmware_py.gateway.ticket_token import MAX_TIME, sign, verify
 
 OFFER_PREFIX = "vu1"
@@ -194,7 +194,7 @@ async def download(
                 ) from err
             failures += 1
             if failures >= attempts:
-                raise UpdateError(
+                raise DownloadInterrupted(
                     f"the update download broke off {failures} times ({err}); "
                     f"{have} of {offer.size} bytes are kept",
                     hint="It goes on from there at the next offer or restart",
