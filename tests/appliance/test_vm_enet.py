@@ -55,3 +55,46 @@ def test_page_is_not_reachable_from_the_car(enet_vm: Vm) -> None:
         for url in (f"http://{box}:8080/", "http://192.168.73.1:8080/", f"http://{box}:80/"):
             result = enet_vm.run(f"ip netns exec car curl -s -o /dev/null --max-time 5 {url}", 30)
             assert result.rc != 0, f"{url} answered the car: {result}"
+
+
+SCAN = """
+import select, socket, sys
+host, ports = sys.argv[1], [int(p) for p in sys.argv[2].split(",")]
+pending, opened = {}, []
+for port in ports:
+    s = socket.socket()
+    s.setblocking(False)
+    s.connect_ex((host, port))
+    pending[s] = port
+_, writable, _ = select.select([], list(pending), [], 3.0)
+for s in writable:
+    if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+        opened.append(pending[s])
+print(",".join(map(str, sorted(opened))))
+"""
+
+
+def test_no_listening_port_of_the_box_answers_the_car(enet_vm: Vm) -> None:
+    """The class behind the page check: every TCP port the box listens on, on any address
+    (the page, the ENET bridge, systemd-resolved ...), is tried from the car's side at once;
+    none may accept (nftables drops what comes in on eth0 beyond the car's answers)."""
+    enet_vm.wait_for(
+        '[ "$(systemctl show -p SubState --value vci-gateway.service)" = running ]',
+        240,
+        "gateway ready",
+    )
+    listening = enet_vm.check("ss -Htln | awk '{print $4}'").split()
+    ports = sorted({int(a.rsplit(":", 1)[1]) for a in listening} | {22, 80, 443})
+    assert 8080 in ports  # the page is among them
+    box = enet_vm.check("ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1").strip()
+    enet_vm.check(f"cat > /tmp/scan.py <<'EOF'\n{SCAN}\nEOF")
+    # the box's Wi-Fi address too, routed over the ENET link (a host answers for any address)
+    enet_vm.check(f"ip -n car route replace 192.168.73.0/24 via {box} dev enet")
+    # the scan sees an open port where there is one (from the box itself)
+    assert enet_vm.check("python3 /tmp/scan.py 192.168.73.1 8080").strip() == "8080"
+    with enet_vm.timed(f"check: none of the box's {len(ports)} TCP listeners answers the car"):
+        for target in (box, "192.168.73.1"):
+            opened = enet_vm.check(
+                f"ip netns exec car python3 /tmp/scan.py {target} {','.join(map(str, ports))}"
+            )
+            assert opened.strip() == "", f"{target}: ports {opened.strip()} answered the car"
