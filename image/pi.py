@@ -1,0 +1,420 @@
+"""The Raspberry Pi (arm64) flavour of the image recipe: ``image/build --arch arm64``.
+
+Owns what differs from the VM flavour, built the way Debian's own Raspberry Pi images are
+(salsa.debian.org/raspi-team/image-specs, raspi_master.yaml): Debian's ``linux-image-arm64`` and
+``raspi-firmware`` from non-free-firmware, whose kernel and initramfs hooks fill /boot/firmware
+(firmware blobs, kernel, initrd, the bcm*.dtb files, config.txt, cmdline.txt) from
+/etc/default/raspi-firmware, raspi-firmware-custom (our image/config.txt lines) and
+raspi-extra-cmdline. It adds:
+
+- initramfs deferred to exactly one run: an mmdebstrap essential hook diverts update-initramfs to
+  a no-op while the packages install (the kernel, initramfs-tools' trigger and the firmware's
+  hook would each run mkinitramfs under qemu-user, minutes apiece); the customize hook restores
+  it and runs ``update-initramfs -c -k VERSION`` once. The result is cached in the base tarball;
+- the dependencies' wheels for manylinux aarch64 / CPython 3.11 (``pip download --platform``),
+  so nothing is compiled under emulation;
+- an SD card image file assembled without mounting anything: the FAT boot partition with
+  ``mkfs.vfat`` and ``mcopy``, the root with ``mkfs.ext4 -d``, the table with ``sfdisk`` on the
+  file and the partitions put in place with ``dd`` at their offsets.
+
+``plan()`` is everything the build would run and write, printed by ``--dry-run`` and checked by
+tests/appliance/test_image_recipe.py (no root, no network).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ARCH = "arm64"
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+COMPONENTS = ["main", "non-free-firmware"]  # raspi-firmware, firmware-brcm80211
+
+# The box's packages as in the VM flavour (image/build, PACKAGES["amd64"]) without the VM test's
+# curl and procps, with the Pi's kernel and boot firmware instead of linux-image-amd64, the
+# on-board Wi-Fi's firmware (brcmfmac, needed for the box's access point), the regulatory
+# database hostapd's country setting needs, and systemd-timesyncd: the Pi has no real-time clock,
+# and tickets and TLS need the time (timesyncd also keeps the last time across reboots).
+PACKAGES = [
+    "systemd-sysv", "udev", "dbus", "linux-image-arm64", "raspi-firmware", "firmware-brcm80211",
+    "wireless-regdb", "kmod", "iproute2", "can-utils", "python3", "python3-venv", "hostapd", "iw",
+    "wpasupplicant", "nftables", "systemd-resolved", "libnss-resolve", "dnsmasq-base",
+    "systemd-timesyncd",
+]  # fmt: skip
+
+DPKG_EXCLUDES = [
+    "/usr/share/man/*", "/usr/share/doc/*", "/usr/share/info/*", "/usr/share/locale/*",
+    "/usr/share/lintian/*",
+]  # fmt: skip
+
+# update-initramfs is diverted to this no-op while the packages install (essential hook) ...
+INITRAMFS_STUB = "/usr/sbin/update-initramfs"
+INITRAMFS_REAL = "/usr/sbin/update-initramfs.vci-deferred"
+ESSENTIAL_HOOK = (
+    f'chroot "$1" dpkg-divert --quiet --local --rename --divert {INITRAMFS_REAL} '
+    f"--add {INITRAMFS_STUB} && "
+    f"printf '#!/bin/sh\\necho \"update-initramfs: deferred by image/build\" >&2\\n' "
+    f'> "$1{INITRAMFS_STUB}" && chmod 755 "$1{INITRAMFS_STUB}"'
+)
+# ... and restored by the customize hook, which then builds the one initramfs. MODULES=most stays
+# (initramfs-tools' default): MODULES=dep would pick the build host's storage drivers, not the
+# Pi's SD (sdhci-iproc, mmc) or USB (xhci, usb-storage) ones, and the box would not find its root.
+CUSTOMIZE_HOOK = (
+    f'rm -f "$1{INITRAMFS_STUB}" && '
+    f'chroot "$1" dpkg-divert --quiet --local --rename --remove {INITRAMFS_STUB} && '
+    'for v in "$1"/boot/vmlinuz-*; do v=${v##*/vmlinuz-}; '
+    'echo "image/build: update-initramfs -c -k $v (the only run)"; '
+    'start=$(date +%s); chroot "$1" update-initramfs -c -k "$v" >&2; '
+    'echo "image/build: initramfs built in $(( $(date +%s) - start )) s"; done'
+)
+
+# The SD card: an MBR table (the Pi 3's boot ROM reads no GPT), partitions by PARTUUID (the
+# disk identifier below and the partition number: fixed, so cmdline.txt and fstab are known
+# before the image exists). One root slot so far; the A/B slots and the data partition of the
+# update design come with the RAUC work.
+DISK_ID = "0x56434931"  # "VCI1"
+SECTOR = 512
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One partition of the SD card image."""
+
+    name: str
+    """What it holds (boot, root)."""
+    start_mib: int
+    """Start on the card, MiB (aligned for SD erase blocks)."""
+    size_mib: int
+    """Size in MiB."""
+    sfdisk_type: str
+    """MBR type: c (FAT32 LBA) for the firmware, 83 for Linux."""
+    fs_label: str
+    """File system label."""
+
+    @property
+    def number(self) -> int:
+        return PARTITION_NUMBERS[self.name]
+
+    @property
+    def partuuid(self) -> str:
+        return f"{DISK_ID.removeprefix('0x')}-{self.number:02d}"
+
+
+PARTITION_NUMBERS = {"boot": 1, "root": 2}
+BOOT_MIB = 256  # firmware (~25 MiB), kernel and initrd (~60 MiB), DTBs: room for an update's
+
+
+def layout(root_mib: int) -> list[Partition]:
+    boot = Partition("boot", 4, BOOT_MIB, "c", "VCI-BOOT")
+    root = Partition("root", boot.start_mib + boot.size_mib, root_mib, "83", "vci-root")
+    return [boot, root]
+
+
+def sfdisk_script(parts: list[Partition]) -> str:
+    lines = ["label: dos", f"label-id: {DISK_ID}", "unit: sectors", ""]
+    for p in parts:
+        lines.append(
+            f"start={p.start_mib * MIB // SECTOR}, size={p.size_mib * MIB // SECTOR}, "
+            f"type={p.sfdisk_type}" + (", bootable" if p.name == "boot" else "")
+        )
+    return "\n".join(lines) + "\n"
+
+
+def root_partition() -> Partition:
+    return next(p for p in layout(0) if p.name == "root")
+
+
+def boot_partition() -> Partition:
+    return next(p for p in layout(0) if p.name == "boot")
+
+
+# The firmware hook's settings (/etc/default/raspi-firmware): root by PARTUUID; the serial
+# console last, so it gets the kernel's and systemd's messages (/dev/console) and the emergency
+# shell, the screen first. Debian's upstream kernel names the Pi 3/4's mini UART ttyS1 (the
+# ``serial0`` alias of Raspberry Pi OS is its own kernel's), as Debian's images do.
+CONSOLES = "tty0 ttyS1,115200"
+# No cma= on the command line: the box is headless (no vc4 display needing a larger pool), and
+# the hook's cma=64M, chosen when the build host is not a Pi 4, can keep a Pi 4 from booting
+# (the hook's own warning). CMA=0 leaves the pool to the device tree.
+CMA = "0"
+
+
+def firmware_defaults() -> str:
+    return (
+        "\n# image/build (image/pi.py): the root by PARTUUID, the serial console last\n"
+        f'ROOTPART="PARTUUID={root_partition().partuuid}"\n'
+        f'CONSOLES="{CONSOLES}"\n'
+        f'CMA="{CMA}"\n'
+    )
+
+
+def config_lines() -> str:
+    """image/config.txt without its comments: what raspi-firmware-custom adds to config.txt."""
+    text = (REPO / "image/config.txt").read_text()
+    return "\n".join(ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")) + "\n"
+
+
+def expected_config_txt(kernel: str = "vmlinuz-VERSION", initrd: str = "initrd.img-VERSION") -> str:
+    """config.txt as raspi-firmware's hook writes it for arm64 (1.20220830), with our lines."""
+    return (
+        "arm_64bit=1\nenable_uart=1\nupstream_kernel=1\n"
+        f"kernel={kernel}\ninitramfs {initrd}\n"
+        "\n# Inserted by /etc/default/raspi-firmware-custom\n" + config_lines()
+    )
+
+
+def expected_cmdline_txt() -> str:
+    """cmdline.txt as raspi-firmware's hook writes it from our settings (blanks normalised)."""
+    consoles = " ".join(f"console={c}" for c in CONSOLES.split())
+    root = f"PARTUUID={root_partition().partuuid}"
+    return f"{consoles} root={root} rw fsck.repair=yes net.ifnames=0 rootwait"
+
+
+def fstab() -> str:
+    root, boot = root_partition(), boot_partition()
+    return (
+        f"PARTUUID={root.partuuid} / ext4 rw,errors=remount-ro 0 1\n"
+        f"PARTUUID={boot.partuuid} /boot/firmware vfat rw,noatime,umask=0077 0 2\n"
+    )
+
+
+def mmdebstrap_command(target: str) -> list[str]:
+    return [
+        "mmdebstrap", "--mode=root", "--variant=minbase", f"--architectures={ARCH}",
+        f"--components={','.join(COMPONENTS)}",
+        "--include=" + ",".join(PACKAGES),
+        *[f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES],
+        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        # the tree is tarred when done: no fsync per file (costly under qemu-user)
+        "--dpkgopt=force-unsafe-io",
+        f"--essential-hook={ESSENTIAL_HOOK}",
+        f"--customize-hook={CUSTOMIZE_HOOK}",
+        SUITE, target, MIRROR,
+    ]  # fmt: skip
+
+
+def base_key() -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(json.dumps(mmdebstrap_command("TARGET")).encode())
+    return h.hexdigest()[:16]
+
+
+def version() -> str:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+
+
+def image_name() -> str:
+    return f"vci-{version()}-{ARCH}.img"
+
+
+def pip_platforms() -> list[str]:
+    """manylinux aarch64 tags Debian 12's glibc 2.36 runs (pip takes them one by one)."""
+    tags = ["manylinux2014_aarch64"] + [f"manylinux_2_{v}_aarch64" for v in range(17, 37)]
+    return [arg for tag in tags for arg in ("--platform", tag)]
+
+
+def wheel_commands(dest: str, project_wheel: str) -> list[list[str]]:
+    return [
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", dest,
+         str(REPO)],
+        [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+         *pip_platforms(), "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+         "--dest", dest, project_wheel],
+    ]  # fmt: skip
+
+
+def plan(root_mib: int = 1024) -> str:
+    """What ``--arch arm64`` runs and writes, for --dry-run (the root's size is an example)."""
+    parts = layout(root_mib)
+    out = [
+        "# image/build --arch arm64: plan (nothing run)",
+        "## mmdebstrap",
+        shlex.join(mmdebstrap_command("BASE.tar")),
+        "## essential hook (update-initramfs deferred)",
+        ESSENTIAL_HOOK,
+        "## customize hook (update-initramfs run once)",
+        CUSTOMIZE_HOOK,
+        "## wheels (manylinux aarch64, cp311)",
+        *[shlex.join(c) for c in wheel_commands("WHEELS", "WHEELS/vci_gateway-*.whl")],
+        "## /etc/default/raspi-firmware (appended)",
+        firmware_defaults().strip(),
+        "## /boot/firmware/config.txt",
+        expected_config_txt().rstrip(),
+        "## /boot/firmware/cmdline.txt",
+        expected_cmdline_txt(),
+        "## /etc/fstab",
+        fstab().rstrip(),
+        f"## sfdisk {image_name()} (root {root_mib} MiB as an example: sized to the tree)",
+        sfdisk_script(parts).rstrip(),
+        "## partitions",
+        *[
+            f"{p.number} {p.name} PARTUUID={p.partuuid} LABEL={p.fs_label} "
+            f"start={p.start_mib}MiB size={p.size_mib}MiB"
+            for p in parts
+        ],
+    ]
+    return "\n".join(out) + "\n"
+
+
+# ---- the build (root, network) ----
+
+Log = Callable[[str], None]
+
+
+def _run(cmd: list[str], **kw: object) -> None:
+    subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
+
+
+def build_base(cache: Path, log: Log) -> Path:
+    tar = cache / f"base-{SUITE}-{ARCH}-{base_key()}.tar"
+    if tar.exists():
+        log(f"base root cached: {tar}")
+        return tar
+    t0 = time.monotonic()
+    tmp = tar.with_suffix(".part.tar")
+    _run(mmdebstrap_command(str(tmp)))
+    tmp.rename(tar)
+    log(f"phase base (mmdebstrap, qemu-user): {time.monotonic() - t0:.0f} s: {tar}")
+    for old in cache.glob(f"base-{SUITE}-{ARCH}-*.tar"):
+        if old != tar:
+            old.unlink()
+    return tar
+
+
+def build_wheels(dest: Path, log: Log) -> None:
+    t0 = time.monotonic()
+    dest.mkdir(parents=True, exist_ok=True)
+    first, download = wheel_commands(str(dest), "")
+    _run(first, stdout=subprocess.DEVNULL)
+    project = next(dest.glob("vci_gateway-*.whl"))
+    _run([*download[:-1], str(project)], stdout=subprocess.DEVNULL)
+    log(f"phase wheels: {time.monotonic() - t0:.0f} s: {len(list(dest.glob('*.whl')))} wheels")
+
+
+def configure_boot(root: Path) -> None:
+    """Our settings for raspi-firmware's hook, the hook run again (cheap: copies and writes),
+    and what it wrote checked against plan(): the dry run CI checks is what the card gets."""
+    default = root / "etc/default/raspi-firmware"
+    default.write_text(default.read_text() + firmware_defaults())
+    (root / "etc/default/raspi-firmware-custom").write_text(config_lines())
+    (root / "etc/fstab").write_text(fstab())
+    proc = root / "proc"
+    _run(["mount", "-t", "proc", "proc", str(proc)])  # the hook's ischroot reads /proc/1/root
+    try:
+        _run(
+            ["chroot", str(root), "env", "DEB_MAINT_PARAMS=configure",
+             "/etc/kernel/postinst.d/z50-raspi-firmware"],
+        )  # fmt: skip
+    finally:
+        subprocess.run(["umount", "-l", str(proc)], check=False)
+    firmware = root / "boot/firmware"
+    kernel = sorted((root / "boot").glob("vmlinuz-*"))[-1].name
+    initrd = sorted((root / "boot").glob("initrd.img-*"))[-1].name
+    config = (firmware / "config.txt").read_text()
+    cmdline = (firmware / "cmdline.txt").read_text()
+    wanted = [ln for ln in expected_config_txt(kernel, initrd).splitlines() if ln.strip()]
+    missing = [ln for ln in wanted if ln not in config.splitlines()]
+    if missing or cmdline.split() != expected_cmdline_txt().split():
+        raise SystemExit(
+            f"image/build: raspi-firmware wrote other boot files than planned (image/pi.py): "
+            f"config.txt lacks {missing}; cmdline.txt is {cmdline.strip()!r}"
+        )
+    for name in (kernel, initrd, "bootcode.bin", "start4.elf", "bcm2711-rpi-4-b.dtb"):
+        if not (firmware / name).exists():
+            raise SystemExit(f"image/build: /boot/firmware has no {name} (raspi-firmware hook)")
+
+
+def tree_size_mib(path: Path) -> int:
+    out = subprocess.run(["du", "-sbx", str(path)], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[0]) // MIB
+
+
+def make_sd_image(root: Path, out: Path, log: Log) -> list[Partition]:
+    """The card image: FAT boot and ext4 root made as files, then put into the table's places."""
+    firmware = root / "boot/firmware"
+    with tempfile.TemporaryDirectory(prefix="vci-sd-", dir=out.parent) as tmp:
+        work = Path(tmp)
+        boot_tree = work / "boot"
+        shutil.move(firmware, boot_tree)
+        firmware.mkdir()  # the mount point stays in the root
+        # room for the journal, the first-boot keys and an update's unpacking
+        parts = layout(tree_size_mib(root) + 512)
+        boot, rootp = parts
+        boot_img, root_img = work / "boot.vfat", work / "root.ext4"
+        _run(["mkfs.vfat", "-F", "32", "-n", boot.fs_label, "-i", DISK_ID.removeprefix("0x"),
+              "-C", str(boot_img), str(boot.size_mib * 1024)], stdout=subprocess.DEVNULL)  # fmt: skip
+        files = sorted(str(p) for p in boot_tree.iterdir())
+        _run(["mcopy", "-s", "-p", "-m", "-i", str(boot_img), *files, "::"])
+        _run(["mkfs.ext4", "-q", "-F", "-L", rootp.fs_label, "-d", str(root), str(root_img),
+              f"{rootp.size_mib}M"])  # fmt: skip
+        total = rootp.start_mib + rootp.size_mib + 1
+        out.unlink(missing_ok=True)
+        with out.open("wb") as f:
+            f.truncate(total * MIB)
+        _run(["sfdisk", "--quiet", str(out)], input=sfdisk_script(parts).encode())
+        for p, img in ((boot, boot_img), (rootp, root_img)):
+            _run(["dd", f"if={img}", f"of={out}", "bs=1M", f"seek={p.start_mib}",
+                  "conv=notrunc,sparse", "status=none"])  # fmt: skip
+        shutil.copy2(boot_tree / "config.txt", out.parent / "config.txt")
+        shutil.copy2(boot_tree / "cmdline.txt", out.parent / "cmdline.txt")
+    log(f"sd image {out.name}: {out.stat().st_size // MIB} MiB ({total} MiB table)")
+    return parts
+
+
+def build(
+    cache: Path, force: bool, customize: Callable[[Path, Path, bool], None], log: Log
+) -> Path:
+    """The whole arm64 build; ``customize`` is image/build's shared step (venv, units)."""
+    t_start = time.monotonic()
+    cache.mkdir(parents=True, exist_ok=True)
+    base = build_base(cache, log)
+    out = cache / f"{ARCH}-box"
+    manifest = out / "manifest.json"
+    with tempfile.TemporaryDirectory(prefix="vci-image-", dir=cache) as tmp:
+        work = Path(tmp)
+        build_wheels(work / "wheels", log)
+        t0 = time.monotonic()
+        root = work / "root"
+        root.mkdir()
+        _run(["tar", "-xf", str(base), "-C", str(root), "--numeric-owner"])
+        customize(root, work / "wheels", False)
+        configure_boot(root)
+        log(f"phase customize (venv, units, boot files, qemu-user): {time.monotonic() - t0:.0f} s")
+        t0 = time.monotonic()
+        staging = work / "out"
+        staging.mkdir()
+        kernel = sorted((root / "boot").glob("vmlinuz-*"))[-1].name.removeprefix("vmlinuz-")
+        parts = make_sd_image(root, staging / image_name(), log)
+        log(f"phase sd image: {time.monotonic() - t0:.0f} s")
+        manifest_data = {
+            "arch": ARCH,
+            "image": image_name(),
+            "kernel_version": kernel,
+            "partitions": [
+                {"name": p.name, "partuuid": p.partuuid, "label": p.fs_label,
+                 "start_mib": p.start_mib, "size_mib": p.size_mib}
+                for p in parts
+            ],
+        }  # fmt: skip
+        (staging / "manifest.json").write_text(json.dumps(manifest_data, indent=2))
+        if out.exists():
+            if not force:
+                log(f"replacing {out}")
+            shutil.rmtree(out)
+        staging.rename(out)
+    log(f"total: {time.monotonic() - t_start:.0f} s; image {out / image_name()}")
+    return manifest
