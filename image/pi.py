@@ -23,6 +23,7 @@ tests/appliance/test_image_recipe.py (no root, no network).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import shutil
@@ -31,7 +32,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,12 +46,14 @@ COMPONENTS = ["main", "non-free-firmware"]  # raspi-firmware, firmware-brcm80211
 # curl and procps, with the Pi's kernel and boot firmware instead of linux-image-amd64, the
 # on-board Wi-Fi's firmware (brcmfmac, needed for the box's access point), the regulatory
 # database hostapd's country setting needs, and systemd-timesyncd: the Pi has no real-time clock,
-# and tickets and TLS need the time (timesyncd also keeps the last time across reboots).
+# and tickets and TLS need the time (timesyncd also keeps the last time across reboots); zstd,
+# initramfs-tools' default compressor (without it: gzip, slower to unpack at every boot); and
+# device-tree-compiler for the CAN HAT's device tree (DEVICE_TREE below).
 PACKAGES = [
     "systemd-sysv", "udev", "dbus", "linux-image-arm64", "raspi-firmware", "firmware-brcm80211",
-    "wireless-regdb", "kmod", "iproute2", "can-utils", "python3", "python3-venv", "hostapd", "iw",
-    "wpasupplicant", "nftables", "systemd-resolved", "libnss-resolve", "dnsmasq-base",
-    "systemd-timesyncd",
+    "wireless-regdb", "zstd", "device-tree-compiler", "kmod", "iproute2", "can-utils", "python3",
+    "python3-venv", "hostapd", "iw", "wpasupplicant", "nftables", "systemd-resolved",
+    "libnss-resolve", "dnsmasq-base", "systemd-timesyncd",
 ]  # fmt: skip
 
 DPKG_EXCLUDES = [
@@ -151,6 +154,23 @@ CONSOLES = "tty0 ttyS1,115200"
 CMA = "0"
 
 
+# Debian's kernel comes with mainline device trees: no __symbols__, no __overrides__, and Debian
+# ships none of the Raspberry Pi's overlays, so config.txt's dtparam=spi=on and
+# dtoverlay=mcp2515-can0 do nothing there (they stay for Raspberry Pi OS kernels). The CAN HAT
+# is written into the trees themselves: image/pi-boot/can-hat.dts merged by a hook that runs
+# after raspi-firmware's on every kernel or initramfs update (and once at build time).
+DEVICE_TREE = [
+    ("image/pi-boot/can-hat.dts", "/etc/vci/can-hat.dts", 0o644),
+    ("image/pi-boot/vci-can-hat-dtb", "/etc/kernel/postinst.d/z60-vci-can-hat", 0o755),
+    ("image/pi-boot/vci-can-hat-dtb", "/etc/initramfs/post-update.d/z60-vci-can-hat", 0o755),
+]
+DTB_CHECKS = [  # (device tree, node, property, value) after the merge
+    ("bcm2711-rpi-4-b.dtb", "/soc/spi@7e204000", "status", "okay"),
+    ("bcm2711-rpi-4-b.dtb", "/soc/spi@7e204000/can@0", "compatible", "microchip,mcp2515"),
+    ("bcm2837-rpi-3-b-plus.dtb", "/soc/spi@7e204000/can@0", "compatible", "microchip,mcp2515"),
+]
+
+
 def firmware_defaults() -> str:
     return (
         "\n# image/build (image/pi.py): the root by PARTUUID, the serial console last\n"
@@ -227,13 +247,19 @@ def pip_platforms() -> list[str]:
     return [arg for tag in tags for arg in ("--platform", tag)]
 
 
+# gpiozero's pin backend on the Pi: lgpio drives /dev/gpiochip* and /dev/spidev*, which Debian's
+# mainline kernel has (the older backends want the Raspberry Pi kernel's /dev/gpiomem). Not a
+# project dependency (a PC needs none); the Pi's venv gets it beside the project.
+PI_WHEELS = ["lgpio"]
+
+
 def wheel_commands(dest: str, project_wheel: str) -> list[list[str]]:
     return [
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", dest,
          str(REPO)],
         [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
          *pip_platforms(), "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
-         "--dest", dest, project_wheel],
+         "--dest", dest, project_wheel, *PI_WHEELS],
     ]  # fmt: skip
 
 
@@ -256,6 +282,8 @@ def plan(root_mib: int = 1024) -> str:
         expected_config_txt().rstrip(),
         "## /boot/firmware/cmdline.txt",
         expected_cmdline_txt(),
+        "## device tree (the CAN HAT for Debian's kernel)",
+        *[f"install {src} {dst} {mode:04o}" for src, dst, mode in DEVICE_TREE],
         "## /etc/fstab",
         fstab().rstrip(),
         f"## sfdisk {image_name()} (root {root_mib} MiB as an example: sized to the tree)",
@@ -301,8 +329,36 @@ def build_wheels(dest: Path, log: Log) -> None:
     first, download = wheel_commands(str(dest), "")
     _run(first, stdout=subprocess.DEVNULL)
     project = next(dest.glob("vci_gateway-*.whl"))
-    _run([*download[:-1], str(project)], stdout=subprocess.DEVNULL)
+    cut = download.index("")
+    _run([*download[:cut], str(project), *download[cut + 1 :]], stdout=subprocess.DEVNULL)
     log(f"phase wheels: {time.monotonic() - t0:.0f} s: {len(list(dest.glob('*.whl')))} wheels")
+
+
+@contextlib.contextmanager
+def chroot_mounts(root: Path) -> Iterator[None]:
+    """/proc (the firmware hook's ischroot reads /proc/1/root) and /dev for the chroot steps."""
+    done: list[Path] = []
+    try:
+        for args, target in (
+            (["-t", "proc", "proc"], root / "proc"),
+            (["--bind", "/dev"], root / "dev"),
+        ):
+            _run(["mount", *args, str(target)])
+            done.append(target)
+        yield
+    finally:
+        for target in reversed(done):
+            subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def install_pi_wheels(root: Path, wheels: Path) -> None:
+    """PI_WHEELS into the venv image/build's customize step made (its wheelhouse is gone)."""
+    shutil.copytree(wheels, root / "tmp/wheelhouse")
+    try:
+        _run(["chroot", str(root), "/opt/vci/venv/bin/pip", "install", "--quiet", "--no-index",
+              "--find-links", "/tmp/wheelhouse", *PI_WHEELS])  # fmt: skip
+    finally:
+        shutil.rmtree(root / "tmp/wheelhouse")
 
 
 def configure_boot(root: Path) -> None:
@@ -312,15 +368,23 @@ def configure_boot(root: Path) -> None:
     default.write_text(default.read_text() + firmware_defaults())
     (root / "etc/default/raspi-firmware-custom").write_text(config_lines())
     (root / "etc/fstab").write_text(fstab())
-    proc = root / "proc"
-    _run(["mount", "-t", "proc", "proc", str(proc)])  # the hook's ischroot reads /proc/1/root
-    try:
-        _run(
-            ["chroot", str(root), "env", "DEB_MAINT_PARAMS=configure",
-             "/etc/kernel/postinst.d/z50-raspi-firmware"],
-        )  # fmt: skip
-    finally:
-        subprocess.run(["umount", "-l", str(proc)], check=False)
+    for src, dst, mode in DEVICE_TREE:
+        target = root / dst.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / src, target)
+        target.chmod(mode)
+    _run(
+        ["chroot", str(root), "env", "DEB_MAINT_PARAMS=configure",
+         "/etc/kernel/postinst.d/z50-raspi-firmware"],
+    )  # fmt: skip
+    _run(["chroot", str(root), DEVICE_TREE[1][1]])
+    for dtb, node, prop, value in DTB_CHECKS:
+        got = subprocess.run(
+            ["chroot", str(root), "fdtget", f"/boot/firmware/{dtb}", node, prop],
+            capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+        if got != value:
+            raise SystemExit(f"image/build: {dtb} {node} {prop} is {got!r}, not {value!r}")
     firmware = root / "boot/firmware"
     kernel = sorted((root / "boot").glob("vmlinuz-*"))[-1].name
     initrd = sorted((root / "boot").glob("initrd.img-*"))[-1].name
@@ -392,7 +456,9 @@ def build(
         root.mkdir()
         _run(["tar", "-xf", str(base), "-C", str(root), "--numeric-owner"])
         customize(root, work / "wheels", False)
-        configure_boot(root)
+        with chroot_mounts(root):
+            install_pi_wheels(root, work / "wheels")
+            configure_boot(root)
         log(f"phase customize (venv, units, boot files, qemu-user): {time.monotonic() - t0:.0f} s")
         t0 = time.monotonic()
         staging = work / "out"

@@ -160,3 +160,50 @@ def test_dry_run_is_refused_for_amd64() -> None:
         [sys.executable, str(BUILD), "--dry-run"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode != 0 and "--arch arm64" in done.stderr
+
+
+def test_can_hat_device_tree_matches_config_txt(plan: dict[str, str], tmp_path: Path) -> None:
+    """Debian's device trees take no overlays: the HAT is merged into them (can-hat.dts), and it
+    must describe the same chip, crystal and interrupt line as config.txt's active overlay."""
+    installed = plan["device tree (the CAN HAT for Debian's kernel)"].split()
+    assert "/etc/kernel/postinst.d/z60-vci-can-hat" in installed  # after raspi-firmware's z50
+    assert "/etc/initramfs/post-update.d/z60-vci-can-hat" in installed
+    source = (ROOT / "image/pi-boot/can-hat.dts").read_text()
+    (overlay,) = [
+        line.split("=", 1)[1]
+        for line in plan["/boot/firmware/config.txt"].splitlines()
+        if line.startswith("dtoverlay=")
+    ]
+    name, *params = overlay.split(",")
+    settings = dict(p.split("=") for p in params)
+    assert name == "mcp2515-can0" and '"microchip,mcp2515"' in source
+    assert f"clock-frequency = <{settings['oscillator']}>" in source
+    assert f"interrupts = <{settings['interrupt']} 8>" in source  # level low, as the overlay
+
+
+@pytest.mark.skipif(shutil.which("dtc") is None, reason="dtc: apt install device-tree-compiler")
+def test_can_hat_device_tree_merges_into_a_pi_tree(tmp_path: Path) -> None:
+    """The fragment compiles onto a tree with the nodes it names by path (as the box's hook does
+    with Debian's bcm2711/bcm2837 trees) and enables SPI0 with the MCP2515 on the gpio's IRQ."""
+    dtc = shutil.which("dtc") or "dtc"
+    source = (ROOT / "image/pi-boot/can-hat.dts").read_text()
+    # a skeleton with the nodes the fragment names by path, as in Debian's bcm2711/bcm2837 trees
+    skeleton = """/dts-v1/;
+/ { #address-cells = <1>; #size-cells = <1>;
+  soc { #address-cells = <1>; #size-cells = <1>;
+    gpio@7e200000 { reg = <0x7e200000 0xb4>; gpio-controller; #gpio-cells = <2>;
+      interrupt-controller; #interrupt-cells = <2>; phandle = <6>;
+      spi0_gpio7 { brcm,pins = <7 8 9 10 11>; brcm,function = <4>; }; };
+    spi@7e204000 { reg = <0x7e204000 0x200>; #address-cells = <1>; #size-cells = <0>;
+      status = "disabled"; }; }; };
+"""
+    merged = tmp_path / "merged.dts"
+    merged.write_text(skeleton + source)
+    out = tmp_path / "merged.dtb"
+    subprocess.run([dtc, "-q", "-I", "dts", "-O", "dtb", "-o", str(out), str(merged)], check=True)
+    back = subprocess.run(
+        [dtc, "-q", "-I", "dtb", "-O", "dts", str(out)], capture_output=True, text=True, check=True
+    ).stdout
+    spi = back[back.index("spi@7e204000 {") :]
+    assert 'status = "okay"' in spi.split("can@0")[0]
+    assert "interrupt-parent = <0x06>" in spi  # the gpio controller, by path
