@@ -439,10 +439,9 @@ def make_sd_image(root: Path, out: Path, log: Log) -> list[Partition]:
     return parts
 
 
-def build(
-    cache: Path, force: bool, customize: Callable[[Path, Path, bool], None], log: Log
-) -> Path:
-    """The whole arm64 build; ``customize`` is image/build's shared step (venv, units)."""
+def build(cache: Path, customize: Callable[[Path, Path, bool], None], log: Log) -> Path:
+    """The whole arm64 build; ``customize`` is image/build's shared step (venv, units). The base
+    is cached; the card image is made again every time (a few minutes, against the base's)."""
     t_start = time.monotonic()
     cache.mkdir(parents=True, exist_ok=True)
     base = build_base(cache, log)
@@ -478,8 +477,6 @@ def build(
         }  # fmt: skip
         (staging / "manifest.json").write_text(json.dumps(manifest_data, indent=2))
         if out.exists():
-            if not force:
-                log(f"replacing {out}")
             shutil.rmtree(out)
         staging.rename(out)
     log(f"total: {time.monotonic() - t_start:.0f} s; image {out / image_name()}")
