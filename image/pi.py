@@ -435,7 +435,8 @@ def make_sd_image(root: Path, out: Path, log: Log) -> list[Partition]:
                   "conv=notrunc,sparse", "status=none"])  # fmt: skip
         shutil.copy2(boot_tree / "config.txt", out.parent / "config.txt")
         shutil.copy2(boot_tree / "cmdline.txt", out.parent / "cmdline.txt")
-    log(f"sd image {out.name}: {out.stat().st_size // MIB} MiB ({total} MiB table)")
+    size = out.stat()
+    log(f"image {out.name}: {size.st_size // MIB} MiB, {size.st_blocks * 512 // MIB} MiB in use")
     return parts
 
 
