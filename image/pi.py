@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -82,21 +83,26 @@ CUSTOMIZE_HOOK = (
     'echo "image/build: initramfs built in $(( $(date +%s) - start )) s"; done'
 )
 
-# The SD card: an MBR table (the Pi 3's boot ROM reads no GPT), partitions by PARTUUID (the
-# disk identifier below and the partition number: fixed, so cmdline.txt and fstab are known
-# before the image exists). One root slot so far; the A/B slots and the data partition of the
-# update design come with the RAUC work.
+# The SD card: the update design's partitions (the VM flavour's plan: two root slots and a data
+# partition) in an MBR table, as the Pi 3's boot ROM reads no GPT: four primary partitions. Named
+# by PARTUUID (the disk identifier below and the partition number; MBR has no partition names),
+# fixed so that cmdline.txt and fstab are known before the image exists.
 DISK_ID = "0x56434931"  # "VCI1"
 SECTOR = 512
 MIB = 2**20
+BOOT_MIB = 256  # firmware (~25 MiB), kernel and initrd (~60 MiB), DTBs: room for an update's
+SLOT_MIB = 1536  # one root slot; the root file system is about 800 MiB
+DATA_MIB = 256
 
 
 @dataclass(frozen=True)
 class Partition:
     """One partition of the SD card image."""
 
+    number: int
+    """MBR partition number (1-4)."""
     name: str
-    """What it holds (boot, root)."""
+    """What it holds: boot (the firmware's FAT), root-a, root-b (the slots), data."""
     start_mib: int
     """Start on the card, MiB (aligned for SD erase blocks)."""
     size_mib: int
@@ -104,25 +110,36 @@ class Partition:
     sfdisk_type: str
     """MBR type: c (FAT32 LBA) for the firmware, 83 for Linux."""
     fs_label: str
-    """File system label."""
-
-    @property
-    def number(self) -> int:
-        return PARTITION_NUMBERS[self.name]
+    """File system label ("" for slot B: empty until the first update writes it)."""
 
     @property
     def partuuid(self) -> str:
         return f"{DISK_ID.removeprefix('0x')}-{self.number:02d}"
 
 
-PARTITION_NUMBERS = {"boot": 1, "root": 2}
-BOOT_MIB = 256  # firmware (~25 MiB), kernel and initrd (~60 MiB), DTBs: room for an update's
+def layout() -> list[Partition]:
+    parts: list[Partition] = []
+    start = 4
+    for number, (name, size, kind, label) in enumerate(
+        [
+            ("boot", BOOT_MIB, "c", "VCI-BOOT"),
+            ("root-a", SLOT_MIB, "83", "vci-root-a"),
+            ("root-b", SLOT_MIB, "83", ""),
+            ("data", DATA_MIB, "83", "vci-data"),
+        ],
+        1,
+    ):
+        parts.append(Partition(number, name, start, size, kind, label))
+        start += size
+    return parts
 
 
-def layout(root_mib: int) -> list[Partition]:
-    boot = Partition("boot", 4, BOOT_MIB, "c", "VCI-BOOT")
-    root = Partition("root", boot.start_mib + boot.size_mib, root_mib, "83", "vci-root")
-    return [boot, root]
+def partition(name: str) -> Partition:
+    return next(p for p in layout() if p.name == name)
+
+
+SLOT_A = partition("root-a").partuuid
+"""the root the image boots first (slot B's cmdline is the update's business)"""
 
 
 def sfdisk_script(parts: list[Partition]) -> str:
@@ -133,14 +150,6 @@ def sfdisk_script(parts: list[Partition]) -> str:
             f"type={p.sfdisk_type}" + (", bootable" if p.name == "boot" else "")
         )
     return "\n".join(lines) + "\n"
-
-
-def root_partition() -> Partition:
-    return next(p for p in layout(0) if p.name == "root")
-
-
-def boot_partition() -> Partition:
-    return next(p for p in layout(0) if p.name == "boot")
 
 
 # The firmware hook's settings (/etc/default/raspi-firmware): root by PARTUUID; the serial
@@ -174,7 +183,7 @@ DTB_CHECKS = [  # (device tree, node, property, value) after the merge
 def firmware_defaults() -> str:
     return (
         "\n# image/build (image/pi.py): the root by PARTUUID, the serial console last\n"
-        f'ROOTPART="PARTUUID={root_partition().partuuid}"\n'
+        f'ROOTPART="PARTUUID={SLOT_A}"\n'
         f'CONSOLES="{CONSOLES}"\n'
         f'CMA="{CMA}"\n'
     )
@@ -198,15 +207,19 @@ def expected_config_txt(kernel: str = "vmlinuz-VERSION", initrd: str = "initrd.i
 def expected_cmdline_txt() -> str:
     """cmdline.txt as raspi-firmware's hook writes it from our settings (blanks normalised)."""
     consoles = " ".join(f"console={c}" for c in CONSOLES.split())
-    root = f"PARTUUID={root_partition().partuuid}"
+    root = f"PARTUUID={SLOT_A}"
     return f"{consoles} root={root} rw fsck.repair=yes net.ifnames=0 rootwait"
 
 
 def fstab() -> str:
-    root, boot = root_partition(), boot_partition()
+    """The root comes from cmdline.txt (slot A or B); the data partition holds the state and the
+    journal across slot switches, bound where the system expects them (the VM flavour's plan)."""
+    boot, data = partition("boot"), partition("data")
     return (
-        f"PARTUUID={root.partuuid} / ext4 rw,errors=remount-ro 0 1\n"
         f"PARTUUID={boot.partuuid} /boot/firmware vfat rw,noatime,umask=0077 0 2\n"
+        f"PARTUUID={data.partuuid} /data ext4 noatime,nodev,nosuid 0 2\n"
+        "/data/vci /var/lib/vci none bind,x-systemd.requires-mounts-for=/data 0 0\n"
+        "/data/journal /var/log/journal none bind,x-systemd.requires-mounts-for=/data 0 0\n"
     )
 
 
@@ -263,9 +276,9 @@ def wheel_commands(dest: str, project_wheel: str) -> list[list[str]]:
     ]  # fmt: skip
 
 
-def plan(root_mib: int = 1024) -> str:
-    """What ``--arch arm64`` runs and writes, for --dry-run (the root's size is an example)."""
-    parts = layout(root_mib)
+def plan() -> str:
+    """What ``--arch arm64`` runs and writes, for --dry-run."""
+    parts = layout()
     out = [
         "# image/build --arch arm64: plan (nothing run)",
         "## mmdebstrap",
@@ -286,11 +299,11 @@ def plan(root_mib: int = 1024) -> str:
         *[f"install {src} {dst} {mode:04o}" for src, dst, mode in DEVICE_TREE],
         "## /etc/fstab",
         fstab().rstrip(),
-        f"## sfdisk {image_name()} (root {root_mib} MiB as an example: sized to the tree)",
+        f"## sfdisk {image_name()}",
         sfdisk_script(parts).rstrip(),
         "## partitions",
         *[
-            f"{p.number} {p.name} PARTUUID={p.partuuid} LABEL={p.fs_label} "
+            f"{p.number} {p.name} PARTUUID={p.partuuid} LABEL={p.fs_label or '-'} "
             f"start={p.start_mib}MiB size={p.size_mib}MiB"
             for p in parts
         ],
@@ -407,30 +420,57 @@ def tree_size_mib(path: Path) -> int:
     return int(out.stdout.split()[0]) // MIB
 
 
+def make_data(root: Path, out: Path, work: Path) -> None:
+    """The data partition: vci/ (the gateway's state, owned by its user), journal/, rauc/."""
+    ids = {
+        line.split(":")[0]: int(line.split(":")[2])
+        for name in ("etc/passwd", "etc/group")
+        for line in (root / name).read_text().splitlines()
+        if line.count(":") >= 3
+    }
+    skel = work / "data"
+    (skel / "vci").mkdir(parents=True)
+    (skel / "journal").mkdir()
+    (skel / "rauc").mkdir()
+    for name, owner, group, mode in (
+        ("vci", ids["vci"], ids["vci"], 0o700),
+        ("journal", 0, ids.get("systemd-journal", 0), 0o2755),
+        ("rauc", 0, 0, 0o700),
+    ):
+        os.chown(skel / name, owner, group)
+        os.chmod(skel / name, mode)
+    data = partition("data")
+    _run(["mkfs.ext4", "-q", "-F", "-L", data.fs_label, "-d", str(skel), str(out),
+          f"{data.size_mib}M"])  # fmt: skip
+
+
 def make_sd_image(root: Path, out: Path, log: Log) -> list[Partition]:
-    """The card image: FAT boot and ext4 root made as files, then put into the table's places."""
+    """The card image: each file system made as a file, then put at its place in the table."""
+    parts = layout()
+    boot, slot_a, data = partition("boot"), partition("root-a"), partition("data")
+    used = tree_size_mib(root)
+    if used + 256 > slot_a.size_mib:
+        raise SystemExit(f"image/build: the root ({used} MiB) leaves too little room in a slot")
     firmware = root / "boot/firmware"
     with tempfile.TemporaryDirectory(prefix="vci-sd-", dir=out.parent) as tmp:
         work = Path(tmp)
         boot_tree = work / "boot"
         shutil.move(firmware, boot_tree)
         firmware.mkdir()  # the mount point stays in the root
-        # room for the journal, the first-boot keys and an update's unpacking
-        parts = layout(tree_size_mib(root) + 512)
-        boot, rootp = parts
-        boot_img, root_img = work / "boot.vfat", work / "root.ext4"
+        boot_img, root_img, data_img = work / "boot.vfat", work / "root.ext4", work / "data.ext4"
         _run(["mkfs.vfat", "-F", "32", "-n", boot.fs_label, "-i", DISK_ID.removeprefix("0x"),
               "-C", str(boot_img), str(boot.size_mib * 1024)], stdout=subprocess.DEVNULL)  # fmt: skip
         files = sorted(str(p) for p in boot_tree.iterdir())
         _run(["mcopy", "-s", "-p", "-m", "-i", str(boot_img), *files, "::"])
-        _run(["mkfs.ext4", "-q", "-F", "-L", rootp.fs_label, "-d", str(root), str(root_img),
-              f"{rootp.size_mib}M"])  # fmt: skip
-        total = rootp.start_mib + rootp.size_mib + 1
+        _run(["mkfs.ext4", "-q", "-F", "-L", slot_a.fs_label, "-d", str(root), str(root_img),
+              f"{slot_a.size_mib}M"])  # fmt: skip
+        make_data(root, data_img, work)
+        total = parts[-1].start_mib + parts[-1].size_mib + 1
         out.unlink(missing_ok=True)
         with out.open("wb") as f:
             f.truncate(total * MIB)
         _run(["sfdisk", "--quiet", str(out)], input=sfdisk_script(parts).encode())
-        for p, img in ((boot, boot_img), (rootp, root_img)):
+        for p, img in ((boot, boot_img), (slot_a, root_img), (data, data_img)):
             _run(["dd", f"if={img}", f"of={out}", "bs=1M", f"seek={p.start_mib}",
                   "conv=notrunc,sparse", "status=none"])  # fmt: skip
         shutil.copy2(boot_tree / "config.txt", out.parent / "config.txt")

@@ -128,20 +128,24 @@ def test_partition_table_is_valid_and_matches_cmdline_and_fstab(
     table = partition_table(plan, tmp_path)
     assert table["label"] == "dos"  # the Pi 3's boot ROM reads MBR only
     disk_id = table["id"].removeprefix("0x")
-    boot, root = table["partitions"]
+    boot, slot_a, slot_b, data = table["partitions"]
     assert boot["type"] == "c" and boot.get("bootable") and boot["start"] * 512 % 2**20 == 0
-    assert root["type"] == "83" and root["start"] >= boot["start"] + boot["size"]
+    assert [p["type"] for p in (slot_a, slot_b, data)] == ["83", "83", "83"]
+    assert slot_a["size"] == slot_b["size"]  # an update fits either slot
+    for before, after in [(boot, slot_a), (slot_a, slot_b), (slot_b, data)]:
+        assert after["start"] >= before["start"] + before["size"]
     cmdline = plan["/boot/firmware/cmdline.txt"].strip()
     assert "\n" not in cmdline  # the firmware reads one line
     args = cmdline.split()
-    assert f"root=PARTUUID={disk_id}-02" in args and "rootwait" in args
+    assert f"root=PARTUUID={disk_id}-02" in args and "rootwait" in args  # slot A first
     consoles = [a.removeprefix("console=") for a in args if a.startswith("console=")]
     assert consoles[-1] == "ttyS1,115200"  # the last console gets /dev/console: the serial one
     fstab = [line.split() for line in plan["/etc/fstab"].splitlines()]
-    assert [f[:3] for f in fstab] == [
-        [f"PARTUUID={disk_id}-02", "/", "ext4"],
-        [f"PARTUUID={disk_id}-01", "/boot/firmware", "vfat"],
-    ]
+    mounts = {f[1]: f[0] for f in fstab}
+    assert "/" not in mounts  # the root is whichever slot cmdline.txt names
+    assert mounts["/boot/firmware"] == f"PARTUUID={disk_id}-01"
+    assert mounts["/data"] == f"PARTUUID={disk_id}-04"
+    assert mounts["/var/lib/vci"] == "/data/vci"  # the state survives slot switches
 
 
 def test_wheels_are_for_aarch64_cpython_311(plan: dict[str, str]) -> None:
