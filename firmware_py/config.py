@@ -158,8 +158,9 @@ class DeviceConfig:
     """This box."""
 
     id: str = ""
-    """Device id that tickets are bound to; empty: /etc/vci/device-id, else the Raspberry Pi's
-    serial number, else the host name."""
+    """Device id that tickets, the Wi-Fi name and the broker certificate are bound to; empty:
+    /etc/vci/device-id, else the one first boot kept in the state directory, else the Raspberry
+    Pi's serial number (``pi-...``), else a short form of /etc/machine-id (``vci-...``)."""
 
 
 @dataclass(frozen=True)
@@ -216,11 +217,20 @@ class CloudConfig:
     broker_port: int = 8883
     """MQTT over TLS"""
     ca_file: Path = Path("/etc/vci/mqtt/ca.pem")
-    """the CA that signed the broker's certificate"""
-    cert_file: Path = Path("/etc/vci/mqtt/box.pem")
-    """this box's client certificate (common name = device id)"""
-    key_file: Path = Path("/etc/vci/mqtt/box.key")
-    """its private key"""
+    """the portal's CA: it signed the broker's, the bridge's and the enrolment server's
+    certificates (the box trusts no other for them)"""
+    cert_file: Path = Path("")
+    """this box's client certificate (common name = device id); empty: the one enrolment got,
+    ``<state_dir>/identity/box.pem``"""
+    key_file: Path = Path("")
+    """its private key; empty: the one first boot made, ``<state_dir>/identity/box.key``"""
+    enrol_url: str = ""
+    """the portal's enrolment endpoint (``https://portal.example/vci/enrol``): while the box has
+    no certificate it sends its CSR there and asks again every enrol_interval seconds until the
+    workshop has claimed it (docs/claiming.md); empty: no enrolment (certificate put in place by
+    hand)"""
+    enrol_interval: float = 30.0
+    """seconds between enrolment requests while the box waits to be claimed"""
     transport: str = "auto"
     """``mqtt``; ``websocket`` (to ws_url); ``auto``: MQTT, and the WebSocket to ws_url when the
     broker has not answered within fallback_after (a network that blocks the MQTT port); the box
@@ -237,6 +247,13 @@ class CloudConfig:
             )
         if self.transport == "websocket" and not self.ws_url:
             raise ConfigError("cloud.transport is websocket but cloud.ws_url is empty")
+        if self.enrol_url and not self.enrol_url.startswith("https://"):
+            raise ConfigError(
+                f"cloud.enrol_url {self.enrol_url!r} is not an https:// address",
+                hint="Enrolment goes over TLS to the portal only: give https://HOST[:PORT]/vci/enrol",
+            )
+        if not 1.0 <= self.enrol_interval <= 86400.0:
+            raise ConfigError("cloud.enrol_interval must be 1 to 86400 seconds")
 
     @property
     def enabled(self) -> bool:
@@ -294,7 +311,13 @@ class Config:
 
 
 def device_id(cfg: Config) -> str:
-    """The id tickets are bound to (see :class:`DeviceConfig`)."""
+    """The id tickets, the Wi-Fi name and the broker certificate are bound to: ``[device] id``,
+    else /etc/vci/device-id, else the one first boot kept in the state directory
+    (``identity/device-id``), else what the hardware gives (the Raspberry Pi's serial
+    ``pi-...``, a short form of /etc/machine-id ``vci-...``), else the host name
+    (firmware_py/identity.py)."""
+    from firmware_py.identity import derived_device_id, stored_device_id
+
     if cfg.device.id:
         return cfg.device.id
     try:
@@ -303,12 +326,9 @@ def device_id(cfg: Config) -> str:
             return text
     except OSError:
         pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("Serial") and ":" in line:
-                return "pi-" + line.split(":", 1)[1].strip().lstrip("0")
-    except OSError:
-        pass
+    found = stored_device_id(cfg.storage.state_dir) or derived_device_id()
+    if found:
+        return found
     import socket
 
     return socket.gethostname()
@@ -368,4 +388,19 @@ def load_config(
         given.update((overrides or {}).get(section.name, {}))
         values = {k: _coerce(v, hints[k], f"{section.name}.{k}") for k, v in given.items()}
         sections[section.name] = cls(**values)
+    cloud, state_dir = sections["cloud"], sections["storage"].state_dir
+    sections["cloud"] = dataclasses.replace(
+        cloud,
+        cert_file=cloud.cert_file
+        if cloud.cert_file != Path("")
+        else identity_file(state_dir, "box.pem"),
+        key_file=cloud.key_file
+        if cloud.key_file != Path("")
+        else identity_file(state_dir, "box.key"),
+    )
     return Config(**sections)
+
+
+def identity_file(state_dir: Path, name: str) -> Path:
+    """A file of the box's identity in the state directory (firmware_py/identity.py)."""
+    return state_dir / "identity" / name

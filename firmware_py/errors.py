@@ -206,3 +206,20 @@ class DownloadInterrupted(UpdateError):
     """An update's download broke off; the bytes fetched are kept and it goes on later."""
 
     code = "update_interrupted"
+
+
+# --- portal link -------------------------------------------------------------------------
+
+
+class EnrolmentError(VciError):
+    """Enrolment with the portal (the box's certificate): a request or a claim that the portal
+    refused, or an answer from it that the box cannot use (docs/claiming.md)."""
+
+    code = "enrolment_refused"
+
+    #: the HTTP status the portal's enrolment server answers with
+    status = 400
+
+    def __init__(self, message: str, *, hint: str | None = None, status: int = 400) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status

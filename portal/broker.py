@@ -13,7 +13,12 @@ TEMPLATE = Path(__file__).parents[1] / "broker" / "mosquitto.conf.in"
 
 def write_config(directory: Path, port: int) -> Path:
     """``directory/mosquitto.conf`` for a broker on 127.0.0.1:``port`` with ``directory``'s
-    ca.pem, broker.pem/.key and acl; returns its path."""
+    ca.pem, broker.pem/.key, crl.pem (an empty list is made where there is none) and acl;
+    returns its path."""
+    if not (directory / "crl.pem").exists():
+        from portal import pki
+
+        pki.write_crl(directory, [])  # mosquitto does not start without its crlfile
     conf = TEMPLATE.read_text().replace("@DIR@", str(directory)).replace("@PORT@", str(port))
     if os.geteuid() == 0:
         # as root mosquitto would switch to its own user, who cannot read these files

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from firmware_py.errors import VciError
 from firmware_py.gateway.tariffs import TARIFFS
 from portal import keys, tickets
 
@@ -19,7 +20,7 @@ def _time(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="vci-portal",
-        description="Reference portal: signing keys, tickets, revocations, remote jobs on boxes, the WebSocket bridge.",
+        description="Reference portal: signing keys, tickets, revocations, remote jobs on boxes, the WebSocket bridge, enrolling and claiming boxes.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -182,6 +183,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     w.add_argument("--key", type=Path, help="its key (default: PKI/broker.key)")
 
+    en = sub.add_parser(
+        "enrol", help="the enrolment endpoint boxes send their certificate requests to"
+    ).add_subparsers(dest="enrol_command", required=True, metavar="ACTION")
+    es = en.add_parser(
+        "serve",
+        help="serve https://HOST:PORT/vci/enrol",
+        description="Boxes that have no certificate yet POST their CSR and a proof of their label "
+        "code here and ask again until a workshop has claimed them (vci-portal box claim); then "
+        "they get the certificate the portal's CA signed (docs/claiming.md).",
+    )
+    es.add_argument("--listen", default="127.0.0.1:8444", metavar="HOST:PORT")
+    es.add_argument("--pki", required=True, type=Path, help="directory with ca.pem and ca.key")
+    es.add_argument("--db", type=Path, default=Path("portal-boxes.sqlite"), help="SQLite file")
+    es.add_argument(
+        "--cert", type=Path, help="the HTTPS server certificate (default: PKI/broker.pem)"
+    )
+    es.add_argument("--key", type=Path, help="its key (default: PKI/broker.key)")
+    es.add_argument(
+        "--rate",
+        type=float,
+        default=60.0,
+        help="requests per minute one client address may make (default 60, bursts of 20)",
+    )
+
+    bx = sub.add_parser("box", help="claim, revoke and list enrolled boxes").add_subparsers(
+        dest="box_command", required=True, metavar="ACTION"
+    )
+    bc = bx.add_parser(
+        "claim",
+        help="claim a box with the device id and label code on its label: its CA signs the "
+        "box's certificate, which the box fetches at its next enrolment request",
+    )
+    bc.add_argument("device", help="the box's device id (on its label)")
+    bc.add_argument("label_code", metavar="LABEL-CODE", help="the code on the box's label")
+    br = bx.add_parser(
+        "revoke",
+        help="revoke a box's certificate: the broker and the WebSocket bridge refuse it from then on",
+    )
+    br.add_argument("device")
+    br.add_argument(
+        "--broker-pid",
+        type=int,
+        help="send the broker (mosquitto) SIGHUP so that it reads the revocation list now "
+        "(else: systemctl reload mosquitto)",
+    )
+    bl = bx.add_parser("list", help="claimed and revoked boxes, and boxes waiting to be claimed")
+    for action in (bc, br, bl):
+        action.add_argument(
+            "--pki", required=True, type=Path, help="directory with ca.pem, ca.key and crl.pem"
+        )
+        action.add_argument(
+            "--db", type=Path, default=Path("portal-boxes.sqlite"), help="SQLite file"
+        )
+
     args = parser.parse_args(argv)
     try:
         if args.command == "keys":
@@ -234,10 +289,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(args.dir / "ca.pem")
             else:
                 print(*pki.issue(args.dir, args.name, server=args.server, hosts=tuple(args.host)))
+        elif args.command == "enrol":
+            return _enrol_serve(args)
+        elif args.command == "box":
+            return _box(args)
         elif args.command == "revocations":
             kid, key = keys.load_signing_key(args.key_dir, args.kid)
             print(tickets.RevocationList(args.key_dir).export(key, kid))
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, VciError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
@@ -284,6 +343,74 @@ def _update_offer(args: argparse.Namespace) -> int:
         return 0
     finally:
         session.close()
+
+
+def _enrol_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from portal.enrol_server import serve
+    from portal.enrolment import Enrolment
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    host, _, port = args.listen.rpartition(":")
+    enrolment = Enrolment(args.db, args.pki)
+    cert = args.cert or args.pki / "broker.pem"
+    key = args.key or args.pki / "broker.key"
+    try:
+        asyncio.run(
+            serve(
+                enrolment,
+                host,
+                int(port),
+                cert,
+                key,
+                args.rate,
+                lambda s: print(s, flush=True),
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        enrolment.close()
+    return 0
+
+
+def _box(args: argparse.Namespace) -> int:
+    import os
+    import signal
+    import time
+
+    from portal.enrolment import Enrolment
+
+    enrolment = Enrolment(args.db, args.pki)
+    try:
+        if args.box_command == "claim":
+            cert = enrolment.claim(args.device, args.label_code)
+            print(
+                f"box {args.device} claimed: certificate {cert.serial_number:x} signed; the box "
+                "fetches it at its next enrolment request"
+            )
+        elif args.box_command == "revoke":
+            serial = enrolment.revoke(args.device)
+            print(f"box {args.device} revoked (certificate {serial:x}): {args.pki / 'crl.pem'}")
+            if args.broker_pid:
+                os.kill(args.broker_pid, signal.SIGHUP)
+                print("broker told to read the revocation list again (SIGHUP)")
+            else:
+                print(
+                    "reload the broker now (systemctl reload mosquitto) so that it reads the list"
+                )
+        else:
+            for box in enrolment.boxes():
+                when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(box.claimed))
+                print(f"{box.device:<32} {box.state:<8} claimed {when} UTC  cert {box.serial:x}")
+            for device, seen in enrolment.waiting():
+                when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(seen))
+                print(f"{device:<32} waiting  last asked {when} UTC")
+    finally:
+        enrolment.close()
+    return 0
 
 
 def _remote(args: argparse.Namespace) -> int:

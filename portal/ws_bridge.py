@@ -3,7 +3,7 @@ HTTPS (port 443 in a real portal) and the bridge relays their frames to the brok
 the box's own topics; the portal's users keep talking MQTT and do not see the difference.
 
 A box proves who it is with the client certificate it would show the broker (TLS, verified
-against the portal's CA; its common name is the device id). For each connected box the bridge
+against the portal's CA and its revocation list crl.pem; its common name is the device id). For each connected box the bridge
 holds one MQTT 5 session to the broker under its own identity (the ACL gives the bridge every
 box's topics; the bridge gives each box only its own): it publishes the box's ``online`` state
 with an ``offline`` last will, forwards the box's requests topic to the box, and publishes what the
@@ -23,6 +23,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from aiohttp import WSMsgType, web
+from cryptography import x509
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -32,6 +33,7 @@ from firmware_py.cloud import topics
 from firmware_py.cloud.mqtt_link import disable_nagle
 from firmware_py.cloud.schema import ProtocolError, decode
 from firmware_py.cloud.ws_link import MAX_FRAME
+from portal import pki
 
 log = logging.getLogger(__name__)
 PATH = "/vci/box"
@@ -224,6 +226,13 @@ class Bridge:
         box = common_name(transport.get_extra_info("peercert") if transport else None)
         if not box:
             raise web.HTTPForbidden(text="a box certificate is required")
+        ssl_object = transport.get_extra_info("ssl_object") if transport else None
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        # the revocation list is read at every connection (the broker's is read on SIGHUP):
+        # a revoked box is refused from the moment vci-portal box revoke wrote it
+        if not der or pki.is_revoked(self.pki, x509.load_der_x509_certificate(der)):
+            log.warning("box %s refused: its certificate is revoked", box)
+            raise web.HTTPForbidden(text="this box's certificate is revoked")
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_FRAME)
         await ws.prepare(request)
         old = self.boxes.get(box)

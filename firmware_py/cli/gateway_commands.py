@@ -179,7 +179,9 @@ async def serve(
                 flush=True,
             )
     link = None
+    linking = None
     if cfg.cloud.enabled:
+        from firmware_py.cloud.enrol import link_when_enrolled
         from firmware_py.cloud.portal_link import PortalConnection
         from firmware_py.config import device_id
         from firmware_py.gateway.updates import Updater
@@ -191,7 +193,8 @@ async def serve(
         )  # fmt: skip
         await gateway.updater.start()
         link = PortalConnection(gateway, device_id(cfg), cfg.cloud)
-        await link.start()
+        # at once with a certificate; else after enrolment, in the background (no restart)
+        linking = asyncio.create_task(link_when_enrolled(cfg, code, link), name="portal link")
     app = create_app(gateway, pairing, web_cfg=cfg.web)
     runner = web.AppRunner(app, access_log=None, **handler_args(cfg.web.header_timeout))
     await runner.setup()
@@ -261,6 +264,9 @@ async def serve(
         await runner.cleanup()
         await admin_runner.cleanup()
         await gateway.stop()
+        if linking is not None:
+            linking.cancel()
+            await asyncio.gather(linking, return_exceptions=True)
         if link is not None:
             await link.stop()
         if gateway.updater is not None:

@@ -1,4 +1,6 @@
-"""The box's identity on its Wi-Fi, made at first boot (``vci firstboot``; docs/appliance.md).
+"""The box's identity on its Wi-Fi, made at first boot (``vci firstboot``; docs/appliance.md);
+its identity towards the portal (device id, key, CSR) is firmware_py/identity.py, its printable
+label sheet firmware_py/gateway/label.py.
 
 Owns, in the state directory: ``wifi/identity.json`` (the SSID ``VCI-XXXX`` and a random WPA2
 passphrase, made once and kept), ``wifi/hostapd.conf`` (rendered from the packaged template at
@@ -42,8 +44,8 @@ class WifiIdentity:
 
 def suffix_for(device: str) -> str:
     """``XXXX``: 4 hex digits that stand for the device id (the last 4 of a Raspberry Pi's serial
-    number, a hash of any other id)."""
-    tail = device.removeprefix("pi-").lower()
+    number or of the machine-id form ``vci-<hex>``, a hash of any other id)."""
+    tail = device.removeprefix("pi-").removeprefix("vci-").lower()
     if re.fullmatch(r"[0-9a-f]{4,}", tail):
         return tail[-4:].upper()
     return hashlib.sha256(device.encode()).hexdigest()[:4].upper()
@@ -60,11 +62,17 @@ def new_passphrase() -> str:
 def wifi_identity(state_dir: Path, device: str) -> WifiIdentity:
     """The box's Wi-Fi name and key: read from the state directory, made there if missing."""
     path = state_dir / "wifi" / "identity.json"
+    suffix = suffix_for(device)
+    ssid, hostname = f"VCI-{suffix}", f"vci-{suffix.lower()}"
     if path.exists():
         data = json.loads(path.read_text())
-        return WifiIdentity(data["ssid"], data["passphrase"], data["hostname"])
-    suffix = suffix_for(device)
-    identity = WifiIdentity(f"VCI-{suffix}", new_passphrase(), f"vci-{suffix.lower()}")
+        identity = WifiIdentity(data["ssid"], data["passphrase"], data["hostname"])
+        if (identity.ssid, identity.hostname) == (ssid, hostname):
+            return identity
+        # the device id changed ([device] id): the name follows it, the key stays
+        identity = WifiIdentity(ssid, identity.passphrase, hostname)
+    else:
+        identity = WifiIdentity(ssid, new_passphrase(), hostname)
     _write_private(path, json.dumps(identity.__dict__, indent=1) + "\n")
     return identity
 
@@ -91,15 +99,23 @@ def hostapd_conf(identity: WifiIdentity, country: str = "", channel: int = 6) ->
     )
 
 
+def wifi_qr_text(identity: WifiIdentity) -> str:
+    """The Wi-Fi join text of the label's QR code (ZXing's format, what Android and iOS cameras
+    read), escaped."""
+    return f"WIFI:T:WPA;S:{_qr_escape(identity.ssid)};P:{_qr_escape(identity.passphrase)};;"
+
+
 def label_sheet(identity: WifiIdentity, device: str, pairing_code: str) -> str:
-    """The text of the box's label: what a workshop needs to join its Wi-Fi and pair a tablet."""
-    qr = f"WIFI:T:WPA;S:{_qr_escape(identity.ssid)};P:{_qr_escape(identity.passphrase)};;"
+    """The text of the box's label: what a workshop needs to claim the box, join its Wi-Fi and
+    pair a tablet."""
+    qr = wifi_qr_text(identity)
     return (
         f"VCI box {device}\n"
+        f"Device id:          {device}\n"
         f"Wi-Fi name (SSID):  {identity.ssid}\n"
         f"Wi-Fi key (WPA2):   {identity.passphrase}\n"
         f"Page:               http://{identity.hostname}.local/  (or http://{WIFI_ADDRESS}/)\n"
-        f"Pairing code:       {pairing_code}\n"
+        f"Pairing code:       {pairing_code}  (the label code: also claims the box)\n"
         f"Wi-Fi QR code text: {qr}\n"
     )
 
@@ -110,10 +126,16 @@ def _qr_escape(text: str) -> str:
 
 def provision(state_dir: Path, device: str, pairing_code: str, country: str = "") -> WifiIdentity:
     """Everything first boot makes (idempotent: what exists is kept, the files made from it are
-    written again)."""
+    written again): the box's identity (device id, private key, CSR: firmware_py/identity.py),
+    the Wi-Fi's name and key, hostapd's configuration and the label sheet (text and HTML)."""
+    from firmware_py.gateway.label import label_html
+    from firmware_py.identity import make_identity
+
+    make_identity(state_dir, device)
     identity = wifi_identity(state_dir, device)
     _write_private(state_dir / "wifi" / "hostapd.conf", hostapd_conf(identity, country))
     _write_private(state_dir / "label.txt", label_sheet(identity, device, pairing_code))
+    _write_private(state_dir / "label.html", label_html(identity, device, pairing_code))
     return identity
 
 

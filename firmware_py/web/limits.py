@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -95,14 +96,25 @@ class ConnectionGuard(asyncio.Protocol):
 
 
 async def start_site(
-    runner: web.AppRunner, host: str, port: int, counter: ConnectionCounter
+    runner: web.AppRunner,
+    host: str,
+    port: int,
+    counter: ConnectionCounter,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> asyncio.Server:
-    """Listen on ``host:port`` for ``runner``'s app, every connection through the guard.
+    """Listen on ``host:port`` for ``runner``'s app, every connection through the guard (and
+    TLS with ``ssl_context``: the portal's enrolment server uses these limits too).
     (aiohttp's ``TCPSite`` takes no protocol wrapper, hence ``create_server`` here.)"""
     factory: Callable[[], Any] = runner.server  # type: ignore[assignment]
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: ConnectionGuard(factory(), counter), host, port, reuse_address=True, backlog=128
+        lambda: ConnectionGuard(factory(), counter),
+        host,
+        port,
+        reuse_address=True,
+        backlog=128,
+        ssl=ssl_context,
+        ssl_handshake_timeout=10.0 if ssl_context is not None else None,
     )
 
 
