@@ -242,7 +242,10 @@ async def serve(
     sock_path.chmod(0o600)  # only who may act as the box's owner can press its button
     url = f"http://{host}:{port}/"
     print(
-        f"vci-gateway ready page={url} label-code={code} (pair: open the page, then vci pair --approve)",
+        # not the label code itself: it also claims the box on the portal, and this goes to the
+        # journal
+        f"vci-gateway ready page={url} (pair: open the page, then vci pair --approve or the "
+        "label code: vci label)",
         flush=True,
     )
     notifier.ready(f"serving the page on {url}")

@@ -95,6 +95,73 @@ stop = stop_process
 """stops a portal-side process (broker, bridge, console)"""
 
 
+def portal(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``vci-portal ARGS`` run to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "portal.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@dataclass
+class EnrolPortal:
+    """``vci-portal enrol serve`` on loopback with the broker's PKI, and its SQLite file."""
+
+    url: str
+    pki: Path
+    db: Path
+
+    def box(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``vci-portal box ARGS --pki PKI --db DB``"""
+        return portal("box", *args, "--pki", str(self.pki), "--db", str(self.db))
+
+
+@pytest.fixture
+def enrol_portal(broker: dict[str, Any], tmp_path: Path) -> Iterator[EnrolPortal]:
+    port = free_port()
+    db = tmp_path / "portal-boxes.sqlite"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "portal.cli",
+            "enrol",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--pki",
+            str(broker["pki"]),
+            "--db",
+            str(db),
+            "--rate",
+            "6000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / "enrol.log").open("w"),
+        text=True,
+    )
+    line = ProcessOutput(proc).wait_for("vci-portal enrol ready", START_TIMEOUT)
+    yield EnrolPortal(line.split()[-1], broker["pki"], db)
+    stop(proc)
+
+
+def enrolling_env(box: Any, broker: dict[str, Any], enrol: EnrolPortal) -> dict[str, str]:
+    """Environment of a ``vci`` for box-test-0001 that has no certificate yet: it enrols at
+    ``enrol`` (asking every second) and then links up with the broker."""
+    return {
+        **os.environ,
+        "VCI_CONFIG": str(box.config),
+        "VCI_CLOUD_BROKER_HOST": "127.0.0.1",
+        "VCI_CLOUD_BROKER_PORT": str(broker["port"]),
+        "VCI_CLOUD_CA_FILE": str(broker["pki"] / "ca.pem"),
+        "VCI_CLOUD_ENROL_URL": enrol.url,
+        "VCI_CLOUD_ENROL_INTERVAL": "1",
+    }
+
+
 @pytest.fixture
 def start_bridge(broker: dict[str, Any]) -> Iterator[Any]:
     """Factory: ``start_bridge(port=None)`` runs ``vci-portal ws-bridge``; returns (process, url)."""
