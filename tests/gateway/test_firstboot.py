@@ -143,3 +143,145 @@ def test_suffix_from_the_device_id(device: str, suffix: str | None) -> None:
 def test_label_wifi_qr_text_escapes_special_characters() -> None:
     sheet = label_sheet(WifiIdentity("VCI;1", "AB:CD,EF", "vci-1"), "dev", "CODE")
     assert r"WIFI:T:WPA;S:VCI\;1;P:AB\:CD\,EF;;" in sheet
+
+
+def _key_and_csr(state: Path) -> tuple[bytes, Any]:
+    from cryptography import x509
+
+    return (
+        (state / "identity" / "box.key").read_bytes(),
+        x509.load_pem_x509_csr((state / "identity" / "box.csr").read_bytes()),
+    )
+
+
+def test_firstboot_makes_the_box_identity_once_and_keeps_it(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from firmware_py.identity import common_name
+
+    env = _config(tmp_path)
+    first = vci("firstboot", env=env)
+    assert first.returncode == 0, first.stderr
+    state = tmp_path / "state"
+    key, csr = _key_and_csr(state)
+    again = vci("firstboot", env=env)
+    assert again.returncode == 0, again.stderr
+    assert _key_and_csr(state)[0] == key  # the same key at every boot
+    assert (state / "identity" / "device-id").read_text().strip() == "pi-10000000abcd1234"
+    assert stat.S_IMODE((state / "identity" / "box.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((state / "identity").stat().st_mode) == 0o700
+    private = serialization.load_pem_private_key(key, password=None)
+    assert private.key_size == 256 and csr.public_key() == private.public_key()
+    assert common_name(csr.subject) == "pi-10000000abcd1234" and csr.is_signature_valid
+    for proc in (first, again, vci("label", env=env)):
+        assert "PRIVATE" not in proc.stdout + proc.stderr
+
+
+def test_without_a_configured_id_the_machine_gives_one_and_all_agree(tmp_path: Path) -> None:
+    """On a PC or the CI's VM (no Raspberry Pi serial) the id comes from /etc/machine-id, is kept
+    in the state directory, and the tickets' id, the CSR, the Wi-Fi name and the hostname agree."""
+    import json
+
+    from firmware_py.config import device_id, load_config
+    from firmware_py.identity import common_name, derived_device_id
+
+    expected = derived_device_id()
+    if expected is None:
+        pytest.skip("this machine has neither a Raspberry Pi serial nor a machine-id")
+    if Path("/etc/vci/device-id").exists():
+        pytest.skip("/etc/vci/device-id names this machine")
+    config = tmp_path / "vci.toml"
+    config.write_text(f'[storage]\nstate_dir = "{tmp_path / "state"}"\n')
+    env = {**os.environ, "VCI_CONFIG": str(config)}
+    assert vci("firstboot", env=env).returncode == 0
+    state = tmp_path / "state"
+    assert (state / "identity" / "device-id").read_text().strip() == expected
+    assert device_id(load_config(config, env={})) == expected  # what tickets are bound to
+    assert common_name(_key_and_csr(state)[1].subject) == expected
+    wifi = json.loads((state / "wifi" / "identity.json").read_text())
+    assert wifi["ssid"] == f"VCI-{suffix_for(expected)}"
+    assert wifi["hostname"] == f"vci-{suffix_for(expected).lower()}"
+    status = vci("enrol", "status", env=env)
+    assert json.loads(status.stdout)["device"] == expected
+    if expected.startswith("vci-"):  # the machine-id itself is not shown (machine-id(5))
+        assert Path("/etc/machine-id").read_text().strip()[:12] not in expected
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "machine_id", "device"),
+    [
+        ("Hardware\t: BCM2835\nSerial\t\t: 10000000abcd1234\n", "", "pi-10000000abcd1234"),
+        ("Serial : 00000000e4f1aa02\n", "3d1219c7c4c5404aaa1f6d2a48adfda4\n", "pi-e4f1aa02"),
+        ("processor : 0\n", "3d1219c7c4c5404aaa1f6d2a48adfda4\n", "vci-"),
+        ("processor : 0\n", "uninitialized\n", None),
+        ("processor : 0\n", "", None),
+    ],
+)
+def test_device_id_from_the_board_serial_or_the_machine_id(
+    tmp_path: Path, cpuinfo: str, machine_id: str, device: str | None
+) -> None:
+    from firmware_py.identity import derived_device_id
+
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    (tmp_path / "machine-id").write_text(machine_id)
+    got = derived_device_id(tmp_path / "cpuinfo", tmp_path / "machine-id")
+    if device is None or not device.endswith("-"):
+        assert got == device
+    else:
+        assert got is not None and re.fullmatch(r"vci-[0-9a-f]{12}", got)
+        assert got == derived_device_id(tmp_path / "cpuinfo", tmp_path / "machine-id")
+
+
+def test_a_configured_id_wins_and_the_wifi_name_follows_it(tmp_path: Path) -> None:
+    import json
+
+    from firmware_py.identity import common_name
+
+    assert vci("firstboot", env=_config(tmp_path)).returncode == 0
+    state = tmp_path / "state"
+    key, _ = _key_and_csr(state)
+    before = json.loads((state / "wifi" / "identity.json").read_text())
+    assert vci("firstboot", env=_config(tmp_path, "pi-10000000abcd9876")).returncode == 0
+    after = json.loads((state / "wifi" / "identity.json").read_text())
+    assert (after["ssid"], after["hostname"]) == ("VCI-9876", "vci-9876")
+    assert after["passphrase"] == before["passphrase"]  # the key printed on the label stays
+    new_key, csr = _key_and_csr(state)
+    assert new_key == key and common_name(csr.subject) == "pi-10000000abcd9876"
+
+
+def test_the_label_sheet_has_the_wifi_and_page_qr_codes(tmp_path: Path) -> None:
+    import json
+
+    import segno
+
+    from firmware_py.gateway.firstboot import wifi_qr_text
+    from firmware_py.gateway.label import QR_ERROR, QR_SCALE, page_url
+
+    env = _config(tmp_path)
+    assert vci("firstboot", env=env).returncode == 0
+    state = tmp_path / "state"
+    sheet = tmp_path / "label.html"
+    proc = vci("label", "--html", str(sheet), env=env)
+    assert proc.returncode == 0, proc.stderr
+    html = sheet.read_text()
+    wifi = json.loads((state / "wifi" / "identity.json").read_text())
+    identity = WifiIdentity(wifi["ssid"], wifi["passphrase"], wifi["hostname"])
+    join = wifi_qr_text(identity)
+    assert join == f"WIFI:T:WPA;S:{identity.ssid};P:{identity.passphrase};;"
+    # segno cannot decode: the QR codes are the ones made from the expected data
+    for text in (join, "http://vci-1234.local/"):
+        svg = segno.make(text, error=QR_ERROR, micro=False).svg_inline(scale=QR_SCALE)
+        assert svg in html, text
+    assert page_url(identity) == "http://vci-1234.local/"
+    code = (state / "label-code").read_text().strip()
+    for value in ("pi-10000000abcd1234", code, identity.ssid, identity.passphrase):
+        assert f"<td>{value}</td>" in html
+    assert stat.S_IMODE((state / "label.html").stat().st_mode) == 0o600
+    assert "Device id:          pi-10000000abcd1234" in vci("label", env=env).stdout
+
+
+def test_label_html_escapes_what_it_shows() -> None:
+    from firmware_py.gateway.label import label_html
+
+    page = label_html(WifiIdentity("VCI-<b>", "AB&CD-EFGH", "vci-1"), "dev<script>", "CODE")
+    assert "<script>" not in page and "dev&lt;script&gt;" in page and "AB&amp;CD" in page
