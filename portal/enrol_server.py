@@ -64,11 +64,14 @@ def make_app(enrolment: Enrolment, limit: RateLimit) -> web.Application:
         if request.content_length is not None and request.content_length > MAX_BODY:
             return _refusal(EnrolmentError(f"the body is larger than {MAX_BODY} bytes", status=413))
         try:
-            body = await asyncio.wait_for(request.content.read(MAX_BODY + 1), 10.0)
+            # the whole body (read(n) would stop at what has arrived), at most client_max_size
+            body = await asyncio.wait_for(request.read(), 10.0)
             data = strict_json.obj(strict_json.loads(body, max_bytes=MAX_BODY), "the request")
             answer = enrolment.request(data.get("device"), data.get("csr"), data.get("proof"))
         except TimeoutError:
             return _refusal(EnrolmentError("the body did not arrive in time", status=408))
+        except web.HTTPRequestEntityTooLarge:
+            return _refusal(EnrolmentError(f"the body is larger than {MAX_BODY} bytes", status=413))
         except strict_json.StrictJsonError as err:
             return _refusal(EnrolmentError(str(err)))
         except EnrolmentError as err:

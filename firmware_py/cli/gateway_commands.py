@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "fault memory, live data, coding, programming, the ENET bridge, tickets) and, when "
         "[cloud] broker_host or "
         "ws_url is configured (VCI_CLOUD_*), the link to the portal: MQTT 5 over TLS, or the "
-        "WebSocket to the portal's bridge where MQTT is blocked (docs/remote-protocol.md).",
+        "WebSocket to the portal's bridge where MQTT is blocked (docs/remote-protocol.md); a box "
+        "without its certificate first enrols at [cloud] enrol_url in the background and starts "
+        "the link when a workshop has claimed it (docs/claiming.md).",
     )
     g.add_argument(
         "--host",

@@ -112,8 +112,12 @@ class Enroller:
                     ssl=self._ssl(),
                 ) as response,
             ):
-                raw = await response.content.read(MAX_ANSWER + 1)
                 status = response.status
+                raw = b""
+                async for chunk in response.content.iter_chunked(4096):
+                    raw += chunk
+                    if len(raw) > MAX_ANSWER:
+                        break  # strict_json refuses it as too large
         except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError) as err:
             raise EnrolmentError(
                 f"the portal's enrolment endpoint {self.cfg.cloud.enrol_url} is not reachable: "

@@ -240,3 +240,35 @@ def test_a_revoked_box_can_no_longer_connect(
     again = vci("enrol", "run", env=env)
     assert again.returncode != 0 and "revoked" in again.stderr
     assert os.stat(key).st_mode & 0o777 == 0o600
+
+
+def _post_chunked(enrol: EnrolPortal, chunks: list[bytes]) -> tuple[int, dict[str, Any]]:
+    """A request whose body comes in HTTP chunks (no Content-Length), each flushed on its own."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(enrol.url)
+    ctx = ssl.create_default_context(cafile=str(enrol.pki / "ca.pem"))
+    conn = http.client.HTTPSConnection(url.hostname or "", url.port, context=ctx, timeout=10)
+    try:
+        conn.request(
+            "POST",
+            url.path,
+            body=iter(chunks),
+            headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+            encode_chunked=True,
+        )
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_a_body_in_pieces_is_read_whole_and_bounded_without_a_length(
+    enrol_portal: EnrolPortal,
+) -> None:
+    body, _ = _stranger_request(BOX, BOX, "GUESSED1")
+    half = len(body) // 2
+    assert _post_chunked(enrol_portal, [body[:half], body[half:]]) == (200, {"state": "pending"})
+    status, answer = _post_chunked(enrol_portal, [b"{", b" " * 9000, b"}"])
+    assert status == 413 and "larger than" in answer["message"]
