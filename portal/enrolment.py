@@ -36,7 +36,8 @@ MAX_CSR = 4096
 """characters of a CSR in PEM (a P-256 CSR has about 400)"""
 REQUESTS_PER_BOX = 8
 """waiting requests kept per device id (the most recently seen); the box's own is sent again at
-every poll, so requests of others cannot keep it out"""
+every poll, so requests of others cannot keep it out (one who floods a device id with requests
+can delay its claim until the box's next poll, never take it)"""
 MAX_WAITING = 100_000
 """waiting requests in all; then new ones are refused until some are claimed or expire"""
 REQUEST_TTL = 30 * 86400.0
@@ -102,7 +103,7 @@ class Enrolment:
             "claimed REAL NOT NULL, revoked REAL);"
             "CREATE TABLE IF NOT EXISTS requests (device TEXT NOT NULL, key_fp TEXT NOT NULL, "
             "csr TEXT NOT NULL, proof TEXT NOT NULL, first_seen REAL NOT NULL, "
-            "last_seen REAL NOT NULL, PRIMARY KEY (device, key_fp));"
+            "last_seen REAL NOT NULL, PRIMARY KEY (device, key_fp, proof));"
             "CREATE TABLE IF NOT EXISTS claim_failures (device TEXT NOT NULL, at REAL NOT NULL);"
         )
 
@@ -138,10 +139,11 @@ class Enrolment:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.db.execute("DELETE FROM requests WHERE last_seen < ?", (now - REQUEST_TTL,))
+            # kept by key and proof: someone who replays the box's CSR with a wrong proof adds a
+            # request of their own and changes nothing of the box's
             seen = self.db.execute(
-                "UPDATE requests SET last_seen = ?, csr = ?, proof = ? "
-                "WHERE device = ? AND key_fp = ?",
-                (now, csr_pem, proof, device, fp),
+                "UPDATE requests SET last_seen = ? WHERE device = ? AND key_fp = ? AND proof = ?",
+                (now, device, fp, proof),
             ).rowcount
             if not seen:
                 (waiting,) = self.db.execute("SELECT count(*) FROM requests").fetchone()
@@ -154,7 +156,7 @@ class Enrolment:
                     (device, fp, csr_pem, proof, now, now),
                 )
                 self.db.execute(
-                    "DELETE FROM requests WHERE device = ? AND key_fp NOT IN (SELECT key_fp FROM "
+                    "DELETE FROM requests WHERE device = ? AND rowid NOT IN (SELECT rowid FROM "
                     "requests WHERE device = ? ORDER BY last_seen DESC LIMIT ?)",
                     (device, device, REQUESTS_PER_BOX),
                 )

@@ -272,3 +272,34 @@ def test_a_body_in_pieces_is_read_whole_and_bounded_without_a_length(
     assert _post_chunked(enrol_portal, [body[:half], body[half:]]) == (200, {"state": "pending"})
     status, answer = _post_chunked(enrol_portal, [b"{", b" " * 9000, b"}"])
     assert status == 413 and "larger than" in answer["message"]
+
+
+def test_a_replayed_csr_with_a_wrong_proof_changes_nothing_of_the_box_request(
+    tmp_path: Path,
+) -> None:
+    """The portal's records (real SQLite, no server): someone who got hold of the box's CSR and
+    sends it with a wrong proof, and floods the device id with requests, does not stop the
+    workshop's claim once the box has asked again."""
+    from firmware_py.identity import make_identity
+    from portal import pki
+    from portal.enrolment import REQUESTS_PER_BOX, Enrolment
+
+    pki.make_ca(tmp_path / "pki")
+    enrolment = Enrolment(tmp_path / "boxes.sqlite", tmp_path / "pki")
+    csr = make_identity(tmp_path / "state", BOX)
+    pem = csr.public_bytes(serialization.Encoding.PEM).decode()
+    der = csr.public_bytes(serialization.Encoding.DER)
+    proof = enrol_proof(label_key(BOX, "PDKXRTNQ"), BOX, der)
+    assert enrolment.request(BOX, pem, proof, now=1000.0) == {"state": "pending"}
+    wrong = enrol_proof(label_key(BOX, "GUESSED1"), BOX, der)
+    assert enrolment.request(BOX, pem, wrong, now=1001.0) == {"state": "pending"}
+    for n in range(REQUESTS_PER_BOX * 2):  # pushes the box's request out ...
+        body = json.loads(_stranger_request(BOX, BOX, "GUESSED1")[0])
+        enrolment.request(BOX, body["csr"], body["proof"], now=1002.0 + n)
+    enrolment.request(BOX, pem, proof, now=1100.0)  # ... until the box asks again
+    enrolment.request(BOX, pem, wrong, now=1100.5)  # the replay just before the claim
+    cert = enrolment.claim(BOX, "pdkx-rtnq", now=1101.0)
+    assert cert.public_key() == csr.public_key()
+    issued = enrolment.request(BOX, pem, wrong, now=1102.0)
+    assert issued["state"] == "issued"  # the certificate is public; the key stays on the box
+    enrolment.close()
