@@ -180,13 +180,22 @@ async def link_when_enrolled(cfg: Config, label_code: str, link: Any) -> None:
     try:
         problem = certificate_status(cfg)
         if problem is not None:
-            if not cfg.cloud.enrol_url:
+            if not cfg.cloud.enrol_url and not cfg.cloud.cert_file.exists():
                 log.warning(
-                    "no portal link: %s (%s); set [cloud] enrol_url to enrol, or put the "
-                    "certificate there",
+                    "no portal link: the box has no certificate (%s); set [cloud] enrol_url to "
+                    "enrol (docs/claiming.md)",
+                    cfg.cloud.cert_file,
+                )
+                return
+            if not cfg.cloud.enrol_url:
+                # a certificate put in place by hand (a fleet's own CA, with intermediates):
+                # the link tries it as before; the broker decides
+                log.warning(
+                    "portal link: %s (%s); without [cloud] enrol_url the box does not enrol",
                     problem,
                     cfg.cloud.cert_file,
                 )
+                await link.start()
                 return
             log.info("not enrolled yet (%s): asking the portal at %s", problem, cfg.cloud.enrol_url)
             await Enroller(cfg, label_code).until_enrolled()
