@@ -303,3 +303,14 @@ def test_a_replayed_csr_with_a_wrong_proof_changes_nothing_of_the_box_request(
     issued = enrolment.request(BOX, pem, wrong, now=1102.0)
     assert issued["state"] == "issued"  # the certificate is public; the key stays on the box
     enrolment.close()
+
+
+def test_requests_per_client_address_are_limited() -> None:
+    from portal.enrol_server import RateLimit
+
+    now = [0.0]
+    limit = RateLimit(per_minute=60, burst=2, clock=lambda: now[0])
+    assert [limit.allow("10.0.0.9") for _ in range(3)] == [True, True, False]
+    assert limit.allow("10.0.0.10")  # another address has its own bucket
+    now[0] += 1.0  # one request a second comes back
+    assert limit.allow("10.0.0.9") and not limit.allow("10.0.0.9")
