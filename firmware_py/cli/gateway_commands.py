@@ -247,7 +247,7 @@ async def serve(
         # not the label code itself: it also claims the box on the portal, and this goes to the
         # journal
         f"vci-gateway ready page={url} (pair: open the page, then vci pair --approve or the "
-        "label code: vci label)",
+        f"label code: vci label on the box, {cfg.storage.state_dir / 'label-code'} on a PC)",
         flush=True,
     )
     notifier.ready(f"serving the page on {url}")
