@@ -319,6 +319,12 @@ async def _resume_flash(gateway: Gateway, record: FlashRecord) -> None:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
+    from firmware_py.gateway.sd_notify import Notifier, allow_startup
+
+    # before the heavy imports: the start-up may take longer than WatchdogSec (sd_notify.py)
+    early = Notifier()
+    allow_startup(early)
+    early.close()
     import asyncio
 
     cfg, transport = config_from_args(args)

@@ -26,6 +26,12 @@ from firmware_py.config import UdsConfig
 
 log = logging.getLogger(__name__)
 
+START_ALLOWANCE = 120.0
+"""seconds the gateway may take from its start to its first ``WATCHDOG=1`` (the unit's
+``TimeoutStartSec=``): systemd arms ``WatchdogSec=`` when it starts the process, not at
+``READY=1``, and on a loaded box the imports and the start take longer than 30 s (seen in the
+appliance VM under load: killed by the watchdog before it was ready, again and again)"""
+
 STOP_EXTENSION = 30.0
 """seconds each ``EXTEND_TIMEOUT_USEC`` adds while the gateway stops with a job still running
 (a flash runs to its end) and the worker is alive; sent every half of it"""
@@ -124,6 +130,15 @@ def worker_stall(stalled_for: Callable[[], float], limit: float) -> Callable[[],
     return check
 
 
+def allow_startup(notifier: Notifier, seconds: float = START_ALLOWANCE) -> bool:
+    """At the very start: ``WATCHDOG_USEC=`` raised to ``seconds`` for the start-up (sd_notify(3)
+    lets a service change its watchdog timeout); :func:`keep_watchdog` sets it back to the unit's
+    ``WatchdogSec=`` with its first ping. Nothing when the watchdog is off."""
+    if watchdog_period() is None:
+        return False
+    return notifier.send(f"WATCHDOG_USEC={int(seconds * 1_000_000)}", "WATCHDOG=1")
+
+
 async def keep_watchdog(
     notifier: Notifier, period: float | None, unhealthy: Callable[[], str | None]
 ) -> None:
@@ -132,6 +147,8 @@ async def keep_watchdog(
     still runs (a flash) keeps the stop from timing out while the worker is alive."""
     interval = period / 2 if period else STOP_EXTENSION / 2
     reported: str | None = None
+    if period:  # the start-up's allowance (allow_startup) ends: the unit's WatchdogSec again
+        notifier.send(f"WATCHDOG_USEC={int(period * 1_000_000)}")
     while True:
         reason = unhealthy()
         if reason is not None:

@@ -94,6 +94,10 @@ def test_gateway_process_says_ready_pings_the_watchdog_and_none_while_stopped(
     }
     with start_gateway_process(sim_process.cli_args("doip"), env) as gateway:
         before = notify_socket.wait_for("READY=1", 10)
+        # systemd arms the watchdog at the start: the start-up gets 120 s, then WatchdogSec again
+        assert before[0] == ["WATCHDOG_USEC=120000000", "WATCHDOG=1"]
+        restored = [i for i, m in enumerate(before) if f"WATCHDOG_USEC={int(period * 1e6)}" in m]
+        assert restored and restored[0] > 0
         ready = before[-1]
         assert any(line.startswith("STATUS=serving the page on http") for line in ready)
         assert f"MAINPID={gateway.process.pid}" in ready
@@ -241,8 +245,10 @@ def test_a_long_job_that_keeps_beating_keeps_the_pings_going(notify_socket: Noti
         pings.cancel()
         notifier.close()
         worker.close()
-        assert messages and all(m == ["WATCHDOG=1"] for m in messages)
-        assert len(messages) >= 10
+        # first the unit's WatchdogSec back (the start-up's allowance ends), then only pings
+        assert messages[0] == ["WATCHDOG_USEC=100000"]
+        assert all(m == ["WATCHDOG=1"] for m in messages[1:])
+        assert len(messages) >= 11
 
     asyncio.run(scenario())
 
