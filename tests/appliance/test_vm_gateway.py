@@ -37,9 +37,14 @@ def test_the_boot_has_no_ordering_cycle_and_no_failed_unit(vm: Vm) -> None:
 
 def test_gateway_reaches_ready_as_its_own_user_with_the_hardening(vm: Vm) -> None:
     props = wait_ready(vm)
-    # Type=notify: the unit is active (running) only after the gateway sent READY=1
+    # Type=notify: the unit is "Started" only after the gateway sent READY=1; the first start of
+    # this boot (other tests restart the gateway), in seconds since the kernel started
+    first = vm.check(
+        "journalctl -b -u vci-gateway.service -o short-monotonic --no-pager "
+        "| grep -m1 'Started vci-gateway.service'"
+    )
     record("boot: kernel start to READY=1 of vci-gateway.service",
-           int(props["ActiveEnterTimestampMonotonic"]) / 1e6)  # fmt: skip
+           float(first.split("]")[0].lstrip("[ ")))  # fmt: skip
     pid = props["MainPID"]
     with vm.timed("check: gateway user, capabilities and unit hardening"):
         assert vm.check(f"ps -o user= -p {pid}").strip() == "vci"
