@@ -33,7 +33,7 @@ def variant_rootfs(image_dir: Path, out: Path, version: str, files: dict[str, st
     ({absolute path: content}) written in; their directories are made when missing."""
     info = json.loads((image_dir / "manifest.json").read_text())
     _run(["cp", "--sparse=always", str(image_dir / info["rootfs"]), str(out)])
-    files = {"/etc/vci/release": f"VERSION={version}\n", **files}
+    files = {"/etc/vci/release": f"{version}\n", **files}
     staging = out.with_suffix(".files")
     staging.mkdir(exist_ok=True)
     script = []
