@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 GOOD_VERSION = "0.2.0-test"
 UNHEALTHY_VERSION = "0.3.0-unhealthy"
-UNHEALTHY_HEALTH_TIMEOUT = 40
+UNHEALTHY_HEALTH_TIMEOUT = 60
 """seconds the unhealthy release's health check waits before it falls back"""
 
 
