@@ -295,8 +295,20 @@ class Vm:
 
 def build_image() -> Path:
     """Build the test image with image/build (or reuse the cached one); its manifest.json."""
-    missing = [t for t in ("mmdebstrap", "qemu-system-x86_64", "qemu-img", "mkfs.ext4")
-               if shutil.which(t) is None]  # fmt: skip
+    tools = (
+        "mmdebstrap",
+        "qemu-system-x86_64",
+        "qemu-img",
+        "mkfs.ext4",
+        "sfdisk",
+        "mkfs.vfat",
+        "mcopy",
+        "grub-mkstandalone",
+        "grub-editenv",
+        "rauc",
+        "mksquashfs",
+    )
+    missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         raise VmError(
             f"the appliance test needs {', '.join(missing)}: run scripts/setup-env as root"
