@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "firmware_py.cli.ticket_commands",
     "firmware_py.cli.gateway_commands",
     "firmware_py.cli.box_commands",
+    "firmware_py.cli.update_commands",
 )
 
 TRACE = 5

@@ -217,6 +217,7 @@ async def serve(
 
     admin.router.add_post("/button", button)
     add_bridge_routes(admin, gateway, pairing)
+    add_job_routes(admin, gateway)
 
     def press() -> None:  # the box's own button (gpiozero thread)
         def approve() -> None:
@@ -383,6 +384,24 @@ def add_bridge_routes(admin: Any, gateway: Any, pairing: Any) -> None:
     admin.router.add_post("/bridge/open", bridge_open)
     admin.router.add_post("/bridge/close", bridge_close)
     admin.router.add_get("/bridge", bridge_state)
+
+
+def add_job_routes(admin: Any, gateway: Any) -> None:
+    """``/jobs/active`` on the admin socket: the jobs queued or running (``vci update install``
+    refuses while there is one: a system update never interrupts a job on a car)."""
+    from aiohttp import web
+
+    from firmware_py.gateway.jobs import JobState
+
+    async def active(request: web.Request) -> web.Response:
+        jobs = [
+            job.to_dict()
+            for job in gateway.runner.jobs.values()
+            if job.state in (JobState.QUEUED, JobState.RUNNING)
+        ]
+        return web.json_response({"active": jobs})
+
+    admin.router.add_get("/jobs/active", active)
 
 
 def _admin(args: argparse.Namespace, method: str, path: str, body: Any = None) -> tuple[int, Any]:

@@ -1,10 +1,13 @@
 """The appliance VM: the box's Debian image (image/build) booted under QEMU, one per session.
 
 ``appliance_image`` builds the image with the test agent (or reuses the cached one, see
-docs/appliance-test.md); ``vm`` boots it with the kernel and initrd given directly, a virtio
-root disk behind a throw-away qcow2 overlay, the i6300esb watchdog, and a virtio-serial port
-to the test agent inside (image/test-agent/), through which ``vm.run(cmd, timeout)`` runs
-shell commands as root. Every wait has a deadline; a QEMU that does not answer is killed.
+docs/appliance-test.md), its update bundles signed under a TEST release CA made here
+(``release_keys``); ``vm`` boots the box's disk image (GPT: EFI system partition, root slots A
+and B, data partition; image/disk.py) behind a throw-away qcow2 overlay with the kernel and
+initrd of slot A given directly (fast), the i6300esb watchdog, and a virtio-serial port to the
+test agent inside (image/test-agent/), through which ``vm.run(cmd, timeout)`` runs shell
+commands as root. ``Vm(..., efi=True)`` boots the same disk through OVMF and GRUB instead (the
+A/B slot choice of the update tests, tests/appliance/test_vm_update.py), and reboots. Every wait has a deadline; a QEMU that does not answer is killed.
 Each check records its time with ``vm.timed(name)``; the times are printed at the end of the
 run (``pytest_terminal_summary``).
 """
@@ -81,10 +84,19 @@ def qemu_accel() -> str:
     return "tcg,thread=multi"
 
 
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+
+
 class Vm:
     """A booted appliance VM and its agent connection."""
 
-    def __init__(self, manifest: Path, workdir: Path) -> None:
+    def __init__(
+        self, manifest: Path, workdir: Path, efi: bool = False, stick: Path | None = None
+    ) -> None:
+        self.efi = efi
+        self.stick = stick
+        """a file system image attached read-only as /dev/vdb (a USB stick with bundles)"""
         self.image_dir = manifest.parent
         self.info = json.loads(manifest.read_text())
         self.workdir = workdir
@@ -97,19 +109,37 @@ class Vm:
         self.started: list[str] = []
 
     def start(self) -> float:
-        overlay = self.workdir / "root.qcow2"
-        subprocess.run(
-            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
-             str(self.image_dir / self.info["rootfs"]), str(overlay)],
-            check=True,
-        )  # fmt: skip
+        """Boot (again, after :meth:`kill`: the disk overlay is kept); seconds to the agent."""
+        overlay = self.workdir / "disk.qcow2"
+        if not overlay.exists():
+            subprocess.run(
+                ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+                 str(self.image_dir / self.info["disk"]), str(overlay)],
+                check=True,
+            )  # fmt: skip
+        if self.efi:
+            variables = self.workdir / "OVMF_VARS.fd"
+            if not variables.exists():
+                shutil.copyfile(OVMF_VARS, variables)
+            boot = [
+                "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,file={variables}",
+            ]  # fmt: skip
+        else:
+            boot = [
+                "-no-reboot",
+                "-kernel", str(self.image_dir / self.info["kernel"]),
+                "-initrd", str(self.image_dir / self.info["initrd"]),
+                "-append", self.info["cmdline"] + " panic=-1",
+            ]  # fmt: skip
+        self.agent_path.unlink(missing_ok=True)
+        self._buf = b""
         cmd = [
             "qemu-system-x86_64", "-accel", qemu_accel(), "-m", "1024", "-smp", "2",
-            "-nographic", "-no-reboot", "-nic", "none",
-            "-kernel", str(self.image_dir / self.info["kernel"]),
-            "-initrd", str(self.image_dir / self.info["initrd"]),
-            "-append", self.info["cmdline"] + " panic=-1",
+            "-nographic", "-nic", "none", *boot,
             "-drive", f"file={overlay},format=qcow2,if=virtio",
+            *(["-drive", f"file={self.stick},format=raw,if=virtio,readonly=on"]
+              if self.stick else []),
             "-device", "i6300esb", "-action", "watchdog=reset",
             "-serial", f"file:{self.console}", "-monitor", "none",
             "-chardev", f"socket,id=agent,path={self.agent_path},server=on,wait=off",
@@ -136,6 +166,33 @@ class Vm:
                 raise VmError(f"the VM's agent did not answer within {BOOT_TIMEOUT:.0f} s")
             if self._request({"cmd": "true", "timeout": 5}, wait=3.0, quiet=True) is not None:
                 return time.monotonic() - t0
+
+    def boot_id(self) -> str:
+        return self.check("cat /proc/sys/kernel/random/boot_id").strip()
+
+    def wait_reboot(self, old_boot_id: str, timeout: float) -> float:
+        """Wait (bounded) until the agent answers from a boot other than ``old_boot_id`` (the
+        guest rebooted by itself: QEMU and the agent connection stay); seconds taken."""
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            reply = self._request(
+                {"cmd": "cat /proc/sys/kernel/random/boot_id", "timeout": 5}, wait=3.0, quiet=True
+            )
+            if reply is not None and reply.get("rc") == 0 and reply["out"].strip() != old_boot_id:
+                return time.monotonic() - t0
+            time.sleep(1.0)
+        raise VmError(f"the VM did not come back from a reboot within {timeout:.0f} s")
+
+    def kill(self) -> None:
+        """Power cut: QEMU killed at once (the disk overlay keeps what reached it)."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
 
     def _check_alive(self) -> None:
         assert self.process is not None
@@ -238,13 +295,27 @@ class Vm:
 
 def build_image() -> Path:
     """Build the test image with image/build (or reuse the cached one); its manifest.json."""
-    missing = [t for t in ("mmdebstrap", "qemu-system-x86_64", "qemu-img", "mkfs.ext4")
-               if shutil.which(t) is None]  # fmt: skip
+    tools = (
+        "mmdebstrap",
+        "qemu-system-x86_64",
+        "qemu-img",
+        "mkfs.ext4",
+        "sfdisk",
+        "mkfs.vfat",
+        "mcopy",
+        "grub-mkstandalone",
+        "grub-editenv",
+        "rauc",
+        "mksquashfs",
+    )
+    missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         raise VmError(
             f"the appliance test needs {', '.join(missing)}: run scripts/setup-env as root"
         )
-    cmd = [sys.executable, str(REPO / "image/build"), "--test-agent"]
+    keys = release_keys()
+    cmd = [sys.executable, str(REPO / "image/build"), "--test-agent", "--keyring",
+           str(keys / "ca.pem")]  # fmt: skip
     if os.geteuid() != 0:
         cmd = ["sudo", "-n", *cmd]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
@@ -252,6 +323,38 @@ def build_image() -> Path:
     if result.returncode != 0:
         raise VmError(f"image/build failed:\n{result.stdout}\n{result.stderr}")
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+def appliance_cache() -> Path:
+    return Path(os.environ.get("VCI_APPLIANCE_CACHE", "~/.cache/vci-appliance")).expanduser()
+
+
+def release_keys() -> Path:
+    """A TEST release CA (ca.pem: the image's keyring) with a signing certificate and key
+    (release.pem, release.key), and a second CA's signer that the box must refuse (other.pem,
+    other.key); made once with openssl and kept in the cache (the image's hash includes the
+    keyring, so new keys mean a new image). Never a real release key."""
+    keys = appliance_cache() / "test-release"
+    if (keys / "other.key").exists():
+        return keys
+    keys.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=keys)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    (keys / "signer.ext").write_text("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n")
+    for ca, signer in (("ca", "release"), ("other-ca", "other")):
+        openssl("req", "-x509", *ec, "-keyout", f"{ca}.key", "-out", f"{ca}.pem", "-days",
+                "3650", "-subj", f"/CN=VCI TEST {ca} (not a real release key)",
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+        openssl("req", *ec, "-keyout", f"{signer}.key", "-out", f"{signer}.csr", "-subj",
+                f"/CN=VCI TEST {signer} signer")  # fmt: skip
+        openssl("x509", "-req", "-in", f"{signer}.csr", "-CA", f"{ca}.pem", "-CAkey",
+                f"{ca}.key", "-CAcreateserial", "-out", f"{signer}.pem", "-days", "3650",
+                "-extfile", "signer.ext")  # fmt: skip
+    return keys
 
 
 @pytest.fixture(scope="session")
