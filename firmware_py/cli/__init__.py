@@ -82,6 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    from firmware_py.cli.privileges import run_as_state_owner
+
+    user = run_as_state_owner(args)
+    if user is not None:
+        logging.getLogger("vci").info("running as %s, the owner of the state directory", user)
     try:
         return int(args.func(args) or 0)
     except VciError as err:

@@ -47,6 +47,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(BUILD_TIMEOUT + BOOT_TIMEOUT))
 
 
+RUNNING: list[Vm] = []
+"""the booted VM, for the failure report below"""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed VM check gets the box's side in its report: failed units and the gateway's
+    journal (a check from outside shows only that the page did not answer)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed and RUNNING and call.when == "call":
+        with contextlib.suppress(Exception):
+            found = RUNNING[0].run(
+                "systemctl --failed --no-legend --plain; systemctl status vci-gateway.service "
+                "--no-pager -n 0; journalctl -b -u vci-gateway.service -o short-monotonic "
+                "--no-pager | grep -v PinFactoryFallback | tail -n 60",
+                timeout=30,
+            )
+            report.sections.append(("the VM's units and the gateway's journal", found.out))
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if TIMINGS:
         terminalreporter.section("appliance VM timings")
@@ -374,10 +395,12 @@ def vm(appliance_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     machine = Vm(appliance_image, tmp_path_factory.mktemp("vm"))
     try:
         record(f"boot to the test agent (QEMU {qemu_accel()})", machine.start())
+        RUNNING.append(machine)
         yield machine
     except VmError as err:
         pytest.fail(f"{err}\n{machine.tail()}")
     finally:
+        RUNNING.clear()
         machine.stop()
 
 

@@ -4,7 +4,7 @@ watchdog when it stops answering (``kill -STOP``)."""
 
 from __future__ import annotations
 
-from tests.appliance.conftest import Vm, record
+from tests.appliance.conftest import VCI, Vm, record
 
 UNIT = "vci-gateway.service"
 READY_TIMEOUT = 240.0
@@ -66,6 +66,10 @@ def test_gateway_reaches_ready_as_its_own_user_with_the_hardening(vm: Vm) -> Non
         mount_ns = f"nsenter -t {pid} -m"
         assert vm.run(f"{mount_ns} touch /opt/vci/probe").rc != 0
         assert vm.check("stat -c %U:%a /var/lib/vci").strip() == "vci:700"
+        # root's vci acts as the state's owner: nothing in it is ever root's (the gateway could
+        # not write a database root made); the tests before this one ran vci as root too
+        vm.check(f"{VCI} --json ticket list")
+        assert vm.check("find /var/lib/vci -user root").strip() == ""
 
 
 def test_hardware_watchdog_is_armed_by_systemd(vm: Vm) -> None:
