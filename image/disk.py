@@ -72,8 +72,9 @@ def make_esp(out: Path, work: Path) -> None:
     run(["mcopy", "-i", str(out), str(grub), str(env), "::EFI/BOOT/"])
 
 
-def make_data(root: Path, out: Path, work: Path) -> None:
-    """The data partition's ext4 image: vci/ owned by the gateway's user, journal/, rauc/."""
+def make_data(root: Path, out: Path, work: Path, size_mb: int = DATA_MB) -> None:
+    """The data partition's ext4 image: vci/ owned by the gateway's user, journal/, rauc/ (the
+    Pi's card has the same one, image/pi.py)."""
     ids = {
         line.split(":")[0]: int(line.split(":")[2])
         for name in ("etc/passwd", "etc/group")
@@ -92,7 +93,7 @@ def make_data(root: Path, out: Path, work: Path) -> None:
     os.chmod(skel / "vci", 0o700)
     os.chown(skel / "journal", 0, ids.get("systemd-journal", 0))
     os.chmod(skel / "journal", 0o2755)
-    run(["mkfs.ext4", "-q", "-F", "-L", "vci-data", "-d", str(skel), str(out), f"{DATA_MB}M"])
+    run(["mkfs.ext4", "-q", "-F", "-L", "vci-data", "-d", str(skel), str(out), f"{size_mb}M"])
 
 
 def write_at(src: Path, disk: Path, start_mb: int) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -421,27 +420,11 @@ def tree_size_mib(path: Path) -> int:
 
 
 def make_data(root: Path, out: Path, work: Path) -> None:
-    """The data partition: vci/ (the gateway's state, owned by its user), journal/, rauc/."""
-    ids = {
-        line.split(":")[0]: int(line.split(":")[2])
-        for name in ("etc/passwd", "etc/group")
-        for line in (root / name).read_text().splitlines()
-        if line.count(":") >= 3
-    }
-    skel = work / "data"
-    (skel / "vci").mkdir(parents=True)
-    (skel / "journal").mkdir()
-    (skel / "rauc").mkdir()
-    for name, owner, group, mode in (
-        ("vci", ids["vci"], ids["vci"], 0o700),
-        ("journal", 0, ids.get("systemd-journal", 0), 0o2755),
-        ("rauc", 0, 0, 0o700),
-    ):
-        os.chown(skel / name, owner, group)
-        os.chmod(skel / name, mode)
-    data = partition("data")
-    _run(["mkfs.ext4", "-q", "-F", "-L", data.fs_label, "-d", str(skel), str(out),
-          f"{data.size_mib}M"])  # fmt: skip
+    """The data partition: the same as the amd64 disk's (image/disk.py), at this card's size."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import disk  # image/disk.py (image/ is no package)
+
+    disk.make_data(root, out, work, partition("data").size_mib)
 
 
 def make_sd_image(root: Path, out: Path, log: Log) -> list[Partition]:
