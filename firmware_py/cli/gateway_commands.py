@@ -391,15 +391,8 @@ def add_job_routes(admin: Any, gateway: Any) -> None:
     refuses while there is one: a system update never interrupts a job on a car)."""
     from aiohttp import web
 
-    from firmware_py.gateway.jobs import JobState
-
     async def active(request: web.Request) -> web.Response:
-        jobs = [
-            job.to_dict()
-            for job in gateway.runner.jobs.values()
-            if job.state in (JobState.QUEUED, JobState.RUNNING)
-        ]
-        return web.json_response({"active": jobs})
+        return web.json_response({"active": [job.to_dict() for job in gateway.runner.active()]})
 
     admin.router.add_get("/jobs/active", active)
 

@@ -291,6 +291,10 @@ class JobRunner:
         self.jobs: dict[str, Job] = {}
         self._ids = itertools.count(1)
 
+    def active(self) -> list[Job]:
+        """The jobs queued or running (a system update or a vehicle-holding job waits for none)."""
+        return [j for j in self.jobs.values() if j.state in (JobState.QUEUED, JobState.RUNNING)]
+
     def _new_id(self) -> str:
         return f"{time.strftime('%Y%m%d')}-{next(self._ids):04d}-{uuid.uuid4().hex[:6]}"
 
@@ -363,11 +367,7 @@ class JobRunner:
                 hint="Close the ENET bridge on the tablet's page or with: vci bridge close",
             )
         if job.request.kind in VEHICLE_HOLDING:
-            busy = [
-                j
-                for j in self.jobs.values()
-                if j is not job and j.state in (JobState.QUEUED, JobState.RUNNING)
-            ]
+            busy = [j for j in self.active() if j is not job]
             if busy:
                 raise PreconditionError(
                     f"job {busy[0].id} ({busy[0].request.kind}) is still using the vehicle",

@@ -5,8 +5,8 @@ broken off by a restart or a power cut goes on when the gateway starts again) an
 being fetched (update_offer.py). When the bundle is complete and verified, and no job is queued
 or running, the gateway names it in ``[update] request_file``; the installer (``vci update
 install``, run by root through ``vci-update.path``) takes it from there. The gateway itself has
-no privilege to install or reboot. Every step is an event on the bus (``update.*``) that the
-tablet's page and the portal see.
+no privilege to install or reboot. Every step is an event on the gateway's bus (``update.*``,
+on the page's event socket); the page does not show them yet and they are not sent to the portal.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware_py.config import UpdateConfig
 from firmware_py.errors import DownloadInterrupted, StorageError, UpdateError, VciError
-from firmware_py.gateway.jobs import JobState
 from firmware_py.gateway.update_offer import UpdateOffer, download, parse_offer
 
 log = logging.getLogger(__name__)
@@ -166,16 +165,12 @@ class Updater:
             log.warning("update %s: %s", offer.version, err)
             return
         self._set("downloaded", version=offer.version, bundle=bundle.name)
-        while self._busy():  # never installed during a job
+        while self.gateway.runner.active():  # never installed during a job
             await asyncio.sleep(IDLE_POLL)
         self._request_install(bundle)
         self._set("install_requested", version=offer.version, bundle=bundle.name)
         # on stdout like the gateway's other milestones (journald keeps it)
         print(f"update {offer.version} downloaded and verified: install requested", flush=True)
-
-    def _busy(self) -> bool:
-        jobs = self.gateway.runner.jobs.values()
-        return any(j.state in (JobState.QUEUED, JobState.RUNNING) for j in jobs)
 
     def _request_install(self, bundle: Path) -> None:
         target = self.cfg.request_file
