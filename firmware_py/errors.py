@@ -223,3 +223,59 @@ class EnrolmentError(VciError):
     def __init__(self, message: str, *, hint: str | None = None, status: int = 400) -> None:
         super().__init__(message, hint=hint)
         self.status = status
+
+
+# --- portal accounts, credit and purchases (portal/accounts.py, portal/credit.py) ----------
+
+
+class PortalError(VciError):
+    """The portal refused an account, login, credit or purchase request (docs/portal.md)."""
+
+    code = "portal_refused"
+
+
+class SignupError(PortalError):
+    """A workshop's or a user's data cannot be accepted (missing, malformed or taken)."""
+
+    code = "signup_refused"
+
+
+class LoginRefused(PortalError):
+    """Wrong login name, password or second factor; or the login is locked for a while. The
+    message is the same for an unknown login name and a wrong password."""
+
+    code = "login_refused"
+    hint = "Check the login name, the password and the authenticator code, then try again"
+
+
+class LoginLocked(LoginRefused):
+    """Too many failed logins for one login name: refused until the lock period ends."""
+
+    code = "login_locked"
+
+
+class NotPermitted(PortalError):
+    """The user may not do this: another workshop's data, a role that lacks the right, or a
+    disabled workshop."""
+
+    code = "not_permitted"
+
+
+class WorkshopDisabled(NotPermitted):
+    """The portal's operator disabled the workshop: its users cannot log in or buy."""
+
+    code = "workshop_disabled"
+    hint = "Contact the portal's operator"
+
+
+class PaymentError(PortalError):
+    """A top-up could not be booked (bad amount, a bank reference booked before)."""
+
+    code = "payment_refused"
+
+
+class InsufficientCredit(PortalError):
+    """The workshop's prepaid credit does not cover the price: nothing was bought or debited."""
+
+    code = "credit_insufficient"
+    hint = "Top up the credit by bank transfer; the operator books it when it arrives"

@@ -1,0 +1,208 @@
+"""The portal's tables as SQLAlchemy 2 typed models.
+
+Money is integer euro cents. A workshop's credit balance is the SUM of its bookings and is never
+stored as a column. Times are integer seconds since the epoch (UTC), like the tickets' times.
+Secrets are stored only as what a check needs: password hashes (argon2), SHA-256 of session
+tokens; the TOTP secret itself (the authenticator needs it to compute codes).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    """runs the workshop's account: adds technicians, buys, sees invoices"""
+    TECHNICIAN = "technician"
+    """works on cars: buys tickets and uses them"""
+    OPERATOR = "operator"
+    """runs the portal (the platform): books payments, disables workshops; belongs to no workshop"""
+
+
+class BookingKind(StrEnum):
+    TOP_UP = "top_up"
+    PURCHASE = "purchase"
+    REFUND = "refund"
+
+
+class Workshop(Base):
+    __tablename__ = "workshops"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    street: Mapped[str] = mapped_column(String(200))
+    postcode: Mapped[str] = mapped_column(String(20))
+    city: Mapped[str] = mapped_column(String(100))
+    country: Mapped[str] = mapped_column(String(2))
+    vat_id: Mapped[str] = mapped_column(String(20), unique=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    users: Mapped[list[User]] = relationship(back_populates="workshop")
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        # operators belong to no workshop; everybody else to exactly one
+        CheckConstraint(
+            "(role = 'operator') = (workshop_id IS NULL)", name="operator_has_no_workshop"
+        ),
+        CheckConstraint("role IN ('owner', 'technician', 'operator')", name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workshop_id: Mapped[int | None] = mapped_column(ForeignKey("workshops.id"), index=True)
+    login: Mapped[str] = mapped_column(String(254), unique=True)
+    """the e-mail address, lower-cased"""
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    workshop: Mapped[Workshop | None] = relationship(back_populates="users")
+    totp: Mapped[TotpSecret | None] = relationship(cascade="all, delete-orphan")
+
+
+class TotpSecret(Base):
+    """A user's optional second factor (RFC 6238), and the last time step a code was used in,
+    so that the same code cannot be used twice."""
+
+    __tablename__ = "totp_secrets"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(64))
+    last_step: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LoginGuard(Base):
+    """Failed logins per login name (known or not, so that the lock-out says nothing about
+    which login names exist), and until when the name is locked."""
+
+    __tablename__ = "login_guards"
+
+    login: Mapped[str] = mapped_column(String(254), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class WebSession(Base):
+    """A server-side login session: the cookie carries the token, the table its SHA-256; each
+    session has its own CSRF token for the forms a later web layer serves."""
+
+    __tablename__ = "web_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Booking(Base):
+    """One line of a workshop's credit ledger: a signed amount (top-ups and refunds positive,
+    purchases negative). The balance is the SUM of a workshop's bookings."""
+
+    __tablename__ = "bookings"
+    __table_args__ = (
+        CheckConstraint("kind IN ('top_up', 'purchase', 'refund')", name="kind"),
+        CheckConstraint(
+            "(kind = 'purchase' AND amount_cents < 0) OR (kind <> 'purchase' AND amount_cents > 0)",
+            name="sign",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workshop_id: Mapped[int] = mapped_column(ForeignKey("workshops.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    reference: Mapped[str] = mapped_column(String(200))
+    """what the booking is for, as the statement shows it"""
+    bank_reference: Mapped[str | None] = mapped_column(String(140), unique=True)
+    """a top-up's payment reference at the bank: a payment is booked once"""
+    purchase_id: Mapped[int | None] = mapped_column(ForeignKey("purchases.id"), unique=True)
+    booked_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Purchase(Base):
+    """A ticket bought from the credit: what, for which box (and car), when it is valid, what
+    it cost, and the signed ticket issued for it."""
+
+    __tablename__ = "purchases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workshop_id: Mapped[int] = mapped_column(ForeignKey("workshops.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    tariff: Mapped[str] = mapped_column(String(32))
+    device: Mapped[str] = mapped_column(String(64))
+    vin: Mapped[str | None] = mapped_column(String(17))
+    starts_at: Mapped[int | None] = mapped_column(BigInteger)
+    """start of the fixed validity window; None: a one-use ticket, counted from activation"""
+    ends_at: Mapped[int | None] = mapped_column(BigInteger)
+    net_cents: Mapped[int] = mapped_column(BigInteger)
+    vat_cents: Mapped[int] = mapped_column(BigInteger)
+    ticket_id: Mapped[str] = mapped_column(String(32), unique=True)
+    ticket: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    invoice: Mapped[Invoice] = relationship(back_populates="purchase")
+
+
+class InvoiceCounter(Base):
+    """The last invoice number given out in a year: numbers run 1, 2, 3 ... without gaps,
+    because the counter moves in the same transaction as the purchase."""
+
+    __tablename__ = "invoice_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_number: Mapped[int] = mapped_column(Integer)
+
+
+class Invoice(Base):
+    """The invoice of one purchase, issued once: its number and the PDF as it was issued."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (UniqueConstraint("year", "number", name="uq_invoices_year_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    purchase_id: Mapped[int] = mapped_column(ForeignKey("purchases.id"), unique=True)
+    workshop_id: Mapped[int] = mapped_column(ForeignKey("workshops.id"), index=True)
+    year: Mapped[int] = mapped_column(Integer)
+    number: Mapped[int] = mapped_column(Integer)
+    issued_at: Mapped[int] = mapped_column(BigInteger)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+
+    purchase: Mapped[Purchase] = relationship(back_populates="invoice")
+
+    @property
+    def label(self) -> str:
+        """The invoice number as printed: ``2026-000042``."""
+        return f"{self.year}-{self.number:06d}"
