@@ -10,7 +10,7 @@ from pathlib import Path
 
 from firmware_py.errors import VciError
 from firmware_py.gateway.tariffs import TARIFFS
-from portal import keys, tickets
+from portal import account_cli, keys, tickets
 
 
 def _time(text: str) -> int:
@@ -50,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=_time,
         help="fixed window end, ISO time (default: tariff duration from activation)",
     )
+    account_cli.register(sub, t)  # db, workshop, user, credit; ticket buy
 
     tb = sub.add_parser(
         "time-beacon", help="print the portal's time signed for one box (a time.beacon's body)"
@@ -239,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "account_handler", None):
+            return account_cli.run(args)
         if args.command == "keys":
             print(keys.generate(args.out, args.kid))
         elif args.command == "tariffs":

@@ -47,7 +47,9 @@ def balance(factory: sessionmaker[Session], actor: Actor) -> int:
 def buy(factory: sessionmaker[Session], actor: Actor, signer: Signer, seller: Seller, **kw: object):  # type: ignore[no-untyped-def]
     assert actor.workshop_id is not None
     order = {"tariff": "basic-9h", "device": "pi-00000000deadbeef", "now": NOW, **kw}
-    return credit.buy_ticket(factory, actor, actor.workshop_id, signer=signer, seller=seller, **order)  # type: ignore[arg-type]
+    return credit.buy_ticket(
+        factory, actor, actor.workshop_id, signer=signer, seller=seller, **order
+    )  # type: ignore[arg-type]
 
 
 def test_prices_split_into_net_and_vat() -> None:
@@ -88,7 +90,10 @@ def test_buy_debits_issues_a_ticket_and_an_invoice(
     assert (ticket.nbf, ticket.exp) == (NOW + 3600, NOW + 3600 + 9 * 3600)
     assert purchase.invoice.label == "2026-000001"
     with factory() as session:
-        kinds = [(b.kind, b.amount_cents) for b in credit.statement(session, owner, owner.workshop_id or 0)]
+        kinds = [
+            (b.kind, b.amount_cents)
+            for b in credit.statement(session, owner, owner.workshop_id or 0)
+        ]
     assert kinds == [("top_up", 1000), ("purchase", -900)]
 
 
@@ -99,7 +104,9 @@ def test_invoice_pdf_text(
     top_up(factory, operator, owner, 400000, "SEPA-7")
     buy(factory, owner, signer, seller, tariff="basic-9h")
     purchase = buy(factory, owner, signer, seller, tariff="basic-1y", vin=VIN, start=NOW + 86400)
-    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(purchase.invoice.pdf)).pages)
+    text = "\n".join(
+        page.extract_text() for page in PdfReader(io.BytesIO(purchase.invoice.pdf)).pages
+    )
     for expected in (
         "Invoice 2026-000002", "Invoice date: 2026-09-21",
         "Seller", "VCI Portal GmbH", "DE999999999", "Buyer", "Werkstatt 7 GmbH",
@@ -119,7 +126,9 @@ def test_refused_when_the_credit_does_not_cover_it(
 ) -> None:
     owner = sign_up(factory, 1)
     top_up(factory, operator, owner, 899, "SEPA-1")
-    with pytest.raises(InsufficientCredit, match=r"8\.99 EUR does not cover Basic, 9 hours at 9\.00 EUR"):
+    with pytest.raises(
+        InsufficientCredit, match=r"8\.99 EUR does not cover Basic, 9 hours at 9\.00 EUR"
+    ):
         buy(factory, owner, signer, seller)
     with factory() as session:
         assert session.scalars(select(Invoice)).all() == []
@@ -177,8 +186,14 @@ def test_workshops_cannot_reach_each_other(
             lambda: credit.purchases(session, mine, other),
             lambda: credit.invoice(session, mine, their_invoice),
             lambda: accounts.users_of(session, mine, other),
-            lambda: accounts.add_user(session, mine, other, login="x@example.com", name="x",
-                                      password="a long enough password"),  # fmt: skip
+            lambda: accounts.add_user(
+                session,
+                mine,
+                other,
+                login="x@example.com",
+                name="x",
+                password="a long enough password",
+            ),  # fmt: skip
             lambda: accounts.set_enabled(session, mine, other, False),
         ):
             with pytest.raises(NotPermitted):

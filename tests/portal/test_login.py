@@ -10,7 +10,13 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy.orm import Session, sessionmaker
 
-from firmware_py.errors import LoginLocked, LoginRefused, NotPermitted, SignupError, WorkshopDisabled
+from firmware_py.errors import (
+    LoginLocked,
+    LoginRefused,
+    NotPermitted,
+    SignupError,
+    WorkshopDisabled,
+)
 from portal import accounts, login
 from portal.accounts import Actor, Role
 from portal.db.models import User
@@ -46,8 +52,15 @@ def test_owner_adds_technician_technician_cannot(factory: sessionmaker[Session])
     assert owner.workshop_id is not None
     with factory() as session, session.begin():
         tech = Actor.of(
-            accounts.add_user(session, owner, owner.workshop_id, login="tech@example.com",
-                              name="Tech", password=PASSWORD, hasher=FAST_HASHER)  # fmt: skip
+            accounts.add_user(
+                session,
+                owner,
+                owner.workshop_id,
+                login="tech@example.com",
+                name="Tech",
+                password=PASSWORD,
+                hasher=FAST_HASHER,
+            )  # fmt: skip
         )
     assert tech.role is Role.TECHNICIAN and tech.workshop_id == owner.workshop_id
     assert _login(factory, "tech@example.com").id == tech.user_id
@@ -114,7 +127,9 @@ def test_totp_second_factor_and_replay(factory: sessionmaker[Session]) -> None:
     totp = pyotp.TOTP(secret)
     assert totp_uri_ok(login.totp_uri(secret, "owner1@example.com"))
     with factory() as session, session.begin(), pytest.raises(LoginRefused, match="does not match"):
-        login.enable_totp(session, owner, secret, "000000" if totp.at(NOW) != "000000" else "111111", now=NOW)
+        login.enable_totp(
+            session, owner, secret, "000000" if totp.at(NOW) != "000000" else "111111", now=NOW
+        )
     with factory() as session, session.begin():
         login.enable_totp(session, owner, secret, totp.at(NOW), now=NOW)
     # the code that enabled it cannot log in (same time step), nor can a missing code
@@ -140,7 +155,9 @@ def test_disabled_workshop_cannot_log_in_and_its_sessions_end(
     owner = sign_up(factory, 1)
     assert owner.workshop_id is not None
     with factory() as session:
-        user = login.authenticate(session, "owner1@example.com", PASSWORD, hasher=FAST_HASHER, now=NOW)
+        user = login.authenticate(
+            session, "owner1@example.com", PASSWORD, hasher=FAST_HASHER, now=NOW
+        )
         opened = login.open_session(session, user, now=NOW)
         session.commit()
     with factory() as session:
@@ -165,7 +182,9 @@ def test_disabled_workshop_cannot_log_in_and_its_sessions_end(
 def test_session_expires(factory: sessionmaker[Session]) -> None:
     sign_up(factory, 1)
     with factory() as session:
-        user = login.authenticate(session, "owner1@example.com", PASSWORD, hasher=FAST_HASHER, now=NOW)
+        user = login.authenticate(
+            session, "owner1@example.com", PASSWORD, hasher=FAST_HASHER, now=NOW
+        )
         opened = login.open_session(session, user, now=NOW)
         session.commit()
     with factory() as session:

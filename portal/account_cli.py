@@ -1,0 +1,292 @@
+"""``vci-portal db|workshop|user|credit`` and ``vci-portal ticket buy``: the portal's accounts,
+credit and purchases from the command line of the portal's machine (docs/portal.md).
+
+Whoever runs these has the database, so the command line is the root of trust: it creates the
+first operator and signs workshops up. Every other command names the user it acts as
+(``--user LOGIN``) and goes through the same service checks the web layer will use (an owner
+adds technicians, an operator books payments and disables workshops, a workshop's user buys).
+SQLAlchemy and the other portal extras are imported only when one of these commands runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from firmware_py.errors import ConfigError, NotPermitted, StorageError
+from firmware_py.gateway.tariffs import TARIFFS
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from portal.accounts import Actor
+
+
+def register(sub: Any, ticket: Any) -> None:
+    """Add the commands to ``vci-portal``'s sub-parsers (``ticket``'s for ``ticket buy``)."""
+    db_help = "database URL (default: VCI_PORTAL_DB, else SQLite in the portal's state dir)"
+
+    def with_db(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument("--db", metavar="URL", help=db_help)
+        return parser
+
+    db = sub.add_parser("db", help="the portal's database").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION"
+    )
+    with_db(db.add_parser("upgrade", help="bring the schema up to date (Alembic)")).set_defaults(
+        account_handler=_db_upgrade
+    )
+
+    w = sub.add_parser("workshop", help="workshops (the portal's customers)").add_subparsers(
+        dest="workshop_command", required=True, metavar="ACTION"
+    )
+    s = with_db(w.add_parser("signup", help="sign a workshop up with its owner"))
+    for name in ("name", "street", "postcode", "city", "country", "vat-id", "owner-login"):
+        s.add_argument(f"--{name}", required=True)
+    s.add_argument("--owner-name", default="")
+    _password_args(s)
+    s.set_defaults(account_handler=_signup)
+    ls = with_db(w.add_parser("list", help="all workshops (operator)"))
+    ls.add_argument("--user", required=True, help="the operator's login")
+    ls.set_defaults(account_handler=_list)
+    for action in ("disable", "enable"):
+        d = with_db(w.add_parser(action, help=f"{action} a workshop (operator)"))
+        d.add_argument("workshop", help="its id or VAT id")
+        d.add_argument("--user", required=True, help="the operator's login")
+        d.set_defaults(account_handler=_set_enabled, enabled=action == "enable")
+
+    u = sub.add_parser("user", help="portal users").add_subparsers(
+        dest="user_command", required=True, metavar="ACTION"
+    )
+    a = with_db(u.add_parser("add", help="add a technician or owner to a workshop, or an operator"))
+    a.add_argument("--login", required=True, help="the new user's e-mail address")
+    a.add_argument("--name", default="")
+    a.add_argument("--role", choices=["technician", "owner", "operator"], default="technician")
+    a.add_argument("--workshop", help="its id or VAT id (not for operators)")
+    a.add_argument("--user", help="who adds: the workshop's owner or an operator")
+    _password_args(a)
+    a.set_defaults(account_handler=_user_add)
+
+    c = sub.add_parser("credit", help="workshops' prepaid credit").add_subparsers(
+        dest="credit_command", required=True, metavar="ACTION"
+    )
+    b = with_db(c.add_parser("book", help="book a received bank transfer (operator)"))
+    b.add_argument("--workshop", required=True, help="its id or VAT id")
+    b.add_argument("--amount", required=True, type=_cents, help="EUR, e.g. 250.00")
+    b.add_argument("--reference", required=True, help="the payment's bank reference")
+    b.add_argument("--user", required=True, help="the operator's login")
+    b.set_defaults(account_handler=_credit_book)
+    sh = with_db(c.add_parser("show", help="balance and bookings"))
+    sh.add_argument("--workshop", required=True, help="its id or VAT id")
+    sh.add_argument("--user", required=True, help="a user of the workshop, or an operator")
+    sh.set_defaults(account_handler=_credit_show)
+
+    buy = with_db(ticket.add_parser("buy", help="buy a ticket from a workshop's credit"))
+    buy.add_argument("--workshop", required=True, help="its id or VAT id")
+    buy.add_argument("--user", required=True, help="the buying user's login")
+    buy.add_argument("--tariff", required=True, choices=sorted(TARIFFS))
+    buy.add_argument("--box", required=True, help="the box's device id")
+    buy.add_argument("--vin", help="bind the ticket to one vehicle")
+    buy.add_argument("--start", help="ISO time the validity starts (default: now)")
+    buy.add_argument("--key-dir", required=True, type=Path)
+    buy.add_argument("--kid", help="signing key id (default: the newest key)")
+    buy.add_argument("--config", type=Path, help="the [seller] file (default: <state>/portal.toml)")
+    buy.add_argument("--invoice-dir", type=Path, help="default: <state dir>/invoices")
+    buy.set_defaults(account_handler=_ticket_buy)
+
+
+def _password_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ConfigError("the passwords differ", hint="Type the same password twice")
+    return first
+
+
+def _cents(text: str) -> int:
+    try:
+        value = Decimal(text)
+    except InvalidOperation as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount in EUR") from err
+    if value != value.quantize(Decimal("0.01")):
+        raise argparse.ArgumentTypeError(f"{text!r} has more than two decimals")
+    return int(value * 100)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return int(args.account_handler(args) or 0)
+    except SQLAlchemyError as err:
+        orig = getattr(err, "orig", None)
+        raise StorageError(
+            f"the portal's database: {orig or err}",
+            hint="Check --db / VCI_PORTAL_DB and that the database server runs",
+        ) from err
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from portal.db.engine import database_url, open_database
+
+    return open_database(database_url(args.db))[1]
+
+
+def _actor(session: Session, login: str) -> Actor:
+    from portal.accounts import Actor, find_user
+
+    user = find_user(session, login)
+    if user is None:
+        raise NotPermitted(f"there is no user {login!r}", hint="vci-portal user add")
+    return Actor.of(user)
+
+
+def _workshop_id(session: Session, ref: str) -> int:
+    from sqlalchemy import select
+
+    from portal.db.models import Workshop
+
+    query = select(Workshop.id).where(
+        Workshop.id == int(ref)
+        if ref.isdigit()
+        else Workshop.vat_id == ref.replace(" ", "").upper()
+    )
+    found = session.scalar(query)
+    if found is None:
+        raise NotPermitted(f"there is no workshop {ref!r}", hint="vci-portal workshop list")
+    return int(found)
+
+
+def _db_upgrade(args: argparse.Namespace) -> None:
+    from portal.db.engine import database_url, head_revision, upgrade
+
+    upgrade(database_url(args.db))
+    print(f"database at revision {head_revision()}")
+
+
+def _signup(args: argparse.Namespace) -> None:
+    from portal import accounts
+
+    data = accounts.WorkshopData(
+        args.name, args.street, args.postcode, args.city, args.country, args.vat_id
+    )
+    password = _password(args)
+    with _open(args)() as session, session.begin():
+        owner = accounts.sign_up(
+            session, data, owner_login=args.owner_login, owner_name=args.owner_name,
+            password=password,
+        )  # fmt: skip
+        session.flush()
+        print(f"workshop {owner.workshop_id} signed up, owner {owner.login}")
+
+
+def _list(args: argparse.Namespace) -> None:
+    from portal import accounts
+    from portal.invoices import euro
+
+    with _open(args)() as session:
+        actor = _actor(session, args.user)
+        from portal.credit import balance
+
+        for w in accounts.workshops(session, actor):
+            state = "enabled" if w.enabled else "DISABLED"
+            print(
+                f"{w.id:>5}  {w.vat_id:<14} {state:<8} {euro(balance(session, actor, w.id)):>16}  {w.name}"
+            )
+
+
+def _set_enabled(args: argparse.Namespace) -> None:
+    from portal import accounts
+
+    with _open(args)() as session, session.begin():
+        workshop = accounts.set_enabled(
+            session, _actor(session, args.user), _workshop_id(session, args.workshop), args.enabled
+        )
+        print(f"workshop {workshop.id} {'enabled' if workshop.enabled else 'disabled'}")
+
+
+def _user_add(args: argparse.Namespace) -> None:
+    from portal import accounts
+    from portal.db.models import Role
+
+    password = _password(args)
+    with _open(args)() as session, session.begin():
+        if args.role == "operator":
+            if args.workshop:
+                raise ConfigError("operators belong to no workshop", hint="Leave out --workshop")
+            user = accounts.add_operator(
+                session, login=args.login, name=args.name, password=password
+            )
+        else:
+            if not (args.workshop and args.user):
+                raise ConfigError(
+                    "a workshop's user needs --workshop and --user (its owner or an operator)"
+                )
+            user = accounts.add_user(
+                session, _actor(session, args.user), _workshop_id(session, args.workshop),
+                login=args.login, name=args.name, password=password, role=Role(args.role),
+            )  # fmt: skip
+        session.flush()
+        print(f"user {user.login} ({user.role}) added")
+
+
+def _credit_book(args: argparse.Namespace) -> None:
+    from portal.credit import BankTransfer, balance
+    from portal.invoices import euro
+
+    with _open(args)() as session, session.begin():
+        actor = _actor(session, args.user)
+        workshop = _workshop_id(session, args.workshop)
+        BankTransfer().book(session, actor, workshop, args.amount, args.reference)
+        session.flush()
+        print(f"booked {euro(args.amount)}; credit now {euro(balance(session, actor, workshop))}")
+
+
+def _credit_show(args: argparse.Namespace) -> None:
+    from portal.credit import balance, statement
+    from portal.invoices import euro
+
+    with _open(args)() as session:
+        actor = _actor(session, args.user)
+        workshop = _workshop_id(session, args.workshop)
+        for b in statement(session, actor, workshop):
+            when = datetime.fromtimestamp(b.created_at).isoformat(" ", "minutes")
+            print(f"{when}  {b.kind:<9} {euro(b.amount_cents):>16}  {b.reference}")
+        print(f"balance {euro(balance(session, actor, workshop))}")
+
+
+def _ticket_buy(args: argparse.Namespace) -> None:
+    from portal import keys
+    from portal.credit import Signer, buy_ticket
+    from portal.db.engine import state_dir
+    from portal.invoices import Seller
+
+    seller = Seller.load(args.config or state_dir() / "portal.toml")
+    kid, key = keys.load_signing_key(args.key_dir, args.kid)
+    start = int(datetime.fromisoformat(args.start).timestamp()) if args.start else None
+    factory = _open(args)
+    with factory() as session:
+        actor = _actor(session, args.user)
+        workshop = _workshop_id(session, args.workshop)
+    purchase = buy_ticket(
+        factory, actor, workshop, tariff=args.tariff, device=args.box, vin=args.vin, start=start,
+        signer=Signer(kid, key), seller=seller,
+    )  # fmt: skip
+    directory = args.invoice_dir or state_dir() / "invoices"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"invoice-{purchase.invoice.label}.pdf"
+    path.write_bytes(purchase.invoice.pdf)
+    print(purchase.ticket)
+    print(f"invoice {purchase.invoice.label}: {path}")
