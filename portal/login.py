@@ -81,7 +81,8 @@ def authenticate(
 ) -> User:
     """The user with this login and password (and the current TOTP code if they set up a second
     factor); :class:`LoginRefused` otherwise, :class:`LoginLocked` while locked out,
-    :class:`WorkshopDisabled` for a disabled workshop's users. Commits."""
+    :class:`WorkshopDisabled` for a disabled workshop's users. Runs its own transactions on
+    ``session`` (give it one that is not in a transaction) and commits what it counts."""
     t = int(now if now is not None else time.time())
     login = normalise_login(login)
     guard = session.get(LoginGuard, login)
@@ -91,23 +92,25 @@ def authenticate(
             "too many failed logins for this login name",
             hint=f"Try again in {minutes} minutes, or ask the workshop's owner",
         )
-    user = find_user(session, login)
+    found = find_user(session, login)
+    user_id, stored = (found.id, found.password_hash) if found else (None, _dummy_hash(hasher))
+    session.rollback()  # the slow hash checks below hold no transaction (on SQLite: no lock)
     try:
-        hasher.verify(user.password_hash if user else _dummy_hash(hasher), password)
-        ok = user is not None
+        ok = hasher.verify(stored, password) and user_id is not None
     except (VerificationError, InvalidHashError):
         ok = False
-    if ok and user is not None and user.totp is not None:
+    rehashed = hasher.hash(password) if ok and hasher.check_needs_rehash(stored) else None
+    user = session.get(User, user_id) if ok and user_id is not None else None
+    if user is not None and user.totp is not None:
         ok = _use_totp_code(session, user.totp, totp_code or "", t)
     if not ok or user is None:
         _fail(session, login, t)
         raise LoginRefused("login refused: wrong login name, password or code")
     if user.workshop is not None:
         require_enabled(user.workshop)
-    if hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hasher.hash(password)
-    if guard is not None:
-        guard.failures = 0
+    if rehashed is not None and user.password_hash == stored:
+        user.password_hash = rehashed
+    session.execute(update(LoginGuard).where(LoginGuard.login == login).values(failures=0))
     session.commit()
     return user
 

@@ -7,7 +7,8 @@ psycopg 3 (``postgresql+psycopg://...``).
 
 Writes that must not interleave (a purchase debits the credit) run in :func:`write_transaction`:
 on SQLite ``BEGIN IMMEDIATE`` (the write lock from the start, so two purchases cannot both read
-the old balance), on PostgreSQL a ``SELECT ... FOR UPDATE`` of the workshop's row by the caller.
+the old balance; every SQLite transaction begins so, see :func:`_sqlite_pragmas`), on PostgreSQL
+a ``SELECT ... FOR UPDATE`` of the workshop's row by the caller.
 """
 
 from __future__ import annotations
@@ -82,9 +83,14 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 
+    # Every transaction takes the write lock at its start (IMMEDIATE): a DEFERRED one that reads
+    # and then writes fails at once with "database is locked" (SQLITE_BUSY_SNAPSHOT, which the
+    # busy timeout does not wait out) when another writer committed in between. One transaction
+    # at a time (each waits up to the busy timeout) is the embedded database's scale; a read-only
+    # view that must not wait opens its connection with execution option sqlite_begin="DEFERRED".
     @event.listens_for(engine, "begin")
     def begin(conn: Any) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 

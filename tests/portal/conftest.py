@@ -16,7 +16,9 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,3 +154,28 @@ def operator(factory: sessionmaker[Session]) -> Actor:
         )  # fmt: skip
         session.flush()
         return Actor.of(user)
+
+
+def at_once(count: int, action: Callable[[], str]) -> Counter[str]:
+    """Run ``action`` in ``count`` threads released together (each opens its own session, so its
+    own connection); the outcomes it returns, or its exceptions' class names, counted."""
+    barrier = threading.Barrier(count)
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def run() -> None:
+        barrier.wait(timeout=30)
+        try:
+            result = action()
+        except Exception as err:  # counted, so that a failing assertion shows it
+            result = f"{type(err).__name__}: {err}"
+        with lock:
+            outcomes[result] += 1
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    assert not any(thread.is_alive() for thread in threads)
+    return outcomes

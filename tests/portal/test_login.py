@@ -20,7 +20,7 @@ from firmware_py.errors import (
 from portal import accounts, login
 from portal.accounts import Actor, Role
 from portal.db.models import User
-from tests.portal.conftest import FAST_HASHER, NOW, PASSWORD, sign_up, workshop_data
+from tests.portal.conftest import FAST_HASHER, NOW, PASSWORD, at_once, sign_up, workshop_data
 
 
 def _login(factory: sessionmaker[Session], name: str, password: str = PASSWORD, code: str | None = None,
@@ -97,6 +97,24 @@ def test_lock_out_after_failures(factory: sessionmaker[Session], name: str) -> N
         with pytest.raises(LoginRefused) as refused:
             _login(factory, name, now=after)
         assert type(refused.value) is LoginRefused
+
+
+def test_failures_at_once_are_all_counted(factory: sessionmaker[Session]) -> None:
+    """Guessing in parallel gains nothing: each failure is counted, the name ends up locked."""
+    sign_up(factory, 1)
+
+    def guess() -> str:
+        try:
+            _login(factory, "owner1@example.com", "wrong password!!")
+        except LoginRefused as err:
+            return type(err).__name__
+        return "logged in"
+
+    outcomes = at_once(2 * login.MAX_FAILURES, guess)
+    assert set(outcomes) <= {"LoginRefused", "LoginLocked"}
+    assert outcomes["LoginRefused"] >= login.MAX_FAILURES
+    with pytest.raises(LoginLocked):
+        _login(factory, "owner1@example.com", now=NOW + 1)
 
 
 def test_success_resets_the_failure_count(factory: sessionmaker[Session]) -> None:
