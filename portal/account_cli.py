@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -262,7 +262,7 @@ def _credit_show(args: argparse.Namespace) -> None:
         actor = _actor(session, args.user)
         workshop = _workshop_id(session, args.workshop)
         for b in statement(session, actor, workshop):
-            when = datetime.fromtimestamp(b.created_at).isoformat(" ", "minutes")
+            when = datetime.fromtimestamp(b.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
             print(f"{when}  {b.kind:<9} {euro(b.amount_cents):>16}  {b.reference}")
         print(f"balance {euro(balance(session, actor, workshop))}")
 

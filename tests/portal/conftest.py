@@ -58,12 +58,18 @@ class PgCluster:
 
     def new_database(self) -> str:
         name = f"portal_test_{next(self._names)}"
-        subprocess.run(
+        _run(
             [str(self.bin / "psql"), "-h", str(self.socket_dir), "-U", "postgres", "-d", "postgres",
              "-q", "-c", f"CREATE DATABASE {name}"],
-            check=True, timeout=30, capture_output=True,
+            timeout=30,
         )  # fmt: skip
         return f"postgresql+psycopg://postgres@/{name}?host={self.socket_dir}"
+
+
+def _run(command: list[str], timeout: float) -> None:
+    done = subprocess.run(command, timeout=timeout, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"{' '.join(command)} failed ({done.returncode}): {done.stdout}{done.stderr}")
 
 
 @pytest.fixture(scope="session")
@@ -77,16 +83,16 @@ def pg_cluster() -> Iterator[PgCluster]:
         run_as = ["runuser", "-u", "nobody", "--"]
     data = root / "data"
     try:
-        subprocess.run(
+        _run(
             [*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
              "-E", "UTF8", "--no-sync", "--no-instructions"],
-            check=True, timeout=120, capture_output=True,
+            timeout=120,
         )  # fmt: skip
         options = f"-k {root} -c listen_addresses='' -c fsync=off -c full_page_writes=off"
-        subprocess.run(
+        _run(
             [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-t", "60",
              "-l", str(root / "log"), "start"],
-            check=True, timeout=90, capture_output=True,
+            timeout=90,
         )  # fmt: skip
         yield PgCluster(root, bin_dir)
     finally:
