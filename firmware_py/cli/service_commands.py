@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     add_transport_args(p)
     p.set_defaults(func=cmd_battery)
+    register_booklet(service)
 
 
 def _cbs_table(items: list[dict[str, Any]]) -> str:
@@ -100,4 +101,78 @@ def cmd_battery(args: argparse.Namespace) -> int:
         f"battery registered: {b['capacity_ah']} Ah {b['technology'].upper()} at "
         f"{b['registered_km']} km (read back from the ECU)"
     )
+    return 0
+
+
+# -- the electronic service booklet (docs/service-booklet.md) ------------------------------------
+def register_booklet(service: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    desc = load_service_description()
+    p = service.add_parser("history", help="the service booklet the car keeps")
+    add_transport_args(p)
+    p.set_defaults(func=cmd_history)
+    p = service.add_parser(
+        "record",
+        help="record a service in the car's booklet (the items must be reset; sent to the portal)",
+    )
+    p.add_argument(
+        "--items", required=True, help="the service items done, comma-separated: "
+        + ", ".join(i.name for i in desc.items),
+    )  # fmt: skip
+    p.add_argument("--note", default="", help="a short note (up to 28 characters)")
+    p.add_argument("--workshop", help="workshop id (default: this box's device id)")
+    p.add_argument("--reset", action="store_true", help="reset the items that are not reset")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_transport_args(p)
+    p.set_defaults(func=cmd_record)
+
+
+def _history_table(history: list[dict[str, Any]]) -> str:
+    rows = [
+        [str(e["index"]), e["date"], f"{e['mileage_km']} km", ", ".join(e["items"]),
+         e["workshop"], e["note"]]
+        for e in history
+    ]  # fmt: skip
+    return table(rows, ["#", "date", "mileage", "service", "workshop", "note"])
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    result = run_job(args, "service_history", action="read")
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"service booklet of {result['vin']}")
+    print(_history_table(result["history"]) if result["history"] else "no entries")
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from firmware_py.cli.diag_commands import _JobFailed
+    from firmware_py.cli.transport_args import config_from_args
+    from firmware_py.config import device_id
+
+    items = [i.strip() for i in args.items.split(",") if i.strip()]
+    workshop = args.workshop if args.workshop is not None else device_id(config_from_args(args)[0])
+    refused = confirmed(args, f"Record the service ({', '.join(items)}) in the car's booklet?")
+    if refused is not None:
+        return refused
+    params = {"action": "record", "items": items, "note": args.note, "workshop": workshop[:16]}
+    try:
+        result = run_job(args, "service_history", **params, reset=args.reset)
+    except _JobFailed as err:
+        if "were not reset" not in str(err) or args.reset:
+            raise
+        again = confirmed(args, f"{err}. Reset them now?")
+        if again is not None:
+            raise
+        result = run_job(args, "service_history", **params, reset=True)
+    if args.json:
+        print_json(result)
+        return 0
+    entry = result["entry"]
+    if result.get("reset"):
+        print("reset: " + ", ".join(result["reset"]))
+    said = "recorded" if result.get("new") else "already recorded"
+    print(f"{said}: entry {entry['index']} at {entry['mileage_km']} km (read back from the car)")
+    print("it goes to the portal's booklet for " + result["vin"])
+    print(_history_table(result["history"]))
     return 0

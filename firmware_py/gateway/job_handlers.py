@@ -131,6 +131,18 @@ def _service(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     return service(vehicle, ctx)
 
 
+def _service_history(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    from firmware_py.gateway.booklet_jobs import service_history
+
+    return service_history(vehicle, ctx)
+
+
+def _help_desk(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    from firmware_py.gateway.helpdesk import help_desk_request
+
+    return help_desk_request(vehicle, ctx)
+
+
 def _enet_bridge(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     from firmware_py.gateway.bridge_jobs import enet_bridge
 
@@ -176,6 +188,8 @@ HANDLERS: dict[str, Handler] = {
     "programming": _programming,
     "coding": _coding,
     "service_reset": _service,
+    "service_history": _service_history,
+    "help_desk_request": _help_desk,
     "read_vin": read_vin,
     "identify": identify,
     "read_fault_memory": read_faults,

@@ -102,6 +102,30 @@ def _service(params: Mapping[str, Any]) -> None:
         number(dict(params), "capacity_ah", low=0, high=1000, integer=True)
 
 
+def _service_history(params: Mapping[str, Any]) -> None:
+    _only(params, "action", "items", "note", "workshop", "reset")
+    _choice(params, "action", ("read", "record"))
+    _list_of_text(dict(params), "items", max_items=16)
+    text(dict(params), "note", max_len=28, default="")
+    text(dict(params), "workshop", max_len=16, default="")
+    if not isinstance(params.get("reset", False), bool):
+        raise StrictJsonError("reset must be true or false")
+
+
+def _help_desk(params: Mapping[str, Any]) -> None:
+    _only(params, "question", "contact", "traces")
+    if not text(dict(params), "question", max_len=4000).strip():
+        raise StrictJsonError("question: say what the help desk should help with")
+    if not text(dict(params), "contact", max_len=200).strip():
+        raise StrictJsonError("contact: how the help desk reaches the technician")
+    traces = params.get("traces", [])
+    if not isinstance(traces, list) or len(traces) > 8:
+        raise StrictJsonError("traces must be a list of at most 8 files")
+    for name in traces:
+        if not isinstance(name, str) or not 0 < len(name) <= 4096 or "\0" in name:
+            raise StrictJsonError("a trace is named by its path on the box")
+
+
 def _programming(params: Mapping[str, Any]) -> None:
     _only(params, "package", "packages", "resume", "parallel")
     if not isinstance(params.get("parallel", False), bool):
@@ -143,6 +167,8 @@ CHECKS: dict[str, Callable[[Mapping[str, Any]], None]] = {
     "raw_uds": _raw_uds,
     "coding": _coding,
     "service_reset": _service,
+    "service_history": _service_history,
+    "help_desk_request": _help_desk,
     "programming": _programming,
     "enet_bridge": _enet_bridge,
 }
@@ -157,6 +183,11 @@ def check_params(kind: str, params: Mapping[str, Any], *, local: bool = False) -
     check = CHECKS.get(kind)
     if check is not None:
         check(params)
+    if kind == "help_desk_request" and params.get("traces") and not local:
+        raise StrictJsonError(
+            "traces are added from the box's own command line only",
+            hint="The request takes the traces of this session's vehicle link by itself",
+        )
     if kind == "programming" and not local:
         names = params.get("packages") or ([params["package"]] if "package" in params else [])
         for name in names:

@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 #: admitted only when no other job is queued or running.
 VEHICLE_HOLDING = {"enet_bridge": "the ENET bridge is open for {client}; close it first"}
 
+#: Jobs whose ticket is not consumed when they start but when what they send is delivered: the
+#: handler reserves it (``ctx.decision``), and the portal's acknowledgement consumes it
+#: (a help-desk request: docs/helpdesk.md); a failed send never uses it up.
+CONSUMED_ON_DELIVERY = frozenset({"help_desk_request"})
+
 
 def _bound_vin(decision: Any) -> str | None:
     """The VIN the ticket chosen for a job is bound to, if any."""
@@ -139,6 +144,9 @@ class JobContext:
         self.params = job.request.params
         self.ecu = job.request.ecu
         self.services = runner.services
+        self.decision: Any = None
+        """the entitlement decision the job runs under (its ticket), if any"""
+        self.entitlements = runner.entitlements
         self._last_progress: dict[Any, float] = {}
         """when progress was last published, per ECU (parallel programming reports several)"""
         self.vehicle: Any = None
@@ -334,7 +342,12 @@ class JobRunner:
             job.finished = time.time()
             self.bus.publish("job.denied", {"job": job.to_dict()}, job_id=job.id)
             raise
-        if decision is not None and self.entitlements is not None and not _bound_vin(decision):
+        if (
+            decision is not None
+            and self.entitlements is not None
+            and not _bound_vin(decision)
+            and request.kind not in CONSUMED_ON_DELIVERY
+        ):
             self.entitlements.consume(decision)  # a VIN-bound ticket: once the car is checked
         if request.kind in VEHICLE_HOLDING:
             self._holder = job
@@ -400,8 +413,9 @@ class JobRunner:
                     f" connected now is {vin or 'not identified (its VIN cannot be read)'}",
                     hint="Connect the car the ticket is for, or add a ticket for this car",
                 )
-            if self.entitlements is not None:
+            if self.entitlements is not None and job.request.kind not in CONSUMED_ON_DELIVERY:
                 self.entitlements.consume(decision)
+        ctx.decision = decision
         result = handler(ctx.vehicle, ctx)
         learned = vin_in_result(job.request.kind, result)
         if learned:

@@ -9,6 +9,7 @@ import json
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ SCHEMA = (
 #: jobs whose results the portal keeps (what was done to a car: the service history); local reads
 #: are logged locally only, every job a remote technician runs is kept (the remote session log)
 OUTBOX_KINDS = frozenset(
-    {"clear_fault_memory", "coding", "programming", "service_reset", "raw_uds"}
+    {"clear_fault_memory", "coding", "programming", "service_reset", "service_history", "raw_uds"}
 )
 
 
@@ -78,9 +79,13 @@ class Outbox:
     def keep_job(self, job: dict[str, Any], vin: str | None) -> str | None:
         """Keep a finished job's result if the portal must have it (:func:`wanted`); the record
         id is ``job-<job id>``, so keeping it twice is one record."""
+        from firmware_py.gateway.booklet_jobs import queue_entries
+
         if job.get("state") not in ("done", "failed") or not wanted(job):
             return None
-        return self.put("job.result", {"vin": vin, "job": job}, record_id=f"job-{job['id']}")
+        with self.store.transaction() as db:  # the booklet entries it saw go with it, or neither
+            queue_entries(db, job)
+            return self.insert(db, "job.result", {"vin": vin, "job": job}, f"job-{job['id']}")
 
     def pending(self, limit: int = 100) -> list[Record]:
         rows = (
@@ -101,10 +106,22 @@ class Outbox:
                 [(time.time(), i) for i in ids],
             )
 
-    def acknowledged(self, ids: list[str]) -> int:
-        """The portal stored these: forget them. Unknown or repeated ids are ignored."""
+    def acknowledged(
+        self,
+        ids: list[str],
+        on_delivered: Callable[[sqlite3.Connection, str], None] | None = None,
+    ) -> int:
+        """The portal stored these: forget them. Unknown or repeated ids are ignored.
+        ``on_delivered(db, id)`` runs for each record forgotten now, in the same transaction
+        (a help-desk request's ticket is consumed with its record's acknowledgement, or neither)."""
         with self.store.transaction() as db:
-            return sum(db.execute("DELETE FROM outbox WHERE id = ?", (i,)).rowcount for i in ids)
+            done = 0
+            for i in ids:
+                if db.execute("DELETE FROM outbox WHERE id = ?", (i,)).rowcount:
+                    done += 1
+                    if on_delivered is not None:
+                        on_delivered(db, i)
+            return done
 
     def count(self) -> int:
         return int(self.store.connection().execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

@@ -28,6 +28,7 @@ from firmware_py.sim.faults import EcuFaults
 from firmware_py.sim.programming import Programming, Region, Transfer
 from firmware_py.sim.response_behaviour import (
     DEFAULT,
+    EXTENDED,
     PROGRAMMING,
     Nack,
     Nrc,
@@ -36,6 +37,7 @@ from firmware_py.sim.response_behaviour import (
     final_response,
     negative,
 )
+from firmware_py.sim.service_history import DID_APPEND, DID_HISTORY, DID_ODOMETER, ServiceHistory
 from firmware_py.sim.services import LEVEL_CODING, ROUTINES, services_for
 from firmware_py.sim.vehicle import BatterySpec, CbsItemSpec, EcuSpec, VehicleSpec
 
@@ -167,6 +169,11 @@ class EcuModel(Programming):
         self.routines: dict[int, bytes] = {}
         self.cbs: list[CbsItemSpec] = list(s.cbs)  # a reset replaces an item
         self.battery_info: BatterySpec | None = s.battery  # a registration replaces it
+        self.history = (
+            None
+            if s.service_history is None
+            else ServiceHistory.from_spec(8, s.service_history)
+        )
         self.transfer: Transfer | None = None
         self.comm_disabled = False
         self.requests = 0
@@ -330,6 +337,9 @@ class EcuModel(Programming):
             return bytes(self.coding)
         if did == DID_CBS and self.cbs:
             return bytes([len(self.cbs)]) + b"".join(_cbs_record(item) for item in self.cbs)
+        if did in (DID_HISTORY, DID_ODOMETER) and self.history is not None:
+            mileage = struct.pack(">I", self.vehicle.mileage_km)
+            return self.history.read() if did == DID_HISTORY else mileage
         if did == DID_BATTERY_INFO and self.battery_info is not None:
             b = self.battery_info
             return struct.pack(">BBI", b.capacity_ah, b.technology, b.registered_km)
@@ -358,6 +368,12 @@ class EcuModel(Programming):
 
     def _write_did(self, req: bytes, now: float) -> bytes:
         did = (req[1] << 8) | req[2]
+        if did == DID_APPEND and self.history is not None:
+            if self.session != EXTENDED:  # the booklet is written in the extended session
+                raise Nack(Nrc.CONDITIONS_NOT_CORRECT)
+            if not self.history.append(req[3:]):
+                raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
+            return bytes([0x6E]) + req[1:3]
         if did != DID_CODING or self.coding is None:
             raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
         if self.unlocked != LEVEL_CODING:
@@ -484,6 +500,7 @@ class EcuModel(Programming):
                     for c in self.cbs
                 ],
                 "battery": asdict(self.battery_info) if self.battery_info else None,
+                "service_history": None if self.history is None else len(self.history.records),
                 "requests": self.requests,
                 "region": None
                 if r is None

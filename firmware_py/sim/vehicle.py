@@ -13,6 +13,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from firmware_py.sim.service_history import HistoryEntrySpec
+
 
 class VehicleFileError(ValueError):
     """The vehicle file is invalid; the message names the bad key."""
@@ -124,6 +126,9 @@ class EcuSpec:
     """Condition Based Service items (DID 0x2500, reset by routine 0x1010)"""
     battery: BatterySpec | None = None
     """registered battery (DID 0x2510, registration routine 0x1020)"""
+    service_history: tuple[HistoryEntrySpec, ...] | None = None
+    """the electronic service booklet the cluster keeps (DIDs 0x2520/0x2521, odometer 0x2530;
+    firmware_py/sim/service_history.py); None: this ECU keeps none"""
     # -- how this ECU differs from the others (real ECUs do; docs/simulator.md) --
     lacks_dids: frozenset[int] = frozenset()
     """DIDs this ECU does not have: left out of a multi-DID answer (ISO 14229-1 allows it),
@@ -265,6 +270,12 @@ def _ecu_from(raw: dict[str, Any]) -> EcuSpec:
             live={k: float(v) for k, v in raw.get("live", {}).items()},
             cbs=tuple(CbsItemSpec(**c) for c in raw.get("cbs", [])),
             battery=BatterySpec(**raw["battery"]) if "battery" in raw else None,
+            service_history=tuple(
+                HistoryEntrySpec(**{**e, "items": tuple(e.get("items", ()))})
+                for e in raw["service_history"]
+            )
+            if "service_history" in raw
+            else None,
             lacks_dids=frozenset(int(d) for d in raw.get("lacks_dids", [])),
             dtc_snapshot_nrc=int(raw.get("dtc_snapshot_nrc", 0)),
             dtc_extended_data_nrc=int(raw.get("dtc_extended_data_nrc", 0)),
