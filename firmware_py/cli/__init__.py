@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "firmware_py.cli.gateway_commands",
     "firmware_py.cli.box_commands",
     "firmware_py.cli.update_commands",
+    "firmware_py.cli.helpdesk_commands",
 )
 
 TRACE = 5

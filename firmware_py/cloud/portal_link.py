@@ -183,7 +183,9 @@ class PortalLink:
             elif msg.type == "outbox.ack":
                 ids = msg.body.get("ids")
                 if isinstance(ids, list):
-                    self.gateway.outbox.acknowledged([str(i) for i in ids][:1000])
+                    self.gateway.outbox_acknowledged([str(i) for i in ids][:1000])
+            elif msg.type == "helpdesk.answer":
+                self.gateway.helpdesk_answer(msg.body, user)
             else:
                 raise ProtocolError(f"a box does not take {msg.type} messages")
         except VciError as err:

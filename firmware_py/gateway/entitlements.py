@@ -13,6 +13,7 @@ goes to the outbox (``ticket.activated``, ``ticket.used``), so the portal knows 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,9 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS ticket_usage (
         tid TEXT PRIMARY KEY, activated_at REAL, uses_used INTEGER NOT NULL DEFAULT 0)""",
     "CREATE TABLE IF NOT EXISTS revoked (tid TEXT PRIMARY KEY)",
+    # a use held for a request that is consumed when the portal acknowledges it (help desk)
+    """CREATE TABLE IF NOT EXISTS ticket_reservations (
+        ref TEXT PRIMARY KEY, tid TEXT NOT NULL, job TEXT NOT NULL)""",
     "CREATE TABLE IF NOT EXISTS revocation_state (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
 )
 
@@ -69,6 +73,8 @@ class Usage:
 
     activated_at: float | None
     uses_left: int | None
+    """what is left, uses held for requests waiting for the portal taken off"""
+    reserved: int = 0
 
 
 @dataclass(frozen=True)
@@ -174,7 +180,13 @@ class Entitlements:
         )
         activated = row["activated_at"] if row else None
         used = row["uses_used"] if row else 0
-        return Usage(activated, None if ticket.uses is None else max(0, ticket.uses - used))
+        held = int(
+            self.store.connection()
+            .execute("SELECT COUNT(*) FROM ticket_reservations WHERE tid = ?", (ticket.tid,))
+            .fetchone()[0]
+        )
+        left = None if ticket.uses is None else max(0, ticket.uses - used - held)
+        return Usage(activated, left, held)
 
     def _stored(self) -> list[tuple[Ticket, Usage]]:
         out = []
@@ -215,7 +227,7 @@ class Entitlements:
         if end is not None and now >= end:
             return "expired"
         if row.uses_left is not None and row.uses_left <= 0:
-            return "used up"
+            return "held by a request waiting for the portal" if row.reserved else "used up"
         if ticket.duration is not None and row.activated_at is None:
             return "not activated"
         return "valid"
@@ -298,19 +310,42 @@ class Entitlements:
         ledger and, in the same transaction, in the outbox for the portal."""
         if not decision.allowed or decision.ticket_id is None:
             return
-        tid, now = decision.ticket_id, self.clock.now()
         with self.store.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO ticket_usage(tid) VALUES (?)", (tid,))
-            activated = db.execute(
-                "UPDATE ticket_usage SET activated_at = ? WHERE tid = ? AND activated_at IS NULL",
-                (now, tid),
-            ).rowcount
-            db.execute("UPDATE ticket_usage SET uses_used = uses_used + 1 WHERE tid = ?", (tid,))
-            used = db.execute("SELECT uses_used FROM ticket_usage WHERE tid = ?", (tid,)).fetchone()
-            body = {"ticket": tid, "job": decision.job, "time": now, "uses_used": used[0]}
-            if activated:
-                self.outbox.insert(db, "ticket.activated", body, f"ticket-{tid}-activated")
-            self.outbox.insert(db, "ticket.used", body, f"ticket-{tid}-use-{used[0]}")
+            self._count_use(db, decision.ticket_id, decision.job)
+
+    def reserve(self, db: sqlite3.Connection, decision: Decision, ref: str) -> None:
+        """Hold a use of the decision's ticket for ``ref`` (inside the caller's transaction,
+        with what it sends): it is no longer offered to other jobs, and is consumed by
+        :meth:`deliver` when the portal acknowledges ``ref``, never before."""
+        if decision.allowed and decision.ticket_id is not None:
+            db.execute(
+                "INSERT OR IGNORE INTO ticket_reservations(ref, tid, job) VALUES (?,?,?)",
+                (ref, decision.ticket_id, decision.job),
+            )
+
+    def deliver(self, db: sqlite3.Connection, ref: str) -> bool:
+        """The portal acknowledged ``ref``: consume the use held for it, once (a second
+        acknowledgement finds nothing held). Inside the caller's transaction."""
+        row = db.execute("SELECT tid, job FROM ticket_reservations WHERE ref = ?", (ref,)).fetchone()
+        if row is None:
+            return False
+        db.execute("DELETE FROM ticket_reservations WHERE ref = ?", (ref,))
+        self._count_use(db, row["tid"], row["job"])
+        return True
+
+    def _count_use(self, db: sqlite3.Connection, tid: str, job: str) -> None:
+        now = self.clock.now()
+        db.execute("INSERT OR IGNORE INTO ticket_usage(tid) VALUES (?)", (tid,))
+        activated = db.execute(
+            "UPDATE ticket_usage SET activated_at = ? WHERE tid = ? AND activated_at IS NULL",
+            (now, tid),
+        ).rowcount
+        db.execute("UPDATE ticket_usage SET uses_used = uses_used + 1 WHERE tid = ?", (tid,))
+        used = db.execute("SELECT uses_used FROM ticket_usage WHERE tid = ?", (tid,)).fetchone()
+        body = {"ticket": tid, "job": job, "time": now, "uses_used": used[0]}
+        if activated:
+            self.outbox.insert(db, "ticket.activated", body, f"ticket-{tid}-activated")
+        self.outbox.insert(db, "ticket.used", body, f"ticket-{tid}-use-{used[0]}")
 
     def apply_revocations(self, signed_list: str) -> int:
         """Apply a revocation list signed by the portal; older lists than the last one are ignored.

@@ -86,6 +86,7 @@ class Gateway:
         self.shutdown_command = shutdown_command
         self.outbox = Outbox(store)
         self.runner.services.setdefault("outbox", self.outbox)
+        self.runner.services.setdefault("session_log", self.session_log)
         if entitlements is not None:
             self.runner.services.setdefault(
                 "entitled",
@@ -93,6 +94,44 @@ class Gateway:
                     kind, vin=self.worker.vin, params=params
                 ),
             )
+
+    # -- the portal's acknowledgements and the help desk (docs/helpdesk.md) ----------------------
+    def outbox_acknowledged(self, ids: list[str]) -> int:
+        """The portal stored these records: forget them; a help-desk request's ticket is consumed
+        with its acknowledgement, in one transaction."""
+        from firmware_py.gateway import helpdesk
+
+        requests: list[str] = []
+
+        def on_delivered(db: Any, record_id: str) -> None:
+            if helpdesk.delivered(db, record_id, self.entitlements):
+                requests.append(record_id)
+
+        done = self.outbox.acknowledged(ids, on_delivered)
+        for rid in requests:
+            self.bus.publish("helpdesk.changed", {"request": rid, "state": helpdesk.DELIVERED})
+        if requests:
+            self.bus.publish("tickets.changed", {})
+        return done
+
+    def helpdesk_answer(self, body: dict[str, Any], who: str) -> None:
+        """The help desk answered a request (a ``helpdesk.answer`` from portal user ``who``)."""
+        from firmware_py.gateway import helpdesk
+
+        request = helpdesk.answered(self.store, {**body, "who": who}, self.now())
+        if request is not None:
+            self.bus.publish("helpdesk.changed", {"request": request["id"], "state": request["state"]})
+
+    def helpdesk_requests(self) -> list[dict[str, Any]]:
+        from firmware_py.gateway import helpdesk
+
+        return helpdesk.requests(self.store)
+
+    def session_log(self) -> list[dict[str, Any]]:
+        """The jobs of this session (since the gateway started), oldest first: what a help-desk
+        request carries as the session log."""
+        keep = ("id", "kind", "ecu", "origin", "who", "state", "error", "created", "finished")
+        return [{k: j.to_dict()[k] for k in keep} for j in self.runner.jobs.values()]
 
     # -- the ENET bridge (docs/enet.md) ------------------------------------------------------
     def open_bridge(self, client: Any, timeout: Any, caller: Any) -> dict[str, Any]:
@@ -348,6 +387,12 @@ class Gateway:
             self.vehicle.get("battery_source"),
         ):
             self.vehicle.update(battery_voltage=shown, battery_source=source)
+            from firmware_py.gateway import battery_log
+
+            try:
+                battery_log.record(self.store, self.now(), shown, source)
+            except StorageError as err:  # a missed history line is no reason to stop the watch
+                log.warning("battery history not kept: %s", err)
             self.bus.publish("vehicle.state", {"vehicle": self.vehicle_state()})
         if source == "box" and self.battery_care is not None:
             await self._care_for_battery(float(volts), now)
