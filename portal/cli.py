@@ -238,10 +238,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--db", type=Path, default=Path("portal-boxes.sqlite"), help="SQLite file"
         )
 
+    from portal import service_cli
+
+    service_cli.register(sub)  # booklet, helpdesk
     args = parser.parse_args(argv)
     try:
         if getattr(args, "account_handler", None):
             return account_cli.run(args)
+        if args.command in ("booklet", "helpdesk"):
+            return service_cli.run(args)
         if args.command == "keys":
             print(keys.generate(args.out, args.kid))
         elif args.command == "tariffs":

@@ -15,6 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from portal.booklet import Booklet
+from portal.helpdesk import REQUEST_PREFIX, HelpDesk
+
 
 class RecordStore:
     def __init__(self, path: Path) -> None:
@@ -26,26 +29,48 @@ class RecordStore:
         )
         self.on_new: Callable[[str, dict[str, Any]], None] | None = None
         """called with (box, record) for every record kept for the first time"""
+        self.booklet = Booklet(self.db)
+        self.helpdesk = HelpDesk(self.db)
 
     def keep(self, box: str, record: dict[str, Any]) -> int:
-        """Keep ``record`` from ``box`` (the box its topic names); 1 if it is new, else 0."""
+        """Keep ``record`` from ``box`` (the box its topic names); 1 if it is new, else 0.
+        Booklet entries go to the VIN's booklet, help-desk requests and their chunks to the help
+        desk (a chunk's data only there)."""
+        body = record.get("body") if isinstance(record.get("body"), dict) else {}
+        kind = str(record.get("kind"))
+        kept = {k: v for k, v in body.items() if k != "data"} if kind == "helpdesk.chunk" else body
         cur = self.db.execute(
             "INSERT OR IGNORE INTO records VALUES (?,?,?,?,?)",
-            (
-                str(record.get("id")),
-                box,
-                str(record.get("kind")),
-                json.dumps(record.get("body")),
-                time.time(),
-            ),
+            (str(record.get("id")), box, kind, json.dumps(kept), time.time()),
         )
-        if cur.rowcount and self.on_new is not None:
-            self.on_new(box, record)
+        if cur.rowcount:
+            if kind == "booklet.entry":
+                self.booklet.add(box, body)
+            elif kind == "helpdesk.request":
+                self.helpdesk.add_request(box, body)
+            elif kind == "helpdesk.chunk":
+                self.helpdesk.add_chunk(box, body)
+            if self.on_new is not None:
+                self.on_new(box, record)
         return cur.rowcount
+
+    def acknowledgements(self, box: str, record: dict[str, Any]) -> list[str]:
+        """The record ids to acknowledge to ``box`` now that ``record`` is kept: the record's
+        own, but a help-desk request's only once it is here whole (the box consumes its ticket
+        on that acknowledgement), which may be when its last chunk arrives."""
+        rid, kind = str(record.get("id")), record.get("kind")
+        body = record.get("body") if isinstance(record.get("body"), dict) else {}
+        request = str(body.get("request", ""))
+        if kind == "helpdesk.request":
+            return [rid] if self.helpdesk.complete(box, request) else []
+        if kind == "helpdesk.chunk" and self.helpdesk.complete(box, request):
+            return [rid, REQUEST_PREFIX + request]
+        return [rid]
 
     def latest(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = self.db.execute(
-            "SELECT id, box, kind, body, received FROM records ORDER BY received DESC LIMIT ?",
+            "SELECT id, box, kind, body, received FROM records WHERE kind != 'helpdesk.chunk'"
+            " ORDER BY received DESC LIMIT ?",
             (limit,),
         ).fetchall()
         return [

@@ -70,7 +70,7 @@ class RemoteSession:
             tls_version=ssl.PROTOCOL_TLS_CLIENT,
         )
         self.client.on_message = self._on_message
-        self.client.on_connect = lambda client, *_: disable_nagle(client)
+        self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY
@@ -82,6 +82,14 @@ class RemoteSession:
         self.client.loop_stop()
 
     # -- paho's network thread ---------------------------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, *_: Any) -> None:
+        """(Re)connected: a broker that lost this session (restarted without its persistence
+        file) knows none of its subscriptions; they are made again, so the records and answers
+        of the boxes go on arriving after an outage."""
+        disable_nagle(client)
+        for topic in list(self._subscribed):
+            client.subscribe(topic, qos=1)
+
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
         with self._lock:
             waiter = self._subacks.pop(mid, None)
@@ -116,7 +124,9 @@ class RemoteSession:
             if message.type == "outbox.record" and self._records is not None:
                 # the box is the one the topic names (only it may publish there), not the body's
                 self.records_received += self._records.keep(box, message.body)
-                self.send(box, Message("outbox.ack", {"ids": [message.body.get("id")]}), wait=False)
+                ids = self._records.acknowledgements(box, message.body)
+                if ids:
+                    self.send(box, Message("outbox.ack", {"ids": ids}), wait=False)
         elif waiting is not None and waiting[0] == box:
             waiting[1].put(message)
         else:
@@ -154,12 +164,17 @@ class RemoteSession:
         time.sleep(seconds)
         return self.records_received - before
 
-    def send(self, box: str, message: Message, *, wait: bool = True) -> None:
+    def send(
+        self, box: str, message: Message, *, wait: bool = True, expiry: int | None = REQUEST_EXPIRY
+    ) -> None:
+        """Publish ``message`` to ``box``; ``expiry``: seconds it waits at the broker for a box
+        that is away (None: until the box's session expires, for a help-desk answer)."""
         props = Properties(PacketTypes.PUBLISH)
         props.ResponseTopic = topics.responses(box, self.user)
         props.CorrelationData = message.id.encode()
         # a request for a box that is away expires at the broker: it must not start a job hours later
-        props.MessageExpiryInterval = REQUEST_EXPIRY
+        if expiry is not None:
+            props.MessageExpiryInterval = expiry
         info = self.client.publish(
             topics.requests(box, self.user), message.encode(), qos=1, properties=props
         )

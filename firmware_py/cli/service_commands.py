@@ -161,8 +161,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     except _JobFailed as err:
         if "were not reset" not in str(err) or args.reset:
             raise
-        again = confirmed(args, f"{err}. Reset them now?")
-        if again is not None:
+        # --yes confirms the record, not resets: without --reset only a technician at a
+        # terminal says yes to them
+        if confirmed(argparse.Namespace(yes=False), f"{err}. Reset them now?") is not None:
             raise
         result = run_job(args, "service_history", **params, reset=True)
     if args.json:

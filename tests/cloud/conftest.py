@@ -276,3 +276,36 @@ def flash_through_an_outage(
     assert result, "no result from the box"
     later = [e.body.get("percent") or 0 for e in events[seen_before:]]
     return Outage(events, result[0], at_kill, later)
+
+
+class BrokerOutage:
+    """The ``broker`` fixture's mosquitto, killed (SIGKILL: an outage, not a shutdown) and
+    started again on the same port and configuration."""
+
+    def __init__(self, broker: dict[str, Any]) -> None:
+        self.broker = broker
+
+    def kill(self) -> None:
+        import signal
+
+        proc = self.broker["proc"]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def start(self) -> None:
+        self.broker["proc"] = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.broker["pki"] / "mosquitto.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port(self.broker["port"])
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``condition`` until it is true, at most ``timeout`` seconds; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+        time.sleep(0.1)
+    return value
