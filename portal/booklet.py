@@ -26,7 +26,8 @@ class Booklet:
 
     def add(self, box: str, body: dict[str, Any]) -> str:
         """Keep an entry; ``kept``, ``flagged`` (kept, with why) or ``duplicate`` (not kept)."""
-        entry = body.get("entry") if isinstance(body.get("entry"), dict) else {}
+        raw = body.get("entry")
+        entry: dict[str, Any] = raw if isinstance(raw, dict) else {}
         vin, eid = str(body.get("vin") or entry.get("vin") or ""), str(entry.get("id") or "")
         if not vin or not eid:
             return "duplicate"
@@ -49,7 +50,8 @@ class Booklet:
         ).fetchone()
         if same is not None:
             flags.append(f"the car's entry {index} was seen before with other contents ({same[0]})")
-        items = entry.get("items") if isinstance(entry.get("items"), list) else []
+        listed = entry.get("items")
+        items: list[Any] = listed if isinstance(listed, list) else []
         self.db.execute(
             "INSERT OR IGNORE INTO booklet VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (

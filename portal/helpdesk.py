@@ -65,7 +65,13 @@ class HelpDesk:
             return  # not a chunk: nothing to keep (the request stays incomplete, and says so)
         self.db.execute(
             "INSERT OR IGNORE INTO helpdesk_chunks VALUES (?,?,?,?,?)",
-            (box, str(body.get("request", ""))[:64], str(body.get("attachment", ""))[:200], index, data),
+            (
+                box,
+                str(body.get("request", ""))[:64],
+                str(body.get("attachment", ""))[:200],
+                index,
+                data,
+            ),
         )
 
     def complete(self, box: str, rid: str) -> bool:

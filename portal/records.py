@@ -36,7 +36,8 @@ class RecordStore:
         """Keep ``record`` from ``box`` (the box its topic names); 1 if it is new, else 0.
         Booklet entries go to the VIN's booklet, help-desk requests and their chunks to the help
         desk (a chunk's data only there)."""
-        body = record.get("body") if isinstance(record.get("body"), dict) else {}
+        raw = record.get("body")
+        body: dict[str, Any] = raw if isinstance(raw, dict) else {}
         kind = str(record.get("kind"))
         kept = {k: v for k, v in body.items() if k != "data"} if kind == "helpdesk.chunk" else body
         cur = self.db.execute(
@@ -59,7 +60,8 @@ class RecordStore:
         own, but a help-desk request's only once it is here whole (the box consumes its ticket
         on that acknowledgement), which may be when its last chunk arrives."""
         rid, kind = str(record.get("id")), record.get("kind")
-        body = record.get("body") if isinstance(record.get("body"), dict) else {}
+        raw = record.get("body")
+        body: dict[str, Any] = raw if isinstance(raw, dict) else {}
         request = str(body.get("request", ""))
         if kind == "helpdesk.request":
             return [rid] if self.helpdesk.complete(box, request) else []

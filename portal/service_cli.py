@@ -50,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(found, indent=2))
         for r in [] if args.json else found:
             state = "answered" if r["answer"] else "complete" if r["complete"] else "arriving"
-            print(f"{r['id']}  {r['box']:<16} {r['vin'] or '-':<17} {state:<9} {r['question'][:50]}")
+            print(
+                f"{r['id']}  {r['box']:<16} {r['vin'] or '-':<17} {state:<9} {r['question'][:50]}"
+            )
         if not found and not args.json:
             print("no help-desk requests")
         return 0
@@ -60,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
             args.save.mkdir(parents=True, exist_ok=True)
             for att in shown.get("attachments") or []:
                 name = Path(str(att["name"])).name
-                (args.save / name).write_bytes(records.helpdesk.attachment(args.request, att["name"]))
+                (args.save / name).write_bytes(
+                    records.helpdesk.attachment(args.request, att["name"])
+                )
         if args.json:
             print(json.dumps(shown, indent=2, default=str))
         else:

@@ -31,7 +31,9 @@ def history(store: Store, limit: int = 500) -> list[dict[str, Any]]:
     store.ensure_schema("battery_history", SCHEMA)
     rows = (
         store.connection()
-        .execute("SELECT time, volts, source FROM battery_history ORDER BY time DESC LIMIT ?", (limit,))
+        .execute(
+            "SELECT time, volts, source FROM battery_history ORDER BY time DESC LIMIT ?", (limit,)
+        )
         .fetchall()
     )
     return [{"time": r[0], "volts": r[1], "source": r[2]} for r in reversed(rows)]

@@ -50,9 +50,7 @@ def service_history(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
         return {"action": action, "vin": vin, "history": history}
     items = [str(i) for i in ctx.params.get("items") or []]
     if not items:
-        raise PreconditionError(
-            "name the service items done", hint="e.g. engine_oil,brake_fluid"
-        )
+        raise PreconditionError("name the service items done", hint="e.g. engine_oil,brake_fluid")
     for name in items:
         service.item(name)  # unknown names are refused before anything is written
     workshop = str(ctx.params.get("workshop") or "")
@@ -64,7 +62,7 @@ def service_history(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
         newest["workshop"],
         newest["note"],
         newest["date"],
-    ) == (sorted(items), workshop, note, "%04d-%02d-%02d" % date):
+    ) == (sorted(items), workshop, note, "{:04d}-{:02d}-{:02d}".format(*date)):
         # the same service recorded again (the answer was lost, a power cut): one entry
         return {"action": action, "vin": vin, "entry": newest, "history": history, "new": False}
     cbs = {i["name"]: i for i in read_cbs(cluster, service)}

@@ -326,7 +326,9 @@ class Entitlements:
     def deliver(self, db: sqlite3.Connection, ref: str) -> bool:
         """The portal acknowledged ``ref``: consume the use held for it, once (a second
         acknowledgement finds nothing held). Inside the caller's transaction."""
-        row = db.execute("SELECT tid, job FROM ticket_reservations WHERE ref = ?", (ref,)).fetchone()
+        row = db.execute(
+            "SELECT tid, job FROM ticket_reservations WHERE ref = ?", (ref,)
+        ).fetchone()
         if row is None:
             return False
         db.execute("DELETE FROM ticket_reservations WHERE ref = ?", (ref,))

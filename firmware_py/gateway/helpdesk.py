@@ -133,8 +133,9 @@ def help_desk_request(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
             ),
         )
         Outbox.insert(db, "helpdesk.request", request, REQUEST_PREFIX + rid)
-        if ctx.entitlements is not None and ctx.decision is not None:
-            ctx.entitlements.reserve(db, ctx.decision, REQUEST_PREFIX + rid)
+        reserve = getattr(ctx.entitlements, "reserve", None)  # Entitlements; None: no checks
+        if reserve is not None and ctx.decision is not None:
+            reserve(db, ctx.decision, REQUEST_PREFIX + rid)
     return {
         "request": rid,
         "state": WAITING,
@@ -155,11 +156,14 @@ def _attach(
             "count": count,
             "data": base64.b64encode(data[index * CHUNK : (index + 1) * CHUNK]).decode(),
         }
-        Outbox.insert(
-            db, "helpdesk.chunk", body, f"{CHUNK_PREFIX}{rid}-{len(attachments)}-{index}"
-        )
+        Outbox.insert(db, "helpdesk.chunk", body, f"{CHUNK_PREFIX}{rid}-{len(attachments)}-{index}")
     attachments.append(
-        {"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "chunks": count}
+        {
+            "name": name,
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "chunks": count,
+        }
     )
 
 

@@ -120,7 +120,9 @@ class Gateway:
 
         request = helpdesk.answered(self.store, {**body, "who": who}, self.now())
         if request is not None:
-            self.bus.publish("helpdesk.changed", {"request": request["id"], "state": request["state"]})
+            self.bus.publish(
+                "helpdesk.changed", {"request": request["id"], "state": request["state"]}
+            )
 
     def helpdesk_requests(self) -> list[dict[str, Any]]:
         from firmware_py.gateway import helpdesk

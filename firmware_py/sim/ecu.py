@@ -170,9 +170,7 @@ class EcuModel(Programming):
         self.cbs: list[CbsItemSpec] = list(s.cbs)  # a reset replaces an item
         self.battery_info: BatterySpec | None = s.battery  # a registration replaces it
         self.history = (
-            None
-            if s.service_history is None
-            else ServiceHistory.from_spec(8, s.service_history)
+            None if s.service_history is None else ServiceHistory.from_spec(8, s.service_history)
         )
         self.transfer: Transfer | None = None
         self.comm_disabled = False

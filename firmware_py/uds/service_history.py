@@ -54,7 +54,8 @@ class HistoryDescription:
     @property
     def record(self) -> struct.Struct:
         return struct.Struct(
-            ">" + "".join(f"{f.size}s" if f.type == "ascii" else _FORMATS[f.type] for f in self.fields)
+            ">"
+            + "".join(f"{f.size}s" if f.type == "ascii" else _FORMATS[f.type] for f in self.fields)
         )
 
     def text_size(self, name: str) -> int:
@@ -141,7 +142,7 @@ def encode_entry(
     bits = 0
     for name in items:
         bits |= 1 << (service.item(name).id - 1)
-    values = {
+    values: dict[str, int | bytes] = {
         "index": index,
         "year": date[0],
         "month": date[1],
@@ -158,7 +159,9 @@ def encode_entry(
                 hint=f"Shorten the {name} to {size} characters",
             )
         values[name] = raw
-    return desc.record.pack(*(values.get(f.name, b"" if f.type == "ascii" else 0) for f in desc.fields))
+    return desc.record.pack(
+        *(values.get(f.name, b"" if f.type == "ascii" else 0) for f in desc.fields)
+    )
 
 
 def append_entry(

@@ -58,7 +58,9 @@ def test_booklet_entry_reaches_the_portal_once_through_a_broker_outage(
     outage.kill()  # the portal is away while the service is recorded
     gateway = start_gateway_process(sim.cli_args(link), gateway_env(box, broker))
     try:
-        done = box.vci("--json", *record, "--workshop", "W-TEST-1", "--reset", "--yes", *sim.cli_args(link))
+        done = box.vci(
+            "--json", *record, "--workshop", "W-TEST-1", "--reset", "--yes", *sim.cli_args(link)
+        )
         assert done.returncode == 0, done.stderr
         result = json.loads(done.stdout)
         assert result["reset"] == ["engine_oil", "brake_fluid"] and result["new"]
@@ -151,8 +153,11 @@ def test_helpdesk_request_with_a_5_mb_trace_arrives_whole_through_a_broker_kill(
         outage.start()  # the portal's session subscribes again by itself
         outbox = Outbox(Store(box.root / "state"))
         wait_until(
-            lambda: records.helpdesk.requests() and records.helpdesk.requests()[0]["complete"]
-            and outbox.count() == 0,
+            lambda: (
+                records.helpdesk.requests()
+                and records.helpdesk.requests()[0]["complete"]
+                and outbox.count() == 0
+            ),
             60,
             "the whole request at the portal and acknowledged",
         )
