@@ -54,6 +54,11 @@ def service_history(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     for name in items:
         service.item(name)  # unknown names are refused before anything is written
     workshop = str(ctx.params.get("workshop") or "")
+    config = ctx.services.get("config")
+    if not workshop and config is not None:  # the workshop's box: its device id
+        from firmware_py.config import device_id
+
+        workshop = device_id(config)[:16]
     note = str(ctx.params.get("note") or "")
     date = _today(ctx)
     newest = history[-1] if history else None

@@ -520,6 +520,9 @@ def create_app(
     app.router.add_get("/api/trace", trace_download)
     app.router.add_post("/api/packages", packages_upload)
     app.router.add_get("/api/tickets", tickets_list)
+    from firmware_py.web import helpdesk_routes
+
+    helpdesk_routes.add_routes(app)  # the service booklet and help desk (docs/helpdesk.md)
     app.router.add_post("/api/tickets", tickets_add)
     app.router.add_get("/api/events", events)
     app.router.add_get("/api/bridge", bridge_state)
