@@ -182,6 +182,9 @@ def create_app(session: RemoteSession, records: RecordStore, token: str) -> web.
     app.router.add_get("/api/events", _events)
     app.router.add_post("/api/jobs", _start_job)
     app.router.add_post("/api/jobs/{job}/cancel", _cancel_job)
+    from portal import console_service
+
+    console_service.add_routes(app)  # the service booklet and the help desk
     app.router.add_static("/static", STATIC)
 
     async def on_startup(app: web.Application) -> None:

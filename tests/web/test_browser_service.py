@@ -121,3 +121,71 @@ def test_a_helpdesk_request_from_the_tablet_and_its_answer(tablet, tmp_path) -> 
     shot(page, "22-helpdesk-answered")
     tickets = json.loads(box.vci("--json", "ticket", "list").stdout)
     assert {t["tariff"]: t["state"] for t in tickets}["helpdesk"] == "used up"
+
+
+def test_the_portal_console_shows_the_booklet_and_answers_a_request(
+    box,
+    broker,  # noqa: F811 - the imported fixture
+    start_sim,
+    tmp_path,
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import START_TIMEOUT, ProcessOutput, free_port, stop_process
+
+    sim = start_sim("--battery", "13.6")
+    for tariff in ("basic-1d", "helpdesk"):
+        assert box.vci("ticket", "add", box.issue(tariff)).returncode == 0
+    recorded = box.vci(
+        "service", "record", "--items", "engine_oil", "--note", "oil", "--reset", "--yes",
+        *sim.cli_args("doip"),
+    )  # fmt: skip
+    assert recorded.returncode == 0, recorded.stderr
+    trace = tmp_path / "t.pcap"
+    trace.write_bytes(bytes(range(256)) * 400)
+    asked = box.vci(
+        "helpdesk", "ask", "--question", "Oil light stays on", "--contact", "Jo",
+        "--trace", str(trace), *sim.cli_args("doip"),
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    gateway = start_gateway_process(sim.cli_args("doip"), gateway_env(box, broker))
+    port = free_port()
+    console = subprocess.Popen(
+        [sys.executable, "-m", "portal.cli", "console", "--listen", f"127.0.0.1:{port}",
+         "--broker", f"127.0.0.1:{broker['port']}", "--pki", str(broker["pki"]), "--user", USER,
+         "--records", str(tmp_path / "records.sqlite")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        url = ProcessOutput(console).wait_for("vci-portal console ready", START_TIMEOUT).split()[-1]
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url)
+            page.wait_for_selector("[data-testid=portal-helpdesk-request]", timeout=30_000)
+            page.fill("#booklet-vin", VIN)
+            page.click("#booklet-form button")
+            page.wait_for_function(
+                "() => document.querySelectorAll('[data-testid=portal-booklet-entry]').length === 3",
+                timeout=20_000,
+            )
+            page.click("[data-testid=portal-helpdesk-request] button")
+            page.wait_for_selector("[data-testid=portal-helpdesk-attachments] a", timeout=20_000)
+            with page.expect_download() as download:
+                page.click("[data-testid=portal-helpdesk-attachments] a >> text=t.pcap")
+            assert download.value.path().read_bytes() == trace.read_bytes()
+            page.fill("#hd-answer", "Reset the oil service; then read the DME's fault memory.")
+            page.click("button[data-answer]")
+            page.wait_for_selector("[data-testid=portal-helpdesk-answer]", timeout=20_000)
+            shot(page, "23-portal-booklet-helpdesk")
+            browser.close()
+
+        def answered() -> bool:
+            mine = json.loads(box.vci("--json", "helpdesk", "list").stdout)
+            return bool(mine) and (mine[0]["answer"] or "").startswith("Reset the oil service")
+
+        wait_until(answered, 20, "the answer on the box")
+    finally:
+        stop_process(console)
+        gateway.stop()
