@@ -601,3 +601,33 @@ def test_non_utf8_and_binary_payloads_are_refused(shared) -> None:
             ent.add_ticket(sign_raw("vt1", body, key))
         assert info.value.reason == "malformed"
     assert store_snapshot(ent) == before
+
+
+def test_a_held_use_is_consumed_once_on_delivery_and_never_before(tmp_path) -> None:
+    """A help-desk request holds its one-use ticket; only the portal's acknowledgement uses it,
+    and a second acknowledgement uses nothing (docs/helpdesk.md)."""
+    from firmware_py.gateway.entitlements import Entitlements
+    from firmware_py.gateway.store import Store
+    from firmware_py.gateway.trusted_time import TrustedClock
+    from portal import keys, tickets
+
+    keys.generate(tmp_path / "k", "kid1")
+    kid, key = keys.load_signing_key(tmp_path / "k")
+    store = Store(tmp_path / "state")
+    ent = Entitlements(store, {kid: key.public_key()}, "box-1", TrustedClock(store))
+    ent.add_ticket(tickets.issue(key, kid, tariff="helpdesk", device="box-1"))
+    decision = ent.check("help_desk_request", vin=None)
+    assert decision.allowed
+    with store.transaction() as db:
+        ent.reserve(db, decision, "helpdesk-r1")
+    [info] = ent.tickets()
+    assert (info.state, info.uses_left) == ("held by a request waiting for the portal", 0)
+    refused = ent.check("help_desk_request", vin=None)
+    assert not refused.allowed and "held by a request" in refused.reason
+    for expected in (True, False):  # the acknowledgement, and the same one delivered again
+        with store.transaction() as db:
+            assert ent.deliver(db, "helpdesk-r1") is expected
+    [info] = ent.tickets()
+    assert (info.state, info.uses_left) == ("used up", 0)
+    used = [r for r in ent.outbox.pending() if r.kind == "ticket.used"]
+    assert len(used) == 1
