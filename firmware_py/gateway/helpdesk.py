@@ -99,7 +99,7 @@ def help_desk_request(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
             f"the traces have {total // 1024} KiB; a request carries {MAX_ATTACHMENTS // 1024} KiB",
             hint="Send fewer or shorter traces",
         )
-    vin = (ident.get("vin") if isinstance(ident, dict) else None) or ctx.params.get("vin")
+    vin = ident.get("vin") if isinstance(ident, dict) else None
     rid = uuid.uuid4().hex[:16]
     ctx.step("send to the help desk", attachments=len(files) + 1)
     attachments: list[dict[str, Any]] = []
