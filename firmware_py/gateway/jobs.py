@@ -51,6 +51,10 @@ VEHICLE_HOLDING = {"enet_bridge": "the ENET bridge is open for {client}; close i
 #: (a help-desk request: docs/helpdesk.md); a failed send never uses it up.
 CONSUMED_ON_DELIVERY = frozenset({"help_desk_request"})
 
+#: Jobs that run when no car answers, given ``None`` for the vehicle: a help-desk request is most
+#: needed when the car does not talk at all (the bundle then says why there is no vehicle data).
+VEHICLE_OPTIONAL = frozenset({"help_desk_request"})
+
 
 def _bound_vin(decision: Any) -> str | None:
     """The VIN the ticket chosen for a job is bound to, if any."""
@@ -185,6 +189,25 @@ def _link_epoch(vehicle: Any) -> Any:
     return getattr(vehicle, "connects", None)
 
 
+class VehicleAbsent:
+    """What a :data:`VEHICLE_OPTIONAL` job gets when no car could be reached: every use of it
+    raises the error the link gave, so a handler's "read what the car gives" paths record why."""
+
+    link = None
+    """no vehicle link, so no trace of it"""
+
+    def __init__(self, error: VciError) -> None:
+        self.error = error
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise self.error
+
+    def close(self) -> None:
+        pass
+
+
 class VehicleWorker:
     """One thread per connected vehicle. The vehicle object (e.g. a ``VehicleSession``) is opened
     lazily on that thread by ``open_vehicle`` and re-opened after a lost connection.
@@ -225,17 +248,24 @@ class VehicleWorker:
         self._vin_epoch = _link_epoch(vehicle)
         return self.vin
 
-    def _with_vehicle(self, fn: Callable[[Any], Any]) -> Any:
+    def _with_vehicle(self, fn: Callable[[Any], Any], optional: bool = False) -> Any:
         self.heartbeat.attach()
         self.heartbeat.busy()
         try:
-            return self._call(fn)
+            return self._call(fn, optional)
         finally:
             self.heartbeat.idle()
 
-    def _call(self, fn: Callable[[Any], Any]) -> Any:
+    def _call(self, fn: Callable[[Any], Any], optional: bool = False) -> Any:
         if self._vehicle is None:
-            self._vehicle = self._open_vehicle()
+            try:
+                self._vehicle = self._open_vehicle()
+            except VciError as err:
+                if not optional:
+                    raise
+                log.info("running without a vehicle: %s", err)
+                self.vin = None
+                return fn(VehicleAbsent(err))
             self.learn_vin(self._vehicle)
         try:
             return fn(self._vehicle)
@@ -261,9 +291,11 @@ class VehicleWorker:
         """Start the thread (without opening the vehicle): it answers before this returns."""
         await asyncio.get_running_loop().run_in_executor(self._executor, self.heartbeat.attach)
 
-    async def run(self, fn: Callable[[Any], Any]) -> Any:
+    async def run(self, fn: Callable[[Any], Any], optional: bool = False) -> Any:
+        """Call ``fn(vehicle)`` on the vehicle's thread. ``optional``: when the vehicle cannot
+        be opened, ``fn`` gets a :class:`VehicleAbsent` instead of the job failing."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._with_vehicle, fn)
+        return await loop.run_in_executor(self._executor, self._with_vehicle, fn, optional)
 
     def close(self) -> None:
         self._executor.submit(self._close_vehicle)
@@ -432,7 +464,8 @@ class JobRunner:
         self.bus.publish("job.started", {"job": job.to_dict()}, job_id=job.id)
         try:
             job.result = await self.worker.run(
-                lambda vehicle: self._on_vehicle(job, decision, handler, ctx.on(vehicle))
+                lambda vehicle: self._on_vehicle(job, decision, handler, ctx.on(vehicle)),
+                optional=job.request.kind in VEHICLE_OPTIONAL,
             )
             job.state = JobState.DONE
         except VciError as err:

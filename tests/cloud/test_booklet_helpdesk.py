@@ -6,9 +6,11 @@ answer comes back to the box."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 
 import pytest
@@ -208,3 +210,29 @@ def test_booklet_and_helpdesk_need_their_tariffs(box, start_sim) -> None:
     assert asked.returncode == 2 and "does not include help_desk" in asked.stderr
     assert "Technical Help Desk request (25 EUR net)" in asked.stderr
     assert "no help-desk requests" in box.vci("helpdesk", "list").stdout
+
+
+def test_a_helpdesk_request_goes_out_when_no_car_answers(box, tmp_path) -> None:
+    """The help desk is most needed when the car does not talk at all: the request is queued
+    with what the box has, and the bundle says why there is no vehicle data."""
+    with socket.socket() as closed:  # a port nothing listens on: no car at this address
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    assert box.vci("ticket", "add", box.issue("helpdesk")).returncode == 0
+    ask = box.vci(
+        "--json", "helpdesk", "ask", "--question", "Car does not talk to the tester at all",
+        "--contact", "Jo", "--doip", f"127.0.0.1:{port}",
+    )  # fmt: skip
+    assert ask.returncode == 0, ask.stderr
+    pending = Outbox(Store(box.root / "state")).pending(1000)
+    request = next(r for r in pending if r.kind == "helpdesk.request")
+    chunks = sorted(
+        (r.body for r in pending
+         if r.kind == "helpdesk.chunk" and r.body["attachment"] == "bundle.json"),
+        key=lambda c: c["index"],
+    )  # fmt: skip
+    bundle = json.loads(b"".join(base64.b64decode(c["data"]) for c in chunks))
+    assert bundle["identification"]["error"]["error"] in ("connection_lost", "vehicle_not_found")
+    assert "error" in bundle["fault_memory"] and request.body["vin"] is None
+    tickets = json.loads(box.vci("--json", "ticket", "list").stdout)
+    assert [t["state"] for t in tickets] == ["held by a request waiting for the portal"]
