@@ -9,12 +9,13 @@ activation after the vehicle dropped the connection, and errors from our excepti
 
 from __future__ import annotations
 
+import collections
 import logging
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,12 @@ from firmware_py.errors import (
 )
 from firmware_py.transport.doip_frames import HEADER, pack_message
 from firmware_py.transport.ecu_connection import GatewayEcuConnection
+from firmware_py.transport.functional import (
+    DOIP_FUNCTIONAL_ADDRESS,
+    OBD_WINDOW,
+    Collector,
+    collect,
+)
 from firmware_py.transport.mux import GatewayQueues
 from firmware_py.transport.trace import DoipTrace
 
@@ -435,6 +442,43 @@ class DoipLink:
 
     def receive(self, source: int, timeout: float) -> bytes | None:
         return self._answers.receive(source, timeout, self._read)
+
+    def functional_request(
+        self, payload: bytes, *, window: float = OBD_WINDOW, expect: Collection[int] = ()
+    ) -> dict[int, bytes]:
+        """Send ``payload`` to the functional address 0xE400 (ISO 13400-2) and collect the final
+        answers by ECU address (:mod:`.functional`). Meanwhile every diagnostic message read
+        counts as an answer to it: run it with no other request in flight on this link (the
+        vehicle worker runs one job at a time)."""
+        answers = self._answers
+        with answers.turn.cond:
+            caught = answers.functional = collections.deque()
+        try:
+            self.send(DOIP_FUNCTIONAL_ADDRESS, payload)
+            collector = Collector(payload[0], time.monotonic(), window=window, expect=expect)
+
+            def receive(timeout: float) -> list[tuple[int, bytes]]:
+                answers.turn.wait_for(
+                    lambda: True if caught else None, time.monotonic() + timeout, self._read
+                )
+                with answers.turn.cond:
+                    got = list(caught)
+                    caught.clear()
+                return got
+
+            # doipclient's read_doip checks its timeout only between recv() calls, and its
+            # socket waits up to A_PROCESSING_TIME (2 s) in each: while collecting, the socket
+            # waits no longer than one turn of the collection loop.
+            sock = self.client._tcp_sock
+            before = sock.gettimeout()
+            sock.settimeout(0.05)
+            try:
+                return collect(collector, receive)
+            finally:
+                sock.settimeout(before)
+        finally:
+            with answers.turn.cond:
+                answers.functional = None
 
     def drop_queued(self, source: int) -> None:
         self._answers.drop_queued(source)

@@ -83,6 +83,9 @@ class GatewayQueues(Generic[A]):
         """acknowledgements (and refusals) by the target of the message in flight"""
         self.dropped = 0
         """answers dropped: from addresses nobody asked, or over MAX_QUEUED"""
+        self.functional: collections.deque[tuple[int, bytes]] | None = None
+        """while a functional request collects answers: every ECU's answers, in order (a
+        functional request holds the link alone: see :mod:`firmware_py.transport.functional`)"""
 
     def watch(self, address: int) -> None:
         """Keep answers from ``address`` (a connection to that ECU was made)."""
@@ -102,6 +105,12 @@ class GatewayQueues(Generic[A]):
     def put(self, source: int, data: bytes) -> None:
         """(Under ``turn.cond``.) Keep an ECU's answer for its reader; drop (count, log now and
         then) what no one will read."""
+        if self.functional is not None:
+            if len(self.functional) < MAX_QUEUED:
+                self.functional.append((source, data))
+            else:
+                self.drop(source, "unread answers to a functional request")
+            return
         queue = self.queues.get(source)
         if queue is not None and len(queue) < MAX_QUEUED:
             queue.append(data)
