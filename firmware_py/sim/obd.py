@@ -76,7 +76,8 @@ class ObdSpec:
     @classmethod
     def from_toml(cls, raw: dict[str, Any]) -> ObdSpec:
         tuples = ("monitors", "calids", "cvns", "stored", "pending", "permanent")
-        return cls(**{k: tuple(v) if k in tuples else v for k, v in raw.items()})
+        fields: dict[str, Any] = {k: tuple(v) if k in tuples else v for k, v in raw.items()}
+        return cls(**fields)
 
 
 @dataclass

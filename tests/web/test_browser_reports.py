@@ -37,7 +37,9 @@ def stack(tmp_path_factory):
         "VCI_SECURITY_PORTAL_KEYS_DIR": str(root / "trust-portal"),
     }
     kid, key = keys.load_signing_key(root / "portal")
-    added = vci("ticket", "add", tickets.issue(key, kid, tariff="basic-1d", device="box-browser"), env=env)
+    added = vci(
+        "ticket", "add", tickets.issue(key, kid, tariff="basic-1d", device="box-browser"), env=env
+    )
     assert added.returncode == 0, added.stderr
     gateway = start_gateway_process(sim.cli_args("doip"), env)
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -102,7 +104,7 @@ def test_emissions_report_page(stack) -> None:
 
     with page.expect_download(timeout=20_000) as download:
         report.locator("[data-testid=report-pdf]").click()
-    pdf = pypdf.PdfReader(io.BytesIO(open(download.value.path(), "rb").read()))
+    pdf = pypdf.PdfReader(io.BytesIO(download.value.path().read_bytes()))
     text = "\n".join(p.extract_text() for p in pdf.pages)
     assert "NOT READY for the emissions check" in text and "P0300" in text
     assert download.value.suggested_filename.startswith("emissions-" + sim.state()["vin"])
