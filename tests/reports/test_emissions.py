@@ -40,7 +40,7 @@ def assert_matches_simulator(report: dict[str, Any], sim: SimHandle) -> None:
     dme = engine(report)
     status = dme["monitor_status"]
     assert status["mil"] == obd["mil"]
-    assert status["ignition"] == obd["ignition"] == "spark"
+    assert status["ignition"] == obd["ignition"]
     assert status["dtc_count"] == len(obd["stored"])
     for monitor in status["monitors"]:
         assert monitor["supported"] == (monitor["name"] in obd["supported"]), monitor
@@ -59,6 +59,7 @@ def assert_matches_simulator(report: dict[str, Any], sim: SimHandle) -> None:
 def test_report_agrees_with_the_simulator(sim_process: SimHandle, transport: str) -> None:
     report = emissions(sim_process, transport)
     assert_matches_simulator(report, sim_process)
+    assert engine(report)["monitor_status"]["ignition"] == "spark"  # the 530i: petrol
     verdict = report["verdict"]
     assert verdict["ok"] and verdict["reasons"] == []
     assert any("P0299" in n for n in verdict["notes"])  # pending: shown, not a reason
@@ -129,3 +130,30 @@ def test_refused_without_inspection_data(sim_process: SimHandle, box: Box, monke
     # nothing was asked of the engine beyond reading the VIN for the ticket check
     assert sim_process.state()["ecus"]["DME"]["obd"]["complete"]
     assert sim_process.state()["ecus"]["DME"]["requests"] - before <= 1
+
+
+def test_a_diesel_reads_compression_monitors_and_diesel_limits(start_sim, tmp_path) -> None:
+    """A 520d (type code JA31): the same car file with a compression-ignition engine."""
+    from importlib import resources
+
+    text = (resources.files("firmware_py.sim") / "vehicles" / "g30.toml").read_text()
+    text = text.replace('vin = "WBAJA71090B123456"', 'vin = "WBAJA31090B654321"')
+    text = text.replace('ignition = "spark"', 'ignition = "compression"').replace(
+        'monitors = ["catalyst", "evaporative_system", "oxygen_sensor", "oxygen_sensor_heater", '
+        '"egr_vvt"]',
+        'monitors = ["nmhc_catalyst", "nox_scr", "boost_pressure", "exhaust_gas_sensor", '
+        '"pm_filter", "egr_vvt"]',
+    )
+    diesel = tmp_path / "g30-520d.toml"
+    diesel.write_text(text)
+    sim = start_sim("--vehicle", str(diesel))
+    sim.obd("clear")
+    report = emissions(sim, "can")
+    assert_matches_simulator(report, sim)
+    status = engine(report)["monitor_status"]
+    assert status["ignition"] == "compression"
+    assert not report["verdict"]["ok"]
+    assert "Particulate filter (DME)" in report["verdict"]["reasons"][0]
+    limits = report["data"]["limits"]["engine"]
+    assert limits["ignition"] == "compression"
+    assert "opacity" in {lim["name"] for lim in limits["limit"]}
