@@ -212,8 +212,9 @@ def read_emissions_data(
     step("OBD: who answers")
     supported: dict[int, set[int]] = {}
     base = 0x00
-    while True:
-        answers = ask(bytes([0x01, base]), supported.keys() if base else ())
+    while True:  # an ECU is asked for the next range only if it said it has it
+        askers = [s for s, pids in supported.items() if base in pids]
+        answers = ask(bytes([0x01, base]), askers)
         more = False
         for source, data in answers.items():
             part = split_mode01(data).get(base) if data[:1] == b"\x41" else None
@@ -237,7 +238,8 @@ def read_emissions_data(
         if spec.kind != "bitmap" and any(p in supported[s] for s in ecus)
     )  # fmt: skip
     for group in _chunks(wanted, MAX_PIDS_PER_REQUEST):
-        for source, data in ask(bytes([0x01, *group]), ecus).items():
+        askers = [s for s in ecus if supported[s] & set(group)]  # the others stay silent
+        for source, data in ask(bytes([0x01, *group]), askers).items():
             if source not in out or data[:1] != b"\x41":
                 continue
             for pid, raw in split_mode01(data).items():
@@ -256,7 +258,10 @@ def read_emissions_data(
     for kind, mode in DTC_MODES.items():
         for source, data in ask(bytes([mode]), ecus).items():
             if source in out and data[:1] == bytes([mode + 0x40]):
-                out[source]["dtcs"][kind] = parse_dtcs(mode, data)
+                try:
+                    out[source]["dtcs"][kind] = parse_dtcs(mode, data)
+                except FrameError as err:  # one ECU's broken answer: said, the others read
+                    out[source].setdefault("errors", []).append(str(err))
     step("OBD: vehicle information")
     info_supported: dict[int, list[int]] = {}
     for source, data in ask(b"\x09\x00", ecus).items():

@@ -144,11 +144,24 @@ def test_a_diesel_reads_compression_monitors_and_diesel_limits(start_sim, tmp_pa
         'monitors = ["nmhc_catalyst", "nox_scr", "boost_pressure", "exhaust_gas_sensor", '
         '"pm_filter", "egr_vvt"]',
     )
+    # the gearbox reports OBD too (as transmission ECUs do): two ECUs answer each request
+    text = text.replace(
+        '\n[[ecu]]\nname = "DSC"',
+        '\n[ecu.obd]\nignition = "compression"\nmonitors = []\n'
+        'ecu_name = "TCM-TransmissionCtl"\n\n[[ecu]]\nname = "DSC"',
+    )
     diesel = tmp_path / "g30-520d.toml"
     diesel.write_text(text)
     sim = start_sim("--vehicle", str(diesel))
     sim.obd("clear")
     report = emissions(sim, "can")
+    ecus = {e["name"]: e for e in report["data"]["ecus"]}
+    assert list(ecus) == ["DME", "EGS"]  # by response id: 0x7E8, 0x7E9
+    assert (
+        ecus["EGS"]["ecu_name"] == "TCM-TransmissionCtl"
+        and ecus["EGS"]["vin"] == sim.state()["vin"]
+    )
+    report["data"]["ecus"] = [ecus["DME"]]
     assert_matches_simulator(report, sim)
     status = engine(report)["monitor_status"]
     assert status["ignition"] == "compression"
