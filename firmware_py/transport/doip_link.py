@@ -9,7 +9,6 @@ activation after the vehicle dropped the connection, and errors from our excepti
 
 from __future__ import annotations
 
-import collections
 import logging
 import socket
 import struct
@@ -48,12 +47,7 @@ from firmware_py.errors import (
 )
 from firmware_py.transport.doip_frames import HEADER, pack_message
 from firmware_py.transport.ecu_connection import GatewayEcuConnection
-from firmware_py.transport.functional import (
-    DOIP_FUNCTIONAL_ADDRESS,
-    OBD_WINDOW,
-    Collector,
-    collect,
-)
+from firmware_py.transport.functional import DOIP_FUNCTIONAL_ADDRESS, OBD_WINDOW
 from firmware_py.transport.mux import GatewayQueues
 from firmware_py.transport.trace import DoipTrace
 
@@ -450,35 +444,23 @@ class DoipLink:
         answers by ECU address (:mod:`.functional`). Meanwhile every diagnostic message read
         counts as an answer to it: run it with no other request in flight on this link (the
         vehicle worker runs one job at a time)."""
-        answers = self._answers
-        with answers.turn.cond:
-            caught = answers.functional = collections.deque()
-        try:
-            self.send(DOIP_FUNCTIONAL_ADDRESS, payload)
-            collector = Collector(payload[0], time.monotonic(), window=window, expect=expect)
-
-            def receive(timeout: float) -> list[tuple[int, bytes]]:
-                answers.turn.wait_for(
-                    lambda: True if caught else None, time.monotonic() + timeout, self._read
-                )
-                with answers.turn.cond:
-                    got = list(caught)
-                    caught.clear()
-                return got
-
-            # doipclient's read_doip checks its timeout only between recv() calls, and its
-            # socket waits up to A_PROCESSING_TIME (2 s) in each: while collecting, the socket
-            # waits no longer than one turn of the collection loop.
+        # doipclient's read_doip checks its timeout only between recv() calls, and its socket
+        # waits up to A_PROCESSING_TIME (2 s) in each: while collecting, the socket waits no
+        # longer than one turn of the collection loop.
+        with self._lock:
             sock = self.client._tcp_sock
-            before = sock.gettimeout()
-            sock.settimeout(0.05)
-            try:
-                return collect(collector, receive)
-            finally:
-                sock.settimeout(before)
+        before = sock.gettimeout()
+        sock.settimeout(0.05)
+        try:
+            return self._answers.functional_request(
+                lambda: self.send(DOIP_FUNCTIONAL_ADDRESS, payload),
+                self._read,
+                payload[0],
+                window=window,
+                expect=expect,
+            )
         finally:
-            with answers.turn.cond:
-                answers.functional = None
+            sock.settimeout(before)
 
     def drop_queued(self, source: int) -> None:
         self._answers.drop_queued(source)
