@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pypdf import PdfReader
 
 from firmware_py.errors import FrameError
@@ -146,3 +148,29 @@ def test_pdf_prints_german_text() -> None:
     )  # fmt: skip
     text = PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
     assert words in text and "Ölwechsel" in text and "fällig" in text
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=64), st.sampled_from([0x03, 0x07, 0x0A]))
+def test_any_answer_decodes_or_is_a_frame_error(data: bytes, mode: int) -> None:
+    """What an ECU (or something pretending to be one) sends never crashes the decoder: it is
+    decoded or refused as a malformed frame."""
+    for decode in (
+        split_mode01,
+        lambda d: parse_dtcs(mode, d),
+        parse_info,
+        monitor_status,
+        lambda d: [decode_pid(spec, d[: spec.size]) for spec in tables().pids.values()],
+    ):
+        try:
+            decode(data)
+        except FrameError:
+            pass
+    for prefix in (b"\x41", bytes([mode + 0x40]), b"\x49"):
+        try:
+            split_mode01(prefix + data) if prefix == b"\x41" else None
+            parse_dtcs(mode, prefix + data) if prefix[0] == mode + 0x40 else parse_info(
+                prefix + data
+            )
+        except FrameError:
+            pass
