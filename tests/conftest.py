@@ -71,6 +71,10 @@ class SimHandle:
     def reset(self) -> None:
         self._call("POST", "/reset", {})
 
+    def obd(self, action: str, code: str | None = None) -> dict[str, Any]:
+        """The engine's OBD state: ``drive_cycle``, ``clear`` or ``fault`` (``code``)."""
+        return self._call("POST", "/obd", {"action": action, "code": code})
+
     def cli_args(self, transport: str) -> list[str]:
         """Transport flags of the vci CLI that reach this simulator."""
         if transport == "doip":

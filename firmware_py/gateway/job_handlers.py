@@ -149,6 +149,18 @@ def _enet_bridge(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     return enet_bridge(vehicle, ctx)
 
 
+def _emissions(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    from firmware_py.gateway.report_jobs import emissions
+
+    return emissions(vehicle, ctx)
+
+
+def _vehicle_test_report(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    from firmware_py.gateway.report_jobs import vehicle_test_report
+
+    return vehicle_test_report(vehicle, ctx)
+
+
 LIVE_DEFAULT = ("DME:4001", "DME:4002", "DME:4003")
 
 
@@ -197,4 +209,6 @@ HANDLERS: dict[str, Handler] = {
     "read_did": read_did,
     "raw_uds": raw_uds,
     "enet_bridge": _enet_bridge,
+    "emissions_data": _emissions,
+    "vehicle_test_report": _vehicle_test_report,
 }

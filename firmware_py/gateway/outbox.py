@@ -26,6 +26,7 @@ SCHEMA = (
 #: are logged locally only, every job a remote technician runs is kept (the remote session log)
 OUTBOX_KINDS = frozenset(
     {"clear_fault_memory", "coding", "programming", "service_reset", "service_history", "raw_uds"}
+    | {"vehicle_test_report"}  # the report the workshop handed over (firmware_py/reports)
 )
 
 

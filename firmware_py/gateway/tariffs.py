@@ -41,6 +41,7 @@ class JobKind(StrEnum):
     SERVICE_RESET = "service_reset"
     SERVICE_HISTORY = "service_history"
     EMISSIONS_DATA = "emissions_data"
+    VEHICLE_TEST_REPORT = "vehicle_test_report"
     RAW_UDS = "raw_uds"
     ENET_BRIDGE = "enet_bridge"
     REPAIR_INFORMATION = "repair_information"
@@ -65,6 +66,11 @@ JOB_SCOPE: dict[JobKind, Scope | None] = {
     JobKind.SERVICE_RESET: Scope.SERVICE,
     JobKind.SERVICE_HISTORY: Scope.SERVICE,
     JobKind.EMISSIONS_DATA: Scope.INSPECTION_DATA,
+    # The workshop's test report reads every ECU's fault memory, the battery and the service
+    # items and changes nothing: diagnosis, as reading live data is (not service, whose scope is
+    # for the resets that change the car). More than the free fault read: it is a product the
+    # workshop hands over, filed and sent to the portal.
+    JobKind.VEHICLE_TEST_REPORT: Scope.DIAGNOSIS,
     JobKind.REPAIR_INFORMATION: Scope.REPAIR_INFORMATION,
     JobKind.HELP_DESK_REQUEST: Scope.HELP_DESK,
 }

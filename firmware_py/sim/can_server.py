@@ -68,6 +68,8 @@ class CanFace:
         self.clock = clock
         self.notifier = can.Notifier(bus, [self._route], timeout=0.1)
         self._routes: dict[tuple[int, int | None], list[_EcuStack]] = {}
+        self._answer_on: dict[int, _EcuStack] = {}
+        """functional channel (by id) -> the physical channel its answers go out on"""
         self._frames_seen: dict[int, int] = {}
         self._random = random.Random(faults.drop_can_seed)
         self._stop = threading.Event()
@@ -109,11 +111,18 @@ class CanFace:
                     )
                     for rxid in (spec.can_ids[0], OBD_FUNCTIONAL_ID)
                 ]
+            physical: _EcuStack | None = None
             for address, functional in addresses:
                 stack = _EcuStack(bus, self.notifier, address=address, params=dict(params))
                 self.stacks.append((model, stack, functional))
                 key = (address.get_rx_arbitration_id(), address.get_rx_extension_byte())
                 self._routes.setdefault(key, []).append(stack)
+                if functional and physical is not None:
+                    # An ECU answers a functional request as it answers a physical one: on its
+                    # response identifier, with the tester's flow control on its physical
+                    # request identifier (ISO 15765-4), which the functional channel never sees.
+                    self._answer_on[id(stack)] = physical
+                physical = None if functional else stack
 
     def _route(self, msg: can.Message) -> None:
         """Deliver a frame to the stacks it is addressed to (id, and first byte for BMW addressing)."""
@@ -169,14 +178,15 @@ class CanFace:
             reply = model.handle(bytes(request), self.clock(), functional=functional).within(
                 MAX_MESSAGE, request[0]
             )
+            out = self._answer_on.get(id(stack), stack)
             try:
                 for _ in reply.pending_frames():  # for ever: until the simulator stops
-                    stack.send(bytes([0x7F, request[0], 0x78]))
+                    out.send(bytes([0x7F, request[0], 0x78]))
                     if self._stop.wait(PENDING_INTERVAL):
                         return
                 if reply.delay and self._stop.wait(reply.delay):
                     return
                 if reply.response is not None:
-                    stack.send(reply.response)
+                    out.send(reply.response)
             except Exception:  # noqa: BLE001
                 log.exception("ISO-TP send failed for %s", model.spec.name)

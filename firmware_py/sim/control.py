@@ -4,6 +4,8 @@ GET  /state            vehicle and per-ECU state (session, DTCs, coding, region 
 POST /faults           {"ecu": "DME", "delay": 0.5} ... (see firmware_py.sim.faults); {"clear": true}
 POST /battery          {"volts": 12.4}
 POST /reset            back to the vehicle file's state
+POST /obd              {"action": "drive_cycle" | "clear" | "fault", "code": "P0300"}: the
+                       engine's OBD-II state (readiness, MIL, DTCs; firmware_py.sim.obd)
 
 A POST must say ``Content-Type: application/json`` (a web page can send ``text/plain`` across
 origins without asking the browser's permission; ``application/json`` it cannot) and must not
@@ -73,6 +75,17 @@ async def post_battery(request: web.Request) -> web.Response:
     return web.json_response({"battery_voltage": request.app[VEHICLE].battery.volts})
 
 
+async def post_obd(request: web.Request) -> web.Response:
+    data = await _json(request)
+    code = data.get("code")
+    if not isinstance(data.get("action"), str) or not (code is None or isinstance(code, str)):
+        return web.json_response({"error": "need {'action': text, 'code': text}"}, status=400)
+    try:
+        return web.json_response(request.app[VEHICLE].obd(data["action"], code))
+    except FaultSpecError as err:
+        return web.json_response({"error": str(err)}, status=400)
+
+
 async def post_reset(request: web.Request) -> web.Response:
     request.app[VEHICLE].reset()
     return web.json_response({"reset": True})
@@ -87,6 +100,7 @@ async def start_control_api(
     app.router.add_post("/faults", post_faults)
     app.router.add_post("/battery", post_battery)
     app.router.add_post("/reset", post_reset)
+    app.router.add_post("/obd", post_obd)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from firmware_py.sim.faults import EcuFaults
+from firmware_py.sim.obd import ObdEngine
 from firmware_py.sim.programming import Programming, Region, Transfer
 from firmware_py.sim.response_behaviour import (
     DEFAULT,
@@ -145,6 +146,7 @@ class EcuModel(Programming):
 
     def __post_init__(self) -> None:
         self.services: dict[int, Service] = services_for(self.spec.flash is not None)
+        self.obd = ObdEngine(self.spec.obd) if self.spec.obd is not None else None
         self.reset_state()
 
     # -- state ------------------------------------------------------------------------
@@ -176,6 +178,8 @@ class EcuModel(Programming):
         self.comm_disabled = False
         self.requests = 0
         self.region = Region.new(s.flash, s.sw_version) if s.flash else None
+        if self.obd is not None:
+            self.obd.reset()
 
     def _expire_session(self, now: float) -> None:
         if self.session != DEFAULT and now - self.last_request > S3:
@@ -209,6 +213,17 @@ class EcuModel(Programming):
                 return Reply(bytes([0x7F, sid, f.nrc[sid]]), delay=f.delay)
             if sid in f.pending_forever:
                 return Reply(None, pending=PENDING_FOREVER)
+            if self.obd is not None and sid <= 0x0A:  # SAE J1979 modes: the OBD face
+                return Reply(
+                    self.obd.handle(
+                        request,
+                        vin=self.vehicle.vin,
+                        live=self.spec.live,
+                        volts=self.battery.volts,
+                        functional=functional,
+                    ),
+                    delay=f.delay,
+                )
             try:
                 service = check_request(self.services, request, self)
                 response = getattr(self, service.handler)(request, now)
@@ -249,6 +264,8 @@ class EcuModel(Programming):
         group = int.from_bytes(req[1:4], "big")
         if group == 0xFFFFFF:
             self.dtcs.clear()
+            if self.obd is not None:
+                self.obd.clear()  # the emissions-related DTCs and readiness too
         else:
             before = len(self.dtcs)
             self.dtcs = [d for d in self.dtcs if d.code != group]
@@ -499,6 +516,7 @@ class EcuModel(Programming):
                 ],
                 "battery": asdict(self.battery_info) if self.battery_info else None,
                 "service_history": None if self.history is None else len(self.history.records),
+                "obd": self.obd.state() if self.obd is not None else None,
                 "requests": self.requests,
                 "region": None
                 if r is None

@@ -127,6 +127,27 @@ class SimulatedVehicle:
         if faults:
             raise FaultSpecError(f"unknown fault settings: {', '.join(sorted(faults))}")
 
+    def obd(self, action: str, code: str | None = None) -> dict[str, Any]:
+        """The engine's OBD state changed as a drive would change it (control API ``/obd``):
+        ``drive_cycle`` (every monitor runs), ``fault`` (``code`` turns the MIL on; no code:
+        the fault is repaired), ``clear`` (as mode 04 does). Returns the new OBD state."""
+        engine = next((m for m in self.ecus.values() if m.obd is not None), None)
+        if engine is None or engine.obd is None:
+            raise FaultSpecError("this vehicle has no ECU with an OBD face ([ecu.obd])")
+        actions = {
+            "drive_cycle": engine.obd.drive_cycle,
+            "clear": engine.obd.clear,
+            "fault": lambda: engine.obd.set_fault(code),  # type: ignore[union-attr]
+        }
+        if action not in actions:
+            raise FaultSpecError(f"obd action must be one of {', '.join(actions)}, not {action!r}")
+        with engine.lock:
+            try:
+                actions[action]()
+            except ValueError as err:
+                raise FaultSpecError(str(err)) from err
+            return engine.obd.state()
+
     def reset(self) -> None:
         """Back to the vehicle file's state, faults cleared."""
         self.inject(clear=True)

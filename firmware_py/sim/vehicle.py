@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from firmware_py.sim.obd import ObdSpec, ObdSpecError
 from firmware_py.sim.service_history import HistoryEntrySpec
 
 
@@ -143,6 +144,8 @@ class EcuSpec:
     extended_records: dict[int, bytes] = field(default_factory=dict)
     """extended data records (number -> data) after the standard ones (0x01 occurrence
     counter, 0x02 aging counter), of sizes only the manufacturer knows"""
+    obd: ObdSpec | None = None
+    """the engine ECU's OBD-II face (SAE J1979): firmware_py/sim/obd.py"""
 
     def __post_init__(self) -> None:
         where = f"ecu {self.name}"
@@ -281,10 +284,11 @@ def _ecu_from(raw: dict[str, Any]) -> EcuSpec:
             dtc_extended_data_nrc=int(raw.get("dtc_extended_data_nrc", 0)),
             snapshot_dids=_hex_table(raw.get("snapshot_dids", {})),
             extended_records=_hex_table(raw.get("extended_records", {})),
+            obd=ObdSpec.from_toml(raw["obd"]) if "obd" in raw else None,
         )
     except KeyError as err:
         raise VehicleFileError(f"{where}: missing key {err}") from err
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, ObdSpecError) as err:
         if isinstance(err, VehicleFileError):
             raise
         raise VehicleFileError(f"{where}: {err}") from err

@@ -14,7 +14,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from firmware_py.errors import (
 )
 from firmware_py.transport.doip_frames import HEADER, pack_message
 from firmware_py.transport.ecu_connection import GatewayEcuConnection
+from firmware_py.transport.functional import DOIP_FUNCTIONAL_ADDRESS, OBD_WINDOW
 from firmware_py.transport.mux import GatewayQueues
 from firmware_py.transport.trace import DoipTrace
 
@@ -435,6 +436,31 @@ class DoipLink:
 
     def receive(self, source: int, timeout: float) -> bytes | None:
         return self._answers.receive(source, timeout, self._read)
+
+    def functional_request(
+        self, payload: bytes, *, window: float = OBD_WINDOW, expect: Collection[int] = ()
+    ) -> dict[int, bytes]:
+        """Send ``payload`` to the functional address 0xE400 (ISO 13400-2) and collect the final
+        answers by ECU address (:mod:`.functional`). Meanwhile every diagnostic message read
+        counts as an answer to it: run it with no other request in flight on this link (the
+        vehicle worker runs one job at a time)."""
+        # doipclient's read_doip checks its timeout only between recv() calls, and its socket
+        # waits up to A_PROCESSING_TIME (2 s) in each: while collecting, the socket waits no
+        # longer than one turn of the collection loop.
+        with self._lock:
+            sock = self.client._tcp_sock
+        before = sock.gettimeout()
+        sock.settimeout(0.05)
+        try:
+            return self._answers.functional_request(
+                lambda: self.send(DOIP_FUNCTIONAL_ADDRESS, payload),
+                self._read,
+                payload[0],
+                window=window,
+                expect=expect,
+            )
+        finally:
+            sock.settimeout(before)
 
     def drop_queued(self, source: int) -> None:
         self._answers.drop_queued(source)

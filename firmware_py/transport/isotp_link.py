@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import can
@@ -25,6 +26,13 @@ import isotp
 from udsoncan.connections import BaseConnection, IsoTPSocketConnection, PythonIsoTpConnection
 
 from firmware_py.errors import TransportError, UnknownTargetError
+from firmware_py.transport.functional import (
+    CAN_FUNCTIONAL_ID,
+    CAN_RESPONSE_IDS,
+    OBD_WINDOW,
+    Collector,
+    collect,
+)
 from firmware_py.transport.trace import CanTrace
 
 BMW_TESTER = 0xF1
@@ -149,6 +157,7 @@ class CanLink:
 
             bus.send = traced_send  # type: ignore[method-assign]  # can-isotp sends through bus.send
         self._connections: dict[int, BaseConnection] = {}
+        self._obd_stacks: dict[int, isotp.TransportLayer] = {}
         self._lock = threading.Lock()
         self.description = (
             f"CAN {bus.channel_info} ({addressing} addressing, {self.isotp_stack} ISO-TP)"
@@ -198,12 +207,82 @@ class CanLink:
             self._connections[address] = conn
             return conn
 
+    def _obd_receivers(self) -> dict[int, isotp.TransportLayer]:
+        """One ISO-TP receiver per OBD response identifier 0x7E8..0x7EF, sending its flow control
+        to the matching request identifier 0x7E0..0x7E7 (ISO 15765-4). Always can-isotp's
+        user-space stack, also when the kernel's carries the physical channels: the answers to
+        a functional request come on eight identifiers at once, which one kernel socket per
+        channel would need eight of. A user-space channel that already listens on one of them
+        (normal addressing) is used as it is: two listeners would both send flow control."""
+        with self._lock:
+            listening = {  # the started user-space channels of normal addressing, by rxid
+                layer.address.get_rx_arbitration_id(): layer
+                for conn in self._connections.values()
+                if (layer := getattr(getattr(conn, "subconn", None), "isotp_layer", None))
+                and getattr(layer, "started", False)
+            }
+            receivers = {}
+            for rxid in CAN_RESPONSE_IDS:
+                stack = listening.get(rxid) or self._obd_stacks.get(rxid)
+                if stack is None:
+                    address = isotp.Address(
+                        isotp.AddressingMode.Normal_11bits, txid=rxid - 8, rxid=rxid
+                    )
+                    stack = isotp.NotifierBasedCanStack(
+                        self.bus, self.notifier, address=address, params=dict(self.params)
+                    )
+                    stack.start()
+                    self._obd_stacks[rxid] = stack
+                elif stack is listening.get(rxid) and rxid in self._obd_stacks:
+                    self._obd_stacks.pop(rxid).stop()  # a channel opened since: it listens now
+                receivers[rxid] = stack
+            return receivers
+
+    def functional_request(
+        self, payload: bytes, *, window: float = OBD_WINDOW, expect: Collection[int] = ()
+    ) -> dict[int, bytes]:
+        """Send ``payload`` as one single frame on 0x7DF and collect the final answers by
+        response identifier (:mod:`.functional`). A functional request is one frame by
+        ISO 15765-4 (an OBD request has at most 7 bytes)."""
+        if not 0 < len(payload) <= 7:
+            raise ValueError("a functional request on CAN is 1..7 bytes (one single frame)")
+        receivers = self._obd_receivers()
+        for stack in receivers.values():  # stale answers of an earlier request
+            while stack.available():
+                stack.recv()
+        frame = bytes([len(payload)]) + payload
+        self.bus.send(
+            can.Message(
+                arbitration_id=CAN_FUNCTIONAL_ID,
+                data=frame.ljust(8, b"\xcc"),
+                is_extended_id=False,
+            )
+        )
+        collector = Collector(payload[0], time.monotonic(), window=window, expect=expect)
+
+        def receive(timeout: float) -> list[tuple[int, bytes]]:
+            deadline = time.monotonic() + timeout
+            while True:
+                got = [
+                    (rxid, bytes(data))
+                    for rxid, stack in receivers.items()
+                    if stack.available() and (data := stack.recv()) is not None
+                ]
+                if got or time.monotonic() >= deadline:
+                    return got
+                time.sleep(0.002)  # can-isotp's stacks queue what they receive; poll them
+
+        return collect(collector, receive)
+
     def close(self) -> None:
         with self._lock:
             for conn in self._connections.values():
                 if conn.is_open():
                     conn.close()
             self._connections.clear()
+            for stack in self._obd_stacks.values():
+                stack.stop()
+            self._obd_stacks.clear()
         self.notifier.stop()
         if self.trace is not None:
             self.trace.stop()

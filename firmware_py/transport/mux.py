@@ -19,8 +19,10 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Generic, TypeVar
+
+from firmware_py.transport.functional import OBD_WINDOW, Collector, collect
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -83,6 +85,9 @@ class GatewayQueues(Generic[A]):
         """acknowledgements (and refusals) by the target of the message in flight"""
         self.dropped = 0
         """answers dropped: from addresses nobody asked, or over MAX_QUEUED"""
+        self.functional: collections.deque[tuple[int, bytes]] | None = None
+        """while a functional request collects answers: every ECU's answers, in order (a
+        functional request holds the link alone: see :mod:`firmware_py.transport.functional`)"""
 
     def watch(self, address: int) -> None:
         """Keep answers from ``address`` (a connection to that ECU was made)."""
@@ -102,6 +107,12 @@ class GatewayQueues(Generic[A]):
     def put(self, source: int, data: bytes) -> None:
         """(Under ``turn.cond``.) Keep an ECU's answer for its reader; drop (count, log now and
         then) what no one will read."""
+        if self.functional is not None:
+            if len(self.functional) < MAX_QUEUED:
+                self.functional.append((source, data))
+            else:
+                self.drop(source, "unread answers to a functional request")
+            return
         queue = self.queues.get(source)
         if queue is not None and len(queue) < MAX_QUEUED:
             queue.append(data)
@@ -158,3 +169,36 @@ class GatewayQueues(Generic[A]):
         finally:
             with self.turn.cond:
                 self.acks.pop(target, None)
+
+    def functional_request(
+        self,
+        send: Callable[[], None],
+        read: Callable[[float], None],
+        sid: int,
+        *,
+        window: float = OBD_WINDOW,
+        expect: Collection[int] = (),
+    ) -> dict[int, bytes]:
+        """Send a functional request with ``send`` (which waits for its acknowledgement) and
+        collect every ECU's final answer (:mod:`.functional`). Meanwhile every diagnostic message
+        read counts as an answer to it: the caller has no other request in flight on the link
+        (the vehicle worker runs one job at a time)."""
+        with self.turn.cond:
+            caught = self.functional = collections.deque()
+        try:
+            send()
+            collector = Collector(sid, time.monotonic(), window=window, expect=expect)
+
+            def receive(timeout: float) -> list[tuple[int, bytes]]:
+                self.turn.wait_for(
+                    lambda: True if caught else None, time.monotonic() + timeout, read
+                )
+                with self.turn.cond:
+                    got = list(caught)
+                    caught.clear()
+                return got
+
+            return collect(collector, receive)
+        finally:
+            with self.turn.cond:
+                self.functional = None

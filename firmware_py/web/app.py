@@ -33,6 +33,7 @@ from firmware_py.errors import StorageError, VciError
 from firmware_py.gateway.jobs import Caller, JobRequest
 from firmware_py.strict_json import StrictJsonError, loads, number, obj, text
 from firmware_py.web.pairing import Pairing, PairingError, Tablet
+from firmware_py.web.report_routes import add_report_routes
 
 log = logging.getLogger(__name__)
 
@@ -528,6 +529,7 @@ def create_app(
     app.router.add_get("/api/bridge", bridge_state)
     app.router.add_post("/api/bridge/open", bridge_open)
     app.router.add_post("/api/bridge/close", bridge_close)
+    add_report_routes(app, GATEWAY)  # firmware_py/web/report_routes.py
 
     async def drain_jobs(app: web.Application) -> AsyncIterator[None]:
         yield

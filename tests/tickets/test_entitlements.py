@@ -282,6 +282,7 @@ BASIC = FREE | {
     "service_reset",
     "service_history",
     "emissions_data",
+    "vehicle_test_report",
     "repair_information",
 }
 EXPECTED = {

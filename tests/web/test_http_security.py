@@ -28,6 +28,7 @@ ROUTES = [
     ("GET", "/api/jobs"),
     ("POST", "/api/jobs"),
     ("GET", "/api/jobs/x"),
+    ("GET", "/api/jobs/x/report.pdf"),
     ("GET", "/api/tickets"),
     ("POST", "/api/tickets"),
     ("GET", "/api/events"),

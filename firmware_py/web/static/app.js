@@ -85,8 +85,39 @@ function snapshotText(s) {
   return esc(parts.join(" · "));
 }
 
+// A report (firmware_py/reports/model.py) as HTML: the same sections the PDF shows.
+function reportHtml(rep, job) {
+  const v = rep.vehicle || {}, verdict = rep.verdict;
+  let html = `<article class="report" data-testid="report-${esc(rep.kind)}"><h2>${esc(rep.title)}</h2>
+    <table class="facts"><tbody><tr><th>Vehicle (VIN)</th><td data-testid="report-vin">${esc(v.vin || "not read")}</td></tr>
+    <tr><th>Model</th><td>${esc(v.model || "-")}</td></tr><tr><th>Created</th><td>${esc(rep.created)}</td></tr></tbody></table>`;
+  if (verdict) html += `<div class="verdict ${verdict.ok ? "ok" : "bad"}" data-testid="verdict"><b>${esc(verdict.headline)}</b>
+    ${verdict.reasons.length ? `<ul>${verdict.reasons.map((r) => `<li>${esc(r)}</li>`).join("")}</ul>` : ""}
+    ${verdict.notes.map((n) => `<p class="muted">Note: ${esc(n)}</p>`).join("")}</div>`;
+  for (const s of rep.sections || []) {
+    html += `<section class="report-part"><h3>${esc(s.title)}</h3>`;
+    if (s.table) html += s.table.length ? `<table><thead><tr>${s.header.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead>
+      <tbody>${s.table.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join("")}</tr>`).join("")}</tbody></table>` : `<p class="muted">none</p>`;
+    else html += `<table class="facts"><tbody>${s.rows.map(([k, val]) => `<tr><th>${esc(k)}</th><td>${esc(val)}</td></tr>`).join("")}</tbody></table>`;
+    if (s.note) html += `<p class="muted">${esc(s.note)}</p>`;
+    html += `</section>`;
+  }
+  return html + `<div class="row no-print"><button class="plain" data-action="print">Print</button>
+    <a class="button" href="/api/jobs/${esc(job.id)}/report.pdf" download data-testid="report-pdf">Download PDF</a></div></article>`;
+}
+
 // -- views ---------------------------------------------------------------------------------------
 const views = {
+  reports() {
+    const parts = [["emissions_data", "Emissions check (OBD)", "Readiness, MIL, fault codes, CALID/CVN and the exhaust limit values: is the car ready for the emissions test? Needs a ticket that includes inspection data."],
+      ["vehicle_test_report", "Vehicle test report", "Every ECU's fault memory, the battery and the service items, for the customer; kept on the box and sent to the portal."]];
+    return `<p id="message"></p>` + parts.map(([kind, title, what]) => {
+      const job = latest(kind); const rep = job && job.state === "done" && job.result;
+      return `<section class="card${S.printing && S.printing !== kind ? " no-print" : ""}" data-testid="card-${kind}"><div class="no-print"><h2>${esc(title)}</h2><p class="muted">${esc(what)}</p>
+        <div class="row"><button class="primary" data-job="${kind}">${rep ? "Read again" : "Read"}</button></div>${jobLine(job)}</div>
+        ${rep ? reportHtml(rep, job) : ""}</section>`;
+    }).join("");
+  },
   vehicle() {
     const job = latest("identify"); const r = job && job.result;
     let rows = "";
@@ -278,6 +309,7 @@ document.addEventListener("click", (ev) => {
   else if (a === "coding-read") runJob("coding", S.codingEcu || "BDC", {action: "read"});
   else if (a === "coding-write") runJob("coding", S.codingEcu || "BDC", {action: "set", changes: codingChanges()});
   else if (a === "coding-restore") runJob("coding", S.codingEcu || "BDC", {action: "restore"});
+  else if (a === "print") { S.printing = b.closest("[data-testid^=card-]").dataset.testid.slice(5); render(); window.print(); S.printing = null; render(); }
   else if (a === "service-read") runJob("service_reset", null, {action: "read"});
   else if (a === "service-reset") runJob("service_reset", null, {action: "reset", item: b.dataset.item});
   else if (a === "battery-register") runJob("service_reset", null, {action: "register_battery", capacity_ah: Number($("#battery-ah").value), technology: $("#battery-tech").value});

@@ -1,0 +1,50 @@
+"""The tablet's report downloads: ``GET /api/jobs/{jid}/report.pdf`` gives the report of a
+finished ``emissions_data`` or ``vehicle_test_report`` job as PDF (made from the job's result,
+:mod:`firmware_py.reports.pdf`, off the event loop). The page shows the same report from the
+job's JSON and prints it with its print stylesheet. Only a paired tablet reaches these (the
+app's security middleware)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+REPORT_KINDS = {"emissions_data": "emissions", "vehicle_test_report": "vehicle-test"}
+
+
+def add_report_routes(app: web.Application, gateway_key: web.AppKey[Any]) -> None:
+    async def report_pdf(request: web.Request) -> web.Response:
+        from firmware_py.reports.pdf import render_pdf
+
+        job = request.app[gateway_key].runner.jobs.get(request.match_info["jid"])
+        if job is None or job.request.kind not in REPORT_KINDS:
+            return web.json_response(
+                {"error": "no_report", "message": "no report job with this id", "hint": None},
+                status=404,
+            )
+        if job.state.value != "done" or not job.result:
+            return web.json_response(
+                {"error": "no_report", "message": f"the report job is {job.state.value}",
+                 "hint": "Wait until it is done, or run it again"},
+                status=409,
+            )  # fmt: skip
+        pdf = await asyncio.get_running_loop().run_in_executor(None, render_pdf, job.result)
+        # the VIN is what the car sent: only its letters and digits go into the header
+        vin = (
+            "".join(
+                c
+                for c in str((job.result.get("vehicle") or {}).get("vin") or "")
+                if c.isascii() and c.isalnum()
+            )[:17]
+            or "vehicle"
+        )
+        name = f"{REPORT_KINDS[job.request.kind]}-{vin}-{job.id[:8]}.pdf"
+        return web.Response(
+            body=pdf,
+            content_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    app.router.add_get("/api/jobs/{jid}/report.pdf", report_pdf)
