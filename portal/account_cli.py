@@ -99,6 +99,18 @@ def register(sub: Any, ticket: Any) -> None:
     buy.add_argument("--invoice-dir", type=Path, help="default: <state dir>/invoices")
     buy.set_defaults(account_handler=_ticket_buy)
 
+    sv = with_db(sub.add_parser("serve", help="the web pages for workshops and the operator"))
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8080)
+    sv.add_argument("--key-dir", required=True, type=Path, help="the ticket signing keys")
+    sv.add_argument("--kid", help="signing key id (default: the newest key)")
+    sv.add_argument("--config", type=Path, help="the [seller] file (default: <state>/portal.toml)")
+    sv.add_argument(
+        "--secure-cookies", action="store_true",
+        help="mark cookies Secure: served over TLS, or behind a proxy that terminates it",
+    )  # fmt: skip
+    sv.set_defaults(account_handler=_serve)
+
 
 def _password_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -290,3 +302,21 @@ def _ticket_buy(args: argparse.Namespace) -> None:
     path.write_bytes(purchase.invoice.pdf)
     print(purchase.ticket)
     print(f"invoice {purchase.invoice.label}: {path}")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import asyncio
+    import contextlib
+
+    from portal import keys
+    from portal.credit import Signer
+    from portal.db.engine import state_dir
+    from portal.invoices import Seller
+    from portal.web.app import serve
+    from portal.web.guard import WebConfig
+
+    seller = Seller.load(args.config or state_dir() / "portal.toml")
+    kid, key = keys.load_signing_key(args.key_dir, args.kid)
+    cfg = WebConfig(_open(args), Signer(kid, key), seller, secure_cookies=args.secure_cookies)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(cfg, args.host, args.port))

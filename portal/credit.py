@@ -256,3 +256,11 @@ def invoice(session: Session, actor: Actor, invoice_id: int) -> Invoice:
         # the same answer for another workshop's invoice as for none: ids reveal nothing
         raise NotPermitted(f"there is no invoice {invoice_id} of yours", hint="Check the number")
     return found
+
+
+def purchase(session: Session, actor: Actor, purchase_id: int) -> Purchase:
+    """One purchase, if the actor may see it (its workshop's users, operators)."""
+    found = session.get(Purchase, purchase_id)
+    if found is None or not (actor.is_operator or actor.workshop_id == found.workshop_id):
+        raise NotPermitted(f"there is no purchase {purchase_id} of yours", hint="Check the number")
+    return found

@@ -1,0 +1,38 @@
+"""The web application (:func:`make_app`) and ``vci-portal serve`` (:func:`serve`): the pages'
+routes, the guard middleware, the body limit, and the listening socket with the same connection
+and header limits as the box's page (firmware_py/web/limits.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from firmware_py.web.limits import ConnectionCounter, handler_args, start_site
+from portal.web import operator, pages
+from portal.web.guard import CONFIG, LIMITER, MAX_BODY, AttemptLimiter, WebConfig, guard
+
+log = logging.getLogger(__name__)
+
+
+def make_app(cfg: WebConfig, limiter: AttemptLimiter | None = None) -> web.Application:
+    app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
+    app[CONFIG] = cfg
+    app[LIMITER] = limiter or AttemptLimiter()
+    app.add_routes(pages.routes)
+    app.add_routes(operator.routes)
+    return app
+
+
+async def serve(cfg: WebConfig, host: str, port: int) -> None:
+    """Serve until cancelled (Ctrl-C)."""
+    runner = web.AppRunner(make_app(cfg), access_log=None, **handler_args(header_timeout=15.0))
+    await runner.setup()
+    server = await start_site(runner, host, port, ConnectionCounter(512, 64))
+    print(f"portal on http://{host}:{port}/", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        server.close()
+        await runner.cleanup()

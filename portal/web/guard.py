@@ -1,0 +1,274 @@
+"""Who may reach which route, and the checks every request passes.
+
+Each route's handler declares what it needs with :func:`requires` (public, any logged-in user, a
+workshop's user, the workshop's owner, the portal's operator); the :func:`guard` middleware refuses
+a route without a declaration (fail closed; tests/portal/test_web_auth.py walks the router too).
+In order, the guard: refuses requests another site sends (``Origin`` / ``Sec-Fetch-Site``),
+loads the session from its cookie, answers a missing session (GET: to the login page; else 401)
+and a role without the right (403), checks the CSRF token of every POST in constant time (the
+session's token; before login a random token in its own cookie, double-submit), and sets the
+security headers on every answer. Login attempts are also limited per client address
+(:class:`AttemptLimiter`), in addition to the per-login-name lock-out of portal/login.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from argon2 import PasswordHasher
+from sqlalchemy.orm import Session, sessionmaker
+
+from firmware_py.errors import PortalError
+from portal.accounts import Actor
+from portal.credit import Signer
+from portal.db.models import Role
+from portal.invoices import Seller
+from portal.web.html import Markup, layout, post_form, render
+
+SESSION_COOKIE = "portal_session"
+FORM_COOKIE = "portal_form"
+"""before login: the CSRF token of the sign-up and login forms (double-submit)"""
+MAX_BODY = 64 * 1024
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+H = TypeVar("H", bound=Handler)
+
+
+class Need(Enum):
+    """What a route needs from the request's session."""
+
+    PUBLIC = frozenset[Role]()
+    """nothing: the sign-up and login pages, the stylesheet"""
+    USER = frozenset(Role)
+    """any logged-in user"""
+    WORKSHOP = frozenset({Role.OWNER, Role.TECHNICIAN})
+    """a workshop's user"""
+    OWNER = frozenset({Role.OWNER})
+    OPERATOR = frozenset({Role.OPERATOR})
+
+
+NEED = "portal_need"
+
+
+def requires(need: Need) -> Callable[[H], H]:
+    """Declare what a route's handler needs; the guard enforces it."""
+
+    def mark(handler: H) -> H:
+        setattr(handler, NEED, need)
+        return handler
+
+    return mark
+
+
+def need_of(handler: object) -> Need | None:
+    return getattr(handler, NEED, None)
+
+
+class AttemptLimiter:
+    """At most ``attempts`` per ``window`` seconds per client address (a sliding window)."""
+
+    def __init__(
+        self, attempts: int = 10, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.attempts, self.window, self.clock = attempts, window, clock
+        self.seen: dict[str, deque[float]] = {}
+
+    def allow(self, client: str) -> float:
+        """0 when this attempt is allowed (and counted), else the seconds to wait."""
+        now = self.clock()
+        if len(self.seen) > 10_000:  # forget quiet addresses
+            self.seen = {k: v for k, v in self.seen.items() if v and v[-1] > now - self.window}
+        times = self.seen.setdefault(client, deque())
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if len(times) >= self.attempts:
+            return times[0] + self.window - now
+        times.append(now)
+        return 0.0
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    factory: sessionmaker[Session]
+    signer: Signer
+    seller: Seller
+    secure_cookies: bool = False
+    """Secure cookies: served over TLS, or behind a proxy that terminates it"""
+    hasher: PasswordHasher | None = None
+    """None: the services' default (argon2id, the library's recommended parameters)"""
+
+
+CONFIG = web.AppKey("config", WebConfig)
+LIMITER = web.AppKey("login_limiter", AttemptLimiter)
+ACTOR = "portal_actor"
+CSRF = "portal_csrf"
+NEW_FORM_TOKEN = "portal_new_form_token"
+T = TypeVar("T")
+
+
+def config(request: web.Request) -> WebConfig:
+    return request.app[CONFIG]
+
+
+def actor(request: web.Request) -> Actor:
+    found: Actor = request[ACTOR]
+    return found
+
+
+def csrf(request: web.Request) -> str:
+    token: str = request[CSRF]
+    return token
+
+
+async def in_db(request: web.Request, work: Callable[[Session], T]) -> T:
+    """Run ``work`` in a database session in a worker thread (the services are synchronous and
+    argon2 is slow by design); commits when it returns, rolls back when it raises."""
+    factory = config(request).factory
+
+    def run() -> T:
+        with factory() as session:
+            result = work(session)
+            session.commit()
+            return result
+
+    return await asyncio.to_thread(run)
+
+
+def nav(request: web.Request) -> Markup:
+    who: Actor | None = request.get(ACTOR)
+    if who is None:
+        return render('<nav><a href="/login">Log in</a><a href="/signup">Sign up</a></nav>')
+    links = [("/operator/workshops", "Workshops")] if who.is_operator else [
+        ("/dashboard", "Credit and purchases"), ("/buy", "Buy a ticket"),
+    ]  # fmt: skip
+    if who.role is Role.OWNER:
+        links.append(("/users", "Users"))
+    links.append(("/totp", "Second factor"))
+    anchors = Markup("".join(render('<a href="{h}">{t}</a>', h=h, t=t) for h, t in links))
+    logout = post_form("/logout", csrf(request), Markup(""), "Log out", "inline")
+    return render("<nav>{a}</nav>{logout}", a=anchors, logout=logout)
+
+
+def page(
+    request: web.Request, title: str, body: Markup, *, message: str = "", status: int = 200
+) -> web.Response:
+    return web.Response(
+        text=layout(title, body, nav(request), message), status=status, content_type="text/html"
+    )
+
+
+def error_page(request: web.Request, status: int, title: str, message: str) -> web.Response:
+    return page(request, title, render("<p>{m}</p>", m=message), status=status)
+
+
+def message_of(err: PortalError) -> str:
+    return f"{err} ({err.hint})" if getattr(err, "hint", None) else str(err)
+
+
+def _same_site(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return origin != "null" and urlsplit(origin).netloc.lower() == request.host.lower()
+    return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
+
+
+def _load_session(factory: sessionmaker[Session], token: str) -> tuple[Actor, str] | None:
+    from portal.login import session_actor
+
+    with factory() as session:
+        try:
+            return session_actor(session, token)
+        except PortalError:  # ended, expired, or its workshop disabled: as if none
+            return None
+
+
+def _secure_headers(response: web.StreamResponse, *, cacheable: bool = False) -> None:
+    headers = response.headers
+    headers["Content-Security-Policy"] = CSP
+    headers["X-Frame-Options"] = "DENY"
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    if not cacheable:
+        headers["Cache-Control"] = "no-store"
+
+
+def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str,
+               max_age: int | None = None) -> None:  # fmt: skip
+    response.set_cookie(
+        name, value, max_age=max_age, path="/", httponly=True, samesite="Strict",
+        secure=config(request).secure_cookies,
+    )  # fmt: skip
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await _checked(request, handler)
+    except web.HTTPRedirection as exc:  # the handlers' redirects after a POST, to the login
+        response = web.Response(status=exc.status, headers={"Location": exc.headers["Location"]})
+    except web.HTTPException as exc:  # aiohttp's 404, 405, 413 ...
+        response = error_page(request, exc.status, exc.reason, exc.text or exc.reason)
+    _secure_headers(response, cacheable=request.path.startswith("/static/"))
+    if token := request.get(NEW_FORM_TOKEN):
+        set_cookie(request, response, FORM_COOKIE, token)
+    return response
+
+
+async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.match_info.http_exception is not None:
+        raise request.match_info.http_exception
+    need = need_of(request.match_info.handler)
+    if need is None:  # a route nobody declared: refused, never served by accident
+        return error_page(request, 500, "Not available", "This page declares no access rule.")
+    changing = request.method not in ("GET", "HEAD", "OPTIONS")
+    if changing and not _same_site(request):
+        return error_page(request, 403, "Refused", "Requests from other web pages are refused.")
+    token = request.cookies.get(SESSION_COOKIE)
+    loaded = (
+        await asyncio.to_thread(_load_session, config(request).factory, token) if token else None
+    )
+    if loaded is not None:
+        request[ACTOR], request[CSRF] = loaded
+    elif (form_token := request.cookies.get(FORM_COOKIE)) and len(form_token) == 43:
+        request[CSRF] = form_token
+    else:
+        request[CSRF] = request[NEW_FORM_TOKEN] = secrets.token_urlsafe(32)
+    if need is not Need.PUBLIC:
+        if loaded is None:
+            if changing:
+                return error_page(request, 401, "Log in", "Your session has ended; log in again.")
+            raise web.HTTPSeeOther("/login")
+        if loaded[0].role not in need.value:
+            return error_page(request, 403, "Not permitted", "Your role may not open this page.")
+    if changing:
+        form = await request.post()
+        given = form.get("csrf")
+        if not isinstance(given, str) or not hmac.compare_digest(
+            given.encode(), csrf(request).encode()
+        ):
+            return error_page(request, 403, "Refused", "The form is out of date; reload the page.")
+    return await handler(request)
+
+
+def client_address(request: web.Request) -> str:
+    return request.remote or ""
+
+
+def text_of(form: Any, name: str) -> str:
+    value = form.get(name, "")
+    return value if isinstance(value, str) else ""

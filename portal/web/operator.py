@@ -1,0 +1,119 @@
+"""The portal operator's pages: every workshop with its credit, disabling and enabling one, and
+booking a received bank transfer to its credit. Thin over portal/accounts.py and credit.py; the
+operator's role is declared per route and enforced by portal/web/guard.py."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from firmware_py.errors import NotPermitted, PaymentError, PortalError
+from portal import accounts, credit
+from portal.invoices import euro
+from portal.web.guard import Need, actor, csrf, in_db, message_of, page, requires, text_of
+from portal.web.html import Markup, field, join, post_form, render, table
+
+routes = web.RouteTableDef()
+
+
+def _cents(text: str) -> int:
+    try:
+        value = Decimal(text.strip().replace(",", "."))
+    except InvalidOperation as err:
+        raise PaymentError(f"{text[:20]!r} is not an amount in EUR", hint="e.g. 250.00") from err
+    if not value.is_finite() or value != value.quantize(Decimal("0.01")):
+        raise PaymentError(f"{text[:20]!r} is not an amount in EUR", hint="e.g. 250.00")
+    return int(value * 100)
+
+
+def _workshops(request: web.Request, session: Session) -> Markup:
+    who, token = actor(request), csrf(request)
+    rows = []
+    for w in accounts.workshops(session, who):
+        switch = "disable" if w.enabled else "enable"
+        top_up = join([
+            field("EUR", "amount", inputmode="decimal", size="8"),
+            field("Bank reference", "reference", size="18"),
+        ])  # fmt: skip
+        rows.append((
+            w.id, render("{name}<br>{street}, {postcode} {city}, {country}", name=w.name,
+                         street=w.street, postcode=w.postcode, city=w.city, country=w.country),
+            w.vat_id, "enabled" if w.enabled else "DISABLED",
+            euro(credit.balance(session, who, w.id)),
+            join([
+                post_form(f"/operator/workshops/{w.id}/{switch}", token, Markup(""),
+                          switch.capitalize(), "inline"),
+                post_form(f"/operator/workshops/{w.id}/top-up", token, top_up,
+                          "Book bank transfer", "inline"),
+            ]),
+        ))  # fmt: skip
+    return table(("No.", "Workshop", "VAT id", "State", "Credit", ""), rows)
+
+
+async def _page(request: web.Request, message: str = "", status: int = 200) -> web.Response:
+    body = await in_db(request, lambda session: _workshops(request, session))
+    return page(request, "Workshops", body, message=message, status=status)
+
+
+@routes.get("/operator/workshops")
+@requires(Need.OPERATOR)
+async def workshops(request: web.Request) -> web.Response:
+    return await _page(request)
+
+
+def _workshop_id(request: web.Request) -> int:
+    text = request.match_info["id"]
+    if not text.isdigit() or len(text) > 18:
+        raise web.HTTPNotFound()
+    return int(text)
+
+
+async def _act(request: web.Request, work, done: str) -> web.Response:  # type: ignore[no-untyped-def]
+    try:
+        await in_db(request, work)
+    except NotPermitted as err:
+        if "there is no workshop" in str(err):
+            raise web.HTTPNotFound() from None
+        return await _page(request, message_of(err), 400)
+    except PortalError as err:
+        return await _page(request, message_of(err), 400)
+    return await _page(request, done)
+
+
+@routes.post("/operator/workshops/{id}/disable")
+@requires(Need.OPERATOR)
+async def disable(request: web.Request) -> web.Response:
+    workshop_id = _workshop_id(request)
+    return await _act(
+        request, lambda s: accounts.set_enabled(s, actor(request), workshop_id, False),
+        f"Workshop {workshop_id} is disabled; its sessions have ended.",
+    )  # fmt: skip
+
+
+@routes.post("/operator/workshops/{id}/enable")
+@requires(Need.OPERATOR)
+async def enable(request: web.Request) -> web.Response:
+    workshop_id = _workshop_id(request)
+    return await _act(
+        request, lambda s: accounts.set_enabled(s, actor(request), workshop_id, True),
+        f"Workshop {workshop_id} is enabled.",
+    )  # fmt: skip
+
+
+@routes.post("/operator/workshops/{id}/top-up")
+@requires(Need.OPERATOR)
+async def top_up(request: web.Request) -> web.Response:
+    workshop_id = _workshop_id(request)
+    form = await request.post()
+    reference = text_of(form, "reference")
+    try:
+        cents = _cents(text_of(form, "amount"))
+    except PaymentError as err:
+        return await _page(request, message_of(err), 400)
+    return await _act(
+        request,
+        lambda s: credit.BankTransfer().book(s, actor(request), workshop_id, cents, reference),
+        f"Booked {euro(cents)} for workshop {workshop_id}.",
+    )
