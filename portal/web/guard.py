@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import secrets
 import time
 from collections import deque
@@ -35,6 +36,7 @@ from portal.db.models import Role
 from portal.invoices import Seller
 from portal.web.html import Markup, layout, post_form, render
 
+log = logging.getLogger(__name__)
 SESSION_COOKIE = "portal_session"
 FORM_COOKIE = "portal_form"
 """before login: the CSRF token of the sign-up and login forms (double-submit)"""
@@ -114,9 +116,10 @@ class WebConfig:
 
 CONFIG = web.AppKey("config", WebConfig)
 LIMITER = web.AppKey("login_limiter", AttemptLimiter)
-ACTOR = "portal_actor"
-CSRF = "portal_csrf"
-NEW_FORM_TOKEN = "portal_new_form_token"
+ACTOR = web.RequestKey("actor", Actor)
+CSRF = web.RequestKey("csrf", str)
+NEW_FORM_TOKEN = web.RequestKey("new_form_token", str)
+"""a form token made for this request (no cookie yet): the answer sets its cookie"""
 T = TypeVar("T")
 
 
@@ -125,13 +128,11 @@ def config(request: web.Request) -> WebConfig:
 
 
 def actor(request: web.Request) -> Actor:
-    found: Actor = request[ACTOR]
-    return found
+    return request[ACTOR]
 
 
 def csrf(request: web.Request) -> str:
-    token: str = request[CSRF]
-    return token
+    return request[CSRF]
 
 
 async def in_db(request: web.Request, work: Callable[[Session], T]) -> T:
@@ -223,6 +224,9 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = web.Response(status=exc.status, headers={"Location": exc.headers["Location"]})
     except web.HTTPException as exc:  # aiohttp's 404, 405, 413 ...
         response = error_page(request, exc.status, exc.reason, exc.text or exc.reason)
+    except Exception:  # a bug or the database gone: logged, the page says no more
+        log.exception("%s %s failed", request.method, request.path)
+        response = error_page(request, 500, "Error", "The portal failed; try again later.")
     _secure_headers(response, cacheable=request.path.startswith("/static/"))
     if token := request.get(NEW_FORM_TOKEN):
         set_cookie(request, response, FORM_COOKIE, token)
@@ -247,7 +251,7 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
     elif (form_token := request.cookies.get(FORM_COOKIE)) and len(form_token) == 43:
         request[CSRF] = form_token
     else:
-        request[CSRF] = request[NEW_FORM_TOKEN] = secrets.token_urlsafe(32)
+        request[CSRF] = request[NEW_FORM_TOKEN] = secrets.token_urlsafe(32)  # 43 characters
     if need is not Need.PUBLIC:
         if loaded is None:
             if changing:

@@ -1,0 +1,417 @@
+"""Authorization of every route of the portal's web pages (portal/web/), over a real socket with
+a real HTTP client, on SQLite and PostgreSQL: no session, the wrong role, another workshop's ids,
+POSTs without or with a wrong CSRF token (nothing changes), another site's requests, the lock-out
+and the per-address login limit; and the whole way from sign-up to a downloaded invoice."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pyotp
+import pytest
+from pypdf import PdfReader
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from firmware_py.gateway.ticket_token import parse_ticket
+from portal import accounts, credit
+from portal.accounts import Actor
+from portal.credit import BankTransfer, Signer
+from portal.db.models import (
+    Booking,
+    Invoice,
+    LoginGuard,
+    Purchase,
+    Role,
+    TotpSecret,
+    User,
+    WebSession,
+    Workshop,
+)
+from portal.invoices import Seller
+from portal.web.app import make_app
+from portal.web.guard import AttemptLimiter, Need, WebConfig, need_of, requires
+from tests.portal.conftest import FAST_HASHER, PASSWORD, sign_up
+from tests.portal.web_client import Browser, portal
+
+OWNER, TECH, OPS = Role.OWNER, Role.TECHNICIAN, Role.OPERATOR
+ROUTES: dict[tuple[str, str], Need] = {
+    ("GET", "/static/portal.css"): Need.PUBLIC,
+    ("GET", "/"): Need.USER,
+    ("GET", "/signup"): Need.PUBLIC,
+    ("POST", "/signup"): Need.PUBLIC,
+    ("GET", "/login"): Need.PUBLIC,
+    ("POST", "/login"): Need.PUBLIC,
+    ("POST", "/logout"): Need.USER,
+    ("GET", "/dashboard"): Need.WORKSHOP,
+    ("GET", "/buy"): Need.WORKSHOP,
+    ("POST", "/buy"): Need.WORKSHOP,
+    ("GET", "/purchases/{id}"): Need.WORKSHOP,
+    ("GET", "/invoices/{id}.pdf"): Need.USER,
+    ("GET", "/users"): Need.OWNER,
+    ("POST", "/users"): Need.OWNER,
+    ("GET", "/totp"): Need.USER,
+    ("POST", "/totp"): Need.USER,
+    ("GET", "/operator/workshops"): Need.OPERATOR,
+    ("POST", "/operator/workshops/{id}/disable"): Need.OPERATOR,
+    ("POST", "/operator/workshops/{id}/enable"): Need.OPERATOR,
+    ("POST", "/operator/workshops/{id}/top-up"): Need.OPERATOR,
+}
+"""every route and what it needs: the router must hold exactly these (a new route fails
+test_every_route_declares_its_need until it is added here, and so gets the tests below)"""
+DEVICE = "pi-00000000deadbeef"
+START = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
+
+
+def make_cfg(factory: sessionmaker[Session], signer: Signer, seller: Seller) -> WebConfig:
+    return WebConfig(factory, signer, seller, hasher=FAST_HASHER)
+
+
+def test_every_route_declares_its_need(signer: Signer, seller: Seller) -> None:
+    app = make_app(WebConfig(None, signer, seller))  # type: ignore[arg-type]
+    found = {}
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter")
+        need = need_of(route.handler)
+        assert need is not None, f"{route.method} {path} declares no need (@requires)"
+        if route.method != "HEAD":
+            found[(route.method, path)] = need
+    assert found == ROUTES
+
+
+def test_a_route_without_declaration_is_refused(signer: Signer, seller: Seller, factory) -> None:  # type: ignore[no-untyped-def]
+    async def undeclared(request):  # type: ignore[no-untyped-def]
+        raise AssertionError("served")
+
+    async def run() -> None:
+        cfg = make_cfg(factory, signer, seller)
+        from aiohttp.test_utils import TestServer
+
+        app = make_app(cfg)
+        app.router.add_get("/undeclared", undeclared)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        browser = Browser(server)
+        try:
+            assert (await browser.get("/undeclared")).status == 500
+        finally:
+            await browser.close()
+            await server.close()
+
+    asyncio.run(run())
+    assert requires(Need.PUBLIC)(undeclared) is undeclared
+
+
+def snapshot(factory: sessionmaker[Session]) -> tuple[object, ...]:
+    """What a refused request must not change."""
+    with factory() as session:
+        counts = tuple(
+            session.scalar(select(func.count()).select_from(table))
+            for table in (Workshop, User, Booking, Purchase, Invoice, WebSession, TotpSecret)
+        )
+        enabled = tuple(session.scalars(select(Workshop.enabled).order_by(Workshop.id)))
+        return counts, enabled
+
+
+@pytest.fixture
+def world(factory: sessionmaker[Session], signer: Signer, seller: Seller) -> Iterator[dict]:  # type: ignore[type-arg]
+    """Workshops 1 and 2 (owners), a technician of 1, an operator, credit and one purchase each."""
+    owner1, owner2 = sign_up(factory, 1), sign_up(factory, 2)
+    with factory() as session, session.begin():
+        ops = Actor.of(accounts.add_operator(
+            session, login="ops@portal.example", name="Ops", password=PASSWORD,
+            hasher=FAST_HASHER,
+        ))  # fmt: skip
+        assert owner1.workshop_id and owner2.workshop_id
+        accounts.add_user(session, owner1, owner1.workshop_id, login="tech1@example.com",
+                          name="Tech 1", password=PASSWORD, hasher=FAST_HASHER)  # fmt: skip
+        for n, who in ((1, owner1), (2, owner2)):
+            BankTransfer().book(session, ops, who.workshop_id, 10_000, f"SEPA-{n}")  # type: ignore[arg-type]
+    bought = {}
+    for who in (owner1, owner2):
+        assert who.workshop_id
+        p = credit.buy_ticket(factory, who, who.workshop_id, tariff="basic-9h", device=DEVICE,
+                              signer=signer, seller=seller)  # fmt: skip
+        bought[who.workshop_id] = (p.id, p.invoice.id)
+    yield {"w1": owner1.workshop_id, "w2": owner2.workshop_id, "bought": bought}
+
+
+LOGINS = {OWNER: "owner1@example.com", TECH: "tech1@example.com", OPS: "ops@portal.example"}
+
+
+def fill(path: str, world: dict) -> str:  # type: ignore[type-arg]
+    """The route's path with ids of workshop 1's own objects."""
+    purchase_id, invoice_id = world["bought"][world["w1"]]
+    object_id = invoice_id if path.startswith("/invoices") else purchase_id
+    if path.startswith("/operator"):
+        object_id = world["w1"]
+    return path.replace("{id}", str(object_id))
+
+
+def test_every_route_refuses_no_session_wrong_role_other_workshop_and_bad_csrf(
+    factory: sessionmaker[Session],
+    signer: Signer,
+    seller: Seller,
+    world: dict,  # type: ignore[type-arg]
+) -> None:
+    async def run() -> None:
+        async with portal(make_cfg(factory, signer, seller)) as (server, browsers):
+            anonymous = Browser(server)
+            users = {role: Browser(server) for role in LOGINS}
+            other = Browser(server)  # the owner of workshop 2
+            browsers.extend([anonymous, *users.values(), other])
+            for role, browser in users.items():
+                assert (await browser.log_in(LOGINS[role], PASSWORD)).status == 303
+            assert (await other.log_in("owner2@example.com", PASSWORD)).status == 303
+            before = snapshot(factory)
+            form_token = await anonymous.csrf("/login")
+
+            for (method, template), need in ROUTES.items():
+                path = fill(template, world)
+                # no session: GET goes to the login page, POST is 401 (a valid form token)
+                if need is not Need.PUBLIC:
+                    if method == "GET":
+                        answer = await anonymous.get(path)
+                        assert (answer.status, answer.location) == (303, "/login"), path
+                    else:
+                        answer = await anonymous.post(path, {}, csrf=form_token)
+                        assert answer.status == 401, path
+                # the wrong role: 403 (with a valid CSRF token for POSTs)
+                for role, browser in users.items():
+                    if need is Need.PUBLIC or role in need.value:
+                        continue
+                    if method == "GET":
+                        answer = await browser.get(path)
+                    else:
+                        answer = await browser.post(path, {}, csrf=await browser.csrf("/totp"))
+                    assert answer.status == 403, (role, method, path, answer.status)
+                # POST without or with a wrong CSRF token: 403, for every role that may POST
+                if method == "POST":
+                    may = [anonymous] if need is Need.PUBLIC else [
+                        b for r, b in users.items() if r in need.value
+                    ]  # fmt: skip
+                    for browser in may:
+                        for token in (None, "x" * 43, form_token if browser is not anonymous
+                                      else "y" * 43):  # fmt: skip
+                            answer = await browser.post(
+                                path, {"login": LOGINS[OWNER], "password": PASSWORD}, csrf=token
+                            )
+                            assert answer.status == 403, (method, path, token, answer.status)
+                    # another site's request, even with the right token
+                    browser = may[0]
+                    token = await browser.csrf("/login" if need is Need.PUBLIC else "/totp")
+                    answer = await browser.post(
+                        path, {}, csrf=token, headers={"Origin": "https://evil.example"}
+                    )
+                    assert answer.status == 403, path
+            assert snapshot(factory) == before
+
+            # another workshop's objects: 404, the same answer as for ids that do not exist
+            purchase_id, invoice_id = world["bought"][world["w1"]]
+            for path, missing in ((f"/purchases/{purchase_id}", "/purchases/999999"),
+                                  (f"/invoices/{invoice_id}.pdf", "/invoices/999999.pdf")):  # fmt: skip
+                theirs, none = await other.get(path), await other.get(missing)
+                assert theirs.status == none.status == 404
+                assert theirs.text == none.text
+                assert (await users[OWNER].get(path)).status == 200
+            assert (await users[OPS].get(f"/invoices/{invoice_id}.pdf")).status == 200
+            ops_token = await users[OPS].csrf("/operator/workshops")
+            for action in ("disable", "enable", "top-up"):
+                answer = await users[OPS].post(f"/operator/workshops/999999/{action}",
+                                               {"amount": "1", "reference": "x"}, csrf=ops_token)  # fmt: skip
+                assert answer.status == 404, action
+            dashboard = await other.get("/dashboard")
+            assert "Werkstatt 2" in dashboard.text and "Werkstatt 1" not in dashboard.text
+            assert snapshot(factory) == before
+
+    asyncio.run(run())
+
+
+def test_security_headers_and_cookie_flags(
+    factory: sessionmaker[Session],
+    signer: Signer,
+    seller: Seller,
+    world: dict,  # type: ignore[type-arg]
+) -> None:
+    async def run() -> None:
+        async with portal(make_cfg(factory, signer, seller)) as (server, browsers):
+            browser = Browser(server)
+            browsers.append(browser)
+            page = await browser.get("/login")
+            assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+            assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+            assert page.headers["X-Frame-Options"] == "DENY"
+            assert page.headers["X-Content-Type-Options"] == "nosniff"
+            assert page.headers["Referrer-Policy"] == "no-referrer"
+            assert page.headers["Cache-Control"] == "no-store"
+            assert "<script" not in page.text
+            for cookie in (page.headers["Set-Cookie"],
+                           (await browser.log_in(LOGINS[OWNER], PASSWORD)).headers["Set-Cookie"]):  # fmt: skip
+                assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+                assert "Secure" not in cookie
+            missing = await browser.get("/no-such-page")
+            assert missing.status == 404 and "X-Frame-Options" in missing.headers
+            big = await browser.post("/login", {"login": "x" * 100_000, "password": "p"})
+            assert big.status == 413
+
+    asyncio.run(run())
+
+
+def test_lock_out_through_the_web(
+    factory: sessionmaker[Session],
+    signer: Signer,
+    seller: Seller,
+    world: dict,  # type: ignore[type-arg]
+) -> None:
+    async def run() -> None:
+        async with portal(make_cfg(factory, signer, seller)) as (server, browsers):
+            browser = Browser(server)
+            browsers.append(browser)
+            for _ in range(5):
+                refused = await browser.log_in(LOGINS[OWNER], "wrong password 123")
+                assert refused.status == 401 and "login refused" in refused.text
+            locked = await browser.log_in(LOGINS[OWNER], PASSWORD)
+            assert locked.status == 429 and "too many failed logins" in locked.text
+            assert "portal_session" not in locked.headers.get("Set-Cookie", "")
+            assert (await browser.get("/dashboard")).status == 303
+
+    asyncio.run(run())
+
+
+def test_login_attempts_limited_per_client_address(
+    factory: sessionmaker[Session],
+    signer: Signer,
+    seller: Seller,
+    world: dict,  # type: ignore[type-arg]
+) -> None:
+    clock = [1000.0]
+    limiter = AttemptLimiter(attempts=3, window=60.0, clock=lambda: clock[0])
+
+    async def run() -> None:
+        async with portal(make_cfg(factory, signer, seller), limiter) as (server, browsers):
+            browser = Browser(server)
+            browsers.append(browser)
+            logins = ("a@example.com", "b@example.com", "c@example.com")
+            for name in logins:  # a different login name each time: no lock-out helps
+                assert (await browser.log_in(name, "wrong password 123")).status == 401
+            limited = await browser.log_in(LOGINS[OWNER], PASSWORD)
+            assert limited.status == 429 and limited.headers["Retry-After"] == "61"
+            with factory() as session:  # the limited attempt never reached the password check
+                assert session.get(LoginGuard, LOGINS[OWNER]) is None
+            clock[0] += 60.0
+            assert (await browser.log_in(LOGINS[OWNER], PASSWORD)).status == 303
+
+    asyncio.run(run())
+
+
+def test_sign_up_top_up_buy_and_download_the_invoice(
+    factory: sessionmaker[Session], signer: Signer, seller: Seller
+) -> None:
+    with factory() as session, session.begin():
+        accounts.add_operator(session, login="ops@portal.example", name="Ops", password=PASSWORD,
+                              hasher=FAST_HASHER)  # fmt: skip
+
+    async def run() -> None:
+        async with portal(make_cfg(factory, signer, seller)) as (server, browsers):
+            owner, ops = Browser(server), Browser(server)
+            browsers.extend([owner, ops])
+            signup = {
+                "name": "Werkstatt <Nord> & Co", "street": "Ring 2", "postcode": "20095",
+                "city": "Hamburg", "country": "de", "vat_id": "DE 123456789",
+                "owner_name": "Chef", "owner_login": "chef@nord.example", "password": PASSWORD,
+            }  # fmt: skip
+            done = await owner.post("/signup", signup)
+            assert done.status == 200 and "signed up" in done.text
+            again = await owner.post("/signup", signup)
+            assert again.status == 400 and "DE123456789 exists" in again.text
+            assert (await owner.log_in("chef@nord.example", PASSWORD)).location == "/"
+            assert (await owner.get("/")).location == "/dashboard"
+            dashboard = await owner.get("/dashboard")
+            assert "Werkstatt &lt;Nord&gt; &amp; Co" in dashboard.text  # escaped
+            assert "Credit: 0.00 EUR" in dashboard.text
+            poor = await owner.post("/buy", {"tariff": "basic-9h", "device": DEVICE})
+            assert poor.status == 402 and "does not cover" in poor.text
+
+            assert (await ops.log_in("ops@portal.example", PASSWORD)).location == "/"
+            assert (await ops.get("/")).location == "/operator/workshops"
+            with factory() as session:
+                workshop_id = session.scalar(
+                    select(Workshop.id).where(Workshop.vat_id == "DE123456789")
+                )
+            booked = await ops.post(f"/operator/workshops/{workshop_id}/top-up",
+                                    {"amount": "50.00", "reference": "SEPA 2026-11-28 0042"},
+                                    csrf=await ops.csrf("/operator/workshops"))  # fmt: skip
+            assert booked.status == 200 and "Booked 50.00 EUR" in booked.text
+            twice = await ops.post(f"/operator/workshops/{workshop_id}/top-up",
+                                   {"amount": "50.00", "reference": "SEPA 2026-11-28 0042"},
+                                   csrf=await ops.csrf("/operator/workshops"))  # fmt: skip
+            assert twice.status == 400 and "booked already" in twice.text
+
+            buy_page = await owner.get("/buy")
+            assert "Basic 9 h" in buy_page.text or "9.00 EUR" in buy_page.text
+            bought = await owner.post("/buy", {"tariff": "basic-9h", "device": DEVICE,
+                                               "vin": "wba3a5c50df123456",
+                                               "start": START},
+                                      csrf=await owner.csrf("/buy"))  # fmt: skip
+            assert bought.status == 303 and bought.location.startswith("/purchases/")
+            shown = await owner.get(bought.location)
+            token = re.search(r'<p class="ticket">([^<]+)</p>', shown.text)
+            assert token
+            ticket = parse_ticket(token.group(1), {signer.kid: signer.key.public_key()})
+            assert ticket.vin == "WBA3A5C50DF123456" and ticket.device == DEVICE
+            link = re.search(r'href="(/invoices/\d+\.pdf)"', shown.text)
+            assert link
+            pdf = await owner.get(link.group(1))
+            assert pdf.status == 200 and pdf.headers["Content-Type"] == "application/pdf"
+            assert "attachment" in pdf.headers["Content-Disposition"]
+            text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.body)).pages)
+            for expected in ("Werkstatt <Nord> & Co", "DE123456789", "Hamburg", "9.00 EUR",
+                             "WBA3A5C50DF123456", DEVICE, "VCI Portal GmbH"):  # fmt: skip
+                assert expected in text, expected
+            assert "Credit: 41.00 EUR" in (await owner.get("/dashboard")).text
+
+            # the operator disables the workshop: its session ends, its login is refused
+            disabled = await ops.post(f"/operator/workshops/{workshop_id}/disable", {},
+                                      csrf=await ops.csrf("/operator/workshops"))  # fmt: skip
+            assert disabled.status == 200 and "DISABLED" in disabled.text
+            assert (await owner.get("/dashboard")).location == "/login"
+            refused = await owner.log_in("chef@nord.example", PASSWORD)
+            assert refused.status == 403 and "disabled" in refused.text
+
+    asyncio.run(run())
+
+
+def test_second_factor_turned_on_and_used_at_login(
+    factory: sessionmaker[Session],
+    signer: Signer,
+    seller: Seller,
+    world: dict,  # type: ignore[type-arg]
+) -> None:
+    async def run() -> None:
+        async with portal(make_cfg(factory, signer, seller)) as (server, browsers):
+            browser = Browser(server)
+            browsers.append(browser)
+            assert (await browser.log_in(LOGINS[TECH], PASSWORD)).status == 303
+            page = await browser.get("/totp")
+            assert "<svg" in page.text and "otpauth://totp/" in page.text
+            found = re.search(r'name="secret" value="([A-Z2-7]+)"', page.text)
+            assert found
+            totp = pyotp.TOTP(found.group(1))
+            wrong = await browser.post("/totp", {"secret": found.group(1), "code": "000000"})
+            assert wrong.status == 401 and "does not match" in wrong.text
+            on = await browser.post("/totp", {"secret": found.group(1), "code": totp.now()})
+            assert on.status == 200 and "second factor is on" in on.text
+            assert (await browser.post("/logout", {})).location == "/login"
+            assert (await browser.get("/dashboard")).location == "/login"
+            assert (await browser.log_in(LOGINS[TECH], PASSWORD)).status == 401
+            code = totp.at(time.time() + 30)  # the next step's (this step's code is used)
+            assert (await browser.log_in(LOGINS[TECH], PASSWORD, code)).status == 303
+            assert (await browser.get("/dashboard")).status == 200
+
+    asyncio.run(run())

@@ -1,0 +1,87 @@
+"""A small browser for the portal's web tests: a real aiohttp server on 127.0.0.1 (aiohttp's
+TestServer) and one real HTTP client per user, each with its own cookie jar."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from portal.web.app import make_app
+from portal.web.guard import AttemptLimiter, WebConfig
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@dataclass
+class Answer:
+    status: int
+    text: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def location(self) -> str:
+        return self.headers.get("Location", "")
+
+
+class Browser:
+    def __init__(self, server: TestServer) -> None:
+        self.session = aiohttp.ClientSession(
+            base_url=str(server.make_url("/")), cookie_jar=aiohttp.CookieJar(unsafe=True)
+        )
+
+    async def get(self, path: str) -> Answer:
+        async with self.session.get(path, allow_redirects=False) as response:
+            body = await response.read()
+            return Answer(response.status, body.decode(errors="replace"),
+                          dict(response.headers), body)  # fmt: skip
+
+    async def csrf(self, path: str = "/login") -> str:
+        """The CSRF token a page's forms carry (the session's, or before login the form's)."""
+        page = await self.get(path)
+        found = CSRF.search(page.text)
+        assert found, f"no form with a CSRF token on {path}: {page.status} {page.text[:300]}"
+        return found.group(1)
+
+    async def post(self, path: str, data: dict[str, str], csrf: str | None = "page",
+                   headers: dict[str, str] | None = None) -> Answer:  # fmt: skip
+        """POST ``data``; ``csrf``: "page" takes the token from a page, None sends none."""
+        form = dict(data)
+        if csrf == "page":
+            form["csrf"] = await self.csrf("/login" if path in ("/login", "/signup") else "/totp")
+        elif csrf is not None:
+            form["csrf"] = csrf
+        async with self.session.post(path, data=form, allow_redirects=False,
+                                     headers=headers or {}) as response:  # fmt: skip
+            body = await response.read()
+            return Answer(response.status, body.decode(errors="replace"),
+                          dict(response.headers), body)  # fmt: skip
+
+    async def log_in(self, login: str, password: str, code: str = "") -> Answer:
+        answer = await self.post("/login", {"login": login, "password": password, "code": code})
+        return answer
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+@asynccontextmanager
+async def portal(cfg: WebConfig, limiter: AttemptLimiter | None = None) -> AsyncIterator[
+    tuple[TestServer, list[Browser]]
+]:  # fmt: skip
+    """The portal's app on a real socket on 127.0.0.1; browsers made with ``Browser(server)``
+    are appended to the list and closed at the end."""
+    server = TestServer(make_app(cfg, limiter), host="127.0.0.1")
+    await server.start_server()
+    browsers: list[Browser] = []
+    try:
+        yield server, browsers
+    finally:
+        for browser in browsers:
+            await browser.close()
+        await server.close()
