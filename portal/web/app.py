@@ -30,7 +30,8 @@ async def serve(cfg: WebConfig, host: str, port: int) -> None:
     runner = web.AppRunner(make_app(cfg), access_log=None, **handler_args(header_timeout=15.0))
     await runner.setup()
     server = await start_site(runner, host, port, ConnectionCounter(512, 64))
-    print(f"portal on http://{host}:{port}/", flush=True)
+    bound = server.sockets[0].getsockname()[1]  # the chosen one for --port 0
+    print(f"portal on http://{host}:{bound}/", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
