@@ -255,6 +255,12 @@ def test_security_headers_and_cookie_flags(
                            (await browser.log_in(LOGINS[OWNER], PASSWORD)).headers["Set-Cookie"]):  # fmt: skip
                 assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
                 assert "Secure" not in cookie
+            # what Chromium sends with a form POST from a page under Referrer-Policy: no-referrer
+            ours = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+            theirs = {"Origin": "null", "Sec-Fetch-Site": "cross-site"}
+            form = {"login": LOGINS[OWNER], "password": PASSWORD}
+            assert (await browser.post("/login", form, headers=theirs)).status == 403
+            assert (await browser.post("/login", form, headers=ours)).status == 303
             missing = await browser.get("/no-such-page")
             assert missing.status == 404 and "X-Frame-Options" in missing.headers
             big = await browser.post("/login", {"login": "x" * 100_000, "password": "p"})

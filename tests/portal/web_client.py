@@ -1,12 +1,17 @@
 """A small browser for the portal's web tests: a real aiohttp server on 127.0.0.1 (aiohttp's
-TestServer) and one real HTTP client per user, each with its own cookie jar."""
+TestServer) and one real HTTP client per user, each with its own cookie jar; and ``vci-portal
+serve`` as a process (:func:`served`)."""
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from aiohttp.test_utils import TestServer
@@ -85,3 +90,32 @@ async def portal(cfg: WebConfig, limiter: AttemptLimiter | None = None) -> Async
         for browser in browsers:
             await browser.close()
         await server.close()
+
+
+@contextmanager
+def served(root: Path, *flags: str) -> Iterator[str]:
+    """``vci-portal serve`` as a process on 127.0.0.1 (a port of its choice) with a fresh state dir
+    ``root/state`` (seller data, no database yet) and a signing key in ``root/keys``; yields the
+    base URL. Stopped (its own process only) at the end."""
+    from portal import keys
+    from tests.portal.test_cli import SELLER
+
+    state = root / "state"
+    state.mkdir()
+    (state / "portal.toml").write_text(SELLER)
+    keys.generate(root / "keys", "portal-test")
+    env = {**os.environ, "VCI_PORTAL_STATE_DIR": str(state)}
+    env.pop("VCI_PORTAL_DB", None)
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from portal.cli import main; raise SystemExit(main())", "serve",
+         "--port", "0", "--key-dir", str(root / "keys"), *flags],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        line = process.stdout.readline()  # printed once listening (or EOF when it failed)
+        assert line.startswith("portal on http://127.0.0.1:"), process.stderr.read()
+        yield line.split()[-1]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

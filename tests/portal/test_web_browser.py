@@ -1,0 +1,86 @@
+"""The portal's pages in a real browser (headless Chromium from Debian, driven by Playwright)
+against ``vci-portal serve`` as a process: a workshop signs up, the operator books its bank
+transfer, the owner buys a ticket and downloads the invoice. The pages must work without a
+single Content-Security-Policy violation. Screenshots go to test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from portal import accounts
+from portal.db.engine import open_database
+from tests.portal.conftest import FAST_HASHER, PASSWORD
+from tests.portal.web_client import served
+
+sync_api = pytest.importorskip("playwright.sync_api")
+from tests.web.test_browser import ARGS, CHROMIUM, SHOTS  # noqa: E402  (skips without chromium)
+
+DEVICE = "pi-00000000deadbeef"
+
+
+def test_sign_up_top_up_buy_and_invoice_in_chromium(tmp_path: Path) -> None:
+    with served(tmp_path) as base:
+        engine, factory = open_database(f"sqlite:///{tmp_path / 'state' / 'portal.sqlite3'}")
+        with factory() as session, session.begin():
+            accounts.add_operator(session, login="ops@portal.example", name="Ops",
+                                  password=PASSWORD, hasher=FAST_HASHER)  # fmt: skip
+        engine.dispose()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        violations: list[str] = []
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            try:
+                owner = browser.new_context(accept_downloads=True).new_page()
+                ops = browser.new_context().new_page()
+                for page in (owner, ops):
+                    page.on("console", lambda m: violations.append(m.text)
+                            if "Content Security Policy" in m.text else None)  # fmt: skip
+                owner.goto(base + "signup")
+                for name, value in (
+                    ("name", "Werkstatt Nord"), ("street", "Ring 2"), ("postcode", "20095"),
+                    ("city", "Hamburg"), ("country", "DE"), ("vat_id", "DE123456789"),
+                    ("owner_name", "Chef"), ("owner_login", "chef@nord.example"),
+                    ("password", PASSWORD),
+                ):  # fmt: skip
+                    owner.fill(f'input[name="{name}"]', value)
+                owner.click("button:has-text('Sign up')")
+                assert "signed up" in owner.content()
+                owner.fill('input[name="login"]', "chef@nord.example")
+                owner.fill('input[name="password"]', PASSWORD)
+                owner.click("button:has-text('Log in')")
+                owner.wait_for_url("**/dashboard", timeout=10_000)
+                assert "Credit: 0.00 EUR" in owner.content()
+                owner.screenshot(path=str(SHOTS / "portal-dashboard.png"), full_page=True)
+
+                ops.goto(base + "login")
+                ops.fill('input[name="login"]', "ops@portal.example")
+                ops.fill('input[name="password"]', PASSWORD)
+                ops.click("button:has-text('Log in')")
+                ops.wait_for_url("**/operator/workshops", timeout=10_000)
+                ops.fill('input[name="amount"]', "50.00")
+                ops.fill('input[name="reference"]', "SEPA 2026-11-28 0042")
+                ops.click("button:has-text('Book bank transfer')")
+                assert "Booked 50.00 EUR" in ops.content()
+                ops.screenshot(path=str(SHOTS / "portal-operator.png"), full_page=True)
+
+                owner.goto(base + "buy")
+                owner.select_option('select[name="tariff"]', "basic-9h")
+                owner.fill('input[name="device"]', DEVICE)
+                owner.click("button:has-text('Buy from the credit')")
+                owner.wait_for_url("**/purchases/*", timeout=10_000)
+                assert DEVICE in owner.content()
+                owner.screenshot(path=str(SHOTS / "portal-purchase.png"), full_page=True)
+                with owner.expect_download(timeout=10_000) as download:
+                    owner.click("a:has-text('Invoice')")
+                pdf = Path(download.value.path()).read_bytes()
+                text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+                assert "Werkstatt Nord" in text and "9.00 EUR" in text and DEVICE in text
+                owner.goto(base + "dashboard")
+                assert "Credit: 41.00 EUR" in owner.content()
+            finally:
+                browser.close()
+        assert violations == []
