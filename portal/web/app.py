@@ -10,7 +10,7 @@ import logging
 from aiohttp import web
 
 from firmware_py.web.limits import ConnectionCounter, handler_args, start_site
-from portal.web import operator, pages
+from portal.web import account_pages, operator, pages
 from portal.web.guard import CONFIG, LIMITER, MAX_BODY, AttemptLimiter, WebConfig, guard
 
 log = logging.getLogger(__name__)
@@ -20,6 +20,7 @@ def make_app(cfg: WebConfig, limiter: AttemptLimiter | None = None) -> web.Appli
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
     app[CONFIG] = cfg
     app[LIMITER] = limiter or AttemptLimiter()
+    app.add_routes(account_pages.routes)
     app.add_routes(pages.routes)
     app.add_routes(operator.routes)
     return app

@@ -29,7 +29,13 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from sqlalchemy.orm import Session, sessionmaker
 
-from firmware_py.errors import PortalError
+from firmware_py.errors import (
+    InsufficientCredit,
+    LoginLocked,
+    LoginRefused,
+    PortalError,
+    WorkshopDisabled,
+)
 from portal.accounts import Actor
 from portal.credit import Signer
 from portal.db.models import Role
@@ -131,6 +137,13 @@ def actor(request: web.Request) -> Actor:
     return request[ACTOR]
 
 
+def own_workshop(request: web.Request) -> int:
+    """The acting workshop user's workshop (routes of ``Need.WORKSHOP`` and ``Need.OWNER``)."""
+    workshop_id = actor(request).workshop_id
+    assert workshop_id is not None  # the guard admitted a workshop's user only
+    return workshop_id
+
+
 def csrf(request: web.Request) -> str:
     return request[CSRF]
 
@@ -176,8 +189,23 @@ def error_page(request: web.Request, status: int, title: str, message: str) -> w
     return page(request, title, render("<p>{m}</p>", m=message), status=status)
 
 
-def message_of(err: PortalError) -> str:
-    return f"{err} ({err.hint})" if getattr(err, "hint", None) else str(err)
+def status_of(err: PortalError) -> int:
+    """The HTTP status of a refusal shown on a page."""
+    if isinstance(err, LoginLocked):
+        return 429
+    if isinstance(err, LoginRefused):
+        return 401
+    if isinstance(err, WorkshopDisabled):
+        return 403
+    if isinstance(err, InsufficientCredit):
+        return 402
+    return 400
+
+
+def hasher_kw(request: web.Request) -> dict[str, Any]:
+    """The password hasher the services are to use (tests: a fast one)."""
+    hasher = config(request).hasher
+    return {"hasher": hasher} if hasher is not None else {}
 
 
 def _same_site(request: web.Request) -> bool:

@@ -4,15 +4,17 @@ operator's role is declared per route and enforced by portal/web/guard.py."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
 from aiohttp import web
 from sqlalchemy.orm import Session
 
-from firmware_py.errors import NotPermitted, PaymentError, PortalError
+from firmware_py.errors import PaymentError, PortalError
 from portal import accounts, credit
+from portal.db.models import Workshop
 from portal.invoices import euro
-from portal.web.guard import Need, actor, csrf, in_db, message_of, page, requires, text_of
+from portal.web.guard import Need, actor, csrf, in_db, page, requires, text_of
 from portal.web.html import Markup, field, join, post_form, render, table
 
 routes = web.RouteTableDef()
@@ -70,15 +72,24 @@ def _workshop_id(request: web.Request) -> int:
     return int(text)
 
 
-async def _act(request: web.Request, work, done: str) -> web.Response:  # type: ignore[no-untyped-def]
+class _NoWorkshop(Exception):
+    pass
+
+
+async def _act(
+    request: web.Request, workshop_id: int, work: Callable[[Session], object], done: str
+) -> web.Response:
+    def checked(session: Session) -> None:
+        if session.get(Workshop, workshop_id) is None:
+            raise _NoWorkshop
+        work(session)
+
     try:
-        await in_db(request, work)
-    except NotPermitted as err:
-        if "there is no workshop" in str(err):
-            raise web.HTTPNotFound() from None
-        return await _page(request, message_of(err), 400)
+        await in_db(request, checked)
+    except _NoWorkshop:
+        raise web.HTTPNotFound() from None
     except PortalError as err:
-        return await _page(request, message_of(err), 400)
+        return await _page(request, str(err), 400)
     return await _page(request, done)
 
 
@@ -87,7 +98,7 @@ async def _act(request: web.Request, work, done: str) -> web.Response:  # type: 
 async def disable(request: web.Request) -> web.Response:
     workshop_id = _workshop_id(request)
     return await _act(
-        request, lambda s: accounts.set_enabled(s, actor(request), workshop_id, False),
+        request, workshop_id, lambda s: accounts.set_enabled(s, actor(request), workshop_id, False),
         f"Workshop {workshop_id} is disabled; its sessions have ended.",
     )  # fmt: skip
 
@@ -97,7 +108,7 @@ async def disable(request: web.Request) -> web.Response:
 async def enable(request: web.Request) -> web.Response:
     workshop_id = _workshop_id(request)
     return await _act(
-        request, lambda s: accounts.set_enabled(s, actor(request), workshop_id, True),
+        request, workshop_id, lambda s: accounts.set_enabled(s, actor(request), workshop_id, True),
         f"Workshop {workshop_id} is enabled.",
     )  # fmt: skip
 
@@ -111,9 +122,10 @@ async def top_up(request: web.Request) -> web.Response:
     try:
         cents = _cents(text_of(form, "amount"))
     except PaymentError as err:
-        return await _page(request, message_of(err), 400)
+        return await _page(request, str(err), 400)
     return await _act(
         request,
+        workshop_id,
         lambda s: credit.BankTransfer().book(s, actor(request), workshop_id, cents, reference),
         f"Booked {euro(cents)} for workshop {workshop_id}.",
     )

@@ -1,0 +1,248 @@
+"""Accounts on the web: sign-up, login and logout, the owner's users page, and turning on the
+second factor. Thin over portal/accounts.py and portal/login.py; who may call each route is
+declared with ``@requires`` and enforced by portal/web/guard.py."""
+
+from __future__ import annotations
+
+import re
+
+import segno
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from firmware_py.errors import NotPermitted, PortalError
+from portal import accounts, login
+from portal.db.models import Role, User
+from portal.web.guard import (
+    LIMITER,
+    SESSION_COOKIE,
+    Need,
+    actor,
+    client_address,
+    csrf,
+    error_page,
+    hasher_kw,
+    in_db,
+    own_workshop,
+    page,
+    requires,
+    set_cookie,
+    status_of,
+    text_of,
+)
+from portal.web.html import Markup, field, join, post_form, render, table
+
+routes = web.RouteTableDef()
+SECRET_PATTERN = re.compile(r"[A-Z2-7]{16,64}")
+
+
+SIGNUP_FIELDS = (
+    ("Workshop name", "name"), ("Street", "street"), ("Postcode", "postcode"), ("City", "city"),
+    ("Country (two letters)", "country"), ("VAT id", "vat_id"), ("Your name", "owner_name"),
+    ("Your e-mail (login)", "owner_login"),
+)  # fmt: skip
+
+
+def _signup_form(request: web.Request, values: dict[str, str]) -> Markup:
+    fields = join(field(label, name, value=values.get(name, "")) for label, name in SIGNUP_FIELDS)
+    password = field("Password (12 characters or more)", "password", "password", minlength="12")
+    return post_form("/signup", csrf(request), join([fields, password]), "Sign up")
+
+
+@routes.get("/signup")
+@requires(Need.PUBLIC)
+async def signup_page(request: web.Request) -> web.Response:
+    return page(request, "Sign up your workshop", _signup_form(request, {}))
+
+
+@routes.post("/signup")
+@requires(Need.PUBLIC)
+async def signup(request: web.Request) -> web.Response:
+    form = await request.post()
+    values = {name: text_of(form, name) for _, name in SIGNUP_FIELDS}
+    if wait := request.app[LIMITER].allow(client_address(request)):
+        return _too_many(request, wait)
+    data = accounts.WorkshopData(
+        values["name"], values["street"], values["postcode"], values["city"], values["country"],
+        values["vat_id"],
+    )  # fmt: skip
+
+    def sign_up(session: Session) -> None:
+        accounts.sign_up(
+            session, data, owner_login=values["owner_login"], owner_name=values["owner_name"],
+            password=text_of(form, "password"), **hasher_kw(request),  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    try:
+        await in_db(request, sign_up)
+    except PortalError as err:
+        return page(request, "Sign up your workshop", _signup_form(request, values),
+                    message=str(err), status=status_of(err))  # fmt: skip
+    return _login_page(request, "Your workshop is signed up: log in.", values["owner_login"])
+
+
+def _login_page(request: web.Request, message: str = "", login_name: str = "",
+                status: int = 200) -> web.Response:  # fmt: skip
+    fields = join([
+        field("E-mail", "login", "email", login_name, autocomplete="username"),
+        field("Password", "password", "password", autocomplete="current-password"),
+        field("Code from your authenticator app (if you turned it on)", "code",
+              inputmode="numeric", autocomplete="one-time-code"),
+    ])  # fmt: skip
+    return page(request, "Log in", post_form("/login", csrf(request), fields, "Log in"),
+                message=message, status=status)  # fmt: skip
+
+
+def _too_many(request: web.Request, wait: float) -> web.Response:
+    response = error_page(
+        request, 429, "Too many attempts",
+        f"Too many attempts from your address; try again in {int(wait) + 1} seconds.",
+    )  # fmt: skip
+    response.headers["Retry-After"] = str(int(wait) + 1)
+    return response
+
+
+@routes.get("/login")
+@requires(Need.PUBLIC)
+async def login_page(request: web.Request) -> web.Response:
+    return _login_page(request)
+
+
+@routes.post("/login")
+@requires(Need.PUBLIC)
+async def log_in(request: web.Request) -> web.Response:
+    form = await request.post()
+    name = text_of(form, "login")
+    if wait := request.app[LIMITER].allow(client_address(request)):
+        return _too_many(request, wait)
+
+    def authenticate(session: Session) -> login.OpenSession:
+        user = login.authenticate(
+            session,
+            name,
+            text_of(form, "password"),
+            text_of(form, "code") or None,
+            **hasher_kw(request),  # type: ignore[arg-type]
+        )
+        return login.open_session(session, user)
+
+    try:
+        opened = await in_db(request, authenticate)
+    except PortalError as err:
+        return _login_page(request, str(err), name, status_of(err))
+    out = web.Response(status=303, headers={"Location": "/"})
+    set_cookie(request, out, SESSION_COOKIE, opened.token, login.SESSION_SECONDS)
+    return out
+
+
+@routes.post("/logout")
+@requires(Need.USER)
+async def log_out(request: web.Request) -> web.Response:
+    token = request.cookies[SESSION_COOKIE]
+    await in_db(request, lambda session: login.end_session(session, token))
+    out = web.Response(status=303, headers={"Location": "/login"})
+    out.del_cookie(SESSION_COOKIE, path="/")
+    return out
+
+
+def _users_body(request: web.Request, users: list[tuple[str, str, str]]) -> Markup:
+    fields = join([
+        field("E-mail (login)", "login", "email"), field("Name", "name"),
+        field("Password (12 characters or more)", "password", "password", minlength="12"),
+    ])  # fmt: skip
+    return render(
+        "{users}<h2>Add a technician</h2>{form}",
+        users=table(("Login", "Name", "Role"), users),
+        form=post_form("/users", csrf(request), fields, "Add"),
+    )
+
+
+def _users(session: Session, request: web.Request) -> list[tuple[str, str, str]]:
+    found = accounts.users_of(session, actor(request), own_workshop(request))
+    return [(u.login, u.name, u.role) for u in found]
+
+
+@routes.get("/users")
+@requires(Need.OWNER)
+async def users_page(request: web.Request) -> web.Response:
+    users = await in_db(request, lambda session: _users(session, request))
+    return page(request, "Users", _users_body(request, users))
+
+
+@routes.post("/users")
+@requires(Need.OWNER)
+async def add_user(request: web.Request) -> web.Response:
+    form = await request.post()
+
+    def add(session: Session) -> None:
+        accounts.add_user(
+            session, actor(request), own_workshop(request), login=text_of(form, "login"),
+            name=text_of(form, "name"), password=text_of(form, "password"),
+            role=Role.TECHNICIAN, **hasher_kw(request),  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    message, status = "The technician can log in now.", 200
+    try:
+        await in_db(request, add)
+    except PortalError as err:
+        message, status = str(err), status_of(err)
+    users = await in_db(request, lambda session: _users(session, request))
+    return page(request, "Users", _users_body(request, users), message=message, status=status)
+
+
+def _totp_body(request: web.Request, login_name: str, secret: str) -> Markup:
+    uri = login.totp_uri(secret, login_name)
+    fields = join([
+        render('<input type="hidden" name="secret" value="{s}">', s=secret),
+        field("Code the app shows now", "code", inputmode="numeric",
+              autocomplete="one-time-code"),
+    ])  # fmt: skip
+    return render(
+        "<p>Scan the code with your authenticator app, or enter the key by hand:</p>"
+        '{qr}<p class="ticket">{secret}</p><p class="ticket">{uri}</p>{form}',
+        qr=Markup(segno.make(uri, error="m").svg_inline(scale=4, title="TOTP key")),
+        secret=secret, uri=uri,
+        form=post_form("/totp", csrf(request), fields, "Turn on the second factor"),
+    )  # fmt: skip
+
+
+def _me(session: Session, request: web.Request) -> tuple[str, bool]:
+    user = session.get(User, actor(request).user_id)
+    assert user is not None  # the session's user
+    return user.login, user.totp is not None
+
+
+@routes.get("/totp")
+@requires(Need.USER)
+async def totp_page(request: web.Request) -> web.Response:
+    login_name, on = await in_db(request, lambda session: _me(session, request))
+    if on:
+        return page(request, "Second factor", render("<p>Your second factor is on.</p>"))
+    return page(request, "Second factor", _totp_body(request, login_name, login.new_totp_secret()))
+
+
+@routes.post("/totp")
+@requires(Need.USER)
+async def enable_totp(request: web.Request) -> web.Response:
+    form = await request.post()
+    secret, code = text_of(form, "secret"), text_of(form, "code")
+
+    def enable(session: Session) -> str:
+        login_name, on = _me(session, request)
+        if on:
+            raise NotPermitted("your second factor is on already", hint="Nothing to do")
+        if not SECRET_PATTERN.fullmatch(secret):
+            raise NotPermitted("the form's key is malformed", hint="Reload the page")
+        login.enable_totp(session, actor(request), secret, code)
+        return login_name
+
+    try:
+        await in_db(request, enable)
+    except PortalError as err:
+        login_name, on = await in_db(request, lambda session: _me(session, request))
+        if not SECRET_PATTERN.fullmatch(secret):
+            secret = login.new_totp_secret()
+        body = render("") if on else _totp_body(request, login_name, secret)
+        return page(request, "Second factor", body, message=str(err), status=status_of(err))
+    return page(request, "Second factor", render("<p>Your second factor is on: from now on "
+                                                 "you log in with a code too.</p>"))  # fmt: skip
