@@ -254,6 +254,18 @@ class LoginLocked(LoginRefused):
     code = "login_locked"
 
 
+class SecondFactorNeeded(LoginRefused):
+    """The password was right and the user has a second factor: the login continues with the
+    authenticator's code (portal/login.py ``second_factor``)."""
+
+    code = "second_factor_needed"
+    hint = "Enter the code your authenticator app shows"
+
+    def __init__(self, message: str, *, user_id: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.user_id = user_id
+
+
 class NotPermitted(PortalError):
     """The user may not do this: another workshop's data, a role that lacks the right, or a
     disabled workshop."""

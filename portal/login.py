@@ -25,7 +25,13 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from firmware_py.errors import LoginLocked, LoginRefused, NotPermitted, WorkshopDisabled
+from firmware_py.errors import (
+    LoginLocked,
+    LoginRefused,
+    NotPermitted,
+    SecondFactorNeeded,
+    WorkshopDisabled,
+)
 from portal.accounts import HASHER, Actor, find_user, normalise_login, require_enabled
 from portal.db.models import LoginGuard, TotpSecret, User, WebSession
 
@@ -80,18 +86,14 @@ def authenticate(
     now: float | None = None,
 ) -> User:
     """The user with this login and password (and the current TOTP code if they set up a second
-    factor); :class:`LoginRefused` otherwise, :class:`LoginLocked` while locked out,
-    :class:`WorkshopDisabled` for a disabled workshop's users. Runs its own transactions on
+    factor); :class:`SecondFactorNeeded` when the password is right, the user has a second
+    factor and no code was given (then :func:`second_factor`); :class:`LoginRefused` otherwise,
+    :class:`LoginLocked` while locked out, :class:`WorkshopDisabled` for a disabled workshop's
+    users. Runs its own transactions on
     ``session`` (give it one that is not in a transaction) and commits what it counts."""
     t = int(now if now is not None else time.time())
     login = normalise_login(login)
-    guard = session.get(LoginGuard, login)
-    if guard is not None and guard.locked_until > t:
-        minutes = (guard.locked_until - t + 59) // 60
-        raise LoginLocked(
-            "too many failed logins for this login name",
-            hint=f"Try again in {minutes} minutes, or ask the workshop's owner",
-        )
+    _check_lock(session, login, t)
     found = find_user(session, login)
     user_id, stored = (found.id, found.password_hash) if found else (None, _dummy_hash(hasher))
     session.rollback()  # the slow hash checks below hold no transaction (on SQLite: no lock)
@@ -101,6 +103,13 @@ def authenticate(
         ok = False
     rehashed = hasher.hash(password) if ok and hasher.check_needs_rehash(stored) else None
     user = session.get(User, user_id) if ok and user_id is not None else None
+    if ok and user is not None and user.totp is not None and totp_code is None:
+        # The password is right; the code comes in a second step. The failure count stays as
+        # it is: a right password must not reset the count of wrong codes.
+        if rehashed is not None and user.password_hash == stored:
+            user.password_hash = rehashed
+        session.commit()
+        raise SecondFactorNeeded("the password is right; now the code", user_id=user.id)
     if user is not None and user.totp is not None:
         ok = _use_totp_code(session, user.totp, totp_code or "", t)
     if not ok or user is None:
@@ -111,6 +120,35 @@ def authenticate(
     if rehashed is not None and user.password_hash == stored:
         user.password_hash = rehashed
     session.execute(update(LoginGuard).where(LoginGuard.login == login).values(failures=0))
+    session.commit()
+    return user
+
+
+def _check_lock(session: Session, login: str, now: int) -> None:
+    guard = session.get(LoginGuard, login)
+    if guard is not None and guard.locked_until > now:
+        minutes = (guard.locked_until - now + 59) // 60
+        raise LoginLocked(
+            "too many failed logins for this login name",
+            hint=f"Try again in {minutes} minutes, or ask the workshop's owner",
+        )
+
+
+def second_factor(session: Session, user_id: int, code: str, *, now: float | None = None) -> User:
+    """The second step of a login that :func:`authenticate` answered with
+    :class:`SecondFactorNeeded`: the user if ``code`` is a current, unused code of theirs. A
+    wrong code counts as a failed login of their login name (the same lock-out). Commits."""
+    t = int(now if now is not None else time.time())
+    user = session.get(User, user_id)
+    if user is None:
+        raise LoginRefused("login refused: the user is gone", hint="Log in again")
+    _check_lock(session, user.login, t)
+    if user.totp is None or not _use_totp_code(session, user.totp, code, t):
+        _fail(session, user.login, t)
+        raise LoginRefused("login refused: wrong or used code")
+    if user.workshop is not None:
+        require_enabled(user.workshop)
+    session.execute(update(LoginGuard).where(LoginGuard.login == user.login).values(failures=0))
     session.commit()
     return user
 

@@ -1,4 +1,5 @@
-"""Accounts on the web: sign-up, login and logout, the owner's users page, and turning on the
+"""Accounts on the web: sign-up, login (the password, then the authenticator's code when the
+user turned the second factor on) and logout, the owner's users page, and turning on the
 second factor. Thin over portal/accounts.py and portal/login.py; who may call each route is
 declared with ``@requires`` and enforced by portal/web/guard.py."""
 
@@ -10,11 +11,19 @@ import segno
 from aiohttp import web
 from sqlalchemy.orm import Session
 
-from firmware_py.errors import NotPermitted, PortalError
+from firmware_py.errors import (
+    LoginLocked,
+    NotPermitted,
+    PortalError,
+    SecondFactorNeeded,
+    WorkshopDisabled,
+)
 from portal import accounts, login
 from portal.db.models import Role, User
 from portal.web.guard import (
     LIMITER,
+    PENDING,
+    PENDING_COOKIE,
     SESSION_COOKIE,
     Need,
     actor,
@@ -86,11 +95,23 @@ def _login_page(request: web.Request, message: str = "", login_name: str = "",
     fields = join([
         field("E-mail", "login", "email", login_name, autocomplete="username"),
         field("Password", "password", "password", autocomplete="current-password"),
-        field("Code from your authenticator app (if you turned it on)", "code",
-              inputmode="numeric", autocomplete="one-time-code"),
     ])  # fmt: skip
     return page(request, "Log in", post_form("/login", csrf(request), fields, "Log in"),
                 message=message, status=status)  # fmt: skip
+
+
+def _code_page(request: web.Request, message: str = "", status: int = 200) -> web.Response:
+    fields = field("Code from your authenticator app", "code", inputmode="numeric",
+                   autocomplete="one-time-code", autofocus="autofocus")  # fmt: skip
+    form = post_form("/login/code", csrf(request), fields, "Log in")
+    return page(request, "Second factor", form, message=message, status=status)
+
+
+def _logged_in(request: web.Request, opened: login.OpenSession) -> web.Response:
+    out = web.Response(status=303, headers={"Location": "/"})
+    set_cookie(request, out, SESSION_COOKIE, opened.token, login.SESSION_SECONDS)
+    out.del_cookie(PENDING_COOKIE, path="/")
+    return out
 
 
 def _too_many(request: web.Request, wait: float) -> web.Response:
@@ -118,21 +139,45 @@ async def log_in(request: web.Request) -> web.Response:
 
     def authenticate(session: Session) -> login.OpenSession:
         user = login.authenticate(
-            session,
-            name,
-            text_of(form, "password"),
-            text_of(form, "code") or None,
-            **hasher_kw(request),  # type: ignore[arg-type]
-        )
+            session, name, text_of(form, "password"), **hasher_kw(request),  # type: ignore[arg-type]
+        )  # fmt: skip
         return login.open_session(session, user)
 
     try:
         opened = await in_db(request, authenticate)
+    except SecondFactorNeeded as err:
+        out = _code_page(request)
+        set_cookie(request, out, PENDING_COOKIE, request.app[PENDING].add(err.user_id), 300)
+        return out
     except PortalError as err:
         return _login_page(request, str(err), name, status_of(err))
-    out = web.Response(status=303, headers={"Location": "/"})
-    set_cookie(request, out, SESSION_COOKIE, opened.token, login.SESSION_SECONDS)
-    return out
+    return _logged_in(request, opened)
+
+
+@routes.post("/login/code")
+@requires(Need.PUBLIC)
+async def log_in_code(request: web.Request) -> web.Response:
+    form = await request.post()
+    if wait := request.app[LIMITER].allow(client_address(request)):
+        return _too_many(request, wait)
+    token = request.cookies.get(PENDING_COOKIE)
+    user_id = request.app[PENDING].user(token)
+    if user_id is None:
+        return _login_page(request, "The login took too long: log in again.", status=401)
+
+    def second_factor(session: Session) -> login.OpenSession:
+        user = login.second_factor(session, user_id, text_of(form, "code"))
+        return login.open_session(session, user)
+
+    try:
+        opened = await in_db(request, second_factor)
+    except (LoginLocked, WorkshopDisabled) as err:
+        request.app[PENDING].drop(token)
+        return _login_page(request, str(err), status=status_of(err))
+    except PortalError as err:
+        return _code_page(request, str(err), status_of(err))
+    request.app[PENDING].drop(token)
+    return _logged_in(request, opened)
 
 
 @routes.post("/logout")

@@ -11,15 +11,27 @@ from aiohttp import web
 
 from firmware_py.web.limits import ConnectionCounter, handler_args, start_site
 from portal.web import account_pages, operator, pages
-from portal.web.guard import CONFIG, LIMITER, MAX_BODY, AttemptLimiter, WebConfig, guard
+from portal.web.guard import (
+    CONFIG,
+    LIMITER,
+    MAX_BODY,
+    PENDING,
+    AttemptLimiter,
+    PendingLogins,
+    WebConfig,
+    guard,
+)
 
 log = logging.getLogger(__name__)
 
 
-def make_app(cfg: WebConfig, limiter: AttemptLimiter | None = None) -> web.Application:
+def make_app(
+    cfg: WebConfig, limiter: AttemptLimiter | None = None, pending: PendingLogins | None = None
+) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
     app[CONFIG] = cfg
     app[LIMITER] = limiter or AttemptLimiter()
+    app[PENDING] = pending or PendingLogins()
     app.add_routes(account_pages.routes)
     app.add_routes(pages.routes)
     app.add_routes(operator.routes)

@@ -44,6 +44,8 @@ from portal.web.html import Markup, layout, post_form, render
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "portal_session"
+PENDING_COOKIE = "portal_login_pending"
+"""between the password and the authenticator code: the :class:`PendingLogins` token"""
 FORM_COOKIE = "portal_form"
 """before login: the CSRF token of the sign-up and login forms (double-submit)"""
 MAX_BODY = 64 * 1024
@@ -109,6 +111,30 @@ class AttemptLimiter:
         return 0.0
 
 
+class PendingLogins:
+    """Logins whose password was right and whose authenticator code is still to come: a random
+    token (in its own cookie) names the user for ``seconds``. Kept in this process's memory."""
+
+    def __init__(self, seconds: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds, self.clock = seconds, clock
+        self.pending: dict[str, tuple[int, float]] = {}
+
+    def add(self, user_id: int) -> str:
+        now = self.clock()
+        if len(self.pending) > 10_000:
+            self.pending = {k: v for k, v in self.pending.items() if v[1] > now}
+        token = secrets.token_urlsafe(32)
+        self.pending[token] = (user_id, now + self.seconds)
+        return token
+
+    def user(self, token: str | None) -> int | None:
+        found = self.pending.get(token or "")
+        return found[0] if found is not None and found[1] > self.clock() else None
+
+    def drop(self, token: str | None) -> None:
+        self.pending.pop(token or "", None)
+
+
 @dataclass(frozen=True)
 class WebConfig:
     factory: sessionmaker[Session]
@@ -122,6 +148,7 @@ class WebConfig:
 
 CONFIG = web.AppKey("config", WebConfig)
 LIMITER = web.AppKey("login_limiter", AttemptLimiter)
+PENDING = web.AppKey("pending_logins", PendingLogins)
 ACTOR = web.RequestKey("actor", Actor)
 CSRF = web.RequestKey("csrf", str)
 NEW_FORM_TOKEN = web.RequestKey("new_form_token", str)

@@ -211,3 +211,30 @@ def test_session_expires(factory: sessionmaker[Session]) -> None:
             login.session_actor(session, opened.token, now=NOW + login.SESSION_SECONDS)
         with pytest.raises(LoginRefused):
             login.session_actor(session, "not a token", now=NOW)
+
+
+def test_second_factor_as_a_second_step(factory: sessionmaker[Session]) -> None:
+    """Without a code, a right password of a user with a second factor is answered with
+    SecondFactorNeeded (nothing counted, nothing reset); second_factor() then takes the code and
+    counts a wrong one as a failed login."""
+    from firmware_py.errors import SecondFactorNeeded
+    from portal.db.models import LoginGuard
+
+    owner = sign_up(factory, 1)
+    secret = login.new_totp_secret()
+    totp = pyotp.TOTP(secret)
+    with factory() as session, session.begin():
+        login.enable_totp(session, owner, secret, totp.at(NOW), now=NOW)
+    with pytest.raises(LoginRefused):  # a wrong password: counted
+        _login(factory, "owner1@example.com", "wrong password 123", now=NOW + 60)
+    with pytest.raises(SecondFactorNeeded) as asked:
+        _login(factory, "owner1@example.com", now=NOW + 60)
+    assert asked.value.user_id == owner.user_id
+    with factory() as session:
+        assert session.get(LoginGuard, "owner1@example.com").failures == 1  # type: ignore[union-attr]
+        with pytest.raises(LoginRefused, match="wrong or used code"):
+            login.second_factor(session, owner.user_id, totp.at(NOW), now=NOW + 60)
+        assert session.get(LoginGuard, "owner1@example.com").failures == 2  # type: ignore[union-attr]
+        user = login.second_factor(session, owner.user_id, totp.at(NOW + 60), now=NOW + 60)
+        assert user.id == owner.user_id
+        assert session.get(LoginGuard, "owner1@example.com").failures == 0  # type: ignore[union-attr]

@@ -35,9 +35,9 @@ from portal.db.models import (
 )
 from portal.invoices import Seller
 from portal.web.app import make_app
-from portal.web.guard import AttemptLimiter, Need, WebConfig, need_of, requires
+from portal.web.guard import AttemptLimiter, Need, PendingLogins, WebConfig, need_of, requires
 from tests.portal.conftest import FAST_HASHER, PASSWORD, sign_up
-from tests.portal.web_client import Browser, portal
+from tests.portal.web_client import CSRF, Browser, portal
 
 OWNER, TECH, OPS = Role.OWNER, Role.TECHNICIAN, Role.OPERATOR
 ROUTES: dict[tuple[str, str], Need] = {
@@ -47,6 +47,7 @@ ROUTES: dict[tuple[str, str], Need] = {
     ("POST", "/signup"): Need.PUBLIC,
     ("GET", "/login"): Need.PUBLIC,
     ("POST", "/login"): Need.PUBLIC,
+    ("POST", "/login/code"): Need.PUBLIC,
     ("POST", "/logout"): Need.USER,
     ("GET", "/dashboard"): Need.WORKSHOP,
     ("GET", "/buy"): Need.WORKSHOP,
@@ -393,14 +394,17 @@ def test_sign_up_top_up_buy_and_download_the_invoice(
     asyncio.run(run())
 
 
-def test_second_factor_turned_on_and_used_at_login(
+def test_second_factor_turned_on_and_asked_for_after_the_password(
     factory: sessionmaker[Session],
     signer: Signer,
     seller: Seller,
     world: dict,  # type: ignore[type-arg]
 ) -> None:
+    clock = [1000.0]
+    pending = PendingLogins(seconds=300.0, clock=lambda: clock[0])
+
     async def run() -> None:
-        async with portal(make_cfg(factory, signer, seller)) as (server, browsers):
+        async with portal(make_cfg(factory, signer, seller), pending=pending) as (server, browsers):
             browser = Browser(server)
             browsers.append(browser)
             assert (await browser.log_in(LOGINS[TECH], PASSWORD)).status == 303
@@ -415,9 +419,58 @@ def test_second_factor_turned_on_and_used_at_login(
             assert on.status == 200 and "second factor is on" in on.text
             assert (await browser.post("/logout", {})).location == "/login"
             assert (await browser.get("/dashboard")).location == "/login"
-            assert (await browser.log_in(LOGINS[TECH], PASSWORD)).status == 401
-            code = totp.at(time.time() + 30)  # the next step's (this step's code is used)
-            assert (await browser.log_in(LOGINS[TECH], PASSWORD, code)).status == 303
+
+            # the password alone: the code is asked for, no session yet
+            asked = await browser.log_in(LOGINS[TECH], PASSWORD)
+            assert asked.status == 200 and 'action="/login/code"' in asked.text
+            assert (await browser.get("/dashboard")).location == "/login"
+            token = CSRF.search(asked.text)[1]  # type: ignore[index]
+            used = await browser.post("/login/code", {"code": totp.now()}, csrf=token)
+            assert used.status == 401  # the code that turned it on is used up
+            code = totp.at(time.time() + 30)  # the next step's
+            assert (await browser.post("/login/code", {"code": code}, csrf=token)).status == 303
             assert (await browser.get("/dashboard")).status == 200
+
+            # a pending login ends after 5 minutes
+            other = Browser(server)
+            browsers.append(other)
+            asked = await other.log_in(LOGINS[TECH], PASSWORD)
+            clock[0] += 301
+            late = await other.post("/login/code", {"code": "123456"},
+                                    csrf=CSRF.search(asked.text)[1])  # type: ignore[index]  # fmt: skip
+            assert late.status == 401 and "too long" in late.text
+
+    asyncio.run(run())
+
+
+def test_wrong_codes_lock_out_even_between_right_passwords(
+    factory: sessionmaker[Session],
+    signer: Signer,
+    seller: Seller,
+    world: dict,  # type: ignore[type-arg]
+) -> None:
+    """A right password must not reset the count of wrong codes: else whoever has the password
+    could guess codes without end."""
+    secret = pyotp.random_base32()
+    with factory() as session, session.begin():
+        tech = accounts.find_user(session, LOGINS[TECH])
+        assert tech is not None
+        session.add(TotpSecret(user_id=tech.id, secret=secret, last_step=0))
+
+    async def run() -> None:
+        limiter = AttemptLimiter(attempts=1000)  # the per-address limit is not under test
+        async with portal(make_cfg(factory, signer, seller), limiter) as (server, browsers):
+            browser = Browser(server)
+            browsers.append(browser)
+            for _ in range(4):  # the right password, then a wrong code: counted each time
+                assert (await browser.log_in(LOGINS[TECH], PASSWORD, "000000")).status == 401
+                asked = await browser.log_in(LOGINS[TECH], PASSWORD)  # the password alone
+                assert 'action="/login/code"' in asked.text
+            assert (await browser.log_in(LOGINS[TECH], PASSWORD, "000000")).status == 401
+            locked = await browser.log_in(LOGINS[TECH], PASSWORD)
+            assert locked.status == 429 and "too many failed logins" in locked.text
+            code = pyotp.TOTP(secret).now()
+            assert code != "000000"
+            assert (await browser.log_in(LOGINS[TECH], PASSWORD, code)).status == 429
 
     asyncio.run(run())

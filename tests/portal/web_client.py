@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 from portal.web.app import make_app
-from portal.web.guard import AttemptLimiter, WebConfig
+from portal.web.guard import AttemptLimiter, PendingLogins, WebConfig
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -67,8 +67,13 @@ class Browser:
             return Answer(response.status, body.decode(errors="replace"),
                           dict(response.headers), body)  # fmt: skip
 
-    async def log_in(self, login: str, password: str, code: str = "") -> Answer:
-        answer = await self.post("/login", {"login": login, "password": password, "code": code})
+    async def log_in(self, login: str, password: str, code: str | None = None) -> Answer:
+        """The password; then, when the portal asks for it and ``code`` is given, the code."""
+        answer = await self.post("/login", {"login": login, "password": password})
+        if code is not None and 'action="/login/code"' in answer.text:
+            answer = await self.post(
+                "/login/code", {"code": code}, csrf=CSRF.search(answer.text)[1]
+            )  # type: ignore[index]
         return answer
 
     async def close(self) -> None:
@@ -76,12 +81,14 @@ class Browser:
 
 
 @asynccontextmanager
-async def portal(cfg: WebConfig, limiter: AttemptLimiter | None = None) -> AsyncIterator[
+async def portal(
+    cfg: WebConfig, limiter: AttemptLimiter | None = None, pending: PendingLogins | None = None
+) -> AsyncIterator[
     tuple[TestServer, list[Browser]]
 ]:  # fmt: skip
     """The portal's app on a real socket on 127.0.0.1; browsers made with ``Browser(server)``
     are appended to the list and closed at the end."""
-    server = TestServer(make_app(cfg, limiter), host="127.0.0.1")
+    server = TestServer(make_app(cfg, limiter, pending), host="127.0.0.1")
     await server.start_server()
     browsers: list[Browser] = []
     try:
