@@ -5,7 +5,7 @@ sessions with a CSRF token each.
 Lock-out is per login name, known or not: after :data:`MAX_FAILURES` failed logins the name is
 locked for :data:`LOCK_SECONDS`, and an unknown name costs the same password check as a known one,
 so neither the answer nor its timing tells which login names exist. Limiting requests per client
-address is the web layer's job (later). Failed attempts are committed even though the login is
+address is the web layer's (portal/web/guard.py). Failed attempts are committed even though the login is
 refused, so :func:`authenticate` commits its own session.
 """
 
