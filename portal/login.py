@@ -5,8 +5,10 @@ sessions with a CSRF token each.
 Lock-out is per login name, known or not: after :data:`MAX_FAILURES` failed logins the name is
 locked for :data:`LOCK_SECONDS`, and an unknown name costs the same password check as a known one,
 so neither the answer nor its timing tells which login names exist. Limiting requests per client
-address is the web layer's (portal/web/guard.py). Failed attempts are committed even though the login is
-refused, so :func:`authenticate` commits its own session.
+address is the web layer's (portal/web/guard.py). Failed attempts are committed even though the
+login is refused, so :func:`authenticate` and :func:`second_factor` commit their own session. A
+user with a second factor logs in in two steps: the password (answered with
+:class:`SecondFactorNeeded`), then the code.
 """
 
 from __future__ import annotations
