@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, unique
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -58,6 +58,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
 
 
+@unique  # two needs with the same roles would silently be one
 class Need(Enum):
     """What a route needs from the request's session."""
 
