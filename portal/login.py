@@ -217,7 +217,9 @@ def _token_key(token: str) -> str:
 
 
 def open_session(session: Session, user: User, *, now: float | None = None) -> OpenSession:
+    """A new session for ``user``; sessions of anybody that have expired are deleted on the way."""
     t = int(now if now is not None else time.time())
+    session.execute(delete(WebSession).where(WebSession.expires_at <= t))
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     session.add(
         WebSession(

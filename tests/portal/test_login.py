@@ -238,3 +238,19 @@ def test_second_factor_as_a_second_step(factory: sessionmaker[Session]) -> None:
         user = login.second_factor(session, owner.user_id, totp.at(NOW + 60), now=NOW + 60)
         assert user.id == owner.user_id
         assert session.get(LoginGuard, "owner1@example.com").failures == 0  # type: ignore[union-attr]
+
+
+def test_a_new_session_prunes_expired_ones(factory: sessionmaker[Session]) -> None:
+    from sqlalchemy import func, select
+
+    from portal.db.models import WebSession
+
+    sign_up(factory, 1)
+    for at in (NOW, NOW + 10, NOW + login.SESSION_SECONDS + 5):
+        with factory() as session:
+            user = login.authenticate(session, "owner1@example.com", PASSWORD,
+                                      hasher=FAST_HASHER, now=at)  # fmt: skip
+            login.open_session(session, user, now=at)
+            session.commit()
+    with factory() as session:  # the first one expired (and was pruned), the others live
+        assert session.scalar(select(func.count()).select_from(WebSession)) == 2
