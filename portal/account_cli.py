@@ -109,6 +109,10 @@ def register(sub: Any, ticket: Any) -> None:
         "--secure-cookies", action="store_true",
         help="mark cookies Secure: served over TLS, or behind a proxy that terminates it",
     )  # fmt: skip
+    sv.add_argument(
+        "--trusted-proxy", action="append", default=[], metavar="ADDR",
+        help="a reverse proxy's address whose X-Forwarded-For names the client (repeatable)",
+    )  # fmt: skip
     sv.set_defaults(account_handler=_serve)
 
 
@@ -317,6 +321,9 @@ def _serve(args: argparse.Namespace) -> None:
 
     seller = Seller.load(args.config or state_dir() / "portal.toml")
     kid, key = keys.load_signing_key(args.key_dir, args.kid)
-    cfg = WebConfig(_open(args), Signer(kid, key), seller, secure_cookies=args.secure_cookies)
+    cfg = WebConfig(
+        _open(args), Signer(kid, key), seller, secure_cookies=args.secure_cookies,
+        trusted_proxies=frozenset(args.trusted_proxy),
+    )  # fmt: skip
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(cfg, args.host, args.port))

@@ -143,6 +143,9 @@ class WebConfig:
     seller: Seller
     secure_cookies: bool = False
     """Secure cookies: served over TLS, or behind a proxy that terminates it"""
+    trusted_proxies: frozenset[str] = frozenset()
+    """addresses of reverse proxies whose ``X-Forwarded-For`` names the client (else the
+    connection's address is the client's: behind a proxy, all clients would share one limit)"""
     hasher: PasswordHasher | None = None
     """None: the services' default (argon2id, the library's recommended parameters)"""
 
@@ -332,7 +335,20 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 def client_address(request: web.Request) -> str:
-    return request.remote or ""
+    """The client's address for the per-address limit: the connection's, or when that is a
+    trusted proxy, the nearest address in ``X-Forwarded-For`` that is not a trusted proxy (the
+    addresses further left are the client's own claims)."""
+    peer = request.remote or ""
+    proxies = config(request).trusted_proxies
+    if peer not in proxies:
+        return peer
+    hops = [
+        hop.strip()
+        for value in request.headers.getall("X-Forwarded-For", [])
+        for hop in value.split(",")
+        if hop.strip()
+    ]
+    return next((hop for hop in reversed(hops) if hop not in proxies), peer)
 
 
 def text_of(form: Any, name: str) -> str:

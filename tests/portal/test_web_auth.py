@@ -317,6 +317,36 @@ def test_login_attempts_limited_per_client_address(
     asyncio.run(run())
 
 
+def test_login_limit_per_client_behind_a_trusted_proxy(
+    factory: sessionmaker[Session],
+    signer: Signer,
+    seller: Seller,
+    world: dict,  # type: ignore[type-arg]
+) -> None:
+    """Behind a trusted proxy each client (X-Forwarded-For) has its own limit; a client that is
+    not a trusted proxy cannot choose its address by sending the header."""
+    wrong = {"login": "a@example.com", "password": "wrong password 123"}
+
+    async def attempts(cfg: WebConfig, forwarded: str) -> tuple[int, int]:
+        async with portal(cfg, AttemptLimiter(attempts=2)) as (server, browsers):
+            browser = Browser(server)
+            browsers.append(browser)
+            for n in range(2):
+                header = {"X-Forwarded-For": f"{n}.0.0.1, {forwarded}"}
+                assert (await browser.post("/login", wrong, headers=header)).status == 401
+            other = {"X-Forwarded-For": "203.0.113.9"}
+            same = {"X-Forwarded-For": f"9.9.9.9, {forwarded}"}  # a new claim on the left
+            return (
+                (await browser.post("/login", wrong, headers=other)).status,
+                (await browser.post("/login", wrong, headers=same)).status,
+            )
+
+    proxied = WebConfig(factory, signer, seller, hasher=FAST_HASHER,
+                        trusted_proxies=frozenset({"127.0.0.1"}))  # fmt: skip
+    assert asyncio.run(attempts(proxied, "198.51.100.7")) == (401, 429)  # each client its own
+    assert asyncio.run(attempts(make_cfg(factory, signer, seller), "198.51.100.7")) == (429, 429)
+
+
 def test_sign_up_top_up_buy_and_download_the_invoice(
     factory: sessionmaker[Session], signer: Signer, seller: Seller
 ) -> None:
