@@ -413,6 +413,20 @@ def test_sign_up_top_up_buy_and_download_the_invoice(
                 assert expected in text, expected
             assert "Credit: 41.00 EUR" in (await owner.get("/dashboard")).text
 
+            # the owner adds a technician, who logs in and sees the same workshop
+            added = await owner.post("/users", {"login": "tech@nord.example", "name": "Tech",
+                                                "password": PASSWORD},
+                                     csrf=await owner.csrf("/users"))  # fmt: skip
+            assert added.status == 200 and "tech@nord.example" in added.text
+            short = await owner.post("/users", {"login": "t2@nord.example", "name": "T2",
+                                                "password": "short"},
+                                     csrf=await owner.csrf("/users"))  # fmt: skip
+            assert short.status == 400 and "shorter than 12" in short.text
+            tech = Browser(server)
+            browsers.append(tech)
+            assert (await tech.log_in("tech@nord.example", PASSWORD)).status == 303
+            assert "Credit: 41.00 EUR" in (await tech.get("/dashboard")).text
+
             # the operator disables the workshop: its session ends, its login is refused
             disabled = await ops.post(f"/operator/workshops/{workshop_id}/disable", {},
                                       csrf=await ops.csrf("/operator/workshops"))  # fmt: skip
