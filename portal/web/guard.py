@@ -40,6 +40,7 @@ from portal.accounts import Actor
 from portal.credit import Signer
 from portal.db.models import Role
 from portal.invoices import Seller
+from portal.login import session_actor
 from portal.web.html import Markup, layout, post_form, render
 
 log = logging.getLogger(__name__)
@@ -253,8 +254,6 @@ def _same_site(request: web.Request) -> bool:
 
 
 def _load_session(factory: sessionmaker[Session], token: str) -> tuple[Actor, str] | None:
-    from portal.login import session_actor
-
     with factory() as session:
         try:
             return session_actor(session, token)
