@@ -447,3 +447,62 @@ def test_real_rauc_trial_without_mark_good_falls_back(
     assert status["booted"] == "A" and status["boot_primary"] == "rootfs.0"
     boot = {name: info for entry in status["slots"] for name, info in entry.items()}
     assert boot["rootfs.1"]["boot_status"] == "bad"
+
+
+def test_vci_update_install_reboots_with_tryboot_only_when_armed(
+    card: Card, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``vci update install --reboot``: ``systemctl reboot '0 tryboot'`` on the Pi once the
+    backend armed a trial; a plain reboot otherwise, and always on amd64 (no backend)."""
+    from firmware_py.cli.update_commands import reboot_command
+
+    for key, value in card.env.items():
+        if key.startswith("VCI_TRYBOOT_"):
+            monkeypatch.setenv(key, value)
+    assert reboot_command(BACKEND) == ["systemctl", "reboot"]
+    card.out("set-state", "B", "bad")
+    card.out("set-primary", "B")
+    assert reboot_command(BACKEND) == ["systemctl", "reboot", "0 tryboot"]
+    assert reboot_command(tmp_path / "no-backend") == ["systemctl", "reboot"]  # amd64
+
+
+@pytest.mark.skipif(shutil.which("rauc") is None, reason="rauc: scripts/test installs it")
+def test_image_bundle_carries_the_pi_boot_partition_with_its_root(tmp_path: Path) -> None:
+    """image/bundle on a Pi image's directory: both images of the slot group, the Pi's
+    compatible, verity, signed; ``rauc info`` checks the signature against the keyring."""
+    import json
+
+    image = tmp_path / "arm64-box"
+    image.mkdir()
+    subprocess.run(["mkfs.vfat", "-C", str(image / "boot.vfat"), "4096"], check=True,
+                   capture_output=True)  # fmt: skip
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "noise").write_bytes(os.urandom(200_000))
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(tree), str(image / "rootfs.img"), "4M"],
+                   check=True)  # fmt: skip
+    (image / "manifest.json").write_text(json.dumps({
+        "rootfs": "rootfs.img", "boot": "boot.vfat", "version": "0.2.0",
+        "compatible": "vci-gateway-rpi-arm64",
+    }))  # fmt: skip
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+         "/CN=VCI TEST release", "-keyout", str(tmp_path / "k.pem"), "-out",
+         str(tmp_path / "c.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    out = tmp_path / "pi.raucb"
+    subprocess.run(
+        [sys.executable, str(ROOT / "image/bundle"), "--image", str(image), "--cert",
+         str(tmp_path / "c.pem"), "--key", str(tmp_path / "k.pem"), "--keyring",
+         str(tmp_path / "c.pem"), "--fast", "-o", str(out)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    info = subprocess.run(
+        ["rauc", "info", f"--keyring={tmp_path / 'c.pem'}", "--output-format=json", str(out)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    data = json.loads(info.stdout)
+    assert data["compatible"] == "vci-gateway-rpi-arm64"
+    classes = {name for image in data["images"] for name in image}
+    assert classes == {"boot", "rootfs"}
