@@ -13,9 +13,12 @@ raspi-extra-cmdline. It adds:
   it and runs ``update-initramfs -c -k VERSION`` once. The result is cached in the base tarball;
 - the dependencies' wheels for manylinux aarch64 / CPython 3.11 (``pip download --platform``),
   so nothing is compiled under emulation;
-- an SD card image file assembled without mounting anything: the FAT boot partition with
-  ``mkfs.vfat`` and ``mcopy``, the root with ``mkfs.ext4 -d``, the table with ``sfdisk`` on the
-  file and the partitions put in place with ``dd`` at their offsets.
+- an SD card image file assembled without mounting anything, laid out for the firmware's
+  tryboot A/B switch (layout(): autoboot.txt on partition 1, each slot a boot FAT and a root,
+  the data partition; RAUC drives it with image/pi-boot/vci-rauc-tryboot, docs/update.md): the
+  FATs with ``mkfs.vfat`` and ``mcopy``, the root and data with ``mkfs.ext4 -d``, the table
+  with ``sfdisk`` on the file and the partitions put in place with ``dd`` at their offsets;
+  beside it the two images an update bundle carries (boot.vfat, rootfs.img: image/bundle).
 
 ``plan()`` is everything the build would run and write, printed by ``--dry-run`` and checked by
 tests/appliance/test_image_recipe.py (no root, no network).
@@ -48,7 +51,8 @@ COMPONENTS = ["main", "non-free-firmware"]  # raspi-firmware, firmware-brcm80211
 # curl and procps, with the Pi's kernel and boot firmware instead of linux-image-amd64, the
 # on-board Wi-Fi's firmware (brcmfmac, needed for the box's access point), the regulatory
 # database hostapd's country setting needs, and systemd-timesyncd: the Pi has no real-time clock,
-# and tickets and TLS need the time (timesyncd also keeps the last time across reboots); zstd,
+# and tickets and TLS need the time (its last known time is on tmpfs on the read-only root:
+# docs/pi-image.md); zstd,
 # initramfs-tools' default compressor (without it: gzip, slower to unpack at every boot); and
 # device-tree-compiler for the CAN HAT's device tree (DEVICE_TREE below).
 PACKAGES = [
@@ -535,6 +539,11 @@ def make_sd_image(root: Path, out: Path, log: Log) -> list[Partition]:
         auto_tree.mkdir()
         (auto_tree / "autoboot.txt").write_text(autoboot_txt())
         (auto_tree / "vci-slots.txt").write_text(SLOT_STATE)
+        # the Pi 3 has no boot EEPROM: its ROM starts bootcode.bin from the first FAT, which
+        # then reads autoboot.txt; the firmware takes a partition as a boot source only with
+        # a config.txt (as pantavisor's rpi-bootsel does). The kernel's own are on 2 and 3.
+        shutil.copy2(boot_tree / "bootcode.bin", auto_tree / "bootcode.bin")
+        (auto_tree / "config.txt").write_text("# the slots' config.txt: partitions 2 and 3\n")
         images = {
             "autoboot": work / "autoboot.vfat",
             "boot-a": out.parent / "boot.vfat",

@@ -52,6 +52,13 @@ RAUC_ERRORS: list[tuple[tuple[str, ...], str, str]] = [
         "Wait for it to finish (vci update status)",
     ),
     (
+        ("failed to activate slot",),
+        "the new slot was written but could not be made the one to boot next (on the Raspberry "
+        "Pi: this kernel cannot arm the firmware's tryboot; journalctl -u rauc says why)",
+        "Nothing changes at the next boot; docs/update.md, 'The Raspberry Pi', says what the "
+        "Pi needs",
+    ),
+    (
         ("bundle format", "not allowed"),
         "the bundle's format is not allowed on this box (only verity bundles are)",
         "Make the bundle with image/bundle (format verity)",

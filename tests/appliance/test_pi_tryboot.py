@@ -506,3 +506,17 @@ def test_image_bundle_carries_the_pi_boot_partition_with_its_root(tmp_path: Path
     assert data["compatible"] == "vci-gateway-rpi-arm64"
     classes = {name for image in data["images"] for name in image}
     assert classes == {"boot", "rootfs"}
+
+
+def test_a_refused_activation_is_told_in_plain_words(card: Card) -> None:
+    """RAUC's message when the backend refuses set-primary (as on Debian's kernel) maps to the
+    project's words, not to the generic 'could not install'."""
+    from firmware_py.cli.update_commands import explain_rauc_error
+
+    card.vcio.unlink()
+    reason = card.run("set-primary", "B").stderr
+    message, hint = explain_rauc_error(
+        "Installation error: failed to activate slot rootfs.1: custom backend: "
+        f"/usr/lib/vci/rauc-tryboot failed with exit code 1\n{reason}"
+    )
+    assert "tryboot" in message and "docs/update.md" in hint
