@@ -520,3 +520,25 @@ def test_a_refused_activation_is_told_in_plain_words(card: Card) -> None:
         f"/usr/lib/vci/rauc-tryboot failed with exit code 1\n{reason}"
     )
     assert "tryboot" in message and "docs/update.md" in hint
+
+
+def test_real_rauc_install_fails_plainly_on_a_kernel_that_cannot_arm_tryboot(
+    rauc_box: tuple[Card, RaucService, Path],
+) -> None:
+    """Debian's kernel: RAUC writes slot B, the backend refuses set-primary, the install fails
+    with the message vci update install explains; the box keeps booting A."""
+    from firmware_py.cli.update_commands import explain_rauc_error
+
+    card, service, base = rauc_box
+    card.vcio.unlink()
+    service.start("A")
+    done = service.rauc("install", str(make_bundle(base, "vci-gateway-rpi-arm64", "pi")))
+    assert done.returncode != 0
+    # what vci update install reads: the service's LastError (the client prints it on stdout,
+    # after its progress lines) and the client's stderr
+    (last_error,) = [ln for ln in done.stdout.splitlines() if ln.startswith("LastError:")]
+    assert "failed to activate slot rootfs.1" in last_error, last_error
+    message, _ = explain_rauc_error(f"{last_error}\n{done.stderr}")
+    assert "could not be made the one to boot" in message
+    assert card.out("get-primary") == "A" and card.out("reboot-argument") == ""
+    assert card.reboot() == 2
