@@ -9,8 +9,9 @@ GPT (sfdisk on the file), each partition written at its offset (no loop device, 
   4  vci-data    the data partition (ext4) mounted at /data: vci/ (bind-mounted at
                  /var/lib/vci: the gateway's state, keys, flash journal), journal/ (the
                  systemd journal), rauc/ (RAUC's slot status); updates never touch it
-The Raspberry Pi flavour keeps the same slots and data partition; its boot partition holds the
-firmware's files instead of GRUB (docs/update.md). Used by image/build.
+The Raspberry Pi flavour has the same data partition (make_data) and two slots too, each a boot
+partition and a root, switched by the firmware's tryboot (image/pi.py, docs/update.md). Used by
+image/build.
 """
 
 from __future__ import annotations

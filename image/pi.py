@@ -13,9 +13,12 @@ raspi-extra-cmdline. It adds:
   it and runs ``update-initramfs -c -k VERSION`` once. The result is cached in the base tarball;
 - the dependencies' wheels for manylinux aarch64 / CPython 3.11 (``pip download --platform``),
   so nothing is compiled under emulation;
-- an SD card image file assembled without mounting anything: the FAT boot partition with
-  ``mkfs.vfat`` and ``mcopy``, the root with ``mkfs.ext4 -d``, the table with ``sfdisk`` on the
-  file and the partitions put in place with ``dd`` at their offsets.
+- an SD card image file assembled without mounting anything, laid out for the firmware's
+  tryboot A/B switch (layout(): autoboot.txt on partition 1, each slot a boot FAT and a root,
+  the data partition; RAUC drives it with image/pi-boot/vci-rauc-tryboot, docs/update.md): the
+  FATs with ``mkfs.vfat`` and ``mcopy``, the root and data with ``mkfs.ext4 -d``, the table
+  with ``sfdisk`` on the file and the partitions put in place with ``dd`` at their offsets;
+  beside it the two images an update bundle carries (boot.vfat, rootfs.img: image/bundle).
 
 ``plan()`` is everything the build would run and write, printed by ``--dry-run`` and checked by
 tests/appliance/test_image_recipe.py (no root, no network).
@@ -38,6 +41,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 ARCH = "arm64"
+COMPATIBLE = "vci-gateway-rpi-arm64"
+"""RAUC's compatible (image/rauc/system-rpi.conf): amd64 bundles are refused here"""
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 COMPONENTS = ["main", "non-free-firmware"]  # raspi-firmware, firmware-brcm80211
@@ -46,7 +51,8 @@ COMPONENTS = ["main", "non-free-firmware"]  # raspi-firmware, firmware-brcm80211
 # curl and procps, with the Pi's kernel and boot firmware instead of linux-image-amd64, the
 # on-board Wi-Fi's firmware (brcmfmac, needed for the box's access point), the regulatory
 # database hostapd's country setting needs, and systemd-timesyncd: the Pi has no real-time clock,
-# and tickets and TLS need the time (timesyncd also keeps the last time across reboots); zstd,
+# and tickets and TLS need the time (its last known time is on tmpfs on the read-only root:
+# docs/pi-image.md); zstd,
 # initramfs-tools' default compressor (without it: gzip, slower to unpack at every boot); and
 # device-tree-compiler for the CAN HAT's device tree (DEVICE_TREE below).
 PACKAGES = [
@@ -54,6 +60,8 @@ PACKAGES = [
     "wireless-regdb", "zstd", "device-tree-compiler", "kmod", "iproute2", "can-utils", "python3",
     "python3-venv", "hostapd", "iw", "wpasupplicant", "nftables", "systemd-resolved",
     "libnss-resolve", "dnsmasq-base", "systemd-timesyncd",
+    # signed A/B updates: RAUC (its boot-loader backend is ours, image/pi-boot/vci-rauc-tryboot)
+    "rauc",
 ]  # fmt: skip
 
 DPKG_EXCLUDES = [
@@ -82,16 +90,23 @@ CUSTOMIZE_HOOK = (
     'echo "image/build: initramfs built in $(( $(date +%s) - start )) s"; done'
 )
 
-# The SD card: the update design's partitions (the VM flavour's plan: two root slots and a data
-# partition) in an MBR table, as the Pi 3's boot ROM reads no GPT: four primary partitions. Named
-# by PARTUUID (the disk identifier below and the partition number; MBR has no partition names),
-# fixed so that cmdline.txt and fstab are known before the image exists.
+# The SD card for the firmware's tryboot A/B switch (docs/update.md, "The Raspberry Pi"). The
+# firmware switches boot partitions, not roots, so each slot is a pair: its own FAT boot
+# partition (kernel, initrd, device trees, config.txt, a cmdline.txt naming the slot's root) and
+# its root. Partition 1 is a small FAT with autoboot.txt only, which says which boot partition
+# is primary ([all]) and which one ``reboot '0 tryboot'`` starts once ([tryboot]). MBR, as the
+# Pi 3's boot ROM reads no GPT: seven partitions need an extended one (4) for the roots and the
+# data partition. Named by PARTUUID (the disk identifier below and the number; MBR has no
+# partition names), fixed so that cmdline.txt, fstab and RAUC's system.conf
+# (image/rauc/system-rpi.conf) are known before the image exists.
 DISK_ID = "0x56434931"  # "VCI1"
 SECTOR = 512
 MIB = 2**20
-BOOT_MIB = 256  # firmware (~25 MiB), kernel and initrd (~60 MiB), DTBs: room for an update's
+AUTOBOOT_MIB = 64  # autoboot.txt and the slots' state (bytes); FAT32 wants 65525 clusters
+BOOT_MIB = 160  # firmware (~25 MiB), kernel and initrd (~60 MiB), DTBs: room for an update's
 SLOT_MIB = 1536  # one root slot; the root file system is about 800 MiB
 DATA_MIB = 256
+EBR_MIB = 1  # before each logical partition: its extended boot record, 1 MiB for alignment
 
 
 @dataclass(frozen=True)
@@ -99,17 +114,18 @@ class Partition:
     """One partition of the SD card image."""
 
     number: int
-    """MBR partition number (1-4)."""
+    """MBR partition number (1-4 primary, 5-7 logical)."""
     name: str
-    """What it holds: boot (the firmware's FAT), root-a, root-b (the slots), data."""
+    """What it holds: autoboot, boot-a, boot-b (the slots' firmware FATs), extended (the
+    container of the logical ones), root-a, root-b (the slots' roots), data."""
     start_mib: int
     """Start on the card, MiB (aligned for SD erase blocks)."""
     size_mib: int
     """Size in MiB."""
     sfdisk_type: str
-    """MBR type: c (FAT32 LBA) for the firmware, 83 for Linux."""
+    """MBR type: c (FAT32 LBA) for the firmware's, 5 extended, 83 Linux."""
     fs_label: str
-    """File system label ("" for slot B: empty until the first update writes it)."""
+    """File system label ("" for slot B's: empty until the first update writes them)."""
 
     @property
     def partuuid(self) -> str:
@@ -117,19 +133,27 @@ class Partition:
 
 
 def layout() -> list[Partition]:
+    primary = [
+        ("autoboot", AUTOBOOT_MIB, "c", "VCI-AUTO"),
+        ("boot-a", BOOT_MIB, "c", "VCI-BOOT-A"),
+        ("boot-b", BOOT_MIB, "c", ""),
+    ]
+    logical = [
+        ("root-a", SLOT_MIB, "83", "vci-root-a"),
+        ("root-b", SLOT_MIB, "83", ""),
+        ("data", DATA_MIB, "83", "vci-data"),
+    ]
     parts: list[Partition] = []
     start = 4
-    for number, (name, size, kind, label) in enumerate(
-        [
-            ("boot", BOOT_MIB, "c", "VCI-BOOT"),
-            ("root-a", SLOT_MIB, "83", "vci-root-a"),
-            ("root-b", SLOT_MIB, "83", ""),
-            ("data", DATA_MIB, "83", "vci-data"),
-        ],
-        1,
-    ):
+    for number, (name, size, kind, label) in enumerate(primary, 1):
         parts.append(Partition(number, name, start, size, kind, label))
         start += size
+    extended_start = start
+    for number, (name, size, kind, label) in enumerate(logical, 5):
+        start += EBR_MIB
+        parts.append(Partition(number, name, start, size, kind, label))
+        start += size
+    parts.insert(3, Partition(4, "extended", extended_start, start - extended_start, "5", ""))
     return parts
 
 
@@ -138,15 +162,18 @@ def partition(name: str) -> Partition:
 
 
 SLOT_A = partition("root-a").partuuid
-"""the root the image boots first (slot B's cmdline is the update's business)"""
+"""the root the image boots first (the firmware hook's ROOTPART; each slot's own cmdline.txt
+is slot_cmdline_txt's)"""
+SLOTS = {"A": ("boot-a", "root-a"), "B": ("boot-b", "root-b")}
+"""RAUC's bootname -> (boot partition, root partition)"""
 
 
 def sfdisk_script(parts: list[Partition]) -> str:
     lines = ["label: dos", f"label-id: {DISK_ID}", "unit: sectors", ""]
-    for p in parts:
+    for p in parts:  # in number order: sfdisk makes the lines after the extended one logical
         lines.append(
             f"start={p.start_mib * MIB // SECTOR}, size={p.size_mib * MIB // SECTOR}, "
-            f"type={p.sfdisk_type}" + (", bootable" if p.name == "boot" else "")
+            f"type={p.sfdisk_type}" + (", bootable" if p.name == "autoboot" else "")
         )
     return "\n".join(lines) + "\n"
 
@@ -210,15 +237,52 @@ def expected_cmdline_txt() -> str:
     return f"{consoles} root={root} rw fsck.repair=yes net.ifnames=0 rootwait"
 
 
-def fstab() -> str:
-    """The root comes from cmdline.txt (slot A or B); the data partition holds the state and the
-    journal across slot switches, bound where the system expects them (the VM flavour's plan)."""
-    boot, data = partition("boot"), partition("data")
+def slot_cmdline_txt(bootname: str) -> str:
+    """The cmdline.txt of a slot's boot partition: the hook's with the slot's root, mounted
+    read-only (``ro``; nothing on / is written, see fstab()), ``rauc.slot=`` (RAUC 1.8 takes
+    the booted slot from it) and ``panic=10`` (a panicking trial resets, and the firmware's
+    one-shot tryboot flag is gone: the primary slot boots). The backend writes the same
+    root= and rauc.slot= into a slot it arms (image/pi-boot/vci-rauc-tryboot)."""
+    root = partition(SLOTS[bootname][1]).partuuid
+    words = [
+        f"root=PARTUUID={root}" if w.startswith("root=") else "ro" if w == "rw" else w
+        for w in expected_cmdline_txt().split()
+    ]
+    return " ".join([*words, f"rauc.slot={bootname}", "panic=10"])
+
+
+def autoboot_txt() -> str:
+    """Partition 1's autoboot.txt: slot A's boot partition primary, slot B's for a trial."""
     return (
-        f"PARTUUID={boot.partuuid} /boot/firmware vfat rw,noatime,umask=0077 0 2\n"
+        f"[all]\ntryboot_a_b=1\nboot_partition={partition('boot-a').number}\n"
+        f"[tryboot]\nboot_partition={partition('boot-b').number}\n"
+    )
+
+
+SLOT_STATE = "A=good\nB=bad\n"
+"""vci-slots.txt beside autoboot.txt: the backend's good/bad (slot B empty until an update)"""
+
+
+def shared_fstab_lines() -> list[str]:
+    """image/fstab's mounts that are no partition (the binds into /data and the tmpfs of the
+    read-only root): the same on both flavours; only the partitions are named differently."""
+    lines = (REPO / "image/fstab").read_text().splitlines()
+    return [ln for ln in lines if ln.strip() and not ln.startswith(("#", "PARTLABEL="))]
+
+
+def fstab() -> str:
+    """The root comes from cmdline.txt (slot A or B, read-only); partition 1 (autoboot.txt,
+    the slots' state) at /boot/autoboot for RAUC's backend; the data partition and the shared
+    binds and tmpfs (image/fstab). No slot's boot partition is mounted: nothing on the box
+    changes the running slot's (no kernel updates on a read-only root), and RAUC writes the
+    other one whole."""
+    autoboot, data = partition("autoboot"), partition("data")
+    return (
+        "# image/build (image/pi.py): the Pi's partitions; the rest as image/fstab\n"
+        f"PARTUUID={autoboot.partuuid} /boot/autoboot vfat umask=0077,noatime,nofail 0 0\n"
         f"PARTUUID={data.partuuid} /data ext4 noatime,nodev,nosuid 0 2\n"
-        "/data/vci /var/lib/vci none bind,x-systemd.requires-mounts-for=/data 0 0\n"
-        "/data/journal /var/log/journal none bind,x-systemd.requires-mounts-for=/data 0 0\n"
+        + "\n".join(shared_fstab_lines())
+        + "\n"
     )
 
 
@@ -275,8 +339,9 @@ def wheel_commands(dest: str, project_wheel: str) -> list[list[str]]:
     ]  # fmt: skip
 
 
-def plan() -> str:
-    """What ``--arch arm64`` runs and writes, for --dry-run."""
+def plan(installs: list[str]) -> str:
+    """What ``--arch arm64`` runs and writes, for --dry-run; ``installs``: the install list's
+    lines for this flavour (image/build)."""
     parts = layout()
     out = [
         "# image/build --arch arm64: plan (nothing run)",
@@ -294,10 +359,24 @@ def plan() -> str:
         expected_config_txt().rstrip(),
         "## /boot/firmware/cmdline.txt",
         expected_cmdline_txt(),
+        *[
+            line
+            for bootname, (boot, _) in SLOTS.items()
+            for line in (
+                f"## cmdline.txt of slot {bootname} (partition {partition(boot).number})",
+                slot_cmdline_txt(bootname),
+            )
+        ],
+        "## autoboot.txt (partition 1)",
+        autoboot_txt().rstrip(),
+        "## vci-slots.txt (partition 1)",
+        SLOT_STATE.rstrip(),
         "## device tree (the CAN HAT for Debian's kernel)",
         *[f"install {src} {dst} {mode:04o}" for src, dst, mode in DEVICE_TREE],
         "## /etc/fstab",
         fstab().rstrip(),
+        "## files (systemd/install.txt for arm64)",
+        *installs,
         f"## sfdisk {image_name()}",
         sfdisk_script(parts).rstrip(),
         "## partitions",
@@ -306,6 +385,8 @@ def plan() -> str:
             f"start={p.start_mib}MiB size={p.size_mib}MiB"
             for p in parts
         ],
+        f"## bundle (image/bundle --image OUT): compatible {COMPATIBLE}",
+        "image.boot boot.vfat (slot A's boot partition), image.rootfs rootfs.img",
     ]
     return "\n".join(out) + "\n"
 
@@ -380,6 +461,7 @@ def configure_boot(root: Path) -> None:
     default.write_text(default.read_text() + firmware_defaults())
     (root / "etc/default/raspi-firmware-custom").write_text(config_lines())
     (root / "etc/fstab").write_text(fstab())
+    (root / "boot/autoboot").mkdir(parents=True, exist_ok=True)  # partition 1 (fstab())
     for src, dst, mode in DEVICE_TREE:
         target = root / dst.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -427,10 +509,22 @@ def make_data(root: Path, out: Path, work: Path) -> None:
     disk.make_data(root, out, work, partition("data").size_mib)
 
 
+def make_fat(out: Path, part: Partition, files: list[Path]) -> None:
+    """A FAT32 file system image of the partition's size holding ``files`` (mcopy, no mount)."""
+    volume_id = f"{int(DISK_ID, 16) + part.number:08x}"
+    label = ["-n", part.fs_label] if part.fs_label else []
+    _run(["mkfs.vfat", "-F", "32", *label, "-i", volume_id, "-C", str(out),
+          str(part.size_mib * 1024)], stdout=subprocess.DEVNULL)  # fmt: skip
+    if files:
+        _run(["mcopy", "-s", "-p", "-m", "-i", str(out), *map(str, files), "::"])
+
+
 def make_sd_image(root: Path, out: Path, log: Log) -> list[Partition]:
-    """The card image: each file system made as a file, then put at its place in the table."""
+    """The card image: each file system made as a file, then put at its place in the table.
+    Beside it the update's two images (what image/bundle puts in a bundle): boot.vfat (slot A's
+    boot partition) and rootfs.img (slot A's root)."""
     parts = layout()
-    boot, slot_a, data = partition("boot"), partition("root-a"), partition("data")
+    slot_a = partition("root-a")
     used = tree_size_mib(root)
     if used + 256 > slot_a.size_mib:
         raise SystemExit(f"image/build: the root ({used} MiB) leaves too little room in a slot")
@@ -439,22 +533,37 @@ def make_sd_image(root: Path, out: Path, log: Log) -> list[Partition]:
         work = Path(tmp)
         boot_tree = work / "boot"
         shutil.move(firmware, boot_tree)
-        firmware.mkdir()  # the mount point stays in the root
-        boot_img, root_img, data_img = work / "boot.vfat", work / "root.ext4", work / "data.ext4"
-        _run(["mkfs.vfat", "-F", "32", "-n", boot.fs_label, "-i", DISK_ID.removeprefix("0x"),
-              "-C", str(boot_img), str(boot.size_mib * 1024)], stdout=subprocess.DEVNULL)  # fmt: skip
-        files = sorted(str(p) for p in boot_tree.iterdir())
-        _run(["mcopy", "-s", "-p", "-m", "-i", str(boot_img), *files, "::"])
-        _run(["mkfs.ext4", "-q", "-F", "-L", slot_a.fs_label, "-d", str(root), str(root_img),
-              f"{slot_a.size_mib}M"])  # fmt: skip
-        make_data(root, data_img, work)
+        firmware.mkdir()  # the mount point stays in the root (nothing is mounted there)
+        (boot_tree / "cmdline.txt").write_text(slot_cmdline_txt("A") + "\n")
+        auto_tree = work / "autoboot"
+        auto_tree.mkdir()
+        (auto_tree / "autoboot.txt").write_text(autoboot_txt())
+        (auto_tree / "vci-slots.txt").write_text(SLOT_STATE)
+        # the Pi 3 has no boot EEPROM: its ROM starts bootcode.bin from the first FAT, which
+        # then reads autoboot.txt; the firmware takes a partition as a boot source only with
+        # a config.txt (as pantavisor's rpi-bootsel does). The kernel's own are on 2 and 3.
+        shutil.copy2(boot_tree / "bootcode.bin", auto_tree / "bootcode.bin")
+        (auto_tree / "config.txt").write_text("# the slots' config.txt: partitions 2 and 3\n")
+        images = {
+            "autoboot": work / "autoboot.vfat",
+            "boot-a": out.parent / "boot.vfat",
+            "boot-b": work / "boot-b.vfat",
+            "root-a": out.parent / "rootfs.img",
+            "data": work / "data.ext4",
+        }
+        make_fat(images["autoboot"], partition("autoboot"), sorted(auto_tree.iterdir()))
+        make_fat(images["boot-a"], partition("boot-a"), sorted(boot_tree.iterdir()))
+        make_fat(images["boot-b"], partition("boot-b"), [])  # empty until an update
+        _run(["mkfs.ext4", "-q", "-F", "-L", slot_a.fs_label, "-d", str(root),
+              str(images["root-a"]), f"{slot_a.size_mib}M"])  # fmt: skip
+        make_data(root, images["data"], work)
         total = parts[-1].start_mib + parts[-1].size_mib + 1
         out.unlink(missing_ok=True)
         with out.open("wb") as f:
             f.truncate(total * MIB)
         _run(["sfdisk", "--quiet", str(out)], input=sfdisk_script(parts).encode())
-        for p, img in ((boot, boot_img), (slot_a, root_img), (data, data_img)):
-            _run(["dd", f"if={img}", f"of={out}", "bs=1M", f"seek={p.start_mib}",
+        for name, img in images.items():
+            _run(["dd", f"if={img}", f"of={out}", "bs=1M", f"seek={partition(name).start_mib}",
                   "conv=notrunc,sparse", "status=none"])  # fmt: skip
         shutil.copy2(boot_tree / "config.txt", out.parent / "config.txt")
         shutil.copy2(boot_tree / "cmdline.txt", out.parent / "cmdline.txt")
@@ -463,9 +572,13 @@ def make_sd_image(root: Path, out: Path, log: Log) -> list[Partition]:
     return parts
 
 
-def build(cache: Path, customize: Callable[[Path, Path, bool], None], log: Log) -> Path:
-    """The whole arm64 build; ``customize`` is image/build's shared step (venv, units). The base
-    is cached; the card image is made again every time (a few minutes, against the base's)."""
+def build(
+    cache: Path, customize: Callable[[Path, Path, bool], None], log: Log, release: str = ""
+) -> Path:
+    """The whole arm64 build; ``customize`` is image/build's shared step (venv, units, the
+    files of the install list for arm64); ``release`` the version it wrote into the image. The
+    base is cached; the card image is made again every time (a few minutes, against the
+    base's)."""
     t_start = time.monotonic()
     cache.mkdir(parents=True, exist_ok=True)
     base = build_base(cache, log)
@@ -493,6 +606,12 @@ def build(cache: Path, customize: Callable[[Path, Path, bool], None], log: Log) 
             "arch": ARCH,
             "image": image_name(),
             "kernel_version": kernel,
+            # what image/bundle puts in a bundle for this box
+            "rootfs": "rootfs.img",
+            "boot": "boot.vfat",
+            "compatible": COMPATIBLE,
+            "version": release or version(),
+            "slot_mb": SLOT_MIB,
             "partitions": [
                 {"name": p.name, "partuuid": p.partuuid, "label": p.fs_label,
                  "start_mib": p.start_mib, "size_mib": p.size_mib}

@@ -25,6 +25,8 @@ RAUC = "rauc"
 HEALTH_URL = "http://192.168.73.1:8080/"
 """the page as vci-gateway.service serves it (the box's Wi-Fi address)"""
 GATEWAY_UNIT = "vci-gateway.service"
+TRYBOOT_BACKEND = Path("/usr/lib/vci/rauc-tryboot")
+"""the Raspberry Pi's RAUC boot-loader backend (image/pi-boot/vci-rauc-tryboot); not on amd64"""
 
 # RAUC's messages (1.8) -> (what happened, what to do). Checked in order, on RAUC's stderr.
 RAUC_ERRORS: list[tuple[tuple[str, ...], str, str]] = [
@@ -48,6 +50,13 @@ RAUC_ERRORS: list[tuple[tuple[str, ...], str, str]] = [
         ("already in progress", "busy"),
         "another installation is running",
         "Wait for it to finish (vci update status)",
+    ),
+    (
+        ("failed to activate slot",),
+        "the new slot was written but could not be made the one to boot next (on the Raspberry "
+        "Pi: this kernel cannot arm the firmware's tryboot; journalctl -u rauc says why)",
+        "Nothing changes at the next boot; docs/update.md, 'The Raspberry Pi', says what the "
+        "Pi needs",
     ),
     (
         ("bundle format", "not allowed"),
@@ -219,8 +228,20 @@ def cmd_install(args: argparse.Namespace) -> int:
         flush=True,
     )
     if args.reboot:
-        subprocess.run(["systemctl", "reboot"], check=False)
+        subprocess.run(reboot_command(), check=False)
     return 0
+
+
+def reboot_command(backend: Path = TRYBOOT_BACKEND) -> list[str]:
+    """``systemctl reboot``, with ``0 tryboot`` on the Raspberry Pi when its backend has armed
+    a trial (the firmware then starts the new slot once; any later reset starts the old one).
+    The VM's GRUB needs no argument: its environment already names the slot to try."""
+    if not backend.exists():
+        return ["systemctl", "reboot"]
+    arg = subprocess.run(
+        [str(backend), "reboot-argument"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout.strip()
+    return ["systemctl", "reboot", arg] if arg else ["systemctl", "reboot"]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
