@@ -102,7 +102,10 @@ def register(sub: Any, ticket: Any) -> None:
     sv = with_db(sub.add_parser("serve", help="the web pages for workshops and the operator"))
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8080)
-    sv.add_argument("--key-dir", required=True, type=Path, help="the ticket signing keys")
+    sv.add_argument(
+        "--key-dir", type=Path,
+        help="the ticket signing keys (default: <state>/keys, where a first key is made if none)",
+    )  # fmt: skip
     sv.add_argument("--kid", help="signing key id (default: the newest key)")
     sv.add_argument("--config", type=Path, help="the [seller] file (default: <state>/portal.toml)")
     sv.add_argument(
@@ -319,8 +322,17 @@ def _serve(args: argparse.Namespace) -> None:
     from portal.web.app import serve
     from portal.web.guard import WebConfig
 
-    seller = Seller.load(args.config or state_dir() / "portal.toml")
-    kid, key = keys.load_signing_key(args.key_dir, args.kid)
+    try:
+        seller: Seller | None = Seller.load(args.config or state_dir() / "portal.toml")
+    except ConfigError as err:  # a fresh portal serves sign-up and login; sales wait for it
+        seller = None
+        print(f"warning: tickets cannot be sold yet: {err} ({err.hint})", file=sys.stderr)
+    key_dir = args.key_dir or state_dir() / "keys"
+    if args.key_dir is None and not any(key_dir.glob("*.key")):
+        kid = keys.generate(key_dir)
+        print(f"made the ticket signing key {kid} in {key_dir}; boxes trust its tickets once "
+              f"{kid}.pub is in their [security] portal_keys_dir", file=sys.stderr)  # fmt: skip
+    kid, key = keys.load_signing_key(key_dir, args.kid)
     cfg = WebConfig(
         _open(args), Signer(kid, key), seller, secure_cookies=args.secure_cookies,
         trusted_proxies=frozenset(args.trusted_proxy),

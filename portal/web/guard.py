@@ -141,7 +141,8 @@ class PendingLogins:
 class WebConfig:
     factory: sessionmaker[Session]
     signer: Signer
-    seller: Seller
+    seller: Seller | None
+    """None until the operator has written the seller's data: nothing can be sold (invoices)"""
     secure_cookies: bool = False
     """Secure cookies: served over TLS, or behind a proxy that terminates it"""
     trusted_proxies: frozenset[str] = frozenset()

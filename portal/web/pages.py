@@ -63,7 +63,7 @@ async def dashboard(request: web.Request) -> web.Response:
             'when it arrives.</p><h2>Purchases</h2>{bought}<h2>Bookings</h2>{bookings}',
             name=workshop.name, city=workshop.city, vat=workshop.vat_id,
             balance=euro(credit.balance(session, who, workshop_id)),
-            iban=f" {config(request).seller.iban}" if config(request).seller.iban else "",
+            iban=f" {seller.iban}" if (seller := config(request).seller) and seller.iban else "",
             bought=table(
                 ("Bought", "Tariff", "Box", "VIN", "Valid", "Invoice"),
                 ((utc(p.created_at), TARIFFS[p.tariff].name, p.device, p.vin or "-",
@@ -112,6 +112,12 @@ async def buy(request: web.Request) -> web.Response:
     form = await request.post()
     values = {name: text_of(form, name).strip() for name in ("tariff", "device", "vin", "start")}
     cfg = config(request)
+    seller = cfg.seller
+    if seller is None:  # a fresh portal: sign-up and login work, sales wait for the seller's data
+        return page(request, "Buy a ticket", _buy_form(request, values), status=503,
+                    message="Tickets cannot be sold yet: the portal has no seller data for "
+                    "invoices. The portal's operator writes the [seller] table into portal.toml "
+                    "(docs/portal.md) and restarts the portal.")  # fmt: skip
     try:
         start = None
         if values["start"]:
@@ -124,7 +130,7 @@ async def buy(request: web.Request) -> web.Response:
             lambda: credit.buy_ticket(
                 cfg.factory, actor(request), own_workshop(request), tariff=values["tariff"],
                 device=values["device"], vin=values["vin"] or None, start=start,
-                signer=cfg.signer, seller=cfg.seller,
+                signer=cfg.signer, seller=seller,
             )
         )  # fmt: skip
     except PortalError as err:

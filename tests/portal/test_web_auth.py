@@ -36,7 +36,7 @@ from portal.db.models import (
 from portal.invoices import Seller
 from portal.web.app import make_app
 from portal.web.guard import AttemptLimiter, Need, PendingLogins, WebConfig, need_of, requires
-from tests.portal.conftest import FAST_HASHER, PASSWORD, sign_up
+from tests.portal.conftest import FAST_HASHER, NOW, PASSWORD, sign_up
 from tests.portal.web_client import CSRF, Browser, portal
 
 OWNER, TECH, OPS = Role.OWNER, Role.TECHNICIAN, Role.OPERATOR
@@ -518,3 +518,30 @@ def test_wrong_codes_lock_out_even_between_right_passwords(
             assert (await browser.log_in(LOGINS[TECH], PASSWORD, code)).status == 429
 
     asyncio.run(run())
+
+
+def test_without_seller_data_nothing_is_sold_and_nothing_booked(
+    factory: sessionmaker[Session], signer: Signer, operator: Actor
+) -> None:
+    """A fresh portal (no portal.toml yet) serves sign-up and login, but refuses to sell: an
+    invoice needs the seller's data. The refusal says what to do and books nothing."""
+    owner = sign_up(factory, 1)
+    with factory() as session, session.begin():
+        BankTransfer().book(session, operator, owner.workshop_id, 5000, "SEPA 0001", now=NOW)
+
+    async def run() -> None:
+        async with portal(WebConfig(factory, signer, None, hasher=FAST_HASHER)) as (
+            server, browsers,
+        ):  # fmt: skip
+            browser = Browser(server)
+            browsers.append(browser)
+            assert (await browser.log_in("owner1@example.com", PASSWORD)).location == "/"
+            refused = await browser.post("/buy", {"tariff": "basic-9h", "device": DEVICE, "vin": "", "start": ""},
+                                         csrf=await browser.csrf("/buy"))  # fmt: skip
+            assert refused.status == 503 and "cannot be sold yet" in refused.text
+            assert "portal.toml" in refused.text
+            assert "Credit: 50.00 EUR" in (await browser.get("/dashboard")).text
+
+    asyncio.run(run())
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(Purchase)) == 0

@@ -100,22 +100,25 @@ async def portal(
 
 
 @contextmanager
-def served(root: Path, *flags: str) -> Iterator[str]:
+def served(root: Path, *flags: str, bare: bool = False) -> Iterator[str]:
     """``vci-portal serve`` as a process on 127.0.0.1 (a port of its choice) with a fresh state dir
     ``root/state`` (seller data, no database yet) and a signing key in ``root/keys``; yields the
-    base URL. Stopped (its own process only) at the end."""
+    base URL. ``bare``: nothing at all in the state dir, no ``--key-dir``. Stopped (its own
+    process only) at the end."""
     from portal import keys
     from tests.portal.test_cli import SELLER
 
     state = root / "state"
     state.mkdir()
-    (state / "portal.toml").write_text(SELLER)
-    keys.generate(root / "keys", "portal-test")
+    if not bare:
+        (state / "portal.toml").write_text(SELLER)
+        keys.generate(root / "keys", "portal-test")
+        flags = ("--key-dir", str(root / "keys"), *flags)
     env = {**os.environ, "VCI_PORTAL_STATE_DIR": str(state)}
     env.pop("VCI_PORTAL_DB", None)
     process = subprocess.Popen(
         [sys.executable, "-c", "from portal.cli import main; raise SystemExit(main())", "serve",
-         "--port", "0", "--key-dir", str(root / "keys"), *flags],
+         "--port", "0", *flags],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
