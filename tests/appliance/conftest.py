@@ -7,7 +7,12 @@ and B, data partition; image/disk.py) behind a throw-away qcow2 overlay with the
 initrd of slot A given directly (fast), the i6300esb watchdog, and a virtio-serial port to the
 test agent inside (image/test-agent/), through which ``vm.run(cmd, timeout)`` runs shell
 commands as root. ``Vm(..., efi=True)`` boots the same disk through OVMF and GRUB instead (the
-A/B slot choice of the update tests, tests/appliance/test_vm_update.py), and reboots. Every wait has a deadline; a QEMU that does not answer is killed.
+A/B slot choice of the update tests, tests/appliance/test_vm_update.py), and reboots.
+``Vm(..., host_services={guest port: host port})`` gives the VM a NIC on QEMU's user
+networking with ``restrict=on`` (no way out) whose only reachable address is HOST_ADDRESS, each
+port forwarded to a service on the host's 127.0.0.1 (the portal test, test_vm_portal.py); the
+other VMs have no network card (``-nic none``). Every wait has a deadline; a QEMU that does not
+answer is killed.
 Each check records its time with ``vm.timed(name)``; the times are printed at the end of the
 run (``pytest_terminal_summary``).
 """
@@ -105,6 +110,29 @@ def qemu_accel() -> str:
     return "tcg,thread=multi"
 
 
+HOST_ADDRESS = "10.0.2.100"
+"""where the VM reaches the host's forwarded loopback services (guestfwd)"""
+UPLINK_MAC = "52:54:00:56:43:49"
+"""the forwarded NIC's MAC: image/test-agent/10-vci-test-uplink.network matches it"""
+HOST_RELAY = Path(__file__).with_name("host_relay.py")
+
+
+def user_network(host_services: dict[int, int]) -> list[str]:
+    """QEMU's ``-nic`` for a VM that reaches only ``host_services`` ({port on HOST_ADDRESS:
+    port on the host's 127.0.0.1}): user networking with ``restrict=on`` (the guest cannot reach
+    the host or anything beyond; explicit forwards still work, QEMU's docs) and one ``guestfwd``
+    per service, each guest connection relayed by host_relay.py (``cmd:``, one process per
+    connection)."""
+    for path in (HOST_RELAY, Path(sys.executable)):
+        # the option's syntax: a comma would end the command (QEMU doubles commas to escape)
+        assert "," not in str(path), f"QEMU's guestfwd cannot take a path with a comma: {path}"
+    forwards = "".join(
+        f",guestfwd=tcp:{HOST_ADDRESS}:{guest}-cmd:{sys.executable} {HOST_RELAY} {host}"
+        for guest, host in sorted(host_services.items())
+    )
+    return ["-nic", f"user,model=virtio-net-pci,mac={UPLINK_MAC},restrict=on{forwards}"]
+
+
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
@@ -113,9 +141,16 @@ class Vm:
     """A booted appliance VM and its agent connection."""
 
     def __init__(
-        self, manifest: Path, workdir: Path, efi: bool = False, stick: Path | None = None
+        self,
+        manifest: Path,
+        workdir: Path,
+        efi: bool = False,
+        stick: Path | None = None,
+        host_services: dict[int, int] | None = None,
     ) -> None:
         self.efi = efi
+        self.host_services = host_services
+        """{port on HOST_ADDRESS: port on the host's loopback}; None: no network card"""
         self.stick = stick
         """a file system image attached read-only as /dev/vdb (a USB stick with bundles)"""
         self.image_dir = manifest.parent
@@ -157,7 +192,9 @@ class Vm:
         self._buf = b""
         cmd = [
             "qemu-system-x86_64", "-accel", qemu_accel(), "-m", "1024", "-smp", "2",
-            "-nographic", "-nic", "none", *boot,
+            "-nographic",
+            *(user_network(self.host_services) if self.host_services else ["-nic", "none"]),
+            *boot,
             "-drive", f"file={overlay},format=qcow2,if=virtio",
             *(["-drive", f"file={self.stick},format=raw,if=virtio,readonly=on"]
               if self.stick else []),
@@ -390,11 +427,12 @@ def appliance_image() -> Path:
     return manifest
 
 
-@pytest.fixture(scope="session")
-def vm(appliance_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vm]:
-    machine = Vm(appliance_image, tmp_path_factory.mktemp("vm"))
+@contextlib.contextmanager
+def running(machine: Vm, what: str) -> Iterator[Vm]:
+    """``machine`` booted (its boot time recorded as ``what``), stopped at the end; a VM that
+    does not answer fails the test with its console's last lines."""
     try:
-        record(f"boot to the test agent (QEMU {qemu_accel()})", machine.start())
+        record(what, machine.start())
         RUNNING.append(machine)
         yield machine
     except VmError as err:
@@ -402,6 +440,49 @@ def vm(appliance_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     finally:
         RUNNING.clear()
         machine.stop()
+
+
+@pytest.fixture(scope="session")
+def vm(appliance_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vm]:
+    machine = Vm(appliance_image, tmp_path_factory.mktemp("vm"))
+    with running(machine, f"boot to the test agent (QEMU {qemu_accel()})"):
+        yield machine
+
+
+REBOOT_TIMEOUT = 300.0
+"""a reboot through OVMF and GRUB to the agent: about 50 s under TCG on 2 cores"""
+HEALTH_TIMEOUT = 300.0
+
+
+def rauc_status(vm: Vm) -> dict[str, dict[str, str]]:
+    """{bootname: {state, boot_status, version}} and "_" for booted / primary."""
+    data = json.loads(vm.check("rauc status --detailed --output-format=json"))
+    out: dict[str, dict[str, str]] = {"_": {"booted": data["booted"], "primary": ""}}
+    for entry in data["slots"]:
+        for name, info in entry.items():
+            bundle = (info.get("slot_status") or {}).get("bundle") or {}
+            out[info["bootname"]] = {
+                "state": info["state"],
+                "boot_status": info["boot_status"],
+                "version": bundle.get("version", ""),
+            }
+            if name == data.get("boot_primary"):
+                out["_"]["primary"] = info["bootname"]
+    return out
+
+
+def wait_healthy(vm: Vm) -> None:
+    vm.wait_for("systemctl is-active -q vci-health.service", HEALTH_TIMEOUT, "vci-health done")
+
+
+def version(vm: Vm) -> str:
+    return vm.check("cat /etc/vci/release").strip()
+
+
+def reboot(vm: Vm) -> float:
+    old = vm.boot_id()
+    vm.run("systemctl reboot", 10)
+    return vm.wait_reboot(old, REBOOT_TIMEOUT)
 
 
 CAR_ADDRESS = "169.254.23.5"

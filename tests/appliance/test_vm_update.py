@@ -12,20 +12,25 @@ The tests run in order on one VM, each starting from the state the one before le
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.appliance.conftest import Vm, VmError, record, release_keys
+from tests.appliance.conftest import (
+    REBOOT_TIMEOUT,
+    VCI,
+    Vm,
+    rauc_status,
+    reboot,
+    record,
+    release_keys,
+    running,
+    version,
+    wait_healthy,
+)
 from tests.appliance.update_bundles import GOOD_VERSION, UNHEALTHY_VERSION, make_stick
-
-VCI = "/opt/vci/venv/bin/vci"
-REBOOT_TIMEOUT = 300.0
-"""a reboot through OVMF and GRUB to the agent: about 50 s under TCG on 2 cores"""
-HEALTH_TIMEOUT = 300.0
 
 
 @pytest.fixture(scope="module")
@@ -40,38 +45,8 @@ def update_vm(appliance_image: Path, tmp_path_factory: pytest.TempPathFactory) -
     for name, size in sizes.items():
         print(f"appliance: bundle {name}: {size / 2**20:.0f} MiB", flush=True)
     machine = Vm(appliance_image, work, efi=True, stick=stick)
-    try:
-        record("update: boot through OVMF + GRUB to the test agent", machine.start())
+    with running(machine, "update: boot through OVMF + GRUB to the test agent"):
         yield machine
-    except VmError as err:
-        pytest.fail(f"{err}\n{machine.tail()}")
-    finally:
-        machine.stop()
-
-
-def rauc_status(vm: Vm) -> dict[str, dict[str, str]]:
-    """{bootname: {state, boot_status, version}} and "_" for booted / primary."""
-    data = json.loads(vm.check("rauc status --detailed --output-format=json"))
-    out: dict[str, dict[str, str]] = {"_": {"booted": data["booted"], "primary": ""}}
-    for entry in data["slots"]:
-        for name, info in entry.items():
-            bundle = (info.get("slot_status") or {}).get("bundle") or {}
-            out[info["bootname"]] = {
-                "state": info["state"],
-                "boot_status": info["boot_status"],
-                "version": bundle.get("version", ""),
-            }
-            if name == data.get("boot_primary"):
-                out["_"]["primary"] = info["bootname"]
-    return out
-
-
-def wait_healthy(vm: Vm) -> None:
-    vm.wait_for("systemctl is-active -q vci-health.service", HEALTH_TIMEOUT, "vci-health done")
-
-
-def version(vm: Vm) -> str:
-    return vm.check("cat /etc/vci/release").strip()
 
 
 STICK = "mountpoint -q /run/stick || { mkdir -p /run/stick && mount -o ro /dev/vdb /run/stick; }"
@@ -82,12 +57,6 @@ def install(vm: Vm, bundle: str) -> str:
     vm.check(STICK)
     result = vm.run(f"{VCI} update install /run/stick/{bundle}", 900)
     return f"rc={result.rc}\n{result.out}\n{result.err}"
-
-
-def reboot(vm: Vm) -> float:
-    old = vm.boot_id()
-    vm.run("systemctl reboot", 10)
-    return vm.wait_reboot(old, REBOOT_TIMEOUT)
 
 
 def test_first_boot_is_slot_a_marked_good(update_vm: Vm) -> None:

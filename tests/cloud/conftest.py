@@ -1,11 +1,11 @@
 """A real mosquitto on loopback with TLS, client certificates and the ACL of broker/ (test PKI made
-here), the portal's WebSocket bridge, and ``vci gateway`` processes linked to them."""
+here), the portal's WebSocket bridge, and ``vci gateway`` processes linked to them. The services
+themselves are started by tests/cloud/portal_services.py (shared with the appliance VM's test)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,62 +16,35 @@ from typing import Any
 
 import pytest
 
-from portal import pki
-from portal.broker import user_acl, write_config
+from tests.cloud.portal_services import (
+    BOX,
+    BRIDGE,
+    COLLEAGUE,
+    HAVE_MOSQUITTO,
+    MOSQUITTO,
+    OTHER_BOX,
+    OTHER_USER,
+    REPO,
+    USER,
+    EnrolPortal,
+    portal,
+    running_broker,
+    running_enrol_portal,
+    wait_online,
+    wait_port,
+)
 from tests.conftest import START_TIMEOUT, ProcessOutput, free_port, stop_process
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-HAVE_MOSQUITTO = os.path.exists(MOSQUITTO)
-BOX, OTHER_BOX, USER, OTHER_USER, BRIDGE = (
-    "box-test-0001",
-    "box-b",
-    "portal-alice",
-    "portal-bob",
-    "ws-bridge",
-)
-COLLEAGUE = "portal-carol"
-"""a second user serving box-test-0001, as portal-alice does"""
-REPO = Path(__file__).parents[2]
-
-
-def wait_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
-
-
-def wait_online(session: Any, box: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while session.boxes_online(0.3).get(box) != "online":
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"box {box} did not come online")
+__all__ = [
+    "BOX", "BRIDGE", "COLLEAGUE", "HAVE_MOSQUITTO", "MOSQUITTO", "OTHER_BOX", "OTHER_USER",
+    "REPO", "USER", "EnrolPortal", "portal", "wait_online", "wait_port", "free_port",
+]  # fmt: skip
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    d = tmp_path / "pki"
-    pki.make_ca(d)
-    pki.issue(d, "broker", server=True)
-    for name in (BOX, OTHER_BOX, USER, OTHER_USER, COLLEAGUE, BRIDGE):
-        pki.issue(d, name)
-    acl = (REPO / "broker" / "acl.example").read_text()
-    acl += "\n" + user_acl(OTHER_USER, [OTHER_BOX]) + user_acl(COLLEAGUE, [BOX])
-    (d / "acl").write_text(acl)
-    port = free_port()
-    write_config(d, port)
-    proc = subprocess.Popen(
-        [MOSQUITTO, "-c", str(d / "mosquitto.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    wait_port(port)
-    yield {"port": port, "pki": d, "proc": proc}
-    proc.terminate()
-    proc.wait(timeout=10)
+    with running_broker(tmp_path / "pki") as running:
+        yield running
 
 
 def gateway_env(box: Any, broker: dict[str, Any], **cloud: str) -> dict[str, str]:
@@ -95,57 +68,11 @@ stop = stop_process
 """stops a portal-side process (broker, bridge, console)"""
 
 
-def portal(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """``vci-portal ARGS`` run to its end."""
-    return subprocess.run(
-        [sys.executable, "-m", "portal.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-@dataclass
-class EnrolPortal:
-    """``vci-portal enrol serve`` on loopback with the broker's PKI, and its SQLite file."""
-
-    url: str
-    pki: Path
-    db: Path
-
-    def box(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """``vci-portal box ARGS --pki PKI --db DB``"""
-        return portal("box", *args, "--pki", str(self.pki), "--db", str(self.db))
-
-
 @pytest.fixture
 def enrol_portal(broker: dict[str, Any], tmp_path: Path) -> Iterator[EnrolPortal]:
-    port = free_port()
     db = tmp_path / "portal-boxes.sqlite"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "portal.cli",
-            "enrol",
-            "serve",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--pki",
-            str(broker["pki"]),
-            "--db",
-            str(db),
-            "--rate",
-            "6000",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=(tmp_path / "enrol.log").open("w"),
-        text=True,
-    )
-    line = ProcessOutput(proc).wait_for("vci-portal enrol ready", START_TIMEOUT)
-    yield EnrolPortal(line.split()[-1], broker["pki"], db)
-    stop(proc)
+    with running_enrol_portal(broker["pki"], db, tmp_path / "enrol.log") as running:
+        yield running
 
 
 def enrolling_env(box: Any, broker: dict[str, Any], enrol: EnrolPortal) -> dict[str, str]:
