@@ -19,6 +19,7 @@ run (``pytest_terminal_summary``).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -447,6 +448,15 @@ def vm(appliance_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     machine = Vm(appliance_image, tmp_path_factory.mktemp("vm"))
     with running(machine, f"boot to the test agent (QEMU {qemu_accel()})"):
         yield machine
+
+
+def put(vm: Vm, path: str, data: bytes, mode: str = "0644") -> None:
+    """A file into the VM through the agent (base64 in chunks: the agent's line is bounded)."""
+    encoded = base64.b64encode(data).decode()
+    vm.check(f"rm -f {path}.b64")
+    for i in range(0, len(encoded), 48_000):
+        vm.check(f"printf %s {encoded[i : i + 48_000]} >> {path}.b64")
+    vm.check(f"base64 -d {path}.b64 > {path} && rm {path}.b64 && chmod {mode} {path}")
 
 
 REBOOT_TIMEOUT = 300.0

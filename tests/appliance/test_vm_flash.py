@@ -7,7 +7,6 @@ ticket and the package are TEST material made here."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from pathlib import Path
@@ -15,22 +14,13 @@ from pathlib import Path
 from firmware_py.keys import load_private_key
 from firmware_py.uds.flash.package import SequenceParams, build_package
 from portal import keys, tickets
-from tests.appliance.conftest import VCI, Vm
+from tests.appliance.conftest import VCI, Vm, put
 from tests.flash.conftest import EGS_REGION, image
 
 UNIT = "vci-gateway.service"
 REGION = 1024 * 1024
 CONTROL = "http://127.0.0.1:8099"
 """the simulated car's control API, in the car's namespace"""
-
-
-def put(vm: Vm, path: str, data: bytes, mode: str = "0644") -> None:
-    """A file into the VM through the agent (base64 in chunks: the agent's line is bounded)."""
-    encoded = base64.b64encode(data).decode()
-    vm.check(f"rm -f {path}.b64")
-    for i in range(0, len(encoded), 48_000):
-        vm.check(f"printf %s {encoded[i : i + 48_000]} >> {path}.b64")
-    vm.check(f"base64 -d {path}.b64 > {path} && rm {path}.b64 && chmod {mode} {path}")
 
 
 def car_state(vm: Vm) -> dict:

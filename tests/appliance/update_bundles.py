@@ -18,6 +18,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 GOOD_VERSION = "0.2.0-test"
 UNHEALTHY_VERSION = "0.3.0-unhealthy"
+OFFERED_VERSION = "999.1.0"
+"""the release the portal test offers: numeric (an offer's version is, docs/updates.md) and newer
+than any the image is built as"""
 UNHEALTHY_HEALTH_TIMEOUT = 60
 """seconds the unhealthy release's health check waits before it falls back"""
 
@@ -61,6 +64,14 @@ def make_bundle(image_dir: Path, keys: Path, rootfs: Path, version: str, out: Pa
          "-o", str(out)],
     )  # fmt: skip
     return out
+
+
+def make_offered_bundle(image_dir: Path, keys: Path, work: Path) -> Path:
+    """A good bundle of release OFFERED_VERSION (the portal's offer, test_vm_portal.py)."""
+    root = variant_rootfs(image_dir, work / "offered.ext4", OFFERED_VERSION, {})
+    bundle = make_bundle(image_dir, keys, root, OFFERED_VERSION, work / "offered.raucb")
+    root.unlink()
+    return bundle
 
 
 def make_stick(image_dir: Path, keys: Path, work: Path) -> tuple[Path, dict[str, int]]:

@@ -112,6 +112,16 @@ class EnrolPortal:
         """``vci-portal box ARGS --pki PKI --db DB``"""
         return portal("box", *args, "--pki", str(self.pki), "--db", str(self.db))
 
+    def wait_waiting(self, device: str, timeout: float = 20) -> None:
+        """Until ``device`` has asked to be enrolled (``box list`` shows it waiting)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            listed = self.box("list").stdout.split()
+            if device in listed and listed[listed.index(device) + 1] == "waiting":
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{device} did not ask to be enrolled")
+
 
 @contextlib.contextmanager
 def running_enrol_portal(pki_dir: Path, db: Path, log: Path) -> Iterator[EnrolPortal]:

@@ -51,16 +51,6 @@ def _code(state: Path) -> str:
     return (state / "label-code").read_text().strip()
 
 
-def _wait_waiting(enrol: EnrolPortal, device: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        listed = enrol.box("list").stdout.split()
-        if device in listed and listed[listed.index(device) + 1] == "waiting":
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"{device} did not ask to be enrolled")
-
-
 def _post(enrol: EnrolPortal, body: bytes) -> tuple[int, dict[str, Any]]:
     """One request to the enrolment endpoint, as anyone on the network could send it."""
     ctx = ssl.create_default_context(cafile=str(enrol.pki / "ca.pem"))
@@ -116,7 +106,7 @@ def test_a_claimed_box_gets_its_certificate_and_links_up_without_a_restart(
     session = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
     gateway = start_gateway_process([], env)
     try:
-        _wait_waiting(enrol_portal, BOX)
+        enrol_portal.wait_waiting(BOX)
         assert not (state / "identity" / "box.pem").exists()
         assert session.boxes_online(0.3).get(BOX) != "online"
 
