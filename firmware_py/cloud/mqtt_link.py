@@ -9,6 +9,7 @@ import asyncio
 import logging
 import socket
 import ssl
+import sys
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -36,6 +37,20 @@ def disable_nagle(client: mqtt.Client) -> None:
             log.debug("TCP_NODELAY: %s", err)
 
 
+class _PahoErrors(logging.Logger):
+    """paho's error log for one client, kept as the reason of the next disconnect: paho reports
+    a socket's error (a TLS alert such as "certificate revoked") only to its logger, and its
+    disconnect reason code says "unspecified error". A logger not in logging's registry, at
+    ERROR: paho's per-packet debug lines are not even formatted."""
+
+    def __init__(self) -> None:
+        super().__init__("paho", logging.ERROR)
+        self.last: str | None = None
+
+    def handle(self, record: logging.LogRecord) -> None:
+        self.last = record.getMessage()
+
+
 class MqttLink(PortalLink):
     carrier = "mqtt"
 
@@ -50,6 +65,12 @@ class MqttLink(PortalLink):
         self.client.will_set(topics.state(device_id), b"offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
+        self._failure: str | None = None
+        """the last reason a connection failed, logged once until it changes or a connect works"""
+        self._up = False
+        self._paho_errors = _PahoErrors()
+        self.client.enable_logger(self._paho_errors)
         self.client.on_message = self._on_message
 
     async def start(self) -> None:
@@ -94,17 +115,52 @@ class MqttLink(PortalLink):
         if reason_code.is_failure:
             log.warning("portal broker refused the connection: %s", reason_code)
             return
+        self._failure = None
+        self._up = True
         disable_nagle(client)
         client.subscribe(topics.all_requests(self.device), qos=1)
         client.publish(topics.state(self.device), b"online", qos=1, retain=True)
         self.loop.call_soon_threadsafe(self.connected.set)
         log.info("connected to the portal broker %s:%d", self.cfg.broker_host, self.cfg.broker_port)
 
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        """A connection attempt failed before MQTT (TCP; TLS with TLS 1.2). paho passes no error;
+        it calls this within its ``except OSError`` around the attempt, so the error is the one
+        being handled."""
+        err = sys.exc_info()[1]
+        self._failed("cannot link", str(err) if err is not None else "no reason given")
+
+    def _failed(self, what: str, reason: str) -> None:
+        """Log why the link is not up, once per reason (the retries every few seconds would
+        fill the journal), with what to do where the reason says it."""
+        if reason == self._failure:
+            log.debug("portal broker: %s (%s) again", what, reason)
+            return
+        self._failure = reason
+        hint = ""
+        if "revoked" in reason:
+            hint = ": the portal has revoked this box's certificate; ask the portal's operator"
+        elif "SSL" in reason or "certificate" in reason:
+            hint = ": check the box's clock, [cloud] ca_file and its certificate (vci enrol)"
+        log.warning(
+            "portal broker %s:%d: %s (%s)%s; trying again",
+            self.cfg.broker_host, self.cfg.broker_port, what, reason, hint,
+        )  # fmt: skip
+
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
         self.loop.call_soon_threadsafe(self.connected.clear)
-        log.warning("portal link down (%s); jobs go on, events follow after reconnect", reason_code)
+        reason = str(reason_code)
+        if self._paho_errors.last:  # the socket's error: paho's reason code says only "unspecified"
+            reason += f": {self._paho_errors.last}"
+            self._paho_errors.last = None
+        if self._up:
+            self._up = False
+            self._failure = reason
+            log.warning("portal link down (%s); jobs go on, events follow after reconnect", reason)
+        else:  # closed before CONNACK: with TLS 1.3 the broker refuses a certificate here
+            self._failed("cannot link", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)

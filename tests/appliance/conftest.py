@@ -68,7 +68,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             found = RUNNING[0].run(
                 "systemctl --failed --no-legend --plain; systemctl status vci-gateway.service "
                 "--no-pager -n 0; journalctl -b -u vci-gateway.service -o short-monotonic "
-                "--no-pager | grep -v PinFactoryFallback | tail -n 60",
+                "--no-pager | grep -v PinFactoryFallback | tail -n 60; "
+                "journalctl -b -u vci-update.service -o cat --no-pager | tail -n 20",
                 timeout=30,
             )
             report.sections.append(("the VM's units and the gateway's journal", found.out))

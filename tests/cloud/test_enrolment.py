@@ -227,6 +227,13 @@ def test_a_revoked_box_can_no_longer_connect(
         time.sleep(0.1)
     assert "revoked" in verdict
     assert asyncio.run(bridge_status()) == 403
+    # the box's own log says why it cannot link
+    gateway = start_gateway_process([], env)
+    try:
+        line = gateway.output.wait_for("cannot link", 30)
+    finally:
+        gateway.stop()
+    assert "certificate revoked" in line and "operator" in line, line
     # nor can it be claimed again, and its enrolment requests say why
     assert "already revoked" in enrol_portal.box("claim", BOX, _code(state)).stderr
     again = vci("enrol", "run", env=env)

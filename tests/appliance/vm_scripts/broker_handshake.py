@@ -20,11 +20,13 @@ def verdict(host: str, port: int, ca: str, cert: str, key: str) -> str:
     # TLS 1.2: the broker's verdict on our certificate (its alert) comes within the handshake
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     try:
-        with socket.create_connection((host, port), timeout=10) as raw:
-            with ctx.wrap_socket(raw, server_hostname=host) as tls:
-                tls.sendall(CONNECT)
-                answer = tls.recv(4)
-                return "ok" if answer[:1] == b"\x20" else f"no CONNACK: {answer!r}"
+        with (
+            socket.create_connection((host, port), timeout=10) as raw,
+            ctx.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            tls.sendall(CONNECT)
+            answer = tls.recv(4)
+            return "ok" if answer[:1] == b"\x20" else f"no CONNACK: {answer!r}"
     except (ssl.SSLError, OSError) as err:
         return str(err)
 
