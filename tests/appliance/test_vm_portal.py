@@ -293,7 +293,13 @@ def test_a_revoked_box_can_no_longer_connect(portal_box: PortalBox) -> None:
         deadline = time.monotonic() + 60
         while (state := user.boxes_online(0.5).get(box.device)) != "offline":
             assert time.monotonic() < deadline, f"the box's state is still {state!r}"
-        # and stays so at its next attempts (it tries again every few seconds)
+        # the box says why in its journal, and stays offline at its next attempts
+        vm.wait_for(
+            "journalctl -b -u vci-gateway.service -o cat --no-pager --since=-5min "
+            "| grep 'cannot link' | grep -q 'certificate revoked'",
+            60,
+            "the gateway's log says the broker refused the revoked certificate",
+        )
         assert user.boxes_online(2.0).get(box.device) == "offline"
     finally:
         user.close()
