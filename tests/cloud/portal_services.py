@@ -72,12 +72,14 @@ def running_broker(d: Path, hosts: tuple[str, ...] = ()) -> Iterator[dict[str, A
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    running: dict[str, Any] = {"port": port, "pki": d, "proc": proc}
     try:
         wait_port(port)
-        yield {"port": port, "pki": d, "proc": proc}
+        yield running
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        # the one running now: a test may have killed and started it again (BrokerOutage)
+        running["proc"].terminate()
+        running["proc"].wait(timeout=10)
 
 
 def serve_box(broker: dict[str, Any], user: str, box: str) -> None:
