@@ -105,7 +105,8 @@ MIB = 2**20
 AUTOBOOT_MIB = 64  # autoboot.txt and the slots' state (bytes); FAT32 wants 65525 clusters
 BOOT_MIB = 160  # firmware (~25 MiB), kernel and initrd (~60 MiB), DTBs: room for an update's
 SLOT_MIB = 1536  # one root slot; the root file system is about 800 MiB
-DATA_MIB = 256
+DATA_MIB = SLOT_MIB + 512  # as image/disk.py's DATA_MB: an offered bundle (up to a slot) is
+# downloaded here before RAUC installs it, besides the state and the journal
 EBR_MIB = 1  # before each logical partition: its extended boot record, 1 MiB for alignment
 
 
