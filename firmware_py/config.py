@@ -282,7 +282,7 @@ class BridgeConfig:
 
 @dataclass(frozen=True)
 class UpdateConfig:
-    """Software updates of the box offered by the portal (docs/updates.md)."""
+    """Software updates of the box offered by the portal (docs/update.md)."""
 
     compatible: str = ""
     """the hardware the box's bundles must be for; empty: ``compatible=`` of RAUC's

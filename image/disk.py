@@ -25,7 +25,7 @@ SLOT_MB = 1536
 """one root slot; the root file system is about 800 MiB (the check in image/build keeps room)"""
 DATA_MB = SLOT_MB + 512
 """the data partition: the state and the journal, and a portal-offered update bundle, which is
-downloaded here before RAUC installs it (docs/updates.md): up to a whole slot's image, so a slot
+downloaded here before RAUC installs it (docs/update.md): up to a whole slot's image, so a slot
 plus room for the rest (256 MiB could not take one bundle of the image itself)"""
 ALIGN_MB = 1
 """first partition at 1 MiB; the GPT backup header takes the last 33 sectors (1 MiB kept)"""

@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="offer a box a software update bundle (signed); print it, or send it with --broker",
         description="Signs an offer of BUNDLE (its size and SHA-256) for one box with the ticket "
         "key: the box downloads it from --url (HTTP ranges, resumable), checks it and installs it "
-        "when no job runs (docs/updates.md). With --broker/--pki/--user it is sent as an "
+        "when no job runs (docs/update.md). With --broker/--pki/--user it is sent as an "
         "update.offer message and the box's refusal, if any, is printed.",
     )
     uo.add_argument("box", help="the box's device id")

@@ -310,7 +310,7 @@ class Gateway:
         """An ``update.offer`` from the portal (firmware_py/gateway/updates.py)."""
         if self.updater is None:
             raise UpdateError(
-                "this box takes no updates from the portal", hint="See docs/updates.md"
+                "this box takes no updates from the portal", hint="See docs/update.md"
             )
         return dict(self.updater.offered(token))
 

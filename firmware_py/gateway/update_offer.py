@@ -1,4 +1,4 @@
-"""Update bundles the portal offers the box (docs/updates.md): the signed offer and the download.
+"""Update bundles the portal offers the box (docs/update.md): the signed offer and the download.
 
 An offer is a statement the portal signs for one box with the key that signs its tickets
 (``vu1.<payload>.<signature>``, the shape of a ticket: ticket_token.py): the bundle's version,

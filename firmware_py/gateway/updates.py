@@ -1,4 +1,4 @@
-"""The box's side of a software update offered by the portal (docs/updates.md).
+"""The box's side of a software update offered by the portal (docs/update.md).
 
 Owns, in ``<state dir>/updates/``: ``offer.token`` (the last offer taken, kept so that a download
 broken off by a restart or a power cut goes on when the gateway starts again) and the bundle
@@ -111,7 +111,7 @@ class Updater:
             raise UpdateError(
                 "this box takes no updates: it has no RAUC system (/etc/rauc/system.conf) and "
                 "no [update] compatible",
-                hint="Update a PC installation with pip; see docs/updates.md",
+                hint="Update a PC installation with pip; see docs/update.md",
             )
         offer = parse_offer(
             token, self.keys, device=self.device, compatible=self.compatible,

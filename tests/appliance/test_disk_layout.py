@@ -1,5 +1,5 @@
 """The amd64 disk's layout (image/disk.py) against what a portal-offered update needs: the bundle
-is downloaded to the data partition before RAUC installs it (docs/updates.md), so the partition
+is downloaded to the data partition before RAUC installs it (docs/update.md), so the partition
 must hold a bundle as large as a root slot's image can make, with the update download's spare and
 room for the state and the journal besides."""
 

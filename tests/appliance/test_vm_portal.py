@@ -1,4 +1,4 @@
-"""The booted box and the portal on the host (docs/claiming.md, docs/updates.md): one VM booted
+"""The booted box and the portal on the host (docs/claiming.md, docs/update.md): one VM booted
 through OVMF and GRUB (RAUC's A/B slots) whose only network is QEMU's user networking with
 ``restrict=on`` and a forward per service to the host's loopback (HOST_ADDRESS): the portal's
 mosquitto (TLS, client certificates, revocation list), its enrolment endpoint and an HTTP server

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 GOOD_VERSION = "0.2.0-test"
 UNHEALTHY_VERSION = "0.3.0-unhealthy"
 OFFERED_VERSION = "999.1.0"
-"""the release the portal test offers: numeric (an offer's version is, docs/updates.md) and newer
+"""the release the portal test offers: numeric (an offer's version is, docs/update.md) and newer
 than any the image is built as"""
 UNHEALTHY_HEALTH_TIMEOUT = 60
 """seconds the unhealthy release's health check waits before it falls back"""
