@@ -7,7 +7,7 @@ start: on PostgreSQL ``SELECT ... FOR UPDATE`` of the workshop's row (READ COMMI
 after the lock sees every purchase committed before it), on SQLite ``BEGIN IMMEDIATE`` (one
 writer at a time); so concurrent purchases never overdraw the credit. The ticket is the real
 signed ticket (portal/tickets.py), the invoice is issued in the same transaction
-(portal/invoices.py).
+(portal/invoices.py), and so is the ticket's delivery to its box (portal/delivery.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,17 @@ from firmware_py.identity import check_device_id
 from portal import tickets
 from portal.accounts import Actor, require_enabled, require_operator, workshop_for
 from portal.db.engine import write_transaction
-from portal.db.models import Booking, BookingKind, Invoice, Purchase, Role, Workshop
+from portal.db.models import (
+    Booking,
+    BookingKind,
+    Delivery,
+    DeliveryKind,
+    DeliveryState,
+    Invoice,
+    Purchase,
+    Role,
+    Workshop,
+)
 from portal.invoices import (
     InvoiceLine,
     Party,
@@ -237,6 +247,13 @@ def buy_ticket(
         )  # fmt: skip
         session.add(invoice)
         purchase.invoice = invoice
+        # to its box over the broker link (portal/delivery.py): no copying of the ticket
+        session.add(
+            Delivery(
+                purchase_id=purchase.id, device=device, kind=DeliveryKind.TICKET.value,
+                state=DeliveryState.PENDING.value, attempts=0, next_attempt_at=0, created_at=t,
+            )
+        )  # fmt: skip
     return purchase
 
 

@@ -24,7 +24,7 @@ from firmware_py.gateway.jobs import Caller, JobRequest
 from firmware_py.gateway.supervise import supervised
 
 log = logging.getLogger(__name__)
-REQUESTS_WITH_ANSWERS = frozenset({"job.request", "uds.request"})
+REQUESTS_WITH_ANSWERS = frozenset({"job.request", "uds.request", "ticket.deliver", "ticket.revoke"})
 SEEN_IDS = 1024
 """request ids remembered: a request delivered twice (at least once delivery) runs once"""
 
@@ -186,6 +186,10 @@ class PortalLink:
                     self.gateway.outbox_acknowledged([str(i) for i in ids][:1000])
             elif msg.type == "helpdesk.answer":
                 self.gateway.helpdesk_answer(msg.body, user)
+            elif msg.type in ("ticket.deliver", "ticket.revoke"):
+                from firmware_py.cloud import ticket_delivery
+
+                self.reply(own, ticket_delivery.handle(self.gateway, msg))
             else:
                 raise ProtocolError(f"a box does not take {msg.type} messages")
         except VciError as err:

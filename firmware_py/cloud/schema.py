@@ -27,12 +27,15 @@ TYPES = {
     "time.beacon": "the portal's time, signed with its ticket key for this box (body: beacon)",
     "update.offer": "a software update for this box, signed with the portal's ticket key (body: offer)",
     "helpdesk.answer": "the help desk's answer to a request of this box (body: request, answer, who)",
+    "ticket.deliver": "a bought ticket for the box to add (body: delivery, ticket)",
+    "ticket.revoke": "the portal's signed revocation list to apply (body: delivery, revocations)",
     # box -> portal
     "job.accepted": "the job passed the ticket and precondition checks",
     "job.denied": "refused, with the reason and the tariffs that would allow it",
     "job.event": "progress of a job (step, percent, rate, time left)",
     "job.result": "the end of a job (done or failed)",
     "uds.response": "the answer to a raw UDS request",
+    "ticket.ack": "a delivered ticket or revocation list stored (ok) or refused with the reason",
     "outbox.record": "a record the portal must keep (job result, service booklet entry, session "
     "log, help-desk request and its attachments' chunks)",
     "error": "a request that could not be taken, with the reason",

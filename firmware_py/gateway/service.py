@@ -306,6 +306,15 @@ class Gateway:
         self.bus.publish("tickets.changed", {"ticket": info.to_dict()})
         return dict(info.to_dict())
 
+    def apply_revocations(self, signed_list: str) -> int:
+        """A revocation list signed by the portal (``vci ticket revocations``, or delivered over
+        the portal link); the tablet's ticket list follows."""
+        if self.entitlements is None:
+            raise RuntimeError("this gateway was started without ticket checks")
+        revoked = self.entitlements.apply_revocations(signed_list)
+        self.bus.publish("tickets.changed", {})
+        return revoked
+
     def update_offered(self, token: str) -> dict[str, Any]:
         """An ``update.offer`` from the portal (firmware_py/gateway/updates.py)."""
         if self.updater is None:

@@ -206,3 +206,43 @@ class Invoice(Base):
     def label(self) -> str:
         """The invoice number as printed: ``2026-000042``."""
         return f"{self.year}-{self.number:06d}"
+
+
+class DeliveryKind(StrEnum):
+    TICKET = "ticket"
+    """the purchase's signed ticket, added on its box"""
+    REVOCATION = "revocation"
+    """the portal's signed revocation list, after the purchase's ticket was revoked"""
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    """the box acknowledged it after storing it"""
+    REFUSED = "refused"
+    """the box refused it (a ticket for another box, expired, revoked) and said why"""
+
+
+class Delivery(Base):
+    """A ticket or revocation list on its way to its box over the broker link (portal/delivery.py):
+    sent until the box acknowledges it. What goes is not stored here: the ticket is the
+    purchase's, the revocation list is signed afresh when it is sent."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        CheckConstraint("kind IN ('ticket', 'revocation')", name="kind"),
+        CheckConstraint("state IN ('pending', 'delivered', 'refused')", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    purchase_id: Mapped[int] = mapped_column(ForeignKey("purchases.id"), index=True)
+    device: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[int] = mapped_column(BigInteger, default=0)
+    """not sent again before this time (bounded backoff; a reconnect sends at once)"""
+    refusal: Mapped[str | None] = mapped_column(String(500))
+    """the box's reason, for a refused delivery"""
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    done_at: Mapped[int | None] = mapped_column(BigInteger)

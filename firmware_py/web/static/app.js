@@ -36,6 +36,7 @@ function connect() {
     const ev = JSON.parse(m.data);
     if (ev.kind === "hello") { S.vehicle = ev.vehicle || {}; for (const j of ev.jobs || []) S.jobs[j.id] = j; render(); return; }
     if (ev.kind.startsWith("helpdesk.") && window.onHelpdesk) { window.onHelpdesk(ev); return; }
+    if (ev.kind === "tickets.changed") { loadTickets(); return; }
     if (ev.kind === "vehicle.state") { S.vehicle = ev.vehicle || {}; header(); if (S.view === "vehicle") render(); return; }
     if (ev.kind.startsWith("job.")) {
       if (ev.job) S.jobs[ev.job.id] = ev.job;

@@ -1,0 +1,225 @@
+"""Tickets and revocation lists delivered to their boxes over the broker link: nobody copies a
+ticket from the portal to the box.
+
+A purchase queues its ticket's delivery in the transaction that books it (portal/credit.py);
+:func:`revoke_purchase` puts the ticket on the signed revocation list and queues the list's
+delivery. :class:`DeliveryWorker` publishes what is pending to its box (``ticket.deliver``,
+``ticket.revoke``, QoS 1, a fresh message id each attempt) and marks a delivery done only on the
+box's ``ticket.ack``, which the box sends after it stored the ticket or applied the list, or
+refused it with the reason (a ticket for another box): a refusal is final and shown to the
+workshop. Unacknowledged deliveries go again with a backoff that doubles up to
+:data:`RETRY_CAP`, and at once when the worker's broker connection comes back. Adding a ticket
+is idempotent on the box, so a delivery that arrives twice leaves one ticket.
+
+An acknowledgement counts only from the response topic of the box the delivery is for (the
+broker lets only that box publish there), never by a field of the message.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from firmware_py.cloud import topics
+from firmware_py.cloud.schema import Message
+from portal.accounts import Actor, require_operator
+from portal.db.engine import write_transaction
+from portal.db.models import Delivery, DeliveryKind, DeliveryState, Purchase
+from portal.tickets import RevocationList
+
+log = logging.getLogger(__name__)
+RETRY_FIRST = 5
+"""seconds before an unacknowledged delivery goes again; doubled each time up to RETRY_CAP"""
+RETRY_CAP = 120
+BATCH = 50
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """Where the revocation list lives and the key that signs it when it is sent."""
+
+    revocations: RevocationList
+    kid: str
+    key: Any
+
+
+def revoke_purchase(
+    factory: sessionmaker[Session],
+    actor: Actor,
+    purchase_id: int,
+    revocations: RevocationList,
+    *,
+    now: float | None = None,
+) -> Delivery:
+    """The operator revokes a purchase's ticket: it goes on the revocation list and the list's
+    delivery to the purchase's box is queued (a ticket delivery still pending is refused by the
+    box once the list is there)."""
+    require_operator(actor)
+    t = int(now if now is not None else time.time())
+    with write_transaction(factory) as session:
+        purchase = session.get(Purchase, purchase_id)
+        if purchase is None:
+            from firmware_py.errors import NotPermitted
+
+            raise NotPermitted(f"there is no purchase {purchase_id}", hint="Check the number")
+        revocations.revoke(purchase.ticket_id)
+        delivery = Delivery(
+            purchase_id=purchase.id, device=purchase.device, kind=DeliveryKind.REVOCATION.value,
+            state=DeliveryState.PENDING.value, attempts=0, next_attempt_at=0, created_at=t,
+        )  # fmt: skip
+        session.add(delivery)
+    return delivery
+
+
+def states(session: Session, purchase_ids: list[int]) -> dict[int, list[Delivery]]:
+    """The deliveries of these purchases, oldest first (for the workshop's dashboard)."""
+    out: dict[int, list[Delivery]] = {}
+    if purchase_ids:
+        rows = session.scalars(
+            select(Delivery).where(Delivery.purchase_id.in_(purchase_ids)).order_by(Delivery.id)
+        )
+        for row in rows:
+            out.setdefault(row.purchase_id, []).append(row)
+    return out
+
+
+def describe(delivery: Delivery) -> str:
+    """One line for people: ``ticket delivered to box-1``, ``... refused by box-1: why``."""
+    what = "ticket" if delivery.kind == DeliveryKind.TICKET.value else "revocation"
+    if delivery.state == DeliveryState.DELIVERED.value:
+        return f"{what} delivered to {delivery.device}"
+    if delivery.state == DeliveryState.REFUSED.value:
+        return f"{what} refused by {delivery.device}: {delivery.refusal}"
+    tries = f" ({delivery.attempts} attempts)" if delivery.attempts else ""
+    return f"{what} on its way to {delivery.device}{tries}"
+
+
+class DeliveryWorker:
+    """Sends pending deliveries through ``session`` (a :class:`portal.remote.RemoteSession` of a
+    portal user the broker lets serve the boxes) and takes the boxes' acknowledgements from its
+    inbox. Call :meth:`step` repeatedly, or :meth:`run` in a thread."""
+
+    def __init__(
+        self, factory: sessionmaker[Session], session: Any, revocation: Revocation
+    ) -> None:
+        self.factory = factory
+        self.session = session
+        self.revocation = revocation
+        self._was_connected = True
+        self._subscribed: set[str] = set()
+
+    def step(self, now: float | None = None) -> int:
+        """Take the acknowledgements that arrived, then send what is due; returns how many
+        deliveries were sent."""
+        self.take_answers()
+        t = int(now if now is not None else time.time())
+        connected = bool(self.session.client.is_connected())
+        if connected and not self._was_connected:
+            # back after an outage: what waited goes now, not at the end of its backoff
+            with write_transaction(self.factory) as db:
+                db.execute(
+                    update(Delivery)
+                    .where(Delivery.state == DeliveryState.PENDING.value)
+                    .values(next_attempt_at=0)
+                )
+        self._was_connected = connected
+        if not connected:
+            return 0  # paho would queue them; they go when the link is back, with fresh ids
+        sent = 0
+        with write_transaction(self.factory) as db:
+            due = list(
+                db.scalars(
+                    select(Delivery)
+                    .where(
+                        Delivery.state == DeliveryState.PENDING.value,
+                        Delivery.next_attempt_at <= t,
+                    )
+                    .order_by(Delivery.id)
+                    .limit(BATCH)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            for delivery in due:
+                message = self._message(db, delivery)
+                self._subscribe(delivery.device)
+                self.session.send(delivery.device, message, wait=False, expiry=RETRY_CAP)
+                delivery.attempts += 1
+                delay = min(RETRY_CAP, RETRY_FIRST * 2 ** (delivery.attempts - 1))
+                delivery.next_attempt_at = t + delay
+                sent += 1
+        return sent
+
+    def _message(self, db: Session, delivery: Delivery) -> Message:
+        if delivery.kind == DeliveryKind.TICKET.value:
+            purchase = db.get(Purchase, delivery.purchase_id)
+            assert purchase is not None  # a foreign key
+            body = {"delivery": delivery.id, "ticket": purchase.ticket}
+            return Message("ticket.deliver", body, time=time.time())
+        signed = self.revocation.revocations.export(self.revocation.key, self.revocation.kid)
+        return Message(
+            "ticket.revoke", {"delivery": delivery.id, "revocations": signed}, time=time.time()
+        )
+
+    def _subscribe(self, device: str) -> None:
+        topic = topics.responses(device, self.session.user)
+        if topic not in self._subscribed:
+            codes = self.session.subscribe(topic)
+            if not any(getattr(c, "is_failure", False) for c in codes):
+                self._subscribed.add(topic)
+
+    def take_answers(self) -> int:
+        """Apply the ``ticket.ack`` messages in the session's inbox; returns how many counted."""
+        taken = 0
+        while True:
+            try:
+                topic, message = self.session.inbox.get_nowait()
+            except queue.Empty:
+                return taken
+            parsed = topics.parse(topic)
+            if message.type != "ticket.ack" or parsed is None or parsed[1] != "res":
+                continue
+            taken += self._acknowledged(parsed[0], message.body)
+
+    def _acknowledged(self, box: str, body: dict[str, Any]) -> int:
+        delivery_id = body.get("delivery")
+        if not isinstance(delivery_id, int) or isinstance(delivery_id, bool):
+            return 0
+        error = body.get("error")
+        with write_transaction(self.factory) as db:
+            delivery = db.get(Delivery, delivery_id)
+            # only the box the delivery is for answers for it (the topic names the box)
+            if delivery is None or delivery.device != box:
+                return 0
+            if delivery.state != DeliveryState.PENDING.value:
+                return 0  # acknowledged twice (a redelivery's answer)
+            if body.get("ok") is True:
+                delivery.state = DeliveryState.DELIVERED.value
+            else:
+                message = error.get("message") if isinstance(error, dict) else None
+                delivery.state = DeliveryState.REFUSED.value
+                delivery.refusal = str(message or "refused without a reason")[:500]
+            delivery.done_at = int(time.time())
+        return 1
+
+    def pending(self) -> int:
+        with self.factory() as db:
+            rows = db.scalars(
+                select(Delivery.id).where(Delivery.state == DeliveryState.PENDING.value)
+            )
+            return len(list(rows))
+
+    def run(self, stop: threading.Event, interval: float = 1.0) -> None:
+        """Deliver until ``stop`` is set; a failing round is logged and the next one follows."""
+        while not stop.is_set():
+            try:
+                self.step()
+            except Exception:  # the database or the broker away for a moment: try again
+                log.exception("ticket delivery round failed")
+            stop.wait(interval)
