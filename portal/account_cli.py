@@ -99,6 +99,21 @@ def register(sub: Any, ticket: Any) -> None:
     buy.add_argument("--invoice-dir", type=Path, help="default: <state dir>/invoices")
     buy.set_defaults(account_handler=_ticket_buy)
 
+    rv = with_db(
+        ticket.add_parser("revoke", help="revoke a bought ticket; the list goes to its box")
+    )
+    rv.add_argument("purchase", type=int, help="the purchase's number")
+    rv.add_argument("--user", required=True, help="the operator's login")
+    rv.add_argument("--key-dir", required=True, type=Path)
+    rv.set_defaults(account_handler=_ticket_revoke)
+
+    dl = with_db(
+        sub.add_parser("deliver", help="send bought tickets and revocations to their boxes")
+    )
+    _broker_args(dl, required=True)
+    dl.add_argument("--once", action="store_true", help="one round, then report what is pending")
+    dl.set_defaults(account_handler=_deliver)
+
     sv = with_db(sub.add_parser("serve", help="the web pages for workshops and the operator"))
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8080)
@@ -116,7 +131,21 @@ def register(sub: Any, ticket: Any) -> None:
         "--trusted-proxy", action="append", default=[], metavar="ADDR",
         help="a reverse proxy's address whose X-Forwarded-For names the client (repeatable)",
     )  # fmt: skip
+    _broker_args(sv, required=False)
     sv.set_defaults(account_handler=_serve)
+
+
+def _broker_args(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """The broker link tickets are delivered over (docs/portal.md, "Delivery to the box")."""
+    parser.add_argument("--broker", required=required, metavar="HOST:PORT",
+                        help="deliver bought tickets to their boxes through this broker")  # fmt: skip
+    parser.add_argument("--pki", type=Path, required=required,
+                        help="directory with ca.pem and <user>.pem/.key")  # fmt: skip
+    parser.add_argument("--broker-user", required=required,
+                        help="the portal user (certificate name) the broker lets serve the boxes")  # fmt: skip
+    if not any(a.dest == "key_dir" for a in parser._actions):
+        parser.add_argument("--key-dir", required=True, type=Path, help="the ticket signing keys")
+        parser.add_argument("--kid", help="signing key id (default: the newest key)")
 
 
 def _password_args(parser: argparse.ArgumentParser) -> None:
@@ -311,9 +340,63 @@ def _ticket_buy(args: argparse.Namespace) -> None:
     print(f"invoice {purchase.invoice.label}: {path}")
 
 
+def _ticket_revoke(args: argparse.Namespace) -> None:
+    from portal.delivery import revoke_purchase
+    from portal.tickets import RevocationList
+
+    factory = _open(args)
+    with factory() as session:
+        actor = _actor(session, args.user)
+    revoke_purchase(factory, actor, args.purchase, RevocationList(args.key_dir))
+    print(f"purchase {args.purchase} revoked; the revocation list goes to its box")
+
+
+def _delivery(args: argparse.Namespace, factory: Any) -> Any:
+    """The delivery worker of ``--broker``/``--pki``/``--broker-user`` (its session open)."""
+    from portal import keys
+    from portal.delivery import DeliveryWorker, Revocation
+    from portal.remote import RemoteSession
+    from portal.tickets import RevocationList
+
+    host, _, port = args.broker.rpartition(":")
+    if not (host and port.isdigit() and args.pki and args.broker_user):
+        raise ConfigError(
+            "ticket delivery needs --broker HOST:PORT, --pki and --broker-user",
+            hint="See docs/portal.md",
+        )
+    kid, key = keys.load_signing_key(args.key_dir, args.kid)
+    session = RemoteSession(host, int(port), args.pki, args.broker_user)
+    return DeliveryWorker(factory, session, Revocation(RevocationList(args.key_dir), kid, key))
+
+
+def _deliver(args: argparse.Namespace) -> None:
+    import threading
+    import time
+
+    worker = _delivery(args, _open(args))
+    try:
+        if args.once:
+            deadline = time.monotonic() + 10  # the broker's answer to the connection
+            while not worker.session.client.is_connected() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            sent = worker.step()
+            time.sleep(2)  # the boxes that are online answer within this
+            worker.take_answers()
+            print(f"sent {sent}, still pending {worker.pending()}")
+            return
+        stop = threading.Event()
+        try:
+            worker.run(stop)
+        except KeyboardInterrupt:
+            stop.set()
+    finally:
+        worker.session.close()
+
+
 def _serve(args: argparse.Namespace) -> None:
     import asyncio
     import contextlib
+    import threading
 
     from portal import keys
     from portal.credit import Signer
@@ -337,5 +420,14 @@ def _serve(args: argparse.Namespace) -> None:
         _open(args), Signer(kid, key), seller, secure_cookies=args.secure_cookies,
         trusted_proxies=frozenset(args.trusted_proxy),
     )  # fmt: skip
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(cfg, args.host, args.port))
+    stop, worker = threading.Event(), None
+    if args.broker:  # the delivery worker runs beside the pages, in a thread of its own
+        worker = _delivery(args, cfg.factory)
+        threading.Thread(target=worker.run, args=(stop,), daemon=True, name="delivery").start()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(cfg, args.host, args.port))
+    finally:
+        stop.set()
+        if worker is not None:
+            worker.session.close()

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from firmware_py.errors import NotPermitted, PortalError
 from firmware_py.gateway.tariffs import TARIFFS
-from portal import accounts, credit
+from portal import accounts, credit, delivery
 from portal.invoices import euro, price_of
 from portal.web.guard import (
     Need,
@@ -57,6 +57,7 @@ async def dashboard(request: web.Request) -> web.Response:
         workshop = accounts.workshop_for(session, who, workshop_id)
         bookings = credit.statement(session, who, workshop_id)
         bought = credit.purchases(session, who, workshop_id)
+        sent = delivery.states(session, [p.id for p in bought])
         return render(
             '<p>{name}, {city} (VAT id {vat})</p><p class="balance">Credit: {balance}</p>'
             "<p>Top up by bank transfer to the portal's account{iban}; the operator books it "
@@ -65,10 +66,11 @@ async def dashboard(request: web.Request) -> web.Response:
             balance=euro(credit.balance(session, who, workshop_id)),
             iban=f" {seller.iban}" if (seller := config(request).seller) and seller.iban else "",
             bought=table(
-                ("Bought", "Tariff", "Box", "VIN", "Valid", "Invoice"),
+                ("Bought", "Tariff", "Box", "VIN", "Valid", "Invoice", "Delivery"),
                 ((utc(p.created_at), TARIFFS[p.tariff].name, p.device, p.vin or "-",
                   f"{utc(p.starts_at)} - {utc(p.ends_at)}" if p.starts_at else "one use",
-                  render('<a href="/purchases/{id}">{label}</a>', id=p.id, label=p.invoice.label))
+                  render('<a href="/purchases/{id}">{label}</a>', id=p.id, label=p.invoice.label),
+                  "; ".join(delivery.describe(d) for d in sent.get(p.id, [])) or "-")
                  for p in bought),
             ),
             bookings=table(
@@ -155,13 +157,17 @@ async def purchase_page(request: web.Request) -> web.Response:
         p = credit.purchase(session, who, purchase_id)
         return render(
             "<p>{tariff} for the box {device}{vin}, valid {valid}.</p>"
-            "<p>The ticket (copy it to the box):</p><p class=\"ticket\">{ticket}</p>"
+            "<p>Delivery: {sent}</p>"
+            "<p>The ticket (it goes to the box over its portal link; a box without one takes it"
+            " pasted on its tickets page):</p><p class=\"ticket\">{ticket}</p>"
             '<p><a href="/invoices/{invoice_id}.pdf">Invoice {label} (PDF)</a></p>',
             tariff=TARIFFS[p.tariff].name, device=p.device,
             vin=f" and the vehicle {p.vin}" if p.vin else "",
             valid=f"{utc(p.starts_at)} to {utc(p.ends_at)}" if p.starts_at
             else "for one use from its activation",
             ticket=p.ticket, invoice_id=p.invoice.id, label=p.invoice.label,
+            sent="; ".join(map(delivery.describe, delivery.states(session, [p.id]).get(p.id, [])))
+            or "-",
         )  # fmt: skip
 
     try:

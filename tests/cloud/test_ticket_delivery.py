@@ -29,6 +29,7 @@ from tests.cloud.conftest import (
     USER,
     BrokerOutage,
     gateway_env,
+    portal,
     wait_online,
     wait_until,
 )
@@ -138,8 +139,10 @@ def test_a_bought_ticket_reaches_its_box_through_a_broker_outage_once_and_its_re
         # revoked at the portal: the list reaches the box, the ticket is no longer usable
         revoke_purchase(factory, shop["operator"], bought, shop["revocation"].revocations)
         wait_until(
-            lambda: _deliveries(factory, bought)
-            == [("ticket", "delivered"), ("revocation", "delivered")],
+            lambda: (
+                _deliveries(factory, bought)
+                == [("ticket", "delivered"), ("revocation", "delivered")]
+            ),
             20,
             "the revocation acknowledged",
         )
@@ -152,3 +155,25 @@ def test_a_bought_ticket_reaches_its_box_through_a_broker_outage_once_and_its_re
         gateway.stop()
         if broker["proc"].poll() is not None:
             outage.start()  # the fixture stops it
+
+
+def test_vci_portal_deliver_once_sends_a_bought_ticket_and_reports_what_is_pending(
+    box: Any, broker: dict[str, Any], shop: dict[str, Any], tmp_path: Path
+) -> None:
+    bought = _buy(shop)
+    gateway = start_gateway_process([], gateway_env(box, broker))
+    watcher = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
+    try:
+        wait_online(watcher, BOX)
+        done = portal(
+            "deliver", "--once", "--db", f"sqlite:///{tmp_path / 'portal.sqlite3'}",
+            "--broker", f"127.0.0.1:{broker['port']}", "--pki", str(broker["pki"]),
+            "--broker-user", USER, "--key-dir", str(box.keys_dir),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "sent 1, still pending 0" in done.stdout, done.stdout
+        assert _deliveries(shop["factory"], bought) == [("ticket", "delivered")]
+        assert [t["tariff"] for t in _box_tickets(box)] == ["basic-1d"]
+    finally:
+        watcher.close()
+        gateway.stop()

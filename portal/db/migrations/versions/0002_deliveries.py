@@ -44,7 +44,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deliveries")),
     )
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_deliveries_purchase_id"), ["purchase_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_deliveries_purchase_id"), ["purchase_id"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_deliveries_state"), ["state"], unique=False)
 
 
