@@ -15,6 +15,7 @@ from pypdf import PdfReader
 from firmware_py.gateway.ticket_token import parse_ticket
 from portal import keys
 from portal.cli import main
+from portal.db.engine import head_revision
 from tests.portal.conftest import PASSWORD
 
 SELLER = """[seller]
@@ -42,7 +43,7 @@ def test_cli_signup_top_up_buy(
         assert (code == 0) == ok, out.err
         return out.out + out.err
 
-    assert "revision 0001" in portal("db", "upgrade")
+    assert f"revision {head_revision()}" in portal("db", "upgrade")
     assert "workshop 1 signed up" in portal(
         "workshop", "signup", "--name", "Werkstatt Nord", "--street", "Ring 2", "--postcode",
         "20095", "--city", "Hamburg", "--country", "de", "--vat-id", "DE 123 456 789",
