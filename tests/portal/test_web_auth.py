@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pyotp
 import pytest
 from pypdf import PdfReader
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.gateway.ticket_token import parse_ticket
@@ -24,6 +24,7 @@ from portal.accounts import Actor
 from portal.credit import BankTransfer, Signer
 from portal.db.models import (
     Booking,
+    Delivery,
     Invoice,
     LoginGuard,
     Purchase,
@@ -411,7 +412,18 @@ def test_sign_up_top_up_buy_and_download_the_invoice(
             for expected in ("Werkstatt <Nord> & Co", "DE123456789", "Hamburg", "9.00 EUR",
                              "WBA3A5C50DF123456", DEVICE, "VCI Portal GmbH"):  # fmt: skip
                 assert expected in text, expected
-            assert "Credit: 41.00 EUR" in (await owner.get("/dashboard")).text
+            dashboard = await owner.get("/dashboard")
+            assert "Credit: 41.00 EUR" in dashboard.text
+            # the ticket goes to the box over its link (tests/cloud/test_ticket_delivery.py);
+            # the workshop sees how far it is, and a box's refusal with its reason
+            assert f"ticket on its way to {DEVICE}" in dashboard.text
+            assert f"ticket on its way to {DEVICE}" in shown.text
+            with factory() as session, session.begin():
+                session.execute(
+                    update(Delivery).values(state="refused", refusal="the ticket is for <box-b>")
+                )
+            refused = f"ticket refused by {DEVICE}: the ticket is for &lt;box-b&gt;"
+            assert refused in (await owner.get("/dashboard")).text
 
             # the owner adds a technician, who logs in and sees the same workshop
             added = await owner.post("/users", {"login": "tech@nord.example", "name": "Tech",
