@@ -28,7 +28,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.cloud import topics
-from firmware_py.cloud.schema import Message
+from firmware_py.cloud.schema import Message, ProtocolError
 from portal.accounts import Actor, require_operator
 from portal.db.engine import write_transaction
 from portal.db.models import Delivery, DeliveryKind, DeliveryState, Purchase
@@ -147,13 +147,20 @@ class DeliveryWorker:
                 )
             )
             for delivery in due:
-                message = self._message(db, delivery)
-                self._subscribe(delivery.device)
-                self.session.send(delivery.device, message, wait=False, expiry=RETRY_CAP)
                 delivery.attempts += 1
+                try:
+                    message = self._message(db, delivery)
+                    message.encode()  # one larger than a message may be is logged, tried later
+                except ProtocolError as err:
+                    log.error(
+                        "delivery %d to %s cannot be sent: %s", delivery.id, delivery.device, err
+                    )
+                else:
+                    self._subscribe(delivery.device)
+                    self.session.send(delivery.device, message, wait=False, expiry=RETRY_CAP)
+                    sent += 1
                 delay = min(RETRY_CAP, RETRY_FIRST * 2 ** (delivery.attempts - 1))
                 delivery.next_attempt_at = t + delay
-                sent += 1
         return sent
 
     def _message(self, db: Session, delivery: Delivery) -> Message:

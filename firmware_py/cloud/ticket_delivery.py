@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from firmware_py.cloud.schema import Message
-from firmware_py.errors import VciError
+from firmware_py.errors import TicketError, VciError
 
 log = logging.getLogger(__name__)
 MAX_TOKEN = 8192
@@ -24,6 +24,11 @@ def handle(gateway: Any, msg: Message) -> Message:
     delivery = msg.body.get("delivery")
     answer: dict[str, Any] = {"delivery": delivery}
     try:
+        if getattr(gateway, "entitlements", True) is None:
+            raise TicketError(
+                'this box runs without ticket checks ([security] tickets = "off")',
+                hint="It needs no tickets; turn the checks on to use bought ones",
+            )
         if msg.type == "ticket.deliver":
             info = gateway.add_ticket(_text(msg.body.get("ticket"), "ticket"))
             answer.update(ok=True, ticket=info.get("tid"))
