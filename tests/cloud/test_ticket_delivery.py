@@ -34,19 +34,30 @@ from tests.cloud.conftest import (
     wait_until,
 )
 from tests.conftest import start_gateway_process
-from tests.portal.conftest import FAST_HASHER, PASSWORD, sign_up
+from tests.portal.conftest import FAST_HASHER, PASSWORD, pg_cluster, sign_up
 
 pytestmark = pytest.mark.skipif(not HAVE_MOSQUITTO, reason="mosquitto not installed")
 
 
+__all__ = ["pg_cluster"]  # the portal tests' PostgreSQL cluster, a fixture here too
+
+
 @pytest.fixture
-def shop(box: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def portal_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The portal's database: SQLite, or with ``indirect`` parametrisation ``postgresql``."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return str(request.getfixturevalue("pg_cluster").new_database())
+    return f"sqlite:///{tmp_path / 'portal.sqlite3'}"
+
+
+@pytest.fixture
+def shop(box: Any, portal_db: str) -> Iterator[dict[str, Any]]:
     """The portal's database with a workshop that has credit, its owner and an operator, and
     the box's portal key as the signer."""
     from portal import accounts
     from portal.invoices import Seller
 
-    engine, factory = open_database(f"sqlite:///{tmp_path / 'portal.sqlite3'}", migrate=True)
+    engine, factory = open_database(portal_db, migrate=True)
     owner = sign_up(factory, 1)
     with factory() as session, session.begin():
         user = accounts.add_operator(
@@ -90,6 +101,7 @@ def _box_tickets(box: Any) -> list[dict[str, Any]]:
     return list(json.loads(done.stdout))
 
 
+@pytest.mark.parametrize("portal_db", ["sqlite", "postgresql"], indirect=True)
 def test_a_bought_ticket_reaches_its_box_through_a_broker_outage_once_and_its_revocation_too(
     box: Any, broker: dict[str, Any], shop: dict[str, Any]
 ) -> None:
@@ -158,7 +170,7 @@ def test_a_bought_ticket_reaches_its_box_through_a_broker_outage_once_and_its_re
 
 
 def test_vci_portal_deliver_once_sends_a_bought_ticket_and_reports_what_is_pending(
-    box: Any, broker: dict[str, Any], shop: dict[str, Any], tmp_path: Path
+    box: Any, broker: dict[str, Any], shop: dict[str, Any], portal_db: str
 ) -> None:
     bought = _buy(shop)
     gateway = start_gateway_process([], gateway_env(box, broker))
@@ -166,7 +178,7 @@ def test_vci_portal_deliver_once_sends_a_bought_ticket_and_reports_what_is_pendi
     try:
         wait_online(watcher, BOX)
         done = portal(
-            "deliver", "--once", "--db", f"sqlite:///{tmp_path / 'portal.sqlite3'}",
+            "deliver", "--once", "--db", portal_db,
             "--broker", f"127.0.0.1:{broker['port']}", "--pki", str(broker["pki"]),
             "--broker-user", USER, "--key-dir", str(box.keys_dir),
         )  # fmt: skip
