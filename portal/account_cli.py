@@ -351,7 +351,7 @@ def _ticket_revoke(args: argparse.Namespace) -> None:
     print(f"purchase {args.purchase} revoked; the revocation list goes to its box")
 
 
-def _delivery(args: argparse.Namespace, factory: Any) -> Any:
+def _delivery(args: argparse.Namespace, factory: Any, key_dir: Path) -> Any:
     """The delivery worker of ``--broker``/``--pki``/``--broker-user`` (its session open)."""
     from portal import keys
     from portal.delivery import DeliveryWorker, Revocation
@@ -364,16 +364,16 @@ def _delivery(args: argparse.Namespace, factory: Any) -> Any:
             "ticket delivery needs --broker HOST:PORT, --pki and --broker-user",
             hint="See docs/portal.md",
         )
-    kid, key = keys.load_signing_key(args.key_dir, args.kid)
+    kid, key = keys.load_signing_key(key_dir, args.kid)
     session = RemoteSession(host, int(port), args.pki, args.broker_user)
-    return DeliveryWorker(factory, session, Revocation(RevocationList(args.key_dir), kid, key))
+    return DeliveryWorker(factory, session, Revocation(RevocationList(key_dir), kid, key))
 
 
 def _deliver(args: argparse.Namespace) -> None:
     import threading
     import time
 
-    worker = _delivery(args, _open(args))
+    worker = _delivery(args, _open(args), args.key_dir)
     try:
         if args.once:
             deadline = time.monotonic() + 10  # the broker's answer to the connection
@@ -422,7 +422,7 @@ def _serve(args: argparse.Namespace) -> None:
     )  # fmt: skip
     stop, worker = threading.Event(), None
     if args.broker:  # the delivery worker runs beside the pages, in a thread of its own
-        worker = _delivery(args, cfg.factory)
+        worker = _delivery(args, cfg.factory, key_dir)
         threading.Thread(target=worker.run, args=(stop,), daemon=True, name="delivery").start()
     try:
         with contextlib.suppress(KeyboardInterrupt):

@@ -5,6 +5,9 @@ mosquitto, a real ``vci gateway`` process, the portal's database on SQLite)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,8 +172,8 @@ def test_a_bought_ticket_reaches_its_box_through_a_broker_outage_once_and_its_re
             outage.start()  # the fixture stops it
 
 
-def test_vci_portal_deliver_once_sends_a_bought_ticket_and_reports_what_is_pending(
-    box: Any, broker: dict[str, Any], shop: dict[str, Any], portal_db: str
+def test_vci_portal_deliver_once_and_serve_send_bought_tickets(
+    box: Any, broker: dict[str, Any], shop: dict[str, Any], portal_db: str, tmp_path: Path
 ) -> None:
     bought = _buy(shop)
     gateway = start_gateway_process([], gateway_env(box, broker))
@@ -186,6 +189,27 @@ def test_vci_portal_deliver_once_sends_a_bought_ticket_and_reports_what_is_pendi
         assert "sent 1, still pending 0" in done.stdout, done.stdout
         assert _deliveries(shop["factory"], bought) == [("ticket", "delivered")]
         assert [t["tariff"] for t in _box_tickets(box)] == ["basic-1d"]
+
+        # vci-portal serve with the broker runs the worker beside the pages
+        later = _buy(shop)
+        env = {**os.environ, "VCI_PORTAL_STATE_DIR": str(tmp_path / "portal-state")}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "portal.cli", "serve", "--port", "0", "--db", portal_db,
+             "--key-dir", str(box.keys_dir), "--broker", f"127.0.0.1:{broker['port']}",
+             "--pki", str(broker["pki"]), "--broker-user", USER],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            wait_until(
+                lambda: _deliveries(shop["factory"], later) == [("ticket", "delivered")],
+                30,
+                "the ticket delivered by vci-portal serve",
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+        assert len(_box_tickets(box)) == 2
     finally:
         watcher.close()
         gateway.stop()
