@@ -83,10 +83,10 @@ def shop(box: Any, portal_db: str) -> Iterator[dict[str, Any]]:
     engine.dispose()
 
 
-def _buy(shop: dict[str, Any], device: str = BOX) -> int:
+def _buy(shop: dict[str, Any], device: str = BOX, tariff: str = "basic-1d") -> int:
     owner: Actor = shop["owner"]
     purchase = buy_ticket(
-        shop["factory"], owner, owner.workshop_id or 0, tariff="basic-1d", device=device,
+        shop["factory"], owner, owner.workshop_id or 0, tariff=tariff, device=device,
         signer=shop["signer"], seller=shop["seller"],
     )  # fmt: skip
     return purchase.id
