@@ -314,6 +314,19 @@ class Gateway:
             )
         return dict(self.updater.offered(token))
 
+    def emission_limits_published(self, token: str) -> dict[str, Any]:
+        """An ``emission_limits.publish`` from the portal (firmware_py/gateway/limits_update.py):
+        kept in the state directory for the next emissions report; refusals raise."""
+        from firmware_py.gateway.limits_update import LimitsRefused, accept_limits, summary
+
+        if self.entitlements is None:
+            raise LimitsRefused("this gateway was started without the portal's keys")
+        table = accept_limits(
+            token, self.entitlements.keys, device=self.entitlements.device_id,
+            state_dir=self.store.state_dir,
+        )  # fmt: skip
+        return summary(table)
+
     def observe_time_beacon(self, beacon: str) -> None:
         """The portal's signed time (a ``time.beacon`` message); without ticket checks, ignored."""
         if self.entitlements is not None:
