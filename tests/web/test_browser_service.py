@@ -90,7 +90,9 @@ def test_a_service_is_recorded_in_one_flow_and_reaches_the_portal(tablet) -> Non
     # the status table shows the values read back after the reset, without "Read service status"
     rows = page.locator("[data-testid=cbs-item]")
     reset = [rows.nth(i).inner_text() for i in range(rows.count())]
-    assert sum("100 %" in r for r in reset) >= 2 and not any("due" in r.split() for r in reset), reset
+    assert sum("100 %" in r for r in reset) >= 2 and not any("due" in r.split() for r in reset), (
+        reset
+    )
     shot(page, "20-service-booklet")
     kept = wait_until(lambda: len(records.booklet.entries(VIN)) == 3, 20, "the portal's booklet")
     assert kept
