@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 from firmware_py.config import StorageConfig
 from firmware_py.errors import PackageError, StorageError, UpdateError, VciError
+from firmware_py.gateway import job_log
 from firmware_py.gateway.battery import SOURCE_TEXT, BatteryCare, Care
 from firmware_py.gateway.events import EventBus
 from firmware_py.gateway.jobs import Handler, JobRunner, VehicleWorker
@@ -475,6 +476,7 @@ class Gateway:
                     # every job of a remote session (the remote session log)
                     try:
                         self.outbox.keep_job(job, self.worker.vin)
+                        job_log.record(self.store, job, self.worker.vin)  # for `vci helpdesk ask`
                     except StorageError as err:
                         log.error("the record of job %s could not be kept: %s", job.get("id"), err)
                         self.bus.publish(
