@@ -10,7 +10,7 @@ from pathlib import Path
 
 from firmware_py.errors import VciError
 from firmware_py.gateway.tariffs import TARIFFS
-from portal import account_cli, keys, tickets
+from portal import account_cli, keys, limits_cli, tickets
 
 
 def _time(text: str) -> int:
@@ -77,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     uo.add_argument("--broker", metavar="HOST:PORT")
     uo.add_argument("--pki", type=Path, help="directory with ca.pem and <user>.pem/.key")
     uo.add_argument("--user", help="portal user (its certificate's common name)")
+
+    limits_cli.register(sub)  # emission-limits publish
 
     r = sub.add_parser("revoke", help="revoke a ticket (then export the list to the boxes)")
     r.add_argument("tid")
@@ -273,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(tickets.time_beacon(key, kid, args.device))
         elif args.command == "update-offer":
             return _update_offer(args)
+        elif args.command == "emission-limits":
+            return limits_cli.run(args)
         elif args.command == "revoke":
             print(
                 f"revocation list now at sequence {tickets.RevocationList(args.key_dir).revoke(args.tid)}"

@@ -32,7 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    import time
+
     from firmware_py.cli.diag_commands import _result, print_json
+    from firmware_py.gateway import job_log
     from firmware_py.gateway.jobs import JobRequest
     from firmware_py.gateway.local import run_cli_job
     from firmware_py.gateway.setup import entitlement_check
@@ -44,12 +47,17 @@ def cmd_ask(args: argparse.Namespace) -> int:
         "contact": args.contact,
         "traces": [str(Path(t).resolve()) for t in args.trace],
     }
+    store = Store(cfg.storage.state_dir)
     job = run_cli_job(
         cfg,
         transport,
         JobRequest("help_desk_request", params),
         entitlements=entitlement_check(cfg),
-        services={"store": Store(cfg.storage.state_dir)},
+        # the session log: the jobs the box ran (commands, tablet, portal) in the last hours
+        services={
+            "store": store,
+            "session_log": lambda: job_log.since(store, time.time() - job_log.SESSION_HOURS * 3600),
+        },
     )
     result = _result(job)
     if args.json:

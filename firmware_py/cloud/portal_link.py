@@ -180,6 +180,10 @@ class PortalLink:
             elif msg.type == "update.offer":
                 # signed by the portal for this box (update_offer.py): the sender vouches nothing
                 self.gateway.update_offered(str(msg.body.get("offer", ""))[:4096])
+            elif msg.type == "emission_limits.publish":
+                # signed by the portal for this box (limits_update.py); the answer says what is kept
+                kept = self.gateway.emission_limits_published(str(msg.body.get("limits", "")))
+                self.reply(response or own, msg.answer("emission_limits.stored", kept))
             elif msg.type == "outbox.ack":
                 ids = msg.body.get("ids")
                 if isinstance(ids, list):

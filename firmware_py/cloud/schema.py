@@ -26,6 +26,8 @@ TYPES = {
     "outbox.ack": "records the portal has stored (by id)",
     "time.beacon": "the portal's time, signed with its ticket key for this box (body: beacon)",
     "update.offer": "a software update for this box, signed with the portal's ticket key (body: offer)",
+    "emission_limits.publish": "exhaust limit values, signed with the portal's ticket key for this "
+    "box (body: limits)",
     "helpdesk.answer": "the help desk's answer to a request of this box (body: request, answer, who)",
     "ticket.deliver": "a bought ticket for the box to add (body: delivery, ticket)",
     "ticket.revoke": "the portal's signed revocation list to apply (body: delivery, revocations)",
@@ -38,6 +40,7 @@ TYPES = {
     "ticket.ack": "a delivered ticket or revocation list stored (ok) or refused with the reason",
     "outbox.record": "a record the portal must keep (job result, service booklet entry, session "
     "log, help-desk request and its attachments' chunks)",
+    "emission_limits.stored": "the limit values the box now keeps (body: source, version, type_codes)",
     "error": "a request that could not be taken, with the reason",
 }
 REQUESTS = frozenset({"job.request", "job.cancel", "uds.request"})

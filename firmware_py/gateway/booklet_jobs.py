@@ -3,7 +3,8 @@ cluster keeps, or record a service in it.
 
 Recording checks that the service items done were reset (Condition Based Service at 100 %) and
 resets them first when asked (``reset``), then appends the entry, reads it back, and returns the
-whole booklet. Every entry a job saw goes to the outbox once, with its stable id
+whole booklet and the service status read after the reset (``cbs``, as a ``service_reset`` read
+gives it: the Service page's status table shows it). Every entry a job saw goes to the outbox once, with its stable id
 (:func:`queue_entries`, called where the job's result is kept): the portal's booklet for that VIN
 gets it exactly once, and an entry written to the car just before a power cut is queued by the
 next read. Runs on the vehicle worker thread.
@@ -69,7 +70,10 @@ def service_history(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
         newest["date"],
     ) == (sorted(items), workshop, note, "{:04d}-{:02d}-{:02d}".format(*date)):
         # the same service recorded again (the answer was lost, a power cut): one entry
-        return {"action": action, "vin": vin, "entry": newest, "history": history, "new": False}
+        return {
+            "action": action, "vin": vin, "entry": newest, "history": history, "new": False,
+            "cbs": read_cbs(cluster, service),
+        }  # fmt: skip
     cbs = {i["name"]: i for i in read_cbs(cluster, service)}
     not_reset = [n for n in items if (cbs.get(n) or {}).get("availability") != 100]
     reset_done = []
@@ -102,6 +106,7 @@ def service_history(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
         "reset": reset_done,
         "history": read_history(cluster, desc, service, vin),
         "new": True,
+        "cbs": read_cbs(cluster, service),  # the status after the reset, for the Service page
     }
 
 

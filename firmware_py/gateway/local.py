@@ -97,10 +97,13 @@ def _keep_for_portal(cfg: Config, job: Job, vin: str | None) -> None:
     """What a command did to the car reaches the portal like a tablet's job: it goes to the box's
     outbox, which the gateway delivers when it runs. The car was changed whatever happens here,
     so a state directory that cannot be written is a warning, not a failed command."""
+    from firmware_py.gateway import job_log
+
     data = job.to_dict()
-    if not wanted(data):  # a free read opens no store
-        return
     try:
-        Outbox(Store(cfg.storage.state_dir)).keep_job(data, vin)
+        store = Store(cfg.storage.state_dir)
+        job_log.record(store, data, vin)  # the session log of a later help-desk request
+        if wanted(data):
+            Outbox(store).keep_job(data, vin)
     except StorageError as err:
         log.warning("the result of job %s is not kept for the portal: %s", job.id, err)

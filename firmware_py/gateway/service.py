@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 from firmware_py.config import StorageConfig
 from firmware_py.errors import PackageError, StorageError, UpdateError, VciError
+from firmware_py.gateway import job_log
 from firmware_py.gateway.battery import SOURCE_TEXT, BatteryCare, Care
 from firmware_py.gateway.events import EventBus
 from firmware_py.gateway.jobs import Handler, JobRunner, VehicleWorker
@@ -323,6 +324,19 @@ class Gateway:
             )
         return dict(self.updater.offered(token))
 
+    def emission_limits_published(self, token: str) -> dict[str, Any]:
+        """An ``emission_limits.publish`` from the portal (firmware_py/gateway/limits_update.py):
+        kept in the state directory for the next emissions report; refusals raise."""
+        from firmware_py.gateway.limits_update import LimitsRefused, accept_limits, summary
+
+        if self.entitlements is None:
+            raise LimitsRefused("this gateway was started without the portal's keys")
+        table = accept_limits(
+            token, self.entitlements.keys, device=self.entitlements.device_id,
+            state_dir=self.store.state_dir,
+        )  # fmt: skip
+        return summary(table)
+
     def observe_time_beacon(self, beacon: str) -> None:
         """The portal's signed time (a ``time.beacon`` message); without ticket checks, ignored."""
         if self.entitlements is not None:
@@ -471,6 +485,7 @@ class Gateway:
                     # every job of a remote session (the remote session log)
                     try:
                         self.outbox.keep_job(job, self.worker.vin)
+                        job_log.record(self.store, job, self.worker.vin)  # for `vci helpdesk ask`
                     except StorageError as err:
                         log.error("the record of job %s could not be kept: %s", job.get("id"), err)
                         self.bus.publish(

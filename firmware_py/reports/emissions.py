@@ -7,68 +7,20 @@ MIL, has stored (confirmed) or permanent emissions-related DTCs, or has more sup
 incomplete than the limits data allows (``allowed_incomplete``, 0 in the sample). Pending DTCs
 are shown as a note: they are not confirmed faults yet.
 
-Limit values are data per type code (VIN positions 4-7): the portal supplies them; the box keeps
-its local copy as ``emission_limits.toml`` in the state directory; without one the shipped
+Limit values are data per type code (VIN positions 4-7), read and checked by
+:mod:`.emission_limits`: the portal supplies them; the box keeps its local copy as
+``emission_limits.toml`` in the state directory; without one the shipped
 ``emission_limits_sample.toml`` is used, and the report says the values are sample values.
 """
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from firmware_py.errors import ConfigError
+from firmware_py.reports.emission_limits import LimitTable, load_limits, parse_limits
 from firmware_py.reports.model import facts, now_iso, table
 
-LOCAL_LIMITS = "emission_limits.toml"
-"""the box's copy of the portal's limit values, in the state directory"""
-
-
-@dataclass(frozen=True)
-class LimitTable:
-    source: str
-    """``sample`` (shipped) or ``portal``"""
-    version: str
-    allowed_incomplete: int
-    engines: tuple[dict[str, Any], ...]
-
-    def for_type(self, type_code: str | None) -> dict[str, Any] | None:
-        for engine in self.engines:
-            if type_code and type_code.upper() in engine.get("type_codes", ()):
-                return engine
-        return None
-
-
-def parse_limits(text: str, where: str) -> LimitTable:
-    try:
-        raw = tomllib.loads(text)
-        engines = tuple(raw.get("engine", []))
-        for e in engines:
-            if not e.get("type_codes") or not all(isinstance(x, dict) for x in e.get("limit", [])):
-                raise ValueError("each [[engine]] needs type_codes and a list of limits")
-        return LimitTable(
-            source=str(raw.get("source", "portal")),
-            version=str(raw.get("version", "")),
-            allowed_incomplete=int(raw.get("allowed_incomplete", 0)),
-            engines=engines,
-        )
-    except (tomllib.TOMLDecodeError, ValueError, TypeError) as err:
-        raise ConfigError(
-            f"the emission limit values in {where} cannot be read: {err}",
-            hint="Fetch them from the portal again, or remove the file to use the sample values",
-        ) from err
-
-
-def load_limits(state_dir: Path | None) -> LimitTable:
-    """The box's local copy of the portal's limit values, else the shipped sample."""
-    if state_dir is not None and (state_dir / LOCAL_LIMITS).is_file():
-        path = state_dir / LOCAL_LIMITS
-        return parse_limits(path.read_text(encoding="utf-8"), str(path))
-    sample = resources.files("firmware_py.reports") / "emission_limits_sample.toml"
-    return parse_limits(sample.read_text(encoding="utf-8"), "the shipped sample")
+__all__ = ["LimitTable", "build_emissions_report", "judge", "load_limits", "parse_limits"]
 
 
 def _all_dtcs(ecus: list[dict[str, Any]], kind: str) -> list[str]:

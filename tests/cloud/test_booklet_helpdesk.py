@@ -236,3 +236,37 @@ def test_a_helpdesk_request_goes_out_when_no_car_answers(box, tmp_path) -> None:
     assert "error" in bundle["fault_memory"] and request.body["vin"] is None
     tickets = json.loads(box.vci("--json", "ticket", "list").stdout)
     assert [t["state"] for t in tickets] == ["held by a request waiting for the portal"]
+
+
+def test_a_helpdesk_request_from_the_command_line_carries_the_session_log(box, start_sim) -> None:
+    """``vci helpdesk ask`` on the box: its session log lists the jobs the box ran in the last
+    hours (here two commands, in order; a job from yesterday is not in it), as a request from the
+    tablet lists the gateway's."""
+    from firmware_py.gateway import job_log
+
+    sim = start_sim()
+    for tariff in ("basic-1d", "helpdesk"):
+        assert box.vci("ticket", "add", box.issue(tariff)).returncode == 0
+    store = Store(box.root / "state")
+    old = {"id": "yesterday", "kind": "coding", "state": "done", "created": 1.0, "finished": 2.0}
+    job_log.record(store, old, VIN)
+    for command in (("identify",), ("dtc", "read")):
+        done = box.vci(*command, *sim.cli_args("doip"))
+        assert done.returncode == 0, done.stderr
+    ask = box.vci(
+        "--json", "helpdesk", "ask", "--question", "DME fault after the read?", "--contact", "Jo",
+        *sim.cli_args("doip"),
+    )  # fmt: skip
+    assert ask.returncode == 0, ask.stderr
+    pending = Outbox(store).pending(1000)
+    chunks = sorted(
+        (r.body for r in pending
+         if r.kind == "helpdesk.chunk" and r.body["attachment"] == "bundle.json"),
+        key=lambda c: c["index"],
+    )  # fmt: skip
+    log = json.loads(b"".join(base64.b64decode(c["data"]) for c in chunks))["session_log"]
+    assert [(j["kind"], j["origin"], j["state"]) for j in log] == [
+        ("identify", "cli", "done"),
+        ("read_fault_memory", "cli", "done"),
+    ], log
+    assert all(j["vin"] == VIN and j["finished"] >= j["created"] for j in log)

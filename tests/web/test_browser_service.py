@@ -77,6 +77,8 @@ def test_a_service_is_recorded_in_one_flow_and_reaches_the_portal(tablet) -> Non
         page.check(f".booklet-item[value={item}]")
     page.fill("#booklet-note", "oil and brake fluid")
     page.dispatch_event("#booklet-note", "change")
+    before = page.locator("[data-testid=cbs-item]").all_inner_texts()
+    assert any("due" in r.split() for r in before), before  # engine oil is overdue
     page.click("button[data-action=booklet-record]")  # confirmed: reset, then record
     page.wait_for_selector("[data-testid=booklet-recorded]", timeout=30_000)
     text = page.inner_text("[data-testid=booklet-recorded]")
@@ -85,6 +87,12 @@ def test_a_service_is_recorded_in_one_flow_and_reaches_the_portal(tablet) -> Non
     kombi = sim.state()["ecus"]["KOMBI"]
     assert kombi["service_history"] == 3
     assert all(c["availability"] == 100 for c in kombi["cbs"] if c["id"] in (1, 4))
+    # the status table shows the values read back after the reset, without "Read service status"
+    rows = page.locator("[data-testid=cbs-item]")
+    reset = [rows.nth(i).inner_text() for i in range(rows.count())]
+    assert sum("100 %" in r for r in reset) >= 2 and not any("due" in r.split() for r in reset), (
+        reset
+    )
     shot(page, "20-service-booklet")
     kept = wait_until(lambda: len(records.booklet.entries(VIN)) == 3, 20, "the portal's booklet")
     assert kept

@@ -24,6 +24,12 @@ async function runJob(kind, ecu, params) {
     return job;
   } catch (e) { flash(errText(e)); }
 }
+// The newest service status read from the car: a status read or reset, or a service recorded
+// (it reads the status again after resetting the items done).
+function serviceStatus() {
+  return (Object.values(S.jobs).filter((j) => (j.kind === "service_reset" || j.kind === "service_history") && j.result && j.result.cbs)
+    .sort((a, b) => b.created - a.created)[0] || {}).result;
+}
 function flash(text) { const m = $("#message"); if (m) { m.textContent = text; m.className = "error"; } else alert(text); }
 
 // -- live events -------------------------------------------------------------------------------
@@ -190,7 +196,7 @@ const views = {
     const job = latest("service_reset");
     // the newest result that shows the status (a read or a reset), and the newest battery
     const done = Object.values(S.jobs).filter((j) => j.kind === "service_reset" && j.result).sort((a, b) => b.created - a.created);
-    const status = (done.find((j) => j.result.cbs) || {}).result;
+    const status = serviceStatus();
     const battery = (done.find((j) => j.result.battery) || {}).result;
     const b = battery && battery.battery;
     const rows = ((status && status.cbs) || []).map((i) => `<tr data-testid="cbs-item"><td><b>${esc(i.text)}</b></td>

@@ -11,7 +11,7 @@
     const job = latest("service_history");
     const done = Object.values(S.jobs).filter((j) => j.kind === "service_history" && j.result).sort((a, b) => b.created - a.created);
     const history = (done[0] && done[0].result.history) || [];
-    const status = (Object.values(S.jobs).filter((j) => j.kind === "service_reset" && j.result && j.result.cbs).sort((a, b) => b.created - a.created)[0] || {}).result;
+    const status = serviceStatus();
     const items = (status && status.cbs) || [];
     const rows = history.map((e) => `<tr data-testid="booklet-entry"><td>${esc(e.index)}</td><td>${esc(e.date)}</td>
       <td>${esc(Number(e.mileage_km).toLocaleString())} km</td><td>${esc(e.items.join(", "))}</td><td>${esc(e.workshop)}</td><td>${esc(e.note)}</td></tr>`).join("");
