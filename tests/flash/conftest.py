@@ -107,6 +107,21 @@ def cut_point(events: str, rng: random.Random) -> tuple[int, float]:
     return printed, moment - times[printed - 1]
 
 
+def transfer_cut_point(
+    events: str, rng: random.Random, before_percent: float = 60.0
+) -> tuple[int, float]:
+    """A cut right after a transfer's progress event of the flash that printed ``events`` (one
+    at most ``before_percent`` through its transfer): wherever the machine's load puts the
+    flash's other steps, the process is then in a transfer, with the rest of it ahead."""
+    lines = [json.loads(line) for line in events.splitlines() if line.startswith("{")]
+    during = [
+        n + 1
+        for n, e in enumerate(lines)
+        if e.get("kind") == "job.progress" and 0 < e.get("percent", 0) <= before_percent
+    ]
+    return rng.choice(during), 0.0
+
+
 def flash_cut_after(
     args: Sequence[str], point: tuple[int, float], timeout: float = 120
 ) -> list[str]:
