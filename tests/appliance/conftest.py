@@ -23,6 +23,7 @@ import base64
 import contextlib
 import json
 import os
+import select
 import shlex
 import shutil
 import socket
@@ -164,6 +165,8 @@ class Vm:
         self.sock: socket.socket | None = None
         self._buf = b""
         self._next_id = 0
+        self._probes: dict[str, set[int]] = {}
+        """ids of the probes (quiet requests) sent and not yet answered, by command"""
         self.started: list[str] = []
 
     def start(self) -> float:
@@ -192,6 +195,7 @@ class Vm:
             ]  # fmt: skip
         self.agent_path.unlink(missing_ok=True)
         self._buf = b""
+        self._probes = {}
         cmd = [
             "qemu-system-x86_64", "-accel", qemu_accel(), "-m", "1024", "-smp", "2",
             "-nographic",
@@ -268,15 +272,23 @@ class Vm:
         self, request: dict[str, Any], wait: float, quiet: bool = False
     ) -> dict[str, Any] | None:
         assert self.sock is not None
-        self._next_id += 1
-        ident = self._next_id
-        self.sock.sendall((json.dumps({**request, "id": ident}) + "\n").encode())
+        # A probe (quiet: while the guest boots) is asked again every few seconds, but while the
+        # guest's port is closed QEMU reads nothing, and a Unix socket takes only ~70 small
+        # messages: a slow boot would block the send. So a probe is sent only while the socket
+        # has room, and the answer to any earlier probe of the same command counts.
+        probes = self._probes.setdefault(request["cmd"], set()) if quiet else set()
+        if not quiet or select.select([], [self.sock], [], 0)[1]:
+            self._next_id += 1
+            probes.add(self._next_id)
+            self.sock.sendall((json.dumps({**request, "id": self._next_id}) + "\n").encode())
+        wanted = probes if quiet else {self._next_id}
         deadline = time.monotonic() + wait
         while True:
             while b"\n" in self._buf:
                 line, self._buf = self._buf.split(b"\n", 1)
                 reply = json.loads(line)
-                if reply.get("id") == ident:
+                if reply.get("id") in wanted:
+                    wanted.discard(reply["id"])  # a probe's caller judges the answer (boot id)
                     return dict(reply)
             left = deadline - time.monotonic()
             if left <= 0:
