@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from firmware_py.errors import DownloadInterrupted, StorageError, TicketError, UpdateError
 from firmware_py.gateway.ticket_token import MAX_TIME, sign, verify
+from firmware_py.versions import release_key
 
 OFFER_PREFIX = "vu1"
 MAX_BUNDLE = 4 * 2**30
@@ -41,7 +42,6 @@ MAX_BUNDLE = 4 * 2**30
 SPARE = 16 * 2**20
 """bytes the data partition keeps free beyond the bundle (the state, the journal)"""
 FIELDS = {"device", "kid", "version", "url", "size", "sha256", "compatible", "iat"}
-_VERSION = re.compile(r"^\d{1,9}(\.\d{1,9}){0,3}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 
@@ -62,13 +62,13 @@ class UpdateOffer:
 
 def version_key(version: str) -> tuple[int, ...]:
     """``2026.11.2`` -> (2026, 11, 2, 0): numeric, dotted, up to four parts."""
-    if not _VERSION.match(version):
+    key = release_key(version)
+    if key is None:
         raise UpdateError(
             f"{version[:40]!r} is not a release version (numbers separated by dots)",
             hint="The portal's offer is malformed; ask the portal's operator",
         )
-    parts = tuple(int(p) for p in version.split("."))
-    return parts + (0,) * (4 - len(parts))
+    return key
 
 
 def sign_offer(

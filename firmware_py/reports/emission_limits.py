@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_py.errors import ConfigError
+from firmware_py.versions import release_key
 
 LOCAL_LIMITS = "emission_limits.toml"
 """the box's copy of the portal's limit values, in the state directory"""
@@ -28,7 +29,6 @@ _TOP = {"source", "version", "allowed_incomplete", "engine"}
 _ENGINE = {"type_codes", "engine", "emission_class", "ignition", "limit"}
 _LIMIT = {"name", "text", "min", "max", "unit"}
 _TYPE_CODE = re.compile(r"^[A-Z0-9]{4}$")
-_NUMERIC_VERSION = re.compile(r"^\d{1,9}(\.\d{1,9}){0,3}$")
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,7 @@ class LimitTable:
 def version_key(version: str) -> tuple[int, ...] | None:
     """``2026.12`` -> (2026, 12, 0, 0); None for a version that is not dotted numbers (a file
     placed by hand before the portal supplied one: not comparable, the portal's replaces it)."""
-    if not _NUMERIC_VERSION.match(version):
-        return None
-    parts = tuple(int(p) for p in version.split("."))
-    return parts + (0,) * (4 - len(parts))
+    return release_key(version)
 
 
 def _number(value: Any) -> bool:
