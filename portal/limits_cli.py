@@ -36,10 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    import queue
-    import time
-
-    from firmware_py.cloud import topics
     from firmware_py.cloud.schema import Message
     from firmware_py.gateway.limits_update import sign_limits
 
@@ -56,32 +52,24 @@ def run(args: argparse.Namespace) -> int:
     if not (args.pki and args.user):
         print("error: --broker needs --pki and --user", file=sys.stderr)
         return 2
-    from portal.remote import RemoteSession
+    from portal.remote import RemoteError, RemoteSession
 
     host, _, port = args.broker.rpartition(":")
     session = RemoteSession(host, int(port), args.pki, args.user)
     try:
-        session.subscribe(topics.responses(args.box, args.user))
         message = Message("emission_limits.publish", {"limits": token})
-        session.send(args.box, message)
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            try:
-                _, answer = session.inbox.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if answer.corr != message.id:
-                continue
-            if answer.type == "error":
-                print(f"error: the box refused the limit values: {answer.body.get('message')}",
-                      file=sys.stderr)  # fmt: skip
-                return 2
-            if answer.type == "emission_limits.stored":
-                print(f"{args.box} keeps the emission limit values {answer.body.get('version')} "
-                      f"({len(answer.body.get('type_codes') or [])} type codes)")  # fmt: skip
-                return 0
-        print(f"error: {args.box} did not answer within {args.timeout:g} s (is it online?)",
+        try:  # the box answers emission_limits.stored or error (the session's FINAL answers)
+            answer = session.exchange(args.box, message, args.timeout)
+        except RemoteError:
+            print(f"error: {args.box} did not answer within {args.timeout:g} s (is it online?)",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        if answer.type == "emission_limits.stored":
+            print(f"{args.box} keeps the emission limit values {answer.body.get('version')} "
+                  f"({len(answer.body.get('type_codes') or [])} type codes)")  # fmt: skip
+            return 0
+        print(f"error: the box refused the limit values: {answer.body.get('message')}",
               file=sys.stderr)  # fmt: skip
-        return 1
+        return 2
     finally:
         session.close()
