@@ -246,3 +246,22 @@ class Delivery(Base):
     """the box's reason, for a refused delivery"""
     created_at: Mapped[int] = mapped_column(BigInteger)
     done_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class WorkshopBox(Base):
+    """A box a workshop claimed through the portal (portal/boxes.py): the workshop it belongs to.
+    The box's certificate, its enrolment requests and their proofs are portal/enrolment.py's;
+    this row is what the portal's pages and services check before they let a user of a workshop
+    see or use a box."""
+
+    __tablename__ = "workshop_boxes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device: Mapped[str] = mapped_column(String(64), unique=True)
+    workshop_id: Mapped[int] = mapped_column(ForeignKey("workshops.id"), index=True)
+    label: Mapped[str] = mapped_column(String(100), default="")
+    """the workshop's own name for the box ("Bay 3")"""
+    claimed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    claimed_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+    """when its certificate was revoked; a revoked box is listed but cannot be used"""
