@@ -12,6 +12,11 @@ from firmware_py.errors import VciError
 from firmware_py.gateway.tariffs import TARIFFS
 from portal import account_cli, keys, limits_cli, tickets
 
+BOXES_DB_HELP = (
+    "the portal's database: a URL or an SQLite file (default: VCI_PORTAL_DB, else SQLite in the "
+    "portal's state dir, as vci-portal serve)"
+)
+
 
 def _time(text: str) -> int:
     return int(datetime.fromisoformat(text).timestamp())
@@ -198,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     es.add_argument("--listen", default="127.0.0.1:8444", metavar="HOST:PORT")
     es.add_argument("--pki", required=True, type=Path, help="directory with ca.pem and ca.key")
-    es.add_argument("--db", type=Path, default=Path("portal-boxes.sqlite"), help="SQLite file")
+    es.add_argument("--db", metavar="URL|FILE", help=BOXES_DB_HELP)
     es.add_argument(
         "--cert", type=Path, help="the HTTPS server certificate (default: PKI/broker.pem)"
     )
@@ -236,9 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action.add_argument(
             "--pki", required=True, type=Path, help="directory with ca.pem, ca.key and crl.pem"
         )
-        action.add_argument(
-            "--db", type=Path, default=Path("portal-boxes.sqlite"), help="SQLite file"
-        )
+        action.add_argument("--db", metavar="URL|FILE", help=BOXES_DB_HELP)
 
     from portal import service_cli
 
@@ -366,7 +369,7 @@ def _enrol_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     host, _, port = args.listen.rpartition(":")
-    enrolment = Enrolment(args.db, args.pki)
+    enrolment = Enrolment(_boxes_db(args.db), args.pki)
     cert = args.cert or args.pki / "broker.pem"
     key = args.key or args.pki / "broker.key"
     try:
@@ -388,6 +391,12 @@ def _enrol_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _boxes_db(flag: str | None) -> str:
+    from portal.db.engine import database_url
+
+    return database_url(flag)
+
+
 def _box(args: argparse.Namespace) -> int:
     import os
     import signal
@@ -395,7 +404,7 @@ def _box(args: argparse.Namespace) -> int:
 
     from portal.enrolment import Enrolment
 
-    enrolment = Enrolment(args.db, args.pki)
+    enrolment = Enrolment(_boxes_db(args.db), args.pki)
     try:
         if args.box_command == "claim":
             cert = enrolment.claim(args.device, args.label_code)

@@ -67,7 +67,11 @@ def make_app(enrolment: Enrolment, limit: RateLimit) -> web.Application:
             # the whole body (read(n) would stop at what has arrived), at most client_max_size
             body = await asyncio.wait_for(request.read(), 10.0)
             data = strict_json.obj(strict_json.loads(body, max_bytes=MAX_BODY), "the request")
-            answer = enrolment.request(data.get("device"), data.get("csr"), data.get("proof"))
+            # in a worker thread: the database (PostgreSQL over the network) must not stall
+            # the other boxes' requests
+            answer = await asyncio.to_thread(
+                enrolment.request, data.get("device"), data.get("csr"), data.get("proof")
+            )
         except TimeoutError:
             return _refusal(EnrolmentError("the body did not arrive in time", status=408))
         except web.HTTPRequestEntityTooLarge:

@@ -265,3 +265,65 @@ class WorkshopBox(Base):
     claimed_at: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
     """when its certificate was revoked; a revoked box is listed but cannot be used"""
+    online: Mapped[bool | None] = mapped_column(Boolean)
+    """the box's last retained state on the broker (portal/box_status.py); None: never seen"""
+    seen_at: Mapped[int | None] = mapped_column(BigInteger)
+    """when the portal last received the box's state"""
+    version: Mapped[str | None] = mapped_column(String(40))
+    """the software release the box said it runs"""
+    vin: Mapped[str | None] = mapped_column(String(17))
+    """the car connected to the box when it last said so (None: none)"""
+    vehicle: Mapped[str | None] = mapped_column(String(80))
+    """the car's type as the box names it from the VIN ("BMW 3 Series"), if known"""
+
+
+class EnrolledBox(Base):
+    """A box whose certificate the portal's CA signed when a workshop claimed it
+    (portal/enrolment.py): the certificate the box fetches, its serial for the revocation list,
+    and the key it was signed for."""
+
+    __tablename__ = "enrolled_boxes"
+    __table_args__ = (CheckConstraint("state IN ('claimed', 'revoked')", name="state"),)
+
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    certificate: Mapped[str] = mapped_column(Text)
+    serial: Mapped[str] = mapped_column(String(50))
+    """the certificate's serial number in decimal (up to 159 bits: text)"""
+    key_fp: Mapped[str] = mapped_column(String(64))
+    """SHA-256 of the box's public key (SubjectPublicKeyInfo)"""
+    claimed_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class EnrolmentRequest(Base):
+    """A box's waiting enrolment request (its CSR and the proof of its label code), kept by key
+    and proof; a few per device (portal/enrolment.py says why)."""
+
+    __tablename__ = "enrolment_requests"
+    __table_args__ = (
+        UniqueConstraint("device", "key_fp", "proof", name="uq_enrolment_requests_device_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device: Mapped[str] = mapped_column(String(64), index=True)
+    key_fp: Mapped[str] = mapped_column(String(64))
+    csr: Mapped[str] = mapped_column(Text)
+    proof: Mapped[str] = mapped_column(String(64))
+    first_seen: Mapped[int] = mapped_column(BigInteger)
+    last_seen: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class ClaimRefusal(Base):
+    """A refused claim: per box (wrong label codes lock the box's claims for a while) and per
+    workshop (refused claims of any box lock the workshop's claims: no guessing across boxes)."""
+
+    __tablename__ = "claim_refusals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device: Mapped[str] = mapped_column(String(64), index=True)
+    workshop_id: Mapped[int | None] = mapped_column(ForeignKey("workshops.id"), index=True)
+    """the claiming workshop (None: the command line)"""
+    wrong_code: Mapped[bool] = mapped_column(Boolean)
+    """the box had asked and the code did not open its request (counts against the box)"""
+    at: Mapped[int] = mapped_column(BigInteger)

@@ -40,3 +40,44 @@ def test_sqlite_is_migrated_on_open_postgresql_must_be_upgraded(db_url: str) -> 
     with engine.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == head_revision()
     engine.dispose()
+
+
+def test_an_old_enrolment_file_keeps_its_records(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Before revision 0004 ``vci-portal box`` kept its records in an SQLite file of its own; the
+    same file opened now keeps its claimed boxes, waiting requests and wrong-code counts."""
+    import sqlite3
+
+    from portal.enrolment import Enrolment
+
+    path = tmp_path / "portal-boxes.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE boxes (device TEXT PRIMARY KEY, state TEXT NOT NULL, "
+        "certificate TEXT NOT NULL, serial TEXT NOT NULL, key_fp TEXT NOT NULL, "
+        "claimed REAL NOT NULL, revoked REAL);"
+        "CREATE TABLE requests (device TEXT NOT NULL, key_fp TEXT NOT NULL, "
+        "csr TEXT NOT NULL, proof TEXT NOT NULL, first_seen REAL NOT NULL, "
+        "last_seen REAL NOT NULL, PRIMARY KEY (device, key_fp, proof));"
+        "CREATE TABLE claim_failures (device TEXT NOT NULL, at REAL NOT NULL);"
+        "INSERT INTO boxes VALUES ('box-a', 'revoked', 'PEM', '123456789012345678901234567890', "
+        "'ab', 1000.5, 2000.25);"
+        "INSERT INTO requests VALUES ('box-b', 'cd', 'CSR', 'ef', 1500.0, 1600.0);"
+        "INSERT INTO claim_failures VALUES ('box-b', 1700.0);"
+    )
+    old.commit()
+    old.close()
+    enrolment = Enrolment(path, tmp_path)
+    try:
+        [box] = enrolment.boxes()
+        assert (box.device, box.state, box.serial, box.claimed, box.revoked) == (
+            "box-a", "revoked", 123456789012345678901234567890, 1000, 2000,
+        )  # fmt: skip
+        assert enrolment.waiting() == [("box-b", 1600)]
+    finally:
+        enrolment.close()
+    with sqlite3.connect(path) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        assert not tables & {"boxes", "requests", "claim_failures"}
+        assert db.execute("SELECT device, wrong_code, at FROM claim_refusals").fetchall() == [
+            ("box-b", 1, 1700)
+        ]
