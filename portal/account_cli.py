@@ -132,6 +132,15 @@ def register(sub: Any, ticket: Any) -> None:
         help="a reverse proxy's address whose X-Forwarded-For names the client (repeatable)",
     )  # fmt: skip
     _broker_args(sv, required=False)
+    sv.add_argument(
+        "--broker-pid", type=int, metavar="PID",
+        help="after a box is revoked on the pages, send the broker (mosquitto) SIGHUP so that it "
+        "reads the revocation list PKI/crl.pem now",
+    )  # fmt: skip
+    sv.add_argument(
+        "--broker-reload", metavar="COMMAND",
+        help="or run this command then (e.g. 'systemctl reload mosquitto')",
+    )  # fmt: skip
     sv.set_defaults(account_handler=_serve)
 
 
@@ -416,18 +425,33 @@ def _serve(args: argparse.Namespace) -> None:
         print(f"made the ticket signing key {kid} in {key_dir}; boxes trust its tickets once "
               f"{kid}.pub is in their [security] portal_keys_dir", file=sys.stderr)  # fmt: skip
     kid, key = keys.load_signing_key(key_dir, args.kid)
+    from portal.broker import reloader
+
     cfg = WebConfig(
         _open(args), Signer(kid, key), seller, secure_cookies=args.secure_cookies,
-        trusted_proxies=frozenset(args.trusted_proxy),
+        trusted_proxies=frozenset(args.trusted_proxy), pki=args.pki,
+        broker_reload=reloader(args.broker_pid, args.broker_reload),
     )  # fmt: skip
-    stop, worker = threading.Event(), None
-    if args.broker:  # the delivery worker runs beside the pages, in a thread of its own
+    stop, sessions = threading.Event(), []
+    if args.broker:  # the delivery worker and the boxes' status, each in a thread of its own
         worker = _delivery(args, cfg.factory, key_dir)
+        watcher = _status_watcher(args, cfg.factory)
+        sessions += [worker.session, watcher.session]
         threading.Thread(target=worker.run, args=(stop,), daemon=True, name="delivery").start()
+        threading.Thread(target=watcher.run, args=(stop,), daemon=True, name="status").start()
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(cfg, args.host, args.port))
     finally:
         stop.set()
-        if worker is not None:
-            worker.session.close()
+        for session in sessions:
+            session.close()
+
+
+def _status_watcher(args: argparse.Namespace, factory: Any) -> Any:
+    """The boxes' status watcher (portal/box_status.py) on a broker connection of its own."""
+    from portal.box_status import BoxStatusWatcher
+    from portal.remote import RemoteSession
+
+    host, _, port = args.broker.rpartition(":")
+    return BoxStatusWatcher(factory, RemoteSession(host, int(port), args.pki, args.broker_user))

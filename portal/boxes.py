@@ -3,19 +3,26 @@
 Plain functions over a SQLAlchemy session, like portal/accounts.py: each takes the acting user as
 an :class:`~portal.accounts.Actor` and refuses (:class:`NotPermitted`) a box of another workshop.
 Claiming (the label code, the certificate) is portal/enrolment.py's; :func:`record_claim` is
-called once that claim has succeeded.
+called within that claim's transaction, :func:`record_revocation` within a revocation's. The
+boxes' last state on the broker (online, version, car) is stored by portal/box_status.py with
+:func:`store_state`.
 """
 
 from __future__ import annotations
 
+import re
 import time
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from firmware_py.cloud.box_state import BoxState
 from firmware_py.errors import NotPermitted
 from portal.accounts import Actor, workshop_for
-from portal.db.models import WorkshopBox
+from portal.db.models import Role, User, WorkshopBox
+
+LABEL = re.compile(r"[^\x00-\x1f\x7f]{0,100}")
+"""the workshop's own name for a box: up to 100 characters, no control characters"""
 
 
 def record_claim(
@@ -23,6 +30,12 @@ def record_claim(
 ) -> WorkshopBox:
     """Note that ``workshop_id`` claimed ``device`` (after portal/enrolment.py signed it)."""
     workshop_for(session, actor, workshop_id)
+    label = label.strip()
+    if not LABEL.fullmatch(label):
+        raise NotPermitted(
+            "the box's name is longer than 100 characters or has control characters",
+            hint="Give a short name such as Bay 3",
+        )
     box = WorkshopBox(
         device=device,
         workshop_id=workshop_id,
@@ -63,3 +76,38 @@ def require(session: Session, actor: Actor, device: str, usable: bool = True) ->
             hint="A revoked box cannot connect; ask the portal's operator",
         )
     return box
+
+
+def claimed_by(session: Session, boxes: list[WorkshopBox]) -> dict[int, str]:
+    """The login of each user who claimed one of ``boxes``, by user id."""
+    ids = {b.claimed_by for b in boxes if b.claimed_by is not None}
+    if not ids:
+        return {}
+    rows = session.execute(select(User.id, User.login).where(User.id.in_(ids)))
+    return {user_id: login for user_id, login in rows}
+
+
+def record_revocation(
+    session: Session, actor: Actor, device: str, now: float | None = None
+) -> WorkshopBox:
+    """Note that ``device``'s certificate was revoked (portal/enrolment.py revokes it): by its
+    workshop's owner, or an operator."""
+    box = require(session, actor, device, usable=False)
+    if not (actor.is_operator or actor.role is Role.OWNER):
+        raise NotPermitted("only the workshop's owner may revoke a box", hint="Ask your owner")
+    if box.revoked_at is None:
+        box.revoked_at = int(time.time() if now is None else now)
+    session.flush()
+    return box
+
+
+def store_state(session: Session, device: str, state: BoxState, now: float) -> bool:
+    """The box's last state as its retained message says (portal/box_status.py); False when
+    no workshop has claimed ``device``. A state without a version keeps the one known."""
+    values: dict[str, object] = {
+        "online": state.online, "seen_at": int(now), "vin": state.vin, "vehicle": state.vehicle,
+    }  # fmt: skip
+    if state.version is not None:
+        values["version"] = state.version
+    done = session.execute(update(WorkshopBox).where(WorkshopBox.device == device).values(values))
+    return bool(done.rowcount)  # type: ignore[attr-defined]

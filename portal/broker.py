@@ -4,6 +4,10 @@ ACL (tests, benchmarks and scripts/portal-demo run the broker this way on loopba
 from __future__ import annotations
 
 import os
+import shlex
+import signal
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from firmware_py.cloud import topics
@@ -40,3 +44,18 @@ def user_acl(user: str, boxes: list[str]) -> str:
             f"topic read {topics.responses(box, user)}",
         ]
     return "\n".join(lines) + "\n"
+
+
+def reloader(pid: int | None, command: str | None) -> Callable[[], None] | None:
+    """What tells the broker to read the revocation list (and ACL) again: SIGHUP to ``pid``, or
+    ``command`` run without a shell (``systemctl reload mosquitto``); None when neither."""
+    if pid is not None:
+        return lambda: os.kill(pid, signal.SIGHUP)
+    if command:
+        argv = shlex.split(command)
+
+        def run() -> None:
+            subprocess.run(argv, check=True, timeout=30, capture_output=True)
+
+        return run
+    return None

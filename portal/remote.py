@@ -23,7 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from firmware_py.cloud import topics
+from firmware_py.cloud import box_state, topics
 from firmware_py.cloud.mqtt_link import disable_nagle
 from firmware_py.cloud.schema import Message, ProtocolError, decode
 
@@ -49,7 +49,12 @@ class RemoteSession:
         self.inbox: queue.Queue[tuple[str, Message]] = queue.Queue()
         """messages that answer no pending request of this session (and refusals of raw sends)"""
         self.states: dict[str, str] = {}
+        """each box's last state: ``online`` or ``offline``"""
+        self.status: dict[str, box_state.BoxState] = {}
+        """each box's last state in full: online, its release, the car connected"""
         self.on_state: Callable[[str, str], None] | None = None
+        self.on_status: Callable[[str, box_state.BoxState], None] | None = None
+        """called (on paho's thread) with each state message in full (portal/box_status.py)"""
         self._records: Any = None
         self.records_received = 0
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -102,10 +107,16 @@ class RemoteSession:
             return
         box, kind, user = parsed
         if kind == "state":
-            state = msg.payload.decode(errors="replace")
-            self.states[box] = state
+            try:
+                state = box_state.parse(bytes(msg.payload))
+            except ProtocolError:
+                return  # not a state a box (or the bridge) publishes: nothing to show
+            self.status[box] = state
+            self.states[box] = state.word
             if self.on_state is not None:
-                self.on_state(box, state)
+                self.on_state(box, state.word)
+            if self.on_status is not None:
+                self.on_status(box, state)
             return
         if kind not in ("outbox", "res") or (kind == "res" and user != self.user):
             return

@@ -5,9 +5,10 @@ the box's own topics; the portal's users keep talking MQTT and do not see the di
 A box proves who it is with the client certificate it would show the broker (TLS, verified
 against the portal's CA and its revocation list crl.pem; its common name is the device id). For each connected box the bridge
 holds one MQTT 5 session to the broker under its own identity (the ACL gives the bridge every
-box's topics; the bridge gives each box only its own): it publishes the box's ``online`` state
-with an ``offline`` last will, forwards the box's requests topic to the box, and publishes what the
-box sends on its response and outbox topics. Each direction is acknowledged end to end: the
+box's topics; the bridge gives each box only its own): it publishes the box's state (retained:
+the state the box sends, firmware_py/cloud/box_state.py, checked; a bare online one until it
+does) with an offline last will, forwards the box's requests topic to the box, and publishes what
+the box sends on its response and outbox topics. Each direction is acknowledged end to end: the
 box's frame when the broker has it, the broker's message when the box has taken it (paho's
 manual acknowledgement), so the bridge adds no way to lose a message. Frame format in
 :mod:`firmware_py.cloud.ws_link` and docs/remote-protocol.md.
@@ -29,7 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from firmware_py import strict_json
-from firmware_py.cloud import topics
+from firmware_py.cloud import box_state, topics
 from firmware_py.cloud.mqtt_link import disable_nagle
 from firmware_py.cloud.schema import ProtocolError, decode
 from firmware_py.cloud.ws_link import MAX_FRAME
@@ -70,7 +71,11 @@ class BoxConnection:
         bridge.tls(self.client)
         self.client.max_queued_messages_set(10_000)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self.client.will_set(topics.state(box), b"offline", qos=1, retain=True)
+        self._state = box_state.BoxState(True)
+        """the box's own state once it sent one (its release, its car)"""
+        self.client.will_set(
+            topics.state(box), box_state.BoxState(False).encode(), qos=1, retain=True
+        )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
@@ -104,7 +109,8 @@ class BoxConnection:
 
     def _close_session(self) -> None:
         if self.client.is_connected():
-            info = self.client.publish(topics.state(self.box), b"offline", qos=1, retain=True)
+            offline = box_state.BoxState(False, self._state.version).encode()
+            info = self.client.publish(topics.state(self.box), offline, qos=1, retain=True)
             info.wait_for_publish(2)
         self.client.disconnect()  # a clean disconnect: the broker drops the will
         self.client.loop_stop()
@@ -132,10 +138,13 @@ class BoxConnection:
         if "+" in topic or "#" in topic:
             raise FrameError("topic has wildcards")
         parsed = topics.parse(topic)
-        if parsed is None or parsed[0] != self.box or parsed[1] not in ("outbox", "res"):
+        if parsed is None or parsed[0] != self.box or parsed[1] not in ("outbox", "res", "state"):
             raise FrameError(f"box {self.box} may not publish to {topic!r}")
         if not isinstance(payload, str):
             raise FrameError("payload missing or not text")
+        if parsed[1] == "state":
+            self._publish_state(seq, payload)
+            return
         if corr is not None and (not isinstance(corr, str) or len(corr) > 64):
             raise FrameError("corr is not text of at most 64 characters")
         try:
@@ -146,6 +155,19 @@ class BoxConnection:
         if corr:
             props.CorrelationData = corr.encode()
         info = self.client.publish(topic, payload.encode(), qos=1, properties=props)
+        self._pending[info.mid] = seq
+
+    def _publish_state(self, seq: int, payload: str) -> None:
+        """The box's own state, checked; retained, and again whenever the bridge reconnects.
+        A box says it is online while its WebSocket is open: an offline from it is not taken."""
+        try:
+            state = box_state.parse(payload.encode())
+        except ProtocolError as err:
+            raise FrameError(str(err)) from err
+        if not state.online:
+            raise FrameError("a connected box is online")
+        self._state = state
+        info = self.client.publish(topics.state(self.box), state.encode(), qos=1, retain=True)
         self._pending[info.mid] = seq
 
     def _on_publish(
@@ -167,7 +189,7 @@ class BoxConnection:
             return
         disable_nagle(client)
         client.subscribe(topics.all_requests(self.box), qos=1)
-        client.publish(topics.state(self.box), b"online", qos=1, retain=True)
+        client.publish(topics.state(self.box), self._state.encode(), qos=1, retain=True)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)

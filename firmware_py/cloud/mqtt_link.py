@@ -1,5 +1,5 @@
 """The portal link over MQTT 5 (paho-mqtt 2.x): TLS with the box's client certificate, a retained
-online state with an ``offline`` last will, requests with MQTT 5 response topic and correlation
+state (online, release, car: firmware_py/cloud/box_state.py) with an offline last will, requests with MQTT 5 response topic and correlation
 data, a persistent session (the broker keeps what is sent to the box while it is away, and paho
 resends what the box sent that the broker had not acknowledged), reconnect with back-off."""
 
@@ -18,6 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from firmware_py.cloud import topics
+from firmware_py.cloud.box_state import BoxState
 from firmware_py.cloud.portal_link import PortalLink
 from firmware_py.config import CloudConfig
 
@@ -62,7 +63,9 @@ class MqttLink(PortalLink):
         # events of a job that goes on while the link is down wait here
         self.client.max_queued_messages_set(10_000)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self.client.will_set(topics.state(device_id), b"offline", qos=1, retain=True)
+        self.client.will_set(
+            topics.state(device_id), self.state(online=False).encode(), qos=1, retain=True
+        )
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = self._on_connect_fail
@@ -97,7 +100,7 @@ class MqttLink(PortalLink):
         await self._stop_tasks()
         if self.connected.is_set():
             self.client.publish(
-                topics.state(self.device), b"offline", qos=1, retain=True
+                topics.state(self.device), self.state(online=False).encode(), qos=1, retain=True
             ).wait_for_publish(2)
         self.client.disconnect()
         self.client.loop_stop()
@@ -107,6 +110,9 @@ class MqttLink(PortalLink):
         if corr:
             props.CorrelationData = corr
         self.client.publish(topic, payload, qos=1, properties=props)
+
+    def publish_state(self, state: BoxState) -> None:
+        self.client.publish(topics.state(self.device), state.encode(), qos=1, retain=True)
 
     # -- paho callbacks (its network thread) ---------------------------------------------------
     def _on_connect(
@@ -119,9 +125,13 @@ class MqttLink(PortalLink):
         self._up = True
         disable_nagle(client)
         client.subscribe(topics.all_requests(self.device), qos=1)
-        client.publish(topics.state(self.device), b"online", qos=1, retain=True)
-        self.loop.call_soon_threadsafe(self.connected.set)
+        # the state with the car is read on the gateway's loop (the vehicle's data live there)
+        self.loop.call_soon_threadsafe(self._came_up)
         log.info("connected to the portal broker %s:%d", self.cfg.broker_host, self.cfg.broker_port)
+
+    def _came_up(self) -> None:
+        self.publish_state(self.state())
+        self.connected.set()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         """A connection attempt failed before MQTT (TCP; TLS with TLS 1.2). paho passes no error;

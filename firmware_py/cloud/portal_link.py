@@ -17,6 +17,7 @@ from collections import OrderedDict
 from typing import Any
 
 from firmware_py.cloud import topics
+from firmware_py.cloud.box_state import VERSION, BoxState
 from firmware_py.cloud.schema import Message, ProtocolError, decode
 from firmware_py.config import CloudConfig
 from firmware_py.errors import VciError
@@ -77,6 +78,29 @@ class PortalLink:
     def publish(self, topic: str, payload: bytes, corr: bytes | None = None) -> None:
         """Send at least once (queued while the link is down)."""
         raise NotImplementedError
+
+    def publish_state(self, state: BoxState) -> None:
+        """Publish the box's state on its ``state`` topic, retained."""
+        raise NotImplementedError
+
+    # -- the box's state (firmware_py/cloud/box_state.py) ------------------------------------------
+    def version(self) -> str | None:
+        """The software release the box runs, as the update offers compare it."""
+        installed = getattr(getattr(self.gateway, "updater", None), "installed", None)
+        return installed if isinstance(installed, str) and VERSION.fullmatch(installed) else None
+
+    def state(self, online: bool = True) -> BoxState:
+        """What the box says on its ``state`` topic now: online, its release, the car."""
+        if not online:
+            return BoxState(False, self.version())
+        from firmware_py.uds.identification import model_from_vin
+
+        vehicle = self.gateway.vehicle_state() if hasattr(self.gateway, "vehicle_state") else {}
+        vin = vehicle.get("vin")
+        if not isinstance(vin, str) or len(vin) != 17:
+            return BoxState(True, self.version())
+        model = model_from_vin(vin)
+        return BoxState(True, self.version(), vin, model[:80] if model else None)
 
     # -- shared ----------------------------------------------------------------------------------
     def _start_tasks(self) -> None:
@@ -224,6 +248,9 @@ class PortalLink:
         try:
             while True:
                 event = await sub.get()
+                if event.kind == "vehicle.state" and self.connected.is_set():
+                    self.publish_state(self.state())  # a car identified or lost
+                    continue
                 route = self._routes.get(event.job_id or "")
                 if route is None or event.kind in ("job.accepted",):
                     continue

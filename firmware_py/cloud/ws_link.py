@@ -23,6 +23,8 @@ from typing import Any
 import aiohttp
 
 from firmware_py import strict_json
+from firmware_py.cloud import topics
+from firmware_py.cloud.box_state import BoxState
 from firmware_py.cloud.portal_link import PortalLink
 from firmware_py.cloud.schema import MAX_MESSAGE
 from firmware_py.config import CloudConfig
@@ -81,6 +83,9 @@ class WsLink(PortalLink):
             )
         self._wake.set()
 
+    def publish_state(self, state: BoxState) -> None:
+        self.publish(topics.state(self.device), state.encode())
+
     async def _run(self) -> None:
         assert self._session is not None
         delay = 1.0
@@ -91,6 +96,7 @@ class WsLink(PortalLink):
                 ) as ws:
                     log.info("connected to the portal bridge %s", self.cfg.ws_url)
                     delay = 1.0
+                    self.publish_state(self.state())  # the bridge keeps it retained
                     self.connected.set()
                     sender = asyncio.create_task(self._send(ws))
                     try:

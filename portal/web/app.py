@@ -10,7 +10,7 @@ import logging
 from aiohttp import web
 
 from firmware_py.web.limits import ConnectionCounter, handler_args, start_site
-from portal.web import account_pages, operator, pages
+from portal.web import account_pages, box_pages, operator, pages
 from portal.web.guard import (
     CONFIG,
     LIMITER,
@@ -35,6 +35,7 @@ def make_app(
     app.add_routes(account_pages.routes)
     app.add_routes(pages.routes)
     app.add_routes(operator.routes)
+    app.add_routes(box_pages.routes)
     return app
 
 

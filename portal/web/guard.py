@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum, unique
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -71,6 +72,8 @@ class Need(Enum):
     """a workshop's user"""
     OWNER = frozenset({Role.OWNER})
     OPERATOR = frozenset({Role.OPERATOR})
+    OWNER_OR_OPERATOR = frozenset({Role.OWNER, Role.OPERATOR})
+    """the workshop's owner for its own things, the operator for anybody's (revoking a box)"""
 
 
 NEED = "portal_need"
@@ -150,6 +153,12 @@ class WebConfig:
     connection's address is the client's: behind a proxy, all clients would share one limit)"""
     hasher: PasswordHasher | None = None
     """None: the services' default (argon2id, the library's recommended parameters)"""
+    pki: Path | None = None
+    """the broker's CA (ca.pem, ca.key, crl.pem): signs claimed boxes' certificates and revokes
+    them; None: boxes cannot be claimed or revoked on the pages"""
+    broker_reload: Callable[[], None] | None = None
+    """tells the broker to read the revocation list again (SIGHUP, or a command); None: the
+    operator reloads it"""
 
 
 CONFIG = web.AppKey("config", WebConfig)
@@ -200,7 +209,7 @@ def nav(request: web.Request) -> Markup:
     if who is None:
         return render('<nav><a href="/login">Log in</a><a href="/signup">Sign up</a></nav>')
     links = [("/operator/workshops", "Workshops")] if who.is_operator else [
-        ("/dashboard", "Credit and purchases"), ("/buy", "Buy a ticket"),
+        ("/dashboard", "Credit and purchases"), ("/buy", "Buy a ticket"), ("/boxes", "Boxes"),
     ]  # fmt: skip
     if who.role is Role.OWNER:
         links.append(("/users", "Users"))

@@ -19,12 +19,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.gateway.ticket_token import parse_ticket
-from portal import accounts, credit
+from portal import accounts, boxes, credit
 from portal.accounts import Actor
 from portal.credit import BankTransfer, Signer
 from portal.db.models import (
     Booking,
+    ClaimRefusal,
     Delivery,
+    EnrolledBox,
     Invoice,
     LoginGuard,
     Purchase,
@@ -33,6 +35,7 @@ from portal.db.models import (
     User,
     WebSession,
     Workshop,
+    WorkshopBox,
 )
 from portal.invoices import Seller
 from portal.web.app import make_app
@@ -63,6 +66,11 @@ ROUTES: dict[tuple[str, str], Need] = {
     ("POST", "/operator/workshops/{id}/disable"): Need.OPERATOR,
     ("POST", "/operator/workshops/{id}/enable"): Need.OPERATOR,
     ("POST", "/operator/workshops/{id}/top-up"): Need.OPERATOR,
+    ("GET", "/boxes"): Need.WORKSHOP,
+    ("GET", "/boxes/claim"): Need.WORKSHOP,
+    ("POST", "/boxes/claim"): Need.WORKSHOP,
+    ("GET", "/boxes/{device}"): Need.USER,
+    ("POST", "/boxes/{device}/revoke"): Need.OWNER_OR_OPERATOR,
 }
 """every route and what it needs: the router must hold exactly these (a new route fails
 test_every_route_declares_its_need until it is added here, and so gets the tests below)"""
@@ -115,10 +123,12 @@ def snapshot(factory: sessionmaker[Session]) -> tuple[object, ...]:
     with factory() as session:
         counts = tuple(
             session.scalar(select(func.count()).select_from(table))
-            for table in (Workshop, User, Booking, Purchase, Invoice, WebSession, TotpSecret)
-        )
+            for table in (Workshop, User, Booking, Purchase, Invoice, WebSession, TotpSecret,
+                          WorkshopBox, EnrolledBox, ClaimRefusal)
+        )  # fmt: skip
         enabled = tuple(session.scalars(select(Workshop.enabled).order_by(Workshop.id)))
-        return counts, enabled
+        revoked = tuple(session.scalars(select(WorkshopBox.revoked_at).order_by(WorkshopBox.id)))
+        return counts, enabled, revoked
 
 
 @pytest.fixture
@@ -135,6 +145,7 @@ def world(factory: sessionmaker[Session], signer: Signer, seller: Seller) -> Ite
                           name="Tech 1", password=PASSWORD, hasher=FAST_HASHER)  # fmt: skip
         for n, who in ((1, owner1), (2, owner2)):
             BankTransfer().book(session, ops, who.workshop_id, 10_000, f"SEPA-{n}")  # type: ignore[arg-type]
+            boxes.record_claim(session, who, who.workshop_id, f"box-w{n}", f"Bay {n}")  # type: ignore[arg-type]
     bought = {}
     for who in (owner1, owner2):
         assert who.workshop_id
@@ -153,7 +164,7 @@ def fill(path: str, world: dict) -> str:  # type: ignore[type-arg]
     object_id = invoice_id if path.startswith("/invoices") else purchase_id
     if path.startswith("/operator"):
         object_id = world["w1"]
-    return path.replace("{id}", str(object_id))
+    return path.replace("{id}", str(object_id)).replace("{device}", "box-w1")
 
 
 def test_every_route_refuses_no_session_wrong_role_other_workshop_and_bad_csrf(
@@ -230,6 +241,19 @@ def test_every_route_refuses_no_session_wrong_role_other_workshop_and_bad_csrf(
                 assert answer.status == 404, action
             dashboard = await other.get("/dashboard")
             assert "Werkstatt 2" in dashboard.text and "Werkstatt 1" not in dashboard.text
+            # another workshop's box: 404 as for a box that does not exist, also to revoke it
+            theirs, none = await other.get("/boxes/box-w1"), await other.get("/boxes/box-none")
+            assert theirs.status == none.status == 404 and theirs.text == none.text
+            token = await other.csrf("/boxes")
+            for device in ("box-w1", "box-none"):
+                answer = await other.post(f"/boxes/{device}/revoke", {"confirm": device},
+                                          csrf=token)  # fmt: skip
+                assert answer.status == 404, device
+            listed = await other.get("/boxes")
+            assert "box-w2" in listed.text and "box-w1" not in listed.text
+            assert (await users[OWNER].get("/boxes/box-w1")).status == 200
+            assert (await users[TECH].get("/boxes/box-w1")).status == 200
+            assert (await users[OPS].get("/boxes/box-w1")).status == 200
             assert snapshot(factory) == before
 
     asyncio.run(run())

@@ -1,0 +1,218 @@
+"""The workshop's boxes: the list (online, the car connected, software version, claimed when
+and by whom, revoked), claiming a box with the device id and label code on its label, a box's
+page, and revoking a box's certificate. Thin over portal/enrolment.py (the certificate, the
+claim's checks and limits) and portal/boxes.py (which workshop owns a box); who may call each
+route is declared with ``@requires`` and enforced by portal/web/guard.py. The remote session
+pages under ``/boxes/<device>/session`` are portal/web/session_pages.py's."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from firmware_py.errors import EnrolmentError, NotPermitted, PortalError, VciError
+from portal import boxes
+from portal.db.models import Role, WorkshopBox
+from portal.enrolment import Enrolment
+from portal.web.guard import (
+    Need,
+    actor,
+    config,
+    csrf,
+    in_db,
+    own_workshop,
+    page,
+    requires,
+    status_of,
+    text_of,
+)
+from portal.web.html import Markup, field, join, post_form, render, table, utc
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+NOT_SET_UP = (
+    "Boxes cannot be claimed or revoked here yet: the portal was started without its CA. The "
+    "portal's operator starts it with --pki DIR (docs/portal.md)."
+)
+
+
+def _status(box: WorkshopBox) -> str:
+    if box.revoked_at is not None:
+        return f"revoked {utc(box.revoked_at)}"
+    if box.online is None:
+        return "not seen yet"
+    if box.online:
+        return "online"
+    return f"offline since {utc(box.seen_at)}" if box.seen_at else "offline"
+
+
+def _car(box: WorkshopBox) -> str:
+    if not box.online or box.vin is None:
+        return "-"
+    return f"{box.vin} ({box.vehicle})" if box.vehicle else box.vin
+
+
+def _claim_form(request: web.Request, values: dict[str, str]) -> Markup:
+    fields = join([
+        field("Device id (on the box's label)", "device", value=values.get("device", ""),
+              autocomplete="off", spellcheck="false", autocapitalize="none"),
+        field("Label code (on the box's label)", "code", autocomplete="off",
+              spellcheck="false", autocapitalize="characters"),
+        field("Your name for the box (e.g. Bay 3)", "label", value=values.get("label", ""),
+              maxlength="100"),
+    ])  # fmt: skip
+    return post_form("/boxes/claim", csrf(request), fields, "Claim the box")
+
+
+async def _list_page(
+    request: web.Request, values: dict[str, str] | None = None, message: str = "",
+    status: int = 200,
+) -> web.Response:  # fmt: skip
+    who, workshop_id = actor(request), own_workshop(request)
+
+    def read(session: Session) -> Markup:
+        owned = boxes.owned(session, who, workshop_id)
+        logins = boxes.claimed_by(session, owned)
+        rows = [
+            (render('<a href="/boxes/{d}">{label}</a>', d=b.device, label=b.label or b.device),
+             b.device, _status(b), _car(b), b.version or "-",
+             f"{utc(b.claimed_at)} by {logins.get(b.claimed_by or 0, 'the operator')}")
+            for b in owned
+        ]  # fmt: skip
+        listing = (
+            table(("Box", "Device id", "State", "Car", "Software", "Claimed"), rows)
+            if rows
+            else render("<p>No box yet: claim one below.</p>")
+        )
+        return render("{listing}<h2>Claim a box</h2>{form}", listing=listing,
+                      form=_claim_form(request, values or {}))  # fmt: skip
+
+    body = await in_db(request, read)
+    return page(request, "Boxes", body, message=message, status=status)
+
+
+@routes.get("/boxes")
+@requires(Need.WORKSHOP)
+async def boxes_page(request: web.Request) -> web.Response:
+    return await _list_page(request)
+
+
+@routes.get("/boxes/claim")
+@requires(Need.WORKSHOP)
+async def claim_page(request: web.Request) -> web.Response:
+    return page(request, "Claim a box", _claim_form(request, {}))
+
+
+@routes.post("/boxes/claim")
+@requires(Need.WORKSHOP)
+async def claim(request: web.Request) -> web.Response:
+    form = await request.post()
+    values = {name: text_of(form, name).strip() for name in ("device", "label")}
+    code = text_of(form, "code")
+    cfg, who, workshop_id = config(request), actor(request), own_workshop(request)
+    if cfg.pki is None:
+        return await _list_page(request, values, NOT_SET_UP, 503)
+    device = values["device"]
+    enrolment = Enrolment(cfg.factory, cfg.pki)
+
+    def record(session: Session, _cert: object) -> None:
+        boxes.record_claim(session, who, workshop_id, device, values["label"])
+
+    try:
+        await asyncio.to_thread(
+            lambda: enrolment.claim(device[:200], code[:200], workshop_id=workshop_id, then=record)
+        )
+    except EnrolmentError as err:
+        return await _list_page(request, values, str(err), err.status)
+    except PortalError as err:
+        return await _list_page(request, values, str(err), status_of(err))
+    log.info("box %s claimed by workshop %d", device, workshop_id)
+    raise web.HTTPSeeOther(f"/boxes/{device}")
+
+
+def _device(request: web.Request) -> str:
+    device = request.match_info["device"]
+    if len(device) > 64:
+        raise web.HTTPNotFound()
+    return device
+
+
+@routes.get("/boxes/{device}")
+@requires(Need.USER)
+async def box_page(request: web.Request) -> web.Response:
+    device, who = _device(request), actor(request)
+
+    def read(session: Session) -> Markup:
+        box = boxes.require(session, who, device, usable=False)
+        logins = boxes.claimed_by(session, [box])
+        facts = table(("", ""), [
+            ("Device id", box.device), ("State", _status(box)), ("Car", _car(box)),
+            ("Software", box.version or "-"),
+            ("Last heard of", utc(box.seen_at)),
+            ("Claimed", f"{utc(box.claimed_at)} by "
+                        f"{logins.get(box.claimed_by or 0, 'the operator')}"),
+        ])  # fmt: skip
+        actions = Markup("")
+        if box.revoked_at is None:
+            actions = render('<p><a href="/boxes/{d}/session">Remote session</a></p>', d=device)
+            if who.role in (Role.OWNER, Role.OPERATOR):
+                actions = join([actions, render(
+                    "<h2>Revoke</h2><p>The box's certificate goes on the revocation list: the "
+                    "broker refuses the box from then on, and it cannot be claimed again.</p>"
+                    "{form}",
+                    form=post_form(f"/boxes/{device}/revoke", csrf(request),
+                                   field("Type the device id to confirm", "confirm",
+                                         autocomplete="off"), "Revoke the box"),
+                )])  # fmt: skip
+        return join([facts, actions])
+
+    try:
+        body, title = await in_db(request, read), device
+    except NotPermitted:  # another workshop's or none: the same answer
+        raise web.HTTPNotFound() from None
+    return page(request, f"Box {title}", body)
+
+
+@routes.post("/boxes/{device}/revoke")
+@requires(Need.OWNER_OR_OPERATOR)
+async def revoke(request: web.Request) -> web.Response:
+    device, who, cfg = _device(request), actor(request), config(request)
+    form = await request.post()
+    try:  # who may see the box at all: the others get the answer of a box that does not exist
+        await in_db(request, lambda session: boxes.require(session, who, device, usable=False))
+    except NotPermitted:
+        raise web.HTTPNotFound() from None
+    if cfg.pki is None:
+        return page(request, f"Box {device}", render("<p>{m}</p>", m=NOT_SET_UP), status=503)
+    if text_of(form, "confirm").strip() != device:
+        return page(request, f"Box {device}", render('<p><a href="/boxes/{d}">Back</a></p>',
+                                                     d=device),
+                    message="Type the box's device id to confirm the revocation.", status=400)  # fmt: skip
+    enrolment = Enrolment(cfg.factory, cfg.pki)
+    try:
+        serial = await asyncio.to_thread(
+            lambda: enrolment.revoke(
+                device, then=lambda session: boxes.record_revocation(session, who, device)
+            )
+        )
+    except (EnrolmentError, PortalError) as err:
+        status = err.status if isinstance(err, EnrolmentError) else status_of(err)
+        return page(request, f"Box {device}", render(""), message=str(err), status=status)
+    log.info("box %s revoked (certificate %x) by user %d", device, serial, who.user_id)
+    message = "The box is revoked; the broker refuses it from now on."
+    if cfg.broker_reload is None:
+        message = ("The box is revoked. The broker refuses it once it has read the revocation "
+                   "list again: the portal's operator reloads it (systemctl reload mosquitto).")  # fmt: skip
+    else:
+        try:
+            await asyncio.to_thread(cfg.broker_reload)
+        except (OSError, subprocess.SubprocessError, VciError) as err:
+            log.error("the broker was not told of the revocation of %s: %s", device, err)
+            message = (f"The box is revoked, but the broker could not be told ({err}): the "
+                       "portal's operator reloads it (systemctl reload mosquitto).")  # fmt: skip
+    return page(request, f"Box {device}", render('<p><a href="/boxes/{d}">Back to the box</a></p>',
+                                                 d=device), message=message)  # fmt: skip
