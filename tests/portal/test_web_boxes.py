@@ -1,0 +1,193 @@
+"""Claiming boxes on the portal's pages (real HTTP on loopback, the portal's CA, SQLite and
+PostgreSQL): a wrong label code is refused and counted, a workshop that tries device ids is
+stopped after a few refusals in all (not five per box), a claim and the workshop's ownership are
+one transaction, and the list shows what the workshop owns."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from firmware_py.identity import enrol_proof, label_key, make_identity
+from portal import pki
+from portal.credit import Signer
+from portal.db.models import ClaimRefusal, EnrolledBox, WorkshopBox
+from portal.enrolment import CLAIM_FAILURES, WORKSHOP_REFUSALS, Enrolment
+from portal.invoices import Seller
+from portal.web.guard import WebConfig
+from tests.portal.conftest import FAST_HASHER, sign_up
+from tests.portal.web_client import Browser, portal
+
+CODE = "PDKXRTNQ"
+
+
+def asking_box(tmp_path: Path, enrolment: Enrolment, device: str, code: str = CODE) -> str:
+    """A box ``device`` that made its key and CSR and asked to be enrolled; its CSR's PEM."""
+    csr = make_identity(tmp_path / device, device)
+    der = csr.public_bytes(serialization.Encoding.DER)
+    pem = csr.public_bytes(serialization.Encoding.PEM).decode()
+    assert enrolment.request(device, pem, enrol_proof(label_key(device, code), device, der)) == {
+        "state": "pending"
+    }
+    return pem
+
+
+def count(factory: sessionmaker[Session], table: Any) -> int:
+    with factory() as session:
+        return int(session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+@pytest.fixture
+def claiming(factory: sessionmaker[Session], signer: Signer, seller: Seller, tmp_path: Path):  # type: ignore[no-untyped-def]
+    pki.make_ca(tmp_path / "pki")
+    sign_up(factory, 1)
+    sign_up(factory, 2)
+    cfg = WebConfig(factory, signer, seller, hasher=FAST_HASHER, pki=tmp_path / "pki")
+    return cfg, Enrolment(factory, tmp_path / "pki")
+
+
+def test_a_claim_with_the_right_code_makes_the_box_the_workshops(
+    claiming: Any, factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    cfg, enrolment = claiming
+    asking_box(tmp_path, enrolment, "pi-00000000000000a1")
+
+    async def run() -> None:
+        async with portal(cfg) as (server, browsers):
+            owner, other = Browser(server), Browser(server)
+            browsers += [owner, other]
+            assert (
+                await owner.log_in("owner1@example.com", "correct horse battery staple")
+            ).status == 303
+            assert (
+                await other.log_in("owner2@example.com", "correct horse battery staple")
+            ).status == 303
+            form = {"device": "pi-00000000000000a1", "code": "AAAAAAAA", "label": "Bay <3>"}
+            wrong = await owner.post("/boxes/claim", form, csrf=await owner.csrf("/boxes"))
+            assert wrong.status == 403 and "label code does not match" in wrong.text
+            assert count(factory, WorkshopBox) == count(factory, EnrolledBox) == 0
+            form["code"] = "pdkx-rtnq"  # as typed from the label: case and dash do not matter
+            done = await owner.post("/boxes/claim", form, csrf=await owner.csrf("/boxes"))
+            assert (done.status, done.location) == (303, "/boxes/pi-00000000000000a1")
+            listed = await owner.get("/boxes")
+            assert "Bay &lt;3&gt;" in listed.text and "not seen yet" in listed.text
+            assert "by owner1@example.com" in listed.text
+            page = await owner.get("/boxes/pi-00000000000000a1")
+            assert 'href="/boxes/pi-00000000000000a1/session"' in page.text
+            assert 'action="/boxes/pi-00000000000000a1/revoke"' in page.text
+            # the same box for another workshop: already claimed; and not on its pages
+            again = await other.post("/boxes/claim", form, csrf=await other.csrf("/boxes"))
+            assert again.status == 409 and "already claimed" in again.text
+            assert "pi-00000000000000a1" not in (await other.get("/boxes")).text
+            assert (await other.get("/boxes/pi-00000000000000a1")).status == 404
+
+    asyncio.run(run())
+    with factory() as session:
+        box = session.scalar(select(WorkshopBox))
+        assert box is not None and (box.device, box.label) == ("pi-00000000000000a1", "Bay <3>")
+    # the box fetches its certificate at its next request
+    issued = enrolment.request(
+        "pi-00000000000000a1", *_own_request(tmp_path, "pi-00000000000000a1")
+    )
+    assert issued["state"] == "issued"
+
+
+def _own_request(tmp_path: Path, device: str) -> tuple[str, str]:
+    from cryptography import x509
+
+    pem = (tmp_path / device / "identity" / "box.csr").read_text()
+    der = x509.load_pem_x509_csr(pem.encode()).public_bytes(serialization.Encoding.DER)
+    return pem, enrol_proof(label_key(device, CODE), device, der)
+
+
+def test_a_claim_whose_record_fails_leaves_nothing_claimed(
+    claiming: Any, factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """The certificate is signed, then the workshop's record fails (here: a name longer than the
+    column; in production the database could fail the same way): nothing is claimed, the box
+    gets no certificate, and a corrected claim works."""
+    cfg, enrolment = claiming
+    asking_box(tmp_path, enrolment, "pi-00000000000000b2")
+
+    async def run() -> None:
+        async with portal(cfg) as (server, browsers):
+            owner = Browser(server)
+            browsers.append(owner)
+            await owner.log_in("owner1@example.com", "correct horse battery staple")
+            form = {"device": "pi-00000000000000b2", "code": CODE, "label": "x" * 101}
+            failed = await owner.post("/boxes/claim", form, csrf=await owner.csrf("/boxes"))
+            assert failed.status == 400 and "longer than 100" in failed.text
+            assert count(factory, EnrolledBox) == count(factory, WorkshopBox) == 0
+            assert enrolment.request("pi-00000000000000b2", *_own_request(
+                tmp_path, "pi-00000000000000b2"))["state"] == "pending"  # fmt: skip
+            form["label"] = "Bay 2"
+            done = await owner.post("/boxes/claim", form, csrf=await owner.csrf("/boxes"))
+            assert done.status == 303
+
+    asyncio.run(run())
+    assert count(factory, EnrolledBox) == count(factory, WorkshopBox) == 1
+
+
+def test_claims_are_limited_per_workshop_and_per_box(
+    claiming: Any, factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Someone enumerating device ids gets WORKSHOP_REFUSALS refused claims in all, whatever the
+    device ids; a box gets CLAIM_FAILURES wrong codes, whoever sends them."""
+    cfg, enrolment = claiming
+    asking_box(tmp_path, enrolment, "pi-00000000000000c3")
+    asking_box(tmp_path, enrolment, "pi-00000000000000d4")
+
+    async def run() -> None:
+        async with portal(cfg) as (server, browsers):
+            owner1, owner2 = Browser(server), Browser(server)
+            browsers += [owner1, owner2]
+            await owner1.log_in("owner1@example.com", "correct horse battery staple")
+            await owner2.log_in("owner2@example.com", "correct horse battery staple")
+            token = await owner1.csrf("/boxes")
+            for n in range(WORKSHOP_REFUSALS):  # device ids nobody has, or a wrong code
+                device = f"pi-{n:016x}" if n % 2 else "pi-00000000000000c3"
+                answer = await owner1.post("/boxes/claim", {"device": device, "code": "WRONG123"},
+                                           csrf=token)  # fmt: skip
+                assert answer.status in (403, 404), answer.text
+            # now even the right code for a box that asked is refused to this workshop
+            right = {"device": "pi-00000000000000d4", "code": CODE, "label": ""}
+            limited = await owner1.post("/boxes/claim", right, csrf=token)
+            assert limited.status == 429 and "too many refused claims" in limited.text
+            assert count(factory, WorkshopBox) == 0
+            # box c3 had WORKSHOP_REFUSALS / 2 = CLAIM_FAILURES wrong codes: locked for anyone
+            assert WORKSHOP_REFUSALS // 2 >= CLAIM_FAILURES
+            token2 = await owner2.csrf("/boxes")
+            locked = await owner2.post("/boxes/claim", {"device": "pi-00000000000000c3",
+                                                        "code": CODE}, csrf=token2)  # fmt: skip
+            assert locked.status == 429 and "too many wrong label codes" in locked.text
+            # another workshop's own claims are not limited by the first one's refusals
+            done = await owner2.post("/boxes/claim", right, csrf=token2)
+            assert done.status == 303, done.text
+
+    asyncio.run(run())
+    with factory() as session:
+        assert session.scalar(select(WorkshopBox.device)) == "pi-00000000000000d4"
+        assert session.scalar(select(func.count()).select_from(ClaimRefusal)) >= WORKSHOP_REFUSALS
+
+
+def test_without_the_ca_boxes_cannot_be_claimed_and_the_page_says_why(
+    claiming: Any, factory: sessionmaker[Session], signer: Signer, seller: Seller
+) -> None:
+    async def run() -> None:
+        async with portal(WebConfig(factory, signer, seller, hasher=FAST_HASHER)) as (
+            server, browsers,
+        ):  # fmt: skip
+            owner = Browser(server)
+            browsers.append(owner)
+            await owner.log_in("owner1@example.com", "correct horse battery staple")
+            answer = await owner.post("/boxes/claim", {"device": "pi-00000000000000e5",
+                                                       "code": CODE}, csrf=await owner.csrf("/boxes"))  # fmt: skip
+            assert answer.status == 503 and "--pki" in answer.text
+
+    asyncio.run(run())
