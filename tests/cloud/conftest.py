@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -236,3 +238,20 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
             raise AssertionError(f"not within {timeout:.0f} s: {what}")
         time.sleep(0.1)
     return value
+
+
+def tls_handshake(port: int, pki: Path, cert: Path, key: Path) -> str:
+    """A TLS handshake with the broker under ``cert``: ``"ok"`` or the error."""
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    ctx.load_cert_chain(str(cert), str(key))
+    # TLS 1.2: the broker's verdict on our certificate (its alert) comes within the handshake;
+    # with TLS 1.3 it comes after, and a close can overtake it
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        try:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(bytes([0x10, 12, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 60, 0, 0]))
+                answer = tls.recv(4)
+                return "ok" if answer[:1] == b"\x20" else f"no CONNACK: {answer!r}"
+        except (ssl.SSLError, OSError) as err:
+            return str(err)

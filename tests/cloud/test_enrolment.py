@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 import time
 import urllib.error
@@ -30,6 +29,7 @@ from tests.cloud.conftest import (
     USER,
     EnrolPortal,
     enrolling_env,
+    tls_handshake,
     wait_online,
 )
 from tests.conftest import start_gateway_process, vci
@@ -78,23 +78,6 @@ def _stranger_request(device: str, cn: str, code: str) -> tuple[bytes, ec.Ellipt
         "proof": enrol_proof(label_key(device, code), device, der),
     }
     return json.dumps(body).encode(), key
-
-
-def _tls_handshake(port: int, pki: Path, cert: Path, key: Path) -> str:
-    """A TLS handshake with the broker under ``cert``: ``"ok"`` or the error."""
-    ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
-    ctx.load_cert_chain(str(cert), str(key))
-    # TLS 1.2: the broker's verdict on our certificate (its alert) comes within the handshake;
-    # with TLS 1.3 it comes after, and a close can overtake it
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        try:
-            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-                tls.sendall(bytes([0x10, 12, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 60, 0, 0]))
-                answer = tls.recv(4)
-                return "ok" if answer[:1] == b"\x20" else f"no CONNACK: {answer!r}"
-        except (ssl.SSLError, OSError) as err:
-            return str(err)
 
 
 def test_a_claimed_box_gets_its_certificate_and_links_up_without_a_restart(
@@ -215,14 +198,14 @@ def test_a_revoked_box_can_no_longer_connect(
             except aiohttp.WSServerHandshakeError as err:
                 return err.status
 
-    assert _tls_handshake(broker["port"], broker["pki"], cert, key) == "ok"
+    assert tls_handshake(broker["port"], broker["pki"], cert, key) == "ok"
     assert asyncio.run(bridge_status()) == 101
 
     pid = str(broker["proc"].pid)
     revoked = enrol_portal.box("revoke", BOX, "--broker-pid", pid)
     assert revoked.returncode == 0, revoked.stderr
     deadline = time.monotonic() + 10  # mosquitto reads the list on SIGHUP, between two loops
-    while (verdict := _tls_handshake(broker["port"], broker["pki"], cert, key)) == "ok":
+    while (verdict := tls_handshake(broker["port"], broker["pki"], cert, key)) == "ok":
         assert time.monotonic() < deadline, "the broker still takes the revoked box"
         time.sleep(0.1)
     assert "revoked" in verdict

@@ -35,9 +35,12 @@ class Answer:
 
 
 class Browser:
-    def __init__(self, server: TestServer) -> None:
+    def __init__(self, server: TestServer | str) -> None:
+        """A browser of the portal at ``server`` (a TestServer, or the base URL of one
+        :func:`served`)."""
+        base = server if isinstance(server, str) else str(server.make_url("/"))
         self.session = aiohttp.ClientSession(
-            base_url=str(server.make_url("/")), cookie_jar=aiohttp.CookieJar(unsafe=True)
+            base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True)
         )
 
     async def get(self, path: str) -> Answer:
@@ -109,7 +112,7 @@ def served(root: Path, *flags: str, bare: bool = False) -> Iterator[str]:
     from tests.portal.test_cli import SELLER
 
     state = root / "state"
-    state.mkdir()
+    state.mkdir(parents=True)
     if not bare:
         (state / "portal.toml").write_text(SELLER)
         keys.generate(root / "keys", "portal-test")
