@@ -80,8 +80,9 @@ class PortalLink:
         raise NotImplementedError
 
     def publish_state(self, state: BoxState) -> None:
-        """Publish the box's state on its ``state`` topic, retained."""
-        raise NotImplementedError
+        """Publish the box's state on its ``state`` topic, retained (the WebSocket bridge
+        retains what the box sends there; MQTT sets the retain flag)."""
+        self.publish(topics.state(self.device), state.encode())
 
     # -- the box's state (firmware_py/cloud/box_state.py) ------------------------------------------
     def version(self) -> str | None:

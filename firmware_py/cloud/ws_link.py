@@ -23,8 +23,6 @@ from typing import Any
 import aiohttp
 
 from firmware_py import strict_json
-from firmware_py.cloud import topics
-from firmware_py.cloud.box_state import BoxState
 from firmware_py.cloud.portal_link import PortalLink
 from firmware_py.cloud.schema import MAX_MESSAGE
 from firmware_py.config import CloudConfig
@@ -82,9 +80,6 @@ class WsLink(PortalLink):
                 "portal link down too long: dropped frame %d (the outbox keeps results)", seq
             )
         self._wake.set()
-
-    def publish_state(self, state: BoxState) -> None:
-        self.publish(topics.state(self.device), state.encode())
 
     async def _run(self) -> None:
         assert self._session is not None

@@ -49,6 +49,7 @@ def remote_box(box, broker, start_sim, enet):
 def test_box_is_online_and_a_remote_identify_runs_with_live_events(remote_box) -> None:
     session = remote_box["session"]
     assert session.states.get(BOX) == "online"
+    assert session.status[BOX].version  # the box's retained state names its release
     events: list[Message] = []
     final = session.run(BOX, "identify", on_event=events.append)
     assert final.type == "job.result" and final.body["job"]["state"] == "done"

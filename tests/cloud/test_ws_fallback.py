@@ -74,6 +74,12 @@ def test_auto_falls_back_to_the_websocket_and_remote_jobs_run(ws_box) -> None:
     assert final.type == "job.result" and final.body["job"]["state"] == "done"
     assert final.body["job"]["result"]["vin"] == "WBAJA71090B123456"
     assert events[0].type == "job.accepted" and any(e.type == "job.event" for e in events)
+    # the box's state through the bridge carries its release and, once identified, the car
+    deadline = time.monotonic() + 10
+    while (state := session.status.get(BOX)) is None or state.vin is None:
+        assert time.monotonic() < deadline, f"the car is not in the box's state: {state}"
+        time.sleep(0.1)
+    assert state.online and state.version and state.vin == "WBAJA71090B123456"
     read = session.run(BOX, "read_fault_memory", ecu="DME")
     assert [d["id"] for d in read.body["job"]["result"]["ecus"][0]["dtcs"]] == ["12A100", "0A8E00"]
     denied = session.run(BOX, "clear_fault_memory", ecu="DME")
@@ -146,7 +152,10 @@ def test_bridge_confines_a_box_and_refuses_bad_frames(broker, start_bridge) -> N
                             "payload": good.encode().decode(),
                         }
                     ),
-                    json.dumps({"seq": 2, "topic": topics.state(OTHER_BOX), "payload": "online"}),
+                    # its own state, but not one a box sends (firmware_py/cloud/box_state.py)
+                    json.dumps(
+                        {"seq": 2, "topic": topics.state(OTHER_BOX), "payload": '{"state": "up"}'}
+                    ),
                     json.dumps(
                         {
                             "seq": 3,
@@ -207,6 +216,7 @@ def test_bridge_confines_a_box_and_refuses_bad_frames(broker, start_bridge) -> N
         words = " ".join(a["error"]["message"] for a in refused)
         assert "not JSON" in words and f"may not publish to 'vci/box/{BOX}" in words
         assert "wildcards" in words and "version" in words and "ack_mid" in words
+        assert "neither online nor offline" in words
         # closed by the bridge (aiohttp: 1009 message too big, or the transport dropped at once)
         assert seen["oversized"][0] in (
             aiohttp.WSMsgType.CLOSE,
