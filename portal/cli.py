@@ -85,9 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     limits_cli.register(sub)  # emission-limits publish
 
-    r = sub.add_parser("revoke", help="revoke a ticket (then export the list to the boxes)")
+    r = sub.add_parser(
+        "revoke",
+        help="revoke a ticket; the list goes to its box when the portal sold it (else export it)",
+    )
     r.add_argument("tid")
     r.add_argument("--key-dir", required=True, type=Path)
+    r.add_argument("--db", metavar="URL|FILE", help=BOXES_DB_HELP)
     e = sub.add_parser("revocations", help="revocation lists").add_subparsers(
         dest="rev_command", required=True, metavar="ACTION"
     )
@@ -281,9 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "emission-limits":
             return limits_cli.run(args)
         elif args.command == "revoke":
-            print(
-                f"revocation list now at sequence {tickets.RevocationList(args.key_dir).revoke(args.tid)}"
-            )
+            return _revoke(args)
         elif args.command == "remote":
             return _remote(args)
         elif args.command == "boxes":
@@ -388,6 +390,36 @@ def _enrol_serve(args: argparse.Namespace) -> int:
         pass
     finally:
         enrolment.close()
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    import os
+
+    from portal.db.engine import database_url, open_database, state_dir
+    from portal.delivery import revoke_ticket
+
+    revocations = tickets.RevocationList(args.key_dir)
+    if (
+        not (args.db or os.environ.get("VCI_PORTAL_DB"))
+        and not (state_dir() / "portal.sqlite3").exists()
+    ):  # no portal database here: a reference set-up without one (no purchases)
+        print(f"revocation list now at sequence {revocations.revoke(args.tid)}")
+        return 0
+    url = database_url(args.db)
+    if "://" not in url:
+        url = f"sqlite:///{Path(url).absolute()}"
+    engine, factory = open_database(url)
+    try:
+        sequence, delivery = revoke_ticket(factory, args.tid, revocations)
+    finally:
+        engine.dispose()
+    print(f"revocation list now at sequence {sequence}")
+    if delivery is not None:
+        print(f"the list goes to box {delivery.device} (delivery {delivery.id})")
+    else:
+        print("no purchase of the portal has this ticket: export the list to its box "
+              "(vci-portal revocations export)")  # fmt: skip
     return 0
 
 

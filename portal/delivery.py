@@ -62,7 +62,6 @@ def revoke_purchase(
     delivery to the purchase's box is queued (a ticket delivery still pending is refused by the
     box once the list is there)."""
     require_operator(actor)
-    t = int(now if now is not None else time.time())
     with write_transaction(factory) as session:
         purchase = session.get(Purchase, purchase_id)
         if purchase is None:
@@ -70,12 +69,31 @@ def revoke_purchase(
 
             raise NotPermitted(f"there is no purchase {purchase_id}", hint="Check the number")
         revocations.revoke(purchase.ticket_id)
-        delivery = Delivery(
-            purchase_id=purchase.id, device=purchase.device, kind=DeliveryKind.REVOCATION.value,
-            state=DeliveryState.PENDING.value, attempts=0, next_attempt_at=0, created_at=t,
-        )  # fmt: skip
-        session.add(delivery)
+        return queue_revocation(session, purchase, now)
+
+
+def queue_revocation(session: Session, purchase: Purchase, now: float | None = None) -> Delivery:
+    """Queue the revocation list's delivery to ``purchase``'s box (its ticket is on the list)."""
+    delivery = Delivery(
+        purchase_id=purchase.id, device=purchase.device, kind=DeliveryKind.REVOCATION.value,
+        state=DeliveryState.PENDING.value, attempts=0, next_attempt_at=0,
+        created_at=int(now if now is not None else time.time()),
+    )  # fmt: skip
+    session.add(delivery)
+    session.flush()
     return delivery
+
+
+def revoke_ticket(
+    factory: sessionmaker[Session], ticket_id: str, revocations: RevocationList
+) -> tuple[int, Delivery | None]:
+    """``vci-portal revoke TID`` (whoever has the keys and the database): the ticket goes on the
+    revocation list; when the portal sold it, the list's delivery to its box is queued. Returns
+    the list's sequence and the delivery (None: no purchase has this ticket)."""
+    with write_transaction(factory) as session:
+        sequence = revocations.revoke(ticket_id)
+        purchase = session.scalar(select(Purchase).where(Purchase.ticket_id == ticket_id))
+        return sequence, queue_revocation(session, purchase) if purchase is not None else None
 
 
 def states(session: Session, purchase_ids: list[int]) -> dict[int, list[Delivery]]:

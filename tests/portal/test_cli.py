@@ -107,3 +107,43 @@ def test_cli_database_errors_say_what_to_do(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "error: the portal's database" in done.stderr and "VCI_PORTAL_DB" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_vci_portal_revoke_queues_the_list_for_a_bought_tickets_box(
+    factory,
+    db_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+    seller,  # type: ignore[no-untyped-def]
+) -> None:
+    """``vci-portal revoke TID`` of a ticket bought on the portal sends the revocation list to
+    the ticket's box (as ``ticket revoke PURCHASE`` does); a ticket the portal did not sell
+    (issued on the command line) is only put on the list."""
+    from sqlalchemy import select
+
+    from portal.credit import BankTransfer, Signer, buy_ticket
+    from portal.db.models import Delivery
+    from tests.portal.conftest import FAST_HASHER, sign_up
+
+    kid = keys.generate(tmp_path / "keys", "portal-test")
+    signer = Signer(*keys.load_signing_key(tmp_path / "keys", kid))
+    owner = sign_up(factory, 1)
+    with factory() as session, session.begin():
+        from portal import accounts
+
+        ops = accounts.Actor.of(accounts.add_operator(
+            session, login="ops@portal.example", name="Ops", password=PASSWORD,
+            hasher=FAST_HASHER))  # fmt: skip
+        BankTransfer().book(session, ops, owner.workshop_id, 100_00, "R1")  # type: ignore[arg-type]
+    bought = buy_ticket(factory, owner, owner.workshop_id or 0, tariff="basic-9h",
+                        device="pi-00000000deadbeef", signer=signer, seller=seller)  # fmt: skip
+    assert main(["revoke", bought.ticket_id, "--key-dir", str(tmp_path / "keys"),
+                 "--db", db_url]) == 0  # fmt: skip
+    assert "goes to box pi-00000000deadbeef" in capsys.readouterr().out
+    with factory() as session:
+        sent = [(d.kind, d.device, d.state) for d in session.scalars(select(Delivery))
+                if d.kind == "revocation"]  # fmt: skip
+    assert sent == [("revocation", "pi-00000000deadbeef", "pending")]
+    assert main(["revoke", "not-sold-here", "--key-dir", str(tmp_path / "keys"),
+                 "--db", db_url]) == 0  # fmt: skip
+    assert "no purchase" in capsys.readouterr().out
