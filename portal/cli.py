@@ -529,10 +529,15 @@ def _boxes(args: argparse.Namespace) -> int:
     session = RemoteSession(host, int(port), args.pki, args.user)
     try:
         states = session.boxes_online()
+        status = dict(session.status)
     finally:
         session.close()
     for box, state in sorted(states.items()):
-        print(f"{box:<32} {state}")
+        full = status.get(box)
+        more = ""
+        if full is not None:
+            more = f" {full.version or '-':<12} {full.vin or ''} {full.vehicle or ''}".rstrip()
+        print(f"{box:<32} {state:<8}{more}")
     if not states:
         print("no boxes (none has ever connected, or the ACL gives this user none)")
     return 0

@@ -43,7 +43,7 @@ from firmware_py.errors import EnrolmentError
 from firmware_py.identity import DEVICE_ID_PATTERN, common_name, enrol_proof, label_key
 from portal import pki
 from portal.db.engine import open_database, write_transaction
-from portal.db.models import ClaimRefusal, EnrolledBox, EnrolmentRequest, Workshop
+from portal.db.models import ClaimRefusal, EnrolledBox, EnrolmentRequest, Workshop, WorkshopBox
 
 MAX_CSR = 4096
 """characters of a CSR in PEM (a P-256 CSR has about 400)"""
@@ -309,6 +309,12 @@ class Enrolment:
                 raise EnrolmentError(f"box {device} is not claimed", status=404)
             box.state = "revoked"
             box.revoked_at = box.revoked_at or t
+            # the workshop's pages show it revoked, whoever revoked it (pages or command line)
+            session.execute(
+                update(WorkshopBox)
+                .where(WorkshopBox.device == device, WorkshopBox.revoked_at.is_(None))
+                .values(revoked_at=box.revoked_at)
+            )
             if then is not None:
                 then(session)
             session.flush()
