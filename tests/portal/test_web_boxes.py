@@ -191,3 +191,28 @@ def test_without_the_ca_boxes_cannot_be_claimed_and_the_page_says_why(
             assert answer.status == 503 and "--pki" in answer.text
 
     asyncio.run(run())
+
+
+def test_a_box_revoked_on_the_command_line_shows_revoked_on_the_pages(
+    claiming: Any, factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """``vci-portal box revoke`` (Enrolment.revoke without a caller's record) marks the
+    workshop's box revoked too: the pages never show a revoked box as usable."""
+    from portal import boxes
+    from portal.accounts import Actor, find_user
+
+    cfg, enrolment = claiming
+    asking_box(tmp_path, enrolment, "pi-00000000000000f6")
+    with factory() as session:
+        owner = find_user(session, "owner1@example.com")
+        assert owner is not None and owner.workshop_id is not None
+        actor, workshop_id = Actor.of(owner), owner.workshop_id
+    enrolment.claim("pi-00000000000000f6", CODE, workshop_id=workshop_id,
+                    then=lambda s, _c: boxes.record_claim(s, actor, workshop_id,
+                                                          "pi-00000000000000f6"))  # fmt: skip
+    enrolment.revoke("pi-00000000000000f6")
+    with factory() as session:
+        box = session.scalar(select(WorkshopBox))
+        assert box is not None and box.revoked_at is not None
+    assert [p.read_bytes() for p in (tmp_path / "pki").glob("crl.pem")]
+    assert pki.revoked_serials(tmp_path / "pki") == [enrolment.boxes()[0].serial]
