@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from firmware_py.cloud.box_state import BoxState
 from firmware_py.errors import NotPermitted
-from portal.accounts import Actor, workshop_for
-from portal.db.models import Role, User, WorkshopBox
+from portal.accounts import Actor, require_operator, workshop_for
+from portal.db.models import Role, User, Workshop, WorkshopBox
 
 LABEL = re.compile(r"[^\x00-\x1f\x7f]{0,100}")
 """the workshop's own name for a box: up to 100 characters, no control characters"""
@@ -76,6 +76,17 @@ def require(session: Session, actor: Actor, device: str, usable: bool = True) ->
             hint="A revoked box cannot connect; ask the portal's operator",
         )
     return box
+
+
+def every_box(session: Session, actor: Actor) -> list[tuple[WorkshopBox, str]]:
+    """Every claimed box with its workshop's name, by device id (the operator's)."""
+    require_operator(actor)
+    rows = session.execute(
+        select(WorkshopBox, Workshop.name)
+        .join(Workshop, Workshop.id == WorkshopBox.workshop_id)
+        .order_by(WorkshopBox.device)
+    )
+    return [(box, name) for box, name in rows]
 
 
 def claimed_by(session: Session, boxes: list[WorkshopBox]) -> dict[int, str]:

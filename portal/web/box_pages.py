@@ -101,6 +101,23 @@ async def boxes_page(request: web.Request) -> web.Response:
     return await _list_page(request)
 
 
+@routes.get("/operator/boxes")
+@requires(Need.OPERATOR)
+async def all_boxes_page(request: web.Request) -> web.Response:
+    """Every claimed box with its workshop, for the operator (who revokes from a box's page)."""
+    who = actor(request)
+
+    def read(session: Session) -> Markup:
+        rows = [
+            (render('<a href="/boxes/{d}">{d}</a>', d=b.device), name, b.label, _status(b),
+             _car(b), b.version or "-", utc(b.claimed_at))
+            for b, name in boxes.every_box(session, who)
+        ]  # fmt: skip
+        return table(("Box", "Workshop", "Its name", "State", "Car", "Software", "Claimed"), rows)
+
+    return page(request, "Boxes of all workshops", await in_db(request, read))
+
+
 @routes.get("/boxes/claim")
 @requires(Need.WORKSHOP)
 async def claim_page(request: web.Request) -> web.Response:

@@ -208,7 +208,7 @@ def nav(request: web.Request) -> Markup:
     who: Actor | None = request.get(ACTOR)
     if who is None:
         return render('<nav><a href="/login">Log in</a><a href="/signup">Sign up</a></nav>')
-    links = [("/operator/workshops", "Workshops")] if who.is_operator else [
+    links = [("/operator/workshops", "Workshops"), ("/operator/boxes", "Boxes")] if who.is_operator else [
         ("/dashboard", "Credit and purchases"), ("/buy", "Buy a ticket"), ("/boxes", "Boxes"),
     ]  # fmt: skip
     if who.role is Role.OWNER:

@@ -66,6 +66,7 @@ ROUTES: dict[tuple[str, str], Need] = {
     ("POST", "/operator/workshops/{id}/disable"): Need.OPERATOR,
     ("POST", "/operator/workshops/{id}/enable"): Need.OPERATOR,
     ("POST", "/operator/workshops/{id}/top-up"): Need.OPERATOR,
+    ("GET", "/operator/boxes"): Need.OPERATOR,
     ("GET", "/boxes"): Need.WORKSHOP,
     ("GET", "/boxes/claim"): Need.WORKSHOP,
     ("POST", "/boxes/claim"): Need.WORKSHOP,
@@ -254,6 +255,8 @@ def test_every_route_refuses_no_session_wrong_role_other_workshop_and_bad_csrf(
             assert (await users[OWNER].get("/boxes/box-w1")).status == 200
             assert (await users[TECH].get("/boxes/box-w1")).status == 200
             assert (await users[OPS].get("/boxes/box-w1")).status == 200
+            every = await users[OPS].get("/operator/boxes")
+            assert "box-w1" in every.text and "box-w2" in every.text and "Werkstatt 2" in every.text
             assert snapshot(factory) == before
 
     asyncio.run(run())

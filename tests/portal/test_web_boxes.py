@@ -216,3 +216,26 @@ def test_a_box_revoked_on_the_command_line_shows_revoked_on_the_pages(
         assert box is not None and box.revoked_at is not None
     assert [p.read_bytes() for p in (tmp_path / "pki").glob("crl.pem")]
     assert pki.revoked_serials(tmp_path / "pki") == [enrolment.boxes()[0].serial]
+
+
+def test_concurrent_wrong_codes_get_no_more_tries_than_one_after_the_other(
+    claiming: Any, factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Guesses sent at the same moment (several portal processes, or threads) are counted one
+    after the other: on both databases a box gets exactly CLAIM_FAILURES wrong codes."""
+    from firmware_py.errors import EnrolmentError
+    from tests.portal.conftest import at_once
+
+    _, enrolment = claiming
+    asking_box(tmp_path, enrolment, "pi-00000000000000a7")
+    guesses = iter(f"GUESS{n:03d}" for n in range(100))
+
+    def guess() -> str:
+        try:
+            enrolment.claim("pi-00000000000000a7", next(guesses))
+        except EnrolmentError as err:
+            return str(err.status)
+        return "claimed"
+
+    outcomes = at_once(12, guess)
+    assert outcomes == {"403": CLAIM_FAILURES, "429": 12 - CLAIM_FAILURES}, outcomes
