@@ -67,20 +67,20 @@ def test_the_box_list_shows_online_software_and_car_from_the_box(
     box: Any, broker: dict[str, Any], start_sim: Any, shop_db: Any, tmp_path: Path
 ) -> None:
     url, factory = shop_db
-    with factory() as session, session.begin():  # claimed (the claim: tests/portal/test_web_boxes)
-        user = find_user(session, "owner1@example.com")
-        assert user is not None and user.workshop_id is not None
-        boxes.record_claim(session, Actor.of(user), user.workshop_id, BOX, "Bay 1")
     sim = start_sim()
     gateway = start_gateway_process(sim.cli_args("doip"), gateway_env(box, broker))
     technician = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
     try:
         with served(tmp_path / "web", *_serve_flags(url, broker)) as base:
+            wait_online(technician, BOX)  # the watcher has had the state too: nobody's box yet
+            with factory() as session, session.begin():  # claimed now (the claim itself:
+                user = find_user(session, "owner1@example.com")  # tests/portal/test_web_boxes)
+                assert user is not None and user.workshop_id is not None
+                boxes.record_claim(session, Actor.of(user), user.workshop_id, BOX, "Bay 1")
             # the portal's watcher stores the box's retained state: online, its release
             row = wait_until(lambda: (r := _row(factory)) and r.online and r.version and r, 30,
                              "the box's state stored by vci-portal serve")  # fmt: skip
             assert row.vin is None  # no car identified yet
-            wait_online(technician, BOX)
             final = technician.run(BOX, "identify", timeout=60)
             assert final.body["job"]["state"] == "done", final.body
             # the box says so on its state topic at once; the portal stores it
@@ -180,3 +180,29 @@ def test_a_box_revoked_on_the_pages_is_refused_by_the_broker(
     assert [b.state for b in enrolment.boxes()] == ["revoked"]
     with pytest.raises(Exception, match="revoked"):
         enrolment.request(BOX, pem, proof)
+
+
+def test_a_state_that_came_before_the_claim_is_stored_once_the_box_is_claimed(
+    box: Any, broker: dict[str, Any], shop_db: Any
+) -> None:
+    from portal.box_status import BoxStatusWatcher
+
+    _, factory = shop_db
+    gateway = start_gateway_process([], gateway_env(box, broker))
+    watcher = BoxStatusWatcher(
+        factory, RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
+    )
+    try:
+        watcher.start()
+        wait_until(lambda: watcher.session.status.get(BOX), 30, "the box's state at the watcher")
+        assert watcher.step() == 0 and _row(factory) is None  # nobody's box: kept for later
+        with factory() as session, session.begin():
+            user = find_user(session, "owner1@example.com")
+            assert user is not None and user.workshop_id is not None
+            boxes.record_claim(session, Actor.of(user), user.workshop_id, BOX)
+        assert watcher.step() == 1
+        row = _row(factory)
+        assert row is not None and row.online and row.version
+    finally:
+        watcher.session.close()
+        gateway.stop()
