@@ -203,6 +203,8 @@ class Enrolment:
                         select(Workshop.id).where(Workshop.id == workshop_id).with_for_update()
                     )
                     _check_workshop(session, workshop_id, t)
+                # refusals older than the lock count for nothing: forgotten
+                session.execute(delete(ClaimRefusal).where(ClaimRefusal.at <= t - CLAIM_LOCK))
                 if refused is None:
                     try:
                         cert = self._claim(session, device, code, t)

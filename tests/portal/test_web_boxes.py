@@ -239,3 +239,23 @@ def test_concurrent_wrong_codes_get_no_more_tries_than_one_after_the_other(
 
     outcomes = at_once(12, guess)
     assert outcomes == {"403": CLAIM_FAILURES, "429": 12 - CLAIM_FAILURES}, outcomes
+
+
+def test_refused_claims_are_forgotten_after_the_lock(
+    claiming: Any, factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    from firmware_py.errors import EnrolmentError
+    from portal.enrolment import CLAIM_LOCK
+
+    _, enrolment = claiming
+    asking_box(tmp_path, enrolment, "pi-00000000000000a8")
+    for n in range(CLAIM_FAILURES):
+        with pytest.raises(EnrolmentError, match="does not match"):
+            enrolment.claim("pi-00000000000000a8", "WRONG123", now=1000.0 + n)
+    with pytest.raises(EnrolmentError, match="too many wrong label codes"):
+        enrolment.claim("pi-00000000000000a8", CODE, now=1000.0 + CLAIM_FAILURES)
+    assert count(factory, ClaimRefusal) == CLAIM_FAILURES
+    later = 1000.0 + CLAIM_LOCK + CLAIM_FAILURES
+    with pytest.raises(EnrolmentError, match="does not match"):  # counted afresh
+        enrolment.claim("pi-00000000000000a8", "WRONG123", now=later)
+    assert count(factory, ClaimRefusal) == 1
