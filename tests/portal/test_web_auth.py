@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from firmware_py.gateway.ticket_token import parse_ticket
 from portal import accounts, credit
 from portal.accounts import Actor
+from portal.address_limit import AddressLimiter
 from portal.credit import BankTransfer, Signer
 from portal.db.models import (
     Booking,
@@ -35,8 +36,9 @@ from portal.db.models import (
     Workshop,
 )
 from portal.invoices import Seller
+from portal.login import PendingLogins
 from portal.web.app import make_app
-from portal.web.guard import AttemptLimiter, Need, PendingLogins, WebConfig, need_of, requires
+from portal.web.guard import Need, WebConfig, need_of, requires
 from tests.portal.conftest import FAST_HASHER, NOW, PASSWORD, sign_up
 from tests.portal.web_client import CSRF, Browser, portal
 
@@ -299,7 +301,7 @@ def test_login_attempts_limited_per_client_address(
     world: dict,  # type: ignore[type-arg]
 ) -> None:
     clock = [1000.0]
-    limiter = AttemptLimiter(attempts=3, window=60.0, clock=lambda: clock[0])
+    limiter = AddressLimiter(attempts=3, window=60.0, clock=lambda: clock[0])
 
     async def run() -> None:
         async with portal(make_cfg(factory, signer, seller), limiter) as (server, browsers):
@@ -329,7 +331,7 @@ def test_login_limit_per_client_behind_a_trusted_proxy(
     wrong = {"login": "a@example.com", "password": "wrong password 123"}
 
     async def attempts(cfg: WebConfig, forwarded: str) -> tuple[int, int]:
-        async with portal(cfg, AttemptLimiter(attempts=2)) as (server, browsers):
+        async with portal(cfg, AddressLimiter(attempts=2)) as (server, browsers):
             browser = Browser(server)
             browsers.append(browser)
             for n in range(2):
@@ -514,7 +516,7 @@ def test_wrong_codes_lock_out_even_between_right_passwords(
         session.add(TotpSecret(user_id=tech.id, secret=secret, last_step=0))
 
     async def run() -> None:
-        limiter = AttemptLimiter(attempts=1000)  # the per-address limit is not under test
+        limiter = AddressLimiter(attempts=1000)  # the per-address limit is not under test
         async with portal(make_cfg(factory, signer, seller), limiter) as (server, browsers):
             browser = Browser(server)
             browsers.append(browser)

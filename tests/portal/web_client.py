@@ -16,8 +16,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp.test_utils import TestServer
 
+from portal.address_limit import AddressLimiter
+from portal.login import PendingLogins
 from portal.web.app import make_app
-from portal.web.guard import AttemptLimiter, PendingLogins, WebConfig
+from portal.web.guard import WebConfig
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -82,7 +84,7 @@ class Browser:
 
 @asynccontextmanager
 async def portal(
-    cfg: WebConfig, limiter: AttemptLimiter | None = None, pending: PendingLogins | None = None
+    cfg: WebConfig, limiter: AddressLimiter | None = None, pending: PendingLogins | None = None
 ) -> AsyncIterator[
     tuple[TestServer, list[Browser]]
 ]:  # fmt: skip
