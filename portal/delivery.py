@@ -199,21 +199,30 @@ class DeliveryWorker:
         if not isinstance(delivery_id, int) or isinstance(delivery_id, bool):
             return 0
         error = body.get("error")
+        if body.get("ok") is True:
+            outcome: dict[str, Any] = {"state": DeliveryState.DELIVERED.value}
+        else:
+            message = error.get("message") if isinstance(error, dict) else None
+            outcome = {
+                "state": DeliveryState.REFUSED.value,
+                "refusal": str(message or "refused without a reason")[:500],
+            }
+        # One conditional UPDATE, not read-then-write: the workers of several portal processes
+        # hear the same answers (they share the portal user's response topic), and of two
+        # answers to one delivery taken at once the first to commit decides; the other finds
+        # it no longer pending (PostgreSQL checks the condition again after the row's lock).
         with write_transaction(self.factory) as db:
-            delivery = db.get(Delivery, delivery_id)
-            # only the box the delivery is for answers for it (the topic names the box)
-            if delivery is None or delivery.device != box:
-                return 0
-            if delivery.state != DeliveryState.PENDING.value:
-                return 0  # acknowledged twice (a redelivery's answer)
-            if body.get("ok") is True:
-                delivery.state = DeliveryState.DELIVERED.value
-            else:
-                message = error.get("message") if isinstance(error, dict) else None
-                delivery.state = DeliveryState.REFUSED.value
-                delivery.refusal = str(message or "refused without a reason")[:500]
-            delivery.done_at = int(time.time())
-        return 1
+            done = db.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == delivery_id,
+                    Delivery.device == box,  # only the box the delivery is for answers for it
+                    Delivery.state == DeliveryState.PENDING.value,  # not twice (a redelivery's)
+                )
+                .values(**outcome, done_at=int(time.time()))
+                .execution_options(synchronize_session=False)
+            )
+            return int(done.rowcount)  # type: ignore[attr-defined]
 
     def pending(self) -> int:
         with self.factory() as db:

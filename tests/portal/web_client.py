@@ -155,18 +155,20 @@ def served(root: Path, *flags: str, bare: bool = False) -> Iterator[str]:
 class PortalFarm:
     """Several ``vci-portal serve`` processes serving one portal, as behind a load balancer:
     one database (migrated once beforehand, as its administrator does: ``vci-portal db
-    upgrade``), one ticket signing key, one seller file; each process its own state dir and log.
-    :meth:`start` adds a process (its extra flags: e.g. the broker for the delivery worker) and
-    returns its base URL; :meth:`close` stops them all."""
+    upgrade``), one ticket signing key (made here unless ``key_dir`` has one), one seller file;
+    each process its own state dir and log. :meth:`start` adds a process (its extra flags: e.g.
+    the broker for the delivery worker) and returns its base URL; :meth:`close` stops them all."""
 
-    def __init__(self, root: Path, db_url: str) -> None:
+    def __init__(self, root: Path, db_url: str, key_dir: Path | None = None) -> None:
         from portal import keys
         from portal.db.engine import upgrade
         from tests.portal.test_cli import SELLER
 
+        root.mkdir(parents=True, exist_ok=True)
         self.root, self.db_url = root, db_url
-        self.key_dir = root / "keys"
-        keys.generate(self.key_dir, "portal-test")
+        self.key_dir = key_dir or root / "keys"
+        if key_dir is None:
+            keys.generate(self.key_dir, "portal-test")
         self.config = root / "portal.toml"
         self.config.write_text(SELLER)
         upgrade(db_url)
