@@ -41,6 +41,7 @@ from tests.cloud.conftest import (
 )
 from tests.conftest import start_gateway_process
 from tests.portal.conftest import FAST_HASHER, PASSWORD, pg_cluster, sign_up
+from tests.portal.web_client import PortalFarm
 
 pytestmark = pytest.mark.skipif(not HAVE_MOSQUITTO, reason="mosquitto not installed")
 
@@ -318,3 +319,35 @@ def test_answers_both_workers_hear_count_once(
     finally:
         for s in sessions:
             s.close()
+
+
+@pytest.mark.parametrize("portal_db", ["postgresql"], indirect=True)
+def test_two_portal_processes_with_the_broker_deliver_every_ticket(
+    box: Any, broker: dict[str, Any], shop: dict[str, Any], portal_db: str, tmp_path: Path
+) -> None:
+    """Two ``vci-portal serve --broker`` on one PostgreSQL and one mosquitto, each running the
+    delivery worker: every ticket bought reaches the box and is acknowledged, once."""
+    farm = PortalFarm(tmp_path / "farm", portal_db, key_dir=box.keys_dir)
+    gateway = start_gateway_process([], gateway_env(box, broker))
+    watcher = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
+    try:
+        wait_online(watcher, BOX)
+        for _ in range(2):
+            farm.start("--broker", f"127.0.0.1:{broker['port']}", "--pki", str(broker["pki"]),
+                       "--broker-user", USER)  # fmt: skip
+        bought = [_buy(shop) for _ in range(6)]
+        wait_until(
+            lambda: all(
+                _deliveries(shop["factory"], p) == [("ticket", "delivered")] for p in bought
+            ),
+            30,
+            "every ticket acknowledged by the box",
+        )
+        tickets = _box_tickets(box)
+        assert len(tickets) == 6 and {t["state"] for t in tickets} == {"valid"}, tickets
+        logs = [(tmp_path / "farm" / f"portal-{n}" / "serve.log").read_text() for n in (1, 2)]
+        assert not any("Traceback" in log for log in logs), logs
+    finally:
+        farm.close()
+        watcher.close()
+        gateway.stop()
