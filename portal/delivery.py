@@ -2,8 +2,8 @@
 ticket from the portal to the box.
 
 A purchase queues its ticket's delivery in the transaction that books it (portal/credit.py);
-:func:`revoke_purchase` puts the ticket on the signed revocation list and queues the list's
-delivery. :class:`DeliveryWorker` publishes what is pending to its box (``ticket.deliver``,
+:func:`revoke_purchase` puts the ticket on the revocation list (in the database, so that every
+portal process sends the same list) and queues the list's delivery. :class:`DeliveryWorker` publishes what is pending to its box (``ticket.deliver``,
 ``ticket.revoke``, QoS 1, a fresh message id each attempt) and marks a delivery done only on the
 box's ``ticket.ack``, which the box sends after it stored the ticket or applied the list, or
 refused it with the reason (a ticket for another box): a refusal is final and shown to the
@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.cloud import topics
 from firmware_py.cloud.schema import Message, ProtocolError
 from portal.accounts import Actor, require_operator
 from portal.db.engine import write_transaction
-from portal.db.models import Delivery, DeliveryKind, DeliveryState, Purchase
+from portal.db.models import Delivery, DeliveryKind, DeliveryState, Purchase, RevokedTicket
 from portal.tickets import RevocationList
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ BATCH = 50
 
 @dataclass(frozen=True)
 class Revocation:
-    """Where the revocation list lives and the key that signs it when it is sent."""
+    """The key that signs the revocation list when it is sent, and the reference tool's list
+    file beside the keys (``vci-portal revoke``), whose entries the list carries too."""
 
     revocations: RevocationList
     kid: str
@@ -51,14 +53,10 @@ class Revocation:
 
 
 def revoke_purchase(
-    factory: sessionmaker[Session],
-    actor: Actor,
-    purchase_id: int,
-    revocations: RevocationList,
-    *,
-    now: float | None = None,
+    factory: sessionmaker[Session], actor: Actor, purchase_id: int, *, now: float | None = None
 ) -> Delivery:
-    """The operator revokes a purchase's ticket: it goes on the revocation list and the list's
+    """The operator revokes a purchase's ticket: it goes on the revocation list, which is kept
+    in the database (every portal process, on any machine, sends the same list), and the list's
     delivery to the purchase's box is queued (a ticket delivery still pending is refused by the
     box once the list is there)."""
     require_operator(actor)
@@ -69,13 +67,26 @@ def revoke_purchase(
             from firmware_py.errors import NotPermitted
 
             raise NotPermitted(f"there is no purchase {purchase_id}", hint="Check the number")
-        revocations.revoke(purchase.ticket_id)
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        session.execute(
+            insert(RevokedTicket)
+            .values(ticket_id=purchase.ticket_id, revoked_by=actor.user_id, revoked_at=t)
+            .on_conflict_do_nothing(index_elements=["ticket_id"])
+        )
         delivery = Delivery(
             purchase_id=purchase.id, device=purchase.device, kind=DeliveryKind.REVOCATION.value,
             state=DeliveryState.PENDING.value, attempts=0, next_attempt_at=0, created_at=t,
         )  # fmt: skip
         session.add(delivery)
     return delivery
+
+
+def signed_revocations(db: Session, revocation: Revocation) -> str:
+    """The revocation list as a box gets it, signed now: the tickets revoked in the database and
+    those of the reference tool's file."""
+    revoked = list(db.scalars(select(RevokedTicket.ticket_id)))  # one statement: one snapshot
+    return revocation.revocations.export(revocation.key, revocation.kid, revoked)
 
 
 def states(session: Session, purchase_ids: list[int]) -> dict[int, list[Delivery]]:
@@ -169,7 +180,7 @@ class DeliveryWorker:
             assert purchase is not None  # a foreign key
             body = {"delivery": delivery.id, "ticket": purchase.ticket}
             return Message("ticket.deliver", body, time=time.time())
-        signed = self.revocation.revocations.export(self.revocation.key, self.revocation.kid)
+        signed = signed_revocations(db, self.revocation)
         return Message(
             "ticket.revoke", {"delivery": delivery.id, "revocations": signed}, time=time.time()
         )

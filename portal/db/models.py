@@ -275,6 +275,18 @@ class Delivery(Base):
     done_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class RevokedTicket(Base):
+    """A bought ticket the operator revoked (portal/delivery.py): the revocation list the boxes
+    get is made from this table (and the reference tool's file, portal/tickets.py), so every
+    portal process, on any machine, sends the same list."""
+
+    __tablename__ = "revoked_tickets"
+
+    ticket_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    revoked_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    revoked_at: Mapped[int] = mapped_column(BigInteger)
+
+
 class WorkshopBox(Base):
     """A box a workshop claimed through the portal (portal/boxes.py): the workshop it belongs to.
     The box's certificate, its enrolment requests and their proofs are portal/enrolment.py's;

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -156,7 +157,7 @@ def test_a_bought_ticket_reaches_its_box_through_a_broker_outage_once_and_its_re
         assert len(_box_tickets(box)) == 1
 
         # revoked at the portal: the list reaches the box, the ticket is no longer usable
-        revoke_purchase(factory, shop["operator"], bought, shop["revocation"].revocations)
+        revoke_purchase(factory, shop["operator"], bought)
         wait_until(
             lambda: (
                 _deliveries(factory, bought)
@@ -350,4 +351,43 @@ def test_two_portal_processes_with_the_broker_deliver_every_ticket(
     finally:
         farm.close()
         watcher.close()
+        gateway.stop()
+
+
+@pytest.mark.parametrize("portal_db", ["postgresql"], indirect=True)
+def test_a_revocation_made_on_one_portal_machine_is_sent_by_the_others_worker(
+    box: Any, broker: dict[str, Any], shop: dict[str, Any], portal_db: str, tmp_path: Path
+) -> None:
+    """Two portal machines share the database and the signing key (a copy each), not a disk:
+    the operator revokes a purchase on machine A (``vci-portal ticket revoke``), machine B's
+    delivery worker sends the list, and on the box the ticket is revoked."""
+    machine_b = tmp_path / "machine-b-keys"
+    shutil.copytree(box.keys_dir, machine_b)
+    factory = shop["factory"]
+    bought = _buy(shop)
+    gateway = start_gateway_process([], gateway_env(box, broker))
+    session = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
+    kid, key = keys.load_signing_key(machine_b)
+    worker = DeliveryWorker(factory, session, Revocation(RevocationList(machine_b), kid, key))
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run, args=(stop, 0.2), daemon=True)
+    try:
+        wait_online(session, BOX)
+        runner.start()
+        wait_until(lambda: _deliveries(factory, bought) == [("ticket", "delivered")], 30, "ticket")
+        done = portal(
+            "ticket", "revoke", str(bought), "--user", "ops@portal.example", "--db", portal_db,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        wait_until(
+            lambda: _deliveries(factory, bought)[-1] == ("revocation", "delivered"),
+            20,
+            "the revocation list acknowledged",
+        )
+        assert [t["state"] for t in _box_tickets(box)] == ["revoked"]
+    finally:
+        stop.set()
+        if runner.is_alive():
+            runner.join(timeout=10)
+        session.close()
         gateway.stop()

@@ -1,5 +1,6 @@
-"""pending_logins, address_attempts: login state every portal process shares (behind a load
-balancer the second factor's code and the per-address limit may reach another process)
+"""pending_logins, address_attempts, revoked_tickets: state every portal process shares (behind a
+load balancer the second factor's code and the per-address limit may reach another process; a
+revocation made on one machine is sent by another's delivery worker)
 
 Revision ID: 0004
 Revises: 0003
@@ -46,9 +47,21 @@ def upgrade() -> None:
     with op.batch_alter_table("address_attempts", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_address_attempts_last_ms"), ["last_ms"], unique=False)
 
+    op.create_table(
+        "revoked_tickets",
+        sa.Column("ticket_id", sa.String(length=32), nullable=False),
+        sa.Column("revoked_by", sa.Integer(), nullable=True),
+        sa.Column("revoked_at", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["revoked_by"], ["users.id"], name=op.f("fk_revoked_tickets_revoked_by_users")
+        ),
+        sa.PrimaryKeyConstraint("ticket_id", name=op.f("pk_revoked_tickets")),
+    )
+
 
 def downgrade() -> None:
     """Downgrade schema."""
+    op.drop_table("revoked_tickets")
     with op.batch_alter_table("address_attempts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_address_attempts_last_ms"))
     op.drop_table("address_attempts")
