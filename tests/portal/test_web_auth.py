@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -45,6 +46,7 @@ from tests.portal.web_client import CSRF, Browser, portal
 OWNER, TECH, OPS = Role.OWNER, Role.TECHNICIAN, Role.OPERATOR
 ROUTES: dict[tuple[str, str], Need] = {
     ("GET", "/static/portal.css"): Need.PUBLIC,
+    ("GET", "/healthz"): Need.PUBLIC,
     ("GET", "/"): Need.USER,
     ("GET", "/signup"): Need.PUBLIC,
     ("POST", "/signup"): Need.PUBLIC,
@@ -559,3 +561,24 @@ def test_without_seller_data_nothing_is_sold_and_nothing_booked(
     asyncio.run(run())
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(Purchase)) == 0
+
+
+def test_healthz_says_whether_the_database_answers(
+    factory: sessionmaker[Session], signer: Signer, seller: Seller, tmp_path: Path
+) -> None:
+    """A load balancer's health check: 200 with the database, 503 without (a process that
+    cannot reach it is taken out of rotation; here: no server on the socket it is given)."""
+    from portal.db.engine import make_engine, sessions
+
+    gone = sessions(make_engine(f"postgresql+psycopg://postgres@/portal?host={tmp_path}"))
+
+    async def run() -> tuple[int, int]:
+        statuses = []
+        for cfg in (make_cfg(factory, signer, seller), make_cfg(gone, signer, seller)):
+            async with portal(cfg) as (server, browsers):
+                browser = Browser(server)
+                browsers.append(browser)
+                statuses.append((await browser.get("/healthz")).status)
+        return statuses[0], statuses[1]
+
+    assert asyncio.run(run()) == (200, 503)
