@@ -104,7 +104,6 @@ def register(sub: Any, ticket: Any) -> None:
     )
     rv.add_argument("purchase", type=int, help="the purchase's number")
     rv.add_argument("--user", required=True, help="the operator's login")
-    rv.add_argument("--key-dir", required=True, type=Path)
     rv.set_defaults(account_handler=_ticket_revoke)
 
     dl = with_db(
@@ -351,12 +350,11 @@ def _ticket_buy(args: argparse.Namespace) -> None:
 
 def _ticket_revoke(args: argparse.Namespace) -> None:
     from portal.delivery import revoke_purchase
-    from portal.tickets import RevocationList
 
     factory = _open(args)
     with factory() as session:
         actor = _actor(session, args.user)
-    revoke_purchase(factory, actor, args.purchase, RevocationList(args.key_dir))
+    revoke_purchase(factory, actor, args.purchase)
     print(f"purchase {args.purchase} revoked; the revocation list goes to its box")
 
 

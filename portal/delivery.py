@@ -2,8 +2,8 @@
 ticket from the portal to the box.
 
 A purchase queues its ticket's delivery in the transaction that books it (portal/credit.py);
-:func:`revoke_purchase` puts the ticket on the signed revocation list and queues the list's
-delivery. :class:`DeliveryWorker` publishes what is pending to its box (``ticket.deliver``,
+:func:`revoke_purchase` puts the ticket on the revocation list (in the database, so that every
+portal process sends the same list) and queues the list's delivery. :class:`DeliveryWorker` publishes what is pending to its box (``ticket.deliver``,
 ``ticket.revoke``, QoS 1, a fresh message id each attempt) and marks a delivery done only on the
 box's ``ticket.ack``, which the box sends after it stored the ticket or applied the list, or
 refused it with the reason (a ticket for another box): a refusal is final and shown to the
@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.cloud import topics
 from firmware_py.cloud.schema import Message, ProtocolError
 from portal.accounts import Actor, require_operator
 from portal.db.engine import write_transaction
-from portal.db.models import Delivery, DeliveryKind, DeliveryState, Purchase
+from portal.db.models import Delivery, DeliveryKind, DeliveryState, Purchase, RevokedTicket
 from portal.tickets import RevocationList
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ BATCH = 50
 
 @dataclass(frozen=True)
 class Revocation:
-    """Where the revocation list lives and the key that signs it when it is sent."""
+    """The key that signs the revocation list when it is sent, and the reference tool's list
+    file beside the keys (``vci-portal revoke``), whose entries the list carries too."""
 
     revocations: RevocationList
     kid: str
@@ -51,14 +53,10 @@ class Revocation:
 
 
 def revoke_purchase(
-    factory: sessionmaker[Session],
-    actor: Actor,
-    purchase_id: int,
-    revocations: RevocationList,
-    *,
-    now: float | None = None,
+    factory: sessionmaker[Session], actor: Actor, purchase_id: int, *, now: float | None = None
 ) -> Delivery:
-    """The operator revokes a purchase's ticket: it goes on the revocation list and the list's
+    """The operator revokes a purchase's ticket: it goes on the revocation list, which is kept
+    in the database (every portal process, on any machine, sends the same list), and the list's
     delivery to the purchase's box is queued (a ticket delivery still pending is refused by the
     box once the list is there)."""
     require_operator(actor)
@@ -68,16 +66,25 @@ def revoke_purchase(
             from firmware_py.errors import NotPermitted
 
             raise NotPermitted(f"there is no purchase {purchase_id}", hint="Check the number")
-        revocations.revoke(purchase.ticket_id)
-        return queue_revocation(session, purchase, now)
+        return queue_revocation(session, purchase, actor.user_id, now)
 
 
-def queue_revocation(session: Session, purchase: Purchase, now: float | None = None) -> Delivery:
-    """Queue the revocation list's delivery to ``purchase``'s box (its ticket is on the list)."""
+def queue_revocation(
+    session: Session, purchase: Purchase, revoked_by: int | None, now: float | None = None
+) -> Delivery:
+    """Put ``purchase``'s ticket on the database's revocation list (once) and queue the list's
+    delivery to its box."""
+    t = int(now if now is not None else time.time())
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(RevokedTicket)
+        .values(ticket_id=purchase.ticket_id, revoked_by=revoked_by, revoked_at=t)
+        .on_conflict_do_nothing(index_elements=["ticket_id"])
+    )
     delivery = Delivery(
         purchase_id=purchase.id, device=purchase.device, kind=DeliveryKind.REVOCATION.value,
-        state=DeliveryState.PENDING.value, attempts=0, next_attempt_at=0,
-        created_at=int(now if now is not None else time.time()),
+        state=DeliveryState.PENDING.value, attempts=0, next_attempt_at=0, created_at=t,
     )  # fmt: skip
     session.add(delivery)
     session.flush()
@@ -88,12 +95,22 @@ def revoke_ticket(
     factory: sessionmaker[Session], ticket_id: str, revocations: RevocationList
 ) -> tuple[int, Delivery | None]:
     """``vci-portal revoke TID`` (whoever has the keys and the database): the ticket goes on the
-    revocation list; when the portal sold it, the list's delivery to its box is queued. Returns
-    the list's sequence and the delivery (None: no purchase has this ticket)."""
+    reference tool's revocation list; when the portal sold it, it goes on the database's list
+    too and the list's delivery to its box is queued. Returns the file list's sequence and the
+    delivery (None: no purchase has this ticket)."""
     with write_transaction(factory) as session:
         sequence = revocations.revoke(ticket_id)
         purchase = session.scalar(select(Purchase).where(Purchase.ticket_id == ticket_id))
-        return sequence, queue_revocation(session, purchase) if purchase is not None else None
+        if purchase is None:
+            return sequence, None
+        return sequence, queue_revocation(session, purchase, None)
+
+
+def signed_revocations(db: Session, revocation: Revocation) -> str:
+    """The revocation list as a box gets it, signed now: the tickets revoked in the database and
+    those of the reference tool's file."""
+    revoked = list(db.scalars(select(RevokedTicket.ticket_id)))  # one statement: one snapshot
+    return revocation.revocations.export(revocation.key, revocation.kid, revoked)
 
 
 def states(session: Session, purchase_ids: list[int]) -> dict[int, list[Delivery]]:
@@ -187,7 +204,7 @@ class DeliveryWorker:
             assert purchase is not None  # a foreign key
             body = {"delivery": delivery.id, "ticket": purchase.ticket}
             return Message("ticket.deliver", body, time=time.time())
-        signed = self.revocation.revocations.export(self.revocation.key, self.revocation.kid)
+        signed = signed_revocations(db, self.revocation)
         return Message(
             "ticket.revoke", {"delivery": delivery.id, "revocations": signed}, time=time.time()
         )
@@ -217,21 +234,30 @@ class DeliveryWorker:
         if not isinstance(delivery_id, int) or isinstance(delivery_id, bool):
             return 0
         error = body.get("error")
+        if body.get("ok") is True:
+            outcome: dict[str, Any] = {"state": DeliveryState.DELIVERED.value}
+        else:
+            message = error.get("message") if isinstance(error, dict) else None
+            outcome = {
+                "state": DeliveryState.REFUSED.value,
+                "refusal": str(message or "refused without a reason")[:500],
+            }
+        # One conditional UPDATE, not read-then-write: the workers of several portal processes
+        # hear the same answers (they share the portal user's response topic), and of two
+        # answers to one delivery taken at once the first to commit decides; the other finds
+        # it no longer pending (PostgreSQL checks the condition again after the row's lock).
         with write_transaction(self.factory) as db:
-            delivery = db.get(Delivery, delivery_id)
-            # only the box the delivery is for answers for it (the topic names the box)
-            if delivery is None or delivery.device != box:
-                return 0
-            if delivery.state != DeliveryState.PENDING.value:
-                return 0  # acknowledged twice (a redelivery's answer)
-            if body.get("ok") is True:
-                delivery.state = DeliveryState.DELIVERED.value
-            else:
-                message = error.get("message") if isinstance(error, dict) else None
-                delivery.state = DeliveryState.REFUSED.value
-                delivery.refusal = str(message or "refused without a reason")[:500]
-            delivery.done_at = int(time.time())
-        return 1
+            done = db.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == delivery_id,
+                    Delivery.device == box,  # only the box the delivery is for answers for it
+                    Delivery.state == DeliveryState.PENDING.value,  # not twice (a redelivery's)
+                )
+                .values(**outcome, done_at=int(time.time()))
+                .execution_options(synchronize_session=False)
+            )
+            return int(done.rowcount)  # type: ignore[attr-defined]
 
     def pending(self) -> int:
         with self.factory() as db:

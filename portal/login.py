@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -35,7 +36,7 @@ from firmware_py.errors import (
     WorkshopDisabled,
 )
 from portal.accounts import HASHER, Actor, find_user, normalise_login, require_enabled
-from portal.db.models import LoginGuard, TotpSecret, User, WebSession
+from portal.db.models import LoginGuard, PendingLogin, TotpSecret, User, WebSession
 
 MAX_FAILURES = 5
 LOCK_SECONDS = 15 * 60
@@ -43,6 +44,8 @@ SESSION_SECONDS = 12 * 3600
 TOTP_STEP = 30
 TOTP_WINDOW = 1
 """time steps accepted either side of now (clock drift of the authenticator)"""
+PENDING_SECONDS = 300
+"""how long the password step of a login with a second factor is remembered"""
 
 
 @cache
@@ -257,3 +260,41 @@ def end_session(session: Session, token: str) -> None:
 def end_sessions_of_workshop(session: Session, workshop_id: int) -> None:
     users = select(User.id).where(User.workshop_id == workshop_id)
     session.execute(delete(WebSession).where(WebSession.user_id.in_(users)))
+
+
+class PendingLogins:
+    """Logins whose password was right and whose authenticator code is still to come: a random
+    token (in its own cookie) names the user for ``seconds``. Kept in the database (only the
+    token's SHA-256), so the code may reach another portal process than the password did.
+    ``clock``: the wall clock, shared by every process. The caller commits."""
+
+    def __init__(
+        self, seconds: float = PENDING_SECONDS, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.seconds, self.clock = seconds, clock
+
+    def add(self, session: Session, user_id: int) -> str:
+        """A new pending login of ``user_id``; expired ones of anybody are deleted on the way."""
+        now = int(self.clock())
+        session.execute(delete(PendingLogin).where(PendingLogin.expires_at <= now))
+        token = secrets.token_urlsafe(32)
+        session.add(
+            PendingLogin(
+                token_sha256=_token_key(token), user_id=user_id, expires_at=now + int(self.seconds)
+            )
+        )
+        session.flush()
+        return token
+
+    def user(self, session: Session, token: str | None) -> int | None:
+        """The user of a pending login that has not expired, else None."""
+        if not token:
+            return None
+        row = session.get(PendingLogin, _token_key(token))
+        return row.user_id if row is not None and row.expires_at > int(self.clock()) else None
+
+    def drop(self, session: Session, token: str | None) -> None:
+        if token:
+            session.execute(
+                delete(PendingLogin).where(PendingLogin.token_sha256 == _token_key(token))
+            )

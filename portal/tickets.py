@@ -6,6 +6,7 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -105,10 +106,15 @@ class RevocationList:
         self.path.write_text(json.dumps(data))
         return int(data["seq"])  # type: ignore[call-overload]
 
-    def export(self, key: Ed25519PrivateKey, kid: str) -> str:
+    def export(self, key: Ed25519PrivateKey, kid: str, more: Sequence[str] = ()) -> str:
+        """The list signed now. ``more``: the tickets revoked in the portal's database (they
+        only ever grow, as the file does): they join the list and their count is added to its
+        sequence number, which thus grows with every revocation on either side."""
         data = self.load()
+        revoked = sorted(set(data["revoked"]) | set(more))  # type: ignore[call-overload]
+        seq = int(data["seq"]) + len(set(more))  # type: ignore[call-overload]
         return sign(
             REVOCATION_PREFIX,
-            {"seq": data["seq"], "revoked": data["revoked"], "iat": int(time.time()), "kid": kid},
+            {"seq": seq, "revoked": revoked, "iat": int(time.time()), "kid": kid},
             key,
         )

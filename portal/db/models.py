@@ -126,6 +126,33 @@ class WebSession(Base):
     expires_at: Mapped[int] = mapped_column(BigInteger)
 
 
+class PendingLogin(Base):
+    """A login whose password was right and whose authenticator code is still to come: the
+    cookie carries a random token, the table its SHA-256 and the user, until ``expires_at``. In
+    the database, not in a process's memory: behind a load balancer the code may reach another
+    portal process than the password did."""
+
+    __tablename__ = "pending_logins"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class AddressAttempts(Base):
+    """The recent login and sign-up attempts of one client address (portal/address_limit.py):
+    their times in milliseconds, oldest first, at most the limit's count of them. Shared by every
+    portal process, so a client cannot multiply its attempts by the number of processes."""
+
+    __tablename__ = "address_attempts"
+
+    client: Mapped[str] = mapped_column(String(128), primary_key=True)
+    times_ms: Mapped[str] = mapped_column(Text)
+    """space-separated integers: the attempts still inside the window"""
+    last_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    """the newest attempt: rows of quiet addresses are deleted by it"""
+
+
 class Booking(Base):
     """One line of a workshop's credit ledger: a signed amount (top-ups and refunds positive,
     purchases negative). The balance is the SUM of a workshop's bookings."""
@@ -246,6 +273,18 @@ class Delivery(Base):
     """the box's reason, for a refused delivery"""
     created_at: Mapped[int] = mapped_column(BigInteger)
     done_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RevokedTicket(Base):
+    """A bought ticket the operator revoked (portal/delivery.py): the revocation list the boxes
+    get is made from this table (and the reference tool's file, portal/tickets.py), so every
+    portal process, on any machine, sends the same list."""
+
+    __tablename__ = "revoked_tickets"
+
+    ticket_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    revoked_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    revoked_at: Mapped[int] = mapped_column(BigInteger)
 
 
 class WorkshopBox(Base):

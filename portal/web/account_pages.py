@@ -21,15 +21,12 @@ from firmware_py.errors import (
 from portal import accounts, login
 from portal.db.models import Role, User
 from portal.web.guard import (
-    LIMITER,
     PENDING,
     PENDING_COOKIE,
     SESSION_COOKIE,
     Need,
     actor,
-    client_address,
     csrf,
-    error_page,
     hasher_kw,
     in_db,
     own_workshop,
@@ -38,6 +35,7 @@ from portal.web.guard import (
     set_cookie,
     status_of,
     text_of,
+    too_many,
 )
 from portal.web.html import Markup, field, join, post_form, render, table
 
@@ -69,8 +67,8 @@ async def signup_page(request: web.Request) -> web.Response:
 async def signup(request: web.Request) -> web.Response:
     form = await request.post()
     values = {name: text_of(form, name) for _, name in SIGNUP_FIELDS}
-    if wait := request.app[LIMITER].allow(client_address(request)):
-        return _too_many(request, wait)
+    if refused := await too_many(request):
+        return refused
     data = accounts.WorkshopData(
         values["name"], values["street"], values["postcode"], values["city"], values["country"],
         values["vat_id"],
@@ -114,15 +112,6 @@ def _logged_in(request: web.Request, opened: login.OpenSession) -> web.Response:
     return out
 
 
-def _too_many(request: web.Request, wait: float) -> web.Response:
-    response = error_page(
-        request, 429, "Too many attempts",
-        f"Too many attempts from your address; try again in {int(wait) + 1} seconds.",
-    )  # fmt: skip
-    response.headers["Retry-After"] = str(int(wait) + 1)
-    return response
-
-
 @routes.get("/login")
 @requires(Need.PUBLIC)
 async def login_page(request: web.Request) -> web.Response:
@@ -134,8 +123,8 @@ async def login_page(request: web.Request) -> web.Response:
 async def log_in(request: web.Request) -> web.Response:
     form = await request.post()
     name = text_of(form, "login")
-    if wait := request.app[LIMITER].allow(client_address(request)):
-        return _too_many(request, wait)
+    if refused := await too_many(request):
+        return refused
 
     def authenticate(session: Session) -> login.OpenSession:
         user = login.authenticate(
@@ -146,8 +135,10 @@ async def log_in(request: web.Request) -> web.Response:
     try:
         opened = await in_db(request, authenticate)
     except SecondFactorNeeded as err:
+        pending, user_id = request.app[PENDING], err.user_id
+        token = await in_db(request, lambda session: pending.add(session, user_id))
         out = _code_page(request)
-        set_cookie(request, out, PENDING_COOKIE, request.app[PENDING].add(err.user_id), 300)
+        set_cookie(request, out, PENDING_COOKIE, token, int(pending.seconds))
         return out
     except PortalError as err:
         return _login_page(request, str(err), name, status_of(err))
@@ -158,10 +149,10 @@ async def log_in(request: web.Request) -> web.Response:
 @requires(Need.PUBLIC)
 async def log_in_code(request: web.Request) -> web.Response:
     form = await request.post()
-    if wait := request.app[LIMITER].allow(client_address(request)):
-        return _too_many(request, wait)
-    token = request.cookies.get(PENDING_COOKIE)
-    user_id = request.app[PENDING].user(token)
+    if refused := await too_many(request):
+        return refused
+    token, pending = request.cookies.get(PENDING_COOKIE), request.app[PENDING]
+    user_id = await in_db(request, lambda session: pending.user(session, token))
     if user_id is None:
         return _login_page(request, "The login took too long: log in again.", status=401)
 
@@ -172,11 +163,11 @@ async def log_in_code(request: web.Request) -> web.Response:
     try:
         opened = await in_db(request, second_factor)
     except (LoginLocked, WorkshopDisabled) as err:
-        request.app[PENDING].drop(token)
+        await in_db(request, lambda session: pending.drop(session, token))
         return _login_page(request, str(err), status=status_of(err))
     except PortalError as err:
         return _code_page(request, str(err), status_of(err))
-    request.app[PENDING].drop(token)
+    await in_db(request, lambda session: pending.drop(session, token))
     return _logged_in(request, opened)
 
 

@@ -10,14 +10,14 @@ import logging
 from aiohttp import web
 
 from firmware_py.web.limits import ConnectionCounter, handler_args, start_site
+from portal.address_limit import AddressLimiter
+from portal.login import PendingLogins
 from portal.web import account_pages, box_pages, operator, pages
 from portal.web.guard import (
     CONFIG,
     LIMITER,
     MAX_BODY,
     PENDING,
-    AttemptLimiter,
-    PendingLogins,
     WebConfig,
     guard,
 )
@@ -26,11 +26,14 @@ log = logging.getLogger(__name__)
 
 
 def make_app(
-    cfg: WebConfig, limiter: AttemptLimiter | None = None, pending: PendingLogins | None = None
+    cfg: WebConfig, limiter: AddressLimiter | None = None, pending: PendingLogins | None = None
 ) -> web.Application:
+    """The portal's pages; ``limiter`` and ``pending`` with their own limits or clock (tests).
+    Both keep their state in the database, as everything else a request needs: any number of
+    these apps, in any number of processes, serve the same portal."""
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
     app[CONFIG] = cfg
-    app[LIMITER] = limiter or AttemptLimiter()
+    app[LIMITER] = limiter or AddressLimiter()
     app[PENDING] = pending or PendingLogins()
     app.add_routes(account_pages.routes)
     app.add_routes(pages.routes)

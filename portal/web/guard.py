@@ -8,7 +8,10 @@ loads the session from its cookie, answers a missing session (GET: to the login 
 and a role without the right (403), checks the CSRF token of every POST in constant time (the
 session's token; before login a random token in its own cookie, double-submit), and sets the
 security headers on every answer. Login attempts are also limited per client address
-(:class:`AttemptLimiter`), in addition to the per-login-name lock-out of portal/login.py.
+(:func:`too_many`, portal/address_limit.py), in addition to the per-login-name lock-out of
+portal/login.py. Nothing a request needs is kept in this process's memory: sessions, pending
+logins and the per-address counts are in the database, so any portal process behind a load
+balancer can answer any request (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -17,8 +20,6 @@ import asyncio
 import hmac
 import logging
 import secrets
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum, unique
@@ -38,16 +39,18 @@ from firmware_py.errors import (
     WorkshopDisabled,
 )
 from portal.accounts import Actor
+from portal.address_limit import AddressLimiter
 from portal.credit import Signer
 from portal.db.models import Role
 from portal.invoices import Seller
-from portal.login import session_actor
+from portal.login import PendingLogins, session_actor
 from portal.web.html import Markup, layout, post_form, render
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "portal_session"
 PENDING_COOKIE = "portal_login_pending"
-"""between the password and the authenticator code: the :class:`PendingLogins` token"""
+"""between the password and the authenticator code: the token of a pending login
+(:class:`portal.login.PendingLogins`)"""
 FORM_COOKIE = "portal_form"
 """before login: the CSRF token of the sign-up and login forms (double-submit)"""
 MAX_BODY = 64 * 1024
@@ -93,53 +96,6 @@ def need_of(handler: object) -> Need | None:
     return getattr(handler, NEED, None)
 
 
-class AttemptLimiter:
-    """At most ``attempts`` per ``window`` seconds per client address (a sliding window)."""
-
-    def __init__(
-        self, attempts: int = 10, window: float = 60.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.attempts, self.window, self.clock = attempts, window, clock
-        self.seen: dict[str, deque[float]] = {}
-
-    def allow(self, client: str) -> float:
-        """0 when this attempt is allowed (and counted), else the seconds to wait."""
-        now = self.clock()
-        if len(self.seen) > 10_000:  # forget quiet addresses
-            self.seen = {k: v for k, v in self.seen.items() if v and v[-1] > now - self.window}
-        times = self.seen.setdefault(client, deque())
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if len(times) >= self.attempts:
-            return times[0] + self.window - now
-        times.append(now)
-        return 0.0
-
-
-class PendingLogins:
-    """Logins whose password was right and whose authenticator code is still to come: a random
-    token (in its own cookie) names the user for ``seconds``. Kept in this process's memory."""
-
-    def __init__(self, seconds: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.seconds, self.clock = seconds, clock
-        self.pending: dict[str, tuple[int, float]] = {}
-
-    def add(self, user_id: int) -> str:
-        now = self.clock()
-        if len(self.pending) > 10_000:
-            self.pending = {k: v for k, v in self.pending.items() if v[1] > now}
-        token = secrets.token_urlsafe(32)
-        self.pending[token] = (user_id, now + self.seconds)
-        return token
-
-    def user(self, token: str | None) -> int | None:
-        found = self.pending.get(token or "")
-        return found[0] if found is not None and found[1] > self.clock() else None
-
-    def drop(self, token: str | None) -> None:
-        self.pending.pop(token or "", None)
-
-
 @dataclass(frozen=True)
 class WebConfig:
     factory: sessionmaker[Session]
@@ -162,7 +118,7 @@ class WebConfig:
 
 
 CONFIG = web.AppKey("config", WebConfig)
-LIMITER = web.AppKey("login_limiter", AttemptLimiter)
+LIMITER = web.AppKey("login_limiter", AddressLimiter)
 PENDING = web.AppKey("pending_logins", PendingLogins)
 ACTOR = web.RequestKey("actor", Actor)
 CSRF = web.RequestKey("csrf", str)
@@ -341,6 +297,21 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
         ):
             return error_page(request, 403, "Refused", "The form is out of date; reload the page.")
     return await handler(request)
+
+
+async def too_many(request: web.Request) -> web.Response | None:
+    """Count this attempt against the client address's limit (in the database, shared by all
+    portal processes); the 429 answer when the limit is reached, else None."""
+    limiter, client = request.app[LIMITER], client_address(request)
+    wait = await in_db(request, lambda session: limiter.allow(session, client))
+    if not wait:
+        return None
+    response = error_page(
+        request, 429, "Too many attempts",
+        f"Too many attempts from your address; try again in {int(wait) + 1} seconds.",
+    )  # fmt: skip
+    response.headers["Retry-After"] = str(int(wait) + 1)
+    return response
 
 
 def client_address(request: web.Request) -> str:

@@ -6,10 +6,13 @@ enforced by portal/web/guard.py."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from firmware_py.errors import NotPermitted, PortalError
@@ -30,6 +33,7 @@ from portal.web.guard import (
 )
 from portal.web.html import Markup, field, join, post_form, render, table, utc
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 CSS = (Path(__file__).parent / "static" / "portal.css").read_bytes()
 
@@ -40,6 +44,19 @@ async def stylesheet(request: web.Request) -> web.Response:
     return web.Response(
         body=CSS, content_type="text/css", headers={"Cache-Control": "max-age=3600"}
     )
+
+
+@routes.get("/healthz")
+@requires(Need.PUBLIC)
+async def healthz(request: web.Request) -> web.Response:
+    """For a load balancer's health check: 200 while this process reaches the database, else
+    503 (the process holds no other state a request needs: docs/scaling.md)."""
+    try:
+        await in_db(request, lambda session: session.execute(text("SELECT 1")))
+    except SQLAlchemyError as err:
+        log.warning("health check: the database does not answer: %s", err)
+        return web.Response(status=503, text="the database does not answer\n")
+    return web.Response(text="ok\n")
 
 
 @routes.get("/")

@@ -1,25 +1,14 @@
 """Fixtures of the portal's account and credit tests: every test that takes ``db_url`` (or
 ``factory``) runs once against SQLite (a file in the test's tmp dir) and once against
 PostgreSQL (a throwaway cluster of Debian's ``postgresql`` package for the whole session, on a
-Unix socket only, one fresh database per test).
-
-initdb refuses to run as root (CI runs as root): then the cluster runs as ``nobody`` through
-``runuser``, in a directory made for it; the tests connect as the cluster's superuser over the
-socket (trust authentication: nothing but this machine's processes can reach a socket in a
-private directory)."""
+Unix socket only, one fresh database per test: portal/db/throwaway.py, which the portal's
+benchmark uses too)."""
 
 from __future__ import annotations
 
-import itertools
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,11 +16,14 @@ from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.orm import Session, sessionmaker
 
+from firmware_py.errors import ConfigError
 from portal import accounts
 from portal.accounts import Actor, WorkshopData
 from portal.credit import Signer
 from portal.db.engine import open_database
+from portal.db.throwaway import PgCluster, running_cluster
 from portal.invoices import Seller
+from tests.portal.web_client import PortalFarm
 
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 """argon2 with small parameters: the tests hash many passwords (the service's default is the
@@ -40,68 +32,13 @@ PASSWORD = "correct horse battery staple"
 NOW = 1_790_000_000  # 2026-09-21 14:13:20 UTC
 
 
-def _pg_bin() -> Path:
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not versions:
-        pytest.fail(
-            "PostgreSQL is not installed: the portal's tests run against it too. "
-            "Install Debian's postgresql package (scripts/test does)"
-        )
-    return versions[-1].parent
-
-
-@dataclass
-class PgCluster:
-    socket_dir: Path
-    bin: Path
-    _names = itertools.count(1)
-
-    def new_database(self) -> str:
-        name = f"portal_test_{next(self._names)}"
-        _run(
-            [str(self.bin / "psql"), "-h", str(self.socket_dir), "-U", "postgres", "-d", "postgres",
-             "-q", "-c", f"CREATE DATABASE {name}"],
-            timeout=30,
-        )  # fmt: skip
-        return f"postgresql+psycopg://postgres@/{name}?host={self.socket_dir}"
-
-
-def _run(command: list[str], timeout: float) -> None:
-    done = subprocess.run(command, timeout=timeout, capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.fail(f"{' '.join(command)} failed ({done.returncode}): {done.stdout}{done.stderr}")
-
-
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
-    bin_dir = _pg_bin()
-    root = Path(tempfile.mkdtemp(prefix="vci-pg-"))
-    run_as: list[str] = []
-    if os.geteuid() == 0:
-        nobody = pwd.getpwnam("nobody")
-        os.chown(root, nobody.pw_uid, nobody.pw_gid)
-        run_as = ["runuser", "-u", "nobody", "--"]
-    data = root / "data"
     try:
-        _run(
-            [*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-             "-E", "UTF8", "--no-sync", "--no-instructions"],
-            timeout=120,
-        )  # fmt: skip
-        options = f"-k {root} -c listen_addresses='' -c fsync=off -c full_page_writes=off"
-        _run(
-            [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-t", "60",
-             "-l", str(root / "log"), "start"],
-            timeout=90,
-        )  # fmt: skip
-        yield PgCluster(root, bin_dir)
-    finally:
-        if (data / "postmaster.pid").exists():
-            subprocess.run(
-                [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                timeout=60, capture_output=True,
-            )  # fmt: skip
-        shutil.rmtree(root, ignore_errors=True)
+        with running_cluster() as cluster:
+            yield cluster
+    except ConfigError as err:  # not installed, or it did not start: say so, as a failure
+        pytest.fail(f"{err} ({err.hint})")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -185,3 +122,14 @@ def at_once(count: int, action: Callable[[], str]) -> Counter[str]:
         thread.join(timeout=90)
     assert not any(thread.is_alive() for thread in threads)
     return outcomes
+
+
+@pytest.fixture
+def farm(pg_cluster: PgCluster, tmp_path: Path) -> Iterator[PortalFarm]:
+    """Portal processes (``vci-portal serve``) serving one portal on one PostgreSQL database:
+    ``farm.start(*flags)`` starts one and returns its URL (tests start two)."""
+    running = PortalFarm(tmp_path / "farm", pg_cluster.new_database())
+    try:
+        yield running
+    finally:
+        running.close()

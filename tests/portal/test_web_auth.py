@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from firmware_py.gateway.ticket_token import parse_ticket
 from portal import accounts, boxes, credit
 from portal.accounts import Actor
+from portal.address_limit import AddressLimiter
 from portal.credit import BankTransfer, Signer
 from portal.db.models import (
     Booking,
@@ -38,14 +40,16 @@ from portal.db.models import (
     WorkshopBox,
 )
 from portal.invoices import Seller
+from portal.login import PendingLogins
 from portal.web.app import make_app
-from portal.web.guard import AttemptLimiter, Need, PendingLogins, WebConfig, need_of, requires
+from portal.web.guard import Need, WebConfig, need_of, requires
 from tests.portal.conftest import FAST_HASHER, NOW, PASSWORD, sign_up
 from tests.portal.web_client import CSRF, Browser, portal
 
 OWNER, TECH, OPS = Role.OWNER, Role.TECHNICIAN, Role.OPERATOR
 ROUTES: dict[tuple[str, str], Need] = {
     ("GET", "/static/portal.css"): Need.PUBLIC,
+    ("GET", "/healthz"): Need.PUBLIC,
     ("GET", "/"): Need.USER,
     ("GET", "/signup"): Need.PUBLIC,
     ("POST", "/signup"): Need.PUBLIC,
@@ -326,7 +330,7 @@ def test_login_attempts_limited_per_client_address(
     world: dict,  # type: ignore[type-arg]
 ) -> None:
     clock = [1000.0]
-    limiter = AttemptLimiter(attempts=3, window=60.0, clock=lambda: clock[0])
+    limiter = AddressLimiter(attempts=3, window=60.0, clock=lambda: clock[0])
 
     async def run() -> None:
         async with portal(make_cfg(factory, signer, seller), limiter) as (server, browsers):
@@ -356,7 +360,7 @@ def test_login_limit_per_client_behind_a_trusted_proxy(
     wrong = {"login": "a@example.com", "password": "wrong password 123"}
 
     async def attempts(cfg: WebConfig, forwarded: str) -> tuple[int, int]:
-        async with portal(cfg, AttemptLimiter(attempts=2)) as (server, browsers):
+        async with portal(cfg, AddressLimiter(attempts=2)) as (server, browsers):
             browser = Browser(server)
             browsers.append(browser)
             for n in range(2):
@@ -541,7 +545,7 @@ def test_wrong_codes_lock_out_even_between_right_passwords(
         session.add(TotpSecret(user_id=tech.id, secret=secret, last_step=0))
 
     async def run() -> None:
-        limiter = AttemptLimiter(attempts=1000)  # the per-address limit is not under test
+        limiter = AddressLimiter(attempts=1000)  # the per-address limit is not under test
         async with portal(make_cfg(factory, signer, seller), limiter) as (server, browsers):
             browser = Browser(server)
             browsers.append(browser)
@@ -584,3 +588,24 @@ def test_without_seller_data_nothing_is_sold_and_nothing_booked(
     asyncio.run(run())
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(Purchase)) == 0
+
+
+def test_healthz_says_whether_the_database_answers(
+    factory: sessionmaker[Session], signer: Signer, seller: Seller, tmp_path: Path
+) -> None:
+    """A load balancer's health check: 200 with the database, 503 without (a process that
+    cannot reach it is taken out of rotation; here: no server on the socket it is given)."""
+    from portal.db.engine import make_engine, sessions
+
+    gone = sessions(make_engine(f"postgresql+psycopg://postgres@/portal?host={tmp_path}"))
+
+    async def run() -> tuple[int, int]:
+        statuses = []
+        for cfg in (make_cfg(factory, signer, seller), make_cfg(gone, signer, seller)):
+            async with portal(cfg) as (server, browsers):
+                browser = Browser(server)
+                browsers.append(browser)
+                statuses.append((await browser.get("/healthz")).status)
+        return statuses[0], statuses[1]
+
+    assert asyncio.run(run()) == (200, 503)

@@ -1,6 +1,7 @@
 """A small browser for the portal's web tests: a real aiohttp server on 127.0.0.1 (aiohttp's
-TestServer) and one real HTTP client per user, each with its own cookie jar; and ``vci-portal
-serve`` as a process (:func:`served`)."""
+TestServer) and one real HTTP client per user, each with its own cookie jar (or one jar for
+several portal processes, as a browser behind a load balancer has); ``vci-portal serve`` as a
+process (:func:`served`), and several of them serving one portal (:class:`PortalFarm`)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,19 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestServer
 
+from portal.address_limit import AddressLimiter
+from portal.login import PendingLogins
 from portal.web.app import make_app
-from portal.web.guard import AttemptLimiter, PendingLogins, WebConfig
+from portal.web.guard import WebConfig
+from tests.conftest import stop_process
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -35,13 +40,13 @@ class Answer:
 
 
 class Browser:
-    def __init__(self, server: TestServer | str) -> None:
-        """A browser of the portal at ``server`` (a TestServer, or the base URL of one
-        :func:`served`)."""
+    """``server``: a TestServer or a base URL. ``jar``: another browser's cookies (the same
+    browser reaching another portal process: cookies are per host, not per port)."""
+
+    def __init__(self, server: TestServer | str, jar: aiohttp.CookieJar | None = None) -> None:
         base = server if isinstance(server, str) else str(server.make_url("/"))
-        self.session = aiohttp.ClientSession(
-            base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True)
-        )
+        self.jar = jar if jar is not None else aiohttp.CookieJar(unsafe=True)
+        self.session = aiohttp.ClientSession(base_url=base, cookie_jar=self.jar)
 
     async def get(self, path: str) -> Answer:
         async with self.session.get(path, allow_redirects=False) as response:
@@ -85,7 +90,7 @@ class Browser:
 
 @asynccontextmanager
 async def portal(
-    cfg: WebConfig, limiter: AttemptLimiter | None = None, pending: PendingLogins | None = None
+    cfg: WebConfig, limiter: AddressLimiter | None = None, pending: PendingLogins | None = None
 ) -> AsyncIterator[
     tuple[TestServer, list[Browser]]
 ]:  # fmt: skip
@@ -103,11 +108,37 @@ async def portal(
 
 
 @contextmanager
+def serve_process(state: Path, *flags: str, log: Path | None = None) -> Iterator[str]:
+    """``vci-portal serve FLAGS`` as a process on 127.0.0.1 (a port of its choice) with the state
+    dir ``state``; yields the base URL. Its standard error goes to ``log`` (else a pipe, shown
+    when it fails to start). Stopped (its own process only) at the end."""
+    env = {**os.environ, "VCI_PORTAL_STATE_DIR": str(state)}
+    env.pop("VCI_PORTAL_DB", None)
+    stderr: Any = log.open("w") if log is not None else subprocess.PIPE
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from portal.cli import main; raise SystemExit(main())", "serve",
+         "--port", "0", *flags],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # printed once listening (or EOF when it failed)
+        if not line.startswith("portal on http://127.0.0.1:"):
+            process.wait(timeout=20)
+            said = log.read_text() if log is not None else process.stderr.read()  # type: ignore[union-attr]
+            raise AssertionError(f"vci-portal serve did not start: {line}{said}")
+        yield line.split()[-1]
+    finally:
+        stop_process(process)
+        if log is not None:
+            stderr.close()
+
+
+@contextmanager
 def served(root: Path, *flags: str, bare: bool = False) -> Iterator[str]:
-    """``vci-portal serve`` as a process on 127.0.0.1 (a port of its choice) with a fresh state dir
-    ``root/state`` (seller data, no database yet) and a signing key in ``root/keys``; yields the
-    base URL. ``bare``: nothing at all in the state dir, no ``--key-dir``. Stopped (its own
-    process only) at the end."""
+    """``vci-portal serve`` as a process with a fresh state dir ``root/state`` (seller data, no
+    database yet) and a signing key in ``root/keys``; yields the base URL. ``bare``: nothing at
+    all in the state dir, no ``--key-dir``."""
     from portal import keys
     from tests.portal.test_cli import SELLER
 
@@ -117,18 +148,45 @@ def served(root: Path, *flags: str, bare: bool = False) -> Iterator[str]:
         (state / "portal.toml").write_text(SELLER)
         keys.generate(root / "keys", "portal-test")
         flags = ("--key-dir", str(root / "keys"), *flags)
-    env = {**os.environ, "VCI_PORTAL_STATE_DIR": str(state)}
-    env.pop("VCI_PORTAL_DB", None)
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from portal.cli import main; raise SystemExit(main())", "serve",
-         "--port", "0", *flags],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None and process.stderr is not None
-        line = process.stdout.readline()  # printed once listening (or EOF when it failed)
-        assert line.startswith("portal on http://127.0.0.1:"), process.stderr.read()
-        yield line.split()[-1]
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    with serve_process(state, *flags) as url:
+        yield url
+
+
+class PortalFarm:
+    """Several ``vci-portal serve`` processes serving one portal, as behind a load balancer:
+    one database (migrated once beforehand, as its administrator does: ``vci-portal db
+    upgrade``), one ticket signing key (made here unless ``key_dir`` has one), one seller file;
+    each process its own state dir and log. :meth:`start` adds a process (its extra flags: e.g.
+    the broker for the delivery worker) and returns its base URL; :meth:`close` stops them all."""
+
+    def __init__(self, root: Path, db_url: str, key_dir: Path | None = None) -> None:
+        from portal import keys
+        from portal.db.engine import upgrade
+        from tests.portal.test_cli import SELLER
+
+        root.mkdir(parents=True, exist_ok=True)
+        self.root, self.db_url = root, db_url
+        self.key_dir = key_dir or root / "keys"
+        if key_dir is None:
+            keys.generate(self.key_dir, "portal-test")
+        self.config = root / "portal.toml"
+        self.config.write_text(SELLER)
+        upgrade(db_url)
+        self.urls: list[str] = []
+        self._stack = ExitStack()
+
+    def start(self, *flags: str) -> str:
+        n = len(self.urls) + 1
+        state = self.root / f"portal-{n}"
+        state.mkdir()
+        url = self._stack.enter_context(
+            serve_process(
+                state, "--db", self.db_url, "--key-dir", str(self.key_dir), "--config",
+                str(self.config), *flags, log=state / "serve.log",
+            )
+        )  # fmt: skip
+        self.urls.append(url)
+        return url
+
+    def close(self) -> None:
+        self._stack.close()
