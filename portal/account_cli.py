@@ -402,6 +402,7 @@ def _serve(args: argparse.Namespace) -> None:
     from portal.credit import Signer
     from portal.db.engine import state_dir
     from portal.invoices import Seller
+    from portal.sessions import SessionService
     from portal.web.app import serve
     from portal.web.guard import WebConfig
 
@@ -424,9 +425,11 @@ def _serve(args: argparse.Namespace) -> None:
     if args.broker:  # the delivery worker runs beside the pages, in a thread of its own
         worker = _delivery(args, cfg.factory, key_dir)
         threading.Thread(target=worker.run, args=(stop,), daemon=True, name="delivery").start()
+    # one broker connection per portal process: remote jobs share the delivery worker's
+    sessions = SessionService(cfg.factory, worker.session if worker is not None else None)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(cfg, args.host, args.port))
+            asyncio.run(serve(cfg, args.host, args.port, sessions))
     finally:
         stop.set()
         if worker is not None:

@@ -201,6 +201,7 @@ def nav(request: web.Request) -> Markup:
         return render('<nav><a href="/login">Log in</a><a href="/signup">Sign up</a></nav>')
     links = [("/operator/workshops", "Workshops")] if who.is_operator else [
         ("/dashboard", "Credit and purchases"), ("/buy", "Buy a ticket"),
+        ("/sessions", "Remote sessions"),
     ]  # fmt: skip
     if who.role is Role.OWNER:
         links.append(("/users", "Users"))
