@@ -172,7 +172,7 @@ async def start_job(request: web.Request) -> web.Response:
         ecu = ecu_from_form(form)
 
         def begin(db: Session) -> None:  # 404 for another workshop's box or session first
-                boxes.require(db, who, device)
+            boxes.require(db, who, device)
             sessions.get_session(db, who, device, sid)
 
         await _guarded(request, begin)
