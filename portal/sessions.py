@@ -240,16 +240,17 @@ class SessionService:
         check_params(kind, params)
         if JOB_KINDS[kind].needs_ecu and not ecu:
             raise NotPermitted(f"{JOB_KINDS[kind].label} works on one ECU", hint="Name the ECU")
-        if self.remote is None:
-            raise NotPermitted(
-                "this portal has no broker link to the boxes",
-                hint="The operator starts vci-portal serve with --broker, --pki and --broker-user",
-            )
         now = self.clock()
         with write_transaction(self.factory) as db:
             boxes.require(db, actor, device)
             session = get_session(db, actor, device, session_id)
             purchase = choose_ticket(db, workshop_id, device, kind, params, session.vin, now)
+            if self.remote is None:
+                raise NotPermitted(
+                    "this portal has no broker link to the boxes",
+                    hint="The operator starts vci-portal serve with --broker, --pki and "
+                    "--broker-user",
+                )
             job = RemoteJob(
                 session_id=session.id, workshop_id=workshop_id, user_id=actor.user_id,
                 device=device, kind=kind, ecu=ecu, params=json.dumps(params),

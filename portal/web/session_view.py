@@ -28,8 +28,8 @@ def _input(f: Field) -> Markup:
     default = "" if f.default is None or isinstance(f.default, list) else str(f.default)
     if f.type in (FieldType.INT, FieldType.FLOAT):
         step = "1" if f.type is FieldType.INT else "any"
-        return render('<input type="number" name="{n}" min="{lo:g}" max="{hi:g}" step="{s}" '
-                      'value="{v}">', n=name, lo=f.low, hi=f.high, s=step, v=default)  # fmt: skip
+        return render('<input type="number" name="{n}" min="{lo}" max="{hi}" step="{s}" '
+                      'value="{v}">', n=name, lo=f"{f.low:g}", hi=f"{f.high:g}", s=step, v=default)  # fmt: skip
     if f.type is FieldType.BOOL:
         checked = Markup(" checked") if f.default is True else Markup("")
         return render('<input type="hidden" name="b.{f}" value="1"><input type="checkbox" '
@@ -159,15 +159,15 @@ def _fault_memory(result: Mapping[str, Any]) -> Markup:
     for ecu in result.get("ecus") or []:
         if not isinstance(ecu, dict):
             continue
-        head = render("<h3>{name} (0x{addr:X}): {n} faults</h3>", name=ecu.get("name"),
-                      addr=int(ecu.get("address") or 0), n=len(ecu.get("dtcs") or []))  # fmt: skip
+        head = render("<h3>{name} ({addr}): {n} faults</h3>", name=ecu.get("name"),
+                      addr=f"0x{int(ecu.get('address') or 0):X}", n=len(ecu.get("dtcs") or []))  # fmt: skip
         notes = join(render('<p class="message">{m}</p>', m=m)
                      for m in (ecu.get("warning"), (ecu.get("error") or {}).get("message")) if m)  # fmt: skip
         faults = join(
-            render('<details class="fault"><summary>{code} {text} (status 0x{st:02X}: {names})'
+            render('<details class="fault"><summary>{code} {text} (status {st}: {names})'
                    "</summary><h4>Snapshot data</h4>{snap}<h4>Extended data</h4>{ext}</details>",
                    code=d.get("code") or d.get("id"), text=d.get("text") or "",
-                   st=int(d.get("status") or 0), names=", ".join(d.get("status_names") or []),
+                   st=f"0x{int(d.get('status') or 0):02X}", names=", ".join(d.get("status_names") or []),
                    snap=value_html(d.get("snapshots")) if d.get("snapshots")
                    else escape(d.get("snapshots_note") or "none"),
                    ext=value_html(d.get("extended")) if d.get("extended")
@@ -222,12 +222,12 @@ def live_plot(series: Mapping[str, list[tuple[float, float]]], width: int = 600,
             for t, v in points
         )
         plots.append(render(
-            '<figure class="plot"><figcaption>{key}: {last:g} (min {lo:g}, max {hi:g})'
+            '<figure class="plot"><figcaption>{key}: {last} (min {lo}, max {hi})'
             '</figcaption><svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
             'aria-label="{key}"><rect x="0" y="0" width="{w}" height="{h}" fill="#fff" '
             'stroke="#ccc"/><polyline fill="none" stroke="#20354d" stroke-width="1.5" '
             'points="{pts}"/></svg></figure>',
-            key=key, last=vs[-1], lo=v0, hi=v1, w=width, h=height, pts=coords,
+            key=key, last=f"{vs[-1]:g}", lo=f"{v0:g}", hi=f"{v1:g}", w=width, h=height, pts=coords,
         ))  # fmt: skip
     return join(plots) or Markup("<p>No numeric values yet.</p>")
 
