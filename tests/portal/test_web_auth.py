@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.gateway.ticket_token import parse_ticket
-from portal import accounts, credit
+from portal import accounts, boxes, credit, sessions
 from portal.accounts import Actor
 from portal.credit import BankTransfer, Signer
 from portal.db.models import (
@@ -28,6 +28,8 @@ from portal.db.models import (
     Invoice,
     LoginGuard,
     Purchase,
+    RemoteJob,
+    RemoteSessionRecord,
     Role,
     TotpSecret,
     User,
@@ -63,6 +65,15 @@ ROUTES: dict[tuple[str, str], Need] = {
     ("POST", "/operator/workshops/{id}/disable"): Need.OPERATOR,
     ("POST", "/operator/workshops/{id}/enable"): Need.OPERATOR,
     ("POST", "/operator/workshops/{id}/top-up"): Need.OPERATOR,
+    ("GET", "/static/session.js"): Need.PUBLIC,
+    ("GET", "/sessions"): Need.WORKSHOP,
+    ("GET", "/boxes/{device}/sessions"): Need.WORKSHOP,
+    ("POST", "/boxes/{device}/sessions"): Need.WORKSHOP,
+    ("GET", "/boxes/{device}/sessions/{sid}"): Need.WORKSHOP,
+    ("POST", "/boxes/{device}/sessions/{sid}/jobs"): Need.WORKSHOP,
+    ("GET", "/boxes/{device}/sessions/{sid}/jobs/{jid}"): Need.WORKSHOP,
+    ("GET", "/boxes/{device}/sessions/{sid}/jobs/{jid}.json"): Need.WORKSHOP,
+    ("GET", "/boxes/{device}/sessions/{sid}/trace.json"): Need.WORKSHOP,
 }
 """every route and what it needs: the router must hold exactly these (a new route fails
 test_every_route_declares_its_need until it is added here, and so gets the tests below)"""
@@ -115,7 +126,17 @@ def snapshot(factory: sessionmaker[Session]) -> tuple[object, ...]:
     with factory() as session:
         counts = tuple(
             session.scalar(select(func.count()).select_from(table))
-            for table in (Workshop, User, Booking, Purchase, Invoice, WebSession, TotpSecret)
+            for table in (
+                Workshop,
+                User,
+                Booking,
+                Purchase,
+                Invoice,
+                WebSession,
+                TotpSecret,
+                RemoteSessionRecord,
+                RemoteJob,
+            )  # fmt: skip
         )
         enabled = tuple(session.scalars(select(Workshop.enabled).order_by(Workshop.id)))
         return counts, enabled
@@ -141,7 +162,17 @@ def world(factory: sessionmaker[Session], signer: Signer, seller: Seller) -> Ite
         p = credit.buy_ticket(factory, who, who.workshop_id, tariff="basic-9h", device=DEVICE,
                               signer=signer, seller=seller)  # fmt: skip
         bought[who.workshop_id] = (p.id, p.invoice.id)
-    yield {"w1": owner1.workshop_id, "w2": owner2.workshop_id, "bought": bought}
+    with factory() as session, session.begin():  # workshop 1's box, a remote session, a job
+        boxes.record_claim(session, owner1, owner1.workshop_id, DEVICE)
+        remote = sessions.open_session(session, owner1, DEVICE)
+        job = RemoteJob(session_id=remote.id, workshop_id=owner1.workshop_id,
+                        user_id=owner1.user_id, device=DEVICE, kind="identify", params="{}",
+                        state="done", summary="VIN WBAJA71090B123456, 3 ECUs", created_at=NOW)  # fmt: skip
+        session.add(job)
+        session.flush()
+        remote_ids = (remote.id, job.id)
+    yield {"w1": owner1.workshop_id, "w2": owner2.workshop_id, "bought": bought,
+           "remote": remote_ids}  # fmt: skip
 
 
 LOGINS = {OWNER: "owner1@example.com", TECH: "tech1@example.com", OPS: "ops@portal.example"}
@@ -153,7 +184,9 @@ def fill(path: str, world: dict) -> str:  # type: ignore[type-arg]
     object_id = invoice_id if path.startswith("/invoices") else purchase_id
     if path.startswith("/operator"):
         object_id = world["w1"]
-    return path.replace("{id}", str(object_id))
+    sid, jid = world["remote"]
+    return (path.replace("{id}", str(object_id)).replace("{device}", DEVICE)
+            .replace("{sid}", str(sid)).replace("{jid}", str(jid)))  # fmt: skip
 
 
 def test_every_route_refuses_no_session_wrong_role_other_workshop_and_bad_csrf(
@@ -228,6 +261,26 @@ def test_every_route_refuses_no_session_wrong_role_other_workshop_and_bad_csrf(
                 answer = await users[OPS].post(f"/operator/workshops/999999/{action}",
                                                {"amount": "1", "reference": "x"}, csrf=ops_token)  # fmt: skip
                 assert answer.status == 404, action
+            # another workshop's box, session and job: 404, the same answer as for none
+            sid, jid = world["remote"]
+            base = f"/boxes/{DEVICE}/sessions"
+            for path, missing in ((base, "/boxes/pi-0000000000000000/sessions"),
+                                  (f"{base}/{sid}", f"{base}/999999"),
+                                  (f"{base}/{sid}/jobs/{jid}", f"{base}/{sid}/jobs/999999"),
+                                  (f"{base}/{sid}/jobs/{jid}.json", f"{base}/{sid}/jobs/9.json"),
+                                  (f"{base}/{sid}/trace.json", f"{base}/999999/trace.json")):  # fmt: skip
+                theirs, none = await other.get(path), await other.get(missing)
+                assert theirs.status == none.status == 404, (path, theirs.status, none.status)
+                assert "WBAJA71090B123456" not in theirs.text
+                assert (await users[OWNER].get(path)).status == 200, path
+                assert (await users[TECH].get(path)).status == 200, path
+            other_token = await other.csrf("/totp")
+            for path in (base, f"{base}/{sid}/jobs"):
+                answer = await other.post(path, {"kind": "identify"}, csrf=other_token)
+                assert answer.status == 404, (path, answer.status)
+            listed = await other.get("/sessions")
+            assert listed.status == 200 and DEVICE not in listed.text
+            assert DEVICE in (await users[TECH].get("/sessions")).text
             dashboard = await other.get("/dashboard")
             assert "Werkstatt 2" in dashboard.text and "Werkstatt 1" not in dashboard.text
             assert snapshot(factory) == before
