@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp.test_utils import TestServer
 
+from portal.sessions import SessionService
 from portal.web.app import make_app
 from portal.web.guard import AttemptLimiter, PendingLogins, WebConfig
 
@@ -35,9 +36,11 @@ class Answer:
 
 
 class Browser:
-    def __init__(self, server: TestServer) -> None:
+    def __init__(self, server: TestServer | str) -> None:
+        """``server``: the in-process portal, or the base URL of a ``vci-portal serve``."""
+        base = server if isinstance(server, str) else str(server.make_url("/"))
         self.session = aiohttp.ClientSession(
-            base_url=str(server.make_url("/")), cookie_jar=aiohttp.CookieJar(unsafe=True)
+            base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True)
         )
 
     async def get(self, path: str) -> Answer:
@@ -82,13 +85,15 @@ class Browser:
 
 @asynccontextmanager
 async def portal(
-    cfg: WebConfig, limiter: AttemptLimiter | None = None, pending: PendingLogins | None = None
+    cfg: WebConfig, limiter: AttemptLimiter | None = None, pending: PendingLogins | None = None,
+    sessions: SessionService | None = None,
 ) -> AsyncIterator[
     tuple[TestServer, list[Browser]]
 ]:  # fmt: skip
     """The portal's app on a real socket on 127.0.0.1; browsers made with ``Browser(server)``
-    are appended to the list and closed at the end."""
-    server = TestServer(make_app(cfg, limiter, pending), host="127.0.0.1")
+    are appended to the list and closed at the end. ``sessions``: the remote sessions' service
+    (with a broker connection)."""
+    server = TestServer(make_app(cfg, limiter, pending, sessions), host="127.0.0.1")
     await server.start_server()
     browsers: list[Browser] = []
     try:
