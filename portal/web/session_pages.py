@@ -27,6 +27,7 @@ from portal.sessions import PORTAL_KINDS, SessionService
 from portal.web.guard import Need, actor, csrf, in_db, page, requires, status_of
 from portal.web.html import Markup, join, post_form, render, table, utc
 from portal.web.session_view import (
+    coding_forms,
     ecu_from_form,
     job_form,
     params_from_form,
@@ -141,10 +142,11 @@ async def session_page(request: web.Request) -> web.Response:
     def read(db: Session) -> Markup:
         s = sessions.get_session(db, who, device, sid)
         jobs = sessions.jobs_of(db, s.id)
+        action = f"{_base(device, sid)}/jobs"
         sections = join(
-            render('<section><h2>{title}</h2>{forms}</section>', title=title, forms=join(
-                job_form(JOB_KINDS[k], f"{_base(device, sid)}/jobs", csrf(request))
-                for k in kinds if k in PORTAL_KINDS))
+            render('<section><h2>{title}</h2>{forms}{more}</section>', title=title, forms=join(
+                job_form(JOB_KINDS[k], action, csrf(request)) for k in kinds if k in PORTAL_KINDS),
+                more=coding_forms(action, csrf(request)) if "coding" in kinds else "")
             for title, kinds in GROUPS
         )  # fmt: skip
         return render(

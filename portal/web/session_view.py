@@ -14,6 +14,7 @@ from typing import Any
 
 from firmware_py.errors import NotPermitted
 from firmware_py.gateway.job_params import Field, FieldType, JobKindSpec
+from firmware_py.uds.coding import load_coding_descriptions
 from portal.web.html import Markup, escape, join, post_form, render, table
 
 ECU_NAME = re.compile(r"[A-Za-z0-9_]{1,32}")
@@ -79,6 +80,32 @@ def job_form(spec: JobKindSpec, action: str, csrf: str) -> Markup:
     return post_form(action, csrf, join(rows), f"Run: {spec.label}", "job")
 
 
+def coding_forms(action: str, csrf: str) -> Markup:
+    """A form per ECU with a coding description (firmware_py/uds/coding_bmw.toml, the box's
+    own): each named parameter with its value names, or its range; unchanged when left empty."""
+    forms = []
+    for ecu, desc in load_coding_descriptions().items():
+        rows = [render('<input type="hidden" name="kind" value="coding">'
+                       '<input type="hidden" name="ecu" value="{e}">'
+                       '<input type="hidden" name="p.action" value="set">', e=ecu)]  # fmt: skip
+        for param in desc.params:
+            name = f"nv.changes.{param.name}"
+            if param.values:
+                options = join(render('<option value="{v}">{v}</option>', v=v)
+                               for v in param.values)  # fmt: skip
+                control = render('<select name="{n}"><option value="">(unchanged)</option>{o}'
+                                 "</select>", n=name, o=options)  # fmt: skip
+            else:
+                control = render('<input type="number" name="{n}" min="0" max="{hi}" step="1" '
+                                 'placeholder="(unchanged)">', n=name,
+                                 hi=str((1 << param.width) - 1))  # fmt: skip
+            rows.append(render("<label>{label} {c}</label>",
+                               label=param.name.replace("_", " "), c=control))  # fmt: skip
+        forms.append(render("<h3>{e}</h3>{f}", e=ecu,
+                            f=post_form(action, csrf, join(rows), f"Code {ecu}", "job")))  # fmt: skip
+    return join(forms)
+
+
 def _number(f: Field, text: str) -> int | float:
     try:
         value: int | float = int(text, 0) if f.type is FieldType.INT else float(text)
@@ -105,6 +132,12 @@ def params_from_form(spec: JobKindSpec, form: Mapping[str, Any]) -> dict[str, An
                 params[f.name] = text == "on"
         elif f.type is FieldType.NAMED_VALUES:
             changes: dict[str, Any] = {}
+            prefix = f"nv.{f.name}."
+            for key, value in form.items():  # the named parameters of a coding form
+                if isinstance(key, str) and key.startswith(prefix) and isinstance(value, str):
+                    if value.strip():
+                        text = value.strip()
+                        changes[key[len(prefix) :]] = int(text) if text.isdigit() else text
             for i in range(PAIRS):
                 key = str(form.get(f"k.{f.name}.{i}") or "").strip()
                 value = str(form.get(f"v.{f.name}.{i}") or "").strip()

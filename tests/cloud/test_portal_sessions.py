@@ -135,9 +135,15 @@ def test_identify_fault_memory_and_live_data_remotely_recorded_and_seen_by_a_sec
                     await second.close()
             assert done["state"] == "done" and "<svg" in done["html"], done["summary"]
             assert "DME:4001" in done["html"]
+            # coding with named parameters (the form the session page offers for the BDC)
+            assert 'name="nv.changes.daytime_running_lights"' in (await tech.get(base)).text
+            status, job_url = await _start(tech, base, "coding", ecu="BDC", **{
+                "p.action": "set", "nv.changes.daytime_running_lights": "off"})  # fmt: skip
+            coded = await _until_final(tech, job_url)
+            assert coded["state"] == "done", coded["summary"]
             trace = json.loads((await tech.get(f"{base}/trace.json")).text)
             assert [j["kind"] for j in trace["jobs"]] == [
-                "identify", "read_fault_memory", "read_live_data",
+                "identify", "read_fault_memory", "read_live_data", "coding",
             ]  # fmt: skip
             assert len(trace["jobs"][2]["events"]) >= 5
             listed = await tech.get("/sessions")
@@ -154,7 +160,7 @@ def test_identify_fault_memory_and_live_data_remotely_recorded_and_seen_by_a_sec
         jobs = db.query(RemoteJob).filter_by(session_id=sid).order_by(RemoteJob.id).all()
         assert [(j.kind, j.state, j.purchase_id) for j in jobs] == [
             ("identify", "done", None), ("read_fault_memory", "done", None),
-            ("read_live_data", "done", purchase_id),
+            ("read_live_data", "done", purchase_id), ("coding", "done", purchase_id),
         ]  # fmt: skip
         assert json.loads(jobs[2].params)["values"] == ["DME:4001", "DME:4002"]
         assert all(j.ended_at and j.box_job for j in jobs)

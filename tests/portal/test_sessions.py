@@ -169,3 +169,22 @@ def test_every_remote_jobs_form_is_built_from_its_typed_description() -> None:
         coding, {"p.action": "set", "k.changes.0": "DAYLIGHT", "v.changes.0": "aktiv",
                  "k.changes.1": "SPEED_LIMIT", "v.changes.1": "120"}
     ) == {"action": "set", "changes": {"DAYLIGHT": "aktiv", "SPEED_LIMIT": 120}}  # fmt: skip
+
+
+def test_coding_offers_each_ecus_named_parameters_from_the_boxs_coding_description() -> None:
+    from firmware_py.uds.coding import load_coding_descriptions
+    from portal.web.session_view import coding_forms
+
+    html = coding_forms("/x", "token")
+    for ecu, desc in load_coding_descriptions().items():
+        assert f'name="ecu" value="{ecu}"' in html
+        for param in desc.params:
+            assert f'name="nv.changes.{param.name}"' in html
+            for value in param.values:
+                assert f'<option value="{value}">' in html
+    form = {"p.action": "set", "nv.changes.daytime_running_lights": "on",
+            "nv.changes.comfort_closing": "", "nv.changes.welcome_light_seconds": "30"}  # fmt: skip
+    params = params_from_form(JOB_KINDS["coding"], form)
+    assert params == {"action": "set",
+                      "changes": {"daytime_running_lights": "on", "welcome_light_seconds": 30}}  # fmt: skip
+    check_params("coding", params)
