@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,10 @@ def _job_json(db: Session, job: RemoteJob, after: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _clock(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
 @routes.get(f"/boxes/{DEVICE}/sessions/{ID}/jobs/{JOB}")
 @requires(Need.WORKSHOP)
 async def job_page(request: web.Request) -> web.Response:
@@ -214,7 +219,7 @@ async def job_page(request: web.Request) -> web.Response:
         if job.session_id != sid:
             raise NotPermitted("not a job of this session")
         view = _job_json(db, job, 0)
-        log_rows = ((f"{e['at']:.1f}", e["type"], json.dumps(e["body"])[:300])
+        log_rows = ((_clock(e["at"]), e["type"], json.dumps(e["body"])[:300])
                     for e in view["events"])  # fmt: skip
         return render(
             '<p><a href="{base}">Back to the session</a></p>'

@@ -207,14 +207,19 @@ def _fault_memory(result: Mapping[str, Any]) -> Markup:
                    else escape(d.get("extended_note") or "none"))
             for d in ecu.get("dtcs") or [] if isinstance(d, dict)
         )  # fmt: skip
-        parts.append(head + notes + faults)
+        parts.append(join([head, notes, faults]))
     return join(parts) or Markup("<p>No ECU answered.</p>")
+
+
+_ECU_KEYS = frozenset({"name", "address", "description", "present", "error", "values"})
+"""an identified ECU's own keys; the others are its identification values (by DID name)"""
 
 
 def _identify(result: Mapping[str, Any]) -> Markup:
     ecus = [e for e in result.get("ecus") or [] if isinstance(e, dict)]
     rows = ((e.get("name"), f"0x{int(e.get('address') or 0):X}", e.get("description") or "",
-             "yes" if e.get("present") else "no", value_html(e.get("values") or {}))
+             "yes" if e.get("present") else "no",
+             value_html({k: v for k, v in e.items() if k not in _ECU_KEYS}))
             for e in ecus)  # fmt: skip
     return render("<p>VIN <strong>{vin}</strong> {model} ({link})</p>{t}",
                   vin=result.get("vin") or "-", model=result.get("model") or "",

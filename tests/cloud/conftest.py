@@ -282,3 +282,28 @@ def shop(box: Any, portal_db: str) -> Iterator[dict[str, Any]]:
         "url": portal_db,
     }  # fmt: skip
     engine.dispose()
+
+
+@pytest.fixture
+def remote_shop(box: Any, broker: dict[str, Any], shop: dict[str, Any], start_sim: Any
+                ) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """The shop's workshop owns box-test-0001, which runs on the simulated car and is online;
+    the portal's broker connection (one per process) as the sessions' service."""
+    from portal import boxes
+    from portal.remote import RemoteSession
+    from portal.sessions import SessionService
+    from tests.conftest import start_gateway_process
+
+    sim = start_sim("--battery", "13.6")
+    gateway = start_gateway_process(sim.cli_args("doip"), gateway_env(box, broker))
+    remote = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
+    try:
+        wait_online(remote, BOX)
+        owner = shop["owner"]
+        with shop["factory"]() as db, db.begin():
+            boxes.record_claim(db, owner, owner.workshop_id, BOX)
+        yield {**shop, "sim": sim, "broker": broker,
+               "sessions": SessionService(shop["factory"], remote)}  # fmt: skip
+    finally:
+        remote.close()
+        gateway.stop()

@@ -11,44 +11,21 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from portal import boxes, credit
+from portal import credit
 from portal.db.models import RemoteJob, RemoteSessionRecord
-from portal.remote import RemoteSession
-from portal.sessions import SessionService
 from portal.web.guard import WebConfig
-from tests.cloud.conftest import BOX, HAVE_MOSQUITTO, USER, gateway_env, wait_online
-from tests.conftest import start_gateway_process
+from tests.cloud.conftest import BOX, HAVE_MOSQUITTO
 from tests.portal.conftest import FAST_HASHER, PASSWORD
 from tests.portal.web_client import CSRF, Browser, portal, served
 
 pytestmark = pytest.mark.skipif(not HAVE_MOSQUITTO, reason="mosquitto not installed")
 VIN = "WBAJA71090B123456"
 OWNER = "owner1@example.com"
-
-
-@pytest.fixture
-def remote_shop(box: Any, broker: dict[str, Any], shop: dict[str, Any], start_sim: Any
-                ) -> Iterator[dict[str, Any]]:  # fmt: skip
-    """The shop's workshop owns box-test-0001, which runs on the simulated car and is online;
-    the portal's broker connection (one per process) as the sessions' service."""
-    sim = start_sim("--battery", "13.6")
-    gateway = start_gateway_process(sim.cli_args("doip"), gateway_env(box, broker))
-    remote = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
-    try:
-        wait_online(remote, BOX)
-        owner = shop["owner"]
-        with shop["factory"]() as db, db.begin():
-            boxes.record_claim(db, owner, owner.workshop_id, BOX)
-        yield {**shop, "sim": sim, "sessions": SessionService(shop["factory"], remote)}
-    finally:
-        remote.close()
-        gateway.stop()
 
 
 async def _start(browser: Browser, base: str, kind: str, **fields: str) -> tuple[int, str]:
@@ -102,6 +79,7 @@ def test_identify_fault_memory_and_live_data_remotely_recorded_and_seen_by_a_sec
             faults = await _until_final(tech, job_url)
             assert faults["state"] == "done" and faults["summary"] == "2 faults in 1 ECUs"
             assert "Snapshot data" in faults["html"] and "Extended data" in faults["html"]
+            assert '<details class="fault">' in faults["html"] and "&lt;" not in faults["html"]
             assert re.search(r"status 0x[0-9A-F]{2}: [a-z]", faults["html"]), faults["html"][:500]
 
             # live data needs diagnosis: refused with what to do, nothing sent or recorded
