@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -67,6 +68,11 @@ MAX_EVENTS = 4000
 """events kept per job (live data at its fastest for its longest makes 3000)"""
 MAX_RESULT = 512 * 1024
 """characters of a job's result kept as JSON (a larger one is kept as its summary only)"""
+MAX_RUNNING = 4
+"""jobs of one session sent and not yet ended; a fifth waits (the box runs one car's jobs in turn)"""
+LOST_AFTER = 60
+"""seconds past a job's time-out after which a job no process follows any more counts lost"""
+ECU_NAME = re.compile(r"[A-Za-z0-9_]{1,32}")
 FINAL_STATES = (RemoteJobState.DONE, RemoteJobState.FAILED, RemoteJobState.DENIED,
                 RemoteJobState.LOST)  # fmt: skip
 
@@ -113,11 +119,31 @@ def get_session(db: Session, actor: Actor, device: str, session_id: int) -> Remo
     return found
 
 
-def get_job(db: Session, actor: Actor, device: str, job_id: int) -> RemoteJob:
+def get_job(
+    db: Session, actor: Actor, device: str, job_id: int, *, now: float | None = None
+) -> RemoteJob:
+    """The job if it is on ``device`` and of the actor's workshop; one whose portal process no
+    longer follows it (stopped, restarted) is settled as ``lost`` once it is overdue."""
     found = db.get(RemoteJob, job_id)
     if found is None or found.device != device or found.workshop_id != actor.workshop_id:
         raise NotPermitted(f"there is no job {job_id} of yours", hint="Check the number")
+    settle_overdue(db, [found], now if now is not None else time.time())
     return found
+
+
+def settle_overdue(db: Session, jobs: list[RemoteJob], now: float) -> int:
+    """Mark ``lost`` the jobs among ``jobs`` still ``sent`` or ``running`` long after their
+    time-out (the process that sent them would have ended them); returns how many."""
+    settled = 0
+    for job in jobs:
+        if job.state not in (RemoteJobState.SENT.value, RemoteJobState.RUNNING.value):
+            continue
+        due = job.created_at + timeout_of(job.kind, json.loads(job.params)) + LOST_AFTER
+        if now > due:
+            job.state, job.ended_at = RemoteJobState.LOST.value, int(now)
+            job.summary = "no answer reached the portal (the box or the portal was away)"
+            settled += 1
+    return settled
 
 
 def sessions_of(db: Session, actor: Actor, limit: int = 200) -> list[RemoteSessionRecord]:
@@ -238,12 +264,24 @@ class SessionService:
                 f"{kind[:40]!r} is not a remote job", hint="Choose a job of the list"
             )
         check_params(kind, params)
+        if ecu is not None and not ECU_NAME.fullmatch(ecu):
+            raise NotPermitted(f"{ecu[:40]!r} is not an ECU name", hint="e.g. DME, EGS, BDC")
         if JOB_KINDS[kind].needs_ecu and not ecu:
             raise NotPermitted(f"{JOB_KINDS[kind].label} works on one ECU", hint="Name the ECU")
         now = self.clock()
+        with write_transaction(self.factory) as db:  # kept even when the job is refused
+            boxes.require(db, actor, device)
+            settle_overdue(db, jobs_of(db, get_session(db, actor, device, session_id).id), now)
         with write_transaction(self.factory) as db:
             boxes.require(db, actor, device)
             session = get_session(db, actor, device, session_id)
+            running = [j for j in jobs_of(db, session.id)
+                       if j.state in (RemoteJobState.SENT.value, RemoteJobState.RUNNING.value)]  # fmt: skip
+            if len(running) >= MAX_RUNNING:
+                raise NotPermitted(
+                    f"{MAX_RUNNING} jobs of this session are still running",
+                    hint="Wait for one to end (the box runs one car's jobs in turn)",
+                )
             purchase = choose_ticket(db, workshop_id, device, kind, params, session.vin, now)
             if self.remote is None:
                 raise NotPermitted(

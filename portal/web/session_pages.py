@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,7 @@ async def session_page(request: web.Request) -> web.Response:
     def read(db: Session) -> Markup:
         s = sessions.get_session(db, who, device, sid)
         jobs = sessions.jobs_of(db, s.id)
+        sessions.settle_overdue(db, jobs, time.time())
         action = f"{_base(device, sid)}/jobs"
         sections = join(
             render('<section><h2>{title}</h2>{forms}{more}</section>', title=title, forms=join(

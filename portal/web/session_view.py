@@ -15,9 +15,9 @@ from typing import Any
 from firmware_py.errors import NotPermitted
 from firmware_py.gateway.job_params import Field, FieldType, JobKindSpec
 from firmware_py.uds.coding import load_coding_descriptions
+from portal.sessions import ECU_NAME
 from portal.web.html import Markup, escape, join, post_form, render, table
 
-ECU_NAME = re.compile(r"[A-Za-z0-9_]{1,32}")
 PAIRS = 8
 """named-value rows a coding form offers"""
 _SPLIT = re.compile(r"[\s,;]+")

@@ -20,6 +20,7 @@ from firmware_py.strict_json import StrictJsonError
 from portal import boxes, sessions
 from portal.accounts import Actor
 from portal.credit import BankTransfer, Signer, buy_ticket
+from portal.db.models import RemoteJob
 from portal.delivery import revoke_purchase
 from portal.invoices import Seller
 from portal.sessions import PORTAL_KINDS, SessionService, choose_ticket
@@ -112,6 +113,35 @@ def test_a_job_is_refused_with_what_to_do_and_nothing_is_recorded(
         service.start(owner, DEVICE, sid, "identify", None, {})
     with factory() as db:
         assert sessions.jobs_of(db, sid) == []
+
+
+def test_a_session_runs_a_few_jobs_at_once_and_jobs_nobody_follows_end_lost(
+    factory: sessionmaker[Session], shop: dict[str, Any]
+) -> None:
+    owner = shop["owner"]
+    service = SessionService(factory, None)
+    now = time.time()
+    with factory() as db, db.begin():
+        sid = sessions.open_session(db, owner, DEVICE).id
+        for n in range(sessions.MAX_RUNNING):  # sent by a portal process, still running
+            db.add(RemoteJob(session_id=sid, workshop_id=owner.workshop_id,
+                             user_id=owner.user_id, device=DEVICE, kind="read_live_data",
+                             params='{"duration": 600}', state="running", summary="",
+                             created_at=int(now) - n))  # fmt: skip
+        # a job whose process stopped an hour ago: nobody will end it
+        db.add(RemoteJob(session_id=sid, workshop_id=owner.workshop_id, user_id=owner.user_id,
+                         device=DEVICE, kind="identify", params="{}", state="sent",
+                         summary="", created_at=int(now) - 3600))  # fmt: skip
+    with pytest.raises(NotPermitted, match="4 jobs of this session are still running"):
+        service.start(owner, DEVICE, sid, "identify", None, {})
+    with pytest.raises(NotPermitted, match="not an ECU name"):
+        service.start(owner, DEVICE, sid, "identify", "DME'; --", {})
+    with factory() as db:
+        states = [(j.kind, j.state) for j in sessions.jobs_of(db, sid)]
+    assert states == [("read_live_data", "running")] * 4 + [("identify", "lost")]
+    with factory() as db, db.begin():  # an hour on, the live data jobs are overdue too
+        job = sessions.jobs_of(db, sid)[0]
+        assert sessions.get_job(db, owner, DEVICE, job.id, now=now + 3600).state == "lost"
 
 
 class _Inputs(HTMLParser):
