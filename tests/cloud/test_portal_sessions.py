@@ -48,6 +48,7 @@ async def _until_final(browser: Browser, job_url: str, timeout: float = 60) -> d
     raise AssertionError(f"{job_url} did not end within {timeout:.0f} s")
 
 
+@pytest.mark.parametrize("portal_db", ["sqlite", "postgresql"], indirect=True)
 def test_identify_fault_memory_and_live_data_remotely_recorded_and_seen_by_a_second_portal(
     remote_shop: dict[str, Any], tmp_path: Path
 ) -> None:
