@@ -307,6 +307,25 @@ class SessionService:
         worker.start()
         return job_id
 
+    def cancel(self, actor: Actor, device: str, session_id: int, job_id: int) -> None:
+        """Ask the box to stop a running job of this session (live data stops at once;
+        programming and coding run to their end, as on the tablet). Its result follows as usual."""
+        _workshop_user(actor)
+        with self.factory() as db:
+            get_session(db, actor, device, session_id)
+            job = get_job(db, actor, device, job_id)
+            if job.session_id != session_id:
+                raise NotPermitted(f"there is no job {job_id} of yours", hint="Check the number")
+            box_job = job.box_job
+            if job.state != RemoteJobState.RUNNING.value or not box_job:
+                raise NotPermitted("the job is not running", hint="Only a running job stops")
+        if self.remote is None:
+            raise NotPermitted(
+                "this portal has no broker link to the boxes",
+                hint="The operator starts vci-portal serve with --broker, --pki and --broker-user",
+            )
+        self.remote.cancel(device, box_job)
+
     # -- the job's worker thread -----------------------------------------------------------------
     def _run(
         self, job_id: int, device: str, kind: str, ecu: str | None, params: dict[str, Any],

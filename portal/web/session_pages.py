@@ -228,16 +228,41 @@ async def job_page(request: web.Request) -> web.Response:
             '<div id="job" data-url="{base}/jobs/{id}.json" data-final="{final}">'
             '<p>{label} on {ecu}: <strong id="job-state">{state}</strong> '
             '<progress id="job-progress" max="100" value="{progress}"></progress> '
-            '<span id="job-summary">{summary}</span></p><div id="job-result">{result}</div>'
+            '<span id="job-summary">{summary}</span></p>{stop}<div id="job-result">{result}</div>'
             "</div><h2>Log</h2>{log}"
             '<script src="/static/session.js"></script>',
             base=_base(device, sid), id=job.id, final="1" if view["final"] else "0",
             label=JOB_KINDS[job.kind].label, ecu=job.ecu or "the vehicle", state=job.state,
             progress=job.progress or 0, summary=job.summary, result=Markup(view["html"]),
             log=table(("At", "Message", "Body"), log_rows),
+            stop=render('<div id="job-stop">{f}</div>', f=post_form(
+                f"{_base(device, sid)}/jobs/{job.id}/cancel", csrf(request), Markup(""),
+                "Stop the job", "inline")) if not view["final"] else "",
         )  # fmt: skip
 
     return page(request, f"Job {jid}", await _guarded(request, read))
+
+
+@routes.post(f"/boxes/{DEVICE}/sessions/{ID}/jobs/{JOB}/cancel")
+@requires(Need.WORKSHOP)
+async def cancel_job(request: web.Request) -> web.Response:
+    device, who = request.match_info["device"], actor(request)
+    sid, jid = _ids(request, "sid", "jid")
+    service = request.app[SERVICE]
+
+    def owned(db: Session) -> None:  # 404 for another workshop's job, as for none
+        sessions.get_session(db, who, device, sid)
+        if sessions.get_job(db, who, device, jid).session_id != sid:
+            raise NotPermitted("not a job of this session")
+
+    await _guarded(request, owned)
+    try:
+        await asyncio.to_thread(service.cancel, who, device, sid, jid)
+    except NotPermitted as err:
+        back = render('<p><a href="{u}/jobs/{j}">Back to the job</a></p>', u=_base(device, sid),
+                      j=jid)  # fmt: skip
+        return page(request, "The job was not stopped", back, message=str(err), status=409)
+    raise web.HTTPSeeOther(f"{_base(device, sid)}/jobs/{jid}")
 
 
 @routes.get(f"/boxes/{DEVICE}/sessions/{ID}/jobs/{JOB}.json")

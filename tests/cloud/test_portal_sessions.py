@@ -120,9 +120,24 @@ def test_identify_fault_memory_and_live_data_remotely_recorded_and_seen_by_a_sec
                 "p.action": "set", "nv.changes.daytime_running_lights": "off"})  # fmt: skip
             coded = await _until_final(tech, job_url)
             assert coded["state"] == "done", coded["summary"]
+            # a long live data job stopped from its page: the box ends it at once
+            status, job_url = await _start(tech, base, "read_live_data", **{
+                "p.interval": "0.5", "p.duration": "300"})  # fmt: skip
+            deadline = time.monotonic() + 30
+            while (
+                "Stop the job" not in (job_page := await tech.get(job_url)).text
+                or json.loads((await tech.get(f"{job_url}.json")).text)["state"] != "running"
+            ):
+                assert time.monotonic() < deadline, job_page.text[:300]
+                await asyncio.sleep(0.2)
+            stopped = await tech.post(f"{job_url}/cancel", {}, csrf=CSRF.search(job_page.text)[1])  # type: ignore[index]
+            assert stopped.status == 303, stopped.text[:300]
+            ended = await _until_final(tech, job_url, timeout=30)
+            assert ended["state"] == "done" and " rounds in " in ended["summary"], ended["summary"]
+            assert float(ended["summary"].split(" in ")[1].split()[0]) < 60
             trace = json.loads((await tech.get(f"{base}/trace.json")).text)
             assert [j["kind"] for j in trace["jobs"]] == [
-                "identify", "read_fault_memory", "read_live_data", "coding",
+                "identify", "read_fault_memory", "read_live_data", "coding", "read_live_data",
             ]  # fmt: skip
             assert len(trace["jobs"][2]["events"]) >= 5
             listed = await tech.get("/sessions")
@@ -140,6 +155,7 @@ def test_identify_fault_memory_and_live_data_remotely_recorded_and_seen_by_a_sec
         assert [(j.kind, j.state, j.purchase_id) for j in jobs] == [
             ("identify", "done", None), ("read_fault_memory", "done", None),
             ("read_live_data", "done", purchase_id), ("coding", "done", purchase_id),
+            ("read_live_data", "done", purchase_id),
         ]  # fmt: skip
         assert json.loads(jobs[2].params)["values"] == ["DME:4001", "DME:4002"]
         assert all(j.ended_at and j.box_job for j in jobs)

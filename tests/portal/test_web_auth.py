@@ -73,6 +73,7 @@ ROUTES: dict[tuple[str, str], Need] = {
     ("POST", "/boxes/{device}/sessions/{sid}/jobs"): Need.WORKSHOP,
     ("GET", "/boxes/{device}/sessions/{sid}/jobs/{jid}"): Need.WORKSHOP,
     ("GET", "/boxes/{device}/sessions/{sid}/jobs/{jid}.json"): Need.WORKSHOP,
+    ("POST", "/boxes/{device}/sessions/{sid}/jobs/{jid}/cancel"): Need.WORKSHOP,
     ("GET", "/boxes/{device}/sessions/{sid}/trace.json"): Need.WORKSHOP,
 }
 """every route and what it needs: the router must hold exactly these (a new route fails
@@ -275,9 +276,12 @@ def test_every_route_refuses_no_session_wrong_role_other_workshop_and_bad_csrf(
                 assert (await users[OWNER].get(path)).status == 200, path
                 assert (await users[TECH].get(path)).status == 200, path
             other_token = await other.csrf("/totp")
-            for path in (base, f"{base}/{sid}/jobs"):
+            for path in (base, f"{base}/{sid}/jobs", f"{base}/{sid}/jobs/{jid}/cancel"):
                 answer = await other.post(path, {"kind": "identify"}, csrf=other_token)
                 assert answer.status == 404, (path, answer.status)
+            ended = await users[TECH].post(f"{base}/{sid}/jobs/{jid}/cancel", {},
+                                           csrf=await users[TECH].csrf("/totp"))  # fmt: skip
+            assert ended.status == 409 and "not running" in ended.text
             listed = await other.get("/sessions")
             assert listed.status == 200 and DEVICE not in listed.text
             assert DEVICE in (await users[TECH].get("/sessions")).text

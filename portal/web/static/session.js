@@ -27,6 +27,8 @@
       delay = 1000;
       if (data.final) {
         job.dataset.final = "1";
+        const stop = document.getElementById("job-stop");
+        if (stop) stop.remove();
         return;
       }
     } catch (err) {
