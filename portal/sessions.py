@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.cloud.schema import Message
@@ -69,9 +69,11 @@ MAX_EVENTS = 4000
 MAX_RESULT = 512 * 1024
 """characters of a job's result kept as JSON (a larger one is kept as its summary only)"""
 MAX_RUNNING = 4
-"""jobs of one session sent and not yet ended; a fifth waits (the box runs one car's jobs in turn)"""
+"""jobs on one box sent and not yet ended, over all its sessions; a fifth waits (the box runs
+one car's jobs in turn, so more would only queue there)"""
 LOST_AFTER = 60
 """seconds past a job's time-out after which a job no process follows any more counts lost"""
+_UNENDED = (RemoteJobState.SENT.value, RemoteJobState.RUNNING.value)
 ECU_NAME = re.compile(r"[A-Za-z0-9_]{1,32}")
 FINAL_STATES = (RemoteJobState.DONE, RemoteJobState.FAILED, RemoteJobState.DENIED,
                 RemoteJobState.LOST)  # fmt: skip
@@ -97,10 +99,20 @@ def _workshop_user(actor: Actor) -> int:
 def open_session(
     db: Session, actor: Actor, device: str, *, now: float | None = None
 ) -> RemoteSessionRecord:
-    """A new remote session of ``actor`` on ``device`` (a box of the actor's workshop)."""
+    """A new remote session of ``actor`` on ``device`` (a box of the actor's workshop); the
+    actor's last session on the box when no job ran in it yet (starting twice makes one)."""
     workshop_id = _workshop_user(actor)
     boxes.require(db, actor, device)
     t = int(now if now is not None else time.time())
+    last = db.scalar(
+        select(RemoteSessionRecord)
+        .where(RemoteSessionRecord.device == device, RemoteSessionRecord.user_id == actor.user_id)
+        .order_by(RemoteSessionRecord.id.desc())
+        .limit(1)
+    )
+    if last is not None and not jobs_of(db, last.id):
+        last.last_active_at = t
+        return last
     record = RemoteSessionRecord(
         workshop_id=workshop_id, user_id=actor.user_id, device=device, started_at=t,
         last_active_at=t,
@@ -271,15 +283,21 @@ class SessionService:
         now = self.clock()
         with write_transaction(self.factory) as db:  # kept even when the job is refused
             boxes.require(db, actor, device)
-            settle_overdue(db, jobs_of(db, get_session(db, actor, device, session_id).id), now)
+            get_session(db, actor, device, session_id)
+            settle_overdue(db, list(db.scalars(select(RemoteJob).where(
+                RemoteJob.device == device, RemoteJob.state.in_(_UNENDED)))), now)  # fmt: skip
         with write_transaction(self.factory) as db:
             boxes.require(db, actor, device)
             session = get_session(db, actor, device, session_id)
-            running = [j for j in jobs_of(db, session.id)
-                       if j.state in (RemoteJobState.SENT.value, RemoteJobState.RUNNING.value)]  # fmt: skip
-            if len(running) >= MAX_RUNNING:
+            running = db.scalar(
+                select(func.count()).select_from(RemoteJob).where(
+                    RemoteJob.device == device,
+                    RemoteJob.state.in_(_UNENDED),
+                )
+            )  # fmt: skip
+            if (running or 0) >= MAX_RUNNING:
                 raise NotPermitted(
-                    f"{MAX_RUNNING} jobs of this session are still running",
+                    f"{MAX_RUNNING} jobs on box {device} are still running",
                     hint="Wait for one to end (the box runs one car's jobs in turn)",
                 )
             purchase = choose_ticket(db, workshop_id, device, kind, params, session.vin, now)

@@ -115,7 +115,7 @@ def test_a_job_is_refused_with_what_to_do_and_nothing_is_recorded(
         assert sessions.jobs_of(db, sid) == []
 
 
-def test_a_session_runs_a_few_jobs_at_once_and_jobs_nobody_follows_end_lost(
+def test_a_box_runs_a_few_jobs_at_once_and_jobs_nobody_follows_end_lost(
     factory: sessionmaker[Session], shop: dict[str, Any]
 ) -> None:
     owner = shop["owner"]
@@ -132,8 +132,14 @@ def test_a_session_runs_a_few_jobs_at_once_and_jobs_nobody_follows_end_lost(
         db.add(RemoteJob(session_id=sid, workshop_id=owner.workshop_id, user_id=owner.user_id,
                          device=DEVICE, kind="identify", params="{}", state="sent",
                          summary="", created_at=int(now) - 3600))  # fmt: skip
-    with pytest.raises(NotPermitted, match="4 jobs of this session are still running"):
+    with pytest.raises(NotPermitted, match="4 jobs on box pi-00000000deadbeef are still running"):
         service.start(owner, DEVICE, sid, "identify", None, {})
+    with factory() as db, db.begin():  # nor in another session on the same box
+        other_sid = sessions.open_session(db, owner, DEVICE).id
+        assert other_sid != sid
+        assert sessions.open_session(db, owner, DEVICE).id == other_sid  # no job yet: the same
+    with pytest.raises(NotPermitted, match="still running"):
+        service.start(owner, DEVICE, other_sid, "identify", None, {})
     with pytest.raises(NotPermitted, match="not an ECU name"):
         service.start(owner, DEVICE, sid, "identify", "DME'; --", {})
     with factory() as db:
