@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from firmware_py.errors import NotPermitted
-from firmware_py.gateway.job_params import Field, FieldType, JobKindSpec
+from firmware_py.gateway.job_fields import Field, FieldType, JobKindSpec
 from firmware_py.uds.coding import load_coding_descriptions
 from portal.sessions import ECU_NAME
 from portal.web.html import Markup, escape, join, post_form, render, table
