@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ from firmware_py.strict_json import StrictJsonError
 from portal import boxes, sessions
 from portal.db.models import RemoteJob, RemoteJobState, User
 from portal.sessions import PORTAL_KINDS, SessionService
-from portal.web.guard import Need, actor, csrf, in_db, page, requires, status_of
+from portal.web.guard import Need, actor, csrf, in_db, object_id, page, requires, status_of
 from portal.web.html import Markup, join, post_form, render, table, utc
 from portal.web.session_view import (
     coding_forms,
@@ -62,7 +63,7 @@ async def script(request: web.Request) -> web.Response:
 
 
 def _ids(request: web.Request, *names: str) -> tuple[int, ...]:
-    return tuple(int(request.match_info[n]) for n in names)
+    return tuple(object_id(request, n) for n in names)
 
 
 def _base(device: str, sid: int) -> str:
@@ -271,7 +272,7 @@ async def job_json(request: web.Request) -> web.Response:
     device, who = request.match_info["device"], actor(request)
     sid, jid = _ids(request, "sid", "jid")
     after_text = request.query.get("after", "0")
-    after = int(after_text) if after_text.isdigit() and len(after_text) < 18 else 0
+    after = int(after_text) if re.fullmatch(r"[0-9]{1,17}", after_text) else 0
 
     def read(db: Session) -> dict[str, Any]:
         sessions.get_session(db, who, device, sid)

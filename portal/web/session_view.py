@@ -21,6 +21,7 @@ from portal.web.html import Markup, escape, join, post_form, render, table
 PAIRS = 8
 """named-value rows a coding form offers"""
 _SPLIT = re.compile(r"[\s,;]+")
+_WHOLE = re.compile(r"[0-9]{1,9}")
 
 
 # -- forms -------------------------------------------------------------------------------------
@@ -117,6 +118,11 @@ def _number(f: Field, text: str) -> int | float:
     return value
 
 
+def _name_or_number(text: str) -> str | int:
+    """A coding value as typed: a whole number (ASCII digits, as the box takes them) or a name."""
+    return int(text) if _WHOLE.fullmatch(text) else text
+
+
 def params_from_form(spec: JobKindSpec, form: Mapping[str, Any]) -> dict[str, Any]:
     """The job's parameters from a submitted :func:`job_form`: an empty input is left out (the
     box's default applies), text is converted by the field's declared type; the box's check
@@ -137,12 +143,12 @@ def params_from_form(spec: JobKindSpec, form: Mapping[str, Any]) -> dict[str, An
                 if isinstance(key, str) and key.startswith(prefix) and isinstance(value, str):
                     if value.strip():
                         text = value.strip()
-                        changes[key[len(prefix) :]] = int(text) if text.isdigit() else text
+                        changes[key[len(prefix) :]] = _name_or_number(text)
             for i in range(PAIRS):
                 key = str(form.get(f"k.{f.name}.{i}") or "").strip()
                 value = str(form.get(f"v.{f.name}.{i}") or "").strip()
                 if key:
-                    changes[key] = int(value) if value.isdigit() and len(value) < 10 else value
+                    changes[key] = _name_or_number(value)
             if changes:
                 params[f.name] = changes
         elif not text:

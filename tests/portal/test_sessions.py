@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.errors import NotPermitted, TicketNeeded
@@ -25,7 +27,7 @@ from portal.delivery import revoke_purchase
 from portal.invoices import Seller
 from portal.sessions import PORTAL_KINDS, SessionService, choose_ticket
 from portal.tickets import RevocationList
-from portal.web.session_view import job_form, params_from_form
+from portal.web.session_view import ecu_from_form, job_form, params_from_form
 from tests.portal.conftest import sign_up
 
 DEVICE, OTHER_DEVICE = "pi-00000000deadbeef", "pi-00000000feedface"
@@ -224,3 +226,31 @@ def test_coding_offers_each_ecus_named_parameters_from_the_boxs_coding_descripti
     assert params == {"action": "set",
                       "changes": {"daytime_running_lights": "on", "welcome_light_seconds": 30}}  # fmt: skip
     check_params("coding", params)
+
+
+@settings(max_examples=1500, deadline=None)
+@example(kind="coding", form={"nv.changes.x": "²"})
+@example(kind="coding", form={"nv.changes.x": "9" * 5000})
+@example(kind="coding", form={"k.changes.0": "a", "v.changes.0": "²"})
+@given(
+    kind=st.sampled_from(PORTAL_KINDS),
+    form=st.dictionaries(
+        st.sampled_from([f"p.{f.name}" for s in JOB_KINDS.values() for f in s.fields]
+                        + [f"b.{f.name}" for s in JOB_KINDS.values() for f in s.fields]
+                        + ["k.changes.0", "v.changes.0", "nv.changes.x", "nv.changes.y", "ecu"]),
+        st.text(max_size=12) | st.sampled_from(["0x1F", "1e999", "nan", "-0", "on", "true",
+                                                "9" * 5000, "DME:4001,,F190", "  ", "²"]),
+        max_size=6,
+    ),
+)  # fmt: skip
+def test_any_submitted_form_is_refused_with_a_reason_or_gives_params_the_box_accepts(
+    kind: str, form: dict[str, str]
+) -> None:
+    """Whatever a browser (or anyone) posts: a refusal that names the field, never a crash."""
+    spec = JOB_KINDS[kind]
+    try:
+        params = params_from_form(spec, form)
+        ecu_from_form(form)
+        check_params(kind, params)
+    except (NotPermitted, StrictJsonError) as err:
+        assert str(err)

@@ -257,6 +257,12 @@ def test_every_route_refuses_no_session_wrong_role_other_workshop_and_bad_csrf(
                 assert theirs.text == none.text
                 assert (await users[OWNER].get(path)).status == 200
             assert (await users[OPS].get(f"/invoices/{invoice_id}.pdf")).status == 200
+            # an id of other digits than ASCII's (int() takes "²" for a digit, and fails)
+            for odd in ("/purchases/%C2%B2", "/invoices/%C2%B2.pdf"):
+                assert (await users[OWNER].get(odd)).status == 404, odd
+            odd = await users[OPS].post("/operator/workshops/%C2%B2/disable", {},
+                                        csrf=await users[OPS].csrf("/operator/workshops"))  # fmt: skip
+            assert odd.status == 404
             ops_token = await users[OPS].csrf("/operator/workshops")
             for action in ("disable", "enable", "top-up"):
                 answer = await users[OPS].post(f"/operator/workshops/999999/{action}",
@@ -282,6 +288,9 @@ def test_every_route_refuses_no_session_wrong_role_other_workshop_and_bad_csrf(
             ended = await users[TECH].post(f"{base}/{sid}/jobs/{jid}/cancel", {},
                                            csrf=await users[TECH].csrf("/totp"))  # fmt: skip
             assert ended.status == 409 and "not running" in ended.text
+            for after in ("²", "1" * 40, "-1"):  # a page's own polling sends digits; others ignored
+                odd = await users[TECH].get(f"{base}/{sid}/jobs/{jid}.json?after={after}")
+                assert odd.status == 200, (after, odd.status)
             listed = await other.get("/sessions")
             assert listed.status == 200 and DEVICE not in listed.text
             assert DEVICE in (await users[TECH].get("/sessions")).text
