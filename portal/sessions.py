@@ -53,6 +53,7 @@ from portal.db.models import (
     RemoteJobState,
     RemoteSessionRecord,
     Role,
+    WorkshopBox,
 )
 
 log = logging.getLogger(__name__)
@@ -288,6 +289,8 @@ class SessionService:
                 RemoteJob.device == device, RemoteJob.state.in_(_UNENDED)))), now)  # fmt: skip
         with write_transaction(self.factory) as db:
             boxes.require(db, actor, device)
+            # one start per box at a time (PostgreSQL: the box's row locked; SQLite: one writer)
+            db.execute(select(WorkshopBox.id).where(WorkshopBox.device == device).with_for_update())
             session = get_session(db, actor, device, session_id)
             running = db.scalar(
                 select(func.count()).select_from(RemoteJob).where(
