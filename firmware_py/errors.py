@@ -291,3 +291,11 @@ class InsufficientCredit(PortalError):
 
     code = "credit_insufficient"
     hint = "Top up the credit by bank transfer; the operator books it when it arrives"
+
+
+class TicketNeeded(PortalError):
+    """A remote job needs a ticket the workshop has not bought for this box: none of its
+    purchases for the box is valid now and includes the job's scope (portal/sessions.py)."""
+
+    code = "ticket_needed"
+    hint = "Buy a ticket for this box on the portal (Buy a ticket), e.g. Basic for 1 day"

@@ -409,6 +409,7 @@ def _serve(args: argparse.Namespace) -> None:
     from portal.credit import Signer
     from portal.db.engine import state_dir
     from portal.invoices import Seller
+    from portal.sessions import SessionService
     from portal.web.app import serve
     from portal.web.guard import WebConfig
 
@@ -430,20 +431,22 @@ def _serve(args: argparse.Namespace) -> None:
         trusted_proxies=frozenset(args.trusted_proxy), pki=args.pki,
         broker_reload=reloader(args.broker_pid, args.broker_reload),
     )  # fmt: skip
-    stop, sessions = threading.Event(), []
+    stop, links, worker = threading.Event(), [], None
     if args.broker:  # the delivery worker and the boxes' status, each in a thread of its own
         worker = _delivery(args, cfg.factory, key_dir)
         watcher = _status_watcher(args, cfg.factory)
-        sessions += [worker.session, watcher.session]
+        links += [worker.session, watcher.session]
         threading.Thread(target=worker.run, args=(stop,), daemon=True, name="delivery").start()
         threading.Thread(target=watcher.run, args=(stop,), daemon=True, name="status").start()
+    # remote jobs share the delivery worker's broker connection
+    sessions = SessionService(cfg.factory, worker.session if worker is not None else None)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(cfg, args.host, args.port))
+            asyncio.run(serve(cfg, args.host, args.port, sessions))
     finally:
         stop.set()
-        for session in sessions:
-            session.close()
+        for link in links:
+            link.close()
 
 
 def _status_watcher(args: argparse.Namespace, factory: Any) -> Any:

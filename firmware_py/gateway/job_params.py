@@ -1,9 +1,16 @@
-"""Checks of a job's parameters before the job is admitted: every field a caller (page, portal,
-CLI) can send is of the right type and in range, and nothing unknown is accepted. A job with bad
-parameters is refused with a :class:`~firmware_py.strict_json.StrictJsonError` that names the
-field; it never starts, and the job list does not change.
+"""The parameters of every job kind, declared as data (:data:`JOB_KINDS`, typed fields of
+firmware_py/gateway/job_fields.py), and the check of a job's parameters before the job is
+admitted, derived from that declaration: every field a caller (page, portal, CLI) can send is of
+the right type and in range, and nothing unknown is accepted. A job with bad parameters is
+refused with a :class:`~firmware_py.strict_json.StrictJsonError` that names the field; it never
+starts, and the job list does not change.
 
-One checker per job kind, in a table (as the handlers are). Handlers may then trust the shapes.
+The same declaration is the portal's: its forms are built from :func:`describe` (JSON), so a
+form offers exactly what the box accepts. The portal imports this module (it ships in the same
+package, released together) rather than asking each box for it: a form needs no round trip to a
+box, and the box's own check stays the authority when a box runs another release.
+
+Handlers may then trust the shapes.
 """
 
 from __future__ import annotations
@@ -12,168 +19,109 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from firmware_py.strict_json import StrictJsonError, number, text
+from firmware_py.gateway.job_fields import Field, FieldType, JobKindSpec
+from firmware_py.strict_json import StrictJsonError
 from firmware_py.uds.fault_memory import DEFAULT_STATUS_MASK
+
+__all__ = ["JOB_KINDS", "CHECKS", "Field", "FieldType", "JobKindSpec", "check_params", "describe"]
 
 #: a package in the box's package store is named by its file name there, nothing else
 PACKAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}\.vcipkg")
-_ITEM = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 #: live data: seconds between rounds, and in all, when the caller names none
 LIVE_INTERVAL, LIVE_DURATION = 0.5, 60.0
+FT = FieldType
 
 
-def _only(params: Mapping[str, Any], *allowed: str) -> None:
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        shown = ", ".join(repr(k[:40]) for k in unknown[:5])
-        raise StrictJsonError(
-            f"unknown parameter {shown}; this job takes {', '.join(allowed) or 'none'}"
-        )
+def _programming_rule(params: Mapping[str, Any]) -> None:
+    if params.get("packages") is None and "package" not in params and params.get("resume") is None:
+        raise StrictJsonError("name the flash package(s)")
 
 
-def _list_of_text(params: Mapping[str, Any], key: str, max_items: int = 64) -> None:
-    value = params.get(key)
-    if value is None:
-        return
-    if not isinstance(value, list) or len(value) > max_items:
-        raise StrictJsonError(f"{key} must be a list of at most {max_items} texts")
-    for item in value:
-        if not isinstance(item, str) or not _ITEM.fullmatch(item):
-            raise StrictJsonError(f"{key} holds {str(item)[:40]!r}, which is not a name like F190")
-
-
-def _choice(params: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str:
-    value = text(dict(params), key, max_len=40, default=choices[0])
-    if value not in choices:
-        raise StrictJsonError(f"{key} must be one of {', '.join(choices)}")
-    return value
-
-
-def _none(params: Mapping[str, Any]) -> None:
-    _only(params)
-
-
-def _read_faults(params: Mapping[str, Any]) -> None:
-    _only(params, "status_mask", "details")
-    number(dict(params), "status_mask", low=0, high=0xFF, default=DEFAULT_STATUS_MASK, integer=True)
-    if not isinstance(params.get("details", True), bool):
-        raise StrictJsonError("details must be true or false")
-
-
-def _read_did(params: Mapping[str, Any]) -> None:
-    _only(params, "dids")
-    _list_of_text(dict(params), "dids")
-
-
-def _live_data(params: Mapping[str, Any]) -> None:
-    _only(params, "interval", "duration", "values")
-    number(dict(params), "interval", low=0.2, high=60, default=LIVE_INTERVAL)
-    number(dict(params), "duration", low=0, high=600, default=LIVE_DURATION)
-    _list_of_text(dict(params), "values")
-
-
-def _raw_uds(params: Mapping[str, Any]) -> None:
-    _only(params, "request")
-    try:
-        whole = bytes.fromhex(text(dict(params), "request", max_len=8192))
-    except ValueError:  # an odd digit or a stray character
-        whole = b""
-    if not whole:
-        raise StrictJsonError("request must be hex bytes, e.g. 22 F1 90 or 22F190")
-
-
-def _coding(params: Mapping[str, Any]) -> None:
-    _only(params, "action", "changes")
-    _choice(params, "action", ("read", "set", "restore"))
-    changes = params.get("changes", {})
-    if not isinstance(changes, dict) or len(changes) > 64:
-        raise StrictJsonError("changes must be an object of at most 64 parameters")
-    for key, value in changes.items():
-        if len(key) > 64 or isinstance(value, bool) or not isinstance(value, str | int):
-            raise StrictJsonError(f"changes: {key[:40]!r} must be a name or a whole number")
-
-
-def _service(params: Mapping[str, Any]) -> None:
-    _only(params, "action", "item", "capacity_ah", "technology")
-    _choice(params, "action", ("read", "reset", "register_battery"))
-    text(dict(params), "item", max_len=64, default="")
-    text(dict(params), "technology", max_len=40, default="")
-    if "capacity_ah" in params:
-        number(dict(params), "capacity_ah", low=0, high=1000, integer=True)
-
-
-def _service_history(params: Mapping[str, Any]) -> None:
-    _only(params, "action", "items", "note", "workshop", "reset")
-    _choice(params, "action", ("read", "record"))
-    _list_of_text(dict(params), "items", max_items=16)
-    text(dict(params), "note", max_len=28, default="")
-    text(dict(params), "workshop", max_len=16, default="")
-    if not isinstance(params.get("reset", False), bool):
-        raise StrictJsonError("reset must be true or false")
-
-
-def _help_desk(params: Mapping[str, Any]) -> None:
-    _only(params, "question", "contact", "traces")
-    if not text(dict(params), "question", max_len=4000).strip():
-        raise StrictJsonError("question: say what the help desk should help with")
-    if not text(dict(params), "contact", max_len=200).strip():
-        raise StrictJsonError("contact: how the help desk reaches the technician")
-    traces = params.get("traces", [])
-    if not isinstance(traces, list) or len(traces) > 8:
-        raise StrictJsonError("traces must be a list of at most 8 files")
-    for name in traces:
-        if not isinstance(name, str) or not 0 < len(name) <= 4096 or "\0" in name:
-            raise StrictJsonError("a trace is named by its path on the box")
-
-
-def _programming(params: Mapping[str, Any]) -> None:
-    _only(params, "package", "packages", "resume", "parallel")
-    if not isinstance(params.get("parallel", False), bool):
-        raise StrictJsonError("parallel must be true or false")
-    resume = params.get("resume")
-    if resume is not None and resume is not True and not isinstance(resume, str):
-        raise StrictJsonError("resume must be true or a job id")
-    if isinstance(resume, str) and not 0 < len(resume) <= 64:
-        raise StrictJsonError("resume is not a job id")
-    names = params.get("packages")
-    if names is None and "package" in params:
-        names = [params["package"]]
-    if names is None:
-        if resume is None:
-            raise StrictJsonError("name the flash package(s)")
-        return
-    if not isinstance(names, list) or not 1 <= len(names) <= 32:
-        raise StrictJsonError("packages must be a list of 1 to 32 package names")
-    for name in names:
-        if not isinstance(name, str) or not 0 < len(name) <= 4096 or "\0" in name:
-            raise StrictJsonError("a package is named by text")
-
-
-def _enet_bridge(params: Mapping[str, Any]) -> None:
-    _only(params, "client", "timeout")
-    if params.get("client") is not None:
-        text(dict(params), "client", max_len=64)
-    if params.get("timeout") is not None:
-        number(dict(params), "timeout", low=1, high=7 * 86400)  # the configured maximum applies too
-
+# fmt: off
+JOB_KINDS: dict[str, JobKindSpec] = {spec.kind: spec for spec in (
+    JobKindSpec("identify", "Identify the vehicle and its ECUs"),
+    JobKindSpec("read_vin", "Read the VIN"),
+    JobKindSpec("read_fault_memory", "Read the fault memory", (
+        Field("status_mask", FT.INT, "Status mask", "the DTC status bits a fault must have one of "
+              "(ISO 14229-1 D.2)", low=0, high=0xFF, default=DEFAULT_STATUS_MASK),
+        Field("details", FT.BOOL, "With details", "snapshot and extended data of each fault",
+              default=True),
+    )),
+    JobKindSpec("clear_fault_memory", "Clear the fault memory"),
+    JobKindSpec("read_did", "Read data identifiers", (
+        Field("dids", FT.LIST, "DIDs", "names like F190, at most 64", max_len=64, nullable=True),
+    )),
+    JobKindSpec("read_live_data", "Live data", (
+        Field("interval", FT.FLOAT, "Interval (s)", "seconds between readings", low=0.2, high=60,
+              default=LIVE_INTERVAL),
+        Field("duration", FT.FLOAT, "Duration (s)", "seconds in all", low=0, high=600,
+              default=LIVE_DURATION),
+        Field("values", FT.LIST, "Values", "ECU:DID names like DME:4001; empty: the engine's basic "
+              "values", max_len=64, nullable=True),
+    )),
+    JobKindSpec("raw_uds", "Raw UDS request", (
+        Field("request", FT.HEX, "Request", "hex bytes, e.g. 22 F1 90", required=True,
+              max_len=8192),
+    ), needs_ecu=True),
+    JobKindSpec("coding", "Coding", (
+        Field("action", FT.CHOICE, "Action",
+              "read the coding, set parameters, or restore the backup",
+              choices=("read", "set", "restore")),
+        Field("changes", FT.NAMED_VALUES, "Changes",
+              "parameter name -> value name or whole number", max_len=64),
+    ), needs_ecu=True),
+    JobKindSpec("service_reset", "Service functions", (
+        Field("action", FT.CHOICE, "Action", choices=("read", "reset", "register_battery")),
+        Field("item", FT.TEXT, "Service item", "e.g. engine_oil", default="", max_len=64),
+        Field("technology", FT.TEXT, "Battery technology", "e.g. AGM", default="", max_len=40),
+        Field("capacity_ah", FT.INT, "Battery capacity (Ah)", "registering a new battery", low=0,
+              high=1000),
+    )),
+    JobKindSpec("service_history", "Service booklet", (
+        Field("action", FT.CHOICE, "Action", choices=("read", "record")),
+        Field("items", FT.LIST, "Items done", "service items like engine_oil", max_len=16,
+              nullable=True),
+        Field("note", FT.TEXT, "Note", default="", max_len=28),
+        Field("workshop", FT.TEXT, "Workshop", default="", max_len=16),
+        Field("reset", FT.BOOL, "Reset the items", default=False),
+    )),
+    JobKindSpec("help_desk_request", "Ask the help desk", (
+        Field("question", FT.TEXT, "Question", "Say what the help desk should help with",
+              required=True, max_len=4000, nonblank=True),
+        Field("contact", FT.TEXT, "Contact", "How the help desk reaches the technician",
+              required=True, max_len=200, nonblank=True),
+        Field("traces", FT.FILES, "Files", max_len=8, local_only=True, default=[],
+              item_error="a trace is named by its path on the box"),
+    )),
+    JobKindSpec("programming", "Programming", (
+        Field("package", FT.FILE, "Package", "a package in the box's package store",
+              item_error="a package is named by text"),
+        Field("packages", FT.FILES, "Package names", min_items=1, max_len=32, nullable=True,
+              item_error="a package is named by text"),
+        Field("resume", FT.JOB_REF, "Resume", "true or the interrupted job's id",
+              nullable=True),
+        Field("parallel", FT.BOOL, "In parallel", "flash ECUs on different buses at once",
+              default=False),
+    ), rule=_programming_rule),
+    JobKindSpec("enet_bridge", "ENET bridge", (
+        Field("client", FT.TEXT, "Client", max_len=64, nullable=True),
+        # the configured maximum applies too
+        Field("timeout", FT.FLOAT, "Timeout (s)", low=1, high=7 * 86400, nullable=True),
+    )),
+    JobKindSpec("emissions_data", "Emissions data"),
+    JobKindSpec("vehicle_test_report", "Vehicle test report"),
+)}
+# fmt: on
 
 CHECKS: dict[str, Callable[[Mapping[str, Any]], None]] = {
-    "identify": _none,
-    "read_vin": _none,
-    "read_fault_memory": _read_faults,
-    "clear_fault_memory": _none,
-    "read_did": _read_did,
-    "read_live_data": _live_data,
-    "raw_uds": _raw_uds,
-    "coding": _coding,
-    "service_reset": _service,
-    "service_history": _service_history,
-    "help_desk_request": _help_desk,
-    "programming": _programming,
-    "enet_bridge": _enet_bridge,
-    "emissions_data": _none,
-    "vehicle_test_report": _none,
+    kind: spec.check for kind, spec in JOB_KINDS.items()
 }
+"""the check of each kind's parameters, derived from :data:`JOB_KINDS`"""
+
+
+def describe(kinds: list[str] | None = None, *, remote: bool = True) -> list[dict[str, Any]]:
+    """The job kinds (all, or ``kinds`` in that order) as JSON for forms."""
+    return [JOB_KINDS[k].to_json(remote=remote) for k in (kinds or list(JOB_KINDS))]
 
 
 def check_params(kind: str, params: Mapping[str, Any], *, local: bool = False) -> None:
@@ -182,14 +130,16 @@ def check_params(kind: str, params: Mapping[str, Any], *, local: bool = False) -
     package store only (:data:`PACKAGE_ID`), never by a path."""
     if not isinstance(params, Mapping):
         raise StrictJsonError("params must be an object")
-    check = CHECKS.get(kind)
-    if check is not None:
-        check(params)
-    if kind == "help_desk_request" and params.get("traces") and not local:
-        raise StrictJsonError(
-            "traces are added from the box's own command line only",
-            hint="The request takes the traces of this session's vehicle link by itself",
-        )
+    spec = JOB_KINDS.get(kind)
+    if spec is not None:
+        spec.check(params)
+    if not local:
+        for f in spec.fields if spec is not None else ():
+            if f.local_only and params.get(f.name):
+                raise StrictJsonError(
+                    f"{f.name} are added from the box's own command line only",
+                    hint="The request takes the traces of this session's vehicle link by itself",
+                )
     if kind == "programming" and not local:
         names = params.get("packages") or ([params["package"]] if "package" in params else [])
         for name in names:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -366,3 +367,82 @@ class ClaimRefusal(Base):
     wrong_code: Mapped[bool] = mapped_column(Boolean)
     """the box had asked and the code did not open its request (counts against the box)"""
     at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RemoteJobState(StrEnum):
+    SENT = "sent"
+    """published to the box, not yet accepted"""
+    RUNNING = "running"
+    """the box accepted it and reports progress"""
+    DONE = "done"
+    FAILED = "failed"
+    """the box ran it and it failed (its error says why)"""
+    DENIED = "denied"
+    """the box refused it (ticket, preconditions, parameters)"""
+    LOST = "lost"
+    """no final answer reached this portal (the box away, the portal restarted)"""
+
+
+class RemoteSessionRecord(Base):
+    """A technician's remote session on a box (portal/sessions.py): who, when, which box and car.
+    Its jobs are :class:`RemoteJob` rows."""
+
+    __tablename__ = "remote_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workshop_id: Mapped[int] = mapped_column(ForeignKey("workshops.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    device: Mapped[str] = mapped_column(String(64), index=True)
+    vin: Mapped[str | None] = mapped_column(String(17))
+    """the car's VIN once a job of the session read it"""
+    started_at: Mapped[int] = mapped_column(BigInteger)
+    last_active_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RemoteJob(Base):
+    """One job of a remote session: what was asked (kind, ECU, parameters, the ticket chosen for
+    it), how it went (state, progress, the box's job id) and what came out (a summary line and
+    the result as the box returned it, JSON)."""
+
+    __tablename__ = "remote_jobs"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('sent', 'running', 'done', 'failed', 'denied', 'lost')", name="state"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("remote_sessions.id"), index=True)
+    workshop_id: Mapped[int] = mapped_column(ForeignKey("workshops.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    device: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    ecu: Mapped[str | None] = mapped_column(String(32))
+    params: Mapped[str] = mapped_column(Text)
+    """the parameters sent, JSON"""
+    purchase_id: Mapped[int | None] = mapped_column(ForeignKey("purchases.id"))
+    """the workshop's ticket the portal chose for the job; None: a free job"""
+    box_job: Mapped[str | None] = mapped_column(String(64))
+    """the job's id on the box (from its job.accepted)"""
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    progress: Mapped[int | None] = mapped_column(Integer)
+    """percent, when the box reports one"""
+    summary: Mapped[str] = mapped_column(String(500), default="")
+    result: Mapped[str | None] = mapped_column(Text)
+    """the box's final job (result or error), JSON"""
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    ended_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RemoteJobEvent(Base):
+    """A message the box sent about a job (accepted, progress, live values, the result), stored
+    as it arrives, so that every portal process shows the job's progress and the session log."""
+
+    __tablename__ = "remote_job_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("remote_jobs.id"), index=True)
+    at: Mapped[float] = mapped_column(Float)
+    type: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text)
+    """JSON"""

@@ -12,7 +12,8 @@ from aiohttp import web
 from firmware_py.web.limits import ConnectionCounter, handler_args, start_site
 from portal.address_limit import AddressLimiter
 from portal.login import PendingLogins
-from portal.web import account_pages, box_pages, operator, pages
+from portal.sessions import SessionService
+from portal.web import account_pages, box_pages, operator, pages, session_pages
 from portal.web.guard import (
     CONFIG,
     LIMITER,
@@ -26,11 +27,16 @@ log = logging.getLogger(__name__)
 
 
 def make_app(
-    cfg: WebConfig, limiter: AddressLimiter | None = None, pending: PendingLogins | None = None
+    cfg: WebConfig,
+    limiter: AddressLimiter | None = None,
+    pending: PendingLogins | None = None,
+    sessions: SessionService | None = None,
 ) -> web.Application:
     """The portal's pages; ``limiter`` and ``pending`` with their own limits or clock (tests).
     Both keep their state in the database, as everything else a request needs: any number of
-    these apps, in any number of processes, serve the same portal."""
+    these apps, in any number of processes, serve the same portal. ``sessions``: the remote
+    sessions' service with the process's broker connection (without it the session pages refuse
+    to start jobs and say why)."""
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
     app[CONFIG] = cfg
     app[LIMITER] = limiter or AddressLimiter()
@@ -39,12 +45,18 @@ def make_app(
     app.add_routes(pages.routes)
     app.add_routes(operator.routes)
     app.add_routes(box_pages.routes)
+    app[session_pages.SERVICE] = sessions or SessionService(cfg.factory, None)
+    app.add_routes(session_pages.routes)
     return app
 
 
-async def serve(cfg: WebConfig, host: str, port: int) -> None:
+async def serve(
+    cfg: WebConfig, host: str, port: int, sessions: SessionService | None = None
+) -> None:
     """Serve until cancelled (Ctrl-C)."""
-    runner = web.AppRunner(make_app(cfg), access_log=None, **handler_args(header_timeout=15.0))
+    runner = web.AppRunner(
+        make_app(cfg, sessions=sessions), access_log=None, **handler_args(header_timeout=15.0)
+    )
     await runner.setup()
     server = await start_site(runner, host, port, ConnectionCounter(512, 64))
     bound = server.sockets[0].getsockname()[1]  # the chosen one for --port 0

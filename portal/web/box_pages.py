@@ -3,7 +3,7 @@ and by whom, revoked), claiming a box with the device id and label code on its l
 page, and revoking a box's certificate. Thin over portal/enrolment.py (the certificate, the
 claim's checks and limits) and portal/boxes.py (which workshop owns a box); who may call each
 route is declared with ``@requires`` and enforced by portal/web/guard.py. The remote session
-pages under ``/boxes/<device>/session`` are portal/web/session_pages.py's."""
+pages under ``/boxes/<device>/sessions`` are portal/web/session_pages.py's."""
 
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ async def box_page(request: web.Request) -> web.Response:
         ])  # fmt: skip
         actions = Markup("")
         if box.revoked_at is None:
-            actions = render('<p><a href="/boxes/{d}/session">Remote session</a></p>', d=device)
+            actions = render('<p><a href="/boxes/{d}/sessions">Remote session</a></p>', d=device)
             if who.role in (Role.OWNER, Role.OPERATOR):
                 actions = join([actions, render(
                     "<h2>Revoke</h2><p>The box's certificate goes on the revocation list: the "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -166,6 +167,7 @@ def nav(request: web.Request) -> Markup:
         return render('<nav><a href="/login">Log in</a><a href="/signup">Sign up</a></nav>')
     links = [("/operator/workshops", "Workshops"), ("/operator/boxes", "Boxes")] if who.is_operator else [
         ("/dashboard", "Credit and purchases"), ("/buy", "Buy a ticket"), ("/boxes", "Boxes"),
+        ("/sessions", "Remote sessions"),
     ]  # fmt: skip
     if who.role is Role.OWNER:
         links.append(("/users", "Users"))
@@ -329,6 +331,18 @@ def client_address(request: web.Request) -> str:
         if hop.strip()
     ]
     return next((hop for hop in reversed(hops) if hop not in proxies), peer)
+
+
+_OBJECT_ID = re.compile(r"[0-9]{1,18}")
+
+
+def object_id(request: web.Request, name: str = "id") -> int:
+    """The number in the path's ``name`` part, or 404. ASCII digits only: ``str.isdigit`` also
+    takes "²" and other digits that ``int`` refuses (a 500 before this check)."""
+    text = request.match_info[name]
+    if not _OBJECT_ID.fullmatch(text):
+        raise web.HTTPNotFound()
+    return int(text)
 
 
 def text_of(form: Any, name: str) -> str:

@@ -14,7 +14,7 @@ from firmware_py.errors import PaymentError, PortalError
 from portal import accounts, credit
 from portal.db.models import Workshop
 from portal.invoices import euro
-from portal.web.guard import Need, actor, csrf, in_db, page, requires, text_of
+from portal.web.guard import Need, actor, csrf, in_db, object_id, page, requires, text_of
 from portal.web.html import Markup, field, join, post_form, render, table
 
 routes = web.RouteTableDef()
@@ -66,10 +66,7 @@ async def workshops(request: web.Request) -> web.Response:
 
 
 def _workshop_id(request: web.Request) -> int:
-    text = request.match_info["id"]
-    if not text.isdigit() or len(text) > 18:
-        raise web.HTTPNotFound()
-    return int(text)
+    return object_id(request)
 
 
 class _NoWorkshop(Exception):

@@ -25,6 +25,7 @@ from portal.web.guard import (
     config,
     csrf,
     in_db,
+    object_id,
     own_workshop,
     page,
     requires,
@@ -159,10 +160,7 @@ async def buy(request: web.Request) -> web.Response:
 
 
 def _object_id(request: web.Request) -> int:
-    text = request.match_info["id"]
-    if not text.isdigit() or len(text) > 18:
-        raise web.HTTPNotFound()
-    return int(text)
+    return object_id(request)
 
 
 @routes.get("/purchases/{id}")

@@ -36,10 +36,11 @@ from tests.cloud.portal_services import (
     wait_port,
 )
 from tests.conftest import START_TIMEOUT, ProcessOutput, free_port, stop_process
+from tests.portal.conftest import pg_cluster
 
 __all__ = [
     "BOX", "BRIDGE", "COLLEAGUE", "HAVE_MOSQUITTO", "MOSQUITTO", "OTHER_BOX", "OTHER_USER",
-    "REPO", "USER", "EnrolPortal", "portal", "wait_online", "wait_port", "free_port",
+    "REPO", "USER", "EnrolPortal", "portal", "wait_online", "wait_port", "free_port", "pg_cluster",
 ]  # fmt: skip
 
 
@@ -255,3 +256,73 @@ def tls_handshake(port: int, pki: Path, cert: Path, key: Path) -> str:
                 return "ok" if answer[:1] == b"\x20" else f"no CONNACK: {answer!r}"
         except (ssl.SSLError, OSError) as err:
             return str(err)
+
+
+@pytest.fixture
+def portal_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The portal's database: SQLite, or with ``indirect`` parametrisation ``postgresql``."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return str(request.getfixturevalue("pg_cluster").new_database())
+    return f"sqlite:///{tmp_path / 'portal.sqlite3'}"
+
+
+@pytest.fixture
+def shop(box: Any, portal_db: str) -> Iterator[dict[str, Any]]:
+    """The portal's database with a workshop that has credit, its owner and an operator, and
+    the box's portal key as the signer (``url``: the database's, for a second portal process)."""
+    from portal import accounts, keys
+    from portal.accounts import Actor
+    from portal.credit import BankTransfer, Signer
+    from portal.db.engine import open_database
+    from portal.delivery import Revocation
+    from portal.invoices import Seller
+    from portal.tickets import RevocationList
+    from tests.portal.conftest import FAST_HASHER, PASSWORD, sign_up
+
+    engine, factory = open_database(portal_db, migrate=True)
+    owner = sign_up(factory, 1)
+    with factory() as session, session.begin():
+        user = accounts.add_operator(
+            session, login="ops@portal.example", name="Operator", password=PASSWORD,
+            hasher=FAST_HASHER,
+        )  # fmt: skip
+        session.flush()
+        operator = Actor.of(user)
+    with factory() as session, session.begin():
+        BankTransfer().book(session, operator, owner.workshop_id or 0, 500_00, "BANK-1")
+    kid, key = keys.load_signing_key(box.keys_dir)
+    seller = Seller(
+        name="VCI Portal GmbH", street="Hauptstr. 1", postcode="80331", city="Muenchen",
+        country="DE", vat_id="DE999999999", email="billing@portal.example", iban="DE02120300000000202051",
+    )  # fmt: skip
+    yield {
+        "factory": factory, "owner": owner, "operator": operator, "signer": Signer(kid, key),
+        "seller": seller, "revocation": Revocation(RevocationList(box.keys_dir), kid, key),
+        "url": portal_db,
+    }  # fmt: skip
+    engine.dispose()
+
+
+@pytest.fixture
+def remote_shop(box: Any, broker: dict[str, Any], shop: dict[str, Any], start_sim: Any
+                ) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """The shop's workshop owns box-test-0001, which runs on the simulated car and is online;
+    the portal's broker connection (one per process) as the sessions' service."""
+    from portal import boxes
+    from portal.remote import RemoteSession
+    from portal.sessions import SessionService
+    from tests.conftest import start_gateway_process
+
+    sim = start_sim("--battery", "13.6")
+    gateway = start_gateway_process(sim.cli_args("doip"), gateway_env(box, broker))
+    remote = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
+    try:
+        wait_online(remote, BOX)
+        owner = shop["owner"]
+        with shop["factory"]() as db, db.begin():
+            boxes.record_claim(db, owner, owner.workshop_id, BOX)
+        yield {**shop, "sim": sim, "broker": broker,
+               "sessions": SessionService(shop["factory"], remote)}  # fmt: skip
+    finally:
+        remote.close()
+        gateway.stop()

@@ -168,7 +168,7 @@ def test_a_box_revoked_on_the_pages_is_refused_by_the_broker(
                     await asyncio.sleep(0.1)
                 assert "revoked" in verdict
                 page = await owner.get(f"/boxes/{BOX}")
-                assert "revoked" in page.text and "/session" not in page.text
+                assert "revoked" in page.text and f"/boxes/{BOX}/sessions" not in page.text
                 assert "revoked" in (await tech.get("/boxes")).text
             finally:
                 await owner.close()

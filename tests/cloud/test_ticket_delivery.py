@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,7 @@ from firmware_py.cloud import topics
 from firmware_py.cloud.schema import Message
 from portal import keys
 from portal.accounts import Actor
-from portal.credit import BankTransfer, Signer, buy_ticket
-from portal.db.engine import open_database
+from portal.credit import buy_ticket
 from portal.db.models import Delivery
 from portal.delivery import DeliveryWorker, Revocation, describe, revoke_purchase
 from portal.remote import RemoteSession
@@ -41,51 +39,9 @@ from tests.cloud.conftest import (
     wait_until,
 )
 from tests.conftest import start_gateway_process
-from tests.portal.conftest import FAST_HASHER, PASSWORD, pg_cluster, sign_up
 from tests.portal.web_client import PortalFarm
 
 pytestmark = pytest.mark.skipif(not HAVE_MOSQUITTO, reason="mosquitto not installed")
-
-
-__all__ = ["pg_cluster"]  # the portal tests' PostgreSQL cluster, a fixture here too
-
-
-@pytest.fixture
-def portal_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The portal's database: SQLite, or with ``indirect`` parametrisation ``postgresql``."""
-    if getattr(request, "param", "sqlite") == "postgresql":
-        return str(request.getfixturevalue("pg_cluster").new_database())
-    return f"sqlite:///{tmp_path / 'portal.sqlite3'}"
-
-
-@pytest.fixture
-def shop(box: Any, portal_db: str) -> Iterator[dict[str, Any]]:
-    """The portal's database with a workshop that has credit, its owner and an operator, and
-    the box's portal key as the signer."""
-    from portal import accounts
-    from portal.invoices import Seller
-
-    engine, factory = open_database(portal_db, migrate=True)
-    owner = sign_up(factory, 1)
-    with factory() as session, session.begin():
-        user = accounts.add_operator(
-            session, login="ops@portal.example", name="Operator", password=PASSWORD,
-            hasher=FAST_HASHER,
-        )  # fmt: skip
-        session.flush()
-        operator = Actor.of(user)
-    with factory() as session, session.begin():
-        BankTransfer().book(session, operator, owner.workshop_id or 0, 500_00, "BANK-1")
-    kid, key = keys.load_signing_key(box.keys_dir)
-    seller = Seller(
-        name="VCI Portal GmbH", street="Hauptstr. 1", postcode="80331", city="Muenchen",
-        country="DE", vat_id="DE999999999", email="billing@portal.example", iban="DE02120300000000202051",
-    )  # fmt: skip
-    yield {
-        "factory": factory, "owner": owner, "operator": operator, "signer": Signer(kid, key),
-        "seller": seller, "revocation": Revocation(RevocationList(box.keys_dir), kid, key),
-    }  # fmt: skip
-    engine.dispose()
 
 
 def _buy(shop: dict[str, Any], device: str = BOX, tariff: str = "basic-1d") -> int:
@@ -303,12 +259,14 @@ def test_answers_both_workers_hear_count_once(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                 "AND datname = current_database()"
             )
-            with factory() as watcher:
-                wait_until(
-                    lambda: watcher.execute(waiting).scalar_one() == 2,
-                    10,
-                    "both workers waiting for the delivery's row",
-                )
+
+            def both_waiting() -> bool:
+                # a fresh transaction per look: pg_stat_activity is a snapshot taken once per
+                # transaction, so polling inside one would see the first answer for ever
+                with factory() as watcher:
+                    return bool(watcher.execute(waiting).scalar_one() == 2)
+
+            wait_until(both_waiting, 10, "both workers waiting for the delivery's row")
         for thread in threads:
             thread.join(timeout=10)
         with factory() as db:

@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.gateway.ticket_token import parse_ticket
-from portal import accounts, boxes, credit
+from portal import accounts, boxes, credit, sessions
 from portal.accounts import Actor
 from portal.address_limit import AddressLimiter
 from portal.credit import BankTransfer, Signer
@@ -32,6 +32,8 @@ from portal.db.models import (
     Invoice,
     LoginGuard,
     Purchase,
+    RemoteJob,
+    RemoteSessionRecord,
     Role,
     TotpSecret,
     User,
@@ -76,6 +78,16 @@ ROUTES: dict[tuple[str, str], Need] = {
     ("POST", "/boxes/claim"): Need.WORKSHOP,
     ("GET", "/boxes/{device}"): Need.USER,
     ("POST", "/boxes/{device}/revoke"): Need.OWNER_OR_OPERATOR,
+    ("GET", "/static/session.js"): Need.PUBLIC,
+    ("GET", "/sessions"): Need.WORKSHOP,
+    ("GET", "/boxes/{device}/sessions"): Need.WORKSHOP,
+    ("POST", "/boxes/{device}/sessions"): Need.WORKSHOP,
+    ("GET", "/boxes/{device}/sessions/{sid}"): Need.WORKSHOP,
+    ("POST", "/boxes/{device}/sessions/{sid}/jobs"): Need.WORKSHOP,
+    ("GET", "/boxes/{device}/sessions/{sid}/jobs/{jid}"): Need.WORKSHOP,
+    ("GET", "/boxes/{device}/sessions/{sid}/jobs/{jid}.json"): Need.WORKSHOP,
+    ("POST", "/boxes/{device}/sessions/{sid}/jobs/{jid}/cancel"): Need.WORKSHOP,
+    ("GET", "/boxes/{device}/sessions/{sid}/trace.json"): Need.WORKSHOP,
 }
 """every route and what it needs: the router must hold exactly these (a new route fails
 test_every_route_declares_its_need until it is added here, and so gets the tests below)"""
@@ -129,7 +141,7 @@ def snapshot(factory: sessionmaker[Session]) -> tuple[object, ...]:
         counts = tuple(
             session.scalar(select(func.count()).select_from(table))
             for table in (Workshop, User, Booking, Purchase, Invoice, WebSession, TotpSecret,
-                          WorkshopBox, EnrolledBox, ClaimRefusal)
+                          WorkshopBox, EnrolledBox, ClaimRefusal, RemoteSessionRecord, RemoteJob)
         )  # fmt: skip
         enabled = tuple(session.scalars(select(Workshop.enabled).order_by(Workshop.id)))
         revoked = tuple(session.scalars(select(WorkshopBox.revoked_at).order_by(WorkshopBox.id)))
@@ -157,7 +169,17 @@ def world(factory: sessionmaker[Session], signer: Signer, seller: Seller) -> Ite
         p = credit.buy_ticket(factory, who, who.workshop_id, tariff="basic-9h", device=DEVICE,
                               signer=signer, seller=seller)  # fmt: skip
         bought[who.workshop_id] = (p.id, p.invoice.id)
-    yield {"w1": owner1.workshop_id, "w2": owner2.workshop_id, "bought": bought}
+    with factory() as session, session.begin():  # workshop 1's box, a remote session, a job
+        boxes.record_claim(session, owner1, owner1.workshop_id, DEVICE)
+        remote = sessions.open_session(session, owner1, DEVICE)
+        job = RemoteJob(session_id=remote.id, workshop_id=owner1.workshop_id,
+                        user_id=owner1.user_id, device=DEVICE, kind="identify", params="{}",
+                        state="done", summary="VIN WBAJA71090B123456, 3 ECUs", created_at=NOW)  # fmt: skip
+        session.add(job)
+        session.flush()
+        remote_ids = (remote.id, job.id)
+    yield {"w1": owner1.workshop_id, "w2": owner2.workshop_id, "bought": bought,
+           "remote": remote_ids}  # fmt: skip
 
 
 LOGINS = {OWNER: "owner1@example.com", TECH: "tech1@example.com", OPS: "ops@portal.example"}
@@ -169,7 +191,9 @@ def fill(path: str, world: dict) -> str:  # type: ignore[type-arg]
     object_id = invoice_id if path.startswith("/invoices") else purchase_id
     if path.startswith("/operator"):
         object_id = world["w1"]
-    return path.replace("{id}", str(object_id)).replace("{device}", "box-w1")
+    sid, jid = world["remote"]
+    return (path.replace("{id}", str(object_id)).replace("{device}", DEVICE)
+            .replace("{sid}", str(sid)).replace("{jid}", str(jid)))  # fmt: skip
 
 
 def test_every_route_refuses_no_session_wrong_role_other_workshop_and_bad_csrf(
@@ -239,11 +263,43 @@ def test_every_route_refuses_no_session_wrong_role_other_workshop_and_bad_csrf(
                 assert theirs.text == none.text
                 assert (await users[OWNER].get(path)).status == 200
             assert (await users[OPS].get(f"/invoices/{invoice_id}.pdf")).status == 200
+            # an id of other digits than ASCII's (int() takes "²" for a digit, and fails)
+            for odd in ("/purchases/%C2%B2", "/invoices/%C2%B2.pdf"):
+                assert (await users[OWNER].get(odd)).status == 404, odd
+            odd = await users[OPS].post("/operator/workshops/%C2%B2/disable", {},
+                                        csrf=await users[OPS].csrf("/operator/workshops"))  # fmt: skip
+            assert odd.status == 404
             ops_token = await users[OPS].csrf("/operator/workshops")
             for action in ("disable", "enable", "top-up"):
                 answer = await users[OPS].post(f"/operator/workshops/999999/{action}",
                                                {"amount": "1", "reference": "x"}, csrf=ops_token)  # fmt: skip
                 assert answer.status == 404, action
+            # another workshop's box, session and job: 404, the same answer as for none
+            sid, jid = world["remote"]
+            base = f"/boxes/{DEVICE}/sessions"
+            for path, missing in ((base, "/boxes/pi-0000000000000000/sessions"),
+                                  (f"{base}/{sid}", f"{base}/999999"),
+                                  (f"{base}/{sid}/jobs/{jid}", f"{base}/{sid}/jobs/999999"),
+                                  (f"{base}/{sid}/jobs/{jid}.json", f"{base}/{sid}/jobs/9.json"),
+                                  (f"{base}/{sid}/trace.json", f"{base}/999999/trace.json")):  # fmt: skip
+                theirs, none = await other.get(path), await other.get(missing)
+                assert theirs.status == none.status == 404, (path, theirs.status, none.status)
+                assert "WBAJA71090B123456" not in theirs.text
+                assert (await users[OWNER].get(path)).status == 200, path
+                assert (await users[TECH].get(path)).status == 200, path
+            other_token = await other.csrf("/totp")
+            for path in (base, f"{base}/{sid}/jobs", f"{base}/{sid}/jobs/{jid}/cancel"):
+                answer = await other.post(path, {"kind": "identify"}, csrf=other_token)
+                assert answer.status == 404, (path, answer.status)
+            ended = await users[TECH].post(f"{base}/{sid}/jobs/{jid}/cancel", {},
+                                           csrf=await users[TECH].csrf("/totp"))  # fmt: skip
+            assert ended.status == 409 and "not running" in ended.text
+            for after in ("²", "1" * 40, "-1"):  # a page's own polling sends digits; others ignored
+                odd = await users[TECH].get(f"{base}/{sid}/jobs/{jid}.json?after={after}")
+                assert odd.status == 200, (after, odd.status)
+            listed = await other.get("/sessions")
+            assert listed.status == 200 and DEVICE not in listed.text
+            assert DEVICE in (await users[TECH].get("/sessions")).text
             dashboard = await other.get("/dashboard")
             assert "Werkstatt 2" in dashboard.text and "Werkstatt 1" not in dashboard.text
             # another workshop's box: 404 as for a box that does not exist, also to revoke it

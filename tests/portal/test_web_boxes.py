@@ -79,7 +79,7 @@ def test_a_claim_with_the_right_code_makes_the_box_the_workshops(
             assert "Bay &lt;3&gt;" in listed.text and "not seen yet" in listed.text
             assert "by owner1@example.com" in listed.text
             page = await owner.get("/boxes/pi-00000000000000a1")
-            assert 'href="/boxes/pi-00000000000000a1/session"' in page.text
+            assert 'href="/boxes/pi-00000000000000a1/sessions"' in page.text
             assert 'action="/boxes/pi-00000000000000a1/revoke"' in page.text
             # the same box for another workshop: already claimed; and not on its pages
             again = await other.post("/boxes/claim", form, csrf=await other.csrf("/boxes"))

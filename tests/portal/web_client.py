@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestServer
 
 from portal.address_limit import AddressLimiter
 from portal.login import PendingLogins
+from portal.sessions import SessionService
 from portal.web.app import make_app
 from portal.web.guard import WebConfig
 from tests.conftest import stop_process
@@ -90,13 +91,15 @@ class Browser:
 
 @asynccontextmanager
 async def portal(
-    cfg: WebConfig, limiter: AddressLimiter | None = None, pending: PendingLogins | None = None
+    cfg: WebConfig, limiter: AddressLimiter | None = None, pending: PendingLogins | None = None,
+    sessions: SessionService | None = None,
 ) -> AsyncIterator[
     tuple[TestServer, list[Browser]]
 ]:  # fmt: skip
     """The portal's app on a real socket on 127.0.0.1; browsers made with ``Browser(server)``
-    are appended to the list and closed at the end."""
-    server = TestServer(make_app(cfg, limiter, pending), host="127.0.0.1")
+    are appended to the list and closed at the end. ``sessions``: the remote sessions' service
+    (with a broker connection)."""
+    server = TestServer(make_app(cfg, limiter, pending, sessions), host="127.0.0.1")
     await server.start_server()
     browsers: list[Browser] = []
     try:

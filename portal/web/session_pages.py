@@ -1,0 +1,296 @@
+"""The remote-session pages: a workshop's technician opens a session on one of its boxes, runs
+jobs from forms built from each job kind's typed description, follows their progress live, and
+reads the results, the session log and its download; and the workshop's list of recorded
+sessions. Each handler parses its input, calls portal/sessions.py and renders the answer (the
+HTML is portal/web/session_view.py's); access is declared with ``@requires``.
+
+Progress is polled: the job page's small script (static/session.js, no inline script: the CSP)
+asks the job's JSON every second until the job ends; the JSON comes from the database, so any
+portal process answers it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from firmware_py.errors import NotPermitted, PortalError
+from firmware_py.gateway.job_params import JOB_KINDS
+from firmware_py.strict_json import StrictJsonError
+from portal import boxes, sessions
+from portal.db.models import RemoteJob, RemoteJobState, User
+from portal.sessions import PORTAL_KINDS, SessionService
+from portal.web.guard import Need, actor, csrf, in_db, object_id, page, requires, status_of
+from portal.web.html import Markup, join, post_form, render, table, utc
+from portal.web.session_view import (
+    coding_forms,
+    ecu_from_form,
+    job_form,
+    params_from_form,
+    result_html,
+)
+
+routes = web.RouteTableDef()
+SERVICE = web.AppKey("sessions", SessionService)
+SCRIPT = (Path(__file__).parent / "static" / "session.js").read_bytes()
+DEVICE = r"{device:[A-Za-z0-9][A-Za-z0-9._-]{0,63}}"
+ID = r"{sid:[0-9]{1,18}}"
+JOB = r"{jid:[0-9]{1,18}}"
+GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Vehicle and ECUs", ("identify",)),
+    ("Fault memory", ("read_fault_memory", "clear_fault_memory")),
+    ("Live data", ("read_live_data", "read_did")),
+    ("Coding", ("coding",)),
+    ("Service functions", ("service_reset", "service_history")),
+    ("Programming", ("programming",)),
+    ("Reports and raw requests", ("emissions_data", "vehicle_test_report", "raw_uds")),
+)
+"""the session page's sections, in the order a technician works"""
+
+
+@routes.get("/static/session.js")
+@requires(Need.PUBLIC)
+async def script(request: web.Request) -> web.Response:
+    return web.Response(body=SCRIPT, content_type="text/javascript",
+                        headers={"Cache-Control": "max-age=3600"})  # fmt: skip
+
+
+def _ids(request: web.Request, *names: str) -> tuple[int, ...]:
+    return tuple(object_id(request, n) for n in names)
+
+
+def _base(device: str, sid: int) -> str:
+    return f"/boxes/{device}/sessions/{sid}"
+
+
+async def _guarded(request: web.Request, work: Any) -> Any:
+    """``work`` in the database; another workshop's box, session or job is a 404 (the same
+    answer as none)."""
+    try:
+        return await in_db(request, work)
+    except NotPermitted as err:
+        raise web.HTTPNotFound(text=str(err)) from None
+
+
+@routes.get("/sessions")
+@requires(Need.WORKSHOP)
+async def all_sessions(request: web.Request) -> web.Response:
+    who = actor(request)
+
+    def read(db: Session) -> Markup:
+        rows = []
+        for s in sessions.sessions_of(db, who):
+            user = db.get(User, s.user_id)
+            jobs = sessions.jobs_of(db, s.id)
+            rows.append((
+                render('<a href="{u}">{id}</a>', u=_base(s.device, s.id), id=s.id),
+                utc(s.started_at), user.name if user else "-", s.device, s.vin or "-",
+                "; ".join(f"{j.kind}: {j.state}" for j in jobs[-5:]) or "no jobs",
+            ))  # fmt: skip
+        return table(("Session", "Started", "Technician", "Box", "VIN", "Last jobs"), rows)
+
+    return page(request, "Remote sessions", await in_db(request, read))
+
+
+@routes.get(f"/boxes/{DEVICE}/sessions")
+@requires(Need.WORKSHOP)
+async def box_sessions(request: web.Request) -> web.Response:
+    device, who = request.match_info["device"], actor(request)
+
+    def read(db: Session) -> Markup:
+        boxes.require(db, who, device, usable=False)
+        mine = [s for s in sessions.sessions_of(db, who) if s.device == device]
+        rows = ((render('<a href="{u}">{id}</a>', u=_base(device, s.id), id=s.id),
+                 utc(s.started_at), s.vin or "-") for s in mine)  # fmt: skip
+        start = post_form(f"/boxes/{device}/sessions", csrf(request), Markup(""),
+                          "Start a remote session")  # fmt: skip
+        return join([start, table(("Session", "Started", "VIN"), rows)])
+
+    return page(request, f"Remote sessions on {device}", await _guarded(request, read))
+
+
+@routes.post(f"/boxes/{DEVICE}/sessions")
+@requires(Need.WORKSHOP)
+async def start_session(request: web.Request) -> web.Response:
+    device, who = request.match_info["device"], actor(request)
+
+    def create(db: Session) -> int:
+        return sessions.open_session(db, who, device).id
+
+    sid = await _guarded(request, create)
+    raise web.HTTPSeeOther(_base(device, sid))
+
+
+def _job_rows(device: str, sid: int, jobs: list[RemoteJob]) -> Markup:
+    return table(("Job", "Started", "What", "ECU", "State", "Summary"), (
+        (render('<a href="{u}/jobs/{id}">{id}</a>', u=_base(device, sid), id=j.id),
+         utc(j.created_at), JOB_KINDS[j.kind].label, j.ecu or "-", j.state, j.summary)
+        for j in reversed(jobs)
+    ))  # fmt: skip
+
+
+@routes.get(f"/boxes/{DEVICE}/sessions/{ID}")
+@requires(Need.WORKSHOP)
+async def session_page(request: web.Request) -> web.Response:
+    device, who = request.match_info["device"], actor(request)
+    (sid,) = _ids(request, "sid")
+
+    def read(db: Session) -> Markup:
+        s = sessions.get_session(db, who, device, sid)
+        jobs = sessions.jobs_of(db, s.id)
+        sessions.settle_overdue(db, jobs, time.time())
+        action = f"{_base(device, sid)}/jobs"
+        sections = join(
+            render('<section><h2>{title}</h2>{forms}{more}</section>', title=title, forms=join(
+                job_form(JOB_KINDS[k], action, csrf(request)) for k in kinds if k in PORTAL_KINDS),
+                more=coding_forms(action, csrf(request)) if "coding" in kinds else "")
+            for title, kinds in GROUPS
+        )  # fmt: skip
+        return render(
+            '<p>Box {device}, vehicle {vin}; started {at}. <a href="{base}/trace.json">'
+            "Download the session log</a></p><h2>Jobs</h2>{jobs}{sections}",
+            device=device, vin=s.vin or "not identified yet", at=utc(s.started_at),
+            base=_base(device, sid), jobs=_job_rows(device, sid, jobs), sections=sections,
+        )  # fmt: skip
+
+    return page(request, f"Remote session {sid}", await _guarded(request, read))
+
+
+@routes.post(f"/boxes/{DEVICE}/sessions/{ID}/jobs")
+@requires(Need.WORKSHOP)
+async def start_job(request: web.Request) -> web.Response:
+    device, who = request.match_info["device"], actor(request)
+    (sid,) = _ids(request, "sid")
+    form = await request.post()
+    kind = form.get("kind")
+    if not isinstance(kind, str) or kind not in PORTAL_KINDS:
+        raise web.HTTPBadRequest(text="choose a job of the session page")
+    service = request.app[SERVICE]
+    try:
+        params = params_from_form(JOB_KINDS[kind], form)
+        ecu = ecu_from_form(form)
+
+        def begin(db: Session) -> None:  # 404 for another workshop's box or session first
+            boxes.require(db, who, device)
+            sessions.get_session(db, who, device, sid)
+
+        await _guarded(request, begin)
+        jid = await asyncio.to_thread(service.start, who, device, sid, kind, ecu, params)
+    except (PortalError, StrictJsonError) as err:
+        status = status_of(err) if isinstance(err, PortalError) else 400
+        back = render('<p><a href="{u}">Back to the session</a></p>', u=_base(device, sid))
+        return page(request, "The job was not started", back, message=str(err), status=status)
+    raise web.HTTPSeeOther(f"{_base(device, sid)}/jobs/{jid}")
+
+
+def _job_json(db: Session, job: RemoteJob, after: int) -> dict[str, Any]:
+    events = sessions.events_of(db, job.id, after)
+    final = job.state not in (RemoteJobState.SENT.value, RemoteJobState.RUNNING.value)
+    bodies = [json.loads(e.body) for e in sessions.events_of(db, job.id, 0, sessions.MAX_EVENTS)
+              if e.type == "job.event"]  # fmt: skip
+    result = json.loads(job.result) if job.result else None
+    box_job = result if isinstance(result, dict) and "state" in result else None
+    return {
+        "id": job.id, "kind": job.kind, "state": job.state, "progress": job.progress,
+        "summary": job.summary, "final": final,
+        "events": [{"id": e.id, "at": e.at, "type": e.type, "body": json.loads(e.body)}
+                   for e in events],
+        "html": str(result_html(job.kind, box_job, bodies)),
+    }  # fmt: skip
+
+
+def _clock(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+@routes.get(f"/boxes/{DEVICE}/sessions/{ID}/jobs/{JOB}")
+@requires(Need.WORKSHOP)
+async def job_page(request: web.Request) -> web.Response:
+    device, who = request.match_info["device"], actor(request)
+    sid, jid = _ids(request, "sid", "jid")
+
+    def read(db: Session) -> Markup:
+        sessions.get_session(db, who, device, sid)
+        job = sessions.get_job(db, who, device, jid)
+        if job.session_id != sid:
+            raise NotPermitted("not a job of this session")
+        view = _job_json(db, job, 0)
+        log_rows = ((_clock(e["at"]), e["type"], json.dumps(e["body"])[:300])
+                    for e in view["events"])  # fmt: skip
+        return render(
+            '<p><a href="{base}">Back to the session</a></p>'
+            '<div id="job" data-url="{base}/jobs/{id}.json" data-final="{final}">'
+            '<p>{label} on {ecu}: <strong id="job-state">{state}</strong> '
+            '<progress id="job-progress" max="100" value="{progress}"></progress> '
+            '<span id="job-summary">{summary}</span></p>{stop}<div id="job-result">{result}</div>'
+            "</div><h2>Log</h2>{log}"
+            '<script src="/static/session.js"></script>',
+            base=_base(device, sid), id=job.id, final="1" if view["final"] else "0",
+            label=JOB_KINDS[job.kind].label, ecu=job.ecu or "the vehicle", state=job.state,
+            progress=job.progress or 0, summary=job.summary, result=Markup(view["html"]),
+            log=table(("At", "Message", "Body"), log_rows),
+            stop=render('<div id="job-stop">{f}</div>', f=post_form(
+                f"{_base(device, sid)}/jobs/{job.id}/cancel", csrf(request), Markup(""),
+                "Stop the job", "inline")) if not view["final"] else "",
+        )  # fmt: skip
+
+    return page(request, f"Job {jid}", await _guarded(request, read))
+
+
+@routes.post(f"/boxes/{DEVICE}/sessions/{ID}/jobs/{JOB}/cancel")
+@requires(Need.WORKSHOP)
+async def cancel_job(request: web.Request) -> web.Response:
+    device, who = request.match_info["device"], actor(request)
+    sid, jid = _ids(request, "sid", "jid")
+    service = request.app[SERVICE]
+
+    def owned(db: Session) -> None:  # 404 for another workshop's job, as for none
+        sessions.get_session(db, who, device, sid)
+        if sessions.get_job(db, who, device, jid).session_id != sid:
+            raise NotPermitted("not a job of this session")
+
+    await _guarded(request, owned)
+    try:
+        await asyncio.to_thread(service.cancel, who, device, sid, jid)
+    except NotPermitted as err:
+        back = render('<p><a href="{u}/jobs/{j}">Back to the job</a></p>', u=_base(device, sid),
+                      j=jid)  # fmt: skip
+        return page(request, "The job was not stopped", back, message=str(err), status=409)
+    raise web.HTTPSeeOther(f"{_base(device, sid)}/jobs/{jid}")
+
+
+@routes.get(f"/boxes/{DEVICE}/sessions/{ID}/jobs/{JOB}.json")
+@requires(Need.WORKSHOP)
+async def job_json(request: web.Request) -> web.Response:
+    device, who = request.match_info["device"], actor(request)
+    sid, jid = _ids(request, "sid", "jid")
+    after_text = request.query.get("after", "0")
+    after = int(after_text) if re.fullmatch(r"[0-9]{1,17}", after_text) else 0
+
+    def read(db: Session) -> dict[str, Any]:
+        sessions.get_session(db, who, device, sid)
+        job = sessions.get_job(db, who, device, jid)
+        if job.session_id != sid:
+            raise NotPermitted("not a job of this session")
+        return _job_json(db, job, after)
+
+    return web.json_response(await _guarded(request, read))
+
+
+@routes.get(f"/boxes/{DEVICE}/sessions/{ID}/trace.json")
+@requires(Need.WORKSHOP)
+async def trace(request: web.Request) -> web.Response:
+    device, who = request.match_info["device"], actor(request)
+    (sid,) = _ids(request, "sid")
+    log = await _guarded(request, lambda db: sessions.trace_of(db, who, device, sid))
+    return web.Response(
+        text=json.dumps(log, indent=1), content_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="session-{device}-{sid}.json"'},
+    )  # fmt: skip
