@@ -6,6 +6,7 @@ runner. One object per box; the web page (``firmware_py.web``), the portal link
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shlex
@@ -16,8 +17,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from firmware_py.config import StorageConfig
-from firmware_py.errors import PackageError, StorageError, UpdateError, VciError
+from firmware_py.config import PrivacyConfig, StorageConfig
+from firmware_py.errors import (
+    PackageError,
+    PreconditionError,
+    StorageError,
+    UpdateError,
+    VciError,
+)
 from firmware_py.gateway import job_log
 from firmware_py.gateway.battery import SOURCE_TEXT, BatteryCare, Care
 from firmware_py.gateway.events import EventBus
@@ -47,11 +54,14 @@ class Gateway:
         hardware: Any = None,
         battery_care: BatteryCare | None = None,
         shutdown_command: str = "systemctl poweroff",
+        privacy: PrivacyConfig | None = None,
     ) -> None:
         """``hardware``: the box's own (:class:`firmware_py.hw.box.BoxHardware`: LEDs, ENET
         activation line, battery ADC), None on a PC. ``battery_care`` and ``shutdown_command``:
-        shut the box down when its own measurement stays low with no job (hardware/README.md)."""
+        shut the box down when its own measurement stays low with no job (hardware/README.md).
+        ``privacy``: the retention periods (firmware_py/gateway/retention.py); None: defaults."""
         self.store = store
+        self.privacy = privacy or PrivacyConfig()
         self.min_free_bytes = min_free_bytes
         self.traces_max_bytes = traces_max_bytes
         self.max_package_bytes = max_package_bytes
@@ -255,6 +265,50 @@ class Gateway:
             deleted += 1
         return deleted
 
+    def apply_retention(self) -> dict[str, int]:
+        """Delete what the box keeps past its retention period (firmware_py/gateway/retention.py),
+        and forget finished jobs of that age held in memory (the session log). Off the loop."""
+        from firmware_py.gateway.helpdesk import link_traces
+        from firmware_py.gateway.retention import apply_retention, cutoff
+
+        now = self.now()
+        active = [job.id for job in self.runner.active()]
+        done = apply_retention(
+            self.store, self.privacy, now,
+            open_traces=link_traces(self.worker.vehicle), active_jobs=active,
+        )  # fmt: skip
+        before = cutoff(self.privacy, "job_log_days", now)
+        if before is not None:
+            for jid, job in list(self.runner.jobs.items()):
+                if (job.to_dict().get("finished") or now) < before:
+                    self.runner.jobs.pop(jid, None)
+        return done
+
+    async def erase_vin(self, vin: str, who: str) -> dict[str, Any]:
+        """A customer's erasure request (firmware_py/gateway/privacy.py), refused while a job runs
+        or while that car is connected: what they write would name it again."""
+        from firmware_py.gateway import privacy
+
+        vin = privacy.normalise_vin(vin)
+        if self.runner.active():
+            raise PreconditionError(
+                "jobs are running; the vehicle's data is erased only when none runs",
+                hint="Wait until they end (or cancel them), then erase again",
+            )
+        if self.worker.vin == vin:
+            raise PreconditionError(
+                f"the box is connected to {vin} now",
+                hint="Unplug the box from that car (its link closes), then erase again",
+            )
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(None, privacy.erase, self.store, vin, who, self.now())
+        forms = privacy.vin_forms(vin)
+        for jid, job in list(self.runner.jobs.items()):  # the session log held in memory
+            text = json.dumps(job.to_dict(), default=str).encode()
+            if job.state.value not in ("queued", "running") and any(f in text for f in forms):
+                self.runner.jobs.pop(jid, None)
+        return dict(result)
+
     def _record_can_be_kept(self, request: Any) -> None:
         """A job whose record the portal must keep (it changes the car, or it is remote) starts
         only if the record can be written: free space above ``min_free_bytes`` on the state disk
@@ -370,10 +424,15 @@ class Gateway:
             self.clock.persist()
 
     async def _housekeeping(self, interval: float = 60.0) -> None:
-        """Keep the traces within their bound."""
+        """Keep the traces within their bound; apply the retention periods at start-up and every
+        ``retention_interval``."""
+        loop, retained = asyncio.get_running_loop(), None
         while True:
-            await asyncio.get_running_loop().run_in_executor(None, self.prune_traces)
-            await asyncio.sleep(interval)
+            await loop.run_in_executor(None, self.prune_traces)
+            if retained is None or time.monotonic() - retained >= self.privacy.retention_interval:
+                await loop.run_in_executor(None, self.apply_retention)
+                retained = time.monotonic()
+            await asyncio.sleep(min(interval, self.privacy.retention_interval))
 
     async def _tick_clock(self) -> None:
         while True:
