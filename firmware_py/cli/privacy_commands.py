@@ -185,7 +185,9 @@ def add_admin_routes(admin: Any, gateway: Any) -> None:
     async def erase(request: web.Request) -> web.Response:
         try:
             data = await body(request)
-            result = await gateway.erase_vin(data["vin"], str(data.get("who") or "cli")[:200])
+            who = str(data.get("who") or "cli")[:200]
+            result = await gateway.erase_vin(data["vin"], who)
+            print(f"privacy: erased a vehicle's data ({result['vin_hash']}) for {who}", flush=True)
         except StrictJsonError as err:
             return web.json_response(err.to_dict(), status=400)
         except VciError as err:
