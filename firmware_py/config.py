@@ -169,6 +169,11 @@ class PrivacyConfig:
     flash_journal_days: float = 90.0
     """rows of the programming journal of jobs that ended (verified or refused); an interrupted
     or stopped one is kept until it is resumed"""
+    tablets_days: float = 180.0
+    """paired tablets (the name given when pairing) not seen for this long: their session ended
+    after 90 days unseen, so they must pair again anyway"""
+    pairing_failures_days: float = 30.0
+    """wrong pairing codes (time, the client's address on the box's Wi-Fi)"""
     retention_interval: float = 3600.0
     """seconds between two runs of the retention job in the running gateway"""
 

@@ -48,6 +48,8 @@ ROW_RULES: tuple[tuple[str, str, str, str, str], ...] = (
         " AND state IN ('done', 'refused')",
         "flash_journal_days",
     ),
+    ("tablets", "tablets", "last_seen", "", "tablets_days"),
+    ("pairing_failures", "pairing_code_failures", "at", "", "pairing_failures_days"),
 )
 
 

@@ -22,6 +22,7 @@ from firmware_py.gateway.outbox import Outbox
 from firmware_py.gateway.retention import DAY, apply_retention
 from firmware_py.gateway.service import Gateway
 from firmware_py.gateway.store import Store
+from firmware_py.web import pairing
 
 NOW = 1_800_000_000.0
 VIN = "WBA8E9C50GK123456"
@@ -70,6 +71,15 @@ def _fill(store: Store) -> None:
         for rid in ("booklet-entry", "job-result"):
             outbox.insert(db, "booklet.entry", {"vin": VIN}, rid)
             db.execute("UPDATE outbox SET created = ? WHERE id = ?", (ago(1000), rid))
+    store.ensure_schema("pairing", pairing.SCHEMA)
+    with store.transaction() as db:
+        for name, days in (("old", 181), ("new", 179)):
+            db.execute(
+                "INSERT INTO tablets VALUES (?,?,?,?,?,?,?)",
+                (f"tablet-{name}", "Werkstatt-Tablet", name, "c", ago(400), ago(days), "button"),
+            )
+        for client, days in (("192.168.4.20", 31), ("192.168.4.21", 29)):
+            db.execute("INSERT INTO pairing_code_failures VALUES (?,?)", (ago(days), client))
     journal = FlashJournal(store)
     for jid, state in (
         ("flash-done-old", "done"),
@@ -104,6 +114,8 @@ def _contents(store: Store) -> dict[str, list]:
         "outbox": "id",
         "flash_jobs": "job_id",
         "battery_history": "time",
+        "tablets": "id",
+        "pairing_code_failures": "client",
     }
     found = {t: sorted(r[0] for r in db.execute(f"SELECT {c} FROM {t}")) for t, c in column.items()}
     for folder in ("traces", "reports"):
@@ -129,6 +141,8 @@ def test_the_retention_job_deletes_what_is_due_and_nothing_else(tmp_path) -> Non
         "outbox": before["outbox"],
         "flash_jobs": ["flash-done-new", "flash-running-old", "flash-stopped-old"],
         "battery_history": [ago(89)],
+        "tablets": ["tablet-new"],
+        "pairing_code_failures": ["192.168.4.21"],
         "traces": ["20260101-bridge-job-7-tester.pcap", "new.pcap", "open-now.pcap"],
         "reports": ["new.json"],
     }
@@ -136,7 +150,8 @@ def test_the_retention_job_deletes_what_is_due_and_nothing_else(tmp_path) -> Non
     assert "booklet-entry" in after["outbox"] and "job-result" in after["outbox"]
     assert done == {
         "traces": 1, "reports": 1, "job_log": 1, "booklet_queued": 1, "helpdesk": 2,
-        "battery_history": 1, "coding_backups": 1, "flash_journal": 2,
+        "battery_history": 1, "coding_backups": 1, "flash_journal": 2, "tablets": 1,
+        "pairing_failures": 1,
     }  # fmt: skip
     # run again at the same time: nothing more is due
     assert sum(apply_retention(store, PrivacyConfig(), NOW, **in_use).values()) == 0
