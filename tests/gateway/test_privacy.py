@@ -10,12 +10,15 @@ import asyncio
 import base64
 import json
 import os
+import tempfile
 import time
 import zipfile
 from pathlib import Path
 
 import can
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware_py.config import TransportConfig
 from firmware_py.errors import ConfigError, PreconditionError
@@ -243,3 +246,27 @@ def test_erasure_forgets_the_finished_jobs_held_in_memory(tmp_path) -> None:
 
     assert asyncio.run(main())["remaining"] == []
     assert list(gateway.runner.jobs) == ["other"]
+
+
+VINS = st.text(alphabet="ABCDEFGHJKLMNPRSTUVWXYZ0123456789", min_size=17, max_size=17)
+
+
+@settings(max_examples=60, deadline=None)
+@given(vin=VINS, cuts=st.lists(st.integers(1, 40), max_size=6), extended=st.booleans())
+def test_a_vin_is_found_however_the_link_cut_it(vin, cuts, extended) -> None:
+    answer = b"\x00\x00\x00\x17\x01\x12\xf4\x62\xf1\x90" + vin.encode() + b"\x00" * 8
+    with tempfile.TemporaryDirectory() as tmp:
+        tcp_path, can_path = Path(tmp) / "tcp.pcap", Path(tmp) / "can.pcap"
+        tcp = DoipTrace(tcp_path, ("192.168.4.1", 50000), ("169.254.1.2", 6801))
+        at = 0
+        for cut in sorted(set(cuts)):
+            tcp.rx(answer[at:cut])
+            at = max(at, cut)
+        tcp.rx(answer[at:])
+        tcp.close()
+        can_trace = CanTrace(can_path)
+        for msg in _can_frames(vin, extended):
+            can_trace.on_message_received(msg)
+        can_trace.stop()
+        assert trace_contains(tcp_path, [vin.encode()])
+        assert trace_contains(can_path, privacy.vin_forms(vin))
