@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firmware_py.errors import ConfigError
+from firmware_py.errors import ConfigError, PreconditionError
 from firmware_py.gateway.store import Store
 from firmware_py.transport.trace_search import READ_SIZE, trace_contains
 
@@ -277,3 +277,30 @@ def erasures(store: Store) -> list[dict[str, Any]]:
     store.ensure_schema("privacy_erasures", ERASURES_SCHEMA)
     rows = store.connection().execute("SELECT * FROM privacy_erasures ORDER BY time DESC")
     return [{**dict(r), "deleted": json.loads(r["deleted"])} for r in rows]
+
+
+async def erase_in_gateway(gateway: Any, vin: str, who: str) -> dict[str, Any]:
+    """:func:`erase` in the running gateway, refused while a job runs or while that car is
+    connected (what they write would name it again); the finished jobs it holds in memory that
+    name the VIN (the tablet's list, the session log) are forgotten too."""
+    import asyncio
+
+    vin = normalise_vin(vin)
+    if gateway.runner.active():
+        raise PreconditionError(
+            "jobs are running; the vehicle's data is erased only when none runs",
+            hint="Wait until they end (or cancel them), then erase again",
+        )
+    if gateway.worker.vin == vin:
+        raise PreconditionError(
+            f"the box is connected to {vin} now",
+            hint="Unplug the box from that car (its link closes), then erase again",
+        )
+    loop = asyncio.get_running_loop()
+    result = await loop.run_in_executor(None, erase, gateway.store, vin, who, gateway.now())
+    forms = vin_forms(vin)
+    for jid, job in list(gateway.runner.jobs.items()):
+        text = json.dumps(job.to_dict(), default=str).encode()
+        if job.state.value not in ("queued", "running") and any(f in text for f in forms):
+            gateway.runner.jobs.pop(jid, None)
+    return result

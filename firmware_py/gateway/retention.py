@@ -8,7 +8,7 @@ bridge job's). Everything else is judged by its own time: a row's timestamp, a f
 
 :func:`apply_retention` takes ``now`` and the open traces as arguments and touches only the store
 and the state directory; the gateway runs it at start-up and every ``retention_interval``
-(:meth:`firmware_py.gateway.service.Gateway.apply_retention`).
+(:func:`apply_in_gateway`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import logging
 import sqlite3
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 from firmware_py.config import PrivacyConfig
 from firmware_py.gateway.helpdesk import WAITING
@@ -127,4 +128,25 @@ def apply_retention(
         # the deleted rows' old pages leave the write-ahead log too
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         log.info("retention: deleted %s", ", ".join(f"{n} {k}" for k, n in done.items() if n))
+    return done
+
+
+def apply_in_gateway(gateway: Any) -> dict[str, int]:
+    """:func:`apply_retention` for the running gateway (its trusted time, the trace its link
+    writes, its running jobs), and its finished jobs of the job journal's age forgotten from
+    memory (the tablet's list, the session log). Off the loop."""
+    from firmware_py.gateway.helpdesk import link_traces
+
+    now, policy = gateway.now(), gateway.privacy
+    runner = gateway.runner
+    done = apply_retention(
+        gateway.store, policy, now,
+        open_traces=link_traces(gateway.worker.vehicle),
+        active_jobs=[job.id for job in runner.active()],
+    )  # fmt: skip
+    before = cutoff(policy, "job_log_days", now)
+    if before is not None:
+        for jid, job in list(runner.jobs.items()):
+            if (job.finished or now) < before:
+                runner.jobs.pop(jid, None)
     return done

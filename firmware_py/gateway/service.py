@@ -6,7 +6,6 @@ runner. One object per box; the web page (``firmware_py.web``), the portal link
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import shlex
@@ -18,13 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from firmware_py.config import PrivacyConfig, StorageConfig
-from firmware_py.errors import (
-    PackageError,
-    PreconditionError,
-    StorageError,
-    UpdateError,
-    VciError,
-)
+from firmware_py.errors import PackageError, StorageError, UpdateError, VciError
 from firmware_py.gateway import job_log
 from firmware_py.gateway.battery import SOURCE_TEXT, BatteryCare, Care
 from firmware_py.gateway.events import EventBus
@@ -266,48 +259,17 @@ class Gateway:
         return deleted
 
     def apply_retention(self) -> dict[str, int]:
-        """Delete what the box keeps past its retention period (firmware_py/gateway/retention.py),
-        and forget finished jobs of that age held in memory (the session log). Off the loop."""
-        from firmware_py.gateway.helpdesk import link_traces
-        from firmware_py.gateway.retention import apply_retention, cutoff
+        """Delete what is past its retention period (firmware_py/gateway/retention.py). Off the
+        loop."""
+        from firmware_py.gateway.retention import apply_in_gateway
 
-        now = self.now()
-        active = [job.id for job in self.runner.active()]
-        done = apply_retention(
-            self.store, self.privacy, now,
-            open_traces=link_traces(self.worker.vehicle), active_jobs=active,
-        )  # fmt: skip
-        before = cutoff(self.privacy, "job_log_days", now)
-        if before is not None:
-            for jid, job in list(self.runner.jobs.items()):
-                if (job.to_dict().get("finished") or now) < before:
-                    self.runner.jobs.pop(jid, None)
-        return done
+        return apply_in_gateway(self)
 
     async def erase_vin(self, vin: str, who: str) -> dict[str, Any]:
-        """A customer's erasure request (firmware_py/gateway/privacy.py), refused while a job runs
-        or while that car is connected: what they write would name it again."""
-        from firmware_py.gateway import privacy
+        """A customer's erasure request (firmware_py/gateway/privacy.py)."""
+        from firmware_py.gateway.privacy import erase_in_gateway
 
-        vin = privacy.normalise_vin(vin)
-        if self.runner.active():
-            raise PreconditionError(
-                "jobs are running; the vehicle's data is erased only when none runs",
-                hint="Wait until they end (or cancel them), then erase again",
-            )
-        if self.worker.vin == vin:
-            raise PreconditionError(
-                f"the box is connected to {vin} now",
-                hint="Unplug the box from that car (its link closes), then erase again",
-            )
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(None, privacy.erase, self.store, vin, who, self.now())
-        forms = privacy.vin_forms(vin)
-        for jid, job in list(self.runner.jobs.items()):  # the session log held in memory
-            text = json.dumps(job.to_dict(), default=str).encode()
-            if job.state.value not in ("queued", "running") and any(f in text for f in forms):
-                self.runner.jobs.pop(jid, None)
-        return dict(result)
+        return await erase_in_gateway(self, vin, who)
 
     def _record_can_be_kept(self, request: Any) -> None:
         """A job whose record the portal must keep (it changes the car, or it is remote) starts
