@@ -249,12 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from portal import service_cli
 
-    service_cli.register(sub)  # booklet, helpdesk
+    service_cli.register(sub)  # booklet, helpdesk, privacy
     args = parser.parse_args(argv)
     try:
         if getattr(args, "account_handler", None):
             return account_cli.run(args)
-        if args.command in ("booklet", "helpdesk"):
+        if args.command in ("booklet", "helpdesk", "privacy"):
             return service_cli.run(args)
         if args.command == "keys":
             print(keys.generate(args.out, args.kid))
