@@ -187,7 +187,8 @@ def add_admin_routes(admin: Any, gateway: Any) -> None:
             data = await body(request)
             who = str(data.get("who") or "cli")[:200]
             result = await gateway.erase_vin(data["vin"], who)
-            print(f"privacy: erased a vehicle's data ({result['vin_hash']}) for {who}", flush=True)
+            # the journal gets the hash only: neither the VIN nor who asked
+            print(f"privacy: erased a vehicle's data ({result['vin_hash']})", flush=True)
         except StrictJsonError as err:
             return web.json_response(err.to_dict(), status=400)
         except VciError as err:
