@@ -141,6 +141,55 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """How long the box keeps what concerns people: a car (its VIN), a customer, a technician
+    (docs/data-protection.md). Periods in days; 0 keeps for no set time (only the size bounds
+    of [storage] and the tables' row limits apply). Enforced at the gateway's start and every
+    retention_interval seconds; nothing owed to the portal (the outbox: the service booklet
+    entries, results, ticket use), no running job's trace and no resumable programming journal
+    is deleted by it."""
+
+    traces_days: float = 30.0
+    """pcap traces of the vehicle link and the ENET bridge: kept for a complaint about the last
+    jobs (a help-desk request attaches them at once); the size bound traces_max_bytes applies
+    too"""
+    job_log_days: float = 90.0
+    """the job journal (session log: which job, who, on which VIN) and the list of booklet entries
+    already sent to the portal; also the finished jobs the running gateway holds in memory"""
+    reports_days: float = 90.0
+    """vehicle test reports kept as JSON under reports/ (the portal keeps its copy)"""
+    helpdesk_days: float = 180.0
+    """help-desk requests (question, contact, VIN, answer) the portal has received; one still
+    waiting for the portal is kept until it is delivered"""
+    battery_log_days: float = 90.0
+    """the battery voltage history (a help-desk request's attachment)"""
+    coding_backups_days: float = 365.0
+    """previous codings kept for ``coding restore`` (a coding complaint within the workshop's
+    one-year liability for its work)"""
+    flash_journal_days: float = 90.0
+    """rows of the programming journal of jobs that ended (verified or refused); an interrupted
+    or stopped one is kept until it is resumed"""
+    tablets_days: float = 180.0
+    """paired tablets (the name given when pairing) not seen for this long: their session ended
+    after 90 days unseen, so they must pair again anyway"""
+    pairing_failures_days: float = 30.0
+    """wrong pairing codes (time, the client's address on the box's Wi-Fi)"""
+    retention_interval: float = 3600.0
+    """seconds between two runs of the retention job in the running gateway"""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value < 0:
+                raise ConfigError(
+                    f"privacy.{f.name} must not be negative (have {value})",
+                    hint="Set it to a number of days, or 0 for no time limit",
+                )
+        if self.retention_interval < 1.0:
+            raise ConfigError("privacy.retention_interval must be at least 1 second")
+
+
+@dataclass(frozen=True)
 class SecurityConfig:
     """Tickets and the portal's keys."""
 
@@ -301,6 +350,7 @@ class Config:
     transport: TransportConfig = field(default_factory=TransportConfig)
     uds: UdsConfig = field(default_factory=UdsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)

@@ -167,6 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument(
         "--records", type=Path, default=Path("portal-records.sqlite"), help="SQLite file"
     )
+    c.add_argument(
+        "--records-days",
+        type=float,
+        default=365.0,
+        help="days job results and remote session logs are kept (0: for good; ticket use and "
+        "service booklet entries are kept whatever this says; docs/data-protection.md)",
+    )
 
     w = sub.add_parser(
         "ws-bridge",
@@ -194,12 +201,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from portal import service_cli
 
-    service_cli.register(sub)  # booklet, helpdesk
+    service_cli.register(sub)  # booklet, helpdesk, privacy
     args = parser.parse_args(argv)
     try:
         if getattr(args, "account_handler", None):
             return account_cli.run(args)
-        if args.command in ("booklet", "helpdesk"):
+        if args.command in ("booklet", "helpdesk", "privacy"):
             return service_cli.run(args)
         if args.command == "keys":
             print(keys.generate(args.out, args.kid))
@@ -420,7 +427,15 @@ def _console(args: argparse.Namespace) -> int:
     host, _, port = args.listen.rpartition(":")
     session = RemoteSession(broker_host, int(broker_port), args.pki, args.user)
     try:
-        asyncio.run(serve(session, RecordStore(args.records), host, int(port)))
+        asyncio.run(
+            serve(
+                session,
+                RecordStore(args.records),
+                host,
+                int(port),
+                records_days=args.records_days,
+            )  # fmt: skip
+        )
     except KeyboardInterrupt:
         pass
     finally:

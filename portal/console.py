@@ -24,7 +24,7 @@ from aiohttp import WSMsgType, web
 
 from firmware_py import strict_json
 from firmware_py.cloud.schema import Message
-from portal.records import RecordStore
+from portal.records import RETENTION_DAYS, RecordStore
 from portal.remote import FINAL, RemoteError, RemoteSession
 
 log = logging.getLogger(__name__)
@@ -214,14 +214,22 @@ def create_app(session: RemoteSession, records: RecordStore, token: str) -> web.
 
 
 async def serve(
-    session: RemoteSession, records: RecordStore, host: str, port: int, token: str | None = None
+    session: RemoteSession,
+    records: RecordStore,
+    host: str,
+    port: int,
+    token: str | None = None,
+    records_days: float = RETENTION_DAYS,
 ) -> None:
+    """``records_days``: how long job results and session logs are kept (0: for good)."""
     token = token or secrets.token_urlsafe(24)
     runner = web.AppRunner(create_app(session, records, token), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
+    retention = asyncio.create_task(records.prune_periodically(records_days))
     print(f"vci-portal console ready http://{host}:{port}/?token={token}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
+        retention.cancel()
         await runner.cleanup()

@@ -18,6 +18,13 @@ from typing import Any
 from portal.booklet import Booklet
 from portal.helpdesk import REQUEST_PREFIX, HelpDesk
 
+RETENTION_DAYS = 365.0
+"""how long job results and remote session logs are kept (docs/data-protection.md): a year of
+the workshop's liability for its work"""
+PRUNED_KINDS = ("job.result", "session_log")
+"""the record kinds a retention period applies to; ticket use (behind invoices: 10 years) and
+booklet entries (the service booklet the workshop keeps) are kept"""
+
 
 class RecordStore:
     def __init__(self, path: Path) -> None:
@@ -54,6 +61,29 @@ class RecordStore:
             if self.on_new is not None:
                 self.on_new(box, record)
         return cur.rowcount
+
+    def prune(self, now: float, days: float = RETENTION_DAYS) -> int:
+        """Delete the records of :data:`PRUNED_KINDS` received more than ``days`` before ``now``
+        (0: none); returns how many. The deleted rows are overwritten, not left in free pages."""
+        if days <= 0:
+            return 0
+        self.db.execute("PRAGMA secure_delete = ON")
+        marks = ",".join("?" * len(PRUNED_KINDS))
+        cur = self.db.execute(
+            f"DELETE FROM records WHERE kind IN ({marks}) AND received < ?",  # noqa: S608
+            (*PRUNED_KINDS, now - days * 86400.0),
+        )
+        if cur.rowcount:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return int(cur.rowcount)
+
+    async def prune_periodically(self, days: float, interval: float = 3600.0) -> None:
+        """:meth:`prune` now and every ``interval`` seconds (a task of the console)."""
+        import asyncio
+
+        while True:
+            self.prune(time.time(), days)
+            await asyncio.sleep(interval)
 
     def acknowledgements(self, box: str, record: dict[str, Any]) -> list[str]:
         """The record ids to acknowledge to ``box`` now that ``record`` is kept: the record's

@@ -40,6 +40,7 @@ COMMAND_MODULES = (
     "firmware_py.cli.box_commands",
     "firmware_py.cli.update_commands",
     "firmware_py.cli.helpdesk_commands",
+    "firmware_py.cli.privacy_commands",
 )
 
 TRACE = 5

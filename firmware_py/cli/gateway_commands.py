@@ -155,6 +155,7 @@ async def serve(
         hardware=hardware,
         battery_care=care,
         shutdown_command=cfg.hw.shutdown_command,
+        privacy=cfg.privacy,
     )
     code = label_code(cfg.storage.state_dir)
     pairing = Pairing(store, code)
@@ -218,6 +219,9 @@ async def serve(
     admin.router.add_post("/button", button)
     add_bridge_routes(admin, gateway, pairing)
     add_job_routes(admin, gateway)
+    from firmware_py.cli.privacy_commands import add_admin_routes
+
+    add_admin_routes(admin, gateway)  # vci privacy export|erase (docs/data-protection.md)
 
     def press() -> None:  # the box's own button (gpiozero thread)
         def approve() -> None:

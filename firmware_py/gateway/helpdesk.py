@@ -57,7 +57,7 @@ def _store(ctx: JobContext) -> Store:
     return store  # type: ignore[no-any-return]
 
 
-def _link_traces(vehicle: Any) -> list[Path]:
+def link_traces(vehicle: Any) -> list[Path]:
     """The pcap of this session's vehicle link, if it is traced."""
     pcap = getattr(getattr(getattr(vehicle, "link", None), "trace", None), "pcap", None)
     path = getattr(pcap, "path", None)
@@ -89,7 +89,7 @@ def help_desk_request(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
         "session_log": session_log() if callable(session_log) else [],
         "battery_history": battery_log.history(store),
     }
-    files = [*_link_traces(vehicle), *(Path(t) for t in ctx.params.get("traces") or [])]
+    files = [*link_traces(vehicle), *(Path(t) for t in ctx.params.get("traces") or [])]
     for path in files:
         if not path.is_file():
             raise ConfigError(f"no trace file {path}", hint="Name a pcap file on the box")

@@ -234,6 +234,11 @@ class VehicleWorker:
         request): the service watchdog pings only while it is not stalled (docs/appliance.md)"""
 
     @property
+    def vehicle(self) -> Any:
+        """The vehicle open now (None: none), e.g. for the trace its link writes."""
+        return self._vehicle
+
+    @property
     def reads_vin(self) -> bool:
         return self._read_vin is not None
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from firmware_py.config import StorageConfig
+from firmware_py.config import PrivacyConfig, StorageConfig
 from firmware_py.errors import PackageError, StorageError, UpdateError, VciError
 from firmware_py.gateway import job_log
 from firmware_py.gateway.battery import SOURCE_TEXT, BatteryCare, Care
@@ -47,11 +47,14 @@ class Gateway:
         hardware: Any = None,
         battery_care: BatteryCare | None = None,
         shutdown_command: str = "systemctl poweroff",
+        privacy: PrivacyConfig | None = None,
     ) -> None:
         """``hardware``: the box's own (:class:`firmware_py.hw.box.BoxHardware`: LEDs, ENET
         activation line, battery ADC), None on a PC. ``battery_care`` and ``shutdown_command``:
-        shut the box down when its own measurement stays low with no job (hardware/README.md)."""
+        shut the box down when its own measurement stays low with no job (hardware/README.md).
+        ``privacy``: the retention periods (firmware_py/gateway/retention.py); None: defaults."""
         self.store = store
+        self.privacy = privacy or PrivacyConfig()
         self.min_free_bytes = min_free_bytes
         self.traces_max_bytes = traces_max_bytes
         self.max_package_bytes = max_package_bytes
@@ -255,6 +258,19 @@ class Gateway:
             deleted += 1
         return deleted
 
+    def apply_retention(self) -> dict[str, int]:
+        """Delete what is past its retention period (firmware_py/gateway/retention.py). Off the
+        loop."""
+        from firmware_py.gateway.retention import apply_in_gateway
+
+        return apply_in_gateway(self)
+
+    async def erase_vin(self, vin: str, who: str) -> dict[str, Any]:
+        """A customer's erasure request (firmware_py/gateway/privacy.py)."""
+        from firmware_py.gateway.privacy import erase_in_gateway
+
+        return await erase_in_gateway(self, vin, who)
+
     def _record_can_be_kept(self, request: Any) -> None:
         """A job whose record the portal must keep (it changes the car, or it is remote) starts
         only if the record can be written: free space above ``min_free_bytes`` on the state disk
@@ -370,10 +386,15 @@ class Gateway:
             self.clock.persist()
 
     async def _housekeeping(self, interval: float = 60.0) -> None:
-        """Keep the traces within their bound."""
+        """Keep the traces within their bound; apply the retention periods at start-up and every
+        ``retention_interval``."""
+        loop, retained = asyncio.get_running_loop(), None
         while True:
-            await asyncio.get_running_loop().run_in_executor(None, self.prune_traces)
-            await asyncio.sleep(interval)
+            await loop.run_in_executor(None, self.prune_traces)
+            if retained is None or time.monotonic() - retained >= self.privacy.retention_interval:
+                await loop.run_in_executor(None, self.apply_retention)
+                retained = time.monotonic()
+            await asyncio.sleep(min(interval, self.privacy.retention_interval))
 
     async def _tick_clock(self) -> None:
         while True:
