@@ -157,6 +157,13 @@ def _enet_bridge(params: Mapping[str, Any]) -> None:
         number(dict(params), "timeout", low=1, high=7 * 86400)  # the configured maximum applies too
 
 
+def _map_update(params: Mapping[str, Any]) -> None:
+    _only(params, "manifest", "activation")
+    for key in ("manifest", "activation"):
+        if not text(dict(params), key, max_len=4096).strip():
+            raise StrictJsonError(f"{key}: the portal's signed {key} of the map package")
+
+
 CHECKS: dict[str, Callable[[Mapping[str, Any]], None]] = {
     "identify": _none,
     "read_vin": _none,
@@ -171,6 +178,7 @@ CHECKS: dict[str, Callable[[Mapping[str, Any]], None]] = {
     "help_desk_request": _help_desk,
     "programming": _programming,
     "enet_bridge": _enet_bridge,
+    "map_update": _map_update,
     "emissions_data": _none,
     "vehicle_test_report": _none,
 }
