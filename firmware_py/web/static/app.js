@@ -84,6 +84,17 @@ function jobLine(job) {
   return s;
 }
 
+// A navigation map update (docs/maps.md), started here, by the portal or on the box's CLI.
+function mapCard(job) {
+  if (!job) return "";
+  const p = job.progress || {}, r = job.result;
+  const phase = { download: "downloading the map package", install: "writing it into the head unit" }[p.phase];
+  const mib = (n) => (n / 1048576).toFixed(0);
+  return `<section class="card" data-testid="map-update"><h2>Navigation map update</h2>${jobLine(job)}
+    ${job.state === "running" && phase ? `<p class="muted" data-testid="map-phase">${esc(phase)}${p.total ? ` - ${mib(p.bytes)} of ${mib(p.total)} MiB` : ""}</p>` : ""}
+    ${r ? `<p class="ok" data-testid="map-active">${esc(r.map)} installed and active in ${esc(r.ecu)} (${mib(r.bytes)} MiB)</p>` : ""}</section>`;
+}
+
 function snapshotText(s) {
   const parts = [];
   if (s.mileage_km != null) parts.push(Number(s.mileage_km).toLocaleString() + " km");
@@ -233,7 +244,7 @@ const views = {
       <div class="row"><button class="primary" data-action="flash-start" data-confirm="Program the ECU now? Keep the ignition on and a charger connected." ${chosen && chosen.valid ? "" : "disabled"}>Start programming</button></div>
       ${job ? `<h2>${esc(job.params.package ? job.params.package.split("/").pop() : "resume")}</h2>${jobLine(job)}` : ""}
       ${unfinished.map((j) => `<p class="error">${esc(j.where)}</p><button class="primary" data-action="flash-resume" data-job="programming" data-resume="${esc(j.job_id)}">Resume</button>`).join("")}
-      </section>`;
+      </section>${mapCard(latest("map_update"))}`;
   },
   bridge() {
     // the workshop's own tester (ISTA, E-Sys, Tool32) through the box: docs/enet.md

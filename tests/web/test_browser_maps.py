@@ -1,0 +1,76 @@
+"""A navigation map update on the tablet page in a real browser (Debian's Chromium, driven by
+Playwright) against ``vci gateway`` and ``vci sim`` in their own processes: the job's phases
+(download, then writing into the head unit) with MiB done, then the map active. The package is
+GENERATED sample data served on 127.0.0.1 (tests/gateway/map_server.py). Screenshots go to
+test-artifacts/screenshots/ (as the other browser tests' do)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Box, start_gateway_process, vci
+from tests.gateway.map_server import MapServer
+from tests.gateway.test_map_update import MAP, head_unit, signed
+
+sync_api = pytest.importorskip("playwright.sync_api")
+from tests.web.test_browser import ARGS, CHROMIUM, SHOTS  # noqa: E402 - after the skip
+
+SIZE = 300 * 2**20
+
+
+def test_a_map_update_shows_its_phases_and_the_active_map(tmp_path: Path, start_sim) -> None:
+    from portal import keys, map_cli, tickets
+
+    keys.generate(tmp_path / "portal", "test-portal")
+    (tmp_path / "trust").mkdir()
+    shutil.copy(tmp_path / "portal" / "test-portal.pub", tmp_path / "trust")
+    env = {
+        **os.environ,
+        "VCI_STORAGE_STATE_DIR": str(tmp_path / "state"),
+        "VCI_DEVICE_ID": "box-browser",
+        "VCI_SECURITY_PORTAL_KEYS_DIR": str(tmp_path / "trust"),
+    }
+    kid, key = keys.load_signing_key(tmp_path / "portal")
+    ticket = tickets.issue(key, kid, tariff="info-1m", device="box-browser")
+    assert vci("ticket", "add", ticket, env=env).returncode == 0
+    sim = start_sim()
+    package = map_cli.make_sample(tmp_path / "sample.map", SIZE)
+    gateway = start_gateway_process(sim.cli_args("doip"), env)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        with MapServer(package) as server, sync_api.sync_playwright() as p:
+            box = Box(tmp_path, None, tmp_path / "portal", "box-browser")
+            manifest, activation = (f.read_text() for f in signed(box, package, server.url))
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1024, "height": 900})
+            page.goto(gateway.url + "/")
+            with page.expect_request(lambda r: r.url.endswith("/collect"), timeout=10_000):
+                page.click("#pair")
+            page.wait_for_selector("#waiting:not([hidden])")
+            assert vci("pair", "--approve", env=env).returncode == 0
+            page.wait_for_selector("#tabs", timeout=10_000)
+            page.click("#tabs button[data-view=programming]")
+            # the tablet starts the job as the portal's offer would (the same job, its params)
+            page.evaluate(
+                "([m, a]) => runJob('map_update', null, {manifest: m, activation: a})",
+                [manifest, activation],
+            )
+            phase = page.wait_for_selector("[data-testid=map-phase]", timeout=30_000)
+            assert "MiB" in phase.text_content()
+            page.wait_for_function(  # a third of the way or more, for the screenshot
+                "() => +((document.querySelector('[data-testid=map-phase]') || {}).textContent"
+                " || '').replace(/.* - (\\d+) of.*/, '$1') >= 100",
+                timeout=30_000,
+            )
+            page.screenshot(path=str(SHOTS / "map-update-running.png"), full_page=True)
+            active = page.wait_for_selector("[data-testid=map-active]", timeout=60_000)
+            assert active.text_content() == f"{MAP} installed and active in HU (300 MiB)"
+            page.screenshot(path=str(SHOTS / "map-update-done.png"), full_page=True)
+            browser.close()
+        assert head_unit(sim)["active"] == MAP
+    finally:
+        gateway.stop()
