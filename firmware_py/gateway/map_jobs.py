@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from firmware_py.errors import NegativeResponseError
+from firmware_py.errors import EcuNotRespondingError, NegativeResponseError
 from firmware_py.gateway.battery import floor_voltage
 from firmware_py.gateway.download import download
 from firmware_py.gateway.jobs import JobContext
@@ -48,10 +48,10 @@ def map_update(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     keys = getattr(ctx.entitlements, "keys", None) or ctx.services.get("portal_keys", {})
     manifest = parse_manifest(str(ctx.params["manifest"]), keys)
     ctx.step("check the activation code", map=manifest.name)
-    vin = vehicle.ecu(vehicle.catalog.ecus[0]).read_dids(0xF190)[0xF190]
-    code = parse_activation(
-        str(ctx.params["activation"]), keys, manifest=manifest, vin=str(vin or "") or None
-    )
+    from firmware_py.gateway.job_handlers import vehicle_vin
+
+    vin = vehicle_vin(vehicle)  # the car connected now, whichever ECU answers first
+    code = parse_activation(str(ctx.params["activation"]), keys, manifest=manifest, vin=vin)
     if vehicle.kind not in ENET:
         raise MapError(
             f"a map update needs the car's ENET link (DoIP or HSFZ), this link is {vehicle.kind}",
@@ -95,6 +95,7 @@ def _download(manifest: MapManifest, directory: Path, ctx: JobContext) -> Path:
     import aiohttp
 
     def progress(have: int, size: int) -> None:
+        _stop_if_cancelled(ctx, "the bytes fetched are kept; the next map update goes on from them")
         ctx.progress(
             min_interval=0.5, phase="download", bytes=have, total=size,
             percent=round(100 * have / size, 1),
@@ -109,6 +110,11 @@ def _download(manifest: MapManifest, directory: Path, ctx: JobContext) -> Path:
             )  # fmt: skip
 
     return asyncio.run(fetch())
+
+
+def _stop_if_cancelled(ctx: JobContext, kept: str) -> None:
+    if ctx.cancelled:
+        raise MapError(f"the map update was cancelled; {kept}", hint="Start it again to finish")
 
 
 def _map_state(session: EcuSession) -> tuple[int, bytes, str]:
@@ -162,6 +168,8 @@ def _install(
                 block = f.read(min(size, m.size - done))
                 if not block:
                     raise MapError(f"the map package {path.name} is shorter than its manifest")
+                _stop_if_cancelled(ctx, f"{session.name} keeps the bytes written; the next map "
+                                   "update goes on from them")  # fmt: skip
                 session.transfer_data(counter, block)
                 counter = (counter + 1) & 0xFF
                 done += len(block)
@@ -177,7 +185,10 @@ def _install(
             f"{session.name}: the map region's SHA-256 is not the package's; the map is not active",
             hint="Start the map update again: the map is written anew",
         )
-    session.ecu_reset(0x01)
+    try:
+        session.ecu_reset(0x01)
+    except EcuNotRespondingError:  # an ECU may reset before it answers
+        pass
     return {
         "installed_from": start,
         "install_seconds": round(seconds, 2),
