@@ -114,7 +114,7 @@ def _activation_payload(option: bytes) -> dict[str, Any]:
     try:
         prefix, body, _signature = option.decode("ascii").split(".")
         payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    except (UnicodeDecodeError, ValueError, binascii.Error) as err:
+    except (UnicodeDecodeError, ValueError, binascii.Error, RecursionError) as err:
         raise Nack(Nrc.REQUEST_OUT_OF_RANGE) from err
     if prefix != "va1" or not isinstance(payload, dict):
         raise Nack(Nrc.REQUEST_OUT_OF_RANGE)

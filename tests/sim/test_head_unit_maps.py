@@ -110,3 +110,17 @@ def test_a_download_goes_on_where_the_stored_bytes_end_and_nowhere_else() -> Non
     assert ask(m, "340044" + f"{MAP_ADDRESS + 4000:08X}{len(SAMPLE) - 4000:08X}") == "7F3431"
     send(m, SAMPLE[8000:], offset=8000)
     assert check(m, SAMPLE) == "7101020200"
+
+
+def test_a_code_that_is_no_code_is_refused_not_a_crash() -> None:
+    import base64
+
+    m = head_unit()
+    programming(m)
+    send(m, SAMPLE)
+    assert check(m, SAMPLE) == "7101020200"
+    ask(m, "1101")
+    ask(m, "1003")
+    deep = base64.urlsafe_b64encode(b"[" * 100_000).decode().rstrip("=")
+    for option in (f"va1.{deep}.x", "va1.e30.x", "vt1.e30.x", "va1.!!.x", "\xff"):
+        assert ask(m, "31010D20" + option.encode("latin-1").hex()) == "7F3131", option[:20]
