@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from firmware_py.errors import TicketError, UpdateError
-from firmware_py.gateway.download import SPARE as SPARE  # noqa: F401 - tests/appliance/test_disk_layout.py
 from firmware_py.gateway.download import Fetch
 from firmware_py.gateway.download import download as fetch_file
 from firmware_py.gateway.ticket_token import MAX_TIME, sign, verify
