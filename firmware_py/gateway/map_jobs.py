@@ -14,7 +14,8 @@ In order, on the vehicle worker thread:
    RequestDownload, TransferData in the blocks the ECU offers (``phase: install``), check memory
    (SHA-256). An installation that broke off goes on where the head unit's stored bytes end,
    when their SHA-256 is that of the package's first bytes (DID 0xD0A0);
-5. the map is activated with the code (routine 0x0D20) and the active map read back.
+5. the map is activated with the code (routine 0x0D20) and the active map read back; the
+   package then leaves the data partition (kept until then, for an installation to go on).
 """
 
 from __future__ import annotations
@@ -75,10 +76,11 @@ def map_update(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
             f"not for the map {manifest.name}. The map is installed, not active",
             hint="Ask the portal for this car's activation code of this map",
         ) from err
-    held, _, active = _map_state(session)
+    _, _, active = _map_state(session)
     if active != manifest.name:
         raise MapError(f"{info.name} reports the map {active or 'none'} after the activation")
     session.change_session("default")
+    path.unlink(missing_ok=True)  # the head unit has it: the data partition keeps none (GiBs)
     return {
         "map": manifest.name,
         "ecu": info.name,

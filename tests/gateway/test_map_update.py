@@ -89,6 +89,7 @@ def test_a_download_cut_at_30_percent_goes_on_without_a_byte_twice_and_is_instal
     hu = head_unit(sim)
     assert hu["active"] == MAP and hu["held"] == BIG and hu["checked"]
     assert hu["sha256"] == hashlib.sha256(package.read_bytes()).hexdigest()
+    assert list((info_box.root / "state" / "maps").iterdir()) == []  # the package is not kept
 
 
 def test_an_activation_code_for_another_vin_is_refused_before_anything_is_fetched(
