@@ -5,8 +5,9 @@
 - ``map publish FILE``: the package's size and SHA-256 signed with the ticket key in a manifest
   (region, version, URL, target ECU and its map region's address); printed.
 - ``map activation --manifest M --vin VIN``: the activation code of that package for one car.
-- ``map offer BOX --manifest M --activation A``: sent to the box over its portal link as a
-  ``map_update`` job (the box checks both, fetches, installs and activates; its answer printed).
+- ``map offer BOX --manifest M --activation A``: sent to the box over its portal link (a
+  ``map.offer`` message); the box checks both and keeps the offer until a technician installs it
+  on the tablet. With ``--install`` it runs the ``map_update`` job at once (the car connected).
 """
 
 from __future__ import annotations
@@ -42,11 +43,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     a = m.add_parser("activation", help="sign a package's activation code for one car")
     a.add_argument("--manifest", required=True, type=Path, help="file with the signed manifest")
     a.add_argument("--vin", required=True)
-    o = m.add_parser("offer", help="send a map update to a box (a map_update job) and wait")
+    o = m.add_parser(
+        "offer", help="offer a map update to a box (kept for the tablet; --install: run it now)"
+    )
     o.add_argument("box", help="the box's device id")
     o.add_argument("--manifest", required=True, type=Path)
     o.add_argument("--activation", required=True, type=Path)
-    o.add_argument("--ticket", help="the ticket the job runs under (else the box's own)")
+    o.add_argument(
+        "--install", action="store_true", help="run the map_update job now and print its result"
+    )
+    o.add_argument("--ticket", help="with --install: the ticket the job runs under")
     o.add_argument("--broker", required=True, metavar="HOST:PORT")
     o.add_argument("--pki", required=True, type=Path)
     o.add_argument("--user", required=True)
@@ -111,18 +117,29 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _offer(args: argparse.Namespace) -> int:
+    from firmware_py.cloud.schema import Message
     from portal.remote import RemoteError, RemoteSession
 
-    params = {
+    body = {
         "manifest": args.manifest.read_text().strip(),
         "activation": args.activation.read_text().strip(),
     }
     host, _, port = args.broker.rpartition(":")
     session = RemoteSession(host, int(port), args.pki, args.user)
     try:
+        answer = session.exchange(args.box, Message("map.offer", body), 10.0)
+        if answer.type != "map.offered":
+            print(f"error: the box refused the map offer: {answer.body.get('message')}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        print(f"{args.box} keeps the map offer {answer.body.get('offer')} "
+              f"({answer.body.get('map')} for {answer.body.get('vin')})")  # fmt: skip
+        if not args.install:
+            return 0
         final = session.run(
-            args.box, "map_update", params=params, ticket=args.ticket, timeout=3600.0
-        )
+            args.box, "map_update", params={"offer": str(answer.body.get("offer"))},
+            ticket=args.ticket, timeout=3600.0,
+        )  # fmt: skip
     except RemoteError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

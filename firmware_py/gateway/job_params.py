@@ -158,6 +158,15 @@ def _enet_bridge(params: Mapping[str, Any]) -> None:
 
 
 def _map_update(params: Mapping[str, Any]) -> None:
+    """A map offer the box keeps (``offer``: its id), or the portal's manifest and activation
+    code themselves."""
+    if "offer" in params:
+        _only(params, "offer")
+        if not re.fullmatch(
+            r"[0-9a-f]{16}-[A-HJ-NPR-Z0-9]{17}", text(dict(params), "offer", max_len=40)
+        ):
+            raise StrictJsonError("offer: the id of a map offer this box keeps")
+        return
     _only(params, "manifest", "activation")
     for key in ("manifest", "activation"):
         if not text(dict(params), key, max_len=4096).strip():

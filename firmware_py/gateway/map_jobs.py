@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_py.errors import EcuNotRespondingError, NegativeResponseError
+from firmware_py.gateway import map_offers
 from firmware_py.gateway.battery import floor_voltage
 from firmware_py.gateway.download import download
 from firmware_py.gateway.jobs import JobContext
@@ -47,19 +48,25 @@ ENET = ("doip", "hsfz")
 
 def map_update(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     keys = getattr(ctx.entitlements, "keys", None) or ctx.services.get("portal_keys", {})
-    manifest = parse_manifest(str(ctx.params["manifest"]), keys)
+    state_dir = Path(ctx.services["store"].state_dir)
+    offer = ctx.params.get("offer")
+    if offer:  # an offer the box keeps (map_offers.py)
+        manifest_token, activation_token = map_offers.load(state_dir, str(offer))
+    else:
+        manifest_token, activation_token = ctx.params["manifest"], ctx.params["activation"]
+    manifest = parse_manifest(str(manifest_token), keys)
     ctx.step("check the activation code", map=manifest.name)
     from firmware_py.gateway.job_handlers import vehicle_vin
 
     vin = vehicle_vin(vehicle)  # the car connected now, whichever ECU answers first
-    code = parse_activation(str(ctx.params["activation"]), keys, manifest=manifest, vin=vin)
+    code = parse_activation(str(activation_token), keys, manifest=manifest, vin=vin)
     if vehicle.kind not in ENET:
         raise MapError(
             f"a map update needs the car's ENET link (DoIP or HSFZ), this link is {vehicle.kind}",
             hint="Connect the box's ENET cable and start again",
         )
     info = vehicle.catalog.find(manifest.ecu)
-    directory = Path(ctx.services["store"].state_dir) / "maps"
+    directory = state_dir / "maps"
     ctx.step("download", map=manifest.name, bytes=manifest.size)
     started = time.monotonic()
     path = _download(manifest, directory, ctx)
@@ -81,6 +88,8 @@ def map_update(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
         raise MapError(f"{info.name} reports the map {active or 'none'} after the activation")
     session.change_session("default")
     path.unlink(missing_ok=True)  # the head unit has it: the data partition keeps none (GiBs)
+    if offer:
+        map_offers.forget(state_dir, str(offer))
     return {
         "map": manifest.name,
         "ecu": info.name,

@@ -164,31 +164,18 @@ def parse_manifest(token: str, keys: Mapping[str, Ed25519PublicKey]) -> MapManif
     return _manifest_from(_verified(MANIFEST_PREFIX, token, keys, "manifest"))
 
 
-def parse_activation(
-    token: str,
-    keys: Mapping[str, Ed25519PublicKey],
-    *,
-    manifest: MapManifest,
-    vin: str | None,
+def read_activation(
+    token: str, keys: Mapping[str, Ed25519PublicKey], *, manifest: MapManifest
 ) -> ActivationCode:
-    """A verified activation code for this car (``vin``) and this package; :class:`MapError`
-    says why not (another car's code is the one a workshop meets: it says both VINs)."""
+    """A verified activation code of this package (signature, fields, the package it names);
+    which car it is for is checked against the car by :func:`parse_activation`."""
     p = _verified(ACTIVATION_PREFIX, token, keys, "activation code")
     if set(p) != ACTIVATION_FIELDS or not all(
         isinstance(p[k], str) for k in ("vin", "region", "version", "sha256")
     ):
         raise MapError("the map activation code is malformed (its fields)")
-    if vin is None:
-        raise MapError(
-            "the car's VIN could not be read, so the map activation code cannot be checked",
-            hint="Check the connection to the car (vci identify), then start again",
-        )
-    if p["vin"] != vin:
-        raise MapError(
-            f"the map activation code is for vehicle {p['vin']}, the car connected is {vin}; "
-            "nothing was fetched or installed",
-            hint="Ask the portal for this car's activation code (it is bound to the VIN)",
-        )
+    if not _VIN.match(p["vin"]):
+        raise MapError("the map activation code is malformed (its VIN)")
     if (p["region"], p["version"], p["sha256"]) != (
         manifest.region,
         manifest.version,
@@ -200,3 +187,27 @@ def parse_activation(
             hint="Ask the portal for the activation code of this package",
         )
     return ActivationCode(p["vin"], p["region"], p["version"], p["sha256"], token.strip())
+
+
+def parse_activation(
+    token: str,
+    keys: Mapping[str, Ed25519PublicKey],
+    *,
+    manifest: MapManifest,
+    vin: str | None,
+) -> ActivationCode:
+    """A verified activation code for this car (``vin``) and this package; :class:`MapError`
+    says why not (another car's code is the one a workshop meets: it says both VINs)."""
+    code = read_activation(token, keys, manifest=manifest)
+    if vin is None:
+        raise MapError(
+            "the car's VIN could not be read, so the map activation code cannot be checked",
+            hint="Check the connection to the car (vci identify), then start again",
+        )
+    if code.vin != vin:
+        raise MapError(
+            f"the map activation code is for vehicle {code.vin}, the car connected is {vin}; "
+            "nothing was fetched or installed",
+            hint="Ask the portal for this car's activation code (it is bound to the VIN)",
+        )
+    return code

@@ -105,3 +105,24 @@ def test_a_cancelled_download_goes_on_from_the_bytes_kept(tablet) -> None:
     [first, second] = server.log
     assert first.range is None and second.range == f"bytes={kept}-"  # from the bytes kept
     assert head_unit(tablet["sim"])["active"] == MAP
+
+
+def test_an_offer_kept_for_this_car_is_installed_with_its_button(tablet) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from firmware_py.gateway import map_offers
+
+    page, root = tablet["page"], tablet["root"]
+    public = serialization.load_pem_public_key((root / "trust" / "test-portal.pub").read_bytes())
+    # what the gateway keeps of the portal's map.offer (tests/cloud/test_map_offer_link.py)
+    kept = map_offers.keep(root / "state", {"test-portal": public}, *tablet["tokens"])
+    page.click("#tabs button[data-view=vehicle]")
+    page.click("#tabs button[data-view=programming]")  # the offers are read with the page
+    offer = page.wait_for_selector("[data-testid=map-offers]", timeout=10_000)
+    assert f"{MAP}300 MiBfor {kept['vin']}" in offer.text_content()
+    page.screenshot(path=str(SHOTS / "map-update-offered.png"), full_page=True)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click(f"button[data-offer='{kept['offer']}']")
+    page.wait_for_selector("[data-testid=map-active]", timeout=60_000)
+    assert page.query_selector("[data-testid=map-offers]") is None  # done with: no longer offered
+    assert head_unit(tablet["sim"])["active"] == MAP
