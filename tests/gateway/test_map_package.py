@@ -87,3 +87,26 @@ def test_another_cars_or_another_packages_code_is_refused_with_what_to_do() -> N
                          vin=None)  # fmt: skip
     with pytest.raises(MapError, match="is not a VIN"):
         sign_activation(KEY, "test", vin="WBA0000000000000I", manifest=m)
+
+
+def test_offers_are_kept_listed_and_named_by_their_id_only(tmp_path) -> None:
+    from firmware_py.gateway import map_offers
+    from firmware_py.gateway.job_params import check_params
+    from firmware_py.strict_json import StrictJsonError
+
+    m = parse_manifest(manifest(), KEYS)
+    code = sign_activation(KEY, "test", vin=VIN, manifest=m)
+    kept = map_offers.keep(tmp_path, KEYS, manifest(), code)
+    assert kept == {"offer": "ab" * 8 + "-" + VIN, "map": m.name, "bytes": m.size, "vin": VIN}
+    assert map_offers.offers(tmp_path, KEYS) == [kept]
+    assert map_offers.offers(tmp_path, {}) == []  # a key removed since takes its offers away
+    assert map_offers.load(tmp_path, kept["offer"])[1] == code
+    for bad in ("../../etc/passwd", "ab" * 8 + "-" + "I" * 17, ""):
+        with pytest.raises(MapError):
+            map_offers.load(tmp_path, bad)
+        with pytest.raises(StrictJsonError):
+            check_params("map_update", {"offer": bad})
+    with pytest.raises(StrictJsonError, match="unknown parameter"):
+        check_params("map_update", {"offer": kept["offer"], "manifest": manifest()})
+    map_offers.forget(tmp_path, kept["offer"])
+    assert map_offers.offers(tmp_path, KEYS) == []
