@@ -290,7 +290,11 @@ function sparkline(values) {
   const pts = values.map((v, i) => `${(i / (n - 1) * w).toFixed(1)},${(h - 4 - (v - lo) / span * (h - 8)).toFixed(1)}`).join(" ");
   return `<svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none" class="spark" aria-hidden="true"><polyline fill="none" stroke="#0a6ebd" stroke-width="2" points="${pts}"/></svg>`;
 }
-async function loadPackages() { try { const r = await api("GET", "/api/packages"); S.packages = r.packages; S.journal = r.journal; S.packagesLoaded = true; render(); } catch (e) { /* shown elsewhere */ } }
+// The packages and the map offers in one render: a re-render replaces the file input (a test
+// or a technician choosing a file at that moment would lose the choice).
+async function loadPackages() { try {
+  const [r, maps] = await Promise.all([api("GET", "/api/packages"), api("GET", "/api/maps").catch(() => ({offers: S.mapOffers || []}))]);
+  S.packages = r.packages; S.journal = r.journal; S.mapOffers = maps.offers; S.packagesLoaded = true; render(); } catch (e) { /* shown elsewhere */ } }
 async function loadMaps() { try { S.mapOffers = (await api("GET", "/api/maps")).offers; render(); } catch (e) { /* shown elsewhere */ } }
 async function loadTablets() { try { S.tablets = (await api("GET", "/api/tablets")).tablets; render(); } catch (e) { /* unpaired itself: reload shows pairing */ } }
 async function loadCoding() { try { S.coding = await api("GET", "/api/coding"); render(); } catch (e) { /* shown elsewhere */ } }
@@ -358,7 +362,7 @@ document.querySelectorAll("#tabs button").forEach((b) => b.onclick = () => {
   document.querySelectorAll("#tabs button").forEach((x) => x.classList.toggle("active", x === b));
   S.view = b.dataset.view;
   if (S.view === "tickets") { S.ticketsLoaded = false; loadTickets(); }
-  if (S.view === "programming") { loadPackages(); loadMaps(); }
+  if (S.view === "programming") loadPackages();  // and the map offers
   if (S.view === "coding") loadCoding();
   if (S.view === "log") loadTablets();
   if (S.view === "vehicle") loadTickets();
