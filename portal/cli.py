@@ -10,7 +10,7 @@ from pathlib import Path
 
 from firmware_py.errors import VciError
 from firmware_py.gateway.tariffs import TARIFFS
-from portal import account_cli, box_cli, keys, limits_cli, tickets
+from portal import account_cli, box_cli, keys, limits_cli, map_cli, tickets
 
 
 def _time(text: str) -> int:
@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     uo.add_argument("--user", help="portal user (its certificate's common name)")
 
     limits_cli.register(sub)  # emission-limits publish
+    map_cli.register(sub)  # map sample, publish, activation, offer
 
     r = sub.add_parser(
         "revoke",
@@ -236,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _update_offer(args)
         elif args.command == "emission-limits":
             return limits_cli.run(args)
+        elif args.command == "map":
+            return map_cli.run(args)
         elif args.command == "revoke":
             return _revoke(args)
         elif args.command == "remote":

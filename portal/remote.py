@@ -27,7 +27,9 @@ from firmware_py.cloud import box_state, topics
 from firmware_py.cloud.mqtt_link import disable_nagle
 from firmware_py.cloud.schema import Message, ProtocolError, decode
 
-FINAL = ("job.result", "job.denied", "uds.response", "emission_limits.stored", "error")
+FINAL = (
+    "job.result", "job.denied", "uds.response", "emission_limits.stored", "map.offered", "error",
+)  # fmt: skip
 REQUEST_EXPIRY = 30
 """seconds a request waits at the broker for a box that is offline"""
 SESSION_EXPIRY = 600

@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "firmware_py.cli.diag_commands",
     "firmware_py.cli.flash_commands",
     "firmware_py.cli.service_commands",
+    "firmware_py.cli.map_commands",
     "firmware_py.cli.report_commands",
     "firmware_py.cli.ticket_commands",
     "firmware_py.cli.gateway_commands",

@@ -209,6 +209,13 @@ class PortalLink:
                 # signed by the portal for this box (limits_update.py); the answer says what is kept
                 kept = self.gateway.emission_limits_published(str(msg.body.get("limits", "")))
                 self.reply(response or own, msg.answer("emission_limits.stored", kept))
+            elif msg.type == "map.offer":
+                # signed by the portal (map_package.py); kept until the technician installs it
+                kept = self.gateway.map_offered(
+                    str(msg.body.get("manifest", ""))[:4096],
+                    str(msg.body.get("activation", ""))[:4096],
+                )
+                self.reply(response or own, msg.answer("map.offered", kept))
             elif msg.type == "outbox.ack":
                 ids = msg.body.get("ids")
                 if isinstance(ids, list):

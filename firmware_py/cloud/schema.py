@@ -28,6 +28,8 @@ TYPES = {
     "update.offer": "a software update for this box, signed with the portal's ticket key (body: offer)",
     "emission_limits.publish": "exhaust limit values, signed with the portal's ticket key for this "
     "box (body: limits)",
+    "map.offer": "a navigation map update the box keeps for a car until it is installed: the "
+    "portal's signed manifest and activation code (body: manifest, activation)",
     "helpdesk.answer": "the help desk's answer to a request of this box (body: request, answer, who)",
     "ticket.deliver": "a bought ticket for the box to add (body: delivery, ticket)",
     "ticket.revoke": "the portal's signed revocation list to apply (body: delivery, revocations)",
@@ -40,6 +42,7 @@ TYPES = {
     "ticket.ack": "a delivered ticket or revocation list stored (ok) or refused with the reason",
     "outbox.record": "a record the portal must keep (job result, service booklet entry, session "
     "log, help-desk request and its attachments' chunks)",
+    "map.offered": "the map offer the box keeps (body: offer, map, bytes, vin)",
     "emission_limits.stored": "the limit values the box now keeps (body: source, version, type_codes)",
     "error": "a request that could not be taken, with the reason",
 }

@@ -149,6 +149,12 @@ def _enet_bridge(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     return enet_bridge(vehicle, ctx)
 
 
+def _map_update(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
+    from firmware_py.gateway.map_jobs import map_update
+
+    return map_update(vehicle, ctx)
+
+
 def _emissions(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     from firmware_py.gateway.report_jobs import emissions
 
@@ -209,6 +215,7 @@ HANDLERS: dict[str, Handler] = {
     "read_did": read_did,
     "raw_uds": raw_uds,
     "enet_bridge": _enet_bridge,
+    "map_update": _map_update,
     "emissions_data": _emissions,
     "vehicle_test_report": _vehicle_test_report,
 }

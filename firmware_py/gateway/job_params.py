@@ -37,6 +37,27 @@ def _programming_rule(params: Mapping[str, Any]) -> None:
         raise StrictJsonError("name the flash package(s)")
 
 
+MAP_OFFER_ID = re.compile(r"[0-9a-f]{16}-[A-HJ-NPR-Z0-9]{17}")
+
+
+def _map_update_rule(params: Mapping[str, Any]) -> None:
+    """A map offer the box keeps (``offer``: its id), or the portal's manifest and activation
+    code themselves; not both."""
+    if "offer" in params:
+        others = sorted(set(params) - {"offer"})
+        if others:
+            shown = ", ".join(repr(k[:40]) for k in others[:5])
+            raise StrictJsonError(f"unknown parameter {shown}; with an offer this job takes offer")
+        if not MAP_OFFER_ID.fullmatch(params["offer"]):
+            raise StrictJsonError("offer: the id of a map offer this box keeps")
+        return
+    for key in ("manifest", "activation"):
+        if key not in params:
+            raise StrictJsonError(f"{key} is missing: the portal's signed {key} of the map package")
+        if not str(params[key]).strip():
+            raise StrictJsonError(f"{key}: the portal's signed {key} of the map package")
+
+
 # fmt: off
 JOB_KINDS: dict[str, JobKindSpec] = {spec.kind: spec for spec in (
     JobKindSpec("identify", "Identify the vehicle and its ECUs"),
@@ -108,6 +129,12 @@ JOB_KINDS: dict[str, JobKindSpec] = {spec.kind: spec for spec in (
         # the configured maximum applies too
         Field("timeout", FT.FLOAT, "Timeout (s)", low=1, high=7 * 86400, nullable=True),
     )),
+    JobKindSpec("map_update", "Navigation map update", (
+        Field("offer", FT.TEXT, "Offer", "a map offer this box keeps", max_len=40),
+        Field("manifest", FT.TEXT, "Manifest", "the portal's signed manifest", max_len=4096),
+        Field("activation", FT.TEXT, "Activation code", "signed for this car's VIN",
+              max_len=4096),
+    ), rule=_map_update_rule),
     JobKindSpec("emissions_data", "Emissions data"),
     JobKindSpec("vehicle_test_report", "Vehicle test report"),
 )}

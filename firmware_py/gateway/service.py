@@ -353,6 +353,18 @@ class Gateway:
         )  # fmt: skip
         return summary(table)
 
+    def map_offered(self, manifest: str, activation: str) -> dict[str, Any]:
+        """A ``map.offer`` from the portal, kept for the tablet (firmware_py/gateway/map_offers.py);
+        refusals raise."""
+        from firmware_py.gateway import map_offers
+        from firmware_py.gateway.map_package import MapError
+
+        if self.entitlements is None:
+            raise MapError("this gateway was started without the portal's keys")
+        kept = map_offers.keep(self.store.state_dir, self.entitlements.keys, manifest, activation)
+        self.bus.publish("maps.offered", kept)
+        return kept
+
     def observe_time_beacon(self, beacon: str) -> None:
         """The portal's signed time (a ``time.beacon`` message); without ticket checks, ignored."""
         if self.entitlements is not None:

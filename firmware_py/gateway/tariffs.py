@@ -45,6 +45,7 @@ class JobKind(StrEnum):
     RAW_UDS = "raw_uds"
     ENET_BRIDGE = "enet_bridge"
     REPAIR_INFORMATION = "repair_information"
+    MAP_UPDATE = "map_update"
     HELP_DESK_REQUEST = "help_desk_request"
 
 
@@ -72,6 +73,10 @@ JOB_SCOPE: dict[JobKind, Scope | None] = {
     # workshop hands over, filed and sent to the portal.
     JobKind.VEHICLE_TEST_REPORT: Scope.DIAGNOSIS,
     JobKind.REPAIR_INFORMATION: Scope.REPAIR_INFORMATION,
+    # Navigation map updates are one of the information services the seed's "Informationssuche"
+    # sells (with repair information, parts and campaigns), and Basic includes them: the same
+    # scope (docs/maps.md).
+    JobKind.MAP_UPDATE: Scope.REPAIR_INFORMATION,
     JobKind.HELP_DESK_REQUEST: Scope.HELP_DESK,
 }
 

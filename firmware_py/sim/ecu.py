@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from firmware_py.sim.faults import EcuFaults
+from firmware_py.sim.maps import DID_MAP_STATE, MapArea
 from firmware_py.sim.obd import ObdEngine
 from firmware_py.sim.programming import Programming, Region, Transfer
 from firmware_py.sim.response_behaviour import (
@@ -178,6 +179,7 @@ class EcuModel(Programming):
         self.comm_disabled = False
         self.requests = 0
         self.region = Region.new(s.flash, s.sw_version) if s.flash else None
+        self.maps = MapArea.new(s.maps) if s.maps else None
         if self.obd is not None:
             self.obd.reset()
 
@@ -355,6 +357,8 @@ class EcuModel(Programming):
         if did in (DID_HISTORY, DID_ODOMETER) and self.history is not None:
             mileage = struct.pack(">I", self.vehicle.mileage_km)
             return self.history.read() if did == DID_HISTORY else mileage
+        if did == DID_MAP_STATE and self.maps is not None:
+            return self.maps.state_record()
         if did == DID_BATTERY_INFO and self.battery_info is not None:
             b = self.battery_info
             return struct.pack(">BBI", b.capacity_ah, b.technology, b.registered_km)
@@ -452,6 +456,7 @@ class EcuModel(Programming):
             "flash": self.region is not None,
             "cbs": bool(self.cbs),
             "battery": self.battery_info is not None,
+            "maps": self.maps is not None,
         }
         # a routine this ECU lacks, or one not allowed in the active session, is out of range
         if routine is None or not have[routine.needs] or self.session not in routine.sessions:
@@ -483,6 +488,10 @@ class EcuModel(Programming):
             item, remaining_km=item.interval_km, remaining_months=item.interval_months
         )
         return b"\x00"
+
+    def _activate_map(self, option: bytes) -> bytes:
+        assert self.maps is not None  # the routine exists only with a map region
+        return self.maps.activate(option, self.vehicle.vin)
 
     def _register_battery(self, option: bytes) -> bytes:
         if len(option) != 2:
@@ -517,6 +526,7 @@ class EcuModel(Programming):
                 "battery": asdict(self.battery_info) if self.battery_info else None,
                 "service_history": None if self.history is None else len(self.history.records),
                 "obd": self.obd.state() if self.obd is not None else None,
+                "maps": self.maps.to_dict() if self.maps is not None else None,
                 "requests": self.requests,
                 "region": None
                 if r is None

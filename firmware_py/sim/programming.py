@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from firmware_py.sim.faults import EcuFaults
+from firmware_py.sim.maps import MapArea
 from firmware_py.sim.response_behaviour import Nack, Nrc
 from firmware_py.sim.vehicle import FlashRegion
 
@@ -43,10 +44,13 @@ class Region:
     def sha256(self) -> str:
         return hashlib.sha256(self.memory).hexdigest()
 
+    def write(self, offset: int, data: memoryview) -> None:
+        self.memory[offset : offset + len(data)] = data
+
 
 @dataclass
 class Transfer:
-    region: Region
+    region: Region | MapArea
     offset: int
     remaining: int
     expected_counter: int = 1
@@ -57,6 +61,8 @@ class Programming:
     """The bootloader's services and routines (mixed into the ECU model)."""
 
     region: Region | None
+    maps: MapArea | None
+    """a head unit's navigation map storage (firmware_py/sim/maps.py)"""
     transfer: Transfer | None
     battery: Any
     faults: EcuFaults
@@ -95,10 +101,12 @@ class Programming:
         if len(option) != 40:
             raise Nack(Nrc.INCORRECT_MESSAGE_LENGTH)
         address, length = struct.unpack(">II", option[:8])
-        if not region.contains(address, length):
-            raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
         if self.transfer is not None:
             raise Nack(Nrc.REQUEST_SEQUENCE_ERROR)
+        if self.maps is not None and self.maps.contains(address, max(length, 1)):
+            return b"\x00" if self.maps.check(address, length, option[8:]) else b"\x01"
+        if not region.contains(address, length):
+            raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
         start = address - region.address
         ok = hashlib.sha256(region.memory[start : start + length]).digest() == option[8:]
         if ok and start == 0 and region.memory[:4] == HEADER_MAGIC:
@@ -123,14 +131,22 @@ class Programming:
         address = int.from_bytes(req[3 : 3 + address_length], "big")
         length = int.from_bytes(req[3 + address_length :], "big")
         region = self._flash()
-        if length == 0 or not region.contains(address, length):
-            raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
-        if not region.erased:
-            raise Nack(Nrc.UPLOAD_DOWNLOAD_NOT_ACCEPTED)
-        if self.transfer is not None:
-            raise Nack(Nrc.CONDITIONS_NOT_CORRECT)
-        self.transfer = Transfer(region, address - region.address, length)
-        mbl = region.max_block_length
+        maps = self.maps
+        if length and maps is not None and maps.contains(address, length):
+            if self.transfer is not None:
+                raise Nack(Nrc.CONDITIONS_NOT_CORRECT)
+            target: Region | MapArea = maps
+            offset = maps.begin(address, length)  # no erase: a new map or the rest of one
+        else:
+            if length == 0 or not region.contains(address, length):
+                raise Nack(Nrc.REQUEST_OUT_OF_RANGE)
+            if not region.erased:
+                raise Nack(Nrc.UPLOAD_DOWNLOAD_NOT_ACCEPTED)
+            if self.transfer is not None:
+                raise Nack(Nrc.CONDITIONS_NOT_CORRECT)
+            target, offset = region, address - region.address
+        self.transfer = Transfer(target, offset, length)
+        mbl = target.max_block_length
         return (
             bytes([0x74, 0x20]) + struct.pack(">H", mbl)
             if mbl <= 0xFFFF
@@ -154,7 +170,7 @@ class Programming:
             raise Nack(Nrc.TRANSFER_DATA_SUSPENDED)
         if self.battery.volts < 11.0:
             raise Nack(Nrc.CONDITIONS_NOT_CORRECT)
-        t.region.memory[t.offset : t.offset + n] = memoryview(req)[2:]
+        t.region.write(t.offset, memoryview(req)[2:])
         t.offset += n
         t.remaining -= n
         t.blocks += 1

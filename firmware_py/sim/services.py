@@ -25,6 +25,7 @@ LEVEL_CODING, LEVEL_PROGRAMMING = 0x01, 0x11  # security levels (requestSeed sub
 RID_ERASE, RID_CHECK_MEMORY, RID_DEPENDENCIES, RID_SELF_TEST = 0xFF00, 0x0202, 0xFF01, 0x0203
 # service functions (docs/simulator.md): Condition Based Service reset, battery registration
 RID_CBS_RESET, RID_BATTERY_REGISTRATION = 0x1010, 0x1020
+RID_MAP_ACTIVATION = 0x0D20  # a head unit's navigation map (firmware_py/sim/maps.py)
 
 
 def _seed_sent(ecu: Any, request: bytes) -> bool:
@@ -129,7 +130,7 @@ def services_for(has_flash: bool) -> dict[int, Service]:
     return table
 
 
-ROUTINE_NEEDS = frozenset({"", "flash", "cbs", "battery"})
+ROUTINE_NEEDS = frozenset({"", "flash", "cbs", "battery", "maps"})
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,8 @@ class Routine:
     sessions: frozenset[int]
     """sessions it may run in (else 0x31, ISO 14229-1:2013 figure for 0x31)"""
     needs: str
-    """what the ECU must have for the routine to exist: ``flash``, ``cbs``, ``battery`` or ``""``"""
+    """what the ECU must have for the routine to exist: ``flash``, ``cbs``, ``battery``,
+    ``maps`` or ``""``"""
     handler: str
     """name of the server's method that runs it (gets the routineControlOptionRecord)"""
     security: int | None = None
@@ -165,5 +167,6 @@ ROUTINES: dict[int, Routine] = {
         ),
         Routine(RID_CBS_RESET, frozenset({EXTENDED}), "cbs", "_reset_cbs_item"),
         Routine(RID_BATTERY_REGISTRATION, frozenset({EXTENDED}), "battery", "_register_battery"),
+        Routine(RID_MAP_ACTIVATION, frozenset({EXTENDED}), "maps", "_activate_map"),
     )
 }

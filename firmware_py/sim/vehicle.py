@@ -62,6 +62,30 @@ class FlashRegion:
 
 
 @dataclass(frozen=True)
+class MapRegionSpec:
+    """A head unit's navigation map storage (firmware_py/sim/maps.py): where map data is
+    downloaded to, and the map installed when the car leaves the factory."""
+
+    address: int
+    size: int
+    max_block_length: int = 0x10002
+    """maxNumberOfBlockLength of RequestDownload's response into this region"""
+    installed: str = ""
+    """the active map, "REGION VERSION" ("" none)"""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.address >= 0 and self.size > 0 and self.address + self.size <= 2**32,
+            "maps",
+            "address and size must lie within 32-bit addresses",
+        )
+        _check(
+            3 <= self.max_block_length <= 0x100002, "maps", "max_block_length must be 3..0x100002"
+        )
+        _check(len(self.installed) <= 40 and self.installed.isascii(), "maps", "installed: ASCII")
+
+
+@dataclass(frozen=True)
 class CbsItemSpec:
     """One Condition Based Service item the instrument cluster keeps: what is left until the
     service is due (distance and/or time) and what a reset puts back."""
@@ -146,9 +170,20 @@ class EcuSpec:
     counter, 0x02 aging counter), of sizes only the manufacturer knows"""
     obd: ObdSpec | None = None
     """the engine ECU's OBD-II face (SAE J1979): firmware_py/sim/obd.py"""
+    maps: MapRegionSpec | None = None
+    """a head unit's navigation map storage (firmware_py/sim/maps.py); needs a flash region
+    (its download services)"""
 
     def __post_init__(self) -> None:
         where = f"ecu {self.name}"
+        _check(self.maps is None or self.flash is not None, where, "maps needs a flash region")
+        if self.maps is not None and self.flash is not None:
+            f, m = self.flash, self.maps
+            _check(
+                f.address + f.size <= m.address or m.address + m.size <= f.address,
+                where,
+                "the map region must not overlap the flash region",
+            )
         _check(
             self.dtc_snapshot_nrc in (0, 0x12, 0x22, 0x31)
             and self.dtc_extended_data_nrc in (0, 0x12, 0x22, 0x31),
@@ -285,6 +320,7 @@ def _ecu_from(raw: dict[str, Any]) -> EcuSpec:
             snapshot_dids=_hex_table(raw.get("snapshot_dids", {})),
             extended_records=_hex_table(raw.get("extended_records", {})),
             obd=ObdSpec.from_toml(raw["obd"]) if "obd" in raw else None,
+            maps=MapRegionSpec(**raw["maps"]) if "maps" in raw else None,
         )
     except KeyError as err:
         raise VehicleFileError(f"{where}: missing key {err}") from err

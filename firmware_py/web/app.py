@@ -524,6 +524,9 @@ def create_app(
     from firmware_py.web import helpdesk_routes
 
     helpdesk_routes.add_routes(app)  # the service booklet and help desk (docs/helpdesk.md)
+    from firmware_py.web import map_routes
+
+    map_routes.add_routes(app)  # navigation map offers (docs/maps.md)
     app.router.add_post("/api/tickets", tickets_add)
     app.router.add_get("/api/events", events)
     app.router.add_get("/api/bridge", bridge_state)

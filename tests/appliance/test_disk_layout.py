@@ -9,7 +9,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from firmware_py.gateway.update_offer import SPARE
+from firmware_py.gateway.download import SPARE
 
 REPO = Path(__file__).resolve().parents[2]
 STATE_AND_JOURNAL = 256 * 2**20

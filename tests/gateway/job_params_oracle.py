@@ -161,6 +161,22 @@ def _enet_bridge(params: Mapping[str, Any]) -> None:
         number(dict(params), "timeout", low=1, high=7 * 86400)  # the configured maximum applies too
 
 
+def _map_update(params: Mapping[str, Any]) -> None:
+    """A map offer the box keeps (``offer``: its id), or the portal's manifest and activation
+    code themselves."""
+    if "offer" in params:
+        _only(params, "offer")
+        if not re.fullmatch(
+            r"[0-9a-f]{16}-[A-HJ-NPR-Z0-9]{17}", text(dict(params), "offer", max_len=40)
+        ):
+            raise StrictJsonError("offer: the id of a map offer this box keeps")
+        return
+    _only(params, "manifest", "activation")
+    for key in ("manifest", "activation"):
+        if not text(dict(params), key, max_len=4096).strip():
+            raise StrictJsonError(f"{key}: the portal's signed {key} of the map package")
+
+
 CHECKS: dict[str, Callable[[Mapping[str, Any]], None]] = {
     "identify": _none,
     "read_vin": _none,
@@ -175,6 +191,7 @@ CHECKS: dict[str, Callable[[Mapping[str, Any]], None]] = {
     "help_desk_request": _help_desk,
     "programming": _programming,
     "enet_bridge": _enet_bridge,
+    "map_update": _map_update,
     "emissions_data": _none,
     "vehicle_test_report": _none,
 }

@@ -284,10 +284,11 @@ BASIC = FREE | {
     "emissions_data",
     "vehicle_test_report",
     "repair_information",
+    "map_update",
 }
 EXPECTED = {
-    "info-1m": FREE | {"repair_information"},
-    "info-1y": FREE | {"repair_information"},
+    "info-1m": FREE | {"repair_information", "map_update"},
+    "info-1y": FREE | {"repair_information", "map_update"},
     "basic-9h": BASIC,
     "basic-1d": BASIC,
     "basic-1w": BASIC,

@@ -43,6 +43,7 @@ function connect() {
     if (ev.kind === "hello") { S.vehicle = ev.vehicle || {}; for (const j of ev.jobs || []) S.jobs[j.id] = j; render(); return; }
     if (ev.kind.startsWith("helpdesk.") && window.onHelpdesk) { window.onHelpdesk(ev); return; }
     if (ev.kind === "tickets.changed") { loadTickets(); return; }
+    if (ev.kind === "maps.offered") { loadMaps(); return; }
     if (ev.kind === "vehicle.state") { S.vehicle = ev.vehicle || {}; header(); if (S.view === "vehicle") render(); return; }
     if (ev.kind.startsWith("job.")) {
       if (ev.job) S.jobs[ev.job.id] = ev.job;
@@ -52,6 +53,7 @@ function connect() {
         for (const [k, v] of Object.entries(ev.values)) { (S.live[k] = S.live[k] || []).push(v); if (S.live[k].length > 120) S.live[k].shift(); }
       }
       if (job && job.kind === "programming" && ev.kind !== "job.progress") loadPackages();
+      if (job && job.kind === "map_update" && ev.kind === "job.done") loadMaps();
       render();
     }
   };
@@ -82,6 +84,22 @@ function jobLine(job) {
     s += `<div class="progress" data-testid="progress"><div data-pct="${pct}"></div></div><p class="muted">${pct.toFixed ? pct.toFixed(0) : pct} %${p.rate ? " - " + (p.rate / 1024).toFixed(0) + " KiB/s" : ""}${p.time_left != null ? " - " + Math.round(p.time_left) + " s left" : ""}</p>`;
   if (job.error) s += `<p class="error">${esc(job.error.message)}${job.error.hint ? ". " + esc(job.error.hint) : ""}</p>`;
   return s;
+}
+
+// A navigation map update (docs/maps.md), started here, by the portal or on the box's CLI.
+function mapCard(job) {
+  const vin = (S.vehicle || {}).vin;
+  const offers = (S.mapOffers || []).filter((o) => !vin || o.vin === vin);
+  const running = job && (job.state === "running" || job.state === "queued");
+  const list = offers.length ? `<table data-testid="map-offers"><tbody>${offers.map((o) => `<tr><td>${esc(o.map)}</td><td>${(o.bytes / 1048576).toFixed(0)} MiB</td><td class="muted">for ${esc(o.vin)}</td>
+    <td><button class="primary" data-action="map-install" data-offer="${esc(o.offer)}" ${running ? "disabled" : ""} data-confirm="Install the map ${esc(o.map)} now? Keep the ignition on and a charger connected.">Install</button></td></tr>`).join("")}</tbody></table>` : "";
+  if (!job) return list ? `<section class="card" data-testid="map-update"><h2>Navigation map update</h2>${list}</section>` : "";
+  const p = job.progress || {}, r = job.result;
+  const phase = { download: "downloading the map package", install: "writing it into the head unit" }[p.phase];
+  const mib = (n) => (n / 1048576).toFixed(0);
+  return `<section class="card" data-testid="map-update"><h2>Navigation map update</h2>${jobLine(job)}
+    ${job.state === "running" && phase ? `<p class="muted" data-testid="map-phase">${esc(phase)}${p.total ? ` - ${mib(p.bytes)} of ${mib(p.total)} MiB` : ""}</p>` : ""}
+    ${r ? `<p class="ok" data-testid="map-active">${esc(r.map)} installed and active in ${esc(r.ecu)} (${mib(r.bytes)} MiB)</p>` : ""}${list}</section>`;
 }
 
 function snapshotText(s) {
@@ -233,7 +251,7 @@ const views = {
       <div class="row"><button class="primary" data-action="flash-start" data-confirm="Program the ECU now? Keep the ignition on and a charger connected." ${chosen && chosen.valid ? "" : "disabled"}>Start programming</button></div>
       ${job ? `<h2>${esc(job.params.package ? job.params.package.split("/").pop() : "resume")}</h2>${jobLine(job)}` : ""}
       ${unfinished.map((j) => `<p class="error">${esc(j.where)}</p><button class="primary" data-action="flash-resume" data-job="programming" data-resume="${esc(j.job_id)}">Resume</button>`).join("")}
-      </section>`;
+      </section>${mapCard(latest("map_update"))}`;
   },
   bridge() {
     // the workshop's own tester (ISTA, E-Sys, Tool32) through the box: docs/enet.md
@@ -272,7 +290,12 @@ function sparkline(values) {
   const pts = values.map((v, i) => `${(i / (n - 1) * w).toFixed(1)},${(h - 4 - (v - lo) / span * (h - 8)).toFixed(1)}`).join(" ");
   return `<svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none" class="spark" aria-hidden="true"><polyline fill="none" stroke="#0a6ebd" stroke-width="2" points="${pts}"/></svg>`;
 }
-async function loadPackages() { try { const r = await api("GET", "/api/packages"); S.packages = r.packages; S.journal = r.journal; S.packagesLoaded = true; render(); } catch (e) { /* shown elsewhere */ } }
+// The packages and the map offers in one render: a re-render replaces the file input (a test
+// or a technician choosing a file at that moment would lose the choice).
+async function loadPackages() { try {
+  const [r, maps] = await Promise.all([api("GET", "/api/packages"), api("GET", "/api/maps").catch(() => ({offers: S.mapOffers || []}))]);
+  S.packages = r.packages; S.journal = r.journal; S.mapOffers = maps.offers; S.packagesLoaded = true; render(); } catch (e) { /* shown elsewhere */ } }
+async function loadMaps() { try { S.mapOffers = (await api("GET", "/api/maps")).offers; render(); } catch (e) { /* shown elsewhere */ } }
 async function loadTablets() { try { S.tablets = (await api("GET", "/api/tablets")).tablets; render(); } catch (e) { /* unpaired itself: reload shows pairing */ } }
 async function loadCoding() { try { S.coding = await api("GET", "/api/coding"); render(); } catch (e) { /* shown elsewhere */ } }
 // Uploaded as soon as it is chosen: a re-render (live events) would lose a file input's choice.
@@ -308,6 +331,7 @@ document.addEventListener("click", (ev) => {
   if (b.dataset.confirm && !confirm(b.dataset.confirm)) return;
   const a = b.dataset.action;
   if (a === "flash-resume") runJob("programming", null, {resume: b.dataset.resume});
+  else if (a === "map-install") runJob("map_update", null, {offer: b.dataset.offer});
   else if (b.dataset.job) runJob(b.dataset.job, b.dataset.ecu);
   else if (a === "add-ticket") addTicket();
   else if (a === "unpair") api("DELETE", `/api/tablets/${b.dataset.tablet}`).then(loadTablets).catch((e) => flash(errText(e)));
@@ -338,7 +362,7 @@ document.querySelectorAll("#tabs button").forEach((b) => b.onclick = () => {
   document.querySelectorAll("#tabs button").forEach((x) => x.classList.toggle("active", x === b));
   S.view = b.dataset.view;
   if (S.view === "tickets") { S.ticketsLoaded = false; loadTickets(); }
-  if (S.view === "programming") loadPackages();
+  if (S.view === "programming") loadPackages();  // and the map offers
   if (S.view === "coding") loadCoding();
   if (S.view === "log") loadTablets();
   if (S.view === "vehicle") loadTickets();
