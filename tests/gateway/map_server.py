@@ -29,6 +29,10 @@ class MapServer:
     cut_at: int | None = None
     """the first answer breaks off after this many bytes of the body"""
     log: list[Served] = field(default_factory=list)
+    hold_at: int | None = None
+    """the first answer stalls after this many bytes of the body until :attr:`release` is set
+    (a test acts while the download is surely still under way: loopback is faster than a page)"""
+    release: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         server = self
@@ -74,6 +78,10 @@ class MapServer:
             while block := f.read(CHUNK if cut is None else min(CHUNK, cut - entry.sent)):
                 h.wfile.write(block)
                 entry.sent += len(block)
+                if self.hold_at is not None and entry.sent >= self.hold_at:
+                    self.hold_at = None
+                    h.wfile.flush()
+                    self.release.wait(timeout=60)
                 if cut is not None and entry.sent >= cut:
                     h.wfile.flush()
                     h.connection.shutdown(socket.SHUT_RDWR)  # the link breaks mid-body

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,9 +93,17 @@ def test_a_map_update_shows_its_phases_and_the_active_map(tablet) -> None:
 
 def test_a_cancelled_download_goes_on_from_the_bytes_kept(tablet) -> None:
     page, server = tablet["page"], tablet["server"]
+    server.hold_at = 40 * 2**20  # the download waits there until the cancel is in
     job = page.evaluate(START, tablet["tokens"])
-    mib_shown_at_least(page, 30)
+    deadline = time.monotonic() + 30  # the page shows progress at its own pace: the file tells
+    while (
+        sum(p.stat().st_size for p in (tablet["root"] / "state" / "maps").glob("*.map.part"))
+        < 30 * 2**20
+    ):
+        assert time.monotonic() < deadline, "the download did not reach 30 MiB"
+        time.sleep(0.05)
     page.evaluate("(id) => api('POST', `/api/jobs/${id}/cancel`)", job["id"])
+    server.release.set()
     error = page.wait_for_selector("[data-testid=map-update] .error", timeout=30_000)
     assert "the map update was cancelled; the bytes fetched are kept" in error.text_content()
     [part] = (tablet["root"] / "state" / "maps").glob("*.map.part")

@@ -9,8 +9,8 @@ from typing import Any
 
 from portal.delivery import DeliveryWorker
 from portal.remote import RemoteSession
-from tests.cloud.conftest import USER, wait_until
-from tests.cloud.test_ticket_delivery import _buy, _deliveries, portal_db, shop  # noqa: F401
+from tests.cloud.conftest import USER, portal_db, shop, wait_until  # noqa: F401
+from tests.cloud.test_ticket_delivery import _buy, _deliveries
 from tests.web.test_browser import shot, tab
 from tests.web.test_browser_service import broker, tablet  # noqa: F401
 
