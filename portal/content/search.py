@@ -1,0 +1,85 @@
+"""Full-text search over the current content's instructions, wiring diagrams, bulletins and
+parts, filtered to one vehicle's type code, ranked, with snippets; the same answer shape from
+both databases:
+
+- SQLite: the FTS5 table ``info_search`` (porter stemming), ranked by bm25 with the title
+  weighted 5:1 over the body, snippets by FTS5's ``snippet()``.
+- PostgreSQL: the English tsvector of title (weight A) and body (weight B), served by the GIN
+  index ``info_search_pg`` (same expression as Alembic revision 0006), ranked by
+  ``ts_rank_cd``, snippets by ``ts_headline`` for the rows shown only.
+
+The user's words are reduced to word characters and searched for together (AND); no query
+syntax of either engine reaches it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from portal.content.vehicle import normal_dtc
+
+MARK, END = "\x02", "\x03"
+"""the snippet's hit markers (control characters never stored in searched text)"""
+PG_TSVECTOR = (
+    "setweight(to_tsvector('english'::regconfig, title), 'A') || "
+    "setweight(to_tsvector('english'::regconfig, body), 'B')"
+)
+MAX_WORDS = 12
+_VEHICLE = (
+    "EXISTS (SELECT 1 FROM info_links l WHERE l.document_id = d.id AND l.kind = 'type' "
+    "AND l.value IN ('*', :type_code))"
+)
+
+
+@dataclass(frozen=True)
+class Hit:
+    kind: str
+    ref: str
+    title: str
+    snippet: str
+    """the body around the hits, each hit between :data:`MARK` and :data:`END`"""
+    rank: float
+    """larger is better"""
+
+
+SAE_DTC = re.compile(r"\b[PCBU][0-3][0-9A-F]{3}-[0-9A-F]{2}\b", re.IGNORECASE)
+"""a DTC in its display form (P12A1-00) is searched for as the content stores it (12A100)"""
+
+
+def words(query: str) -> list[str]:
+    return [w for w in re.findall(r"\w+", query.lower()) if len(w) < 64][:MAX_WORDS]
+
+
+def search(session: Session, query: str, type_code: str | None = None,
+           limit: int = 20) -> list[Hit]:  # fmt: skip
+    """The best ``limit`` hits for ``query`` (for the vehicle with ``type_code``, when given)."""
+    terms = words(SAE_DTC.sub(lambda m: normal_dtc(m.group(0)) or "", query))
+    if not terms:
+        return []
+    vehicle = f"AND {_VEHICLE}" if type_code else ""
+    params: dict[str, object] = {"limit": limit, "type_code": type_code or ""}
+    if session.get_bind().dialect.name == "sqlite":
+        params["match"] = " ".join(f'"{t}"' for t in terms)
+        rows = session.execute(text(
+            "SELECT d.kind, d.ref, d.title, "
+            f"snippet(info_search, 1, '{MARK}', '{END}', '...', 16), "
+            "bm25(info_search, 5.0, 1.0) AS score "
+            "FROM info_search JOIN info_documents d ON d.id = info_search.rowid "
+            f"WHERE info_search MATCH :match {vehicle} ORDER BY score LIMIT :limit"
+        ), params)  # fmt: skip
+        return [Hit(k, r, t, s, -score) for k, r, t, s, score in rows]
+    params["words"] = " ".join(terms)
+    rows = session.execute(text(
+        "SELECT kind, ref, title, ts_headline('english', body, q, "
+        f"'StartSel={MARK}, StopSel={END}, MaxWords=24, MinWords=8, FragmentDelimiter=...'), "
+        "score FROM (SELECT d.kind, d.ref, d.title, d.body, q, "
+        f"ts_rank_cd({PG_TSVECTOR}, q) AS score "
+        "FROM info_documents d, plainto_tsquery('english', :words) q "
+        f"WHERE ({PG_TSVECTOR}) @@ q {vehicle} ORDER BY score DESC LIMIT :limit) AS best "
+        "ORDER BY score DESC"
+    ), params)  # fmt: skip
+    return [Hit(k, r, t, s, float(score)) for k, r, t, s, score in rows]
