@@ -37,7 +37,24 @@ VERSION = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}$")
 SGBM_ID = re.compile(r"^[0-9A-F]{8}$")
 SERIAL = re.compile(r"^[A-Z0-9]{7}$")
 PROCESS_CLASSES = frozenset(
-    ["HWEL", "HWAP", "HWFR", "GWTB", "CAFD", "BTLD", "FLSL", "SWFL", "SWFF", "SWPF", "ONPS", "FAFP", "TLRT", "TPRG", "BLUP", "FLUP"]
+    [
+        "HWEL",
+        "HWAP",
+        "HWFR",
+        "GWTB",
+        "CAFD",
+        "BTLD",
+        "FLSL",
+        "SWFL",
+        "SWFF",
+        "SWPF",
+        "ONPS",
+        "FAFP",
+        "TLRT",
+        "TPRG",
+        "BLUP",
+        "FLUP",
+    ]
 )
 """SVK process classes (the first byte of an SVK entry: 0x01 HWEL ... 0x08 SWFL ...)"""
 

@@ -197,7 +197,7 @@ def campaigns(session: Session, vin: str, this_year: int) -> list[tuple[Document
     states = dict(session.execute(
         select(InfoCampaignVin.document_id, InfoCampaignVin.status)
         .where(InfoCampaignVin.vin == vin)
-    ).tuples().all())  # fmt: skip
+    ).all())  # fmt: skip
     query = select(InfoDocument).where(InfoDocument.kind == "bulletin")
     query = _for_vehicle(query, type_code(vin)).where(
         or_(InfoDocument.id.in_(states), InfoDocument.data.contains('"kind":"campaign"'))
