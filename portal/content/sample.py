@@ -219,7 +219,7 @@ def write(out: Path, documents: int = 0, content_version: str = "sample-2026.11"
     labour.append(("00 00 010", "Read fault memory and test drive", {"G30": 4, "F30": 4}))
 
     wiring_ids = {}
-    for ecu, dtc, code, number, _op in instructions:
+    for ecu, dtc, code, _number, _op in instructions:
         wid = f"WD-{ecu['name']}-{code}"
         connector = f"X{ecu['address'] * 100 + 1:05d}"
         pins = [("1", "supply 5 V"), ("2", "signal"), ("3", "ground")]

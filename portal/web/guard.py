@@ -168,6 +168,7 @@ def nav(request: web.Request) -> Markup:
     links = [("/operator/workshops", "Workshops"), ("/operator/boxes", "Boxes")] if who.is_operator else [
         ("/dashboard", "Credit and purchases"), ("/buy", "Buy a ticket"), ("/boxes", "Boxes"),
         ("/sessions", "Remote sessions"),
+        ("/info", "Repair information"),
     ]  # fmt: skip
     if who.role is Role.OWNER:
         links.append(("/users", "Users"))
@@ -231,7 +232,7 @@ def _load_session(factory: sessionmaker[Session], token: str) -> tuple[Actor, st
 
 def _secure_headers(response: web.StreamResponse, *, cacheable: bool = False) -> None:
     headers = response.headers
-    headers["Content-Security-Policy"] = CSP
+    headers.setdefault("Content-Security-Policy", CSP)  # a drawing's is stricter (info_pages)
     headers["X-Frame-Options"] = "DENY"
     headers["X-Content-Type-Options"] = "nosniff"
     headers["Referrer-Policy"] = "no-referrer"
