@@ -230,29 +230,68 @@ def _bulletin(session: Session, doc: store.Document, vin: str | None) -> Markup:
     )  # fmt: skip
 
 
-def _part(session: Session, doc: store.Document, vin: str | None) -> Markup:
-    d = doc.data
-    group = store.document(session, "group", d["group"])
-    newer = store.superseding(session, doc.ref)
-    software = store.software(session, doc.ref)
-    return render(
-        "<p>Part number {n}, group {g}{hotspot}.</p>{newer}{supersedes}{img}{software}",
-        n=doc.ref, g=group.title if group else d["group"],
-        hotspot=f", item {d['hotspot']} of the illustration" if d["hotspot"] else "",
-        newer=render("<p>Superseded by {a}.</p>", a=link("part", newer.ref, newer.title, vin))
-        if newer else "",
-        supersedes=render("<p>Supersedes {s}.</p>", s=", ".join(d["supersedes"]))
-        if d["supersedes"] else "",
-        img=_drawing(group.data["illustration"], group.title) if group else "",
-        software=render("<h2>Software (SVK)</h2>{t}", t=table(
-            ("ECU", "Process class", "ID", "Version"),
-            ((s.ecu, s.process_class, s.sgbm_id, s.version) for s in software)))
-        if software else "",
-    )  # fmt: skip
+def _software(software: list[Any], installed: dict[str, str]) -> Markup:
+    """The software parts the content knows for a hardware part; with the ECU's installed SVK
+    (``?sw=ID:VERSION``, as identify reads it) whether a newer version exists."""
+    newest: dict[tuple[str, str], str] = {}
+    for s in software:
+        key = (s.process_class, s.sgbm_id)
+        if key not in newest or store.version_key(s.version) > store.version_key(newest[key]):
+            newest[key] = s.version
+    rows = []
+    for (pc, sgbm), version in sorted(newest.items()):
+        have = installed.get(sgbm)
+        if have is None:
+            state = "-"
+        elif store.version_key(version) > store.version_key(have):
+            state = f"installed {have}: newer software {version} exists"
+        else:
+            state = f"installed {have}: up to date"
+        rows.append((pc, sgbm, version, state))
+    return render("<h2>Software (SVK)</h2>{t}",
+                  t=table(("Process class", "ID", "Newest version", "This ECU"), rows))  # fmt: skip
+
+
+def _installed(request: web.Request) -> dict[str, str]:
+    found = {}
+    for item in request.query.getall("sw", [])[:32]:
+        sgbm, _, version = item.upper().partition(":")
+        if len(sgbm) == 8 and version.replace(".", "").isdigit() and version.count(".") == 2:
+            found[sgbm] = ".".join(str(int(p)) for p in version.split("."))
+    return found
+
+
+def _part_page(installed: dict[str, str]) -> Any:
+    def render_part(session: Session, doc: store.Document, vin: str | None) -> Markup:
+        d = doc.data
+        group = store.document(session, "group", d["group"])
+        newer = store.superseding(session, doc.ref)
+        software = store.software(session, doc.ref)
+        return render(
+            "<p>Part number {n}, group {g}{hotspot}.</p>{newer}{supersedes}{img}{software}",
+            n=doc.ref, g=group.title if group else d["group"],
+            hotspot=f", item {d['hotspot']} of the illustration" if d["hotspot"] else "",
+            newer=render("<p>Superseded by {a}.</p>", a=link("part", newer.ref, newer.title, vin))
+            if newer else "",
+            supersedes=render("<p>Supersedes {s}.</p>", s=", ".join(d["supersedes"]))
+            if d["supersedes"] else "",
+            img=_drawing(group.data["illustration"], group.title) if group else "",
+            software=_software(software, installed) if software else "",
+        )  # fmt: skip
+
+    return render_part
+
+
+@routes.get("/info/parts/{ref}")
+@requires(Need.WORKSHOP)
+async def part_page(request: web.Request) -> web.Response:
+    """A part; for an ECU's hardware part number also its software parts, compared with the
+    installed SVK when the link gives it (``?sw=00002B12:41.7.12``)."""
+    return await _document("part", _part_page(_installed(request)))(request)
 
 
 for _kind, _render in (("instruction", _instruction), ("wiring", _wiring),
-                       ("bulletin", _bulletin), ("part", _part)):  # fmt: skip
+                       ("bulletin", _bulletin)):  # fmt: skip
     routes.get(f"/info/{KIND_PATH[_kind]}/{{ref}}")(
         requires(Need.WORKSHOP)(_document(_kind, _render))
     )
