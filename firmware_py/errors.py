@@ -312,7 +312,9 @@ class ContentError(PortalError):
     hint = "Correct the files named above and import the whole set again"
 
     def __init__(self, problems: list[str], *, hint: str | None = None) -> None:
-        shown = problems[:50] + ([f"... and {len(problems) - 50} more"] if len(problems) > 50 else [])
+        shown = problems[:50] + (
+            [f"... and {len(problems) - 50} more"] if len(problems) > 50 else []
+        )
         super().__init__(
             f"the content set has {len(problems)} problem(s):\n  " + "\n  ".join(shown), hint=hint
         )

@@ -4,9 +4,10 @@ both databases:
 
 - SQLite: the FTS5 table ``info_search`` (porter stemming), ranked by bm25 with the title
   weighted 5:1 over the body, snippets by FTS5's ``snippet()``.
-- PostgreSQL: the English tsvector of title (weight A) and body (weight B), served by the GIN
-  index ``info_search_pg`` (same expression as Alembic revision 0006), ranked by
-  ``ts_rank_cd``, snippets by ``ts_headline`` for the rows shown only.
+- PostgreSQL: the English tsvector of title (weight A) and body (weight B), a stored generated
+  column ``info_search_tsv`` (Alembic revision 0006, the expression :data:`PG_TSVECTOR`) with
+  the GIN index ``info_search_pg``, ranked by ``ts_rank_cd``, snippets by ``ts_headline`` for
+  the rows shown only.
 
 The user's words are reduced to word characters and searched for together (AND); no query
 syntax of either engine reaches it.
@@ -77,9 +78,9 @@ def search(session: Session, query: str, type_code: str | None = None,
         "SELECT kind, ref, title, ts_headline('english', body, q, "
         f"'StartSel={MARK}, StopSel={END}, MaxWords=24, MinWords=8, FragmentDelimiter=...'), "
         "score FROM (SELECT d.kind, d.ref, d.title, d.body, q, "
-        f"ts_rank_cd({PG_TSVECTOR}, q) AS score "
+        "ts_rank_cd(d.info_search_tsv, q) AS score "
         "FROM info_documents d, plainto_tsquery('english', :words) q "
-        f"WHERE ({PG_TSVECTOR}) @@ q {vehicle} ORDER BY score DESC LIMIT :limit) AS best "
+        f"WHERE d.info_search_tsv @@ q {vehicle} ORDER BY score DESC LIMIT :limit) AS best "
         "ORDER BY score DESC"
     ), params)  # fmt: skip
     return [Hit(k, r, t, s, float(score)) for k, r, t, s, score in rows]
