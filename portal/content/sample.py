@@ -146,6 +146,18 @@ def qs(values: list[str]) -> str:
     return "[" + ", ".join(q(v) for v in values) + "]"
 
 
+COMPONENTS = {
+    0x12A100: "Boost pressure sensor", 0x0A8E00: "Intake air temperature sensor",
+    0x480A00: "Wheel speed sensor rear left", 0x930B00: "Seat occupancy mat passenger",
+    0xA0C100: "Terminal 30B relay", 0xB7F320: "Antenna amplifier",
+}  # fmt: skip
+"""the part each simulated DTC points at (else the DTC text before its colon)"""
+
+
+def component(dtc: dict[str, Any]) -> str:
+    return COMPONENTS.get(dtc["code"]) or str(dtc["text"]).split(":")[0]
+
+
 def _cars() -> list[dict[str, Any]]:
     cars = []
     for name in ("g30", "f30"):
@@ -174,11 +186,11 @@ def _wiring_svg(ecu: str, connector: str, pins: list[tuple[str, str]], sensor: s
         for n, (p, signal) in enumerate(pins)
     )
     height = 80 + 30 * len(pins)
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 480 {height}">'
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 600 {height}">'
             f"<title>{ecu} to {sensor} (SAMPLE)</title>"
             f'<rect data-connector="{connector}" x="20" y="20" width="100" height="{height - 40}" '
             f'fill="#eef" stroke="#224"/><text x="30" y="40" font-size="14">{ecu} {connector}</text>'
-            f'<rect x="360" y="20" width="100" height="{height - 40}" fill="#efe" stroke="#242"/>'
+            f'<rect x="360" y="20" width="220" height="{height - 40}" fill="#efe" stroke="#242"/>'
             f'<text x="370" y="40" font-size="14">{sensor}</text>{rows}</svg>')  # fmt: skip
 
 
@@ -210,8 +222,8 @@ def write(out: Path, documents: int = 0, content_version: str = "sample-2026.11"
             code = f"{dtc['code']:06X}"
             number, old = f"{9_900_000 + ecu['address'] * 100 + i * 10}", ""
             old = f"{int(number) + 5}"  # the part this one supersedes
-            what = dtc["text"].split(":")[0]
-            parts.append((number, f"{what} (component for {code})", group, str(i + 2), [old]))
+            what = component(dtc)
+            parts.append((number, what, group, str(i + 2), [old]))
             op = f"{61 + n:02d} {i + 1:02d} 020"
             labour.append((op, f"{ecu['name']}: check and replace the {what.lower()}",
                            {"G30": 6 + 2 * i, "F30": 5 + 2 * i}))  # fmt: skip
@@ -223,7 +235,7 @@ def write(out: Path, documents: int = 0, content_version: str = "sample-2026.11"
         wid = f"WD-{ecu['name']}-{code}"
         connector = f"X{ecu['address'] * 100 + 1:05d}"
         pins = [("1", "supply 5 V"), ("2", "signal"), ("3", "ground")]
-        sensor, name = dtc["text"].split(":")[0], ecu["name"]
+        sensor, name = component(dtc), ecu["name"]
         title, about = f"{name}: {sensor} circuit", f"{name} connector to the {sensor.lower()}"
         (out / "wiring" / f"{wid}.svg").write_text(
             _wiring_svg(ecu["name"], connector, pins, sensor)
