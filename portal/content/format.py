@@ -292,7 +292,7 @@ class _Checker:
         if src := self.source("vehicles.toml"):
             for i, item in enumerate(Record(src, src.doc).tables("vehicle")):
                 r = Record(src, item, "vehicle", i)
-                v = {"type_code": r.text("type_code", pattern=TYPE_CODE),
+                v: dict[str, Any] = {"type_code": r.text("type_code", pattern=TYPE_CODE),
                      "series": r.text("series", pattern=ECU), "name": r.text("name")}  # fmt: skip
                 if v["type_code"] in type_codes:
                     r.bad("type_code", f"{v['type_code']} is listed twice")
@@ -311,7 +311,7 @@ class _Checker:
         if src := self.source("labour.toml"):
             for i, item in enumerate(Record(src, src.doc).tables("operation")):
                 r = Record(src, item, "operation", i)
-                op = {"code": r.text("code", pattern=REF, max_len=32),
+                op: dict[str, Any] = {"code": r.text("code", pattern=REF, max_len=32),
                       "description": r.text("description"), "units": {}}  # fmt: skip
                 units = r.data.get("units")
                 if not isinstance(units, dict) or not units:
@@ -339,14 +339,14 @@ class _Checker:
             top = Record(src, src.doc)
             for i, item in enumerate(top.tables("group")):
                 r = Record(src, item, "group", i)
-                g = {"id": r.text("id", pattern=REF), "title": r.text("title"),
+                g: dict[str, Any] = {"id": r.text("id", pattern=REF), "title": r.text("title"),
                      "type_codes": vehicle_scope(r)}  # fmt: skip
                 groups[g["id"]] = self.drawing(r, "illustration", "parts")
                 g["illustration"] = r.data.get("illustration", "")
                 c.groups.append(g)
             for i, item in enumerate(top.tables("part")):
                 r = Record(src, item, "part", i)
-                p = {"number": r.text("number", pattern=PART_NUMBER, max_len=11),
+                p: dict[str, Any] = {"number": r.text("number", pattern=PART_NUMBER, max_len=11),
                      "description": r.text("description"), "group": r.text("group"),
                      "hotspot": r.text("hotspot", required=False, max_len=16),
                      "type_codes": vehicle_scope(r),
@@ -384,14 +384,14 @@ class _Checker:
         wiring_ids: set[str] = set()
         for src in self.folder("wiring"):
             r = Record(src, src.doc)
-            w = {"id": r.text("id", pattern=REF), "title": r.text("title"),
+            w: dict[str, Any] = {"id": r.text("id", pattern=REF), "title": r.text("title"),
                  "ecus": r.texts("ecus", _matching(ECU), "an ECU name"),
                  "type_codes": vehicle_scope(r), "connectors": []}  # fmt: skip
             drawing = self.drawing(r, "drawing", "wiring")
             w["drawing"] = r.data.get("drawing", "")
             for i, item in enumerate(r.tables("connector")):
                 cr = Record(src, item, "connector", i)
-                con = {"name": cr.text("name", pattern=REF), "description": cr.text("description"),
+                con: dict[str, Any] = {"name": cr.text("name", pattern=REF), "description": cr.text("description"),
                        "pins": cr.texts("pins")}  # fmt: skip
                 if drawing is not None and con["name"] not in drawing.connectors:
                     cr.bad("name", f"the drawing has no data-connector={con['name']!r}")
@@ -414,7 +414,7 @@ class _Checker:
         ids: set[str] = set()
         for src in self.folder("instructions"):
             r = Record(src, src.doc)
-            ins = {"id": r.text("id", pattern=REF), "title": r.text("title"),
+            ins: dict[str, Any] = {"id": r.text("id", pattern=REF), "title": r.text("title"),
                    "summary": r.text("summary", max_len=4000),
                    "ecus": r.texts("ecus", _matching(ECU), "an ECU name"),
                    "dtcs": r.texts("dtcs", normal_dtc, "a DTC (12A100 or P12A1-00)"),
@@ -439,7 +439,7 @@ class _Checker:
             kind = r.text("kind", max_len=16)
             if kind and kind not in ("campaign", "bulletin"):
                 r.bad("kind", "must be campaign or bulletin")
-            b = {"id": r.text("id", pattern=REF), "kind": kind, "title": r.text("title"),
+            b: dict[str, Any] = {"id": r.text("id", pattern=REF), "kind": kind, "title": r.text("title"),
                  "text": r.text("text", max_len=20_000),
                  "ecus": r.texts("ecus", _matching(ECU), "an ECU name"),
                  "dtcs": r.texts("dtcs", normal_dtc, "a DTC (12A100 or P12A1-00)"),

@@ -211,7 +211,10 @@ def write(out: Path, documents: int = 0, content_version: str = "sample-2026.11"
     ))  # fmt: skip
 
     ecus = {e["name"]: e for e in g30["ecu"]}  # the F30 has the same ECUs (sim/vehicles/f30.toml)
-    labour, parts, groups, instructions = [], [], [], []
+    labour: list[tuple[str, str, dict[str, int]]] = []
+    parts: list[tuple[str, str, str, str, list[str]]] = []
+    groups: list[tuple[str, str, list[str]]] = []
+    instructions: list[tuple[dict[str, Any], dict[str, Any], str, str, str]] = []
     for n, ecu in enumerate(ecus.values()):
         group = f"{61 + n:02d} {ecu['name']}"
         hotspots = ["1"] + [str(i + 2) for i in range(len(ecu.get("dtc", [])))]

@@ -104,7 +104,10 @@ def load(factory: sessionmaker[Session], content: ContentSet, now: int | None = 
             {"ecu": s["ecu"], "part_number": s["part_number"], "process_class": s["process_class"],
              "sgbm_id": s["id"], "version": s["version"]} for s in content.software
         ])  # fmt: skip
-        docs, links, search, vins = [], [], [], []
+        docs: list[dict[str, Any]] = []
+        links: list[dict[str, Any]] = []
+        search: list[dict[str, Any]] = []
+        vins: list[dict[str, Any]] = []
         for n, (kind, ref, title, body, record, named) in enumerate(_documents(content), 1):
             body = CONTROL.sub(" ", body)
             title = CONTROL.sub(" ", title)
