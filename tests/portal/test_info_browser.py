@@ -1,13 +1,18 @@
 """Repair information in a real browser (headless Chromium from Debian, driven by Playwright)
-against ``vci-portal serve`` as a process with the sample content: a workshop with a Basic ticket
-opens the simulated G30's vehicle page (the campaign notice), enters the fault code its DME
-stores (P12A1-00), follows it to the repair instruction and on to the wiring diagram, whose
-drawing loads as an image. No Content-Security-Policy violation on the way. Screenshots go to
-test-artifacts/screenshots/."""
+against ``vci-portal serve`` as a process with the sample content, for a workshop with a Basic
+ticket: from the simulated G30's vehicle page (the campaign notice) by the fault code its DME
+stores (P12A1-00) to the repair instruction and on to the wiring diagram, whose drawing loads as
+an image; and from that fault code on the tablet's fault memory page (``vci gateway`` on ``vci
+sim``) to the same instruction. No Content-Security-Policy violation on the way. Screenshots go
+to test-artifacts/screenshots/."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +22,7 @@ from portal.content import format, sample, store
 from portal.credit import BankTransfer, Signer
 from portal.db.engine import open_database
 from portal.invoices import Seller
+from tests.conftest import SimHandle, start_gateway_process, vci
 from tests.portal.conftest import PASSWORD, sign_up
 from tests.portal.test_content import G30
 from tests.portal.web_client import served
@@ -25,9 +31,10 @@ sync_api = pytest.importorskip("playwright.sync_api")
 from tests.web.test_browser import ARGS, CHROMIUM, SHOTS  # noqa: E402  (skips without chromium)
 
 
-def test_from_a_dtc_to_its_instruction_and_wiring_diagram_in_chromium(
-    tmp_path: Path, seller: Seller
-) -> None:
+@pytest.fixture
+def info_portal(tmp_path: Path, seller: Seller) -> Iterator[str]:
+    """``vci-portal serve`` with the sample content and workshop 1 (owner1@example.com) holding
+    a Basic ticket; its base URL."""
     with served(tmp_path) as base:
         engine, factory = open_database(f"sqlite:///{tmp_path / 'state' / 'portal.sqlite3'}")
         out = tmp_path / "sample"
@@ -44,43 +51,108 @@ def test_from_a_dtc_to_its_instruction_and_wiring_diagram_in_chromium(
                           device="pi-00000000deadbeef", signer=signer, seller=seller)  # fmt: skip
         engine.dispose()
         SHOTS.mkdir(parents=True, exist_ok=True)
-        violations: list[str] = []
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            try:
-                page = browser.new_context().new_page()
-                page.on("console", lambda m: violations.append(m.text)
-                        if "Content Security Policy" in m.text else None)  # fmt: skip
-                page.goto(base + "login")
-                page.fill('input[name="login"]', "owner1@example.com")
-                page.fill('input[name="password"]', PASSWORD)
-                page.click("button:has-text('Log in')")
-                page.wait_for_url("**/dashboard", timeout=10_000)
-                page.click("a:has-text('Repair information')")
-                page.fill('input[name="vin"]', G30)
-                page.fill('input[name="q"]', "boost pressure")
-                page.click("button:has-text('Search')")
-                assert page.locator("ol.hits mark").count() > 0
-                page.click(f"a[href='/info/vehicles/{G30}']")
-                notice = page.locator('[data-testid="campaigns"]')
-                assert "Open technical campaigns for this vehicle: 2" in notice.inner_text()
-                page.screenshot(path=str(SHOTS / "portal-info-vehicle.png"), full_page=True)
+        yield base
 
-                page.fill('input[name="code"]', "P12A1-00")
-                page.click("button:has-text('Show')")
-                page.wait_for_url("**/info/dtc?**", timeout=10_000)
-                page.click("a:has-text('Boost pressure too low: diagnosis and repair')")
-                assert "Torque: 8 Nm" in page.content()
-                page.screenshot(path=str(SHOTS / "portal-info-instruction.png"), full_page=True)
-                page.click("a:has-text('DME: Boost pressure sensor circuit')")
-                drawing = page.locator("img.drawing")
-                drawing.wait_for(timeout=10_000)
-                page.wait_for_function(
-                    "() => document.querySelector('img.drawing').complete", timeout=10_000
-                )
-                assert drawing.evaluate("img => img.naturalWidth") > 0
-                assert "X01801" in page.content()
-                page.screenshot(path=str(SHOTS / "portal-info-wiring.png"), full_page=True)
-            finally:
-                browser.close()
-        assert violations == []
+
+@contextmanager
+def chromium(violations: list[str]) -> Iterator[Any]:
+    """A browser context whose pages report CSP violations into ``violations``."""
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1024, "height": 768})
+            context.on("page", lambda page: page.on("console", lambda m: violations.append(m.text)
+                       if "Content Security Policy" in m.text else None))  # fmt: skip
+            yield context
+        finally:
+            browser.close()
+
+
+def log_in(page: Any, base: str) -> None:
+    page.goto(base + "login")
+    page.fill('input[name="login"]', "owner1@example.com")
+    page.fill('input[name="password"]', PASSWORD)
+    page.click("button:has-text('Log in')")
+    page.wait_for_url("**/dashboard", timeout=10_000)
+
+
+def test_from_a_dtc_to_its_instruction_and_wiring_diagram_in_chromium(info_portal: str) -> None:
+    base = info_portal
+    violations: list[str] = []
+    with chromium(violations) as context:
+        page = context.new_page()
+        log_in(page, base)
+        page.click("a:has-text('Repair information')")
+        page.fill('input[name="vin"]', G30)
+        page.fill('input[name="q"]', "boost pressure")
+        page.click("button:has-text('Search')")
+        assert page.locator("ol.hits mark").count() > 0
+        page.click(f"a[href='/info/vehicles/{G30}']")
+        notice = page.locator('[data-testid="campaigns"]')
+        assert "Open technical campaigns for this vehicle: 2" in notice.inner_text()
+        page.screenshot(path=str(SHOTS / "portal-info-vehicle.png"), full_page=True)
+
+        page.fill('input[name="code"]', "P12A1-00")
+        page.click("button:has-text('Show')")
+        page.wait_for_url("**/info/dtc?**", timeout=10_000)
+        page.click("a:has-text('Boost pressure too low: diagnosis and repair')")
+        assert "Torque: 8 Nm" in page.content()
+        page.screenshot(path=str(SHOTS / "portal-info-instruction.png"), full_page=True)
+        page.click("a:has-text('DME: Boost pressure sensor circuit')")
+        drawing = page.locator("img.drawing")
+        drawing.wait_for(timeout=10_000)
+        page.wait_for_function(
+            "() => document.querySelector('img.drawing').complete", timeout=10_000
+        )
+        assert drawing.evaluate("img => img.naturalWidth") > 0
+        assert "X01801" in page.content()
+        page.screenshot(path=str(SHOTS / "portal-info-wiring.png"), full_page=True)
+    assert violations == []
+
+
+def test_from_a_dtc_on_the_tablet_to_its_repair_instruction(
+    info_portal: str, sim_process: SimHandle, tmp_path: Path
+) -> None:
+    """The tablet's fault memory links each fault code to the portal's repair information for
+    it and this VIN ([web] repair_info_url); the technician, logged in to the portal in the same
+    browser, lands on the instruction."""
+    base = info_portal
+    env = {**os.environ, "VCI_STORAGE_STATE_DIR": str(tmp_path / "box"),
+           "VCI_DEVICE_ID": "box-info", "VCI_WEB_REPAIR_INFO_URL": base + "info"}  # fmt: skip
+    gateway = start_gateway_process(sim_process.cli_args("doip"), env)
+    violations: list[str] = []
+    try:
+        with chromium(violations) as context:
+            portal_page = context.new_page()
+            log_in(portal_page, base)
+            tablet = context.new_page()
+            tablet.goto(gateway.url + "/")
+            tablet.fill("#name", "Werkstatt-Tablet")
+            with tablet.expect_request(lambda r: r.url.endswith("/collect"), timeout=10_000):
+                tablet.click("#pair")
+            tablet.wait_for_selector("#waiting:not([hidden])")
+            assert vci("pair", "--approve", env=env).returncode == 0
+            tablet.wait_for_selector("#tabs", timeout=10_000)
+            tablet.click("text=Identify vehicle")
+            tablet.wait_for_selector("[data-testid=vehicle-vin]", timeout=20_000)
+            tablet.click("#tabs button[data-view=faults]")
+            tablet.click("text=Read all ECUs")
+            tablet.wait_for_selector("[data-testid=ecu-faults]", timeout=30_000)
+            row = tablet.locator("tr", has_text="Boost pressure too low")
+            link = row.locator("[data-testid=dtc-info]")
+            assert link.get_attribute("href") == (f"{base}info/dtc?code=P12A1-00&vin={G30}")
+            tablet.screenshot(
+                path=str(SHOTS / "tablet-fault-memory-info-links.png"), full_page=True
+            )
+            with context.expect_page(timeout=10_000) as opened:
+                link.click()
+            info = opened.value
+            info.wait_for_load_state()
+            info.click("a:has-text('Boost pressure too low: diagnosis and repair')")
+            assert "Torque: 8 Nm" in info.content()
+            info.click("a:has-text('DME: Boost pressure sensor circuit')")
+            info.locator("img.drawing").wait_for(timeout=10_000)
+            info.screenshot(path=str(SHOTS / "tablet-to-portal-wiring.png"), full_page=True)
+    finally:
+        gateway.stop()
+    assert violations == []

@@ -158,6 +158,8 @@ const views = {
       <table><thead><tr><th>ECU</th><th>What</th><th>Software</th><th>Part number</th></tr></thead><tbody>${rows}</tbody></table></section>`;
   },
   faults() {
+    // a fault code links to the portal's repair information for it (docs/web.md, [web] repair_info_url)
+    const infoLink = (d) => S.infoUrl && d.code ? `<br><a data-testid="dtc-info" target="_blank" rel="noopener noreferrer" href="${esc(S.infoUrl + "/dtc?code=" + encodeURIComponent(d.code) + (S.vehicle.vin ? "&vin=" + encodeURIComponent(S.vehicle.vin) : ""))}">Repair information</a>` : "";
     const job = latest("read_fault_memory"); const r = job && job.result;
     let html = `<section class="card"><h2>Fault memory</h2><p id="message"></p><div class="row">
       <button class="primary" data-job="read_fault_memory">Read all ECUs</button>
@@ -168,7 +170,7 @@ const views = {
       html += `<section class="card" data-testid="ecu-faults"><div class="row"><h2>${esc(ecu.name)}</h2><span class="muted">${dtcs.length} fault(s)</span>
         ${ecu.error ? `<span class="error">${esc(ecu.error.message)}</span>` : ""}
         <button class="danger push" data-job="clear_fault_memory" data-ecu="${esc(ecu.name)}" data-confirm="Clear the fault memory of ${esc(ecu.name)}?">Clear</button></div>
-        <table><tbody>${dtcs.map((d) => `<tr><td><b>${esc(d.code || d.id)}</b></td><td>${esc(d.text || "")}</td>
+        <table><tbody>${dtcs.map((d) => `<tr><td><b>${esc(d.code || d.id)}</b>${infoLink(d)}</td><td>${esc(d.text || "")}</td>
           <td>${(d.status_names || []).map((n) => `<span class="badge">${esc(n)}</span>`).join("")}</td>
           <td class="muted">${(d.snapshots || []).map(snapshotText).join("<br>") || esc(d.snapshots_note || "")}</td></tr>`).join("")}</tbody></table></section>`;
     }
@@ -369,4 +371,4 @@ document.querySelectorAll("#tabs button").forEach((b) => b.onclick = () => {
   if (S.view === "bridge") api("GET", "/api/bridge").then((r) => { S.myAddress = r.your_address; if (r.job) { S.jobs[r.job.id] = r.job; S.lastJob.enet_bridge = r.job.id; } render(); }).catch(() => {});
   render();
 });
-(async () => { S.csrf = (await api("GET", "/api/session")).csrf; connect(); render(); loadTickets(); })();
+(async () => { const s = await api("GET", "/api/session"); S.csrf = s.csrf; S.infoUrl = s.repair_info_url || ""; connect(); render(); loadTickets(); })();
