@@ -2,9 +2,10 @@
 parts, filtered to one vehicle's type code, ranked, with snippets; the same answer shape from
 both databases:
 
-- SQLite: the FTS5 table ``info_search`` (porter stemming), ranked by bm25 with the title
-  weighted 5:1 over the body, snippets by FTS5's ``snippet()``.
-- PostgreSQL: the English tsvector of title (weight A) and body (weight B), a stored generated
+- SQLite: the FTS5 table ``info_search`` (porter stemming) over title, body and the type codes,
+  ranked by bm25 with the title weighted 5:1 over the body, snippets by FTS5's ``snippet()``.
+- PostgreSQL: the English tsvector of title (weight A) and body (weight B) and the type codes
+  (weight D), a stored generated
   column ``info_search_tsv`` (Alembic revision 0006, the expression :data:`PG_TSVECTOR`) with
   the GIN index ``info_search_pg``, ranked by ``ts_rank_cd``, snippets by ``ts_headline`` for
   the rows shown only.
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from portal.content.store import ALL_VEHICLES
 from portal.content.vehicle import normal_dtc
 
 MARK, END = "\x02", "\x03"
@@ -30,10 +32,7 @@ PG_TSVECTOR = (
     "setweight(to_tsvector('english'::regconfig, body), 'B')"
 )
 MAX_WORDS = 12
-_VEHICLE = (
-    "EXISTS (SELECT 1 FROM info_links l WHERE l.document_id = d.id AND l.kind = 'type' "
-    "AND l.value IN ('*', :type_code))"
-)
+TYPE_CODE = re.compile(r"^[A-Z0-9]{4}$")
 
 
 @dataclass(frozen=True)
@@ -61,26 +60,36 @@ def search(session: Session, query: str, type_code: str | None = None,
     terms = words(SAE_DTC.sub(lambda m: normal_dtc(m.group(0)) or "", query))
     if not terms:
         return []
-    vehicle = f"AND {_VEHICLE}" if type_code else ""
-    params: dict[str, object] = {"limit": limit, "type_code": type_code or ""}
+    code = type_code.lower() if type_code and TYPE_CODE.match(type_code) else None
+    if type_code and code is None:
+        return []
+    params: dict[str, object] = {"limit": limit}
     if session.get_bind().dialect.name == "sqlite":
-        params["match"] = " ".join(f'"{t}"' for t in terms)
+        # the vehicle is a column filter of the same MATCH: FTS5 ranks (ORDER BY rank, its fast
+        # path: bm25 title 5 : body 1, set by the migration) only what applies to the vehicle
+        match = "{title body} : (" + " ".join(f'"{t}"' for t in terms) + ")"
+        if code:
+            match += f' AND vehicles : ("{code}" OR "{ALL_VEHICLES}")'
+        params["match"] = match
         rows = session.execute(text(
-            "SELECT d.kind, d.ref, d.title, "
-            f"snippet(info_search, 1, '{MARK}', '{END}', '...', 16), "
-            "bm25(info_search, 5.0, 1.0) AS score "
-            "FROM info_search JOIN info_documents d ON d.id = info_search.rowid "
-            f"WHERE info_search MATCH :match {vehicle} ORDER BY score LIMIT :limit"
+            "SELECT d.kind, d.ref, d.title, best.snip, best.score FROM (SELECT rowid AS id, "
+            f"snippet(info_search, 1, '{MARK}', '{END}', '...', 16) AS snip, rank AS score "
+            "FROM info_search WHERE info_search MATCH :match ORDER BY rank LIMIT :limit) AS best "
+            "JOIN info_documents d ON d.id = best.id ORDER BY best.score"
         ), params)  # fmt: skip
         return [Hit(k, r, t, s, -score) for k, r, t, s, score in rows]
     params["words"] = " ".join(terms)
+    params["vehicle"] = f"{code} | {ALL_VEHICLES}" if code else ALL_VEHICLES
+    # the vehicle's type code (weight D) is matched in the same tsvector, through the GIN index;
+    # the rank counts the words only
+    vehicle = "&& to_tsquery('simple', :vehicle)" if code else ""
     rows = session.execute(text(
         "SELECT kind, ref, title, ts_headline('english', body, q, "
         f"'StartSel={MARK}, StopSel={END}, MaxWords=24, MinWords=8, FragmentDelimiter=...'), "
         "score FROM (SELECT d.kind, d.ref, d.title, d.body, q, "
         "ts_rank_cd(d.info_search_tsv, q) AS score "
         "FROM info_documents d, plainto_tsquery('english', :words) q "
-        f"WHERE d.info_search_tsv @@ q {vehicle} ORDER BY score DESC LIMIT :limit) AS best "
+        f"WHERE d.info_search_tsv @@ (q {vehicle}) ORDER BY score DESC LIMIT :limit) AS best "
         "ORDER BY score DESC"
     ), params)  # fmt: skip
     return [Hit(k, r, t, s, float(score)) for k, r, t, s, score in rows]

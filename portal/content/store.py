@@ -34,6 +34,8 @@ SEARCHED = ("instruction", "wiring", "bulletin", "part")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 """control characters are dropped from searched text: the search marks its hits with \\x02/\\x03"""
 CHUNK = 5000
+ALL_VEHICLES = "allvehicles"
+"""the vehicles column of a document for every vehicle (no type codes)"""
 
 
 @dataclass(frozen=True)
@@ -111,12 +113,14 @@ def load(factory: sessionmaker[Session], content: ContentSet, now: int | None = 
         for n, (kind, ref, title, body, record, named) in enumerate(_documents(content), 1):
             body = CONTROL.sub(" ", body)
             title = CONTROL.sub(" ", title)
+            vehicles = " ".join(c for c in named["type"] if c != "*") or ALL_VEHICLES
             docs.append({"id": n, "kind": kind, "ref": ref, "title": title, "body": body,
+                         "vehicles": vehicles,
                          "data": json.dumps(record, separators=(",", ":"))})  # fmt: skip
             links.extend({"document_id": n, "kind": k, "value": v}
                          for k, values in named.items() for v in values)  # fmt: skip
             if kind in SEARCHED:
-                search.append({"id": n, "title": title, "body": body})
+                search.append({"id": n, "title": title, "body": body, "vehicles": vehicles})
             if kind == "bulletin":
                 vins.extend({"document_id": n, **v} for v in _vehicles(content, ref))
         _many(session, InfoDocument, docs)
@@ -126,8 +130,9 @@ def load(factory: sessionmaker[Session], content: ContentSet, now: int | None = 
             for start in range(0, len(search), CHUNK):
                 session.execute(
                     text(
-                        "INSERT INTO info_search (rowid, title, body) VALUES (:id, :title, :body)"
-                    ),
+                        "INSERT INTO info_search (rowid, title, body, vehicles) "
+                        "VALUES (:id, :title, :body, :vehicles)"
+                    ),  # fmt: skip
                     search[start : start + CHUNK],
                 )
         done = InfoImport(

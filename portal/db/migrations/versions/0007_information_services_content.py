@@ -2,7 +2,8 @@
 
 The full-text index is per database: an FTS5 table on SQLite (porter stemming); on
 PostgreSQL a stored generated column ``info_search_tsv``, the English tsvector of title (weight A)
-and body (weight B), with a GIN index (portal/content/search.py queries the column).
+and body (weight B) and the type codes (weight D, the vehicle filter), with a GIN index
+(portal/content/search.py queries the column).
 
 Revision ID: 0007
 Revises: 0006
@@ -24,7 +25,8 @@ depends_on: str | Sequence[str] | None = None
 # the same text as portal.content.search.PG_TSVECTOR (a migration stays as written: not imported)
 PG_TSVECTOR = (
     "setweight(to_tsvector('english'::regconfig, title), 'A') || "
-    "setweight(to_tsvector('english'::regconfig, body), 'B')"
+    "setweight(to_tsvector('english'::regconfig, body), 'B') || "
+    "setweight(to_tsvector('simple'::regconfig, vehicles), 'D')"
 )
 
 
@@ -38,6 +40,7 @@ def upgrade() -> None:
         sa.Column("ref", sa.String(length=64), nullable=False),
         sa.Column("title", sa.String(length=300), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("vehicles", sa.String(length=400), nullable=False),
         sa.Column("data", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_info_documents")),
         sa.UniqueConstraint("kind", "ref", name="uq_info_documents_kind_ref"),
@@ -131,7 +134,12 @@ def upgrade() -> None:
     # ### end Alembic commands ###
     if op.get_bind().dialect.name == "sqlite":
         op.execute(
-            "CREATE VIRTUAL TABLE info_search USING fts5(title, body, tokenize='porter unicode61')"
+            "CREATE VIRTUAL TABLE info_search USING fts5(title, body, vehicles, "
+            "tokenize='porter unicode61')"
+        )
+        # ORDER BY rank (FTS5's fast path) ranks by bm25 with the title 5:1 over the body
+        op.execute(
+            "INSERT INTO info_search (info_search, rank) VALUES ('rank', 'bm25(5.0, 1.0, 0.0)')"
         )
     else:
         # stored: ranking reads the vector instead of parsing every matching row's text again
