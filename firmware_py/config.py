@@ -262,6 +262,7 @@ class WebConfig:
                 f"[web] repair_info_url {self.repair_info_url!r} is not a web address",
                 hint="Give the portal's pages as https://PORTAL/info, or leave it empty",
             )
+
     allowed_hosts: str = ""
     """Extra host names the page answers to (comma-separated), besides the address a client
     connected to, localhost and the box's mDNS name (``<hostname>.local``)."""

@@ -57,6 +57,10 @@ PROCESS_CLASSES = frozenset(
     ]
 )
 """SVK process classes (the first byte of an SVK entry: 0x01 HWEL ... 0x08 SWFL ...)"""
+MAX_VEHICLE_NAME = 200
+"""the longest vehicle name (InfoVehicle.name)"""
+MAX_DRAWING_FILE = 180
+"""the longest drawing file name: with its folder it is InfoDrawing.name (200)"""
 
 
 @dataclass
@@ -263,7 +267,7 @@ class _Checker:
                 yield found
 
     def drawing(self, record: Record, key: str, folder: str) -> svg.Drawing | None:
-        name = record.text(key, max_len=200)
+        name = record.text(key, max_len=MAX_DRAWING_FILE)
         if not name:
             return None
         path = (self.root / folder / name).resolve()
@@ -293,7 +297,7 @@ class _Checker:
             for i, item in enumerate(Record(src, src.doc).tables("vehicle")):
                 r = Record(src, item, "vehicle", i)
                 v: dict[str, Any] = {"type_code": r.text("type_code", pattern=TYPE_CODE),
-                     "series": r.text("series", pattern=ECU), "name": r.text("name")}  # fmt: skip
+                     "series": r.text("series", pattern=ECU), "name": r.text("name", max_len=MAX_VEHICLE_NAME)}  # fmt: skip
                 if v["type_code"] in type_codes:
                     r.bad("type_code", f"{v['type_code']} is listed twice")
                 type_codes.add(v["type_code"])

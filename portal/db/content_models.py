@@ -66,7 +66,7 @@ class InfoDocument(Base):
     ref: Mapped[str] = mapped_column(String(64))
     title: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
-    vehicles: Mapped[str] = mapped_column(String(400))
+    vehicles: Mapped[str] = mapped_column(Text)
     """the type codes it applies to, space-separated, or ``allvehicles``: a column of the
     full-text index, so that the vehicle filter is part of the search itself"""
     data: Mapped[str] = mapped_column(Text)

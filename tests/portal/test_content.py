@@ -214,3 +214,41 @@ def test_links_from_a_dtc_and_a_vins_campaigns(loaded: sessionmaker[Session]) ->
         assert [d.ref for d, _ in store.campaigns(session, other, 2026)] == ["CAMPAIGN-0032-SAMPLE"]
         newer = [s.version for s in store.software(session, "8487512") if s.process_class == "SWFL"]
         assert "41.8.0" in newer
+
+
+def test_the_longest_values_the_validation_allows_fit_the_database(
+    factory: sessionmaker[Session], sample_dir: Path, tmp_path: Path
+) -> None:
+    """Every length the validation lets through is stored (PostgreSQL enforces column lengths):
+    an import must never pass the checks and then fail in the database."""
+    copy = tmp_path / "long"
+    shutil.copytree(sample_dir, copy)
+
+    def edit(file: str, old: str, new: str) -> None:
+        path = copy / file
+        assert old in path.read_text(), (file, old)
+        path.write_text(path.read_text().replace(old, new))
+
+    long_id = "R" * 64
+    edit("manifest.toml", 'content_version = "sample-2026.11"', f'content_version = "{"9" * 40}"')
+    edit(
+        "vehicles.toml",
+        'name = "5 Series Sedan (G30) 530i"',
+        f'name = "{"n" * format.MAX_VEHICLE_NAME}"',
+    )
+    edit("instructions/RI-DME-12A100.toml", 'id = "RI-DME-12A100"', f'id = "{long_id}"')
+    edit("instructions/RI-DME-12A100.toml", 'title = "Boost pressure too low: diagnosis and repair"',
+         f'title = "{"t" * 300}"')  # fmt: skip
+    edit("labour.toml", 'code = "00 00 010"', f'code = "{"0" * 32}"')
+    edit("instructions/RI-DME-12A100.toml", '"00 00 010"', f'"{"0" * 32}"')
+    for path in (copy / "instructions").glob("*.toml"):
+        path.write_text(path.read_text().replace('"00 00 010"', f'"{"0" * 32}"'))
+    edit("bulletins/CAMPAIGN-0032-SAMPLE.toml", '"00 00 010"', f'"{"0" * 32}"')
+    long_svg = "W" * (format.MAX_DRAWING_FILE - 4) + ".svg"
+    (copy / "wiring" / "WD-DME-12A100.svg").rename(copy / "wiring" / long_svg)
+    edit("wiring/WD-DME-12A100.toml", 'drawing = "WD-DME-12A100.svg"', f'drawing = "{long_svg}"')
+    edit("parts.toml", 'description = "Boost pressure sensor"', f'description = "{"d" * 300}"')
+    store.load(factory, format.read(copy))
+    with factory() as session:
+        assert store.document(session, "instruction", long_id) is not None
+        assert store.drawing(session, f"wiring/{long_svg}") is not None

@@ -40,7 +40,7 @@ def upgrade() -> None:
         sa.Column("ref", sa.String(length=64), nullable=False),
         sa.Column("title", sa.String(length=300), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
-        sa.Column("vehicles", sa.String(length=400), nullable=False),
+        sa.Column("vehicles", sa.Text(), nullable=False),
         sa.Column("data", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_info_documents")),
         sa.UniqueConstraint("kind", "ref", name="uq_info_documents_kind_ref"),
