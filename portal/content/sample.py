@@ -18,10 +18,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from firmware_py.uds.dids import PROCESS_CLASSES
 from portal.content.vehicle import display_dtc, type_code
 
 VEHICLES = Path(__file__).resolve().parents[2] / "firmware_py" / "sim" / "vehicles"
-PROCESS_CLASS = {0x01: "HWEL", 0x02: "HWAP", 0x05: "CAFD", 0x06: "BTLD", 0x08: "SWFL"}
 WORDS = [
     "sensor",
     "connector",
@@ -324,7 +324,7 @@ def write(out: Path, documents: int = 0, content_version: str = "sample-2026.11"
     svk = []
     for ecu in ecus.values():
         for pc, sgbm, version in ecu.get("svk", []):
-            svk.append((ecu["name"], ecu["part_number"], PROCESS_CLASS.get(pc, "SWFL"),
+            svk.append((ecu["name"], ecu["part_number"], PROCESS_CLASSES.get(pc, "SWFL"),
                         f"{sgbm:08X}", ".".join(map(str, version))))  # fmt: skip
     dme = ecus["DME"]  # one newer software than the simulated DME's: "a newer software exists"
     svk.append(("DME", dme["part_number"], "SWFL", "00002B12", "41.8.0"))

@@ -113,9 +113,10 @@ def test_from_a_dtc_to_its_instruction_and_wiring_diagram_in_chromium(info_porta
 def test_from_a_dtc_on_the_tablet_to_its_repair_instruction(
     info_portal: str, sim_process: SimHandle, tmp_path: Path
 ) -> None:
-    """The tablet's fault memory links each fault code to the portal's repair information for
-    it and this VIN ([web] repair_info_url); the technician, logged in to the portal in the same
-    browser, lands on the instruction."""
+    """The tablet links each ECU's part number (with its installed SVK) to its catalogue entry and
+    each fault code to the portal's repair information for it and this VIN ([web]
+    repair_info_url); the technician, logged in to the portal in the same browser, sees whether
+    newer software exists and lands on the instruction."""
     base = info_portal
     env = {**os.environ, "VCI_STORAGE_STATE_DIR": str(tmp_path / "box"),
            "VCI_DEVICE_ID": "box-info", "VCI_WEB_REPAIR_INFO_URL": base + "info"}  # fmt: skip
@@ -135,6 +136,20 @@ def test_from_a_dtc_on_the_tablet_to_its_repair_instruction(
             tablet.wait_for_selector("#tabs", timeout=10_000)
             tablet.click("text=Identify vehicle")
             tablet.wait_for_selector("[data-testid=vehicle-vin]", timeout=20_000)
+            # the DME's part number: its catalogue entry, with what is installed
+            part = tablet.locator("tr", has_text="engine electronics").locator(
+                "[data-testid=part-info]"
+            )
+            assert part.get_attribute("href") == (
+                f"{base}info/parts/8487512?sw=00002B10%3A003.002.001&sw=00002B11%3A004.000.002"
+                "&sw=00002B12%3A041.007.012&sw=00002B13%3A012.000.004"
+            )
+            with context.expect_page(timeout=10_000) as opened:
+                part.click()
+            catalogue = opened.value
+            catalogue.wait_for_load_state()
+            assert "installed 41.7.12: newer software 41.8.0 exists" in catalogue.content()
+            catalogue.screenshot(path=str(SHOTS / "tablet-to-portal-ecu-part.png"), full_page=True)
             tablet.click("#tabs button[data-view=faults]")
             tablet.click("text=Read all ECUs")
             tablet.wait_for_selector("[data-testid=ecu-faults]", timeout=30_000)

@@ -145,11 +145,14 @@ const views = {
   },
   vehicle() {
     const job = latest("identify"); const r = job && job.result;
+    // an ECU's part number links to its catalogue entry on the portal, with the installed SVK:
+    // the portal says whether newer software exists ([web] repair_info_url)
+    const partLink = (e) => S.infoUrl && e.part_number ? `<br><a data-testid="part-info" target="_blank" rel="noopener noreferrer" href="${esc(S.infoUrl + "/parts/" + encodeURIComponent(e.part_number) + "?" + (e.svk || []).map((s) => "sw=" + encodeURIComponent(s.sgbm_id + ":" + s.version)).join("&"))}">Catalogue</a>` : "";
     let rows = "";
     for (const e of (r && r.ecus) || []) {
       rows += `<tr><td><b>${esc(e.name)}</b><br><span class="muted">0x${Number(e.address).toString(16).toUpperCase().padStart(2, "0")}</span></td>
         <td>${esc(e.description || "")}</td><td>${e.present === false ? '<span class="badge">absent</span>' : esc(e.sw_version || "")}</td>
-        <td>${esc(e.part_number || "")}</td></tr>`;
+        <td>${esc(e.part_number || "")}${partLink(e)}</td></tr>`;
     }
     return `<section class="card"><h2>Vehicle</h2><p id="message"></p>
       <div class="row"><button class="primary" data-job="identify">Identify vehicle</button></div>${jobLine(job)}
