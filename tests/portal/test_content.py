@@ -8,10 +8,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -252,3 +255,44 @@ def test_the_longest_values_the_validation_allows_fit_the_database(
     with factory() as session:
         assert store.document(session, "instruction", long_id) is not None
         assert store.drawing(session, f"wiring/{long_svg}") is not None
+
+
+TAGS = ["svg", "g", "rect", "text", "use", "script", "style", "image", "a", "foreignObject",
+        "set", "animate", "iframe", "title", "path"]  # fmt: skip
+ATTRS = ["onload", "onclick", "OnMouseOver", "style", "href", "xlink:href", "fill", "id",
+         "data-pin", "xml:base", "transform", "src", "begin", "values"]  # fmt: skip
+VALUES = ["#a", "url(#a)", "url(http://e/x)", "javascript:alert(1)", "&#106;avascript:x",
+          "data:text/html,x", "//e/x", "red", "x url( #a ) url(https://e)"]  # fmt: skip
+
+
+@given(st.recursive(
+    st.tuples(st.sampled_from(TAGS), st.lists(st.tuples(st.sampled_from(ATTRS),
+              st.sampled_from(VALUES)), max_size=4), st.just([])),
+    lambda children: st.tuples(st.sampled_from(TAGS), st.lists(st.tuples(
+        st.sampled_from(ATTRS), st.sampled_from(VALUES)), max_size=4), st.lists(children, max_size=4)),
+    max_leaves=12,
+))  # fmt: skip
+@settings(max_examples=300, deadline=None)
+def test_no_drawing_keeps_a_script_a_handler_or_an_outside_reference(tree: tuple) -> None:  # type: ignore[type-arg]
+    def xml(node: tuple) -> str:  # type: ignore[type-arg]
+        tag, attrs, children = node
+        text = "".join(f' {k}="{v}"' for k, v in dict(attrs).items())
+        return f"<{tag}{text}>{''.join(xml(c) for c in children)}</{tag}>"
+
+    root = ("svg", tree[1], [tree]) if tree[0] != "svg" else tree
+    source = xml(root).replace(
+        "<svg",
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"',
+        1,
+    )
+    clean = svg.sanitise(source.encode())
+    parsed = ET.fromstring(clean.svg)
+    for element in parsed.iter():
+        assert element.tag.rpartition("}")[2] in svg.ELEMENTS
+        for key, value in element.attrib.items():
+            name = key.rpartition("}")[2].lower()
+            assert not name.startswith("on") and name not in ("style", "src", "base"), key
+            assert "javascript" not in value.lower() and "data:" not in value
+            assert "//" not in value and "url(" not in value.replace("url(#a)", "")
+            if name == "href":
+                assert value.startswith("#")
