@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from firmware_py.keys import load_private_key
+from firmware_py.uds.flash.package import build_package
 from portal import accounts, credit, keys
 from portal.accounts import Actor
 from portal.content import format, sample, store
@@ -23,6 +25,7 @@ from portal.credit import BankTransfer, Signer
 from portal.db.engine import open_database
 from portal.invoices import Seller
 from tests.conftest import SimHandle, start_gateway_process, vci
+from tests.flash.conftest import image
 from tests.portal.conftest import PASSWORD, sign_up
 from tests.portal.test_content import G30
 from tests.portal.web_client import served
@@ -113,13 +116,23 @@ def test_from_a_dtc_to_its_instruction_and_wiring_diagram_in_chromium(info_porta
 def test_from_a_dtc_on_the_tablet_to_its_repair_instruction(
     info_portal: str, sim_process: SimHandle, tmp_path: Path
 ) -> None:
-    """The tablet links each ECU's part number (with its installed SVK) to its catalogue entry and
+    """The tablet's vehicle page says which ECU has newer software in the box's package store,
+    links each ECU's part number (with its installed SVK) to its catalogue entry and
     each fault code to the portal's repair information for it and this VIN ([web]
     repair_info_url); the technician, logged in to the portal in the same browser, sees whether
     newer software exists and lands on the instruction."""
     base = info_portal
     env = {**os.environ, "VCI_STORAGE_STATE_DIR": str(tmp_path / "box"),
-           "VCI_DEVICE_ID": "box-info", "VCI_WEB_REPAIR_INFO_URL": base + "info"}  # fmt: skip
+           "VCI_DEVICE_ID": "box-info", "VCI_WEB_REPAIR_INFO_URL": base + "info",
+           "VCI_SECURITY_PUBLISHER_KEYS_DIR": str(tmp_path / "publisher")}  # fmt: skip
+    # a signed EGS package newer than the simulated EGS's 12.04.00 in the box's package store
+    keys.generate(tmp_path / "publisher", "test-publisher")
+    pkid, pkey = load_private_key(tmp_path / "publisher" / "test-publisher.key")
+    (tmp_path / "box" / "packages").mkdir(parents=True)
+    (tmp_path / "box" / "packages" / "egs-12.05.00.vcipkg").write_bytes(build_package(
+        ecu_name="EGS", ecu_address=0x18, version="12.05.00",
+        segments=[(0x80000, image("12.05.00", 4096))], key=pkey, kid=pkid,
+    ))  # fmt: skip
     gateway = start_gateway_process(sim_process.cli_args("doip"), env)
     violations: list[str] = []
     try:
@@ -136,6 +149,11 @@ def test_from_a_dtc_on_the_tablet_to_its_repair_instruction(
             tablet.wait_for_selector("#tabs", timeout=10_000)
             tablet.click("text=Identify vehicle")
             tablet.wait_for_selector("[data-testid=vehicle-vin]", timeout=20_000)
+            egs = tablet.locator("tr", has_text="transmission")
+            assert egs.locator("[data-testid=newer-package]").inner_text() == (
+                "newer in the package store: 12.05.00"
+            )
+            assert tablet.locator("[data-testid=newer-package]").count() == 1
             # the DME's part number: its catalogue entry, with what is installed
             part = tablet.locator("tr", has_text="engine electronics").locator(
                 "[data-testid=part-info]"
