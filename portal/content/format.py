@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import re
 import tempfile
-import tomllib
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -25,6 +24,7 @@ from typing import Any
 
 from firmware_py.errors import ContentError
 from portal.content import svg
+from portal.content.records import Record, Source, matching
 from portal.content.vehicle import normal_dtc, normal_vin
 
 FORMAT_VERSION = 1
@@ -80,114 +80,6 @@ class ContentSet:
     parts: list[dict[str, Any]] = field(default_factory=list)
     software: list[dict[str, Any]] = field(default_factory=list)
     drawings: dict[str, svg.Drawing] = field(default_factory=dict)
-
-
-class Source:
-    """One TOML file: its name in the set, its table, and where a key's line is (for messages)."""
-
-    def __init__(self, root: Path, path: Path, problems: list[str]) -> None:
-        self.name = path.relative_to(root).as_posix()
-        self.problems = problems
-        self.text = ""
-        self.doc: dict[str, Any] | None = None
-        try:
-            self.text = path.read_text(encoding="utf-8")
-            self.doc = tomllib.loads(self.text)
-        except UnicodeDecodeError:
-            problems.append(f"{self.name}:1: not UTF-8 text")
-        except tomllib.TOMLDecodeError as err:  # its message ends "(at line L, column C)"
-            found = re.search(r"at line (\d+)", str(err))
-            problems.append(f"{self.name}:{found.group(1) if found else 1}: not TOML: {err}")
-
-    def line(self, key: str, table: str | None = None, index: int = 0) -> int:
-        """The line of ``key`` (in the ``index``-th ``[[table]]`` when given), else the table's
-        header, else 1."""
-        lines = self.text.splitlines()
-        start, end = 0, len(lines)
-        if table is not None:
-            headers = [n for n, text in enumerate(lines) if text.strip() == f"[[{table}]]"]
-            if index < len(headers):
-                start = headers[index]
-                end = next((n for n in range(start + 1, len(lines))
-                            if lines[n].lstrip().startswith("[")), len(lines))  # fmt: skip
-        pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
-        found = next((n for n in range(start, end) if pattern.match(lines[n])), start)
-        return found + 1
-
-    def problem(self, message: str, key: str, table: str | None = None, index: int = 0) -> None:
-        self.problems.append(f"{self.name}:{self.line(key, table, index)}: {message}")
-
-
-class Record:
-    """Typed access to one table of a Source, recording a problem for each bad field."""
-
-    def __init__(self, source: Source, data: Any, table: str | None = None, index: int = 0):
-        self.source, self.table, self.index = source, table, index
-        self.data = data if isinstance(data, dict) else {}
-        if not isinstance(data, dict):
-            source.problem("not a table", "", table, index)
-
-    def bad(self, key: str, message: str) -> None:
-        self.source.problem(f"{key}: {message}", key, self.table, self.index)
-
-    def text(self, key: str, *, required: bool = True, pattern: re.Pattern[str] | None = None,
-             max_len: int = 300) -> str:  # fmt: skip
-        value = self.data.get(key)
-        if value is None:
-            if required:
-                self.bad(key, "missing")
-            return ""
-        if not isinstance(value, str) or not value.strip():
-            self.bad(key, "must be a non-empty string")
-            return ""
-        if len(value) > max_len:
-            self.bad(key, f"longer than {max_len} characters")
-        elif pattern is not None and not pattern.match(value):
-            self.bad(key, f"{value!r} is not of the form {pattern.pattern}")
-        return value
-
-    def number(self, key: str, *, required: bool = True, low: float = 0, high: float = 1e6,
-               integer: bool = False) -> float | None:  # fmt: skip
-        value = self.data.get(key)
-        if value is None:
-            if required:
-                self.bad(key, "missing")
-            return None
-        kinds = (int,) if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
-            self.bad(key, f"must be a{'n integer' if integer else ' number'} from {low} to {high}")
-            return None
-        return value
-
-    def texts(self, key: str, convert: Callable[[str], str | None] | None = None,
-              what: str = "") -> list[str]:  # fmt: skip
-        value = self.data.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.bad(key, "must be a list of strings")
-            return []
-        out = []
-        for item in value:
-            converted = convert(item) if convert else item
-            if converted is None:
-                self.bad(key, f"{item!r} is not {what}")
-            else:
-                out.append(converted)
-        return out
-
-    def tables(self, key: str) -> list[Any]:
-        value = self.data.get(key, [])
-        if not isinstance(value, list):
-            self.bad(key, "must be an array of tables ([[" + key + "]])")
-            return []
-        return value
-
-
-def _matching(pattern: re.Pattern[str], upper: bool = True) -> Callable[[str], str | None]:
-    def convert(text: str) -> str | None:
-        t = text.strip().upper() if upper else text.strip()
-        return t if pattern.match(t) else None
-
-    return convert
 
 
 @contextmanager
@@ -290,28 +182,48 @@ class _Checker:
         return drawing
 
     def run(self) -> None:
+        self.type_codes: set[str] = set()
+        self.series: set[str] = set()
+        self.labour_codes: set[str] = set()
+        self.groups: dict[str, svg.Drawing | None] = {}
+        self.parts: set[str] = set()
+        self.wiring_ids: set[str] = set()
+        self.ids: set[str] = set()
+        for check in (self.vehicles, self.labour, self.parts_and_groups, self.software,
+                      self.wiring, self.instructions, self.bulletins):  # fmt: skip
+            check()
+
+    def vehicle_scope(self, r: Record) -> list[str]:
+        codes = r.texts("type_codes", matching(TYPE_CODE), "a type code")
+        for code in codes:
+            if code not in self.type_codes:
+                r.bad("type_codes", f"{code} is not in vehicles.toml")
+        return codes
+
+    def references(self, r: Record, key: str, known: set[str], what: str) -> list[str]:
+        found = r.texts(key)
+        for ref in found:
+            if ref not in known:
+                r.bad(key, f"{ref!r} is not {what} of this set")
+        return found
+
+    def vehicles(self) -> None:
+        """vehicles.toml: the type codes and series the rest names"""
         c = self.content
-        type_codes: set[str] = set()
-        series: set[str] = set()
         if src := self.source("vehicles.toml"):
             for i, item in enumerate(Record(src, src.doc).tables("vehicle")):
                 r = Record(src, item, "vehicle", i)
                 v: dict[str, Any] = {"type_code": r.text("type_code", pattern=TYPE_CODE),
                      "series": r.text("series", pattern=ECU), "name": r.text("name", max_len=MAX_VEHICLE_NAME)}  # fmt: skip
-                if v["type_code"] in type_codes:
+                if v["type_code"] in self.type_codes:
                     r.bad("type_code", f"{v['type_code']} is listed twice")
-                type_codes.add(v["type_code"])
-                series.add(v["series"])
+                self.type_codes.add(v["type_code"])
+                self.series.add(v["series"])
                 c.vehicles.append(v)
 
-        def vehicle_scope(r: Record) -> list[str]:
-            codes = r.texts("type_codes", _matching(TYPE_CODE), "a type code")
-            for code in codes:
-                if code not in type_codes:
-                    r.bad("type_codes", f"{code} is not in vehicles.toml")
-            return codes
-
-        labour_codes: set[str] = set()
+    def labour(self) -> None:
+        """labour.toml: operations with work units per series"""
+        c = self.content
         if src := self.source("labour.toml"):
             for i, item in enumerate(Record(src, src.doc).tables("operation")):
                 r = Record(src, item, "operation", i)
@@ -322,7 +234,7 @@ class _Checker:
                     r.bad("units", "must be a table of series = work units")
                 else:
                     for name, value in units.items():
-                        if name not in series:
+                        if name not in self.series:
                             r.bad("units", f"the series {name!r} is not in vehicles.toml")
                         elif (
                             isinstance(value, bool)
@@ -332,20 +244,21 @@ class _Checker:
                             r.bad("units", f"{name}: work units must be an integer from 1 to 10000")
                         else:
                             op["units"][name] = value
-                if op["code"] in labour_codes:
+                if op["code"] in self.labour_codes:
                     r.bad("code", f"the operation {op['code']} is listed twice")
-                labour_codes.add(op["code"])
+                self.labour_codes.add(op["code"])
                 c.labour.append(op)
 
-        groups: dict[str, svg.Drawing | None] = {}
-        parts: set[str] = set()
+    def parts_and_groups(self) -> None:
+        """parts.toml: groups with illustrations, parts with hotspots"""
+        c = self.content
         if src := self.source("parts.toml"):
             top = Record(src, src.doc)
             for i, item in enumerate(top.tables("group")):
                 r = Record(src, item, "group", i)
                 g: dict[str, Any] = {"id": r.text("id", pattern=REF), "title": r.text("title"),
-                     "type_codes": vehicle_scope(r)}  # fmt: skip
-                groups[g["id"]] = self.drawing(r, "illustration", "parts")
+                     "type_codes": self.vehicle_scope(r)}  # fmt: skip
+                self.groups[g["id"]] = self.drawing(r, "illustration", "parts")
                 g["illustration"] = r.data.get("illustration", "")
                 c.groups.append(g)
             for i, item in enumerate(top.tables("part")):
@@ -353,24 +266,27 @@ class _Checker:
                 p: dict[str, Any] = {"number": r.text("number", pattern=PART_NUMBER, max_len=11),
                      "description": r.text("description"), "group": r.text("group"),
                      "hotspot": r.text("hotspot", required=False, max_len=16),
-                     "type_codes": vehicle_scope(r),
-                     "supersedes": r.texts("supersedes", _matching(PART_NUMBER), "a part number")}  # fmt: skip
-                if p["group"] and p["group"] not in groups:
+                     "type_codes": self.vehicle_scope(r),
+                     "supersedes": r.texts("supersedes", matching(PART_NUMBER), "a part number")}  # fmt: skip
+                if p["group"] and p["group"] not in self.groups:
                     r.bad("group", f"{p['group']!r} is not a [[group]] of parts.toml")
                 elif (
                     p["hotspot"]
-                    and (drawing := groups.get(p["group"])) is not None
+                    and (drawing := self.groups.get(p["group"])) is not None
                     and (p["hotspot"] not in drawing.hotspots)
                 ):
                     r.bad(
                         "hotspot",
                         f"{p['hotspot']!r} is not a data-hotspot of the group's illustration",
                     )
-                if p["number"] in parts:
+                if p["number"] in self.parts:
                     r.bad("number", f"the part {p['number']} is listed twice")
-                parts.add(p["number"])
+                self.parts.add(p["number"])
                 c.parts.append(p)
 
+    def software(self) -> None:
+        """software.toml: SVK entries per ECU hardware part number"""
+        c = self.content
         if src := self.source("software.toml", required=False):
             for i, item in enumerate(Record(src, src.doc).tables("svk")):
                 r = Record(src, item, "svk", i)
@@ -385,12 +301,14 @@ class _Checker:
                                    "process_class": pc, "id": r.text("id", pattern=SGBM_ID),
                                    "version": r.text("version", pattern=VERSION)})  # fmt: skip
 
-        wiring_ids: set[str] = set()
+    def wiring(self) -> None:
+        """wiring/: diagrams whose connectors and pins are in their drawings"""
+        c = self.content
         for src in self.folder("wiring"):
             r = Record(src, src.doc)
             w: dict[str, Any] = {"id": r.text("id", pattern=REF), "title": r.text("title"),
-                 "ecus": r.texts("ecus", _matching(ECU), "an ECU name"),
-                 "type_codes": vehicle_scope(r), "connectors": []}  # fmt: skip
+                 "ecus": r.texts("ecus", matching(ECU), "an ECU name"),
+                 "type_codes": self.vehicle_scope(r), "connectors": []}  # fmt: skip
             drawing = self.drawing(r, "drawing", "wiring")
             w["drawing"] = r.data.get("drawing", "")
             for i, item in enumerate(r.tables("connector")):
@@ -403,29 +321,24 @@ class _Checker:
                     if drawing is not None and f"{con['name']}.{pin}" not in drawing.pins:
                         cr.bad("pins", f"the drawing has no data-pin={con['name']}.{pin!r}")
                 w["connectors"].append(con)
-            if w["id"] in wiring_ids:
+            if w["id"] in self.wiring_ids:
                 r.bad("id", f"the wiring diagram {w['id']} exists twice")
-            wiring_ids.add(w["id"])
+            self.wiring_ids.add(w["id"])
             c.wiring.append(w)
 
-        def references(r: Record, key: str, known: set[str], what: str) -> list[str]:
-            found = r.texts(key)
-            for ref in found:
-                if ref not in known:
-                    r.bad(key, f"{ref!r} is not {what} of this set")
-            return found
-
-        ids: set[str] = set()
+    def instructions(self) -> None:
+        """instructions/: repair instructions and what they reference"""
+        c = self.content
         for src in self.folder("instructions"):
             r = Record(src, src.doc)
             ins: dict[str, Any] = {"id": r.text("id", pattern=REF), "title": r.text("title"),
                    "summary": r.text("summary", max_len=4000),
-                   "ecus": r.texts("ecus", _matching(ECU), "an ECU name"),
+                   "ecus": r.texts("ecus", matching(ECU), "an ECU name"),
                    "dtcs": r.texts("dtcs", normal_dtc, "a DTC (12A100 or P12A1-00)"),
-                   "type_codes": vehicle_scope(r), "tools": r.texts("tools"),
-                   "wiring": references(r, "wiring", wiring_ids, "a wiring diagram"),
-                   "labour": references(r, "labour", labour_codes, "a labour operation"),
-                   "parts": references(r, "parts", parts, "a part"), "steps": []}  # fmt: skip
+                   "type_codes": self.vehicle_scope(r), "tools": r.texts("tools"),
+                   "wiring": self.references(r, "wiring", self.wiring_ids, "a wiring diagram"),
+                   "labour": self.references(r, "labour", self.labour_codes, "a labour operation"),
+                   "parts": self.references(r, "parts", self.parts, "a part"), "steps": []}  # fmt: skip
             for i, item in enumerate(r.tables("step")):
                 sr = Record(src, item, "step", i)
                 ins["steps"].append({"text": sr.text("text", max_len=4000),
@@ -433,11 +346,14 @@ class _Checker:
                                      "tool": sr.text("tool", required=False)})  # fmt: skip
             if not ins["steps"]:
                 r.bad("step", "an instruction needs at least one [[step]]")
-            if ins["id"] in ids:
+            if ins["id"] in self.ids:
                 r.bad("id", f"{ins['id']} exists twice")
-            ids.add(ins["id"])
+            self.ids.add(ins["id"])
             c.instructions.append(ins)
 
+    def bulletins(self) -> None:
+        """bulletins/: service bulletins and technical campaigns"""
+        c = self.content
         for src in self.folder("bulletins"):
             r = Record(src, src.doc)
             kind = r.text("kind", max_len=16)
@@ -445,10 +361,10 @@ class _Checker:
                 r.bad("kind", "must be campaign or bulletin")
             b: dict[str, Any] = {"id": r.text("id", pattern=REF), "kind": kind, "title": r.text("title"),
                  "text": r.text("text", max_len=20_000),
-                 "ecus": r.texts("ecus", _matching(ECU), "an ECU name"),
+                 "ecus": r.texts("ecus", matching(ECU), "an ECU name"),
                  "dtcs": r.texts("dtcs", normal_dtc, "a DTC (12A100 or P12A1-00)"),
-                 "type_codes": vehicle_scope(r),
-                 "labour": references(r, "labour", labour_codes, "a labour operation"),
+                 "type_codes": self.vehicle_scope(r),
+                 "labour": self.references(r, "labour", self.labour_codes, "a labour operation"),
                  "model_years": r.data.get("model_years"), "vin_ranges": [], "vehicles": []}  # fmt: skip
             years = b["model_years"]
             if years is not None and not (
@@ -480,7 +396,7 @@ class _Checker:
                 if vin:
                     seen.add(vin)
                     b["vehicles"].append({"vin": vin, "status": status})
-            if b["id"] in ids:
+            if b["id"] in self.ids:
                 r.bad("id", f"{b['id']} exists twice")
-            ids.add(b["id"])
+            self.ids.add(b["id"])
             c.bulletins.append(b)
