@@ -119,8 +119,8 @@ def test_from_a_dtc_on_the_tablet_to_its_repair_instruction(
     """The tablet's vehicle page says which ECU has newer software in the box's package store,
     links each ECU's part number (with its installed SVK) to its catalogue entry and
     each fault code to the portal's repair information for it and this VIN ([web]
-    repair_info_url); the technician, logged in to the portal in the same browser, sees whether
-    newer software exists and lands on the instruction."""
+    repair_info_url); the technician logs in to the portal on the first link's tab and lands on
+    the page it asked for (whether newer software exists), then on the fault code's instruction."""
     base = info_portal
     env = {**os.environ, "VCI_STORAGE_STATE_DIR": str(tmp_path / "box"),
            "VCI_DEVICE_ID": "box-info", "VCI_WEB_REPAIR_INFO_URL": base + "info",
@@ -137,8 +137,6 @@ def test_from_a_dtc_on_the_tablet_to_its_repair_instruction(
     violations: list[str] = []
     try:
         with chromium(violations) as context:
-            portal_page = context.new_page()
-            log_in(portal_page, base)
             tablet = context.new_page()
             tablet.goto(gateway.url + "/")
             tablet.fill("#name", "Werkstatt-Tablet")
@@ -166,6 +164,12 @@ def test_from_a_dtc_on_the_tablet_to_its_repair_instruction(
                 part.click()
             catalogue = opened.value
             catalogue.wait_for_load_state()
+            # not logged in to the portal yet: its login, then the page the link asked for
+            assert catalogue.url == base + "login"
+            catalogue.fill('input[name="login"]', "owner1@example.com")
+            catalogue.fill('input[name="password"]', PASSWORD)
+            catalogue.click("button:has-text('Log in')")
+            catalogue.wait_for_url("**/info/parts/8487512?**", timeout=10_000)
             assert "installed 41.7.12: newer software 41.8.0 exists" in catalogue.content()
             catalogue.screenshot(path=str(SHOTS / "tablet-to-portal-ecu-part.png"), full_page=True)
             tablet.click("#tabs button[data-view=faults]")

@@ -20,6 +20,7 @@ from portal.accounts import Actor
 from portal.content import format, sample, store
 from portal.credit import BankTransfer, Signer
 from portal.invoices import Seller
+from portal.web.guard import NEXT_COOKIE
 from tests.portal.conftest import FAST_HASHER, PASSWORD, sign_up
 from tests.portal.test_content import F30, G30
 from tests.portal.test_web_auth import make_cfg
@@ -140,5 +141,33 @@ def test_search_vehicle_dtc_instruction_wiring_part_and_job_sheet(
             assert none.status == 400 and "no operation chosen" in none.text
             bad = await b.get(f"/info/jobsheet.pdf?vin={G30}&op=62+01+020&rate=lots")
             assert bad.status == 400 and "not an amount" in bad.text
+
+    asyncio.run(run())
+
+
+def test_a_link_followed_before_login_is_where_the_login_goes(
+    factory: sessionmaker[Session], signer: Signer, seller: Seller, shops: dict[str, Actor]
+) -> None:
+    """A technician who follows the tablet's link to a fault code without a portal session (a
+    link from another site carries no SameSite=Strict cookie) logs in and lands on that page, not
+    on the home page; the remembered page can only be a path of this site."""
+    wanted = f"/info/dtc?code=P12A1-00&vin={G30}"
+
+    async def run() -> None:
+        async with portal(make_cfg(factory, signer, seller)) as (server, browsers):
+            b = Browser(server)
+            browsers.append(b)
+            assert (await b.get(wanted)).location == "/login"
+            logged_in = await b.log_in("owner1@example.com", PASSWORD)
+            assert logged_in.location == wanted
+            assert "/info/instructions/RI-DME-12A100" in (await b.get(logged_in.location)).text
+            assert (await b.post("/logout", {})).location == "/login"
+            assert (await b.log_in("owner1@example.com", PASSWORD)).location == "/"  # used once
+            for hostile in ("//evil.example/x", "/\\evil.example", "https://evil.example/",
+                            "evil.example", "/x\u0000"):  # fmt: skip
+                other = Browser(server)
+                browsers.append(other)
+                other.session.cookie_jar.update_cookies({NEXT_COOKIE: hostile})
+                assert (await other.log_in("owner1@example.com", PASSWORD)).location == "/"
 
     asyncio.run(run())
