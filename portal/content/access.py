@@ -1,7 +1,7 @@
 """Who may read the repair information on the portal's pages: a workshop's users (owner or
 technician) while their workshop holds a bought ticket whose tariff includes the
 ``repair_information`` scope (Informationssuche 1 month or 1 year, Basic), valid now (its window
-has started and not ended) and not revoked. The box it was bought for does not matter: the
+has started and not ended) and not on the revocation list (``revoked_tickets``). The box it was bought for does not matter: the
 information is the workshop's to read, the ticket is the proof it paid for it.
 """
 
@@ -12,16 +12,14 @@ from sqlalchemy.orm import Session
 
 from firmware_py.errors import NotEntitled
 from firmware_py.gateway.tariffs import TARIFFS, Scope
-from portal.db.models import Delivery, DeliveryKind, Purchase
+from portal.db.models import Purchase, RevokedTicket
 
 INFORMATION_TARIFFS = tuple(t.id for t in TARIFFS.values() if Scope.REPAIR_INFORMATION in t.scopes)
 
 
 def entitled_until(session: Session, workshop_id: int, now: int) -> int | None:
     """The end of the latest valid ticket with repair information, or None when there is none."""
-    revoked = exists().where(
-        Delivery.purchase_id == Purchase.id, Delivery.kind == DeliveryKind.REVOCATION.value
-    )
+    revoked = exists().where(RevokedTicket.ticket_id == Purchase.ticket_id)
     ends = session.scalars(
         select(Purchase.ends_at).where(
             Purchase.workshop_id == workshop_id, Purchase.tariff.in_(INFORMATION_TARIFFS),

@@ -15,7 +15,7 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy.orm import Session, sessionmaker
 
-from portal import accounts, credit, delivery, tickets
+from portal import accounts, credit, delivery
 from portal.accounts import Actor
 from portal.content import format, sample, store
 from portal.credit import BankTransfer, Signer
@@ -49,8 +49,7 @@ def shops(factory: sessionmaker[Session], signer: Signer, seller: Seller,
         assert who.workshop_id
         bought[n] = credit.buy_ticket(factory, who, who.workshop_id, tariff=tariff,
                                       device=DEVICE, signer=signer, seller=seller)  # fmt: skip
-    (tmp_path / "keys").mkdir()
-    delivery.revoke_purchase(factory, ops, bought[3].id, tickets.RevocationList(tmp_path / "keys"))
+    delivery.revoke_purchase(factory, ops, bought[3].id)
     return owners
 
 
