@@ -6,7 +6,7 @@ both databases:
   ranked by bm25 with the title weighted 5:1 over the body, snippets by FTS5's ``snippet()``.
 - PostgreSQL: the English tsvector of title (weight A) and body (weight B) and the type codes
   (weight D), a stored generated
-  column ``info_search_tsv`` (Alembic revision 0006, the expression :data:`PG_TSVECTOR`) with
+  column ``info_search_tsv`` (Alembic revision 0007, the expression :data:`PG_TSVECTOR`) with
   the GIN index ``info_search_pg``, ranked by ``ts_rank_cd``, snippets by ``ts_headline`` for
   the rows shown only.
 

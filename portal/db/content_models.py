@@ -4,10 +4,10 @@ campaigns and service bulletins, labour values, parts and software parts: portal
 One content set is current at a time: an import (portal/content/store.py) replaces every row of
 these tables in one transaction, and adds a row to ``info_imports`` whose newest row names the
 current content version. The full-text index is not a model: on SQLite it is the FTS5 table
-``info_search`` over (title, body) of :class:`InfoDocument` by rowid, on PostgreSQL the stored generated tsvector column
-``info_search_tsv`` of ``info_documents`` with its GIN index ``info_search_pg`` (made by Alembic
-revision 0006); the
-names in :data:`SEARCH_INDEX_NAMES` are therefore left out when models and schema are compared.
+``info_search`` over (title, body, vehicles) of :class:`InfoDocument` by rowid, on PostgreSQL the
+stored generated tsvector column ``info_search_tsv`` of ``info_documents`` with its GIN index
+``info_search_pg`` (both made by Alembic revision 0007); the names in :data:`SEARCH_INDEX_NAMES`
+are therefore left out when models and schema are compared.
 """
 
 from __future__ import annotations
