@@ -251,6 +251,18 @@ class WebConfig:
     """Open connections to the page in total; more are closed at once."""
     max_connections_per_client: int = 32
     """Open connections from one client address."""
+    repair_info_url: str = ""
+    """The portal's repair information pages (``https://portal.example/info``): the tablet
+    links each fault code to ``<url>/dtc?code=...&vin=...`` there (the workshop's portal login
+    and ticket decide what it shows); empty: no links."""
+
+    def __post_init__(self) -> None:
+        if self.repair_info_url and not self.repair_info_url.startswith(("https://", "http://")):
+            raise ConfigError(
+                f"[web] repair_info_url {self.repair_info_url!r} is not a web address",
+                hint="Give the portal's pages as https://PORTAL/info, or leave it empty",
+            )
+
     allowed_hosts: str = ""
     """Extra host names the page answers to (comma-separated), besides the address a client
     connected to, localhost and the box's mDNS name (``<hostname>.local``)."""

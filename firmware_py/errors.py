@@ -299,3 +299,30 @@ class TicketNeeded(PortalError):
 
     code = "ticket_needed"
     hint = "Buy a ticket for this box on the portal (Buy a ticket), e.g. Basic for 1 day"
+
+
+# --- the portal's information services (portal/content/) ----------------------------------
+
+
+class ContentError(PortalError):
+    """A content set cannot be imported: each problem names its file and line; nothing of it was
+    loaded and the portal's previous content is unchanged (docs/content-format.md)."""
+
+    code = "content_invalid"
+    hint = "Correct the files named above and import the whole set again"
+
+    def __init__(self, problems: list[str], *, hint: str | None = None) -> None:
+        shown = problems[:50] + (
+            [f"... and {len(problems) - 50} more"] if len(problems) > 50 else []
+        )
+        super().__init__(
+            f"the content set has {len(problems)} problem(s):\n  " + "\n  ".join(shown), hint=hint
+        )
+        self.problems = problems
+
+
+class NotEntitled(PortalError):
+    """The workshop holds no valid ticket that includes repair information."""
+
+    code = "not_entitled"
+    hint = "Buy an Informationssuche or Basic ticket for one of the workshop's boxes (Buy a ticket)"

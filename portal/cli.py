@@ -203,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from portal import service_cli
 
     service_cli.register(sub)  # booklet, helpdesk, privacy
+    from portal import content_cli
+
+    content_cli.register(sub)  # content import, show (runs through account_cli.run)
     args = parser.parse_args(argv)
     try:
         if getattr(args, "account_handler", None):

@@ -282,7 +282,10 @@ async def pair_collect(request: web.Request) -> web.Response:
 # -- session, tablets ----------------------------------------------------------------------
 async def session(request: web.Request) -> web.Response:
     tablet: Tablet = request[TABLET]
-    return web.json_response({"tablet": tablet.to_dict(), "csrf": tablet.csrf})
+    info = request.app[WEB].repair_info_url.rstrip("/")
+    return web.json_response(
+        {"tablet": tablet.to_dict(), "csrf": tablet.csrf, "repair_info_url": info}
+    )
 
 
 async def tablets(request: web.Request) -> web.Response:

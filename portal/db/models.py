@@ -446,3 +446,7 @@ class RemoteJobEvent(Base):
     type: Mapped[str] = mapped_column(String(32))
     body: Mapped[str] = mapped_column(Text)
     """JSON"""
+
+
+# the information services' tables (registered on Base.metadata; portal/content/)
+from portal.db import content_models as _content_models  # noqa: E402,F401

@@ -21,6 +21,7 @@ from firmware_py.errors import (
 from portal import accounts, login
 from portal.db.models import Role, User
 from portal.web.guard import (
+    NEXT_COOKIE,
     PENDING,
     PENDING_COOKIE,
     SESSION_COOKIE,
@@ -29,6 +30,7 @@ from portal.web.guard import (
     csrf,
     hasher_kw,
     in_db,
+    next_page,
     own_workshop,
     page,
     requires,
@@ -106,9 +108,10 @@ def _code_page(request: web.Request, message: str = "", status: int = 200) -> we
 
 
 def _logged_in(request: web.Request, opened: login.OpenSession) -> web.Response:
-    out = web.Response(status=303, headers={"Location": "/"})
+    out = web.Response(status=303, headers={"Location": next_page(request)})
     set_cookie(request, out, SESSION_COOKIE, opened.token, login.SESSION_SECONDS)
     out.del_cookie(PENDING_COOKIE, path="/")
+    out.del_cookie(NEXT_COOKIE, path="/")
     return out
 
 

@@ -13,7 +13,7 @@ from firmware_py.web.limits import ConnectionCounter, handler_args, start_site
 from portal.address_limit import AddressLimiter
 from portal.login import PendingLogins
 from portal.sessions import SessionService
-from portal.web import account_pages, box_pages, operator, pages, session_pages
+from portal.web import account_pages, box_pages, info_pages, operator, pages, session_pages
 from portal.web.guard import (
     CONFIG,
     LIMITER,
@@ -47,6 +47,7 @@ def make_app(
     app.add_routes(box_pages.routes)
     app[session_pages.SERVICE] = sessions or SessionService(cfg.factory, None)
     app.add_routes(session_pages.routes)
+    app.add_routes(info_pages.routes)
     return app
 
 

@@ -54,6 +54,9 @@ PENDING_COOKIE = "portal_login_pending"
 (:class:`portal.login.PendingLogins`)"""
 FORM_COOKIE = "portal_form"
 """before login: the CSRF token of the sign-up and login forms (double-submit)"""
+NEXT_COOKIE = "portal_next"
+"""the page a GET without a session asked for (a link from the tablet to a repair instruction):
+the login goes there instead of the home page (:func:`next_page`)"""
 MAX_BODY = 64 * 1024
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -168,6 +171,7 @@ def nav(request: web.Request) -> Markup:
     links = [("/operator/workshops", "Workshops"), ("/operator/boxes", "Boxes")] if who.is_operator else [
         ("/dashboard", "Credit and purchases"), ("/buy", "Buy a ticket"), ("/boxes", "Boxes"),
         ("/sessions", "Remote sessions"),
+        ("/info", "Repair information"),
     ]  # fmt: skip
     if who.role is Role.OWNER:
         links.append(("/users", "Users"))
@@ -231,7 +235,7 @@ def _load_session(factory: sessionmaker[Session], token: str) -> tuple[Actor, st
 
 def _secure_headers(response: web.StreamResponse, *, cacheable: bool = False) -> None:
     headers = response.headers
-    headers["Content-Security-Policy"] = CSP
+    headers.setdefault("Content-Security-Policy", CSP)  # a drawing's is stricter (info_pages)
     headers["X-Frame-Options"] = "DENY"
     headers["X-Content-Type-Options"] = "nosniff"
     headers["Referrer-Policy"] = "no-referrer"
@@ -288,7 +292,10 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
         if loaded is None:
             if changing:
                 return error_page(request, 401, "Log in", "Your session has ended; log in again.")
-            raise web.HTTPSeeOther("/login")
+            to_login = web.Response(status=303, headers={"Location": "/login"})
+            if request.path != "/" and len(request.path_qs) <= 2000:
+                set_cookie(request, to_login, NEXT_COOKIE, request.path_qs, max_age=600)
+            return to_login
         if loaded[0].role not in need.value:
             return error_page(request, 403, "Not permitted", "Your role may not open this page.")
     if changing:
@@ -314,6 +321,17 @@ async def too_many(request: web.Request) -> web.Response | None:
     )  # fmt: skip
     response.headers["Retry-After"] = str(int(wait) + 1)
     return response
+
+
+def next_page(request: web.Request) -> str:
+    """Where a login goes: the page asked for before it (:data:`NEXT_COOKIE`) when that is a path
+    of this site, else the home page. The cookie is the client's to send: anything but a local
+    path (``//host``, ``/\\host``, a URL) is ignored, so it cannot lead to another site."""
+    wanted = request.cookies.get(NEXT_COOKIE, "")
+    local = wanted.startswith("/") and not wanted.startswith(("//", "/\\"))
+    if local and wanted.isprintable() and len(wanted) <= 2000:
+        return wanted
+    return "/"
 
 
 def client_address(request: web.Request) -> str:

@@ -88,6 +88,16 @@ ROUTES: dict[tuple[str, str], Need] = {
     ("GET", "/boxes/{device}/sessions/{sid}/jobs/{jid}.json"): Need.WORKSHOP,
     ("POST", "/boxes/{device}/sessions/{sid}/jobs/{jid}/cancel"): Need.WORKSHOP,
     ("GET", "/boxes/{device}/sessions/{sid}/trace.json"): Need.WORKSHOP,
+    ("GET", "/info"): Need.WORKSHOP,
+    ("GET", "/info/vehicles/{vin}"): Need.WORKSHOP,
+    ("GET", "/info/dtc"): Need.WORKSHOP,
+    ("GET", "/info/instructions/{ref}"): Need.WORKSHOP,
+    ("GET", "/info/wiring/{ref}"): Need.WORKSHOP,
+    ("GET", "/info/bulletins/{ref}"): Need.WORKSHOP,
+    ("GET", "/info/parts/{ref}"): Need.WORKSHOP,
+    ("GET", "/info/drawings/{folder}/{file}"): Need.WORKSHOP,
+    ("GET", "/info/jobsheet"): Need.WORKSHOP,
+    ("GET", "/info/jobsheet.pdf"): Need.WORKSHOP,
 }
 """every route and what it needs: the router must hold exactly these (a new route fails
 test_every_route_declares_its_need until it is added here, and so gets the tests below)"""
@@ -193,7 +203,9 @@ def fill(path: str, world: dict) -> str:  # type: ignore[type-arg]
         object_id = world["w1"]
     sid, jid = world["remote"]
     return (path.replace("{id}", str(object_id)).replace("{device}", DEVICE)
-            .replace("{sid}", str(sid)).replace("{jid}", str(jid)))  # fmt: skip
+            .replace("{sid}", str(sid)).replace("{jid}", str(jid))
+            .replace("{vin}", "WBAJA71090B123456").replace("{ref}", "RI-DME-12A100")
+            .replace("{folder}/{file}", "wiring/WD.svg"))  # fmt: skip
 
 
 def test_every_route_refuses_no_session_wrong_role_other_workshop_and_bad_csrf(

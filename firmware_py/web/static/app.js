@@ -145,11 +145,19 @@ const views = {
   },
   vehicle() {
     const job = latest("identify"); const r = job && job.result;
+    // an ECU's part number links to its catalogue entry on the portal, with the installed SVK:
+    // the portal says whether newer software exists ([web] repair_info_url)
+    // a valid package in the box's store with a newer version for this ECU
+    const newerPackage = (e) => {
+      const newer = (S.packages || []).filter((p) => p.valid && p.ecu === e.name && e.sw_version && newerVersion(p.version, e.sw_version)).map((p) => p.version);
+      return newer.length ? `<br><span class="badge" data-testid="newer-package">newer in the package store: ${esc(newer.join(", "))}</span>` : "";
+    };
+    const partLink = (e) => S.infoUrl && e.part_number ? `<br><a data-testid="part-info" target="_blank" rel="noopener noreferrer" href="${esc(S.infoUrl + "/parts/" + encodeURIComponent(e.part_number) + "?" + (e.svk || []).map((s) => "sw=" + encodeURIComponent(s.sgbm_id + ":" + s.version)).join("&"))}">Catalogue</a>` : "";
     let rows = "";
     for (const e of (r && r.ecus) || []) {
       rows += `<tr><td><b>${esc(e.name)}</b><br><span class="muted">0x${Number(e.address).toString(16).toUpperCase().padStart(2, "0")}</span></td>
-        <td>${esc(e.description || "")}</td><td>${e.present === false ? '<span class="badge">absent</span>' : esc(e.sw_version || "")}</td>
-        <td>${esc(e.part_number || "")}</td></tr>`;
+        <td>${esc(e.description || "")}</td><td>${e.present === false ? '<span class="badge">absent</span>' : esc(e.sw_version || "") + newerPackage(e)}</td>
+        <td>${esc(e.part_number || "")}${partLink(e)}</td></tr>`;
     }
     return `<section class="card"><h2>Vehicle</h2><p id="message"></p>
       <div class="row"><button class="primary" data-job="identify">Identify vehicle</button></div>${jobLine(job)}
@@ -158,6 +166,8 @@ const views = {
       <table><thead><tr><th>ECU</th><th>What</th><th>Software</th><th>Part number</th></tr></thead><tbody>${rows}</tbody></table></section>`;
   },
   faults() {
+    // a fault code links to the portal's repair information for it (docs/web.md, [web] repair_info_url)
+    const infoLink = (d) => S.infoUrl && d.code ? `<br><a data-testid="dtc-info" target="_blank" rel="noopener noreferrer" href="${esc(S.infoUrl + "/dtc?code=" + encodeURIComponent(d.code) + (S.vehicle.vin ? "&vin=" + encodeURIComponent(S.vehicle.vin) : ""))}">Repair information</a>` : "";
     const job = latest("read_fault_memory"); const r = job && job.result;
     let html = `<section class="card"><h2>Fault memory</h2><p id="message"></p><div class="row">
       <button class="primary" data-job="read_fault_memory">Read all ECUs</button>
@@ -168,7 +178,7 @@ const views = {
       html += `<section class="card" data-testid="ecu-faults"><div class="row"><h2>${esc(ecu.name)}</h2><span class="muted">${dtcs.length} fault(s)</span>
         ${ecu.error ? `<span class="error">${esc(ecu.error.message)}</span>` : ""}
         <button class="danger push" data-job="clear_fault_memory" data-ecu="${esc(ecu.name)}" data-confirm="Clear the fault memory of ${esc(ecu.name)}?">Clear</button></div>
-        <table><tbody>${dtcs.map((d) => `<tr><td><b>${esc(d.code || d.id)}</b></td><td>${esc(d.text || "")}</td>
+        <table><tbody>${dtcs.map((d) => `<tr><td><b>${esc(d.code || d.id)}</b>${infoLink(d)}</td><td>${esc(d.text || "")}</td>
           <td>${(d.status_names || []).map((n) => `<span class="badge">${esc(n)}</span>`).join("")}</td>
           <td class="muted">${(d.snapshots || []).map(snapshotText).join("<br>") || esc(d.snapshots_note || "")}</td></tr>`).join("")}</tbody></table></section>`;
     }
@@ -290,6 +300,14 @@ function sparkline(values) {
   const pts = values.map((v, i) => `${(i / (n - 1) * w).toFixed(1)},${(h - 4 - (v - lo) / span * (h - 8)).toFixed(1)}`).join(" ");
   return `<svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none" class="spark" aria-hidden="true"><polyline fill="none" stroke="#0a6ebd" stroke-width="2" points="${pts}"/></svg>`;
 }
+function newerVersion(a, b) { // "12.05.00" > "12.04.00", part by part as numbers
+  const x = String(a).split(".").map(Number), y = String(b).split(".").map(Number);
+  for (let i = 0; i < Math.max(x.length, y.length); i++) { if ((x[i] || 0) !== (y[i] || 0)) return (x[i] || 0) > (y[i] || 0); }
+  return false;
+}
+// the vehicle page's "newer in the package store" needs the list too; only that page is rendered
+// again (the programming page's file input must not be replaced under a choice being made)
+async function loadPackageList() { try { S.packages = (await api("GET", "/api/packages")).packages; if (S.view === "vehicle") render(); } catch (e) { /* shown elsewhere */ } }
 // The packages and the map offers in one render: a re-render replaces the file input (a test
 // or a technician choosing a file at that moment would lose the choice).
 async function loadPackages() { try {
@@ -369,4 +387,4 @@ document.querySelectorAll("#tabs button").forEach((b) => b.onclick = () => {
   if (S.view === "bridge") api("GET", "/api/bridge").then((r) => { S.myAddress = r.your_address; if (r.job) { S.jobs[r.job.id] = r.job; S.lastJob.enet_bridge = r.job.id; } render(); }).catch(() => {});
   render();
 });
-(async () => { S.csrf = (await api("GET", "/api/session")).csrf; connect(); render(); loadTickets(); })();
+(async () => { const s = await api("GET", "/api/session"); S.csrf = s.csrf; S.infoUrl = s.repair_info_url || ""; connect(); render(); loadTickets(); loadPackageList(); })();

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from portal.db.content_models import managed_by_models
 from portal.db.engine import make_engine
 from portal.db.models import Base
 
@@ -17,6 +18,7 @@ def run_migrations_online() -> None:
         context.configure(
             connection=connection,
             target_metadata=Base.metadata,
+            include_name=managed_by_models,
             compare_type=True,
             render_as_batch=connection.dialect.name == "sqlite",
         )

@@ -1,0 +1,389 @@
+"""The repair information pages (``/info/...``): search, a vehicle by its VIN with its technical
+campaigns, what names a DTC, a repair instruction, a wiring diagram, a bulletin, a part, the
+drawings, and the labour-value job sheet (a form, and its PDF). Every page is for a workshop's
+users whose workshop holds a valid ticket with repair information (portal/content/access.py);
+others get 403 with what to buy. Drawings are served as images with a Content-Security-Policy
+of their own (``default-src 'none'``)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from firmware_py.errors import NotEntitled, NotPermitted
+from portal import accounts
+from portal.content import access, jobsheet, search, store
+from portal.content.vehicle import display_dtc, normal_dtc, normal_vin, type_code
+from portal.web.guard import Need, actor, in_db, own_workshop, page, requires
+from portal.web.html import Markup, escape, join, render, table
+
+routes = web.RouteTableDef()
+KIND_PATH = {"instruction": "instructions", "wiring": "wiring", "bulletin": "bulletins",
+             "part": "parts"}  # fmt: skip
+DRAWING_CSP = "default-src 'none'; style-src 'none'; frame-ancestors 'self'; sandbox"
+
+
+def link(kind: str, ref: str, title: str, vin: str | None = None) -> Markup:
+    query = f"?{urlencode({'vin': vin})}" if vin else ""
+    return render('<a href="/info/{p}/{r}{q}">{t}</a>', p=KIND_PATH[kind], r=quote(ref, safe=""),
+                  q=query, t=title)  # fmt: skip
+
+
+def _vin(request: web.Request) -> str | None:
+    return normal_vin(request.query.get("vin", "")) if request.query.get("vin") else None
+
+
+async def _read(request: web.Request, title: str, work: Any) -> web.Response:
+    """Check the entitlement and render ``work(session)`` as a page (None: 404)."""
+    workshop_id, now = own_workshop(request), int(time.time())
+
+    def run(session: Session) -> Markup | tuple[str, Markup] | None:
+        access.check(session, workshop_id, now)
+        return work(session)
+
+    try:
+        body = await in_db(request, run)
+    except NotEntitled as err:
+        return page(request, "Repair information", render("<p>{m}</p>", m=str(err)), status=403)
+    except NotPermitted as err:
+        return page(request, title, render("<p>{m}</p>", m=str(err)), status=400)
+    if body is None:
+        raise web.HTTPNotFound()
+    if isinstance(body, tuple):  # the page names its own title (a document's)
+        title, body = body
+    return page(request, title, body)
+
+
+def _search_form(q: str = "", vin: str = "") -> Markup:
+    return render(
+        '<form method="get" action="/info" class="inline" role="search">'
+        '<input name="q" value="{q}" placeholder="words, a DTC (P12A1-00), a part number" '
+        'aria-label="search">'
+        '<input name="vin" value="{vin}" placeholder="VIN (optional)" aria-label="VIN">'
+        '<button type="submit">Search</button></form>', q=q, vin=vin,
+    )  # fmt: skip
+
+
+def _snippet(text: str) -> Markup:
+    return Markup(str(escape(text)).replace(search.MARK, "<mark>").replace(search.END, "</mark>"))
+
+
+@routes.get("/info")
+@requires(Need.WORKSHOP)
+async def search_page(request: web.Request) -> web.Response:
+    q, vin = request.query.get("q", "")[:200], _vin(request)
+
+    def work(session: Session) -> Markup:
+        hits = search.search(session, q, type_code(vin) if vin else None) if q else []
+        found = join(
+            render('<li data-kind="{k}">{a} <small>{k}</small><br><span class="snippet">{s}</span>'
+                   "</li>", k=h.kind, a=link(h.kind, h.ref, h.title, vin), s=_snippet(h.snippet))
+            for h in hits
+        )  # fmt: skip
+        current = store.current(session)
+        return render(
+            "{form}{vehicle}<p>{count}</p><ol class=\"hits\">{found}</ol><p><small>{content}"
+            "</small></p>",
+            form=_search_form(q, vin or ""),
+            vehicle=render('<p>For the vehicle <a href="/info/vehicles/{v}">{v}</a></p>', v=vin)
+            if vin else "",
+            count=f"{len(hits)} found" if q else "Search instructions, wiring diagrams, "
+            "bulletins and parts; give a VIN to see only what applies to that vehicle.",
+            found=found,
+            content=f"Content: {current.name} {current.content_version}" if current
+            else "No content imported yet (vci-portal content import).",
+        )  # fmt: skip
+
+    return await _read(request, "Repair information", work)
+
+
+@routes.get("/info/vehicles/{vin}")
+@requires(Need.WORKSHOP)
+async def vehicle_page(request: web.Request) -> web.Response:
+    vin = normal_vin(request.match_info["vin"])
+    if vin is None:
+        raise web.HTTPNotFound()
+
+    def work(session: Session) -> Markup:
+        model = store.vehicle(session, vin)
+        found = store.campaigns(session, vin, datetime.now(UTC).year)
+        open_ = [d for d, s in found if s == "open"]
+        notice = render(
+            '<div class="message" role="alert" data-testid="campaigns">Open technical campaigns '
+            "for this vehicle: {n}</div><ul>{items}</ul>", n=len(open_),
+            items=join(render("<li>{a}</li>", a=link("bulletin", d.ref, d.title, vin)) for d in open_),
+        ) if open_ else render("<p>No open technical campaign for this vehicle.</p>")  # fmt: skip
+        done = [d for d, s in found if s == "done"]
+        return render(
+            "<p>Type code {tc}: {model}</p>{notice}{done}<h2>Search for this vehicle</h2>{form}"
+            '<h2>A fault code</h2><form method="get" action="/info/dtc" class="inline">'
+            '<input type="hidden" name="vin" value="{vin}"><input name="code" '
+            'placeholder="P12A1-00 or 12A100" aria-label="fault code"><button type="submit">'
+            'Show</button></form><p><a href="/info/jobsheet?vin={vin}">Job sheet (labour values)'
+            "</a></p>",
+            tc=type_code(vin), vin=vin,
+            model=f"{model.name} ({model.series})" if model else "not in the content",
+            notice=notice, form=_search_form("", vin),
+            done=render("<p>Done: {d}</p>", d=", ".join(d.ref for d in done)) if done else "",
+        )  # fmt: skip
+
+    return await _read(request, f"Vehicle {vin}", work)
+
+
+@routes.get("/info/dtc")
+@requires(Need.WORKSHOP)
+async def dtc_page(request: web.Request) -> web.Response:
+    """What names a DTC (the link from a car's fault memory), for the vehicle when ``vin``."""
+    code, vin = normal_dtc(request.query.get("code", "")), _vin(request)
+    if code is None:
+        raise web.HTTPNotFound()
+
+    def work(session: Session) -> Markup:
+        docs = store.linked(session, "dtc", code, vin)
+        return render(
+            "<p>{vehicle}</p><ul>{items}</ul>",
+            vehicle=f"For the vehicle {vin}" if vin else "For every vehicle",
+            items=join(render("<li>{a}</li>", a=link(d.kind, d.ref, d.title, vin)) for d in docs)
+            or render("<li>Nothing in the content names this fault code.</li>"),
+        )  # fmt: skip
+
+    return await _read(request, f"Fault code {display_dtc(code)} ({code})", work)
+
+
+def _document(kind: str, render_data: Any) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        ref, vin = request.match_info["ref"], _vin(request)
+
+        def work(session: Session) -> tuple[str, Markup] | None:
+            doc = store.document(session, kind, ref)
+            return (doc.title, render_data(session, doc, vin)) if doc is not None else None
+
+        return await _read(request, kind, work)
+
+    return handler
+
+
+def _links(session: Session, kind: str, refs: list[str], vin: str | None) -> Markup:
+    docs = [d for r in refs if (d := store.document(session, kind, r)) is not None]
+    return join(render("<li>{a}</li>", a=link(kind, d.ref, d.title, vin)) for d in docs)
+
+
+def _instruction(session: Session, doc: store.Document, vin: str | None) -> Markup:
+    d = doc.data
+    steps = join(
+        render("<li>{t}{torque}</li>", t=s["text"],
+               torque=render(' <strong class="torque">Torque: {n} Nm</strong>', n=f"{s['torque_nm']:g}")
+               if s.get("torque_nm") else "")
+        for s in d["steps"]
+    )  # fmt: skip
+    return render(
+        "<p>{summary}</p><p>ECUs: {ecus}. Fault codes: {dtcs}.</p><p>Tools: {tools}</p>"
+        "<h2>Steps</h2><ol>{steps}</ol><h2>Wiring diagrams</h2><ul>{wiring}</ul>"
+        "<h2>Parts</h2><ul>{parts}</ul><h2>Labour operations</h2><p>{labour}</p>",
+        summary=d["summary"], ecus=", ".join(d["ecus"]) or "-",
+        dtcs=", ".join(f"{display_dtc(c)} ({c})" for c in d["dtcs"]) or "-",
+        tools=", ".join(d["tools"]) or "-", steps=steps,
+        wiring=_links(session, "wiring", d["wiring"], vin),
+        parts=_links(session, "part", d["parts"], vin), labour=", ".join(d["labour"]) or "-",
+    )  # fmt: skip
+
+
+def _drawing(name: str, alt: str) -> Markup:
+    return render('<p><img class="drawing" src="/info/drawings/{n}" alt="{a}"></p>', n=name, a=alt)
+
+
+def _wiring(session: Session, doc: store.Document, vin: str | None) -> Markup:
+    d = doc.data
+    rows = ((c["name"], c["description"], ", ".join(f"{c['name']}.{p}" for p in c["pins"]))
+            for c in d["connectors"])  # fmt: skip
+    return render(
+        "<p>ECUs: {ecus}</p>{img}<h2>Connectors</h2>{rows}<h2>Instructions that use it</h2>"
+        "<ul>{used}</ul>",
+        ecus=", ".join(d["ecus"]), img=_drawing(d["drawing"], doc.title),
+        rows=table(("Connector", "Description", "Pins"), rows),
+        used=join(render("<li>{a}</li>", a=link(x.kind, x.ref, x.title, vin))
+                  for x in store.linked(session, "wiring", doc.ref, vin, ("instruction",))),
+    )  # fmt: skip
+
+
+def _bulletin(session: Session, doc: store.Document, vin: str | None) -> Markup:
+    d = doc.data
+    state = ""
+    if vin and d["kind"] == "campaign":
+        states = dict((x.ref, s) for x, s in store.campaigns(session, vin, datetime.now(UTC).year))
+        state = f"For {vin}: {states.get(doc.ref, 'not concerned')}."
+    return render(
+        "<p><strong>{kind}</strong> {state}</p><p>{text}</p><p>ECUs: {ecus}. Fault codes: {dtcs}."
+        "</p><p>Scope: type codes {codes}{years}{ranges}.</p>",
+        kind="Technical campaign" if d["kind"] == "campaign" else "Service bulletin",
+        state=state, text=d["text"], ecus=", ".join(d["ecus"]) or "-",
+        dtcs=", ".join(display_dtc(c) for c in d["dtcs"]) or "-",
+        codes=", ".join(d["type_codes"]) or "all",
+        years=f", model years {d['model_years'][0]}-{d['model_years'][1]}" if d["model_years"] else "",
+        ranges="".join(f", serials {a}-{b}" for a, b in d["vin_ranges"]),
+    )  # fmt: skip
+
+
+def _software(software: list[Any], installed: dict[str, str]) -> Markup:
+    """The software parts the content knows for a hardware part; with the ECU's installed SVK
+    (``?sw=ID:VERSION``, as identify reads it) whether a newer version exists."""
+    newest: dict[tuple[str, str], str] = {}
+    for s in software:
+        key = (s.process_class, s.sgbm_id)
+        if key not in newest or store.version_key(s.version) > store.version_key(newest[key]):
+            newest[key] = s.version
+    rows = []
+    for (pc, sgbm), version in sorted(newest.items()):
+        have = installed.get(sgbm)
+        if have is None:
+            state = "-"
+        elif store.version_key(version) > store.version_key(have):
+            state = f"installed {have}: newer software {version} exists"
+        else:
+            state = f"installed {have}: up to date"
+        rows.append((pc, sgbm, version, state))
+    return render("<h2>Software (SVK)</h2>{t}",
+                  t=table(("Process class", "ID", "Newest version", "This ECU"), rows))  # fmt: skip
+
+
+def _installed(request: web.Request) -> dict[str, str]:
+    found = {}
+    for item in request.query.getall("sw", [])[:32]:
+        sgbm, _, version = item.upper().partition(":")
+        if len(sgbm) == 8 and version.replace(".", "").isdigit() and version.count(".") == 2:
+            found[sgbm] = ".".join(str(int(p)) for p in version.split("."))
+    return found
+
+
+def _part_page(installed: dict[str, str]) -> Any:
+    def render_part(session: Session, doc: store.Document, vin: str | None) -> Markup:
+        d = doc.data
+        group = store.document(session, "group", d["group"])
+        newer = store.superseding(session, doc.ref)
+        software = store.software(session, doc.ref)
+        return render(
+            "<p>Part number {n}, group {g}{hotspot}.</p>{newer}{supersedes}{img}{software}",
+            n=doc.ref, g=group.title if group else d["group"],
+            hotspot=f", item {d['hotspot']} of the illustration" if d["hotspot"] else "",
+            newer=render("<p>Superseded by {a}.</p>", a=link("part", newer.ref, newer.title, vin))
+            if newer else "",
+            supersedes=render("<p>Supersedes {s}.</p>", s=", ".join(d["supersedes"]))
+            if d["supersedes"] else "",
+            img=_drawing(group.data["illustration"], group.title) if group else "",
+            software=_software(software, installed) if software else "",
+        )  # fmt: skip
+
+    return render_part
+
+
+@routes.get("/info/parts/{ref}")
+@requires(Need.WORKSHOP)
+async def part_page(request: web.Request) -> web.Response:
+    """A part; for an ECU's hardware part number also its software parts, compared with the
+    installed SVK when the link gives it (``?sw=00002B12:41.7.12``)."""
+    return await _document("part", _part_page(_installed(request)))(request)
+
+
+for _kind, _render in (("instruction", _instruction), ("wiring", _wiring),
+                       ("bulletin", _bulletin)):  # fmt: skip
+    routes.get(f"/info/{KIND_PATH[_kind]}/{{ref}}")(
+        requires(Need.WORKSHOP)(_document(_kind, _render))
+    )
+
+
+@routes.get("/info/drawings/{folder}/{file}")
+@requires(Need.WORKSHOP)
+async def drawing(request: web.Request) -> web.Response:
+    name = f"{request.match_info['folder']}/{request.match_info['file']}"
+    workshop_id, now = own_workshop(request), int(time.time())
+
+    def read(session: Session) -> str | None:
+        access.check(session, workshop_id, now)
+        return store.drawing(session, name)
+
+    try:
+        found = await in_db(request, read)
+    except NotEntitled as err:
+        raise web.HTTPForbidden(text=str(err)) from None
+    if found is None:
+        raise web.HTTPNotFound()
+    return web.Response(text=found, content_type="image/svg+xml",
+                        headers={"Content-Security-Policy": DRAWING_CSP})  # fmt: skip
+
+
+def _sheet(request: web.Request, session: Session, workshop_id: int) -> tuple[Markup, Any]:
+    """The job sheet form and, when operations are chosen, the sheet."""
+    vin = _vin(request)
+    current = store.current(session)
+    model = store.vehicle(session, vin) if vin else None
+    series = model.series if model else request.query.get("series", "")
+    ops = store.labour(session, series) if series else []
+    chosen = set(request.query.getall("op", []))
+    try:
+        rate = Decimal(request.query.get("rate", "") or "0")
+        if not 0 <= rate <= 10_000:
+            raise InvalidOperation
+    except InvalidOperation:
+        raise NotPermitted("the hourly rate is not an amount", hint="Give it as 95.00") from None
+    rate_cents = int(rate * 100)
+    options = join(
+        render('<label class="check"><input type="checkbox" name="op" value="{c}"{sel}> {c} '
+               "{d} ({u} units)</label>", c=o.code, d=o.description, u=o.work_units,
+               sel=Markup(" checked") if o.code in chosen else Markup(""))
+        for o in ops
+    )  # fmt: skip
+    form = render(
+        '<form method="get" action="/info/jobsheet.pdf"><input type="hidden" name="vin" '
+        'value="{vin}"><input type="hidden" name="series" value="{series}">{options}'
+        '<label>Hourly rate (EUR, net) <input name="rate" value="{rate}"></label>'
+        '<button type="submit">Job sheet as PDF</button></form>',
+        vin=vin or "", series=series, options=options, rate=f"{rate:.2f}" if rate else "",
+    )  # fmt: skip
+    if not series:
+        form = render("<p>Open the job sheet from a vehicle page (a VIN).</p>")
+    lines = tuple(
+        jobsheet.Line(o.code, o.description, o.work_units) for o in ops if o.code in chosen
+    )
+    with_who = accounts.workshop_for(session, actor(request), workshop_id)
+    sheet = jobsheet.JobSheet(
+        workshop=f"{with_who.name}, {with_who.city}",
+        vehicle=f"{vin} ({model.name})" if vin and model else series,
+        lines=lines, units_per_hour=current.work_units_per_hour if current else 12,
+        rate_cents=rate_cents, content=f"{current.name} {current.content_version}" if current else "-",
+    )  # fmt: skip
+    return form, sheet
+
+
+@routes.get("/info/jobsheet")
+@requires(Need.WORKSHOP)
+async def jobsheet_page(request: web.Request) -> web.Response:
+    workshop_id = own_workshop(request)
+    return await _read(request, "Job sheet", lambda s: _sheet(request, s, workshop_id)[0])
+
+
+@routes.get("/info/jobsheet.pdf")
+@requires(Need.WORKSHOP)
+async def jobsheet_pdf(request: web.Request) -> web.Response:
+    workshop_id, now = own_workshop(request), int(time.time())
+
+    def make(session: Session) -> bytes:
+        access.check(session, workshop_id, now)
+        sheet = _sheet(request, session, workshop_id)[1]
+        if not sheet.lines:
+            raise NotPermitted("no operation chosen", hint="Tick the operations of the job")
+        return jobsheet.render_pdf(sheet)
+
+    try:
+        pdf = await in_db(request, make)
+    except NotEntitled as err:
+        return page(request, "Job sheet", render("<p>{m}</p>", m=str(err)), status=403)
+    except NotPermitted as err:
+        return page(request, "Job sheet", render("<p>{m}</p>", m=str(err)), status=400)
+    return web.Response(body=pdf, content_type="application/pdf",
+                        headers={"Content-Disposition": 'attachment; filename="job-sheet.pdf"'})  # fmt: skip
