@@ -501,6 +501,15 @@ class JobRunner:
         return True
 
     async def drain(self) -> None:
-        """Wait for background jobs (at shutdown)."""
+        """Wait for background jobs."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """At shutdown: ask every queued or running job to stop at its next safe point (live
+        data and the open bridge stop; a flash does not look and finishes), then wait for them.
+        Waiting without asking would wait as long as the job runs: the bridge's hour, until
+        systemd kills the gateway."""
+        for job in self.active():
+            job.cancel.set()
+        await self.drain()

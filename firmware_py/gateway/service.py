@@ -385,9 +385,7 @@ class Gateway:
         self._tasks.append(supervised(self._housekeeping, "housekeeping"))
 
     async def stop(self) -> None:
-        for job in self.runner.jobs.values():
-            job.cancel.set()  # live data and the like stop; a flash does not look and finishes
-        await self.runner.drain()
+        await self.runner.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

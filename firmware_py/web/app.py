@@ -537,9 +537,9 @@ def create_app(
     app.router.add_post("/api/bridge/close", bridge_close)
     add_report_routes(app, GATEWAY)  # firmware_py/web/report_routes.py
 
-    async def drain_jobs(app: web.Application) -> AsyncIterator[None]:
+    async def stop_jobs(app: web.Application) -> AsyncIterator[None]:
         yield
-        await app[GATEWAY].runner.drain()
+        await app[GATEWAY].runner.stop()  # ask them to stop first: a bridge would wait an hour
 
-    app.cleanup_ctx.append(drain_jobs)
+    app.cleanup_ctx.append(stop_jobs)
     return app

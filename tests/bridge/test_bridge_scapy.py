@@ -9,6 +9,7 @@ import hashlib
 import logging
 import socket
 import struct
+import subprocess
 import time
 
 import pytest
@@ -357,3 +358,37 @@ def test_open_parameters_are_checked_like_every_jobs_on_both_sockets(bridge_box)
         assert status == 400, body
         assert ("timeout is not a number" if timeout else "client is not text") in body["message"]
     assert not gw.state()["open"]
+
+
+STOP_PROMPTLY = 5.0
+"""seconds a gateway has from SIGTERM to its exit with a job that can stop running (systemd's
+stop, a reboot for an update): under a second on an idle machine"""
+
+
+@pytest.mark.parametrize("job", ["enet_bridge", "read_live_data"])
+def test_a_sigterm_stops_the_running_jobs_and_the_gateway_exits_at_once(bridge_box, job) -> None:
+    """Background jobs that run until cancelled (the open bridge, live data) are asked to stop
+    when the gateway stops; it must not wait for them to end by themselves (an hour for the
+    bridge) until systemd kills it, losing the session's closing record."""
+    gw = bridge_box()
+    if job == "enet_bridge":
+        gw.open()  # answers once the bridge listens
+    else:
+        status, live = gw.tablet.call(
+            "POST", "/api/jobs", {"kind": "read_live_data", "params": {"duration": 600}}
+        )
+        assert status == 202, live
+        deadline = time.monotonic() + 15
+        while "values" not in gw.tablet.call("GET", f"/api/jobs/{live['id']}")[1]["progress"]:
+            assert time.monotonic() < deadline, "no live data within 15 s"
+            time.sleep(0.1)
+    started = time.monotonic()
+    gw.gateway.process.terminate()
+    try:
+        code = gw.gateway.process.wait(timeout=STOP_PROMPTLY)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the gateway did not exit within {STOP_PROMPTLY} s of SIGTERM with {job}")
+    assert code == 0, gw.gateway.output.finish()
+    print(f"SIGTERM to exit with {job} running: {time.monotonic() - started:.2f} s")
+    if job == "enet_bridge":
+        assert gw.outbox_record("bridge.closed")["reason"] == "closed"
