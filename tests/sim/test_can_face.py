@@ -3,6 +3,7 @@ the tester: both addressing schemes, response pending, and malformed ISO-TP fram
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -177,3 +178,23 @@ def test_functional_requests_reach_every_ecu_without_nrc_11_12_31_7e_7f(
         m.data.hex() for m in answers
     ]
     assert len({m.arbitration_id for m in answers}) == ecus  # each on its own identifier
+
+
+def test_stopping_the_can_face_takes_one_stack_s_time_not_the_sum() -> None:
+    """Every ECU has two ISO-TP stacks (physical, functional), each with threads that wake
+    from waits of their own: stopped one after another, the simulator took most of a second to
+    end (a cost every test that starts ``vci sim`` paid); stopped together, about one stack's
+    time."""
+    from firmware_py.sim.can_server import CanFace
+
+    vehicle = SimulatedVehicle(load_vehicle(), SimOptions(doip_port=None, announce_to=None))
+    channel = f"vci-test-{uuid.uuid4().hex}"
+    with can.Bus(interface="virtual", channel=channel) as bus:
+        face = CanFace(bus, vehicle.ecus, vehicle.bus_faults)
+        assert len(face.stacks) >= 30
+        face.start()
+        started = time.monotonic()
+        face.stop()
+        took = time.monotonic() - started
+    assert not [t for t in threading.enumerate() if t.name.startswith("sim-can-")]
+    assert took < 0.4, f"stopping {len(face.stacks)} stacks took {took:.2f} s"
