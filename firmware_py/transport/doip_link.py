@@ -10,7 +10,6 @@ activation after the vehicle dropped the connection, and errors from our excepti
 from __future__ import annotations
 
 import logging
-import socket
 import struct
 import threading
 import time
@@ -50,6 +49,7 @@ from firmware_py.transport.ecu_connection import GatewayEcuConnection
 from firmware_py.transport.functional import DOIP_FUNCTIONAL_ADDRESS, OBD_WINDOW
 from firmware_py.transport.mux import GatewayQueues
 from firmware_py.transport.trace import DoipTrace
+from firmware_py.transport.udp import identification_socket
 
 log = logging.getLogger(__name__)
 TRACE = 5
@@ -216,9 +216,7 @@ def discover_doip(
         message = VehicleIdentificationRequest()
     datagram = pack_message(message, protocol_version)
     found: dict[tuple[str, str], DoipAnnouncement] = {}
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        if host.endswith(".255"):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    with identification_socket(host) as sock:
         try:
             sock.sendto(datagram, (host, port))
         except OSError as err:
@@ -232,7 +230,7 @@ def discover_doip(
                 data, (src, src_port) = sock.recvfrom(4096)
             except TimeoutError:
                 break
-            except OSError as err:  # e.g. ICMP port unreachable on loopback
+            except OSError as err:  # ICMP port unreachable (udp.identification_socket)
                 log.debug("discovery: %s", err)
                 break
             parser = _FastParser()

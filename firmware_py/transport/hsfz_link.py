@@ -31,6 +31,7 @@ from firmware_py.transport.ecu_connection import GatewayEcuConnection
 from firmware_py.transport.hsfz import ControlWord, Decoder, Frame, HsfzIdentity
 from firmware_py.transport.mux import GatewayQueues
 from firmware_py.transport.trace import DoipTrace
+from firmware_py.transport.udp import identification_socket
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,7 @@ def discover_hsfz(
     """Ask for vehicle identification on UDP (broadcast when ``host`` is a broadcast address)
     and collect the answers that arrive within ``timeout``: ``(address, identity)`` each."""
     found: list[tuple[str, HsfzIdentity]] = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    with identification_socket(host) as sock:
         try:
             sock.sendto(hsfz.IDENTIFICATION_REQUEST, (host, port))
         except OSError as err:

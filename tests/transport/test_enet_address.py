@@ -87,3 +87,26 @@ def test_the_link_goes_to_the_address_that_answered_identification(
         assert ecu.wait_frame(timeout=5, exception=True) == bytes.fromhex("62F190") + VIN
     finally:
         link.close()
+
+
+@pytest.mark.parametrize("protocol", ["doip", "hsfz"])
+def test_identification_to_an_address_without_the_protocol_ends_at_once(protocol) -> None:
+    """A unicast identification to a host where nothing listens on the port (an HSFZ gateway
+    without the UDP identification, a car without DoIP) gets ICMP "port unreachable": that is
+    the answer, not the end of the timeout (each HSFZ connection used to wait 2 s for it)."""
+    import time
+
+    from firmware_py.transport.doip_link import discover_doip
+    from firmware_py.transport.hsfz_link import discover_hsfz
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # free, and nothing listens once this is closed
+    started = time.monotonic()
+    if protocol == "doip":
+        found: list[object] = list(discover_doip("127.0.0.1", closed, 5.0))
+    else:
+        found = list(discover_hsfz("127.0.0.1", closed, timeout=5.0))
+    took = time.monotonic() - started
+    assert found == []
+    assert took < 2.5, f"{protocol} identification waited {took:.1f} s for a closed port"
