@@ -107,6 +107,35 @@ def cut_point(events: str, rng: random.Random) -> tuple[int, float]:
     return printed, moment - times[printed - 1]
 
 
+def step_cut_points(events: str, transfer_cuts: int = 3) -> list[tuple[int, float]]:
+    """Cut points (as from ``cut_point``) that each fall in a different part of the flash that
+    printed ``events``: before anything was printed (no journal yet), right after each step's
+    event (the process is then in that step: sessions and security access with nothing erased,
+    the erase, each check, the reset, the version check after it), and ``transfer_cuts`` times
+    in the transfer (first progress event, middle, last before 100 %), which the resume must
+    restart from the segment's erase. Placed by events, so a loaded machine does not move them;
+    one cut per distinct place instead of many random ones in the long transfer."""
+    lines = [json.loads(line) for line in events.splitlines() if line.startswith("{")]
+    points = [(0, 0.0)]
+    for n, e in enumerate(lines):
+        if e.get("kind") == "job.step" and e.get("ecu"):
+            name = e["step"]
+            # the set-up steps (nothing erased yet) are one place: security access stands for them
+            setup = ("check package", "extended", "programming session", "DTC", "communication")
+            if not name.startswith(("download", *setup)):
+                points.append((n + 1, 0.0))
+    transfer = [
+        n + 1
+        for n, e in enumerate(lines)
+        if e.get("kind") == "job.progress"
+        and str(e.get("step", "")).startswith("download")
+        and e.get("percent", 0) < 100
+    ]
+    picks = sorted({transfer[round(i * (len(transfer) - 1) / max(1, transfer_cuts - 1))]
+                    for i in range(transfer_cuts)})  # fmt: skip
+    return points + [(n, 0.0) for n in picks]
+
+
 def transfer_cut_point(
     events: str, rng: random.Random, before_percent: float = 60.0
 ) -> tuple[int, float]:

@@ -1,11 +1,12 @@
-"""Power cuts in the middle of programming: the flashing process is SIGKILLed at points spread
-over a flash (fixed seed); ``vci flash --resume`` must finish every one of them, verified. And a
-battery that sags during the transfer stops the flash at a safe point."""
+"""Power cuts in the middle of programming: the flashing process is SIGKILLed once in each
+distinct part of a flash (``step_cut_points``: before the journal, the set-up, the erase, three
+places in the transfer, each check, the reset, after it); ``vci flash --resume`` must finish
+every one of them, verified. And a battery that sags during the transfer stops the flash at a
+safe point."""
 
 from __future__ import annotations
 
 import json
-import random
 import time
 
 import pytest
@@ -19,13 +20,12 @@ from firmware_py.sim.vehicle import load_vehicle
 from firmware_py.uds.flash.package import load_package_file
 from firmware_py.uds.flash.sequencer import FlashError, FlashOptions, Sequencer
 from firmware_py.uds.vehicle import VehicleSession
-from tests.flash.conftest import cut_point, flash_cut_after, image, sha
+from tests.flash.conftest import flash_cut_after, image, sha, step_cut_points
 
-KILLS = 20
 REGION = 1024 * 1024
 
 
-def test_sigkill_at_twenty_points_and_resume(flash_box, publisher, start_sim) -> None:
+def test_sigkill_in_every_part_of_a_flash_and_resume(flash_box, publisher, start_sim) -> None:
     sim = start_sim("--battery", "13.6")
     data = image("12.05.00", 256 * 1024)
     # 1 KiB blocks: 257 of them, so that the transfer is long enough to be cut in the middle
@@ -33,7 +33,6 @@ def test_sigkill_at_twenty_points_and_resume(flash_box, publisher, start_sim) ->
         "egs.vcipkg", "EGS", 0x18, "12.05.00", data, expects=("12.04.00",), max_block=0x402
     )
     expected = sha(data + b"\xff" * (REGION - len(data)))
-    rng = random.Random(20261124)
     resumed, where_killed = 0, []
     seen_jobs: set[str] = set()
 
@@ -51,10 +50,15 @@ def test_sigkill_at_twenty_points_and_resume(flash_box, publisher, start_sim) ->
     seen_jobs.update(
         r["job_id"] for r in json.loads(flash_box.vci("--json", "flash", "--status").stdout)
     )
-    for _ in range(KILLS):
+    # One cut per place that resumes differently (the resume's start follows from the journal's
+    # step: Plan.resume_index): 20 random cuts fell mostly in the transfer, a repetition of the
+    # same path; three transfer cuts keep its start, middle and end.
+    points = step_cut_points(first.stdout)
+    assert len(points) >= 9, points
+    for point in points:
         fresh_vehicle()
-        # the power cut, somewhere in the flash
-        lines = flash_cut_after([str(pkg), *sim.cli_args("doip")], cut_point(first.stdout, rng))
+        # the power cut
+        lines = flash_cut_after([str(pkg), *sim.cli_args("doip")], point)
         steps = [
             json.loads(line).get("step")
             for line in lines
@@ -88,12 +92,14 @@ def test_sigkill_at_twenty_points_and_resume(flash_box, publisher, start_sim) ->
         )
         resumed += 1
     print(
-        f"\nresumed {resumed}/{KILLS}; a flash takes {span:.2f} s; killed during: {', '.join(where_killed)}"
+        f"\nresumed {resumed}/{len(points)}; a flash takes {span:.2f} s; killed during: {', '.join(where_killed)}"
     )
-    assert resumed == KILLS
+    assert resumed == len(points)
     phases = {w.split(" (")[0] for w in where_killed}
-    assert len(phases) >= 3  # before anything was changed, while erasing, while writing
-    assert sum(w.startswith("download") for w in where_killed) >= 5
+    # before anything was changed, set-up, erase, transfer, checks, reset (a loaded machine may
+    # let a short step's cut land in the next one)
+    assert len(phases) >= 5, where_killed
+    assert sum(w.startswith("download") for w in where_killed) >= 2, where_killed
 
 
 def test_a_sagging_battery_stops_at_a_safe_point_and_resume_finishes(tmp_path, publisher) -> None:
