@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,8 +146,14 @@ class ProcessOutput:
         return self.text
 
 
+class SlowStopWarning(UserWarning):
+    """A process needed SIGKILL: its SIGTERM handling waits for something (a defect that cost
+    CI the whole ``timeout`` in silence: an open ENET bridge held the gateway 20 s)."""
+
+
 def stop_process(process: subprocess.Popen[Any], timeout: float = 20) -> None:
-    """SIGTERM, then SIGKILL if it has not ended within ``timeout`` s."""
+    """SIGTERM, then SIGKILL if it has not ended within ``timeout`` s (a SlowStopWarning in the
+    run's warnings summary: find what its stop waits for)."""
     if process.poll() is None:
         process.terminate()
     try:
@@ -154,6 +161,10 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 20) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
+        warnings.warn(
+            SlowStopWarning(f"{process.args!r} did not stop within {timeout} s of SIGTERM"),
+            stacklevel=2,
+        )
 
 
 def _start(extra: tuple[str, ...]) -> SimHandle:
