@@ -448,5 +448,24 @@ class RemoteJobEvent(Base):
     """JSON"""
 
 
+class StoredPackage(Base):
+    """A signed flash package in the portal's package store (portal/packages.py): what it holds
+    and its file's SHA-256; the file itself is on disk under the store's directory, named by it."""
+
+    __tablename__ = "stored_packages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    ecu: Mapped[str] = mapped_column(String(32))
+    ecu_address: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(64))
+    sw_versions: Mapped[str] = mapped_column(Text)
+    """the software versions it expects on the ECU, JSON"""
+    publisher: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    uploaded_at: Mapped[int] = mapped_column(BigInteger)
+
+
 # the information services' tables (registered on Base.metadata; portal/content/)
 from portal.db import content_models as _content_models  # noqa: E402,F401

@@ -12,8 +12,17 @@ from aiohttp import web
 from firmware_py.web.limits import ConnectionCounter, handler_args, start_site
 from portal.address_limit import AddressLimiter
 from portal.login import PendingLogins
+from portal.packages import PackageStore
 from portal.sessions import SessionService
-from portal.web import account_pages, box_pages, info_pages, operator, pages, session_pages
+from portal.web import (
+    account_pages,
+    box_pages,
+    info_pages,
+    operator,
+    package_files,
+    pages,
+    session_pages,
+)
 from portal.web.guard import (
     CONFIG,
     LIMITER,
@@ -31,12 +40,14 @@ def make_app(
     limiter: AddressLimiter | None = None,
     pending: PendingLogins | None = None,
     sessions: SessionService | None = None,
+    packages: PackageStore | None = None,
 ) -> web.Application:
     """The portal's pages; ``limiter`` and ``pending`` with their own limits or clock (tests).
     Both keep their state in the database, as everything else a request needs: any number of
     these apps, in any number of processes, serve the same portal. ``sessions``: the remote
     sessions' service with the process's broker connection (without it the session pages refuse
-    to start jobs and say why)."""
+    to start jobs and say why). ``packages``: the package store served to boxes (without it
+    ``/packages/`` answers 404)."""
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
     app[CONFIG] = cfg
     app[LIMITER] = limiter or AddressLimiter()
@@ -48,6 +59,9 @@ def make_app(
     app[session_pages.SERVICE] = sessions or SessionService(cfg.factory, None)
     app.add_routes(session_pages.routes)
     app.add_routes(info_pages.routes)
+    if packages is not None:
+        app[package_files.PACKAGES] = packages
+    app.add_routes(package_files.routes)
     return app
 
 
