@@ -52,6 +52,7 @@ OWNER, TECH, OPS = Role.OWNER, Role.TECHNICIAN, Role.OPERATOR
 ROUTES: dict[tuple[str, str], Need] = {
     ("GET", "/static/portal.css"): Need.PUBLIC,
     ("GET", "/healthz"): Need.PUBLIC,
+    ("GET", "/packages/{sha256}.vcipkg"): Need.PUBLIC,  # the signed per-box URL is the credential
     ("GET", "/"): Need.USER,
     ("GET", "/signup"): Need.PUBLIC,
     ("POST", "/signup"): Need.PUBLIC,
