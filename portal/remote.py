@@ -28,7 +28,8 @@ from firmware_py.cloud.mqtt_link import disable_nagle
 from firmware_py.cloud.schema import Message, ProtocolError, decode
 
 FINAL = (
-    "job.result", "job.denied", "uds.response", "emission_limits.stored", "map.offered", "error",
+    "job.result", "job.denied", "uds.response", "emission_limits.stored", "map.offered",
+    "package.stored", "error",
 )  # fmt: skip
 REQUEST_EXPIRY = 30
 """seconds a request waits at the broker for a box that is offline"""

@@ -66,6 +66,8 @@ class PortalLink:
         self._routes: dict[str, tuple[str, str, str]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
+        self._downloads: set[asyncio.Task[None]] = set()
+        """package downloads under way (package.offer): kept referenced until they end"""
         self.connected: asyncio.Event = _LinkUp(getattr(gateway, "bus", None), self.carrier)
 
     # -- what a carrier provides -------------------------------------------------------------------
@@ -216,6 +218,14 @@ class PortalLink:
                     str(msg.body.get("activation", ""))[:4096],
                 )
                 self.reply(response or own, msg.answer("map.offered", kept))
+            elif msg.type == "package.offer":
+                # signed by the portal for this box (package_offer.py); the download runs in the
+                # background and the answer comes when the package is kept (or refused)
+                task = asyncio.get_running_loop().create_task(
+                    self._package_offered(msg, response or own)
+                )
+                self._downloads.add(task)
+                task.add_done_callback(self._downloads.discard)
             elif msg.type == "outbox.ack":
                 ids = msg.body.get("ids")
                 if isinstance(ids, list):
@@ -230,6 +240,20 @@ class PortalLink:
                 raise ProtocolError(f"a box does not take {msg.type} messages")
         except VciError as err:
             self.reply(response or own, msg.answer("error", err.to_dict()))
+
+    async def _package_offered(self, msg: Message, answer_to: str) -> None:
+        try:
+            kept = await self.gateway.package_offered(str(msg.body.get("offer", ""))[:4096])
+        except VciError as err:
+            self.reply(answer_to, msg.answer("error", err.to_dict()))
+            return
+        except Exception as err:  # noqa: BLE001 - the portal waits for an answer: it gets one
+            log.exception("package offer %s", msg.id)
+            self.reply(
+                answer_to, msg.answer("error", VciError(f"the download failed: {err!r}").to_dict())
+            )
+            return
+        self.reply(answer_to, msg.answer("package.stored", kept))
 
     def _job(self, msg: Message, response: str, user: str) -> None:
         if msg.ticket:

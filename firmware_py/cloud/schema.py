@@ -30,6 +30,8 @@ TYPES = {
     "box (body: limits)",
     "map.offer": "a navigation map update the box keeps for a car until it is installed: the "
     "portal's signed manifest and activation code (body: manifest, activation)",
+    "package.offer": "a flash package of the portal's store for this box to download into its "
+    "package store, signed with the portal's ticket key (body: offer)",
     "helpdesk.answer": "the help desk's answer to a request of this box (body: request, answer, who)",
     "ticket.deliver": "a bought ticket for the box to add (body: delivery, ticket)",
     "ticket.revoke": "the portal's signed revocation list to apply (body: delivery, revocations)",
@@ -43,6 +45,8 @@ TYPES = {
     "outbox.record": "a record the portal must keep (job result, service booklet entry, session "
     "log, help-desk request and its attachments' chunks)",
     "map.offered": "the map offer the box keeps (body: offer, map, bytes, vin)",
+    "package.stored": "the offered package downloaded, verified and kept (body: package, sha256, "
+    "ecu, version, size)",
     "emission_limits.stored": "the limit values the box now keeps (body: source, version, type_codes)",
     "error": "a request that could not be taken, with the reason",
 }

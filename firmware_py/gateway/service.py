@@ -365,6 +365,33 @@ class Gateway:
         self.bus.publish("maps.offered", kept)
         return kept
 
+    async def package_offered(self, token: str) -> dict[str, Any]:
+        """A ``package.offer`` from the portal's package store (firmware_py/gateway/
+        package_offer.py): downloaded resumably into the package store and kept only when its
+        size, SHA-256 and publisher signature check; what the box kept. Refusals raise."""
+        import aiohttp
+
+        from firmware_py.gateway import package_offer
+
+        if self.entitlements is None:
+            raise PackageError(
+                "this gateway was started without the portal's keys: it takes no package offers",
+                hint="Upload the package on the tablet instead",
+            )
+        offer = package_offer.parse_offer(
+            token, self.entitlements.keys, device=self.entitlements.device_id,
+            max_bytes=self.max_package_bytes,
+        )  # fmt: skip
+        async with aiohttp.ClientSession() as session:
+            path = await package_offer.download(
+                offer, self.packages_dir, self.runner.services.get("publisher_keys", {}),
+                session=session,
+            )  # fmt: skip
+        self.bus.publish("packages.changed", {})
+        info = self._package_info(path)
+        return {"package": path.name, "sha256": offer.sha256, "ecu": info.get("ecu"),
+                "version": info.get("version"), "size": offer.size}  # fmt: skip
+
     def observe_time_beacon(self, beacon: str) -> None:
         """The portal's signed time (a ``time.beacon`` message); without ticket checks, ignored."""
         if self.entitlements is not None:
