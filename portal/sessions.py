@@ -253,20 +253,48 @@ def summary_of(kind: str, job: Mapping[str, Any]) -> str:
     return "done"
 
 
+PACKAGE_TIMEOUT = 3600.0
+"""seconds a box has to download an offered package (its download resumes within them)"""
+
+
 class SessionService:
     """Starts jobs on boxes and records them (module docstring). ``remote``: the process's
     broker connection; None when the portal runs without a broker (jobs are refused then)."""
 
     def __init__(
         self, factory: sessionmaker[Session], remote: Any | None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, packages: Any | None = None,
+        package_url: str | None = None,
     ) -> None:  # fmt: skip
+        """``packages``: the portal's package store (portal/packages.py) and ``package_url`` the
+        address boxes reach ``vci-portal serve`` at; without them no package is offered."""
         self.factory, self.remote, self.clock = factory, remote, clock
+        self.packages, self.package_url = packages, package_url
         self.threads: dict[int, threading.Thread] = {}
+
+    def program_from_store(self, actor: Actor, device: str, session_id: int, sha256: str) -> int:
+        """Programming with a package of the portal's store: the box is offered the package
+        (``package.offer``), downloads it into its package store, then the programming job runs
+        with it under the workshop's ticket chosen as for every job; the recorded job's id."""
+        from firmware_py.gateway.package_offer import PackageOffer
+
+        if self.packages is None or not self.package_url:
+            raise NotPermitted(
+                "this portal keeps no package store for remote programming",
+                hint="The operator starts vci-portal serve with --package-store and --public-url",
+            )
+        info = self.packages.get(sha256)
+        if info is None:
+            raise NotPermitted("the store has no such package", hint="Choose a package of the list")
+        offer = self.packages.offer(device, sha256, self.package_url, now=self.clock())
+        on_box = PackageOffer(info.name, "", info.size, sha256, 0).file_name
+        return self.start(
+            actor, device, session_id, "programming", info.ecu, {"package": on_box}, offer=offer
+        )
 
     def start(
         self, actor: Actor, device: str, session_id: int, kind: str, ecu: str | None,
-        params: dict[str, Any],
+        params: dict[str, Any], offer: str | None = None,
     ) -> int:  # fmt: skip
         """Record and send one job; returns the recorded job's id (its progress follows in the
         database). Refusals: :class:`NotPermitted`, :class:`TicketNeeded`,
@@ -321,7 +349,7 @@ class SessionService:
             db.flush()
             job_id, ticket = job.id, purchase.ticket if purchase else None
         worker = threading.Thread(
-            target=self._run, args=(job_id, device, kind, ecu, params, ticket), daemon=True,
+            target=self._run, args=(job_id, device, kind, ecu, params, ticket, offer), daemon=True,
             name=f"remote-job-{job_id}",
         )  # fmt: skip
         self.threads[job_id] = worker
@@ -350,10 +378,18 @@ class SessionService:
     # -- the job's worker thread -----------------------------------------------------------------
     def _run(
         self, job_id: int, device: str, kind: str, ecu: str | None, params: dict[str, Any],
-        ticket: str | None,
+        ticket: str | None, offer: str | None = None,
     ) -> None:  # fmt: skip
         assert self.remote is not None  # start() refuses jobs without it
         try:
+            if offer is not None:  # the package first (program_from_store)
+                stored = self.remote.exchange(
+                    device, Message("package.offer", {"offer": offer}), PACKAGE_TIMEOUT
+                )
+                self._event(job_id, stored)
+                if stored.type != "package.stored":
+                    self._final(job_id, kind, stored)
+                    return
             final = self.remote.run(
                 device, kind, ecu=ecu, params=params, ticket=ticket,
                 timeout=timeout_of(kind, params), on_event=lambda m: self._event(job_id, m),
