@@ -140,6 +140,16 @@ def register(sub: Any, ticket: Any) -> None:
         "--broker-reload", metavar="COMMAND",
         help="or run this command then (e.g. 'systemctl reload mosquitto')",
     )  # fmt: skip
+    sv.add_argument(
+        "--publisher-keys", type=Path, metavar="DIR",
+        help="the flash-package publishers' public keys the boxes trust: serves the package "
+        "store (<state>/packages) to boxes and offers its packages in remote sessions",
+    )  # fmt: skip
+    sv.add_argument(
+        "--public-url", metavar="URL",
+        help="where boxes reach these pages (e.g. https://portal.example); the package store's "
+        "download URLs start with it (default: http://HOST:PORT)",
+    )  # fmt: skip
     sv.set_defaults(account_handler=_serve)
 
 
@@ -438,11 +448,22 @@ def _serve(args: argparse.Namespace) -> None:
         links += [worker.session, watcher.session]
         threading.Thread(target=worker.run, args=(stop,), daemon=True, name="delivery").start()
         threading.Thread(target=watcher.run, args=(stop,), daemon=True, name="status").start()
+    packages = None
+    if args.publisher_keys is not None:
+        from firmware_py.keys import load_public_keys
+        from portal.packages import PackageStore
+
+        packages = PackageStore(
+            cfg.factory, state_dir() / "packages", load_public_keys(args.publisher_keys), kid, key
+        )
     # remote jobs share the delivery worker's broker connection
-    sessions = SessionService(cfg.factory, worker.session if worker is not None else None)
+    sessions = SessionService(
+        cfg.factory, worker.session if worker is not None else None, packages=packages,
+        package_url=args.public_url or f"http://{args.host}:{args.port}",
+    )  # fmt: skip
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(cfg, args.host, args.port, sessions))
+            asyncio.run(serve(cfg, args.host, args.port, sessions, packages))
     finally:
         stop.set()
         for link in links:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from firmware_py.errors import VciError
 from firmware_py.gateway.tariffs import TARIFFS
-from portal import account_cli, box_cli, keys, limits_cli, map_cli, tickets
+from portal import account_cli, box_cli, keys, limits_cli, map_cli, package_cli, tickets
 
 
 def _time(text: str) -> int:
@@ -80,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     limits_cli.register(sub)  # emission-limits publish
     map_cli.register(sub)  # map sample, publish, activation, offer
+    package_cli.register(sub)  # packages add, list
 
     r = sub.add_parser(
         "revoke",
@@ -242,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return limits_cli.run(args)
         elif args.command == "map":
             return map_cli.run(args)
+        elif args.command == "packages":
+            return package_cli.run(args)
         elif args.command == "revoke":
             return _revoke(args)
         elif args.command == "remote":

@@ -63,15 +63,16 @@ class PackageInfo:
 
 class PackageStore:
     """The store's files under ``directory`` and their rows; ``publisher_keys``: the keys the
-    boxes trust; ``key``/``kid``: the portal's ticket key (download tokens and offers)."""
+    boxes trust; ``key``/``kid``: the portal's ticket key (download tokens and offers; without
+    it the store only takes and lists packages: the operator's command line)."""
 
     def __init__(
         self,
         factory: sessionmaker[Session],
         directory: Path,
         publisher_keys: Mapping[str, Ed25519PublicKey],
-        kid: str,
-        key: Ed25519PrivateKey,
+        kid: str | None = None,
+        key: Ed25519PrivateKey | None = None,
     ) -> None:
         self.factory = factory
         self.directory = Path(directory)
@@ -139,14 +140,20 @@ class PackageStore:
         return self.directory / f"{sha256}.vcipkg"
 
     # -- download tokens and offers ----------------------------------------------------------
+    def _signing(self) -> tuple[str, Ed25519PrivateKey]:
+        if self.kid is None or self.key is None:
+            raise PackageError("this package store was opened without the portal's ticket key")
+        return self.kid, self.key
+
     def token(self, device: str, sha256: str, exp: int) -> str:
-        return sign(TOKEN_PREFIX, {"device": device, "sha256": sha256, "exp": exp,
-                                   "kid": self.kid}, self.key)  # fmt: skip
+        kid, key = self._signing()
+        return sign(TOKEN_PREFIX, {"device": device, "sha256": sha256, "exp": exp, "kid": kid}, key)
 
     def check_token(self, token: str, sha256: str, now: float | None = None) -> str:
         """The box a download token was made for, if it is for ``sha256`` and has not expired;
         :class:`TicketError` if not."""
-        payload = verify(TOKEN_PREFIX, token, {self.kid: self.key.public_key()})
+        kid, key = self._signing()
+        payload = verify(TOKEN_PREFIX, token, {kid: key.public_key()})
         if payload.get("sha256") != sha256 or not isinstance(payload.get("device"), str):
             raise TicketError("the download URL is for another package")
         exp = payload.get("exp")
@@ -162,7 +169,8 @@ class PackageStore:
         at = time.time() if now is None else now
         exp = int(at) + TOKEN_LIFETIME
         url = f"{base_url.rstrip('/')}/packages/{sha256}.vcipkg?t={self.token(device, sha256, exp)}"
+        kid, key = self._signing()
         return package_offer.sign_offer(
-            self.key, self.kid, device=device, name=info.name, url=url, size=info.size,
+            key, kid, device=device, name=info.name, url=url, size=info.size,
             sha256=sha256, exp=exp, now=at,
         )  # fmt: skip

@@ -66,11 +66,14 @@ def make_app(
 
 
 async def serve(
-    cfg: WebConfig, host: str, port: int, sessions: SessionService | None = None
-) -> None:
+    cfg: WebConfig, host: str, port: int, sessions: SessionService | None = None,
+    packages: PackageStore | None = None,
+) -> None:  # fmt: skip
     """Serve until cancelled (Ctrl-C)."""
     runner = web.AppRunner(
-        make_app(cfg, sessions=sessions), access_log=None, **handler_args(header_timeout=15.0)
+        make_app(cfg, sessions=sessions, packages=packages),
+        access_log=None,
+        **handler_args(header_timeout=15.0),
     )
     await runner.setup()
     server = await start_site(runner, host, port, ConnectionCounter(512, 64))

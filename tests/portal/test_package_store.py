@@ -206,3 +206,56 @@ def test_offers_the_box_must_not_take_are_refused(store) -> None:
         package_offer.parse_offer(
             token, {"p1": Ed25519PrivateKey.generate().public_key()}, device=BOX, now=1000
         )
+
+
+def test_the_operator_adds_and_lists_packages_on_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from portal.cli import main
+
+    monkeypatch.setenv("VCI_PORTAL_STATE_DIR", str(tmp_path / "state"))
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    (trust / "pub1.pub").write_bytes(
+        PUBLISHER.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    raw = package()
+    (tmp_path / "good.vcipkg").write_bytes(raw)
+    (tmp_path / "bad.vcipkg").write_bytes(tampered(raw))
+    db = f"sqlite:///{tmp_path / 'portal.sqlite'}"
+    assert (
+        main(
+            [
+                "packages",
+                "add",
+                str(tmp_path / "bad.vcipkg"),
+                "--publisher-keys",
+                str(trust),
+                "--db",
+                db,
+            ]
+        )
+        == 1
+    )
+    assert "refused" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "packages",
+                "add",
+                str(tmp_path / "good.vcipkg"),
+                "--publisher-keys",
+                str(trust),
+                "--db",
+                db,
+            ]
+        )
+        == 0
+    )
+    assert main(["packages", "list", "--db", db]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 2 and "ENGINE" in listed[1] and str(len(raw)) in listed[1]
