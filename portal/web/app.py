@@ -21,6 +21,7 @@ from portal.web import (
     operator,
     package_files,
     pages,
+    session_packages,
     session_pages,
 )
 from portal.web.guard import (
@@ -59,6 +60,7 @@ def make_app(
     app[session_pages.SERVICE] = sessions or SessionService(cfg.factory, None)
     app.add_routes(session_pages.routes)
     app.add_routes(info_pages.routes)
+    app.add_routes(session_packages.routes)
     if packages is not None:
         app[package_files.PACKAGES] = packages
     app.add_routes(package_files.routes)

@@ -29,6 +29,7 @@ from portal.db.models import RemoteJob, RemoteJobState, User
 from portal.sessions import PORTAL_KINDS, SessionService
 from portal.web.guard import Need, actor, csrf, in_db, object_id, page, requires, status_of
 from portal.web.html import Markup, join, post_form, render, table, utc
+from portal.web.session_packages import store_section
 from portal.web.session_view import (
     coding_forms,
     ecu_from_form,
@@ -155,9 +156,10 @@ async def session_page(request: web.Request) -> web.Response:
         )  # fmt: skip
         return render(
             '<p>Box {device}, vehicle {vin}; started {at}. <a href="{base}/trace.json">'
-            "Download the session log</a></p><h2>Jobs</h2>{jobs}{sections}",
+            "Download the session log</a></p><h2>Jobs</h2>{jobs}{sections}{store}",
             device=device, vin=s.vin or "not identified yet", at=utc(s.started_at),
             base=_base(device, sid), jobs=_job_rows(device, sid, jobs), sections=sections,
+            store=store_section(request.app[SERVICE], jobs, _base(device, sid), csrf(request)),
         )  # fmt: skip
 
     return page(request, f"Remote session {sid}", await _guarded(request, read))

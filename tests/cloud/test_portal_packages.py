@@ -20,9 +20,10 @@ from firmware_py.uds.flash.package import SequenceParams, build_package
 from portal import boxes, credit, keys
 from portal.db.models import RemoteJob
 from portal.packages import PackageStore
-from portal.sessions import SessionService, open_session
+from portal.sessions import SessionService, jobs_of, open_session
 from portal.web.app import make_app
 from portal.web.guard import WebConfig
+from portal.web.session_packages import car_ecus, store_section
 from tests.cloud.conftest import BOX, HAVE_MOSQUITTO, USER, gateway_env, wait_online
 from tests.flash.conftest import image
 
@@ -73,6 +74,13 @@ def test_a_package_of_the_store_is_programmed_remotely(
             try:
                 service = SessionService(factory, remote, packages=store,
                                          package_url=str(server.make_url("/")))  # fmt: skip
+                identify = service.start(owner, BOX, sid, "identify", None, {})
+                await asyncio.to_thread(service.wait, identify, 120)
+                with factory() as db:  # the session page lists the store's package for the EGS
+                    jobs = jobs_of(db, sid)
+                assert car_ecus(jobs) is not None and car_ecus(jobs)["EGS"] == 0x18  # type: ignore[index]
+                listed = store_section(service, jobs, "/base", "csrf")
+                assert sha[:16] in listed and 'action="/base/store-packages"' in listed
                 job_id = service.program_from_store(owner, BOX, sid, sha)
                 await asyncio.to_thread(service.wait, job_id, 300)
                 return job_id
