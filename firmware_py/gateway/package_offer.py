@@ -14,8 +14,10 @@ publisher keys the box trusts (the portal checked it on upload too: the box does
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,9 @@ OFFER_PREFIX = "vk1"
 FIELDS = {"device", "kid", "name", "url", "size", "sha256", "iat", "exp"}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_FETCHING: weakref.WeakValueDictionary[Path, asyncio.Lock] = weakref.WeakValueDictionary()
+"""one download per file at a time: two offers of one package (two sessions) would otherwise
+append to the same ``.part``; the second waits and finds the package kept"""
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,9 @@ async def download(
         what="the flash package", item="package",
         siblings=offer.file_name + ".part",  # other packages in the store stay
     )  # fmt: skip
-    path = await fetch_file(fetch, packages_dir, **options)
+    lock = _FETCHING.setdefault((packages_dir / offer.file_name).resolve(), asyncio.Lock())
+    async with lock:
+        path = await fetch_file(fetch, packages_dir, **options)
     try:
         with path.open("rb") as f:
             read_package(f, publisher_keys)

@@ -259,3 +259,27 @@ def test_the_operator_adds_and_lists_packages_on_the_command_line(
     assert main(["packages", "list", "--db", db]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert len(listed) == 2 and "ENGINE" in listed[1] and str(len(raw)) in listed[1]
+
+
+def test_two_offers_of_one_package_at_once_keep_it_whole(
+    store, factory, signer, seller, tmp_path
+) -> None:
+    raw = package(size=2_000_000)
+    sha = store.add(io.BytesIO(raw), "engine").sha256
+    box_store = tmp_path / "box-packages"
+
+    async def run() -> list[Path]:
+        async with portal(WebConfig(factory, signer, seller), store) as base:
+            keys = {"p1": PORTAL.public_key()}
+            offers = [
+                package_offer.parse_offer(store.offer(BOX, sha, base), keys, device=BOX)
+                for _ in range(2)
+            ]
+            async with aiohttp.ClientSession() as http:
+                return list(await asyncio.gather(*(
+                    package_offer.download(o, box_store, {"pub1": PUBLISHER.public_key()}, session=http, attempts=1)
+                    for o in offers
+                )))  # fmt: skip
+
+    first, second = asyncio.run(run())
+    assert first == second and first.read_bytes() == raw
