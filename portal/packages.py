@@ -103,8 +103,9 @@ class PackageStore:
                 safe = "p" + safe[:63]
             with self.factory.begin() as db:
                 row = db.scalar(select(StoredPackage).where(StoredPackage.sha256 == pkg.sha256))
-                if row is None:
+                if row is None or not self.path_of(pkg.sha256).is_file():  # or its file lost
                     os.replace(tmp, self.path_of(pkg.sha256))
+                if row is None:
                     row = StoredPackage(
                         sha256=pkg.sha256, name=safe, ecu=pkg.ecu_name,
                         ecu_address=pkg.ecu_address, version=pkg.version,

@@ -76,6 +76,9 @@ class PortalLink:
 
     async def stop(self) -> None:
         await self._stop_tasks()
+        for task in list(self._downloads):  # the .part stays: the next offer goes on from it
+            task.cancel()
+        await asyncio.gather(*self._downloads, return_exceptions=True)
 
     def publish(self, topic: str, payload: bytes, corr: bytes | None = None) -> None:
         """Send at least once (queued while the link is down)."""

@@ -77,6 +77,11 @@ def test_an_upload_is_listed_with_what_it_holds(store: PackageStore) -> None:
     assert store.list() == [info] == store.list({"ENGINE": 0x10})
     assert store.list({"ENGINE": 0x11}) == [] == store.list({"ABS": 0x10})
     assert store.add(io.BytesIO(raw), "again") == info  # the same package is one row
+    store.path_of(info.sha256).unlink()  # its file lost (a disk restored without it)
+    assert (
+        store.add(io.BytesIO(raw), "again") == info
+        and store.path_of(info.sha256).read_bytes() == raw
+    )
 
 
 @pytest.mark.parametrize("make", [tampered, lambda raw: raw[:-40], lambda raw: b"not a zip"])
