@@ -25,12 +25,13 @@ shows ``lost`` after its time-out.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -467,6 +468,48 @@ class SessionService:
         worker = self.threads.get(job_id)
         if worker is not None:
             worker.join(timeout)
+
+
+MAX_BOX_TRACE = 256 * 2**20
+"""bytes of a box's trace the session page downloads at most (the box keeps 256 MiB of them)"""
+
+
+def box_trace(
+    service: SessionService, factory: sessionmaker[Session], actor: Actor, device: str,
+    session_id: int,
+) -> Iterator[tuple[str, bytes]]:  # fmt: skip
+    """The box's newest vehicle-link trace (pcap) in pieces, fetched from the box with
+    ``trace.read`` as the download goes: (the trace's name, bytes). The size is the one the box
+    said first (a trace still growing is cut there); :class:`NotPermitted` when the box refuses."""
+    from firmware_py.cloud.schema import Message
+
+    _workshop_user(actor)
+    with factory() as db:
+        get_session(db, actor, device, session_id)
+    if service.remote is None:
+        raise NotPermitted(
+            "this portal has no broker link to the boxes",
+            hint="The operator starts vci-portal serve with --broker, --pki and --broker-user",
+        )
+    name, offset, size = "", 0, None
+    while size is None or offset < size:
+        answer = service.remote.exchange(
+            device, Message("trace.read", {"name": name, "offset": offset}), 30.0
+        )
+        if answer.type != "trace.chunk":
+            raise NotPermitted(f"the box sends no trace: {answer.body.get('message')}",
+                               hint=str(answer.body.get("hint") or "Run a job first"))  # fmt: skip
+        data = base64.b64decode(str(answer.body.get("data", "")), validate=True)
+        if size is None:
+            name, size = (
+                str(answer.body.get("name")),
+                min(int(answer.body.get("size", 0)), MAX_BOX_TRACE),
+            )
+        data = data[: size - offset]
+        if not data:  # the file shrank (pruned): what came is what there is
+            return
+        yield name, data
+        offset += len(data)
 
 
 def trace_of(db: Session, actor: Actor, device: str, session_id: int) -> dict[str, Any]:

@@ -221,6 +221,12 @@ class PortalLink:
                     str(msg.body.get("activation", ""))[:4096],
                 )
                 self.reply(response or own, msg.answer("map.offered", kept))
+            elif msg.type == "trace.read":  # the session page's trace download, piece by piece
+                offset = msg.body.get("offset")
+                if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+                    raise ProtocolError("trace.read: offset is a number of bytes")
+                chunk = self.gateway.trace_chunk(str(msg.body.get("name") or "")[:200], offset)
+                self.reply(response or own, msg.answer("trace.chunk", chunk))
             elif msg.type == "package.offer":
                 # signed by the portal for this box (package_offer.py); the download runs in the
                 # background and the answer comes when the package is kept (or refused)

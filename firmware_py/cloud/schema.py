@@ -32,6 +32,8 @@ TYPES = {
     "portal's signed manifest and activation code (body: manifest, activation)",
     "package.offer": "a flash package of the portal's store for this box to download into its "
     "package store, signed with the portal's ticket key (body: offer)",
+    "trace.read": "a piece of the box's newest vehicle-link trace, or of the one named (body: "
+    "name, offset)",
     "helpdesk.answer": "the help desk's answer to a request of this box (body: request, answer, who)",
     "ticket.deliver": "a bought ticket for the box to add (body: delivery, ticket)",
     "ticket.revoke": "the portal's signed revocation list to apply (body: delivery, revocations)",
@@ -47,6 +49,7 @@ TYPES = {
     "map.offered": "the map offer the box keeps (body: offer, map, bytes, vin)",
     "package.stored": "the offered package downloaded, verified and kept (body: package, sha256, "
     "ecu, version, size)",
+    "trace.chunk": "a piece of a trace (body: name, size, offset, data as base64)",
     "emission_limits.stored": "the limit values the box now keeps (body: source, version, type_codes)",
     "error": "a request that could not be taken, with the reason",
 }

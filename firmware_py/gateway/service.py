@@ -27,6 +27,8 @@ from firmware_py.gateway.store import Store
 from firmware_py.gateway.supervise import supervised
 
 log = logging.getLogger(__name__)
+TRACE_CHUNK = 32 * 1024
+"""bytes of a trace per ``trace.chunk`` message (base64 in a message of at most 64 KiB)"""
 
 
 class Gateway:
@@ -303,6 +305,31 @@ class Gateway:
             else []
         )
         return traces[-1] if traces else None
+
+    def trace_chunk(self, name: str, offset: int) -> dict[str, Any]:
+        """A piece of a pcap trace of the vehicle link for the portal (``trace.read``): of the
+        trace ``name``, or of the newest with none; at most :data:`TRACE_CHUNK` bytes from
+        ``offset``, base64, with the trace's size now (it grows while the link is open)."""
+        import base64
+        import re
+
+        if name:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.pcap", name):
+                raise StorageError(f"{name[:40]!r} is not a trace of this box")
+            path = self.trace_dir / name
+            if not path.is_file():
+                raise StorageError(f"this box keeps no trace {name}", hint="It was deleted: "
+                                   "download the newest trace")  # fmt: skip
+        else:
+            path = self.latest_trace()
+            if path is None:
+                raise StorageError("no trace recorded yet", hint="Run a job first")
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, min(offset, size)))
+            data = f.read(TRACE_CHUNK)
+        return {"name": path.name, "size": size, "offset": offset,
+                "data": base64.b64encode(data).decode()}  # fmt: skip
 
     def now(self) -> float:
         """Trusted time (never goes backwards; see ``trusted_time``)."""

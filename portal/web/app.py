@@ -23,6 +23,7 @@ from portal.web import (
     pages,
     session_packages,
     session_pages,
+    session_trace,
 )
 from portal.web.guard import (
     CONFIG,
@@ -61,6 +62,7 @@ def make_app(
     app.add_routes(session_pages.routes)
     app.add_routes(info_pages.routes)
     app.add_routes(session_packages.routes)
+    app.add_routes(session_trace.routes)
     if packages is not None:
         app[package_files.PACKAGES] = packages
     app.add_routes(package_files.routes)

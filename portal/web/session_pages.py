@@ -156,7 +156,8 @@ async def session_page(request: web.Request) -> web.Response:
         )  # fmt: skip
         return render(
             '<p>Box {device}, vehicle {vin}; started {at}. <a href="{base}/trace.json">'
-            "Download the session log</a></p><h2>Jobs</h2>{jobs}{sections}{store}",
+            'Download the session log</a>, <a href="{base}/box-trace.pcap">the box\'s vehicle '
+            "trace (pcap)</a></p><h2>Jobs</h2>{jobs}{sections}{store}",
             device=device, vin=s.vin or "not identified yet", at=utc(s.started_at),
             base=_base(device, sid), jobs=_job_rows(device, sid, jobs), sections=sections,
             store=store_section(request.app[SERVICE], jobs, _base(device, sid), csrf(request)),

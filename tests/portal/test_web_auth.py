@@ -54,6 +54,7 @@ ROUTES: dict[tuple[str, str], Need] = {
     ("GET", "/healthz"): Need.PUBLIC,
     ("GET", "/packages/{sha256}.vcipkg"): Need.PUBLIC,  # the signed per-box URL is the credential
     ("POST", "/boxes/{device}/sessions/{sid}/store-packages"): Need.WORKSHOP,
+    ("GET", "/boxes/{device}/sessions/{sid}/box-trace.pcap"): Need.WORKSHOP,
     ("GET", "/"): Need.USER,
     ("GET", "/signup"): Need.PUBLIC,
     ("POST", "/signup"): Need.PUBLIC,
