@@ -26,7 +26,7 @@ from firmware_py.errors import ConfigError, InsufficientCredit, NotPermitted, Pa
 from firmware_py.gateway.tariffs import TARIFFS
 from firmware_py.gateway.ticket_token import TICKET_PREFIX, verify
 from firmware_py.identity import check_device_id
-from portal import tickets
+from portal import boxes, tickets
 from portal.accounts import Actor, require_enabled, require_operator, workshop_for
 from portal.db.engine import write_transaction
 from portal.db.models import (
@@ -189,7 +189,7 @@ def buy_ticket(
     start: int | None = None,
     now: float | None = None,
 ) -> Purchase:
-    """Buy one ticket for a box (optionally bound to a VIN; valid from ``start``, default now,
+    """Buy one ticket for a box the workshop claimed and that is not revoked (optionally bound to a VIN; valid from ``start``, default now,
     for the tariff's duration): debit the credit, issue the signed ticket and the invoice, all in
     one transaction. :class:`InsufficientCredit` when the credit does not cover the gross price
     (nothing is booked then). Returns the purchase with its invoice loaded."""
@@ -209,6 +209,14 @@ def buy_ticket(
             .execution_options(populate_existing=True)
         ).one()
         require_enabled(workshop)
+        # the ticket names one box: one the workshop claimed and that is not revoked (a device
+        # of another workshop gets the same answer as an unknown one)
+        box = boxes.require(session, actor, device)
+        if box.workshop_id != workshop_id:
+            raise NotPermitted(
+                f"no box {device[:64]!r} in this workshop",
+                hint="Claim the box first with the device id and code on its label",
+            )
         credit = _balance(session, workshop_id)
         if credit < price.gross_cents:
             raise InsufficientCredit(

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from firmware_py.errors import NotPermitted, PortalError
 from firmware_py.gateway.tariffs import TARIFFS
-from portal import accounts, credit, delivery
+from portal import accounts, boxes, credit, delivery
+from portal.db.models import WorkshopBox
 from portal.invoices import euro, price_of
 from portal.web.guard import (
     Need,
@@ -101,7 +102,9 @@ async def dashboard(request: web.Request) -> web.Response:
     return page(request, "Credit and purchases", await in_db(request, read))
 
 
-def _buy_form(request: web.Request, values: dict[str, str]) -> Markup:
+def _buy_form(request: web.Request, values: dict[str, str], usable: list[WorkshopBox]) -> Markup:
+    """The order form; the box is one of ``usable`` (the workshop's claimed boxes that are not
+    revoked), chosen, not typed; the server checks it again (portal/credit.py)."""
     options = join(
         render('<option value="{id}"{sel}>{name}: {price}</option>', id=t.id,
                sel=Markup(" selected") if values.get("tariff") == t.id else Markup(""),
@@ -109,9 +112,18 @@ def _buy_form(request: web.Request, values: dict[str, str]) -> Markup:
                + (" + VAT" if t.net else " incl. VAT"))
         for t in TARIFFS.values()
     )  # fmt: skip
+    if not usable:
+        return render('<p>The workshop has no box to buy a ticket for yet: <a href="/boxes">claim '
+                      "one</a> with the device id and code on its label.</p>")  # fmt: skip
+    devices = join(
+        render('<option value="{id}"{sel}>{id}{label}</option>', id=b.device,
+               sel=Markup(" selected") if values.get("device") == b.device else Markup(""),
+               label=f" ({b.label})" if b.label else "")
+        for b in usable
+    )  # fmt: skip
     fields = join([
         render('<label>Tariff <select name="tariff">{o}</select></label>', o=options),
-        field("Box device id (on the box's label)", "device", value=values.get("device", "")),
+        render('<label>Box <select name="device">{o}</select></label>', o=devices),
         field("VIN (optional: bind the ticket to one vehicle)", "vin",
               value=values.get("vin", "")),
         field("Valid from (UTC; empty: now)", "start", "datetime-local",
@@ -120,10 +132,21 @@ def _buy_form(request: web.Request, values: dict[str, str]) -> Markup:
     return post_form("/buy", csrf(request), fields, "Buy from the credit")
 
 
+async def _usable_boxes(request: web.Request) -> list[WorkshopBox]:
+    who, workshop_id = actor(request), own_workshop(request)
+
+    def read(session: Session) -> list[WorkshopBox]:
+        found = boxes.owned(session, who, workshop_id)
+        session.expunge_all()
+        return [b for b in found if b.revoked_at is None]
+
+    return await in_db(request, read)
+
+
 @routes.get("/buy")
 @requires(Need.WORKSHOP)
 async def buy_page(request: web.Request) -> web.Response:
-    return page(request, "Buy a ticket", _buy_form(request, {}))
+    return page(request, "Buy a ticket", _buy_form(request, {}, await _usable_boxes(request)))
 
 
 @routes.post("/buy")
@@ -134,7 +157,7 @@ async def buy(request: web.Request) -> web.Response:
     cfg = config(request)
     seller = cfg.seller
     if seller is None:  # a fresh portal: sign-up and login work, sales wait for the seller's data
-        return page(request, "Buy a ticket", _buy_form(request, values), status=503,
+        return page(request, "Buy a ticket", _buy_form(request, values, await _usable_boxes(request)), status=503,
                     message="Tickets cannot be sold yet: the portal has no seller data for "
                     "invoices. The portal's operator writes the [seller] table into portal.toml "
                     "(docs/portal.md) and restarts the portal.")  # fmt: skip
@@ -154,7 +177,7 @@ async def buy(request: web.Request) -> web.Response:
             )
         )  # fmt: skip
     except PortalError as err:
-        return page(request, "Buy a ticket", _buy_form(request, values),
+        return page(request, "Buy a ticket", _buy_form(request, values, await _usable_boxes(request)),
                     message=str(err), status=status_of(err))  # fmt: skip
     raise web.HTTPSeeOther(f"/purchases/{bought.id}")
 

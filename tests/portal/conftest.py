@@ -88,6 +88,15 @@ def sign_up(factory: sessionmaker[Session], n: int, **kw: object) -> Actor:
         return Actor.of(owner)
 
 
+def claim(factory: sessionmaker[Session], owner: Actor, device: str, label: str = "") -> None:
+    """``owner``'s workshop claims ``device`` (its record only: the certificate part of a claim is
+    tests/portal/test_web_boxes.py's), committed; tickets are sold only for claimed boxes."""
+    from portal import boxes
+
+    with factory() as session, session.begin():
+        boxes.record_claim(session, owner, owner.workshop_id or 0, device, label)
+
+
 @pytest.fixture
 def operator(factory: sessionmaker[Session]) -> Actor:
     with factory() as session, session.begin():

@@ -19,15 +19,17 @@ from firmware_py.errors import (
 )
 from firmware_py.gateway.tariffs import TARIFFS
 from firmware_py.gateway.ticket_token import parse_ticket
-from portal import accounts, credit
+from portal import accounts, boxes, credit
 from portal.accounts import Actor
 from portal.credit import BankTransfer, Signer
 from portal.db.models import Booking, Invoice
 from portal.invoices import Seller, price_of
-from tests.portal.conftest import NOW, at_once, sign_up
+from tests.portal.conftest import NOW, at_once, claim, sign_up
 
 BASIC_9H = price_of(TARIFFS["basic-9h"])
 VIN = "WBA3A5C50DF123456"
+DEVICE = "pi-00000000deadbeef"
+"""the box the workshops of these tests claimed"""
 
 
 def top_up(factory: sessionmaker[Session], operator: Actor, workshop: Actor, cents: int,
@@ -45,7 +47,7 @@ def balance(factory: sessionmaker[Session], actor: Actor) -> int:
 
 def buy(factory: sessionmaker[Session], actor: Actor, signer: Signer, seller: Seller, **kw: object):  # type: ignore[no-untyped-def]
     assert actor.workshop_id is not None
-    order = {"tariff": "basic-9h", "device": "pi-00000000deadbeef", "now": NOW, **kw}
+    order = {"tariff": "basic-9h", "device": DEVICE, "now": NOW, **kw}
     return credit.buy_ticket(
         factory, actor, actor.workshop_id, signer=signer, seller=seller, **order
     )  # type: ignore[arg-type]
@@ -96,6 +98,7 @@ def test_buy_debits_issues_a_ticket_and_an_invoice(
     factory: sessionmaker[Session], operator: Actor, signer: Signer, seller: Seller
 ) -> None:
     owner = sign_up(factory, 1)
+    claim(factory, owner, DEVICE)
     top_up(factory, operator, owner, 1000, "SEPA-1")
     purchase = buy(factory, owner, signer, seller, vin=VIN.lower(), start=NOW + 3600)
     assert balance(factory, owner) == 100
@@ -116,6 +119,7 @@ def test_invoice_pdf_text(
     factory: sessionmaker[Session], operator: Actor, signer: Signer, seller: Seller
 ) -> None:
     owner = sign_up(factory, 7)
+    claim(factory, owner, DEVICE)
     top_up(factory, operator, owner, 400000, "SEPA-7")
     buy(factory, owner, signer, seller, tariff="basic-9h")
     purchase = buy(factory, owner, signer, seller, tariff="basic-1y", vin=VIN, start=NOW + 86400)
@@ -140,6 +144,7 @@ def test_refused_when_the_credit_does_not_cover_it(
     factory: sessionmaker[Session], operator: Actor, signer: Signer, seller: Seller
 ) -> None:
     owner = sign_up(factory, 1)
+    claim(factory, owner, DEVICE)
     top_up(factory, operator, owner, 899, "SEPA-1")
     with pytest.raises(
         InsufficientCredit, match=r"8\.99 EUR does not cover Basic, 9 hours at 9\.00 EUR"
@@ -157,6 +162,7 @@ def test_disabled_workshop_cannot_buy(
     factory: sessionmaker[Session], operator: Actor, signer: Signer, seller: Seller
 ) -> None:
     owner = sign_up(factory, 1)
+    claim(factory, owner, DEVICE)
     top_up(factory, operator, owner, 10000, "SEPA-1")
     with factory() as session, session.begin():
         accounts.set_enabled(session, operator, owner.workshop_id or 0, False)
@@ -169,6 +175,7 @@ def test_orders_are_checked(
     factory: sessionmaker[Session], operator: Actor, signer: Signer, seller: Seller
 ) -> None:
     owner = sign_up(factory, 1)
+    claim(factory, owner, DEVICE)
     top_up(factory, operator, owner, 10000, "SEPA-1")
     for kw, message in (
         ({"tariff": "gold"}, "unknown tariff"),
@@ -185,11 +192,35 @@ def test_orders_are_checked(
     assert balance(factory, owner) == 10000
 
 
+def test_tickets_are_sold_only_for_a_usable_box_of_the_workshop(
+    factory: sessionmaker[Session], operator: Actor, signer: Signer, seller: Seller
+) -> None:
+    """A ticket names one box: a device the workshop never claimed, another workshop's box and a
+    revoked box are refused with the same words (ids are not disclosed) and nothing is debited."""
+    mine, theirs = sign_up(factory, 1), sign_up(factory, 2)
+    top_up(factory, operator, mine, 10000, "SEPA-1")
+    claim(factory, theirs, "pi-00000000000000b2")
+    claim(factory, mine, "pi-00000000000000a9")
+    with factory() as session, session.begin():
+        boxes.record_revocation(session, mine, "pi-00000000000000a9")
+    for device in ("pi-00000000000000ff", "pi-00000000000000b2"):
+        with pytest.raises(NotPermitted, match="no box .* in this workshop"):
+            buy(factory, mine, signer, seller, device=device)
+    with pytest.raises(NotPermitted, match="was revoked"):
+        buy(factory, mine, signer, seller, device="pi-00000000000000a9")
+    assert balance(factory, mine) == 10000
+    claim(factory, mine, "pi-00000000000000a1")
+    assert buy(factory, mine, signer, seller, device="pi-00000000000000a1").device == (
+        "pi-00000000000000a1"
+    )
+
+
 def test_workshops_cannot_reach_each_other(
     factory: sessionmaker[Session], operator: Actor, signer: Signer, seller: Seller
 ) -> None:
     """Every service call with another workshop's id is refused; the operator reaches all."""
     mine, theirs = sign_up(factory, 1), sign_up(factory, 2)
+    claim(factory, theirs, DEVICE)
     top_up(factory, operator, mine, 10000, "SEPA-1")
     top_up(factory, operator, theirs, 10000, "SEPA-2")
     their_invoice = buy(factory, theirs, signer, seller).invoice.id
@@ -229,6 +260,7 @@ def test_concurrent_purchases_never_overdraw(
     """50 buyers at once (threads, each with its own connection) against a credit for exactly
     10 tickets: exactly 10 are bought, the balance is 0, invoice numbers are 1..10."""
     owner = sign_up(factory, 1)
+    claim(factory, owner, DEVICE)
     top_up(factory, operator, owner, 10 * BASIC_9H.gross_cents, "SEPA-1")
 
     def buyer() -> str:

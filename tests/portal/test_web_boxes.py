@@ -6,6 +6,7 @@ one transaction, and the list shows what the workshop owns."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +260,57 @@ def test_refused_claims_are_forgotten_after_the_lock(
     with pytest.raises(EnrolmentError, match="does not match"):  # counted afresh
         enrolment.claim("pi-00000000000000a8", "WRONG123", now=later)
     assert count(factory, ClaimRefusal) == 1
+
+
+def test_the_buy_form_offers_the_workshops_usable_boxes_and_refuses_others(
+    claiming: Any, factory: sessionmaker[Session]
+) -> None:
+    """The box of a ticket is chosen from the workshop's claimed boxes that are not revoked (a
+    select, not a typed id); a posted device of another workshop or a revoked one is refused by
+    the server and nothing is debited."""
+    from portal import accounts, boxes, credit
+    from portal.accounts import Actor, find_user
+    from portal.credit import BankTransfer
+    from tests.portal.conftest import PASSWORD, claim
+
+    cfg, _ = claiming
+    with factory() as session, session.begin():
+        ops = accounts.add_operator(session, login="ops@portal.example", name="Ops",
+                                    password=PASSWORD, hasher=FAST_HASHER)  # fmt: skip
+        session.flush()
+        mine, theirs = (Actor.of(u) for u in (find_user(session, "owner1@example.com"),
+                                              find_user(session, "owner2@example.com")))  # fmt: skip
+        BankTransfer().book(session, Actor.of(ops), mine.workshop_id or 0, 5000, "SEPA-1")
+    claim(factory, mine, "pi-00000000000000a1", "Bay <1>")
+    claim(factory, mine, "pi-00000000000000a9")
+    claim(factory, theirs, "pi-00000000000000b2")
+    with factory() as session, session.begin():
+        boxes.record_revocation(session, mine, "pi-00000000000000a9")
+
+    async def run() -> None:
+        async with portal(cfg) as (server, browsers):
+            owner = Browser(server)
+            browsers.append(owner)
+            assert (await owner.log_in("owner1@example.com", PASSWORD)).status == 303
+            form = (await owner.get("/buy")).text
+            offered = re.findall(r'<select name="device">(.*?)</select>', form, re.S)
+            assert offered and '<option value="pi-00000000000000a1">' in offered[0]
+            assert "Bay &lt;1&gt;" in offered[0]
+            assert "a9" not in offered[0] and "b2" not in form  # revoked; another's
+            assert 'name="device" type' not in form  # no typed device id
+            for device, words in (("pi-00000000000000b2", "no box"),
+                                  ("pi-00000000000000a9", "was revoked")):  # fmt: skip
+                refused = await owner.post("/buy", {"tariff": "basic-9h", "device": device},
+                                           csrf=await owner.csrf("/buy"))  # fmt: skip
+                assert refused.status == 400 and words in refused.text
+            bought = await owner.post("/buy", {"tariff": "basic-9h",
+                                               "device": "pi-00000000000000a1"},
+                                      csrf=await owner.csrf("/buy"))  # fmt: skip
+            assert bought.status == 303
+
+    asyncio.run(run())
+    with factory() as session:
+        assert [p.device for p in credit.purchases(session, mine, mine.workshop_id or 0)] == [
+            "pi-00000000000000a1"
+        ]
+        assert credit.balance(session, mine, mine.workshop_id or 0) == 5000 - 900
