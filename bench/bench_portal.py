@@ -34,7 +34,7 @@ from pathlib import Path
 import aiohttp
 from argon2 import PasswordHasher
 
-from portal import accounts, keys
+from portal import accounts, boxes, keys
 from portal.accounts import Actor, WorkshopData
 from portal.credit import MAX_TOP_UP_CENTS, BankTransfer
 from portal.db.engine import open_database, upgrade
@@ -83,6 +83,7 @@ def prepare(db_url: str, workshops: int, users: int) -> list[str]:
                 session.flush()
                 owner_actor, workshop_id = Actor.of(owner), owner.workshop_id or 0
                 BankTransfer().book(session, ops, workshop_id, MAX_TOP_UP_CENTS, f"BENCH-{w}")
+                boxes.record_claim(session, owner_actor, workshop_id, bench_box(owner.login))
                 logins.append(owner.login)
                 for t in range(1, users // workshops + (w < users % workshops)):
                     user = accounts.add_user(
@@ -146,6 +147,12 @@ class Run:
         return response, body
 
 
+def bench_box(login: str) -> str:
+    """The box of the workshop of ``login`` (t<n>.w<w>@bench.example), claimed at set-up:
+    tickets are sold only for a workshop's own boxes."""
+    return f"pi-bench-{int(login.split('.w', 1)[1].split('@', 1)[0]):04d}"
+
+
 async def technician(
     base: str, login: str, n: int, run: Run, ready: asyncio.Barrier, until: list[float]
 ) -> None:
@@ -161,7 +168,7 @@ async def technician(
         async with http.post("/login", data=form, allow_redirects=False) as answer:
             assert answer.status == 303, f"{login} could not log in: HTTP {answer.status}"
         await ready.wait()
-        device = f"pi-bench-{n:04d}"
+        device = bench_box(login)
         while time.perf_counter() < until[0]:
             await run.timed("dashboard", http, "GET", "/dashboard", 200)
             page = await run.timed("buy page", http, "GET", "/buy", 200)

@@ -268,9 +268,9 @@ def portal_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def shop(box: Any, portal_db: str) -> Iterator[dict[str, Any]]:
-    """The portal's database with a workshop that has credit, its owner and an operator, and
-    the box's portal key as the signer (``url``: the database's, for a second portal process)."""
-    from portal import accounts, keys
+    """The portal's database with a workshop that has credit and owns box-test-0001 (claimed), its
+    owner and an operator, and the box's portal key as the signer (``url``: the database's, for a second portal process)."""
+    from portal import accounts, boxes, keys
     from portal.accounts import Actor
     from portal.credit import BankTransfer, Signer
     from portal.db.engine import open_database
@@ -290,6 +290,7 @@ def shop(box: Any, portal_db: str) -> Iterator[dict[str, Any]]:
         operator = Actor.of(user)
     with factory() as session, session.begin():
         BankTransfer().book(session, operator, owner.workshop_id or 0, 500_00, "BANK-1")
+        boxes.record_claim(session, owner, owner.workshop_id or 0, BOX)
     kid, key = keys.load_signing_key(box.keys_dir)
     seller = Seller(
         name="VCI Portal GmbH", street="Hauptstr. 1", postcode="80331", city="Muenchen",
@@ -306,9 +307,8 @@ def shop(box: Any, portal_db: str) -> Iterator[dict[str, Any]]:
 @pytest.fixture
 def remote_shop(box: Any, broker: dict[str, Any], shop: dict[str, Any], start_sim: Any
                 ) -> Iterator[dict[str, Any]]:  # fmt: skip
-    """The shop's workshop owns box-test-0001, which runs on the simulated car and is online;
-    the portal's broker connection (one per process) as the sessions' service."""
-    from portal import boxes
+    """The shop's box-test-0001 runs on the simulated car and is online; the portal's broker
+    connection (one per process) as the sessions' service."""
     from portal.remote import RemoteSession
     from portal.sessions import SessionService
     from tests.conftest import start_gateway_process
@@ -318,9 +318,6 @@ def remote_shop(box: Any, broker: dict[str, Any], shop: dict[str, Any], start_si
     remote = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
     try:
         wait_online(remote, BOX)
-        owner = shop["owner"]
-        with shop["factory"]() as db, db.begin():
-            boxes.record_claim(db, owner, owner.workshop_id, BOX)
         yield {**shop, "sim": sim, "broker": broker,
                "sessions": SessionService(shop["factory"], remote)}  # fmt: skip
     finally:

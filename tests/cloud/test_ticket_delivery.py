@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.cloud import topics
 from firmware_py.cloud.schema import Message
-from portal import keys
+from portal import boxes, keys
 from portal.accounts import Actor
 from portal.credit import buy_ticket
 from portal.db.models import Delivery
@@ -101,6 +101,8 @@ def test_a_bought_ticket_reaches_its_box_through_a_broker_outage_once_and_its_re
         assert len(_box_tickets(box)) == 1
 
         # a ticket for another box, misrouted to this one: refused, and the portal says why
+        with factory() as db, db.begin():  # the workshop's second box
+            boxes.record_claim(db, shop["owner"], shop["owner"].workshop_id, OTHER_BOX)
         other = _buy(shop, OTHER_BOX)
         with factory() as db, db.begin():
             db.execute(update(Delivery).where(Delivery.purchase_id == other).values(device=BOX))

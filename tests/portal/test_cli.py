@@ -14,9 +14,10 @@ from pypdf import PdfReader
 
 from firmware_py.gateway.ticket_token import parse_ticket
 from portal import keys
+from portal.accounts import Actor, find_user
 from portal.cli import main
-from portal.db.engine import head_revision
-from tests.portal.conftest import PASSWORD
+from portal.db.engine import head_revision, open_database
+from tests.portal.conftest import PASSWORD, claim
 
 SELLER = """[seller]
 name = "VCI Portal GmbH"
@@ -67,6 +68,12 @@ def test_cli_signup_top_up_buy(
         "credit", "book", "--workshop", "1", "--amount", "30.00", "--reference", "R1",
         "--user", "ops@portal.example", ok=False,
     )  # fmt: skip
+    engine, factory = open_database(db_url)  # the box, as if claimed on the portal's pages
+    with factory() as session:
+        chef = find_user(session, "chef@nord.example")
+        assert chef is not None
+    claim(factory, Actor.of(chef), "pi-0000cafe")
+    engine.dispose()
     kid = keys.generate(tmp_path / "keys", "portal-test")
     (tmp_path / "state").mkdir(exist_ok=True)
     (tmp_path / "state" / "portal.toml").write_text(SELLER)
@@ -123,7 +130,7 @@ def test_vci_portal_revoke_queues_the_list_for_a_bought_tickets_box(
 
     from portal.credit import BankTransfer, Signer, buy_ticket
     from portal.db.models import Delivery
-    from tests.portal.conftest import FAST_HASHER, sign_up
+    from tests.portal.conftest import FAST_HASHER, claim, sign_up
 
     kid = keys.generate(tmp_path / "keys", "portal-test")
     signer = Signer(*keys.load_signing_key(tmp_path / "keys", kid))
@@ -135,6 +142,7 @@ def test_vci_portal_revoke_queues_the_list_for_a_bought_tickets_box(
             session, login="ops@portal.example", name="Ops", password=PASSWORD,
             hasher=FAST_HASHER))  # fmt: skip
         BankTransfer().book(session, ops, owner.workshop_id, 100_00, "R1")  # type: ignore[arg-type]
+    claim(factory, owner, "pi-00000000deadbeef")
     bought = buy_ticket(factory, owner, owner.workshop_id or 0, tariff="basic-9h",
                         device="pi-00000000deadbeef", signer=signer, seller=seller)  # fmt: skip
     assert main(["revoke", bought.ticket_id, "--key-dir", str(tmp_path / "keys"),

@@ -27,7 +27,7 @@ from portal.delivery import revoke_purchase
 from portal.invoices import Seller
 from portal.sessions import PORTAL_KINDS, SessionService, choose_ticket
 from portal.web.session_view import ecu_from_form, job_form, params_from_form
-from tests.portal.conftest import sign_up
+from tests.portal.conftest import claim, sign_up
 
 DEVICE, OTHER_DEVICE = "pi-00000000deadbeef", "pi-00000000feedface"
 VIN = "WBAJA71090B123456"
@@ -70,7 +70,8 @@ def test_the_workshops_ticket_for_the_box_is_chosen_by_the_jobs_scope(
         refused.value
     ) and "Buy a ticket" in str(refused.value)
     _buy(factory, shop, "info-1m")  # repair information only
-    _buy(factory, shop, "basic-1d", device=OTHER_DEVICE)  # another box
+    claim(factory, shop["owner"], "pi-000000000000a2a2")
+    _buy(factory, shop, "basic-1d", device="pi-000000000000a2a2")  # another box of its own
     _buy(factory, shop, "basic-1d", start=int(time.time()) + 86400)  # not valid yet
     with pytest.raises(TicketNeeded):
         _chosen(factory, "clear_fault_memory")

@@ -18,7 +18,7 @@ from portal.accounts import Actor
 from portal.credit import BankTransfer
 from portal.db.engine import open_database
 from portal.db.models import Invoice, TotpSecret, Workshop
-from tests.portal.conftest import FAST_HASHER, PASSWORD, sign_up
+from tests.portal.conftest import FAST_HASHER, PASSWORD, claim, sign_up
 from tests.portal.web_client import CSRF, Browser, PortalFarm
 
 DEVICE = "pi-00000000deadbeef"
@@ -72,6 +72,10 @@ def test_a_workshop_served_by_two_processes_sees_one_state(farm: PortalFarm) -> 
                                     {"amount": "50.00", "reference": "SEPA 0042"},
                                     csrf=await ops.csrf("/operator/workshops"))  # fmt: skip
             assert "Booked 50.00 EUR" in booked.text
+            with factory() as session:  # the box, as if claimed on /boxes
+                chef = accounts.find_user(session, "chef@nord.example")
+                assert chef is not None
+            claim(factory, Actor.of(chef), DEVICE)
 
             seen_on_b = await owner_b.get("/dashboard")  # the session opened on A
             assert seen_on_b.status == 200 and "Credit: 50.00 EUR" in seen_on_b.text
@@ -158,6 +162,7 @@ def test_purchases_split_across_two_processes_never_overdraw(farm: PortalFarm) -
     owner = sign_up(factory, 1)
     with factory() as session, session.begin():
         BankTransfer().book(session, _operator(factory), owner.workshop_id or 0, 90_00, "SEPA 1")
+    claim(factory, owner, DEVICE)
 
     async def run() -> list[int]:
         on_a = Browser(a)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.gateway.ticket_token import parse_ticket
 from portal import accounts, boxes, credit, sessions
-from portal.accounts import Actor
+from portal.accounts import Actor, find_user
 from portal.address_limit import AddressLimiter
 from portal.credit import BankTransfer, Signer
 from portal.db.models import (
@@ -176,14 +176,14 @@ def world(factory: sessionmaker[Session], signer: Signer, seller: Seller) -> Ite
         for n, who in ((1, owner1), (2, owner2)):
             BankTransfer().book(session, ops, who.workshop_id, 10_000, f"SEPA-{n}")  # type: ignore[arg-type]
             boxes.record_claim(session, who, who.workshop_id, f"box-w{n}", f"Bay {n}")  # type: ignore[arg-type]
+        boxes.record_claim(session, owner1, owner1.workshop_id, DEVICE)
     bought = {}
-    for who in (owner1, owner2):
+    for who, device in ((owner1, DEVICE), (owner2, "box-w2")):
         assert who.workshop_id
-        p = credit.buy_ticket(factory, who, who.workshop_id, tariff="basic-9h", device=DEVICE,
+        p = credit.buy_ticket(factory, who, who.workshop_id, tariff="basic-9h", device=device,
                               signer=signer, seller=seller)  # fmt: skip
         bought[who.workshop_id] = (p.id, p.invoice.id)
     with factory() as session, session.begin():  # workshop 1's box, a remote session, a job
-        boxes.record_claim(session, owner1, owner1.workshop_id, DEVICE)
         remote = sessions.open_session(session, owner1, DEVICE)
         job = RemoteJob(session_id=remote.id, workshop_id=owner1.workshop_id,
                         user_id=owner1.user_id, device=DEVICE, kind="identify", params="{}",
@@ -475,6 +475,10 @@ def test_sign_up_top_up_buy_and_download_the_invoice(
             dashboard = await owner.get("/dashboard")
             assert "Werkstatt &lt;Nord&gt; &amp; Co" in dashboard.text  # escaped
             assert "Credit: 0.00 EUR" in dashboard.text
+            with factory() as session, session.begin():  # the box, as if claimed on /boxes
+                chef = find_user(session, "chef@nord.example")
+                assert chef is not None and chef.workshop_id is not None
+                boxes.record_claim(session, Actor.of(chef), chef.workshop_id, DEVICE)
             poor = await owner.post("/buy", {"tariff": "basic-9h", "device": DEVICE})
             assert poor.status == 402 and "does not cover" in poor.text
 
@@ -642,6 +646,7 @@ def test_without_seller_data_nothing_is_sold_and_nothing_booked(
     owner = sign_up(factory, 1)
     with factory() as session, session.begin():
         BankTransfer().book(session, operator, owner.workshop_id, 5000, "SEPA 0001", now=NOW)
+        boxes.record_claim(session, owner, owner.workshop_id or 0, DEVICE)
 
     async def run() -> None:
         async with portal(WebConfig(factory, signer, None, hasher=FAST_HASHER)) as (
