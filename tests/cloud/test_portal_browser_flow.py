@@ -72,7 +72,7 @@ def test_sign_up_to_first_remote_job_and_invoice_in_chromium(
     device, code = _label(env)
     assert device == BOX
     gateway = start_gateway_process(sim.cli_args("doip"), env)
-    flags = ("--db", str(enrol_portal.db), "--key-dir", str(box.keys_dir),
+    flags = ("--db", f"sqlite:///{enrol_portal.db}", "--key-dir", str(box.keys_dir),
              "--broker", f"127.0.0.1:{broker['port']}", "--pki", str(broker["pki"]),
              "--broker-user", USER, "--broker-pid", str(broker["proc"].pid))  # fmt: skip
     SHOTS.mkdir(parents=True, exist_ok=True)

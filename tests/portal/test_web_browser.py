@@ -12,8 +12,9 @@ import pytest
 from pypdf import PdfReader
 
 from portal import accounts
+from portal.accounts import Actor
 from portal.db.engine import open_database
-from tests.portal.conftest import FAST_HASHER, PASSWORD
+from tests.portal.conftest import FAST_HASHER, PASSWORD, claim
 from tests.portal.web_client import served
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -67,9 +68,17 @@ def test_sign_up_top_up_buy_and_invoice_in_chromium(tmp_path: Path) -> None:
                 assert "Booked 50.00 EUR" in ops.content()
                 ops.screenshot(path=str(SHOTS / "portal-operator.png"), full_page=True)
 
+                engine, factory = open_database(
+                    f"sqlite:///{tmp_path / 'state' / 'portal.sqlite3'}"
+                )
+                with factory() as session:  # the box, as if claimed on /boxes (that needs a
+                    chef = accounts.find_user(session, "chef@nord.example")  # box: see
+                    assert chef is not None  # tests/cloud/test_portal_browser_flow.py)
+                claim(factory, Actor.of(chef), DEVICE)
+                engine.dispose()
                 owner.goto(base + "buy")
                 owner.select_option('select[name="tariff"]', "basic-9h")
-                owner.fill('input[name="device"]', DEVICE)
+                owner.select_option('select[name="device"]', DEVICE)
                 owner.click("button:has-text('Buy from the credit')")
                 owner.wait_for_url("**/purchases/*", timeout=10_000)
                 assert DEVICE in owner.content()
