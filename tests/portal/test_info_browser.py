@@ -26,7 +26,7 @@ from portal.db.engine import open_database
 from portal.invoices import Seller
 from tests.conftest import SimHandle, start_gateway_process, vci
 from tests.flash.conftest import image
-from tests.portal.conftest import PASSWORD, sign_up
+from tests.portal.conftest import PASSWORD, claim, sign_up
 from tests.portal.test_content import G30
 from tests.portal.web_client import served
 
@@ -50,6 +50,7 @@ def info_portal(tmp_path: Path, seller: Seller) -> Iterator[str]:
             BankTransfer().book(session, ops, owner.workshop_id, 5_000, "SEPA 1")  # type: ignore[arg-type]
         assert owner.workshop_id is not None
         signer = Signer(*keys.load_signing_key(tmp_path / "keys"))
+        claim(factory, owner, "pi-00000000deadbeef")
         credit.buy_ticket(factory, owner, owner.workshop_id, tariff="basic-9h",
                           device="pi-00000000deadbeef", signer=signer, seller=seller)  # fmt: skip
         engine.dispose()

@@ -21,7 +21,7 @@ from portal.content import format, sample, store
 from portal.credit import BankTransfer, Signer
 from portal.invoices import Seller
 from portal.web.guard import NEXT_COOKIE
-from tests.portal.conftest import FAST_HASHER, PASSWORD, sign_up
+from tests.portal.conftest import FAST_HASHER, PASSWORD, claim, sign_up
 from tests.portal.test_content import F30, G30
 from tests.portal.test_web_auth import make_cfg
 from tests.portal.web_client import Browser, portal
@@ -47,8 +47,9 @@ def shops(factory: sessionmaker[Session], signer: Signer, seller: Seller,
     for n, tariff in ((1, "basic-9h"), (2, "helpdesk"), (3, "basic-9h")):
         who = owners[n]
         assert who.workshop_id
+        claim(factory, who, f"{DEVICE}-{n}")  # each workshop its own box
         bought[n] = credit.buy_ticket(factory, who, who.workshop_id, tariff=tariff,
-                                      device=DEVICE, signer=signer, seller=seller)  # fmt: skip
+                                      device=f"{DEVICE}-{n}", signer=signer, seller=seller)  # fmt: skip
     delivery.revoke_purchase(factory, ops, bought[3].id)
     return owners
 
