@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.errors import PaymentError, PortalError
 from portal import accounts, boxes, credit, keys
@@ -67,7 +68,9 @@ def seed(args: argparse.Namespace) -> None:
         engine.dispose()
 
 
-def _claim(factory, args: argparse.Namespace, owner: Actor, workshop: int) -> None:  # type: ignore[no-untyped-def]
+def _claim(
+    factory: sessionmaker[Session], args: argparse.Namespace, owner: Actor, workshop: int
+) -> None:
     with factory() as session:
         if session.scalar(select(WorkshopBox).where(WorkshopBox.device == args.device)):
             return
@@ -89,7 +92,9 @@ def _claim(factory, args: argparse.Namespace, owner: Actor, workshop: int) -> No
     print(f"claimed the box {args.device} for the demo workshop", flush=True)
 
 
-def _buy(factory, args: argparse.Namespace, owner: Actor, workshop: int) -> None:  # type: ignore[no-untyped-def]
+def _buy(
+    factory: sessionmaker[Session], args: argparse.Namespace, owner: Actor, workshop: int
+) -> None:
     now = int(time.time())
     with factory() as session:
         valid = session.scalar(
