@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from firmware_py.keys import load_private_key, load_public_keys
 from firmware_py.uds.flash.package import SequenceParams, build_package
-from portal import boxes, credit, keys
+from portal import credit, keys
 from portal.db.models import RemoteJob
 from portal.packages import PackageStore
 from portal.sessions import SessionService, jobs_of, open_session
@@ -61,8 +61,7 @@ def test_a_package_of_the_store_is_programmed_remotely(
     remote = RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
     try:
         wait_online(remote, BOX)
-        with factory() as db, db.begin():
-            boxes.record_claim(db, owner, owner.workshop_id, BOX)
+        with factory() as db, db.begin():  # the shop's workshop owns BOX
             sid = open_session(db, owner, BOX).id
         credit.buy_ticket(factory, owner, owner.workshop_id, tariff="basic-1d", device=BOX,
                           signer=shop["signer"], seller=shop["seller"])  # fmt: skip
