@@ -138,6 +138,9 @@ class StorageConfig:
     for the service history must be kept); below it such jobs are refused."""
     max_package_bytes: int = 256 * 1024 * 1024
     """Largest flash package the box accepts (upload, programming job)."""
+    info_cache_bytes: int = 32 * 1024 * 1024
+    """Size the cached repair information of identified cars may take; the car fetched longest
+    ago is evicted first."""
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,12 @@ class VciError(Exception):
         return {"error": self.code, "message": super().__str__(), "hint": self.hint}
 
 
+class InfoCacheError(VciError):
+    """The box's cache of repair information cannot keep what the portal sent."""
+
+    code = "info_cache"
+
+
 class ConfigError(VciError):
     """The configuration file, an environment variable or a flag is invalid."""
 

@@ -152,6 +152,7 @@ async def serve(
         min_free_bytes=cfg.storage.min_free_bytes,
         traces_max_bytes=cfg.storage.traces_max_bytes,
         max_package_bytes=cfg.storage.max_package_bytes,
+        info_cache_bytes=cfg.storage.info_cache_bytes,
         hardware=hardware,
         battery_care=care,
         shutdown_command=cfg.hw.shutdown_command,

@@ -21,6 +21,7 @@ from firmware_py.errors import PackageError, StorageError, UpdateError, VciError
 from firmware_py.gateway import job_log
 from firmware_py.gateway.battery import SOURCE_TEXT, BatteryCare, Care
 from firmware_py.gateway.events import EventBus
+from firmware_py.gateway.info_cache import InfoCache
 from firmware_py.gateway.jobs import Handler, JobRunner, VehicleWorker
 from firmware_py.gateway.outbox import Outbox
 from firmware_py.gateway.store import Store
@@ -46,6 +47,7 @@ class Gateway:
         min_free_bytes: int = StorageConfig.min_free_bytes,
         traces_max_bytes: int = StorageConfig.traces_max_bytes,
         max_package_bytes: int = StorageConfig.max_package_bytes,
+        info_cache_bytes: int = StorageConfig.info_cache_bytes,
         hardware: Any = None,
         battery_care: BatteryCare | None = None,
         shutdown_command: str = "systemctl poweroff",
@@ -60,6 +62,8 @@ class Gateway:
         self.min_free_bytes = min_free_bytes
         self.traces_max_bytes = traces_max_bytes
         self.max_package_bytes = max_package_bytes
+        self.info_cache = InfoCache(store.state_dir / "info_cache.sqlite", info_cache_bytes)
+        """identified cars' repair information, for the tablet without the portal"""
         self.bus = EventBus()
         self.clock = clock
         self.entitlements = entitlements

@@ -288,6 +288,20 @@ async def session(request: web.Request) -> web.Response:
     )
 
 
+async def info_for_dtc(request: web.Request) -> web.Response:
+    """A fault code's repair instructions and the car's open campaigns, from the box's cache of
+    repair information (firmware_py/gateway/info_cache.py): no portal needed."""
+    cache = getattr(request.app[GATEWAY], "info_cache", None)
+    vin, code = request.match_info["vin"].upper(), request.match_info["code"].upper()
+    found = cache.for_dtc(vin, code) if cache is not None else None
+    if found is None:
+        return web.json_response(
+            {"error": "not_cached", "message": f"no repair information is cached for {vin[:17]}",
+             "hint": "Identify the car while the box holds a ticket with repair information "
+             "and reaches the portal"}, status=404)  # fmt: skip
+    return web.json_response(found)
+
+
 async def tablets(request: web.Request) -> web.Response:
     return web.json_response({"tablets": [t.to_dict() for t in request.app[PAIRING].tablets()]})
 
@@ -513,6 +527,7 @@ def create_app(
     app.router.add_post("/api/pair/{rid}/collect", pair_collect)
     app.router.add_get("/api/session", session)
     app.router.add_get("/api/tablets", tablets)
+    app.router.add_get("/api/info/{vin}/dtc/{code}", info_for_dtc)
     app.router.add_delete("/api/tablets/{tid}", unpair)
     app.router.add_get("/api/vehicle", vehicle)
     app.router.add_get("/api/jobs", jobs_list)

@@ -1,0 +1,109 @@
+"""The box's cache of repair information (docs/content-format.md, "On the box"): for each car it
+identified under a ticket with ``repair_information``, the portal's subset for that car (its
+instructions, open campaigns and part groups), so the tablet can show them without the portal.
+
+Bounded: the cached subsets together stay under ``max_bytes``; the car fetched longest ago is
+evicted first. Versioned: each subset carries the portal's content version; a car is *stale*
+when its version differs from the newest version the box has heard from the portal, and is then
+asked for again the next time the car is identified.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from firmware_py.errors import InfoCacheError
+
+SCOPE = "repair_information"
+
+
+def entitled(tickets: list[Any], vin: str) -> bool:
+    """Whether a valid ticket with ``repair_information`` (for this VIN or any VIN) is held."""
+    return any(
+        t.state == "valid" and SCOPE in t.scopes and (t.vin is None or t.vin == vin)
+        for t in tickets
+    )
+
+
+class InfoCache:
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS info_cache (vin TEXT PRIMARY KEY, version TEXT NOT NULL, "
+            "fetched REAL NOT NULL, size INTEGER NOT NULL, body TEXT NOT NULL)"
+        )
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS info_cache_meta (key TEXT PRIMARY KEY, value TEXT)"
+        )
+
+    def heard(self, version: str) -> None:
+        """The portal's current content version, as its latest answer carried it."""
+        self.db.execute("INSERT OR REPLACE INTO info_cache_meta VALUES ('version', ?)", (version,))
+
+    def latest(self) -> str | None:
+        row = self.db.execute("SELECT value FROM info_cache_meta WHERE key = 'version'").fetchone()
+        return row[0] if row else None
+
+    def stale(self, vin: str) -> bool:
+        """True when ``vin`` must be asked for: not cached, or cached from an older version."""
+        row = self.db.execute("SELECT version FROM info_cache WHERE vin = ?", (vin,)).fetchone()
+        return row is None or (self.latest() not in (None, row[0]))
+
+    def put(self, subset: dict[str, Any], now: float | None = None) -> list[str]:
+        """Keep the portal's ``subset`` for its VIN; returns the VINs evicted to make room."""
+        vin, version = subset.get("vin"), subset.get("content_version")
+        if not isinstance(vin, str) or not isinstance(version, str):
+            raise InfoCacheError("the portal's answer names no VIN or content version")
+        body = json.dumps(subset, separators=(",", ":"))
+        size = len(body.encode())
+        if size > self.max_bytes:
+            raise InfoCacheError(
+                f"the repair information for {vin} ({size} bytes) is larger than the cache "
+                f"({self.max_bytes} bytes)",
+                hint="Raise [storage] info_cache_bytes in the box's configuration",
+            )
+        evicted: list[str] = []
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("DELETE FROM info_cache WHERE vin = ?", (vin,))
+            rows = self.db.execute("SELECT vin, size FROM info_cache ORDER BY fetched").fetchall()
+            total = sum(s for _, s in rows) + size
+            for old, old_size in rows:
+                if total <= self.max_bytes:
+                    break
+                self.db.execute("DELETE FROM info_cache WHERE vin = ?", (old,))
+                evicted.append(old)
+                total -= old_size
+            self.db.execute(
+                "INSERT INTO info_cache VALUES (?,?,?,?,?)",
+                (vin, version, time.time() if now is None else now, size, body),
+            )
+        self.heard(version)  # the answer carries the portal's current content version
+        return evicted
+
+    def get(self, vin: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT body FROM info_cache WHERE vin = ?", (vin,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def vins(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT vin FROM info_cache ORDER BY fetched")]
+
+    def for_dtc(self, vin: str, code: str) -> dict[str, Any] | None:
+        """What the tablet shows for one fault code of a cached car: its instructions and the
+        car's campaigns; None when the car is not cached."""
+        subset = self.get(vin)
+        if subset is None:
+            return None
+        refs = set(subset["dtcs"].get(code, []))
+        return {
+            "vin": vin,
+            "dtc": code,
+            "content_version": subset["content_version"],
+            "instructions": [i for i in subset["instructions"] if i["id"] in refs],
+            "campaigns": [c for c in subset["campaigns"] if c["status"] == "open"],
+        }
