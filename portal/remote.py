@@ -29,7 +29,7 @@ from firmware_py.cloud.schema import Message, ProtocolError, decode
 
 FINAL = (
     "job.result", "job.denied", "uds.response", "emission_limits.stored", "map.offered",
-    "package.stored", "trace.chunk", "error",
+    "package.stored", "trace.chunk", "info.stored", "error",
 )  # fmt: skip
 REQUEST_EXPIRY = 30
 """seconds a request waits at the broker for a box that is offline"""

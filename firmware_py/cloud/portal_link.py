@@ -227,6 +227,10 @@ class PortalLink:
                     raise ProtocolError("trace.read: offset is a number of bytes")
                 chunk = self.gateway.trace_chunk(str(msg.body.get("name") or "")[:200], offset)
                 self.reply(response or own, msg.answer("trace.chunk", chunk))
+            elif msg.type == "info.piece":  # the car's repair information, for the tablet offline
+                self.reply(
+                    response or own, msg.answer("info.stored", self.gateway.info_piece(msg.body))
+                )
             elif msg.type == "package.offer":
                 # signed by the portal for this box (package_offer.py); the download runs in the
                 # background and the answer comes when the package is kept (or refused)

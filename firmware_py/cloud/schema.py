@@ -35,6 +35,8 @@ TYPES = {
     "trace.read": "a piece of the box's newest vehicle-link trace, or of the one named (body: "
     "name, offset)",
     "helpdesk.answer": "the help desk's answer to a request of this box (body: request, answer, who)",
+    "info.piece": "a piece of one car's repair information for the box's cache (body: vin, "
+    "content_version, index, count, data: a part of the subset's JSON text)",
     "ticket.deliver": "a bought ticket for the box to add (body: delivery, ticket)",
     "ticket.revoke": "the portal's signed revocation list to apply (body: delivery, revocations)",
     # box -> portal
@@ -50,6 +52,8 @@ TYPES = {
     "package.stored": "the offered package downloaded, verified and kept (body: package, sha256, "
     "ecu, version, size)",
     "trace.chunk": "a piece of a trace (body: name, size, offset, data as base64)",
+    "info.stored": "a piece of repair information taken (body: vin, content_version, index, "
+    "count, complete, evicted)",
     "emission_limits.stored": "the limit values the box now keeps (body: source, version, type_codes)",
     "error": "a request that could not be taken, with the reason",
 }

@@ -19,6 +19,8 @@ from typing import Any
 from firmware_py.errors import InfoCacheError
 
 SCOPE = "repair_information"
+MAX_PIECES = 4096
+"""pieces of one car's subset (each under the protocol's 64 KiB message)"""
 
 
 def entitled(tickets: list[Any], vin: str) -> bool:
@@ -107,3 +109,39 @@ class InfoCache:
             "instructions": [i for i in subset["instructions"] if i["id"] in refs],
             "campaigns": [c for c in subset["campaigns"] if c["status"] == "open"],
         }
+
+
+class InfoPieces:
+    """Puts a subset together from the portal's ``info.piece`` messages (in any order, a piece
+    sent twice taken once) and keeps it in the cache when the last one has come. One car at a
+    time: a piece of another car or version drops what was collected."""
+
+    def __init__(self, cache: InfoCache) -> None:
+        self.cache = cache
+        self._key: tuple[str, str, int] | None = None
+        self._parts: dict[int, str] = {}
+
+    def take(self, body: dict[str, Any]) -> dict[str, Any]:
+        vin, version = body.get("vin"), body.get("content_version")
+        index, count, data = body.get("index"), body.get("count"), body.get("data")
+        if not (isinstance(vin, str) and isinstance(version, str) and isinstance(data, str)
+                and isinstance(index, int) and isinstance(count, int)
+                and 0 <= index < count <= MAX_PIECES):  # fmt: skip
+            raise InfoCacheError("info.piece: vin, content_version, index < count, data expected")
+        key = (vin, version, count)
+        if key != self._key:
+            self._key, self._parts = key, {}
+        self._parts[index] = data
+        answer: dict[str, Any] = {"vin": vin, "content_version": version, "index": index,
+                                  "count": count, "complete": False, "evicted": []}  # fmt: skip
+        if len(self._parts) < count:
+            return answer
+        text = "".join(self._parts[i] for i in range(count))
+        self._key, self._parts = None, {}
+        try:
+            subset = json.loads(text)
+        except ValueError as err:
+            raise InfoCacheError(f"the repair information for {vin} is not JSON: {err}") from err
+        if not isinstance(subset, dict) or subset.get("vin") != vin:
+            raise InfoCacheError(f"the repair information sent for {vin} is for another car")
+        return {**answer, "complete": True, "evicted": self.cache.put(subset)}

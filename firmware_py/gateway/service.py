@@ -21,7 +21,7 @@ from firmware_py.errors import PackageError, StorageError, UpdateError, VciError
 from firmware_py.gateway import job_log
 from firmware_py.gateway.battery import SOURCE_TEXT, BatteryCare, Care
 from firmware_py.gateway.events import EventBus
-from firmware_py.gateway.info_cache import InfoCache
+from firmware_py.gateway.info_cache import InfoCache, InfoPieces
 from firmware_py.gateway.jobs import Handler, JobRunner, VehicleWorker
 from firmware_py.gateway.outbox import Outbox
 from firmware_py.gateway.store import Store
@@ -63,6 +63,7 @@ class Gateway:
         self.traces_max_bytes = traces_max_bytes
         self.max_package_bytes = max_package_bytes
         self.info_cache = InfoCache(store.state_dir / "info_cache.sqlite", info_cache_bytes)
+        self._info_pieces = InfoPieces(self.info_cache)
         """identified cars' repair information, for the tablet without the portal"""
         self.bus = EventBus()
         self.clock = clock
@@ -338,6 +339,20 @@ class Gateway:
     def now(self) -> float:
         """Trusted time (never goes backwards; see ``trusted_time``)."""
         return float(self.clock.now()) if self.clock is not None else time.time()
+
+    def info_piece(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A piece of a car's repair information from the portal (``info.piece``): kept in the
+        cache when the box holds a valid ticket with repair information for that car."""
+        from firmware_py.gateway import info_cache
+
+        vin = str(body.get("vin", ""))[:17]
+        held = self.entitlements.tickets() if self.entitlements is not None else []
+        if not info_cache.entitled(held, vin):
+            raise info_cache.InfoCacheError(
+                f"the box holds no valid ticket with repair information for {vin}",
+                hint="Add a ticket whose tariff includes repair information",
+            )
+        return self._info_pieces.take(body)
 
     def vehicle_state(self) -> dict[str, Any]:
         return {**self.vehicle, "vin": self.worker.vin}

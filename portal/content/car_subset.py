@@ -6,6 +6,7 @@ from. Plain JSON, so it can travel as the box<->portal messages do.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import select
@@ -30,13 +31,14 @@ def car_subset(
     current = store.current(session)
     codes = sorted({c for d in dtcs[:MAX_DTCS] if (c := normal_dtc(d))})
     docs: dict[tuple[str, str], store.Document] = {}
-    by_dtc: dict[str, list[str]] = {}
     for code in codes:
-        found = store.linked(session, "dtc", code, car)
-        by_dtc[code] = [d.ref for d in found if d.kind == "instruction"]
-        docs.update(((d.kind, d.ref), d) for d in found)
+        docs.update(((d.kind, d.ref), d) for d in store.linked(session, "dtc", code, car))
     for ecu in sorted(set(ecus[:MAX_ECUS])):
         docs.update(((d.kind, d.ref), d) for d in store.linked(session, "ecu", ecu, car))
+    by_dtc: dict[str, list[str]] = {}  # every DTC an instruction names: stored now or later
+    for (kind, ref), d in sorted(docs.items()):
+        for code in d.data.get("dtcs", []) if kind == "instruction" else []:
+            by_dtc.setdefault(code, []).append(ref)
     campaigns = [
         {"id": d.ref, "title": d.title, "status": status, "text": d.data.get("text", "")}
         for d, status in store.campaigns(session, car, this_year)
@@ -62,3 +64,39 @@ def car_subset(
         "campaigns": campaigns,
         "groups": groups,
     }
+
+
+PIECE = 24 * 1024
+"""characters of the subset's (ASCII) JSON text per ``info.piece``: escaped once more inside the
+message, at most twice as long, under the protocol's 64 KiB"""
+
+
+def pieces(subset: dict[str, Any], size: int = PIECE) -> list[dict[str, Any]]:
+    """The ``info.piece`` bodies that carry ``subset`` to a box."""
+    text = json.dumps(subset, separators=(",", ":"), ensure_ascii=True)
+    parts = [text[i : i + size] for i in range(0, len(text), size)] or [""]
+    return [
+        {
+            "vin": subset["vin"],
+            "content_version": subset["content_version"],
+            "index": n,
+            "count": len(parts),
+            "data": part,
+        }  # fmt: skip
+        for n, part in enumerate(parts)
+    ]
+
+
+def push(remote: Any, box: str, subset: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    """Send ``subset`` to ``box`` over the broker link (``remote``: a
+    :class:`portal.remote.RemoteSession`), piece by piece; the box's last answer."""
+    from firmware_py.cloud.schema import Message
+    from portal.remote import RemoteError
+
+    answer: dict[str, Any] = {}
+    for body in pieces(subset):
+        reply = remote.exchange(box, Message("info.piece", body), timeout)
+        if reply.type != "info.stored":
+            raise RemoteError(f"box {box} refused the repair information: {reply.body}")
+        answer = reply.body
+    return answer
