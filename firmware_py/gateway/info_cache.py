@@ -18,17 +18,8 @@ from typing import Any
 
 from firmware_py.errors import InfoCacheError
 
-SCOPE = "repair_information"
 MAX_PIECES = 4096
 """pieces of one car's subset (each under the protocol's 64 KiB message)"""
-
-
-def entitled(tickets: list[Any], vin: str) -> bool:
-    """Whether a valid ticket with ``repair_information`` (for this VIN or any VIN) is held."""
-    return any(
-        t.state == "valid" and SCOPE in t.scopes and (t.vin is None or t.vin == vin)
-        for t in tickets
-    )
 
 
 class InfoCache:

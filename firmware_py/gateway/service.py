@@ -26,6 +26,7 @@ from firmware_py.gateway.jobs import Handler, JobRunner, VehicleWorker
 from firmware_py.gateway.outbox import Outbox
 from firmware_py.gateway.store import Store
 from firmware_py.gateway.supervise import supervised
+from firmware_py.gateway.tariffs import JobKind
 
 log = logging.getLogger(__name__)
 TRACE_CHUNK = 32 * 1024
@@ -346,10 +347,15 @@ class Gateway:
         from firmware_py.gateway import info_cache
 
         vin = str(body.get("vin", ""))[:17]
-        held = self.entitlements.tickets() if self.entitlements is not None else []
-        if not info_cache.entitled(held, vin):
+        if self.entitlements is None:
+            raise info_cache.InfoCacheError("this gateway was started without ticket checks")
+        # the jobs' own check: a ticket with repair information for this VIN (an unactivated
+        # one counts and stays unactivated: keeping what the portal sent is not a use)
+        decision = self.entitlements.check(JobKind.REPAIR_INFORMATION, vin=vin)
+        if not decision.allowed:
             raise info_cache.InfoCacheError(
-                f"the box holds no valid ticket with repair information for {vin}",
+                f"the box holds no valid ticket with repair information for {vin}: "
+                f"{decision.reason}",
                 hint="Add a ticket whose tariff includes repair information",
             )
         return self._info_pieces.take(body)

@@ -12,8 +12,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.errors import InfoCacheError
-from firmware_py.gateway.entitlements import TicketInfo
-from firmware_py.gateway.info_cache import InfoCache, entitled
+from firmware_py.gateway.info_cache import InfoCache
 from portal.content import format, sample, store
 from portal.content.car_subset import car_subset
 
@@ -96,15 +95,3 @@ def test_a_new_content_version_makes_cached_cars_stale_until_asked_again(
     cache.put(subset(loaded, G30, ["12A100"]))
     assert not cache.stale(G30)
     assert cache.get(G30)["content_version"] == "sample-2026.12"  # type: ignore[index]
-
-
-def ticket(scopes: tuple[str, ...], state: str = "valid", vin: str | None = None) -> TicketInfo:
-    return TicketInfo("t1", "x", "x", scopes, vin, state, None, None, None)
-
-
-def test_only_a_valid_ticket_with_repair_information_for_the_car_fetches() -> None:
-    assert entitled([ticket(("diagnosis", "repair_information"))], G30)
-    assert not entitled([ticket(("diagnosis",))], G30)
-    assert not entitled([ticket(("repair_information",), state="expired")], G30)
-    assert not entitled([ticket(("repair_information",), vin=F30)], G30)
-    assert entitled([ticket(("repair_information",), vin=G30)], G30)

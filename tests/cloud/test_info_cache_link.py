@@ -1,0 +1,68 @@
+"""Issue 16 §3 over real processes: the portal (sample content imported into its database)
+sends the simulated G30's repair information to a running ``vci gateway`` through mosquitto in
+``info.piece`` messages; the box keeps it under a ticket with repair information, and what it
+kept is still there with the broker gone. Without such a ticket the box refuses and keeps
+nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firmware_py.gateway.info_cache import InfoCache
+from portal.content import format, sample, store
+from portal.content.car_subset import car_subset, pieces, push
+from portal.remote import RemoteError
+from tests.cloud.conftest import BrokerOutage
+from tests.cloud.portal_services import BOX
+
+G30 = "WBAJA71090B123456"
+
+
+def g30_subset(shop: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    content = tmp_path / "sample"
+    sample.write(content)
+    store.load(shop["factory"], format.read(content))
+    with shop["factory"]() as session:
+        return car_subset(session, G30, ["DME", "DSC", "ACSM", "BDC", "HU"], [], 2026)
+
+
+def test_the_box_keeps_the_car_s_repair_information_and_reads_it_without_the_broker(
+    basic_box: Any, remote_shop: dict[str, Any], tmp_path: Path
+) -> None:
+    subset = g30_subset(remote_shop, tmp_path)
+    small = [dict(p) for p in pieces(subset, size=2000)]
+    assert len(small) > 1  # the real size is one piece for the sample set: test the joining
+    answer = push(remote_shop["sessions"].remote, BOX, subset)
+    assert answer["complete"] and answer["content_version"] == "sample-2026.11"
+    BrokerOutage(remote_shop["broker"]).kill()
+    cache = InfoCache(basic_box.root / "state" / "info_cache.sqlite", 1 << 20)
+    found = cache.for_dtc(G30, "480A00")  # the DSC's DTC: every DTC of the car's ECUs is there
+    assert found is not None
+    assert [i["id"] for i in found["instructions"]] == ["RI-DSC-480A00"]
+    assert "CAMPAIGN-0032-SAMPLE" in [c["id"] for c in found["campaigns"]]
+
+
+def test_pieces_join_in_any_order(tmp_path: Path) -> None:
+    from firmware_py.gateway.info_cache import InfoPieces
+
+    subset = {"vin": G30, "content_version": "v1", "dtcs": {}, "instructions": [],
+              "campaigns": [], "groups": [{"id": "x" * 5000, "title": "t"}]}  # fmt: skip
+    parts = pieces(subset, size=1000)
+    taker = InfoPieces(InfoCache(tmp_path / "c.sqlite", 1 << 20))
+    answers = [taker.take(p) for p in [parts[-1], *parts[:-1], parts[0]]]
+    assert [a["complete"] for a in answers[:-2]] == [False] * (len(parts) - 1)
+    assert answers[-2]["complete"]
+    assert taker.cache.get(G30) == subset
+
+
+def test_without_a_ticket_with_repair_information_the_box_keeps_nothing(
+    box: Any, remote_shop: dict[str, Any], tmp_path: Path
+) -> None:
+    subset = g30_subset(remote_shop, tmp_path)
+    with pytest.raises(RemoteError, match="no valid ticket with repair information"):
+        push(remote_shop["sessions"].remote, BOX, subset)
+    cache = InfoCache(box.root / "state" / "info_cache.sqlite", 1 << 20)
+    assert cache.vins() == []
