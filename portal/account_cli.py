@@ -473,7 +473,10 @@ def _serve(args: argparse.Namespace) -> None:
 def _status_watcher(args: argparse.Namespace, factory: Any) -> Any:
     """The boxes' status watcher (portal/box_status.py) on a broker connection of its own."""
     from portal.box_status import BoxStatusWatcher
+    from portal.content.info_push import InfoPusher
     from portal.remote import RemoteSession
 
     host, _, port = args.broker.rpartition(":")
-    return BoxStatusWatcher(factory, RemoteSession(host, int(port), args.pki, args.broker_user))
+    watcher = BoxStatusWatcher(factory, RemoteSession(host, int(port), args.pki, args.broker_user))
+    watcher.on_vehicle = InfoPusher(factory, watcher.session).vehicle_seen
+    return watcher

@@ -44,6 +44,9 @@ class BoxStatusWatcher:
         self._fresh: dict[str, tuple[BoxState, float]] = {}
         self._unclaimed: OrderedDict[str, tuple[BoxState, float]] = OrderedDict()
         session.on_status = self._seen
+        self.on_vehicle: Callable[[str, str], Any] | None = None
+        """called with (box, VIN) for each stored state that names a car (after the database
+        write, on the watcher's thread): portal/content/info_push.py"""
 
     def start(self) -> None:
         """Subscribe to every box's state (the broker sends the retained ones at once)."""
@@ -73,6 +76,13 @@ class BoxStatusWatcher:
                     self._unclaimed[device] = (state, at)
         while len(self._unclaimed) > MAX_UNCLAIMED:
             self._unclaimed.popitem(last=False)
+        if self.on_vehicle is not None:
+            for device, (state, _) in fresh.items():
+                if state.vin and device not in self._unclaimed:
+                    try:
+                        self.on_vehicle(device, state.vin)
+                    except Exception:  # one box away or refusing must not stop the others
+                        log.exception("sending repair information to %s failed", device)
         return stored
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:

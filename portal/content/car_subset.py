@@ -21,10 +21,11 @@ MAX_ECUS = 64
 
 
 def car_subset(
-    session: Session, vin: str, ecus: list[str], dtcs: list[str], this_year: int
+    session: Session, vin: str, ecus: list[str] | None, dtcs: list[str], this_year: int
 ) -> dict[str, Any]:
-    """The subset for ``vin`` whose ECUs are ``ecus`` and whose fault memory holds ``dtcs``
-    (any form :func:`normal_dtc` takes; others are ignored). Raises ValueError for a bad VIN."""
+    """The subset for ``vin`` whose ECUs are ``ecus`` (None: every instruction and bulletin for
+    its type code) and whose fault memory holds ``dtcs`` (any form :func:`normal_dtc` takes;
+    others are ignored). Raises ValueError for a bad VIN."""
     car = normal_vin(vin)
     if car is None:
         raise ValueError(f"{vin[:40]!r} is not a VIN")
@@ -33,7 +34,12 @@ def car_subset(
     docs: dict[tuple[str, str], store.Document] = {}
     for code in codes:
         docs.update(((d.kind, d.ref), d) for d in store.linked(session, "dtc", code, car))
-    for ecu in sorted(set(ecus[:MAX_ECUS])):
+    if ecus is None:
+        every = select(InfoDocument).where(InfoDocument.kind.in_(("instruction", "bulletin")))
+        for row in session.scalars(store._for_vehicle(every, type_code(car))):
+            doc = store._doc(row)
+            docs[(doc.kind, doc.ref)] = doc
+    for ecu in sorted(set((ecus or [])[:MAX_ECUS])):
         docs.update(((d.kind, d.ref), d) for d in store.linked(session, "ecu", ecu, car))
     by_dtc: dict[str, list[str]] = {}  # every DTC an instruction names: stored now or later
     for (kind, ref), d in sorted(docs.items()):

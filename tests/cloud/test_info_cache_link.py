@@ -66,3 +66,44 @@ def test_without_a_ticket_with_repair_information_the_box_keeps_nothing(
         push(remote_shop["sessions"].remote, BOX, subset)
     cache = InfoCache(box.root / "state" / "info_cache.sqlite", 1 << 20)
     assert cache.vins() == []
+
+
+def test_the_portal_sends_an_identified_car_s_information_and_again_for_a_new_version(
+    basic_box: Any, remote_shop: dict[str, Any], tmp_path: Path
+) -> None:
+    from portal import credit
+    from portal.box_status import BoxStatusWatcher
+    from portal.content.info_push import InfoPusher
+    from portal.remote import RemoteSession
+    from tests.cloud.conftest import wait_until
+    from tests.cloud.portal_services import USER
+
+    shop, broker = remote_shop, remote_shop["broker"]
+    factory, owner = shop["factory"], shop["owner"]
+    content = tmp_path / "sample"
+    sample.write(content)
+    store.load(factory, format.read(content))
+    watcher = BoxStatusWatcher(
+        factory, RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
+    )
+    pusher = InfoPusher(factory, watcher.session)
+    watcher.on_vehicle = pusher.vehicle_seen
+    cache = InfoCache(basic_box.root / "state" / "info_cache.sqlite", 1 << 20)
+    try:
+        watcher.start()
+        assert pusher.vehicle_seen(BOX, G30) is None  # no ticket with repair information yet
+        credit.buy_ticket(factory, owner, owner.workshop_id, tariff="basic-1d", device=BOX,
+                          signer=shop["signer"], seller=shop["seller"])  # fmt: skip
+        final = shop["sessions"].remote.run(BOX, "identify", timeout=60)
+        assert final.body["job"]["state"] == "done", final.body
+        # the box's state names the car; the watcher's next round sends the information
+        wait_until(lambda: watcher.step() >= 0 and cache.get(G30), 30, "the G30 in the cache")
+        assert cache.for_dtc(G30, "12A100") is not None
+        assert pusher.vehicle_seen(BOX, G30) is None  # this version is there: not sent again
+        newer = tmp_path / "newer"
+        sample.write(newer, content_version="sample-2026.12")
+        store.load(factory, format.read(newer))
+        assert pusher.vehicle_seen(BOX, G30) is not None
+        assert cache.get(G30)["content_version"] == "sample-2026.12"  # type: ignore[index]
+    finally:
+        watcher.session.close()

@@ -1,0 +1,56 @@
+"""The portal's side of the box's repair information cache (docs/content-format.md, "On the
+box"): when a box's state reports a car it identified (portal/box_status.py), the portal sends
+that car's subset of the current content to the box, once per box, VIN and content version,
+while the workshop that owns the box holds a valid ticket with repair information
+(portal/content/access.py). A new import (a new content version) sends it again the next time
+the box reports the car.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from portal.content import access, store
+from portal.content.car_subset import car_subset, push
+from portal.db.models import WorkshopBox
+
+log = logging.getLogger(__name__)
+MAX_SENT = 10_000
+"""(box, VIN) pairs whose sent version is remembered (the oldest forgotten first)"""
+
+
+class InfoPusher:
+    def __init__(
+        self, factory: sessionmaker[Session], remote: Any, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.factory, self.remote, self.clock = factory, remote, clock
+        self.sent: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    def vehicle_seen(self, box: str, vin: str) -> dict[str, Any] | None:
+        """Send ``vin``'s subset to ``box`` unless it has this version already or the box's
+        workshop is not entitled; the box's last answer, or None when nothing was sent."""
+        now = self.clock()
+        with self.factory() as db:
+            current = store.current(db)
+            if current is None or self.sent.get((box, vin)) == current.content_version:
+                return None
+            workshop = db.scalar(select(WorkshopBox.workshop_id).where(WorkshopBox.device == box))
+            if workshop is None or access.entitled_until(db, workshop, int(now)) is None:
+                return None
+            year = datetime.datetime.fromtimestamp(now, datetime.UTC).year
+            subset = car_subset(db, vin, None, [], year)
+        answer = push(self.remote, box, subset)
+        self.sent[(box, vin)] = subset["content_version"]
+        self.sent.move_to_end((box, vin))
+        while len(self.sent) > MAX_SENT:
+            self.sent.popitem(last=False)
+        log.info("repair information for %s sent to %s (%s)", vin, box, subset["content_version"])
+        return answer
