@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_py.errors import InfoCacheError
+from firmware_py.uds.fault_memory import normal_dtc
 
 MAX_PIECES = 4096
 """pieces of one car's subset (each under the protocol's 64 KiB message)"""
@@ -92,6 +93,7 @@ class InfoCache:
         subset = self.get(vin)
         if subset is None:
             return None
+        code = normal_dtc(code) or code  # the display form (P12A1-00) the tablet shows, too
         refs = set(subset["dtcs"].get(code, []))
         return {
             "vin": vin,

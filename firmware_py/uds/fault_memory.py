@@ -8,6 +8,7 @@ still lists its DTCs, with a note; records the box cannot decode are kept raw
 from __future__ import annotations
 
 import functools
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -64,6 +65,22 @@ def dtc_code(dtc: int) -> str:
     high = dtc >> 8
     letter = "PCBU"[(high >> 14) & 0x3]
     return f"{letter}{(high >> 12) & 0x3}{(high >> 8) & 0xF:X}{(high >> 4) & 0xF:X}{high & 0xF:X}-{dtc & 0xFF:02X}"
+
+
+HEX_DTC = re.compile(r"^(?:0X)?([0-9A-F]{6})$")
+SAE_DTC = re.compile(r"^([PCBU])([0-3])([0-9A-F]{3})-?([0-9A-F]{2})$")
+
+
+def normal_dtc(text: str) -> str | None:
+    """The 3-byte DTC as 6 hex digits (``12A100``) for ``12A100``, ``0x12A100`` or the display
+    form ``P12A1-00`` (the inverse of :func:`dtc_code`); None for anything else."""
+    t = text.strip().upper()
+    if m := HEX_DTC.match(t):
+        return m.group(1)
+    if m := SAE_DTC.match(t):
+        high = ("PCBU".index(m.group(1)) << 14) | (int(m.group(2)) << 12) | int(m.group(3), 16)
+        return f"{high:04X}{m.group(4)}"
+    return None
 
 
 @dataclass

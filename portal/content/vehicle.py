@@ -15,12 +15,11 @@ from __future__ import annotations
 import re
 
 from firmware_py.uds.fault_memory import dtc_code
+from firmware_py.uds.fault_memory import normal_dtc as normal_dtc  # one DTC parser: box and portal
 
 VIN = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
 YEAR_CODES = "ABCDEFGHJKLMNPRSTVWXY123456789"
 """model year codes in order: A = 1980 (and 2010), ... 9 = 2009 (and 2039)"""
-HEX_DTC = re.compile(r"^(?:0X)?([0-9A-F]{6})$")
-SAE_DTC = re.compile(r"^([PCBU])([0-3])([0-9A-F]{3})-?([0-9A-F]{2})$")
 
 
 def normal_vin(text: str) -> str | None:
@@ -46,17 +45,6 @@ def model_year(vin: str, this_year: int) -> int | None:
     while year + 30 <= this_year + 1:
         year += 30
     return year
-
-
-def normal_dtc(text: str) -> str | None:
-    """``12A100`` for ``12A100``, ``0x12A100`` or ``P12A1-00``; None for anything else."""
-    t = text.strip().upper()
-    if m := HEX_DTC.match(t):
-        return m.group(1)
-    if m := SAE_DTC.match(t):
-        high = ("PCBU".index(m.group(1)) << 14) | (int(m.group(2)) << 12) | int(m.group(3), 16)
-        return f"{high:04X}{m.group(4)}"
-    return None
 
 
 def display_dtc(code: str) -> str:

@@ -31,7 +31,7 @@ def test_the_tablet_reads_a_dtc_s_instructions_from_the_box_s_cache(server, tmp_
             assert r.status in (401, 403)
         async with tablet() as t:
             await pair(t, base, pairing, clock)
-            async with t.get(base + f"/api/info/{G30.lower()}/dtc/12a100") as r:
+            async with t.get(base + f"/api/info/{G30.lower()}/dtc/P12A1-00") as r:
                 assert r.status == 200
                 found = await r.json()
             async with t.get(base + "/api/info/WBA8E9C50GK123456/dtc/12A100") as r:
