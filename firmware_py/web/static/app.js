@@ -1,6 +1,6 @@
 "use strict";
 // The tablet page: one WebSocket for live state, jobs submitted over HTTP with the CSRF token.
-const S = {csrf: null, view: "vehicle", vehicle: {}, jobs: {}, tickets: [], ws: null, wsUp: false, lastJob: {}, live: {}, coding: null, codingEcu: null, packages: [], journal: [], pkg: ""};
+const S = {csrf: null, view: "vehicle", vehicle: {}, jobs: {}, tickets: [], ws: null, wsUp: false, lastJob: {}, live: {}, coding: null, codingEcu: null, packages: [], journal: [], pkg: "", cached: {}};
 const $ = (sel) => document.querySelector(sel);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 
@@ -168,6 +168,17 @@ const views = {
   faults() {
     // a fault code links to the portal's repair information for it (docs/web.md, [web] repair_info_url)
     const infoLink = (d) => S.infoUrl && d.code ? `<br><a data-testid="dtc-info" target="_blank" rel="noopener noreferrer" href="${esc(S.infoUrl + "/dtc?code=" + encodeURIComponent(d.code) + (S.vehicle.vin ? "&vin=" + encodeURIComponent(S.vehicle.vin) : ""))}">Repair information</a>` : "";
+    // ... and to what the box keeps of it for this car: shown without the portal (docs/web.md)
+    const boxInfo = (d) => {
+      if (!S.vehicle.vin || !d.code) return "";
+      const c = S.cached[S.vehicle.vin + "/" + d.code];
+      const button = `<br><button class="plain" data-action="dtc-cached" data-code="${esc(d.code)}" data-testid="dtc-cached-open">On the box</button>`;
+      if (!c) return button;
+      const steps = (i) => ((i.record && i.record.steps) || []).map((st) => `<li>${esc(st.text)}${st.torque_nm ? ` (${esc(st.torque_nm)} Nm)` : ""}</li>`).join("");
+      return `<div data-testid="dtc-cached">${c.instructions.map((i) => `<p><b>${esc(i.title)}</b></p><ol>${steps(i)}</ol>`).join("") || "<p class=\"muted\">No instruction for this code in the box's cache.</p>"}
+        ${c.campaigns.map((k) => `<p><span class="badge">campaign</span> ${esc(k.id)}: ${esc(k.title)}</p>`).join("")}
+        <p class="muted">Content ${esc(c.content_version)}, kept on the box</p></div>`;
+    };
     const job = latest("read_fault_memory"); const r = job && job.result;
     let html = `<section class="card"><h2>Fault memory</h2><p id="message"></p><div class="row">
       <button class="primary" data-job="read_fault_memory">Read all ECUs</button>
@@ -178,7 +189,7 @@ const views = {
       html += `<section class="card" data-testid="ecu-faults"><div class="row"><h2>${esc(ecu.name)}</h2><span class="muted">${dtcs.length} fault(s)</span>
         ${ecu.error ? `<span class="error">${esc(ecu.error.message)}</span>` : ""}
         <button class="danger push" data-job="clear_fault_memory" data-ecu="${esc(ecu.name)}" data-confirm="Clear the fault memory of ${esc(ecu.name)}?">Clear</button></div>
-        <table><tbody>${dtcs.map((d) => `<tr><td><b>${esc(d.code || d.id)}</b>${infoLink(d)}</td><td>${esc(d.text || "")}</td>
+        <table><tbody>${dtcs.map((d) => `<tr><td><b>${esc(d.code || d.id)}</b>${infoLink(d)}${boxInfo(d)}</td><td>${esc(d.text || "")}</td>
           <td>${(d.status_names || []).map((n) => `<span class="badge">${esc(n)}</span>`).join("")}</td>
           <td class="muted">${(d.snapshots || []).map(snapshotText).join("<br>") || esc(d.snapshots_note || "")}</td></tr>`).join("")}</tbody></table></section>`;
     }
@@ -352,6 +363,7 @@ document.addEventListener("click", (ev) => {
   else if (a === "map-install") runJob("map_update", null, {offer: b.dataset.offer});
   else if (b.dataset.job) runJob(b.dataset.job, b.dataset.ecu);
   else if (a === "add-ticket") addTicket();
+  else if (a === "dtc-cached") { const key = S.vehicle.vin + "/" + b.dataset.code; api("GET", `/api/info/${encodeURIComponent(S.vehicle.vin)}/dtc/${encodeURIComponent(b.dataset.code)}`).then((c) => { S.cached[key] = c; render(); }).catch((e) => flash(errText(e))); }
   else if (a === "unpair") api("DELETE", `/api/tablets/${b.dataset.tablet}`).then(loadTablets).catch((e) => flash(errText(e)));
   else if (a === "live-start") { S.live = {}; runJob("read_live_data", null, {duration: 300, interval: 0.5}); }
   else if (a === "live-stop") { const j = latest("read_live_data"); if (j) api("POST", `/api/jobs/${j.id}/cancel`).catch((e) => flash(errText(e))); }
