@@ -1,6 +1,7 @@
 """The portal's side of the box's repair information cache (docs/content-format.md, "On the
 box"): when a box's state reports a car it identified (portal/box_status.py), the portal sends
-that car's subset of the current content to the box, once per box, VIN and content version,
+that car's subset of the current content to the box, once per box, VIN and content version (again after
+:data:`RESEND_AFTER`),
 while the workshop that owns the box holds a valid ticket with repair information
 (portal/content/access.py). A new import (a new content version) sends it again the next time
 the box reports the car.
@@ -25,6 +26,9 @@ from portal.db.models import WorkshopBox
 log = logging.getLogger(__name__)
 MAX_SENT = 10_000
 """(box, VIN) pairs whose sent version is remembered (the oldest forgotten first)"""
+RESEND_AFTER = 600.0
+"""seconds after which the same version is sent again when the box reports the car again (the
+box may have evicted it from its bounded cache); sooner, a flapping link sends nothing twice"""
 
 
 class InfoPusher:
@@ -32,7 +36,7 @@ class InfoPusher:
         self, factory: sessionmaker[Session], remote: Any, clock: Callable[[], float] = time.time
     ) -> None:
         self.factory, self.remote, self.clock = factory, remote, clock
-        self.sent: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self.sent: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
 
     def vehicle_seen(self, box: str, vin: str) -> dict[str, Any] | None:
         """Send ``vin``'s subset to ``box`` unless it has this version already or the box's
@@ -40,7 +44,10 @@ class InfoPusher:
         now = self.clock()
         with self.factory() as db:
             current = store.current(db)
-            if current is None or self.sent.get((box, vin)) == current.content_version:
+            if current is None:
+                return None
+            version, at = self.sent.get((box, vin), ("", 0.0))
+            if version == current.content_version and now - at < RESEND_AFTER:
                 return None
             workshop = db.scalar(select(WorkshopBox.workshop_id).where(WorkshopBox.device == box))
             if workshop is None or access.entitled_until(db, workshop, int(now)) is None:
@@ -48,7 +55,7 @@ class InfoPusher:
             year = datetime.datetime.fromtimestamp(now, datetime.UTC).year
             subset = car_subset(db, vin, None, [], year)
         answer = push(self.remote, box, subset)
-        self.sent[(box, vin)] = subset["content_version"]
+        self.sent[(box, vin)] = (subset["content_version"], now)
         self.sent.move_to_end((box, vin))
         while len(self.sent) > MAX_SENT:
             self.sent.popitem(last=False)

@@ -100,6 +100,10 @@ def test_the_portal_sends_an_identified_car_s_information_and_again_for_a_new_ve
         wait_until(lambda: watcher.step() >= 0 and cache.get(G30), 30, "the G30 in the cache")
         assert cache.for_dtc(G30, "12A100") is not None
         assert pusher.vehicle_seen(BOX, G30) is None  # this version is there: not sent again
+        clock = pusher.clock
+        pusher.clock = lambda: clock() + 601  # later, e.g. evicted from the box's cache since
+        assert pusher.vehicle_seen(BOX, G30) is not None
+        pusher.clock = clock
         newer = tmp_path / "newer"
         sample.write(newer, content_version="sample-2026.12")
         store.load(factory, format.read(newer))
