@@ -88,7 +88,7 @@ def test_portal_demo_starts_shows_its_box_online_and_stops_on_ctrl_c(tmp_path: P
         "HOME": str(tmp_path / "home"),
         **{name: str(free_port()) for name in (
             "VCI_DEMO_PORTAL_PORT", "VCI_DEMO_MQTT_PORT", "VCI_DEMO_ENROL_PORT", "VCI_DEMO_PORT",
-            "VCI_DEMO_DOIP_PORT",
+            "VCI_DEMO_DOIP_PORT", "VCI_DEMO_HSFZ_PORT", "VCI_DEMO_HSFZ_CONTROL_PORT",
         )},
     }  # fmt: skip
     procs: list[subprocess.Popen[str]] = []
