@@ -24,14 +24,14 @@ from portal.content import format, sample, store
 from portal.credit import BankTransfer, Signer
 from portal.db.engine import open_database
 from portal.invoices import Seller
-from tests.conftest import SimHandle, start_gateway_process, vci
+from tests.conftest import SimHandle, start_gateway_process
 from tests.flash.conftest import image
 from tests.portal.conftest import PASSWORD, claim, sign_up
 from tests.portal.test_content import G30
 from tests.portal.web_client import served
 
 sync_api = pytest.importorskip("playwright.sync_api")
-from tests.web.test_browser import ARGS, CHROMIUM, SHOTS  # noqa: E402  (skips without chromium)
+from tests.web.test_browser import ARGS, CHROMIUM, SHOTS, pair_by_button  # noqa: E402  (skips without chromium)
 
 
 @pytest.fixture
@@ -140,12 +140,7 @@ def test_from_a_dtc_on_the_tablet_to_its_repair_instruction(
         with chromium(violations) as context:
             tablet = context.new_page()
             tablet.goto(gateway.url + "/")
-            tablet.fill("#name", "Werkstatt-Tablet")
-            with tablet.expect_request(lambda r: r.url.endswith("/collect"), timeout=10_000):
-                tablet.click("#pair")
-            tablet.wait_for_selector("#waiting:not([hidden])")
-            assert vci("pair", "--approve", env=env).returncode == 0
-            tablet.wait_for_selector("#tabs", timeout=10_000)
+            pair_by_button(tablet, env)
             tablet.click("text=Identify vehicle")
             tablet.wait_for_selector("[data-testid=vehicle-vin]", timeout=20_000)
             egs = tablet.locator("tr", has_text="transmission")

@@ -103,19 +103,25 @@ def tab(page, view: str) -> None:
     page.click(f"#tabs button[data-view={view}]")
 
 
-def test_pairing_by_the_button(stack) -> None:
-    page = stack["page"]
-    page.goto(stack["url"])
-    assert page.locator("text=Pair this tablet").is_visible()
-    shot(page, "01-pairing")
+def pair_by_button(page, env: dict[str, str]) -> None:
+    """Pair the page at its pairing screen by the box's button (``vci pair --approve``); returns
+    once the page shows its tabs."""
     page.fill("#name", "Werkstatt-Tablet")
     # the button approves only a tablet whose long poll the box has: press it once the page sent it
     with page.expect_request(lambda r: r.url.endswith("/collect"), timeout=10_000):
         page.click("#pair")
     page.wait_for_selector("#waiting:not([hidden])")
-    approve = vci("pair", "--approve", env=stack["env"])
+    approve = vci("pair", "--approve", env=env)
     assert approve.returncode == 0, approve.stderr
     page.wait_for_selector("#tabs", timeout=10_000)
+
+
+def test_pairing_by_the_button(stack) -> None:
+    page = stack["page"]
+    page.goto(stack["url"])
+    assert page.locator("text=Pair this tablet").is_visible()
+    shot(page, "01-pairing")
+    pair_by_button(page, stack["env"])
     page.click("text=Identify vehicle")
     page.wait_for_selector("[data-testid=vehicle-vin]", timeout=20_000)
     assert page.inner_text("[data-testid=vehicle-vin]") == "WBAJA71090B123456"

@@ -22,8 +22,8 @@ from tests.cloud.conftest import (  # noqa: F401 - broker: the fixture
     wait_online,
     wait_until,
 )
-from tests.conftest import start_gateway_process, vci
-from tests.web.test_browser import ARGS, CHROMIUM, SHOTS, shot, sync_api, tab
+from tests.conftest import start_gateway_process
+from tests.web.test_browser import ARGS, CHROMIUM, SHOTS, pair_by_button, shot, sync_api, tab
 
 if not HAVE_MOSQUITTO:
     pytest.skip("mosquitto is not installed (scripts/test installs it)", allow_module_level=True)
@@ -51,13 +51,7 @@ def tablet(box, broker, start_sim, tmp_path):  # noqa: F811 - the imported fixtu
             page = browser.new_page(viewport={"width": 1024, "height": 768})
             page.on("dialog", lambda dialog: dialog.accept())
             page.goto(gateway.url + "/")
-            page.fill("#name", "Werkstatt-Tablet")
-            with page.expect_request(lambda r: r.url.endswith("/collect"), timeout=10_000):
-                page.click("#pair")
-            page.wait_for_selector("#waiting:not([hidden])")
-            approve = vci("pair", "--approve", env=env)
-            assert approve.returncode == 0, approve.stderr
-            page.wait_for_selector("#tabs", timeout=10_000)
+            pair_by_button(page, env)
             yield {"page": page, "sim": sim, "box": box, "records": records, "broker": broker}
             browser.close()
     finally:

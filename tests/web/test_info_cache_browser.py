@@ -14,11 +14,11 @@ from firmware_py.gateway.info_cache import InfoCache
 from portal.content import format, sample, store
 from portal.content.car_subset import car_subset
 from portal.db.engine import open_database
-from tests.conftest import SimHandle, start_gateway_process, vci
+from tests.conftest import SimHandle, start_gateway_process
 
 sync_api = pytest.importorskip("playwright.sync_api")
 from tests.portal.test_info_browser import chromium  # noqa: E402  (skips without chromium)
-from tests.web.test_browser import SHOTS  # noqa: E402
+from tests.web.test_browser import SHOTS, pair_by_button  # noqa: E402
 
 G30 = "WBAJA71090B123456"
 
@@ -43,12 +43,7 @@ def test_the_tablet_shows_a_dtc_s_instruction_from_the_box_without_the_portal(
         with chromium(violations) as context:
             tablet = context.new_page()
             tablet.goto(gateway.url + "/")
-            tablet.fill("#name", "Werkstatt-Tablet")
-            with tablet.expect_request(lambda r: r.url.endswith("/collect"), timeout=10_000):
-                tablet.click("#pair")
-            tablet.wait_for_selector("#waiting:not([hidden])")
-            assert vci("pair", "--approve", env=env).returncode == 0
-            tablet.wait_for_selector("#tabs", timeout=10_000)
+            pair_by_button(tablet, env)
             tablet.click("text=Identify vehicle")
             tablet.wait_for_selector("[data-testid=vehicle-vin]", timeout=20_000)
             tablet.click("#tabs button[data-view=faults]")
