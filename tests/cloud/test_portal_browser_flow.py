@@ -27,6 +27,7 @@ from portal.db.engine import open_database
 from tests.cloud.conftest import BOX, HAVE_MOSQUITTO, USER, EnrolPortal, enrolling_env
 from tests.conftest import start_gateway_process, vci
 from tests.portal.conftest import FAST_HASHER, PASSWORD
+from tests.portal.test_web_browser import book_transfer, sign_up_and_log_in
 from tests.portal.web_client import served
 
 pytestmark = pytest.mark.skipif(not HAVE_MOSQUITTO, reason="mosquitto not installed")
@@ -34,11 +35,6 @@ sync_api = pytest.importorskip("playwright.sync_api")
 from tests.web.test_browser import ARGS, CHROMIUM, SHOTS  # noqa: E402  (skips without chromium)
 
 VIN = "WBAJA71090B123456"  # the simulator's G30
-SIGNUP = (
-    ("name", "Werkstatt Nord"), ("street", "Ring 2"), ("postcode", "20095"), ("city", "Hamburg"),
-    ("country", "DE"), ("vat_id", "DE123456789"), ("owner_name", "Chef"),
-    ("owner_login", "chef@nord.example"), ("password", PASSWORD),
-)  # fmt: skip
 
 
 def _label(env: dict[str, str]) -> tuple[str, str]:
@@ -97,28 +93,11 @@ def test_sign_up_to_first_remote_job_and_invoice_in_chromium(
                     page.screenshot(path=str(SHOTS / f"portal-flow-{name}.png"), full_page=True)
 
                 # 1. the workshop signs up and logs in
-                owner.goto(base + "signup")
-                for name, value in SIGNUP:
-                    owner.fill(f'input[name="{name}"]', value)
-                owner.click("button:has-text('Sign up')")
-                assert "signed up" in owner.content()
-                owner.fill('input[name="login"]', "chef@nord.example")
-                owner.fill('input[name="password"]', PASSWORD)
-                owner.click("button:has-text('Log in')")
-                owner.wait_for_url("**/dashboard", timeout=10_000)
-                assert "Credit: 0.00 EUR" in owner.content()
+                sign_up_and_log_in(owner, base)
                 shot("1-signed-up")
 
                 # 2. the operator books the workshop's bank transfer
-                ops.goto(base + "login")
-                ops.fill('input[name="login"]', "ops@portal.example")
-                ops.fill('input[name="password"]', PASSWORD)
-                ops.click("button:has-text('Log in')")
-                ops.wait_for_url("**/operator/workshops", timeout=10_000)
-                ops.fill('input[name="amount"]', "100.00")
-                ops.fill('input[name="reference"]', "SEPA 2026-11-28 0042")
-                ops.click("button:has-text('Book bank transfer')")
-                assert "Booked 100.00 EUR" in ops.content()
+                book_transfer(ops, base, "100.00")
                 shot("2-top-up", ops)
 
                 # 3. the owner claims the box with its label; it gets its certificate, links up

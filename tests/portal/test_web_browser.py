@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pypdf import PdfReader
@@ -21,6 +22,39 @@ sync_api = pytest.importorskip("playwright.sync_api")
 from tests.web.test_browser import ARGS, CHROMIUM, SHOTS  # noqa: E402  (skips without chromium)
 
 DEVICE = "pi-00000000deadbeef"
+SIGNUP = (
+    ("name", "Werkstatt Nord"), ("street", "Ring 2"), ("postcode", "20095"), ("city", "Hamburg"),
+    ("country", "DE"), ("vat_id", "DE123456789"), ("owner_name", "Chef"),
+    ("owner_login", "chef@nord.example"), ("password", PASSWORD),
+)  # fmt: skip
+
+
+def sign_up_and_log_in(owner: Any, base: str) -> None:
+    """The workshop Werkstatt Nord signs up on ``owner``'s page and its owner logs in."""
+    owner.goto(base + "signup")
+    for name, value in SIGNUP:
+        owner.fill(f'input[name="{name}"]', value)
+    owner.click("button:has-text('Sign up')")
+    assert "signed up" in owner.content()
+    owner.fill('input[name="login"]', "chef@nord.example")
+    owner.fill('input[name="password"]', PASSWORD)
+    owner.click("button:has-text('Log in')")
+    owner.wait_for_url("**/dashboard", timeout=10_000)
+    assert "Credit: 0.00 EUR" in owner.content()
+
+
+def book_transfer(ops: Any, base: str, amount: str) -> None:
+    """The operator (ops@portal.example) logs in and books a bank transfer of ``amount`` EUR for
+    the only workshop."""
+    ops.goto(base + "login")
+    ops.fill('input[name="login"]', "ops@portal.example")
+    ops.fill('input[name="password"]', PASSWORD)
+    ops.click("button:has-text('Log in')")
+    ops.wait_for_url("**/operator/workshops", timeout=10_000)
+    ops.fill('input[name="amount"]', amount)
+    ops.fill('input[name="reference"]', "SEPA 2026-11-28 0042")
+    ops.click("button:has-text('Book bank transfer')")
+    assert f"Booked {amount} EUR" in ops.content()
 
 
 def test_sign_up_top_up_buy_and_invoice_in_chromium(tmp_path: Path) -> None:
@@ -40,32 +74,10 @@ def test_sign_up_top_up_buy_and_invoice_in_chromium(tmp_path: Path) -> None:
                 for page in (owner, ops):
                     page.on("console", lambda m: violations.append(m.text)
                             if "Content Security Policy" in m.text else None)  # fmt: skip
-                owner.goto(base + "signup")
-                for name, value in (
-                    ("name", "Werkstatt Nord"), ("street", "Ring 2"), ("postcode", "20095"),
-                    ("city", "Hamburg"), ("country", "DE"), ("vat_id", "DE123456789"),
-                    ("owner_name", "Chef"), ("owner_login", "chef@nord.example"),
-                    ("password", PASSWORD),
-                ):  # fmt: skip
-                    owner.fill(f'input[name="{name}"]', value)
-                owner.click("button:has-text('Sign up')")
-                assert "signed up" in owner.content()
-                owner.fill('input[name="login"]', "chef@nord.example")
-                owner.fill('input[name="password"]', PASSWORD)
-                owner.click("button:has-text('Log in')")
-                owner.wait_for_url("**/dashboard", timeout=10_000)
-                assert "Credit: 0.00 EUR" in owner.content()
+                sign_up_and_log_in(owner, base)
                 owner.screenshot(path=str(SHOTS / "portal-dashboard.png"), full_page=True)
 
-                ops.goto(base + "login")
-                ops.fill('input[name="login"]', "ops@portal.example")
-                ops.fill('input[name="password"]', PASSWORD)
-                ops.click("button:has-text('Log in')")
-                ops.wait_for_url("**/operator/workshops", timeout=10_000)
-                ops.fill('input[name="amount"]', "50.00")
-                ops.fill('input[name="reference"]', "SEPA 2026-11-28 0042")
-                ops.click("button:has-text('Book bank transfer')")
-                assert "Booked 50.00 EUR" in ops.content()
+                book_transfer(ops, base, "50.00")
                 ops.screenshot(path=str(SHOTS / "portal-operator.png"), full_page=True)
 
                 engine, factory = open_database(
