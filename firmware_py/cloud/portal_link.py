@@ -17,7 +17,7 @@ from collections import OrderedDict
 from typing import Any
 
 from firmware_py.cloud import topics
-from firmware_py.cloud.box_state import VERSION, BoxState
+from firmware_py.cloud.box_state import VERSION, VIN, BoxState
 from firmware_py.cloud.schema import Message, ProtocolError, decode
 from firmware_py.config import CloudConfig
 from firmware_py.errors import VciError
@@ -103,7 +103,9 @@ class PortalLink:
 
         vehicle = self.gateway.vehicle_state() if hasattr(self.gateway, "vehicle_state") else {}
         vin = vehicle.get("vin")
-        if not isinstance(vin, str) or len(vin) != 17:
+        if not isinstance(vin, str) or not VIN.fullmatch(vin):
+            # a VIN the portal would refuse (spaces, lower case, I/O/Q from an odd ECU) must not
+            # cost the whole state: the box says it is online without a car
             return BoxState(True, self.version())
         model = model_from_vin(vin)
         return BoxState(True, self.version(), vin, model[:80] if model else None)

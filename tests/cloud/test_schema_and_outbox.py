@@ -368,3 +368,27 @@ def test_a_result_larger_than_a_message_is_answered_and_the_link_goes_on(tmp_pat
     assert first.type == "error" and "larger than" in first.body["message"]
     assert first.body["hint"]
     assert second.type == "job.result" and second.body["job"]["result"]["vin"] == "W" * 17
+
+
+@pytest.mark.parametrize(
+    ("vin", "car"),
+    [
+        ("WBAJA71090B123456", "WBAJA71090B123456"),
+        ("wbaja71090b123456", None),  # lower case: not a VIN the portal takes
+        ("WBAJA7109 B123456", None),  # a space from an odd ECU answer
+        ("WBAJA71090B12345O", None),  # O is never in a VIN
+        (None, None),
+    ],
+)
+def test_the_box_state_names_only_a_vin_the_portal_takes(vin: str | None, car: str | None) -> None:
+    """A VIN the portal would refuse must not cost the whole state message (online, release):
+    the box then says it is online without a car."""
+    from types import SimpleNamespace
+
+    from firmware_py.cloud.box_state import parse
+    from firmware_py.config import CloudConfig
+
+    gateway = SimpleNamespace(vehicle_state=lambda: {"vin": vin})
+    state = PortalLink(gateway, "box-test-0001", CloudConfig()).state()
+    assert state.online and state.vin == car
+    assert parse(state.encode()).vin == car  # what the portal reads back
