@@ -19,6 +19,8 @@ from typing import Any
 from firmware_py.errors import InfoCacheError
 from firmware_py.uds.fault_memory import normal_dtc
 
+FILE = "info_cache.sqlite"
+"""the cache's file in the box's state directory"""
 MAX_PIECES = 4096
 """pieces of one car's subset (each under the protocol's 64 KiB message)"""
 
@@ -79,6 +81,14 @@ class InfoCache:
             )
         self.heard(version)  # the answer carries the portal's current content version
         return evicted
+
+    def forget(self, vin: str) -> int:
+        """Delete ``vin``'s subset so that no byte of it stays in the file (a customer's erasure,
+        firmware_py/gateway/privacy.py); returns the rows deleted."""
+        self.db.execute("PRAGMA secure_delete = ON")
+        deleted = self.db.execute("DELETE FROM info_cache WHERE vin = ?", (vin,)).rowcount
+        self.db.execute("VACUUM")
+        return deleted
 
     def get(self, vin: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT body FROM info_cache WHERE vin = ?", (vin,)).fetchone()

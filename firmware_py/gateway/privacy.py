@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_py.errors import ConfigError, PreconditionError
+from firmware_py.gateway import info_cache
 from firmware_py.gateway.store import Store
 from firmware_py.transport.trace_search import READ_SIZE, trace_contains
 
@@ -217,6 +218,9 @@ def erase(store: Store, vin: str, who: str, now: float) -> dict[str, Any]:
     whole state directory again: ``remaining`` lists what still names the VIN (empty: none)."""
     found = find(store, vin)
     deleted = {table: len(rows) for table, rows in found.rows.items()}
+    cache = store.state_dir / info_cache.FILE  # the portal's repair information for the car
+    if cache.exists():
+        deleted["info_cache"] = info_cache.InfoCache(cache, 0).forget(found.vin)
     db = store.connection()
     db.execute("PRAGMA secure_delete = ON")
     db.execute("PRAGMA temp_store = MEMORY")  # VACUUM's copy stays out of /var/tmp

@@ -21,6 +21,7 @@ from firmware_py.errors import PackageError, StorageError, UpdateError, VciError
 from firmware_py.gateway import job_log
 from firmware_py.gateway.battery import SOURCE_TEXT, BatteryCare, Care
 from firmware_py.gateway.events import EventBus
+from firmware_py.gateway.info_cache import FILE as INFO_CACHE_FILE
 from firmware_py.gateway.info_cache import InfoCache, InfoPieces
 from firmware_py.gateway.jobs import Handler, JobRunner, VehicleWorker
 from firmware_py.gateway.outbox import Outbox
@@ -63,7 +64,7 @@ class Gateway:
         self.min_free_bytes = min_free_bytes
         self.traces_max_bytes = traces_max_bytes
         self.max_package_bytes = max_package_bytes
-        self.info_cache = InfoCache(store.state_dir / "info_cache.sqlite", info_cache_bytes)
+        self.info_cache = InfoCache(store.state_dir / INFO_CACHE_FILE, info_cache_bytes)
         self._info_pieces = InfoPieces(self.info_cache)
         """identified cars' repair information, for the tablet without the portal"""
         self.bus = EventBus()

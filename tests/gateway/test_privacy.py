@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 from firmware_py.config import TransportConfig
 from firmware_py.errors import ConfigError, PreconditionError
 from firmware_py.gateway import job_log, privacy
+from firmware_py.gateway.info_cache import FILE as INFO_CACHE_FILE
+from firmware_py.gateway.info_cache import InfoCache
 from firmware_py.gateway.job_handlers import HANDLERS, vehicle_vin
 from firmware_py.gateway.jobs import Caller, Job, JobRequest, JobState
 from firmware_py.gateway.report_jobs import save_report
@@ -172,8 +174,13 @@ def test_erasure_leaves_no_trace_of_the_vin_under_the_state_dir(tmp_path, start_
             await unplugged.stop()
 
     asyncio.run(jobs_on_the_car())
+    cache = InfoCache(state / INFO_CACHE_FILE, 1 << 20)  # the portal's repair information
+    for car in (VIN, OTHER):
+        cache.put({"vin": car, "content_version": "sample-1", "instructions": [], "dtcs": {},
+                   "campaigns": []})  # fmt: skip
     before = _every_file_naming(state, VIN)
-    assert {"traces/car-can.pcap", "traces/car-doip.pcap", "vci.sqlite3-wal"} <= set(before)
+    assert {"traces/car-can.pcap", "traces/car-doip.pcap", "vci.sqlite3-wal",
+            INFO_CACHE_FILE} <= set(before)  # fmt: skip
     assert any(name.startswith("reports/") for name in before)
     found = privacy.find(store, VIN)
     assert found.rows["job_log"] and found.rows["outbox"] and found.helpdesk
@@ -192,6 +199,7 @@ def test_erasure_leaves_no_trace_of_the_vin_under_the_state_dir(tmp_path, start_
     assert record["vin_hash"] == result["vin_hash"] == privacy.vin_hash(state, VIN)
     assert record["who"] == "cli:test for Frau Muster"
     assert record["deleted"]["traces"] == 2 and record["deleted"]["job_log"] >= 5
+    assert record["deleted"]["info_cache"] == 1 and cache.vins() == [OTHER]
 
 
 def test_vci_privacy_exports_and_erases_through_the_running_gateway(box, tmp_path) -> None:
