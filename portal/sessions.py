@@ -75,6 +75,8 @@ MAX_RUNNING = 4
 one car's jobs in turn, so more would only queue there)"""
 LOST_AFTER = 60
 """seconds past a job's time-out after which a job no process follows any more counts lost"""
+PACKAGE_TIMEOUT = 3600.0
+"""seconds a box has to download an offered package (its download resumes within them)"""
 _UNENDED = (RemoteJobState.SENT.value, RemoteJobState.RUNNING.value)
 ECU_NAME = re.compile(r"[A-Za-z0-9_]{1,32}")
 FINAL_STATES = (RemoteJobState.DONE, RemoteJobState.FAILED, RemoteJobState.DENIED,
@@ -85,7 +87,11 @@ def timeout_of(kind: str, params: Mapping[str, Any]) -> float:
     """Seconds the portal waits for a job's end before it counts it lost."""
     if kind == "read_live_data":
         return float(params.get("duration", 60)) + 60
-    if kind in ("programming", "vehicle_test_report"):
+    if kind == "programming":
+        # a job from the portal's store first waits for the box's download (PACKAGE_TIMEOUT), and
+        # the job row does not say whether it was offered: every programming job gets both phases
+        return 1800.0 + PACKAGE_TIMEOUT
+    if kind == "vehicle_test_report":
         return 1800.0
     return 180.0
 
@@ -254,10 +260,6 @@ def summary_of(kind: str, job: Mapping[str, Any]) -> str:
     return "done"
 
 
-PACKAGE_TIMEOUT = 3600.0
-"""seconds a box has to download an offered package (its download resumes within them)"""
-
-
 class SessionService:
     """Starts jobs on boxes and records them (module docstring). ``remote``: the process's
     broker connection; None when the portal runs without a broker (jobs are refused then)."""
@@ -282,7 +284,7 @@ class SessionService:
         if self.packages is None or not self.package_url:
             raise NotPermitted(
                 "this portal keeps no package store for remote programming",
-                hint="The operator starts vci-portal serve with --package-store and --public-url",
+                hint="The operator starts vci-portal serve with --publisher-keys DIR and --public-url URL",
             )
         info = self.packages.get(sha256)
         if info is None:

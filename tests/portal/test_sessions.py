@@ -6,6 +6,7 @@ tests/cloud/test_portal_sessions.py."""
 
 from __future__ import annotations
 
+import json
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -252,3 +253,20 @@ def test_any_submitted_form_is_refused_with_a_reason_or_gives_params_the_box_acc
         check_params(kind, params)
     except (NotPermitted, StrictJsonError) as err:
         assert str(err)
+
+
+def test_a_programming_job_downloading_its_package_is_not_counted_lost() -> None:
+    """A job from the portal's package store first waits up to an hour for the box's download,
+    then up to half an hour for the flash: 31 minutes after its start it is not lost."""
+    from portal.db.models import RemoteJob
+    from portal.sessions import LOST_AFTER, PACKAGE_TIMEOUT, settle_overdue
+
+    def job() -> RemoteJob:
+        return RemoteJob(kind="programming", params=json.dumps({"package": "egs.vcipkg"}),
+                         state="running", created_at=0)  # fmt: skip
+
+    downloading, forgotten = job(), job()
+    assert settle_overdue(None, [downloading], now=31 * 60 + LOST_AFTER + 1) == 0  # type: ignore[arg-type]
+    assert downloading.state == "running"
+    assert settle_overdue(None, [forgotten], now=PACKAGE_TIMEOUT + 1800 + LOST_AFTER + 1) == 1  # type: ignore[arg-type]
+    assert forgotten.state == "lost"
