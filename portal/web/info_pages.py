@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from firmware_py.errors import NotEntitled, NotPermitted
 from portal import accounts
-from portal.content import access, jobsheet, search, store
+from portal.content import access, format, jobsheet, search, store
 from portal.content.vehicle import display_dtc, normal_dtc, normal_vin, type_code
 from portal.web.guard import Need, actor, in_db, own_workshop, page, requires
 from portal.web.html import Markup, escape, join, render, table
@@ -256,7 +256,7 @@ def _installed(request: web.Request) -> dict[str, str]:
     found = {}
     for item in request.query.getall("sw", [])[:32]:
         sgbm, _, version = item.upper().partition(":")
-        if len(sgbm) == 8 and version.replace(".", "").isdigit() and version.count(".") == 2:
+        if format.SGBM_ID.fullmatch(sgbm) and format.VERSION.fullmatch(version):
             found[sgbm] = ".".join(str(int(p)) for p in version.split("."))
     return found
 

@@ -128,6 +128,9 @@ def test_search_vehicle_dtc_instruction_wiring_part_and_job_sheet(
             ecu = await b.get("/info/parts/8487512?sw=00002B12:41.7.12&sw=00002B13:12.0.4")
             assert "installed 41.7.12: newer software 41.8.0 exists" in ecu.text
             assert "installed 12.0.4: up to date" in ecu.text
+            for odd in ("00002B12:1..2", "00002B12:4\u00b2.1.1", "00002B12:41.7.12%0A"):
+                ecu = await b.get(f"/info/parts/8487512?sw={odd}")  # not a version: ignored
+                assert ecu.status == 200 and "installed" not in ecu.text
 
             sheet = await b.get(f"/info/jobsheet?vin={G30}")
             assert 'value="62 01 020"' in sheet.text and "(6 units)" in sheet.text
