@@ -52,7 +52,7 @@ def register(sub: Any) -> None:
     bc.add_argument("label_code", metavar="LABEL-CODE", help="the code on the box's label")
     br = bx.add_parser(
         "revoke",
-        help="revoke a box's certificate: the broker and the WebSocket bridge refuse it from then on",
+        help="revoke a box's certificate: the broker and the WebSocket bridge refuse its next connection",
     )
     br.add_argument("device")
     br.add_argument(

@@ -5,10 +5,11 @@ the right type and in range, and nothing unknown is accepted. A job with bad par
 refused with a :class:`~firmware_py.strict_json.StrictJsonError` that names the field; it never
 starts, and the job list does not change.
 
-The same declaration is the portal's: its forms are built from :func:`describe` (JSON), so a
-form offers exactly what the box accepts. The portal imports this module (it ships in the same
-package, released together) rather than asking each box for it: a form needs no round trip to a
-box, and the box's own check stays the authority when a box runs another release.
+The same declaration is the portal's: its forms are built from :data:`JOB_KINDS`
+(portal/web/session_view.py), so a form offers exactly what the box accepts. The portal imports
+this module (it ships in the same package, released together) rather than asking each box for
+it: a form needs no round trip to a box, and the box's own check stays the authority when a box
+runs another release.
 
 Handlers may then trust the shapes.
 """

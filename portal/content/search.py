@@ -6,7 +6,7 @@ both databases:
   ranked by bm25 with the title weighted 5:1 over the body, snippets by FTS5's ``snippet()``.
 - PostgreSQL: the English tsvector of title (weight A) and body (weight B) and the type codes
   (weight D), a stored generated
-  column ``info_search_tsv`` (Alembic revision 0007, the expression :data:`PG_TSVECTOR`) with
+  column ``info_search_tsv`` (Alembic revision 0007 writes its expression) with
   the GIN index ``info_search_pg``, ranked by ``ts_rank_cd``, snippets by ``ts_headline`` for
   the rows shown only.
 
@@ -22,17 +22,13 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from portal.content.format import TYPE_CODE
 from portal.content.store import ALL_VEHICLES
 from portal.content.vehicle import normal_dtc
 
 MARK, END = "\x02", "\x03"
 """the snippet's hit markers (control characters never stored in searched text)"""
-PG_TSVECTOR = (
-    "setweight(to_tsvector('english'::regconfig, title), 'A') || "
-    "setweight(to_tsvector('english'::regconfig, body), 'B')"
-)
 MAX_WORDS = 12
-TYPE_CODE = re.compile(r"^[A-Z0-9]{4}$")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# the same text as portal.content.search.PG_TSVECTOR (a migration stays as written: not imported)
+# the searched text of portal/content/search.py (title A, body B, the type codes D)
 PG_TSVECTOR = (
     "setweight(to_tsvector('english'::regconfig, title), 'A') || "
     "setweight(to_tsvector('english'::regconfig, body), 'B') || "
