@@ -190,7 +190,7 @@ def create_app(session: RemoteSession, records: RecordStore, token: str) -> web.
     async def on_startup(app: web.Application) -> None:
         loop = asyncio.get_running_loop()
 
-        def on_state(box: str, state: str) -> None:  # paho's thread
+        def on_status(box: str, state: Any) -> None:  # paho's thread
             loop.call_soon_threadsafe(
                 _broadcast, app, {"type": "boxes", "boxes": dict(session.states)}
             )
@@ -200,7 +200,7 @@ def create_app(session: RemoteSession, records: RecordStore, token: str) -> web.
                 _broadcast, app, {"type": "record", "box": box, "record": record}
             )
 
-        session.on_state, records.on_new = on_state, on_record
+        session.on_status, records.on_new = on_status, on_record
         await loop.run_in_executor(None, session.boxes_online, 0.0)
         await loop.run_in_executor(None, session.keep_records, records)
 

@@ -51,11 +51,8 @@ class RemoteSession:
         self.user = user
         self.inbox: queue.Queue[tuple[str, Message]] = queue.Queue()
         """messages that answer no pending request of this session (and refusals of raw sends)"""
-        self.states: dict[str, str] = {}
-        """each box's last state: ``online`` or ``offline``"""
         self.status: dict[str, box_state.BoxState] = {}
         """each box's last state in full: online, its release, the car connected"""
-        self.on_state: Callable[[str, str], None] | None = None
         self.on_status: Callable[[str, box_state.BoxState], None] | None = None
         """called (on paho's thread) with each state message in full (portal/box_status.py)"""
         self._records: Any = None
@@ -84,6 +81,11 @@ class RemoteSession:
         props.SessionExpiryInterval = SESSION_EXPIRY
         self.client.connect(host, port, keepalive=20, clean_start=False, properties=props)
         self.client.loop_start()
+
+    @property
+    def states(self) -> dict[str, str]:
+        """each box's last state as a word: ``online`` or ``offline``"""
+        return {box: state.word for box, state in list(self.status.items())}
 
     def close(self) -> None:
         self.client.disconnect()
@@ -115,9 +117,6 @@ class RemoteSession:
             except ProtocolError:
                 return  # not a state a box (or the bridge) publishes: nothing to show
             self.status[box] = state
-            self.states[box] = state.word
-            if self.on_state is not None:
-                self.on_state(box, state.word)
             if self.on_status is not None:
                 self.on_status(box, state)
             return
