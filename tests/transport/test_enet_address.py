@@ -110,3 +110,12 @@ def test_identification_to_an_address_without_the_protocol_ends_at_once(protocol
     took = time.monotonic() - started
     assert found == []
     assert took < 2.5, f"{protocol} identification waited {took:.1f} s for a closed port"
+
+
+def test_identification_may_broadcast_to_any_subnet_broadcast_address() -> None:
+    """A /25's broadcast address (x.x.x.127) is a broadcast too: the socket may send to it."""
+    from firmware_py.transport.udp import identification_socket
+
+    for host in ("192.168.1.255", "192.168.1.127", "169.254.255.255"):
+        with identification_socket(host) as sock:
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST) == 1, host
