@@ -212,15 +212,20 @@ def vin_hash(state_dir: Path, vin: str) -> str:
     return "hmac-sha256:" + hmac.new(key, vin.encode("ascii"), hashlib.sha256).hexdigest()
 
 
-def erase(store: Store, vin: str, who: str, now: float) -> dict[str, Any]:
+def erase(
+    store: Store, vin: str, who: str, now: float, cache: info_cache.InfoCache | None = None
+) -> dict[str, Any]:
     """Delete everything that names ``vin``, record the erasure (keyed hash, who, counts), compact
     the database so no deleted row lingers in free pages or the write-ahead log, and search the
     whole state directory again: ``remaining`` lists what still names the VIN (empty: none)."""
     found = find(store, vin)
     deleted = {table: len(rows) for table, rows in found.rows.items()}
-    cache = store.state_dir / info_cache.FILE  # the portal's repair information for the car
-    if cache.exists():
-        deleted["info_cache"] = info_cache.InfoCache(cache, 0).forget(found.vin)
+    # the portal's repair information for the car: the running gateway's cache, or its file
+    path = store.state_dir / info_cache.FILE
+    if cache is None and path.exists():
+        cache = info_cache.InfoCache(path, 0)  # only forgetting: its size bound does not matter
+    if cache is not None:
+        deleted["info_cache"] = cache.forget(found.vin)
     db = store.connection()
     db.execute("PRAGMA secure_delete = ON")
     db.execute("PRAGMA temp_store = MEMORY")  # VACUUM's copy stays out of /var/tmp
@@ -301,7 +306,9 @@ async def erase_in_gateway(gateway: Any, vin: str, who: str) -> dict[str, Any]:
             hint="Unplug the box from that car (its link closes), then erase again",
         )
     loop = asyncio.get_running_loop()
-    result = await loop.run_in_executor(None, erase, gateway.store, vin, who, gateway.now())
+    result = await loop.run_in_executor(
+        None, erase, gateway.store, vin, who, gateway.now(), gateway.info_cache
+    )
     forms = vin_forms(vin)
     for jid, job in list(gateway.runner.jobs.items()):
         text = json.dumps(job.to_dict(), default=str).encode()
