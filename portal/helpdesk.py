@@ -24,7 +24,6 @@ SCHEMA = (
         box TEXT NOT NULL, request TEXT NOT NULL, attachment TEXT NOT NULL, idx INTEGER NOT NULL,
         data BLOB NOT NULL, PRIMARY KEY (box, request, attachment, idx))""",
 )
-REQUEST_PREFIX = "helpdesk-"
 
 
 class HelpDeskError(ValueError):

@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from firmware_py.gateway.helpdesk import CHUNK_PREFIX, REQUEST_PREFIX
 from firmware_py.gateway.privacy import normalise_vin, vin_forms
 from firmware_py.transport.trace_search import trace_contains
-from portal.helpdesk import REQUEST_PREFIX
 from portal.records import RecordStore
 
-CHUNK_PREFIX = "hdchunk-"
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS privacy_erasures (
         time REAL NOT NULL, vin_hash TEXT NOT NULL, who TEXT NOT NULL, deleted TEXT NOT NULL)""",

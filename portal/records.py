@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from firmware_py.gateway.helpdesk import REQUEST_PREFIX
 from portal.booklet import Booklet
-from portal.helpdesk import REQUEST_PREFIX, HelpDesk
+from portal.helpdesk import HelpDesk
 
 RETENTION_DAYS = 365.0
 """how long job results and remote session logs are kept (docs/data-protection.md): a year of

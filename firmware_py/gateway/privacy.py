@@ -28,6 +28,7 @@ from typing import Any
 
 from firmware_py.errors import ConfigError, PreconditionError
 from firmware_py.gateway import info_cache
+from firmware_py.gateway.helpdesk import CHUNK_PREFIX, REQUEST_PREFIX
 from firmware_py.gateway.store import Store
 from firmware_py.transport.trace_search import READ_SIZE, trace_contains
 
@@ -41,7 +42,6 @@ VIN_PATTERN = re.compile(r"[A-HJ-NPR-Z0-9]{17}")
 VIN_TABLES = ("job_log", "outbox", "helpdesk", "coding_backups", "booklet_queued", "tickets")
 #: of the programming journal only rows that ended: a resumable one stays (the car needs it)
 FLASH_ENDED = " WHERE state IN ('done', 'refused')"
-HELPDESK_REQUEST, HELPDESK_CHUNK = "helpdesk-", "hdchunk-"
 
 ERASURES_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS privacy_erasures (
@@ -139,7 +139,7 @@ def find(store: Store, vin: str) -> Found:
     if "flash_jobs" in tables:
         found.rows["flash_jobs"] = _rows(db, "flash_jobs", forms, FLASH_ENDED)
     for row in found.rows.get("outbox", []):
-        for prefix in (HELPDESK_REQUEST, HELPDESK_CHUNK):
+        for prefix in (REQUEST_PREFIX, CHUNK_PREFIX):
             if row["id"].startswith(prefix):
                 found.helpdesk.add(row["id"].removeprefix(prefix).split("-")[0])
     found.helpdesk.update(str(r["id"]) for r in found.rows.get("helpdesk", []))
@@ -240,15 +240,13 @@ def erase(
                 deleted.get("outbox", 0)
                 + tx.execute(
                     "DELETE FROM outbox WHERE id = ? OR id LIKE ?",
-                    (HELPDESK_REQUEST + rid, f"{HELPDESK_CHUNK}{rid}-%"),
+                    (REQUEST_PREFIX + rid, f"{CHUNK_PREFIX}{rid}-%"),
                 ).rowcount
             )
             if "helpdesk" in tables:
                 tx.execute("DELETE FROM helpdesk WHERE id = ?", (rid,))
             if "ticket_reservations" in tables:
-                tx.execute(
-                    "DELETE FROM ticket_reservations WHERE ref = ?", (HELPDESK_REQUEST + rid,)
-                )
+                tx.execute("DELETE FROM ticket_reservations WHERE ref = ?", (REQUEST_PREFIX + rid,))
         deleted.update(reports=len(found.reports), traces=len(found.traces))
         tx.execute(
             "INSERT INTO privacy_erasures VALUES (?,?,?,?)",

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_py.config import PrivacyConfig
-from firmware_py.gateway.helpdesk import WAITING
+from firmware_py.gateway.helpdesk import REQUEST_PREFIX, WAITING
 from firmware_py.gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ ROW_RULES: tuple[tuple[str, str, str, str, str], ...] = (
         "created",
         # delivered (or answered), and none of its records still in the outbox
         f" AND state != '{WAITING}'"
-        " AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.id = 'helpdesk-' || helpdesk.id)",
+        f" AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.id = '{REQUEST_PREFIX}' || helpdesk.id)",
         "helpdesk_days",
     ),
     ("battery_history", "battery_history", "time", "", "battery_log_days"),
