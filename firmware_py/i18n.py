@@ -1,0 +1,221 @@
+"""Languages: the gettext catalogues of the box and the portal, and formats per locale (Babel).
+
+English is the source language: every user-facing text is written in English in the code, marked
+for extraction, and looked up in a catalogue at the moment it is shown, in the language of the
+person who reads it (the tablet's, the portal user's, the document's). The CLI stays English
+unless its locale (``LC_ALL`` / ``LC_MESSAGES`` / ``LANG``) names a language we have.
+
+Catalogues are the ``.po`` files in the repository (``<package>/locale/<lang>/LC_MESSAGES/
+<domain>.po``), read with Babel at first use and kept: there is no compiled ``.mo`` step, so an
+editable install, the wheel and the appliance image run from the files translators edit
+(docs/translating.md). Fuzzy entries are not used (Babel's ``write_mo`` leaves them out), so a text
+nobody checked shows in English rather than wrong.
+
+Messages are whole sentences with named placeholders (``"{ecu} refused the request"``), never
+fragments glued together, so a translation can reorder them. Marking:
+
+- ``N_("...")`` marks a text defined at import time (tables of hints, class attributes); it returns
+  the text unchanged and is translated where shown: ``lang.gettext(text)``;
+- ``lang.gettext("...", name=value)`` / ``lang.ngettext(one, many, n, ...)`` translate and fill in.
+
+Numbers, money, dates and units go through :class:`Language` (Babel), so German reads 13,6 V and
+1.234,56 €.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import gettext
+import io
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from babel import Locale, UnknownLocaleError
+from babel import dates as babel_dates
+from babel import numbers as babel_numbers
+from babel import units as babel_units
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
+#: The languages every user-facing text exists in; the first is the source language.
+LANGUAGES: tuple[str, ...] = ("en", "de")
+SOURCE = LANGUAGES[0]
+
+#: The box's catalogue (firmware_py/locale/<lang>/LC_MESSAGES/box.po).
+BOX_DOMAIN = "box"
+BOX_LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+
+
+def N_(message: str) -> str:  # noqa: N802 - the gettext convention extraction looks for
+    """Mark ``message`` for extraction; it is translated where it is shown."""
+    return message
+
+
+def supported(code: str | None) -> str | None:
+    """The language of ``code`` we have ("de-AT" -> "de"), or None."""
+    if not code:
+        return None
+    base = code.replace("_", "-").split("-")[0].strip().lower()
+    return base if base in LANGUAGES else None
+
+
+def negotiate(accept_language: str | None, default: str = SOURCE) -> str:
+    """The best language we have for an HTTP ``Accept-Language`` header (RFC 9110 section 12.5.4).
+
+    Weights are honoured (``de;q=0.1, en`` gives English); a malformed part is skipped, never an
+    error: the header is the browser's, and a hostile one only gets the default.
+    """
+    choices: list[tuple[float, int, str]] = []
+    for index, part in enumerate((accept_language or "")[:1000].split(",")):
+        tag, _, params = part.strip().partition(";")
+        weight = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = -1.0
+        if weight <= 0 or weight > 1:
+            continue
+        language = supported(tag)
+        if language:
+            choices.append((-weight, index, language))
+    return min(choices)[2] if choices else default
+
+
+def from_environment(default: str = SOURCE) -> str:
+    """The CLI's language: the POSIX locale variables in gettext's order, else ``default``."""
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name)
+        if value:
+            for code in value.split(":"):
+                language = supported(code.split(".")[0])
+                if language:
+                    return language
+            return default
+    return default
+
+
+@functools.cache
+def _translations(directory: Path, domain: str, language: str) -> gettext.NullTranslations:
+    """The catalogue of ``domain`` in ``language``, read from its .po file (NullTranslations if none)."""
+    path = directory / language / "LC_MESSAGES" / f"{domain}.po"
+    if language == SOURCE or not path.is_file():
+        return gettext.NullTranslations()
+    with path.open("rb") as po:
+        catalog = read_po(po, locale=language, domain=domain)
+    mo = io.BytesIO()
+    write_mo(mo, catalog, use_fuzzy=False)
+    mo.seek(0)
+    return gettext.GNUTranslations(mo)
+
+
+@dataclass(frozen=True)
+class Language:
+    """One reader's language: translated texts and Babel's formats for that locale."""
+
+    code: str
+    translations: gettext.NullTranslations
+
+    @property
+    def locale(self) -> Locale:
+        return _locale(self.code)
+
+    # --- texts ---------------------------------------------------------------------------
+
+    def gettext(self, message: str, /, **values: object) -> str:
+        """``message`` in this language, with ``{name}`` placeholders filled from ``values``."""
+        text = self.translations.gettext(message)
+        return text.format_map(values) if values else text
+
+    def ngettext(self, singular: str, plural: str, n: int, /, **values: object) -> str:
+        """The singular or plural form for ``n`` (the language's own rule); ``{n}`` is filled."""
+        return self.translations.ngettext(singular, plural, n).format_map({"n": n, **values})
+
+    def pgettext(self, context: str, message: str, /, **values: object) -> str:
+        """``message`` in ``context`` (one English word that translates two ways)."""
+        text = self.translations.pgettext(context, message)
+        return text.format_map(values) if values else text
+
+    def choose(self, texts: Mapping[str, str] | str | None, default: str = "") -> str:
+        """The text for this language from vehicle data that carries several (``{"en":..,"de":..}``);
+        English, then any, when this language is missing; a plain string as it is."""
+        if texts is None:
+            return default
+        if isinstance(texts, str):
+            return texts
+        return texts.get(self.code) or texts.get(SOURCE) or next(iter(texts.values()), default)
+
+    # --- formats -------------------------------------------------------------------------
+
+    def number(self, value: float | Decimal | int, digits: int | None = None) -> str:
+        """A number in this locale (1.234,5 in German); ``digits`` fixes the decimals."""
+        if digits is None:
+            return babel_numbers.format_decimal(value, locale=self.locale)
+        pattern = "#,##0" + ("." + "0" * digits if digits else "")
+        return babel_numbers.format_decimal(value, format=pattern, locale=self.locale)
+
+    def money(self, cents: int, currency: str = "EUR") -> str:
+        """An amount in cents as money (1.234,56 € / €1,234.56)."""
+        return babel_numbers.format_currency(Decimal(cents) / 100, currency, locale=self.locale)
+
+    def percent(self, value: float, digits: int = 0) -> str:
+        pattern = "#,##0" + ("." + "0" * digits if digits else "") + " %"
+        return babel_numbers.format_percent(value, format=pattern, locale=self.locale)
+
+    def unit(self, value: float | Decimal | int, unit: str, digits: int | None = None) -> str:
+        """A measured value with its unit: ``unit(13.6, "V", 1)`` -> "13,6 V" in German.
+
+        ``unit`` is the vehicle data's symbol (V, A, km/h, °C, rpm, %, ...): the number is
+        formatted per locale and the symbol kept, which is how both languages write them.
+        """
+        text = self.number(value, digits)
+        return f"{text} {unit}" if unit else text
+
+    def measure(
+        self, value: float, cldr_unit: str, length: Literal["short", "long", "narrow"] = "short"
+    ) -> str:
+        """A value in a CLDR unit (``"length-kilometer"``) with Babel's own names."""
+        return babel_units.format_unit(value, cldr_unit, length=length, locale=self.locale)
+
+    def date(self, value: dt.date, format: str = "medium") -> str:  # noqa: A002 - Babel's name
+        return babel_dates.format_date(value, format=format, locale=self.locale)
+
+    def datetime(
+        self, value: dt.datetime, format: str = "medium", tz: str | dt.tzinfo | None = None
+    ) -> str:  # noqa: A002 - Babel's name
+        """A moment in this locale; naive values are taken as UTC (everything we store is)."""
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return babel_dates.format_datetime(
+            value, format=format, tzinfo=babel_dates.get_timezone(tz or "UTC"), locale=self.locale
+        )
+
+
+@functools.cache
+def _locale(code: str) -> Locale:
+    try:
+        return Locale.parse(code)
+    except (ValueError, UnknownLocaleError):
+        return Locale.parse(SOURCE)
+
+
+def language(
+    code: str | None,
+    *,
+    directory: Path = BOX_LOCALE_DIR,
+    domain: str = BOX_DOMAIN,
+) -> Language:
+    """The :class:`Language` for ``code`` (unknown or None: English) in one catalogue."""
+    chosen = supported(code) or SOURCE
+    return Language(chosen, _translations(directory, domain, chosen))
+
+
+def all_languages(directory: Path = BOX_LOCALE_DIR, domain: str = BOX_DOMAIN) -> Iterable[Language]:
+    return (language(code, directory=directory, domain=domain) for code in LANGUAGES)

@@ -1,0 +1,102 @@
+"""Languages: negotiation, catalogues read from .po, Babel's formats, and the CI check that every
+user-facing text exists in every language (firmware_py/i18n.py, firmware_py/catalogs.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from firmware_py import catalogs, i18n
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("de-DE,de;q=0.9,en;q=0.8", "de"),
+        ("en-US,en;q=0.9,de;q=0.8", "en"),
+        ("de;q=0.1, en", "en"),
+        ("fr-FR, de-AT;q=0.5", "de"),
+        ("fr, it", "en"),
+        ("", "en"),
+        (None, "en"),
+        ("de;q=abc, en;q=0.2", "en"),  # a malformed weight drops that part, not the header
+        ("de;q=2", "en"),
+        ("," * 5000 + "de", "en"),  # only the first 1000 characters are read
+    ],
+)
+def test_accept_language_picks_the_best_language_we_have(header, expected):
+    assert i18n.negotiate(header) == expected
+
+
+def test_the_cli_follows_the_posix_locale(monkeypatch):
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(name, raising=False)
+    assert i18n.from_environment() == "en"
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    assert i18n.from_environment() == "de"
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")  # LC_ALL wins over LANG, and C is English
+    assert i18n.from_environment() == "en"
+
+
+def test_german_formats_numbers_money_units_and_dates():
+    de, en = i18n.language("de"), i18n.language("en-GB")
+    assert de.unit(13.6, "V", 1) == "13,6 V" and en.unit(13.6, "V", 1) == "13.6 V"
+    assert de.money(123456) == "1.234,56\xa0€" and en.money(123456) == "€1,234.56"
+    assert de.number(1234.5) == "1.234,5" and en.number(1234.5) == "1,234.5"
+    moment = dt.datetime(2026, 11, 28, 18, 5, tzinfo=dt.UTC)
+    assert de.date(moment.date(), "long") == "28. November 2026"
+    assert de.datetime(moment, "short", tz="Europe/Berlin") == "28.11.26, 19:05"
+    assert i18n.language("xx").code == "en" and i18n.language(None).code == "en"
+
+
+def test_texts_come_from_the_po_file_with_their_placeholders(tmp_path):
+    po = tmp_path / "de" / "LC_MESSAGES" / "t.po"
+    po.parent.mkdir(parents=True)
+    po.write_text(
+        'msgid ""\nmsgstr "Content-Type: text/plain; charset=utf-8\\n'
+        'Plural-Forms: nplurals=2; plural=(n != 1);\\n"\n\n'
+        'msgid "{ecu} refused the request"\nmsgstr "{ecu} hat die Anfrage abgelehnt"\n\n'
+        'msgid "{n} fault"\nmsgid_plural "{n} faults"\nmsgstr[0] "{n} Fehler"\n'
+        'msgstr[1] "{n} Fehler"\n\n'
+        '#, fuzzy\nmsgid "Unchecked"\nmsgstr "Ungeprueft"\n',
+        encoding="utf-8",
+    )
+    de = i18n.language("de", directory=tmp_path, domain="t")
+    assert de.gettext("{ecu} refused the request", ecu="DME") == "DME hat die Anfrage abgelehnt"
+    assert de.ngettext("{n} fault", "{n} faults", 3) == "3 Fehler"
+    assert de.gettext("Unchecked") == "Unchecked"  # fuzzy: nobody checked it, so English
+    assert de.gettext("Not in the catalogue") == "Not in the catalogue"
+    assert de.choose({"en": "Engine", "de": "Motor"}) == "Motor"
+    assert i18n.language("en").choose({"en": "Engine", "de": "Motor"}) == "Engine"
+    assert de.choose({"en": "Engine"}) == "Engine"
+
+
+def test_every_user_facing_text_has_both_languages():
+    """The CI check: nothing missing, untranslated, fuzzy, stale or with other placeholders.
+
+    Fix with ``python -m firmware_py.catalogs update``, then translate (docs/translating.md)."""
+    found = [line for domain in catalogs.DOMAINS for line in catalogs.problems(domain)]
+    assert not found, "\n".join(found)
+
+
+def test_the_check_finds_a_missing_a_stale_and_a_broken_translation(tmp_path):
+    source = tmp_path / "pkg"
+    (source / "locale" / "de" / "LC_MESSAGES").mkdir(parents=True)
+    (source / "m.py").write_text(
+        'lang.gettext("Ticket {ticket} has expired", ticket=t)\nN_("Kept")\nN_("New")\n'
+    )
+    domain = catalogs.Domain("t", source, (("**.py", "python"),))
+    domain.po_path("de").write_text(
+        'msgid ""\nmsgstr "Content-Type: text/plain; charset=utf-8\\n"\n\n'
+        'msgid "Ticket {ticket} has expired"\nmsgstr "Ticket {id} ist abgelaufen"\n\n'
+        'msgid "Kept"\nmsgstr "Behalten"\n\n'
+        'msgid "Gone"\nmsgstr "Weg"\n',
+        encoding="utf-8",
+    )
+    found = "\n".join(catalogs.problems(domain))
+    assert "missing 'New'" in found and "stale 'Gone'" in found
+    assert "placeholders ['id']" in found and "Kept" not in found
+    catalogs.update(domain)  # merges: New arrives untranslated, Gone goes
+    found = "\n".join(catalogs.problems(domain))
+    assert "untranslated 'New'" in found and "Gone" not in found and "missing" not in found
