@@ -33,6 +33,9 @@ def test_the_boot_has_no_ordering_cycle_and_no_failed_unit(vm: Vm) -> None:
     assert vm.check("systemctl list-units --failed --plain --no-legend").strip() == ""
     for unit in ("vci-firstboot.service", "vci-hostapd.service", "vci-captive-dns.service"):
         assert vm.check(f"systemctl is-active {unit}").strip() == "active", unit
+    # the journal may name a VIN: journald keeps it 30 days (docs/data-protection.md)
+    journald = vm.check("systemd-analyze cat-config systemd/journald.conf")
+    assert "MaxRetentionSec=30day" in journald and "MaxFileSec=1day" in journald, journald
 
 
 def test_gateway_reaches_ready_as_its_own_user_with_the_hardening(vm: Vm) -> None:
