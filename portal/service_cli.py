@@ -33,10 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ha.add_argument("--user", required=True)
     pv = sub.add_parser(
         "privacy",
-        help="export or erase one vehicle's data (by VIN) in the records, on its owner's request",
-        description="What names the VIN in the portal's records file: the boxes' records, the "
-        "service booklet, help-desk requests with their attachments (docs/data-protection.md). "
-        "Ticket use, purchases and invoices are kept (10 years, §147 AO, §14b UStG).",
+        help="export or erase one vehicle's data (by VIN), on its owner's request",
+        description="What names the VIN in the portal's database (remote sessions, jobs and "
+        "their events, a box's last-seen car; --db) and in its records file (the boxes' records, "
+        "the service booklet, help-desk requests with their attachments; --records): both that "
+        "exist, docs/data-protection.md. Ticket use, purchases and invoices are kept (10 years, "
+        "§147 AO, §14b UStG).",
     ).add_subparsers(dest="privacy_command", required=True, metavar="ACTION")
     pe = pv.add_parser("export", help="one archive (JSON and help-desk attachments)")
     pe.add_argument("-o", "--output", type=Path, help="default vehicle-data-VIN.zip")
@@ -44,21 +46,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     px.add_argument("--by", required=True, help="who asked for it, for the record")
     for p in (pe, px):
         p.add_argument("--vin", required=True, help="the vehicle identification number")
-    for p in (hl, hs, ha, pe, px):
+    for p in (hl, hs, ha):
         p.add_argument(
             "--records", type=Path, default=Path("portal-records.sqlite"), help=RECORDS_HELP
         )
+    for p in (pe, px):
+        p.add_argument("--records", type=Path, help=RECORDS_HELP + " (default: "
+                       "portal-records.sqlite when it exists)")  # fmt: skip
+        p.add_argument("--db", metavar="URL", help="the portal's database (default: "
+                       "VCI_PORTAL_DB, else SQLite in the state dir when it exists)")  # fmt: skip
+        p.add_argument("--user", help="act as this login: a workshop's owner on its own data, "
+                       "an operator (default: the command line, every workshop)")  # fmt: skip
+    for p in (hl, hs, ha, pe, px):
         p.add_argument("--json", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     from portal.records import RecordStore
 
+    if args.command == "privacy":
+        from portal import privacy_cli
+
+        return privacy_cli.run(args)
     records = RecordStore(args.records)
     if args.command == "booklet":
         return _booklet(records, args)
-    if args.command == "privacy":
-        return _privacy(records, args)
     if args.helpdesk_command == "list":
         found = records.helpdesk.requests()
         if args.json:
@@ -131,34 +143,4 @@ def _answer(records: Any, args: argparse.Namespace) -> int:
     finally:
         session.close()
     print(f"answer to {args.request} sent to box {box}")
-    return 0
-
-
-def _privacy(records: Any, args: argparse.Namespace) -> int:
-    import zipfile
-
-    from portal import privacy
-
-    vin = privacy.normalise_vin(args.vin)
-    if args.privacy_command == "export":
-        data, files = privacy.export(records, vin, time.time())
-        output = args.output or Path(f"vehicle-data-{vin}.zip")
-        with zipfile.ZipFile(output, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr("vehicle-data.json", json.dumps(data, indent=1, default=str))
-            for name, blob in files.items():
-                archive.writestr(name, blob)
-        print(
-            f"{output}: {len(data['records'])} record(s), {len(data['booklet'])} booklet "
-            f"entr(ies), {len(data['helpdesk_requests'])} help-desk request(s) of {vin}"
-        )
-        return 0
-    result = privacy.erase(records, vin, f"portal:{args.by}", time.time())
-    if args.json:
-        print(json.dumps(result))
-    else:
-        done = ", ".join(f"{n} {k}" for k, n in result["deleted"].items() if n) or "nothing"
-        print(f"erased {vin}: {done}; recorded as {result['vin_hash']}")
-    if result["remaining"]:
-        print("error: the VIN is still named in: " + ", ".join(result["remaining"]))
-        return 2
     return 0

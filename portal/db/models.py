@@ -65,6 +65,9 @@ class Workshop(Base):
     vat_id: Mapped[str] = mapped_column(String(20), unique=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    deleted_at: Mapped[int | None] = mapped_column(BigInteger)
+    """when the account was deleted (portal/workshop_data.py): what the law keeps is kept with
+    this row, everything else is gone; a deleted workshop is disabled for good"""
 
     users: Mapped[list[User]] = relationship(back_populates="workshop")
 
@@ -469,3 +472,4 @@ class StoredPackage(Base):
 
 # the information services' tables (registered on Base.metadata; portal/content/)
 from portal.db import content_models as _content_models  # noqa: E402,F401
+from portal.db import privacy_models as _privacy_models  # noqa: E402,F401
