@@ -214,6 +214,8 @@ def set_enabled(session: Session, actor: Actor, workshop_id: int, enabled: bool)
     its open sessions end) or enables it again."""
     require_operator(actor)
     workshop = workshop_for(session, actor, workshop_id)
+    if enabled and workshop.deleted_at is not None:
+        raise NotPermitted(f"the workshop {workshop_id} was deleted", hint="It signs up anew")
     workshop.enabled = enabled
     if not enabled:
         from portal.login import end_sessions_of_workshop
