@@ -51,6 +51,9 @@ def register(sub: Any, ticket: Any) -> None:
     s.add_argument("--owner-name", default="")
     _password_args(s)
     s.set_defaults(account_handler=_signup)
+    from portal import privacy_cli
+
+    privacy_cli.register(sub, w, with_db)  # workshop export, delete; retention run
     ls = with_db(w.add_parser("list", help="all workshops (operator)"))
     ls.add_argument("--user", required=True, help="the operator's login")
     ls.set_defaults(account_handler=_list)
@@ -442,6 +445,12 @@ def _serve(args: argparse.Namespace) -> None:
         broker_reload=reloader(args.broker_pid, args.broker_reload),
     )  # fmt: skip
     stop, links, worker = threading.Event(), [], None
+    from portal.retention import RetentionConfig
+    from portal.retention import run as retention
+
+    periods = RetentionConfig.load(args.config or state_dir() / "portal.toml")
+    threading.Thread(target=retention, args=(cfg.factory, periods, stop), daemon=True,
+                     name="retention").start()  # fmt: skip
     if args.broker:  # the delivery worker and the boxes' status, each in a thread of its own
         worker = _delivery(args, cfg.factory, key_dir)
         watcher = _status_watcher(args, cfg.factory)

@@ -123,3 +123,81 @@ def _erase(args: argparse.Namespace, vin: str, records: Any, database: Any) -> i
         print("error: the VIN is still named in: " + ", ".join(remaining))
         return 2
     return 0
+
+
+def register(sub: Any, workshop: Any, with_db: Any) -> None:
+    """``vci-portal workshop export|delete`` and ``vci-portal retention run``."""
+    e = with_db(workshop.add_parser(
+        "export", help="all of a workshop's data as one archive (its owner, or an operator)"))  # fmt: skip
+    e.add_argument("workshop", help="its id or VAT id")
+    e.add_argument("--user", required=True, help="the workshop's owner or an operator")
+    e.add_argument("-o", "--output", type=Path, help="default workshop-data-<id>.zip")
+    e.set_defaults(account_handler=_workshop_export)
+    d = with_db(workshop.add_parser(
+        "delete", help="delete a workshop's account; what the law keeps is kept (operator)",
+        description="Deletes the account (docs/data-protection.md): kept are the workshop's "
+        "name, address and VAT id, its purchases, bookings and invoices (10 years, §147 AO, "
+        "§14b UStG), revocations and erasure records; the users are anonymised, everything "
+        "else is deleted, its boxes are revoked (with --pki on the broker's list)."))  # fmt: skip
+    d.add_argument("workshop", help="its id or VAT id")
+    d.add_argument("--user", required=True, help="the operator's login")
+    d.add_argument("--confirm", required=True, help="the workshop's VAT id again")
+    d.add_argument("--pki", type=Path, help="the broker's CA directory: revoke the boxes there")
+    d.set_defaults(account_handler=_workshop_delete)
+    r = sub.add_parser("retention", help="the portal database's retention periods")
+    rr = with_db(r.add_subparsers(dest="retention_command", required=True, metavar="ACTION")
+                 .add_parser("run", help="delete what is past its period now (serve does it "
+                             "hourly)"))  # fmt: skip
+    rr.add_argument("--config", type=Path, help="[retention] file (default: <state>/portal.toml)")
+    rr.set_defaults(account_handler=_retention)
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from portal.db.engine import database_url, open_database
+
+    return open_database(database_url(args.db))[1]
+
+
+def _workshop_export(args: argparse.Namespace) -> None:
+    from portal import workshop_data
+    from portal.account_cli import _actor, _workshop_id
+
+    with _open(args)() as session:
+        actor, workshop = _actor(session, args.user), _workshop_id(session, args.workshop)
+        blob = workshop_data.export(session, actor, workshop, time.time())
+    output = args.output or Path(f"workshop-data-{workshop}.zip")
+    output.write_bytes(blob)
+    print(f"{output}: the data of workshop {workshop}")
+
+
+def _workshop_delete(args: argparse.Namespace) -> None:
+    from portal import workshop_data
+    from portal.account_cli import _actor, _workshop_id
+    from portal.accounts import require_operator
+    from portal.db.models import Workshop
+
+    factory = _open(args)
+    with factory() as session:
+        actor, workshop = _actor(session, args.user), _workshop_id(session, args.workshop)
+        require_operator(actor)
+        row = session.get(Workshop, workshop)
+        if row is None or args.confirm.replace(" ", "").upper() != row.vat_id:
+            raise ConfigError("--confirm is not the workshop's VAT id", hint="Check the workshop")
+    done = workshop_data.delete_account(
+        factory, actor, workshop, revoke_box=workshop_data.pki_revoker(factory, args.pki)
+    )
+    print(f"workshop {workshop} deleted: " + ", ".join(
+        f"{n} {k}" for k, n in done["deleted"].items() if n))  # fmt: skip
+    print(f"boxes revoked: {', '.join(done['boxes_revoked']) or 'none'}")
+    if done["unlisted"]:
+        print("not on the broker's revocation list (no --pki): " + ", ".join(done["unlisted"]))
+    print(done["kept"])
+
+
+def _retention(args: argparse.Namespace) -> None:
+    from portal.db.engine import state_dir
+    from portal.retention import RetentionConfig, apply
+
+    config = RetentionConfig.load(args.config or state_dir() / "portal.toml")
+    done = apply(_open(args), config)
+    print("deleted: " + (", ".join(f"{n} {k}" for k, n in done.items() if n) or "nothing"))

@@ -149,3 +149,23 @@ def test_account_deletion_keeps_what_the_law_keeps(factory, full, tmp_path: Path
     with pytest.raises(NotPermitted):  # once only
         workshop_data.delete_account(factory, operator, owner1.workshop_id)
     assert VIN  # the kept purchase still names its car (kept by law with the invoice)
+
+
+def test_cli_exports_and_deletes_a_workshop(factory, full, db_url, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from portal.cli import main
+
+    out = tmp_path / "w.zip"
+    assert main(["workshop", "export", "DE100000001", "--user", "owner1@example.com",
+                 "--db", db_url, "-o", str(out)]) == 0  # fmt: skip
+    with zipfile.ZipFile(out) as archive:
+        assert "remote_job_events.json" in archive.namelist()
+    assert main(["workshop", "export", "1", "--user", "owner2@example.com", "--db", db_url]) == 2
+    delete = ["workshop", "delete", "1", "--user", "ops@portal.example", "--db", db_url]
+    assert main([*delete, "--confirm", "DE100000002"]) == 2  # another workshop's VAT id
+    assert main([*delete, "--confirm", "DE100000001"]) == 0
+    printed = capsys.readouterr().out
+    assert "workshop 1 deleted" in printed and "not on the broker's revocation list" in printed
+    with factory() as db:
+        workshop = db.get(Workshop, 1)
+        assert workshop is not None and workshop.deleted_at is not None
+    assert main(["retention", "run", "--db", db_url, "--config", str(tmp_path / "none")]) == 0
