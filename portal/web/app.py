@@ -21,6 +21,7 @@ from portal.web import (
     operator,
     package_files,
     pages,
+    privacy_pages,
     session_packages,
     session_pages,
     session_trace,
@@ -63,6 +64,7 @@ def make_app(
     app.add_routes(info_pages.routes)
     app.add_routes(session_packages.routes)
     app.add_routes(session_trace.routes)
+    app.add_routes(privacy_pages.routes)
     if packages is not None:
         app[package_files.PACKAGES] = packages
     app.add_routes(package_files.routes)

@@ -175,6 +175,8 @@ def nav(request: web.Request) -> Markup:
     ]  # fmt: skip
     if who.role is Role.OWNER:
         links.append(("/users", "Users"))
+    if who.role in Need.OWNER_OR_OPERATOR.value:
+        links.append(("/privacy", "Data protection"))
     links.append(("/totp", "Second factor"))
     anchors = Markup("".join(render('<a href="{h}">{t}</a>', h=h, t=t) for h, t in links))
     logout = post_form("/logout", csrf(request), Markup(""), "Log out", "inline")

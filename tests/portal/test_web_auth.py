@@ -101,6 +101,11 @@ ROUTES: dict[tuple[str, str], Need] = {
     ("GET", "/info/drawings/{folder}/{file}"): Need.WORKSHOP,
     ("GET", "/info/jobsheet"): Need.WORKSHOP,
     ("GET", "/info/jobsheet.pdf"): Need.WORKSHOP,
+    ("GET", "/privacy"): Need.OWNER_OR_OPERATOR,
+    ("POST", "/privacy/vehicle/export"): Need.OWNER_OR_OPERATOR,
+    ("POST", "/privacy/vehicle/erase"): Need.OWNER_OR_OPERATOR,
+    ("GET", "/privacy/workshops/{id}/export.zip"): Need.OWNER_OR_OPERATOR,
+    ("POST", "/privacy/workshops/{id}/delete"): Need.OWNER_OR_OPERATOR,
 }
 """every route and what it needs: the router must hold exactly these (a new route fails
 test_every_route_declares_its_need until it is added here, and so gets the tests below)"""
@@ -202,7 +207,7 @@ def fill(path: str, world: dict) -> str:  # type: ignore[type-arg]
     """The route's path with ids of workshop 1's own objects."""
     purchase_id, invoice_id = world["bought"][world["w1"]]
     object_id = invoice_id if path.startswith("/invoices") else purchase_id
-    if path.startswith("/operator"):
+    if path.startswith(("/operator", "/privacy")):
         object_id = world["w1"]
     sid, jid = world["remote"]
     return (path.replace("{id}", str(object_id)).replace("{device}", DEVICE)
