@@ -32,6 +32,7 @@ from sqlalchemy import Engine, Table, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from firmware_py.errors import PreconditionError
 from firmware_py.gateway.privacy import normalise_vin, vin_forms
 from portal.db.engine import write_transaction
 from portal.db.privacy_models import PrivacyErasure, PrivacyKey
@@ -43,6 +44,8 @@ from portal.workshop_scope import (
     text_columns,
 )
 
+RUNNING = ("sent", "running")
+"""the states of a remote job the box may still report on"""
 LEGALLY_KEPT = "kept for 10 years: bookkeeping (§147 AO, §14b UStG)"
 
 
@@ -211,6 +214,11 @@ def erase(
     counts: dict[str, int] = {}
     with write_transaction(factory) as session:
         found = find(session, vin, workshop_id)
+        if any(job["state"] in RUNNING for job in found.rows.get("remote_jobs", [])):
+            raise PreconditionError(  # its events would name the car again
+                "a remote job on this car is still running",
+                hint="Erase once it has ended (or cancel it on its session's page)",
+            )
         by_name = {table.name: table for table in tables()}
         for name, rows in found.rows.items():
             rule, table = RULES.get(name), by_name[name]

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from firmware_py.errors import NotPermitted
+from firmware_py.errors import NotPermitted, PreconditionError
 from portal.accounts import Actor, workshop_for
 from portal.db.engine import write_transaction
 from portal.db.models import (
@@ -117,6 +117,14 @@ def delete_account(
         if workshop.deleted_at is not None:
             raise NotPermitted(
                 f"the workshop {workshop_id} is deleted already", hint="Nothing to do"
+            )
+        running = session.scalar(select(RemoteJob.id).where(
+            RemoteJob.workshop_id == workshop_id, RemoteJob.state.in_(("sent", "running"))
+        ).limit(1))  # fmt: skip
+        if running is not None:
+            raise PreconditionError(
+                f"a remote job of the workshop is still running (job {running})",
+                hint="Delete the account once it has ended (or cancel it on its session's page)",
             )
         devices = list(session.scalars(
             select(WorkshopBox.device).where(WorkshopBox.workshop_id == workshop_id)

@@ -208,6 +208,8 @@ async def workshop_delete(request: web.Request) -> web.Response:
         )  # fmt: skip
     except PortalError as err:
         return await _page(request, str(err), status_of(err))
+    except VciError as err:  # a remote job still running
+        return await _page(request, f"{err}. {err.hint or ''}", 409)
     if done["boxes_revoked"] and cfg.broker_reload is not None:
         try:
             await asyncio.to_thread(cfg.broker_reload)

@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from firmware_py.errors import ConfigError
+from firmware_py.errors import ConfigError, PreconditionError
 from firmware_py.gateway.privacy import vin_forms
 from portal import credit, sessions, vehicle_data
 from portal.accounts import Actor
@@ -98,6 +98,15 @@ def test_vin_erasure_keeps_only_what_the_law_keeps(factory, world, db_url) -> No
     assert {"remote_sessions", "remote_jobs", "remote_job_events", "deliveries"} <= set(before)
     assert "purchases" in before  # the VIN-bound ticket (its invoice PDF is compressed)
 
+    with factory() as db, db.begin():  # a job on the car still running: refused
+        job = db.scalar(select(RemoteJob).where(RemoteJob.kind == "identify").limit(1))
+        assert job is not None
+        job.state = "running"
+    with pytest.raises(PreconditionError):
+        vehicle_data.erase(factory, VIN, asked_by="Frau Muster", done_by="owner1")
+    assert naming(factory, VIN) == before
+    with factory() as db, db.begin():
+        db.execute(update(RemoteJob).values(state="done"))
     # the workshop erases its own data: workshop 2's session on the same car stays
     result = vehicle_data.erase(factory, VIN, asked_by="Frau Muster", done_by="owner1",
                                 workshop_id=owner1.workshop_id, now=NOW)  # fmt: skip

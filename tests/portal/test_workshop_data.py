@@ -11,10 +11,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from firmware_py.errors import LoginRefused, NotPermitted
+from firmware_py.errors import LoginRefused, NotPermitted, PreconditionError
 from portal import accounts, login, pki, vehicle_data, workshop_data
 from portal.accounts import Actor
 from portal.db.models import (
@@ -25,6 +25,7 @@ from portal.db.models import (
     EnrolmentRequest,
     LoginGuard,
     Purchase,
+    RemoteJob,
     RevokedTicket,
     TotpSecret,
     User,
@@ -122,6 +123,14 @@ def test_account_deletion_keeps_what_the_law_keeps(factory, full, tmp_path: Path
         assert tech is not None
     with pytest.raises(NotPermitted):  # a technician may not
         workshop_data.delete_account(factory, Actor.of(tech), owner1.workshop_id)
+    with factory() as db, db.begin():  # a remote job still running: refused, nothing done
+        db.execute(update(RemoteJob).where(RemoteJob.workshop_id == owner1.workshop_id)
+                   .values(state="running"))  # fmt: skip
+    with pytest.raises(PreconditionError):
+        workshop_data.delete_account(factory, owner1, owner1.workshop_id)
+    with factory() as db, db.begin():
+        db.execute(update(RemoteJob).values(state="done"))
+        assert count_of(db, owner1.workshop_id) == before
     revoke = workshop_data.pki_revoker(factory, tmp_path / "pki")
     done = workshop_data.delete_account(factory, owner1, owner1.workshop_id, revoke_box=revoke)
     assert done["boxes_revoked"] == ["box-w1"] and done["unlisted"] == []
