@@ -132,6 +132,8 @@ def register(sub: Any, workshop: Any, with_db: Any) -> None:
     e.add_argument("workshop", help="its id or VAT id")
     e.add_argument("--user", required=True, help="the workshop's owner or an operator")
     e.add_argument("-o", "--output", type=Path, help="default workshop-data-<id>.zip")
+    e.add_argument("--records", type=Path, help="with what its boxes sent: the portal's records "
+                   "file (the console's --records)")  # fmt: skip
     e.set_defaults(account_handler=_workshop_export)
     d = with_db(workshop.add_parser(
         "delete", help="delete a workshop's account; what the law keeps is kept (operator)",
@@ -161,10 +163,14 @@ def _open(args: argparse.Namespace) -> Any:
 def _workshop_export(args: argparse.Namespace) -> None:
     from portal import workshop_data
     from portal.account_cli import _actor, _workshop_id
+    from portal.records import RecordStore
 
+    if args.records is not None and not args.records.exists():
+        raise ConfigError(f"{args.records} does not exist", hint="Give the console's --records")
+    records = RecordStore(args.records) if args.records is not None else None
     with _open(args)() as session:
         actor, workshop = _actor(session, args.user), _workshop_id(session, args.workshop)
-        blob = workshop_data.export(session, actor, workshop, time.time())
+        blob = workshop_data.export(session, actor, workshop, time.time(), records)
     output = args.output or Path(f"workshop-data-{workshop}.zip")
     output.write_bytes(blob)
     print(f"{output}: the data of workshop {workshop}")

@@ -67,9 +67,12 @@ def _may(actor: Actor) -> None:
                            hint="Ask the workshop's owner")  # fmt: skip
 
 
-def export(session: Session, actor: Actor, workshop_id: int, now: float) -> bytes:
+def export(
+    session: Session, actor: Actor, workshop_id: int, now: float, records: Any = None
+) -> bytes:
     """The workshop's data as a zip: ``<table>.json`` for every table of :data:`SCOPES`,
-    ``invoices/<number>.pdf``, and ``README.json`` saying what is in it."""
+    ``invoices/<number>.pdf``, with ``records`` (a :class:`~portal.records.RecordStore`) what
+    its boxes sent (:func:`add_records`), and ``README.json`` saying what is in it."""
     _may(actor)
     workshop_for(session, actor, workshop_id)
     buffer = io.BytesIO()
@@ -92,14 +95,49 @@ def export(session: Session, actor: Actor, workshop_id: int, now: float) -> byte
             select(Invoice).where(Invoice.workshop_id == workshop_id).order_by(Invoice.id)
         ):
             archive.writestr(f"invoices/{invoice.label}.pdf", invoice.pdf)
+        sent: dict[str, int] | None = None
+        if records is not None:
+            devices = list(session.scalars(
+                select(WorkshopBox.device).where(WorkshopBox.workshop_id == workshop_id)
+            ))  # fmt: skip
+            sent = add_records(archive, records, devices)
         archive.writestr("README.json", json.dumps({
             "format": FORMAT, "workshop": workshop_id, "exported": now, "rows": counts,
-            "left_out": sorted(SECRET_COLUMNS),
-            "not_here": "What the boxes sent (job results, service booklet, help-desk "
-            "requests) is in the portal's records file (vci-portal privacy export --vin); what "
-            "the boxes keep is on the boxes.",
+            "records": sent, "left_out": sorted(SECRET_COLUMNS),
+            "not_here": ("What the boxes sent (job results, service booklet, help-desk "
+                         "requests) is in the portal's records file: exported with --records. "
+                         if sent is None else "") + "What the boxes keep is on the boxes.",
         }, indent=1))  # fmt: skip
     return buffer.getvalue()
+
+
+def add_records(archive: zipfile.ZipFile, records: Any, devices: list[str]) -> dict[str, int]:
+    """What the workshop's boxes sent, from the portal's records file (portal/records.py) into
+    ``archive`` under ``records/``: every table of the file with a ``box`` column, the rows of
+    these boxes (JSON), a help-desk request's attachments as files; how many rows per table."""
+    db, counts = records.db, {}
+    marks = ",".join("?" * len(devices)) or "NULL"
+    names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    for name in names:
+        cur = db.execute(f'SELECT * FROM "{name}" WHERE 0')  # noqa: S608 - the file's own names
+        columns = [d[0] for d in cur.description]
+        if "box" not in columns:
+            continue  # the file's own bookkeeping (its erasure records and their key)
+        cur = db.execute(f'SELECT * FROM "{name}" WHERE box IN ({marks})', devices)  # noqa: S608
+        rows = [
+            {k: v for k, v in zip(columns, row, strict=True) if not isinstance(v, bytes)}
+            for row in cur
+        ]
+        counts[name] = len(rows)
+        archive.writestr(f"records/{name}.json", json.dumps(rows, indent=1, default=str))
+    if "helpdesk_chunks" in names:
+        for box, rid, attachment in db.execute(
+            "SELECT DISTINCT box, request, attachment FROM helpdesk_chunks"  # noqa: S608
+            f" WHERE box IN ({marks})", devices,
+        ).fetchall():  # fmt: skip
+            data = records.helpdesk._data(box, rid, attachment)  # noqa: SLF001 - joined chunks
+            archive.writestr(f"records/helpdesk/{box}/{rid}/{Path(attachment).name}", data)
+    return counts
 
 
 def delete_account(

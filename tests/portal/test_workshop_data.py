@@ -162,12 +162,31 @@ def test_account_deletion_keeps_what_the_law_keeps(factory, full, tmp_path: Path
 
 def test_cli_exports_and_deletes_a_workshop(factory, full, db_url, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     from portal.cli import main
+    from portal.records import RecordStore
+    from tests.portal.test_records_privacy import _request
 
+    records = RecordStore(tmp_path / "records.sqlite")  # what the boxes sent
+    _request(records, "r1", VIN, {"bundle.json": b'{"box": 1}'})  # box-1: nobody's box
+    for n in (1, 2):
+        records.keep(f"box-w{n}", {"id": f"job-{n}", "kind": "job.result", "body": {"n": n}})
+        entry = {"id": f"{VIN}-0000{n}", "vin": VIN, "index": n, "date": "2025-01-02",
+                 "mileage_km": 1000, "items": ["engine_oil"], "workshop": f"W{n}", "note": ""}  # fmt: skip
+        records.keep(f"box-w{n}", {"id": f"b-{n}", "kind": "booklet.entry",
+                                   "body": {"vin": VIN, "entry": entry}})  # fmt: skip
+    records.db.execute("UPDATE helpdesk_requests SET box = 'box-w1'")
+    records.db.execute("UPDATE helpdesk_chunks SET box = 'box-w1'")
     out = tmp_path / "w.zip"
     assert main(["workshop", "export", "DE100000001", "--user", "owner1@example.com",
-                 "--db", db_url, "-o", str(out)]) == 0  # fmt: skip
+                 "--db", db_url, "-o", str(out), "--records", str(tmp_path / "records.sqlite")]) == 0  # fmt: skip
     with zipfile.ZipFile(out) as archive:
-        assert "remote_job_events.json" in archive.namelist()
+        names = archive.namelist()
+        assert "remote_job_events.json" in names
+        assert "records/helpdesk/box-w1/r1/bundle.json" in names
+        sent = {n: json.loads(archive.read(n)) for n in names
+                if n.startswith("records/") and n.count("/") == 1}  # fmt: skip
+    assert {r["box"] for rows in sent.values() for r in rows} == {"box-w1"}
+    assert {n for n, rows in sent.items() if rows} >= {
+        "records/records.json", "records/booklet.json", "records/helpdesk_requests.json"}  # fmt: skip
     assert main(["workshop", "export", "1", "--user", "owner2@example.com", "--db", db_url]) == 2
     delete = ["workshop", "delete", "1", "--user", "ops@portal.example", "--db", db_url]
     assert main([*delete, "--confirm", "DE100000002"]) == 2  # another workshop's VAT id
