@@ -19,6 +19,7 @@ import time
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import and_, delete, exists, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -77,39 +78,34 @@ def apply(
     """Delete what is past its period; how many rows of each table."""
     t = time.time() if now is None else now
     done: dict[str, int] = {}
-
-    def gone(db: Session, name: str, statement: object) -> None:
-        done[name] = int(db.execute(statement).rowcount)  # type: ignore[call-overload]
-
-    with write_transaction(factory) as db:
-        if config.remote_sessions_days > 0:
-            cutoff = int(t - config.remote_sessions_days * DAY)
-            due = select(RemoteSessionRecord.id).where(RemoteSessionRecord.last_active_at < cutoff)
-            running = exists().where(
-                RemoteJob.session_id == RemoteSessionRecord.id,
-                RemoteJob.state.in_(("sent", "running")),
-            )
-            due = due.where(~running)
-            jobs = select(RemoteJob.id).where(RemoteJob.session_id.in_(due))
-            gone(
-                db,
-                "remote_job_events",
-                delete(RemoteJobEvent).where(RemoteJobEvent.job_id.in_(jobs)),
-            )
-            gone(db, "remote_jobs", delete(RemoteJob).where(RemoteJob.id.in_(jobs)))
-            gone(
-                db,
-                "remote_sessions",
-                delete(RemoteSessionRecord).where(RemoteSessionRecord.id.in_(due)),
-            )
-        gone(db, "web_sessions", delete(WebSession).where(WebSession.expires_at <= int(t)))
-        gone(db, "pending_logins", delete(PendingLogin).where(PendingLogin.expires_at <= int(t)))
-        quiet = int((t - config.address_quiet_seconds) * 1000)
-        gone(
-            db, "address_attempts", delete(AddressAttempts).where(AddressAttempts.last_ms <= quiet)
+    quiet = int((t - config.address_quiet_seconds) * 1000)
+    # one short transaction each: a login waiting for a row here waits for one statement only
+    rounds: list[list[tuple[str, Any]]] = [
+        [("web_sessions", delete(WebSession).where(WebSession.expires_at <= int(t)))],
+        [("pending_logins", delete(PendingLogin).where(PendingLogin.expires_at <= int(t)))],
+        [("address_attempts", delete(AddressAttempts).where(AddressAttempts.last_ms <= quiet))],
+        [("login_guards", delete(LoginGuard).where(
+            and_(LoginGuard.failures == 0, LoginGuard.locked_until <= int(t))))],
+    ]  # fmt: skip
+    if config.remote_sessions_days > 0:  # a session with its jobs and events, together
+        cutoff = int(t - config.remote_sessions_days * DAY)
+        running = exists().where(
+            RemoteJob.session_id == RemoteSessionRecord.id,
+            RemoteJob.state.in_(("sent", "running")),
         )
-        gone(db, "login_guards", delete(LoginGuard).where(
-            and_(LoginGuard.failures == 0, LoginGuard.locked_until <= int(t))))  # fmt: skip
+        due = select(RemoteSessionRecord.id).where(
+            RemoteSessionRecord.last_active_at < cutoff, ~running
+        )
+        jobs = select(RemoteJob.id).where(RemoteJob.session_id.in_(due))
+        rounds.insert(0, [
+            ("remote_job_events", delete(RemoteJobEvent).where(RemoteJobEvent.job_id.in_(jobs))),
+            ("remote_jobs", delete(RemoteJob).where(RemoteJob.id.in_(jobs))),
+            ("remote_sessions", delete(RemoteSessionRecord).where(RemoteSessionRecord.id.in_(due))),
+        ])  # fmt: skip
+    for statements in rounds:
+        with write_transaction(factory) as db:
+            for name, statement in statements:
+                done[name] = int(db.execute(statement).rowcount)  # type: ignore[attr-defined]
     return done
 
 
