@@ -76,6 +76,11 @@ def test_every_table_is_a_workshops_or_says_why_not() -> None:
     names = {table.name for table in Base.metadata.sorted_tables}
     assert names == set(SCOPES) | set(NOT_A_WORKSHOPS)
     assert not set(SCOPES) & set(NOT_A_WORKSHOPS)
+    with_workshop = {t.name for t in Base.metadata.sorted_tables if "workshop_id" in t.c}
+    assert with_workshop <= set(SCOPES)
+    # and a table that keeps a VIN has a rule for a VIN erasure (erase, clear or keep, and why)
+    with_vin = {t.name for t in Base.metadata.sorted_tables if "vin" in t.c}
+    assert with_vin <= set(vehicle_data.RULES), with_vin - set(vehicle_data.RULES)
 
 
 def test_export_has_every_kind_and_nothing_of_another_workshop(factory, full) -> None:  # type: ignore[no-untyped-def]
