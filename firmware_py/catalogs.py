@@ -73,6 +73,8 @@ def extract(domain: Domain) -> Catalog:
     found = extract_from_dir(
         str(domain.source),
         method_map=list(domain.methods),
+        # texts inside a JavaScript template literal's ${...} are found too
+        options_map={pattern: {"parse_template_string": "true"} for pattern, _ in domain.methods},
         keywords=KEYWORDS,
         comment_tags=("Translators:",),
         strip_comment_tags=True,

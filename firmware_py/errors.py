@@ -7,9 +7,24 @@ Every message a user can meet says what happened and what to do about it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from firmware_py.i18n import N_, Text
+
+if TYPE_CHECKING:
+    from firmware_py.i18n import Language
+
 
 class VciError(Exception):
-    """Base of every error the firmware raises on purpose."""
+    """Base of every error the firmware raises on purpose.
+
+    ``str()`` is English (logs, the CLI's default, ``--json``). An error a user meets in another
+    language is raised with a marked template and its values,
+    ``SomeError(N_("ECU {ecu} did not answer"), values={"ecu": name})``, so that
+    :meth:`localized` and the tablet (``to_dict()["i18n"]``) can show it in the reader's language
+    (firmware_py/i18n.py, docs/translating.md). Class-level hints are marked the same way.
+    """
 
     #: Short machine-readable code, used in ``--json`` output and remote messages.
     code = "vci_error"
@@ -17,17 +32,50 @@ class VciError(Exception):
     #: What the user can do about it; appended to ``str()`` when set.
     hint: str | None = None
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        values: Mapping[str, object] | None = None,
+        hint_values: Mapping[str, object] | None = None,
+    ) -> None:
+        self.text = Text(message, _kept(values))
+        super().__init__(str(self.text) if values else message)
+        self.hint_text: Text | None = None
         if hint is not None:
-            self.hint = hint
+            self.hint_text = Text(hint, _kept(hint_values))
+            self.hint = str(self.hint_text) if hint_values else hint
+        elif type(self).hint:
+            self.hint_text = Text(type(self).hint or "")
 
     def __str__(self) -> str:
         text = super().__str__()
         return f"{text}. {self.hint}" if self.hint else text
 
     def to_dict(self) -> dict[str, object]:
-        return {"error": self.code, "message": super().__str__(), "hint": self.hint}
+        return {
+            "error": self.code,
+            "message": super().__str__(),
+            "hint": self.hint,
+            # the same texts as templates: the tablet shows them in its own language
+            "i18n": {
+                "message": self.text.to_json(),
+                "hint": self.hint_text.to_json() if self.hint_text else None,
+            },
+        }
+
+    def localized(self, lang: Language) -> str:
+        """The message and the hint in ``lang`` (English where the catalogue has no entry)."""
+        text = lang.text(self.text)
+        if self.hint_text is None:
+            return text
+        return lang.gettext("{message}. {hint}", message=text, hint=lang.text(self.hint_text))
+
+
+def _kept(values: Mapping[str, object] | None) -> dict[str, object]:
+    """Values as texts; a :class:`Text` stays one, to be translated with the message."""
+    return {k: v if isinstance(v, Text) else str(v) for k, v in (values or {}).items()}
 
 
 class InfoCacheError(VciError):
@@ -61,7 +109,7 @@ class VehicleNotFoundError(TransportError):
     """No vehicle answered discovery (DoIP) or no ECU answered on the bus (CAN)."""
 
     code = "vehicle_not_found"
-    hint = (
+    hint = N_(
         "Check that the box is plugged into the OBD socket, the ignition is on and, for ENET, "
         "that the activation line is enabled"
     )
@@ -71,7 +119,7 @@ class ConnectionLostError(TransportError):
     """An established connection to the vehicle broke (TCP reset, bus off, adapter unplugged)."""
 
     code = "connection_lost"
-    hint = "Check the OBD connector and the ignition, then repeat the job"
+    hint = N_("Check the OBD connector and the ignition, then repeat the job")
 
 
 class RoutingActivationError(TransportError):
@@ -85,7 +133,7 @@ class UnknownTargetError(TransportError):
     ISO-TP identifiers are known for the address."""
 
     code = "unknown_target"
-    hint = "Check the ECU address (vci scan lists the ECUs that answer)"
+    hint = N_("Check the ECU address (vci scan lists the ECUs that answer)")
 
 
 class FrameError(TransportError):
@@ -107,7 +155,7 @@ class EcuNotRespondingError(EcuError):
     """No response within P2 / P2* (ISO 14229-2), or the target is unknown to the gateway."""
 
     code = "ecu_not_responding"
-    hint = "Check that the ECU is fitted and powered (ignition on), then repeat"
+    hint = N_("Check that the ECU is fitted and powered (ignition on), then repeat")
 
 
 class ResponseDeadlineError(EcuNotRespondingError):
@@ -115,7 +163,7 @@ class ResponseDeadlineError(EcuNotRespondingError):
     (``uds.request_deadline``, ``uds.long_request_deadline``)."""
 
     code = "ecu_response_deadline"
-    hint = (
+    hint = N_(
         "The ECU is stuck working on the request: switch the ignition off and on, then repeat "
         "(an interrupted flash: vci flash --resume)"
     )
@@ -135,9 +183,13 @@ class NegativeResponseError(EcuError):
         ecu: str | None = None,
         hint: str | None = None,
     ) -> None:
-        where = f"ECU {ecu}: " if ecu else ""
+        values = {"ecu": ecu, "service": f"0x{service:02X}", "nrc": f"0x{nrc:02X} {nrc_name}"}
         super().__init__(
-            f"{where}service 0x{service:02X} refused with NRC 0x{nrc:02X} {nrc_name}", hint=hint
+            N_("ECU {ecu}: service {service} refused with NRC {nrc}")
+            if ecu
+            else N_("service {service} refused with NRC {nrc}"),
+            hint=hint,
+            values={k: v for k, v in values.items() if v is not None},
         )
         self.service = service
         self.nrc = nrc
@@ -251,7 +303,7 @@ class LoginRefused(PortalError):
     message is the same for an unknown login name and a wrong password."""
 
     code = "login_refused"
-    hint = "Check the login name, the password and the authenticator code, then try again"
+    hint = N_("Check the login name, the password and the authenticator code, then try again")
 
 
 class LoginLocked(LoginRefused):
@@ -265,7 +317,7 @@ class SecondFactorNeeded(LoginRefused):
     authenticator's code (portal/login.py ``second_factor``)."""
 
     code = "second_factor_needed"
-    hint = "Enter the code your authenticator app shows"
+    hint = N_("Enter the code your authenticator app shows")
 
     def __init__(self, message: str, *, user_id: int, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
@@ -283,7 +335,7 @@ class WorkshopDisabled(NotPermitted):
     """The portal's operator disabled the workshop: its users cannot log in or buy."""
 
     code = "workshop_disabled"
-    hint = "Contact the portal's operator"
+    hint = N_("Contact the portal's operator")
 
 
 class PaymentError(PortalError):
@@ -296,7 +348,7 @@ class InsufficientCredit(PortalError):
     """The workshop's prepaid credit does not cover the price: nothing was bought or debited."""
 
     code = "credit_insufficient"
-    hint = "Top up the credit by bank transfer; the operator books it when it arrives"
+    hint = N_("Top up the credit by bank transfer; the operator books it when it arrives")
 
 
 class TicketNeeded(PortalError):
@@ -304,7 +356,7 @@ class TicketNeeded(PortalError):
     purchases for the box is valid now and includes the job's scope (portal/sessions.py)."""
 
     code = "ticket_needed"
-    hint = "Buy a ticket for this box on the portal (Buy a ticket), e.g. Basic for 1 day"
+    hint = N_("Buy a ticket for this box on the portal (Buy a ticket), e.g. Basic for 1 day")
 
 
 # --- the portal's information services (portal/content/) ----------------------------------
@@ -315,7 +367,7 @@ class ContentError(PortalError):
     loaded and the portal's previous content is unchanged (docs/content-format.md)."""
 
     code = "content_invalid"
-    hint = "Correct the files named above and import the whole set again"
+    hint = N_("Correct the files named above and import the whole set again")
 
     def __init__(self, problems: list[str], *, hint: str | None = None) -> None:
         shown = problems[:50] + (
@@ -331,4 +383,6 @@ class NotEntitled(PortalError):
     """The workshop holds no valid ticket that includes repair information."""
 
     code = "not_entitled"
-    hint = "Buy an Informationssuche or Basic ticket for one of the workshop's boxes (Buy a ticket)"
+    hint = N_(
+        "Buy an Informationssuche or Basic ticket for one of the workshop's boxes (Buy a ticket)"
+    )

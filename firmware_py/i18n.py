@@ -30,7 +30,7 @@ import gettext
 import io
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -62,6 +62,13 @@ def supported(code: str | None) -> str | None:
         return None
     base = code.replace("_", "-").split("-")[0].strip().lower()
     return base if base in LANGUAGES else None
+
+
+def texts_of(value: object) -> dict[str, str]:
+    """A vehicle data file's text: one English string, or ``{en = "...", de = "..."}``."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    return {SOURCE: str(value)}
 
 
 def negotiate(accept_language: str | None, default: str = SOURCE) -> str:
@@ -106,14 +113,53 @@ def from_environment(default: str = SOURCE) -> str:
 def _translations(directory: Path, domain: str, language: str) -> gettext.NullTranslations:
     """The catalogue of ``domain`` in ``language``, read from its .po file (NullTranslations if none)."""
     path = directory / language / "LC_MESSAGES" / f"{domain}.po"
-    if language == SOURCE or not path.is_file():
+    if language == SOURCE:
         return gettext.NullTranslations()
+    if not path.is_file():
+        if (directory, domain) == (BOX_LOCALE_DIR, BOX_DOMAIN):
+            return gettext.NullTranslations()
+        return _translations(BOX_LOCALE_DIR, BOX_DOMAIN, language)
     with path.open("rb") as po:
         catalog = read_po(po, locale=language, domain=domain)
     mo = io.BytesIO()
     write_mo(mo, catalog, use_fuzzy=False)
     mo.seek(0)
-    return gettext.GNUTranslations(mo)
+    translations = gettext.GNUTranslations(mo)
+    if (directory, domain) != (BOX_LOCALE_DIR, BOX_DOMAIN):
+        # the shared texts (firmware_py/errors.py: hints the portal shows too) live in the box's
+        # catalogue; another catalogue falls back to it
+        translations.add_fallback(_translations(BOX_LOCALE_DIR, BOX_DOMAIN, language))
+    return translations
+
+
+@dataclass(frozen=True)
+class Text:
+    """A text to be shown later in its reader's language: a marked template and its values.
+
+    A value may itself be a :class:`Text` (a reason inside a refusal), translated with it.
+    ``str()`` is the English; :meth:`to_json` is what a browser translates with its catalogue
+    (firmware_py/web/static/app.js ``tr``); :meth:`Language.text` translates on the server.
+    """
+
+    template: str
+    values: Mapping[str, object] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.template.format_map({k: str(v) for k, v in self.values.items()})
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "message": self.template,
+            "values": {
+                k: v.to_json() if isinstance(v, Text) else str(v) for k, v in self.values.items()
+            },
+        }
+
+    @classmethod
+    def join(cls, texts: Iterable[Text | str], separator: str = "; ") -> Text:
+        """Several texts in a row (each translated on its own)."""
+        values = {f"part{i}": text for i, text in enumerate(texts)}
+        return cls(separator.join("{" + name + "}" for name in values), values)
 
 
 @dataclass(frozen=True)
@@ -133,6 +179,13 @@ class Language:
         """``message`` in this language, with ``{name}`` placeholders filled from ``values``."""
         text = self.translations.gettext(message)
         return text.format_map(values) if values else text
+
+    def text(self, text: Text | str) -> str:
+        """A :class:`Text` (or a plain string, looked up as it is) in this language."""
+        if isinstance(text, str):
+            return self.translations.gettext(text)
+        values = {k: self.text(v) if isinstance(v, Text) else v for k, v in text.values.items()}
+        return self.translations.gettext(text.template).format_map(values)
 
     def ngettext(self, singular: str, plural: str, n: int, /, **values: object) -> str:
         """The singular or plural form for ``n`` (the language's own rule); ``{n}`` is filled."""

@@ -37,6 +37,7 @@ from firmware_py.gateway.ticket_token import (
     parse_time_beacon,
 )
 from firmware_py.gateway.trusted_time import TrustedClock
+from firmware_py.i18n import N_, Text
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class Decision:
     job: str = ""
     vin: str | None = None
     """the vehicle the chosen ticket is bound to: the job runs only on that car"""
+    why: Text | None = None
+    """``reason`` as a text to translate (firmware_py/i18n.py); None: ``reason`` as it is"""
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,18 @@ def _duration(seconds: float) -> str:
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60
     return f"{days} d {hours} h" if days else f"{hours} h {minutes} min"
+
+
+#: the refusal for a ticket in a state, one whole sentence each (translated: docs/translating.md)
+STATE_REASONS = {
+    "expired": N_("ticket {ticket} is expired"),
+    "revoked": N_("ticket {ticket} is revoked"),
+    "used up": N_("ticket {ticket} is used up"),
+    "not yet valid": N_("ticket {ticket} is not yet valid"),
+    "held by a request waiting for the portal": N_(
+        "ticket {ticket} is held by a request waiting for the portal"
+    ),
+}
 
 
 class Entitlements:
@@ -272,32 +287,41 @@ class Entitlements:
         if scope is None:
             return Decision(True, "free", job=label)
         now = self.clock.now()
-        reasons: list[str] = []
+        reasons: list[Text] = []
         candidates = []
         for ticket, usage in self._stored():
+            tid = ticket.tid
             if scope not in ticket.scopes:
-                reasons.append(
-                    f"ticket {ticket.tid} ({TARIFFS[ticket.tariff].name}) does not include {scope.value}"
-                )
+                reasons.append(Text(
+                    N_("ticket {ticket} ({tariff}) does not include {scope}"),
+                    {"ticket": tid, "tariff": TARIFFS[ticket.tariff].name, "scope": scope.value},
+                ))  # fmt: skip
                 continue
             if ticket.vin is not None and vin is not None and ticket.vin != vin:
-                reasons.append(f"ticket {ticket.tid} is for vehicle {ticket.vin}, this is {vin}")
+                reasons.append(Text(
+                    N_("ticket {ticket} is for vehicle {vin}, this is {this_vin}"),
+                    {"ticket": tid, "vin": ticket.vin, "this_vin": vin},
+                ))  # fmt: skip
                 continue
             if ticket.vin is not None and vin is None:
-                reasons.append(
-                    f"ticket {ticket.tid} is bound to vehicle {ticket.vin}; identify the vehicle first"
-                )
+                reasons.append(Text(
+                    N_("ticket {ticket} is bound to vehicle {vin}; identify the vehicle first"),
+                    {"ticket": tid, "vin": ticket.vin},
+                ))  # fmt: skip
                 continue
             state = self._state(ticket, usage, now)
             if state in ("valid", "not activated"):
                 candidates.append((ticket, usage))
             else:
-                reasons.append(f"ticket {ticket.tid} is {state}")
+                reasons.append(Text(STATE_REASONS.get(state, N_("ticket {ticket} is {state}")),
+                                    {"ticket": tid, "state": state}))  # fmt: skip
         if not candidates:
-            reason = (
-                "; ".join(reasons) if reasons else f"no ticket on this box includes {scope.value}"
+            why = (
+                Text.join(reasons)
+                if reasons
+                else Text(N_("no ticket on this box includes {scope}"), {"scope": scope.value})
             )
-            return Decision(False, reason, None, would, label)
+            return Decision(False, str(why), None, would, label, why=why)
         # Prefer tickets with a running time over one-use tickets, and the one ending first.
         candidates.sort(
             key=lambda tr: (tr[1].uses_left is not None, self._window(*tr)[1] or float("inf"))

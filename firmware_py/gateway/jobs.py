@@ -38,6 +38,7 @@ from firmware_py.gateway.events import EventBus
 from firmware_py.gateway.flash_journal import FlashJournal
 from firmware_py.gateway.job_params import check_params
 from firmware_py.heartbeat import Heartbeat
+from firmware_py.i18n import N_
 
 log = logging.getLogger(__name__)
 
@@ -364,8 +365,13 @@ class JobRunner:
                 if not decision.allowed:
                     allow = ", ".join(decision.would_allow) or "none"
                     raise EntitlementError(
-                        f"{decision.job or request.kind} is not allowed: {decision.reason}",
-                        hint=f"Add a ticket of a tariff that includes it ({allow})",
+                        N_("{job} is not allowed: {reason}"),
+                        values={
+                            "job": decision.job or request.kind,
+                            "reason": decision.why or decision.reason,
+                        },
+                        hint=N_("Add a ticket of a tariff that includes it ({tariffs})"),
+                        hint_values={"tariffs": allow},
                     )
             self._check_vehicle_free(job)
             if request.kind in self.exclusive_kinds and request.ecu in self._busy_ecus:

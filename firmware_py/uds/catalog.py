@@ -8,11 +8,13 @@ file. ECUs in the catalogue that a car does not have simply do not answer.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from firmware_py.errors import ConfigError
+from firmware_py.i18n import texts_of
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,8 @@ class EcuInfo:
     can_ids: tuple[int, int] | None = None
     security: str | None = None
     programmable: bool = False
+    #: the description in every language the catalogue has (English always)
+    descriptions: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not (self.name.isascii() and self.name.isalnum() and self.name.isupper()):
@@ -94,7 +98,8 @@ def load_catalog(path: Path | None = None) -> Catalog:
             tuple(
                 EcuInfo(
                     name=e["name"],
-                    description=e.get("description", ""),
+                    description=texts_of(e.get("description", "")).get("en", ""),
+                    descriptions=texts_of(e.get("description", "")),
                     address=int(e["address"]),
                     can_ids=tuple(e["can_ids"]) if "can_ids" in e else None,  # type: ignore[arg-type]
                     security=e.get("security"),

@@ -44,6 +44,7 @@ from firmware_py.errors import (
     UnexpectedResponseError,
     VciError,
 )
+from firmware_py.i18n import N_
 from firmware_py.uds.dids import DidValues, did_codecs
 from firmware_py.uds.security import SecurityProvider
 
@@ -56,27 +57,27 @@ LONG_SERVICES = frozenset({0x31, 0x34, 0x36, 0x37})
 
 #: What a technician can do about an NRC (ISO 14229-1 table A.1 names come from udsoncan).
 NRC_HINTS = {
-    0x10: "The ECU rejected the request; repeat it, and if it persists reset the ECU",
-    0x11: "This ECU does not offer the service",
-    0x12: "This ECU does not offer this sub-function",
-    0x13: "The request has the wrong length for this ECU",
-    0x14: "The response would be too long for the transport",
-    0x21: "The ECU is busy; repeat the request in a moment",
-    0x22: "Conditions are not met: check ignition on, engine off, vehicle at standstill",
-    0x24: "Steps were done in the wrong order; start the job again",
-    0x31: "A value is out of range or not supported by this ECU",
-    0x33: "Security access is needed first (the job does it; check the seed/key algorithm)",
-    0x35: "The security key was wrong: check the seed/key algorithm for this ECU",
-    0x36: "Too many wrong security keys: wait for the ECU's delay (or cycle the ignition)",
-    0x37: "The ECU's security delay has not expired yet: wait and repeat",
-    0x70: "The ECU did not accept the download: erase first, check the address range",
-    0x71: "The transfer was suspended by the ECU: restart the segment",
-    0x72: "The ECU could not program its memory: check the supply voltage, then repeat",
-    0x73: "Block sequence counter mismatch: restart the segment",
-    0x7E: "Enter the right diagnostic session first (extended or programming)",
-    0x7F: "Enter the right diagnostic session first (extended or programming)",
-    0x92: "Supply voltage too high",
-    0x93: "Supply voltage too low: connect a battery charger",
+    0x10: N_("The ECU rejected the request; repeat it, and if it persists reset the ECU"),
+    0x11: N_("This ECU does not offer the service"),
+    0x12: N_("This ECU does not offer this sub-function"),
+    0x13: N_("The request has the wrong length for this ECU"),
+    0x14: N_("The response would be too long for the transport"),
+    0x21: N_("The ECU is busy; repeat the request in a moment"),
+    0x22: N_("Conditions are not met: check ignition on, engine off, vehicle at standstill"),
+    0x24: N_("Steps were done in the wrong order; start the job again"),
+    0x31: N_("A value is out of range or not supported by this ECU"),
+    0x33: N_("Security access is needed first (the job does it; check the seed/key algorithm)"),
+    0x35: N_("The security key was wrong: check the seed/key algorithm for this ECU"),
+    0x36: N_("Too many wrong security keys: wait for the ECU's delay (or cycle the ignition)"),
+    0x37: N_("The ECU's security delay has not expired yet: wait and repeat"),
+    0x70: N_("The ECU did not accept the download: erase first, check the address range"),
+    0x71: N_("The transfer was suspended by the ECU: restart the segment"),
+    0x72: N_("The ECU could not program its memory: check the supply voltage, then repeat"),
+    0x73: N_("Block sequence counter mismatch: restart the segment"),
+    0x7E: N_("Enter the right diagnostic session first (extended or programming)"),
+    0x7F: N_("Enter the right diagnostic session first (extended or programming)"),
+    0x92: N_("Supply voltage too high"),
+    0x93: N_("Supply voltage too low: connect a battery charger"),
 }
 
 
@@ -184,7 +185,13 @@ class EcuSession:
                 if time.monotonic() - started >= deadline:  # P2 and P2* are shorter: it was pending
                     raise self._deadline_error(what, deadline) from err
                 raise EcuNotRespondingError(
-                    f"ECU {self.name} (0x{self.address:02X}) did not answer {what}: {err}"
+                    N_("ECU {ecu} (0x{address}) did not answer {what}: {detail}"),
+                    values={
+                        "ecu": self.name,
+                        "address": f"{self.address:02X}",
+                        "what": what,
+                        "detail": err,
+                    },
                 ) from err
             except (InvalidResponseException, UnexpectedResponseException) as err:
                 raise UnexpectedResponseError(
@@ -368,7 +375,13 @@ class EcuSession:
                     return bytes(response)
             except TimeoutException as err:
                 raise EcuNotRespondingError(
-                    f"ECU {self.name} (0x{self.address:02X}) did not answer {what}: {err}"
+                    N_("ECU {ecu} (0x{address}) did not answer {what}: {detail}"),
+                    values={
+                        "ecu": self.name,
+                        "address": f"{self.address:02X}",
+                        "what": what,
+                        "detail": err,
+                    },
                 ) from err
 
     def request_transfer_exit(self) -> None:

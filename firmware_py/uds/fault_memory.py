@@ -22,6 +22,7 @@ from firmware_py.errors import (
     UnknownTargetError,
     VciError,
 )
+from firmware_py.i18n import N_
 from firmware_py.uds.catalog import EcuInfo
 from firmware_py.uds.dtc_records import decode_extended, decode_snapshots
 from firmware_py.uds.ecu import EcuSession
@@ -29,14 +30,14 @@ from firmware_py.uds.vehicle import PROBE_TIMING, VehicleSession
 
 #: ISO 14229-1 D.2 status bits, in bit order, with udsoncan's attribute names
 STATUS_BITS = (
-    ("test_failed", "test failed"),
-    ("test_failed_this_operation_cycle", "failed this operation cycle"),
-    ("pending", "pending"),
-    ("confirmed", "confirmed"),
-    ("test_not_completed_since_last_clear", "not completed since clear"),
-    ("test_failed_since_last_clear", "failed since clear"),
-    ("test_not_completed_this_operation_cycle", "not completed this cycle"),
-    ("warning_indicator_requested", "warning lamp"),
+    ("test_failed", N_("test failed")),
+    ("test_failed_this_operation_cycle", N_("failed this operation cycle")),
+    ("pending", N_("pending")),
+    ("confirmed", N_("confirmed")),
+    ("test_not_completed_since_last_clear", N_("not completed since clear")),
+    ("test_failed_since_last_clear", N_("failed since clear")),
+    ("test_not_completed_this_operation_cycle", N_("not completed this cycle")),
+    ("warning_indicator_requested", N_("warning lamp")),
 )
 DEFAULT_STATUS_MASK = (
     0xFF  # every stored DTC; FS_LESEN-style readers use 0x0C (pending | confirmed)
@@ -50,14 +51,29 @@ MAX_DTCS = 1023
 NOT_OFFERED = {0x11, 0x12, 0x7E, 0x7F}
 
 
+#: what a DTC without a text shows, in every language (firmware_py/i18n.py LANGUAGES)
+NO_TEXT = {"en": "no text known", "de": "kein Text bekannt"}
+
+
 @functools.cache
-def _texts() -> dict[int, str]:
+def _texts() -> dict[int, dict[str, str]]:
+    """The data file's texts: ``0x12A100 = "text"`` (English) or ``{en = "...", de = "..."}``."""
     raw = tomllib.loads((resources.files("firmware_py.uds") / "dtc_texts_bmw.toml").read_text())
-    return {int(k, 0): str(v) for k, v in raw.items()}
+    return {
+        int(k, 0): {lang: str(t) for lang, t in v.items()}
+        if isinstance(v, dict)
+        else {"en": str(v)}
+        for k, v in raw.items()
+    }
+
+
+def dtc_texts(dtc: int) -> dict[str, str]:
+    """The DTC's text in every language the data has (English always)."""
+    return _texts().get(dtc, NO_TEXT)
 
 
 def dtc_text(dtc: int) -> str:
-    return _texts().get(dtc, "no text known")
+    return dtc_texts(dtc).get("en") or NO_TEXT["en"]
 
 
 def dtc_code(dtc: int) -> str:
@@ -101,6 +117,7 @@ class FaultEntry:
         return {
             "id": f"{self.dtc:06X}",
             "text": dtc_text(self.dtc),
+            "texts": dtc_texts(self.dtc),  # the tablet and the reports pick the reader's
             "code": dtc_code(self.dtc),
             "status": self.status,
             "status_names": self.status_names,

@@ -47,12 +47,14 @@ class EcuIdentity:
     present: bool
     values: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
+    descriptions: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "address": self.address,
             "description": self.description,
+            "descriptions": self.descriptions or {"en": self.description},
             "present": self.present,
             **self.values,
             "error": self.error,
@@ -94,7 +96,10 @@ class VehicleIdentity:
 def identify_ecu(
     vehicle: VehicleSession, info: EcuInfo, query: IdentQuery = IDENT_QUERY
 ) -> EcuIdentity:
-    result = EcuIdentity(info.name, info.address, info.description, present=False)
+    result = EcuIdentity(
+        info.name, info.address, info.description, present=False,
+        descriptions=dict(info.descriptions),
+    )  # fmt: skip
     try:
         session = vehicle.ecu(info, timing=PROBE_TIMING)
         first = True

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import struct
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from firmware_py.errors import ConfigError, UnexpectedResponseError, VciError
+from firmware_py.i18n import texts_of
 
 if TYPE_CHECKING:  # the description is read without loading udsoncan (vci service --help)
     from firmware_py.uds.ecu import EcuSession
@@ -31,6 +33,8 @@ class CbsItem:
     id: int
     name: str
     text: str
+    #: the text in every language the data file has ({en = "...", de = "..."}; English always)
+    texts: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,10 @@ def load_service_description() -> ServiceDescription:
             cbs_ecu=cbs["ecu"],
             cbs_did=int(cbs["did"]),
             cbs_reset_routine=int(cbs["reset_routine"]),
-            items=tuple(CbsItem(int(i["id"]), i["name"], i["text"]) for i in cbs["item"]),
+            items=tuple(
+                CbsItem(int(i["id"]), i["name"], texts_of(i["text"])["en"], texts_of(i["text"]))
+                for i in cbs["item"]
+            ),
             battery_ecu=battery["ecu"],
             battery_did=int(battery["did"]),
             battery_routine=int(battery["register_routine"]),
@@ -97,6 +104,7 @@ def read_cbs(session: EcuSession, desc: ServiceDescription) -> list[dict[str, An
                 "id": item_id,
                 "name": known.name if known else f"item_{item_id}",
                 "text": known.text if known else f"service item {item_id}",
+                "texts": dict(known.texts) if known else {"en": f"service item {item_id}"},
                 "availability": percent,
                 "remaining_km": distance,
                 "remaining_months": months,

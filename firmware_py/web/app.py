@@ -46,7 +46,7 @@ WEB: web.AppKey[WebConfig] = web.AppKey("web", WebConfig)
 HOSTS: web.AppKey[frozenset[str]] = web.AppKey("hosts", frozenset)
 
 STATIC = resources.files("firmware_py.web") / "static"
-OPEN_PATHS = ("/api/pair",)
+OPEN_PATHS = ("/api/pair", "/i18n/")
 MAX_BODY = 64 * 1024
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -542,9 +542,10 @@ def create_app(
     from firmware_py.web import helpdesk_routes
 
     helpdesk_routes.add_routes(app)  # the service booklet and help desk (docs/helpdesk.md)
-    from firmware_py.web import map_routes
+    from firmware_py.web import i18n_routes, map_routes
 
     map_routes.add_routes(app)  # navigation map offers (docs/maps.md)
+    i18n_routes.add_routes(app)  # the page's languages (docs/translating.md)
     app.router.add_post("/api/tickets", tickets_add)
     app.router.add_get("/api/events", events)
     app.router.add_get("/api/bridge", bridge_state)

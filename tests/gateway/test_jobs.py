@@ -24,6 +24,7 @@ class Decision:
     ticket_id: str | None = None
     would_allow: tuple[str, ...] = ()
     job: str = ""
+    why: object = None  # the reason as a text to translate (None: ``reason`` as it is)
 
 
 class CountingEntitlements:

@@ -2,18 +2,70 @@
 // The tablet page: one WebSocket for live state, jobs submitted over HTTP with the CSRF token.
 const S = {csrf: null, view: "vehicle", vehicle: {}, jobs: {}, tickets: [], ws: null, wsUp: false, lastJob: {}, live: {}, coding: null, codingEcu: null, packages: [], journal: [], pkg: "", cached: {}};
 const $ = (sel) => document.querySelector(sel);
+
+// -- languages (docs/translating.md) ------------------------------------------------------------
+// The box's catalogue for the chosen language is loaded before the first render. _("English text",
+// {name: value}) translates a whole sentence and fills its {name} placeholders; tr() translates a
+// text the box sent as {message, values} (an error, a refusal: firmware_py/i18n.py Text).
+const I18N = {lang: "en", messages: {}};
+function _(text, values) {
+  const t = I18N.messages[text];
+  const s = typeof t === "string" ? t : text;
+  return values ? s.replace(/\{(\w+)\}/g, (m, k) => (k in values ? String(values[k]) : m)) : s;
+}
+function tr(t) {
+  if (!t) return "";
+  if (typeof t === "string") return _(t);
+  const values = {};
+  for (const [k, v] of Object.entries(t.values || {})) values[k] = v && typeof v === "object" ? tr(v) : v;
+  return _(t.message, values);
+}
+// numbers in the page's language: 13,6 V in German
+const num = (v, digits) => Number(v).toLocaleString(I18N.lang, digits == null ? {} : {minimumFractionDigits: digits, maximumFractionDigits: digits});
+// a text the vehicle data carries in several languages ({en, de}), or one string
+const pick = (texts, fallback) => (texts && typeof texts === "object" ? texts[I18N.lang] || texts.en : texts) || fallback || "";
+function chooseLanguage() {
+  const saved = localStorage.getItem("vci_lang");
+  if (saved === "en" || saved === "de") return saved;
+  for (const l of navigator.languages || [navigator.language || "en"]) {
+    const base = String(l).slice(0, 2).toLowerCase();
+    if (base === "de" || base === "en") return base;
+  }
+  return "en";
+}
+async function loadLanguage(lang) {
+  I18N.lang = lang;
+  document.documentElement.lang = lang;
+  // the box answers in it too (errors, reports): firmware_py/web/i18n_routes.py
+  document.cookie = "vci_lang=" + lang + "; path=/; SameSite=Strict; max-age=31536000";
+  I18N.messages = lang === "en" ? {} : ((await fetch("/i18n/" + lang + ".json").then((r) => r.json()).catch(() => ({}))).messages || {});
+  const tabs = {vehicle: _("Vehicle"), faults: _("Fault memory"), live: _("Live data"), coding: _("Coding"), service: _("Service"),
+    reports: _("Reports"), programming: _("Programming"), bridge: _("ENET bridge"), helpdesk: _("Help desk"), tickets: _("Tickets"), log: _("Session log")};
+  document.querySelectorAll("#tabs button").forEach((b) => { if (tabs[b.dataset.view]) b.textContent = tabs[b.dataset.view]; });
+  document.querySelectorAll("#language button").forEach((b) => b.classList.toggle("active", b.dataset.lang === lang));
+}
+// name="value" with the value escaped (a text inside the quotes of a template would hide it from
+// the catalogue's extractor: docs/translating.md)
+const attr = (name, value) => `${name}="${esc(value)}"`;
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 
 async function api(method, url, body) {
   const headers = {"Content-Type": "application/json"};
   if (S.csrf) headers["X-CSRF-Token"] = S.csrf;
   const r = await fetch(url, {method, headers, body: body ? JSON.stringify(body) : undefined});
-  if (r.status === 401) { location.reload(); throw new Error("not paired"); }
+  if (r.status === 401) { location.reload(); throw new Error(_("This tablet is not paired")); }
   const data = await r.json().catch(() => ({}));
   if (!r.ok) throw Object.assign(new Error(data.message || r.statusText), {data});
   return data;
 }
-function errText(e) { const d = e.data || {}; return (d.message || e.message) + (d.hint ? ". " + d.hint : ""); }
+// An error the box sent: its texts as templates (i18n) in this page's language, else as sent.
+function errorText(err) {
+  if (!err) return "";
+  const i = err.i18n;
+  if (i && i.message) return i.hint ? _("{message}. {hint}", {message: tr(i.message), hint: tr(i.hint)}) : tr(i.message);
+  return (err.message || "") + (err.hint ? ". " + err.hint : "");
+}
+function errText(e) { const d = e.data || {}; return d.message || d.i18n ? errorText(d) : e.message; }
 
 async function runJob(kind, ecu, params) {
   try {
@@ -61,28 +113,33 @@ function connect() {
 
 function header() {
   const v = S.vehicle || {};
-  $("#vin").textContent = v.vin || "no vehicle";
+  $("#vin").textContent = v.vin || _("no vehicle");
   $("#link").textContent = v.link || "-";
   $("#link-dot").className = "dot " + (v.connected ? "on" : "off");
   // battery_source: "box" (the box's own ADC on OBD pin 16) or "vehicle" (the car's report)
-  const source = { box: " (measured by the box)", vehicle: " (reported by the car)" }[v.battery_source] || "";
-  $("#battery").textContent = v.battery_voltage ? v.battery_voltage.toFixed(1) + " V" + source : "";
-  $("#ws").textContent = S.wsUp ? "live" : "reconnecting";
+  const volts = v.battery_voltage ? num(v.battery_voltage, 1) : "";
+  $("#battery").textContent = !volts ? "" : v.battery_source === "box" ? _("{volts} V (measured by the box)", {volts})
+    : v.battery_source === "vehicle" ? _("{volts} V (reported by the car)", {volts}) : _("{volts} V", {volts});
+  $("#ws").textContent = S.wsUp ? _("live") : _("reconnecting");
   $("#ws-dot").className = "dot " + (S.wsUp ? "on" : "off");
 }
 
+// a job's state as the page shows it
+function stateText(state) {
+  return ({queued: _("queued"), running: _("running"), done: _("done"), failed: _("failed"), cancelled: _("cancelled"), waiting: _("waiting")})[state] || state;
+}
 function latest(kind) { const id = S.lastJob[kind]; if (id) return S.jobs[id];
   return Object.values(S.jobs).filter((j) => j.kind === kind).sort((a, b) => b.created - a.created)[0]; }
 function jobLine(job) {
   if (!job) return "";
   const p = job.progress || {};
   const pct = job.state === "done" ? 100 : (p.percent || 0);
-  let s = `<div class="row"><span class="badge ${job.state === "failed" ? "bad" : job.state === "done" ? "ok" : "warn"}">${esc(job.state)}</span>`;
+  let s = `<div class="row"><span class="badge ${job.state === "failed" ? "bad" : job.state === "done" ? "ok" : "warn"}">${esc(stateText(job.state))}</span>`;
   if (p.step) s += `<span>${esc(p.step)}</span>`;
   s += `</div>`;
   if (job.state === "running" || job.state === "queued" || job.kind === "programming")
-    s += `<div class="progress" data-testid="progress"><div data-pct="${pct}"></div></div><p class="muted">${pct.toFixed ? pct.toFixed(0) : pct} %${p.rate ? " - " + (p.rate / 1024).toFixed(0) + " KiB/s" : ""}${p.time_left != null ? " - " + Math.round(p.time_left) + " s left" : ""}</p>`;
-  if (job.error) s += `<p class="error">${esc(job.error.message)}${job.error.hint ? ". " + esc(job.error.hint) : ""}</p>`;
+    s += `<div class="progress" data-testid="progress"><div data-pct="${pct}"></div></div><p class="muted">${num(pct, 0)} %${p.rate ? " - " + _("{rate} KiB/s", {rate: num(p.rate / 1024, 0)}) : ""}${p.time_left != null ? " - " + _("{seconds} s left", {seconds: num(Math.round(p.time_left))}) : ""}</p>`;
+  if (job.error) s += `<p class="error">${esc(errorText(job.error))}</p>`;
   return s;
 }
 
@@ -91,22 +148,22 @@ function mapCard(job) {
   const vin = (S.vehicle || {}).vin;
   const offers = (S.mapOffers || []).filter((o) => !vin || o.vin === vin);
   const running = job && (job.state === "running" || job.state === "queued");
-  const list = offers.length ? `<table data-testid="map-offers"><tbody>${offers.map((o) => `<tr><td>${esc(o.map)}</td><td>${(o.bytes / 1048576).toFixed(0)} MiB</td><td class="muted">for ${esc(o.vin)}</td>
-    <td><button class="primary" data-action="map-install" data-offer="${esc(o.offer)}" ${running ? "disabled" : ""} data-confirm="Install the map ${esc(o.map)} now? Keep the ignition on and a charger connected.">Install</button></td></tr>`).join("")}</tbody></table>` : "";
-  if (!job) return list ? `<section class="card" data-testid="map-update"><h2>Navigation map update</h2>${list}</section>` : "";
+  const list = offers.length ? `<table data-testid="map-offers"><tbody>${offers.map((o) => `<tr><td>${esc(o.map)}</td><td>${num(o.bytes / 1048576, 0)} MiB</td><td class="muted">${esc(_("for {vin}", {vin: o.vin}))}</td>
+    <td><button class="primary" data-action="map-install" data-offer="${esc(o.offer)}" ${running ? "disabled" : ""} ${attr("data-confirm", _("Install the map {map} now? Keep the ignition on and a charger connected.", {map: o.map}))}>${esc(_("Install"))}</button></td></tr>`).join("")}</tbody></table>` : "";
+  if (!job) return list ? `<section class="card" data-testid="map-update"><h2>${esc(_("Navigation map update"))}</h2>${list}</section>` : "";
   const p = job.progress || {}, r = job.result;
-  const phase = { download: "downloading the map package", install: "writing it into the head unit" }[p.phase];
-  const mib = (n) => (n / 1048576).toFixed(0);
-  return `<section class="card" data-testid="map-update"><h2>Navigation map update</h2>${jobLine(job)}
-    ${job.state === "running" && phase ? `<p class="muted" data-testid="map-phase">${esc(phase)}${p.total ? ` - ${mib(p.bytes)} of ${mib(p.total)} MiB` : ""}</p>` : ""}
-    ${r ? `<p class="ok" data-testid="map-active">${esc(r.map)} installed and active in ${esc(r.ecu)} (${mib(r.bytes)} MiB)</p>` : ""}${list}</section>`;
+  const phase = { download: _("downloading the map package"), install: _("writing it into the head unit") }[p.phase];
+  const mib = (n) => num(n / 1048576, 0);
+  return `<section class="card" data-testid="map-update"><h2>${esc(_("Navigation map update"))}</h2>${jobLine(job)}
+    ${job.state === "running" && phase ? `<p class="muted" data-testid="map-phase">${esc(phase)}${p.total ? " - " + esc(_("{done} of {total} MiB", {done: mib(p.bytes), total: mib(p.total)})) : ""}</p>` : ""}
+    ${r ? `<p class="ok" data-testid="map-active">${esc(_("{map} installed and active in {ecu} ({size} MiB)", {map: r.map, ecu: r.ecu, size: mib(r.bytes)}))}</p>` : ""}${list}</section>`;
 }
 
 function snapshotText(s) {
   const parts = [];
-  if (s.mileage_km != null) parts.push(Number(s.mileage_km).toLocaleString() + " km");
-  if (s.voltage_v != null) parts.push(Number(s.voltage_v).toFixed(1) + " V");
-  if (s.raw) parts.push("raw " + s.raw);  // what the box cannot decode (docs/diagnosis.md)
+  if (s.mileage_km != null) parts.push(num(s.mileage_km) + " km");
+  if (s.voltage_v != null) parts.push(num(s.voltage_v, 1) + " V");
+  if (s.raw) parts.push(_("raw {data}", {data: s.raw}));  // what the box cannot decode (docs/diagnosis.md)
   return esc(parts.join(" · "));
 }
 
@@ -114,32 +171,32 @@ function snapshotText(s) {
 function reportHtml(rep, job) {
   const v = rep.vehicle || {}, verdict = rep.verdict;
   let html = `<article class="report" data-testid="report-${esc(rep.kind)}"><h2>${esc(rep.title)}</h2>
-    <table class="facts"><tbody><tr><th>Vehicle (VIN)</th><td data-testid="report-vin">${esc(v.vin || "not read")}</td></tr>
-    <tr><th>Model</th><td>${esc(v.model || "-")}</td></tr><tr><th>Created</th><td>${esc(rep.created)}</td></tr></tbody></table>`;
+    <table class="facts"><tbody><tr><th>${esc(_("Vehicle (VIN)"))}</th><td data-testid="report-vin">${esc(v.vin || _("not read"))}</td></tr>
+    <tr><th>${esc(_("Model"))}</th><td>${esc(v.model || "-")}</td></tr><tr><th>${esc(_("Created"))}</th><td>${esc(rep.created)}</td></tr></tbody></table>`;
   if (verdict) html += `<div class="verdict ${verdict.ok ? "ok" : "bad"}" data-testid="verdict"><b>${esc(verdict.headline)}</b>
     ${verdict.reasons.length ? `<ul>${verdict.reasons.map((r) => `<li>${esc(r)}</li>`).join("")}</ul>` : ""}
-    ${verdict.notes.map((n) => `<p class="muted">Note: ${esc(n)}</p>`).join("")}</div>`;
+    ${verdict.notes.map((n) => `<p class="muted">${esc(_("Note: {note}", {note: n}))}</p>`).join("")}</div>`;
   for (const s of rep.sections || []) {
     html += `<section class="report-part"><h3>${esc(s.title)}</h3>`;
     if (s.table) html += s.table.length ? `<table><thead><tr>${s.header.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead>
-      <tbody>${s.table.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join("")}</tr>`).join("")}</tbody></table>` : `<p class="muted">none</p>`;
+      <tbody>${s.table.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join("")}</tr>`).join("")}</tbody></table>` : `<p class="muted">${esc(_("none"))}</p>`;
     else html += `<table class="facts"><tbody>${s.rows.map(([k, val]) => `<tr><th>${esc(k)}</th><td>${esc(val)}</td></tr>`).join("")}</tbody></table>`;
     if (s.note) html += `<p class="muted">${esc(s.note)}</p>`;
     html += `</section>`;
   }
-  return html + `<div class="row no-print"><button class="plain" data-action="print">Print</button>
-    <a class="button" href="/api/jobs/${esc(job.id)}/report.pdf" download data-testid="report-pdf">Download PDF</a></div></article>`;
+  return html + `<div class="row no-print"><button class="plain" data-action="print">${esc(_("Print"))}</button>
+    <a class="button" href="/api/jobs/${esc(job.id)}/report.pdf?lang=${I18N.lang}" download data-testid="report-pdf">${esc(_("Download PDF"))}</a></div></article>`;
 }
 
 // -- views ---------------------------------------------------------------------------------------
 const views = {
   reports() {
-    const parts = [["emissions_data", "Emissions check (OBD)", "Readiness, MIL, fault codes, CALID/CVN and the exhaust limit values: is the car ready for the emissions test? Needs a ticket that includes inspection data."],
-      ["vehicle_test_report", "Vehicle test report", "Every ECU's fault memory, the battery and the service items, for the customer; kept on the box and sent to the portal."]];
+    const parts = [["emissions_data", _("Emissions check (OBD)"), _("Readiness, MIL, fault codes, CALID/CVN and the exhaust limit values: is the car ready for the emissions test? Needs a ticket that includes inspection data.")],
+      ["vehicle_test_report", _("Vehicle test report"), _("Every ECU's fault memory, the battery and the service items, for the customer; kept on the box and sent to the portal.")]];
     return `<p id="message"></p>` + parts.map(([kind, title, what]) => {
       const job = latest(kind); const rep = job && job.state === "done" && job.result;
       return `<section class="card${S.printing && S.printing !== kind ? " no-print" : ""}" data-testid="card-${kind}"><div class="no-print"><h2>${esc(title)}</h2><p class="muted">${esc(what)}</p>
-        <div class="row"><button class="primary" data-job="${kind}">${rep ? "Read again" : "Read"}</button></div>${jobLine(job)}</div>
+        <div class="row"><button class="primary" data-job="${kind}">${esc(rep ? _("Read again") : _("Read"))}</button></div>${jobLine(job)}</div>
         ${rep ? reportHtml(rep, job) : ""}</section>`;
     }).join("");
   },
@@ -150,47 +207,49 @@ const views = {
     // a valid package in the box's store with a newer version for this ECU
     const newerPackage = (e) => {
       const newer = (S.packages || []).filter((p) => p.valid && p.ecu === e.name && e.sw_version && newerVersion(p.version, e.sw_version)).map((p) => p.version);
-      return newer.length ? `<br><span class="badge" data-testid="newer-package">newer in the package store: ${esc(newer.join(", "))}</span>` : "";
+      return newer.length ? `<br><span class="badge" data-testid="newer-package">${esc(_("newer in the package store: {versions}", {versions: newer.join(", ")}))}</span>` : "";
     };
-    const partLink = (e) => S.infoUrl && e.part_number ? `<br><a data-testid="part-info" target="_blank" rel="noopener noreferrer" href="${esc(S.infoUrl + "/parts/" + encodeURIComponent(e.part_number) + "?" + (e.svk || []).map((s) => "sw=" + encodeURIComponent(s.sgbm_id + ":" + s.version)).join("&"))}">Catalogue</a>` : "";
+    const partLink = (e) => S.infoUrl && e.part_number ? `<br><a data-testid="part-info" target="_blank" rel="noopener noreferrer" href="${esc(S.infoUrl + "/parts/" + encodeURIComponent(e.part_number) + "?" + (e.svk || []).map((s) => "sw=" + encodeURIComponent(s.sgbm_id + ":" + s.version)).join("&"))}">${esc(_("Catalogue"))}</a>` : "";
     let rows = "";
     for (const e of (r && r.ecus) || []) {
       rows += `<tr><td><b>${esc(e.name)}</b><br><span class="muted">0x${Number(e.address).toString(16).toUpperCase().padStart(2, "0")}</span></td>
-        <td>${esc(e.description || "")}</td><td>${e.present === false ? '<span class="badge">absent</span>' : esc(e.sw_version || "") + newerPackage(e)}</td>
+        <td>${esc(pick(e.descriptions, e.description))}</td><td>${e.present === false ? `<span class="badge">${esc(_("absent"))}</span>` : esc(e.sw_version || "") + newerPackage(e)}</td>
         <td>${esc(e.part_number || "")}${partLink(e)}</td></tr>`;
     }
-    return `<section class="card"><h2>Vehicle</h2><p id="message"></p>
-      <div class="row"><button class="primary" data-job="identify">Identify vehicle</button></div>${jobLine(job)}
-      ${r ? `<p>VIN <b data-testid="vehicle-vin">${esc(r.vin)}</b>${r.model ? ` &middot; <span data-testid="model">${esc(r.model)}</span>` : ""}</p>` : ""}
-      <p class="muted">Tickets: ${S.tickets.length ? S.tickets.map((t) => `${esc(t.tariff_name)} (${esc(t.state)}${t.time_left_text ? ", " + esc(t.time_left_text) + " left" : ""})`).join("; ") : "none - reading the VIN, identifying and reading fault memory are free"}</p>
-      <table><thead><tr><th>ECU</th><th>What</th><th>Software</th><th>Part number</th></tr></thead><tbody>${rows}</tbody></table></section>`;
+    const ticketText = (t) => t.time_left_text ? _("{tariff} ({state}, {time} left)", {tariff: t.tariff_name, state: ticketState(t.state), time: timeLeft(t)})
+      : _("{tariff} ({state})", {tariff: t.tariff_name, state: ticketState(t.state)});
+    return `<section class="card"><h2>${esc(_("Vehicle"))}</h2><p id="message"></p>
+      <div class="row"><button class="primary" data-job="identify">${esc(_("Identify vehicle"))}</button></div>${jobLine(job)}
+      ${r ? `<p>${esc(_("VIN"))} <b data-testid="vehicle-vin">${esc(r.vin)}</b>${r.model ? ` &middot; <span data-testid="model">${esc(r.model)}</span>` : ""}</p>` : ""}
+      <p class="muted">${esc(S.tickets.length ? _("Tickets: {tickets}", {tickets: S.tickets.map(ticketText).join("; ")}) : _("Tickets: none - reading the VIN, identifying and reading fault memory are free"))}</p>
+      <table><thead><tr><th>${esc(_("ECU"))}</th><th>${esc(_("What"))}</th><th>${esc(_("Software"))}</th><th>${esc(_("Part number"))}</th></tr></thead><tbody>${rows}</tbody></table></section>`;
   },
   faults() {
     // a fault code links to the portal's repair information for it (docs/web.md, [web] repair_info_url)
-    const infoLink = (d) => S.infoUrl && d.code ? `<br><a data-testid="dtc-info" target="_blank" rel="noopener noreferrer" href="${esc(S.infoUrl + "/dtc?code=" + encodeURIComponent(d.code) + (S.vehicle.vin ? "&vin=" + encodeURIComponent(S.vehicle.vin) : ""))}">Repair information</a>` : "";
+    const infoLink = (d) => S.infoUrl && d.code ? `<br><a data-testid="dtc-info" target="_blank" rel="noopener noreferrer" href="${esc(S.infoUrl + "/dtc?code=" + encodeURIComponent(d.code) + (S.vehicle.vin ? "&vin=" + encodeURIComponent(S.vehicle.vin) : ""))}">${esc(_("Repair information"))}</a>` : "";
     // ... and to what the box keeps of it for this car: shown without the portal (docs/web.md)
     const boxInfo = (d) => {
       if (!S.vehicle.vin || !d.code) return "";
       const c = S.cached[S.vehicle.vin + "/" + d.code];
-      const button = `<br><button class="plain" data-action="dtc-cached" data-code="${esc(d.code)}" data-testid="dtc-cached-open">On the box</button>`;
+      const button = `<br><button class="plain" data-action="dtc-cached" data-code="${esc(d.code)}" data-testid="dtc-cached-open">${esc(_("On the box"))}</button>`;
       if (!c) return button;
       const steps = (i) => ((i.record && i.record.steps) || []).map((st) => `<li>${esc(st.text)}${st.torque_nm ? ` (${esc(st.torque_nm)} Nm)` : ""}</li>`).join("");
-      return `<div data-testid="dtc-cached">${c.instructions.map((i) => `<p><b>${esc(i.title)}</b></p><ol>${steps(i)}</ol>`).join("") || "<p class=\"muted\">No instruction for this code in the box's cache.</p>"}
-        ${c.campaigns.map((k) => `<p><span class="badge">campaign</span> ${esc(k.id)}: ${esc(k.title)}</p>`).join("")}
-        <p class="muted">Content ${esc(c.content_version)}, kept on the box</p></div>`;
+      return `<div data-testid="dtc-cached">${c.instructions.map((i) => `<p><b>${esc(i.title)}</b></p><ol>${steps(i)}</ol>`).join("") || `<p class="muted">${esc(_("No instruction for this code in the box's cache."))}</p>`}
+        ${c.campaigns.map((k) => `<p><span class="badge">${esc(_("campaign"))}</span> ${esc(k.id)}: ${esc(k.title)}</p>`).join("")}
+        <p class="muted">${esc(_("Content {version}, kept on the box", {version: c.content_version}))}</p></div>`;
     };
     const job = latest("read_fault_memory"); const r = job && job.result;
-    let html = `<section class="card"><h2>Fault memory</h2><p id="message"></p><div class="row">
-      <button class="primary" data-job="read_fault_memory">Read all ECUs</button>
-      <button class="danger" data-job="clear_fault_memory" data-confirm="Clear the fault memory of every ECU?">Clear all</button></div>
+    let html = `<section class="card"><h2>${esc(_("Fault memory"))}</h2><p id="message"></p><div class="row">
+      <button class="primary" data-job="read_fault_memory">${esc(_("Read all ECUs"))}</button>
+      <button class="danger" data-job="clear_fault_memory" ${attr("data-confirm", _("Clear the fault memory of every ECU?"))}>${esc(_("Clear all"))}</button></div>
       ${jobLine(job)}${jobLine(latest("clear_fault_memory"))}</section>`;
     for (const ecu of (r && r.ecus) || []) {
       const dtcs = ecu.dtcs || [];
-      html += `<section class="card" data-testid="ecu-faults"><div class="row"><h2>${esc(ecu.name)}</h2><span class="muted">${dtcs.length} fault(s)</span>
-        ${ecu.error ? `<span class="error">${esc(ecu.error.message)}</span>` : ""}
-        <button class="danger push" data-job="clear_fault_memory" data-ecu="${esc(ecu.name)}" data-confirm="Clear the fault memory of ${esc(ecu.name)}?">Clear</button></div>
-        <table><tbody>${dtcs.map((d) => `<tr><td><b>${esc(d.code || d.id)}</b>${infoLink(d)}${boxInfo(d)}</td><td>${esc(d.text || "")}</td>
-          <td>${(d.status_names || []).map((n) => `<span class="badge">${esc(n)}</span>`).join("")}</td>
+      html += `<section class="card" data-testid="ecu-faults"><div class="row"><h2>${esc(ecu.name)}</h2><span class="muted">${esc(dtcs.length === 1 ? _("1 fault") : _("{n} faults", {n: dtcs.length}))}</span>
+        ${ecu.error ? `<span class="error">${esc(errorText(ecu.error))}</span>` : ""}
+        <button class="danger push" data-job="clear_fault_memory" data-ecu="${esc(ecu.name)}" ${attr("data-confirm", _("Clear the fault memory of {ecu}?", {ecu: ecu.name}))}>${esc(_("Clear"))}</button></div>
+        <table><tbody>${dtcs.map((d) => `<tr><td><b>${esc(d.code || d.id)}</b>${infoLink(d)}${boxInfo(d)}</td><td>${esc(pick(d.texts, d.text))}</td>
+          <td>${(d.status_names || []).map((n) => `<span class="badge">${esc(_(n))}</span>`).join("")}</td>
           <td class="muted">${(d.snapshots || []).map(snapshotText).join("<br>") || esc(d.snapshots_note || "")}</td></tr>`).join("")}</tbody></table></section>`;
     }
     return html;
@@ -201,13 +260,13 @@ const views = {
     let cards = "";
     for (const [key, series] of Object.entries(S.live)) {
       const last = series[series.length - 1];
-      cards += `<div class="plot" data-testid="live-value"><div class="row"><b>${esc(key)}</b><span class="muted">${esc(last.name)}</span>
-        <span class="push"><b>${esc(last.value)}</b></span></div>${sparkline(series.map((p) => Number(p.value)))}</div>`;
+      cards += `<div class="plot" data-testid="live-value"><div class="row"><b>${esc(key)}</b><span class="muted">${esc(pick(last.names, last.name))}</span>
+        <span class="push"><b>${esc(typeof last.value === "number" ? num(last.value) : last.value)}</b></span></div>${sparkline(series.map((p) => Number(p.value)))}</div>`;
     }
-    return `<section class="card"><h2>Live data</h2><p id="message"></p><div class="row">
-      <button class="primary" data-action="live-start" ${running ? "disabled" : ""}>Start</button>
-      <button class="plain" data-action="live-stop" ${running ? "" : "disabled"}>Stop</button>
-      <span class="muted">engine speed, coolant temperature, battery voltage (DME)</span></div>${cards}</section>`;
+    return `<section class="card"><h2>${esc(_("Live data"))}</h2><p id="message"></p><div class="row">
+      <button class="primary" data-action="live-start" ${running ? "disabled" : ""}>${esc(_("Start"))}</button>
+      <button class="plain" data-action="live-stop" ${running ? "" : "disabled"}>${esc(_("Stop"))}</button>
+      <span class="muted">${esc(_("engine speed, coolant temperature, battery voltage (DME)"))}</span></div>${cards}</section>`;
   },
   coding() {
     const descs = S.coding || {};
@@ -221,15 +280,15 @@ const views = {
       const input = p.values.length
         ? `<select data-param="${esc(p.name)}">${p.values.map((v) => `<option ${v === value ? "selected" : ""}>${esc(v)}</option>`).join("")}</select>`
         : `<input data-param="${esc(p.name)}" type="number" min="0" max="${p.max}" value="${esc(value)}">`;
-      rows += `<tr><td>${esc(p.name.replace(/_/g, " "))}</td><td>${now ? esc(value) : "-"}</td><td>${input}</td></tr>`;
+      rows += `<tr><td>${esc(pick(p.labels, p.name.replace(/_/g, " ")))}</td><td>${now ? esc(value) : "-"}</td><td>${input}</td></tr>`;
     }
-    return `<section class="card"><h2>Coding</h2><p id="message"></p><div class="row">
+    return `<section class="card"><h2>${esc(_("Coding"))}</h2><p id="message"></p><div class="row">
       <select id="coding-ecu">${Object.keys(descs).map((e) => `<option ${e === ecu ? "selected" : ""}>${esc(e)}</option>`).join("")}</select>
-      <button class="plain" data-action="coding-read">Read</button>
-      <button class="primary" data-action="coding-write" ${now ? "" : "disabled"}>Write changes</button>
-      <button class="danger" data-action="coding-restore" data-confirm="Put the previous coding of ${esc(ecu)} back?">Restore previous</button></div>
-      ${jobLine(job)}${r && r.verified ? '<p class="ok" data-testid="coding-verified">Written and verified.</p>' : ""}
-      <table><thead><tr><th>Parameter</th><th>In the ECU</th><th>New value</th></tr></thead><tbody>${rows}</tbody></table></section>`;
+      <button class="plain" data-action="coding-read">${esc(_("Read"))}</button>
+      <button class="primary" data-action="coding-write" ${now ? "" : "disabled"}>${esc(_("Write changes"))}</button>
+      <button class="danger" data-action="coding-restore" ${attr("data-confirm", _("Put the previous coding of {ecu} back?", {ecu}))}>${esc(_("Restore previous"))}</button></div>
+      ${jobLine(job)}${r && r.verified ? `<p class="ok" data-testid="coding-verified">${esc(_("Written and verified."))}</p>` : ""}
+      <table><thead><tr><th>${esc(_("Parameter"))}</th><th>${esc(_("In the ECU"))}</th><th>${esc(_("New value"))}</th></tr></thead><tbody>${rows}</tbody></table></section>`;
   },
   service() {
     const job = latest("service_reset");
@@ -238,40 +297,41 @@ const views = {
     const status = serviceStatus();
     const battery = (done.find((j) => j.result.battery) || {}).result;
     const b = battery && battery.battery;
-    const rows = ((status && status.cbs) || []).map((i) => `<tr data-testid="cbs-item"><td><b>${esc(i.text)}</b></td>
-      <td><div class="progress"><div data-pct="${Number(i.availability)}"></div></div><span class="muted">${esc(i.availability)} %</span></td>
-      <td>${i.remaining_km == null ? "-" : esc(Number(i.remaining_km).toLocaleString()) + " km"}</td><td>${esc(i.remaining_months)} months</td>
-      <td>${i.due ? '<span class="badge bad">due</span>' : ""}</td>
-      <td><button class="primary" data-action="service-reset" data-item="${esc(i.name)}" data-confirm="Was the service done? Reset ${esc(i.text)}?">Reset</button></td></tr>`).join("");
+    const rows = ((status && status.cbs) || []).map((i) => `<tr data-testid="cbs-item"><td><b>${esc(pick(i.texts, i.text))}</b></td>
+      <td><div class="progress"><div data-pct="${Number(i.availability)}"></div></div><span class="muted">${esc(num(i.availability))} %</span></td>
+      <td>${i.remaining_km == null ? "-" : esc(num(i.remaining_km)) + " km"}</td><td>${esc(_("{n} months", {n: i.remaining_months}))}</td>
+      <td>${i.due ? `<span class="badge bad">${esc(_("due"))}</span>` : ""}</td>
+      <td><button class="primary" data-action="service-reset" data-item="${esc(i.name)}" ${attr("data-confirm", _("Was the service done? Reset {item}?", {item: pick(i.texts, i.text)}))}>${esc(_("Reset"))}</button></td></tr>`).join("");
     const resetDone = job && job.state === "done" && job.result && job.result.action === "reset" ? job.result.after : null;
-    return `<section class="card"><h2>Service</h2><p id="message"></p><div class="row">
-      <button class="plain" data-action="service-read">Read service status</button></div>${jobLine(job)}
-      ${resetDone ? `<p class="ok" data-testid="service-verified">${esc(resetDone.text)} reset: ${esc(resetDone.availability)} % left, read back from the ECU.</p>` : ""}
-      <table><thead><tr><th>Service</th><th>Left</th><th>Distance</th><th>Time</th><th></th><th></th></tr></thead><tbody>${rows}</tbody></table></section>
-      <section class="card"><h2>Battery registration</h2>
-      ${b ? `<p data-testid="battery">Registered: <b>${esc(b.capacity_ah)} Ah ${esc(String(b.technology).toUpperCase())}</b> at ${esc(Number(b.registered_km).toLocaleString())} km</p>` : '<p class="muted">Read the service status to see the registered battery.</p>'}
-      <div class="row"><label>Capacity (Ah) <input id="battery-ah" type="number" min="40" max="130" value="${esc(S.batteryAh || (b ? b.capacity_ah : 80))}"></label>
+    return `<section class="card"><h2>${esc(_("Service"))}</h2><p id="message"></p><div class="row">
+      <button class="plain" data-action="service-read">${esc(_("Read service status"))}</button></div>${jobLine(job)}
+      ${resetDone ? `<p class="ok" data-testid="service-verified">${esc(_("{item} reset: {percent} % left, read back from the ECU.", {item: pick(resetDone.texts, resetDone.text), percent: num(resetDone.availability)}))}</p>` : ""}
+      <table><thead><tr><th>${esc(_("Service"))}</th><th>${esc(_("Left"))}</th><th>${esc(_("Distance"))}</th><th>${esc(_("Time"))}</th><th></th><th></th></tr></thead><tbody>${rows}</tbody></table></section>
+      <section class="card"><h2>${esc(_("Battery registration"))}</h2>
+      ${b ? `<p data-testid="battery">${esc(_("Registered: {capacity} Ah {technology} at {km} km", {capacity: num(b.capacity_ah), technology: String(b.technology).toUpperCase(), km: num(b.registered_km)}))}</p>` : `<p class="muted">${esc(_("Read the service status to see the registered battery."))}</p>`}
+      <div class="row"><label>${esc(_("Capacity (Ah)"))} <input id="battery-ah" type="number" min="40" max="130" value="${esc(S.batteryAh || (b ? b.capacity_ah : 80))}"></label>
       <select id="battery-tech">${["agm", "efb", "flooded"].map((t) => `<option value="${t}" ${t === S.batteryTech ? "selected" : ""}>${t.toUpperCase()}</option>`).join("")}</select>
-      <button class="primary" data-action="battery-register" data-confirm="Register the new battery? The energy management charges it by this capacity and type.">Register new battery</button></div></section>`;
+      <button class="primary" data-action="battery-register" ${attr("data-confirm", _("Register the new battery? The energy management charges it by this capacity and type."))}>${esc(_("Register new battery"))}</button></div></section>`;
   },
   programming() {
     const job = latest("programming");
     const pk = S.packages || [];
     const chosen = pk.find((p) => p.file === S.pkg);
+    const anyText = _("any");
     const unfinished = (S.journal || []).filter((j) => j.state === "running" || j.state === "stopped");
-    return `<section class="card"><h2>Programming</h2><p id="message"></p>
-      <div class="row"><select id="pkg"><option value="">choose a package</option>${pk.map((p) => `<option value="${esc(p.file)}" ${p.file === S.pkg ? "selected" : ""}>${esc(p.file)}${p.valid ? "" : " (invalid)"}</option>`).join("")}</select>
-      <label class="plain">Upload a package <input id="pkg-upload" type="file" accept=".vcipkg"></label></div>
+    return `<section class="card"><h2>${esc(_("Programming"))}</h2><p id="message"></p>
+      <div class="row"><select id="pkg"><option value="">${esc(_("choose a package"))}</option>${pk.map((p) => `<option value="${esc(p.file)}" ${p.file === S.pkg ? "selected" : ""}>${esc(p.valid ? p.file : _("{file} (invalid)", {file: p.file}))}</option>`).join("")}</select>
+      <label class="plain">${esc(_("Upload a package"))} <input id="pkg-upload" type="file" accept=".vcipkg"></label></div>
       ${chosen ? `<table data-testid="precheck"><tbody>
-        <tr><td>signature</td><td>${chosen.valid ? `<span class="badge ok">valid</span> ${esc(chosen.publisher)}` : `<span class="badge bad">${esc(chosen.error && chosen.error.message)}</span>`}</td></tr>
-        ${chosen.valid ? `<tr><td>target</td><td>${esc(chosen.ecu)} -> ${esc(chosen.version)} (${(chosen.bytes / 1024).toFixed(0)} KiB)</td></tr>
-        <tr><td>expects</td><td>hardware ${esc(chosen.expects_hw || "any")}, software ${esc((chosen.expects_sw || []).join(", ") || "any")} (checked on the ECU before erasing)</td></tr>
-        <tr><td>battery</td><td>at least 13.0 V (checked before erasing; connect a charger)</td></tr>
-        <tr><td>ticket</td><td>needs programming (Basic)</td></tr>` : ""}
+        <tr><td>${esc(_("signature"))}</td><td>${chosen.valid ? `<span class="badge ok">${esc(_("valid"))}</span> ${esc(chosen.publisher)}` : `<span class="badge bad">${esc(errorText(chosen.error))}</span>`}</td></tr>
+        ${chosen.valid ? `<tr><td>${esc(_("target"))}</td><td>${esc(chosen.ecu)} -> ${esc(chosen.version)} (${num(chosen.bytes / 1024, 0)} KiB)</td></tr>
+        <tr><td>${esc(_("expects"))}</td><td>${esc(_("hardware {hardware}, software {software} (checked on the ECU before erasing)", {hardware: chosen.expects_hw || anyText, software: (chosen.expects_sw || []).join(", ") || anyText}))}</td></tr>
+        <tr><td>${esc(_("battery"))}</td><td>${esc(_("at least {volts} V (checked before erasing; connect a charger)", {volts: num(13, 1)}))}</td></tr>
+        <tr><td>${esc(_("ticket"))}</td><td>${esc(_("needs programming (Basic)"))}</td></tr>` : ""}
       </tbody></table>` : ""}
-      <div class="row"><button class="primary" data-action="flash-start" data-confirm="Program the ECU now? Keep the ignition on and a charger connected." ${chosen && chosen.valid ? "" : "disabled"}>Start programming</button></div>
-      ${job ? `<h2>${esc(job.params.package ? job.params.package.split("/").pop() : "resume")}</h2>${jobLine(job)}` : ""}
-      ${unfinished.map((j) => `<p class="error">${esc(j.where)}</p><button class="primary" data-action="flash-resume" data-job="programming" data-resume="${esc(j.job_id)}">Resume</button>`).join("")}
+      <div class="row"><button class="primary" data-action="flash-start" ${attr("data-confirm", _("Program the ECU now? Keep the ignition on and a charger connected."))} ${chosen && chosen.valid ? "" : "disabled"}>${esc(_("Start programming"))}</button></div>
+      ${job ? `<h2>${esc(job.params.package ? job.params.package.split("/").pop() : _("resume"))}</h2>${jobLine(job)}` : ""}
+      ${unfinished.map((j) => `<p class="error">${esc(j.where)}</p><button class="primary" data-action="flash-resume" data-job="programming" data-resume="${esc(j.job_id)}">${esc(_("Resume"))}</button>`).join("")}
       </section>${mapCard(latest("map_update"))}`;
   },
   bridge() {
@@ -279,29 +339,29 @@ const views = {
     const job = latest("enet_bridge");
     const open = job && (job.state === "running" || job.state === "queued");
     const p = (job && job.progress) || {};
-    const ports = Object.entries(p.ports || {}).map(([k, v]) => `${esc(k)} ${esc(v)}`).join(", ");
-    return `<section class="card"><h2>ENET bridge</h2><p id="message"></p>
-      <p class="muted">Lends the car's ENET to the workshop's tester software on this Wi-Fi: HSFZ 6801/6811 and DoIP 13400, only for the address below. Below the programming voltage floor the box refuses erase and download.</p>
-      ${open ? `<p data-testid="bridge-state"><span class="badge ok">open</span> for <b>${esc(job.params.client)}</b> ${p.mode ? "(" + esc(p.mode) + ")" : ""} ${ports ? "ports " + ports : ""}${p.refused ? ` <span class="badge bad">${esc(p.refused)} refused</span>` : ""}</p>
-        <div class="row"><button class="danger" data-action="bridge-close">Close the bridge</button></div>`
-      : `<div class="row"><label>Tester address <input id="bridge-client" value="${esc(S.bridgeClient || S.myAddress || "")}"></label>
-        <button class="primary" data-action="bridge-open">Open the bridge</button></div>${job ? jobLine(job) : ""}`}</section>`;
+    const ports = Object.entries(p.ports || {}).map(([k, v]) => `${k} ${v}`).join(", ");
+    return `<section class="card"><h2>${esc(_("ENET bridge"))}</h2><p id="message"></p>
+      <p class="muted">${esc(_("Lends the car's ENET to the workshop's tester software on this Wi-Fi: HSFZ 6801/6811 and DoIP 13400, only for the address below. Below the programming voltage floor the box refuses erase and download."))}</p>
+      ${open ? `<p data-testid="bridge-state"><span class="badge ok">${esc(_("open"))}</span> ${esc(_("for {client}", {client: job.params.client}))} ${p.mode ? "(" + esc(p.mode) + ")" : ""} ${ports ? esc(_("ports {ports}", {ports})) : ""}${p.refused ? ` <span class="badge bad">${esc(_("{n} refused", {n: p.refused}))}</span>` : ""}</p>
+        <div class="row"><button class="danger" data-action="bridge-close">${esc(_("Close the bridge"))}</button></div>`
+      : `<div class="row"><label>${esc(_("Tester address"))} <input id="bridge-client" value="${esc(S.bridgeClient || S.myAddress || "")}"></label>
+        <button class="primary" data-action="bridge-open">${esc(_("Open the bridge"))}</button></div>${job ? jobLine(job) : ""}`}</section>`;
   },
   tickets() {
-    const rows = S.tickets.map((t) => `<tr><td>${esc(t.tariff_name || t.tariff)}</td><td>${esc((t.scopes || []).join(", "))}</td><td>${esc(t.time_left_text || t.time_left || "")}</td></tr>`).join("");
-    return `<section class="card"><h2>Tickets</h2><p id="message"></p>
-      <textarea id="token" rows="3" placeholder="Paste a ticket"></textarea>
-      <label class="plain">or a ticket file <input id="ticket-file" type="file" accept=".txt,.ticket,text/plain"></label>
-      <div class="row"><button class="primary" data-action="add-ticket">Add ticket</button></div>
-      <table><thead><tr><th>Tariff</th><th>Allows</th><th>Time left</th></tr></thead><tbody>${rows}</tbody></table></section>`;
+    const rows = S.tickets.map((t) => `<tr><td>${esc(t.tariff_name || t.tariff)}</td><td>${esc((t.scopes || []).join(", "))}</td><td>${esc(timeLeft(t))}</td></tr>`).join("");
+    return `<section class="card"><h2>${esc(_("Tickets"))}</h2><p id="message"></p>
+      <textarea id="token" rows="3" ${attr("placeholder", _("Paste a ticket"))}></textarea>
+      <label class="plain">${esc(_("or a ticket file"))} <input id="ticket-file" type="file" accept=".txt,.ticket,text/plain"></label>
+      <div class="row"><button class="primary" data-action="add-ticket">${esc(_("Add ticket"))}</button></div>
+      <table><thead><tr><th>${esc(_("Tariff"))}</th><th>${esc(_("Allows"))}</th><th>${esc(_("Time left"))}</th></tr></thead><tbody>${rows}</tbody></table></section>`;
   },
   log() {
     const tablets = (S.tablets || []).map((t) => `<tr><td>${esc(t.name)}</td><td>${esc(t.how)}</td>
-      <td>${new Date(t.paired_at * 1000).toLocaleString()}</td><td><button class="danger" data-action="unpair" data-tablet="${esc(t.id)}" data-confirm="Unpair ${esc(t.name)}?">Unpair</button></td></tr>`).join("");
-    const rows = Object.values(S.jobs).sort((a, b) => b.created - a.created).map((j) => `<tr><td>${new Date(j.created * 1000).toLocaleTimeString()}</td>
-      <td>${esc(j.kind)}${j.ecu ? " " + esc(j.ecu) : ""}</td><td>${esc(j.origin)} ${esc(j.who)}</td><td>${esc(j.state)}</td></tr>`).join("");
-    return `<section class="card"><h2>Session log</h2><p><a href="/api/trace" download data-testid="trace">Download the trace of the vehicle link (pcap, opens in Wireshark)</a></p><table><thead><tr><th>When</th><th>Job</th><th>By</th><th>State</th></tr></thead><tbody>${rows}</tbody></table></section>
-      <section class="card"><h2>Paired tablets</h2><table><thead><tr><th>Tablet</th><th>Paired by</th><th>Since</th><th></th></tr></thead><tbody>${tablets}</tbody></table></section>`;
+      <td>${new Date(t.paired_at * 1000).toLocaleString(I18N.lang)}</td><td><button class="danger" data-action="unpair" data-tablet="${esc(t.id)}" ${attr("data-confirm", _("Unpair {tablet}?", {tablet: t.name}))}>${esc(_("Unpair"))}</button></td></tr>`).join("");
+    const rows = Object.values(S.jobs).sort((a, b) => b.created - a.created).map((j) => `<tr><td>${new Date(j.created * 1000).toLocaleTimeString(I18N.lang)}</td>
+      <td>${esc(j.kind)}${j.ecu ? " " + esc(j.ecu) : ""}</td><td>${esc(j.origin)} ${esc(j.who)}</td><td>${esc(stateText(j.state))}</td></tr>`).join("");
+    return `<section class="card"><h2>${esc(_("Session log"))}</h2><p><a href="/api/trace" download data-testid="trace">${esc(_("Download the trace of the vehicle link (pcap, opens in Wireshark)"))}</a></p><table><thead><tr><th>${esc(_("When"))}</th><th>${esc(_("Job"))}</th><th>${esc(_("By"))}</th><th>${esc(_("State"))}</th></tr></thead><tbody>${rows}</tbody></table></section>
+      <section class="card"><h2>${esc(_("Paired tablets"))}</h2><table><thead><tr><th>${esc(_("Tablet"))}</th><th>${esc(_("Paired by"))}</th><th>${esc(_("Since"))}</th><th></th></tr></thead><tbody>${tablets}</tbody></table></section>`;
   },
 };
 function sparkline(values) {
@@ -310,6 +370,15 @@ function sparkline(values) {
   const lo = Math.min(...values), hi = Math.max(...values), span = hi - lo || 1;
   const pts = values.map((v, i) => `${(i / (n - 1) * w).toFixed(1)},${(h - 4 - (v - lo) / span * (h - 8)).toFixed(1)}`).join(" ");
   return `<svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none" class="spark" aria-hidden="true"><polyline fill="none" stroke="#0a6ebd" stroke-width="2" points="${pts}"/></svg>`;
+}
+// a ticket's state and time left in the page's language (the box sends both in English too)
+function ticketState(state) {
+  return ({valid: _("valid"), "not activated": _("not activated"), expired: _("expired"), revoked: _("revoked"), "used up": _("used up"), "not yet valid": _("not yet valid")})[state] || state;
+}
+function timeLeft(t) {
+  if (t.time_left == null) return t.time_left_text || "";
+  const s = Math.max(0, Math.floor(t.time_left)), d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+  return d ? _("{days} d {hours} h", {days: d, hours: h}) : _("{hours} h {minutes} min", {hours: h, minutes: m});
 }
 function newerVersion(a, b) { // "12.05.00" > "12.04.00", part by part as numbers
   const x = String(a).split(".").map(Number), y = String(b).split(".").map(Number);
@@ -332,7 +401,7 @@ async function uploadPackage(f) {
   if (!f) return;
   const r = await fetch("/api/packages?name=" + encodeURIComponent(f.name), {method: "POST", headers: {"X-CSRF-Token": S.csrf}, body: f});
   const data = await r.json().catch(() => ({}));
-  if (!r.ok) return flash((data.message || "upload failed") + (data.hint ? ". " + data.hint : ""));
+  if (!r.ok) return flash(data.message || data.i18n ? errorText(data) : _("The upload failed"));
   S.pkg = data.file; await loadPackages();
 }
 function codingChanges() {
@@ -399,4 +468,11 @@ document.querySelectorAll("#tabs button").forEach((b) => b.onclick = () => {
   if (S.view === "bridge") api("GET", "/api/bridge").then((r) => { S.myAddress = r.your_address; if (r.job) { S.jobs[r.job.id] = r.job; S.lastJob.enet_bridge = r.job.id; } render(); }).catch(() => {});
   render();
 });
-(async () => { const s = await api("GET", "/api/session"); S.csrf = s.csrf; S.infoUrl = s.repair_info_url || ""; connect(); render(); loadTickets(); loadPackageList(); })();
+// the language switch in the header: remembered on this tablet (and in a cookie for the box)
+document.addEventListener("click", (ev) => {
+  const b = ev.target.closest("#language button[data-lang]");
+  if (!b) return;
+  localStorage.setItem("vci_lang", b.dataset.lang);
+  loadLanguage(b.dataset.lang).then(render);
+});
+(async () => { await loadLanguage(chooseLanguage()); const s = await api("GET", "/api/session"); S.csrf = s.csrf; S.infoUrl = s.repair_info_url || ""; connect(); render(); loadTickets(); loadPackageList(); })();
