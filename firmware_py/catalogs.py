@@ -37,6 +37,8 @@ KEYWORDS = {
     "pgettext": ((1, "c"), 2),
     "N_": None,
     "_": None,
+    # a job's step names (JobContext.step("read fault memory")), shown on the tablet
+    "step": None,
 }
 
 

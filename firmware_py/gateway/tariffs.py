@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from firmware_py.i18n import N_
 from firmware_py.uds.raw_requests import RawClass, RawRequest, classify
 
 
@@ -163,35 +164,35 @@ TARIFFS: dict[str, Tariff] = {
     for t in (
         Tariff(
             "info-1m",
-            "Informationssuche, 1 month",
+            N_("Informationssuche, 1 month"),
             60,
             frozenset({Scope.REPAIR_INFORMATION}),
             30 * DAY,
         ),
         Tariff(
             "info-1y",
-            "Informationssuche, 1 year",
+            N_("Informationssuche, 1 year"),
             470,
             frozenset({Scope.REPAIR_INFORMATION}),
             365 * DAY,
         ),
-        Tariff("basic-9h", "Basic, 9 hours", 9, BASIC, 9 * HOUR),
-        Tariff("basic-1d", "Basic, 1 day", 30, BASIC, DAY),
-        Tariff("basic-1w", "Basic, 1 week", 100, BASIC, 7 * DAY),
-        Tariff("basic-1m", "Basic, 1 month", 350, BASIC, 30 * DAY),
-        Tariff("basic-1y", "Basic, 1 year", 3570, BASIC, 365 * DAY),
+        Tariff("basic-9h", N_("Basic, 9 hours"), 9, BASIC, 9 * HOUR),
+        Tariff("basic-1d", N_("Basic, 1 day"), 30, BASIC, DAY),
+        Tariff("basic-1w", N_("Basic, 1 week"), 100, BASIC, 7 * DAY),
+        Tariff("basic-1m", N_("Basic, 1 month"), 350, BASIC, 30 * DAY),
+        Tariff("basic-1y", N_("Basic, 1 year"), 3570, BASIC, 365 * DAY),
         # Ours, not the seed's price list: raw erase and download (specialists who program with
         # their own tools) need more than Basic. The price is a placeholder for the business to set.
         Tariff(
             "engineering-1d",
-            "Engineering, 1 day",
+            N_("Engineering, 1 day"),
             90,
             BASIC | {Scope.RAW_PROGRAMMING},
             DAY,
         ),
         Tariff(
             "helpdesk",
-            "Technical Help Desk request",
+            N_("Technical Help Desk request"),
             25,
             frozenset({Scope.HELP_DESK}),
             None,

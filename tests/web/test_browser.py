@@ -252,3 +252,54 @@ def test_a_ticket_added_from_a_file_shows_what_it_allows(stack, tmp_path) -> Non
     page.wait_for_selector("text=Technical Help Desk request", timeout=10_000)
     assert page.locator("text=help_desk").first.is_visible()
     shot(page, "09-tickets")
+
+
+def test_the_page_in_german(stack) -> None:
+    """The DE switch: the tabs, the vehicle page, the header's voltage (13,6 V), the fault texts
+    from the data file and the status bits in German; the choice survives a reload; no text of
+    the catalogue is left in English on the main views (docs/translating.md)."""
+    from firmware_py.i18n import language
+
+    page = stack["page"]
+    de = language("de")
+    # every English text of the catalogue that reads differently in German
+    english = {
+        m: de.gettext(m)
+        for m in de.translations._catalog
+        if isinstance(m, str) and len(m) > 4  # type: ignore[attr-defined]
+    }
+    english = {m for m, t in english.items() if t != m and "{" not in m}
+    try:
+        page.click("[data-testid=lang-de]")
+        page.wait_for_function("() => document.documentElement.lang === 'de'")
+        assert page.inner_text("#tabs button[data-view=faults]") == "Fehlerspeicher"
+        page.reload()  # remembered on the tablet
+        page.wait_for_function("() => document.documentElement.lang === 'de'")
+        page.wait_for_selector("#tabs button[data-view=faults]:text('Fehlerspeicher')")
+        tab(page, "vehicle")
+        page.click("button[data-job=identify]")
+        page.wait_for_selector("text=Motorelektronik", timeout=20_000)  # the catalogue's German
+        page.wait_for_function(
+            "() => document.querySelector('#battery').textContent === '13,6 V (vom Fahrzeug gemeldet)'",
+            timeout=20_000,
+        )
+        view = page.inner_text("#view")
+        assert "Fahrzeug identifizieren" in view and "Basic, 1 Tag" in view, view
+        shot(page, "de-02-vehicle")
+        stack["sim"].reset()  # the faults an earlier test cleared are back
+        tab(page, "faults")
+        page.click("button[data-job=read_fault_memory]")
+        page.wait_for_selector(
+            "text=Ladedruck zu niedrig", timeout=30_000
+        )  # the data file's German
+        assert "Boost pressure" not in page.inner_text("#view")
+        shot(page, "de-03-fault-memory")
+        for name in ("vehicle", "faults", "service", "tickets", "log", "programming"):
+            tab(page, name)
+            shown = page.inner_text("#view") + page.inner_text("#tabs") + page.inner_text("header")
+            left = sorted(m for m in english if m in shown and de.gettext(m) not in shown)
+            assert not left, f"{name}: still English: {left}"
+        shot(page, "de-04-programming")
+    finally:
+        page.click("[data-testid=lang-en]")
+        page.wait_for_function("() => document.documentElement.lang === 'en'")

@@ -35,7 +35,6 @@ function chooseLanguage() {
 }
 async function loadLanguage(lang) {
   I18N.lang = lang;
-  document.documentElement.lang = lang;
   // the box answers in it too (errors, reports): firmware_py/web/i18n_routes.py
   document.cookie = "vci_lang=" + lang + "; path=/; SameSite=Strict; max-age=31536000";
   I18N.messages = lang === "en" ? {} : ((await fetch("/i18n/" + lang + ".json").then((r) => r.json()).catch(() => ({}))).messages || {});
@@ -43,6 +42,7 @@ async function loadLanguage(lang) {
     reports: _("Reports"), programming: _("Programming"), bridge: _("ENET bridge"), helpdesk: _("Help desk"), tickets: _("Tickets"), log: _("Session log")};
   document.querySelectorAll("#tabs button").forEach((b) => { if (tabs[b.dataset.view]) b.textContent = tabs[b.dataset.view]; });
   document.querySelectorAll("#language button").forEach((b) => b.classList.toggle("active", b.dataset.lang === lang));
+  document.documentElement.lang = lang;  // once the texts are there
 }
 // name="value" with the value escaped (a text inside the quotes of a template would hide it from
 // the catalogue's extractor: docs/translating.md)
@@ -135,7 +135,7 @@ function jobLine(job) {
   const p = job.progress || {};
   const pct = job.state === "done" ? 100 : (p.percent || 0);
   let s = `<div class="row"><span class="badge ${job.state === "failed" ? "bad" : job.state === "done" ? "ok" : "warn"}">${esc(stateText(job.state))}</span>`;
-  if (p.step) s += `<span>${esc(p.step)}</span>`;
+  if (p.step) s += `<span>${esc(_(p.step))}</span>`;
   s += `</div>`;
   if (job.state === "running" || job.state === "queued" || job.kind === "programming")
     s += `<div class="progress" data-testid="progress"><div data-pct="${pct}"></div></div><p class="muted">${num(pct, 0)} %${p.rate ? " - " + _("{rate} KiB/s", {rate: num(p.rate / 1024, 0)}) : ""}${p.time_left != null ? " - " + _("{seconds} s left", {seconds: num(Math.round(p.time_left))}) : ""}</p>`;
@@ -216,8 +216,8 @@ const views = {
         <td>${esc(pick(e.descriptions, e.description))}</td><td>${e.present === false ? `<span class="badge">${esc(_("absent"))}</span>` : esc(e.sw_version || "") + newerPackage(e)}</td>
         <td>${esc(e.part_number || "")}${partLink(e)}</td></tr>`;
     }
-    const ticketText = (t) => t.time_left_text ? _("{tariff} ({state}, {time} left)", {tariff: t.tariff_name, state: ticketState(t.state), time: timeLeft(t)})
-      : _("{tariff} ({state})", {tariff: t.tariff_name, state: ticketState(t.state)});
+    const ticketText = (t) => t.time_left_text ? _("{tariff} ({state}, {time} left)", {tariff: _(t.tariff_name), state: ticketState(t.state), time: timeLeft(t)})
+      : _("{tariff} ({state})", {tariff: _(t.tariff_name), state: ticketState(t.state)});
     return `<section class="card"><h2>${esc(_("Vehicle"))}</h2><p id="message"></p>
       <div class="row"><button class="primary" data-job="identify">${esc(_("Identify vehicle"))}</button></div>${jobLine(job)}
       ${r ? `<p>${esc(_("VIN"))} <b data-testid="vehicle-vin">${esc(r.vin)}</b>${r.model ? ` &middot; <span data-testid="model">${esc(r.model)}</span>` : ""}</p>` : ""}
@@ -348,7 +348,7 @@ const views = {
         <button class="primary" data-action="bridge-open">${esc(_("Open the bridge"))}</button></div>${job ? jobLine(job) : ""}`}</section>`;
   },
   tickets() {
-    const rows = S.tickets.map((t) => `<tr><td>${esc(t.tariff_name || t.tariff)}</td><td>${esc((t.scopes || []).join(", "))}</td><td>${esc(timeLeft(t))}</td></tr>`).join("");
+    const rows = S.tickets.map((t) => `<tr><td>${esc(t.tariff_name ? _(t.tariff_name) : t.tariff)}</td><td>${esc((t.scopes || []).join(", "))}</td><td>${esc(timeLeft(t))}</td></tr>`).join("");
     return `<section class="card"><h2>${esc(_("Tickets"))}</h2><p id="message"></p>
       <textarea id="token" rows="3" ${attr("placeholder", _("Paste a ticket"))}></textarea>
       <label class="plain">${esc(_("or a ticket file"))} <input id="ticket-file" type="file" accept=".txt,.ticket,text/plain"></label>

@@ -14,17 +14,23 @@
     const status = serviceStatus();
     const items = (status && status.cbs) || [];
     const rows = history.map((e) => `<tr data-testid="booklet-entry"><td>${esc(e.index)}</td><td>${esc(e.date)}</td>
-      <td>${esc(Number(e.mileage_km).toLocaleString())} km</td><td>${esc(e.items.join(", "))}</td><td>${esc(e.workshop)}</td><td>${esc(e.note)}</td></tr>`).join("");
+      <td>${esc(num(e.mileage_km))} km</td><td>${esc(e.items.join(", "))}</td><td>${esc(e.workshop)}</td><td>${esc(e.note)}</td></tr>`).join("");
     const recorded = job && job.state === "done" && job.result && job.result.entry && job.result.action === "record" ? job.result : null;
-    const choose = items.length ? items.map((i) => `<label><input type="checkbox" class="booklet-item" value="${esc(i.name)}" ${(S.bookletItems || []).includes(i.name) ? "checked" : ""}> ${esc(i.text)}</label>`).join(" ")
-      : '<p class="muted">Read the service status to choose the items done.</p>';
-    return `<section class="card"><h2>Service booklet</h2><div class="row">
-      <button class="plain" data-action="booklet-read">Read service booklet</button></div>${jobLine(job)}
-      ${recorded ? `<p class="ok" data-testid="booklet-recorded">${recorded.new ? "Recorded" : "Already recorded"}: entry ${esc(recorded.entry.index)} at ${esc(Number(recorded.entry.mileage_km).toLocaleString())} km${recorded.reset && recorded.reset.length ? " (reset first: " + esc(recorded.reset.join(", ")) + ")" : ""}, read back from the car; it goes to the portal's booklet.</p>` : ""}
-      <table><thead><tr><th>#</th><th>Date</th><th>Mileage</th><th>Service</th><th>Workshop</th><th>Note</th></tr></thead><tbody>${rows}</tbody></table>
-      <h3>Record a service</h3><div class="row">${choose}</div>
-      <div class="row"><label>Note <input id="booklet-note" maxlength="28" value="${esc(S.bookletNote || "")}"></label>
-      <button class="primary" data-action="booklet-record">Reset and record service</button></div></section>`;
+    const choose = items.length ? items.map((i) => `<label><input type="checkbox" class="booklet-item" value="${esc(i.name)}" ${(S.bookletItems || []).includes(i.name) ? "checked" : ""}> ${esc(pick(i.texts, i.text))}</label>`).join(" ")
+      : `<p class="muted">${esc(_("Read the service status to choose the items done."))}</p>`;
+    const values = recorded && {entry: recorded.entry.index, km: num(recorded.entry.mileage_km), items: (recorded.reset || []).join(", ")};
+    const said = !recorded ? "" : recorded.reset && recorded.reset.length
+      ? (recorded.new ? _("Recorded: entry {entry} at {km} km (reset first: {items}), read back from the car; it goes to the portal's booklet.", values)
+        : _("Already recorded: entry {entry} at {km} km (reset first: {items}), read back from the car; it goes to the portal's booklet.", values))
+      : (recorded.new ? _("Recorded: entry {entry} at {km} km, read back from the car; it goes to the portal's booklet.", values)
+        : _("Already recorded: entry {entry} at {km} km, read back from the car; it goes to the portal's booklet.", values));
+    return `<section class="card"><h2>${esc(_("Service booklet"))}</h2><div class="row">
+      <button class="plain" data-action="booklet-read">${esc(_("Read service booklet"))}</button></div>${jobLine(job)}
+      ${recorded ? `<p class="ok" data-testid="booklet-recorded">${esc(said)}</p>` : ""}
+      <table><thead><tr><th>#</th><th>${esc(_("Date"))}</th><th>${esc(_("Mileage"))}</th><th>${esc(_("Service"))}</th><th>${esc(_("Workshop"))}</th><th>${esc(_("Note"))}</th></tr></thead><tbody>${rows}</tbody></table>
+      <h3>${esc(_("Record a service"))}</h3><div class="row">${choose}</div>
+      <div class="row"><label>${esc(_("Note"))} <input id="booklet-note" maxlength="28" value="${esc(S.bookletNote || "")}"></label>
+      <button class="primary" data-action="booklet-record">${esc(_("Reset and record service"))}</button></div></section>`;
   }
   views.service = () => serviceView() + bookletCard();
 
@@ -32,14 +38,14 @@
     const job = latest("help_desk_request");
     const sent = job && job.state === "done" && job.result ? job.result.request : null;
     if (!loaded || (sent && !requests.some((r) => r.id === sent) && shownFor !== sent)) { shownFor = sent; load(); }
-    const list = requests.map((r) => `<li data-testid="helpdesk-request"><b>${esc(r.question)}</b> <span class="badge ${r.state === "answered" ? "ok" : "warn"}">${esc(r.state)}</span>
-      ${r.answer ? `<p data-testid="helpdesk-answer">Answer: ${esc(r.answer)}</p>` : ""}</li>`).join("");
-    return `<section class="card"><h2>Technical Help Desk</h2><p id="message"></p>
-      <p class="muted">The request carries the vehicle's identification and software versions, its fault memory with details, the session log, the battery history and the traces of this session. It uses a Technical Help Desk ticket once the portal has it.</p>
-      <label>Question<br><textarea id="hd-question" rows="4" cols="60" maxlength="4000">${esc(S.hdQuestion || "")}</textarea></label>
-      <div class="row"><label>Your contact <input id="hd-contact" maxlength="200" value="${esc(S.hdContact || "")}"></label>
-      <button class="primary" data-action="helpdesk-send">Send to the help desk</button></div>${jobLine(job)}</section>
-      <section class="card"><h2>Requests</h2><ul>${list || '<li class="muted">none yet</li>'}</ul></section>`;
+    const list = requests.map((r) => `<li data-testid="helpdesk-request"><b>${esc(r.question)}</b> <span class="badge ${r.state === "answered" ? "ok" : "warn"}">${esc(r.state === "answered" ? _("answered") : r.state === "waiting" ? _("waiting") : r.state === "sent" ? _("sent") : r.state)}</span>
+      ${r.answer ? `<p data-testid="helpdesk-answer">${esc(_("Answer: {answer}", {answer: r.answer}))}</p>` : ""}</li>`).join("");
+    return `<section class="card"><h2>${esc(_("Technical Help Desk"))}</h2><p id="message"></p>
+      <p class="muted">${esc(_("The request carries the vehicle's identification and software versions, its fault memory with details, the session log, the battery history and the traces of this session. It uses a Technical Help Desk ticket once the portal has it."))}</p>
+      <label>${esc(_("Question"))}<br><textarea id="hd-question" rows="4" cols="60" maxlength="4000">${esc(S.hdQuestion || "")}</textarea></label>
+      <div class="row"><label>${esc(_("Your contact"))} <input id="hd-contact" maxlength="200" value="${esc(S.hdContact || "")}"></label>
+      <button class="primary" data-action="helpdesk-send">${esc(_("Send to the help desk"))}</button></div>${jobLine(job)}</section>
+      <section class="card"><h2>${esc(_("Requests"))}</h2><ul>${list || `<li class="muted">${esc(_("none yet"))}</li>`}</ul></section>`;
   };
 
   document.addEventListener("click", (ev) => {
@@ -49,8 +55,8 @@
     if (a === "booklet-read") runJob("service_history", null, {action: "read"});
     else if (a === "booklet-record") {
       const items = [...document.querySelectorAll(".booklet-item:checked")].map((x) => x.value);
-      if (!items.length) { flash("Choose the service items done"); return; }
-      if (!confirm(`Reset ${items.join(", ")} where not yet reset, and record the service in the car's booklet?`)) return;
+      if (!items.length) { flash(_("Choose the service items done")); return; }
+      if (!confirm(_("Reset {items} where not yet reset, and record the service in the car's booklet?", {items: items.join(", ")}))) return;
       runJob("service_history", null, {action: "record", items, note: $("#booklet-note").value.trim(), reset: true});
     } else if (a === "helpdesk-send") {
       runJob("help_desk_request", null, {question: $("#hd-question").value.trim(), contact: $("#hd-contact").value.trim()}).then(load);
