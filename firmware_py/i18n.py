@@ -156,6 +156,19 @@ class Text:
         }
 
     @classmethod
+    def from_json(cls, value: object) -> Text | str:
+        """A text :meth:`to_json` wrote (stored in a job's result), or the plain string."""
+        if not isinstance(value, Mapping):
+            return str(value)
+        values = value.get("values") or {}
+        return cls(
+            str(value.get("message", "")),
+            {str(k): cls.from_json(v) for k, v in values.items()}
+            if isinstance(values, Mapping)
+            else {},
+        )
+
+    @classmethod
     def join(cls, texts: Iterable[Text | str], separator: str = "; ") -> Text:
         """Several texts in a row (each translated on its own)."""
         values = {f"part{i}": text for i, text in enumerate(texts)}

@@ -5,6 +5,7 @@ and € print; no font files are shipped). Nothing here reads the car or the dis
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from typing import Any
 from xml.sax.saxutils import escape
@@ -22,6 +23,8 @@ from reportlab.platypus import (
     Table,
     TableStyle,
 )
+
+from firmware_py.i18n import Language, language
 
 OK_COLOUR = colors.HexColor("#e3f4e6")
 NOT_OK_COLOUR = colors.HexColor("#fbe4e2")
@@ -79,8 +82,20 @@ def _verdict(verdict: dict[str, Any], s: dict[str, ParagraphStyle], width: float
     return box
 
 
-def render_pdf(report: dict[str, Any]) -> bytes:
-    """The report as PDF bytes (A4)."""
+def _created(value: str, lang: Language) -> str:
+    """The report's ISO time as the reader writes it (UTC, said so)."""
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return lang.gettext("{time} UTC", time=lang.datetime(moment, "medium"))
+
+
+def render_pdf(report: dict[str, Any], lang: Language | None = None) -> bytes:
+    """The report as PDF bytes (A4); the page's own labels in ``lang`` (the report's texts are
+    the report's: :func:`firmware_py.reports.test_report.in_language` makes them in another)."""
+    lang = lang or language(report.get("language"))
+    _ = lang.gettext
     s = _styles()
     buf = io.BytesIO()
     doc = SimpleDocTemplate(
@@ -90,20 +105,20 @@ def render_pdf(report: dict[str, Any]) -> bytes:
         rightMargin=18 * mm,
         topMargin=16 * mm,
         bottomMargin=18 * mm,
-        title=str(report.get("title", "Report")),
+        title=str(report.get("title") or _("Report")),
         author="VCI gateway",
         subject=str(report.get("vehicle", {}).get("vin", "")),
     )
     width = doc.width
-    story: list[Flowable] = [_p(report.get("title", "Report"), s["title"])]
+    story: list[Flowable] = [_p(report.get("title") or _("Report"), s["title"])]
     vehicle = report.get("vehicle") or {}
     head = [
-        ("Vehicle (VIN)", vehicle.get("vin") or "not read"),
-        ("Model", vehicle.get("model") or "-"),
-        ("Created", report.get("created", "")),
+        (_("Vehicle (VIN)"), vehicle.get("vin") or _("not read")),
+        (_("Model"), vehicle.get("model") or "-"),
+        (_("Created"), _created(report.get("created", ""), lang)),
     ]
     if vehicle.get("mileage_km") is not None:
-        head.insert(2, ("Mileage", f"{vehicle['mileage_km']} km"))
+        head.insert(2, (_("Mileage"), f"{lang.number(vehicle['mileage_km'])} km"))
     story.append(
         _grid(
             [[_p(k, s["head"]), _p(v, s["cell"])] for k, v in head],
@@ -125,7 +140,7 @@ def render_pdf(report: dict[str, Any]) -> bytes:
             body: Flowable = (
                 _grid(rows, [width / n] * n, bool(header))
                 if section["table"]
-                else _p("none", s["body"])
+                else _p(_("none"), s["body"])
             )
         else:
             body = _grid(
@@ -143,8 +158,11 @@ def render_pdf(report: dict[str, Any]) -> bytes:
         canvas.saveState()
         canvas.setFont("Helvetica", 7.5)
         canvas.setFillColor(colors.grey)
-        text = (
-            f"{report.get('title', 'Report')} - {vehicle.get('vin') or ''} - page {document.page}"
+        text = _(
+            "{title} - {vin} - page {page}",
+            title=report.get("title") or _("Report"),
+            vin=vehicle.get("vin") or "",
+            page=document.page,
         )
         canvas.drawString(doc.leftMargin, 10 * mm, text)
         canvas.restoreState()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from firmware_py.i18n import Language, Text, language
 from firmware_py.reports.model import facts, now_iso, table
 
 LOW_BATTERY = 12.2
@@ -14,7 +15,7 @@ LOW_BATTERY = 12.2
 lead-acid battery at about 50 % charge)"""
 
 
-def _snapshot_text(dtc: dict[str, Any]) -> str:
+def _snapshot_text(dtc: dict[str, Any], lang: Language) -> str:
     snaps = dtc.get("snapshots") or []
     if not snaps:
         return dtc.get("snapshots_note") or "-"
@@ -32,9 +33,14 @@ def build_test_report(
     transport: str,
     created: str | None = None,
     mileage_km: int | None = None,
+    lang: Language | None = None,
 ) -> dict[str, Any]:
     """The report of one vehicle test: ``faults`` as the fault memory job gives them (one dict
-    per ECU), ``service`` as the service job's read gives it (``cbs``, ``battery``) or None."""
+    per ECU), ``service`` as the service job's read gives it (``cbs``, ``battery``) or None.
+    ``lang``: the customer's language (English by default); :func:`in_language` makes the same
+    report again in another at print time."""
+    lang = lang or language(None)
+    _ = lang.gettext
     with_faults = [e for e in faults if e.get("dtcs")]
     silent = [e for e in faults if e.get("error")]
     due = [i for i in (service or {}).get("cbs", []) if i.get("due")]
@@ -42,24 +48,42 @@ def build_test_report(
     if with_faults:
         count = sum(len(e["dtcs"]) for e in with_faults)
         attention.append(
-            f"{count} fault(s) stored in {len(with_faults)} ECU(s): "
-            + ", ".join(e["name"] for e in with_faults)
+            lang.ngettext(
+                "{n} fault stored in {ecus} ECU(s): {names}",
+                "{n} faults stored in {ecus} ECU(s): {names}",
+                count,
+                ecus=len(with_faults),
+                names=", ".join(e["name"] for e in with_faults),
+            )
         )
     if battery_volts is not None and battery_volts < LOW_BATTERY:
-        attention.append(f"Battery at {battery_volts:.1f} V: charge it and test it.")
+        attention.append(
+            _("Battery at {volts}: charge it and test it.", volts=lang.unit(battery_volts, "V", 1))
+        )
     if due:
-        attention.append("Service due: " + ", ".join(i["text"] for i in due))
-    notes = [f"{e['name']} did not answer: {(e['error'] or {}).get('message', '')}" for e in silent]
+        attention.append(
+            _(
+                "Service due: {items}",
+                items=", ".join(lang.choose(i.get("texts"), i.get("text", "")) for i in due),
+            )
+        )
+    notes = [
+        _("{ecu} did not answer: {error}", ecu=e["name"], error=_error_text(e.get("error"), lang))
+        for e in silent
+    ]
     ok = not attention
     sections = [
         facts(
-            "Summary",
+            _("Summary"),
             [
-                ("ECUs read", len(faults) - len(silent)),
-                ("ECUs with faults", len(with_faults)),
-                ("Battery voltage", None if battery_volts is None else f"{battery_volts:.2f} V"),
-                ("Service items due", len(due)),
-                ("Read over", transport),
+                (_("ECUs read"), len(faults) - len(silent)),
+                (_("ECUs with faults"), len(with_faults)),
+                (
+                    _("Battery voltage"),
+                    None if battery_volts is None else lang.unit(battery_volts, "V", 2),
+                ),
+                (_("Service items due"), len(due)),
+                (_("Read over"), transport),
             ],
         )
     ]
@@ -69,32 +93,36 @@ def build_test_report(
         rows = [
             [
                 d.get("code") or d.get("id"),
-                d.get("text", ""),
-                ", ".join(d.get("status_names") or []) or f"0x{int(d.get('status', 0)):02X}",
-                _snapshot_text(d),
+                lang.choose(d.get("texts"), d.get("text", "")),
+                ", ".join(_(n) for n in d.get("status_names") or [])
+                or f"0x{int(d.get('status', 0)):02X}",
+                _snapshot_text(d, lang),
             ]
             for d in e.get("dtcs", [])
         ]
         sections.append(
             table(
-                f"{e['name']} (0x{int(e.get('address', 0)):02X}): fault memory",
-                ["Code", "Fault", "Status", "First seen (snapshot)"],
+                _("{ecu} (0x{address}): fault memory", ecu=e["name"],
+                  address=f"{int(e.get('address', 0)):02X}"),
+                [_("Code"), _("Fault"), _("Status"), _("First seen (snapshot)")],
                 rows,
-                note="" if rows else "No faults stored.",
+                note="" if rows else _("No faults stored."),
             )
-        )
+        )  # fmt: skip
     if service:
         sections.append(
             table(
-                "Service items",
-                ["Item", "Left", "Distance", "Time", "Due"],
+                _("Service items"),
+                [_("Item"), _("Left"), _("Distance"), _("Time"), _("Due")],
                 [
                     [
-                        i.get("text"),
-                        f"{i.get('availability')} %",
-                        "-" if i.get("remaining_km") is None else f"{i['remaining_km']} km",
-                        f"{i.get('remaining_months')} months",
-                        "DUE" if i.get("due") else "",
+                        lang.choose(i.get("texts"), i.get("text", "")),
+                        f"{lang.number(i.get('availability') or 0)} %",
+                        "-"
+                        if i.get("remaining_km") is None
+                        else f"{lang.number(i['remaining_km'])} km",
+                        _("{n} months", n=i.get("remaining_months")),
+                        _("DUE") if i.get("due") else "",
                     ]
                     for i in service.get("cbs", [])
                 ],
@@ -104,22 +132,23 @@ def build_test_report(
         if b:
             sections.append(
                 facts(
-                    "Registered battery",
+                    _("Registered battery"),
                     [
-                        ("Capacity", f"{b.get('capacity_ah')} Ah"),
-                        ("Technology", str(b.get("technology", "")).upper()),
-                        ("Registered at", f"{b.get('registered_km')} km"),
+                        (_("Capacity"), f"{b.get('capacity_ah')} Ah"),
+                        (_("Technology"), str(b.get("technology", "")).upper()),
+                        (_("Registered at"), f"{lang.number(b.get('registered_km') or 0)} km"),
                     ],
                 )
             )
     return {
         "kind": "vehicle_test",
-        "title": "Vehicle test report",
+        "language": lang.code,
+        "title": _("Vehicle test report"),
         "created": created or now_iso(),
         "vehicle": {"vin": vin, "model": model, "mileage_km": mileage_km},
         "verdict": {
             "ok": ok,
-            "headline": "No faults found" if ok else "Needs attention",
+            "headline": _("No faults found") if ok else _("Needs attention"),
             "reasons": attention,
             "notes": notes,
         },
@@ -131,3 +160,31 @@ def build_test_report(
             "transport": transport,
         },
     }
+
+
+def in_language(report: dict[str, Any], lang: Language) -> dict[str, Any]:
+    """The same vehicle test report in ``lang``, made again from its readings (``data``)."""
+    if report.get("language", "en") == lang.code or "data" not in report:
+        return report
+    data, vehicle = report["data"], report.get("vehicle") or {}
+    return build_test_report(
+        data.get("faults") or [],
+        vin=vehicle.get("vin"),
+        model=vehicle.get("model"),
+        battery_volts=data.get("battery_volts"),
+        service=data.get("service"),
+        transport=str(data.get("transport", "")),
+        created=report.get("created"),
+        mileage_km=vehicle.get("mileage_km"),
+        lang=lang,
+    )
+
+
+def _error_text(error: dict[str, Any] | None, lang: Language) -> str:
+    """An ECU's error as the job stored it (VciError.to_dict), in ``lang`` where it can be."""
+    if not error:
+        return ""
+    i18n = error.get("i18n") or {}
+    if isinstance(i18n.get("message"), dict):
+        return lang.text(Text.from_json(i18n["message"]))
+    return str(error.get("message", ""))

@@ -1,7 +1,10 @@
 """The tablet's report downloads: ``GET /api/jobs/{jid}/report.pdf`` gives the report of a
 finished ``emissions_data`` or ``vehicle_test_report`` job as PDF (made from the job's result,
 :mod:`firmware_py.reports.pdf`, off the event loop). The page shows the same report from the
-job's JSON and prints it with its print stylesheet. Only a paired tablet reaches these (the
+job's JSON and prints it with its print stylesheet. The PDF is in the language asked for at
+print time (``?lang=de``, else the tablet's: firmware_py/web/i18n_routes.py); the vehicle test
+report is made again from its readings in that language, the emissions report's texts stay
+English (its labels are German where the catalogue has them). Only a paired tablet reaches these (the
 app's security middleware)."""
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ REPORT_KINDS = {"emissions_data": "emissions", "vehicle_test_report": "vehicle-t
 def add_report_routes(app: web.Application, gateway_key: web.AppKey[Any]) -> None:
     async def report_pdf(request: web.Request) -> web.Response:
         from firmware_py.reports.pdf import render_pdf
+        from firmware_py.reports.test_report import in_language
+        from firmware_py.web.i18n_routes import request_language
 
         job = request.app[gateway_key].runner.jobs.get(request.match_info["jid"])
         if job is None or job.request.kind not in REPORT_KINDS:
@@ -30,7 +35,14 @@ def add_report_routes(app: web.Application, gateway_key: web.AppKey[Any]) -> Non
                  "hint": "Wait until it is done, or run it again"},
                 status=409,
             )  # fmt: skip
-        pdf = await asyncio.get_running_loop().run_in_executor(None, render_pdf, job.result)
+        # the customer's language, chosen at print time (?lang=, else the tablet's)
+        lang = request_language(request)
+        report = (
+            in_language(job.result, lang)
+            if job.result.get("kind") == "vehicle_test"
+            else job.result
+        )
+        pdf = await asyncio.get_running_loop().run_in_executor(None, render_pdf, report, lang)
         # the VIN is what the car sent: only its letters and digits go into the header
         vin = (
             "".join(

@@ -44,3 +44,31 @@ def test_report_pdf_of_a_finished_job(server, sim_process) -> None:
                     assert r.status == 404 and (await r.json())["error"] == "no_report"
 
     run(server, go)
+
+
+def test_the_vehicle_test_report_in_the_language_asked_for_at_print_time(
+    server, sim_process
+) -> None:
+    """One finished vehicle test, printed twice: in German with ``?lang=de`` (labels, the data
+    file's fault texts, 13,60 V with a comma), in English with the tablet's Accept-Language."""
+
+    async def go(base, pairing, clock):
+        async with tablet() as s:
+            csrf = await pair(s, base, pairing, clock)
+            job = await _finished(s, base, csrf, "vehicle_test_report")
+            texts = {}
+            for query, header in (("?lang=de", "en-US"), ("", "en-US,en;q=0.9")):
+                url = base + f"/api/jobs/{job['id']}/report.pdf{query}"
+                async with s.get(url, headers={"Accept-Language": header}) as r:
+                    assert r.status == 200, await r.text()
+                    pdf = PdfReader(io.BytesIO(await r.read()))
+                    texts[query] = "\n".join(p.extract_text() for p in pdf.pages)
+            de, en = texts["?lang=de"], texts[""]
+            assert "Fahrzeugprüfbericht" in de and "Batteriespannung" in de, de
+            assert "Ladedruck zu niedrig" in de and "Fehlerspeicher" in de, de
+            volts = job["result"]["data"]["battery_volts"]  # what the car reported
+            assert f"{volts:.2f}".replace(".", ",") + " V" in de, de
+            assert "Vehicle test report" in en and "Boost pressure too low" in en, en
+            assert "Fahrzeugprüfbericht" not in en
+
+    run(server, go)

@@ -170,18 +170,20 @@ function snapshotText(s) {
 // A report (firmware_py/reports/model.py) as HTML: the same sections the PDF shows.
 function reportHtml(rep, job) {
   const v = rep.vehicle || {}, verdict = rep.verdict;
-  let html = `<article class="report" data-testid="report-${esc(rep.kind)}"><h2>${esc(rep.title)}</h2>
+  let html = `<article class="report" data-testid="report-${esc(rep.kind)}"><h2>${esc(_(rep.title))}</h2>
     <table class="facts"><tbody><tr><th>${esc(_("Vehicle (VIN)"))}</th><td data-testid="report-vin">${esc(v.vin || _("not read"))}</td></tr>
     <tr><th>${esc(_("Model"))}</th><td>${esc(v.model || "-")}</td></tr><tr><th>${esc(_("Created"))}</th><td>${esc(rep.created)}</td></tr></tbody></table>`;
-  if (verdict) html += `<div class="verdict ${verdict.ok ? "ok" : "bad"}" data-testid="verdict"><b>${esc(verdict.headline)}</b>
+  if (verdict) html += `<div class="verdict ${verdict.ok ? "ok" : "bad"}" data-testid="verdict"><b>${esc(_(verdict.headline))}</b>
     ${verdict.reasons.length ? `<ul>${verdict.reasons.map((r) => `<li>${esc(r)}</li>`).join("")}</ul>` : ""}
     ${verdict.notes.map((n) => `<p class="muted">${esc(_("Note: {note}", {note: n}))}</p>`).join("")}</div>`;
   for (const s of rep.sections || []) {
-    html += `<section class="report-part"><h3>${esc(s.title)}</h3>`;
-    if (s.table) html += s.table.length ? `<table><thead><tr>${s.header.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead>
+    // the report was made in English when it was read; its fixed texts are shown in the page's
+    // language, its readings as they are (the PDF is made in the language asked for)
+    html += `<section class="report-part"><h3>${esc(_(s.title))}</h3>`;
+    if (s.table) html += s.table.length ? `<table><thead><tr>${s.header.map((h) => `<th>${esc(_(h))}</th>`).join("")}</tr></thead>
       <tbody>${s.table.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join("")}</tr>`).join("")}</tbody></table>` : `<p class="muted">${esc(_("none"))}</p>`;
-    else html += `<table class="facts"><tbody>${s.rows.map(([k, val]) => `<tr><th>${esc(k)}</th><td>${esc(val)}</td></tr>`).join("")}</tbody></table>`;
-    if (s.note) html += `<p class="muted">${esc(s.note)}</p>`;
+    else html += `<table class="facts"><tbody>${s.rows.map(([k, val]) => `<tr><th>${esc(_(k))}</th><td>${esc(val)}</td></tr>`).join("")}</tbody></table>`;
+    if (s.note) html += `<p class="muted">${esc(_(s.note))}</p>`;
     html += `</section>`;
   }
   return html + `<div class="row no-print"><button class="plain" data-action="print">${esc(_("Print"))}</button>
