@@ -100,3 +100,45 @@ def test_the_check_finds_a_missing_a_stale_and_a_broken_translation(tmp_path):
     catalogs.update(domain)  # merges: New arrives untranslated, Gone goes
     found = "\n".join(catalogs.problems(domain))
     assert "untranslated 'New'" in found and "Gone" not in found and "missing" not in found
+
+
+def test_a_ticket_refusal_and_an_nrc_hint_in_german(tmp_path):
+    """What the box refuses, as the tablet shows it: the job runner's refusal built from a real
+    Entitlements decision (two tickets, two reasons, each translated), and an ECU's NRC with its
+    hint; str() stays English for logs and the CLI's default, to_dict() carries the templates."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from firmware_py.errors import EntitlementError, NegativeResponseError
+    from firmware_py.gateway.entitlements import Entitlements
+    from firmware_py.gateway.store import Store
+    from firmware_py.gateway.trusted_time import TrustedClock
+    from firmware_py.i18n import N_, Text
+    from firmware_py.uds.ecu import NRC_HINTS
+    from portal.tickets import issue
+
+    key = Ed25519PrivateKey.generate()  # TEST key, made for this test
+    store = Store(tmp_path / "state")
+    ent = Entitlements(store, {"k1": key.public_key()}, "box-i18n", TrustedClock(store))
+    ent.add_ticket(issue(key, "k1", tariff="info-1m", device="box-i18n"))
+    ent.add_ticket(issue(key, "k1", tariff="basic-1d", device="box-i18n", vin="WBAJA71090B123456"))
+    decision = ent.check("coding", vin="WBA5R11000FH99999", params={"action": "read"})
+    assert not decision.allowed and isinstance(decision.why, Text)
+    err = EntitlementError(
+        N_("{job} is not allowed: {reason}"),
+        values={"job": decision.job, "reason": decision.why},
+        hint=N_("Add a ticket of a tariff that includes it ({tariffs})"),
+        hint_values={"tariffs": ", ".join(decision.would_allow)},
+    )
+    de = err.localized(i18n.language("de"))
+    assert "ist nicht erlaubt" in de and "umfasst coding nicht" in de, de
+    assert "gilt für das Fahrzeug WBAJA71090B123456, dieses ist WBA5R11000FH99999" in de, de
+    assert "Fügen Sie ein Ticket eines Tarifs hinzu" in de, de
+    assert str(err).startswith(f"{decision.job} is not allowed: ticket ")  # English as before
+    assert err.to_dict()["i18n"]["message"]["values"]["reason"]["values"]  # nested, for the page
+
+    nrc = NegativeResponseError(0x31, 0x22, "conditionsNotCorrect", ecu="DME", hint=NRC_HINTS[0x22])
+    assert nrc.localized(i18n.language("de")) == (
+        "Steuergerät DME: Dienst 0x31 mit NRC 0x22 conditionsNotCorrect abgelehnt. "
+        "Bedingungen nicht erfüllt: Zündung ein, Motor aus, Fahrzeug im Stillstand prüfen"
+    )
+    assert str(nrc).startswith("ECU DME: service 0x31 refused with NRC 0x22")

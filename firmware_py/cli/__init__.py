@@ -97,7 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             print(json.dumps(err.to_dict()))
         else:
-            print(f"error: {err}", file=sys.stderr)
+            # English unless the locale names a language we have (docs/translating.md)
+            from firmware_py.i18n import from_environment, language
+
+            print(f"error: {err.localized(language(from_environment()))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -269,6 +269,18 @@ def test_the_page_in_german(stack) -> None:
         if isinstance(m, str) and len(m) > 4  # type: ignore[attr-defined]
     }
     english = {m for m, t in english.items() if t != m and "{" not in m}
+    # a new German tablet (its browser's language) meets the pairing page in German
+    fresh = page.context.browser.new_context(
+        locale="de-DE", viewport={"width": 1024, "height": 768}
+    )
+    try:
+        newcomer = fresh.new_page()
+        newcomer.goto(stack["url"])
+        newcomer.wait_for_selector("text=Dieses Tablet mit der Box koppeln", timeout=10_000)
+        assert newcomer.inner_text("#pair") == "Koppeln"
+        shot(newcomer, "de-01-pairing")
+    finally:
+        fresh.close()
     try:
         page.click("[data-testid=lang-de]")
         page.wait_for_function("() => document.documentElement.lang === 'de'")

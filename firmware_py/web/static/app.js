@@ -3,41 +3,9 @@
 const S = {csrf: null, view: "vehicle", vehicle: {}, jobs: {}, tickets: [], ws: null, wsUp: false, lastJob: {}, live: {}, coding: null, codingEcu: null, packages: [], journal: [], pkg: "", cached: {}};
 const $ = (sel) => document.querySelector(sel);
 
-// -- languages (docs/translating.md) ------------------------------------------------------------
-// The box's catalogue for the chosen language is loaded before the first render. _("English text",
-// {name: value}) translates a whole sentence and fills its {name} placeholders; tr() translates a
-// text the box sent as {message, values} (an error, a refusal: firmware_py/i18n.py Text).
-const I18N = {lang: "en", messages: {}};
-function _(text, values) {
-  const t = I18N.messages[text];
-  const s = typeof t === "string" ? t : text;
-  return values ? s.replace(/\{(\w+)\}/g, (m, k) => (k in values ? String(values[k]) : m)) : s;
-}
-function tr(t) {
-  if (!t) return "";
-  if (typeof t === "string") return _(t);
-  const values = {};
-  for (const [k, v] of Object.entries(t.values || {})) values[k] = v && typeof v === "object" ? tr(v) : v;
-  return _(t.message, values);
-}
-// numbers in the page's language: 13,6 V in German
-const num = (v, digits) => Number(v).toLocaleString(I18N.lang, digits == null ? {} : {minimumFractionDigits: digits, maximumFractionDigits: digits});
-// a text the vehicle data carries in several languages ({en, de}), or one string
-const pick = (texts, fallback) => (texts && typeof texts === "object" ? texts[I18N.lang] || texts.en : texts) || fallback || "";
-function chooseLanguage() {
-  const saved = localStorage.getItem("vci_lang");
-  if (saved === "en" || saved === "de") return saved;
-  for (const l of navigator.languages || [navigator.language || "en"]) {
-    const base = String(l).slice(0, 2).toLowerCase();
-    if (base === "de" || base === "en") return base;
-  }
-  return "en";
-}
+// the page's language (i18n.js) and the tab labels in it
 async function loadLanguage(lang) {
-  I18N.lang = lang;
-  // the box answers in it too (errors, reports): firmware_py/web/i18n_routes.py
-  document.cookie = "vci_lang=" + lang + "; path=/; SameSite=Strict; max-age=31536000";
-  I18N.messages = lang === "en" ? {} : ((await fetch("/i18n/" + lang + ".json").then((r) => r.json()).catch(() => ({}))).messages || {});
+  await loadMessages(lang);
   const tabs = {vehicle: _("Vehicle"), faults: _("Fault memory"), live: _("Live data"), coding: _("Coding"), service: _("Service"),
     reports: _("Reports"), programming: _("Programming"), bridge: _("ENET bridge"), helpdesk: _("Help desk"), tickets: _("Tickets"), log: _("Session log")};
   document.querySelectorAll("#tabs button").forEach((b) => { if (tabs[b.dataset.view]) b.textContent = tabs[b.dataset.view]; });

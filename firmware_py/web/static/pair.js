@@ -8,11 +8,29 @@ async function post(url, body) {
   try { data = await r.json(); } catch (e) { /* empty */ }
   return {status: r.status, data};
 }
-function say(err) { $("message").textContent = err ? (err.message + (err.hint ? ". " + err.hint : "")) : ""; }
+function say(err) {
+  const i = err && err.i18n;
+  $("message").textContent = !err ? "" : i && i.message ? (i.hint ? _("{message}. {hint}", {message: tr(i.message), hint: tr(i.hint)}) : tr(i.message))
+    : (err.message || "") + (err.hint ? ". " + err.hint : "");
+}
+// the page's texts in the chosen language (i18n.js); the same EN/DE switch as the tablet page
+async function showLanguage(lang) {
+  await loadMessages(lang);
+  const texts = {"t-title": _("Pair this tablet with the box"),
+    "t-intro": _("Only a tablet at the box may use it. Tap Pair, then within one minute press the button on the box, or type the code printed on the box's label."),
+    "pair": _("Pair"), "status": _("Waiting for the box's button ..."), "t-request": _("This tablet's request:"),
+    "t-names": _("(the box names it when it pairs)"), "t-or-code": _("or enter the label code:"), "send-code": _("Send code")};
+  for (const [id, text] of Object.entries(texts)) $(id).textContent = text;
+  $("name").placeholder = _("Name of this tablet");
+  document.querySelectorAll("#language button").forEach((b) => b.classList.toggle("active", b.dataset.lang === lang));
+  document.documentElement.lang = lang;
+}
+document.querySelectorAll("#language button").forEach((b) => b.onclick = () => { localStorage.setItem("vci_lang", b.dataset.lang); showLanguage(b.dataset.lang); });
+showLanguage(chooseLanguage());
 
 $("pair").onclick = async () => {
   say(null);
-  const r = await post("/api/pair", {name: $("name").value || "tablet"});
+  const r = await post("/api/pair", {name: $("name").value || _("tablet")});
   if (r.status !== 200) { say(r.data); return; }
   req = r.data; started = Date.now(); windowS = r.data.window;
   $("short-code").textContent = r.data.short_code || "";
@@ -36,8 +54,8 @@ async function poll() {
   polling = true;
   const r = await post(`/api/pair/${req.id}/collect`, {claim: req.claim, wait: 20});  // long poll
   polling = false;
-  if (r.status === 200) { $("status").textContent = "Paired."; location.reload(); return; }
+  if (r.status === 200) { $("status").textContent = _("Paired."); location.reload(); return; }
   if (r.status !== 202) { say(r.data); req = null; $("pair").disabled = false; $("waiting").hidden = true; return; }
-  if (r.data.use_code) $("status").textContent = "Several tablets are asking to pair: type the code from the box's label.";
+  if (r.data.use_code) $("status").textContent = _("Several tablets are asking to pair: type the code from the box's label.");
   poll();
 }
