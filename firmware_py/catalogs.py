@@ -47,6 +47,8 @@ class Domain:
     name: str
     source: Path  # the package whose code is extracted
     methods: tuple[tuple[str, str], ...]
+    #: calls of this program whose argument at that position is a text too
+    keywords: tuple[tuple[str, int], ...] = ()
 
     @property
     def locale_dir(self) -> Path:
@@ -62,7 +64,13 @@ DOMAINS = (
         ROOT / "firmware_py",
         (("**/locale/**", "ignore"), ("**.py", "python"), ("web/static/**.js", "javascript")),
     ),
-    Domain("portal", ROOT / "portal", (("**/locale/**", "ignore"), ("**.py", "python"))),
+    Domain(
+        "portal",
+        ROOT / "portal",
+        (("**/locale/**", "ignore"), ("**.py", "python")),
+        # a page's title: page(request, "Buy a ticket", ...), error_page(request, 403, "Refused", ...)
+        (("page", 2), ("error_page", 3)),
+    ),
 )
 
 STABLE_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -77,7 +85,7 @@ def extract(domain: Domain) -> Catalog:
         method_map=list(domain.methods),
         # texts inside a JavaScript template literal's ${...} are found too
         options_map={pattern: {"parse_template_string": "true"} for pattern, _ in domain.methods},
-        keywords=KEYWORDS,
+        keywords={**KEYWORDS, **{name: (index,) for name, index in domain.keywords}},
         comment_tags=("Translators:",),
         strip_comment_tags=True,
     )

@@ -228,8 +228,15 @@ class Language:
         return babel_numbers.format_decimal(value, format=pattern, locale=self.locale)
 
     def money(self, cents: int, currency: str = "EUR") -> str:
-        """An amount in cents as money (1.234,56 € / €1,234.56)."""
-        return babel_numbers.format_currency(Decimal(cents) / 100, currency, locale=self.locale)
+        """An amount in cents as money: 1.234,56 € in German; in English 1,234.56 EUR (the code
+        after the amount, as the portal's statements and the CLI have always written it, rather
+        than CLDR's €1,234.56)."""
+        amount = Decimal(cents) / 100
+        if self.code == SOURCE:
+            return babel_numbers.format_currency(
+                amount, currency, format="#,##0.00 ¤¤", locale=self.locale
+            )
+        return babel_numbers.format_currency(amount, currency, locale=self.locale)
 
     def percent(self, value: float, digits: int = 0) -> str:
         pattern = "#,##0" + ("." + "0" * digits if digits else "") + " %"

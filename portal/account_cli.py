@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from firmware_py.errors import ConfigError, NotPermitted, StorageError
 from firmware_py.gateway.tariffs import TARIFFS
+from firmware_py.i18n import from_environment
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -352,6 +353,7 @@ def _ticket_buy(args: argparse.Namespace) -> None:
     purchase = buy_ticket(
         factory, actor, workshop, tariff=args.tariff, device=args.box, vin=args.vin, start=start,
         signer=Signer(kid, key), seller=seller,
+        language=from_environment(),  # the CLI's language: English unless the locale says German
     )  # fmt: skip
     directory = args.invoice_dir or state_dir() / "invoices"
     directory.mkdir(parents=True, exist_ok=True)

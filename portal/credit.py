@@ -40,6 +40,7 @@ from portal.db.models import (
     Role,
     Workshop,
 )
+from portal.i18n import portal_language
 from portal.invoices import (
     InvoiceLine,
     Party,
@@ -188,11 +189,14 @@ def buy_ticket(
     vin: str | None = None,
     start: int | None = None,
     now: float | None = None,
+    language: str = "de",
 ) -> Purchase:
     """Buy one ticket for a box the workshop claimed and that is not revoked (optionally bound to a VIN; valid from ``start``, default now,
     for the tariff's duration): debit the credit, issue the signed ticket and the invoice, all in
     one transaction. :class:`InsufficientCredit` when the credit does not cover the gross price
-    (nothing is booked then). Returns the purchase with its invoice loaded."""
+    (nothing is booked then). Returns the purchase with its invoice loaded. The invoice is issued
+    in ``language`` (the buyer's; German by default: the portal sells in Germany) and kept as
+    issued."""
     if actor.role not in (Role.OWNER, Role.TECHNICIAN):
         raise NotPermitted(
             "tickets are bought by a workshop's users", hint="Log in as the workshop's user"
@@ -251,7 +255,8 @@ def buy_ticket(
         line = InvoiceLine(TARIFFS[tariff], device, vin, starts_at, ends_at)
         invoice = Invoice(
             purchase_id=purchase.id, workshop_id=workshop_id, year=year, number=number,
-            issued_at=t, pdf=render_pdf(seller, buyer, f"{year}-{number:06d}", t, line, price),
+            issued_at=t, pdf=render_pdf(seller, buyer, f"{year}-{number:06d}", t, line, price,
+                           portal_language(language)),
         )  # fmt: skip
         session.add(invoice)
         purchase.invoice = invoice

@@ -26,7 +26,9 @@ from sqlalchemy.orm import Session
 
 from firmware_py.errors import ConfigError
 from firmware_py.gateway.tariffs import Tariff
+from firmware_py.i18n import Language
 from portal.db.models import InvoiceCounter
+from portal.i18n import portal_language as language
 
 VAT_PERCENT = 19
 
@@ -138,28 +140,39 @@ def next_invoice_number(session: Session, year: int) -> int:
     ).scalar_one()
 
 
-def _utc(t: int) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _validity(tariff: Tariff) -> str:
+def _validity(tariff: Tariff, lang: Language) -> str:
     if tariff.duration is None:
-        return f"{tariff.uses} use{'s' if tariff.uses != 1 else ''}"
+        return lang.ngettext("{n} use", "{n} uses", tariff.uses or 0)
     hours = tariff.duration // 3600
-    return f"{hours // 24} days" if hours % 24 == 0 and hours >= 24 else f"{hours} hours"
+    if hours % 24 == 0 and hours >= 24:
+        return lang.ngettext("{n} day", "{n} days", hours // 24)
+    return lang.ngettext("{n} hour", "{n} hours", hours)
 
 
 def render_pdf(
-    seller: Seller, buyer: Party, label: str, issued_at: int, line: InvoiceLine, price: Price
+    seller: Seller,
+    buyer: Party,
+    label: str,
+    issued_at: int,
+    line: InvoiceLine,
+    price: Price,
+    lang: Language | None = None,
 ) -> bytes:
-    """The invoice as a one-page A4 PDF."""
+    """The invoice as a one-page A4 PDF in ``lang`` (German by default), amounts as the language
+    writes them (1.234,56 €), times in UTC."""
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.units import mm
     from reportlab.pdfgen.canvas import Canvas
 
+    lang = lang or language("de")
+    _ = lang.gettext
+
+    def when(t: int) -> str:
+        return _("{time} UTC", time=lang.datetime(datetime.fromtimestamp(t, UTC), "short"))
+
     out = io.BytesIO()
     pdf = Canvas(out, pagesize=A4, invariant=True)
-    pdf.setTitle(f"Invoice {label}")
+    pdf.setTitle(_("Invoice {number}", number=label))
     pdf.setAuthor(seller.name)
     width, height = A4
     y = height - 25 * mm
@@ -171,31 +184,32 @@ def render_pdf(
     def party(x: float, title: str, p: Party) -> None:
         nonlocal y
         top = y
-        for i, s in enumerate(
-            (title, p.name, p.street, f"{p.postcode} {p.city}", p.country, f"VAT id: {p.vat_id}")
-        ):
+        lines = (title, p.name, p.street, f"{p.postcode} {p.city}", p.country,
+                 _("VAT id: {vat_id}", vat_id=p.vat_id))  # fmt: skip
+        for i, s in enumerate(lines):
             text(x, s, bold=i == 0)
             y -= 5 * mm
         y = top
 
-    party(20 * mm, "Seller", seller)
-    party(110 * mm, "Buyer", buyer)
+    party(20 * mm, _("Seller"), seller)
+    party(110 * mm, _("Buyer"), buyer)
     y -= 38 * mm
-    text(20 * mm, f"Invoice {label}", 16, bold=True)
+    text(20 * mm, _("Invoice {number}", number=label), 16, bold=True)
     y -= 8 * mm
-    text(20 * mm, f"Invoice date: {datetime.fromtimestamp(issued_at, UTC):%Y-%m-%d}")
+    issued = lang.date(datetime.fromtimestamp(issued_at, UTC).date(), "medium")
+    text(20 * mm, _("Invoice date: {date}", date=issued))
     y -= 12 * mm
     period = (
-        f"{_utc(line.starts_at)} to {_utc(line.ends_at)}"
+        _("{start} to {end}", start=when(line.starts_at), end=when(line.ends_at))
         if line.starts_at is not None and line.ends_at is not None
-        else "from activation on the box"
+        else _("from activation on the box")
     )
     rows = [
-        ("Item", f"{line.tariff.name} ({line.tariff.id})"),
-        ("Validity", _validity(line.tariff)),
-        ("Box", line.device),
-        ("Vehicle (VIN)", line.vin or "any"),
-        ("Period", period),
+        (_("Item"), f"{_(line.tariff.name)} ({line.tariff.id})"),
+        (_("Validity"), _validity(line.tariff, lang)),
+        (_("Box"), line.device),
+        (_("Vehicle (VIN)"), line.vin or _("any")),
+        (_("Period of service"), period),
     ]
     for name, value in rows:
         text(20 * mm, name, bold=True)
@@ -203,16 +217,16 @@ def render_pdf(
         y -= 6 * mm
     y -= 6 * mm
     for name, value, bold in (
-        ("Net", euro(price.net_cents), False),
-        (f"VAT {VAT_PERCENT} %", euro(price.vat_cents), False),
-        ("Gross", euro(price.gross_cents), True),
+        (_("Net amount"), lang.money(price.net_cents), False),
+        (_("VAT {percent} %", percent=VAT_PERCENT), lang.money(price.vat_cents), False),
+        (_("Gross amount"), lang.money(price.gross_cents), True),
     ):
         text(110 * mm, name, bold=bold)
         pdf.setFont("Helvetica-Bold" if bold else "Helvetica", 10)
         pdf.drawRightString(width - 20 * mm, y, value)
         y -= 6 * mm
     y -= 8 * mm
-    text(20 * mm, "Paid from the prepaid credit account. Amounts in EUR.")
+    text(20 * mm, _("Paid from the prepaid credit account. Amounts in EUR."))
     if seller.iban or seller.email:
         y -= 6 * mm
         text(

@@ -42,7 +42,8 @@ def test_the_cli_follows_the_posix_locale(monkeypatch):
 def test_german_formats_numbers_money_units_and_dates():
     de, en = i18n.language("de"), i18n.language("en-GB")
     assert de.unit(13.6, "V", 1) == "13,6 V" and en.unit(13.6, "V", 1) == "13.6 V"
-    assert de.money(123456) == "1.234,56\xa0€" and en.money(123456) == "€1,234.56"
+    assert de.money(123456) == "1.234,56\xa0€" and en.money(123456) == "1,234.56 EUR"
+    assert en.money(-3000) == "-30.00 EUR"
     assert de.number(1234.5) == "1.234,5" and en.number(1234.5) == "1,234.5"
     moment = dt.datetime(2026, 11, 28, 18, 5, tzinfo=dt.UTC)
     assert de.date(moment.date(), "long") == "28. November 2026"

@@ -18,6 +18,7 @@ from firmware_py.errors import (
     SecondFactorNeeded,
     WorkshopDisabled,
 )
+from firmware_py.i18n import N_
 from portal import accounts, login
 from portal.db.models import Role, User
 from portal.web.guard import (
@@ -30,6 +31,7 @@ from portal.web.guard import (
     csrf,
     hasher_kw,
     in_db,
+    lang,
     next_page,
     own_workshop,
     page,
@@ -46,16 +48,19 @@ SECRET_PATTERN = re.compile(r"[A-Z2-7]{16,64}")
 
 
 SIGNUP_FIELDS = (
-    ("Workshop name", "name"), ("Street", "street"), ("Postcode", "postcode"), ("City", "city"),
-    ("Country (two letters)", "country"), ("VAT id", "vat_id"), ("Your name", "owner_name"),
-    ("Your e-mail (login)", "owner_login"),
+    (N_("Workshop name"), "name"), (N_("Street"), "street"), (N_("Postcode"), "postcode"),
+    (N_("City"), "city"), (N_("Country (two letters)"), "country"), (N_("VAT id"), "vat_id"),
+    (N_("Your name"), "owner_name"), (N_("Your e-mail (login)"), "owner_login"),
 )  # fmt: skip
 
 
 def _signup_form(request: web.Request, values: dict[str, str]) -> Markup:
-    fields = join(field(label, name, value=values.get(name, "")) for label, name in SIGNUP_FIELDS)
-    password = field("Password (12 characters or more)", "password", "password", minlength="12")
-    return post_form("/signup", csrf(request), join([fields, password]), "Sign up")
+    _ = lang(request).gettext
+    fields = join(
+        field(_(label), name, value=values.get(name, "")) for label, name in SIGNUP_FIELDS
+    )
+    password = field(_("Password (12 characters or more)"), "password", "password", minlength="12")
+    return post_form("/signup", csrf(request), join([fields, password]), _("Sign up"))
 
 
 @routes.get("/signup")
@@ -86,24 +91,26 @@ async def signup(request: web.Request) -> web.Response:
         await in_db(request, sign_up)
     except PortalError as err:
         return page(request, "Sign up your workshop", _signup_form(request, values),
-                    message=str(err), status=status_of(err))  # fmt: skip
-    return _login_page(request, "Your workshop is signed up: log in.", values["owner_login"])
+                    message=err.localized(lang(request)), status=status_of(err))  # fmt: skip
+    return _login_page(request, N_("Your workshop is signed up: log in."), values["owner_login"])
 
 
 def _login_page(request: web.Request, message: str = "", login_name: str = "",
                 status: int = 200) -> web.Response:  # fmt: skip
+    _ = lang(request).gettext
     fields = join([
-        field("E-mail", "login", "email", login_name, autocomplete="username"),
-        field("Password", "password", "password", autocomplete="current-password"),
+        field(_("E-mail"), "login", "email", login_name, autocomplete="username"),
+        field(_("Password"), "password", "password", autocomplete="current-password"),
     ])  # fmt: skip
-    return page(request, "Log in", post_form("/login", csrf(request), fields, "Log in"),
+    return page(request, "Log in", post_form("/login", csrf(request), fields, _("Log in")),
                 message=message, status=status)  # fmt: skip
 
 
 def _code_page(request: web.Request, message: str = "", status: int = 200) -> web.Response:
-    fields = field("Code from your authenticator app", "code", inputmode="numeric",
+    _ = lang(request).gettext
+    fields = field(_("Code from your authenticator app"), "code", inputmode="numeric",
                    autocomplete="one-time-code", autofocus="autofocus")  # fmt: skip
-    form = post_form("/login/code", csrf(request), fields, "Log in")
+    form = post_form("/login/code", csrf(request), fields, _("Log in"))
     return page(request, "Second factor", form, message=message, status=status)
 
 
@@ -282,6 +289,12 @@ async def enable_totp(request: web.Request) -> web.Response:
         if not SECRET_PATTERN.fullmatch(secret):
             secret = login.new_totp_secret()
         body = render("") if on else _totp_body(request, login_name, secret)
-        return page(request, "Second factor", body, message=str(err), status=status_of(err))
+        return page(
+            request,
+            "Second factor",
+            body,
+            message=err.localized(lang(request)),
+            status=status_of(err),
+        )
     return page(request, "Second factor", render("<p>Your second factor is on: from now on "
                                                  "you log in with a code too.</p>"))  # fmt: skip

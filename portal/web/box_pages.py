@@ -24,6 +24,7 @@ from portal.web.guard import (
     config,
     csrf,
     in_db,
+    lang,
     own_workshop,
     page,
     requires,
@@ -218,7 +219,13 @@ async def revoke(request: web.Request) -> web.Response:
         )
     except (EnrolmentError, PortalError) as err:
         status = err.status if isinstance(err, EnrolmentError) else status_of(err)
-        return page(request, f"Box {device}", render(""), message=str(err), status=status)
+        return page(
+            request,
+            f"Box {device}",
+            render(""),
+            message=err.localized(lang(request)),
+            status=status,
+        )
     log.info("box %s revoked (certificate %x) by user %d", device, serial, who.user_id)
     message = "The box is revoked; the broker refuses it from now on."
     if cfg.broker_reload is None:

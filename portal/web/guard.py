@@ -39,13 +39,15 @@ from firmware_py.errors import (
     PortalError,
     WorkshopDisabled,
 )
+from firmware_py.i18n import LANGUAGES, N_, Language, supported
+from portal import i18n as portal_i18n
 from portal.accounts import Actor
 from portal.address_limit import AddressLimiter
 from portal.credit import Signer
 from portal.db.models import Role
 from portal.invoices import Seller
 from portal.login import PendingLogins, session_actor
-from portal.web.html import Markup, layout, post_form, render
+from portal.web.html import Markup, join, layout, post_form, render
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "portal_session"
@@ -127,6 +129,7 @@ PENDING = web.AppKey("pending_logins", PendingLogins)
 ACTOR = web.RequestKey("actor", Actor)
 CSRF = web.RequestKey("csrf", str)
 NEW_FORM_TOKEN = web.RequestKey("new_form_token", str)
+LANGUAGE = web.RequestKey("language", Language)
 """a form token made for this request (no cookie yet): the answer sets its cookie"""
 T = TypeVar("T")
 
@@ -164,30 +167,72 @@ async def in_db(request: web.Request, work: Callable[[Session], T]) -> T:
     return await asyncio.to_thread(run)
 
 
+def lang(request: web.Request) -> Language:
+    """The reader's language (portal/i18n.py): ``?lang=``, the ``vci_lang`` cookie, then the
+    browser's; kept on the request."""
+    if (chosen := request.get(LANGUAGE)) is None:
+        chosen = request[LANGUAGE] = portal_i18n.chosen(
+            request.query.get("lang"),
+            request.cookies.get(portal_i18n.COOKIE),
+            request.headers.get("Accept-Language"),
+        )
+    return chosen
+
+
 def nav(request: web.Request) -> Markup:
+    _ = lang(request).gettext
     who: Actor | None = request.get(ACTOR)
+    switch = _language_switch(request)
     if who is None:
-        return render('<nav><a href="/login">Log in</a><a href="/signup">Sign up</a></nav>')
-    links = [("/operator/workshops", "Workshops"), ("/operator/boxes", "Boxes")] if who.is_operator else [
-        ("/dashboard", "Credit and purchases"), ("/buy", "Buy a ticket"), ("/boxes", "Boxes"),
-        ("/sessions", "Remote sessions"),
-        ("/info", "Repair information"),
+        return render(
+            '<nav><a href="/login">{login}</a><a href="/signup">{signup}</a></nav>{switch}',
+            login=_("Log in"), signup=_("Sign up"), switch=switch,
+        )  # fmt: skip
+    links = [("/operator/workshops", N_("Workshops")), ("/operator/boxes", N_("Boxes"))] if who.is_operator else [
+        ("/dashboard", N_("Credit and purchases")), ("/buy", N_("Buy a ticket")), ("/boxes", N_("Boxes")),
+        ("/sessions", N_("Remote sessions")),
+        ("/info", N_("Repair information")),
     ]  # fmt: skip
     if who.role is Role.OWNER:
-        links.append(("/users", "Users"))
+        links.append(("/users", N_("Users")))
     if who.role in Need.OWNER_OR_OPERATOR.value:
-        links.append(("/privacy", "Data protection"))
-    links.append(("/totp", "Second factor"))
-    anchors = Markup("".join(render('<a href="{h}">{t}</a>', h=h, t=t) for h, t in links))
-    logout = post_form("/logout", csrf(request), Markup(""), "Log out", "inline")
-    return render("<nav>{a}</nav>{logout}", a=anchors, logout=logout)
+        links.append(("/privacy", N_("Data protection")))
+    links.append(("/totp", N_("Second factor")))
+    anchors = Markup("".join(render('<a href="{h}">{t}</a>', h=h, t=_(t)) for h, t in links))
+    logout = post_form("/logout", csrf(request), Markup(""), _("Log out"), "inline")
+    return render("<nav>{a}</nav>{logout}{switch}", a=anchors, logout=logout, switch=switch)
+
+
+def _language_switch(request: web.Request) -> Markup:
+    """EN / DE links to this page in the other language (``?lang=``: the same path; a GET, so no
+    form is sent again; the page's other query parameters are dropped)."""
+    current = lang(request).code
+    return render(
+        '<span class="language">{links}</span>',
+        links=join(
+            render('<a href="?lang={l}" class="{c}" hreflang="{l}">{t}</a>', l=code,
+                   c="active" if code == current else "", t=code.upper())
+            for code in LANGUAGES
+        ),
+    )  # fmt: skip
 
 
 def page(
     request: web.Request, title: str, body: Markup, *, message: str = "", status: int = 200
 ) -> web.Response:
+    """A page in the reader's language: ``title`` and ``message`` are looked up in the catalogue
+    (a title is extracted from the call: catalogs.py's ``page`` keyword)."""
+    reader = lang(request)
     return web.Response(
-        text=layout(title, body, nav(request), message), status=status, content_type="text/html"
+        text=layout(
+            reader.gettext(title),
+            body,
+            nav(request),
+            reader.gettext(message) if message else "",
+            language=reader.code,
+        ),
+        status=status,
+        content_type="text/html",
     )
 
 
@@ -266,6 +311,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.exception("%s %s failed", request.method, request.path)
         response = error_page(request, 500, "Error", "The portal failed; try again later.")
     _secure_headers(response, cacheable=request.path.startswith("/static/"))
+    if supported(request.query.get("lang")):  # the header's switch: remembered
+        set_cookie(request, response, portal_i18n.COOKIE, lang(request).code, max_age=365 * 86400)
     if token := request.get(NEW_FORM_TOKEN):
         set_cookie(request, response, FORM_COOKIE, token)
     return response

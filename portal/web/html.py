@@ -66,13 +66,13 @@ def table(head: Iterable[str], rows: Iterable[Iterable[object]]) -> Markup:
     )  # fmt: skip
 
 
-def layout(title: str, body: Markup, nav: Markup, message: str = "") -> str:
+def layout(title: str, body: Markup, nav: Markup, message: str = "", language: str = "en") -> str:
     note = render('<p class="message" role="alert">{m}</p>', m=message) if message else ""
     return render(
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<!doctype html><html lang="{language}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<title>{title} - VCI portal</title><link rel="stylesheet" href="/static/portal.css">'
         "</head><body><header><strong>VCI portal</strong>{nav}</header>"
         "<main><h1>{title}</h1>{note}{body}</main></body></html>",
-        title=title, nav=nav, note=note, body=body,
+        title=title, nav=nav, note=note, body=body, language=language,
     )  # fmt: skip

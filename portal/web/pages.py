@@ -17,15 +17,17 @@ from sqlalchemy.orm import Session
 
 from firmware_py.errors import NotPermitted, PortalError
 from firmware_py.gateway.tariffs import TARIFFS
+from firmware_py.i18n import N_
 from portal import accounts, boxes, credit, delivery
 from portal.db.models import WorkshopBox
-from portal.invoices import euro, price_of
+from portal.invoices import price_of
 from portal.web.guard import (
     Need,
     actor,
     config,
     csrf,
     in_db,
+    lang,
     object_id,
     own_workshop,
     page,
@@ -72,29 +74,40 @@ async def home(request: web.Request) -> web.Response:
 async def dashboard(request: web.Request) -> web.Response:
     who, workshop_id = actor(request), own_workshop(request)
 
+    reader = lang(request)
+    _ = reader.gettext
+
     def read(session: Session) -> Markup:
         workshop = accounts.workshop_for(session, who, workshop_id)
         bookings = credit.statement(session, who, workshop_id)
         bought = credit.purchases(session, who, workshop_id)
         sent = delivery.states(session, [p.id for p in bought])
+        seller = config(request).seller
         return render(
-            '<p>{name}, {city} (VAT id {vat})</p><p class="balance">Credit: {balance}</p>'
-            "<p>Top up by bank transfer to the portal's account{iban}; the operator books it "
-            'when it arrives.</p><h2>Purchases</h2>{bought}<h2>Bookings</h2>{bookings}',
-            name=workshop.name, city=workshop.city, vat=workshop.vat_id,
-            balance=euro(credit.balance(session, who, workshop_id)),
-            iban=f" {seller.iban}" if (seller := config(request).seller) and seller.iban else "",
+            '<p>{facts}</p><p class="balance">{balance}</p><p>{top_up}</p>'
+            "<h2>{h_bought}</h2>{bought}<h2>{h_bookings}</h2>{bookings}",
+            facts=_("{name}, {city} (VAT id {vat})", name=workshop.name, city=workshop.city,
+                    vat=workshop.vat_id),
+            balance=_("Credit: {amount}",
+                      amount=reader.money(credit.balance(session, who, workshop_id))),
+            top_up=_("Top up by bank transfer to the portal's account {iban}; the operator books "
+                     "it when it arrives.", iban=seller.iban)
+            if seller and seller.iban
+            else _("Top up by bank transfer to the portal's account; the operator books it when "
+                   "it arrives."),
+            h_bought=_("Purchases"), h_bookings=_("Bookings"),
             bought=table(
-                ("Bought", "Tariff", "Box", "VIN", "Valid", "Invoice", "Delivery"),
-                ((utc(p.created_at), TARIFFS[p.tariff].name, p.device, p.vin or "-",
-                  f"{utc(p.starts_at)} - {utc(p.ends_at)}" if p.starts_at else "one use",
+                (_("Bought"), _("Tariff"), _("Box"), _("VIN"), _("Valid"), _("Invoice"),
+                 _("Delivery")),
+                ((utc(p.created_at), _(TARIFFS[p.tariff].name), p.device, p.vin or "-",
+                  f"{utc(p.starts_at)} - {utc(p.ends_at)}" if p.starts_at else _("one use"),
                   render('<a href="/purchases/{id}">{label}</a>', id=p.id, label=p.invoice.label),
                   "; ".join(delivery.describe(d) for d in sent.get(p.id, [])) or "-")
                  for p in bought),
             ),
             bookings=table(
-                ("Booked", "Kind", "Amount", "Reference"),
-                ((utc(b.created_at), b.kind, euro(b.amount_cents), b.reference)
+                (_("Booked"), _("Kind"), _("Amount"), _("Reference")),
+                ((utc(b.created_at), b.kind, reader.money(b.amount_cents), b.reference)
                  for b in bookings),
             ),
         )  # fmt: skip
@@ -105,16 +118,22 @@ async def dashboard(request: web.Request) -> web.Response:
 def _buy_form(request: web.Request, values: dict[str, str], usable: list[WorkshopBox]) -> Markup:
     """The order form; the box is one of ``usable`` (the workshop's claimed boxes that are not
     revoked), chosen, not typed; the server checks it again (portal/credit.py)."""
+    reader = lang(request)
+    _ = reader.gettext
     options = join(
-        render('<option value="{id}"{sel}>{name}: {price}</option>', id=t.id,
+        render('<option value="{id}"{sel}>{text}</option>', id=t.id,
                sel=Markup(" selected") if values.get("tariff") == t.id else Markup(""),
-               name=t.name, price=euro(price_of(t).gross_cents)
-               + (" + VAT" if t.net else " incl. VAT"))
+               text=_("{tariff}: {price} + VAT", tariff=_(t.name),
+                      price=reader.money(price_of(t).gross_cents)) if t.net
+               else _("{tariff}: {price} incl. VAT", tariff=_(t.name),
+                      price=reader.money(price_of(t).gross_cents)))
         for t in TARIFFS.values()
     )  # fmt: skip
     if not usable:
-        return render('<p>The workshop has no box to buy a ticket for yet: <a href="/boxes">claim '
-                      "one</a> with the device id and code on its label.</p>")  # fmt: skip
+        return render('<p>{text} <a href="/boxes">{link}</a></p>',
+                      text=_("The workshop has no box to buy a ticket for yet: claim one with the "
+                             "device id and code on its label."),
+                      link=_("Claim a box"))  # fmt: skip
     devices = join(
         render('<option value="{id}"{sel}>{id}{label}</option>', id=b.device,
                sel=Markup(" selected") if values.get("device") == b.device else Markup(""),
@@ -122,14 +141,14 @@ def _buy_form(request: web.Request, values: dict[str, str], usable: list[Worksho
         for b in usable
     )  # fmt: skip
     fields = join([
-        render('<label>Tariff <select name="tariff">{o}</select></label>', o=options),
-        render('<label>Box <select name="device">{o}</select></label>', o=devices),
-        field("VIN (optional: bind the ticket to one vehicle)", "vin",
+        render('<label>{t} <select name="tariff">{o}</select></label>', t=_("Tariff"), o=options),
+        render('<label>{t} <select name="device">{o}</select></label>', t=_("Box"), o=devices),
+        field(_("VIN (optional: bind the ticket to one vehicle)"), "vin",
               value=values.get("vin", "")),
-        field("Valid from (UTC; empty: now)", "start", "datetime-local",
+        field(_("Valid from (UTC; empty: now)"), "start", "datetime-local",
               values.get("start", "")),
     ])  # fmt: skip
-    return post_form("/buy", csrf(request), fields, "Buy from the credit")
+    return post_form("/buy", csrf(request), fields, _("Buy from the credit"))
 
 
 async def _usable_boxes(request: web.Request) -> list[WorkshopBox]:
@@ -158,9 +177,9 @@ async def buy(request: web.Request) -> web.Response:
     seller = cfg.seller
     if seller is None:  # a fresh portal: sign-up and login work, sales wait for the seller's data
         return page(request, "Buy a ticket", _buy_form(request, values, await _usable_boxes(request)), status=503,
-                    message="Tickets cannot be sold yet: the portal has no seller data for "
+                    message=N_("Tickets cannot be sold yet: the portal has no seller data for "
                     "invoices. The portal's operator writes the [seller] table into portal.toml "
-                    "(docs/portal.md) and restarts the portal.")  # fmt: skip
+                    "(docs/portal.md) and restarts the portal."))  # fmt: skip
     try:
         start = None
         if values["start"]:
@@ -173,12 +192,12 @@ async def buy(request: web.Request) -> web.Response:
             lambda: credit.buy_ticket(
                 cfg.factory, actor(request), own_workshop(request), tariff=values["tariff"],
                 device=values["device"], vin=values["vin"] or None, start=start,
-                signer=cfg.signer, seller=seller,
+                signer=cfg.signer, seller=seller, language=lang(request).code,
             )
         )  # fmt: skip
     except PortalError as err:
         return page(request, "Buy a ticket", _buy_form(request, values, await _usable_boxes(request)),
-                    message=str(err), status=status_of(err))  # fmt: skip
+                    message=err.localized(lang(request)), status=status_of(err))  # fmt: skip
     raise web.HTTPSeeOther(f"/purchases/{bought.id}")
 
 

@@ -16,7 +16,7 @@ from firmware_py.errors import PortalError
 from portal import boxes, sessions
 from portal.db.models import RemoteJob, RemoteJobState
 from portal.sessions import SessionService
-from portal.web.guard import Need, actor, page, requires, status_of
+from portal.web.guard import Need, actor, lang, page, requires, status_of
 from portal.web.html import Markup, post_form, render, table
 
 routes = web.RouteTableDef()
@@ -89,6 +89,10 @@ async def program_from_store(request: web.Request) -> web.Response:
     except PortalError as err:
         back = render('<p><a href="{u}">Back to the session</a></p>', u=_base(device, sid))
         return page(
-            request, "The job was not started", back, message=str(err), status=status_of(err)
+            request,
+            "The job was not started",
+            back,
+            message=err.localized(lang(request)),
+            status=status_of(err),
         )
     raise web.HTTPSeeOther(f"{_base(device, sid)}/jobs/{jid}")

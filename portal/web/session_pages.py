@@ -27,7 +27,7 @@ from firmware_py.strict_json import StrictJsonError
 from portal import boxes, sessions
 from portal.db.models import RemoteJob, RemoteJobState, User
 from portal.sessions import PORTAL_KINDS, SessionService
-from portal.web.guard import Need, actor, csrf, in_db, object_id, page, requires, status_of
+from portal.web.guard import Need, actor, csrf, in_db, lang, object_id, page, requires, status_of
 from portal.web.html import Markup, join, post_form, render, table, utc
 from portal.web.session_packages import store_section
 from portal.web.session_view import (
@@ -189,7 +189,13 @@ async def start_job(request: web.Request) -> web.Response:
     except (PortalError, StrictJsonError) as err:
         status = status_of(err) if isinstance(err, PortalError) else 400
         back = render('<p><a href="{u}">Back to the session</a></p>', u=_base(device, sid))
-        return page(request, "The job was not started", back, message=str(err), status=status)
+        return page(
+            request,
+            "The job was not started",
+            back,
+            message=err.localized(lang(request)),
+            status=status,
+        )
     raise web.HTTPSeeOther(f"{_base(device, sid)}/jobs/{jid}")
 
 
@@ -265,7 +271,13 @@ async def cancel_job(request: web.Request) -> web.Response:
     except NotPermitted as err:
         back = render('<p><a href="{u}/jobs/{j}">Back to the job</a></p>', u=_base(device, sid),
                       j=jid)  # fmt: skip
-        return page(request, "The job was not stopped", back, message=str(err), status=409)
+        return page(
+            request,
+            "The job was not stopped",
+            back,
+            message=err.localized(lang(request)),
+            status=409,
+        )
     raise web.HTTPSeeOther(f"{_base(device, sid)}/jobs/{jid}")
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from firmware_py.errors import PortalError
 from portal import sessions
-from portal.web.guard import Need, actor, page, requires, status_of
+from portal.web.guard import Need, actor, lang, page, requires, status_of
 from portal.web.html import Markup
 
 routes = web.RouteTableDef()
@@ -30,7 +30,13 @@ async def box_trace(request: web.Request) -> web.StreamResponse:
     try:  # the first piece before the answer starts: a refusal is a page, not a broken file
         name, first = await asyncio.to_thread(next, pieces, ("", b""))
     except PortalError as err:
-        return page(request, "No trace", Markup(""), message=str(err), status=status_of(err))
+        return page(
+            request,
+            "No trace",
+            Markup(""),
+            message=err.localized(lang(request)),
+            status=status_of(err),
+        )
     response = web.StreamResponse(headers={
         "Content-Type": "application/vnd.tcpdump.pcap",
         "Content-Disposition": f'attachment; filename="{device}-{name or "trace.pcap"}"',

@@ -122,22 +122,32 @@ def test_invoice_pdf_text(
     claim(factory, owner, DEVICE)
     top_up(factory, operator, owner, 400000, "SEPA-7")
     buy(factory, owner, signer, seller, tariff="basic-9h")
-    purchase = buy(factory, owner, signer, seller, tariff="basic-1y", vin=VIN, start=NOW + 86400)
+    purchase = buy(factory, owner, signer, seller, tariff="basic-1y", vin=VIN, start=NOW + 86400,
+                   language="en")  # fmt: skip
     text = "\n".join(
         page.extract_text() for page in PdfReader(io.BytesIO(purchase.invoice.pdf)).pages
     )
     for expected in (
-        "Invoice 2026-000002", "Invoice date: 2026-09-21",
+        "Invoice 2026-000002", "Invoice date: Sep 21, 2026",
         "Seller", "VCI Portal GmbH", "DE999999999", "Buyer", "Werkstatt 7 GmbH",
         "Werkstrasse 7", "10115 Berlin", "VAT id: DE100000007",
         "Basic, 1 year (basic-1y)", "365 days", "pi-00000000deadbeef", VIN,
-        "2026-09-22 14:13 UTC to 2027-09-22 14:13 UTC",
-        "Net", "3,000.00 EUR", "VAT 19 %", "570.00 EUR", "Gross", "3,570.00 EUR",
+        "9/22/26", "9/22/27", "UTC",
+        "Net amount", "3,000.00 EUR", "VAT 19 %", "570.00 EUR", "Gross amount", "3,570.00 EUR",
     ):  # fmt: skip
         assert expected in text, expected
+    # the portal sells in Germany: an invoice is issued in German unless the buyer reads English
+    german = buy(factory, owner, signer, seller, tariff="basic-1w", start=NOW + 86400)
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(german.invoice.pdf)).pages)
+    for expected in (
+        "Rechnung 2026-000003", "Rechnungsdatum: 21.09.2026", "Verkäufer", "Käufer",
+        "USt-IdNr.: DE100000007", "Basic, 1 Woche (basic-1w)", "7 Tage", "Leistungszeitraum",
+        "22.09.26", "Nettobetrag", "84,03", "USt. 19 %", "15,97", "Bruttobetrag", "100,00 €",
+    ):  # fmt: skip
+        assert expected in text, (expected, text)
     with factory() as session:
         numbers = session.scalars(select(Invoice.number).order_by(Invoice.number)).all()
-    assert list(numbers) == [1, 2]
+    assert list(numbers) == [1, 2, 3]
 
 
 def test_refused_when_the_credit_does_not_cover_it(

@@ -102,6 +102,32 @@ def test_sign_up_top_up_buy_and_invoice_in_chromium(tmp_path: Path) -> None:
                 assert "Werkstatt Nord" in text and "9.00 EUR" in text and DEVICE in text
                 owner.goto(base + "dashboard")
                 assert "Credit: 41.00 EUR" in owner.content()
+
+                # a German workshop: its browser's language, German pages and amounts, the switch
+                german = browser.new_context(locale="de-DE").new_page()
+                german.goto(base + "signup")
+                assert german.locator("h1").inner_text() == "Werkstatt registrieren"
+                values = dict(
+                    SIGNUP,
+                    name="Werkstatt Süd",
+                    vat_id="DE987654321",
+                    owner_login="chefin@sued.example",
+                )
+                for name, value in values.items():
+                    german.fill(f'input[name="{name}"]', value)
+                german.screenshot(path=str(SHOTS / "portal-de-signup.png"), full_page=True)
+                german.click("button:has-text('Registrieren')")
+                assert "Ihre Werkstatt ist registriert" in german.content()
+                german.fill('input[name="login"]', "chefin@sued.example")
+                german.fill('input[name="password"]', PASSWORD)
+                german.click("button:has-text('Anmelden')")
+                german.wait_for_url("**/dashboard", timeout=10_000)
+                assert "Guthaben: 0,00\xa0€" in german.inner_text("main")
+                assert german.locator("nav a[href='/buy']").inner_text() == "Ticket kaufen"
+                german.screenshot(path=str(SHOTS / "portal-de-dashboard.png"), full_page=True)
+                german.click("a[hreflang=en]")  # the switch, remembered
+                german.goto(base + "dashboard")
+                assert "Credit: 0.00 EUR" in german.inner_text("main")
             finally:
                 browser.close()
         assert violations == []
