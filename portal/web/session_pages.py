@@ -20,12 +20,14 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy.orm import Session
+from yarl import URL
 
 from firmware_py.errors import NotPermitted, PortalError
 from firmware_py.gateway.job_params import JOB_KINDS
 from firmware_py.strict_json import StrictJsonError
 from portal import boxes, sessions
-from portal.db.models import RemoteJob, RemoteJobState, User
+from portal.content import access
+from portal.db.models import RemoteJob, RemoteJobState, RemoteSessionRecord, User
 from portal.sessions import PORTAL_KINDS, SessionService
 from portal.web.guard import Need, actor, csrf, in_db, lang, object_id, page, requires, status_of
 from portal.web.html import Markup, join, post_form, render, table, utc
@@ -206,12 +208,19 @@ def _job_json(db: Session, job: RemoteJob, after: int) -> dict[str, Any]:
               if e.type == "job.event"]  # fmt: skip
     result = json.loads(job.result) if job.result else None
     box_job = result if isinstance(result, dict) and "state" in result else None
+    dtc_info = None
+    if job.kind == "read_fault_memory" and access.entitled_until(
+        db, job.workshop_id, int(time.time())
+    ):  # a DTC links to what names it, for this car, when the workshop may read it
+        vin = db.get(RemoteSessionRecord, job.session_id)
+        query = {"vin": vin.vin} if vin is not None and vin.vin else {}
+        dtc_info = lambda code: str(URL("/info/dtc").with_query({"code": code, **query}))  # noqa: E731
     return {
         "id": job.id, "kind": job.kind, "state": job.state, "progress": job.progress,
         "summary": job.summary, "final": final,
         "events": [{"id": e.id, "at": e.at, "type": e.type, "body": json.loads(e.body)}
                    for e in events],
-        "html": str(result_html(job.kind, box_job, bodies)),
+        "html": str(result_html(job.kind, box_job, bodies, dtc_info)),
     }  # fmt: skip
 
 

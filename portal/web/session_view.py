@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from firmware_py.errors import NotPermitted
@@ -193,7 +193,9 @@ def value_html(value: Any, depth: int = 0) -> Markup:
     return escape(value)
 
 
-def _fault_memory(result: Mapping[str, Any]) -> Markup:
+def _fault_memory(result: Mapping[str, Any], info: Callable[[str], str] | None = None) -> Markup:
+    """The fault memory by ECU; ``info`` gives a DTC's repair-information link (None: the
+    workshop may not read repair information, no links)."""
     parts = []
     for ecu in result.get("ecus") or []:
         if not isinstance(ecu, dict):
@@ -204,8 +206,11 @@ def _fault_memory(result: Mapping[str, Any]) -> Markup:
                      for m in (ecu.get("warning"), (ecu.get("error") or {}).get("message")) if m)  # fmt: skip
         faults = join(
             render('<details class="fault"><summary>{code} {text} (status {st}: {names})'
-                   "</summary><h4>Snapshot data</h4>{snap}<h4>Extended data</h4>{ext}</details>",
+                   "</summary>{link}<h4>Snapshot data</h4>{snap}<h4>Extended data</h4>{ext}</details>",
                    code=d.get("code") or d.get("id"), text=d.get("text") or "",
+                   link=render('<p><a href="{u}" data-testid="dtc-info">Repair information for '
+                               "{c}</a></p>", u=info(str(d["code"])), c=d["code"])
+                   if info and d.get("code") else "",
                    st=f"0x{int(d.get('status') or 0):02X}", names=", ".join(d.get("status_names") or []),
                    snap=value_html(d.get("snapshots")) if d.get("snapshots")
                    else escape(d.get("snapshots_note") or "none"),
@@ -277,9 +282,13 @@ def live_plot(series: Mapping[str, list[tuple[float, float]]], width: int = 600,
 
 
 def result_html(
-    kind: str, job: Mapping[str, Any] | None, events: list[Mapping[str, Any]]
+    kind: str,
+    job: Mapping[str, Any] | None,
+    events: list[Mapping[str, Any]],
+    dtc_info: Callable[[str], str] | None = None,
 ) -> Markup:
-    """The job's outcome as the box returned it (``job``: the box's final job object)."""
+    """The job's outcome as the box returned it (``job``: the box's final job object);
+    ``dtc_info``: the link of a DTC to the repair information (portal/web/info_pages.py)."""
     parts = []
     if kind == "read_live_data":
         parts.append(live_plot(live_series(events)))
@@ -292,7 +301,7 @@ def result_html(
     result = job.get("result")
     if isinstance(result, dict):
         if kind == "read_fault_memory":
-            parts.append(_fault_memory(result))
+            parts.append(_fault_memory(result, dtc_info))
         elif kind == "identify":
             parts.append(_identify(result))
         else:

@@ -82,6 +82,8 @@ def test_identify_fault_memory_and_live_data_remotely_recorded_and_seen_by_a_sec
             assert "Snapshot data" in faults["html"] and "Extended data" in faults["html"]
             assert '<details class="fault">' in faults["html"] and "&lt;" not in faults["html"]
             assert re.search(r"status 0x[0-9A-F]{2}: [a-z]", faults["html"]), faults["html"][:500]
+            assert 'data-testid="dtc-info"' not in faults["html"]  # no repair information bought
+            faults_url = job_url
 
             # live data needs diagnosis: refused with what to do, nothing sent or recorded
             live = {"p.interval": "0.2", "p.duration": "4", "p.values": "DME:4001, DME:4002"}
@@ -91,6 +93,11 @@ def test_identify_fault_memory_and_live_data_remotely_recorded_and_seen_by_a_sec
             bought = credit.buy_ticket(factory, owner, owner.workshop_id, tariff="basic-1d",
                                        device=BOX, signer=remote_shop["signer"],
                                        seller=remote_shop["seller"])  # fmt: skip
+            # Basic includes repair information: each DTC now links to what names it, for the car
+            linked = json.loads((await tech.get(f"{faults_url}.json")).text)["html"]
+            assert re.search(
+                r'href="/info/dtc\?code=P[0-9A-F]{4}-[0-9A-F]{2}&amp;vin=' + VIN, linked
+            ), linked[:800]
 
             # a second portal process on the same database shows the job's progress live
             (tmp_path / "second").mkdir()
