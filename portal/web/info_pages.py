@@ -7,6 +7,7 @@ of their own (``default-src 'none'``)."""
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -14,12 +15,14 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from firmware_py.errors import NotEntitled, NotPermitted
 from portal import accounts
 from portal.content import access, format, jobsheet, search, store
 from portal.content.vehicle import display_dtc, normal_dtc, normal_vin, type_code
+from portal.db.models import StoredPackage
 from portal.web.guard import Need, actor, in_db, own_workshop, page, requires
 from portal.web.html import Markup, escape, join, render, table
 
@@ -261,14 +264,51 @@ def _installed(request: web.Request) -> dict[str, str]:
     return found
 
 
-def _part_page(installed: dict[str, str]) -> Any:
+ECU_NAME = re.compile(r"[A-Z0-9]{1,16}")
+
+
+def _ecu_software(request: web.Request) -> tuple[str, str] | None:
+    """The ECU and its installed software version the link names (``?ecu=DME&version=12.04.0``,
+    as the tablet's identify shows them), or None."""
+    ecu, version = request.query.get("ecu", "").upper(), request.query.get("version", "")
+    if ECU_NAME.fullmatch(ecu) and format.VERSION.fullmatch(version):
+        return ecu, version
+    return None
+
+
+def _store_packages(session: Session, ecu_software: tuple[str, str] | None) -> Markup:
+    """Whether the portal's package store (portal/packages.py: signed packages the boxes can
+    program) holds newer software for the ECU the link names."""
+    if ecu_software is None:
+        return Markup("")
+    ecu, have = ecu_software
+    newer = sorted(
+        {p.version for p in session.scalars(select(StoredPackage).where(StoredPackage.ecu == ecu))
+         if format.VERSION.fullmatch(p.version)
+         and store.version_key(p.version) > store.version_key(have)},
+        key=store.version_key,
+    )  # fmt: skip
+    if not newer:
+        return render('<p data-testid="store-software">{ecu} {have}: no newer software in the '
+                      "package store.</p>", ecu=ecu, have=have)  # fmt: skip
+    return render(
+        '<p data-testid="store-software"><strong>Newer software in the package store for {ecu} '
+        "(installed {have}): {versions}.</strong> Program it from a remote session with the box "
+        '(<a href="/sessions">Remote sessions</a>, Programming).</p>',
+        ecu=ecu, have=have, versions=", ".join(newer),
+    )  # fmt: skip
+
+
+def _part_page(installed: dict[str, str], ecu_software: tuple[str, str] | None = None) -> Any:
     def render_part(session: Session, doc: store.Document, vin: str | None) -> Markup:
         d = doc.data
         group = store.document(session, "group", d["group"])
         newer = store.superseding(session, doc.ref)
         software = store.software(session, doc.ref)
         return render(
-            "<p>Part number {n}, group {g}{hotspot}.</p>{newer}{supersedes}{img}{software}",
+            "<p>Part number {n}, group {g}{hotspot}.</p>{packages}{newer}{supersedes}{img}"
+            "{software}",
+            packages=_store_packages(session, ecu_software),
             n=doc.ref, g=group.title if group else d["group"],
             hotspot=f", item {d['hotspot']} of the illustration" if d["hotspot"] else "",
             newer=render("<p>Superseded by {a}.</p>", a=link("part", newer.ref, newer.title, vin))
@@ -286,8 +326,9 @@ def _part_page(installed: dict[str, str]) -> Any:
 @requires(Need.WORKSHOP)
 async def part_page(request: web.Request) -> web.Response:
     """A part; for an ECU's hardware part number also its software parts, compared with the
-    installed SVK when the link gives it (``?sw=00002B12:41.7.12``)."""
-    return await _document("part", _part_page(_installed(request)))(request)
+    installed SVK when the link gives it (``?sw=00002B12:41.7.12``), and with ``?ecu=&version=``
+    whether the portal's package store holds newer software for that ECU."""
+    return await _document("part", _part_page(_installed(request), _ecu_software(request)))(request)
 
 
 for _kind, _render in (("instruction", _instruction), ("wiring", _wiring),

@@ -80,8 +80,27 @@ def test_only_a_workshop_with_repair_information_reads_it(
 
 
 def test_search_vehicle_dtc_instruction_wiring_part_and_job_sheet(
-    factory: sessionmaker[Session], signer: Signer, seller: Seller, shops: dict[str, Actor]
+    factory: sessionmaker[Session],
+    signer: Signer,
+    seller: Seller,
+    shops: dict[str, Actor],
+    tmp_path: Path,
 ) -> None:
+    import os
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from firmware_py.uds.flash.package import build_package
+    from portal.packages import PackageStore
+
+    publisher = Ed25519PrivateKey.generate()  # TEST key, made for this test
+    packages = PackageStore(factory, tmp_path / "store", {"pub1": publisher.public_key()})
+    for version in ("12.04.00", "12.06.00"):  # what a box can program into the DME
+        packages.add(io.BytesIO(build_package(
+            ecu_name="DME", ecu_address=0x12, version=version, segments=[(0x8000, os.urandom(64))],
+            key=publisher, kid="pub1", image_format="bin",
+        )), f"dme-{version}.vcipkg")  # fmt: skip
+
     async def run() -> None:
         async with portal(make_cfg(factory, signer, seller)) as (server, browsers):
             b = Browser(server)
@@ -128,6 +147,16 @@ def test_search_vehicle_dtc_instruction_wiring_part_and_job_sheet(
             ecu = await b.get("/info/parts/8487512?sw=00002B12:41.7.12&sw=00002B13:12.0.4")
             assert "installed 41.7.12: newer software 41.8.0 exists" in ecu.text
             assert "installed 12.0.4: up to date" in ecu.text
+            assert 'data-testid="store-software"' not in ecu.text  # the link named no ECU
+            ecu = await b.get("/info/parts/8487512?sw=00002B12:41.7.12&ecu=DME&version=12.05.00")
+            assert (
+                "Newer software in the package store for DME (installed 12.05.00): 12.06.00"
+                in ecu.text
+            )
+            ecu = await b.get("/info/parts/8487512?ecu=DME&version=12.06.00")
+            assert "DME 12.06.00: no newer software in the package store" in ecu.text
+            ecu = await b.get("/info/parts/8487512?ecu=DME%3Cb%3E&version=12.05.00")
+            assert ecu.status == 200 and 'data-testid="store-software"' not in ecu.text
             for odd in ("00002B12:1..2", "00002B12:4\u00b2.1.1", "00002B12:41.7.12%0A"):
                 ecu = await b.get(f"/info/parts/8487512?sw={odd}")  # not a version: ignored
                 assert ecu.status == 200 and "installed" not in ecu.text

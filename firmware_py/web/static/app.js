@@ -179,7 +179,7 @@ const views = {
       const newer = (S.packages || []).filter((p) => p.valid && p.ecu === e.name && e.sw_version && newerVersion(p.version, e.sw_version)).map((p) => p.version);
       return newer.length ? `<br><span class="badge" data-testid="newer-package">${esc(_("newer in the package store: {versions}", {versions: newer.join(", ")}))}</span>` : "";
     };
-    const partLink = (e) => S.infoUrl && e.part_number ? `<br><a data-testid="part-info" target="_blank" rel="noopener noreferrer" href="${esc(S.infoUrl + "/parts/" + encodeURIComponent(e.part_number) + "?" + (e.svk || []).map((s) => "sw=" + encodeURIComponent(s.sgbm_id + ":" + s.version)).join("&"))}">${esc(_("Catalogue"))}</a>` : "";
+    const partLink = (e) => S.infoUrl && e.part_number ? `<br><a data-testid="part-info" target="_blank" rel="noopener noreferrer" href="${esc(S.infoUrl + "/parts/" + encodeURIComponent(e.part_number) + "?" + (e.svk || []).map((s) => "sw=" + encodeURIComponent(s.sgbm_id + ":" + s.version)).concat(e.sw_version ? ["ecu=" + encodeURIComponent(e.name), "version=" + encodeURIComponent(e.sw_version)] : []).join("&"))}">${esc(_("Catalogue"))}</a>` : "";
     let rows = "";
     for (const e of (r && r.ecus) || []) {
       rows += `<tr><td><b>${esc(e.name)}</b><br><span class="muted">0x${Number(e.address).toString(16).toUpperCase().padStart(2, "0")}</span></td>
