@@ -489,5 +489,6 @@ def _status_watcher(args: argparse.Namespace, factory: Any) -> Any:
 
     host, _, port = args.broker.rpartition(":")
     watcher = BoxStatusWatcher(factory, RemoteSession(host, int(port), args.pki, args.broker_user))
-    watcher.on_vehicle = InfoPusher(factory, watcher.session).vehicle_seen
+    pusher = InfoPusher(factory, watcher.session)
+    watcher.on_vehicle, watcher.on_round = pusher.vehicle_seen, pusher.refresh
     return watcher

@@ -47,6 +47,9 @@ class BoxStatusWatcher:
         self.on_vehicle: Callable[[str, str], Any] | None = None
         """called with (box, VIN) for each stored state that names a car (after the database
         write, on the watcher's thread): portal/content/info_push.py"""
+        self.on_round: Callable[[], Any] | None = None
+        """called after every round (InfoPusher.refresh: a new content version to the connected
+        cars), on the watcher's thread"""
 
     def start(self) -> None:
         """Subscribe to every box's state (the broker sends the retained ones at once)."""
@@ -83,6 +86,8 @@ class BoxStatusWatcher:
                         self.on_vehicle(device, state.vin)
                     except Exception:  # one box away or refusing must not stop the others
                         log.exception("sending repair information to %s failed", device)
+        if self.on_round is not None:
+            self.on_round()
         return stored
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:

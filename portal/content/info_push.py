@@ -3,8 +3,9 @@ box"): when a box's state reports a car it identified (portal/box_status.py), th
 that car's subset of the current content to the box, once per box, VIN and content version (again after
 :data:`RESEND_AFTER`),
 while the workshop that owns the box holds a valid ticket with repair information
-(portal/content/access.py). A new import (a new content version) sends it again the next time
-the box reports the car.
+(portal/content/access.py). A new import (a new content version) is sent to every online box
+whose car is still connected (:meth:`InfoPusher.refresh`, each round of the status watcher), and
+to any other box the next time it reports its car.
 """
 
 from __future__ import annotations
@@ -37,6 +38,34 @@ class InfoPusher:
     ) -> None:
         self.factory, self.remote, self.clock = factory, remote, clock
         self.sent: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+        self.version: str | None = None
+        """the content version :meth:`refresh` saw last (None: not looked yet)"""
+
+    def refresh(self) -> int:
+        """When the portal's content version changed since the last look (a new import, by this
+        process or another on the same database), send the new subset to every online, unrevoked
+        box whose state names a car (the car still connected); returns how many were sent."""
+        with self.factory() as db:
+            current = store.current(db)
+            if current is None or current.content_version == self.version:
+                return 0
+            first, self.version = self.version is None, current.content_version
+            if first:  # the portal (re)started: boxes report their cars again when they identify
+                return 0
+            cars = db.execute(
+                select(WorkshopBox.device, WorkshopBox.vin).where(
+                    WorkshopBox.online.is_(True), WorkshopBox.vin.is_not(None),
+                    WorkshopBox.revoked_at.is_(None),
+                )
+            ).all()  # fmt: skip
+        sent = 0
+        for device, vin in cars:
+            try:
+                sent += vin is not None and self.vehicle_seen(device, vin) is not None
+            except Exception:  # one box away or refusing must not stop the others
+                log.exception("refreshing the repair information of %s failed", device)
+        log.info("content %s: sent to %d connected car(s)", self.version, sent)
+        return sent
 
     def vehicle_seen(self, box: str, vin: str) -> dict[str, Any] | None:
         """Send ``vin``'s subset to ``box`` unless it has this version already or the box's

@@ -87,7 +87,7 @@ def test_the_portal_sends_an_identified_car_s_information_and_again_for_a_new_ve
         factory, RemoteSession("127.0.0.1", broker["port"], broker["pki"], USER)
     )
     pusher = InfoPusher(factory, watcher.session)
-    watcher.on_vehicle = pusher.vehicle_seen
+    watcher.on_vehicle, watcher.on_round = pusher.vehicle_seen, pusher.refresh
     cache = InfoCache(basic_box.root / "state" / "info_cache.sqlite", 1 << 20)
     try:
         watcher.start()
@@ -106,8 +106,13 @@ def test_the_portal_sends_an_identified_car_s_information_and_again_for_a_new_ve
         pusher.clock = clock
         newer = tmp_path / "newer"
         sample.write(newer, content_version="sample-2026.12")
-        store.load(factory, format.read(newer))
-        assert pusher.vehicle_seen(BOX, G30) is not None
-        assert cache.get(G30)["content_version"] == "sample-2026.12"  # type: ignore[index]
+        store.load(factory, format.read(newer))  # a new import while the car stays connected
+        # the watcher's next rounds see the new version and send it without a new identify
+        wait_until(
+            lambda: watcher.step() >= 0
+            and (cache.get(G30) or {}).get("content_version") == "sample-2026.12",
+            30, "the new content version in the box's cache",
+        )  # fmt: skip
+        assert pusher.refresh() == 0  # once per version
     finally:
         watcher.session.close()
