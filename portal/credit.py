@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from firmware_py.errors import ConfigError, InsufficientCredit, NotPermitted, PaymentError
 from firmware_py.gateway.tariffs import TARIFFS
 from firmware_py.gateway.ticket_token import TICKET_PREFIX, verify
+from firmware_py.i18n import N_, Text
 from firmware_py.identity import check_device_id
 from portal import boxes, tickets
 from portal.accounts import Actor, require_enabled, require_operator, workshop_for
@@ -218,15 +219,17 @@ def buy_ticket(
         box = boxes.require(session, actor, device)
         if box.workshop_id != workshop_id:
             raise NotPermitted(
-                f"no box {device[:64]!r} in this workshop",
-                hint="Claim the box first with the device id and code on its label",
+                N_("no box {device} in this workshop"),
+                values={"device": repr(device[:64])},
+                hint=N_("Claim the box first with the device id and code on its label"),
             )
         credit = _balance(session, workshop_id)
         if credit < price.gross_cents:
             raise InsufficientCredit(
-                f"the credit of {euro(credit)} does not cover {TARIFFS[tariff].name} at "
-                f"{euro(price.gross_cents)}"
-            )
+                N_("the credit of {credit} does not cover {tariff} at {price}"),
+                values={"credit": euro(credit), "tariff": Text(TARIFFS[tariff].name),
+                        "price": euro(price.gross_cents)},
+            )  # fmt: skip
         token = tickets.issue(
             signer.key, signer.kid, tariff=tariff, device=device, vin=vin, now=t,
             not_before=starts_at, not_after=ends_at,

@@ -311,7 +311,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.exception("%s %s failed", request.method, request.path)
         response = error_page(request, 500, "Error", "The portal failed; try again later.")
     _secure_headers(response, cacheable=request.path.startswith("/static/"))
-    if supported(request.query.get("lang")):  # the header's switch: remembered
+    if supported(request.query.get("lang")) and response.content_type == "text/html":
+        # the header's switch, remembered (a document printed with ?lang= changes nothing)
         set_cookie(request, response, portal_i18n.COOKIE, lang(request).code, max_age=365 * 86400)
     if token := request.get(NEW_FORM_TOKEN):
         set_cookie(request, response, FORM_COOKIE, token)

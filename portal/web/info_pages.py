@@ -23,7 +23,7 @@ from portal import accounts
 from portal.content import access, format, jobsheet, search, store
 from portal.content.vehicle import display_dtc, normal_dtc, normal_vin, type_code
 from portal.db.models import StoredPackage
-from portal.web.guard import Need, actor, in_db, own_workshop, page, requires
+from portal.web.guard import Need, actor, in_db, lang, own_workshop, page, requires
 from portal.web.html import Markup, escape, join, render, table
 
 routes = web.RouteTableDef()
@@ -418,13 +418,15 @@ async def jobsheet_pdf(request: web.Request) -> web.Response:
         sheet = _sheet(request, session, workshop_id)[1]
         if not sheet.lines:
             raise NotPermitted("no operation chosen", hint="Tick the operations of the job")
-        return jobsheet.render_pdf(sheet)
+        return jobsheet.render_pdf(sheet, lang(request))  # ?lang= at print time, else the reader's
 
     try:
         pdf = await in_db(request, make)
     except NotEntitled as err:
-        return page(request, "Job sheet", render("<p>{m}</p>", m=str(err)), status=403)
+        return page(request, "Job sheet", render("<p>{m}</p>", m=err.localized(lang(request))),
+                    status=403)  # fmt: skip
     except NotPermitted as err:
-        return page(request, "Job sheet", render("<p>{m}</p>", m=str(err)), status=400)
+        return page(request, "Job sheet", render("<p>{m}</p>", m=err.localized(lang(request))),
+                    status=400)  # fmt: skip
     return web.Response(body=pdf, content_type="application/pdf",
                         headers={"Content-Disposition": 'attachment; filename="job-sheet.pdf"'})  # fmt: skip

@@ -169,6 +169,13 @@ def test_search_vehicle_dtc_instruction_wiring_part_and_job_sheet(
             for expected in ("Job sheet", "Werkstatt 1 GmbH", G30, "62 01 020", "00 00 010",
                              "120.00 EUR", "0.83 h", "100.00 EUR", "sample sample-2026.11"):  # fmt: skip
                 assert expected in text, expected
+            # the same sheet printed in German (the language asked for at print time)
+            pdf = await b.get(f"/info/jobsheet.pdf?vin={G30}&op=62+01+020&op=00+00+010&rate=120"
+                              "&lang=de")  # fmt: skip
+            text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.body)).pages)
+            for expected in ("Arbeitskarte (Arbeitswerte)", "Stundensatz: 120,00", "0,83 h",
+                             "100,00", "Summe", "Arbeitswerte aus dem Inhaltsbestand"):  # fmt: skip
+                assert expected in text, (expected, text)
             none = await b.get(f"/info/jobsheet.pdf?vin={G30}&rate=120")
             assert none.status == 400 and "no operation chosen" in none.text
             bad = await b.get(f"/info/jobsheet.pdf?vin={G30}&op=62+01+020&rate=lots")
