@@ -17,25 +17,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from firmware_py.i18n import Language, language
 from firmware_py.reports.emission_limits import LimitTable, load_limits, parse_limits
 from firmware_py.reports.model import facts, now_iso, table
 
-__all__ = ["LimitTable", "build_emissions_report", "judge", "load_limits", "parse_limits"]
+__all__ = [
+    "LimitTable", "build_emissions_report", "in_language", "judge", "load_limits", "parse_limits",
+]  # fmt: skip
 
 
 def _all_dtcs(ecus: list[dict[str, Any]], kind: str) -> list[str]:
     return [f"{code} ({e['name']})" for e in ecus for code in e.get("dtcs", {}).get(kind, [])]
 
 
-def judge(ecus: list[dict[str, Any]], allowed_incomplete: int = 0) -> dict[str, Any]:
+def judge(
+    ecus: list[dict[str, Any]], allowed_incomplete: int = 0, lang: Language | None = None
+) -> dict[str, Any]:
     """Whether the car is ready for the emissions check, with every reason why not."""
+    _ = (lang or language(None)).gettext
     if not ecus:
         return {
             "ok": False,
-            "headline": "NOT READY: no ECU answered OBD-II",
+            "headline": _("NOT READY: no ECU answered OBD-II"),
             "reasons": [
-                "No ECU answered the OBD-II requests: switch the ignition on (engine running "
-                "for the test) and check the connection to the OBD socket."
+                _(
+                    "No ECU answered the OBD-II requests: switch the ignition on (engine running "
+                    "for the test) and check the connection to the OBD socket."
+                )
             ],
             "notes": [],
         }
@@ -43,16 +51,22 @@ def judge(ecus: list[dict[str, Any]], allowed_incomplete: int = 0) -> dict[str, 
     mil = [e["name"] for e in ecus if (e.get("monitor_status") or {}).get("mil")]
     if mil:
         reasons.append(
-            f"The malfunction indicator lamp (MIL) is on (commanded by {', '.join(mil)})."
-        )
+            _("The malfunction indicator lamp (MIL) is on (commanded by {ecus}).",
+              ecus=", ".join(mil))
+        )  # fmt: skip
     stored = _all_dtcs(ecus, "stored")
     if stored:
-        reasons.append(f"Stored emissions-related DTCs: {', '.join(stored)}. Repair, then clear.")
+        reasons.append(
+            _("Stored emissions-related DTCs: {dtcs}. Repair, then clear.", dtcs=", ".join(stored))
+        )
     permanent = _all_dtcs(ecus, "permanent")
     if permanent:
         reasons.append(
-            f"Permanent DTCs: {', '.join(permanent)}. They go only when the monitor passes on a "
-            "drive cycle after the repair; clearing does not remove them."
+            _(
+                "Permanent DTCs: {dtcs}. They go only when the monitor passes on a drive cycle "
+                "after the repair; clearing does not remove them.",
+                dtcs=", ".join(permanent),
+            )
         )
     incomplete = [
         f"{m['text']} ({e['name']})"
@@ -62,32 +76,49 @@ def judge(ecus: list[dict[str, Any]], allowed_incomplete: int = 0) -> dict[str, 
     ]
     if len(incomplete) > allowed_incomplete:
         reasons.append(
-            f"Readiness incomplete: {', '.join(incomplete)}. Drive the car (a full drive cycle: "
-            "cold start, town and country road, idle) until these monitors have run."
+            _(
+                "Readiness incomplete: {monitors}. Drive the car (a full drive cycle: cold start, "
+                "town and country road, idle) until these monitors have run.",
+                monitors=", ".join(incomplete),
+            )
         )
     elif incomplete:
-        notes.append(f"Incomplete but allowed ({allowed_incomplete}): {', '.join(incomplete)}.")
+        notes.append(
+            _("Incomplete but allowed ({allowed}): {monitors}.", allowed=allowed_incomplete,
+              monitors=", ".join(incomplete))
+        )  # fmt: skip
     pending = [p for p in _all_dtcs(ecus, "pending") if p not in stored]
     if pending:
-        notes.append(f"Pending DTCs (not confirmed, MIL off): {', '.join(pending)}.")
+        notes.append(_("Pending DTCs (not confirmed, MIL off): {dtcs}.", dtcs=", ".join(pending)))
     if not any(e.get("monitor_status") for e in ecus):
-        reasons.append("No ECU reported its monitor status (mode 01 PID 01).")
+        reasons.append(_("No ECU reported its monitor status (mode 01 PID 01)."))
     ok = not reasons
     return {
         "ok": ok,
-        "headline": "READY for the emissions check" if ok else "NOT READY for the emissions check",
+        "headline": _("READY for the emissions check")
+        if ok
+        else _("NOT READY for the emissions check"),
         "reasons": reasons,
         "notes": notes,
     }
 
 
-def _limit_text(limit: dict[str, Any]) -> str:
+def _limit_text(limit: dict[str, Any], lang: Language) -> str:
     unit = f" {limit['unit']}" if limit.get("unit") else ""
     if "min" in limit and "max" in limit:
-        return f"{limit['min']} - {limit['max']}{unit}"
+        return f"{lang.number(limit['min'])} - {lang.number(limit['max'])}{unit}"
     if "max" in limit:
-        return f"at most {limit['max']}{unit}"
-    return f"at least {limit.get('min')}{unit}"
+        return lang.gettext("at most {value}", value=f"{lang.number(limit['max'])}{unit}")
+    return lang.gettext("at least {value}", value=f"{lang.number(limit.get('min') or 0)}{unit}")
+
+
+def _reading(value: Any, unit: str, lang: Language) -> str:
+    shown = (
+        lang.number(value)
+        if isinstance(value, int | float) and not isinstance(value, bool)
+        else value
+    )
+    return f"{shown} {unit}".strip()
 
 
 def build_emissions_report(
@@ -98,21 +129,27 @@ def build_emissions_report(
     limits: LimitTable,
     transport: str,
     created: str | None = None,
+    lang: Language | None = None,
 ) -> dict[str, Any]:
-    """The report (:mod:`.model`) of one emissions read."""
+    """The report (:mod:`.model`) of one emissions read, in ``lang`` (English by default;
+    :func:`in_language` makes it again in another at print time). The monitors' and values'
+    names are the OBD data file's (English)."""
+    lang = lang or language(None)
+    _ = lang.gettext
     obd_vin = next((e["vin"] for e in ecus if e.get("vin")), None)
     vin = obd_vin or vin
     type_code = vin[3:7] if vin and len(vin) == 17 else None
     engine = limits.for_type(type_code)
-    verdict = judge(ecus, limits.allowed_incomplete)
+    verdict = judge(ecus, limits.allowed_incomplete, lang)
+    yes_no = {True: _("yes"), False: _("no")}
     sections = [
         facts(
-            "Vehicle identity (OBD mode 09)",
+            _("Vehicle identity (OBD mode 09)"),
             [
-                ("VIN (from the engine ECU)", obd_vin or "not reported"),
-                ("Type code", type_code),
-                ("OBD standard", next((e["pids"]["obd_standard"]["value"] for e in ecus if "obd_standard" in e["pids"]), None)),
-                ("Read over", transport),
+                (_("VIN (from the engine ECU)"), obd_vin or _("not reported")),
+                (_("Type code"), type_code),
+                (_("OBD standard"), next((e["pids"]["obd_standard"]["value"] for e in ecus if "obd_standard" in e["pids"]), None)),
+                (_("Read over"), transport),
             ],
         )
     ]  # fmt: skip
@@ -120,26 +157,26 @@ def build_emissions_report(
         status = e.get("monitor_status") or {}
         sections.append(
             facts(
-                f"{e['name']}: MIL and DTCs",
+                _("{ecu}: MIL and DTCs", ecu=e["name"]),
                 [
-                    ("MIL", "ON" if status.get("mil") else "off"),
-                    ("Ignition", status.get("ignition")),
-                    ("DTC count (PID 01)", status.get("dtc_count")),
-                    ("Stored DTCs (mode 03)", e["dtcs"].get("stored")),
-                    ("Pending DTCs (mode 07)", e["dtcs"].get("pending")),
-                    ("Permanent DTCs (mode 0A)", e["dtcs"].get("permanent")),
-                    ("Calibration IDs (CALID)", e.get("calid")),
-                    ("Calibration verification numbers (CVN)", e.get("cvn")),
+                    (_("MIL"), _("ON") if status.get("mil") else _("off")),
+                    (_("Ignition"), status.get("ignition")),
+                    (_("DTC count (PID 01)"), status.get("dtc_count")),
+                    (_("Stored DTCs (mode 03)"), e["dtcs"].get("stored") or _("none")),
+                    (_("Pending DTCs (mode 07)"), e["dtcs"].get("pending") or _("none")),
+                    (_("Permanent DTCs (mode 0A)"), e["dtcs"].get("permanent") or _("none")),
+                    (_("Calibration IDs (CALID)"), e.get("calid")),
+                    (_("Calibration verification numbers (CVN)"), e.get("cvn")),
                 ],
             )
         )
         monitors = status.get("monitors", [])
         sections.append(
             table(
-                f"{e['name']}: readiness",
-                ["Monitor", "Supported", "Status"],
+                _("{ecu}: readiness", ecu=e["name"]),
+                [_("Monitor"), _("Supported"), _("Status")],
                 [
-                    [m["text"], m["supported"], ("complete" if m["complete"] else "INCOMPLETE") if m["supported"] else "-"]
+                    [m["text"], yes_no[bool(m["supported"])], (_("complete") if m["complete"] else _("INCOMPLETE")) if m["supported"] else "-"]
                     for m in monitors
                 ],
             )
@@ -147,35 +184,43 @@ def build_emissions_report(
         if e["pids"]:
             sections.append(
                 table(
-                    f"{e['name']}: values",
-                    ["Value", "Reading"],
-                    [[p["text"], f"{p['value']} {p['unit']}".strip()] for p in e["pids"].values()],
+                    _("{ecu}: values", ecu=e["name"]),
+                    [_("Value"), _("Reading")],
+                    [
+                        [p["text"], _reading(p["value"], p["unit"], lang)]
+                        for p in e["pids"].values()
+                    ],
                 )
             )
     sample = (
-        " SAMPLE VALUES, not official: for the simulated cars." if limits.source == "sample" else ""
+        " " + _("SAMPLE VALUES, not official: for the simulated cars.")
+        if limits.source == "sample"
+        else ""
     )
     if engine is None:
         sections.append(
             facts(
-                "Exhaust limit values",
-                [("Type code", type_code or "unknown")],
-                note=f"No limit values for this type code ({limits.source}, {limits.version}).{sample}",
+                _("Exhaust limit values"),
+                [(_("Type code"), type_code or _("unknown"))],
+                note=_("No limit values for this type code ({source}, {version}).",
+                       source=limits.source, version=limits.version) + sample,
             )
-        )
+        )  # fmt: skip
     else:
         sections.append(
             table(
-                f"Exhaust limit values: {engine.get('engine', '')}",
-                ["Quantity", "Target"],
-                [[lim["text"], _limit_text(lim)] for lim in engine.get("limit", [])],
-                note=f"Emission class {engine.get('emission_class', '-')}; source: "
-                f"{limits.source} ({limits.version}).{sample}",
+                _("Exhaust limit values: {engine}", engine=engine.get("engine", "")),
+                [_("Quantity"), _("Target")],
+                [[lim["text"], _limit_text(lim, lang)] for lim in engine.get("limit", [])],
+                note=_("Emission class {emission_class}; source: {source} ({version}).",
+                       emission_class=engine.get("emission_class", "-"), source=limits.source,
+                       version=limits.version) + sample,
             )
-        )
+        )  # fmt: skip
     return {
         "kind": "emissions",
-        "title": "Emissions check (OBD)",
+        "language": lang.code,
+        "title": _("Emissions check (OBD)"),
         "created": created or now_iso(),
         "vehicle": {"vin": vin, "model": model, "type_code": type_code},
         "verdict": verdict,
@@ -191,3 +236,22 @@ def build_emissions_report(
             "transport": transport,
         },
     }
+
+
+def in_language(report: dict[str, Any], lang: Language) -> dict[str, Any]:
+    """The same emissions report in ``lang``, made again from its readings (``data``) and the
+    limit values it was judged by."""
+    if report.get("language", "en") == lang.code or "data" not in report:
+        return report
+    data, vehicle = report["data"], report.get("vehicle") or {}
+    kept = data.get("limits") or {}
+    engine = kept.get("engine")
+    limits = LimitTable(
+        str(kept.get("source", "")), str(kept.get("version", "")),
+        int(kept.get("allowed_incomplete") or 0), (engine,) if engine else (),
+    )  # fmt: skip
+    return build_emissions_report(
+        data.get("ecus") or [], vin=vehicle.get("vin"), model=vehicle.get("model"),
+        limits=limits, transport=str(data.get("transport", "")), created=report.get("created"),
+        lang=lang,
+    )  # fmt: skip

@@ -2,9 +2,8 @@
 finished ``emissions_data`` or ``vehicle_test_report`` job as PDF (made from the job's result,
 :mod:`firmware_py.reports.pdf`, off the event loop). The page shows the same report from the
 job's JSON and prints it with its print stylesheet. The PDF is in the language asked for at
-print time (``?lang=de``, else the tablet's: firmware_py/web/i18n_routes.py); the vehicle test
-report is made again from its readings in that language, the emissions report's texts stay
-English (its labels are German where the catalogue has them). Only a paired tablet reaches these (the
+print time (``?lang=de``, else the tablet's: firmware_py/web/i18n_routes.py): the report is made
+again from its readings in that language. Only a paired tablet reaches these (the
 app's security middleware)."""
 
 from __future__ import annotations
@@ -19,8 +18,8 @@ REPORT_KINDS = {"emissions_data": "emissions", "vehicle_test_report": "vehicle-t
 
 def add_report_routes(app: web.Application, gateway_key: web.AppKey[Any]) -> None:
     async def report_pdf(request: web.Request) -> web.Response:
+        from firmware_py.reports import emissions, test_report
         from firmware_py.reports.pdf import render_pdf
-        from firmware_py.reports.test_report import in_language
         from firmware_py.web.i18n_routes import request_language
 
         job = request.app[gateway_key].runner.jobs.get(request.match_info["jid"])
@@ -37,11 +36,9 @@ def add_report_routes(app: web.Application, gateway_key: web.AppKey[Any]) -> Non
             )  # fmt: skip
         # the customer's language, chosen at print time (?lang=, else the tablet's)
         lang = request_language(request)
-        report = (
-            in_language(job.result, lang)
-            if job.result.get("kind") == "vehicle_test"
-            else job.result
-        )
+        again = {"vehicle_test": test_report.in_language, "emissions": emissions.in_language}
+        remake = again.get(str(job.result.get("kind")))
+        report = remake(job.result, lang) if remake else job.result
         pdf = await asyncio.get_running_loop().run_in_executor(None, render_pdf, report, lang)
         # the VIN is what the car sent: only its letters and digits go into the header
         vin = (

@@ -38,6 +38,10 @@ def test_report_pdf_of_a_finished_job(server, sim_process) -> None:
                 assert f'filename="emissions-{vin}-' in r.headers["Content-Disposition"]
                 text = PdfReader(io.BytesIO(await r.read())).pages[0].extract_text()
             assert "READY for the emissions check" in text and vin in text
+            async with s.get(base + f"/api/jobs/{job['id']}/report.pdf?lang=de") as r:
+                de = PdfReader(io.BytesIO(await r.read())).pages[0].extract_text()
+            assert "Abgasprüfung (OBD)" in de and "BEREIT für die Abgasuntersuchung" in de, de
+            assert "Fahrzeugidentität (OBD Mode 09)" in de and vin in de
             other = await _finished(s, base, csrf, "read_vin")
             for jid in (other["id"], "no-such-job"):
                 async with s.get(base + f"/api/jobs/{jid}/report.pdf") as r:
