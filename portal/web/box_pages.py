@@ -15,6 +15,7 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 
 from firmware_py.errors import EnrolmentError, NotPermitted, PortalError, VciError
+from firmware_py.i18n import N_, Language
 from portal import boxes
 from portal.db.models import Role, WorkshopBox
 from portal.enrolment import Enrolment
@@ -35,20 +36,21 @@ from portal.web.html import Markup, field, join, post_form, render, table, utc
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-NOT_SET_UP = (
+NOT_SET_UP = N_(
     "Boxes cannot be claimed or revoked here yet: the portal was started without its CA. The "
     "portal's operator starts it with --pki DIR (docs/portal.md)."
 )
 
 
-def _status(box: WorkshopBox) -> str:
+def _status(box: WorkshopBox, reader: Language) -> str:
+    _ = reader.gettext
     if box.revoked_at is not None:
-        return f"revoked {utc(box.revoked_at)}"
+        return _("revoked {time}", time=utc(box.revoked_at))
     if box.online is None:
-        return "not seen yet"
+        return _("not seen yet")
     if box.online:
-        return "online"
-    return f"offline since {utc(box.seen_at)}" if box.seen_at else "offline"
+        return _("online")
+    return _("offline since {time}", time=utc(box.seen_at)) if box.seen_at else _("offline")
 
 
 def _car(box: WorkshopBox) -> str:
@@ -57,16 +59,23 @@ def _car(box: WorkshopBox) -> str:
     return f"{box.vin} ({box.vehicle})" if box.vehicle else box.vin
 
 
+def _claimed(reader: Language, at: int, login: str | None) -> str:
+    if login is None:
+        return reader.gettext("{time} by the operator", time=utc(at))
+    return reader.gettext("{time} by {login}", time=utc(at), login=login)
+
+
 def _claim_form(request: web.Request, values: dict[str, str]) -> Markup:
+    _ = lang(request).gettext
     fields = join([
-        field("Device id (on the box's label)", "device", value=values.get("device", ""),
+        field(_("Device id (on the box's label)"), "device", value=values.get("device", ""),
               autocomplete="off", spellcheck="false", autocapitalize="none"),
-        field("Label code (on the box's label)", "code", autocomplete="off",
+        field(_("Label code (on the box's label)"), "code", autocomplete="off",
               spellcheck="false", autocapitalize="characters"),
-        field("Your name for the box (e.g. Bay 3)", "label", value=values.get("label", ""),
+        field(_("Your name for the box (e.g. Bay 3)"), "label", value=values.get("label", ""),
               maxlength="100"),
     ])  # fmt: skip
-    return post_form("/boxes/claim", csrf(request), fields, "Claim the box")
+    return post_form("/boxes/claim", csrf(request), fields, _("Claim the box"))
 
 
 async def _list_page(
@@ -74,22 +83,25 @@ async def _list_page(
     status: int = 200,
 ) -> web.Response:  # fmt: skip
     who, workshop_id = actor(request), own_workshop(request)
+    reader = lang(request)
+    _ = reader.gettext
 
     def read(session: Session) -> Markup:
         owned = boxes.owned(session, who, workshop_id)
         logins = boxes.claimed_by(session, owned)
         rows = [
             (render('<a href="/boxes/{d}">{label}</a>', d=b.device, label=b.label or b.device),
-             b.device, _status(b), _car(b), b.version or "-",
-             f"{utc(b.claimed_at)} by {logins.get(b.claimed_by or 0, 'the operator')}")
+             b.device, _status(b, reader), _car(b), b.version or "-",
+             _claimed(reader, b.claimed_at, logins.get(b.claimed_by or 0)))
             for b in owned
         ]  # fmt: skip
         listing = (
-            table(("Box", "Device id", "State", "Car", "Software", "Claimed"), rows)
+            table((_("Box"), _("Device id"), _("State"), _("Car"), _("Software"), _("Claimed")),
+                  rows)
             if rows
-            else render("<p>No box yet: claim one below.</p>")
-        )
-        return render("{listing}<h2>Claim a box</h2>{form}", listing=listing,
+            else render("<p>{t}</p>", t=_("No box yet: claim one below."))
+        )  # fmt: skip
+        return render("{listing}<h2>{h}</h2>{form}", listing=listing, h=_("Claim a box"),
                       form=_claim_form(request, values or {}))  # fmt: skip
 
     body = await in_db(request, read)
@@ -106,15 +118,17 @@ async def boxes_page(request: web.Request) -> web.Response:
 @requires(Need.OPERATOR)
 async def all_boxes_page(request: web.Request) -> web.Response:
     """Every claimed box with its workshop, for the operator (who revokes from a box's page)."""
-    who = actor(request)
+    who, reader = actor(request), lang(request)
+    _ = reader.gettext
 
     def read(session: Session) -> Markup:
         rows = [
-            (render('<a href="/boxes/{d}">{d}</a>', d=b.device), name, b.label, _status(b),
-             _car(b), b.version or "-", utc(b.claimed_at))
+            (render('<a href="/boxes/{d}">{d}</a>', d=b.device), name, b.label,
+             _status(b, reader), _car(b), b.version or "-", utc(b.claimed_at))
             for b, name in boxes.every_box(session, who)
         ]  # fmt: skip
-        return table(("Box", "Workshop", "Its name", "State", "Car", "Software", "Claimed"), rows)
+        return table((_("Box"), _("Workshop"), _("Its name"), _("State"), _("Car"), _("Software"),
+                      _("Claimed")), rows)  # fmt: skip
 
     return page(request, "Boxes of all workshops", await in_db(request, read))
 
@@ -133,7 +147,7 @@ async def claim(request: web.Request) -> web.Response:
     code = text_of(form, "code")
     cfg, who, workshop_id = config(request), actor(request), own_workshop(request)
     if cfg.pki is None:
-        return await _list_page(request, values, NOT_SET_UP, 503)
+        return await _list_page(request, values, lang(request).gettext(NOT_SET_UP), 503)
     device = values["device"]
     enrolment = Enrolment(cfg.factory, cfg.pki)
 
@@ -145,9 +159,9 @@ async def claim(request: web.Request) -> web.Response:
             lambda: enrolment.claim(device[:200], code[:200], workshop_id=workshop_id, then=record)
         )
     except EnrolmentError as err:
-        return await _list_page(request, values, str(err), err.status)
+        return await _list_page(request, values, err.localized(lang(request)), err.status)
     except PortalError as err:
-        return await _list_page(request, values, str(err), status_of(err))
+        return await _list_page(request, values, err.localized(lang(request)), status_of(err))
     log.info("box %s claimed by workshop %d", device, workshop_id)
     raise web.HTTPSeeOther(f"/boxes/{device}")
 
@@ -162,37 +176,38 @@ def _device(request: web.Request) -> str:
 @routes.get("/boxes/{device}")
 @requires(Need.USER)
 async def box_page(request: web.Request) -> web.Response:
-    device, who = _device(request), actor(request)
+    device, who, reader = _device(request), actor(request), lang(request)
+    _ = reader.gettext
 
     def read(session: Session) -> Markup:
         box = boxes.require(session, who, device, usable=False)
         logins = boxes.claimed_by(session, [box])
         facts = table(("", ""), [
-            ("Device id", box.device), ("State", _status(box)), ("Car", _car(box)),
-            ("Software", box.version or "-"),
-            ("Last heard of", utc(box.seen_at)),
-            ("Claimed", f"{utc(box.claimed_at)} by "
-                        f"{logins.get(box.claimed_by or 0, 'the operator')}"),
+            (_("Device id"), box.device), (_("State"), _status(box, reader)), (_("Car"), _car(box)),
+            (_("Software"), box.version or "-"),
+            (_("Last heard of"), utc(box.seen_at)),
+            (_("Claimed"), _claimed(reader, box.claimed_at, logins.get(box.claimed_by or 0))),
         ])  # fmt: skip
         actions = Markup("")
         if box.revoked_at is None:
-            actions = render('<p><a href="/boxes/{d}/sessions">Remote session</a></p>', d=device)
+            actions = render('<p><a href="/boxes/{d}/sessions">{t}</a></p>', d=device,
+                             t=_("Remote session"))  # fmt: skip
             if who.role in (Role.OWNER, Role.OPERATOR):
                 actions = join([actions, render(
-                    "<h2>Revoke</h2><p>The box's certificate goes on the revocation list: the "
-                    "broker refuses the box from then on, and it cannot be claimed again.</p>"
-                    "{form}",
+                    "<h2>{h}</h2><p>{t}</p>{form}", h=_("Revoke"),
+                    t=_("The box's certificate goes on the revocation list: the broker refuses "
+                        "the box from then on, and it cannot be claimed again."),
                     form=post_form(f"/boxes/{device}/revoke", csrf(request),
-                                   field("Type the device id to confirm", "confirm",
-                                         autocomplete="off"), "Revoke the box"),
+                                   field(_("Type the device id to confirm"), "confirm",
+                                         autocomplete="off"), _("Revoke the box")),
                 )])  # fmt: skip
         return join([facts, actions])
 
     try:
-        body, title = await in_db(request, read), device
+        body = await in_db(request, read)
     except NotPermitted:  # another workshop's or none: the same answer
         raise web.HTTPNotFound() from None
-    return page(request, f"Box {title}", body)
+    return page(request, _("Box {device}", device=device), body)
 
 
 @routes.post("/boxes/{device}/revoke")

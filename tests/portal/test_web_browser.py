@@ -125,6 +125,9 @@ def test_sign_up_top_up_buy_and_invoice_in_chromium(tmp_path: Path) -> None:
                 assert "Guthaben: 0,00\xa0€" in german.inner_text("main")
                 assert german.locator("nav a[href='/buy']").inner_text() == "Ticket kaufen"
                 german.screenshot(path=str(SHOTS / "portal-de-dashboard.png"), full_page=True)
+                german.goto(base + "boxes")
+                assert "Noch keine Box" in german.inner_text("main")
+                assert german.locator("button[type=submit]:has-text('Box übernehmen')").count() == 1
                 german.click("a[hreflang=en]")  # the switch, remembered
                 german.goto(base + "dashboard")
                 assert "Credit: 0.00 EUR" in german.inner_text("main")
