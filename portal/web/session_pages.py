@@ -24,6 +24,7 @@ from yarl import URL
 
 from firmware_py.errors import NotPermitted, PortalError
 from firmware_py.gateway.job_params import JOB_KINDS
+from firmware_py.i18n import N_, Language
 from firmware_py.strict_json import StrictJsonError
 from portal import boxes, sessions
 from portal.content import access
@@ -47,13 +48,13 @@ DEVICE = r"{device:[A-Za-z0-9][A-Za-z0-9._-]{0,63}}"
 ID = r"{sid:[0-9]{1,18}}"
 JOB = r"{jid:[0-9]{1,18}}"
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Vehicle and ECUs", ("identify",)),
-    ("Fault memory", ("read_fault_memory", "clear_fault_memory")),
-    ("Live data", ("read_live_data", "read_did")),
-    ("Coding", ("coding",)),
-    ("Service functions", ("service_reset", "service_history")),
-    ("Programming", ("programming",)),
-    ("Reports and raw requests", ("emissions_data", "vehicle_test_report", "raw_uds")),
+    (N_("Vehicle and ECUs"), ("identify",)),
+    (N_("Fault memory"), ("read_fault_memory", "clear_fault_memory")),
+    (N_("Live data"), ("read_live_data", "read_did")),
+    (N_("Coding"), ("coding",)),
+    (N_("Service functions"), ("service_reset", "service_history")),
+    (N_("Programming"), ("programming",)),
+    (N_("Reports and raw requests"), ("emissions_data", "vehicle_test_report", "raw_uds")),
 )
 """the session page's sections, in the order a technician works"""
 
@@ -86,6 +87,7 @@ async def _guarded(request: web.Request, work: Any) -> Any:
 @requires(Need.WORKSHOP)
 async def all_sessions(request: web.Request) -> web.Response:
     who = actor(request)
+    _ = lang(request).gettext
 
     def read(db: Session) -> Markup:
         rows = []
@@ -95,9 +97,10 @@ async def all_sessions(request: web.Request) -> web.Response:
             rows.append((
                 render('<a href="{u}">{id}</a>', u=_base(s.device, s.id), id=s.id),
                 utc(s.started_at), user.name if user else "-", s.device, s.vin or "-",
-                "; ".join(f"{j.kind}: {j.state}" for j in jobs[-5:]) or "no jobs",
+                "; ".join(f"{j.kind}: {j.state}" for j in jobs[-5:]) or _("no jobs"),
             ))  # fmt: skip
-        return table(("Session", "Started", "Technician", "Box", "VIN", "Last jobs"), rows)
+        return table((_("Session"), _("Started"), _("Technician"), _("Box"), _("VIN"),
+                      _("Last jobs")), rows)  # fmt: skip
 
     return page(request, "Remote sessions", await in_db(request, read))
 
@@ -106,6 +109,7 @@ async def all_sessions(request: web.Request) -> web.Response:
 @requires(Need.WORKSHOP)
 async def box_sessions(request: web.Request) -> web.Response:
     device, who = request.match_info["device"], actor(request)
+    _ = lang(request).gettext
 
     def read(db: Session) -> Markup:
         boxes.require(db, who, device, usable=False)
@@ -113,10 +117,11 @@ async def box_sessions(request: web.Request) -> web.Response:
         rows = ((render('<a href="{u}">{id}</a>', u=_base(device, s.id), id=s.id),
                  utc(s.started_at), s.vin or "-") for s in mine)  # fmt: skip
         start = post_form(f"/boxes/{device}/sessions", csrf(request), Markup(""),
-                          "Start a remote session")  # fmt: skip
-        return join([start, table(("Session", "Started", "VIN"), rows)])
+                          _("Start a remote session"))  # fmt: skip
+        return join([start, table((_("Session"), _("Started"), _("VIN")), rows)])
 
-    return page(request, f"Remote sessions on {device}", await _guarded(request, read))
+    return page(request, _("Remote sessions on {device}", device=device),
+                await _guarded(request, read))  # fmt: skip
 
 
 @routes.post(f"/boxes/{DEVICE}/sessions")
@@ -131,8 +136,9 @@ async def start_session(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(_base(device, sid))
 
 
-def _job_rows(device: str, sid: int, jobs: list[RemoteJob]) -> Markup:
-    return table(("Job", "Started", "What", "ECU", "State", "Summary"), (
+def _job_rows(device: str, sid: int, jobs: list[RemoteJob], reader: Language) -> Markup:
+    _ = reader.gettext
+    return table((_("Job"), _("Started"), _("What"), _("ECU"), _("State"), _("Summary")), (
         (render('<a href="{u}/jobs/{id}">{id}</a>', u=_base(device, sid), id=j.id),
          utc(j.created_at), JOB_KINDS[j.kind].label, j.ecu or "-", j.state, j.summary)
         for j in reversed(jobs)
@@ -142,7 +148,8 @@ def _job_rows(device: str, sid: int, jobs: list[RemoteJob]) -> Markup:
 @routes.get(f"/boxes/{DEVICE}/sessions/{ID}")
 @requires(Need.WORKSHOP)
 async def session_page(request: web.Request) -> web.Response:
-    device, who = request.match_info["device"], actor(request)
+    device, who, reader = request.match_info["device"], actor(request), lang(request)
+    _ = reader.gettext
     (sid,) = _ids(request, "sid")
 
     def read(db: Session) -> Markup:
@@ -151,21 +158,23 @@ async def session_page(request: web.Request) -> web.Response:
         sessions.settle_overdue(db, jobs, time.time())
         action = f"{_base(device, sid)}/jobs"
         sections = join(
-            render('<section><h2>{title}</h2>{forms}{more}</section>', title=title, forms=join(
+            render('<section><h2>{title}</h2>{forms}{more}</section>', title=_(title), forms=join(
                 job_form(JOB_KINDS[k], action, csrf(request)) for k in kinds if k in PORTAL_KINDS),
                 more=coding_forms(action, csrf(request)) if "coding" in kinds else "")
             for title, kinds in GROUPS
         )  # fmt: skip
         return render(
-            '<p>Box {device}, vehicle {vin}; started {at}. <a href="{base}/trace.json">'
-            'Download the session log</a>, <a href="{base}/box-trace.pcap">the box\'s vehicle '
-            "trace (pcap)</a></p><h2>Jobs</h2>{jobs}{sections}{store}",
-            device=device, vin=s.vin or "not identified yet", at=utc(s.started_at),
-            base=_base(device, sid), jobs=_job_rows(device, sid, jobs), sections=sections,
+            '<p>{facts} <a href="{base}/trace.json">{log}</a>, <a href="{base}/box-trace.pcap">'
+            "{trace}</a></p><h2>{h_jobs}</h2>{jobs}{sections}{store}",
+            facts=_("Box {device}, vehicle {vin}; started {at}.", device=device,
+                    vin=s.vin or _("not identified yet"), at=utc(s.started_at)),
+            log=_("Download the session log"), trace=_("the box's vehicle trace (pcap)"),
+            h_jobs=_("Jobs"),
+            base=_base(device, sid), jobs=_job_rows(device, sid, jobs, reader), sections=sections,
             store=store_section(request.app[SERVICE], jobs, _base(device, sid), csrf(request)),
         )  # fmt: skip
 
-    return page(request, f"Remote session {sid}", await _guarded(request, read))
+    return page(request, _("Remote session {id}", id=sid), await _guarded(request, read))
 
 
 @routes.post(f"/boxes/{DEVICE}/sessions/{ID}/jobs")
