@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import io
 import re
+import string
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -166,6 +167,11 @@ def problems(domain: Domain) -> Iterator[str]:
                 continue
             source = set(PLACEHOLDER.findall(" ".join(_strings(message.id))))
             for text in translated:
+                try:
+                    list(string.Formatter().parse(text))
+                except ValueError as err:
+                    yield f"{domain.name}/{language}: {first!r}: broken braces ({err})"
+                    continue
                 names = set(PLACEHOLDER.findall(text))
                 if names != source - {"n"} and names != source:
                     yield (

@@ -191,23 +191,24 @@ class Language:
     def gettext(self, message: str, /, **values: object) -> str:
         """``message`` in this language, with ``{name}`` placeholders filled from ``values``."""
         text = self.translations.gettext(message)
-        return text.format_map(values) if values else text
+        return _filled(text, message, values) if values else text
 
     def text(self, text: Text | str) -> str:
         """A :class:`Text` (or a plain string, looked up as it is) in this language."""
         if isinstance(text, str):
             return self.translations.gettext(text)
         values = {k: self.text(v) if isinstance(v, Text) else v for k, v in text.values.items()}
-        return self.translations.gettext(text.template).format_map(values)
+        return _filled(self.translations.gettext(text.template), text.template, values)
 
     def ngettext(self, singular: str, plural: str, n: int, /, **values: object) -> str:
         """The singular or plural form for ``n`` (the language's own rule); ``{n}`` is filled."""
-        return self.translations.ngettext(singular, plural, n).format_map({"n": n, **values})
+        source = singular if n == 1 else plural
+        return _filled(self.translations.ngettext(singular, plural, n), source, {"n": n, **values})
 
     def pgettext(self, context: str, message: str, /, **values: object) -> str:
         """``message`` in ``context`` (one English word that translates two ways)."""
         text = self.translations.pgettext(context, message)
-        return text.format_map(values) if values else text
+        return _filled(text, message, values) if values else text
 
     def choose(self, texts: Mapping[str, str] | str | None, default: str = "") -> str:
         """The text for this language from vehicle data that carries several (``{"en":..,"de":..}``);
@@ -269,6 +270,18 @@ class Language:
         return babel_dates.format_datetime(
             value, format=format, tzinfo=babel_dates.get_timezone(tz or "UTC"), locale=self.locale
         )
+
+
+def _filled(text: str, source: str, values: Mapping[str, object]) -> str:
+    """``text`` with its placeholders filled; a translation whose braces are broken (the catalogue
+    check catches a wrong name, not every typo) shows the English rather than failing the page."""
+    try:
+        return text.format_map(values)
+    except (KeyError, ValueError, IndexError, AttributeError):
+        try:
+            return source.format_map(values)
+        except (KeyError, ValueError, IndexError, AttributeError):
+            return source
 
 
 @functools.cache

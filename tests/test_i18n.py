@@ -60,7 +60,8 @@ def test_texts_come_from_the_po_file_with_their_placeholders(tmp_path):
         'msgid "{ecu} refused the request"\nmsgstr "{ecu} hat die Anfrage abgelehnt"\n\n'
         'msgid "{n} fault"\nmsgid_plural "{n} faults"\nmsgstr[0] "{n} Fehler"\n'
         'msgstr[1] "{n} Fehler"\n\n'
-        '#, fuzzy\nmsgid "Unchecked"\nmsgstr "Ungeprueft"\n',
+        '#, fuzzy\nmsgid "Unchecked"\nmsgstr "Ungeprueft"\n\n'
+        'msgid "Box {box} is offline"\nmsgstr "Box {box ist offline"\n',
         encoding="utf-8",
     )
     de = i18n.language("de", directory=tmp_path, domain="t")
@@ -68,6 +69,8 @@ def test_texts_come_from_the_po_file_with_their_placeholders(tmp_path):
     assert de.ngettext("{n} fault", "{n} faults", 3) == "3 Fehler"
     assert de.gettext("Unchecked") == "Unchecked"  # fuzzy: nobody checked it, so English
     assert de.gettext("Not in the catalogue") == "Not in the catalogue"
+    # a translation with broken braces shows the English instead of failing the page
+    assert de.gettext("Box {box} is offline", box="b1") == "Box b1 is offline"
     assert de.choose({"en": "Engine", "de": "Motor"}) == "Motor"
     assert i18n.language("en").choose({"en": "Engine", "de": "Motor"}) == "Engine"
     assert de.choose({"en": "Engine"}) == "Engine"
@@ -95,7 +98,11 @@ def test_the_check_finds_a_missing_a_stale_and_a_broken_translation(tmp_path):
         'msgid "Gone"\nmsgstr "Weg"\n',
         encoding="utf-8",
     )
+    (source / "m.py").write_text((source / "m.py").read_text() + 'N_("Box {box} is offline")\n')
+    with domain.po_path("de").open("a", encoding="utf-8") as po:
+        po.write('\nmsgid "Box {box} is offline"\nmsgstr "Box {box ist offline"\n')
     found = "\n".join(catalogs.problems(domain))
+    assert "'Box {box} is offline': broken braces" in found, found
     assert "missing 'New'" in found and "stale 'Gone'" in found
     assert "placeholders ['id']" in found and "Kept" not in found
     catalogs.update(domain)  # merges: New arrives untranslated, Gone goes
