@@ -30,6 +30,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.errors import NotPermitted, PreconditionError
+from firmware_py.i18n import N_
 from portal.accounts import Actor, workshop_for
 from portal.db.engine import write_transaction
 from portal.db.models import (
@@ -54,7 +55,7 @@ from portal.db.models import (
 from portal.workshop_scope import SCOPES, SECRET_COLUMNS, binary_columns, scope_of, tables
 
 FORMAT = "vci-portal-workshop-data/1"
-KEPT_BY_LAW = (
+KEPT_BY_LAW = N_(
     "The workshop's name, address and VAT id, its purchases, bookings and invoices are kept for "
     "10 years (§147 AO, §14b UStG); revoked tickets and box certificates stay revoked; the "
     "record of vehicle data erasures is kept (GDPR Art. 5(2))."

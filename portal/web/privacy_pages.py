@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from firmware_py.errors import NotPermitted, PortalError, SecondFactorNeeded, VciError
+from firmware_py.i18n import N_
 from portal import accounts, login, vehicle_data, workshop_data
 from portal.db.models import User, Workshop
 from portal.web.guard import (
@@ -27,6 +28,7 @@ from portal.web.guard import (
     csrf,
     hasher_kw,
     in_db,
+    lang,
     object_id,
     page,
     requires,
@@ -37,56 +39,57 @@ from portal.web.html import Markup, field, join, post_form, render, table
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-TITLE = "Data protection"
+TITLE = N_("Data protection")
 
 
 def _vehicle_forms(request: web.Request) -> Markup:
-    token = csrf(request)
-    vin = field("VIN", "vin", minlength="17", maxlength="17", autocomplete="off")
+    token, _ = csrf(request), lang(request).gettext
+    vin = field(_("VIN"), "vin", minlength="17", maxlength="17", autocomplete="off")
     return render(
-        "<h2>A vehicle's data, on its owner's request</h2>"
-        "<p>{scope} Purchases and invoices that name the VIN are kept for 10 years "
-        "(§147 AO, §14b UStG). What the box keeps is erased on the box (vci privacy).</p>"
-        "{export}{erase}",
-        scope="Your workshop's records of the car: remote sessions, their jobs and results."
-        if not actor(request).is_operator else "Every workshop's records of the car.",
-        export=post_form("/privacy/vehicle/export", token, vin, "Export (zip)"),
+        "<h2>{h}</h2><p>{scope} {kept}</p>{export}{erase}",
+        h=_("A vehicle's data, on its owner's request"),
+        scope=_("Your workshop's records of the car: remote sessions, their jobs and results.")
+        if not actor(request).is_operator else _("Every workshop's records of the car."),
+        kept=_("Purchases and invoices that name the VIN are kept for 10 years (§147 AO, §14b "
+               "UStG). What the box keeps is erased on the box (vci privacy)."),
+        export=post_form("/privacy/vehicle/export", token, vin, _("Export (zip)")),
         erase=post_form("/privacy/vehicle/erase", token,
-                        join([vin, field("Asked for by", "asked_by", required="required")]),
-                        "Erase, and record the erasure"),
+                        join([vin, field(_("Asked for by"), "asked_by", required="required")]),
+                        _("Erase, and record the erasure")),
     )  # fmt: skip
 
 
 def _workshop_part(request: web.Request, workshop: Workshop) -> Markup:
-    token = csrf(request)
+    token, _ = csrf(request), lang(request).gettext
     if actor(request).is_operator:
-        confirm = field("Its VAT id, to confirm", "confirm", autocomplete="off")
+        confirm = field(_("Its VAT id, to confirm"), "confirm", autocomplete="off")
     else:
-        confirm = field("Your password", "password", "password",
+        confirm = field(_("Your password"), "password", "password",
                         autocomplete="current-password")  # fmt: skip
     return render(
-        '<p><a href="/privacy/workshops/{id}/export.zip">All data of {name} (zip)</a></p>{form}',
-        id=workshop.id, name=workshop.name,
+        '<p><a href="/privacy/workshops/{id}/export.zip">{t}</a></p>{form}',
+        id=workshop.id, t=_("All data of {name} (zip)", name=workshop.name),
         form=post_form(f"/privacy/workshops/{workshop.id}/delete", token, confirm,
-                       "Delete the account"),
+                       _("Delete the account")),
     )  # fmt: skip
 
 
 def _body(request: web.Request, session: Session) -> Markup:
-    who = actor(request)
+    who, _ = actor(request), lang(request).gettext
     parts = [_vehicle_forms(request)]
     if who.is_operator:
         rows = [(w.id, w.name, w.vat_id, _workshop_part(request, w))
                 for w in accounts.workshops(session, who) if w.deleted_at is None]  # fmt: skip
-        parts.append(render("<h2>Workshops' data and accounts</h2><p>{kept}</p>{t}",
-                            kept=workshop_data.KEPT_BY_LAW,
-                            t=table(("No.", "Workshop", "VAT id", ""), rows)))  # fmt: skip
+        parts.append(render("<h2>{h}</h2><p>{kept}</p>{t}", h=_("Workshops' data and accounts"),
+                            kept=_(workshop_data.KEPT_BY_LAW),
+                            t=table((_("No."), _("Workshop"), _("VAT id"), ""), rows)))  # fmt: skip
     else:
         workshop = accounts.workshop_for(session, who, who.workshop_id or 0)
         parts.append(render(
-            "<h2>Your workshop's data</h2>{part}<p>Deleting the account ends every login of "
-            "the workshop's users, revokes its boxes and deletes its remote sessions. {kept}</p>",
-            part=_workshop_part(request, workshop), kept=workshop_data.KEPT_BY_LAW,
+            "<h2>{h}</h2>{part}<p>{t} {kept}</p>", h=_("Your workshop's data"),
+            t=_("Deleting the account ends every login of the workshop's users, revokes its boxes "
+                "and deletes its remote sessions."),
+            part=_workshop_part(request, workshop), kept=_(workshop_data.KEPT_BY_LAW),
         ))  # fmt: skip
     return join(parts)
 
