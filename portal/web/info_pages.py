@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from firmware_py.errors import NotEntitled, NotPermitted
+from firmware_py.i18n import Language
 from portal import accounts
 from portal.content import access, format, jobsheet, search, store
 from portal.content.vehicle import display_dtc, normal_dtc, normal_vin, type_code
@@ -53,9 +54,11 @@ async def _read(request: web.Request, title: str, work: Any) -> web.Response:
     try:
         body = await in_db(request, run)
     except NotEntitled as err:
-        return page(request, "Repair information", render("<p>{m}</p>", m=str(err)), status=403)
+        return page(request, "Repair information",
+                    render("<p>{m}</p>", m=err.localized(lang(request))), status=403)  # fmt: skip
     except NotPermitted as err:
-        return page(request, title, render("<p>{m}</p>", m=str(err)), status=400)
+        return page(request, title, render("<p>{m}</p>", m=err.localized(lang(request))),
+                    status=400)  # fmt: skip
     if body is None:
         raise web.HTTPNotFound()
     if isinstance(body, tuple):  # the page names its own title (a document's)
@@ -63,13 +66,15 @@ async def _read(request: web.Request, title: str, work: Any) -> web.Response:
     return page(request, title, body)
 
 
-def _search_form(q: str = "", vin: str = "") -> Markup:
+def _search_form(reader: Language, q: str = "", vin: str = "") -> Markup:
+    _ = reader.gettext
     return render(
         '<form method="get" action="/info" class="inline" role="search">'
-        '<input name="q" value="{q}" placeholder="words, a DTC (P12A1-00), a part number" '
-        'aria-label="search">'
-        '<input name="vin" value="{vin}" placeholder="VIN (optional)" aria-label="VIN">'
-        '<button type="submit">Search</button></form>', q=q, vin=vin,
+        '<input name="q" value="{q}" placeholder="{what}" aria-label="{search}">'
+        '<input name="vin" value="{vin}" placeholder="{vin_label}" aria-label="VIN">'
+        '<button type="submit">{search}</button></form>', q=q, vin=vin,
+        what=_("words, a DTC (P12A1-00), a part number"), search=_("Search"),
+        vin_label=_("VIN (optional)"),
     )  # fmt: skip
 
 
@@ -81,6 +86,8 @@ def _snippet(text: str) -> Markup:
 @requires(Need.WORKSHOP)
 async def search_page(request: web.Request) -> web.Response:
     q, vin = request.query.get("q", "")[:200], _vin(request)
+    reader = lang(request)
+    _ = reader.gettext
 
     def work(session: Session) -> Markup:
         hits = search.search(session, q, type_code(vin) if vin else None) if q else []
@@ -93,14 +100,17 @@ async def search_page(request: web.Request) -> web.Response:
         return render(
             "{form}{vehicle}<p>{count}</p><ol class=\"hits\">{found}</ol><p><small>{content}"
             "</small></p>",
-            form=_search_form(q, vin or ""),
-            vehicle=render('<p>For the vehicle <a href="/info/vehicles/{v}">{v}</a></p>', v=vin)
+            form=_search_form(reader, q, vin or ""),
+            vehicle=render('<p>{t} <a href="/info/vehicles/{v}">{v}</a></p>', v=vin,
+                           t=_("For the vehicle"))
             if vin else "",
-            count=f"{len(hits)} found" if q else "Search instructions, wiring diagrams, "
-            "bulletins and parts; give a VIN to see only what applies to that vehicle.",
+            count=reader.ngettext("{n} found", "{n} found", len(hits)) if q
+            else _("Search instructions, wiring diagrams, bulletins and parts; give a VIN to see "
+                   "only what applies to that vehicle."),
             found=found,
-            content=f"Content: {current.name} {current.content_version}" if current
-            else "No content imported yet (vci-portal content import).",
+            content=_("Content: {name} {version}", name=current.name,
+                      version=current.content_version) if current
+            else _("No content imported yet (vci-portal content import)."),
         )  # fmt: skip
 
     return await _read(request, "Repair information", work)
@@ -112,31 +122,37 @@ async def vehicle_page(request: web.Request) -> web.Response:
     vin = normal_vin(request.match_info["vin"])
     if vin is None:
         raise web.HTTPNotFound()
+    reader = lang(request)
+    _ = reader.gettext
 
     def work(session: Session) -> Markup:
         model = store.vehicle(session, vin)
         found = store.campaigns(session, vin, datetime.now(UTC).year)
         open_ = [d for d, s in found if s == "open"]
         notice = render(
-            '<div class="message" role="alert" data-testid="campaigns">Open technical campaigns '
-            "for this vehicle: {n}</div><ul>{items}</ul>", n=len(open_),
+            '<div class="message" role="alert" data-testid="campaigns">{t}</div><ul>{items}</ul>',
+            t=_("Open technical campaigns for this vehicle: {n}", n=len(open_)),
             items=join(render("<li>{a}</li>", a=link("bulletin", d.ref, d.title, vin)) for d in open_),
-        ) if open_ else render("<p>No open technical campaign for this vehicle.</p>")  # fmt: skip
+        ) if open_ else render("<p>{t}</p>", t=_("No open technical campaign for this vehicle."))  # fmt: skip
         done = [d for d, s in found if s == "done"]
         return render(
-            "<p>Type code {tc}: {model}</p>{notice}{done}<h2>Search for this vehicle</h2>{form}"
-            '<h2>A fault code</h2><form method="get" action="/info/dtc" class="inline">'
+            "<p>{tc}</p>{notice}{done}<h2>{h_search}</h2>{form}"
+            '<h2>{h_code}</h2><form method="get" action="/info/dtc" class="inline">'
             '<input type="hidden" name="vin" value="{vin}"><input name="code" '
-            'placeholder="P12A1-00 or 12A100" aria-label="fault code"><button type="submit">'
-            'Show</button></form><p><a href="/info/jobsheet?vin={vin}">Job sheet (labour values)'
+            'placeholder="{code_hint}" aria-label="{h_code}"><button type="submit">'
+            '{show}</button></form><p><a href="/info/jobsheet?vin={vin}">{sheet}'
             "</a></p>",
-            tc=type_code(vin), vin=vin,
-            model=f"{model.name} ({model.series})" if model else "not in the content",
-            notice=notice, form=_search_form("", vin),
-            done=render("<p>Done: {d}</p>", d=", ".join(d.ref for d in done)) if done else "",
+            tc=_("Type code {code}: {model}", code=type_code(vin),
+                 model=f"{model.name} ({model.series})" if model else _("not in the content")),
+            vin=vin, notice=notice, form=_search_form(reader, "", vin),
+            h_search=_("Search for this vehicle"), h_code=_("A fault code"),
+            code_hint=_("P12A1-00 or 12A100"), show=_("Show"),
+            sheet=_("Job sheet (labour values)"),
+            done=render("<p>{t}</p>", t=_("Done: {refs}", refs=", ".join(d.ref for d in done)))
+            if done else "",
         )  # fmt: skip
 
-    return await _read(request, f"Vehicle {vin}", work)
+    return await _read(request, _("Vehicle {vin}", vin=vin), work)
 
 
 @routes.get("/info/dtc")

@@ -154,8 +154,8 @@ def test_from_a_dtc_on_the_tablet_to_its_repair_instruction(
             )
             assert part.get_attribute("href") == (
                 f"{base}info/parts/8487512?sw=00002B10%3A003.002.001&sw=00002B11%3A004.000.002"
-                "&sw=00002B12%3A041.007.012&sw=00002B13%3A012.000.004"
-            )
+                "&sw=00002B12%3A041.007.012&sw=00002B13%3A012.000.004&ecu=DME&version=41.07.12"
+            )  # and the ECU with its version: does the package store hold newer software?
             with context.expect_page(timeout=10_000) as opened:
                 part.click()
             catalogue = opened.value
@@ -167,6 +167,7 @@ def test_from_a_dtc_on_the_tablet_to_its_repair_instruction(
             catalogue.click("button:has-text('Log in')")
             catalogue.wait_for_url("**/info/parts/8487512?**", timeout=10_000)
             assert "installed 41.7.12: newer software 41.8.0 exists" in catalogue.content()
+            assert "DME 41.07.12: no newer software in the package store" in catalogue.content()
             catalogue.screenshot(path=str(SHOTS / "tablet-to-portal-ecu-part.png"), full_page=True)
             tablet.click("#tabs button[data-view=faults]")
             tablet.click("text=Read all ECUs")
