@@ -80,6 +80,11 @@ def test_tablet_joins_with_the_generated_key_resolves_the_box_and_gets_the_page(
             timeout=60,
         )
     assert status.strip() in ("200", "302", "303"), status
+    # the box's German catalogue came with the image (the wheel's package data)
+    german = tablet_vm.check(
+        f"{TABLET_NS} curl -s --max-time 20 http://192.168.73.1:8080/i18n/de.json", timeout=60
+    )
+    assert '"Fault memory": "Fehlerspeicher"' in german, german[:300]
     script = Path(__file__).with_name("vm_scripts") / "dns_query.py"
     write(tablet_vm, "/tmp/dns_query.py", script.read_text())
     # the name as a tablet's browser looks it up: from the DNS server the box's DHCP names
