@@ -235,7 +235,12 @@ class Gateway:
             name: {
                 "did": d.did,
                 "params": [
-                    {"name": p.name, "values": list(p.values), "max": (1 << p.width) - 1}
+                    {
+                        "name": p.name,
+                        "labels": p.labels,
+                        "values": list(p.values),
+                        "max": (1 << p.width) - 1,
+                    }
                     for p in d.params
                 ],
             }

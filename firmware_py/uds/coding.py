@@ -24,6 +24,8 @@ class CodingParam:
     bit: int
     width: int
     values: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    """the parameter's name per language ({"en": .., "de": ..}) for the tablet"""
 
     def __post_init__(self) -> None:
         if not (
@@ -114,7 +116,14 @@ def load_coding_descriptions() -> dict[str, CodingDescription]:
     out = {}
     for e in raw.get("ecu", []):
         params = tuple(
-            CodingParam(p["name"], p["byte"], p["bit"], p["width"], dict(p.get("values", {})))
+            CodingParam(
+                p["name"],
+                p["byte"],
+                p["bit"],
+                p["width"],
+                dict(p.get("values", {})),
+                dict(p.get("labels", {})),
+            )
             for p in e.get("param", [])
         )
         out[e["name"]] = CodingDescription(e["name"], int(e["did"]), int(e["length"]), params)

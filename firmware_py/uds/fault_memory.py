@@ -22,7 +22,7 @@ from firmware_py.errors import (
     UnknownTargetError,
     VciError,
 )
-from firmware_py.i18n import N_
+from firmware_py.i18n import N_, Text
 from firmware_py.uds.catalog import EcuInfo
 from firmware_py.uds.dtc_records import decode_extended, decode_snapshots
 from firmware_py.uds.ecu import EcuSession
@@ -105,9 +105,9 @@ class FaultEntry:
     status: int
     snapshots: list[dict[str, Any]] = field(default_factory=list)
     extended: dict[str, Any] = field(default_factory=dict)
-    snapshots_note: str | None = None
+    snapshots_note: Text | None = None
     """why there are no snapshots (the ECU keeps none, or refused them)"""
-    extended_note: str | None = None
+    extended_note: Text | None = None
 
     @property
     def status_names(self) -> list[str]:
@@ -123,8 +123,11 @@ class FaultEntry:
             "status_names": self.status_names,
             "snapshots": self.snapshots,
             "extended": self.extended,
-            "snapshots_note": self.snapshots_note,
-            "extended_note": self.extended_note,
+            # the English as before (reports, API clients); the tablet translates the _i18n form
+            "snapshots_note": _str(self.snapshots_note),
+            "extended_note": _str(self.extended_note),
+            "snapshots_note_i18n": _json(self.snapshots_note),
+            "extended_note_i18n": _json(self.extended_note),
         }
 
 
@@ -167,7 +170,10 @@ def read_ecu_faults(
             "and if it persists the ECU itself is faulty"
         )
         details = False
-    offered = {0x04: "", 0x06: ""}  # sub-function -> why not, once the ECU said it has none
+    offered: dict[int, Text | None] = {
+        0x04: None,
+        0x06: None,
+    }  # sub-function -> why not, once the ECU said it has none
     for dtc in dtcs:
         entry = FaultEntry(dtc.id, dtc.status.get_byte_as_int())
         if details:
@@ -179,9 +185,17 @@ def read_ecu_faults(
     return result
 
 
+def _str(text: Text | None) -> str | None:
+    return None if text is None else str(text)
+
+
+def _json(text: Text | None) -> dict[str, object] | None:
+    return None if text is None else text.to_json()
+
+
 def _records(
-    session: EcuSession, subfunction: int, dtc: int, offered: dict[int, str]
-) -> tuple[bytes, str | None]:
+    session: EcuSession, subfunction: int, dtc: int, offered: dict[int, Text | None]
+) -> tuple[bytes, Text | None]:
     """A DTC's snapshot or extended data bytes, or why there are none: an NRC leaves the DTC
     listed (an ECU need not keep either, ISO 14229-1), and one that says the ECU has no such
     records at all spares asking for the next DTCs."""
@@ -191,9 +205,14 @@ def _records(
         return session.dtc_records(subfunction, dtc), None
     except NegativeResponseError as err:
         if err.nrc in NOT_OFFERED:
-            offered[subfunction] = f"not supported by this ECU ({err.nrc_name})"
+            offered[subfunction] = Text(
+                N_("not supported by this ECU ({nrc_name})"), {"nrc_name": err.nrc_name}
+            )
             return b"", offered[subfunction]
-        return b"", f"not available: the ECU answered {err.nrc_name} (NRC 0x{err.nrc:02X})"
+        return b"", Text(
+            N_("not available: the ECU answered {nrc_name} (NRC {nrc})"),
+            {"nrc_name": err.nrc_name, "nrc": f"0x{err.nrc:02X}"},
+        )
 
 
 def read_fault_memory(

@@ -220,7 +220,7 @@ const views = {
         <button class="danger push" data-job="clear_fault_memory" data-ecu="${esc(ecu.name)}" ${attr("data-confirm", _("Clear the fault memory of {ecu}?", {ecu: ecu.name}))}>${esc(_("Clear"))}</button></div>
         <table><tbody>${dtcs.map((d) => `<tr><td><b>${esc(d.code || d.id)}</b>${infoLink(d)}${boxInfo(d)}</td><td>${esc(pick(d.texts, d.text))}</td>
           <td>${(d.status_names || []).map((n) => `<span class="badge">${esc(_(n))}</span>`).join("")}</td>
-          <td class="muted">${(d.snapshots || []).map(snapshotText).join("<br>") || esc(d.snapshots_note || "")}</td></tr>`).join("")}</tbody></table></section>`;
+          <td class="muted">${(d.snapshots || []).map(snapshotText).join("<br>") || esc(d.snapshots_note_i18n ? tr(d.snapshots_note_i18n) : d.snapshots_note || "")}</td></tr>`).join("")}</tbody></table></section>`;
     }
     return html;
   },
