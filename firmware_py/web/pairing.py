@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from firmware_py.errors import StorageError, VciError
 from firmware_py.gateway.store import Store
+from firmware_py.i18n import N_
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS tablets (
@@ -154,11 +155,12 @@ class Pairing:
     def _live(self, rid: str, now: float) -> PendingPairing:
         p = self._pending.get(rid)
         if p is None:
-            raise PairingError("unknown pairing request", hint="Start pairing again")
+            raise PairingError(N_("unknown pairing request"), hint=N_("Start pairing again"))
         if p.approved_how is None and now - p.created > self.window:
             raise PairingError(
-                f"the pairing request expired after {self.window:.0f} s",
-                hint="Start pairing again and press the box's button within a minute",
+                N_("the pairing request expired after {seconds} s"),
+                values={"seconds": f"{self.window:.0f}"},
+                hint=N_("Start pairing again and press the box's button within a minute"),
             )
         return p
 
@@ -176,15 +178,16 @@ class Pairing:
         ]
         if not live:
             raise PairingError(
-                "no tablet is waiting to pair",
-                hint="Open the page on the tablet and tap Pair first",
+                N_("no tablet is waiting to pair"),
+                hint=N_("Open the page on the tablet and tap Pair first"),
             )
         if len(live) > 1:
             for p in live:
                 p.use_code = True
             raise PairingError(
-                f"{len(live)} tablets are waiting to pair; the button cannot tell which is yours",
-                hint="Type the code from the box's label on your tablet",
+                N_("{count} tablets are waiting to pair; the button cannot tell which is yours"),
+                values={"count": len(live)},
+                hint=N_("Type the code from the box's label on your tablet"),
             )
         live[0].approved_how = "button"
         return f"{live[0].name} ({live[0].short_code})"
@@ -207,19 +210,24 @@ class Pairing:
                     )
             except StorageError as err:  # counted above all the same: a full disk is no bypass
                 raise PairingError(
-                    "wrong code (and the box could not record it: its storage is full)",
-                    hint="Free space on the box; type the code printed on the box's label",
+                    N_("wrong code (and the box could not record it: its storage is full)"),
+                    hint=N_("Free space on the box; type the code printed on the box's label"),
                 ) from err
-            raise PairingError("wrong code", hint="Type the code printed on the box's label")
+            raise PairingError(
+                N_("wrong code"), hint=N_("Type the code printed on the box's label")
+            )
         p.approved_how = "code"
 
     def _check_lockout(self, client: str, now: float) -> None:
         fails = sum(1 for at in self._failures.get(client, ()) if at > now - self.lockout)
         if fails >= self.max_code_attempts:
             raise PairingError(
-                "too many wrong codes",
-                hint=f"Pairing by code is locked for {self.lockout / 60:.0f} minutes on this "
-                "tablet; use the box's button",
+                N_("too many wrong codes"),
+                hint=N_(
+                    "Pairing by code is locked for {minutes} minutes on this tablet; "
+                    "use the box's button"
+                ),
+                hint_values={"minutes": f"{self.lockout / 60:.0f}"},
             )
 
     # -- collecting the session ----------------------------------------------------------
@@ -228,7 +236,7 @@ class Pairing:
         while still waiting. Raises when refused or expired."""
         p = self._live(rid, now)
         if not hmac.compare_digest(_hash(claim), p.claim_hash):
-            raise PairingError("this pairing request belongs to another tablet")
+            raise PairingError(N_("this pairing request belongs to another tablet"))
         p.last_poll = max(p.last_poll, now)
         if p.approved_how is None:
             return None

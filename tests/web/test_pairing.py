@@ -120,3 +120,31 @@ def test_sessions_survive_a_restart(tmp_path) -> None:
     token, tablet = first.collect(rid, claim, now=1002)
     again = Pairing(Store(tmp_path), CODE)
     assert again.authenticate(token, now=1003).id == tablet.id
+
+
+def test_pairing_refusals_read_in_german_for_a_german_tablet(pairing: Pairing) -> None:
+    from firmware_py.i18n import language
+
+    german = language("de")
+    rid, _claim = pairing.request("t", now=1000)
+    with pytest.raises(PairingError) as wrong:
+        pairing.enter_code(rid, "000000", now=1001)
+    assert (
+        str(wrong.value) == "wrong code. Type the code printed on the box's label"
+    )  # English kept
+    assert "Code" in wrong.value.localized(german)
+    assert "wrong code" not in wrong.value.localized(german)
+    for _ in range(2):
+        with pytest.raises(PairingError):
+            pairing.enter_code(rid, "000000", now=1002)
+    with pytest.raises(PairingError) as locked:
+        pairing.enter_code(rid, CODE, now=1003)
+    assert "10 minutes" in str(locked.value)
+    assert "10 Minuten" in locked.value.localized(german)
+    for client in ("10.0.0.5", "10.0.0.6"):  # two tablets still waiting
+        waiting, waiting_claim = pairing.request(client, now=2000, client=client)
+        assert pairing.collect(waiting, waiting_claim, now=2000) is None
+    with pytest.raises(PairingError) as two:
+        pairing.press_button(now=2001)
+    assert str(two.value).startswith("2 tablets are waiting")
+    assert two.value.localized(german).startswith("2 Tablets")
