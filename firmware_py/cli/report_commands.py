@@ -12,6 +12,7 @@ from typing import Any
 from firmware_py.cli.diag_commands import _result, print_json, table
 from firmware_py.cli.transport_args import add_transport_args, config_from_args
 from firmware_py.errors import StorageError
+from firmware_py.i18n import LANGUAGES, SOURCE, from_environment, language
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             action="store_true",
             default=argparse.SUPPRESS,
             help="print the report as JSON",
+        )
+        p.add_argument(
+            "--language",
+            choices=LANGUAGES,
+            help="the customer's language of the report (default: the locale's, else English)",
         )
         p.set_defaults(func=cmd_report, job_kind=kind)
 
@@ -74,11 +80,20 @@ def render_text(report: dict[str, Any]) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     report = run_report_job(args)
+    lang = language(getattr(args, "language", None) or from_environment())
+    if lang.code != SOURCE:  # the job keeps its readings; the report is made again in this language
+        from firmware_py.reports import emissions, test_report
+
+        again = {
+            "vehicle_test_report": test_report.in_language,
+            "emissions_data": emissions.in_language,
+        }
+        report = again[args.job_kind](report, lang)
     if args.pdf is not None:
         from firmware_py.reports.pdf import render_pdf
 
         try:
-            args.pdf.write_bytes(render_pdf(report))
+            args.pdf.write_bytes(render_pdf(report, lang))
         except OSError as err:
             raise StorageError(
                 f"cannot write {args.pdf}: {err}", hint="Name a file in a folder you can write"

@@ -62,3 +62,13 @@ def test_report_agrees_with_the_simulator(
 def test_refused_without_a_ticket(sim_process: SimHandle, box: Box) -> None:
     proc = box.vci("report", *sim_process.cli_args("doip"))
     assert proc.returncode == 2 and "diagnosis" in proc.stderr, proc.stderr
+
+
+def test_report_in_german_at_print_time(sim_process: SimHandle, basic_box: Box, tmp_path) -> None:
+    pdf = tmp_path / "bericht.pdf"
+    proc = basic_box.vci(
+        "report", "--language", "de", "--pdf", str(pdf), *sim_process.cli_args("doip")
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.read_bytes())).pages)
+    assert "Fahrzeugprüfbericht" in text and "Vehicle test report" not in text
