@@ -501,6 +501,16 @@ def test_sign_up_top_up_buy_and_download_the_invoice(
                                    {"amount": "50.00", "reference": "SEPA 2026-11-28 0042"},
                                    csrf=await ops.csrf("/operator/workshops"))  # fmt: skip
             assert twice.status == 400 and "booked already" in twice.text
+            # the operator's page in German (the header's switch, remembered in the cookie)
+            german = await ops.get("/operator/workshops?lang=de")
+            assert "Überweisung buchen" in german.text and "50,00\xa0€" in german.text
+            wrong = await ops.post(f"/operator/workshops/{workshop_id}/top-up",
+                                   {"amount": "1.234,5", "reference": "x"},
+                                   csrf=await ops.csrf("/operator/workshops"))  # fmt: skip
+            assert wrong.status == 400 and "ist kein Betrag in EUR" in wrong.text
+            assert "z. B. 250,00" in wrong.text
+            assert "GESPERRT" not in wrong.text and "freigeschaltet" in wrong.text
+            await ops.get("/operator/workshops?lang=en")
 
             buy_page = await owner.get("/buy")
             assert "Basic 9 h" in buy_page.text or "9.00 EUR" in buy_page.text
