@@ -475,6 +475,16 @@ def test_sign_up_top_up_buy_and_download_the_invoice(
             assert done.status == 200 and "signed up" in done.text
             again = await owner.post("/signup", signup)
             assert again.status == 400 and "DE123456789 exists" in again.text
+            # the same refusals in German (a second browser, switched with ?lang=de)
+            german = Browser(server)
+            browsers.append(german)
+            again_de = await german.post(
+                "/signup?lang=de", signup, csrf=await german.csrf("/signup")
+            )
+            assert again_de.status == 400
+            assert "Eine Werkstatt mit der USt-IdNr. DE123456789 ist bereits" in again_de.text
+            wrong_de = await german.log_in("chef@nord.example", "not the password")
+            assert wrong_de.status == 401 and "Anmeldung abgelehnt: falscher" in wrong_de.text
             assert (await owner.log_in("chef@nord.example", PASSWORD)).location == "/"
             assert (await owner.get("/")).location == "/dashboard"
             dashboard = await owner.get("/dashboard")
@@ -555,6 +565,13 @@ def test_sign_up_top_up_buy_and_download_the_invoice(
                                                 "password": "short"},
                                      csrf=await owner.csrf("/users"))  # fmt: skip
             assert short.status == 400 and "shorter than 12" in short.text
+            short_de = await owner.post("/users?lang=de",
+                                        {"login": "t2@nord.example", "name": "T2",
+                                         "password": "short"},
+                                        csrf=await owner.csrf("/users"))  # fmt: skip
+            assert short_de.status == 400 and "kürzer als 12 Zeichen" in short_de.text
+            assert "Techniker hinzufügen" in short_de.text and "Inhaber" in short_de.text
+            await owner.get("/users?lang=en")
             tech = Browser(server)
             browsers.append(tech)
             assert (await tech.log_in("tech@nord.example", PASSWORD)).status == 303
