@@ -523,6 +523,12 @@ def test_sign_up_top_up_buy_and_download_the_invoice(
             await ops.get("/operator/workshops?lang=en")
 
             buy_page = await owner.get("/buy")
+            bad_vin = await owner.post("/buy?lang=de", {"tariff": "basic-9h", "device": DEVICE,
+                                                        "vin": "not a vin", "start": START},
+                                       csrf=await owner.csrf("/buy"))  # fmt: skip
+            assert "&#x27;NOT A VIN&#x27; ist keine Fahrgestellnummer (FIN)" in bad_vin.text
+            assert "kein I, O oder Q" in bad_vin.text
+            await owner.get("/buy?lang=en")
             assert "Basic 9 h" in buy_page.text or "9.00 EUR" in buy_page.text
             bought = await owner.post("/buy", {"tariff": "basic-9h", "device": DEVICE,
                                                "vin": "wba3a5c50df123456",
