@@ -155,21 +155,24 @@ def _checked_order(
         check_device_id(device)
     except ConfigError as err:
         raise NotPermitted(
-            N_("{device} is not a box's device id"), values={"device": repr(device[:80])},
+            N_("{device} is not a box's device id"),
+            values={"device": repr(device[:80])},
             hint=N_("Copy it from the box's label"),
         ) from err
     if vin is not None:
         vin = vin.strip().upper()
         if not VIN_PATTERN.fullmatch(vin):
             raise NotPermitted(
-                N_("{vin} is not a VIN"), values={"vin": repr(vin[:40])},
+                N_("{vin} is not a VIN"),
+                values={"vin": repr(vin[:40])},
                 hint=N_("17 letters and digits, no I, O or Q"),
             )
     duration = TARIFFS[tariff].duration
     if duration is None:
         if start is not None:
             raise NotPermitted(
-                N_("the tariff {tariff} counts uses, not time"), values={"tariff": tariff},
+                N_("the tariff {tariff} counts uses, not time"),
+                values={"tariff": tariff},
                 hint=N_("Buy it without a start"),
             )
         return tariff, vin, None, None
