@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from firmware_py.errors import NotPermitted, SignupError, WorkshopDisabled
+from firmware_py.i18n import N_, Text
 from portal.db.models import Role, User, Workshop
 
 HASHER = PasswordHasher()
@@ -62,19 +63,23 @@ class WorkshopData:
         vat_id = self.vat_id.replace(" ", "").upper()
         country = self.country.strip().upper()
         for field, value in (
-            ("name", self.name), ("street", self.street), ("postcode", self.postcode),
-            ("city", self.city),
+            (N_("name"), self.name), (N_("street"), self.street), (N_("postcode"), self.postcode),
+            (N_("city"), self.city),
         ):  # fmt: skip
             if not value.strip():
-                raise SignupError(f"the workshop's {field} is empty", hint="Fill it in")
+                raise SignupError(N_("the workshop's {field} is empty"),
+                                  values={"field": Text(field)}, hint=N_("Fill it in"))  # fmt: skip
         if not re.fullmatch(r"[A-Z]{2}", country):
             raise SignupError(
-                f"the country {self.country!r} is not a two-letter code", hint="Give e.g. DE"
+                N_("the country {country} is not a two-letter code"),
+                values={"country": repr(self.country)},
+                hint=N_("Give e.g. DE"),
             )
         if not VAT_ID_PATTERN.fullmatch(vat_id):
             raise SignupError(
-                f"the VAT id {self.vat_id!r} is not a VAT identification number",
-                hint="Give it with its country prefix, e.g. DE123456789",
+                N_("the VAT id {vat_id} is not a VAT identification number"),
+                values={"vat_id": repr(self.vat_id)},
+                hint=N_("Give it with its country prefix, e.g. DE123456789"),
             )
         return WorkshopData(
             self.name.strip(), self.street.strip(), self.postcode.strip(), self.city.strip(),
@@ -89,11 +94,13 @@ def normalise_login(login: str) -> str:
 def _check_new_user(login: str, password: str) -> str:
     login = normalise_login(login)
     if not LOGIN_PATTERN.fullmatch(login):
-        raise SignupError(f"{login[:80]!r} is not an e-mail address", hint="Log in with e-mail")
+        raise SignupError(N_("{login} is not an e-mail address"), values={"login": repr(login[:80])},
+                          hint=N_("Log in with e-mail"))  # fmt: skip
     if len(password) < MIN_PASSWORD:
         raise SignupError(
-            f"the password is shorter than {MIN_PASSWORD} characters",
-            hint="Choose a longer one (a passphrase of a few words)",
+            N_("the password is shorter than {n} characters"),
+            values={"n": MIN_PASSWORD},
+            hint=N_("Choose a longer one (a passphrase of a few words)"),
         )
     return login
 
@@ -104,7 +111,8 @@ def _new_user(
 ) -> User:  # fmt: skip
     login = _check_new_user(login, password)
     if session.scalar(select(User.id).where(User.login == login)) is not None:
-        raise SignupError(f"the login {login} is taken", hint="Log in, or use another address")
+        raise SignupError(N_("the login {login} is taken"), values={"login": login},
+                          hint=N_("Log in, or use another address"))  # fmt: skip
     user = User(
         login=login, name=name.strip() or login, role=role.value,
         password_hash=hasher.hash(password), workshop=workshop,
@@ -115,7 +123,9 @@ def _new_user(
         session.flush()
     except IntegrityError as err:  # the same login signed up at the same moment
         raise SignupError(
-            f"the login {login} is taken", hint="Log in, or use another address"
+            N_("the login {login} is taken"),
+            values={"login": login},
+            hint=N_("Log in, or use another address"),
         ) from err
     return user
 
@@ -135,8 +145,9 @@ def sign_up(
     data = data.checked()
     if session.scalar(select(Workshop.id).where(Workshop.vat_id == data.vat_id)) is not None:
         raise SignupError(
-            f"a workshop with the VAT id {data.vat_id} exists",
-            hint="Ask its owner to add you as a user",
+            N_("a workshop with the VAT id {vat_id} exists"),
+            values={"vat_id": data.vat_id},
+            hint=N_("Ask its owner to add you as a user"),
         )
     workshop = Workshop(
         name=data.name, street=data.street, postcode=data.postcode, city=data.city,
@@ -165,7 +176,7 @@ def add_user(
     """A technician (or a second owner) for a workshop, added by its owner or an operator."""
     workshop = workshop_for(session, actor, workshop_id)
     if not (actor.is_operator or actor.role is Role.OWNER):
-        raise NotPermitted("only the workshop's owner adds users", hint="Ask the owner")
+        raise NotPermitted(N_("only the workshop's owner adds users"), hint=N_("Ask the owner"))
     if role is Role.OPERATOR:
         raise NotPermitted("operators belong to no workshop", hint="Use add_operator")
     return _new_user(
@@ -189,23 +200,27 @@ def workshop_for(session: Session, actor: Actor, workshop_id: int) -> Workshop:
     """The workshop ``workshop_id`` if ``actor`` may see it (its own users, operators)."""
     if not actor.is_operator and actor.workshop_id != workshop_id:
         raise NotPermitted(
-            "this belongs to another workshop", hint="Log in with an account of that workshop"
+            N_("this belongs to another workshop"),
+            hint=N_("Log in with an account of that workshop"),
         )
     workshop = session.get(Workshop, workshop_id)
     if workshop is None:
-        raise NotPermitted(f"there is no workshop {workshop_id}", hint="Check the workshop")
+        raise NotPermitted(N_("there is no workshop {id}"), values={"id": workshop_id},
+                           hint=N_("Check the workshop"))  # fmt: skip
     return workshop
 
 
 def require_enabled(workshop: Workshop) -> None:
     if not workshop.enabled:
-        raise WorkshopDisabled(f"the workshop {workshop.name!r} is disabled")
+        raise WorkshopDisabled(
+            N_("the workshop {name} is disabled"), values={"name": repr(workshop.name)}
+        )
 
 
 def require_operator(actor: Actor) -> None:
     if not actor.is_operator:
         raise NotPermitted(
-            "only the portal's operator may do this", hint="Ask the portal's operator"
+            N_("only the portal's operator may do this"), hint=N_("Ask the portal's operator")
         )
 
 

@@ -155,19 +155,25 @@ def _checked_order(
         check_device_id(device)
     except ConfigError as err:
         raise NotPermitted(
-            f"{device[:80]!r} is not a box's device id", hint="Copy it from the box's label"
+            N_("{device} is not a box's device id"),
+            values={"device": repr(device[:80])},
+            hint=N_("Copy it from the box's label"),
         ) from err
     if vin is not None:
         vin = vin.strip().upper()
         if not VIN_PATTERN.fullmatch(vin):
             raise NotPermitted(
-                f"{vin[:40]!r} is not a VIN", hint="17 letters and digits, no I, O or Q"
+                N_("{vin} is not a VIN"),
+                values={"vin": repr(vin[:40])},
+                hint=N_("17 letters and digits, no I, O or Q"),
             )
     duration = TARIFFS[tariff].duration
     if duration is None:
         if start is not None:
             raise NotPermitted(
-                f"the tariff {tariff} counts uses, not time", hint="Buy it without a start"
+                N_("the tariff {tariff} counts uses, not time"),
+                values={"tariff": tariff},
+                hint=N_("Buy it without a start"),
             )
         return tariff, vin, None, None
     start = now if start is None else start

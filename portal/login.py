@@ -35,6 +35,7 @@ from firmware_py.errors import (
     SecondFactorNeeded,
     WorkshopDisabled,
 )
+from firmware_py.i18n import N_
 from portal.accounts import HASHER, Actor, find_user, normalise_login, require_enabled
 from portal.db.models import LoginGuard, PendingLogin, TotpSecret, User, WebSession
 
@@ -114,12 +115,12 @@ def authenticate(
         if rehashed is not None and user.password_hash == stored:
             user.password_hash = rehashed
         session.commit()
-        raise SecondFactorNeeded("the password is right; now the code", user_id=user.id)
+        raise SecondFactorNeeded(N_("the password is right; now the code"), user_id=user.id)
     if user is not None and user.totp is not None:
         ok = _use_totp_code(session, user.totp, totp_code or "", t)
     if not ok or user is None:
         _fail(session, login, t)
-        raise LoginRefused("login refused: wrong login name, password or code")
+        raise LoginRefused(N_("login refused: wrong login name, password or code"))
     if user.workshop is not None:
         require_enabled(user.workshop)
     if rehashed is not None and user.password_hash == stored:
@@ -134,8 +135,9 @@ def _check_lock(session: Session, login: str, now: int) -> None:
     if guard is not None and guard.locked_until > now:
         minutes = (guard.locked_until - now + 59) // 60
         raise LoginLocked(
-            "too many failed logins for this login name",
-            hint=f"Try again in {minutes} minutes, or ask the workshop's owner",
+            N_("too many failed logins for this login name"),
+            hint=N_("Try again in {minutes} minutes, or ask the workshop's owner"),
+            hint_values={"minutes": minutes},
         )
 
 
@@ -146,11 +148,11 @@ def second_factor(session: Session, user_id: int, code: str, *, now: float | Non
     t = int(now if now is not None else time.time())
     user = session.get(User, user_id)
     if user is None:
-        raise LoginRefused("login refused: the user is gone", hint="Log in again")
+        raise LoginRefused(N_("login refused: the user is gone"), hint=N_("Log in again"))
     _check_lock(session, user.login, t)
     if user.totp is None or not _use_totp_code(session, user.totp, code, t):
         _fail(session, user.login, t)
-        raise LoginRefused("login refused: wrong or used code")
+        raise LoginRefused(N_("login refused: wrong or used code"))
     if user.workshop is not None:
         require_enabled(user.workshop)
     session.execute(update(LoginGuard).where(LoginGuard.login == user.login).values(failures=0))
@@ -194,7 +196,7 @@ def enable_totp(
     that their authenticator has it). The caller commits."""
     user = session.get(User, actor.user_id)
     if user is None:
-        raise NotPermitted("no such user", hint="Log in again")
+        raise NotPermitted(N_("no such user"), hint=N_("Log in again"))
     t = int(now if now is not None else time.time())
     user.totp = TotpSecret(user_id=user.id, secret=secret, last_step=0)
     session.flush()
@@ -202,8 +204,8 @@ def enable_totp(
         user.totp = None
         session.flush()
         raise LoginRefused(
-            "the code does not match the new secret",
-            hint="Check the authenticator app's clock and enter the current code",
+            N_("the code does not match the new secret"),
+            hint=N_("Check the authenticator app's clock and enter the current code"),
         )
 
 
@@ -240,17 +242,21 @@ def session_actor(session: Session, token: str, *, now: float | None = None) -> 
     t = int(now if now is not None else time.time())
     row = session.get(WebSession, _token_key(token))
     if row is None or row.expires_at <= t:
-        raise LoginRefused("the session has ended", hint="Log in again")
+        raise LoginRefused(N_("the session has ended"), hint=N_("Log in again"))
     user = session.get(User, row.user_id)
     assert user is not None  # foreign key
     if user.workshop is not None and not user.workshop.enabled:
-        raise WorkshopDisabled(f"the workshop {user.workshop.name!r} is disabled")
+        raise WorkshopDisabled(
+            N_("the workshop {name} is disabled"), values={"name": repr(user.workshop.name)}
+        )
     return Actor.of(user), row.csrf_token
 
 
 def check_csrf(expected: str, given: str | None) -> None:
     if not given or not hmac.compare_digest(expected, given):
-        raise NotPermitted("the form's CSRF token is missing or wrong", hint="Reload the page")
+        raise NotPermitted(
+            N_("the form's CSRF token is missing or wrong"), hint=N_("Reload the page")
+        )
 
 
 def end_session(session: Session, token: str) -> None:

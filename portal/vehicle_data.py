@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.errors import PreconditionError
 from firmware_py.gateway.privacy import normalise_vin, vin_forms
+from firmware_py.i18n import N_
 from portal.db.engine import write_transaction
 from portal.db.privacy_models import PrivacyErasure, PrivacyKey
 from portal.workshop_scope import (
@@ -216,8 +217,8 @@ def erase(
         found = find(session, vin, workshop_id)
         if any(job["state"] in RUNNING for job in found.rows.get("remote_jobs", [])):
             raise PreconditionError(  # its events would name the car again
-                "a remote job on this car is still running",
-                hint="Erase once it has ended (or cancel it on its session's page)",
+                N_("a remote job on this car is still running"),
+                hint=N_("Erase once it has ended (or cancel it on its session's page)"),
             )
         by_name = {table.name: table for table in tables()}
         for name, rows in found.rows.items():

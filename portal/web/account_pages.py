@@ -151,7 +151,7 @@ async def log_in(request: web.Request) -> web.Response:
         set_cookie(request, out, PENDING_COOKIE, token, int(pending.seconds))
         return out
     except PortalError as err:
-        return _login_page(request, str(err), name, status_of(err))
+        return _login_page(request, err.localized(lang(request)), name, status_of(err))
     return _logged_in(request, opened)
 
 
@@ -164,7 +164,7 @@ async def log_in_code(request: web.Request) -> web.Response:
     token, pending = request.cookies.get(PENDING_COOKIE), request.app[PENDING]
     user_id = await in_db(request, lambda session: pending.user(session, token))
     if user_id is None:
-        return _login_page(request, "The login took too long: log in again.", status=401)
+        return _login_page(request, N_("The login took too long: log in again."), status=401)
 
     def second_factor(session: Session) -> login.OpenSession:
         user = login.second_factor(session, user_id, text_of(form, "code"))
@@ -174,9 +174,9 @@ async def log_in_code(request: web.Request) -> web.Response:
         opened = await in_db(request, second_factor)
     except (LoginLocked, WorkshopDisabled) as err:
         await in_db(request, lambda session: pending.drop(session, token))
-        return _login_page(request, str(err), status=status_of(err))
+        return _login_page(request, err.localized(lang(request)), status=status_of(err))
     except PortalError as err:
-        return _code_page(request, str(err), status_of(err))
+        return _code_page(request, err.localized(lang(request)), status_of(err))
     await in_db(request, lambda session: pending.drop(session, token))
     return _logged_in(request, opened)
 
@@ -192,15 +192,19 @@ async def log_out(request: web.Request) -> web.Response:
 
 
 def _users_body(request: web.Request, users: list[tuple[str, str, str]]) -> Markup:
+    _ = lang(request).gettext
     fields = join([
-        field("E-mail (login)", "login", "email"), field("Name", "name"),
-        field("Password (12 characters or more)", "password", "password", minlength="12"),
+        field(_("E-mail (login)"), "login", "email"), field(_("Name"), "name"),
+        field(_("Password (12 characters or more)"), "password", "password", minlength="12"),
     ])  # fmt: skip
+    roles = {"owner": _("owner"), "technician": _("technician")}
     return render(
-        "{users}<h2>Add a technician</h2>{form}",
-        users=table(("Login", "Name", "Role"), users),
-        form=post_form("/users", csrf(request), fields, "Add"),
-    )
+        "{users}<h2>{add_title}</h2>{form}",
+        users=table((_("Login"), _("Name"), _("Role")),
+                    [(login_, name, roles.get(role, role)) for login_, name, role in users]),
+        add_title=_("Add a technician"),
+        form=post_form("/users", csrf(request), fields, _("Add")),
+    )  # fmt: skip
 
 
 def _users(session: Session, request: web.Request) -> list[tuple[str, str, str]]:
@@ -227,28 +231,30 @@ async def add_user(request: web.Request) -> web.Response:
             role=Role.TECHNICIAN, **hasher_kw(request),  # type: ignore[arg-type]
         )  # fmt: skip
 
-    message, status = "The technician can log in now.", 200
+    message, status = lang(request).gettext("The technician can log in now."), 200
     try:
         await in_db(request, add)
     except PortalError as err:
-        message, status = str(err), status_of(err)
+        message, status = err.localized(lang(request)), status_of(err)
     users = await in_db(request, lambda session: _users(session, request))
     return page(request, "Users", _users_body(request, users), message=message, status=status)
 
 
 def _totp_body(request: web.Request, login_name: str, secret: str) -> Markup:
+    _ = lang(request).gettext
     uri = login.totp_uri(secret, login_name)
     fields = join([
         render('<input type="hidden" name="secret" value="{s}">', s=secret),
-        field("Code the app shows now", "code", inputmode="numeric",
+        field(_("Code the app shows now"), "code", inputmode="numeric",
               autocomplete="one-time-code"),
     ])  # fmt: skip
     return render(
-        "<p>Scan the code with your authenticator app, or enter the key by hand:</p>"
+        "<p>{scan}</p>"
         '{qr}<p class="ticket">{secret}</p><p class="ticket">{uri}</p>{form}',
-        qr=Markup(segno.make(uri, error="m").svg_inline(scale=4, title="TOTP key")),
+        scan=_("Scan the code with your authenticator app, or enter the key by hand:"),
+        qr=Markup(segno.make(uri, error="m").svg_inline(scale=4, title=_("TOTP key"))),
         secret=secret, uri=uri,
-        form=post_form("/totp", csrf(request), fields, "Turn on the second factor"),
+        form=post_form("/totp", csrf(request), fields, _("Turn on the second factor")),
     )  # fmt: skip
 
 
@@ -263,7 +269,8 @@ def _me(session: Session, request: web.Request) -> tuple[str, bool]:
 async def totp_page(request: web.Request) -> web.Response:
     login_name, on = await in_db(request, lambda session: _me(session, request))
     if on:
-        return page(request, "Second factor", render("<p>Your second factor is on.</p>"))
+        on_text = lang(request).gettext("Your second factor is on.")
+        return page(request, "Second factor", render("<p>{t}</p>", t=on_text))
     return page(request, "Second factor", _totp_body(request, login_name, login.new_totp_secret()))
 
 
@@ -276,9 +283,9 @@ async def enable_totp(request: web.Request) -> web.Response:
     def enable(session: Session) -> str:
         login_name, on = _me(session, request)
         if on:
-            raise NotPermitted("your second factor is on already", hint="Nothing to do")
+            raise NotPermitted(N_("your second factor is on already"), hint=N_("Nothing to do"))
         if not SECRET_PATTERN.fullmatch(secret):
-            raise NotPermitted("the form's key is malformed", hint="Reload the page")
+            raise NotPermitted(N_("the form's key is malformed"), hint=N_("Reload the page"))
         login.enable_totp(session, actor(request), secret, code)
         return login_name
 
@@ -296,5 +303,7 @@ async def enable_totp(request: web.Request) -> web.Response:
             message=err.localized(lang(request)),
             status=status_of(err),
         )
-    return page(request, "Second factor", render("<p>Your second factor is on: from now on "
-                                                 "you log in with a code too.</p>"))  # fmt: skip
+    done = lang(request).gettext(
+        "Your second factor is on: from now on you log in with a code too."
+    )
+    return page(request, "Second factor", render("<p>{t}</p>", t=done))

@@ -11,10 +11,10 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 
 from firmware_py.errors import PaymentError, PortalError
+from firmware_py.i18n import N_
 from portal import accounts, credit
 from portal.db.models import Workshop
-from portal.invoices import euro
-from portal.web.guard import Need, actor, csrf, in_db, object_id, page, requires, text_of
+from portal.web.guard import Need, actor, csrf, in_db, lang, object_id, page, requires, text_of
 from portal.web.html import Markup, field, join, post_form, render, table
 
 routes = web.RouteTableDef()
@@ -24,34 +24,41 @@ def _cents(text: str) -> int:
     try:
         value = Decimal(text.strip().replace(",", "."))
     except InvalidOperation as err:
-        raise PaymentError(f"{text[:20]!r} is not an amount in EUR", hint="e.g. 250.00") from err
+        raise _not_an_amount(text) from err
     if not value.is_finite() or value != value.quantize(Decimal("0.01")):
-        raise PaymentError(f"{text[:20]!r} is not an amount in EUR", hint="e.g. 250.00")
+        raise _not_an_amount(text)
     return int(value * 100)
+
+
+def _not_an_amount(text: str) -> PaymentError:
+    return PaymentError(N_("{text} is not an amount in EUR"), values={"text": repr(text[:20])},
+                        hint=N_("e.g. 250.00"))  # fmt: skip
 
 
 def _workshops(request: web.Request, session: Session) -> Markup:
     who, token = actor(request), csrf(request)
+    reader = lang(request)
+    _ = reader.gettext
     rows = []
     for w in accounts.workshops(session, who):
         switch = "disable" if w.enabled else "enable"
         top_up = join([
             field("EUR", "amount", inputmode="decimal", size="8"),
-            field("Bank reference", "reference", size="18"),
+            field(_("Bank reference"), "reference", size="18"),
         ])  # fmt: skip
         rows.append((
             w.id, render("{name}<br>{street}, {postcode} {city}, {country}", name=w.name,
                          street=w.street, postcode=w.postcode, city=w.city, country=w.country),
-            w.vat_id, "enabled" if w.enabled else "DISABLED",
-            euro(credit.balance(session, who, w.id)),
+            w.vat_id, _("enabled") if w.enabled else _("DISABLED"),
+            reader.money(credit.balance(session, who, w.id)),
             join([
                 post_form(f"/operator/workshops/{w.id}/{switch}", token, Markup(""),
-                          switch.capitalize(), "inline"),
+                          _("Disable") if w.enabled else _("Enable"), "inline"),
                 post_form(f"/operator/workshops/{w.id}/top-up", token, top_up,
-                          "Book bank transfer", "inline"),
+                          _("Book bank transfer"), "inline"),
             ]),
         ))  # fmt: skip
-    return table(("No.", "Workshop", "VAT id", "State", "Credit", ""), rows)
+    return table((_("No."), _("Workshop"), _("VAT id"), _("State"), _("Credit"), ""), rows)
 
 
 async def _page(request: web.Request, message: str = "", status: int = 200) -> web.Response:
@@ -86,7 +93,7 @@ async def _act(
     except _NoWorkshop:
         raise web.HTTPNotFound() from None
     except PortalError as err:
-        return await _page(request, str(err), 400)
+        return await _page(request, err.localized(lang(request)), 400)
     return await _page(request, done)
 
 
@@ -96,7 +103,7 @@ async def disable(request: web.Request) -> web.Response:
     workshop_id = _workshop_id(request)
     return await _act(
         request, workshop_id, lambda s: accounts.set_enabled(s, actor(request), workshop_id, False),
-        f"Workshop {workshop_id} is disabled; its sessions have ended.",
+        lang(request).gettext("Workshop {id} is disabled; its sessions have ended.", id=workshop_id),
     )  # fmt: skip
 
 
@@ -106,7 +113,7 @@ async def enable(request: web.Request) -> web.Response:
     workshop_id = _workshop_id(request)
     return await _act(
         request, workshop_id, lambda s: accounts.set_enabled(s, actor(request), workshop_id, True),
-        f"Workshop {workshop_id} is enabled.",
+        lang(request).gettext("Workshop {id} is enabled.", id=workshop_id),
     )  # fmt: skip
 
 
@@ -119,10 +126,12 @@ async def top_up(request: web.Request) -> web.Response:
     try:
         cents = _cents(text_of(form, "amount"))
     except PaymentError as err:
-        return await _page(request, str(err), 400)
+        return await _page(request, err.localized(lang(request)), 400)
     return await _act(
         request,
         workshop_id,
         lambda s: credit.BankTransfer().book(s, actor(request), workshop_id, cents, reference),
-        f"Booked {euro(cents)} for workshop {workshop_id}.",
+        lang(request).gettext(
+            "Booked {amount} for workshop {id}.", amount=lang(request).money(cents), id=workshop_id
+        ),
     )

@@ -119,7 +119,7 @@ async def vehicle_export(request: web.Request) -> web.StreamResponse:
         data = await in_db(request, lambda session: vehicle_data.export(
             session, text_of(form, "vin"), _scope(request), time.time()))  # fmt: skip
     except VciError as err:
-        return await _page(request, str(err), 400)
+        return await _page(request, err.localized(lang(request)), 400)
     return web.Response(
         body=json.dumps(data, indent=1, default=str).encode(), content_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="vehicle-data-{data["vin"]}.json"'},
@@ -132,7 +132,7 @@ async def vehicle_erase(request: web.Request) -> web.Response:
     form = await request.post()
     asked_by = text_of(form, "asked_by").strip()
     if not asked_by:
-        return await _page(request, "Write down who asked for the erasure.", 400)
+        return await _page(request, N_("Write down who asked for the erasure."), 400)
 
     who = actor(request)
     done_by = await in_db(
@@ -146,15 +146,19 @@ async def vehicle_erase(request: web.Request) -> web.Response:
             )
         )  # fmt: skip
     except VciError as err:
-        return await _page(request, str(err), 400)
+        return await _page(request, err.localized(lang(request)), 400)
+    _ = lang(request).gettext
     deleted = result["deleted"]
     assert isinstance(deleted, dict)
-    done = ", ".join(f"{n} {k}" for k, n in deleted.items() if n) or "nothing was found"
+    done = ", ".join(f"{n} {k}" for k, n in deleted.items() if n) or _("nothing was found")
     if result["remaining"]:
-        return await _page(request, f"Erased {done}, but the VIN is still named in "
-                           f"{', '.join(result['remaining'])}: tell the portal's operator.", 500)  # type: ignore[arg-type]  # fmt: skip
-    return await _page(request, f"Erased: {done}. The erasure is recorded (without the VIN). "
-                       "Purchases and invoices that name it are kept for 10 years.")  # fmt: skip
+        tables = ", ".join(result["remaining"])  # type: ignore[arg-type]
+        return await _page(request, _("Erased {done}, but the VIN is still named in {tables}: "
+                                      "tell the portal's operator.", done=done, tables=tables),
+                           500)  # fmt: skip
+    return await _page(request, _("Erased: {done}. The erasure is recorded (without the VIN). "
+                                  "Purchases and invoices that name it are kept for 10 years.",
+                                  done=done))  # fmt: skip
 
 
 def _workshop(request: web.Request, session: Session) -> Workshop:
@@ -191,8 +195,8 @@ async def workshop_delete(request: web.Request) -> web.Response:
         workshop = _workshop(request, session)
         if who.is_operator:
             if text_of(form, "confirm").replace(" ", "").upper() != workshop.vat_id:
-                raise NotPermitted("the VAT id typed does not match the workshop's",
-                                   hint="Type the workshop's VAT id to confirm")  # fmt: skip
+                raise NotPermitted(N_("the VAT id typed does not match the workshop's"),
+                                   hint=N_("Type the workshop's VAT id to confirm"))  # fmt: skip
             return workshop.id
         login_name = session.scalar(select(User.login).where(User.id == who.user_id))
         session.rollback()  # authenticate runs its own transactions
@@ -210,19 +214,21 @@ async def workshop_delete(request: web.Request) -> web.Response:
             revoke_box=workshop_data.pki_revoker(cfg.factory, cfg.pki),
         )  # fmt: skip
     except PortalError as err:
-        return await _page(request, str(err), status_of(err))
+        return await _page(request, err.localized(lang(request)), status_of(err))
     except VciError as err:  # a remote job still running
-        return await _page(request, f"{err}. {err.hint or ''}", 409)
+        return await _page(request, err.localized(lang(request)), 409)
     if done["boxes_revoked"] and cfg.broker_reload is not None:
         try:
             await asyncio.to_thread(cfg.broker_reload)
         except Exception as err:  # the deletion is done; the operator reloads the broker
             log.error("the broker was not told of the revoked boxes: %s", err)
     log.info("workshop %d deleted by user %d", workshop_id, who.user_id)
-    message = f"The workshop's account is deleted. {workshop_data.KEPT_BY_LAW}"
+    _ = lang(request).gettext
+    message = _("The workshop's account is deleted. {kept}", kept=_(workshop_data.KEPT_BY_LAW))
     if done["unlisted"]:
-        message += (" Its boxes' certificates are still to be put on the broker's revocation "
-                    "list by the portal's operator: " + ", ".join(done["unlisted"]))  # fmt: skip
+        message += " " + _("Its boxes' certificates are still to be put on the broker's "
+                           "revocation list by the portal's operator: {devices}",
+                           devices=", ".join(done["unlisted"]))  # fmt: skip
     if who.is_operator:
         return await _page(request, message)
     out = page(request, TITLE, render("<p>{m}</p>", m=message))

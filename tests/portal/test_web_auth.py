@@ -475,6 +475,16 @@ def test_sign_up_top_up_buy_and_download_the_invoice(
             assert done.status == 200 and "signed up" in done.text
             again = await owner.post("/signup", signup)
             assert again.status == 400 and "DE123456789 exists" in again.text
+            # the same refusals in German (a second browser, switched with ?lang=de)
+            german = Browser(server)
+            browsers.append(german)
+            again_de = await german.post(
+                "/signup?lang=de", signup, csrf=await german.csrf("/signup")
+            )
+            assert again_de.status == 400
+            assert "Eine Werkstatt mit der USt-IdNr. DE123456789 ist bereits" in again_de.text
+            wrong_de = await german.log_in("chef@nord.example", "not the password")
+            assert wrong_de.status == 401 and "Anmeldung abgelehnt: falscher" in wrong_de.text
             assert (await owner.log_in("chef@nord.example", PASSWORD)).location == "/"
             assert (await owner.get("/")).location == "/dashboard"
             dashboard = await owner.get("/dashboard")
@@ -501,8 +511,24 @@ def test_sign_up_top_up_buy_and_download_the_invoice(
                                    {"amount": "50.00", "reference": "SEPA 2026-11-28 0042"},
                                    csrf=await ops.csrf("/operator/workshops"))  # fmt: skip
             assert twice.status == 400 and "booked already" in twice.text
+            # the operator's page in German (the header's switch, remembered in the cookie)
+            german = await ops.get("/operator/workshops?lang=de")
+            assert "Überweisung buchen" in german.text and "50,00\xa0€" in german.text
+            wrong = await ops.post(f"/operator/workshops/{workshop_id}/top-up",
+                                   {"amount": "1.234,5", "reference": "x"},
+                                   csrf=await ops.csrf("/operator/workshops"))  # fmt: skip
+            assert wrong.status == 400 and "ist kein Betrag in EUR" in wrong.text
+            assert "z. B. 250,00" in wrong.text
+            assert "GESPERRT" not in wrong.text and "freigeschaltet" in wrong.text
+            await ops.get("/operator/workshops?lang=en")
 
             buy_page = await owner.get("/buy")
+            bad_vin = await owner.post("/buy?lang=de", {"tariff": "basic-9h", "device": DEVICE,
+                                                        "vin": "not a vin", "start": START},
+                                       csrf=await owner.csrf("/buy"))  # fmt: skip
+            assert "&#x27;NOT A VIN&#x27; ist keine Fahrgestellnummer (FIN)" in bad_vin.text
+            assert "kein I, O oder Q" in bad_vin.text
+            await owner.get("/buy?lang=en")
             assert "Basic 9 h" in buy_page.text or "9.00 EUR" in buy_page.text
             bought = await owner.post("/buy", {"tariff": "basic-9h", "device": DEVICE,
                                                "vin": "wba3a5c50df123456",
@@ -545,6 +571,13 @@ def test_sign_up_top_up_buy_and_download_the_invoice(
                                                 "password": "short"},
                                      csrf=await owner.csrf("/users"))  # fmt: skip
             assert short.status == 400 and "shorter than 12" in short.text
+            short_de = await owner.post("/users?lang=de",
+                                        {"login": "t2@nord.example", "name": "T2",
+                                         "password": "short"},
+                                        csrf=await owner.csrf("/users"))  # fmt: skip
+            assert short_de.status == 400 and "kürzer als 12 Zeichen" in short_de.text
+            assert "Techniker hinzufügen" in short_de.text and "Inhaber" in short_de.text
+            await owner.get("/users?lang=en")
             tech = Browser(server)
             browsers.append(tech)
             assert (await tech.log_in("tech@nord.example", PASSWORD)).status == 303

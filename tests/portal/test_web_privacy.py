@@ -46,6 +46,9 @@ def test_privacy_pages(factory: sessionmaker[Session], signer: Signer, seller: S
             bad = await owner1.post("/privacy/vehicle/export", {"vin": "not a vin"})
             assert bad.status == 400 and "is not a VIN" in bad.text
             assert (await owner1.post("/privacy/vehicle/erase", {"vin": VIN})).status == 400
+            unnamed = await owner1.post("/privacy/vehicle/erase?lang=de", {"vin": VIN})
+            assert unnamed.status == 400 and "wer die Löschung verlangt hat" in unnamed.text
+            await owner1.get("/privacy?lang=en")
             erased = await owner1.post("/privacy/vehicle/erase",
                                        {"vin": VIN, "asked_by": "Frau Muster"})  # fmt: skip
             assert erased.status == 200 and "Erased" in erased.text, erased.text
@@ -72,10 +75,13 @@ def test_privacy_pages(factory: sessionmaker[Session], signer: Signer, seller: S
             assert deleted.status == 200 and "§147 AO" in deleted.text
             assert (await owner1.get("/dashboard")).status == 303
             assert (await Browser(server).log_in("owner1@example.com", PASSWORD)).status == 401
-            mismatch = await ops.post("/privacy/workshops/2/delete", {"confirm": "DE100000001"})
-            assert mismatch.status == 400
+            # the operator's results in German
+            mismatch = await ops.post("/privacy/workshops/2/delete?lang=de",
+                                      {"confirm": "DE100000001"})  # fmt: skip
+            assert mismatch.status == 400 and "stimmt nicht mit der der Werkstatt" in mismatch.text
             done = await ops.post("/privacy/workshops/2/delete", {"confirm": "DE 100000002"})
-            assert done.status == 200 and "deleted" in done.text
+            assert done.status == 200 and "Das Konto der Werkstatt ist gelöscht" in done.text
+            assert "§147 AO" in done.text
             assert (await owner2.get("/dashboard")).status == 303
 
     asyncio.run(run())
