@@ -45,7 +45,10 @@ def test_reset_is_read_back_from_the_cluster(sim_process: SimHandle) -> None:
         "id": 1,
         "name": "engine_oil",
         "text": "Engine oil",
-        "texts": {"en": "Engine oil", "de": "Motoröl"},  # the data file's, for the reader's language
+        "texts": {
+            "en": "Engine oil",
+            "de": "Motoröl",
+        },  # the data file's, for the reader's language
         "availability": 100,
         "remaining_km": 15000,
         "remaining_months": 12,
