@@ -35,7 +35,6 @@ ROOT = Path(__file__).resolve().parent.parent
 KEYWORDS = {
     "gettext": None,
     "ngettext": (1, 2),
-    "pgettext": ((1, "c"), 2),
     "N_": None,
     "_": None,
     # a job's step names (JobContext.step("read fault memory")), shown on the tablet

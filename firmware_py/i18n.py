@@ -33,18 +33,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
 
 from babel import Locale, UnknownLocaleError
 from babel import dates as babel_dates
 from babel import numbers as babel_numbers
-from babel import units as babel_units
+from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
 #: The languages every user-facing text exists in; the first is the source language.
 LANGUAGES: tuple[str, ...] = ("en", "de")
 SOURCE = LANGUAGES[0]
+
+#: the cookie a web page's EN / DE switch sets (the tablet's and the portal's)
+COOKIE = "vci_lang"
 
 #: The box's catalogue (firmware_py/locale/<lang>/LC_MESSAGES/box.po).
 BOX_DOMAIN = "box"
@@ -96,6 +98,12 @@ def negotiate(accept_language: str | None, default: str = SOURCE) -> str:
     return min(choices)[2] if choices else default
 
 
+def chosen(asked: str | None, remembered: str | None, accept_language: str | None) -> str:
+    """A web reader's language: the one asked for (``?lang=``), else the one remembered (the
+    ``vci_lang`` cookie the pages' EN / DE switch sets), else the browser's ``Accept-Language``."""
+    return supported(asked) or supported(remembered) or negotiate(accept_language)
+
+
 def from_environment(default: str = SOURCE) -> str:
     """The CLI's language: the POSIX locale variables in gettext's order, else ``default``."""
     for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
@@ -110,22 +118,47 @@ def from_environment(default: str = SOURCE) -> str:
 
 
 @functools.cache
-def _translations(directory: Path, domain: str, language: str) -> gettext.NullTranslations:
-    """The catalogue of ``domain`` in ``language``, read from its .po file (NullTranslations if none)."""
+def _catalog(directory: Path, domain: str, language: str) -> Catalog | None:
+    """The ``.po`` catalogue of ``domain`` in ``language`` as Babel reads it, or None."""
     path = directory / language / "LC_MESSAGES" / f"{domain}.po"
-    if language == SOURCE:
-        return gettext.NullTranslations()
-    if not path.is_file():
-        if (directory, domain) == (BOX_LOCALE_DIR, BOX_DOMAIN):
-            return gettext.NullTranslations()
-        return _translations(BOX_LOCALE_DIR, BOX_DOMAIN, language)
+    if language == SOURCE or not path.is_file():
+        return None
     with path.open("rb") as po:
-        catalog = read_po(po, locale=language, domain=domain)
+        return read_po(po, locale=language, domain=domain)
+
+
+def messages(
+    code: str, *, directory: Path = BOX_LOCALE_DIR, domain: str = BOX_DOMAIN
+) -> dict[str, str]:
+    """msgid -> translation of a catalogue's checked entries (not fuzzy, not empty, singular:
+    what a browser page translates with; firmware_py/web/i18n_routes.py)."""
+    catalog = _catalog(directory, domain, supported(code) or SOURCE)
+    if catalog is None:
+        return {}
+    return {
+        m.id: m.string
+        for m in catalog
+        if m.id and isinstance(m.id, str) and isinstance(m.string, str) and m.string
+        and not m.fuzzy
+    }  # fmt: skip
+
+
+@functools.cache
+def _translations(directory: Path, domain: str, language: str) -> gettext.NullTranslations:
+    """The catalogue of ``domain`` in ``language`` for gettext (NullTranslations: English)."""
+    catalog = _catalog(directory, domain, language)
+    shared = (directory, domain) == (BOX_LOCALE_DIR, BOX_DOMAIN)
+    if catalog is None:
+        return (
+            gettext.NullTranslations()
+            if shared
+            else _translations(BOX_LOCALE_DIR, BOX_DOMAIN, language)
+        )
     mo = io.BytesIO()
     write_mo(mo, catalog, use_fuzzy=False)
     mo.seek(0)
     translations = gettext.GNUTranslations(mo)
-    if (directory, domain) != (BOX_LOCALE_DIR, BOX_DOMAIN):
+    if not shared:
         # the shared texts (firmware_py/errors.py: hints the portal shows too) live in the box's
         # catalogue; another catalogue falls back to it
         translations.add_fallback(_translations(BOX_LOCALE_DIR, BOX_DOMAIN, language))
@@ -205,11 +238,6 @@ class Language:
         source = singular if n == 1 else plural
         return _filled(self.translations.ngettext(singular, plural, n), source, {"n": n, **values})
 
-    def pgettext(self, context: str, message: str, /, **values: object) -> str:
-        """``message`` in ``context`` (one English word that translates two ways)."""
-        text = self.translations.pgettext(context, message)
-        return _filled(text, message, values) if values else text
-
     def choose(self, texts: Mapping[str, str] | str | None, default: str = "") -> str:
         """The text for this language from vehicle data that carries several (``{"en":..,"de":..}``);
         English, then any, when this language is missing; a plain string as it is."""
@@ -239,10 +267,6 @@ class Language:
             )
         return babel_numbers.format_currency(amount, currency, locale=self.locale)
 
-    def percent(self, value: float, digits: int = 0) -> str:
-        pattern = "#,##0" + ("." + "0" * digits if digits else "") + " %"
-        return babel_numbers.format_percent(value, format=pattern, locale=self.locale)
-
     def unit(self, value: float | Decimal | int, unit: str, digits: int | None = None) -> str:
         """A measured value with its unit: ``unit(13.6, "V", 1)`` -> "13,6 V" in German.
 
@@ -251,12 +275,6 @@ class Language:
         """
         text = self.number(value, digits)
         return f"{text} {unit}" if unit else text
-
-    def measure(
-        self, value: float, cldr_unit: str, length: Literal["short", "long", "narrow"] = "short"
-    ) -> str:
-        """A value in a CLDR unit (``"length-kilometer"``) with Babel's own names."""
-        return babel_units.format_unit(value, cldr_unit, length=length, locale=self.locale)
 
     def date(self, value: dt.date, format: str = "medium") -> str:  # noqa: A002 - Babel's name
         return babel_dates.format_date(value, format=format, locale=self.locale)
@@ -301,7 +319,3 @@ def language(
     """The :class:`Language` for ``code`` (unknown or None: English) in one catalogue."""
     chosen = supported(code) or SOURCE
     return Language(chosen, _translations(directory, domain, chosen))
-
-
-def all_languages(directory: Path = BOX_LOCALE_DIR, domain: str = BOX_DOMAIN) -> Iterable[Language]:
-    return (language(code, directory=directory, domain=domain) for code in LANGUAGES)

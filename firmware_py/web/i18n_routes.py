@@ -12,43 +12,25 @@ import functools
 import json
 
 from aiohttp import web
-from babel.messages.pofile import read_po
 
-from firmware_py.i18n import (
-    BOX_DOMAIN,
-    BOX_LOCALE_DIR,
-    LANGUAGES,
-    SOURCE,
-    Language,
-    language,
-    negotiate,
-    supported,
-)
-
-COOKIE = "vci_lang"
+from firmware_py.i18n import COOKIE, LANGUAGES, Language, chosen, language, messages
 
 
 def request_language(request: web.Request) -> Language:
     """The reader's language for this request."""
-    code = supported(request.query.get("lang")) or supported(request.cookies.get(COOKIE))
-    return language(code or negotiate(request.headers.get("Accept-Language")))
+    return language(
+        chosen(
+            request.query.get("lang"),
+            request.cookies.get(COOKIE),
+            request.headers.get("Accept-Language"),
+        )
+    )
 
 
 @functools.cache
 def _catalogue(code: str) -> bytes:
-    """The translations of ``code`` as JSON (fuzzy and empty entries left out, as on the server)."""
-    messages: dict[str, object] = {}
-    path = BOX_LOCALE_DIR / code / "LC_MESSAGES" / f"{BOX_DOMAIN}.po"
-    if code != SOURCE and path.is_file():
-        with path.open("rb") as po:
-            for m in read_po(po, locale=code, domain=BOX_DOMAIN):
-                if not m.id or m.fuzzy or not m.string:
-                    continue
-                if isinstance(m.id, str):
-                    messages[m.id] = m.string
-                elif all(m.string):  # plural: the forms, picked in the browser by Intl.PluralRules
-                    messages[m.id[0]] = list(m.string)
-    return json.dumps({"language": code, "messages": messages}, ensure_ascii=False).encode()
+    """The box catalogue's translations of ``code`` as JSON (firmware_py/i18n.py ``messages``)."""
+    return json.dumps({"language": code, "messages": messages(code)}, ensure_ascii=False).encode()
 
 
 async def catalogue(request: web.Request) -> web.Response:

@@ -39,12 +39,13 @@ from firmware_py.errors import (
     PortalError,
     WorkshopDisabled,
 )
-from firmware_py.i18n import LANGUAGES, N_, Language, supported
-from portal import i18n as portal_i18n
+from firmware_py.i18n import COOKIE as LANGUAGE_COOKIE
+from firmware_py.i18n import LANGUAGES, N_, Language, chosen, supported
 from portal.accounts import Actor
 from portal.address_limit import AddressLimiter
 from portal.credit import Signer
 from portal.db.models import Role
+from portal.i18n import portal_language
 from portal.invoices import Seller
 from portal.login import PendingLogins, session_actor
 from portal.web.html import Markup, join, layout, post_form, render
@@ -168,15 +169,16 @@ async def in_db(request: web.Request, work: Callable[[Session], T]) -> T:
 
 
 def lang(request: web.Request) -> Language:
-    """The reader's language (portal/i18n.py): ``?lang=``, the ``vci_lang`` cookie, then the
-    browser's; kept on the request."""
-    if (chosen := request.get(LANGUAGE)) is None:
-        chosen = request[LANGUAGE] = portal_i18n.chosen(
+    """The reader's language in the portal's catalogue (firmware_py/i18n.py ``chosen``: ``?lang=``,
+    the ``vci_lang`` cookie, then the browser's); kept on the request."""
+    if (reader := request.get(LANGUAGE)) is None:
+        code = chosen(
             request.query.get("lang"),
-            request.cookies.get(portal_i18n.COOKIE),
+            request.cookies.get(LANGUAGE_COOKIE),
             request.headers.get("Accept-Language"),
         )
-    return chosen
+        reader = request[LANGUAGE] = portal_language(code)
+    return reader
 
 
 def nav(request: web.Request) -> Markup:
@@ -313,7 +315,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     _secure_headers(response, cacheable=request.path.startswith("/static/"))
     if supported(request.query.get("lang")) and response.content_type == "text/html":
         # the header's switch, remembered (a document printed with ?lang= changes nothing)
-        set_cookie(request, response, portal_i18n.COOKIE, lang(request).code, max_age=365 * 86400)
+        set_cookie(request, response, LANGUAGE_COOKIE, lang(request).code, max_age=365 * 86400)
     if token := request.get(NEW_FORM_TOKEN):
         set_cookie(request, response, FORM_COOKIE, token)
     return response

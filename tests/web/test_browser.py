@@ -259,17 +259,12 @@ def test_the_page_in_german(stack) -> None:
     """The DE switch: the tabs, the vehicle page, the header's voltage (13,6 V), the fault texts
     from the data file and the status bits in German; the choice survives a reload; no text of
     the catalogue is left in English on the main views (docs/translating.md)."""
-    from firmware_py.i18n import language
+    from firmware_py.i18n import language, messages
 
     page = stack["page"]
     de = language("de")
     # every English text of the catalogue that reads differently in German
-    english = {
-        m: de.gettext(m)
-        for m in de.translations._catalog
-        if isinstance(m, str) and len(m) > 4  # type: ignore[attr-defined]
-    }
-    english = {m for m, t in english.items() if t != m and "{" not in m}
+    english = {m for m, t in messages("de").items() if len(m) > 4 and t != m and "{" not in m}
     # a new German tablet (its browser's language) meets the pairing page in German
     fresh = page.context.browser.new_context(
         locale="de-DE", viewport={"width": 1024, "height": 768}
