@@ -26,13 +26,6 @@ async function api(method, url, body) {
   if (!r.ok) throw Object.assign(new Error(data.message || r.statusText), {data});
   return data;
 }
-// An error the box sent: its texts as templates (i18n) in this page's language, else as sent.
-function errorText(err) {
-  if (!err) return "";
-  const i = err.i18n;
-  if (i && i.message) return i.hint ? _("{message}. {hint}", {message: tr(i.message), hint: tr(i.hint)}) : tr(i.message);
-  return (err.message || "") + (err.hint ? ". " + err.hint : "");
-}
 function errText(e) { const d = e.data || {}; return d.message || d.i18n ? errorText(d) : e.message; }
 
 async function runJob(kind, ecu, params) {

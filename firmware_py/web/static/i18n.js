@@ -17,6 +17,14 @@ function tr(t) {
   for (const [k, v] of Object.entries(t.values || {})) values[k] = v && typeof v === "object" ? tr(v) : v;
   return _(t.message, values);
 }
+// An error the box sent (VciError.to_dict): its texts as templates (i18n) in this page's
+// language, else its English as sent.
+function errorText(err) {
+  if (!err) return "";
+  const i = err.i18n;
+  if (i && i.message) return i.hint ? _("{message}. {hint}", {message: tr(i.message), hint: tr(i.hint)}) : tr(i.message);
+  return (err.message || "") + (err.hint ? ". " + err.hint : "");
+}
 // numbers in the page's language: 13,6 V in German
 const num = (v, digits) => Number(v).toLocaleString(I18N.lang, digits == null ? {} : {minimumFractionDigits: digits, maximumFractionDigits: digits});
 // a text the vehicle data carries in several languages ({en, de}), or one string

@@ -8,11 +8,7 @@ async function post(url, body) {
   try { data = await r.json(); } catch (e) { /* empty */ }
   return {status: r.status, data};
 }
-function say(err) {
-  const i = err && err.i18n;
-  $("message").textContent = !err ? "" : i && i.message ? (i.hint ? _("{message}. {hint}", {message: tr(i.message), hint: tr(i.hint)}) : tr(i.message))
-    : (err.message || "") + (err.hint ? ". " + err.hint : "");
-}
+function say(err) { $("message").textContent = errorText(err); }
 // the page's texts in the chosen language (i18n.js); the same EN/DE switch as the tablet page
 async function showLanguage(lang) {
   await loadMessages(lang);
