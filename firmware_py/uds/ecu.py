@@ -163,6 +163,13 @@ class EcuSession:
             f'"response pending" for {deadline:g} s, the request\'s deadline; the box gave up'
         )
 
+    def _silent_error(self, what: str, err: Exception) -> EcuNotRespondingError:
+        return EcuNotRespondingError(
+            N_("ECU {ecu} (0x{address}) did not answer {what}: {detail}"),
+            values={"ecu": self.name, "address": f"{self.address:02X}", "what": what,
+                    "detail": err},
+        )  # fmt: skip
+
     def _call(self, what: str, fn: Callable[[], T], sid: int | None = None) -> T:
         deadline = self.deadline_for(sid) if sid is not None else self.timing.request_deadline
         heartbeat.beat()  # the wait below is bounded by ``deadline`` (the service watchdog)
@@ -184,15 +191,7 @@ class EcuSession:
             except TimeoutException as err:
                 if time.monotonic() - started >= deadline:  # P2 and P2* are shorter: it was pending
                     raise self._deadline_error(what, deadline) from err
-                raise EcuNotRespondingError(
-                    N_("ECU {ecu} (0x{address}) did not answer {what}: {detail}"),
-                    values={
-                        "ecu": self.name,
-                        "address": f"{self.address:02X}",
-                        "what": what,
-                        "detail": err,
-                    },
-                ) from err
+                raise self._silent_error(what, err) from err
             except (InvalidResponseException, UnexpectedResponseException) as err:
                 raise UnexpectedResponseError(
                     f"ECU {self.name} (0x{self.address:02X}) answered {what} wrongly: {err}"
@@ -374,15 +373,7 @@ class EcuSession:
                         )
                     return bytes(response)
             except TimeoutException as err:
-                raise EcuNotRespondingError(
-                    N_("ECU {ecu} (0x{address}) did not answer {what}: {detail}"),
-                    values={
-                        "ecu": self.name,
-                        "address": f"{self.address:02X}",
-                        "what": what,
-                        "detail": err,
-                    },
-                ) from err
+                raise self._silent_error(what, err) from err
 
     def request_transfer_exit(self) -> None:
         self._call("request transfer exit", lambda: self.client.request_transfer_exit(), sid=0x37)
