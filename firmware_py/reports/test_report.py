@@ -17,8 +17,9 @@ lead-acid battery at about 50 % charge)"""
 
 def _snapshot_text(dtc: dict[str, Any], lang: Language) -> str:
     snaps = dtc.get("snapshots") or []
-    if not snaps:
-        return dtc.get("snapshots_note") or "-"
+    if not snaps:  # why there is none: in the reader's language where the box sent the template
+        note = dtc.get("snapshots_note_i18n")
+        return lang.text(Text.from_json(note)) if note else dtc.get("snapshots_note") or "-"
     first = snaps[0]  # the first record: when the fault was first seen
     return "; ".join(f"{k}: {v}" for k, v in first.items() if k != "record") or "-"
 
