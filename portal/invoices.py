@@ -57,9 +57,9 @@ def price_of(tariff: Tariff) -> Price:
 
 
 def euro(cents: int) -> str:
-    """``1,234.50 EUR``"""
-    sign = "-" if cents < 0 else ""
-    return f"{sign}{abs(cents) // 100:,}.{abs(cents) % 100:02d} EUR"
+    """``1,234.50 EUR``: an amount as the CLI and the English texts write it (the one format,
+    firmware_py/i18n.py ``Language.money``; a page or a document uses its reader's language)."""
+    return language(None).money(cents)
 
 
 @dataclass(frozen=True)
