@@ -29,18 +29,30 @@ SIGNUP = (
 )  # fmt: skip
 
 
-def sign_up_and_log_in(owner: Any, base: str) -> None:
-    """The workshop Werkstatt Nord signs up on ``owner``'s page and its owner logs in."""
+ENGLISH = {"sign_up": "Sign up", "signed_up": "signed up", "log_in": "Log in",
+           "credit": "Credit: 0.00 EUR"}  # fmt: skip
+GERMAN = {"sign_up": "Registrieren", "signed_up": "Ihre Werkstatt ist registriert",
+          "log_in": "Anmelden", "credit": "Guthaben: 0,00\xa0€"}  # fmt: skip
+
+
+def sign_up_and_log_in(
+    owner: Any,
+    base: str,
+    signup: tuple[tuple[str, str], ...] = SIGNUP,
+    words: dict[str, str] = ENGLISH,
+) -> None:
+    """The workshop of ``signup`` (Werkstatt Nord) signs up on ``owner``'s page and its owner
+    logs in; ``words``: what the pages say in the browser's language."""
     owner.goto(base + "signup")
-    for name, value in SIGNUP:
+    for name, value in signup:
         owner.fill(f'input[name="{name}"]', value)
-    owner.click("button:has-text('Sign up')")
-    assert "signed up" in owner.content()
-    owner.fill('input[name="login"]', "chef@nord.example")
+    owner.click(f"button:has-text('{words['sign_up']}')")
+    assert words["signed_up"] in owner.content()
+    owner.fill('input[name="login"]', dict(signup)["owner_login"])
     owner.fill('input[name="password"]', PASSWORD)
-    owner.click("button:has-text('Log in')")
+    owner.click(f"button:has-text('{words['log_in']}')")
     owner.wait_for_url("**/dashboard", timeout=10_000)
-    assert "Credit: 0.00 EUR" in owner.content()
+    assert words["credit"] in owner.inner_text("main")
 
 
 def book_transfer(ops: Any, base: str, amount: str) -> None:
@@ -107,22 +119,10 @@ def test_sign_up_top_up_buy_and_invoice_in_chromium(tmp_path: Path) -> None:
                 german = browser.new_context(locale="de-DE").new_page()
                 german.goto(base + "signup")
                 assert german.locator("h1").inner_text() == "Werkstatt registrieren"
-                values = dict(
-                    SIGNUP,
-                    name="Werkstatt Süd",
-                    vat_id="DE987654321",
-                    owner_login="chefin@sued.example",
-                )
-                for name, value in values.items():
-                    german.fill(f'input[name="{name}"]', value)
                 german.screenshot(path=str(SHOTS / "portal-de-signup.png"), full_page=True)
-                german.click("button:has-text('Registrieren')")
-                assert "Ihre Werkstatt ist registriert" in german.content()
-                german.fill('input[name="login"]', "chefin@sued.example")
-                german.fill('input[name="password"]', PASSWORD)
-                german.click("button:has-text('Anmelden')")
-                german.wait_for_url("**/dashboard", timeout=10_000)
-                assert "Guthaben: 0,00\xa0€" in german.inner_text("main")
+                values = dict(SIGNUP, name="Werkstatt Süd", vat_id="DE987654321",
+                              owner_login="chefin@sued.example")  # fmt: skip
+                sign_up_and_log_in(german, base, tuple(values.items()), GERMAN)
                 assert german.locator("nav a[href='/buy']").inner_text() == "Ticket kaufen"
                 german.screenshot(path=str(SHOTS / "portal-de-dashboard.png"), full_page=True)
                 german.goto(base + "boxes")
