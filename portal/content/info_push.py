@@ -50,7 +50,8 @@ class InfoPusher:
             if current is None or current.content_version == self.version:
                 return 0
             first, self.version = self.version is None, current.content_version
-            if first:  # the portal (re)started: boxes report their cars again when they identify
+            if first:  # the portal (re)started: the boxes' retained states, arriving now, send
+                # each connected car's subset through vehicle_seen
                 return 0
             cars = db.execute(
                 select(WorkshopBox.device, WorkshopBox.vin).where(
