@@ -22,7 +22,7 @@ from firmware_py.errors import (
     UnknownTargetError,
     VciError,
 )
-from firmware_py.i18n import N_, Text
+from firmware_py.i18n import LANGUAGES, N_, Text, language, texts_of
 from firmware_py.uds.catalog import EcuInfo
 from firmware_py.uds.dtc_records import decode_extended, decode_snapshots
 from firmware_py.uds.ecu import EcuSession
@@ -51,29 +51,29 @@ MAX_DTCS = 1023
 NOT_OFFERED = {0x11, 0x12, 0x7E, 0x7F}
 
 
-#: what a DTC without a text shows, in every language (firmware_py/i18n.py LANGUAGES)
-NO_TEXT = {"en": "no text known", "de": "kein Text bekannt"}
+NO_TEXT = N_("no text known")
+"""what a DTC without a text in the data file shows (in each language, from the catalogue)"""
 
 
 @functools.cache
 def _texts() -> dict[int, dict[str, str]]:
     """The data file's texts: ``0x12A100 = "text"`` (English) or ``{en = "...", de = "..."}``."""
     raw = tomllib.loads((resources.files("firmware_py.uds") / "dtc_texts_bmw.toml").read_text())
-    return {
-        int(k, 0): {lang: str(t) for lang, t in v.items()}
-        if isinstance(v, dict)
-        else {"en": str(v)}
-        for k, v in raw.items()
-    }
+    return {int(k, 0): texts_of(v) for k, v in raw.items()}
+
+
+@functools.cache
+def _no_text() -> dict[str, str]:
+    return {code: language(code).gettext(NO_TEXT) for code in LANGUAGES}
 
 
 def dtc_texts(dtc: int) -> dict[str, str]:
     """The DTC's text in every language the data has (English always)."""
-    return _texts().get(dtc, NO_TEXT)
+    return _texts().get(dtc) or _no_text()
 
 
 def dtc_text(dtc: int) -> str:
-    return dtc_texts(dtc).get("en") or NO_TEXT["en"]
+    return dtc_texts(dtc).get("en") or NO_TEXT
 
 
 def dtc_code(dtc: int) -> str:
