@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -19,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from firmware_py.errors import NotEntitled, NotPermitted
-from firmware_py.i18n import Language
+from firmware_py.i18n import N_, Language
 from portal import accounts
 from portal.content import access, format, jobsheet, search, store
 from portal.content.vehicle import display_dtc, normal_dtc, normal_vin, type_code
@@ -92,8 +93,9 @@ async def search_page(request: web.Request) -> web.Response:
     def work(session: Session) -> Markup:
         hits = search.search(session, q, type_code(vin) if vin else None) if q else []
         found = join(
-            render('<li data-kind="{k}">{a} <small>{k}</small><br><span class="snippet">{s}</span>'
-                   "</li>", k=h.kind, a=link(h.kind, h.ref, h.title, vin), s=_snippet(h.snippet))
+            render('<li data-kind="{k}">{a} <small>{what}</small><br><span class="snippet">{s}'
+                   "</span></li>", k=h.kind, what=_(KIND_NAMES[h.kind]),
+                   a=link(h.kind, h.ref, h.title, vin), s=_snippet(h.snippet))
             for h in hits
         )  # fmt: skip
         current = store.current(session)
@@ -155,6 +157,11 @@ async def vehicle_page(request: web.Request) -> web.Response:
     return await _read(request, _("Vehicle {vin}", vin=vin), work)
 
 
+KIND_NAMES = {"instruction": N_("repair instruction"), "wiring": N_("wiring diagram"),
+              "bulletin": N_("bulletin"), "part": N_("part")}  # fmt: skip
+"""what a search hit is, in the reader's words"""
+
+
 @routes.get("/info/dtc")
 @requires(Need.WORKSHOP)
 async def dtc_page(request: web.Request) -> web.Response:
@@ -162,28 +169,33 @@ async def dtc_page(request: web.Request) -> web.Response:
     code, vin = normal_dtc(request.query.get("code", "")), _vin(request)
     if code is None:
         raise web.HTTPNotFound()
+    _ = lang(request).gettext
 
     def work(session: Session) -> Markup:
         docs = store.linked(session, "dtc", code, vin)
         return render(
             "<p>{vehicle}</p><ul>{items}</ul>",
-            vehicle=f"For the vehicle {vin}" if vin else "For every vehicle",
+            vehicle=_("For the vehicle {vin}", vin=vin) if vin else _("For every vehicle"),
             items=join(render("<li>{a}</li>", a=link(d.kind, d.ref, d.title, vin)) for d in docs)
-            or render("<li>Nothing in the content names this fault code.</li>"),
+            or render("<li>{t}</li>", t=_("Nothing in the content names this fault code.")),
         )  # fmt: skip
 
-    return await _read(request, f"Fault code {display_dtc(code)} ({code})", work)
+    title = _("Fault code {display} ({code})", display=display_dtc(code), code=code)
+    return await _read(request, title, work)
 
 
-def _document(kind: str, render_data: Any) -> Any:
+Renderer = Callable[[Session, store.Document, "str | None", Language], Markup]
+
+
+def _document(kind: str, render_data: Renderer) -> Any:
     async def handler(request: web.Request) -> web.Response:
-        ref, vin = request.match_info["ref"], _vin(request)
+        ref, vin, reader = request.match_info["ref"], _vin(request), lang(request)
 
         def work(session: Session) -> tuple[str, Markup] | None:
             doc = store.document(session, kind, ref)
-            return (doc.title, render_data(session, doc, vin)) if doc is not None else None
+            return (doc.title, render_data(session, doc, vin, reader)) if doc is not None else None
 
-        return await _read(request, kind, work)
+        return await _read(request, KIND_NAMES[kind], work)  # page() translates it
 
     return handler
 
@@ -193,23 +205,33 @@ def _links(session: Session, kind: str, refs: list[str], vin: str | None) -> Mar
     return join(render("<li>{a}</li>", a=link(kind, d.ref, d.title, vin)) for d in docs)
 
 
-def _instruction(session: Session, doc: store.Document, vin: str | None) -> Markup:
-    d = doc.data
+def _listed(values: Any) -> str:
+    return ", ".join(values) or "-"
+
+
+def _instruction(
+    session: Session, doc: store.Document, vin: str | None, reader: Language
+) -> Markup:
+    d, _ = doc.data, reader.gettext
     steps = join(
         render("<li>{t}{torque}</li>", t=s["text"],
-               torque=render(' <strong class="torque">Torque: {n} Nm</strong>', n=f"{s['torque_nm']:g}")
+               torque=render(' <strong class="torque">{t}</strong>',
+                             t=_("Torque: {value}", value=reader.unit(s["torque_nm"], "Nm", None)))
                if s.get("torque_nm") else "")
         for s in d["steps"]
     )  # fmt: skip
     return render(
-        "<p>{summary}</p><p>ECUs: {ecus}. Fault codes: {dtcs}.</p><p>Tools: {tools}</p>"
-        "<h2>Steps</h2><ol>{steps}</ol><h2>Wiring diagrams</h2><ul>{wiring}</ul>"
-        "<h2>Parts</h2><ul>{parts}</ul><h2>Labour operations</h2><p>{labour}</p>",
-        summary=d["summary"], ecus=", ".join(d["ecus"]) or "-",
-        dtcs=", ".join(f"{display_dtc(c)} ({c})" for c in d["dtcs"]) or "-",
-        tools=", ".join(d["tools"]) or "-", steps=steps,
+        "<p>{summary}</p><p>{about}</p><p>{tools}</p>"
+        "<h2>{h_steps}</h2><ol>{steps}</ol><h2>{h_wiring}</h2><ul>{wiring}</ul>"
+        "<h2>{h_parts}</h2><ul>{parts}</ul><h2>{h_labour}</h2><p>{labour}</p>",
+        summary=d["summary"],
+        about=_("ECUs: {ecus}. Fault codes: {dtcs}.", ecus=_listed(d["ecus"]),
+                dtcs=_listed(f"{display_dtc(c)} ({c})" for c in d["dtcs"])),
+        tools=_("Tools: {tools}", tools=_listed(d["tools"])), steps=steps,
+        h_steps=_("Steps"), h_wiring=_("Wiring diagrams"), h_parts=_("Parts"),
+        h_labour=_("Labour operations"),
         wiring=_links(session, "wiring", d["wiring"], vin),
-        parts=_links(session, "part", d["parts"], vin), labour=", ".join(d["labour"]) or "-",
+        parts=_links(session, "part", d["parts"], vin), labour=_listed(d["labour"]),
     )  # fmt: skip
 
 
@@ -217,41 +239,50 @@ def _drawing(name: str, alt: str) -> Markup:
     return render('<p><img class="drawing" src="/info/drawings/{n}" alt="{a}"></p>', n=name, a=alt)
 
 
-def _wiring(session: Session, doc: store.Document, vin: str | None) -> Markup:
-    d = doc.data
+def _wiring(session: Session, doc: store.Document, vin: str | None, reader: Language) -> Markup:
+    d, _ = doc.data, reader.gettext
     rows = ((c["name"], c["description"], ", ".join(f"{c['name']}.{p}" for p in c["pins"]))
             for c in d["connectors"])  # fmt: skip
     return render(
-        "<p>ECUs: {ecus}</p>{img}<h2>Connectors</h2>{rows}<h2>Instructions that use it</h2>"
-        "<ul>{used}</ul>",
-        ecus=", ".join(d["ecus"]), img=_drawing(d["drawing"], doc.title),
-        rows=table(("Connector", "Description", "Pins"), rows),
+        "<p>{ecus}</p>{img}<h2>{h_connectors}</h2>{rows}<h2>{h_used}</h2><ul>{used}</ul>",
+        ecus=_("ECUs: {ecus}", ecus=", ".join(d["ecus"])), img=_drawing(d["drawing"], doc.title),
+        h_connectors=_("Connectors"), h_used=_("Instructions that use it"),
+        rows=table((_("Connector"), _("Description"), _("Pins")), rows),
         used=join(render("<li>{a}</li>", a=link(x.kind, x.ref, x.title, vin))
                   for x in store.linked(session, "wiring", doc.ref, vin, ("instruction",))),
     )  # fmt: skip
 
 
-def _bulletin(session: Session, doc: store.Document, vin: str | None) -> Markup:
-    d = doc.data
+CAMPAIGN_STATES = {"open": N_("open"), "done": N_("done")}
+
+
+def _bulletin(session: Session, doc: store.Document, vin: str | None, reader: Language) -> Markup:
+    d, _ = doc.data, reader.gettext
     state = ""
     if vin and d["kind"] == "campaign":
         states = dict((x.ref, s) for x, s in store.campaigns(session, vin, datetime.now(UTC).year))
-        state = f"For {vin}: {states.get(doc.ref, 'not concerned')}."
+        found = states.get(doc.ref)
+        state = _("For {vin}: {state}.", vin=vin,
+                  state=_(CAMPAIGN_STATES[found]) if found else _("not concerned"))  # fmt: skip
+    scope = [_("type codes {codes}", codes=", ".join(d["type_codes"]) or _("all"))]
+    if d["model_years"]:
+        scope.append(_("model years {first}-{last}", first=d["model_years"][0],
+                       last=d["model_years"][1]))  # fmt: skip
+    scope += [_("serials {low}-{high}", low=a, high=b) for a, b in d["vin_ranges"]]
     return render(
-        "<p><strong>{kind}</strong> {state}</p><p>{text}</p><p>ECUs: {ecus}. Fault codes: {dtcs}."
-        "</p><p>Scope: type codes {codes}{years}{ranges}.</p>",
-        kind="Technical campaign" if d["kind"] == "campaign" else "Service bulletin",
-        state=state, text=d["text"], ecus=", ".join(d["ecus"]) or "-",
-        dtcs=", ".join(display_dtc(c) for c in d["dtcs"]) or "-",
-        codes=", ".join(d["type_codes"]) or "all",
-        years=f", model years {d['model_years'][0]}-{d['model_years'][1]}" if d["model_years"] else "",
-        ranges="".join(f", serials {a}-{b}" for a, b in d["vin_ranges"]),
+        "<p><strong>{kind}</strong> {state}</p><p>{text}</p><p>{about}</p><p>{scope}</p>",
+        kind=_("Technical campaign") if d["kind"] == "campaign" else _("Service bulletin"),
+        state=state, text=d["text"],
+        about=_("ECUs: {ecus}. Fault codes: {dtcs}.", ecus=_listed(d["ecus"]),
+                dtcs=_listed(display_dtc(c) for c in d["dtcs"])),
+        scope=_("Scope: {scope}.", scope=", ".join(scope)),
     )  # fmt: skip
 
 
-def _software(software: list[Any], installed: dict[str, str]) -> Markup:
+def _software(software: list[Any], installed: dict[str, str], reader: Language) -> Markup:
     """The software parts the content knows for a hardware part; with the ECU's installed SVK
     (``?sw=ID:VERSION``, as identify reads it) whether a newer version exists."""
+    _ = reader.gettext
     newest: dict[tuple[str, str], str] = {}
     for s in software:
         key = (s.process_class, s.sgbm_id)
@@ -263,12 +294,14 @@ def _software(software: list[Any], installed: dict[str, str]) -> Markup:
         if have is None:
             state = "-"
         elif store.version_key(version) > store.version_key(have):
-            state = f"installed {have}: newer software {version} exists"
+            state = _("installed {have}: newer software {version} exists", have=have,
+                      version=version)  # fmt: skip
         else:
-            state = f"installed {have}: up to date"
+            state = _("installed {have}: up to date", have=have)
         rows.append((pc, sgbm, version, state))
-    return render("<h2>Software (SVK)</h2>{t}",
-                  t=table(("Process class", "ID", "Newest version", "This ECU"), rows))  # fmt: skip
+    return render("<h2>{h}</h2>{t}", h=_("Software (SVK)"),
+                  t=table((_("Process class"), _("ID"), _("Newest version"), _("This ECU")),
+                          rows))  # fmt: skip
 
 
 def _installed(request: web.Request) -> dict[str, str]:
@@ -292,11 +325,14 @@ def _ecu_software(request: web.Request) -> tuple[str, str] | None:
     return None
 
 
-def _store_packages(session: Session, ecu_software: tuple[str, str] | None) -> Markup:
+def _store_packages(
+    session: Session, ecu_software: tuple[str, str] | None, reader: Language
+) -> Markup:
     """Whether the portal's package store (portal/packages.py: signed packages the boxes can
     program) holds newer software for the ECU the link names."""
     if ecu_software is None:
         return Markup("")
+    _ = reader.gettext
     ecu, have = ecu_software
     newer = sorted(
         {p.version for p in session.scalars(select(StoredPackage).where(StoredPackage.ecu == ecu))
@@ -305,34 +341,42 @@ def _store_packages(session: Session, ecu_software: tuple[str, str] | None) -> M
         key=store.version_key,
     )  # fmt: skip
     if not newer:
-        return render('<p data-testid="store-software">{ecu} {have}: no newer software in the '
-                      "package store.</p>", ecu=ecu, have=have)  # fmt: skip
+        return render('<p data-testid="store-software">{t}</p>',
+                      t=_("{ecu} {have}: no newer software in the package store.", ecu=ecu,
+                          have=have))  # fmt: skip
+    # the translated sentence holds the link: the template is the catalogue's, the values escaped
     return render(
-        '<p data-testid="store-software"><strong>Newer software in the package store for {ecu} '
-        "(installed {have}): {versions}.</strong> Program it from a remote session with the box "
-        '(<a href="/sessions">Remote sessions</a>, Programming).</p>',
+        '<p data-testid="store-software">' + _(
+            "<strong>Newer software in the package store for {ecu} (installed {have}): "
+            "{versions}.</strong> Program it from a remote session with the box "
+            '(<a href="/sessions">Remote sessions</a>, Programming).'
+        ) + "</p>",
         ecu=ecu, have=have, versions=", ".join(newer),
     )  # fmt: skip
 
 
-def _part_page(installed: dict[str, str], ecu_software: tuple[str, str] | None = None) -> Any:
-    def render_part(session: Session, doc: store.Document, vin: str | None) -> Markup:
-        d = doc.data
+def _part_page(installed: dict[str, str], ecu_software: tuple[str, str] | None = None) -> Renderer:
+    def render_part(
+        session: Session, doc: store.Document, vin: str | None, reader: Language
+    ) -> Markup:
+        d, _ = doc.data, reader.gettext
         group = store.document(session, "group", d["group"])
         newer = store.superseding(session, doc.ref)
         software = store.software(session, doc.ref)
+        group_name = group.title if group else d["group"]
         return render(
-            "<p>Part number {n}, group {g}{hotspot}.</p>{packages}{newer}{supersedes}{img}"
-            "{software}",
-            packages=_store_packages(session, ecu_software),
-            n=doc.ref, g=group.title if group else d["group"],
-            hotspot=f", item {d['hotspot']} of the illustration" if d["hotspot"] else "",
-            newer=render("<p>Superseded by {a}.</p>", a=link("part", newer.ref, newer.title, vin))
-            if newer else "",
-            supersedes=render("<p>Supersedes {s}.</p>", s=", ".join(d["supersedes"]))
+            "<p>{about}</p>{packages}{newer}{supersedes}{img}{software}",
+            about=_("Part number {number}, group {group}, item {item} of the illustration.",
+                    number=doc.ref, group=group_name, item=d["hotspot"]) if d["hotspot"]
+            else _("Part number {number}, group {group}.", number=doc.ref, group=group_name),
+            packages=_store_packages(session, ecu_software, reader),
+            newer=render("<p>" + _("Superseded by {part}.") + "</p>",
+                         part=link("part", newer.ref, newer.title, vin)) if newer else "",
+            supersedes=render("<p>{t}</p>", t=_("Supersedes {parts}.",
+                                                parts=", ".join(d["supersedes"])))
             if d["supersedes"] else "",
             img=_drawing(group.data["illustration"], group.title) if group else "",
-            software=_software(software, installed) if software else "",
+            software=_software(software, installed, reader) if software else "",
         )  # fmt: skip
 
     return render_part
@@ -383,27 +427,32 @@ def _sheet(request: web.Request, session: Session, workshop_id: int) -> tuple[Ma
     ops = store.labour(session, series) if series else []
     chosen = set(request.query.getall("op", []))
     try:
-        rate = Decimal(request.query.get("rate", "") or "0")
+        rate = Decimal(request.query.get("rate", "").strip().replace(",", ".") or "0")  # 95,00 too
         if not 0 <= rate <= 10_000:
             raise InvalidOperation
     except InvalidOperation:
-        raise NotPermitted("the hourly rate is not an amount", hint="Give it as 95.00") from None
+        raise NotPermitted(
+            N_("the hourly rate is not an amount"), hint=N_("Give it as 95.00")
+        ) from None
     rate_cents = int(rate * 100)
+    _ = lang(request).gettext
     options = join(
-        render('<label class="check"><input type="checkbox" name="op" value="{c}"{sel}> {c} '
-               "{d} ({u} units)</label>", c=o.code, d=o.description, u=o.work_units,
+        render('<label class="check"><input type="checkbox" name="op" value="{c}"{sel}> {t}'
+               "</label>", c=o.code, t=_("{code} {description} ({units} units)", code=o.code,
+                                        description=o.description, units=o.work_units),
                sel=Markup(" checked") if o.code in chosen else Markup(""))
         for o in ops
     )  # fmt: skip
     form = render(
         '<form method="get" action="/info/jobsheet.pdf"><input type="hidden" name="vin" '
         'value="{vin}"><input type="hidden" name="series" value="{series}">{options}'
-        '<label>Hourly rate (EUR, net) <input name="rate" value="{rate}"></label>'
-        '<button type="submit">Job sheet as PDF</button></form>',
+        '<label>{rate_label} <input name="rate" value="{rate}"></label>'
+        '<button type="submit">{pdf}</button></form>',
         vin=vin or "", series=series, options=options, rate=f"{rate:.2f}" if rate else "",
+        rate_label=_("Hourly rate (EUR, net)"), pdf=_("Job sheet as PDF"),
     )  # fmt: skip
     if not series:
-        form = render("<p>Open the job sheet from a vehicle page (a VIN).</p>")
+        form = render("<p>{t}</p>", t=_("Open the job sheet from a vehicle page (a VIN)."))
     lines = tuple(
         jobsheet.Line(o.code, o.description, o.work_units) for o in ops if o.code in chosen
     )
@@ -433,7 +482,7 @@ async def jobsheet_pdf(request: web.Request) -> web.Response:
         access.check(session, workshop_id, now)
         sheet = _sheet(request, session, workshop_id)[1]
         if not sheet.lines:
-            raise NotPermitted("no operation chosen", hint="Tick the operations of the job")
+            raise NotPermitted(N_("no operation chosen"), hint=N_("Tick the operations of the job"))
         return jobsheet.render_pdf(sheet, lang(request))  # ?lang= at print time, else the reader's
 
     try:

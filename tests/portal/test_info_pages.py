@@ -181,6 +181,39 @@ def test_search_vehicle_dtc_instruction_wiring_part_and_job_sheet(
             bad = await b.get(f"/info/jobsheet.pdf?vin={G30}&op=62+01+020&rate=lots")
             assert bad.status == 400 and "not an amount" in bad.text
 
+            # the same pages for a German reader (?lang=de, then remembered): our words in
+            # German, the content's own words and identifiers as the content set has them
+            dtc = await b.get(f"/info/dtc?code=P12A1-00&vin={G30}&lang=de")
+            assert "Fehlercode P12A1-00 (12A100)" in dtc.text
+            assert f"Für das Fahrzeug {G30}" in dtc.text
+            instruction = await b.get(f"/info/instructions/RI-DME-12A100?vin={G30}")
+            for german in ("Anzugsdrehmoment: 8 Nm", "Steuergeräte: DME.", "Arbeitsschritte",
+                           "Schaltpläne", "Arbeitspositionen"):  # fmt: skip
+                assert german in instruction.text, german
+            assert "Torque: " not in instruction.text and "<h2>Steps" not in instruction.text
+            wiring = await b.get("/info/wiring/WD-DME-12A100")
+            assert "<th>Steckverbinder</th>" in wiring.text
+            assert "Anleitungen, die ihn verwenden" in wiring.text
+            bulletin = await b.get(f"/info/bulletins/CAMPAIGN-0047-SAMPLE?vin={G30}")
+            assert "Technische Aktion" in bulletin.text and f"Für {G30}: offen." in bulletin.text
+            assert "Geltungsbereich: Typschlüssel" in bulletin.text
+            part = await b.get("/info/parts/9901800")
+            assert "Ersetzt 9901805." in part.text and "Teilenummer 9901800" in part.text
+            ecu = await b.get("/info/parts/8487512?sw=00002B12:41.7.12&ecu=DME&version=12.05.00")
+            assert "installiert 41.7.12: neuere Software 41.8.0 vorhanden" in ecu.text
+            assert "Neuere Software im Paketspeicher für DME" in ecu.text
+            assert '<a href="/sessions">Fernsitzungen</a>' in ecu.text  # the link kept
+            found = await b.get(f"/info?q=boost&vin={G30}")
+            assert "<small>Reparaturanleitung</small>" in found.text
+            sheet = await b.get(f"/info/jobsheet?vin={G30}")
+            assert "(6 AW)" in sheet.text and "Stundensatz (EUR, netto)" in sheet.text
+            none = await b.get(f"/info/jobsheet.pdf?vin={G30}&rate=120")
+            assert none.status == 400 and "keine Arbeitsposition gewählt" in none.text
+            comma = await b.get(f"/info/jobsheet.pdf?vin={G30}&op=62+01+020&rate=120,50")
+            assert comma.headers["Content-Type"] == "application/pdf"  # the German decimal comma
+            text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(comma.body)).pages)
+            assert "Stundensatz: 120,50" in text, text
+
     asyncio.run(run())
 
 
