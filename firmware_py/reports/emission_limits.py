@@ -125,9 +125,12 @@ def _check(raw: dict[str, Any], published: bool) -> list[str]:
             )
             if unknown := set(limit) - _LIMIT:
                 problems.append(f"{at}: unknown key(s) {', '.join(sorted(unknown))}")
-            for key in ("name", "text"):
-                if not isinstance(limit.get(key), str) or not limit[key]:
-                    problems.append(f"{at}: {key} is missing or not a text")
+            if not isinstance(limit.get("name"), str) or not limit["name"]:
+                problems.append(f"{at}: name is missing or not a text")
+            if not _text(limit.get("text")):
+                problems.append(
+                    f'{at}: text is missing or not a text (or a table {{ en = "...", de = "..." }})'
+                )
             if "unit" in limit and not isinstance(limit["unit"], str):
                 problems.append(f"{at}: unit is not a text")
             bounds = [k for k in ("min", "max") if k in limit]
@@ -140,6 +143,15 @@ def _check(raw: dict[str, Any], published: bool) -> list[str]:
                 if limit["min"] > limit["max"]:
                     problems.append(f"{at}: min {limit['min']} is above max {limit['max']}")
     return problems
+
+
+def _text(value: object) -> bool:
+    """A limit's text: one English string, or the same in several languages (English among them)."""
+    if isinstance(value, dict):
+        return bool(value.get("en")) and all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
+        )
+    return isinstance(value, str) and bool(value)
 
 
 def parse_limits(text: str, where: str, *, published: bool = False) -> LimitTable:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from firmware_py.i18n import Language, language
+from firmware_py.i18n import N_, Language, language
 from firmware_py.reports.emission_limits import LimitTable, load_limits, parse_limits
 from firmware_py.reports.model import facts, now_iso, table
 
@@ -34,7 +34,8 @@ def judge(
     ecus: list[dict[str, Any]], allowed_incomplete: int = 0, lang: Language | None = None
 ) -> dict[str, Any]:
     """Whether the car is ready for the emissions check, with every reason why not."""
-    _ = (lang or language(None)).gettext
+    reader = lang or language(None)
+    _ = reader.gettext
     if not ecus:
         return {
             "ok": False,
@@ -69,7 +70,7 @@ def judge(
             )
         )
     incomplete = [
-        f"{m['text']} ({e['name']})"
+        f"{_named(m, reader)} ({e['name']})"
         for e in ecus
         for m in (e.get("monitor_status") or {}).get("monitors", [])
         if m["supported"] and not m["complete"]
@@ -101,6 +102,15 @@ def judge(
         "reasons": reasons,
         "notes": notes,
     }
+
+
+IGNITION = {"spark": N_("spark"), "compression": N_("compression")}
+
+
+def _named(item: dict[str, Any], lang: Language) -> str:
+    """A monitor's, value's or limit's name in ``lang``: the data's ``texts`` (or a limit's
+    ``text`` table), else its English ``text`` (readings stored before both were kept)."""
+    return lang.choose(item.get("texts") or item["text"])
 
 
 def _limit_text(limit: dict[str, Any], lang: Language) -> str:
@@ -160,7 +170,12 @@ def build_emissions_report(
                 _("{ecu}: MIL and DTCs", ecu=e["name"]),
                 [
                     (_("MIL"), _("ON") if status.get("mil") else _("off")),
-                    (_("Ignition"), status.get("ignition")),
+                    (
+                        _("Ignition"),
+                        _(IGNITION[status["ignition"]])
+                        if status.get("ignition") in IGNITION
+                        else status.get("ignition"),
+                    ),  # fmt: skip
                     (_("DTC count (PID 01)"), status.get("dtc_count")),
                     (_("Stored DTCs (mode 03)"), e["dtcs"].get("stored") or _("none")),
                     (_("Pending DTCs (mode 07)"), e["dtcs"].get("pending") or _("none")),
@@ -176,7 +191,7 @@ def build_emissions_report(
                 _("{ecu}: readiness", ecu=e["name"]),
                 [_("Monitor"), _("Supported"), _("Status")],
                 [
-                    [m["text"], yes_no[bool(m["supported"])], (_("complete") if m["complete"] else _("INCOMPLETE")) if m["supported"] else "-"]
+                    [_named(m, lang), yes_no[bool(m["supported"])], (_("complete") if m["complete"] else _("INCOMPLETE")) if m["supported"] else "-"]
                     for m in monitors
                 ],
             )
@@ -187,7 +202,7 @@ def build_emissions_report(
                     _("{ecu}: values", ecu=e["name"]),
                     [_("Value"), _("Reading")],
                     [
-                        [p["text"], _reading(p["value"], p["unit"], lang)]
+                        [_named(p, lang), _reading(p["value"], p["unit"], lang)]
                         for p in e["pids"].values()
                     ],
                 )
@@ -211,7 +226,7 @@ def build_emissions_report(
             table(
                 _("Exhaust limit values: {engine}", engine=engine.get("engine", "")),
                 [_("Quantity"), _("Target")],
-                [[lim["text"], _limit_text(lim, lang)] for lim in engine.get("limit", [])],
+                [[_named(lim, lang), _limit_text(lim, lang)] for lim in engine.get("limit", [])],
                 note=_("Emission class {emission_class}; source: {source} ({version}).",
                        emission_class=engine.get("emission_class", "-"), source=limits.source,
                        version=limits.version) + sample,

@@ -24,6 +24,7 @@ from importlib import resources
 from typing import Any, Protocol
 
 from firmware_py.errors import ConfigError, FrameError
+from firmware_py.i18n import SOURCE, texts_of
 
 MODE_CURRENT_DATA, MODE_STORED_DTCS, MODE_CLEAR, MODE_PENDING_DTCS = 0x01, 0x03, 0x04, 0x07
 MODE_VEHICLE_INFO, MODE_PERMANENT_DTCS = 0x09, 0x0A
@@ -44,6 +45,8 @@ class PidSpec:
     unit: str = ""
     formula: str = ""
     values: Mapping[int, str] = field(default_factory=dict)
+    texts: Mapping[str, str] = field(default_factory=dict)
+    """``text`` in every language the data file has (``{"en": ..., "de": ...}``)"""
 
     def __post_init__(self) -> None:
         kinds = ("linear", "enum", "bitmap", "monitor_status", "ascii", "hex")
@@ -58,12 +61,21 @@ class ObdTables:
     continuous: tuple[str, ...]
     spark: tuple[str, ...]
     compression: tuple[str, ...]
-    monitor_text: Mapping[str, str]
+    monitor_texts: Mapping[str, Mapping[str, str]]
 
 
 def _spec(raw: dict[str, Any]) -> PidSpec:
     values = {int(k): str(v) for k, v in raw.pop("values", {}).items()}
-    return PidSpec(**raw, values=values)
+    texts = texts_of(raw.pop("text"))
+    return PidSpec(**raw, text=texts[SOURCE], texts=texts, values=values)
+
+
+def _monitor(
+    t: ObdTables, name: str, continuous: bool, supported: int, incomplete: int
+) -> dict[str, Any]:
+    texts = t.monitor_texts[name]
+    return {"name": name, "text": texts[SOURCE], "texts": dict(texts), "continuous": continuous,
+            "supported": bool(supported), "complete": not incomplete}  # fmt: skip
 
 
 @cache
@@ -77,7 +89,7 @@ def tables() -> ObdTables:
         continuous=tuple(r["continuous"]),
         spark=tuple(r["spark"]),
         compression=tuple(r["compression"]),
-        monitor_text=dict(r["text"]),
+        monitor_texts={name: texts_of(text) for name, text in r["text"].items()},
     )
 
 
@@ -97,17 +109,13 @@ def monitor_status(data: bytes) -> dict[str, Any]:
     a, b, c, d = data
     compression = bool(b & 0x08)
     monitors = [
-        {"name": name, "text": t.monitor_text[name], "continuous": True,
-         "supported": bool(b & (1 << i)), "complete": not b & (0x10 << i)}
+        _monitor(t, name, True, b & (1 << i), b & (0x10 << i))
         for i, name in enumerate(t.continuous)
-    ]  # fmt: skip
+    ]
     names = t.compression if compression else t.spark
     monitors += [
-        {"name": name, "text": t.monitor_text[name], "continuous": False,
-         "supported": bool(c & (1 << i)), "complete": not d & (1 << i)}
-        for i, name in enumerate(names)
-        if name
-    ]  # fmt: skip
+        _monitor(t, name, False, c & (1 << i), d & (1 << i)) for i, name in enumerate(names) if name
+    ]
     return {
         "mil": bool(a & 0x80),
         "dtc_count": a & 0x7F,
@@ -251,6 +259,7 @@ def read_emissions_data(
                     out[source]["pids"][spec.name] = {
                         "pid": f"0x{pid:02X}",
                         "text": spec.text,
+                        "texts": dict(spec.texts),  # the report shows the reader's
                         "value": value,
                         "unit": spec.unit,
                     }

@@ -21,6 +21,10 @@ def test_the_sample_passes_but_is_not_publishable() -> None:
     with pytest.raises(ConfigError, match="the portal publishes only source"):
         parse_limits(SAMPLE, "sample", published=True)
     assert parse_limits(GOOD + LIMIT, "f", published=True).version == "2026.12"
+    both = GOOD + 'limit = [{ name = "co", text = { en = "CO", de = "CO-Gehalt" }, max = 0.3 }]\n'
+    assert (
+        parse_limits(both, "f", published=True).engines[0]["limit"][0]["text"]["de"] == "CO-Gehalt"
+    )
 
 
 @pytest.mark.parametrize(
@@ -38,6 +42,8 @@ def test_the_sample_passes_but_is_not_publishable() -> None:
         (GOOD.replace("2026.12", "december") + LIMIT, "version 'december' is not numbers"),
         ("colour = 1\n" + GOOD + LIMIT, "unknown top-level key(s) colour"),
         ('source = "portal"\nversion = "1"\n', "there is no [[engine]] table"),
+        (GOOD + 'limit = [{ name = "co", text = { de = "CO" }, max = 1 }]\n', "text is missing"),
+        (GOOD + 'limit = [{ name = "co", text = { en = "CO", de = 1 }, max = 1 }]\n', "not a text"),
     ],
 )
 def test_mistakes_are_named(text: str, named: str) -> None:

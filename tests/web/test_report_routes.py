@@ -36,12 +36,22 @@ def test_report_pdf_of_a_finished_job(server, sim_process) -> None:
                 assert r.status == 200 and r.content_type == "application/pdf"
                 vin = sim_process.state()["vin"]
                 assert f'filename="emissions-{vin}-' in r.headers["Content-Disposition"]
-                text = PdfReader(io.BytesIO(await r.read())).pages[0].extract_text()
+                pages = PdfReader(io.BytesIO(await r.read())).pages
+                text = "\n".join(p.extract_text() for p in pages)
             assert "READY for the emissions check" in text and vin in text
+            # the OBD data file's and the limit values' names, in English
+            for english in ("Misfire", "Catalyst", "Engine speed", "Idle speed", "spark"):
+                assert english in text, english
             async with s.get(base + f"/api/jobs/{job['id']}/report.pdf?lang=de") as r:
-                de = PdfReader(io.BytesIO(await r.read())).pages[0].extract_text()
+                pages = PdfReader(io.BytesIO(await r.read())).pages
+                de = "\n".join(p.extract_text() for p in pages)
             assert "Abgasprüfung (OBD)" in de and "BEREIT für die Abgasuntersuchung" in de, de
             assert "Fahrzeugidentität (OBD Mode 09)" in de and vin in de
+            # ... and in German: readiness monitors, values, limit values, the ignition type
+            for german in ("Verbrennungsaussetzer", "Katalysator", "Motordrehzahl",
+                           "Leerlaufdrehzahl", "Fremdzündung"):  # fmt: skip
+                assert german in de, (german, de)
+            assert "Misfire" not in de and "Idle speed" not in de
             other = await _finished(s, base, csrf, "read_vin")
             for jid in (other["id"], "no-such-job"):
                 async with s.get(base + f"/api/jobs/{jid}/report.pdf") as r:
