@@ -239,6 +239,7 @@ class Gateway:
                         "name": p.name,
                         "labels": p.labels,
                         "values": list(p.values),
+                        "value_labels": p.value_labels,
                         "max": (1 << p.width) - 1,
                     }
                     for p in d.params

@@ -10,6 +10,7 @@ from importlib import resources
 from typing import Any
 
 from firmware_py.errors import ConfigError, FlashError, VciError
+from firmware_py.i18n import texts_of
 from firmware_py.uds.ecu import EcuSession
 
 
@@ -26,6 +27,8 @@ class CodingParam:
     values: dict[str, int] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     """the parameter's name per language ({"en": .., "de": ..}) for the tablet"""
+    value_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    """each value name's text per language for the tablet (the data file's ``[value_labels]``)"""
 
     def __post_init__(self) -> None:
         if not (
@@ -113,6 +116,7 @@ class CodingDescription:
 
 def load_coding_descriptions() -> dict[str, CodingDescription]:
     raw = tomllib.loads((resources.files("firmware_py.uds") / "coding_bmw.toml").read_text())
+    shown = {name: texts_of(text) for name, text in raw.get("value_labels", {}).items()}
     out = {}
     for e in raw.get("ecu", []):
         params = tuple(
@@ -123,6 +127,7 @@ def load_coding_descriptions() -> dict[str, CodingDescription]:
                 p["width"],
                 dict(p.get("values", {})),
                 dict(p.get("labels", {})),
+                {v: shown[v] for v in p.get("values", {}) if v in shown},
             )
             for p in e.get("param", [])
         )

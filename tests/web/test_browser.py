@@ -235,7 +235,7 @@ def test_a_lost_websocket_reconnects_and_shows_the_true_state(stack) -> None:
     )
     assert page.inner_text("#vin") == "WBAJA71090B123456"
     tab(page, "log")
-    assert page.locator("text=programming").first.is_visible()
+    assert page.locator("[data-testid=log-kind]", has_text="Programming").first.is_visible()
     shot(page, "08-session-log")
 
 
@@ -307,6 +307,13 @@ def test_the_page_in_german(stack) -> None:
         page.click("button[data-action=coding-read]")
         page.wait_for_selector("button[data-action=coding-write]:not([disabled])", timeout=15_000)
         assert de.gettext("Write changes") in page.inner_text("#view")
+        # the values read in the data file's German; the job is still given the value's name
+        lights = "select[data-param=daytime_running_lights]"
+        assert page.locator(f"{lights} option").all_inner_texts() == ["aus", "ein"]
+        assert page.eval_on_selector(lights, "s => [...s.options].map(o => o.value)") == [
+            "off",
+            "on",
+        ]
         shot(page, "de-04-coding")
         views = ("vehicle", "faults", "live", "coding", "service", "reports", "programming")
         for name in (*views, "bridge", "helpdesk", "tickets", "log"):
@@ -319,6 +326,7 @@ def test_the_page_in_german(stack) -> None:
                 if re.search(rf"\b{re.escape(m)}\b", shown) and de.gettext(m) not in shown
             )
             assert not left, f"{name}: still English: {left}"
+        assert "Fehlerspeicher lesen" in page.inner_text("#view")  # the log's job kinds
         shot(page, "de-05-programming")
     finally:
         page.click("[data-testid=lang-en]")

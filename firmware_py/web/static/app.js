@@ -89,6 +89,18 @@ function header() {
 function stateText(state) {
   return ({queued: _("queued"), running: _("running"), done: _("done"), failed: _("failed"), cancelled: _("cancelled"), waiting: _("waiting")})[state] || state;
 }
+// a job's kind and who asked, as the session log shows them (the kinds of gateway/tariffs.py)
+function kindText(kind) {
+  return ({read_vin: _("Read the VIN"), identify: _("Identify the vehicle"), read_fault_memory: _("Read the fault memory"),
+    clear_fault_memory: _("Clear the fault memory"), read_live_data: _("Live data"), read_did: _("Read a data identifier"),
+    coding: _("Coding"), programming: _("Programming"), service_reset: _("Service reset"), service_history: _("Service booklet"),
+    emissions_data: _("Emissions check (OBD)"), vehicle_test_report: _("Vehicle test report"), raw_uds: _("Raw UDS requests"),
+    enet_bridge: _("ENET bridge"), repair_information: _("Repair information"), map_update: _("Map update"),
+    help_desk_request: _("Help desk request")})[kind] || kind;
+}
+function originText(origin) {
+  return ({tablet: _("tablet"), portal: _("portal"), cli: _("command line")})[origin] || origin;
+}
 function latest(kind) { const id = S.lastJob[kind]; if (id) return S.jobs[id];
   return Object.values(S.jobs).filter((j) => j.kind === kind).sort((a, b) => b.created - a.created)[0]; }
 function jobLine(job) {
@@ -240,10 +252,12 @@ const views = {
     let rows = "";
     for (const p of (descs[ecu] || {}).params || []) {
       const value = now ? now[p.name] : "";
+      // a value's name is what the job is given; its label (the data file's) what the reader sees
+      const shown = (v) => pick((p.value_labels || {})[v], String(v));
       const input = p.values.length
-        ? `<select data-param="${esc(p.name)}">${p.values.map((v) => `<option ${v === value ? "selected" : ""}>${esc(v)}</option>`).join("")}</select>`
+        ? `<select data-param="${esc(p.name)}">${p.values.map((v) => `<option value="${esc(v)}" ${v === value ? "selected" : ""}>${esc(shown(v))}</option>`).join("")}</select>`
         : `<input data-param="${esc(p.name)}" type="number" min="0" max="${p.max}" value="${esc(value)}">`;
-      rows += `<tr><td>${esc(pick(p.labels, p.name.replace(/_/g, " ")))}</td><td>${now ? esc(value) : "-"}</td><td>${input}</td></tr>`;
+      rows += `<tr><td>${esc(pick(p.labels, p.name.replace(/_/g, " ")))}</td><td data-testid="coding-now">${now ? esc(shown(value)) : "-"}</td><td>${input}</td></tr>`;
     }
     return `<section class="card"><h2>${esc(_("Coding"))}</h2><p id="message"></p><div class="row">
       <select id="coding-ecu">${Object.keys(descs).map((e) => `<option ${e === ecu ? "selected" : ""}>${esc(e)}</option>`).join("")}</select>
@@ -322,7 +336,7 @@ const views = {
     const tablets = (S.tablets || []).map((t) => `<tr><td>${esc(t.name)}</td><td>${esc(t.how)}</td>
       <td>${new Date(t.paired_at * 1000).toLocaleString(I18N.lang)}</td><td><button class="danger" data-action="unpair" data-tablet="${esc(t.id)}" ${attr("data-confirm", _("Unpair {tablet}?", {tablet: t.name}))}>${esc(_("Unpair"))}</button></td></tr>`).join("");
     const rows = Object.values(S.jobs).sort((a, b) => b.created - a.created).map((j) => `<tr><td>${new Date(j.created * 1000).toLocaleTimeString(I18N.lang)}</td>
-      <td>${esc(j.kind)}${j.ecu ? " " + esc(j.ecu) : ""}</td><td>${esc(j.origin)} ${esc(j.who)}</td><td>${esc(stateText(j.state))}</td></tr>`).join("");
+      <td data-testid="log-kind">${esc(kindText(j.kind))}${j.ecu ? " " + esc(j.ecu) : ""}</td><td>${esc(originText(j.origin))} ${esc(j.who)}</td><td>${esc(stateText(j.state))}</td></tr>`).join("");
     return `<section class="card"><h2>${esc(_("Session log"))}</h2><p><a href="/api/trace" download data-testid="trace">${esc(_("Download the trace of the vehicle link (pcap, opens in Wireshark)"))}</a></p><table><thead><tr><th>${esc(_("When"))}</th><th>${esc(_("Job"))}</th><th>${esc(_("By"))}</th><th>${esc(_("State"))}</th></tr></thead><tbody>${rows}</tbody></table></section>
       <section class="card"><h2>${esc(_("Paired tablets"))}</h2><table><thead><tr><th>${esc(_("Tablet"))}</th><th>${esc(_("Paired by"))}</th><th>${esc(_("Since"))}</th><th></th></tr></thead><tbody>${tablets}</tbody></table></section>`;
   },
