@@ -46,12 +46,18 @@ def car_subset(
         for code in d.data.get("dtcs", []) if kind == "instruction" else []:
             by_dtc.setdefault(code, []).append(ref)
     campaigns = [
-        {"id": d.ref, "title": d.title, "status": status, "text": d.data.get("text", "")}
+        {
+            "id": d.ref,
+            "title": d.title,
+            "status": status,
+            "text": d.data.get("text", ""),
+            "i18n": d.data.get("i18n", {}),
+        }  # the other languages' title and text: the tablet's
         for d, status in store.campaigns(session, car, this_year)
     ]
     scoped = select(InfoDocument).where(InfoDocument.kind == "group")
     groups = [
-        {"id": g.ref, "title": g.title}
+        {"id": g.ref, "title": g.title, "i18n": g.data.get("i18n", {})}
         for g in (
             store._doc(row)
             for row in session.scalars(

@@ -256,18 +256,20 @@ class _Checker:
             top = Record(src, src.doc)
             for i, item in enumerate(top.tables("group")):
                 r = Record(src, item, "group", i)
-                g: dict[str, Any] = {"id": r.text("id", pattern=REF), "title": r.text("title"),
+                g: dict[str, Any] = {"id": r.text("id", pattern=REF),
                      "type_codes": self.vehicle_scope(r)}  # fmt: skip
+                g["title"] = r.prose("title", g)
                 self.groups[g["id"]] = self.drawing(r, "illustration", "parts")
                 g["illustration"] = r.data.get("illustration", "")
                 c.groups.append(g)
             for i, item in enumerate(top.tables("part")):
                 r = Record(src, item, "part", i)
                 p: dict[str, Any] = {"number": r.text("number", pattern=PART_NUMBER, max_len=11),
-                     "description": r.text("description"), "group": r.text("group"),
+                     "group": r.text("group"),
                      "hotspot": r.text("hotspot", required=False, max_len=16),
                      "type_codes": self.vehicle_scope(r),
                      "supersedes": r.texts("supersedes", matching(PART_NUMBER), "a part number")}  # fmt: skip
+                p["description"] = r.prose("description", p)
                 if p["group"] and p["group"] not in self.groups:
                     r.bad("group", f"{p['group']!r} is not a [[group]] of parts.toml")
                 elif (
@@ -306,15 +308,19 @@ class _Checker:
         c = self.content
         for src in self.folder("wiring"):
             r = Record(src, src.doc)
-            w: dict[str, Any] = {"id": r.text("id", pattern=REF), "title": r.text("title"),
+            w: dict[str, Any] = {"id": r.text("id", pattern=REF),
                  "ecus": r.texts("ecus", matching(ECU), "an ECU name"),
                  "type_codes": self.vehicle_scope(r), "connectors": []}  # fmt: skip
+            w["title"] = r.prose("title", w)
             drawing = self.drawing(r, "drawing", "wiring")
             w["drawing"] = r.data.get("drawing", "")
             for i, item in enumerate(r.tables("connector")):
                 cr = Record(src, item, "connector", i)
-                con: dict[str, Any] = {"name": cr.text("name", pattern=REF), "description": cr.text("description"),
-                       "pins": cr.texts("pins")}  # fmt: skip
+                con: dict[str, Any] = {
+                    "name": cr.text("name", pattern=REF),
+                    "pins": cr.texts("pins"),
+                }
+                con["description"] = cr.prose("description", con)
                 if drawing is not None and con["name"] not in drawing.connectors:
                     cr.bad("name", f"the drawing has no data-connector={con['name']!r}")
                 for pin in con["pins"]:
@@ -331,19 +337,23 @@ class _Checker:
         c = self.content
         for src in self.folder("instructions"):
             r = Record(src, src.doc)
-            ins: dict[str, Any] = {"id": r.text("id", pattern=REF), "title": r.text("title"),
-                   "summary": r.text("summary", max_len=4000),
+            ins: dict[str, Any] = {"id": r.text("id", pattern=REF),
                    "ecus": r.texts("ecus", matching(ECU), "an ECU name"),
                    "dtcs": r.texts("dtcs", normal_dtc, "a DTC (12A100 or P12A1-00)"),
                    "type_codes": self.vehicle_scope(r), "tools": r.texts("tools"),
                    "wiring": self.references(r, "wiring", self.wiring_ids, "a wiring diagram"),
                    "labour": self.references(r, "labour", self.labour_codes, "a labour operation"),
                    "parts": self.references(r, "parts", self.parts, "a part"), "steps": []}  # fmt: skip
+            ins["title"] = r.prose("title", ins)
+            ins["summary"] = r.prose("summary", ins, max_len=4000)
             for i, item in enumerate(r.tables("step")):
                 sr = Record(src, item, "step", i)
-                ins["steps"].append({"text": sr.text("text", max_len=4000),
-                                     "torque_nm": sr.number("torque_nm", required=False, high=5000),
-                                     "tool": sr.text("tool", required=False)})  # fmt: skip
+                step: dict[str, Any] = {
+                    "torque_nm": sr.number("torque_nm", required=False, high=5000),
+                    "tool": sr.text("tool", required=False),
+                }
+                step["text"] = sr.prose("text", step, max_len=4000)
+                ins["steps"].append(step)
             if not ins["steps"]:
                 r.bad("step", "an instruction needs at least one [[step]]")
             if ins["id"] in self.ids:
@@ -359,13 +369,14 @@ class _Checker:
             kind = r.text("kind", max_len=16)
             if kind and kind not in ("campaign", "bulletin"):
                 r.bad("kind", "must be campaign or bulletin")
-            b: dict[str, Any] = {"id": r.text("id", pattern=REF), "kind": kind, "title": r.text("title"),
-                 "text": r.text("text", max_len=20_000),
+            b: dict[str, Any] = {"id": r.text("id", pattern=REF), "kind": kind,
                  "ecus": r.texts("ecus", matching(ECU), "an ECU name"),
                  "dtcs": r.texts("dtcs", normal_dtc, "a DTC (12A100 or P12A1-00)"),
                  "type_codes": self.vehicle_scope(r),
                  "labour": self.references(r, "labour", self.labour_codes, "a labour operation"),
                  "model_years": r.data.get("model_years"), "vin_ranges": [], "vehicles": []}  # fmt: skip
+            b["title"] = r.prose("title", b)
+            b["text"] = r.prose("text", b, max_len=20_000)
             years = b["model_years"]
             if years is not None and not (
                 isinstance(years, list) and len(years) == 2

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from firmware_py.i18n import LANGUAGES, SOURCE
+
 
 class Source:
     """One TOML file: its name in the set, its table, and where a key's line is (for messages)."""
@@ -74,6 +76,33 @@ class Record:
         elif pattern is not None and not pattern.match(value):
             self.bad(key, f"{value!r} is not of the form {pattern.pattern}")
         return value
+
+    def prose(self, key: str, out: dict[str, Any], *, required: bool = True,
+              max_len: int = 300) -> str:  # fmt: skip
+        """A text the reader sees, in one language (a string: English) or several
+        (``{ en = "...", de = "..." }``, English required). Returns the English text; the others
+        go to ``out["i18n"][language][key]``, where the pages look for the reader's."""
+        value = self.data.get(key)
+        if not isinstance(value, dict):
+            return self.text(key, required=required, max_len=max_len)
+        unknown = sorted(set(value) - set(LANGUAGES))
+        if unknown:
+            self.bad(key, f"unknown language(s) {', '.join(map(repr, unknown))}; "
+                          f"known: {', '.join(LANGUAGES)}")  # fmt: skip
+        for code in LANGUAGES:
+            text = value.get(code)
+            if text is None:
+                if code == SOURCE:
+                    self.bad(key, f"the {SOURCE} text is missing")
+                continue
+            if not isinstance(text, str) or not text.strip():
+                self.bad(key, f"{code}: must be a non-empty string")
+            elif len(text) > max_len:
+                self.bad(key, f"{code}: longer than {max_len} characters")
+            elif code != SOURCE:
+                out.setdefault("i18n", {}).setdefault(code, {})[key] = text
+        english = value.get(SOURCE)
+        return english if isinstance(english, str) else ""
 
     def number(self, key: str, *, required: bool = True, low: float = 0, high: float = 1e6,
                integer: bool = False) -> float | None:  # fmt: skip

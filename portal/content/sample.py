@@ -18,9 +18,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from firmware_py.uds.catalog import load_catalog
 from firmware_py.uds.dids import PROCESS_CLASSES
+from firmware_py.uds.fault_memory import dtc_texts
 from portal.content.vehicle import display_dtc, type_code
 
+CATALOG = load_catalog()
 VEHICLES = Path(__file__).resolve().parents[2] / "firmware_py" / "sim" / "vehicles"
 WORDS = [
     "sensor",
@@ -146,16 +149,40 @@ def qs(values: list[str]) -> str:
     return "[" + ", ".join(q(v) for v in values) + "]"
 
 
+def both(en: str, de: str) -> str:
+    """A text in both languages: ``{ en = "...", de = "..." }`` (docs/content-format.md)."""
+    return f"{{ en = {q(en)}, de = {q(de)} }}"
+
+
 COMPONENTS = {
     0x12A100: "Boost pressure sensor", 0x0A8E00: "Intake air temperature sensor",
     0x480A00: "Wheel speed sensor rear left", 0x930B00: "Seat occupancy mat passenger",
     0xA0C100: "Terminal 30B relay", 0xB7F320: "Antenna amplifier",
 }  # fmt: skip
 """the part each simulated DTC points at (else the DTC text before its colon)"""
+COMPONENTS_DE = {
+    0x12A100: "Ladedrucksensor", 0x0A8E00: "Ansauglufttemperatursensor",
+    0x480A00: "Raddrehzahlsensor hinten links", 0x930B00: "Sitzbelegungsmatte Beifahrer",
+    0xA0C100: "Relais Klemme 30B", 0xB7F320: "Antennenverstärker",
+}  # fmt: skip
 
 
 def component(dtc: dict[str, Any]) -> str:
     return COMPONENTS.get(dtc["code"]) or str(dtc["text"]).split(":")[0]
+
+
+def component_de(dtc: dict[str, Any]) -> str:
+    return COMPONENTS_DE.get(dtc["code"]) or dtc_text_de(dtc).split(":")[0]
+
+
+def dtc_text_de(dtc: dict[str, Any]) -> str:
+    """The DTC's German text from the box's data file (the English one where it has none)."""
+    return dtc_texts(dtc["code"]).get("de") or str(dtc["text"])
+
+
+def ecu_de(ecu: dict[str, Any]) -> str:
+    """The ECU's German description from the box's catalogue."""
+    return CATALOG.find(ecu["name"]).descriptions.get("de") or ecu["description"]
 
 
 def _cars() -> list[dict[str, Any]]:
@@ -213,20 +240,22 @@ def write(out: Path, documents: int = 0, content_version: str = "sample-2026.11"
     ecus = {e["name"]: e for e in g30["ecu"]}  # the F30 has the same ECUs (sim/vehicles/f30.toml)
     labour: list[tuple[str, str, dict[str, int]]] = []
     parts: list[tuple[str, str, str, str, list[str]]] = []
-    groups: list[tuple[str, str, list[str]]] = []
+    groups: list[tuple[str, str, str, list[str]]] = []
     instructions: list[tuple[dict[str, Any], dict[str, Any], str, str, str]] = []
     for n, ecu in enumerate(ecus.values()):
         group = f"{61 + n:02d} {ecu['name']}"
         hotspots = ["1"] + [str(i + 2) for i in range(len(ecu.get("dtc", [])))]
-        groups.append((group, f"{ecu['description']} and its sensors", hotspots))
-        parts.append((ecu["part_number"], f"{ecu['name']} control unit ({ecu['description']})",
+        title = f"{ecu['description']} and its sensors"
+        groups.append((group, title, both(title, f"{ecu_de(ecu)} mit Sensoren"), hotspots))
+        parts.append((ecu["part_number"], both(f"{ecu['name']} control unit ({ecu['description']})",
+                                               f"Steuergerät {ecu['name']} ({ecu_de(ecu)})"),
                       group, "1", []))  # fmt: skip
         for i, dtc in enumerate(ecu.get("dtc", [])):
             code = f"{dtc['code']:06X}"
             number, old = f"{9_900_000 + ecu['address'] * 100 + i * 10}", ""
             old = f"{int(number) + 5}"  # the part this one supersedes
             what = component(dtc)
-            parts.append((number, what, group, str(i + 2), [old]))
+            parts.append((number, both(what, component_de(dtc)), group, str(i + 2), [old]))
             op = f"{61 + n:02d} {i + 1:02d} 020"
             labour.append((op, f"{ecu['name']}: check and replace the {what.lower()}",
                            {"G30": 6 + 2 * i, "F30": 5 + 2 * i}))  # fmt: skip
@@ -238,24 +267,38 @@ def write(out: Path, documents: int = 0, content_version: str = "sample-2026.11"
         wid = f"WD-{ecu['name']}-{code}"
         connector = f"X{ecu['address'] * 100 + 1:05d}"
         pins = [("1", "supply 5 V"), ("2", "signal"), ("3", "ground")]
-        sensor, name = component(dtc), ecu["name"]
-        title, about = f"{name}: {sensor} circuit", f"{name} connector to the {sensor.lower()}"
+        sensor, name, sensor_de = component(dtc), ecu["name"], component_de(dtc)
+        title = both(f"{name}: {sensor} circuit", f"{name}: Stromkreis {sensor_de}")
+        about = both(f"{name} connector to the {sensor.lower()}",
+                     f"Steckverbinder {name} zum Bauteil {sensor_de}")  # fmt: skip
         (out / "wiring" / f"{wid}.svg").write_text(
             _wiring_svg(ecu["name"], connector, pins, sensor)
         )
         (out / "wiring" / f"{wid}.toml").write_text(
-            HEADER + f'id = "{wid}"\ntitle = {q(title)}\n'
+            HEADER + f'id = "{wid}"\ntitle = {title}\n'
             f'ecus = ["{ecu["name"]}"]\ntype_codes = {qs(codes)}\ndrawing = "{wid}.svg"\n\n'
             f'[[connector]]\nname = "{connector}"\n'
-            f'description = {q(about)}\n'
+            f'description = {about}\n'
             f"pins = {qs([p for p, _ in pins])}\n"
         )  # fmt: skip
         wiring_ids[code] = wid
 
     for ecu, dtc, code, number, op in instructions:
-        text = dtc["text"]
-        heading = f"{text}: diagnosis and repair"
-        summary = f"What to do when the {ecu['name']} stores {display_dtc(code)} ({text})."
+        text, text_de, shown = dtc["text"], dtc_text_de(dtc), display_dtc(code)
+        heading = both(f"{text}: diagnosis and repair", f"{text_de}: Diagnose und Reparatur")
+        summary = both(f"What to do when the {ecu['name']} stores {shown} ({text}).",
+                       f"Vorgehen, wenn das Steuergerät {ecu['name']} den Fehler {shown} "
+                       f"({text_de}) speichert.")  # fmt: skip
+        steps_de = [
+            f"Fehlerspeicher des Steuergeräts {ecu['name']} ({ecu_de(ecu)}) lesen und die "
+            f"Umweltbedingungen von {shown} ({text_de}) notieren.",
+            f"Steckverbinder und Leitungen des Bauteils {component_de(dtc)} nach dem Schaltplan "
+            f"{wiring_ids[code]} prüfen: Versorgung 5 V, Signal, Masse.",
+            f"Bauteil ersetzen (Teil {number}), wenn die Leitungen in Ordnung sind; die "
+            "Befestigungsschraube anziehen.",
+            f"Fehlerspeicher des Steuergeräts {ecu['name']} löschen, Probefahrt machen und den "
+            "Fehlerspeicher erneut lesen.",
+        ]
         steps = [
             (f"Read the fault memory of the {ecu['name']} ({ecu['description']}) and note the "
              f"environment data of {display_dtc(code)} ({text}).", None),
@@ -267,11 +310,12 @@ def write(out: Path, documents: int = 0, content_version: str = "sample-2026.11"
              "again.", None),
         ]  # fmt: skip
         body = "".join(
-            f"\n[[step]]\ntext = {q(s)}\n" + (f"torque_nm = {t}\n" if t else "") for s, t in steps
+            f"\n[[step]]\ntext = {both(s, de)}\n" + (f"torque_nm = {t}\n" if t else "")
+            for (s, t), de in zip(steps, steps_de, strict=True)
         )
         (out / "instructions" / f"RI-{ecu['name']}-{code}.toml").write_text(
-            HEADER + f'id = "RI-{ecu["name"]}-{code}"\ntitle = {q(heading)}\n'
-            f"summary = {q(summary)}\n"
+            HEADER + f'id = "RI-{ecu["name"]}-{code}"\ntitle = {heading}\n'
+            f"summary = {summary}\n"
             f'ecus = ["{ecu["name"]}"]\ndtcs = ["{code}"]\ntype_codes = {qs(codes)}\n'
             f'tools = ["Multimeter", "Torque wrench 2-10 Nm"]\nwiring = ["{wiring_ids[code]}"]\n'
             f'labour = ["{op}", "00 00 010"]\nparts = ["{number}"]\n{body}'
@@ -279,40 +323,63 @@ def write(out: Path, documents: int = 0, content_version: str = "sample-2026.11"
 
     first_dtc = instructions[0][2]
     dsc = ecus["DSC"]
+    bulletin = {  # id: (title, text), each in English and German
+        "CAMPAIGN-0032-SAMPLE": (
+            both("DSC software update: wheel speed signal filter (technical campaign)",
+                 "DSC-Softwareupdate: Filter für das Raddrehzahlsignal (technische Aktion)"),
+            both("Cars of the scope get the DSC software 08.03.00, which filters intermittent "
+                 "wheel speed signals. Program the DSC with the package from the portal's store.",
+                 "Fahrzeuge im Geltungsbereich erhalten die DSC-Software 08.03.00, die sporadische "
+                 "Raddrehzahlsignale filtert. Programmieren Sie das DSC mit dem Paket aus dem "
+                 "Paketspeicher des Portals."),
+        ),
+        "CAMPAIGN-0047-SAMPLE": (
+            both("Seat occupancy mat connector: check and secure (technical campaign)",
+                 "Steckverbinder der Sitzbelegungsmatte: prüfen und sichern (technische Aktion)"),
+            both("Check the seat occupancy mat connector under the passenger seat and fit the clip.",
+                 "Den Steckverbinder der Sitzbelegungsmatte unter dem Beifahrersitz prüfen und die "
+                 "Klammer montieren."),
+        ),
+        "SB-12-04-SAMPLE": (
+            both("Boost pressure too low after cold start (service bulletin)",
+                 "Ladedruck zu niedrig nach Kaltstart (technische Mitteilung)"),
+            both("A sticking wastegate linkage can set the fault after cold starts; check the "
+                 "linkage before the sensor is replaced.",
+                 "Ein schwergängiges Wastegate-Gestänge kann den Fehler nach Kaltstarts setzen; "
+                 "prüfen Sie das Gestänge, bevor der Sensor ersetzt wird."),
+        ),
+    }  # fmt: skip
+
+    def written(ref: str, kind: str) -> str:
+        title, text = bulletin[ref]
+        return f'{HEADER}id = "{ref}"\nkind = "{kind}"\ntitle = {title}\ntext = {text}\n'
+
     (out / "bulletins" / "CAMPAIGN-0032-SAMPLE.toml").write_text(
-        HEADER + 'id = "CAMPAIGN-0032-SAMPLE"\nkind = "campaign"\n'
-        'title = "DSC software update: wheel speed signal filter (technical campaign)"\n'
-        'text = """Cars of the scope get the DSC software 08.03.00, which filters intermittent '
-        'wheel speed signals. Program the DSC with the package from the portal\'s store."""\n'
+        written("CAMPAIGN-0032-SAMPLE", "campaign") +
         f'ecus = ["DSC"]\ndtcs = ["{dsc["dtc"][0]["code"]:06X}"]\ntype_codes = {qs(codes)}\n'
         f'labour = ["00 00 010"]\n\n[[vehicle]]\nvin = "{g30["vin"]}"\nstatus = "open"\n\n'
         f'[[vehicle]]\nvin = "{f30["vin"]}"\nstatus = "done"\n'
     )  # fmt: skip
     (out / "bulletins" / "CAMPAIGN-0047-SAMPLE.toml").write_text(
-        HEADER + 'id = "CAMPAIGN-0047-SAMPLE"\nkind = "campaign"\n'
-        'title = "Seat occupancy mat connector: check and secure (technical campaign)"\n'
-        'text = "Check the seat occupancy mat connector under the passenger seat and fit the clip."\n'
+        written("CAMPAIGN-0047-SAMPLE", "campaign") +
         f'ecus = ["ACSM"]\ntype_codes = ["{codes[0]}"]\nvin_ranges = [["B100000", "B199999"]]\n'
     )  # fmt: skip
     (out / "bulletins" / "SB-12-04-SAMPLE.toml").write_text(
-        HEADER + 'id = "SB-12-04-SAMPLE"\nkind = "bulletin"\n'
-        'title = "Boost pressure too low after cold start (service bulletin)"\n'
-        'text = "A sticking wastegate linkage can set the fault after cold starts; check the '
-        'linkage before the sensor is replaced."\n'
+        written("SB-12-04-SAMPLE", "bulletin") +
         f'ecus = ["DME"]\ndtcs = ["{first_dtc}"]\ntype_codes = {qs(codes)}\n'
     )  # fmt: skip
 
-    for group, title, hotspots in groups:
+    for group, title, _, hotspots in groups:
         (out / "parts" / f"{group.replace(' ', '-')}.svg").write_text(
             _illustration(hotspots, title)
         )
     rng = random.Random(16)
     bulk = _bulk(out, rng, documents, codes, [i[2] for i in instructions])
     (out / "parts.toml").write_text(HEADER + "".join(
-        f'\n[[group]]\nid = "{g}"\ntitle = {q(t)}\nillustration = "{g.replace(" ", "-")}.svg"\n'
-        for g, t, _ in groups
+        f'\n[[group]]\nid = "{g}"\ntitle = {t}\nillustration = "{g.replace(" ", "-")}.svg"\n'
+        for g, _, t, _ in groups
     ) + "".join(
-        f'\n[[part]]\nnumber = "{num}"\ndescription = {q(d)}\ngroup = "{g}"\nhotspot = "{h}"\n'
+        f'\n[[part]]\nnumber = "{num}"\ndescription = {d}\ngroup = "{g}"\nhotspot = "{h}"\n'
         f"type_codes = {qs(codes)}\nsupersedes = {qs(old)}\n"
         for num, d, g, h, old in parts
     ) + bulk)  # fmt: skip

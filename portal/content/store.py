@@ -43,7 +43,22 @@ class Document:
     kind: str
     ref: str
     title: str
+    """in English (the content set's source language); :meth:`title_in` for a reader's"""
     data: dict[str, Any]
+
+    def title_in(self, language: str) -> str:
+        return translated(self.data, "description" if self.kind == "part" else "title", language)
+
+
+def translated(record: dict[str, Any], key: str, language: str) -> str:
+    """A record's text in ``language`` where the content set has it (docs/content-format.md,
+    ``{ en = "...", de = "..." }``), else its English text."""
+    return str(record.get("i18n", {}).get(language, {}).get(key) or record.get(key) or "")
+
+
+def _every(record: dict[str, Any], key: str) -> list[str]:
+    """A text in every language the record has: all of them are searched."""
+    return [record[key], *(t[key] for t in record.get("i18n", {}).values() if key in t)]
 
 
 def _doc(row: InfoDocument) -> Document:
@@ -54,22 +69,24 @@ def _documents(
     content: ContentSet,
 ) -> list[tuple[str, str, str, str, dict[str, Any], dict[str, list[str]]]]:
     """(kind, ref, title, searched text, record, links) of every document."""
-    group_titles = {g["id"]: g["title"] for g in content.groups}
+    group_titles = {g["id"]: _every(g, "title") for g in content.groups}
     out = []
     for i in content.instructions:
-        body = "\n".join([i["summary"], *(s["text"] for s in i["steps"]), *i["tools"],
+        body = "\n".join([*_every(i, "title")[1:], *_every(i, "summary"),
+                          *(t for s in i["steps"] for t in _every(s, "text")), *i["tools"],
                           *(f"{d} {display_dtc(d)}" for d in i["dtcs"]), *i["ecus"]])  # fmt: skip
         links = {"dtc": i["dtcs"], "ecu": i["ecus"], "type": i["type_codes"] or ["*"],
                  "part": i["parts"], "wiring": i["wiring"], "labour": i["labour"]}  # fmt: skip
         out.append(("instruction", i["id"], i["title"], body, i, links))
     for w in content.wiring:
-        body = "\n".join(
-            [*(f"{c['name']} {c['description']}" for c in w["connectors"]), *w["ecus"]]
-        )
+        body = "\n".join([*_every(w, "title")[1:],
+                          *(f"{c['name']} {t}" for c in w["connectors"] for t in _every(c, "description")),
+                          *w["ecus"]])  # fmt: skip
         out.append(("wiring", w["id"], w["title"], body, w,
                     {"ecu": w["ecus"], "type": w["type_codes"] or ["*"]}))  # fmt: skip
     for b in content.bulletins:
-        body = "\n".join([b["text"], *(f"{d} {display_dtc(d)}" for d in b["dtcs"]), *b["ecus"]])
+        body = "\n".join([*_every(b, "title")[1:], *_every(b, "text"),
+                          *(f"{d} {display_dtc(d)}" for d in b["dtcs"]), *b["ecus"]])  # fmt: skip
         record = {k: v for k, v in b.items() if k != "vehicles"}
         out.append(("bulletin", b["id"], b["title"], body, record,
                     {"dtc": b["dtcs"], "ecu": b["ecus"], "type": b["type_codes"] or ["*"],
@@ -77,7 +94,8 @@ def _documents(
     for g in content.groups:
         out.append(("group", g["id"], g["title"], "", g, {"type": g["type_codes"] or ["*"]}))
     for p in content.parts:
-        body = "\n".join([p["number"], group_titles.get(p["group"], ""), *p["supersedes"]])
+        body = "\n".join([*_every(p, "description")[1:], p["number"], *group_titles.get(p["group"], []),
+                          *p["supersedes"]])  # fmt: skip
         out.append(("part", p["number"], p["description"], body, p,
                     {"type": p["type_codes"] or ["*"], "supersedes": p["supersedes"],
                      "group": [p["group"]]}))  # fmt: skip

@@ -92,10 +92,13 @@ async def search_page(request: web.Request) -> web.Response:
 
     def work(session: Session) -> Markup:
         hits = search.search(session, q, type_code(vin) if vin else None) if q else []
+        titles = {(h.kind, h.ref): d.title_in(reader.code) for h in hits
+                  if (d := store.document(session, h.kind, h.ref)) is not None}  # fmt: skip
         found = join(
             render('<li data-kind="{k}">{a} <small>{what}</small><br><span class="snippet">{s}'
                    "</span></li>", k=h.kind, what=_(KIND_NAMES[h.kind]),
-                   a=link(h.kind, h.ref, h.title, vin), s=_snippet(h.snippet))
+                   a=link(h.kind, h.ref, titles.get((h.kind, h.ref), h.title), vin),
+                   s=_snippet(h.snippet))
             for h in hits
         )  # fmt: skip
         current = store.current(session)
@@ -134,7 +137,8 @@ async def vehicle_page(request: web.Request) -> web.Response:
         notice = render(
             '<div class="message" role="alert" data-testid="campaigns">{t}</div><ul>{items}</ul>',
             t=_("Open technical campaigns for this vehicle: {n}", n=len(open_)),
-            items=join(render("<li>{a}</li>", a=link("bulletin", d.ref, d.title, vin)) for d in open_),
+            items=join(render("<li>{a}</li>", a=link("bulletin", d.ref, d.title_in(reader.code), vin))
+                       for d in open_),
         ) if open_ else render("<p>{t}</p>", t=_("No open technical campaign for this vehicle."))  # fmt: skip
         done = [d for d, s in found if s == "done"]
         return render(
@@ -169,14 +173,16 @@ async def dtc_page(request: web.Request) -> web.Response:
     code, vin = normal_dtc(request.query.get("code", "")), _vin(request)
     if code is None:
         raise web.HTTPNotFound()
-    _ = lang(request).gettext
+    reader = lang(request)
+    _ = reader.gettext
 
     def work(session: Session) -> Markup:
         docs = store.linked(session, "dtc", code, vin)
         return render(
             "<p>{vehicle}</p><ul>{items}</ul>",
             vehicle=_("For the vehicle {vin}", vin=vin) if vin else _("For every vehicle"),
-            items=join(render("<li>{a}</li>", a=link(d.kind, d.ref, d.title, vin)) for d in docs)
+            items=join(render("<li>{a}</li>", a=link(d.kind, d.ref, d.title_in(reader.code), vin))
+                       for d in docs)
             or render("<li>{t}</li>", t=_("Nothing in the content names this fault code.")),
         )  # fmt: skip
 
@@ -193,16 +199,22 @@ def _document(kind: str, render_data: Renderer) -> Any:
 
         def work(session: Session) -> tuple[str, Markup] | None:
             doc = store.document(session, kind, ref)
-            return (doc.title, render_data(session, doc, vin, reader)) if doc is not None else None
+            if doc is None:
+                return None
+            return doc.title_in(reader.code), render_data(session, doc, vin, reader)
 
         return await _read(request, KIND_NAMES[kind], work)  # page() translates it
 
     return handler
 
 
-def _links(session: Session, kind: str, refs: list[str], vin: str | None) -> Markup:
+def _links(
+    session: Session, kind: str, refs: list[str], vin: str | None, reader: Language
+) -> Markup:
     docs = [d for r in refs if (d := store.document(session, kind, r)) is not None]
-    return join(render("<li>{a}</li>", a=link(kind, d.ref, d.title, vin)) for d in docs)
+    return join(
+        render("<li>{a}</li>", a=link(kind, d.ref, d.title_in(reader.code), vin)) for d in docs
+    )
 
 
 def _listed(values: Any) -> str:
@@ -214,7 +226,7 @@ def _instruction(
 ) -> Markup:
     d, _ = doc.data, reader.gettext
     steps = join(
-        render("<li>{t}{torque}</li>", t=s["text"],
+        render("<li>{t}{torque}</li>", t=store.translated(s, "text", reader.code),
                torque=render(' <strong class="torque">{t}</strong>',
                              t=_("Torque: {value}", value=reader.unit(s["torque_nm"], "Nm", None)))
                if s.get("torque_nm") else "")
@@ -224,14 +236,14 @@ def _instruction(
         "<p>{summary}</p><p>{about}</p><p>{tools}</p>"
         "<h2>{h_steps}</h2><ol>{steps}</ol><h2>{h_wiring}</h2><ul>{wiring}</ul>"
         "<h2>{h_parts}</h2><ul>{parts}</ul><h2>{h_labour}</h2><p>{labour}</p>",
-        summary=d["summary"],
+        summary=store.translated(d, "summary", reader.code),
         about=_("ECUs: {ecus}. Fault codes: {dtcs}.", ecus=_listed(d["ecus"]),
                 dtcs=_listed(f"{display_dtc(c)} ({c})" for c in d["dtcs"])),
         tools=_("Tools: {tools}", tools=_listed(d["tools"])), steps=steps,
         h_steps=_("Steps"), h_wiring=_("Wiring diagrams"), h_parts=_("Parts"),
         h_labour=_("Labour operations"),
-        wiring=_links(session, "wiring", d["wiring"], vin),
-        parts=_links(session, "part", d["parts"], vin), labour=_listed(d["labour"]),
+        wiring=_links(session, "wiring", d["wiring"], vin, reader),
+        parts=_links(session, "part", d["parts"], vin, reader), labour=_listed(d["labour"]),
     )  # fmt: skip
 
 
@@ -241,14 +253,14 @@ def _drawing(name: str, alt: str) -> Markup:
 
 def _wiring(session: Session, doc: store.Document, vin: str | None, reader: Language) -> Markup:
     d, _ = doc.data, reader.gettext
-    rows = ((c["name"], c["description"], ", ".join(f"{c['name']}.{p}" for p in c["pins"]))
+    rows = ((c["name"], store.translated(c, "description", reader.code), ", ".join(f"{c['name']}.{p}" for p in c["pins"]))
             for c in d["connectors"])  # fmt: skip
     return render(
         "<p>{ecus}</p>{img}<h2>{h_connectors}</h2>{rows}<h2>{h_used}</h2><ul>{used}</ul>",
-        ecus=_("ECUs: {ecus}", ecus=", ".join(d["ecus"])), img=_drawing(d["drawing"], doc.title),
+        ecus=_("ECUs: {ecus}", ecus=", ".join(d["ecus"])), img=_drawing(d["drawing"], doc.title_in(reader.code)),
         h_connectors=_("Connectors"), h_used=_("Instructions that use it"),
         rows=table((_("Connector"), _("Description"), _("Pins")), rows),
-        used=join(render("<li>{a}</li>", a=link(x.kind, x.ref, x.title, vin))
+        used=join(render("<li>{a}</li>", a=link(x.kind, x.ref, x.title_in(reader.code), vin))
                   for x in store.linked(session, "wiring", doc.ref, vin, ("instruction",))),
     )  # fmt: skip
 
@@ -272,7 +284,7 @@ def _bulletin(session: Session, doc: store.Document, vin: str | None, reader: La
     return render(
         "<p><strong>{kind}</strong> {state}</p><p>{text}</p><p>{about}</p><p>{scope}</p>",
         kind=_("Technical campaign") if d["kind"] == "campaign" else _("Service bulletin"),
-        state=state, text=d["text"],
+        state=state, text=store.translated(d, "text", reader.code),
         about=_("ECUs: {ecus}. Fault codes: {dtcs}.", ecus=_listed(d["ecus"]),
                 dtcs=_listed(display_dtc(c) for c in d["dtcs"])),
         scope=_("Scope: {scope}.", scope=", ".join(scope)),
@@ -363,7 +375,7 @@ def _part_page(installed: dict[str, str], ecu_software: tuple[str, str] | None =
         group = store.document(session, "group", d["group"])
         newer = store.superseding(session, doc.ref)
         software = store.software(session, doc.ref)
-        group_name = group.title if group else d["group"]
+        group_name = group.title_in(reader.code) if group else d["group"]
         return render(
             "<p>{about}</p>{packages}{newer}{supersedes}{img}{software}",
             about=_("Part number {number}, group {group}, item {item} of the illustration.",
@@ -371,11 +383,11 @@ def _part_page(installed: dict[str, str], ecu_software: tuple[str, str] | None =
             else _("Part number {number}, group {group}.", number=doc.ref, group=group_name),
             packages=_store_packages(session, ecu_software, reader),
             newer=render("<p>" + _("Superseded by {part}.") + "</p>",
-                         part=link("part", newer.ref, newer.title, vin)) if newer else "",
+                         part=link("part", newer.ref, newer.title_in(reader.code), vin)) if newer else "",
             supersedes=render("<p>{t}</p>", t=_("Supersedes {parts}.",
                                                 parts=", ".join(d["supersedes"])))
             if d["supersedes"] else "",
-            img=_drawing(group.data["illustration"], group.title) if group else "",
+            img=_drawing(group.data["illustration"], group_name) if group else "",
             software=_software(software, installed, reader) if software else "",
         )  # fmt: skip
 

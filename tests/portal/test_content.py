@@ -68,7 +68,26 @@ def line_of(path: Path, text: str) -> int:
     ("file", "old", "new", "expected"),
     [
         # TOML syntax: the parser's line
-        ("instructions/RI-DME-12A100.toml", 'summary = "', 'summary = ""x', "not TOML"),
+        ("instructions/RI-DME-12A100.toml", "summary = {", 'summary = {""x', "not TOML"),
+        # a text in several languages: English required, known languages only, none empty
+        (
+            "instructions/RI-DME-12A100.toml",
+            'summary = { en = "What to do',
+            'summary = { fr = "Que faire", xx = "?", en = "What to do',
+            "summary: unknown language(s) 'fr', 'xx'; known: en, de",
+        ),
+        (
+            "bulletins/SB-12-04-SAMPLE.toml",
+            'title = { en = "Boost pressure too low after cold start (service bulletin)", ',
+            "title = { ",
+            "title: the en text is missing",
+        ),
+        (
+            "parts.toml",
+            'de = "Motorelektronik mit Sensoren"',
+            'de = " "',
+            "title: de: must be a non-empty string",
+        ),
         # a DTC of the wrong form
         (
             "instructions/RI-DME-12A100.toml",
@@ -240,8 +259,10 @@ def test_the_longest_values_the_validation_allows_fit_the_database(
         f'name = "{"n" * format.MAX_VEHICLE_NAME}"',
     )
     edit("instructions/RI-DME-12A100.toml", 'id = "RI-DME-12A100"', f'id = "{long_id}"')
-    edit("instructions/RI-DME-12A100.toml", 'title = "Boost pressure too low: diagnosis and repair"',
-         f'title = "{"t" * 300}"')  # fmt: skip
+    edit("instructions/RI-DME-12A100.toml",
+         'title = { en = "Boost pressure too low: diagnosis and repair", '
+         'de = "Ladedruck zu niedrig: Diagnose und Reparatur" }',
+         f'title = {{ en = "{"t" * 300}", de = "{"ü" * 300}" }}')  # fmt: skip
     edit("labour.toml", 'code = "00 00 010"', f'code = "{"0" * 32}"')
     edit("instructions/RI-DME-12A100.toml", '"00 00 010"', f'"{"0" * 32}"')
     for path in (copy / "instructions").glob("*.toml"):
@@ -250,7 +271,8 @@ def test_the_longest_values_the_validation_allows_fit_the_database(
     long_svg = "W" * (format.MAX_DRAWING_FILE - 4) + ".svg"
     (copy / "wiring" / "WD-DME-12A100.svg").rename(copy / "wiring" / long_svg)
     edit("wiring/WD-DME-12A100.toml", 'drawing = "WD-DME-12A100.svg"', f'drawing = "{long_svg}"')
-    edit("parts.toml", 'description = "Boost pressure sensor"', f'description = "{"d" * 300}"')
+    edit("parts.toml", 'description = { en = "Boost pressure sensor", de = "Ladedrucksensor" }',
+         f'description = "{"d" * 300}"')  # fmt: skip
     store.load(factory, format.read(copy))
     with factory() as session:
         assert store.document(session, "instruction", long_id) is not None

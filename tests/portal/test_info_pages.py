@@ -191,6 +191,10 @@ def test_search_vehicle_dtc_instruction_wiring_part_and_job_sheet(
                            "Schaltpläne", "Arbeitspositionen"):  # fmt: skip
                 assert german in instruction.text, german
             assert "Torque: " not in instruction.text and "<h2>Steps" not in instruction.text
+            # the content set's own German (the sample carries both languages)
+            assert "<h1>Ladedruck zu niedrig: Diagnose und Reparatur</h1>" in instruction.text
+            assert "Bauteil ersetzen (Teil 9901800)" in instruction.text
+            assert "Replace the component" not in instruction.text
             wiring = await b.get("/info/wiring/WD-DME-12A100")
             assert "<th>Steckverbinder</th>" in wiring.text
             assert "Anleitungen, die ihn verwenden" in wiring.text
@@ -205,6 +209,9 @@ def test_search_vehicle_dtc_instruction_wiring_part_and_job_sheet(
             assert '<a href="/sessions">Fernsitzungen</a>' in ecu.text  # the link kept
             found = await b.get(f"/info?q=boost&vin={G30}")
             assert "<small>Reparaturanleitung</small>" in found.text
+            assert "Ladedruck zu niedrig: Diagnose und Reparatur</a>" in found.text  # its title
+            german = await b.get(f"/info?q=Sitzbelegungsmatte&vin={G30}")  # German words found
+            assert "CAMPAIGN-0047-SAMPLE" in german.text and "<mark>" in german.text
             sheet = await b.get(f"/info/jobsheet?vin={G30}")
             assert "(6 AW)" in sheet.text and "Stundensatz (EUR, netto)" in sheet.text
             none = await b.get(f"/info/jobsheet.pdf?vin={G30}&rate=120")

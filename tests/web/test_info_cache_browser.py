@@ -59,6 +59,18 @@ def test_the_tablet_shows_a_dtc_s_instruction_from_the_box_without_the_portal(
             assert "CAMPAIGN-0032-SAMPLE" in text and "sample-2026.11" in text
             SHOTS.mkdir(parents=True, exist_ok=True)
             tablet.screenshot(path=str(SHOTS / "tablet-dtc-from-box-cache.png"), full_page=True)
+            # a German tablet reads the content set's German from the same cache
+            tablet.click("[data-testid=lang-de]")
+            tablet.wait_for_function("() => document.documentElement.lang === 'de'")
+            shown = tablet.locator("tr", has_text="Ladedruck zu niedrig").locator(
+                "[data-testid=dtc-cached]"
+            )
+            shown.wait_for(timeout=10_000)
+            text = shown.inner_text()
+            assert "Ladedruck zu niedrig: Diagnose und Reparatur" in text, text
+            assert "Bauteil ersetzen (Teil 9901800)" in text and "Raddrehzahlsignal" in text, text
+            assert "diagnosis and repair" not in text
+            tablet.screenshot(path=str(SHOTS / "de-tablet-dtc-from-box-cache.png"), full_page=True)
     finally:
         gateway.stop()
     assert violations == []

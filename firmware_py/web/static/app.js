@@ -208,9 +208,9 @@ const views = {
       const c = S.cached[S.vehicle.vin + "/" + d.code];
       const button = `<br><button class="plain" data-action="dtc-cached" data-code="${esc(d.code)}" data-testid="dtc-cached-open">${esc(_("On the box"))}</button>`;
       if (!c) return button;
-      const steps = (i) => ((i.record && i.record.steps) || []).map((st) => `<li>${esc(st.text)}${st.torque_nm ? ` (${esc(st.torque_nm)} Nm)` : ""}</li>`).join("");
-      return `<div data-testid="dtc-cached">${c.instructions.map((i) => `<p><b>${esc(i.title)}</b></p><ol>${steps(i)}</ol>`).join("") || `<p class="muted">${esc(_("No instruction for this code in the box's cache."))}</p>`}
-        ${c.campaigns.map((k) => `<p><span class="badge">${esc(_("campaign"))}</span> ${esc(k.id)}: ${esc(k.title)}</p>`).join("")}
+      const steps = (i) => ((i.record && i.record.steps) || []).map((st) => `<li>${esc(translated(st, "text"))}${st.torque_nm ? ` (${esc(num(st.torque_nm))} Nm)` : ""}</li>`).join("");
+      return `<div data-testid="dtc-cached">${c.instructions.map((i) => `<p><b>${esc(translated(i.record || i, "title"))}</b></p><ol>${steps(i)}</ol>`).join("") || `<p class="muted">${esc(_("No instruction for this code in the box's cache."))}</p>`}
+        ${c.campaigns.map((k) => `<p><span class="badge">${esc(_("campaign"))}</span> ${esc(k.id)}: ${esc(translated(k, "title"))}</p>`).join("")}
         <p class="muted">${esc(_("Content {version}, kept on the box", {version: c.content_version}))}</p></div>`;
     };
     const job = latest("read_fault_memory"); const r = job && job.result;

@@ -28,6 +28,8 @@ function errorText(err) {
 // numbers in the page's language: 13,6 V in German
 const num = (v, digits) => Number(v).toLocaleString(I18N.lang, digits == null ? {} : {minimumFractionDigits: digits, maximumFractionDigits: digits});
 // a text the vehicle data carries in several languages ({en, de}), or one string
+// a repair-information record's text in the page's language (the content's "i18n" table), else its English
+const translated = (record, key) => ((record.i18n || {})[I18N.lang] || {})[key] || record[key] || "";
 const pick = (texts, fallback) => (texts && typeof texts === "object" ? texts[I18N.lang] || texts.en : texts) || fallback || "";
 function chooseLanguage() {
   const saved = localStorage.getItem("vci_lang");
