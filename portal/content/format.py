@@ -227,8 +227,8 @@ class _Checker:
         if src := self.source("labour.toml"):
             for i, item in enumerate(Record(src, src.doc).tables("operation")):
                 r = Record(src, item, "operation", i)
-                op: dict[str, Any] = {"code": r.text("code", pattern=REF, max_len=32),
-                      "description": r.text("description"), "units": {}}  # fmt: skip
+                op: dict[str, Any] = {"code": r.text("code", pattern=REF, max_len=32), "units": {}}
+                op["description"] = r.prose("description", op)
                 units = r.data.get("units")
                 if not isinstance(units, dict) or not units:
                     r.bad("units", "must be a table of series = work units")

@@ -257,10 +257,17 @@ def write(out: Path, documents: int = 0, content_version: str = "sample-2026.11"
             what = component(dtc)
             parts.append((number, both(what, component_de(dtc)), group, str(i + 2), [old]))
             op = f"{61 + n:02d} {i + 1:02d} 020"
-            labour.append((op, f"{ecu['name']}: check and replace the {what.lower()}",
+            labour.append((op, both(f"{ecu['name']}: check and replace the {what.lower()}",
+                                    f"{ecu['name']}: {component_de(dtc)} prüfen und ersetzen"),
                            {"G30": 6 + 2 * i, "F30": 5 + 2 * i}))  # fmt: skip
             instructions.append((ecu, dtc, code, number, op))
-    labour.append(("00 00 010", "Read fault memory and test drive", {"G30": 4, "F30": 4}))
+    labour.append(
+        (
+            "00 00 010",
+            both("Read fault memory and test drive", "Fehlerspeicher lesen und Probefahrt"),
+            {"G30": 4, "F30": 4},
+        )
+    )
 
     wiring_ids = {}
     for ecu, dtc, code, _number, _op in instructions:
@@ -384,7 +391,7 @@ def write(out: Path, documents: int = 0, content_version: str = "sample-2026.11"
         for num, d, g, h, old in parts
     ) + bulk)  # fmt: skip
     (out / "labour.toml").write_text(HEADER + "".join(
-        f"\n[[operation]]\ncode = {q(code)}\ndescription = {q(d)}\n"
+        f"\n[[operation]]\ncode = {q(code)}\ndescription = {d}\n"
         f"units = {{ {', '.join(f'{s} = {u}' for s, u in units.items())} }}\n"
         for code, d, units in labour
     ))  # fmt: skip

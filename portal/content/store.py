@@ -117,7 +117,8 @@ def load(factory: sessionmaker[Session], content: ContentSet, now: int | None = 
         drawings = [{"name": n, "svg": d.svg} for n, d in content.drawings.items()]
         _many(session, InfoDrawing, drawings)
         _many(session, InfoLabour, [
-            {"code": op["code"], "series": s, "description": op["description"], "work_units": u}
+            {"code": op["code"], "series": s, "description": op["description"], "work_units": u,
+             "translations": json.dumps({c: t["description"] for c, t in op.get("i18n", {}).items()})}
             for op in content.labour for s, u in op["units"].items()
         ])  # fmt: skip
         _many(session, InfoSoftware, [
@@ -244,6 +245,11 @@ def campaigns(session: Session, vin: str, this_year: int) -> list[tuple[Document
             continue
         found.append((doc, "open"))
     return found
+
+
+def labour_description(op: InfoLabour, language: str) -> str:
+    """A labour operation's description in ``language`` where the content set has it."""
+    return str(json.loads(op.translations or "{}").get(language) or op.description)
 
 
 def labour(session: Session, series: str) -> list[InfoLabour]:

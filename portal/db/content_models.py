@@ -105,7 +105,10 @@ class InfoLabour(Base):
     code: Mapped[str] = mapped_column(String(32))
     series: Mapped[str] = mapped_column(String(16), index=True)
     description: Mapped[str] = mapped_column(String(300))
+    """in English; :attr:`translations` holds the other languages the content set has"""
     work_units: Mapped[int] = mapped_column(Integer)
+    translations: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    """JSON ``{"de": "..."}``: the description in other languages (docs/content-format.md)"""
 
 
 class InfoDrawing(Base):

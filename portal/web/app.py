@@ -18,6 +18,7 @@ from portal.web import (
     account_pages,
     box_pages,
     info_pages,
+    jobsheet_pages,
     operator,
     package_files,
     pages,
@@ -62,6 +63,7 @@ def make_app(
     app[session_pages.SERVICE] = sessions or SessionService(cfg.factory, None)
     app.add_routes(session_pages.routes)
     app.add_routes(info_pages.routes)
+    app.add_routes(jobsheet_pages.routes)
     app.add_routes(session_packages.routes)
     app.add_routes(session_trace.routes)
     app.add_routes(privacy_pages.routes)

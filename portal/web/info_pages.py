@@ -1,6 +1,6 @@
 """The repair information pages (``/info/...``): search, a vehicle by its VIN with its technical
 campaigns, what names a DTC, a repair instruction, a wiring diagram, a bulletin, a part, the
-drawings, and the labour-value job sheet (a form, and its PDF). Every page is for a workshop's
+drawings (the labour-value job sheet is portal/web/jobsheet_pages.py's). Every page is for a workshop's
 users whose workshop holds a valid ticket with repair information (portal/content/access.py);
 others get 403 with what to buy. Drawings are served as images with a Content-Security-Policy
 of their own (``default-src 'none'``)."""
@@ -11,7 +11,6 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -21,11 +20,10 @@ from sqlalchemy.orm import Session
 
 from firmware_py.errors import NotEntitled, NotPermitted
 from firmware_py.i18n import N_, Language
-from portal import accounts
-from portal.content import access, format, jobsheet, search, store
+from portal.content import access, format, search, store
 from portal.content.vehicle import display_dtc, normal_dtc, normal_vin, type_code
 from portal.db.models import StoredPackage
-from portal.web.guard import Need, actor, in_db, lang, own_workshop, page, requires
+from portal.web.guard import Need, in_db, lang, own_workshop, page, requires
 from portal.web.html import Markup, escape, join, render, table
 
 routes = web.RouteTableDef()
@@ -40,11 +38,11 @@ def link(kind: str, ref: str, title: str, vin: str | None = None) -> Markup:
                   q=query, t=title)  # fmt: skip
 
 
-def _vin(request: web.Request) -> str | None:
+def vin_of(request: web.Request) -> str | None:
     return normal_vin(request.query.get("vin", "")) if request.query.get("vin") else None
 
 
-async def _read(request: web.Request, title: str, work: Any) -> web.Response:
+async def read_page(request: web.Request, title: str, work: Any) -> web.Response:
     """Check the entitlement and render ``work(session)`` as a page (None: 404)."""
     workshop_id, now = own_workshop(request), int(time.time())
 
@@ -86,7 +84,7 @@ def _snippet(text: str) -> Markup:
 @routes.get("/info")
 @requires(Need.WORKSHOP)
 async def search_page(request: web.Request) -> web.Response:
-    q, vin = request.query.get("q", "")[:200], _vin(request)
+    q, vin = request.query.get("q", "")[:200], vin_of(request)
     reader = lang(request)
     _ = reader.gettext
 
@@ -118,7 +116,7 @@ async def search_page(request: web.Request) -> web.Response:
             else _("No content imported yet (vci-portal content import)."),
         )  # fmt: skip
 
-    return await _read(request, "Repair information", work)
+    return await read_page(request, "Repair information", work)
 
 
 @routes.get("/info/vehicles/{vin}")
@@ -158,7 +156,7 @@ async def vehicle_page(request: web.Request) -> web.Response:
             if done else "",
         )  # fmt: skip
 
-    return await _read(request, _("Vehicle {vin}", vin=vin), work)
+    return await read_page(request, _("Vehicle {vin}", vin=vin), work)
 
 
 KIND_NAMES = {"instruction": N_("repair instruction"), "wiring": N_("wiring diagram"),
@@ -170,7 +168,7 @@ KIND_NAMES = {"instruction": N_("repair instruction"), "wiring": N_("wiring diag
 @requires(Need.WORKSHOP)
 async def dtc_page(request: web.Request) -> web.Response:
     """What names a DTC (the link from a car's fault memory), for the vehicle when ``vin``."""
-    code, vin = normal_dtc(request.query.get("code", "")), _vin(request)
+    code, vin = normal_dtc(request.query.get("code", "")), vin_of(request)
     if code is None:
         raise web.HTTPNotFound()
     reader = lang(request)
@@ -187,7 +185,7 @@ async def dtc_page(request: web.Request) -> web.Response:
         )  # fmt: skip
 
     title = _("Fault code {display} ({code})", display=display_dtc(code), code=code)
-    return await _read(request, title, work)
+    return await read_page(request, title, work)
 
 
 Renderer = Callable[[Session, store.Document, "str | None", Language], Markup]
@@ -195,7 +193,7 @@ Renderer = Callable[[Session, store.Document, "str | None", Language], Markup]
 
 def _document(kind: str, render_data: Renderer) -> Any:
     async def handler(request: web.Request) -> web.Response:
-        ref, vin, reader = request.match_info["ref"], _vin(request), lang(request)
+        ref, vin, reader = request.match_info["ref"], vin_of(request), lang(request)
 
         def work(session: Session) -> tuple[str, Markup] | None:
             doc = store.document(session, kind, ref)
@@ -203,7 +201,7 @@ def _document(kind: str, render_data: Renderer) -> Any:
                 return None
             return doc.title_in(reader.code), render_data(session, doc, vin, reader)
 
-        return await _read(request, KIND_NAMES[kind], work)  # page() translates it
+        return await read_page(request, KIND_NAMES[kind], work)  # page() translates it
 
     return handler
 
@@ -428,82 +426,3 @@ async def drawing(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
     return web.Response(text=found, content_type="image/svg+xml",
                         headers={"Content-Security-Policy": DRAWING_CSP})  # fmt: skip
-
-
-def _sheet(request: web.Request, session: Session, workshop_id: int) -> tuple[Markup, Any]:
-    """The job sheet form and, when operations are chosen, the sheet."""
-    vin = _vin(request)
-    current = store.current(session)
-    model = store.vehicle(session, vin) if vin else None
-    series = model.series if model else request.query.get("series", "")
-    ops = store.labour(session, series) if series else []
-    chosen = set(request.query.getall("op", []))
-    try:
-        rate = Decimal(request.query.get("rate", "").strip().replace(",", ".") or "0")  # 95,00 too
-        if not 0 <= rate <= 10_000:
-            raise InvalidOperation
-    except InvalidOperation:
-        raise NotPermitted(
-            N_("the hourly rate is not an amount"), hint=N_("Give it as 95.00")
-        ) from None
-    rate_cents = int(rate * 100)
-    _ = lang(request).gettext
-    options = join(
-        render('<label class="check"><input type="checkbox" name="op" value="{c}"{sel}> {t}'
-               "</label>", c=o.code, t=_("{code} {description} ({units} units)", code=o.code,
-                                        description=o.description, units=o.work_units),
-               sel=Markup(" checked") if o.code in chosen else Markup(""))
-        for o in ops
-    )  # fmt: skip
-    form = render(
-        '<form method="get" action="/info/jobsheet.pdf"><input type="hidden" name="vin" '
-        'value="{vin}"><input type="hidden" name="series" value="{series}">{options}'
-        '<label>{rate_label} <input name="rate" value="{rate}"></label>'
-        '<button type="submit">{pdf}</button></form>',
-        vin=vin or "", series=series, options=options, rate=f"{rate:.2f}" if rate else "",
-        rate_label=_("Hourly rate (EUR, net)"), pdf=_("Job sheet as PDF"),
-    )  # fmt: skip
-    if not series:
-        form = render("<p>{t}</p>", t=_("Open the job sheet from a vehicle page (a VIN)."))
-    lines = tuple(
-        jobsheet.Line(o.code, o.description, o.work_units) for o in ops if o.code in chosen
-    )
-    with_who = accounts.workshop_for(session, actor(request), workshop_id)
-    sheet = jobsheet.JobSheet(
-        workshop=f"{with_who.name}, {with_who.city}",
-        vehicle=f"{vin} ({model.name})" if vin and model else series,
-        lines=lines, units_per_hour=current.work_units_per_hour if current else 12,
-        rate_cents=rate_cents, content=f"{current.name} {current.content_version}" if current else "-",
-    )  # fmt: skip
-    return form, sheet
-
-
-@routes.get("/info/jobsheet")
-@requires(Need.WORKSHOP)
-async def jobsheet_page(request: web.Request) -> web.Response:
-    workshop_id = own_workshop(request)
-    return await _read(request, "Job sheet", lambda s: _sheet(request, s, workshop_id)[0])
-
-
-@routes.get("/info/jobsheet.pdf")
-@requires(Need.WORKSHOP)
-async def jobsheet_pdf(request: web.Request) -> web.Response:
-    workshop_id, now = own_workshop(request), int(time.time())
-
-    def make(session: Session) -> bytes:
-        access.check(session, workshop_id, now)
-        sheet = _sheet(request, session, workshop_id)[1]
-        if not sheet.lines:
-            raise NotPermitted(N_("no operation chosen"), hint=N_("Tick the operations of the job"))
-        return jobsheet.render_pdf(sheet, lang(request))  # ?lang= at print time, else the reader's
-
-    try:
-        pdf = await in_db(request, make)
-    except NotEntitled as err:
-        return page(request, "Job sheet", render("<p>{m}</p>", m=err.localized(lang(request))),
-                    status=403)  # fmt: skip
-    except NotPermitted as err:
-        return page(request, "Job sheet", render("<p>{m}</p>", m=err.localized(lang(request))),
-                    status=400)  # fmt: skip
-    return web.Response(body=pdf, content_type="application/pdf",
-                        headers={"Content-Disposition": 'attachment; filename="job-sheet.pdf"'})  # fmt: skip

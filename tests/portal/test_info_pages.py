@@ -167,14 +167,16 @@ def test_search_vehicle_dtc_instruction_wiring_part_and_job_sheet(
             assert pdf.headers["Content-Type"] == "application/pdf"
             text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.body)).pages)
             for expected in ("Job sheet", "Werkstatt 1 GmbH", G30, "62 01 020", "00 00 010",
-                             "120.00 EUR", "0.83 h", "100.00 EUR", "sample sample-2026.11"):  # fmt: skip
+                             "120.00 EUR", "0.83 h", "100.00 EUR", "sample sample-2026.11",
+                             "Read fault memory and test drive"):  # fmt: skip
                 assert expected in text, expected
             # the same sheet printed in German (the language asked for at print time)
             pdf = await b.get(f"/info/jobsheet.pdf?vin={G30}&op=62+01+020&op=00+00+010&rate=120"
                               "&lang=de")  # fmt: skip
             text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.body)).pages)
             for expected in ("Arbeitskarte (Arbeitswerte)", "Stundensatz: 120,00", "0,83 h",
-                             "100,00", "Summe", "Arbeitswerte aus dem Inhaltsbestand"):  # fmt: skip
+                             "100,00", "Summe", "Arbeitswerte aus dem Inhaltsbestand",
+                             "Fehlerspeicher lesen und Probefahrt"):  # fmt: skip
                 assert expected in text, (expected, text)
             none = await b.get(f"/info/jobsheet.pdf?vin={G30}&rate=120")
             assert none.status == 400 and "no operation chosen" in none.text
@@ -214,6 +216,7 @@ def test_search_vehicle_dtc_instruction_wiring_part_and_job_sheet(
             assert "CAMPAIGN-0047-SAMPLE" in german.text and "<mark>" in german.text
             sheet = await b.get(f"/info/jobsheet?vin={G30}")
             assert "(6 AW)" in sheet.text and "Stundensatz (EUR, netto)" in sheet.text
+            assert "DME: Ladedrucksensor prüfen und ersetzen" in sheet.text
             none = await b.get(f"/info/jobsheet.pdf?vin={G30}&rate=120")
             assert none.status == 400 and "keine Arbeitsposition gewählt" in none.text
             comma = await b.get(f"/info/jobsheet.pdf?vin={G30}&op=62+01+020&rate=120,50")
