@@ -226,6 +226,9 @@ def cmd_dtc_read(args: argparse.Namespace) -> int:
         print_json(result)
         return 1 if any(e["error"] for e in result["ecus"]) and args.ecu else 0
     failed = False
+    from firmware_py.i18n import from_environment, language
+
+    reader = language(from_environment())  # the data file's fault texts in the locale's language
     for e in result["ecus"]:
         head = f"{e['name']} (0x{e['address']:02X})"
         if e["error"]:
@@ -237,7 +240,7 @@ def cmd_dtc_read(args: argparse.Namespace) -> int:
             print(f"  warning: {e['warning']}")
         for d in e["dtcs"]:
             print(
-                f"  {d['code']}  0x{d['id']}  {d['text']}\n"
+                f"  {d['code']}  0x{d['id']}  {reader.choose(d.get('texts') or d['text'])}\n"
                 f"      status 0x{d['status']:02X}: {', '.join(d['status_names'])}"
             )
             for s in d["snapshots"]:

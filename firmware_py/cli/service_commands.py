@@ -40,9 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _cbs_table(items: list[dict[str, Any]]) -> str:
+    from firmware_py.i18n import from_environment, language
+
+    reader = language(from_environment())  # the data file's item names in the locale's language
     rows = [
         [
-            i["text"],
+            reader.choose(i.get("texts") or i["text"]),
             f"{i['availability']} %",
             "-" if i["remaining_km"] is None else f"{i['remaining_km']} km",
             f"{i['remaining_months']} months",

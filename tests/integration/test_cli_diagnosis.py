@@ -4,6 +4,7 @@ DoIP on loopback TCP/UDP and ISO-TP on the loopback CAN bus."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -65,6 +66,18 @@ def test_fault_memory_read_on_every_ecu_matches_the_vehicle(
     assert "confirmed" in dme["12A100"]["status_names"]
     # the ACSM answers "response pending" three times, 0.3 s apart, longer than our probe P2
     assert [d["id"] for d in read["ACSM"]["dtcs"]] == ["930B00"]
+
+
+def test_fault_texts_follow_the_locale(sim_process: SimHandle) -> None:
+    """The CLI stays English by default; with a German locale the data file's fault texts are
+    German (where the data file has them)."""
+    plain = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES")}
+    args = ("dtc", "read", "--ecu", "DME", "--brief", *sim_process.cli_args("doip"))
+    english = vci(*args, env={**plain, "LANG": "C.UTF-8"})
+    german = vci(*args, env={**plain, "LANG": "de_DE.UTF-8"})
+    assert english.returncode == german.returncode == 0, (english.stderr, german.stderr)
+    assert "Boost pressure too low" in english.stdout and "Ladedruck" not in english.stdout
+    assert "Ladedruck zu niedrig" in german.stdout, german.stdout
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -4,6 +4,7 @@ change nothing."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -59,6 +60,10 @@ def test_reset_is_read_back_from_the_cluster(sim_process: SimHandle) -> None:
     assert cluster[2]["remaining_km"] == 9400  # the other items are untouched
     human = vci("service", "status", *sim_process.cli_args("doip"))
     assert human.returncode == 0 and "Engine oil" in human.stdout and "DUE" not in human.stdout
+    plain = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES")}
+    german = vci("service", "status", *sim_process.cli_args("doip"),
+                 env={**plain, "LANG": "de_DE.UTF-8"})  # fmt: skip
+    assert german.returncode == 0 and "Motoröl" in german.stdout, german.stdout
 
 
 def test_refusals_name_the_problem_and_change_nothing(sim_process: SimHandle) -> None:
