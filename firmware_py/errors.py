@@ -74,8 +74,9 @@ class VciError(Exception):
 
 
 def _kept(values: Mapping[str, object] | None) -> dict[str, object]:
-    """Values as texts; a :class:`Text` stays one, to be translated with the message."""
-    return {k: v if isinstance(v, Text) else str(v) for k, v in (values or {}).items()}
+    """Values as texts; a :class:`Text` (or a data file's ``{"en": .., "de": ..}``) stays one, to
+    be translated with the message."""
+    return {k: v if isinstance(v, Text | Mapping) else str(v) for k, v in (values or {}).items()}
 
 
 class InfoCacheError(VciError):

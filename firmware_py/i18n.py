@@ -165,11 +165,27 @@ def _translations(directory: Path, domain: str, language: str) -> gettext.NullTr
     return translations
 
 
+def _english(value: object) -> str:
+    if isinstance(value, Mapping):
+        return str(value.get(SOURCE) or next(iter(value.values()), ""))
+    return str(value)
+
+
+def _json(value: object) -> object:
+    if isinstance(value, Text):
+        return value.to_json()
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()}
+    return str(value)
+
+
 @dataclass(frozen=True)
 class Text:
     """A text to be shown later in its reader's language: a marked template and its values.
 
-    A value may itself be a :class:`Text` (a reason inside a refusal), translated with it.
+    A value may itself be a :class:`Text` (a reason inside a refusal), translated with it, or a
+    vehicle data file's text in several languages (``{"en": ..., "de": ...}``), chosen for the
+    reader.
     ``str()`` is the English; :meth:`to_json` is what a browser translates with its catalogue
     (firmware_py/web/static/app.js ``tr``); :meth:`Language.text` translates on the server.
     """
@@ -178,21 +194,18 @@ class Text:
     values: Mapping[str, object] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        return self.template.format_map({k: str(v) for k, v in self.values.items()})
+        return self.template.format_map({k: _english(v) for k, v in self.values.items()})
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "message": self.template,
-            "values": {
-                k: v.to_json() if isinstance(v, Text) else str(v) for k, v in self.values.items()
-            },
-        }
+        return {"message": self.template, "values": {k: _json(v) for k, v in self.values.items()}}
 
     @classmethod
     def from_json(cls, value: object) -> Text | str:
         """A text :meth:`to_json` wrote (stored in a job's result), or the plain string."""
         if not isinstance(value, Mapping):
             return str(value)
+        if "message" not in value:  # a data file's text in several languages: kept as it is
+            return cls("{text}", {"text": {str(k): str(v) for k, v in value.items()}})
         values = value.get("values") or {}
         return cls(
             str(value.get("message", "")),
@@ -230,7 +243,14 @@ class Language:
         """A :class:`Text` (or a plain string, looked up as it is) in this language."""
         if isinstance(text, str):
             return self.translations.gettext(text)
-        values = {k: self.text(v) if isinstance(v, Text) else v for k, v in text.values.items()}
+        values = {
+            k: self.text(v)
+            if isinstance(v, Text)
+            else self.choose(v)
+            if isinstance(v, Mapping)
+            else v
+            for k, v in text.values.items()
+        }
         return _filled(self.translations.gettext(text.template), text.template, values)
 
     def ngettext(self, singular: str, plural: str, n: int, /, **values: object) -> str:

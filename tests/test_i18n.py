@@ -150,3 +150,23 @@ def test_a_ticket_refusal_and_an_nrc_hint_in_german(tmp_path):
         "Bedingungen nicht erfüllt: Zündung ein, Motor aus, Fahrzeug im Stillstand prüfen"
     )
     assert str(nrc).startswith("ECU DME: service 0x31 refused with NRC 0x22")
+
+
+def test_a_step_with_values_is_shown_in_the_readers_language():
+    """A job's step whose name has placeholders (a programming segment, a service item from the
+    data file) is published in English with its template, which the reader's language fills."""
+    from firmware_py.gateway.jobs import _step
+    from firmware_py.i18n import Text, language
+    from firmware_py.uds.flash.plan import Step
+
+    de = language("de")
+    erase = Step("erase", 1)
+    shown = _step(erase.template, {**erase.values, "ecu": "DME"})
+    assert shown["step"] == erase.name == "erase segment 2"
+    assert de.text(Text.from_json(shown["step_i18n"])) == "Segment 2 löschen"
+    oil = _step("reset {item}", {"item": {"en": "Engine oil", "de": "Motoröl"}})
+    assert oil["step"] == "reset Engine oil"
+    assert de.text(Text.from_json(oil["step_i18n"])) == "Motoröl zurücksetzen"
+    # a name without placeholders, with a placeholder its data lacks, or with stray braces
+    for plain in ("read fault memory", "reset {item}", "odd { name"):
+        assert _step(plain, {}) == {"step": plain, "step_i18n": None}

@@ -83,7 +83,7 @@ def service_history(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
             hint="Reset them first (vci service record --reset, or the Service page does it)",
         )
     for name in not_reset:
-        ctx.step(f"reset {service.item(name).text}")
+        ctx.step("reset {item}", item=service.item(name).texts)
         reset_cbs(cluster, service, name)
         reset_done.append(name)
     mileage = read_odometer(cluster, desc)

@@ -66,7 +66,7 @@ def coding(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
         new = bytes.fromhex(row["data"])
     else:
         raise ConfigError(f"coding action must be read, set or restore, not {action!r}")
-    ctx.step(f"write coding of {info.name}")
+    ctx.step("write coding of {ecu}", ecu=info.name)
     write_coding(session, desc, new)
     if action == "restore":
         with store.transaction() as db:

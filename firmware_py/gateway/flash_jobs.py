@@ -127,7 +127,9 @@ def programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
             journal.next_package(job_id, index)
             first_incomplete = 0
         ctx.step(
-            f"{package.ecu_name}: programming {package.version}",
+            "{ecu}: programming {version}",
+            ecu=package.ecu_name,
+            version=package.version,
             package=index + 1,
             packages=len(entries),
         )
@@ -221,7 +223,7 @@ def _parallel(
             progress=partial(_relay, ctx, ecu=package.ecu_name),
             options=options,
         )
-        ctx.step(f"{package.ecu_name}: programming {package.version}", ecu=package.ecu_name)
+        ctx.step("{ecu}: programming {version}", ecu=package.ecu_name, version=package.version)
         try:
             result = {**sequencer.run(record.step_index), "ok": True}
             journal.done(record.job_id)

@@ -24,6 +24,7 @@ import asyncio
 import collections
 import itertools
 import logging
+import string
 import threading
 import time
 import uuid
@@ -38,7 +39,7 @@ from firmware_py.gateway.events import EventBus
 from firmware_py.gateway.flash_journal import FlashJournal
 from firmware_py.gateway.job_params import check_params
 from firmware_py.heartbeat import Heartbeat
-from firmware_py.i18n import N_
+from firmware_py.i18n import N_, Text
 
 log = logging.getLogger(__name__)
 
@@ -166,20 +167,39 @@ class JobContext:
         return self.job.cancel.is_set()
 
     def step(self, name: str, **data: Any) -> None:
-        """A new step of the job began (always published)."""
-        self.job.progress = {"step": name, **data}
-        self._runner.bus.publish("job.step", {"step": name, **data}, job_id=self.job.id)
+        """A new step of the job began (always published). ``name``'s placeholders are filled
+        from ``data`` (``step("write coding of {ecu}", ecu="BDC")``; a data file's
+        ``{"en":..,"de":..}`` is a value too): ``step`` is its English, ``step_i18n`` the template
+        the tablet shows in its language."""
+        shown = {**data, **_step(name, data)}
+        self.job.progress = shown
+        self._runner.bus.publish("job.step", shown, job_id=self.job.id)
 
     def progress(self, min_interval: float = 0.1, **data: Any) -> None:
         """Progress within a step; rate-limited to one event per ``min_interval`` seconds unless
-        ``percent`` reaches 100."""
+        ``percent`` reaches 100. A ``step`` in it is filled as :meth:`step` fills one."""
         now = time.monotonic()
         key = data.get("ecu")
         if data.get("percent", 0) < 100 and now - self._last_progress.get(key, 0.0) < min_interval:
             return
         self._last_progress[key] = now
+        if "step" in data:
+            data.update(_step(data["step"], data))
         self.job.progress.update(data)
         self._runner.bus.publish("job.progress", data, job_id=self.job.id)
+
+
+def _step(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A step's English (``step``) and, when it has placeholders ``data`` fills, its template and
+    values (``step_i18n``: firmware_py/i18n.py Text) for the tablet to translate."""
+    try:
+        named = {f for _, f, _, _ in string.Formatter().parse(name) if f}
+    except ValueError:  # braces that are no placeholders: the name as it is
+        named = set()
+    if not named or not named <= data.keys():
+        return {"step": name, "step_i18n": None}
+    text = Text(name, {k: data[k] for k in named})
+    return {"step": str(text), "step_i18n": text.to_json()}
 
 
 Handler = Callable[[Any, JobContext], dict[str, Any]]

@@ -40,7 +40,7 @@ def service(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
         item = desc.item(name)
         cluster = vehicle.ecu(desc.cbs_ecu)
         before = next((i for i in read_cbs(cluster, desc) if i["id"] == item.id), None)
-        ctx.step(f"reset {item.text}")
+        ctx.step("reset {item}", item=item.texts)
         items = reset_cbs(cluster, desc, name)
         after = next(i for i in items if i["id"] == item.id)
         return {

@@ -327,6 +327,13 @@ def test_the_page_in_german(stack) -> None:
             )
             assert not left, f"{name}: still English: {left}"
         assert "Fehlerspeicher lesen" in page.inner_text("#view")  # the log's job kinds
+        # a step with values as the box publishes it (gateway/jobs.py _step): the page fills the
+        # German template, a data file's {en, de} value chosen for the page
+        steps = page.evaluate(
+            """() => [tr({message: "erase segment {segment}", values: {segment: "2"}}),
+                      tr({message: "reset {item}", values: {item: {en: "Engine oil", de: "Motoröl"}}})]"""
+        )
+        assert steps == ["Segment 2 löschen", "Motoröl zurücksetzen"], steps
         shot(page, "de-05-programming")
     finally:
         page.click("[data-testid=lang-en]")

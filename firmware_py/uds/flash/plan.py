@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from firmware_py.i18n import N_
 from firmware_py.uds.flash.package import FlashPackage
 
 SETUP_ACTIONS = (
@@ -25,19 +26,20 @@ FINISH_ACTIONS = ("check_dependencies", "reset", "verify_version")
 ACTIONS = frozenset(SETUP_ACTIONS + SEGMENT_ACTIONS + FINISH_ACTIONS)
 
 STEP_NAMES = {
-    "precheck": "check package, ECU identity and battery",
-    "extended_session": "extended session",
-    "programming_session": "programming session",
-    "security_access": "security access",
-    "dtc_setting_off": "DTC setting off",
-    "communication_off": "communication control off",
-    "erase": "erase",
-    "download": "download",
-    "check_memory": "check memory",
-    "check_dependencies": "check programming dependencies",
-    "reset": "ECU reset",
-    "verify_version": "verify software version",
+    "precheck": N_("check package, ECU identity and battery"),
+    "extended_session": N_("extended session"),
+    "programming_session": N_("programming session"),
+    "security_access": N_("security access"),
+    "dtc_setting_off": N_("DTC setting off"),
+    "communication_off": N_("communication control off"),
+    "erase": N_("erase segment {segment}"),
+    "download": N_("download segment {segment}"),
+    "check_memory": N_("check memory segment {segment}"),
+    "check_dependencies": N_("check programming dependencies"),
+    "reset": N_("ECU reset"),
+    "verify_version": N_("verify software version"),
 }
+"""each step's name as the tablet shows it (a template: a segment step names its segment)"""
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,18 @@ class Step:
             )
 
     @property
+    def template(self) -> str:
+        return STEP_NAMES[self.action]
+
+    @property
+    def values(self) -> dict[str, int]:
+        """what the template names: the segment, counted from 1"""
+        return {"segment": self.segment + 1} if self.segment is not None else {}
+
+    @property
     def name(self) -> str:
-        base = STEP_NAMES[self.action]
-        return f"{base} segment {self.segment + 1}" if self.segment is not None else base
+        """in English (the journal, the logs, errors)"""
+        return self.template.format_map(self.values)
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,7 @@ class Sequencer:
         self.progress(data)
 
     def _do(self, step: Step) -> None:
-        self._event(step=step.name)
+        self._event(step=step.template, **step.values)
         try:
             getattr(self, f"_{step.action}")(step)
         except VciError as err:
@@ -283,7 +283,8 @@ class Sequencer:
         total_done = self.written_before + done
         left = (self.total - total_done) / rate if rate > 0 else None
         self._event(
-            step=step.name,
+            step=step.template,
+            **step.values,
             bytes=total_done,
             total=self.total,
             percent=round(100 * total_done / self.total, 1),
@@ -326,7 +327,12 @@ class Sequencer:
                 f"{self.package.ecu_name} reports software {version} after programming, expected {self.package.version}"
             )
         self._event(
-            step=step.name, bytes=self.total, total=self.total, percent=100.0, verified=True
+            step=step.template,
+            **step.values,
+            bytes=self.total,
+            total=self.total,
+            percent=100.0,
+            verified=True,
         )
 
 

@@ -108,7 +108,7 @@ function jobLine(job) {
   const p = job.progress || {};
   const pct = job.state === "done" ? 100 : (p.percent || 0);
   let s = `<div class="row"><span class="badge ${job.state === "failed" ? "bad" : job.state === "done" ? "ok" : "warn"}">${esc(stateText(job.state))}</span>`;
-  if (p.step) s += `<span>${esc(_(p.step))}</span>`;
+  if (p.step) s += `<span data-testid="job-step">${esc(p.step_i18n ? tr(p.step_i18n) : _(p.step))}</span>`;
   s += `</div>`;
   if (job.state === "running" || job.state === "queued" || job.kind === "programming")
     s += `<div class="progress" data-testid="progress"><div data-pct="${pct}"></div></div><p class="muted">${num(pct, 0)} %${p.rate ? " - " + _("{rate} KiB/s", {rate: num(p.rate / 1024, 0)}) : ""}${p.time_left != null ? " - " + _("{seconds} s left", {seconds: num(Math.round(p.time_left))}) : ""}</p>`;

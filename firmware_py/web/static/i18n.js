@@ -14,7 +14,8 @@ function tr(t) {
   if (!t) return "";
   if (typeof t === "string") return _(t);
   const values = {};
-  for (const [k, v] of Object.entries(t.values || {})) values[k] = v && typeof v === "object" ? tr(v) : v;
+  // a nested text is translated with it; a data file's {en, de} is chosen for the page
+  for (const [k, v] of Object.entries(t.values || {})) values[k] = v && typeof v === "object" ? ("message" in v ? tr(v) : pick(v)) : v;
   return _(t.message, values);
 }
 // An error the box sent (VciError.to_dict): its texts as templates (i18n) in this page's
@@ -27,9 +28,9 @@ function errorText(err) {
 }
 // numbers in the page's language: 13,6 V in German
 const num = (v, digits) => Number(v).toLocaleString(I18N.lang, digits == null ? {} : {minimumFractionDigits: digits, maximumFractionDigits: digits});
-// a text the vehicle data carries in several languages ({en, de}), or one string
 // a repair-information record's text in the page's language (the content's "i18n" table), else its English
 const translated = (record, key) => ((record.i18n || {})[I18N.lang] || {})[key] || record[key] || "";
+// a text the vehicle data carries in several languages ({en, de}), or one string
 const pick = (texts, fallback) => (texts && typeof texts === "object" ? texts[I18N.lang] || texts.en : texts) || fallback || "";
 function chooseLanguage() {
   const saved = localStorage.getItem("vci_lang");
