@@ -73,6 +73,24 @@ class VciError(Exception):
         return lang.gettext("{message}. {hint}", message=text, hint=lang.text(self.hint_text))
 
 
+def error_text(error: object, lang: Language, *, with_hint: bool = True) -> str:
+    """An error as :meth:`VciError.to_dict` wrote it (a job's stored result, a box's answer) in
+    ``lang`` where it carries its templates (``i18n``), else its English message and hint."""
+    if not isinstance(error, Mapping):
+        return str(error or "")
+    from firmware_py.i18n import Text
+
+    i18n = error.get("i18n") if isinstance(error.get("i18n"), Mapping) else None
+    if i18n and i18n.get("message"):
+        message = lang.text(Text.from_json(i18n["message"]))
+        if not (with_hint and i18n.get("hint")):
+            return message
+        hint = lang.text(Text.from_json(i18n["hint"]))
+        return lang.gettext("{message}. {hint}", message=message, hint=hint)
+    parts = [error.get("message"), error.get("hint") if with_hint else None]
+    return ". ".join(str(x) for x in parts if x)
+
+
 def _kept(values: Mapping[str, object] | None) -> dict[str, object]:
     """Values as texts; a :class:`Text` (or a data file's ``{"en": .., "de": ..}``) stays one, to
     be translated with the message."""

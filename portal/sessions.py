@@ -38,9 +38,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.cloud.schema import Message
-from firmware_py.errors import NotPermitted, TicketNeeded
+from firmware_py.errors import NotPermitted, TicketNeeded, error_text
 from firmware_py.gateway.job_params import JOB_KINDS, check_params
 from firmware_py.gateway.tariffs import TARIFFS, JobKind, required_scope
+from firmware_py.i18n import N_, Language, Text, language
 from portal import boxes
 from portal.accounts import Actor
 from portal.db.engine import write_transaction
@@ -135,7 +136,8 @@ def get_session(db: Session, actor: Actor, device: str, session_id: int) -> Remo
     another workshop's session as for none: ids reveal nothing)."""
     found = db.get(RemoteSessionRecord, session_id)
     if found is None or found.device != device or found.workshop_id != actor.workshop_id:
-        raise NotPermitted(f"there is no session {session_id} of yours", hint="Start a session")
+        raise NotPermitted(N_("there is no session {id} of yours"), values={"id": session_id},
+                           hint=N_("Start a session"))  # fmt: skip
     return found
 
 
@@ -146,7 +148,8 @@ def get_job(
     longer follows it (stopped, restarted) is settled as ``lost`` once it is overdue."""
     found = db.get(RemoteJob, job_id)
     if found is None or found.device != device or found.workshop_id != actor.workshop_id:
-        raise NotPermitted(f"there is no job {job_id} of yours", hint="Check the number")
+        raise NotPermitted(N_("there is no job {id} of yours"), values={"id": job_id},
+                           hint=N_("Check the number"))  # fmt: skip
     settle_overdue(db, [found], now if now is not None else time.time())
     return found
 
@@ -161,7 +164,7 @@ def settle_overdue(db: Session, jobs: list[RemoteJob], now: float) -> int:
         due = job.created_at + timeout_of(job.kind, json.loads(job.params)) + LOST_AFTER
         if now > due:
             job.state, job.ended_at = RemoteJobState.LOST.value, int(now)
-            job.summary = "no answer reached the portal (the box or the portal was away)"
+            job.summary = LOST_SUMMARY
             settled += 1
     return settled
 
@@ -239,25 +242,50 @@ def choose_ticket(
     return min(fitting, key=lambda p: (p.ends_at is None, p.ends_at or 0, p.id))
 
 
-def summary_of(kind: str, job: Mapping[str, Any]) -> str:
-    """One line for the session list: what the job found or why it failed."""
+LOST_SUMMARY = N_("no answer reached the portal (the box or the portal was away)")
+STATES = {
+    RemoteJobState.SENT.value: N_("sent"), RemoteJobState.RUNNING.value: N_("running"),
+    RemoteJobState.DONE.value: N_("done"), RemoteJobState.FAILED.value: N_("failed"),
+    RemoteJobState.DENIED.value: N_("denied"), RemoteJobState.LOST.value: N_("lost"),
+}  # fmt: skip
+"""a job's state in the reader's words"""
+
+
+def summary_of(kind: str, job: Mapping[str, Any], reader: Language | None = None) -> str:
+    """One line for the session list: what the job found or why it failed (in English, as it is
+    stored; in ``reader``'s language for a page, :func:`shown_summary`)."""
+    lang = reader or language(None)
+    _ = lang.gettext
     if job.get("state") != "done":
-        error = job.get("error") or {}
-        text = error.get("message") if isinstance(error, dict) else str(error)
-        return f"failed: {text or job.get('state')}"[:500]
+        why = error_text(job.get("error"), lang, with_hint=False) or str(job.get("state"))
+        return _("failed: {why}", why=why)[:500]
     result = job.get("result")
     if not isinstance(result, dict):
-        return "done"
+        return _("done")
     if kind == "identify":
         ecus = result.get("ecus") or []
-        return f"VIN {result.get('vin') or '-'}, {len(ecus)} ECUs"[:500]
+        return lang.ngettext("VIN {vin}, {n} ECU", "VIN {vin}, {n} ECUs", len(ecus),
+                             vin=result.get("vin") or "-")[:500]  # fmt: skip
     if kind == "read_fault_memory":
         ecus = result.get("ecus") or []
         faults = sum(len(e.get("dtcs") or []) for e in ecus if isinstance(e, dict))
-        return f"{faults} faults in {len(ecus)} ECUs"
+        return lang.ngettext("{n} fault in {ecus} ECUs", "{n} faults in {ecus} ECUs", faults,
+                             ecus=len(ecus))  # fmt: skip
     if kind == "read_live_data":
-        return f"{result.get('rounds', 0)} rounds in {result.get('seconds', 0)} s"
-    return "done"
+        return _("{rounds} rounds in {seconds} s", rounds=result.get("rounds", 0),
+                 seconds=lang.number(result.get("seconds", 0)))  # fmt: skip
+    return _("done")
+
+
+def shown_summary(job: RemoteJob, reader: Language) -> str:
+    """A recorded job's summary in ``reader``'s language: made again from the box's answer the
+    portal kept, else (a lost job, an answer too large to keep) as it was stored."""
+    if job.state == RemoteJobState.LOST.value:
+        return reader.gettext(LOST_SUMMARY)
+    kept = json.loads(job.result) if job.result else None
+    if isinstance(kept, dict) and "state" in kept:
+        return summary_of(job.kind, kept, reader)
+    return job.summary
 
 
 class SessionService:
@@ -288,7 +316,8 @@ class SessionService:
             )
         info = self.packages.get(sha256)
         if info is None:
-            raise NotPermitted("the store has no such package", hint="Choose a package of the list")
+            raise NotPermitted(N_("the store has no such package"),
+                               hint=N_("Choose a package of the list"))  # fmt: skip
         offer = self.packages.offer(device, sha256, self.package_url, now=self.clock())
         on_box = PackageOffer(info.name, "", info.size, sha256, 0).file_name
         return self.start(
@@ -309,9 +338,11 @@ class SessionService:
             )
         check_params(kind, params)
         if ecu is not None and not ECU_NAME.fullmatch(ecu):
-            raise NotPermitted(f"{ecu[:40]!r} is not an ECU name", hint="e.g. DME, EGS, BDC")
+            raise NotPermitted(N_("{text} is not an ECU name"), values={"text": repr(ecu[:40])},
+                               hint=N_("e.g. DME, EGS, BDC"))  # fmt: skip
         if JOB_KINDS[kind].needs_ecu and not ecu:
-            raise NotPermitted(f"{JOB_KINDS[kind].label} works on one ECU", hint="Name the ECU")
+            raise NotPermitted(N_("{job} works on one ECU"), hint=N_("Name the ECU"),
+                               values={"job": Text(JOB_KINDS[kind].label)})  # fmt: skip
         now = self.clock()
         with write_transaction(self.factory) as db:  # kept even when the job is refused
             boxes.require(db, actor, device)
@@ -367,10 +398,13 @@ class SessionService:
             get_session(db, actor, device, session_id)
             job = get_job(db, actor, device, job_id)
             if job.session_id != session_id:
-                raise NotPermitted(f"there is no job {job_id} of yours", hint="Check the number")
+                raise NotPermitted(N_("there is no job {id} of yours"), values={"id": job_id},
+                                   hint=N_("Check the number"))  # fmt: skip
             box_job = job.box_job
             if job.state != RemoteJobState.RUNNING.value or not box_job:
-                raise NotPermitted("the job is not running", hint="Only a running job stops")
+                raise NotPermitted(
+                    N_("the job is not running"), hint=N_("Only a running job stops")
+                )
         if self.remote is None:
             raise NotPermitted(
                 "this portal has no broker link to the boxes",
@@ -499,8 +533,9 @@ def box_trace(
             device, Message("trace.read", {"name": name, "offset": offset}), 30.0
         )
         if answer.type != "trace.chunk":
-            raise NotPermitted(f"the box sends no trace: {answer.body.get('message')}",
-                               hint=str(answer.body.get("hint") or "Run a job first"))  # fmt: skip
+            why = str(answer.body.get("message") or "")
+            raise NotPermitted(N_("the box sends no trace: {why}"), values={"why": why},
+                               hint=str(answer.body.get("hint") or N_("Run a job first")))  # fmt: skip
         data = base64.b64decode(str(answer.body.get("data", "")), validate=True)
         if size is None:
             name, size = (

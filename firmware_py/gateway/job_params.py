@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from firmware_py.gateway.job_fields import Field, FieldType, JobKindSpec
+from firmware_py.i18n import N_
 from firmware_py.strict_json import StrictJsonError
 from firmware_py.uds.fault_memory import DEFAULT_STATUS_MASK
 
@@ -61,83 +62,83 @@ def _map_update_rule(params: Mapping[str, Any]) -> None:
 
 # fmt: off
 JOB_KINDS: dict[str, JobKindSpec] = {spec.kind: spec for spec in (
-    JobKindSpec("identify", "Identify the vehicle and its ECUs"),
-    JobKindSpec("read_vin", "Read the VIN"),
-    JobKindSpec("read_fault_memory", "Read the fault memory", (
-        Field("status_mask", FT.INT, "Status mask", "the DTC status bits a fault must have one of "
-              "(ISO 14229-1 D.2)", low=0, high=0xFF, default=DEFAULT_STATUS_MASK),
-        Field("details", FT.BOOL, "With details", "snapshot and extended data of each fault",
+    JobKindSpec("identify", N_("Identify the vehicle and its ECUs")),
+    JobKindSpec("read_vin", N_("Read the VIN")),
+    JobKindSpec("read_fault_memory", N_("Read the fault memory"), (
+        Field("status_mask", FT.INT, N_("Status mask"), N_("the DTC status bits a fault must have one of "
+              "(ISO 14229-1 D.2)"), low=0, high=0xFF, default=DEFAULT_STATUS_MASK),
+        Field("details", FT.BOOL, N_("With details"), N_("snapshot and extended data of each fault"),
               default=True),
     )),
-    JobKindSpec("clear_fault_memory", "Clear the fault memory"),
-    JobKindSpec("read_did", "Read data identifiers", (
-        Field("dids", FT.LIST, "DIDs", "names like F190, at most 64", max_len=64, nullable=True),
+    JobKindSpec("clear_fault_memory", N_("Clear the fault memory")),
+    JobKindSpec("read_did", N_("Read data identifiers"), (
+        Field("dids", FT.LIST, N_("DIDs"), N_("names like F190, at most 64"), max_len=64, nullable=True),
     )),
-    JobKindSpec("read_live_data", "Live data", (
-        Field("interval", FT.FLOAT, "Interval (s)", "seconds between readings", low=0.2, high=60,
+    JobKindSpec("read_live_data", N_("Live data"), (
+        Field("interval", FT.FLOAT, N_("Interval (s)"), N_("seconds between readings"), low=0.2, high=60,
               default=LIVE_INTERVAL),
-        Field("duration", FT.FLOAT, "Duration (s)", "seconds in all", low=0, high=600,
+        Field("duration", FT.FLOAT, N_("Duration (s)"), N_("seconds in all"), low=0, high=600,
               default=LIVE_DURATION),
-        Field("values", FT.LIST, "Values", "ECU:DID names like DME:4001; empty: the engine's basic "
-              "values", max_len=64, nullable=True),
+        Field("values", FT.LIST, N_("Values"), N_("ECU:DID names like DME:4001; empty: the engine's basic "
+              "values"), max_len=64, nullable=True),
     )),
-    JobKindSpec("raw_uds", "Raw UDS request", (
-        Field("request", FT.HEX, "Request", "hex bytes, e.g. 22 F1 90", required=True,
+    JobKindSpec("raw_uds", N_("Raw UDS request"), (
+        Field("request", FT.HEX, N_("Request"), N_("hex bytes, e.g. 22 F1 90"), required=True,
               max_len=8192),
     ), needs_ecu=True),
-    JobKindSpec("coding", "Coding", (
-        Field("action", FT.CHOICE, "Action",
-              "read the coding, set parameters, or restore the backup",
+    JobKindSpec("coding", N_("Coding"), (
+        Field("action", FT.CHOICE, N_("Action"),
+              N_("read the coding, set parameters, or restore the backup"),
               choices=("read", "set", "restore")),
-        Field("changes", FT.NAMED_VALUES, "Changes",
-              "parameter name -> value name or whole number", max_len=64),
+        Field("changes", FT.NAMED_VALUES, N_("Changes"),
+              N_("parameter name -> value name or whole number"), max_len=64),
     ), needs_ecu=True),
-    JobKindSpec("service_reset", "Service functions", (
-        Field("action", FT.CHOICE, "Action", choices=("read", "reset", "register_battery")),
-        Field("item", FT.TEXT, "Service item", "e.g. engine_oil", default="", max_len=64),
-        Field("technology", FT.TEXT, "Battery technology", "e.g. AGM", default="", max_len=40),
-        Field("capacity_ah", FT.INT, "Battery capacity (Ah)", "registering a new battery", low=0,
+    JobKindSpec("service_reset", N_("Service functions"), (
+        Field("action", FT.CHOICE, N_("Action"), choices=("read", "reset", "register_battery")),
+        Field("item", FT.TEXT, N_("Service item"), N_("e.g. engine_oil"), default="", max_len=64),
+        Field("technology", FT.TEXT, N_("Battery technology"), N_("e.g. AGM"), default="", max_len=40),
+        Field("capacity_ah", FT.INT, N_("Battery capacity (Ah)"), N_("registering a new battery"), low=0,
               high=1000),
     )),
-    JobKindSpec("service_history", "Service booklet", (
-        Field("action", FT.CHOICE, "Action", choices=("read", "record")),
-        Field("items", FT.LIST, "Items done", "service items like engine_oil", max_len=16,
+    JobKindSpec("service_history", N_("Service booklet"), (
+        Field("action", FT.CHOICE, N_("Action"), choices=("read", "record")),
+        Field("items", FT.LIST, N_("Items done"), N_("service items like engine_oil"), max_len=16,
               nullable=True),
-        Field("note", FT.TEXT, "Note", default="", max_len=28),
-        Field("workshop", FT.TEXT, "Workshop", default="", max_len=16),
-        Field("reset", FT.BOOL, "Reset the items", default=False),
+        Field("note", FT.TEXT, N_("Note"), default="", max_len=28),
+        Field("workshop", FT.TEXT, N_("Workshop"), default="", max_len=16),
+        Field("reset", FT.BOOL, N_("Reset the items"), default=False),
     )),
-    JobKindSpec("help_desk_request", "Ask the help desk", (
-        Field("question", FT.TEXT, "Question", "Say what the help desk should help with",
+    JobKindSpec("help_desk_request", N_("Ask the help desk"), (
+        Field("question", FT.TEXT, N_("Question"), N_("Say what the help desk should help with"),
               required=True, max_len=4000, nonblank=True),
-        Field("contact", FT.TEXT, "Contact", "How the help desk reaches the technician",
+        Field("contact", FT.TEXT, N_("Contact"), N_("How the help desk reaches the technician"),
               required=True, max_len=200, nonblank=True),
-        Field("traces", FT.FILES, "Files", max_len=8, local_only=True, default=[],
+        Field("traces", FT.FILES, N_("Files"), max_len=8, local_only=True, default=[],
               item_error="a trace is named by its path on the box"),
     )),
-    JobKindSpec("programming", "Programming", (
-        Field("package", FT.FILE, "Package", "a package in the box's package store",
+    JobKindSpec("programming", N_("Programming"), (
+        Field("package", FT.FILE, N_("Package"), N_("a package in the box's package store"),
               item_error="a package is named by text"),
-        Field("packages", FT.FILES, "Package names", min_items=1, max_len=32, nullable=True,
+        Field("packages", FT.FILES, N_("Package names"), min_items=1, max_len=32, nullable=True,
               item_error="a package is named by text"),
-        Field("resume", FT.JOB_REF, "Resume", "true or the interrupted job's id",
+        Field("resume", FT.JOB_REF, N_("Resume"), N_("true or the interrupted job's id"),
               nullable=True),
-        Field("parallel", FT.BOOL, "In parallel", "flash ECUs on different buses at once",
+        Field("parallel", FT.BOOL, N_("In parallel"), N_("flash ECUs on different buses at once"),
               default=False),
     ), rule=_programming_rule),
-    JobKindSpec("enet_bridge", "ENET bridge", (
-        Field("client", FT.TEXT, "Client", max_len=64, nullable=True),
+    JobKindSpec("enet_bridge", N_("ENET bridge"), (
+        Field("client", FT.TEXT, N_("Client"), max_len=64, nullable=True),
         # the configured maximum applies too
-        Field("timeout", FT.FLOAT, "Timeout (s)", low=1, high=7 * 86400, nullable=True),
+        Field("timeout", FT.FLOAT, N_("Timeout (s)"), low=1, high=7 * 86400, nullable=True),
     )),
-    JobKindSpec("map_update", "Navigation map update", (
-        Field("offer", FT.TEXT, "Offer", "a map offer this box keeps", max_len=40),
-        Field("manifest", FT.TEXT, "Manifest", "the portal's signed manifest", max_len=4096),
-        Field("activation", FT.TEXT, "Activation code", "signed for this car's VIN",
+    JobKindSpec("map_update", N_("Navigation map update"), (
+        Field("offer", FT.TEXT, N_("Offer"), N_("a map offer this box keeps"), max_len=40),
+        Field("manifest", FT.TEXT, N_("Manifest"), N_("the portal's signed manifest"), max_len=4096),
+        Field("activation", FT.TEXT, N_("Activation code"), N_("signed for this car's VIN"),
               max_len=4096),
     ), rule=_map_update_rule),
-    JobKindSpec("emissions_data", "Emissions data"),
-    JobKindSpec("vehicle_test_report", "Vehicle test report"),
+    JobKindSpec("emissions_data", N_("Emissions data")),
+    JobKindSpec("vehicle_test_report", N_("Vehicle test report")),
 )}
 # fmt: on
 

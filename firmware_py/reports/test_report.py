@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from firmware_py.errors import error_text
 from firmware_py.i18n import Language, Text, language
 from firmware_py.reports.model import facts, now_iso, table
 
@@ -183,9 +184,4 @@ def in_language(report: dict[str, Any], lang: Language) -> dict[str, Any]:
 
 def _error_text(error: dict[str, Any] | None, lang: Language) -> str:
     """An ECU's error as the job stored it (VciError.to_dict), in ``lang`` where it can be."""
-    if not error:
-        return ""
-    i18n = error.get("i18n") or {}
-    if isinstance(i18n.get("message"), dict):
-        return lang.text(Text.from_json(i18n["message"]))
-    return str(error.get("message", ""))
+    return error_text(error, lang, with_hint=False)

@@ -29,7 +29,7 @@ from firmware_py.strict_json import StrictJsonError
 from portal import boxes, sessions
 from portal.content import access
 from portal.db.models import RemoteJob, RemoteJobState, RemoteSessionRecord, User
-from portal.sessions import PORTAL_KINDS, SessionService
+from portal.sessions import PORTAL_KINDS, STATES, SessionService, shown_summary
 from portal.web.guard import Need, actor, csrf, in_db, lang, object_id, page, requires, status_of
 from portal.web.html import Markup, join, post_form, render, table, utc
 from portal.web.session_packages import store_section
@@ -97,7 +97,8 @@ async def all_sessions(request: web.Request) -> web.Response:
             rows.append((
                 render('<a href="{u}">{id}</a>', u=_base(s.device, s.id), id=s.id),
                 utc(s.started_at), user.name if user else "-", s.device, s.vin or "-",
-                "; ".join(f"{j.kind}: {j.state}" for j in jobs[-5:]) or _("no jobs"),
+                "; ".join(_("{job}: {state}", job=_(JOB_KINDS[j.kind].label), state=_(STATES[j.state]))
+                          for j in jobs[-5:]) or _("no jobs"),
             ))  # fmt: skip
         return table((_("Session"), _("Started"), _("Technician"), _("Box"), _("VIN"),
                       _("Last jobs")), rows)  # fmt: skip
@@ -140,7 +141,8 @@ def _job_rows(device: str, sid: int, jobs: list[RemoteJob], reader: Language) ->
     _ = reader.gettext
     return table((_("Job"), _("Started"), _("What"), _("ECU"), _("State"), _("Summary")), (
         (render('<a href="{u}/jobs/{id}">{id}</a>', u=_base(device, sid), id=j.id),
-         utc(j.created_at), JOB_KINDS[j.kind].label, j.ecu or "-", j.state, j.summary)
+         utc(j.created_at), _(JOB_KINDS[j.kind].label), j.ecu or "-", _(STATES[j.state]),
+         shown_summary(j, reader))
         for j in reversed(jobs)
     ))  # fmt: skip
 
@@ -159,8 +161,9 @@ async def session_page(request: web.Request) -> web.Response:
         action = f"{_base(device, sid)}/jobs"
         sections = join(
             render('<section><h2>{title}</h2>{forms}{more}</section>', title=_(title), forms=join(
-                job_form(JOB_KINDS[k], action, csrf(request)) for k in kinds if k in PORTAL_KINDS),
-                more=coding_forms(action, csrf(request)) if "coding" in kinds else "")
+                job_form(JOB_KINDS[k], action, csrf(request), reader)
+                for k in kinds if k in PORTAL_KINDS),
+                more=coding_forms(action, csrf(request), reader) if "coding" in kinds else "")
             for title, kinds in GROUPS
         )  # fmt: skip
         return render(
@@ -180,15 +183,15 @@ async def session_page(request: web.Request) -> web.Response:
 @routes.post(f"/boxes/{DEVICE}/sessions/{ID}/jobs")
 @requires(Need.WORKSHOP)
 async def start_job(request: web.Request) -> web.Response:
-    device, who = request.match_info["device"], actor(request)
+    device, who, reader = request.match_info["device"], actor(request), lang(request)
     (sid,) = _ids(request, "sid")
     form = await request.post()
     kind = form.get("kind")
     if not isinstance(kind, str) or kind not in PORTAL_KINDS:
-        raise web.HTTPBadRequest(text="choose a job of the session page")
+        raise web.HTTPBadRequest(text=reader.gettext("choose a job of the session page"))
     service = request.app[SERVICE]
     try:
-        params = params_from_form(JOB_KINDS[kind], form)
+        params = params_from_form(JOB_KINDS[kind], form, reader)
         ecu = ecu_from_form(form)
 
         def begin(db: Session) -> None:  # 404 for another workshop's box or session first
@@ -199,18 +202,19 @@ async def start_job(request: web.Request) -> web.Response:
         jid = await asyncio.to_thread(service.start, who, device, sid, kind, ecu, params)
     except (PortalError, StrictJsonError) as err:
         status = status_of(err) if isinstance(err, PortalError) else 400
-        back = render('<p><a href="{u}">Back to the session</a></p>', u=_base(device, sid))
+        back = render('<p><a href="{u}">{t}</a></p>', u=_base(device, sid),
+                      t=reader.gettext("Back to the session"))  # fmt: skip
         return page(
             request,
             "The job was not started",
             back,
-            message=err.localized(lang(request)),
+            message=err.localized(reader),
             status=status,
         )
     raise web.HTTPSeeOther(f"{_base(device, sid)}/jobs/{jid}")
 
 
-def _job_json(db: Session, job: RemoteJob, after: int) -> dict[str, Any]:
+def _job_json(db: Session, job: RemoteJob, after: int, reader: Language) -> dict[str, Any]:
     events = sessions.events_of(db, job.id, after)
     final = job.state not in (RemoteJobState.SENT.value, RemoteJobState.RUNNING.value)
     bodies = [json.loads(e.body) for e in sessions.events_of(db, job.id, 0, sessions.MAX_EVENTS)
@@ -226,10 +230,11 @@ def _job_json(db: Session, job: RemoteJob, after: int) -> dict[str, Any]:
         dtc_info = lambda code: str(URL("/info/dtc").with_query({"code": code, **query}))  # noqa: E731
     return {
         "id": job.id, "kind": job.kind, "state": job.state, "progress": job.progress,
-        "summary": job.summary, "final": final,
+        "summary": shown_summary(job, reader), "final": final,
+        "state_text": reader.gettext(STATES[job.state]),
         "events": [{"id": e.id, "at": e.at, "type": e.type, "body": json.loads(e.body)}
                    for e in events],
-        "html": str(result_html(job.kind, box_job, bodies, dtc_info)),
+        "html": str(result_html(job.kind, box_job, bodies, reader, dtc_info)),
     }  # fmt: skip
 
 
@@ -240,60 +245,64 @@ def _clock(at: float) -> str:
 @routes.get(f"/boxes/{DEVICE}/sessions/{ID}/jobs/{JOB}")
 @requires(Need.WORKSHOP)
 async def job_page(request: web.Request) -> web.Response:
-    device, who = request.match_info["device"], actor(request)
+    device, who, reader = request.match_info["device"], actor(request), lang(request)
+    _ = reader.gettext
     sid, jid = _ids(request, "sid", "jid")
 
     def read(db: Session) -> Markup:
         sessions.get_session(db, who, device, sid)
         job = sessions.get_job(db, who, device, jid)
         if job.session_id != sid:
-            raise NotPermitted("not a job of this session")
-        view = _job_json(db, job, 0)
+            raise NotPermitted(N_("not a job of this session"))
+        view = _job_json(db, job, 0, reader)
         log_rows = ((_clock(e["at"]), e["type"], json.dumps(e["body"])[:300])
                     for e in view["events"])  # fmt: skip
         return render(
-            '<p><a href="{base}">Back to the session</a></p>'
+            '<p><a href="{base}">{back}</a></p>'
             '<div id="job" data-url="{base}/jobs/{id}.json" data-final="{final}">'
-            '<p>{label} on {ecu}: <strong id="job-state">{state}</strong> '
+            '<p>{what} <strong id="job-state">{state}</strong> '
             '<progress id="job-progress" max="100" value="{progress}"></progress> '
             '<span id="job-summary">{summary}</span></p>{stop}<div id="job-result">{result}</div>'
-            "</div><h2>Log</h2>{log}"
+            "</div><h2>{h_log}</h2>{log}"
             '<script src="/static/session.js"></script>',
             base=_base(device, sid), id=job.id, final="1" if view["final"] else "0",
-            label=JOB_KINDS[job.kind].label, ecu=job.ecu or "the vehicle", state=job.state,
-            progress=job.progress or 0, summary=job.summary, result=Markup(view["html"]),
-            log=table(("At", "Message", "Body"), log_rows),
+            back=_("Back to the session"), h_log=_("Log"),
+            what=_("{job} on {ecu}:", job=_(JOB_KINDS[job.kind].label), ecu=job.ecu)
+            if job.ecu else _("{job} on the vehicle:", job=_(JOB_KINDS[job.kind].label)),
+            state=view["state_text"], progress=job.progress or 0, summary=view["summary"],
+            result=Markup(view["html"]),
+            log=table((_("At"), _("Message"), _("Body")), log_rows),
             stop=render('<div id="job-stop">{f}</div>', f=post_form(
                 f"{_base(device, sid)}/jobs/{job.id}/cancel", csrf(request), Markup(""),
-                "Stop the job", "inline")) if not view["final"] else "",
+                _("Stop the job"), "inline")) if not view["final"] else "",
         )  # fmt: skip
 
-    return page(request, f"Job {jid}", await _guarded(request, read))
+    return page(request, _("Job {id}", id=jid), await _guarded(request, read))
 
 
 @routes.post(f"/boxes/{DEVICE}/sessions/{ID}/jobs/{JOB}/cancel")
 @requires(Need.WORKSHOP)
 async def cancel_job(request: web.Request) -> web.Response:
-    device, who = request.match_info["device"], actor(request)
+    device, who, reader = request.match_info["device"], actor(request), lang(request)
     sid, jid = _ids(request, "sid", "jid")
     service = request.app[SERVICE]
 
     def owned(db: Session) -> None:  # 404 for another workshop's job, as for none
         sessions.get_session(db, who, device, sid)
         if sessions.get_job(db, who, device, jid).session_id != sid:
-            raise NotPermitted("not a job of this session")
+            raise NotPermitted(N_("not a job of this session"))
 
     await _guarded(request, owned)
     try:
         await asyncio.to_thread(service.cancel, who, device, sid, jid)
     except NotPermitted as err:
-        back = render('<p><a href="{u}/jobs/{j}">Back to the job</a></p>', u=_base(device, sid),
-                      j=jid)  # fmt: skip
+        back = render('<p><a href="{u}/jobs/{j}">{t}</a></p>', u=_base(device, sid), j=jid,
+                      t=reader.gettext("Back to the job"))  # fmt: skip
         return page(
             request,
             "The job was not stopped",
             back,
-            message=err.localized(lang(request)),
+            message=err.localized(reader),
             status=409,
         )
     raise web.HTTPSeeOther(f"{_base(device, sid)}/jobs/{jid}")
@@ -311,8 +320,8 @@ async def job_json(request: web.Request) -> web.Response:
         sessions.get_session(db, who, device, sid)
         job = sessions.get_job(db, who, device, jid)
         if job.session_id != sid:
-            raise NotPermitted("not a job of this session")
-        return _job_json(db, job, after)
+            raise NotPermitted(N_("not a job of this session"))
+        return _job_json(db, job, after, lang(request))
 
     return web.json_response(await _guarded(request, read))
 

@@ -12,8 +12,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from firmware_py.errors import NotPermitted
+from firmware_py.errors import NotPermitted, error_text
 from firmware_py.gateway.job_fields import Field, FieldType, JobKindSpec
+from firmware_py.i18n import N_, Language, Text, language
 from firmware_py.uds.coding import load_coding_descriptions
 from portal.sessions import ECU_NAME
 from portal.web.html import Markup, escape, join, post_form, render, table
@@ -22,10 +23,16 @@ PAIRS = 8
 """named-value rows a coding form offers"""
 _SPLIT = re.compile(r"[\s,;]+")
 _WHOLE = re.compile(r"[0-9]{1,9}")
+CHOICES = {
+    "read": N_("read"), "set": N_("set parameters"), "restore": N_("restore the backup"),
+    "reset": N_("reset an item"), "register_battery": N_("register a new battery"),
+    "record": N_("record a service"),
+}  # fmt: skip
+"""what a choice of a job's form means, in the reader's words (the value sent stays the name)"""
 
 
 # -- forms -------------------------------------------------------------------------------------
-def _input(f: Field) -> Markup:
+def _input(f: Field, reader: Language) -> Markup:
     name = f"p.{f.name}"
     default = "" if f.default is None or isinstance(f.default, list) else str(f.default)
     if f.type in (FieldType.INT, FieldType.FLOAT):
@@ -37,13 +44,16 @@ def _input(f: Field) -> Markup:
         return render('<input type="hidden" name="b.{f}" value="1"><input type="checkbox" '
                       'name="{n}" value="on"{c}>', f=f.name, n=name, c=checked)  # fmt: skip
     if f.type is FieldType.CHOICE:
-        options = join(render('<option value="{c}">{c}</option>', c=c) for c in f.choices)
+        options = join(render('<option value="{c}">{t}</option>', c=c,
+                              t=reader.gettext(CHOICES[c]) if c in CHOICES else c)
+                       for c in f.choices)  # fmt: skip
         return render('<select name="{n}">{o}</select>', n=name, o=options)
     if f.type is FieldType.NAMED_VALUES:
         rows = join(
             render('<span class="pair"><input type="text" name="k.{f}.{i}" maxlength="64" '
-                   'placeholder="parameter"><input type="text" name="v.{f}.{i}" maxlength="64" '
-                   'placeholder="value"></span>', f=f.name, i=i)
+                   'placeholder="{k}"><input type="text" name="v.{f}.{i}" maxlength="64" '
+                   'placeholder="{v}"></span>', f=f.name, i=i, k=reader.gettext("parameter"),
+                   v=reader.gettext("value"))
             for i in range(PAIRS)
         )  # fmt: skip
         return render('<span class="pairs">{r}</span>', r=rows)
@@ -53,68 +63,77 @@ def _input(f: Field) -> Markup:
                   r=required)  # fmt: skip
 
 
-def _hint(f: Field) -> str:
-    parts = [f.help] if f.help else []
+def _hint(f: Field, reader: Language) -> str:
+    _ = reader.gettext
+    parts = [_(f.help)] if f.help else []
     if f.type in (FieldType.LIST, FieldType.FILES):
-        parts.append("separate several with commas")
-    if f.type in (FieldType.INT, FieldType.FLOAT):
-        parts.append(f"{f.low:g} to {f.high:g}")
+        parts.append(_("separate several with commas"))
+    if f.type in (FieldType.INT, FieldType.FLOAT) and f.low is not None and f.high is not None:
+        parts.append(_("{low} to {high}", low=reader.number(f.low), high=reader.number(f.high)))
     return "; ".join(parts)
 
 
-def job_form(spec: JobKindSpec, action: str, csrf: str) -> Markup:
+def job_form(spec: JobKindSpec, action: str, csrf: str, reader: Language | None = None) -> Markup:
     """The form of one job kind: one input per declared field the portal may send (the box's
     command-line-only fields are left out), and the ECU when the job works on one."""
+    reader = reader or language(None)
+    _ = reader.gettext
     rows = [render('<input type="hidden" name="kind" value="{k}">', k=spec.kind)]
     rows.append(
-        render('<label>ECU{opt} <input type="text" name="ecu" maxlength="32"{req} '
-               'placeholder="e.g. DME"></label>',
-               opt="" if spec.needs_ecu else " (empty: every ECU the job covers)",
-               req=Markup(" required") if spec.needs_ecu else Markup(""))
+        render('<label>{ecu} <input type="text" name="ecu" maxlength="32"{req} '
+               'placeholder="{e_g}"></label>',
+               ecu=_("ECU") if spec.needs_ecu else _("ECU (empty: every ECU the job covers)"),
+               e_g=_("e.g. DME"), req=Markup(" required") if spec.needs_ecu else Markup(""))
     )  # fmt: skip
     for f in spec.fields:
         if f.local_only:
             continue
         rows.append(render('<label class="field-{t}">{label} {input}<small>{hint}</small>'
-                           "</label>", t=f.type.value, label=f.label, input=_input(f),
-                           hint=_hint(f)))  # fmt: skip
-    return post_form(action, csrf, join(rows), f"Run: {spec.label}", "job")
+                           "</label>", t=f.type.value, label=_(f.label), input=_input(f, reader),
+                           hint=_hint(f, reader)))  # fmt: skip
+    return post_form(action, csrf, join(rows), _("Run: {job}", job=_(spec.label)), "job")
 
 
-def coding_forms(action: str, csrf: str) -> Markup:
+def coding_forms(action: str, csrf: str, reader: Language | None = None) -> Markup:
     """A form per ECU with a coding description (firmware_py/uds/coding_bmw.toml, the box's
     own): each named parameter with its value names, or its range; unchanged when left empty."""
+    reader = reader or language(None)
     forms = []
     for ecu, desc in load_coding_descriptions().items():
         rows = [render('<input type="hidden" name="kind" value="coding">'
                        '<input type="hidden" name="ecu" value="{e}">'
                        '<input type="hidden" name="p.action" value="set">', e=ecu)]  # fmt: skip
+        unchanged = reader.gettext("(unchanged)")
         for param in desc.params:
             name = f"nv.changes.{param.name}"
-            if param.values:
-                options = join(render('<option value="{v}">{v}</option>', v=v)
+            if param.values:  # the value's name is sent, its label (the data file's) shown
+                options = join(render('<option value="{v}">{t}</option>', v=v,
+                                      t=reader.choose(param.value_labels.get(v), v))
                                for v in param.values)  # fmt: skip
-                control = render('<select name="{n}"><option value="">(unchanged)</option>{o}'
-                                 "</select>", n=name, o=options)  # fmt: skip
+                control = render('<select name="{n}"><option value="">{u}</option>{o}'
+                                 "</select>", n=name, o=options, u=unchanged)  # fmt: skip
             else:
                 control = render('<input type="number" name="{n}" min="0" max="{hi}" step="1" '
-                                 'placeholder="(unchanged)">', n=name,
+                                 'placeholder="{u}">', n=name, u=unchanged,
                                  hi=str((1 << param.width) - 1))  # fmt: skip
-            rows.append(render("<label>{label} {c}</label>",
-                               label=param.name.replace("_", " "), c=control))  # fmt: skip
+            label = reader.choose(param.labels or None, param.name.replace("_", " "))
+            rows.append(render("<label>{label} {c}</label>", label=label, c=control))
+        submit = reader.gettext("Code {ecu}", ecu=ecu)
         forms.append(render("<h3>{e}</h3>{f}", e=ecu,
-                            f=post_form(action, csrf, join(rows), f"Code {ecu}", "job")))  # fmt: skip
+                            f=post_form(action, csrf, join(rows), submit, "job")))  # fmt: skip
     return join(forms)
 
 
-def _number(f: Field, text: str) -> int | float:
+def _number(f: Field, text: str, reader: Language) -> int | float:
     try:
         value: int | float = int(text, 0) if f.type is FieldType.INT else float(text)
     except ValueError:
         value = math.nan
     if isinstance(value, float) and not math.isfinite(value):
-        what = "a whole number" if f.type is FieldType.INT else "a number"
-        raise NotPermitted(f"{f.label}: {text[:20]!r} is not {what}", hint=_hint(f))
+        message = (N_("{label}: {text} is not a whole number") if f.type is FieldType.INT
+                   else N_("{label}: {text} is not a number"))  # fmt: skip
+        raise NotPermitted(message, values={"label": Text(f.label), "text": repr(text[:20])},
+                           hint=_hint(f, reader))  # fmt: skip
     return value
 
 
@@ -123,10 +142,13 @@ def _name_or_number(text: str) -> str | int:
     return int(text) if _WHOLE.fullmatch(text) else text
 
 
-def params_from_form(spec: JobKindSpec, form: Mapping[str, Any]) -> dict[str, Any]:
+def params_from_form(
+    spec: JobKindSpec, form: Mapping[str, Any], reader: Language | None = None
+) -> dict[str, Any]:
     """The job's parameters from a submitted :func:`job_form`: an empty input is left out (the
     box's default applies), text is converted by the field's declared type; the box's check
     (:func:`~firmware_py.gateway.job_params.check_params`) then judges the values."""
+    reader = reader or language(None)
     params: dict[str, Any] = {}
     for f in spec.fields:
         if f.local_only:
@@ -154,7 +176,7 @@ def params_from_form(spec: JobKindSpec, form: Mapping[str, Any]) -> dict[str, An
         elif not text:
             continue
         elif f.type in (FieldType.INT, FieldType.FLOAT):
-            params[f.name] = _number(f, text)
+            params[f.name] = _number(f, text, reader)
         elif f.type in (FieldType.LIST, FieldType.FILES):
             params[f.name] = [item for item in _SPLIT.split(text) if item]
         elif f.type is FieldType.JOB_REF:
@@ -170,7 +192,8 @@ def ecu_from_form(form: Mapping[str, Any]) -> str | None:
     if not text:
         return None
     if not ECU_NAME.fullmatch(text):
-        raise NotPermitted(f"{text[:40]!r} is not an ECU name", hint="e.g. DME, EGS, BDC")
+        raise NotPermitted(N_("{text} is not an ECU name"), values={"text": repr(text[:40])},
+                           hint=N_("e.g. DME, EGS, BDC"))  # fmt: skip
     return text
 
 
@@ -193,49 +216,73 @@ def value_html(value: Any, depth: int = 0) -> Markup:
     return escape(value)
 
 
-def _fault_memory(result: Mapping[str, Any], info: Callable[[str], str] | None = None) -> Markup:
+def _note(d: Mapping[str, Any], key: str, reader: Language) -> str:
+    """Why a fault has no snapshot/extended data, as the box sent it: the template when it sent
+    one (``<key>_i18n``), else its English."""
+    template = d.get(f"{key}_i18n")
+    if template:
+        return reader.text(Text.from_json(template))
+    return str(d.get(key) or reader.gettext("none"))
+
+
+def _fault_memory(
+    result: Mapping[str, Any], reader: Language, info: Callable[[str], str] | None = None
+) -> Markup:
     """The fault memory by ECU; ``info`` gives a DTC's repair-information link (None: the
     workshop may not read repair information, no links)."""
+    _ = reader.gettext
     parts = []
     for ecu in result.get("ecus") or []:
         if not isinstance(ecu, dict):
             continue
-        head = render("<h3>{name} ({addr}): {n} faults</h3>", name=ecu.get("name"),
-                      addr=f"0x{int(ecu.get('address') or 0):X}", n=len(ecu.get("dtcs") or []))  # fmt: skip
+        n = len(ecu.get("dtcs") or [])
+        head = render("<h3>{t}</h3>", t=reader.ngettext(
+            "{name} ({address}): {n} fault", "{name} ({address}): {n} faults", n,
+            name=ecu.get("name"), address=f"0x{int(ecu.get('address') or 0):X}"))  # fmt: skip
+        error = ecu.get("error") or {}
         notes = join(render('<p class="message">{m}</p>', m=m)
-                     for m in (ecu.get("warning"), (ecu.get("error") or {}).get("message")) if m)  # fmt: skip
+                     for m in (ecu.get("warning"), error_text(error, reader)) if m)  # fmt: skip
         faults = join(
-            render('<details class="fault"><summary>{code} {text} (status {st}: {names})'
-                   "</summary>{link}<h4>Snapshot data</h4>{snap}<h4>Extended data</h4>{ext}</details>",
-                   code=d.get("code") or d.get("id"), text=d.get("text") or "",
-                   link=render('<p><a href="{u}" data-testid="dtc-info">Repair information for '
-                               "{c}</a></p>", u=info(str(d["code"])), c=d["code"])
+            render('<details class="fault"><summary>{code} {text} ({status})</summary>{link}'
+                   "<h4>{h_snap}</h4>{snap}<h4>{h_ext}</h4>{ext}</details>",
+                   code=d.get("code") or d.get("id"),
+                   text=reader.choose(d.get("texts") or d.get("text") or ""),
+                   status=_("status {status}: {names}", status=f"0x{int(d.get('status') or 0):02X}",
+                            names=", ".join(_(n) for n in d.get("status_names") or [])),
+                   link=render('<p><a href="{u}" data-testid="dtc-info">{t}</a></p>',
+                               u=info(str(d["code"])),
+                               t=_("Repair information for {code}", code=d["code"]))
                    if info and d.get("code") else "",
-                   st=f"0x{int(d.get('status') or 0):02X}", names=", ".join(d.get("status_names") or []),
+                   h_snap=_("Snapshot data"), h_ext=_("Extended data"),
                    snap=value_html(d.get("snapshots")) if d.get("snapshots")
-                   else escape(d.get("snapshots_note") or "none"),
+                   else _note(d, "snapshots_note", reader),
                    ext=value_html(d.get("extended")) if d.get("extended")
-                   else escape(d.get("extended_note") or "none"))
+                   else _note(d, "extended_note", reader))
             for d in ecu.get("dtcs") or [] if isinstance(d, dict)
         )  # fmt: skip
         parts.append(join([head, notes, faults]))
-    return join(parts) or Markup("<p>No ECU answered.</p>")
+    return join(parts) or render("<p>{t}</p>", t=_("No ECU answered."))
 
 
-_ECU_KEYS = frozenset({"name", "address", "description", "present", "error", "values"})
+_ECU_KEYS = frozenset({"name", "address", "description", "descriptions", "present", "error",
+                       "values"})  # fmt: skip
 """an identified ECU's own keys; the others are its identification values (by DID name)"""
 
 
-def _identify(result: Mapping[str, Any]) -> Markup:
+def _identify(result: Mapping[str, Any], reader: Language) -> Markup:
+    _ = reader.gettext
     ecus = [e for e in result.get("ecus") or [] if isinstance(e, dict)]
-    rows = ((e.get("name"), f"0x{int(e.get('address') or 0):X}", e.get("description") or "",
-             "yes" if e.get("present") else "no",
+    rows = ((e.get("name"), f"0x{int(e.get('address') or 0):X}",
+             reader.choose(e.get("descriptions") or e.get("description") or ""),
+             _("yes") if e.get("present") else _("no"),
              value_html({k: v for k, v in e.items() if k not in _ECU_KEYS}))
             for e in ecus)  # fmt: skip
-    return render("<p>VIN <strong>{vin}</strong> {model} ({link})</p>{t}",
-                  vin=result.get("vin") or "-", model=result.get("model") or "",
-                  link=result.get("link") or "",
-                  t=table(("ECU", "Address", "", "Answers", "Identification"), rows))  # fmt: skip
+    return render("<p>{vin} {model} ({link})</p>{t}",
+                  vin=render("{label} <strong>{vin}</strong>", label=_("VIN"),
+                             vin=result.get("vin") or "-"),
+                  model=result.get("model") or "", link=result.get("link") or "",
+                  t=table((_("ECU"), _("Address"), "", _("Answers"), _("Identification")),
+                          rows))  # fmt: skip
 
 
 def live_series(events: list[Mapping[str, Any]]) -> dict[str, list[tuple[float, float]]]:
@@ -255,8 +302,8 @@ def live_series(events: list[Mapping[str, Any]]) -> dict[str, list[tuple[float, 
     return series
 
 
-def live_plot(series: Mapping[str, list[tuple[float, float]]], width: int = 600,
-              height: int = 120) -> Markup:  # fmt: skip
+def live_plot(series: Mapping[str, list[tuple[float, float]]], reader: Language,
+              width: int = 600, height: int = 120) -> Markup:  # fmt: skip
     """One small SVG line plot per value, scaled to its own range, with the last reading."""
     plots = []
     for key, points in series.items():
@@ -271,39 +318,42 @@ def live_plot(series: Mapping[str, list[tuple[float, float]]], width: int = 600,
             for t, v in points
         )
         plots.append(render(
-            '<figure class="plot"><figcaption>{key}: {last} (min {lo}, max {hi})'
+            '<figure class="plot"><figcaption>{caption}'
             '</figcaption><svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
             'aria-label="{key}"><rect x="0" y="0" width="{w}" height="{h}" fill="#fff" '
             'stroke="#ccc"/><polyline fill="none" stroke="#20354d" stroke-width="1.5" '
             'points="{pts}"/></svg></figure>',
-            key=key, last=f"{vs[-1]:g}", lo=f"{v0:g}", hi=f"{v1:g}", w=width, h=height, pts=coords,
+            key=key, w=width, h=height, pts=coords,
+            caption=reader.gettext("{key}: {last} (min {low}, max {high})", key=key,
+                                   last=reader.number(vs[-1]), low=reader.number(v0),
+                                   high=reader.number(v1)),
         ))  # fmt: skip
-    return join(plots) or Markup("<p>No numeric values yet.</p>")
+    return join(plots) or render("<p>{t}</p>", t=reader.gettext("No numeric values yet."))
 
 
 def result_html(
     kind: str,
     job: Mapping[str, Any] | None,
     events: list[Mapping[str, Any]],
+    reader: Language,
     dtc_info: Callable[[str], str] | None = None,
 ) -> Markup:
     """The job's outcome as the box returned it (``job``: the box's final job object);
     ``dtc_info``: the link of a DTC to the repair information (portal/web/info_pages.py)."""
     parts = []
     if kind == "read_live_data":
-        parts.append(live_plot(live_series(events)))
+        parts.append(live_plot(live_series(events), reader))
     if job is None:
         return join(parts)
     error = job.get("error")
     if isinstance(error, dict) and error.get("message"):
-        parts.append(render('<p class="message">{m} {h}</p>', m=error.get("message"),
-                            h=error.get("hint") or ""))  # fmt: skip
+        parts.append(render('<p class="message">{m}</p>', m=error_text(error, reader)))
     result = job.get("result")
     if isinstance(result, dict):
         if kind == "read_fault_memory":
-            parts.append(_fault_memory(result, dtc_info))
+            parts.append(_fault_memory(result, reader, dtc_info))
         elif kind == "identify":
-            parts.append(_identify(result))
+            parts.append(_identify(result, reader))
         else:
             parts.append(value_html(result))
     return join(parts)

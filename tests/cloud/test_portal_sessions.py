@@ -148,7 +148,26 @@ def test_identify_fault_memory_and_live_data_remotely_recorded_and_seen_by_a_sec
             ]  # fmt: skip
             assert len(trace["jobs"][2]["events"]) >= 5
             listed = await tech.get("/sessions")
-            assert VIN in listed.text and "read_live_data: done" in listed.text
+            assert (
+                VIN in listed.text and "Live data: done" in listed.text
+            )  # the job kind by its name
+            # the same session read in German: the portal's words, the box's data file texts
+            german = await tech.get(f"{faults_url}?lang=de")
+            for text in ("Fehlerspeicher lesen an DME:", "erledigt", "2 Fehler in 1 Steuergeräten",
+                         "Umweltbedingungen", "Erweiterte Daten", "Ladedruck zu niedrig",
+                         "Reparaturinformationen zu", "Zurück zur Sitzung"):  # fmt: skip
+                assert text in german.text, (text, german.text[-3000:])
+            assert "Snapshot data" not in german.text
+            forms = (await tech.get(base)).text  # the choice is remembered
+            for text in ("Ausführen: Fahrzeug und Steuergeräte identifizieren", "Tagfahrlicht",
+                         ">aus</option>", "(unverändert)", "BDC codieren", "Intervall (s)"):  # fmt: skip
+                assert text in forms, text
+            assert "Fehlerspeicher lesen: erledigt" in (await tech.get("/sessions")).text
+            assert '<option value="off">aus</option>' in forms  # the value's name is what is sent
+            refused = await _start(tech, base, "read_live_data", **{"p.interval": "bald"})
+            shown = "Intervall (s): &#x27;bald&#x27; ist keine Zahl. Sekunden zwischen den Messungen; 0,2 bis 60"
+            assert refused[0] == 400 and shown in refused[1], refused[1][-700:]
+            await tech.get(f"{base}?lang=en")
             return_value.extend([sid, bought.id])
 
     return_value: list[int] = []

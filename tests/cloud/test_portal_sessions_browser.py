@@ -67,7 +67,7 @@ def test_identify_and_fault_memory_from_the_session_page_in_chromium(
             assert "Snapshot data" in page.inner_text("#job-result")
             page.screenshot(path=str(SHOTS / "portal-session-faults.png"), full_page=True)
             page.goto(base + "sessions")
-            assert "read_fault_memory: done" in page.content()
+            assert "Read the fault memory: done" in page.content()
         finally:
             browser.close()
     assert violations == []

@@ -11,7 +11,7 @@
   let delay = 1000;
 
   function show(data) {
-    document.getElementById("job-state").textContent = data.state;
+    document.getElementById("job-state").textContent = data.state_text || data.state; // in the reader's language
     document.getElementById("job-progress").value = data.progress || 0;
     document.getElementById("job-summary").textContent = data.summary || "";
     // HTML the portal rendered with every value escaped (portal/web/session_view.py)
