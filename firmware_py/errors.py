@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from firmware_py.i18n import N_, Text
+from firmware_py.i18n import N_, Text, is_texts
 
 if TYPE_CHECKING:
     from firmware_py.i18n import Language
@@ -94,7 +94,9 @@ def error_text(error: object, lang: Language, *, with_hint: bool = True) -> str:
 def _kept(values: Mapping[str, object] | None) -> dict[str, object]:
     """Values as texts; a :class:`Text` (or a data file's ``{"en": .., "de": ..}``) stays one, to
     be translated with the message."""
-    return {k: v if isinstance(v, Text | Mapping) else str(v) for k, v in (values or {}).items()}
+    return {
+        k: v if isinstance(v, Text) or is_texts(v) else str(v) for k, v in (values or {}).items()
+    }
 
 
 class InfoCacheError(VciError):

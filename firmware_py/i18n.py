@@ -165,8 +165,15 @@ def _translations(directory: Path, domain: str, language: str) -> gettext.NullTr
     return translations
 
 
+def is_texts(value: object) -> bool:
+    """Whether ``value`` is a data file's text in several languages (``{"en": .., "de": ..}``),
+    not some other mapping that only reads as text."""
+    return isinstance(value, Mapping) and bool(value) and set(value) <= set(LANGUAGES)
+
+
 def _english(value: object) -> str:
-    if isinstance(value, Mapping):
+    if is_texts(value):
+        assert isinstance(value, Mapping)
         return str(value.get(SOURCE) or next(iter(value.values()), ""))
     return str(value)
 
@@ -174,7 +181,8 @@ def _english(value: object) -> str:
 def _json(value: object) -> object:
     if isinstance(value, Text):
         return value.to_json()
-    if isinstance(value, Mapping):
+    if is_texts(value):
+        assert isinstance(value, Mapping)
         return {str(k): str(v) for k, v in value.items()}
     return str(value)
 
@@ -247,7 +255,7 @@ class Language:
             k: self.text(v)
             if isinstance(v, Text)
             else self.choose(v)
-            if isinstance(v, Mapping)
+            if isinstance(v, Mapping) and is_texts(v)
             else v
             for k, v in text.values.items()
         }

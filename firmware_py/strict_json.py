@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from firmware_py.errors import ConfigError
+from firmware_py.i18n import N_
 
 MAX_BYTES = 64 * 1024
 MAX_DEPTH = 32
@@ -101,13 +102,16 @@ def number(
     """``obj[key]`` as a finite number in ``[low, high]`` (``default`` when absent, if given)."""
     value = obj.get(key, default)
     if value is None:
-        raise StrictJsonError(f"{key} is missing")
+        raise StrictJsonError(N_("{field} is missing"), values={"field": key})
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise StrictJsonError(f"{key} is not a number")
+        raise StrictJsonError(N_("{field} is not a number"), values={"field": key})
     if not math.isfinite(value) or not low <= value <= high:
-        raise StrictJsonError(f"{key} must be between {low:g} and {high:g}")
+        raise StrictJsonError(
+            N_("{field} must be between {low} and {high}"),
+            values={"field": key, "low": f"{low:g}", "high": f"{high:g}"},
+        )
     if integer and value != int(value):
-        raise StrictJsonError(f"{key} must be a whole number")
+        raise StrictJsonError(N_("{field} must be a whole number"), values={"field": key})
     return int(value) if integer else float(value)
 
 
@@ -115,11 +119,13 @@ def text(obj: dict[str, Any], key: str, *, max_len: int = 256, default: str | No
     """``obj[key]`` as text of at most ``max_len`` characters (``default`` when absent, if given)."""
     value = obj.get(key, default)
     if value is None:
-        raise StrictJsonError(f"{key} is missing")
+        raise StrictJsonError(N_("{field} is missing"), values={"field": key})
     if not isinstance(value, str):
-        raise StrictJsonError(f"{key} is not text")
+        raise StrictJsonError(N_("{field} is not text"), values={"field": key})
     if len(value) > max_len:
-        raise StrictJsonError(f"{key} is longer than {max_len} characters")
+        raise StrictJsonError(
+            N_("{field} is longer than {n} characters"), values={"field": key, "n": max_len}
+        )
     return value
 
 

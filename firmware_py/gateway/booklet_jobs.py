@@ -18,6 +18,7 @@ from typing import Any
 
 from firmware_py.errors import PreconditionError
 from firmware_py.gateway.jobs import JobContext
+from firmware_py.i18n import N_
 from firmware_py.uds.service_functions import load_service_description, read_cbs, reset_cbs
 from firmware_py.uds.service_history import (
     append_entry,
@@ -51,7 +52,9 @@ def service_history(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
         return {"action": action, "vin": vin, "history": history}
     items = [str(i) for i in ctx.params.get("items") or []]
     if not items:
-        raise PreconditionError("name the service items done", hint="e.g. engine_oil,brake_fluid")
+        raise PreconditionError(
+            N_("name the service items done"), hint=N_("e.g. engine_oil,brake_fluid")
+        )
     for name in items:
         service.item(name)  # unknown names are refused before anything is written
     workshop = str(ctx.params.get("workshop") or "")

@@ -33,6 +33,7 @@ from firmware_py.gateway.bridge_guard import Guard, Refusal, suppresses_positive
 from firmware_py.gateway.bridge_net import BridgeIdentity, EnetCar, Hub, session_pcaps
 from firmware_py.gateway.jobs import JobContext
 from firmware_py.gateway.tariffs import RAW_CLASS_SCOPE, Scope
+from firmware_py.i18n import N_
 from firmware_py.transport.hsfz import GATEWAY_ADDRESS, HsfzIdentity
 from firmware_py.transport.isotp_link import MAX_PAYLOAD as ISOTP_MAX_PAYLOAD
 from firmware_py.uds.flash.sequencer import FlashOptions
@@ -166,8 +167,9 @@ def _client(params: Any) -> str:
         address = ipaddress.IPv4Address(text)
     except ValueError as err:
         raise ConfigError(
-            f"the bridge needs the tester's IPv4 address, not {text!r}",
-            hint="Give the address of the computer running the tester, e.g. 192.168.4.23",
+            N_("the bridge needs the tester's IPv4 address, not {text}"),
+            values={"text": repr(text)},
+            hint=N_("Give the address of the computer running the tester, e.g. 192.168.4.23"),
         ) from err
     return str(address)
 
@@ -191,8 +193,9 @@ def _identity(vehicle: Any, cfg: Config, mode: str) -> tuple[BridgeIdentity, Ene
     hsfz_found = discover_hsfz(t.doip_host, t.hsfz_control_port, timeout=1.0)
     if not found and not hsfz_found:
         raise VehicleNotFoundError(
-            f"the car answers neither DoIP nor HSFZ identification at {t.doip_host}",
-            hint="Check the ENET cable and that the car is awake (ignition on)",
+            N_("the car answers neither DoIP nor HSFZ identification at {doip_host}"),
+            values={"doip_host": t.doip_host},
+            hint=N_("Check the ENET cable and that the car is awake (ignition on)"),
         )
     hsfz_identity = hsfz_found[0][1] if hsfz_found else None
     hsfz_host = hsfz_found[0][0] if hsfz_found else t.doip_host
@@ -214,7 +217,10 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
     asked = ctx.params.get("timeout")  # a number, or absent (job_params checked it)
     timeout = float(cfg.bridge.timeout if asked is None else asked)
     if not 1 <= timeout <= cfg.bridge.max_timeout:
-        raise ConfigError(f"the bridge's timeout must be 1..{cfg.bridge.max_timeout:g} seconds")
+        raise ConfigError(
+            N_("the bridge's timeout must be 1..{max_timeout} seconds"),
+            values={"max_timeout": format(cfg.bridge.max_timeout, "g")},
+        )
     decision = entitled("enet_bridge", None) if entitled else None
     ticket = getattr(decision, "ticket_id", None)
     mode = "translate" if vehicle.link.kind == "can" else "relay"  # doip or hsfz: the ENET
@@ -293,9 +299,11 @@ def enet_bridge(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
             ports = asyncio.run_coroutine_threadsafe(hub.start(), loop).result(10)
         except OSError as err:
             raise ConfigError(
-                f"the bridge cannot listen on {cfg.bridge.listen_host}: {err}",
-                hint="Check [bridge] listen_host (the box's Wi-Fi address) and that no other "
-                "program uses the bridge's ports (6801, 6811, 13400)",
+                N_("the bridge cannot listen on {listen_host}: {err}"),
+                values={"listen_host": cfg.bridge.listen_host, "err": err},
+                hint=N_(
+                    "Check [bridge] listen_host (the box's Wi-Fi address) and that no other program uses the bridge's ports (6801, 6811, 13400)"
+                ),
             ) from err
         opened = {**session, "vin": identity.vin, "ports": ports, "timeout": timeout}
         log_record("bridge.opened", opened, "opened")

@@ -9,6 +9,7 @@ from typing import Any
 from firmware_py.errors import ConfigError
 from firmware_py.gateway.jobs import JobContext
 from firmware_py.gateway.store import Store
+from firmware_py.i18n import N_
 from firmware_py.uds.coding import CodingError, load_coding_descriptions, read_coding, write_coding
 from firmware_py.uds.vehicle import VehicleSession
 
@@ -21,14 +22,16 @@ SCHEMA = (
 
 def coding(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     if not ctx.ecu:
-        raise ConfigError("coding needs an ECU", hint="e.g. --ecu BDC")
+        raise ConfigError(N_("coding needs an ECU"), hint=N_("e.g. --ecu BDC"))
     info = vehicle.catalog.find(ctx.ecu)
     descriptions = load_coding_descriptions()
     desc = descriptions.get(info.name)
     if desc is None:
         raise CodingError(
-            f"no coding description for {info.name}",
-            hint=f"Coding is described for {', '.join(descriptions)}",
+            N_("no coding description for {name}"),
+            values={"name": info.name},
+            hint=N_("Coding is described for {value}"),
+            hint_values={"value": ", ".join(descriptions)},
         )
     store: Store = ctx.services["store"]
     store.ensure_schema("coding", SCHEMA)
@@ -46,7 +49,7 @@ def coding(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     if action == "set":
         changes = dict(ctx.params.get("changes") or {})
         if not changes:
-            raise ConfigError("name the parameters to change, e.g. daytime_running_lights=off")
+            raise ConfigError(N_("name the parameters to change, e.g. daytime_running_lights=off"))
         new = desc.encode(current, changes)
         with store.transaction() as db:  # the previous coding is kept before anything is written
             db.execute(
@@ -62,10 +65,15 @@ def coding(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
             .fetchone()
         )
         if row is None:
-            raise CodingError(f"no previous coding of {info.name} is kept on this box")
+            raise CodingError(
+                N_("no previous coding of {name} is kept on this box"), values={"name": info.name}
+            )
         new = bytes.fromhex(row["data"])
     else:
-        raise ConfigError(f"coding action must be read, set or restore, not {action!r}")
+        raise ConfigError(
+            N_("coding action must be read, set or restore, not {action}"),
+            values={"action": repr(action)},
+        )
     ctx.step("write coding of {ecu}", ecu=info.name)
     write_coding(session, desc, new)
     if action == "restore":

@@ -24,6 +24,7 @@ from pathlib import Path
 from string import Template
 
 from firmware_py.errors import ConfigError
+from firmware_py.i18n import N_
 
 KEY_ALPHABET = "ACDEFGHJKLMNPQRTUVWXY34679"
 """letters and digits that cannot be mistaken for one another on a printed label (no 0/O, 1/I,
@@ -81,14 +82,15 @@ def hostapd_conf(identity: WifiIdentity, country: str = "", channel: int = 6) ->
     """hostapd's configuration for the tablets' access point (WPA2-PSK with CCMP only)."""
     if country and not re.fullmatch(r"[A-Z]{2}", country):
         raise ConfigError(
-            f"the Wi-Fi country {country!r} is not an ISO 3166-1 code",
-            hint="Give the two capital letters of the country the box is used in, e.g. DE",
+            N_("the Wi-Fi country {country} is not an ISO 3166-1 code"),
+            values={"country": repr(country)},
+            hint=N_("Give the two capital letters of the country the box is used in, e.g. DE"),
         )
     for what, value in (("SSID", identity.ssid), ("passphrase", identity.passphrase)):
         if not value.isascii() or not value.isprintable() or "\n" in value:
-            raise ConfigError(f"the Wi-Fi {what} must be printable ASCII")
+            raise ConfigError(N_("the Wi-Fi {what} must be printable ASCII"), values={"what": what})
     if not 8 <= len(identity.passphrase) <= 63:
-        raise ConfigError("a WPA2 passphrase has 8 to 63 characters")
+        raise ConfigError(N_("a WPA2 passphrase has 8 to 63 characters"))
     template = resources.files("firmware_py.gateway").joinpath("hostapd.conf.in").read_text()
     regulatory = f"country_code={country}\nieee80211d=1\n" if country else ""
     return Template(template).substitute(

@@ -19,6 +19,7 @@ from firmware_py.errors import ConfigError, FlashError, PackageError
 from firmware_py.gateway.battery import floor_voltage, reported_once
 from firmware_py.gateway.flash_journal import FlashJournal, FlashRecord
 from firmware_py.gateway.jobs import JobContext
+from firmware_py.i18n import N_
 from firmware_py.uds.flash.package import MAX_PACKAGE, FlashPackage, load_package_file
 from firmware_py.uds.flash.plan import ParallelRules, stages
 from firmware_py.uds.flash.sequencer import FlashOptions, Sequencer
@@ -41,7 +42,9 @@ def _where(name: str, ctx: JobContext) -> str:
         return name
     store = ctx.services.get("packages_dir")
     if store is None:
-        raise PackageError("this gateway keeps no packages", hint="Upload the package first")
+        raise PackageError(
+            N_("this gateway keeps no packages"), hint=N_("Upload the package first")
+        )
     return str(Path(store) / name)
 
 
@@ -61,8 +64,8 @@ def programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
         )
         if record is None:
             raise ConfigError(
-                "there is no interrupted programming job to resume",
-                hint="vci flash --status shows the journal",
+                N_("there is no interrupted programming job to resume"),
+                hint=N_("vci flash --status shows the journal"),
             )
         if _group(record.job_id) != record.job_id:  # a parallel job: every unfinished ECU of it
             parts = [r for r in unfinished if _group(r.job_id) == _group(record.job_id)]
@@ -85,7 +88,8 @@ def programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
             and vehicle.catalog.find(ctx.ecu).address != packages[0].ecu_address
         ):
             raise FlashError(
-                f"the package is for {packages[0].ecu_name}, not {ctx.ecu}. Nothing was erased"
+                N_("the package is for {ecu_name}, not {ecu}. Nothing was erased"),
+                values={"ecu_name": packages[0].ecu_name, "ecu": ctx.ecu},
             )
         job_id = ctx.job.id
         if ctx.params.get("parallel") and len(packages) > 1:
@@ -120,8 +124,9 @@ def programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
         package = _load(entry["path"], ctx)
         if package.sha256 != entry["sha256"]:
             raise PackageError(
-                f"the package {entry['path']} changed since the job started",
-                hint="Put the original package back to resume",
+                N_("the package {path} changed since the job started"),
+                values={"path": entry["path"]},
+                hint=N_("Put the original package back to resume"),
             )
         if index != current:
             journal.next_package(job_id, index)
@@ -198,8 +203,9 @@ def _parallel(
         package = _load(entry["path"], ctx)
         if package.sha256 != entry["sha256"]:
             raise PackageError(
-                f"the package {entry['path']} changed since the job started",
-                hint="Put the original package back to resume",
+                N_("the package {path} changed since the job started"),
+                values={"path": entry["path"]},
+                hint=N_("Put the original package back to resume"),
             )
         packages.append(package)
     rules = ParallelRules(alone=(vehicle.catalog.ecus[0].address,))
@@ -256,7 +262,8 @@ def _parallel(
     if failed:
         lines = "; ".join(f"{r['ecu']}: {'verified' if r['ok'] else r['error']}" for r in results)
         raise FlashError(
-            f"{len(failed)} of {len(results)} ECUs not programmed: {lines}",
-            hint="Fix the cause, then: vci flash --resume (finishes every unfinished ECU)",
+            N_("{n} of {n2} ECUs not programmed: {lines}"),
+            values={"n": len(failed), "n2": len(results), "lines": lines},
+            hint=N_("Fix the cause, then: vci flash --resume (finishes every unfinished ECU)"),
         )
     return {"job": job_id, "packages": results, "verified": True, "parallel": True}

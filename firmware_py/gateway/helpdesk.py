@@ -30,6 +30,7 @@ from firmware_py.gateway import battery_log
 from firmware_py.gateway.jobs import JobContext
 from firmware_py.gateway.outbox import Outbox
 from firmware_py.gateway.store import Store
+from firmware_py.i18n import N_
 from firmware_py.uds.fault_memory import read_fault_memory
 from firmware_py.uds.identification import identify_vehicle
 
@@ -53,7 +54,7 @@ SCHEMA = (
 def _store(ctx: JobContext) -> Store:
     store = getattr(ctx.entitlements, "store", None) or ctx.services.get("store")
     if store is None:
-        raise ConfigError("this gateway keeps no state: a help-desk request cannot be kept")
+        raise ConfigError(N_("this gateway keeps no state: a help-desk request cannot be kept"))
     return store  # type: ignore[no-any-return]
 
 
@@ -92,12 +93,17 @@ def help_desk_request(vehicle: Any, ctx: JobContext) -> dict[str, Any]:
     files = [*link_traces(vehicle), *(Path(t) for t in ctx.params.get("traces") or [])]
     for path in files:
         if not path.is_file():
-            raise ConfigError(f"no trace file {path}", hint="Name a pcap file on the box")
+            raise ConfigError(
+                N_("no trace file {path}"),
+                values={"path": path},
+                hint=N_("Name a pcap file on the box"),
+            )
     total = sum(p.stat().st_size for p in files)
     if total > MAX_ATTACHMENTS:
         raise ConfigError(
-            f"the traces have {total // 1024} KiB; a request carries {MAX_ATTACHMENTS // 1024} KiB",
-            hint="Send fewer or shorter traces",
+            N_("the traces have {value} KiB; a request carries {value2} KiB"),
+            values={"value": total // 1024, "value2": MAX_ATTACHMENTS // 1024},
+            hint=N_("Send fewer or shorter traces"),
         )
     vin = ident.get("vin") if isinstance(ident, dict) else None
     rid = uuid.uuid4().hex[:16]

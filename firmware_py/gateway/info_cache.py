@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_py.errors import InfoCacheError
+from firmware_py.i18n import N_
 from firmware_py.uds.fault_memory import normal_dtc
 
 FILE = "info_cache.sqlite"
@@ -54,14 +55,16 @@ class InfoCache:
         """Keep the portal's ``subset`` for its VIN; returns the VINs evicted to make room."""
         vin, version = subset.get("vin"), subset.get("content_version")
         if not isinstance(vin, str) or not isinstance(version, str):
-            raise InfoCacheError("the portal's answer names no VIN or content version")
+            raise InfoCacheError(N_("the portal's answer names no VIN or content version"))
         body = json.dumps(subset, separators=(",", ":"))
         size = len(body.encode())
         if size > self.max_bytes:
             raise InfoCacheError(
-                f"the repair information for {vin} ({size} bytes) is larger than the cache "
-                f"({self.max_bytes} bytes)",
-                hint="Raise [storage] info_cache_bytes in the box's configuration",
+                N_(
+                    "the repair information for {vin} ({size} bytes) is larger than the cache ({max_bytes} bytes)"
+                ),
+                values={"vin": vin, "size": size, "max_bytes": self.max_bytes},
+                hint=N_("Raise [storage] info_cache_bytes in the box's configuration"),
             )
         evicted: list[str] = []
         with self.db:
@@ -130,7 +133,9 @@ class InfoPieces:
         if not (isinstance(vin, str) and isinstance(version, str) and isinstance(data, str)
                 and isinstance(index, int) and isinstance(count, int)
                 and 0 <= index < count <= MAX_PIECES):  # fmt: skip
-            raise InfoCacheError("info.piece: vin, content_version, index < count, data expected")
+            raise InfoCacheError(
+                N_("info.piece: vin, content_version, index < count, data expected")
+            )
         key = (vin, version, count)
         if key != self._key:
             self._key, self._parts = key, {}
@@ -144,7 +149,12 @@ class InfoPieces:
         try:
             subset = json.loads(text)
         except ValueError as err:
-            raise InfoCacheError(f"the repair information for {vin} is not JSON: {err}") from err
+            raise InfoCacheError(
+                N_("the repair information for {vin} is not JSON: {err}"),
+                values={"vin": vin, "err": err},
+            ) from err
         if not isinstance(subset, dict) or subset.get("vin") != vin:
-            raise InfoCacheError(f"the repair information sent for {vin} is for another car")
+            raise InfoCacheError(
+                N_("the repair information sent for {vin} is for another car"), values={"vin": vin}
+            )
         return {**answer, "complete": True, "evicted": self.cache.put(subset)}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from firmware_py.i18n import N_, Text
 from firmware_py.strict_json import StrictJsonError, number, text
 
 _ITEM = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -78,7 +79,7 @@ class Field:
         value = params.get(self.name)
         if self.name not in params or (value is None and self.nullable):
             if self.required:
-                raise StrictJsonError(f"{self.name} is missing")
+                raise StrictJsonError(N_("{field} is missing"), values={"field": self.name})
             return
         CHECKERS[self.type](self, value)
 
@@ -112,28 +113,37 @@ def _float(f: Field, value: Any) -> None:
 
 def _bool(f: Field, value: Any) -> None:
     if not isinstance(value, bool):
-        raise StrictJsonError(f"{f.name} must be true or false")
+        raise StrictJsonError(N_("{field} must be true or false"), values={"field": f.name})
 
 
 def _text(f: Field, value: Any) -> None:
     text({f.name: value}, f.name, max_len=f.max_len)
     if f.nonblank and not value.strip():
-        raise StrictJsonError(f"{f.name}: {f.help[:1].lower()}{f.help[1:]}")
+        raise StrictJsonError(
+            N_("{field}: {what}"), values={"field": f.name, "what": Text(f.item_error or f.help)}
+        )
 
 
 def _choice(f: Field, value: Any) -> None:
     text({f.name: value}, f.name, max_len=40)
     if value not in f.choices:
-        raise StrictJsonError(f"{f.name} must be one of {', '.join(f.choices)}")
+        raise StrictJsonError(
+            N_("{field} must be one of {choices}"),
+            values={"field": f.name, "choices": ", ".join(f.choices)},
+        )
 
 
 def _list(f: Field, value: Any) -> None:
     if not isinstance(value, list) or len(value) > f.max_len:
-        raise StrictJsonError(f"{f.name} must be a list of at most {f.max_len} texts")
+        raise StrictJsonError(
+            N_("{field} must be a list of at most {n} texts"),
+            values={"field": f.name, "n": f.max_len},
+        )
     for item in value:
         if not isinstance(item, str) or not _ITEM.fullmatch(item):
             raise StrictJsonError(
-                f"{f.name} holds {str(item)[:40]!r}, which is not a name like F190"
+                N_("{field} holds {item}, which is not a name like F190"),
+                values={"field": f.name, "item": repr(str(item)[:40])},
             )
 
 
@@ -143,15 +153,23 @@ def _hex(f: Field, value: Any) -> None:
     except ValueError:  # an odd digit or a stray character
         whole = b""
     if not whole:
-        raise StrictJsonError(f"{f.name} must be hex bytes, e.g. 22 F1 90 or 22F190")
+        raise StrictJsonError(
+            N_("{field} must be hex bytes, e.g. 22 F1 90 or 22F190"), values={"field": f.name}
+        )
 
 
 def _named_values(f: Field, value: Any) -> None:
     if not isinstance(value, dict) or len(value) > f.max_len:
-        raise StrictJsonError(f"{f.name} must be an object of at most {f.max_len} parameters")
+        raise StrictJsonError(
+            N_("{field} must be an object of at most {n} parameters"),
+            values={"field": f.name, "n": f.max_len},
+        )
     for key, item in value.items():
         if len(key) > 64 or isinstance(item, bool) or not isinstance(item, str | int):
-            raise StrictJsonError(f"{f.name}: {key[:40]!r} must be a name or a whole number")
+            raise StrictJsonError(
+                N_("{field}: {key} must be a name or a whole number"),
+                values={"field": f.name, "key": repr(key[:40])},
+            )
 
 
 def _file(f: Field, value: Any) -> None:
@@ -161,17 +179,21 @@ def _file(f: Field, value: Any) -> None:
 
 def _files(f: Field, value: Any) -> None:
     if not isinstance(value, list) or not f.min_items <= len(value) <= f.max_len:
-        size = f"{f.min_items} to {f.max_len}" if f.min_items else f"at most {f.max_len}"
-        raise StrictJsonError(f"{f.name} must be a list of {size} {f.label.lower()}")
+        raise StrictJsonError(
+            N_("{field} must be a list of {low} to {high} items")
+            if f.min_items
+            else N_("{field} must be a list of at most {high} items"),
+            values={"field": f.name, "low": f.min_items, "high": f.max_len},
+        )
     for item in value:
         _file(f, item)
 
 
 def _job_ref(f: Field, value: Any) -> None:
     if value is not True and not isinstance(value, str):
-        raise StrictJsonError(f"{f.name} must be true or a job id")
+        raise StrictJsonError(N_("{field} must be true or a job id"), values={"field": f.name})
     if isinstance(value, str) and not 0 < len(value) <= 64:
-        raise StrictJsonError(f"{f.name} is not a job id")
+        raise StrictJsonError(N_("{field} is not a job id"), values={"field": f.name})
 
 
 CHECKERS: dict[FieldType, Callable[[Field, Any], None]] = {
@@ -209,7 +231,8 @@ class JobKindSpec:
         if unknown:
             shown = ", ".join(repr(k[:40]) for k in unknown[:5])
             raise StrictJsonError(
-                f"unknown parameter {shown}; this job takes {', '.join(self.names) or 'none'}"
+                N_("unknown parameter {shown}; this job takes {value}"),
+                values={"shown": shown, "value": ", ".join(self.names) or "none"},
             )
         for f in self.fields:
             f.check(params)

@@ -11,6 +11,7 @@ from typing import Any
 from firmware_py.errors import ConfigError, NegativeResponseError, VciError
 from firmware_py.gateway.job_params import LIVE_DURATION, LIVE_INTERVAL
 from firmware_py.gateway.jobs import Handler, JobContext
+from firmware_py.i18n import N_
 from firmware_py.uds.catalog import EcuInfo
 from firmware_py.uds.dids import DIDS, did_name, did_not_answered, parse_did
 from firmware_py.uds.fault_memory import (
@@ -29,7 +30,9 @@ def _ecus(vehicle: VehicleSession, ctx: JobContext) -> list[EcuInfo] | None:
 def _one_ecu(vehicle: VehicleSession, ctx: JobContext) -> EcuInfo:
     if not ctx.ecu:
         raise ConfigError(
-            f"the job {ctx.job.request.kind} needs an ECU", hint="Name one, e.g. --ecu DME"
+            N_("the job {kind} needs an ECU"),
+            values={"kind": ctx.job.request.kind},
+            hint=N_("Name one, e.g. --ecu DME"),
         )
     return vehicle.catalog.find(ctx.ecu)
 
@@ -86,7 +89,7 @@ def read_did(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     except ValueError as err:
         raise ConfigError(str(err)) from err
     if not dids:
-        raise ConfigError("name at least one DID", hint="e.g. F190 or vin")
+        raise ConfigError(N_("name at least one DID"), hint=N_("e.g. F190 or vin"))
     session = vehicle.ecu(info)
     values: dict[str, Any] = {}
     known = [d for d in dids if d in DIDS]

@@ -36,7 +36,7 @@ FT = FieldType
 
 def _programming_rule(params: Mapping[str, Any]) -> None:
     if params.get("packages") is None and "package" not in params and params.get("resume") is None:
-        raise StrictJsonError("name the flash package(s)")
+        raise StrictJsonError(N_("name the flash package(s)"))
 
 
 MAP_OFFER_ID = re.compile(r"[0-9a-f]{16}-[A-HJ-NPR-Z0-9]{17}")
@@ -49,15 +49,23 @@ def _map_update_rule(params: Mapping[str, Any]) -> None:
         others = sorted(set(params) - {"offer"})
         if others:
             shown = ", ".join(repr(k[:40]) for k in others[:5])
-            raise StrictJsonError(f"unknown parameter {shown}; with an offer this job takes offer")
+            raise StrictJsonError(
+                N_("unknown parameter {names}; with an offer this job takes offer"),
+                values={"names": shown},
+            )
         if not MAP_OFFER_ID.fullmatch(params["offer"]):
-            raise StrictJsonError("offer: the id of a map offer this box keeps")
+            raise StrictJsonError(N_("offer: the id of a map offer this box keeps"))
         return
     for key in ("manifest", "activation"):
         if key not in params:
-            raise StrictJsonError(f"{key} is missing: the portal's signed {key} of the map package")
+            raise StrictJsonError(
+                N_("{key} is missing: the portal's signed {key} of the map package"),
+                values={"key": key},
+            )
         if not str(params[key]).strip():
-            raise StrictJsonError(f"{key}: the portal's signed {key} of the map package")
+            raise StrictJsonError(
+                N_("{key}: the portal's signed {key} of the map package"), values={"key": key}
+            )
 
 
 # fmt: off
@@ -110,17 +118,19 @@ JOB_KINDS: dict[str, JobKindSpec] = {spec.kind: spec for spec in (
     )),
     JobKindSpec("help_desk_request", N_("Ask the help desk"), (
         Field("question", FT.TEXT, N_("Question"), N_("Say what the help desk should help with"),
-              required=True, max_len=4000, nonblank=True),
+              required=True, max_len=4000, nonblank=True,
+              item_error=N_("say what the help desk should help with")),
         Field("contact", FT.TEXT, N_("Contact"), N_("How the help desk reaches the technician"),
-              required=True, max_len=200, nonblank=True),
+              required=True, max_len=200, nonblank=True,
+              item_error=N_("how the help desk reaches the technician")),
         Field("traces", FT.FILES, N_("Files"), max_len=8, local_only=True, default=[],
-              item_error="a trace is named by its path on the box"),
+              item_error=N_("a trace is named by its path on the box")),
     )),
     JobKindSpec("programming", N_("Programming"), (
         Field("package", FT.FILE, N_("Package"), N_("a package in the box's package store"),
-              item_error="a package is named by text"),
+              item_error=N_("a package is named by text")),
         Field("packages", FT.FILES, N_("Package names"), min_items=1, max_len=32, nullable=True,
-              item_error="a package is named by text"),
+              item_error=N_("a package is named by text")),
         Field("resume", FT.JOB_REF, N_("Resume"), N_("true or the interrupted job's id"),
               nullable=True),
         Field("parallel", FT.BOOL, N_("In parallel"), N_("flash ECUs on different buses at once"),
@@ -158,7 +168,7 @@ def check_params(kind: str, params: Mapping[str, Any], *, local: bool = False) -
     Callers other than the box's own CLI (``local``) name flash packages by their id in the
     package store only (:data:`PACKAGE_ID`), never by a path."""
     if not isinstance(params, Mapping):
-        raise StrictJsonError("params must be an object")
+        raise StrictJsonError(N_("params must be an object"))
     spec = JOB_KINDS.get(kind)
     if spec is not None:
         spec.check(params)

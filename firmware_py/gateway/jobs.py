@@ -375,7 +375,9 @@ class JobRunner:
         self.jobs[job.id] = job
         try:
             if request.kind not in self.handlers:
-                raise PreconditionError(f"the gateway has no job {request.kind!r}")
+                raise PreconditionError(
+                    N_("the gateway has no job {kind}"), values={"kind": repr(request.kind)}
+                )
             decision = None
             if self.entitlements is not None and not self._journaled_resume(request):
                 # the scope of THIS request (a raw request's is that of what it does)
@@ -396,8 +398,9 @@ class JobRunner:
             self._check_vehicle_free(job)
             if request.kind in self.exclusive_kinds and request.ecu in self._busy_ecus:
                 raise PreconditionError(
-                    f"another {request.kind} job is running on ECU {request.ecu}",
-                    hint="Wait until it has finished",
+                    N_("another {kind} job is running on ECU {ecu}"),
+                    values={"kind": request.kind, "ecu": request.ecu},
+                    hint=N_("Wait until it has finished"),
                 )
         except VciError as err:
             job.state = JobState.DENIED
@@ -446,8 +449,9 @@ class JobRunner:
             busy = [j for j in self.active() if j is not job]
             if busy:
                 raise PreconditionError(
-                    f"job {busy[0].id} ({busy[0].request.kind}) is still using the vehicle",
-                    hint="Wait until it has finished or cancel it, then open the bridge",
+                    N_("job {id} ({kind}) is still using the vehicle"),
+                    values={"id": busy[0].id, "kind": busy[0].request.kind},
+                    hint=N_("Wait until it has finished or cancel it, then open the bridge"),
                 )
 
     async def run(self, request: JobRequest, caller: Caller) -> Job:
@@ -472,9 +476,15 @@ class JobRunner:
             vin = self.worker.learn_vin(ctx.vehicle) if self.worker.reads_vin else self.worker.vin
             if vin != bound:
                 raise EntitlementError(
-                    f"{job.request.kind} is not allowed: the ticket is for vehicle {bound}, the car"
-                    f" connected now is {vin or 'not identified (its VIN cannot be read)'}",
-                    hint="Connect the car the ticket is for, or add a ticket for this car",
+                    N_(
+                        "{kind} is not allowed: the ticket is for vehicle {bound}, the car connected now is {value}"
+                    ),
+                    values={
+                        "kind": job.request.kind,
+                        "bound": bound,
+                        "value": vin or "not identified (its VIN cannot be read)",
+                    },
+                    hint=N_("Connect the car the ticket is for, or add a ticket for this car"),
                 )
             if self.entitlements is not None and job.request.kind not in CONSUMED_ON_DELIVERY:
                 self.entitlements.consume(decision)

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from firmware_py.errors import ConfigError, TicketError
 from firmware_py.gateway.ticket_token import MAX_TIME, sign, verify
+from firmware_py.i18n import N_
 from firmware_py.reports.emission_limits import (
     LOCAL_LIMITS,
     LimitTable,
@@ -52,9 +53,11 @@ def sign_limits(
     token = sign(LIMITS_PREFIX, payload, key)
     if len(token) > MAX_STATEMENT:
         raise LimitsRefused(
-            f"the signed limit values are {len(token)} characters, more than the {MAX_STATEMENT} "
-            "one message carries",
-            hint="Publish only the engines of the cars this box's workshop serves",
+            N_(
+                "the signed limit values are {n} characters, more than the {max_statement} one message carries"
+            ),
+            values={"n": len(token), "max_statement": MAX_STATEMENT},
+            hint=N_("Publish only the engines of the cars this box's workshop serves"),
         )
     return token
 
@@ -68,11 +71,12 @@ def accept_limits(
         payload = verify(LIMITS_PREFIX, token, keys, max_len=MAX_STATEMENT)
     except TicketError as err:
         raise LimitsRefused(
-            f"the emission limit values are refused: {err.args[0]}",
-            hint="Only the portal can publish limit values; the box keeps the ones it has",
+            N_("the emission limit values are refused: {value}"),
+            values={"value": err.args[0]},
+            hint=N_("Only the portal can publish limit values; the box keeps the ones it has"),
         ) from err
     if set(payload) != FIELDS:
-        raise LimitsRefused("the emission limit values' statement is malformed (its fields)")
+        raise LimitsRefused(N_("the emission limit values' statement is malformed (its fields)"))
     text, version, iat = payload["limits"], payload["version"], payload["iat"]
     if (
         not isinstance(text, str)
@@ -81,15 +85,17 @@ def accept_limits(
         or isinstance(iat, bool)
         or not 0 <= iat <= MAX_TIME
     ):
-        raise LimitsRefused("the emission limit values' statement is malformed (a field's type)")
+        raise LimitsRefused(
+            N_("the emission limit values' statement is malformed (a field's type)")
+        )
     if payload["device"] != device:
-        raise LimitsRefused("the emission limit values are for another box; ignored")
+        raise LimitsRefused(N_("the emission limit values are for another box; ignored"))
     try:
         table = parse_limits(text, "the portal's statement", published=True)
     except ConfigError as err:
         raise LimitsRefused(err.args[0], hint="The box keeps the limit values it has") from err
     if table.version != version:
-        raise LimitsRefused("the statement's version is not the version of its limit values")
+        raise LimitsRefused(N_("the statement's version is not the version of its limit values"))
     try:
         kept = local_limits(state_dir)
     except ConfigError:  # a damaged copy: replaced
@@ -98,9 +104,9 @@ def accept_limits(
     new_key = version_key(table.version)
     if kept is not None and kept_key is not None and new_key is not None and new_key < kept_key:
         raise LimitsRefused(
-            f"the emission limit values {table.version} are older than the {kept.version} this "
-            "box has",
-            hint="A box is never taken back to older limit values; publish a newer version",
+            N_("the emission limit values {version} are older than the {version2} this box has"),
+            values={"version": table.version, "version2": kept.version},
+            hint=N_("A box is never taken back to older limit values; publish a newer version"),
         )
     _write_atomically(state_dir / LOCAL_LIMITS, text)
     return table

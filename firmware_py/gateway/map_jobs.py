@@ -33,6 +33,7 @@ from firmware_py.gateway.battery import floor_voltage
 from firmware_py.gateway.download import download
 from firmware_py.gateway.jobs import JobContext
 from firmware_py.gateway.map_package import MapError, MapManifest, parse_activation, parse_manifest
+from firmware_py.i18n import N_
 from firmware_py.uds.ecu import EcuSession
 from firmware_py.uds.vehicle import VehicleSession
 
@@ -62,8 +63,9 @@ def map_update(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     code = parse_activation(str(activation_token), keys, manifest=manifest, vin=vin)
     if vehicle.kind not in ENET:
         raise MapError(
-            f"a map update needs the car's ENET link (DoIP or HSFZ), this link is {vehicle.kind}",
-            hint="Connect the box's ENET cable and start again",
+            N_("a map update needs the car's ENET link (DoIP or HSFZ), this link is {kind}"),
+            values={"kind": vehicle.kind},
+            hint=N_("Connect the box's ENET cable and start again"),
         )
     info = vehicle.catalog.find(manifest.ecu)
     directory = state_dir / "maps"
@@ -79,13 +81,18 @@ def map_update(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
         session.routine("start", RID_MAP_ACTIVATION, code.token.encode("ascii"))
     except NegativeResponseError as err:
         raise MapError(
-            f"{info.name} refused the activation code ({err.args[0]}): it is not for this car or "
-            f"not for the map {manifest.name}. The map is installed, not active",
-            hint="Ask the portal for this car's activation code of this map",
+            N_(
+                "{name} refused the activation code ({value}): it is not for this car or not for the map {name2}. The map is installed, not active"
+            ),
+            values={"name": info.name, "value": err.args[0], "name2": manifest.name},
+            hint=N_("Ask the portal for this car's activation code of this map"),
         ) from err
     _, _, active = _map_state(session)
     if active != manifest.name:
-        raise MapError(f"{info.name} reports the map {active or 'none'} after the activation")
+        raise MapError(
+            N_("{name} reports the map {value} after the activation"),
+            values={"name": info.name, "value": active or "none"},
+        )
     session.change_session("default")
     path.unlink(missing_ok=True)  # the head unit has it: the data partition keeps none (GiBs)
     if offer:
@@ -125,13 +132,20 @@ def _download(manifest: MapManifest, directory: Path, ctx: JobContext) -> Path:
 
 def _stop_if_cancelled(ctx: JobContext, kept: str) -> None:
     if ctx.cancelled:
-        raise MapError(f"the map update was cancelled; {kept}", hint="Start it again to finish")
+        raise MapError(
+            N_("the map update was cancelled; {kept}"),
+            values={"kept": kept},
+            hint=N_("Start it again to finish"),
+        )
 
 
 def _map_state(session: EcuSession) -> tuple[int, bytes, str]:
     raw = session.read_did_raw(DID_MAP_STATE)
     if len(raw) < 36:
-        raise MapError(f"{session.name} has no map region (DID 0xD0A0 answered {len(raw)} bytes)")
+        raise MapError(
+            N_("{name} has no map region (DID 0xD0A0 answered {n} bytes)"),
+            values={"name": session.name, "n": len(raw)},
+        )
     return struct.unpack(">I", raw[:4])[0], raw[4:36], raw[36:].decode("ascii", "replace").strip()
 
 
@@ -156,9 +170,15 @@ def _install(
     volts = read()
     if volts < MIN_VOLTAGE:
         raise MapError(
-            f"battery voltage {volts:.1f} V ({source}) is below {MIN_VOLTAGE:.1f} V; the map was "
-            "not installed",
-            hint="Connect a battery charger (13.5-14.5 V) and start again",
+            N_(
+                "battery voltage {volts} V ({source}) is below {min_voltage} V; the map was not installed"
+            ),
+            values={
+                "volts": format(volts, ".1f"),
+                "source": source,
+                "min_voltage": format(MIN_VOLTAGE, ".1f"),
+            },
+            hint=N_("Connect a battery charger (13.5-14.5 V) and start again"),
         )
     ctx.step("install", map=m.name, ecu=session.name, resumed_from=start or None)
     session.change_session("extended")
@@ -171,14 +191,20 @@ def _install(
             max_len = min(max_len, session.max_payload)
         size = max_len - 2
         if size <= 0:
-            raise MapError(f"{session.name} offers blocks of {max_len} bytes; cannot transfer")
+            raise MapError(
+                N_("{name} offers blocks of {max_len} bytes; cannot transfer"),
+                values={"name": session.name, "max_len": max_len},
+            )
         done, counter = start, 1
         with path.open("rb") as f:
             f.seek(start)
             while done < m.size:
                 block = f.read(min(size, m.size - done))
                 if not block:
-                    raise MapError(f"the map package {path.name} is shorter than its manifest")
+                    raise MapError(
+                        N_("the map package {name} is shorter than its manifest"),
+                        values={"name": path.name},
+                    )
                 _stop_if_cancelled(ctx, f"{session.name} keeps the bytes written; the next map "
                                    "update goes on from them")  # fmt: skip
                 session.transfer_data(counter, block)
@@ -193,8 +219,9 @@ def _install(
     option = struct.pack(">II", m.address, m.size) + bytes.fromhex(m.sha256)
     if session.routine("start", RID_CHECK_MEMORY, option)[:1] != b"\x00":
         raise MapError(
-            f"{session.name}: the map region's SHA-256 is not the package's; the map is not active",
-            hint="Start the map update again: the map is written anew",
+            N_("{name}: the map region's SHA-256 is not the package's; the map is not active"),
+            values={"name": session.name},
+            hint=N_("Start the map update again: the map is written anew"),
         )
     try:
         session.ecu_reset(0x01)

@@ -19,6 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware_py.gateway.map_package import MapError, parse_manifest, read_activation
+from firmware_py.i18n import N_
 
 OFFER_ID = re.compile(r"^[0-9a-f]{16}-[A-HJ-NPR-Z0-9]{17}$")
 MAX_OFFERS = 32
@@ -67,14 +68,19 @@ def offers(state_dir: Path, keys: Mapping[str, Ed25519PublicKey]) -> list[dict[s
 def load(state_dir: Path, offer_id: str) -> tuple[str, str]:
     """The manifest and activation code of a kept offer; :class:`MapError` if there is none."""
     if not OFFER_ID.match(offer_id):
-        raise MapError(f"{offer_id[:40]!r} is not a map offer of this box")
+        raise MapError(
+            N_("{value} is not a map offer of this box"), values={"value": repr(offer_id[:40])}
+        )
     try:
         data = json.loads((_directory(state_dir) / f"{offer_id}.json").read_text())
         return str(data["manifest"]), str(data["activation"])
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise MapError(
-            f"this box keeps no map offer {offer_id}",
-            hint="The portal offers map updates (vci-portal map offer); see the offers on the tablet",
+            N_("this box keeps no map offer {offer_id}"),
+            values={"offer_id": offer_id},
+            hint=N_(
+                "The portal offers map updates (vci-portal map offer); see the offers on the tablet"
+            ),
         ) from err
 
 

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from firmware_py.errors import TicketError, UpdateError
 from firmware_py.gateway.download import Fetch
 from firmware_py.gateway.ticket_token import MAX_TIME, sign, verify
+from firmware_py.i18n import N_
 
 MANIFEST_PREFIX, ACTIVATION_PREFIX = "vm1", "va1"
 MAX_MAP = 2**32 - 1
@@ -111,7 +112,10 @@ def sign_activation(
 ) -> str:
     """The portal's side: the activation code of one package for one car."""
     if not _VIN.match(vin):
-        raise MapError(f"{vin[:20]!r} is not a VIN (17 letters and digits, no I, O or Q)")
+        raise MapError(
+            N_("{value} is not a VIN (17 letters and digits, no I, O or Q)"),
+            values={"value": repr(vin[:20])},
+        )
     payload = {
         "kid": kid, "vin": vin, "region": manifest.region, "version": manifest.version,
         "sha256": manifest.sha256, "iat": int(time.time() if now is None else now),
@@ -124,8 +128,10 @@ def _verified(prefix: str, token: str, keys: Mapping[str, Ed25519PublicKey], wha
         return verify(prefix, token, keys)
     except TicketError as err:
         raise MapError(
-            f"the map {what} is refused: {err.args[0]}",
-            hint=f"Only the portal can issue map {what}s; nothing was fetched or installed",
+            N_("the map {what} is refused: {value}"),
+            values={"what": what, "value": err.args[0]},
+            hint=N_("Only the portal can issue map {what}s; nothing was fetched or installed"),
+            hint_values={"what": what},
         ) from err
 
 
@@ -135,7 +141,7 @@ def _is_int(value: Any) -> bool:
 
 def _manifest_from(payload: Any) -> MapManifest:
     if not isinstance(payload, dict) or set(payload) != MANIFEST_FIELDS:
-        raise MapError("the map manifest is malformed (its fields)")
+        raise MapError(N_("the map manifest is malformed (its fields)"))
     p = payload
     if not (
         all(isinstance(p[k], str) for k in ("region", "version", "url", "sha256", "ecu"))
@@ -148,11 +154,14 @@ def _manifest_from(payload: Any) -> MapManifest:
         and 0 <= p["address"] <= 0xFFFFFFFF
         and len(p["url"]) <= 2048
     ):
-        raise MapError("the map manifest is malformed (a field's type or form)")
+        raise MapError(N_("the map manifest is malformed (a field's type or form)"))
     if not 0 < p["size"] <= MAX_MAP:
-        raise MapError(f"the map manifest names a package of {p['size']} bytes; refused")
+        raise MapError(
+            N_("the map manifest names a package of {size} bytes; refused"),
+            values={"size": p["size"]},
+        )
     if urlsplit(p["url"]).scheme not in ("http", "https") or not urlsplit(p["url"]).hostname:
-        raise MapError("the map manifest's URL is not an http(s) URL; refused")
+        raise MapError(N_("the map manifest's URL is not an http(s) URL; refused"))
     return MapManifest(
         p["region"], p["version"], p["url"], p["size"], p["sha256"], p["ecu"], p["address"],
         p["iat"],
@@ -173,18 +182,20 @@ def read_activation(
     if set(p) != ACTIVATION_FIELDS or not all(
         isinstance(p[k], str) for k in ("vin", "region", "version", "sha256")
     ):
-        raise MapError("the map activation code is malformed (its fields)")
+        raise MapError(N_("the map activation code is malformed (its fields)"))
     if not _VIN.match(p["vin"]):
-        raise MapError("the map activation code is malformed (its VIN)")
+        raise MapError(N_("the map activation code is malformed (its VIN)"))
     if (p["region"], p["version"], p["sha256"]) != (
         manifest.region,
         manifest.version,
         manifest.sha256,
     ):
         raise MapError(
-            f"the map activation code is for {p['region']} {p['version']}, not for the package "
-            f"{manifest.name}; nothing was fetched or installed",
-            hint="Ask the portal for the activation code of this package",
+            N_(
+                "the map activation code is for {region} {version}, not for the package {name}; nothing was fetched or installed"
+            ),
+            values={"region": p["region"], "version": p["version"], "name": manifest.name},
+            hint=N_("Ask the portal for the activation code of this package"),
         )
     return ActivationCode(p["vin"], p["region"], p["version"], p["sha256"], token.strip())
 
@@ -201,13 +212,15 @@ def parse_activation(
     code = read_activation(token, keys, manifest=manifest)
     if vin is None:
         raise MapError(
-            "the car's VIN could not be read, so the map activation code cannot be checked",
-            hint="Check the connection to the car (vci identify), then start again",
+            N_("the car's VIN could not be read, so the map activation code cannot be checked"),
+            hint=N_("Check the connection to the car (vci identify), then start again"),
         )
     if code.vin != vin:
         raise MapError(
-            f"the map activation code is for vehicle {code.vin}, the car connected is {vin}; "
-            "nothing was fetched or installed",
-            hint="Ask the portal for this car's activation code (it is bound to the VIN)",
+            N_(
+                "the map activation code is for vehicle {vin}, the car connected is {vin2}; nothing was fetched or installed"
+            ),
+            values={"vin": code.vin, "vin2": vin},
+            hint=N_("Ask the portal for this car's activation code (it is bound to the VIN)"),
         )
     return code

@@ -30,6 +30,7 @@ from firmware_py.errors import PackageError, TicketError
 from firmware_py.gateway.download import Fetch
 from firmware_py.gateway.download import download as fetch_file
 from firmware_py.gateway.ticket_token import MAX_TIME, sign, verify
+from firmware_py.i18n import N_
 from firmware_py.uds.flash.package import MAX_PACKAGE, read_package
 
 OFFER_PREFIX = "vk1"
@@ -92,11 +93,12 @@ def parse_offer(
         payload = verify(OFFER_PREFIX, token, keys)
     except TicketError as err:
         raise PackageError(
-            f"the package offer is refused: {err.args[0]}",
-            hint="Only the portal can offer packages; nothing was downloaded",
+            N_("the package offer is refused: {value}"),
+            values={"value": err.args[0]},
+            hint=N_("Only the portal can offer packages; nothing was downloaded"),
         ) from err
     if set(payload) != FIELDS:
-        raise PackageError("the package offer is malformed (its fields)")
+        raise PackageError(N_("the package offer is malformed (its fields)"))
     name, url, size, digest, exp = (payload[k] for k in ("name", "url", "size", "sha256", "exp"))
     if (
         not all(isinstance(v, str) for v in (name, url, digest))
@@ -106,21 +108,25 @@ def parse_offer(
         or not _NAME.match(name)
         or len(url) > 2048
     ):
-        raise PackageError("the package offer is malformed (a field's type or form)")
+        raise PackageError(N_("the package offer is malformed (a field's type or form)"))
     if payload["device"] != device:
-        raise PackageError("the package offer is for another box; it was ignored")
+        raise PackageError(N_("the package offer is for another box; it was ignored"))
     if exp < (time.time() if now is None else now):
         raise PackageError(
-            "the package offer has expired", hint="Choose the package on the portal again"
+            N_("the package offer has expired"), hint=N_("Choose the package on the portal again")
         )
     if not 0 < size <= max_bytes:
         raise PackageError(
-            f"the package offer names a package of {size} bytes; this box keeps at most "
-            f"{max_bytes}",
-            hint="Raise storage.max_package_bytes on the box, or program from a smaller package",
+            N_(
+                "the package offer names a package of {size} bytes; this box keeps at most {max_bytes}"
+            ),
+            values={"size": size, "max_bytes": max_bytes},
+            hint=N_(
+                "Raise storage.max_package_bytes on the box, or program from a smaller package"
+            ),
         )
     if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-        raise PackageError("the package offer's URL is not an http(s) URL; refused")
+        raise PackageError(N_("the package offer's URL is not an http(s) URL; refused"))
     return PackageOffer(name, url, size, digest, exp)
 
 

@@ -28,6 +28,7 @@ from firmware_py.gateway.outbox import Outbox
 from firmware_py.gateway.store import Store
 from firmware_py.gateway.supervise import supervised
 from firmware_py.gateway.tariffs import JobKind
+from firmware_py.i18n import N_
 
 log = logging.getLogger(__name__)
 TRACE_CHUNK = 32 * 1024
@@ -220,7 +221,7 @@ class Gateway:
         path = self.packages_dir / f"{safe}.vcipkg"
         try:
             if upload.stat().st_size > self.max_package_bytes:
-                raise PackageError("the package is too large")
+                raise PackageError(N_("the package is too large"))
             with open(upload, "rb") as f:  # the zip is read as needed, not whole into memory
                 read_package(f, self.runner.services.get("publisher_keys", {}))
             upload.replace(path)
@@ -298,15 +299,18 @@ class Gateway:
         hint = "Free space on the box's state disk (old traces, packages), then start the job again"
         if free < self.min_free_bytes:
             raise StorageError(
-                f"the box's state disk has {free // 1024} KiB free; the record of this job "
-                "could not be kept, so it was not started",
+                N_(
+                    "the box's state disk has {value} KiB free; the record of this job could not be kept, so it was not started"
+                ),
+                values={"value": free // 1024},
                 hint=hint,
             )
         try:
             self.outbox.probe()
         except StorageError as err:
             raise StorageError(
-                f"the record of this job could not be kept ({err.args[0]}), so it was not started",
+                N_("the record of this job could not be kept ({value}), so it was not started"),
+                values={"value": err.args[0]},
                 hint=hint,
             ) from err
 
@@ -328,15 +332,16 @@ class Gateway:
 
         if name:
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.pcap", name):
-                raise StorageError(f"{name[:40]!r} is not a trace of this box")
+                raise StorageError(
+                    N_("{value} is not a trace of this box"), values={"value": repr(name[:40])}
+                )
             path = self.trace_dir / name
             if not path.is_file():
-                raise StorageError(f"this box keeps no trace {name}", hint="It was deleted: "
-                                   "download the newest trace")  # fmt: skip
+                raise StorageError(N_("this box keeps no trace {name}"), values={'name': name}, hint=N_("It was deleted: download the newest trace"))  # fmt: skip
         else:
             path = self.latest_trace()
             if path is None:
-                raise StorageError("no trace recorded yet", hint="Run a job first")
+                raise StorageError(N_("no trace recorded yet"), hint=N_("Run a job first"))
         with path.open("rb") as f:
             size = os.fstat(f.fileno()).st_size
             f.seek(max(0, min(offset, size)))
@@ -355,15 +360,15 @@ class Gateway:
 
         vin = str(body.get("vin", ""))[:17]
         if self.entitlements is None:
-            raise info_cache.InfoCacheError("this gateway was started without ticket checks")
+            raise info_cache.InfoCacheError(N_("this gateway was started without ticket checks"))
         # the jobs' own check: a ticket with repair information for this VIN (an unactivated
         # one counts and stays unactivated: keeping what the portal sent is not a use)
         decision = self.entitlements.check(JobKind.REPAIR_INFORMATION, vin=vin)
         if not decision.allowed:
             raise info_cache.InfoCacheError(
-                f"the box holds no valid ticket with repair information for {vin}: "
-                f"{decision.reason}",
-                hint="Add a ticket whose tariff includes repair information",
+                N_("the box holds no valid ticket with repair information for {vin}: {reason}"),
+                values={"vin": vin, "reason": decision.reason},
+                hint=N_("Add a ticket whose tariff includes repair information"),
             )
         return self._info_pieces.take(body)
 
@@ -395,7 +400,7 @@ class Gateway:
         """An ``update.offer`` from the portal (firmware_py/gateway/updates.py)."""
         if self.updater is None:
             raise UpdateError(
-                "this box takes no updates from the portal", hint="See docs/update.md"
+                N_("this box takes no updates from the portal"), hint=N_("See docs/update.md")
             )
         return dict(self.updater.offered(token))
 
@@ -405,7 +410,7 @@ class Gateway:
         from firmware_py.gateway.limits_update import LimitsRefused, accept_limits, summary
 
         if self.entitlements is None:
-            raise LimitsRefused("this gateway was started without the portal's keys")
+            raise LimitsRefused(N_("this gateway was started without the portal's keys"))
         table = accept_limits(
             token, self.entitlements.keys, device=self.entitlements.device_id,
             state_dir=self.store.state_dir,
@@ -419,7 +424,7 @@ class Gateway:
         from firmware_py.gateway.map_package import MapError
 
         if self.entitlements is None:
-            raise MapError("this gateway was started without the portal's keys")
+            raise MapError(N_("this gateway was started without the portal's keys"))
         kept = map_offers.keep(self.store.state_dir, self.entitlements.keys, manifest, activation)
         self.bus.publish("maps.offered", kept)
         return kept
@@ -434,8 +439,10 @@ class Gateway:
 
         if self.entitlements is None:
             raise PackageError(
-                "this gateway was started without the portal's keys: it takes no package offers",
-                hint="Upload the package on the tablet instead",
+                N_(
+                    "this gateway was started without the portal's keys: it takes no package offers"
+                ),
+                hint=N_("Upload the package on the tablet instead"),
             )
         offer = package_offer.parse_offer(
             token, self.entitlements.keys, device=self.entitlements.device_id,

@@ -8,6 +8,7 @@ from typing import Any
 
 from firmware_py.errors import ConfigError
 from firmware_py.gateway.jobs import JobContext
+from firmware_py.i18n import N_
 from firmware_py.uds.service_functions import (
     load_service_description,
     read_battery,
@@ -34,7 +35,7 @@ def service(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
         name = str(ctx.params.get("item") or "")
         if not name:
             raise ConfigError(
-                "name the service item to reset",
+                N_("name the service item to reset"),
                 hint="One of: " + ", ".join(i.name for i in desc.items),
             )
         item = desc.item(name)
@@ -55,11 +56,14 @@ def service(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
         try:
             capacity = int(ctx.params.get("capacity_ah", 0))
         except (TypeError, ValueError):
-            raise ConfigError("capacity_ah must be a whole number of ampere hours") from None
+            raise ConfigError(N_("capacity_ah must be a whole number of ampere hours")) from None
         technology = str(ctx.params.get("technology", ""))
         engine = vehicle.ecu(desc.battery_ecu)
         before = read_battery(engine, desc)
         ctx.step("register battery")
         after = register_battery(engine, desc, capacity, technology)
         return {"action": action, "before": before, "battery": after, "verified": True}
-    raise ConfigError(f"service action must be one of {', '.join(ACTIONS)}, not {action!r}")
+    raise ConfigError(
+        N_("service action must be one of {value}, not {action}"),
+        values={"value": ", ".join(ACTIONS), "action": repr(action)},
+    )

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from firmware_py.errors import StorageError
+from firmware_py.i18n import N_
 
 DB_NAME = "vci.sqlite3"
 
@@ -29,8 +30,9 @@ class Store:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise StorageError(
-                f"cannot create state directory {self.state_dir}: {err}",
-                hint="Check its permissions or set [storage] state_dir / VCI_STORAGE_STATE_DIR",
+                N_("cannot create state directory {state_dir}: {err}"),
+                values={"state_dir": self.state_dir, "err": err},
+                hint=N_("Check its permissions or set [storage] state_dir / VCI_STORAGE_STATE_DIR"),
             ) from err
         self.path = self.state_dir / DB_NAME
         self._local = threading.local()
@@ -47,7 +49,9 @@ class Store:
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA foreign_keys=ON")
             except sqlite3.Error as err:
-                raise StorageError(f"cannot open database {self.path}: {err}") from err
+                raise StorageError(
+                    N_("cannot open database {path}: {err}"), values={"path": self.path, "err": err}
+                ) from err
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
         return conn
@@ -60,7 +64,9 @@ class Store:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as err:
-            raise StorageError(f"database {self.path} is not writable: {err}") from err
+            raise StorageError(
+                N_("database {path} is not writable: {err}"), values={"path": self.path, "err": err}
+            ) from err
         try:
             yield conn
         except BaseException as err:
@@ -70,15 +76,18 @@ class Store:
                 pass  # the failed statement may have rolled back already (a full disk)
             if isinstance(err, sqlite3.Error):
                 raise StorageError(
-                    f"cannot write to {self.path}: {err}",
-                    hint="Free space on the box's state disk",
+                    N_("cannot write to {path}: {err}"),
+                    values={"path": self.path, "err": err},
+                    hint=N_("Free space on the box's state disk"),
                 ) from err
             raise
         else:
             try:
                 conn.execute("COMMIT")
             except sqlite3.Error as err:
-                raise StorageError(f"cannot commit to {self.path}: {err}") from err
+                raise StorageError(
+                    N_("cannot commit to {path}: {err}"), values={"path": self.path, "err": err}
+                ) from err
 
     def ensure_schema(self, name: str, statements: Iterable[str]) -> None:
         """Create a component's tables once per process (idempotent)."""

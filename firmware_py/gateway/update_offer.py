@@ -28,6 +28,7 @@ from firmware_py.errors import TicketError, UpdateError
 from firmware_py.gateway.download import Fetch
 from firmware_py.gateway.download import download as fetch_file
 from firmware_py.gateway.ticket_token import MAX_TIME, sign, verify
+from firmware_py.i18n import N_
 from firmware_py.versions import release_key
 
 OFFER_PREFIX = "vu1"
@@ -56,8 +57,9 @@ def version_key(version: str) -> tuple[int, ...]:
     key = release_key(version)
     if key is None:
         raise UpdateError(
-            f"{version[:40]!r} is not a release version (numbers separated by dots)",
-            hint="The portal's offer is malformed; ask the portal's operator",
+            N_("{value} is not a release version (numbers separated by dots)"),
+            values={"value": repr(version[:40])},
+            hint=N_("The portal's offer is malformed; ask the portal's operator"),
         )
     return key
 
@@ -96,11 +98,12 @@ def parse_offer(
         payload = verify(OFFER_PREFIX, token, keys)
     except TicketError as err:
         raise UpdateError(
-            f"the update offer is refused: {err.args[0]}",
-            hint="Only the portal can offer updates; nothing was downloaded",
+            N_("the update offer is refused: {value}"),
+            values={"value": err.args[0]},
+            hint=N_("Only the portal can offer updates; nothing was downloaded"),
         ) from err
     if set(payload) != FIELDS:
-        raise UpdateError("the update offer is malformed (its fields)")
+        raise UpdateError(N_("the update offer is malformed (its fields)"))
     version, url, size, digest = (payload[k] for k in ("version", "url", "size", "sha256"))
     iat, offered_for = payload["iat"], payload["compatible"]
     if (
@@ -113,22 +116,26 @@ def parse_offer(
         or not _SHA256.match(digest)
         or len(url) > 2048
     ):
-        raise UpdateError("the update offer is malformed (a field's type or form)")
+        raise UpdateError(N_("the update offer is malformed (a field's type or form)"))
     if payload["device"] != device:
-        raise UpdateError("the update offer is for another box; it was ignored")
+        raise UpdateError(N_("the update offer is for another box; it was ignored"))
     if offered_for != compatible:
         raise UpdateError(
-            f"the update is for {offered_for[:60]!r} boxes, this box is {compatible!r}",
-            hint="Nothing was downloaded; ask the portal for this box's update",
+            N_("the update is for {value} boxes, this box is {compatible}"),
+            values={"value": repr(offered_for[:60]), "compatible": repr(compatible)},
+            hint=N_("Nothing was downloaded; ask the portal for this box's update"),
         )
     if not 0 < size <= MAX_BUNDLE:
-        raise UpdateError(f"the update offer names a bundle of {size} bytes; refused")
+        raise UpdateError(
+            N_("the update offer names a bundle of {size} bytes; refused"), values={"size": size}
+        )
     if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-        raise UpdateError("the update offer's URL is not an http(s) URL; refused")
+        raise UpdateError(N_("the update offer's URL is not an http(s) URL; refused"))
     if version_key(version) <= version_key(installed):
         raise UpdateError(
-            f"the update offers version {version}, not newer than the installed {installed}",
-            hint="A box is never taken back to an older version by an offer",
+            N_("the update offers version {version}, not newer than the installed {installed}"),
+            values={"version": version, "installed": installed},
+            hint=N_("A box is never taken back to an older version by an offer"),
         )
     return UpdateOffer(version, url, size, digest, offered_for, iat)
 

@@ -20,6 +20,7 @@ from typing import Any
 from doipclient.messages import payload_message_to_type, payload_type_to_message
 
 from firmware_py.errors import FrameError
+from firmware_py.i18n import N_
 
 HEADER = struct.Struct(">BBHI")
 SUPPORTED_VERSIONS = (0x01, 0x02, 0x03)
@@ -109,7 +110,8 @@ class Message:
             return cls.unpack(self.payload, len(self.payload))
         except (struct.error, IndexError, ValueError) as err:
             raise FrameError(
-                f"malformed DoIP message type 0x{self.payload_type:04X}: {err}"
+                N_("malformed DoIP message type 0x{payload_type}: {err}"),
+                values={"payload_type": format(self.payload_type, "04X"), "err": err},
             ) from err
 
     @property
@@ -147,11 +149,14 @@ class Decoder:
             version, inverse, payload_type, length = HEADER.unpack_from(buf)
             if inverse != version ^ 0xFF:
                 buf.clear()
-                raise FrameError("DoIP header with a broken pattern (version and its inverse)")
+                raise FrameError(N_("DoIP header with a broken pattern (version and its inverse)"))
             if length > self.max_payload:
                 buf.clear()
                 raise FrameError(
-                    f"DoIP message announces {length} bytes, more than the {self.max_payload} accepted"
+                    N_(
+                        "DoIP message announces {length} bytes, more than the {max_payload} accepted"
+                    ),
+                    values={"length": length, "max_payload": self.max_payload},
                 )
             end = HEADER.size + length
             if len(buf) < end:
@@ -170,7 +175,7 @@ def decode_datagram(data: bytes) -> Message:
     decoder = Decoder()
     messages = decoder.feed(data)
     if len(messages) != 1 or decoder.pending:
-        raise FrameError(f"not one DoIP message: {data[:16].hex(' ')}")
+        raise FrameError(N_("not one DoIP message: {value}"), values={"value": data[:16].hex(" ")})
     return messages[0]
 
 

@@ -44,6 +44,7 @@ from firmware_py.errors import (
     UnknownTargetError,
     VehicleNotFoundError,
 )
+from firmware_py.i18n import N_
 from firmware_py.transport.doip_frames import HEADER, pack_message
 from firmware_py.transport.ecu_connection import GatewayEcuConnection
 from firmware_py.transport.functional import DOIP_FUNCTIONAL_ADDRESS, OBD_WINDOW
@@ -127,9 +128,15 @@ class _FastParser(doip_client_module.Parser):
                 self._skip = length - kept
                 del buf[: 8 + kept]
                 raise FrameError(
-                    f"the vehicle sent a DoIP message (type 0x{payload_type:04X}) of {length} "
-                    f"bytes, more than the box accepts ({MAX_RECEIVE_PAYLOAD}); it was dropped",
-                    hint="Repeat the request; if it persists the ECU or gateway is faulty",
+                    N_(
+                        "the vehicle sent a DoIP message (type 0x{payload_type}) of {length} bytes, more than the box accepts ({max_receive_payload}); it was dropped"
+                    ),
+                    values={
+                        "payload_type": format(payload_type, "04X"),
+                        "length": length,
+                        "max_receive_payload": MAX_RECEIVE_PAYLOAD,
+                    },
+                    hint=N_("Repeat the request; if it persists the ECU or gateway is faulty"),
                 )
             if len(buf) < 8 + length:
                 return None
@@ -151,7 +158,8 @@ class _FastParser(doip_client_module.Parser):
                 return message_class.unpack(payload, length)
             except (struct.error, IndexError, ValueError) as err:
                 raise FrameError(
-                    f"malformed DoIP message type 0x{payload_type:04X} from the vehicle: {err}"
+                    N_("malformed DoIP message type 0x{payload_type} from the vehicle: {err}"),
+                    values={"payload_type": format(payload_type, "04X"), "err": err},
                 ) from err
         return None
 
@@ -221,7 +229,8 @@ def discover_doip(
             sock.sendto(datagram, (host, port))
         except OSError as err:
             raise VehicleNotFoundError(
-                f"cannot send DoIP vehicle identification to {host}:{port}: {err}"
+                N_("cannot send DoIP vehicle identification to {host}:{port}: {err}"),
+                values={"host": host, "port": port, "err": err},
             ) from err
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
@@ -321,15 +330,20 @@ class DoipLink:
             text = str(err)
             if "Activation Request failed" in text:
                 raise RoutingActivationError(
-                    f"the vehicle at {self.host}:{self.port} refused routing activation ({text})",
-                    hint="Another tester may be connected with the same address; disconnect it or use --tester-address",
+                    N_("the vehicle at {host}:{port} refused routing activation ({text})"),
+                    values={"host": self.host, "port": self.port, "text": text},
+                    hint=N_(
+                        "Another tester may be connected with the same address; disconnect it or use --tester-address"
+                    ),
                 ) from err
             raise VehicleNotFoundError(
-                f"no DoIP entity answers at {self.host}:{self.port}: {err}"
+                N_("no DoIP entity answers at {host}:{port}: {err}"),
+                values={"host": self.host, "port": self.port, "err": err},
             ) from err
         except (TimeoutError, OSError) as err:
             raise VehicleNotFoundError(
-                f"no DoIP entity answers at {self.host}:{self.port}: {err}"
+                N_("no DoIP entity answers at {host}:{port}: {err}"),
+                values={"host": self.host, "port": self.port, "err": err},
             ) from err
         # The routing activation response names the gateway's logical address.
         self._broken = False
@@ -377,21 +391,28 @@ class DoipLink:
             if client._tcp_close_detected:
                 self._broken = self._broken or client is self.client
                 raise ConnectionLostError(
-                    f"the vehicle at {self.host}:{self.port} closed the DoIP connection"
+                    N_("the vehicle at {host}:{port} closed the DoIP connection"),
+                    values={"host": self.host, "port": self.port},
                 ) from None
             return None
         except OSError as err:
             if "Negative Acknowledge" in str(err):  # doipclient raises IOError for a generic NACK
-                raise FrameError(f"the vehicle refused our DoIP message: {err}") from err
+                raise FrameError(
+                    N_("the vehicle refused our DoIP message: {err}"), values={"err": err}
+                ) from err
             self._broken = self._broken or client is self.client  # not a socket replaced meanwhile
             raise ConnectionLostError(
-                f"the DoIP connection to {self.host}:{self.port} broke: {err}"
+                N_("the DoIP connection to {host}:{port} broke: {err}"),
+                values={"host": self.host, "port": self.port, "err": err},
             ) from err
         if isinstance(message, AliveCheckRequest):
             client.send_doip_message(AliveCheckResponse(self.tester_address))
             return
         if isinstance(message, GenericDoIPNegativeAcknowledge):
-            raise FrameError(f"the vehicle sent a generic DoIP NACK (code {message.nack_code})")
+            raise FrameError(
+                N_("the vehicle sent a generic DoIP NACK (code {nack_code})"),
+                values={"nack_code": message.nack_code},
+            )
         with self._answers.turn.cond:
             if isinstance(message, DiagnosticMessage):
                 self._answers.put(message.source_address, bytes(message.user_data))
@@ -412,7 +433,8 @@ class DoipLink:
             except (ConnectionResetError, BrokenPipeError, OSError) as err:
                 self._broken = True
                 raise ConnectionLostError(
-                    f"the DoIP connection to {self.host}:{self.port} broke: {err}"
+                    N_("the DoIP connection to {host}:{port} broke: {err}"),
+                    values={"host": self.host, "port": self.port, "err": err},
                 ) from err
 
     def send(self, target: int, payload: bytes) -> None:
@@ -421,15 +443,18 @@ class DoipLink:
         )
         if message is None:
             raise TimeoutException(
-                f"no DoIP acknowledgement for ECU 0x{target:02X} within {self.ack_timeout} s"
+                N_("no DoIP acknowledgement for ECU 0x{target} within {ack_timeout} s"),
+                values={"target": format(target, "02X"), "ack_timeout": self.ack_timeout},
             )
         if isinstance(message, DiagnosticMessageNegativeAcknowledgement):
             if message.nack_code == 0x03:
                 raise UnknownTargetError(
-                    f"the vehicle's gateway knows no ECU at address 0x{target:02X}"
+                    N_("the vehicle's gateway knows no ECU at address 0x{target}"),
+                    values={"target": format(target, "02X")},
                 )
             raise FrameError(
-                f"the gateway refused the message for 0x{target:02X} (DoIP NACK code {message.nack_code})"
+                N_("the gateway refused the message for 0x{target} (DoIP NACK code {nack_code})"),
+                values={"target": format(target, "02X"), "nack_code": message.nack_code},
             )
 
     def receive(self, source: int, timeout: float) -> bytes | None:
@@ -493,7 +518,10 @@ def open_doip_link(
             host, port, timeout=connect_timeout, protocol_version=protocol_version
         )
         if not found:
-            raise VehicleNotFoundError(f"no vehicle answered DoIP identification at {host}:{port}")
+            raise VehicleNotFoundError(
+                N_("no vehicle answered DoIP identification at {host}:{port}"),
+                values={"host": host, "port": port},
+            )
         host, gateway_address = found[0].host, found[0].logical_address
     return DoipLink(
         host,

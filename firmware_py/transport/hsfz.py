@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from firmware_py.errors import FrameError
+from firmware_py.i18n import N_
 
 HEADER = struct.Struct(">IH")
 DIAG_PORT = 6801
@@ -61,7 +62,10 @@ class Frame:
 
     def encode(self) -> bytes:
         if len(self.data) > MAX_DATA:
-            raise FrameError(f"HSFZ data of {len(self.data)} bytes is larger than {MAX_DATA}")
+            raise FrameError(
+                N_("HSFZ data of {n} bytes is larger than {max_data}"),
+                values={"n": len(self.data), "max_data": MAX_DATA},
+            )
         return HEADER.pack(len(self.data), self.control) + self.data
 
     @property
@@ -93,7 +97,7 @@ class Frame:
 
 def diagnostic_message(source: int, target: int, payload: bytes) -> Frame:
     if not (0 <= source <= 0xFF and 0 <= target <= 0xFF):
-        raise FrameError("HSFZ addresses are one byte each")
+        raise FrameError(N_("HSFZ addresses are one byte each"))
     return Frame(ControlWord.DIAGNOSTIC_MESSAGE, bytes([source, target]) + payload)
 
 
@@ -124,7 +128,8 @@ class Decoder:
             if length > self.max_data:
                 self._buffer = bytearray()
                 raise FrameError(
-                    f"HSFZ frame announces {length} bytes, more than the {self.max_data} accepted"
+                    N_("HSFZ frame announces {length} bytes, more than the {max_data} accepted"),
+                    values={"length": length, "max_data": self.max_data},
                 )
             end = pos + HEADER.size + length
             if size < end:
@@ -148,7 +153,7 @@ def decode_datagram(data: bytes) -> Frame:
     decoder = Decoder()
     frames = decoder.feed(data)
     if len(frames) != 1 or decoder.pending:
-        raise FrameError(f"not one HSFZ frame: {data[:16].hex(' ')}")
+        raise FrameError(N_("not one HSFZ frame: {value}"), values={"value": data[:16].hex(" ")})
     return frames[0]
 
 
@@ -182,10 +187,15 @@ def parse_identification(data: bytes) -> HsfzIdentity:
     """The identity in an answer to :data:`IDENTIFICATION_REQUEST` (one datagram)."""
     frame = decode_datagram(data)
     if frame.control != ControlWord.VEHICLE_IDENTIFICATION:
-        raise FrameError(f"not an HSFZ identification answer: {frame.describe()}")
+        raise FrameError(
+            N_("not an HSFZ identification answer: {value}"), values={"value": frame.describe()}
+        )
     match = _IDENT.search(frame.data)
     if match is None:
-        raise FrameError(f"HSFZ identification without DIAGADR/MAC/VIN: {frame.data[:64]!r}")
+        raise FrameError(
+            N_("HSFZ identification without DIAGADR/MAC/VIN: {value}"),
+            values={"value": repr(frame.data[:64])},
+        )
     return HsfzIdentity(
         int(match["diagadr"], 16), match["mac"].decode().upper(), match["vin"].decode("ascii")
     )

@@ -26,6 +26,7 @@ import isotp
 from udsoncan.connections import BaseConnection, IsoTPSocketConnection, PythonIsoTpConnection
 
 from firmware_py.errors import TransportError, UnknownTargetError
+from firmware_py.i18n import N_
 from firmware_py.transport.functional import (
     CAN_FUNCTIONAL_ID,
     CAN_RESPONSE_IDS,
@@ -113,7 +114,8 @@ def isotp_address(
         ids = (normal_ids or {}).get(address)
         if ids is None:
             raise UnknownTargetError(
-                f"no normal-addressing CAN identifiers are known for ECU 0x{address:02X}"
+                N_("no normal-addressing CAN identifiers are known for ECU 0x{address}"),
+                values={"address": format(address, "02X")},
             )
         return isotp.Address(isotp.AddressingMode.Normal_11bits, txid=ids[0], rxid=ids[1])
     raise ValueError(f"addressing must be 'bmw' or 'normal', not {addressing!r}")

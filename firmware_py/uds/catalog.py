@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from firmware_py.errors import ConfigError
-from firmware_py.i18n import texts_of
+from firmware_py.i18n import N_, texts_of
 
 
 @dataclass(frozen=True)
@@ -31,16 +31,21 @@ class EcuInfo:
     def __post_init__(self) -> None:
         if not (self.name.isascii() and self.name.isalnum() and self.name.isupper()):
             raise ConfigError(
-                f"catalogue: ECU name {self.name!r} must be upper-case letters/digits"
+                N_("catalogue: ECU name {name} must be upper-case letters/digits"),
+                values={"name": repr(self.name)},
             )
         if not 0 < self.address <= 0xFF:
             raise ConfigError(
-                f"catalogue: ECU {self.name} address 0x{self.address:X} is not 0x01..0xFF"
+                N_("catalogue: ECU {name} address 0x{address} is not 0x01..0xFF"),
+                values={"name": self.name, "address": format(self.address, "X")},
             )
         if self.can_ids is not None and (
             len(self.can_ids) != 2 or not all(0 < i <= 0x7FF for i in self.can_ids)
         ):
-            raise ConfigError(f"catalogue: ECU {self.name} can_ids must be two 11-bit identifiers")
+            raise ConfigError(
+                N_("catalogue: ECU {name} can_ids must be two 11-bit identifiers"),
+                values={"name": self.name},
+            )
 
     @property
     def label(self) -> str:
@@ -55,7 +60,7 @@ class Catalog:
         for attr in ("name", "address"):
             values = [getattr(e, attr) for e in self.ecus]
             if len(values) != len(set(values)):
-                raise ConfigError(f"catalogue: duplicate ECU {attr}")
+                raise ConfigError(N_("catalogue: duplicate ECU {attr}"), values={"attr": attr})
 
     def find(self, name_or_address: str | int) -> EcuInfo:
         """An ECU by name (``DME``, any case) or address (``0x12``, ``18``); an address that is
@@ -74,8 +79,10 @@ class Catalog:
         if address is None or not 0 < address <= 0xFF:
             names = ", ".join(e.name for e in self.ecus)
             raise ConfigError(
-                f"unknown ECU {name_or_address!r}",
-                hint=f"Use a name ({names}) or an address such as 0x12",
+                N_("unknown ECU {name_or_address}"),
+                values={"name_or_address": repr(name_or_address)},
+                hint=N_("Use a name ({names}) or an address such as 0x12"),
+                hint_values={"names": names},
             )
         for e in self.ecus:
             if e.address == address:
@@ -109,4 +116,4 @@ def load_catalog(path: Path | None = None) -> Catalog:
             )
         )
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as err:
-        raise ConfigError(f"ECU catalogue is invalid: {err!r}") from err
+        raise ConfigError(N_("ECU catalogue is invalid: {err}"), values={"err": repr(err)}) from err

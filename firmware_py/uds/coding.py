@@ -10,7 +10,7 @@ from importlib import resources
 from typing import Any
 
 from firmware_py.errors import ConfigError, FlashError, VciError
-from firmware_py.i18n import texts_of
+from firmware_py.i18n import N_, texts_of
 from firmware_py.uds.ecu import EcuSession
 
 
@@ -38,11 +38,13 @@ class CodingParam:
             and self.byte >= 0
         ):
             raise ConfigError(
-                f"coding parameter {self.name}: bits {self.bit}+{self.width} do not fit in a byte"
+                N_("coding parameter {name}: bits {bit}+{width} do not fit in a byte"),
+                values={"name": self.name, "bit": self.bit, "width": self.width},
             )
         if any(not 0 <= v < (1 << self.width) for v in self.values.values()):
             raise ConfigError(
-                f"coding parameter {self.name}: a value does not fit in {self.width} bit(s)"
+                N_("coding parameter {name}: a value does not fit in {width} bit(s)"),
+                values={"name": self.name, "width": self.width},
             )
 
     def get(self, data: bytes) -> int:
@@ -65,10 +67,16 @@ class CodingParam:
             except ValueError:
                 names = ", ".join(self.values) or f"0..{(1 << self.width) - 1}"
                 raise CodingError(
-                    f"{self.name} cannot be {text!r}", hint=f"Use one of: {names}"
+                    N_("{name} cannot be {text}"),
+                    values={"name": self.name, "text": repr(text)},
+                    hint=N_("Use one of: {names}"),
+                    hint_values={"names": names},
                 ) from None
         if not 0 <= raw < (1 << self.width):
-            raise CodingError(f"{self.name} must be 0..{(1 << self.width) - 1}, not {raw}")
+            raise CodingError(
+                N_("{name} must be 0..{value}, not {raw}"),
+                values={"name": self.name, "value": (1 << self.width) - 1, "raw": raw},
+            )
         return raw
 
     def set(self, data: bytearray, raw: int) -> None:
@@ -87,7 +95,8 @@ class CodingDescription:
         for p in self.params:
             if p.byte >= self.length:
                 raise ConfigError(
-                    f"coding of {self.ecu}: {p.name} lies outside the {self.length} bytes"
+                    N_("coding of {ecu}: {name} lies outside the {length} bytes"),
+                    values={"ecu": self.ecu, "name": p.name, "length": self.length},
                 )
 
     def param(self, name: str) -> CodingParam:
@@ -95,14 +104,16 @@ class CodingDescription:
             if p.name == name:
                 return p
         raise CodingError(
-            f"{self.ecu} has no coding parameter {name!r}",
+            N_("{ecu} has no coding parameter {name}"),
+            values={"ecu": self.ecu, "name": repr(name)},
             hint="Known: " + ", ".join(p.name for p in self.params),
         )
 
     def decode(self, data: bytes) -> dict[str, str | int]:
         if len(data) != self.length:
             raise CodingError(
-                f"{self.ecu} sent {len(data)} bytes of coding, expected {self.length}"
+                N_("{ecu} sent {n} bytes of coding, expected {length}"),
+                values={"ecu": self.ecu, "n": len(data), "length": self.length},
             )
         return {p.name: p.label(p.get(data)) for p in self.params}
 
@@ -144,13 +155,17 @@ def write_coding(
 ) -> None:
     """Write coding data in the extended session with security access, read it back and verify."""
     if len(data) != desc.length:
-        raise CodingError(f"coding of {desc.ecu} has {desc.length} bytes, not {len(data)}")
+        raise CodingError(
+            N_("coding of {ecu} has {length} bytes, not {n}"),
+            values={"ecu": desc.ecu, "length": desc.length, "n": len(data)},
+        )
     with session.in_session("extended"):
         session.security_access(security_level)
         session.raw(bytes([0x2E, desc.did >> 8, desc.did & 0xFF]) + data)
         back = read_coding(session, desc)
         if back != data:
             raise FlashError(
-                f"{desc.ecu} did not keep the coding: wrote {data.hex()}, reads {back.hex()}",
-                hint="Restore the previous coding: vci coding restore",
+                N_("{ecu} did not keep the coding: wrote {value}, reads {value2}"),
+                values={"ecu": desc.ecu, "value": data.hex(), "value2": back.hex()},
+                hint=N_("Restore the previous coding: vci coding restore"),
             )

@@ -12,6 +12,7 @@ from typing import Any
 from udsoncan import DidCodec
 
 from firmware_py.errors import UnexpectedResponseError
+from firmware_py.i18n import N_
 
 PROCESS_CLASSES = {
     0x01: "HWEL",
@@ -90,11 +91,12 @@ def decode_svk(data: bytes) -> list[SvkEntry]:
     """BMW software list (SVK, DID F101): count, then 8-byte entries (process class, SGBM id,
     version major.minor.patch)."""
     if not data:
-        raise UnexpectedResponseError("empty SVK (F101)")
+        raise UnexpectedResponseError(N_("empty SVK (F101)"))
     count = data[0]
     if len(data) != 1 + 8 * count:
         raise UnexpectedResponseError(
-            f"SVK (F101) announces {count} entries but has {len(data) - 1} bytes"
+            N_("SVK (F101) announces {count} entries but has {value} bytes"),
+            values={"count": count, "value": len(data) - 1},
         )
     out = []
     for i in range(count):

@@ -194,17 +194,30 @@ class EcuSession:
                 raise self._silent_error(what, err) from err
             except (InvalidResponseException, UnexpectedResponseException) as err:
                 raise UnexpectedResponseError(
-                    f"ECU {self.name} (0x{self.address:02X}) answered {what} wrongly: {err}"
+                    N_("ECU {name} (0x{address}) answered {what} wrongly: {err}"),
+                    values={
+                        "name": self.name,
+                        "address": format(self.address, "02X"),
+                        "what": what,
+                        "err": err,
+                    },
                 ) from err
             except UdsConfigError as err:
                 raise UnexpectedResponseError(
-                    f"ECU {self.name}: cannot decode the answer to {what}: {err}"
+                    N_("ECU {name}: cannot decode the answer to {what}: {err}"),
+                    values={"name": self.name, "what": what, "err": err},
                 ) from err
             except VciError:
                 raise
             except (ValueError, IndexError) as err:
                 raise UnexpectedResponseError(
-                    f"ECU {self.name} (0x{self.address:02X}) answered {what} with data we cannot read: {err}"
+                    N_("ECU {name} (0x{address}) answered {what} with data we cannot read: {err}"),
+                    values={
+                        "name": self.name,
+                        "address": format(self.address, "02X"),
+                        "what": what,
+                        "err": err,
+                    },
                 ) from err
 
     # -- services --------------------------------------------------------------------------
@@ -249,8 +262,12 @@ class EcuSession:
             extra = set(values) - set(didlist)
             if extra or not values:
                 raise UnexpectedResponseError(
-                    f"ECU {self.name} answered DIDs {sorted(extra) or 'none'} to a request for "
-                    f"{' '.join(f'{d:04X}' for d in didlist)}"
+                    N_("ECU {name} answered DIDs {value} to a request for {value2}"),
+                    values={
+                        "name": self.name,
+                        "value": sorted(extra) or "none",
+                        "value2": " ".join(f"{d:04X}" for d in didlist),
+                    },
                 )
             return DidValues(values, tuple(d for d in didlist if d not in values))
 
@@ -260,7 +277,8 @@ class EcuSession:
         response = self.raw(bytes([0x22, did >> 8, did & 0xFF]))
         if response[1:3] != bytes([did >> 8, did & 0xFF]):
             raise UnexpectedResponseError(
-                f"ECU {self.name} answered DID {did:04X} with another DID"
+                N_("ECU {name} answered DID {did} with another DID"),
+                values={"name": self.name, "did": format(did, "04X")},
             )
         return response[3:]
 
@@ -277,7 +295,9 @@ class EcuSession:
         if not any(seed):
             return  # already unlocked
         if self.security is None:
-            raise SecurityAccessError(f"no seed/key algorithm for ECU {self.name}")
+            raise SecurityAccessError(
+                N_("no seed/key algorithm for ECU {name}"), values={"name": self.name}
+            )
         key = self.security.key(self.address, level, seed)
         self._call("send key", lambda: self.client.send_key(level + 1, key))
 
@@ -328,7 +348,12 @@ class EcuSession:
         response = self._exchange(b"\x36" + bytes([counter]) + data, "transfer data")
         if len(response) < 2 or response[1] != counter:
             raise UnexpectedResponseError(
-                f"ECU {self.name} echoed block counter {response[1:2].hex()} for {counter:02X}"
+                N_("ECU {name} echoed block counter {value} for {counter}"),
+                values={
+                    "name": self.name,
+                    "value": response[1:2].hex(),
+                    "counter": format(counter, "02X"),
+                },
             )
 
     def _exchange(self, request: bytes, what: str) -> bytes:
@@ -354,7 +379,7 @@ class EcuSession:
                             raise self._deadline_error(what, deadline) from None
                         raise
                     if response is None:
-                        raise TimeoutException("no response")
+                        raise TimeoutException(N_("no response"))
                     if response[:1] == b"\x7f" and len(response) >= 3 and response[1] == request[0]:
                         if response[2] == 0x78:  # response pending: wait P2* for the next frame
                             timeout = self.timing.p2_star
@@ -369,7 +394,8 @@ class EcuSession:
                         )
                     if response[:1] != bytes([request[0] + 0x40]):
                         raise UnexpectedResponseError(
-                            f"ECU {self.name} answered {what} with {response[:4].hex()}"
+                            N_("ECU {name} answered {what} with {value}"),
+                            values={"name": self.name, "what": what, "value": response[:4].hex()},
                         )
                     return bytes(response)
             except TimeoutException as err:
@@ -429,8 +455,13 @@ class EcuSession:
             len(response) >= 5 and response[2:5] != dtc.to_bytes(3, "big")
         ):
             raise UnexpectedResponseError(
-                f"ECU {self.name} answered the {what} request for DTC {dtc:06X} "
-                f"with {response[:6].hex(' ')}"
+                N_("ECU {name} answered the {what} request for DTC {dtc} with {value}"),
+                values={
+                    "name": self.name,
+                    "what": what,
+                    "dtc": format(dtc, "06X"),
+                    "value": response[:6].hex(" "),
+                },
             )
         return response[6:]
 

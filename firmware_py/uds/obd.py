@@ -24,7 +24,7 @@ from importlib import resources
 from typing import Any, Protocol
 
 from firmware_py.errors import ConfigError, FrameError
-from firmware_py.i18n import SOURCE, texts_of
+from firmware_py.i18n import N_, SOURCE, texts_of
 
 MODE_CURRENT_DATA, MODE_STORED_DTCS, MODE_CLEAR, MODE_PENDING_DTCS = 0x01, 0x03, 0x04, 0x07
 MODE_VEHICLE_INFO, MODE_PERMANENT_DTCS = 0x09, 0x0A
@@ -51,7 +51,10 @@ class PidSpec:
     def __post_init__(self) -> None:
         kinds = ("linear", "enum", "bitmap", "monitor_status", "ascii", "hex")
         if self.kind not in kinds or not 0 <= self.pid <= 0xFF or self.size < 1:
-            raise ConfigError(f"obd_pids.toml: PID 0x{self.pid:02X} has a bad kind or size")
+            raise ConfigError(
+                N_("obd_pids.toml: PID 0x{pid} has a bad kind or size"),
+                values={"pid": format(self.pid, "02X")},
+            )
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ def monitor_status(data: bytes) -> dict[str, Any]:
     """PID 01: MIL, number of emissions-related DTCs, ignition type and every monitor's readiness
     (supported and complete) as J1979 lays out bytes A-D."""
     if len(data) != 4:
-        raise FrameError(f"PID 01 has 4 data bytes, not {len(data)}")
+        raise FrameError(N_("PID 01 has 4 data bytes, not {n}"), values={"n": len(data)})
     t = tables()
     a, b, c, d = data
     compression = bool(b & 0x08)
@@ -140,7 +143,7 @@ def split_mode01(data: bytes) -> dict[int, bytes]:
     """A mode 01 answer (``41 PID data [PID data ...]``) -> {PID: data}, by the sizes in the
     table. A PID the table does not know ends the parse: its length is unknown."""
     if not data or data[0] != 0x41:
-        raise FrameError(f"not a mode 01 answer: {data[:8].hex(' ')}")
+        raise FrameError(N_("not a mode 01 answer: {value}"), values={"value": data[:8].hex(" ")})
     pids = tables().pids
     out, i = {}, 1
     while i < len(data):
@@ -169,7 +172,10 @@ def parse_dtcs(mode: int, data: bytes) -> list[str]:
     """A mode 03/07/0A answer in its ISO 15765-4 form (``4x N DTC...``) -> DTC codes; DTC
     0000 (padding) is left out."""
     if len(data) < 2 or data[0] != mode + 0x40 or len(data) < 2 + 2 * data[1]:
-        raise FrameError(f"not a mode {mode:02X} answer: {data[:8].hex(' ')}")
+        raise FrameError(
+            N_("not a mode {mode} answer: {value}"),
+            values={"mode": format(mode, "02X"), "value": data[:8].hex(" ")},
+        )
     pairs = (data[i : i + 2] for i in range(2, 2 + 2 * data[1], 2))
     return [dtc_code(p) for p in pairs if p != b"\0\0"]
 
@@ -177,7 +183,7 @@ def parse_dtcs(mode: int, data: bytes) -> list[str]:
 def parse_info(data: bytes) -> tuple[int, list[str]]:
     """A mode 09 answer (``49 PID N item...``) -> (PID, decoded items)."""
     if len(data) < 3 or data[0] != 0x49:
-        raise FrameError(f"not a mode 09 answer: {data[:8].hex(' ')}")
+        raise FrameError(N_("not a mode 09 answer: {value}"), values={"value": data[:8].hex(" ")})
     pid, count, body = data[1], data[2], data[3:]
     spec = tables().info.get(pid)
     if spec is None:

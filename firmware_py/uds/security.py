@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from firmware_py.errors import SecurityAccessError
+from firmware_py.i18n import N_
 
 KeyFunction = Callable[[bytes, int, int], bytes]
 _ALGORITHMS: dict[str, KeyFunction] = {}
@@ -24,8 +25,9 @@ def algorithm(name: str) -> KeyFunction:
         return _ALGORITHMS[name]
     except KeyError:
         raise SecurityAccessError(
-            f"no seed/key algorithm {name!r} is installed",
-            hint="Install the manufacturer's security plugin for this ECU",
+            N_("no seed/key algorithm {name} is installed"),
+            values={"name": repr(name)},
+            hint=N_("Install the manufacturer's security plugin for this ECU"),
         ) from None
 
 
@@ -33,7 +35,9 @@ def vci_sim_lcg32(seed: bytes, level: int, ecu_address: int) -> bytes:
     """SIMULATOR TEST MATERIAL: the simulated vehicle's algorithm, not a manufacturer's.
     key = ((seed ^ mask) * 0x41C64E6D + 0x3039) mod 2**32, mask = 0x5A5A0000 | address << 8 | level."""
     if len(seed) != 4:
-        raise SecurityAccessError(f"vci-sim-lcg32 needs a 4-byte seed, got {len(seed)} bytes")
+        raise SecurityAccessError(
+            N_("vci-sim-lcg32 needs a 4-byte seed, got {n} bytes"), values={"n": len(seed)}
+        )
     mask = 0x5A5A0000 | (ecu_address << 8) | level
     key = (((int.from_bytes(seed, "big") ^ mask) * 0x41C64E6D) + 0x3039) & 0xFFFFFFFF
     return key.to_bytes(4, "big")
@@ -52,7 +56,8 @@ class SecurityProvider:
         name = self.per_ecu.get(ecu_address)
         if name is None:
             raise SecurityAccessError(
-                f"no seed/key algorithm is configured for ECU 0x{ecu_address:02X}",
-                hint="Add 'security = ...' for it in the ECU catalogue",
+                N_("no seed/key algorithm is configured for ECU 0x{ecu_address}"),
+                values={"ecu_address": format(ecu_address, "02X")},
+                hint=N_("Add 'security = ...' for it in the ECU catalogue"),
             )
         return algorithm(name)(seed, level, ecu_address)

@@ -15,7 +15,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from firmware_py.errors import ConfigError, UnexpectedResponseError, VciError
-from firmware_py.i18n import texts_of
+from firmware_py.i18n import N_, texts_of
 
 if TYPE_CHECKING:  # the description is read without loading udsoncan (vci service --help)
     from firmware_py.uds.ecu import EcuSession
@@ -55,7 +55,9 @@ class ServiceDescription:
             if item.name == name:
                 return item
         raise ServiceFunctionError(
-            f"no service item {name!r}", hint="Known: " + ", ".join(i.name for i in self.items)
+            N_("no service item {name}"),
+            values={"name": repr(name)},
+            hint="Known: " + ", ".join(i.name for i in self.items),
         )
 
     def technology_name(self, raw: int) -> str:
@@ -82,7 +84,9 @@ def load_service_description() -> ServiceDescription:
             technologies={k: int(v) for k, v in battery["technologies"].items()},
         )
     except (KeyError, TypeError, ValueError) as err:
-        raise ConfigError(f"service_bmw.toml: bad or missing {err}") from err
+        raise ConfigError(
+            N_("service_bmw.toml: bad or missing {err}"), values={"err": err}
+        ) from err
 
 
 def read_cbs(session: EcuSession, desc: ServiceDescription) -> list[dict[str, Any]]:
@@ -91,7 +95,8 @@ def read_cbs(session: EcuSession, desc: ServiceDescription) -> list[dict[str, An
     data = session.read_did_raw(desc.cbs_did)
     if not data or len(data) != 1 + data[0] * CBS_RECORD.size:
         raise UnexpectedResponseError(
-            f"{session.name} sent a CBS record of {len(data)} bytes that does not match its count"
+            N_("{name} sent a CBS record of {n} bytes that does not match its count"),
+            values={"name": session.name, "n": len(data)},
         )
     names = {i.id: i for i in desc.items}
     out = []
@@ -119,7 +124,10 @@ def _start_routine(session: EcuSession, routine: int, option: bytes, what: str) 
     than 0x00 is the ECU's refusal."""
     status = session.routine("start", routine, option)
     if status[:1] not in (b"", b"\x00"):
-        raise ServiceFunctionError(f"{session.name} refused {what} (routine status {status.hex()})")
+        raise ServiceFunctionError(
+            N_("{name} refused {what} (routine status {value})"),
+            values={"name": session.name, "what": what, "value": status.hex()},
+        )
 
 
 def reset_cbs(session: EcuSession, desc: ServiceDescription, name: str) -> list[dict[str, Any]]:
@@ -132,8 +140,11 @@ def reset_cbs(session: EcuSession, desc: ServiceDescription, name: str) -> list[
     after = next((i for i in items if i["id"] == item.id), None)
     if after is None or after["availability"] != 100:
         raise ServiceFunctionError(
-            f"{session.name} acknowledged the reset of {item.text} but does not keep it: {after}",
-            hint="Read the service status again; if it persists, check the cluster's fault memory",
+            N_("{name} acknowledged the reset of {text} but does not keep it: {after}"),
+            values={"name": session.name, "text": item.text, "after": after},
+            hint=N_(
+                "Read the service status again; if it persists, check the cluster's fault memory"
+            ),
         )
     return items
 
@@ -142,7 +153,8 @@ def read_battery(session: EcuSession, desc: ServiceDescription) -> dict[str, Any
     data = session.read_did_raw(desc.battery_did)
     if len(data) != 6:
         raise UnexpectedResponseError(
-            f"{session.name} sent a battery record of {len(data)} bytes, expected 6"
+            N_("{name} sent a battery record of {n} bytes, expected 6"),
+            values={"name": session.name, "n": len(data)},
         )
     capacity, technology, registered_km = struct.unpack(">BBI", data)
     return {
@@ -158,14 +170,21 @@ def register_battery(
     """Tell the energy management about a new battery; read back that it keeps it."""
     if technology not in desc.technologies:
         raise ServiceFunctionError(
-            f"battery technology {technology!r} is not known",
+            N_("battery technology {technology} is not known"),
+            values={"technology": repr(technology)},
             hint="Use one of: " + ", ".join(desc.technologies),
         )
     if not desc.min_capacity_ah <= capacity_ah <= desc.max_capacity_ah:
         raise ServiceFunctionError(
-            f"a battery of {capacity_ah} Ah cannot be registered",
-            hint=f"The capacity is {desc.min_capacity_ah}..{desc.max_capacity_ah} Ah "
-            "(printed on the battery)",
+            N_("a battery of {capacity_ah} Ah cannot be registered"),
+            values={"capacity_ah": capacity_ah},
+            hint=N_(
+                "The capacity is {min_capacity_ah}..{max_capacity_ah} Ah (printed on the battery)"
+            ),
+            hint_values={
+                "min_capacity_ah": desc.min_capacity_ah,
+                "max_capacity_ah": desc.max_capacity_ah,
+            },
         )
     option = bytes([capacity_ah, desc.technologies[technology]])
     with session.in_session("extended"):
@@ -173,6 +192,7 @@ def register_battery(
         after = read_battery(session, desc)
     if (after["capacity_ah"], after["technology"]) != (capacity_ah, technology):
         raise ServiceFunctionError(
-            f"{session.name} acknowledged the registration but keeps {after}",
+            N_("{name} acknowledged the registration but keeps {after}"),
+            values={"name": session.name, "after": after},
         )
     return after

@@ -17,6 +17,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from firmware_py.errors import ConfigError, UnexpectedResponseError
+from firmware_py.i18n import N_
 from firmware_py.uds.service_functions import ServiceDescription, ServiceFunctionError
 
 if TYPE_CHECKING:
@@ -46,10 +47,16 @@ class HistoryDescription:
         names = {f.name for f in self.fields}
         missing = {"index", "year", "month", "day", "mileage_km", "items"} - names
         if missing:
-            raise ConfigError(f"service_history_bmw.toml: the record lacks {sorted(missing)}")
+            raise ConfigError(
+                N_("service_history_bmw.toml: the record lacks {value}"),
+                values={"value": sorted(missing)},
+            )
         for f in self.fields:
             if f.type not in _FORMATS and not (f.type == "ascii" and f.size > 0):
-                raise ConfigError(f"service_history_bmw.toml: field {f.name} has type {f.type}")
+                raise ConfigError(
+                    N_("service_history_bmw.toml: field {name} has type {type}"),
+                    values={"name": f.name, "type": f.type},
+                )
 
     @property
     def record(self) -> struct.Struct:
@@ -78,7 +85,9 @@ def load_history_description() -> HistoryDescription:
             fields=tuple(Field(f["name"], f["type"], int(f.get("size", 0))) for f in h["field"]),
         )
     except (KeyError, TypeError, ValueError) as err:
-        raise ConfigError(f"service_history_bmw.toml: bad or missing {err}") from err
+        raise ConfigError(
+            N_("service_history_bmw.toml: bad or missing {err}"), values={"err": err}
+        ) from err
 
 
 def entry_id(vin: str, index: int, record: bytes) -> str:
@@ -113,7 +122,8 @@ def read_history(
     size = desc.record.size
     if not data or len(data) != 1 + data[0] * size:
         raise UnexpectedResponseError(
-            f"{session.name} sent a service booklet of {len(data)} bytes that does not match its count"
+            N_("{name} sent a service booklet of {n} bytes that does not match its count"),
+            values={"name": session.name, "n": len(data)},
         )
     return [
         decode_entry(data[1 + n * size : 1 + (n + 1) * size], desc, service, vin)
@@ -124,7 +134,10 @@ def read_history(
 def read_odometer(session: EcuSession, desc: HistoryDescription) -> int:
     data = session.read_did_raw(desc.odometer_did)
     if len(data) != 4:
-        raise UnexpectedResponseError(f"{session.name} sent an odometer of {len(data)} bytes")
+        raise UnexpectedResponseError(
+            N_("{name} sent an odometer of {n} bytes"),
+            values={"name": session.name, "n": len(data)},
+        )
     return int(struct.unpack(">I", data)[0])
 
 
@@ -155,8 +168,10 @@ def encode_entry(
         raw = text.encode("ascii", "replace")
         if len(raw) > size:
             raise ServiceFunctionError(
-                f"the {name} has {len(raw)} characters; the cluster keeps {size}",
-                hint=f"Shorten the {name} to {size} characters",
+                N_("the {name} has {n} characters; the cluster keeps {size}"),
+                values={"name": name, "n": len(raw), "size": size},
+                hint=N_("Shorten the {name} to {size} characters"),
+                hint_values={"name": name, "size": size},
             )
         values[name] = raw
     return desc.record.pack(
@@ -180,7 +195,10 @@ def append_entry(
     kept = next((e for e in history if e["index"] == index), None)
     if kept is None or kept["id"] != entry_id(vin, index, record):
         raise ServiceFunctionError(
-            f"{session.name} acknowledged the service entry but does not keep it",
-            hint="Read the service history again; if it persists, check the cluster's fault memory",
+            N_("{name} acknowledged the service entry but does not keep it"),
+            values={"name": session.name},
+            hint=N_(
+                "Read the service history again; if it persists, check the cluster's fault memory"
+            ),
         )
     return kept

@@ -31,6 +31,7 @@ from aiohttp import WSMsgType, web
 from firmware_py.config import WebConfig
 from firmware_py.errors import StorageError, VciError
 from firmware_py.gateway.jobs import Caller, JobRequest
+from firmware_py.i18n import N_
 from firmware_py.strict_json import StrictJsonError, loads, number, obj, text
 from firmware_py.web.pairing import Pairing, PairingError, Tablet
 from firmware_py.web.report_routes import add_report_routes
@@ -186,7 +187,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
             while len(raw) <= MAX_BODY and (more := await request.content.read(MAX_BODY + 1)):
                 raw += more
     except TimeoutError:
-        raise StrictJsonError("the body did not arrive in time") from None
+        raise StrictJsonError(N_("the body did not arrive in time")) from None
     if len(raw) > MAX_BODY:
         raise _too_large(len(raw))
     return obj(loads(raw or b"{}", max_bytes=MAX_BODY))
@@ -342,7 +343,10 @@ async def job_submit(request: web.Request) -> web.Response:
         ecu = text(data, "ecu", max_len=40)
     unknown = set(data) - {"kind", "params", "ecu"}
     if unknown:
-        raise StrictJsonError(f"a job has kind, ecu and params, not {sorted(unknown)[0][:40]!r}")
+        raise StrictJsonError(
+            N_("a job has kind, ecu and params, not {value}"),
+            values={"value": repr(sorted(unknown)[0][:40])},
+        )
     tablet: Tablet = request[TABLET]
     try:
         job = request.app[GATEWAY].runner.submit(
@@ -401,7 +405,7 @@ async def packages_upload(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     name = request.query.get("name", "package.vcipkg")
     if len(name) > 200:
-        raise StrictJsonError("the package's name is longer than 200 characters")
+        raise StrictJsonError(N_("the package's name is longer than 200 characters"))
     limit = gateway.max_package_bytes
     if request.content_length is not None and request.content_length > limit:
         return _json_error(413, f"a package may have at most {limit} bytes", "too_large")

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from firmware_py import strict_json
 from firmware_py.errors import PackageError
+from firmware_py.i18n import N_
 
 FORMAT = 1
 MAX_PACKAGE = 256 * 1024 * 1024
@@ -91,7 +92,7 @@ def _image_bytes(segments: list[tuple[int, bytes]], image_format: str) -> bytes:
     if image_format == "srec":
         return binfile.as_srec().encode()
     if len(segments) != 1:
-        raise PackageError("a raw binary image holds exactly one segment")
+        raise PackageError(N_("a raw binary image holds exactly one segment"))
     return segments[0][1]
 
 
@@ -110,9 +111,11 @@ def build_package(
 ) -> bytes:
     """A signed package (the bytes of the zip file)."""
     if image_format not in IMAGE_FORMATS:
-        raise PackageError(f"image format must be one of {', '.join(IMAGE_FORMATS)}")
+        raise PackageError(
+            N_("image format must be one of {value}"), values={"value": ", ".join(IMAGE_FORMATS)}
+        )
     if not segments:
-        raise PackageError("a package needs at least one segment")
+        raise PackageError(N_("a package needs at least one segment"))
     image = _image_bytes(segments, image_format)
     manifest = {
         "format": FORMAT,
@@ -146,23 +149,26 @@ def _read_entry(z: zipfile.ZipFile, name: str, limit: int) -> bytes:
     try:
         info = z.getinfo(name)
     except KeyError:
-        raise PackageError(f"the package has no {name}") from None
+        raise PackageError(N_("the package has no {name}"), values={"name": name}) from None
     if info.file_size > limit or (
         info.compress_size and info.file_size / info.compress_size > MAX_RATIO
     ):
         raise PackageError(
-            f"{name} in the package is too large or too compressed (possible zip bomb)"
+            N_("{name} in the package is too large or too compressed (possible zip bomb)"),
+            values={"name": name},
         )
     with z.open(info) as f:
         data = f.read(limit + 1)
     if len(data) > limit:
-        raise PackageError(f"{name} in the package is larger than it says")
+        raise PackageError(
+            N_("{name} in the package is larger than it says"), values={"name": name}
+        )
     return data
 
 
 def _require(cond: bool, what: str) -> None:
     if not cond:
-        raise PackageError(f"the package manifest is invalid: {what}")
+        raise PackageError(N_("the package manifest is invalid: {what}"), values={"what": what})
 
 
 def read_package(raw: bytes | BinaryIO, trusted: Mapping[str, Ed25519PublicKey]) -> FlashPackage:
@@ -170,14 +176,15 @@ def read_package(raw: bytes | BinaryIO, trusted: Mapping[str, Ed25519PublicKey])
     ``raw`` is the file's bytes or the open file (read as needed, not held whole in memory)."""
     size = len(raw) if isinstance(raw, bytes | bytearray) else raw.seek(0, io.SEEK_END)
     if size > MAX_PACKAGE:
-        raise PackageError("the package file is too large")
+        raise PackageError(N_("the package file is too large"))
     try:
         z = zipfile.ZipFile(io.BytesIO(raw) if isinstance(raw, bytes | bytearray) else raw)
         names = z.namelist()
     except (zipfile.BadZipFile, ValueError) as err:
         raise PackageError(
-            f"this is not a flash package (not a valid archive: {err})",
-            hint="Download the package again",
+            N_("this is not a flash package (not a valid archive: {err})"),
+            values={"err": err},
+            hint=N_("Download the package again"),
         ) from err
     with z:
         _require(len(names) <= MAX_ENTRIES, "too many files")
@@ -186,25 +193,30 @@ def read_package(raw: bytes | BinaryIO, trusted: Mapping[str, Ed25519PublicKey])
             signature_text = _read_entry(z, "signature", 4096).decode("ascii")
         except (zipfile.BadZipFile, UnicodeDecodeError, OSError, EOFError) as err:
             raise PackageError(
-                f"the package is damaged: {err}", hint="Download the package again"
+                N_("the package is damaged: {err}"),
+                values={"err": err},
+                hint=N_("Download the package again"),
             ) from err
         try:
             kid, sig_b64 = signature_text.split()
             signature = base64.b64decode(sig_b64, validate=True)
         except (ValueError, TypeError) as err:
-            raise PackageError("the package's signature is malformed") from err
+            raise PackageError(N_("the package's signature is malformed")) from err
         key = trusted.get(kid)
         if key is None:
             raise PackageError(
-                f"the package is signed by publisher key {kid!r}, which this box does not trust",
-                hint="Install the publisher's public key, or get the package from a trusted publisher",
+                N_("the package is signed by publisher key {kid}, which this box does not trust"),
+                values={"kid": repr(kid)},
+                hint=N_(
+                    "Install the publisher's public key, or get the package from a trusted publisher"
+                ),
             )
         try:
             key.verify(signature, manifest_bytes)
         except InvalidSignature as err:
             raise PackageError(
-                "the package's signature does not match its manifest: the package was changed",
-                hint="Download the package again; do not flash it",
+                N_("the package's signature does not match its manifest: the package was changed"),
+                hint=N_("Download the package again; do not flash it"),
             ) from err
         try:
             # strict: a duplicate key would let two readers see two manifests under one signature
@@ -220,12 +232,14 @@ def read_package(raw: bytes | BinaryIO, trusted: Mapping[str, Ed25519PublicKey])
                 image = _read_entry(z, image_name, MAX_IMAGE)
             except (zipfile.BadZipFile, OSError, EOFError) as err:  # CRC errors land here
                 raise PackageError(
-                    f"the package's image is damaged: {err}", hint="Download the package again"
+                    N_("the package's image is damaged: {err}"),
+                    values={"err": err},
+                    hint=N_("Download the package again"),
                 ) from err
             if hashlib.sha256(image).hexdigest() != m["image"]["sha256"]:
                 raise PackageError(
-                    "the image does not match the signed manifest (SHA-256 differs)",
-                    hint="Download the package again",
+                    N_("the image does not match the signed manifest (SHA-256 differs)"),
+                    hint=N_("Download the package again"),
                 )
             segments = _parse_image(image, image_format, m["segments"])
             seq = SequenceParams(**m["sequence"])
@@ -243,7 +257,9 @@ def read_package(raw: bytes | BinaryIO, trusted: Mapping[str, Ed25519PublicKey])
         except (KeyError, TypeError, ValueError, strict_json.StrictJsonError) as err:
             if isinstance(err, PackageError):
                 raise
-            raise PackageError(f"the package manifest is invalid: {err!r}") from err
+            raise PackageError(
+                N_("the package manifest is invalid: {err}"), values={"err": repr(err)}
+            ) from err
 
 
 def _sha256(raw: bytes | BinaryIO) -> str:
@@ -268,14 +284,20 @@ def _parse_image(
             text = image.decode("ascii")
             binfile.add_ihex(text) if image_format == "ihex" else binfile.add_srec(text)
         except (bincopy.Error, UnicodeDecodeError, ValueError) as err:
-            raise PackageError(f"the image is not valid {image_format}: {err}") from err
+            raise PackageError(
+                N_("the image is not valid {image_format}: {err}"),
+                values={"image_format": image_format, "err": err},
+            ) from err
         parsed = [(s.minimum_address, bytes(s.data)) for s in binfile.segments]
     _require(len(parsed) == len(declared), "segments differ from the image")
     segments: list[Segment] = []
     for (address, data), d in zip(parsed, declared, strict=True):
         seg = Segment(address, data)
         if address != d["address"] or seg.length != d["length"] or seg.sha256 != d["sha256"]:
-            raise PackageError(f"segment at 0x{address:08X} does not match the signed manifest")
+            raise PackageError(
+                N_("segment at 0x{address} does not match the signed manifest"),
+                values={"address": format(address, "08X")},
+            )
         segments.append(seg)
     return tuple(segments)
 
@@ -286,19 +308,30 @@ def read_package_file(path: Path, max_bytes: int = MAX_PACKAGE) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
-        raise PackageError(f"cannot read package {path}: {err.strerror}") from err
+        raise PackageError(
+            N_("cannot read package {path}: {strerror}"),
+            values={"path": path, "strerror": err.strerror},
+        ) from err
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
         os.close(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise PackageError(f"{path} is not a package file", hint="Name a .vcipkg file")
+            raise PackageError(
+                N_("{path} is not a package file"),
+                values={"path": path},
+                hint=N_("Name a .vcipkg file"),
+            )
         raise PackageError(
-            f"{path} has {info.st_size} bytes, more than the {max_bytes} a package may have"
+            N_("{path} has {st_size} bytes, more than the {max_bytes} a package may have"),
+            values={"path": path, "st_size": info.st_size, "max_bytes": max_bytes},
         )
     with os.fdopen(fd, "rb") as f:
         raw = f.read(max_bytes + 1)
     if len(raw) > max_bytes:
-        raise PackageError(f"{path} grew beyond {max_bytes} bytes while it was read")
+        raise PackageError(
+            N_("{path} grew beyond {max_bytes} bytes while it was read"),
+            values={"path": path, "max_bytes": max_bytes},
+        )
     return raw
 
 

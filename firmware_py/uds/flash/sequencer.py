@@ -24,6 +24,7 @@ from firmware_py.errors import (
     TransportError,
     VciError,
 )
+from firmware_py.i18n import N_
 from firmware_py.uds.ecu import EcuSession
 from firmware_py.uds.flash.package import FlashPackage
 from firmware_py.uds.flash.plan import Plan, Step, build_plan
@@ -127,8 +128,14 @@ class Sequencer:
             if isinstance(err, FlashError):
                 raise
             raise FlashError(
-                f"{self.package.ecu_name}: {step.name} failed: {err}. {self._where(step)}",
-                hint="Fix the cause, then: vci flash --resume",
+                N_("{ecu_name}: {name} failed: {err}. {value}"),
+                values={
+                    "ecu_name": self.package.ecu_name,
+                    "name": step.name,
+                    "err": err,
+                    "value": self._where(step),
+                },
+                hint=N_("Fix the cause, then: vci flash --resume"),
             ) from err
 
     def _where(self, step: Step) -> str:
@@ -145,25 +152,45 @@ class Sequencer:
         p = self.package
         if self.session.address != p.ecu_address:
             raise FlashError(
-                f"the package is for ECU 0x{p.ecu_address:02X} ({p.ecu_name}), not {self.session.name} (0x{self.session.address:02X}). Nothing was erased"
+                N_(
+                    "the package is for ECU 0x{ecu_address} ({ecu_name}), not {name} (0x{address}). Nothing was erased"
+                ),
+                values={
+                    "ecu_address": format(p.ecu_address, "02X"),
+                    "ecu_name": p.ecu_name,
+                    "name": self.session.name,
+                    "address": format(self.session.address, "02X"),
+                },
             )
         ident = self.session.read_dids(0xF191, 0xF189)
         hw, sw = str(ident.get(0xF191, "")).strip(), str(ident.get(0xF189, "")).strip()
         if p.hw_number and hw != p.hw_number:
             raise FlashError(
-                f"{p.ecu_name} has hardware {hw}, the package needs {p.hw_number}. Nothing was erased",
-                hint="Use the package for this hardware",
+                N_(
+                    "{ecu_name} has hardware {hw}, the package needs {hw_number}. Nothing was erased"
+                ),
+                values={"ecu_name": p.ecu_name, "hw": hw, "hw_number": p.hw_number},
+                hint=N_("Use the package for this hardware"),
             )
         if p.sw_versions and sw not in p.sw_versions and not (self._resuming and sw == p.version):
             raise FlashError(
-                f"{p.ecu_name} has software {sw}, the package updates only {', '.join(p.sw_versions)}. Nothing was erased",
-                hint="Check the ECU's software version (vci identify) and choose the matching package",
+                N_(
+                    "{ecu_name} has software {sw}, the package updates only {value}. Nothing was erased"
+                ),
+                values={"ecu_name": p.ecu_name, "sw": sw, "value": ", ".join(p.sw_versions)},
+                hint=N_(
+                    "Check the ECU's software version (vci identify) and choose the matching package"
+                ),
             )
         volts = self.voltage()
         if volts < self.options.min_voltage:
             raise FlashError(
-                f"battery voltage {volts:.1f} V is below {self.options.min_voltage:.1f} V. Nothing was erased",
-                hint="Connect a battery charger (13.5-14.5 V) and start again",
+                N_("battery voltage {volts} V is below {min_voltage} V. Nothing was erased"),
+                values={
+                    "volts": format(volts, ".1f"),
+                    "min_voltage": format(self.options.min_voltage, ".1f"),
+                },
+                hint=N_("Connect a battery charger (13.5-14.5 V) and start again"),
             )
         self.precheck_info = {"hw_number": hw, "sw_version_before": sw, "battery_voltage": volts}
 
@@ -200,7 +227,10 @@ class Sequencer:
             struct.pack(">II", seg.address, seg.length),
         )
         if result[:1] not in (b"", b"\x00"):
-            raise FlashError(f"{self.package.ecu_name}: erase reported failure 0x{result[0]:02X}")
+            raise FlashError(
+                N_("{ecu_name}: erase reported failure 0x{value}"),
+                values={"ecu_name": self.package.ecu_name, "value": format(result[0], "02X")},
+            )
 
     def _download(self, step: Step) -> None:
         seg = self._segment(step)
@@ -212,7 +242,8 @@ class Sequencer:
         size = max_len - 2
         if size <= 0:
             raise FlashError(
-                f"{self.package.ecu_name} offers blocks of {max_len} bytes; cannot transfer"
+                N_("{ecu_name} offers blocks of {max_len} bytes; cannot transfer"),
+                values={"ecu_name": self.package.ecu_name, "max_len": max_len},
             )
         blocks = (seg.length + size - 1) // size
         counter, last_check = 1, self.clock()
@@ -239,9 +270,17 @@ class Sequencer:
                 if volts < self.options.voltage_floor:
                     self.journal.position(self.job_id, step.segment, done, block + 1)
                     raise FlashError(
-                        f"battery voltage fell to {volts:.1f} V during programming; stopped safely after block {block + 1} of {blocks} of segment {step.segment + 1}. "
-                        f"{self.package.ecu_name} is erased and not valid until the flash is resumed",
-                        hint="Connect a battery charger, then: vci flash --resume",
+                        N_(
+                            "battery voltage fell to {volts} V during programming; stopped safely after block {value} of {blocks} of segment {value2}. {ecu_name} is erased and not valid until the flash is resumed"
+                        ),
+                        values={
+                            "volts": format(volts, ".1f"),
+                            "value": block + 1,
+                            "blocks": blocks,
+                            "value2": step.segment + 1,
+                            "ecu_name": self.package.ecu_name,
+                        },
+                        hint=N_("Connect a battery charger, then: vci flash --resume"),
                     )
             self._report(step, done, seg.length, began, sent_before)
         self._transfer_time += self.clock() - began
@@ -254,16 +293,33 @@ class Sequencer:
                 return
             except ResponseDeadlineError as err:  # it took the block and is stuck: no repeat
                 raise FlashError(
-                    f"{self.package.ecu_name} did not finish block {block + 1} of {blocks} of segment "
-                    f"{(step.segment or 0) + 1}: {err}. The ECU is erased and not valid",
-                    hint="Switch the ignition off and on, then: vci flash --resume",
+                    N_(
+                        "{ecu_name} did not finish block {value} of {blocks} of segment {value2}: {err}. The ECU is erased and not valid"
+                    ),
+                    values={
+                        "ecu_name": self.package.ecu_name,
+                        "value": block + 1,
+                        "blocks": blocks,
+                        "value2": (step.segment or 0) + 1,
+                        "err": err,
+                    },
+                    hint=N_("Switch the ignition off and on, then: vci flash --resume"),
                 ) from err
             except (EcuNotRespondingError, TransportError) as err:
                 if attempt == self.options.block_retries:
                     raise FlashError(
-                        f"{self.package.ecu_name} did not take block {block + 1} of {blocks} of segment {(step.segment or 0) + 1} after "
-                        f"{attempt + 1} tries ({err}). The ECU is erased and not valid",
-                        hint="Check the connection and the ignition, then: vci flash --resume",
+                        N_(
+                            "{ecu_name} did not take block {value} of {blocks} of segment {value2} after {value3} tries ({err}). The ECU is erased and not valid"
+                        ),
+                        values={
+                            "ecu_name": self.package.ecu_name,
+                            "value": block + 1,
+                            "blocks": blocks,
+                            "value2": (step.segment or 0) + 1,
+                            "value3": attempt + 1,
+                            "err": err,
+                        },
+                        hint=N_("Check the connection and the ignition, then: vci flash --resume"),
                     ) from err
                 log.warning(
                     "block %d: %s; sending it again with counter 0x%02X", block + 1, err, counter
@@ -271,9 +327,18 @@ class Sequencer:
             except NegativeResponseError as err:
                 if err.nrc == 0x24 and attempt > 0:
                     raise FlashError(
-                        f"{self.package.ecu_name} lost the transfer (it answered RequestSequenceError to a repeated block: it reset itself) "
-                        f"at block {block + 1} of {blocks} of segment {(step.segment or 0) + 1}. The ECU is erased and not valid",
-                        hint="Resume: vci flash --resume (the segment is erased and written again)",
+                        N_(
+                            "{ecu_name} lost the transfer (it answered RequestSequenceError to a repeated block: it reset itself) at block {value} of {blocks} of segment {value2}. The ECU is erased and not valid"
+                        ),
+                        values={
+                            "ecu_name": self.package.ecu_name,
+                            "value": block + 1,
+                            "blocks": blocks,
+                            "value2": (step.segment or 0) + 1,
+                        },
+                        hint=N_(
+                            "Resume: vci flash --resume (the segment is erased and written again)"
+                        ),
                     ) from err
                 raise
 
@@ -298,8 +363,11 @@ class Sequencer:
         result = self.session.routine("start", self.package.sequence.check_routine, option)
         if result[:1] != b"\x00":
             raise FlashError(
-                f"{self.package.ecu_name}: check memory of segment {(step.segment or 0) + 1} failed: the ECU computed another checksum. The ECU is not valid",
-                hint="Resume (vci flash --resume) writes the segment again",
+                N_(
+                    "{ecu_name}: check memory of segment {value} failed: the ECU computed another checksum. The ECU is not valid"
+                ),
+                values={"ecu_name": self.package.ecu_name, "value": (step.segment or 0) + 1},
+                hint=N_("Resume (vci flash --resume) writes the segment again"),
             )
         assert step.segment is not None
         self.written_before += seg.length
@@ -308,8 +376,9 @@ class Sequencer:
         result = self.session.routine("start", self.package.sequence.dependency_routine)
         if result[:1] != b"\x00":
             raise FlashError(
-                f"{self.package.ecu_name}: programming dependencies not met (result {result.hex()})",
-                hint="Flash the other packages of this update first",
+                N_("{ecu_name}: programming dependencies not met (result {value})"),
+                values={"ecu_name": self.package.ecu_name, "value": result.hex()},
+                hint=N_("Flash the other packages of this update first"),
             )
 
     def _reset(self, step: Step) -> None:
@@ -324,7 +393,12 @@ class Sequencer:
         version = str(self.session.read_dids(0xF189)[0xF189]).strip()
         if version != self.package.version:
             raise FlashError(
-                f"{self.package.ecu_name} reports software {version} after programming, expected {self.package.version}"
+                N_("{ecu_name} reports software {version} after programming, expected {version2}"),
+                values={
+                    "ecu_name": self.package.ecu_name,
+                    "version": version,
+                    "version2": self.package.version,
+                },
             )
         self._event(
             step=step.template,
