@@ -94,9 +94,13 @@ def error_text(error: object, lang: Language, *, with_hint: bool = True) -> str:
 def _kept(values: Mapping[str, object] | None) -> dict[str, object]:
     """Values as texts; a :class:`Text` (or a data file's ``{"en": .., "de": ..}``) stays one, to
     be translated with the message."""
-    return {
-        k: v if isinstance(v, Text) or is_texts(v) else str(v) for k, v in (values or {}).items()
-    }
+    return {k: _value(v) for k, v in (values or {}).items()}
+
+
+def _value(value: object) -> object:
+    if isinstance(value, VciError) and not value.hint:  # a nested reason: translated with it
+        return value.text
+    return value if isinstance(value, Text) or is_texts(value) else str(value)
 
 
 class InfoCacheError(VciError):

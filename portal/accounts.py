@@ -178,7 +178,7 @@ def add_user(
     if not (actor.is_operator or actor.role is Role.OWNER):
         raise NotPermitted(N_("only the workshop's owner adds users"), hint=N_("Ask the owner"))
     if role is Role.OPERATOR:
-        raise NotPermitted("operators belong to no workshop", hint="Use add_operator")
+        raise NotPermitted(N_("operators belong to no workshop"), hint=N_("Use add_operator"))
     return _new_user(
         session, login=login, name=name, password=password, role=role, workshop=workshop,
         hasher=hasher, now=now,
@@ -230,7 +230,11 @@ def set_enabled(session: Session, actor: Actor, workshop_id: int, enabled: bool)
     require_operator(actor)
     workshop = workshop_for(session, actor, workshop_id)
     if enabled and workshop.deleted_at is not None:
-        raise NotPermitted(f"the workshop {workshop_id} was deleted", hint="It signs up anew")
+        raise NotPermitted(
+            N_("the workshop {workshop_id} was deleted"),
+            values={"workshop_id": workshop_id},
+            hint=N_("It signs up anew"),
+        )
     workshop.enabled = enabled
     if not enabled:
         from portal.login import end_sessions_of_workshop

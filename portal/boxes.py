@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from firmware_py.cloud.box_state import BoxState
 from firmware_py.errors import NotPermitted
+from firmware_py.i18n import N_
 from portal.accounts import Actor, require_operator, workshop_for
 from portal.db.models import Role, User, Workshop, WorkshopBox
 
@@ -33,8 +34,8 @@ def record_claim(
     label = label.strip()
     if not LABEL.fullmatch(label):
         raise NotPermitted(
-            "the box's name is longer than 100 characters or has control characters",
-            hint="Give a short name such as Bay 3",
+            N_("the box's name is longer than 100 characters or has control characters"),
+            hint=N_("Give a short name such as Bay 3"),
         )
     box = WorkshopBox(
         device=device,
@@ -67,13 +68,15 @@ def require(session: Session, actor: Actor, device: str, usable: bool = True) ->
     if box is None or (not actor.is_operator and box.workshop_id != actor.workshop_id):
         # the same answer for "no such box" and "another workshop's": ids are not disclosed
         raise NotPermitted(
-            f"no box {device[:64]!r} in this workshop",
-            hint="Claim the box first with the device id and code on its label",
+            N_("no box {value} in this workshop"),
+            values={"value": repr(device[:64])},
+            hint=N_("Claim the box first with the device id and code on its label"),
         )
     if usable and box.revoked_at is not None:
         raise NotPermitted(
-            f"box {device} was revoked",
-            hint="A revoked box cannot connect; ask the portal's operator",
+            N_("box {device} was revoked"),
+            values={"device": device},
+            hint=N_("A revoked box cannot connect; ask the portal's operator"),
         )
     return box
 
@@ -105,7 +108,9 @@ def record_revocation(
     workshop's owner, or an operator."""
     box = require(session, actor, device, usable=False)
     if not (actor.is_operator or actor.role is Role.OWNER):
-        raise NotPermitted("only the workshop's owner may revoke a box", hint="Ask your owner")
+        raise NotPermitted(
+            N_("only the workshop's owner may revoke a box"), hint=N_("Ask your owner")
+        )
     if box.revoked_at is None:
         box.revoked_at = int(time.time() if now is None else now)
     session.flush()

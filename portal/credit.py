@@ -112,12 +112,15 @@ class BankTransfer:
         reference = reference.strip()
         if not reference:
             raise PaymentError(
-                "a top-up needs the payment's bank reference", hint="Copy it from the statement"
+                N_("a top-up needs the payment's bank reference"),
+                hint=N_("Copy it from the statement"),
             )
         if not 0 < amount_cents <= MAX_TOP_UP_CENTS:
             raise PaymentError(
-                f"{euro(amount_cents)} is not a top-up amount",
-                hint=f"Give an amount above 0 and up to {euro(MAX_TOP_UP_CENTS)}",
+                N_("{value} is not a top-up amount"),
+                values={"value": euro(amount_cents)},
+                hint=N_("Give an amount above 0 and up to {value}"),
+                hint_values={"value": euro(MAX_TOP_UP_CENTS)},
             )
         duplicate = PaymentError(
             f"the bank reference {reference!r} is booked already",
@@ -150,7 +153,12 @@ def _checked_order(
     tariff: str, device: str, vin: str | None, start: int | None, now: int
 ) -> tuple[str, str | None, int | None, int | None]:
     if tariff not in TARIFFS:
-        raise NotPermitted(f"unknown tariff {tariff!r}", hint=f"One of {', '.join(TARIFFS)}")
+        raise NotPermitted(
+            N_("unknown tariff {tariff}"),
+            values={"tariff": repr(tariff)},
+            hint=N_("One of {value}"),
+            hint_values={"value": ", ".join(TARIFFS)},
+        )
     try:
         check_device_id(device)
     except ConfigError as err:
@@ -179,7 +187,8 @@ def _checked_order(
     start = now if start is None else start
     if start < now - START_SLACK or start > now + MAX_START_AHEAD:
         raise NotPermitted(
-            "the start lies in the past or more than a year ahead", hint="Choose another start"
+            N_("the start lies in the past or more than a year ahead"),
+            hint=N_("Choose another start"),
         )
     return tariff, vin, start, start + duration
 
@@ -206,7 +215,7 @@ def buy_ticket(
     issued."""
     if actor.role not in (Role.OWNER, Role.TECHNICIAN):
         raise NotPermitted(
-            "tickets are bought by a workshop's users", hint="Log in as the workshop's user"
+            N_("tickets are bought by a workshop's users"), hint=N_("Log in as the workshop's user")
         )
     t = int(now if now is not None else time.time())
     tariff, vin, starts_at, ends_at = _checked_order(tariff, device, vin, start, t)
@@ -293,7 +302,11 @@ def invoice(session: Session, actor: Actor, invoice_id: int) -> Invoice:
     found = session.get(Invoice, invoice_id)
     if found is None or not (actor.is_operator or actor.workshop_id == found.workshop_id):
         # the same answer for another workshop's invoice as for none: ids reveal nothing
-        raise NotPermitted(f"there is no invoice {invoice_id} of yours", hint="Check the number")
+        raise NotPermitted(
+            N_("there is no invoice {invoice_id} of yours"),
+            values={"invoice_id": invoice_id},
+            hint=N_("Check the number"),
+        )
     return found
 
 
@@ -301,5 +314,9 @@ def purchase(session: Session, actor: Actor, purchase_id: int) -> Purchase:
     """One purchase, if the actor may see it (its workshop's users, operators)."""
     found = session.get(Purchase, purchase_id)
     if found is None or not (actor.is_operator or actor.workshop_id == found.workshop_id):
-        raise NotPermitted(f"there is no purchase {purchase_id} of yours", hint="Check the number")
+        raise NotPermitted(
+            N_("there is no purchase {purchase_id} of yours"),
+            values={"purchase_id": purchase_id},
+            hint=N_("Check the number"),
+        )
     return found

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.cloud import topics
 from firmware_py.cloud.schema import Message, ProtocolError
+from firmware_py.i18n import N_
 from portal.accounts import Actor, require_operator
 from portal.db.engine import write_transaction
 from portal.db.models import Delivery, DeliveryKind, DeliveryState, Purchase, RevokedTicket
@@ -65,7 +66,11 @@ def revoke_purchase(
         if purchase is None:
             from firmware_py.errors import NotPermitted
 
-            raise NotPermitted(f"there is no purchase {purchase_id}", hint="Check the number")
+            raise NotPermitted(
+                N_("there is no purchase {purchase_id}"),
+                values={"purchase_id": purchase_id},
+                hint=N_("Check the number"),
+            )
         return queue_revocation(session, purchase, actor.user_id, now)
 
 

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from firmware_py.errors import PackageError, TicketError
 from firmware_py.gateway import package_offer
 from firmware_py.gateway.ticket_token import sign, verify
+from firmware_py.i18n import N_
 from firmware_py.uds.flash.package import MAX_PACKAGE, read_package
 from portal.db.models import StoredPackage
 
@@ -93,7 +94,8 @@ class PackageStore:
                     size += len(block)
                     if size > MAX_PACKAGE:
                         raise PackageError(
-                            f"the package is larger than {MAX_PACKAGE // 2**20} MiB; refused"
+                            N_("the package is larger than {value} MiB; refused"),
+                            values={"value": MAX_PACKAGE // 2**20},
                         )
                     out.write(block)
             with tmp.open("rb") as f:
@@ -137,13 +139,13 @@ class PackageStore:
 
     def path_of(self, sha256: str) -> Path:
         if not _SHA256.match(sha256):
-            raise PackageError("not a package of the store")
+            raise PackageError(N_("not a package of the store"))
         return self.directory / f"{sha256}.vcipkg"
 
     # -- download tokens and offers ----------------------------------------------------------
     def _signing(self) -> tuple[str, Ed25519PrivateKey]:
         if self.kid is None or self.key is None:
-            raise PackageError("this package store was opened without the portal's ticket key")
+            raise PackageError(N_("this package store was opened without the portal's ticket key"))
         return self.kid, self.key
 
     def token(self, device: str, sha256: str, exp: int) -> str:
@@ -156,17 +158,17 @@ class PackageStore:
         kid, key = self._signing()
         payload = verify(TOKEN_PREFIX, token, {kid: key.public_key()})
         if payload.get("sha256") != sha256 or not isinstance(payload.get("device"), str):
-            raise TicketError("the download URL is for another package")
+            raise TicketError(N_("the download URL is for another package"))
         exp = payload.get("exp")
         if not isinstance(exp, int) or exp < (time.time() if now is None else now):
-            raise TicketError("the download URL has expired")
+            raise TicketError(N_("the download URL has expired"))
         return str(payload["device"])
 
     def offer(self, device: str, sha256: str, base_url: str, now: float | None = None) -> str:
         """A signed ``package.offer`` for one box: where it downloads the package, until when."""
         info = self.get(sha256)
         if info is None:
-            raise PackageError("the package store has no such package")
+            raise PackageError(N_("the package store has no such package"))
         at = time.time() if now is None else now
         exp = int(at) + TOKEN_LIFETIME
         url = f"{base_url.rstrip('/')}/packages/{sha256}.vcipkg?t={self.token(device, sha256, exp)}"

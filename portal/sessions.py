@@ -100,7 +100,8 @@ def timeout_of(kind: str, params: Mapping[str, Any]) -> float:
 def _workshop_user(actor: Actor) -> int:
     if actor.role not in (Role.OWNER, Role.TECHNICIAN) or actor.workshop_id is None:
         raise NotPermitted(
-            "remote sessions are run by a workshop's users", hint="Log in as the workshop's user"
+            N_("remote sessions are run by a workshop's users"),
+            hint=N_("Log in as the workshop's user"),
         )
     return actor.workshop_id
 
@@ -236,8 +237,14 @@ def choose_ticket(
     ]  # fmt: skip
     if not fitting:
         raise TicketNeeded(
-            f"the workshop has no valid ticket for box {device} that includes {scope.value} "
-            f"({JOB_KINDS[kind].label.lower()} needs it)"
+            N_(
+                "the workshop has no valid ticket for box {device} that includes {value} ({value2} needs it)"
+            ),
+            values={
+                "device": device,
+                "value": scope.value,
+                "value2": JOB_KINDS[kind].label.lower(),
+            },
         )
     return min(fitting, key=lambda p: (p.ends_at is None, p.ends_at or 0, p.id))
 
@@ -311,8 +318,10 @@ class SessionService:
 
         if self.packages is None or not self.package_url:
             raise NotPermitted(
-                "this portal keeps no package store for remote programming",
-                hint="The operator starts vci-portal serve with --publisher-keys DIR and --public-url URL",
+                N_("this portal keeps no package store for remote programming"),
+                hint=N_(
+                    "The operator starts vci-portal serve with --publisher-keys DIR and --public-url URL"
+                ),
             )
         info = self.packages.get(sha256)
         if info is None:
@@ -334,7 +343,9 @@ class SessionService:
         workshop_id = _workshop_user(actor)
         if kind not in PORTAL_KINDS:
             raise NotPermitted(
-                f"{kind[:40]!r} is not a remote job", hint="Choose a job of the list"
+                N_("{value} is not a remote job"),
+                values={"value": repr(kind[:40])},
+                hint=N_("Choose a job of the list"),
             )
         check_params(kind, params)
         if ecu is not None and not ECU_NAME.fullmatch(ecu):
@@ -362,15 +373,17 @@ class SessionService:
             )  # fmt: skip
             if (running or 0) >= MAX_RUNNING:
                 raise NotPermitted(
-                    f"{MAX_RUNNING} jobs on box {device} are still running",
-                    hint="Wait for one to end (the box runs one car's jobs in turn)",
+                    N_("{max_running} jobs on box {device} are still running"),
+                    values={"max_running": MAX_RUNNING, "device": device},
+                    hint=N_("Wait for one to end (the box runs one car's jobs in turn)"),
                 )
             purchase = choose_ticket(db, workshop_id, device, kind, params, session.vin, now)
             if self.remote is None:
                 raise NotPermitted(
-                    "this portal has no broker link to the boxes",
-                    hint="The operator starts vci-portal serve with --broker, --pki and "
-                    "--broker-user",
+                    N_("this portal has no broker link to the boxes"),
+                    hint=N_(
+                        "The operator starts vci-portal serve with --broker, --pki and --broker-user"
+                    ),
                 )
             job = RemoteJob(
                 session_id=session.id, workshop_id=workshop_id, user_id=actor.user_id,
@@ -407,8 +420,10 @@ class SessionService:
                 )
         if self.remote is None:
             raise NotPermitted(
-                "this portal has no broker link to the boxes",
-                hint="The operator starts vci-portal serve with --broker, --pki and --broker-user",
+                N_("this portal has no broker link to the boxes"),
+                hint=N_(
+                    "The operator starts vci-portal serve with --broker, --pki and --broker-user"
+                ),
             )
         self.remote.cancel(device, box_job)
 
@@ -524,8 +539,8 @@ def box_trace(
         get_session(db, actor, device, session_id)
     if service.remote is None:
         raise NotPermitted(
-            "this portal has no broker link to the boxes",
-            hint="The operator starts vci-portal serve with --broker, --pki and --broker-user",
+            N_("this portal has no broker link to the boxes"),
+            hint=N_("The operator starts vci-portal serve with --broker, --pki and --broker-user"),
         )
     name, offset, size = "", 0, None
     while size is None or offset < size:

@@ -64,8 +64,8 @@ KEPT_BY_LAW = N_(
 
 def _may(actor: Actor) -> None:
     if not (actor.is_operator or actor.role is Role.OWNER):
-        raise NotPermitted("only the workshop's owner or the operator may do this",
-                           hint="Ask the workshop's owner")  # fmt: skip
+        raise NotPermitted(N_("only the workshop's owner or the operator may do this"),
+                           hint=N_("Ask the workshop's owner"))  # fmt: skip
 
 
 def export(
@@ -155,15 +155,20 @@ def delete_account(
         workshop = workshop_for(session, actor, workshop_id)
         if workshop.deleted_at is not None:
             raise NotPermitted(
-                f"the workshop {workshop_id} is deleted already", hint="Nothing to do"
+                N_("the workshop {workshop_id} is deleted already"),
+                values={"workshop_id": workshop_id},
+                hint=N_("Nothing to do"),
             )
         running = session.scalar(select(RemoteJob.id).where(
             RemoteJob.workshop_id == workshop_id, RemoteJob.state.in_(("sent", "running"))
         ).limit(1))  # fmt: skip
         if running is not None:
             raise PreconditionError(
-                f"a remote job of the workshop is still running (job {running})",
-                hint="Delete the account once it has ended (or cancel it on its session's page)",
+                N_("a remote job of the workshop is still running (job {running})"),
+                values={"running": running},
+                hint=N_(
+                    "Delete the account once it has ended (or cancel it on its session's page)"
+                ),
             )
         devices = list(session.scalars(
             select(WorkshopBox.device).where(WorkshopBox.workshop_id == workshop_id)

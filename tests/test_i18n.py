@@ -170,3 +170,43 @@ def test_a_step_with_values_is_shown_in_the_readers_language():
     # a name without placeholders, with a placeholder its data lacks, or with stray braces
     for plain in ("read fault memory", "reset {item}", "odd { name"):
         assert _step(plain, {}) == {"step": plain, "step_i18n": None}
+
+
+# The packages whose errors reach a tablet or portal user, and the calls that are not our errors:
+# python-can's and udsoncan's own exceptions (raised where their interface asks for them and
+# converted at our adapters), internal retry signals and redirects.
+USER_FACING = ("firmware_py/gateway", "firmware_py/uds", "firmware_py/transport", "firmware_py/web",
+               "firmware_py/reports", "portal/web", "portal/sessions.py", "portal/accounts.py",
+               "portal/boxes.py", "portal/credit.py", "portal/delivery.py", "portal/packages.py",
+               "portal/workshop_data.py", "portal/content/access.py")  # fmt: skip
+NOT_OURS = {"CanInitializationError", "CanOperationError", "TimeoutException", "_Broken", "_broken",
+            "HTTPSeeOther", "HTTPNotFound", "HTTPBadRequest", "HTTPForbidden"}  # fmt: skip
+
+
+def test_every_error_a_user_meets_is_raised_as_a_template():
+    """A message raised as a literal or an f-string cannot be translated; every one in the
+    user-facing packages is an ``N_()`` template with its values (docs/translating.md)."""
+    import ast
+    import builtins
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    builtin = {n for n in dir(builtins) if isinstance(getattr(builtins, n), type)}
+    found = []
+    for place in USER_FACING:
+        path = root / place
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            for node in ast.walk(ast.parse(file.read_text())):
+                if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)):
+                    continue
+                func = node.exc.func
+                name = getattr(func, "id", None) or getattr(func, "attr", None)
+                at = 1 if name == "TicketRefused" else 0  # TicketRefused(reason, message, hint)
+                if name in builtin or name in NOT_OURS or len(node.exc.args) <= at:
+                    continue
+                message = node.exc.args[at]
+                if isinstance(message, ast.JoinedStr) or (
+                    isinstance(message, ast.Constant) and isinstance(message.value, str)
+                ):
+                    found.append(f"{file.relative_to(root)}:{node.lineno}: {name}")
+    assert not found, "raised with a plain message:\n" + "\n".join(found)

@@ -9,6 +9,7 @@ from typing import Any
 
 from firmware_py.config import ADMIN_SOCKET
 from firmware_py.errors import ConfigError
+from firmware_py.i18n import N_
 
 TIMEOUT = 10.0
 """seconds for one request (the gateway answers the admin socket at once; none waits on the car)"""
@@ -46,6 +47,7 @@ def admin_request(
         raise not_running from err
     except (aiohttp.ClientResponseError, ValueError) as err:  # not JSON: not our gateway's answer
         raise ConfigError(
-            f"the gateway's admin socket {sock_path} gave an answer that is not JSON: {err}",
-            hint="Check what vci gateway logs",
+            N_("the gateway's admin socket {sock_path} gave an answer that is not JSON: {err}"),
+            values={"sock_path": sock_path, "err": err},
+            hint=N_("Check what vci gateway logs"),
         ) from err

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from firmware_py.errors import DownloadInterrupted, StorageError, UpdateError
+from firmware_py.i18n import N_
 
 SPARE = 16 * 2**20
 """bytes the data partition keeps free beyond the file (the state, the journal)"""
@@ -84,10 +85,11 @@ async def download(
     free = shutil.disk_usage(directory).free
     if free < need:
         raise StorageError(
-            f"not enough space for {fetch.what}: it needs {need // 2**20} MiB, "
-            f"{free // 2**20} MiB are free",
-            hint="Remove old packages and traces from the box; the download starts again at "
-            "the next offer",
+            N_("not enough space for {what}: it needs {value} MiB, {value2} MiB are free"),
+            values={"what": fetch.what, "value": need // 2**20, "value2": free // 2**20},
+            hint=N_(
+                "Remove old packages and traces from the box; the download starts again at the next offer"
+            ),
         )
     failures = 0
     while have < fetch.size:
@@ -99,24 +101,33 @@ async def download(
         except (OSError, TimeoutError, _Broken) as err:
             if isinstance(err, OSError) and err.errno is not None and _is_disk_error(err):
                 raise StorageError(
-                    f"{fetch.what} could not be stored: {err.strerror}",
-                    hint="Free space on the box; the download goes on from the bytes kept",
+                    N_("{what} could not be stored: {strerror}"),
+                    values={"what": fetch.what, "strerror": err.strerror},
+                    hint=N_("Free space on the box; the download goes on from the bytes kept"),
                 ) from err
             failures += 1
             if failures >= attempts:
                 raise DownloadInterrupted(
-                    f"{fetch.what} download broke off {failures} times ({err}); "
-                    f"{have} of {fetch.size} bytes are kept",
-                    hint="It goes on from there at the next offer or restart",
+                    N_(
+                        "{what} download broke off {failures} times ({err}); {have} of {size} bytes are kept"
+                    ),
+                    values={
+                        "what": fetch.what,
+                        "failures": failures,
+                        "err": err,
+                        "have": have,
+                        "size": fetch.size,
+                    },
+                    hint=N_("It goes on from there at the next offer or restart"),
                 ) from err
             await asyncio.sleep(min(backoff * 2 ** (failures - 1), 60.0))
             digest, have = await loop.run_in_executor(None, _resume_state, part, fetch.size)
     if digest.hexdigest() != fetch.sha256:
         part.unlink(missing_ok=True)
         raise UpdateError(
-            f"the downloaded {fetch.item} does not match the {fetch.source}'s SHA-256; it was "
-            "discarded",
-            hint="The portal's file is damaged or was replaced; ask the portal's operator",
+            N_("the downloaded {item} does not match the {source}'s SHA-256; it was discarded"),
+            values={"item": fetch.item, "source": fetch.source},
+            hint=N_("The portal's file is damaged or was replaced; ask the portal's operator"),
         )
     await loop.run_in_executor(None, _keep, part, dest)
     return dest
@@ -184,14 +195,16 @@ async def _fetch_once(
         elif response.status != 200:
             if response.status in (404, 410, 403):
                 raise UpdateError(
-                    f"the portal does not serve {fetch.what} ({response.status})",
-                    hint="The offer may be withdrawn; the box waits for the next one",
+                    N_("the portal does not serve {what} ({status})"),
+                    values={"what": fetch.what, "status": response.status},
+                    hint=N_("The offer may be withdrawn; the box waits for the next one"),
                 )
             raise _Broken(f"the portal answered {response.status}")
         length = response.content_length
         if length is not None and have + length != fetch.size:
             raise UpdateError(
-                f"the portal sends {have + length} bytes for {fetch.what} of {fetch.size}; refused"
+                N_("the portal sends {value} bytes for {what} of {size}; refused"),
+                values={"value": have + length, "what": fetch.what, "size": fetch.size},
             )
         f = await loop.run_in_executor(None, _open_append, part)
 
@@ -200,7 +213,8 @@ async def _fetch_once(
             if have + len(chunk) > fetch.size:
                 await loop.run_in_executor(None, _truncate, part)
                 raise UpdateError(
-                    f"the portal sent more bytes than the {fetch.source}'s size; discarded"
+                    N_("the portal sent more bytes than the {source}'s size; discarded"),
+                    values={"source": fetch.source},
                 )
             await loop.run_in_executor(None, f.write, chunk)
             digest.update(chunk)

@@ -163,15 +163,23 @@ class Entitlements:
         if ticket.device != self.device_id:
             raise TicketRefused(
                 "other_device",
-                f"the ticket is for box {ticket.device!r}, this is {self.device_id!r}",
-                "Ask the portal for a ticket for this box",
+                N_("the ticket is for box {device}, this is {device_id}"),
+                values={"device": repr(ticket.device), "device_id": repr(self.device_id)},
+                hint=N_("Ask the portal for a ticket for this box"),
             )
         self.clock.observe_signed_time(ticket.iat)  # the portal signed when it issued it
         if self._is_revoked(ticket.tid):
-            raise TicketRefused("revoked", f"ticket {ticket.tid} was revoked by the portal")
+            raise TicketRefused(
+                "revoked", N_("ticket {tid} was revoked by the portal"), values={"tid": ticket.tid}
+            )
         now = self.clock.now()
         if ticket.exp is not None and now >= ticket.exp:
-            raise TicketRefused("expired", f"ticket {ticket.tid} expired", "Buy a new ticket")
+            raise TicketRefused(
+                "expired",
+                N_("ticket {tid} expired"),
+                values={"tid": ticket.tid},
+                hint=N_("Buy a new ticket"),
+            )
         with self.store.transaction() as db:
             db.execute(
                 "INSERT INTO tickets(tid, token, added_at) VALUES (?,?,?) ON CONFLICT(tid) DO NOTHING",

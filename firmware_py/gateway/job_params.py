@@ -176,14 +176,18 @@ def check_params(kind: str, params: Mapping[str, Any], *, local: bool = False) -
         for f in spec.fields if spec is not None else ():
             if f.local_only and params.get(f.name):
                 raise StrictJsonError(
-                    f"{f.name} are added from the box's own command line only",
-                    hint="The request takes the traces of this session's vehicle link by itself",
+                    N_("{name} are added from the box's own command line only"),
+                    values={"name": f.name},
+                    hint=N_(
+                        "The request takes the traces of this session's vehicle link by itself"
+                    ),
                 )
     if kind == "programming" and not local:
         names = params.get("packages") or ([params["package"]] if "package" in params else [])
         for name in names:
             if not PACKAGE_ID.fullmatch(name):
                 raise StrictJsonError(
-                    f"{name[:80]!r} is not a package of this box",
-                    hint="Name a package by its file name in the box's package list",
+                    N_("{value} is not a package of this box"),
+                    values={"value": repr(name[:80])},
+                    hint=N_("Name a package by its file name in the box's package list"),
                 )

@@ -17,6 +17,7 @@ from firmware_py.gateway.jobs import Caller, Job, JobRequest, JobRunner, Vehicle
 from firmware_py.gateway.outbox import Outbox, wanted
 from firmware_py.gateway.store import Store
 from firmware_py.gateway.tariffs import JOB_SCOPE, JobKind
+from firmware_py.i18n import N_
 from firmware_py.uds.vehicle import VehicleSession
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,9 @@ def run_cli_job(
     holder = bridge_open_in_gateway(cfg)
     if holder is not None:  # the car has one tester at a time, whichever process asks
         raise PreconditionError(
-            f"the ENET bridge is open for {holder}; close it first",
-            hint="vci bridge close, or close it on the tablet's page",
+            N_("the ENET bridge is open for {holder}; close it first"),
+            values={"holder": holder},
+            hint=N_("vci bridge close, or close it on the tablet's page"),
         )
 
     async def main() -> Job:

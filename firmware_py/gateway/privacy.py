@@ -30,6 +30,7 @@ from firmware_py.errors import ConfigError, PreconditionError
 from firmware_py.gateway import info_cache
 from firmware_py.gateway.helpdesk import CHUNK_PREFIX, REQUEST_PREFIX
 from firmware_py.gateway.store import Store
+from firmware_py.i18n import N_
 from firmware_py.transport.trace_search import READ_SIZE, trace_contains
 
 TRACES_DIR, REPORTS_DIR = "traces", "reports"
@@ -53,8 +54,9 @@ def normalise_vin(text: str) -> str:
     vin = str(text).strip().upper()
     if not VIN_PATTERN.fullmatch(vin):
         raise ConfigError(
-            f"{text!r} is not a VIN",
-            hint="Give the 17 characters of the vehicle identification number (no I, O or Q)",
+            N_("{text} is not a VIN"),
+            values={"text": repr(text)},
+            hint=N_("Give the 17 characters of the vehicle identification number (no I, O or Q)"),
         )
     return vin
 
@@ -295,13 +297,14 @@ async def erase_in_gateway(gateway: Any, vin: str, who: str) -> dict[str, Any]:
     vin = normalise_vin(vin)
     if gateway.runner.active():
         raise PreconditionError(
-            "jobs are running; the vehicle's data is erased only when none runs",
-            hint="Wait until they end (or cancel them), then erase again",
+            N_("jobs are running; the vehicle's data is erased only when none runs"),
+            hint=N_("Wait until they end (or cancel them), then erase again"),
         )
     if gateway.worker.vin == vin:
         raise PreconditionError(
-            f"the box is connected to {vin} now",
-            hint="Unplug the box from that car (its link closes), then erase again",
+            N_("the box is connected to {vin} now"),
+            values={"vin": vin},
+            hint=N_("Unplug the box from that car (its link closes), then erase again"),
         )
     loop = asyncio.get_running_loop()
     result = await loop.run_in_executor(

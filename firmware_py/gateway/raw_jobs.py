@@ -20,6 +20,7 @@ from firmware_py.gateway.battery import SOURCE_TEXT, floor_voltage
 from firmware_py.gateway.jobs import JobContext
 from firmware_py.gateway.outbox import Outbox
 from firmware_py.gateway.tariffs import RAW_BATTERY_FLOOR, raw_request
+from firmware_py.i18n import N_
 from firmware_py.uds.catalog import EcuInfo
 from firmware_py.uds.flash.sequencer import FlashOptions
 from firmware_py.uds.raw_requests import RawRequest
@@ -52,14 +53,24 @@ def _battery_floor(vehicle: VehicleSession, ctx: JobContext, raw: RawRequest) ->
         volts = read()
     except VciError as err:
         raise PreconditionError(
-            f"{raw.what} needs the battery voltage, which could not be read: {err}. Nothing was sent",
-            hint="Check the vehicle connection and connect a charger",
+            N_(
+                "{what} needs the battery voltage, which could not be read: {err}. Nothing was sent"
+            ),
+            values={"what": raw.what, "err": err},
+            hint=N_("Check the vehicle connection and connect a charger"),
         ) from err
     if volts < floor:
         raise PreconditionError(
-            f"battery voltage {volts:.1f} V is below {floor:.1f} V, the floor for {raw.what} "
-            f"({SOURCE_TEXT[source]}). Nothing was sent",
-            hint="Connect a battery charger and repeat the request",
+            N_(
+                "battery voltage {volts} V is below {floor} V, the floor for {what} ({value}). Nothing was sent"
+            ),
+            values={
+                "volts": format(volts, ".1f"),
+                "floor": format(floor, ".1f"),
+                "what": raw.what,
+                "value": SOURCE_TEXT[source],
+            },
+            hint=N_("Connect a battery charger and repeat the request"),
         )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from firmware_py.errors import ConfigError, StorageError, VciError
 from firmware_py.gateway.jobs import JobContext
+from firmware_py.i18n import N_
 from firmware_py.reports.emissions import build_emissions_report, load_limits
 from firmware_py.reports.test_report import build_test_report
 from firmware_py.uds.fault_memory import read_fault_memory
@@ -48,9 +49,11 @@ def emissions(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     link = vehicle.link
     if not hasattr(link, "functional_request"):
         raise ConfigError(
-            f"the emissions check reads OBD-II by functional addressing, which {link.kind} "
-            "does not carry here",
-            hint="Connect over DoIP (--doip) or CAN (--can)",
+            N_(
+                "the emissions check reads OBD-II by functional addressing, which {kind} does not carry here"
+            ),
+            values={"kind": link.kind},
+            hint=N_("Connect over DoIP (--doip) or CAN (--can)"),
         )
     catalog = vehicle.catalog.ecus
     if link.kind == "can":  # answers come by CAN response identifier, on DoIP by ECU address
@@ -121,7 +124,8 @@ def save_report(where: Path, report: dict[str, Any]) -> Path:
         os.replace(tmp, path)
     except OSError as err:
         raise StorageError(
-            f"the report cannot be kept in {folder}: {err}",
-            hint="Free space in the state directory; the report is still shown",
+            N_("the report cannot be kept in {folder}: {err}"),
+            values={"folder": folder, "err": err},
+            hint=N_("Free space in the state directory; the report is still shown"),
         ) from err
     return path

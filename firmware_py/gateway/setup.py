@@ -6,6 +6,7 @@ from firmware_py.config import Config, device_id
 from firmware_py.gateway.entitlements import Entitlements
 from firmware_py.gateway.store import Store
 from firmware_py.gateway.trusted_time import TrustedClock
+from firmware_py.i18n import N_
 from firmware_py.keys import load_public_keys
 
 
@@ -25,6 +26,7 @@ def entitlement_check(cfg: Config) -> Entitlements | None:
         from firmware_py.errors import ConfigError
 
         raise ConfigError(
-            f"[security] tickets must be 'required' or 'off', not {cfg.security.tickets!r}"
+            N_("[security] tickets must be 'required' or 'off', not {tickets}"),
+            values={"tickets": repr(cfg.security.tickets)},
         )
     return open_entitlements(cfg)

@@ -24,15 +24,28 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from firmware_py import strict_json
 from firmware_py.errors import TicketError
 from firmware_py.gateway.tariffs import TARIFFS, Scope
+from firmware_py.i18n import N_, Text
 
 MAX_TOKEN = 4096
 TICKET_PREFIX, REVOCATION_PREFIX, TIME_PREFIX = "vt1", "vr1", "vb1"
-_WHAT = {TICKET_PREFIX: "ticket", REVOCATION_PREFIX: "revocation list", TIME_PREFIX: "time beacon"}
+_WHAT = {
+    TICKET_PREFIX: N_("ticket"),
+    REVOCATION_PREFIX: N_("revocation list"),
+    TIME_PREFIX: N_("time beacon"),
+}
 
 
 class TicketRefused(TicketError):
-    def __init__(self, reason: str, message: str, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        hint: str | None = None,
+        *,
+        values: Mapping[str, object] | None = None,
+        hint_values: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, values=values, hint_values=hint_values)
         self.reason = reason
 
     def to_dict(self) -> dict[str, object]:
@@ -48,13 +61,13 @@ def _unb64(text: str) -> bytes:
         c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" for c in text
     ):
         raise TicketRefused(
-            "malformed", "the ticket is not valid base64url", "Copy the whole ticket again"
+            "malformed", N_("the ticket is not valid base64url"), N_("Copy the whole ticket again")
         )
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as err:
         raise TicketRefused(
-            "malformed", "the ticket is not valid base64url", "Copy the whole ticket again"
+            "malformed", N_("the ticket is not valid base64url"), N_("Copy the whole ticket again")
         ) from err
 
 
@@ -75,39 +88,44 @@ def verify(
     if not isinstance(token, str) or len(token) > max_len:
         raise TicketRefused(
             "malformed",
-            f"the {_WHAT.get(prefix, 'statement')} is too long (at most {max_len} characters)",
+            N_("the {value} is too long (at most {max_len} characters)"),
+            values={"value": Text(_WHAT.get(prefix, N_("statement"))), "max_len": max_len},
         )
     token = token.strip()
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != prefix:
         raise TicketRefused(
             "malformed",
-            f"this is not a {_WHAT.get(prefix, 'statement')} of this portal",
-            "Copy the whole ticket again",
+            N_("this is not a {value} of this portal"),
+            values={"value": Text(_WHAT.get(prefix, N_("statement")))},
+            hint=N_("Copy the whole ticket again"),
         )
     body, signature = _unb64(parts[1]), _unb64(parts[2])
     try:  # no NaN/Infinity, no duplicate keys, bounded depth: nothing unchecked reaches a clock
         payload = strict_json.loads(body, max_bytes=max_len)
     except strict_json.StrictJsonError as err:
-        raise TicketRefused("malformed", f"the ticket's content is not valid JSON: {err}") from err
+        raise TicketRefused(
+            "malformed", N_("the ticket's content is not valid JSON: {err}"), values={"err": err}
+        ) from err
     if not isinstance(payload, dict):
-        raise TicketRefused("malformed", "the ticket's content is not a JSON object")
+        raise TicketRefused("malformed", N_("the ticket's content is not a JSON object"))
     kid = payload.get("kid")
     if not isinstance(kid, str):
-        raise TicketRefused("malformed", "the ticket names no signing key (kid)")
+        raise TicketRefused("malformed", N_("the ticket names no signing key (kid)"))
     key = keys.get(kid)
     if key is None:
         raise TicketRefused(
             "unknown_key",
-            f"the ticket is signed with key {kid!r}, which this box does not trust",
-            "Update the box's portal keys, or ask the portal for a new ticket",
+            N_("the ticket is signed with key {kid}, which this box does not trust"),
+            values={"kid": repr(kid)},
+            hint=N_("Update the box's portal keys, or ask the portal for a new ticket"),
         )
     try:
         key.verify(signature, f"{prefix}.{parts[1]}".encode("ascii"))
     except InvalidSignature as err:
         raise TicketRefused(
             "forged",
-            "the ticket's signature is not valid: it was changed or not issued by the portal",
+            N_("the ticket's signature is not valid: it was changed or not issued by the portal"),
         ) from err
     return payload
 
@@ -159,44 +177,62 @@ class Ticket:
     def from_payload(cls, payload: dict[str, Any], token: str) -> Ticket:
         missing = [f for f in FIELDS if f not in payload]
         if missing:
-            raise TicketRefused("malformed", f"the ticket lacks {', '.join(missing)}")
+            raise TicketRefused(
+                "malformed", N_("the ticket lacks {value}"), values={"value": ", ".join(missing)}
+            )
         extra = sorted(set(payload) - set(FIELDS))
         if extra:
-            raise TicketRefused("malformed", f"the ticket has unknown fields: {', '.join(extra)}")
+            raise TicketRefused(
+                "malformed",
+                N_("the ticket has unknown fields: {value}"),
+                values={"value": ", ".join(extra)},
+            )
         for name, kind in FIELDS.items():
             value = payload[name]
             if not isinstance(value, kind) or isinstance(value, bool):
-                raise TicketRefused("malformed", f"the ticket's field {name!r} has the wrong type")
+                raise TicketRefused(
+                    "malformed",
+                    N_("the ticket's field {name} has the wrong type"),
+                    values={"name": repr(name)},
+                )
             low, high = RANGES.get(name, (0, 0))
             if isinstance(value, int) and name in RANGES and not low <= value <= high:
                 raise TicketRefused(
-                    "malformed", f"the ticket's field {name!r} is out of range ({low}..{high})"
+                    "malformed",
+                    N_("the ticket's field {name} is out of range ({low}..{high})"),
+                    values={"name": repr(name), "low": low, "high": high},
                 )
         if payload["v"] != 1:
             raise TicketRefused(
                 "malformed",
-                f"ticket format version {payload['v']} is not supported",
-                "Update the box",
+                N_("ticket format version {v} is not supported"),
+                values={"v": payload["v"]},
+                hint=N_("Update the box"),
             )
         if payload["tariff"] not in TARIFFS:
             raise TicketRefused(
-                "malformed", f"unknown tariff {payload['tariff']!r}", "Update the box"
+                "malformed",
+                N_("unknown tariff {tariff}"),
+                values={"tariff": repr(payload["tariff"])},
+                hint=N_("Update the box"),
             )
         try:
             scopes = frozenset(Scope(s) for s in payload["scopes"])
         except ValueError as err:
-            raise TicketRefused("malformed", f"the ticket names an unknown scope: {err}") from err
+            raise TicketRefused(
+                "malformed", N_("the ticket names an unknown scope: {err}"), values={"err": err}
+            ) from err
         timed = payload["exp"] is not None or payload["duration"] is not None
         if not timed and payload["uses"] is None:
             raise TicketRefused(
-                "malformed", "the ticket has neither an end, a duration nor a number of uses"
+                "malformed", N_("the ticket has neither an end, a duration nor a number of uses")
             )
         if not 1 <= len(payload["tid"]) <= 64 or not 1 <= len(payload["device"]) <= 64:
-            raise TicketRefused("malformed", "the ticket's id or device is empty or too long")
+            raise TicketRefused("malformed", N_("the ticket's id or device is empty or too long"))
         if payload["vin"] is not None and not 1 <= len(payload["vin"]) <= 32:
-            raise TicketRefused("malformed", "the ticket's vin is empty or too long")
+            raise TicketRefused("malformed", N_("the ticket's vin is empty or too long"))
         if not all(isinstance(s, str) for s in payload["scopes"]):
-            raise TicketRefused("malformed", "the ticket's scopes are not all text")
+            raise TicketRefused("malformed", N_("the ticket's scopes are not all text"))
         return cls(
             tid=payload["tid"],
             tariff=payload["tariff"],
@@ -238,7 +274,7 @@ def parse_revocations(token: str, keys: Mapping[str, Ed25519PublicKey]) -> Revoc
         or not isinstance(revoked, list)
         or not all(isinstance(t, str) and 1 <= len(t) <= 64 for t in revoked)
     ):
-        raise TicketRefused("malformed", "the revocation list is malformed")
+        raise TicketRefused("malformed", N_("the revocation list is malformed"))
     return Revocations(seq, frozenset(revoked), iat)
 
 
@@ -253,7 +289,7 @@ def parse_time_beacon(token: str, keys: Mapping[str, Ed25519PublicKey], device: 
         or isinstance(t, bool)
         or not 0 <= t <= MAX_TIME
     ):
-        raise TicketRefused("malformed", "the time beacon is malformed")
+        raise TicketRefused("malformed", N_("the time beacon is malformed"))
     if payload.get("device") != device:
-        raise TicketRefused("other_device", "the time beacon is for another box")
+        raise TicketRefused("other_device", N_("the time beacon is for another box"))
     return t

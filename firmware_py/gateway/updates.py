@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from firmware_py.config import UpdateConfig
 from firmware_py.errors import DownloadInterrupted, StorageError, UpdateError, VciError
 from firmware_py.gateway.update_offer import UpdateOffer, download, parse_offer
+from firmware_py.i18n import N_
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +110,10 @@ class Updater:
         Raises :class:`UpdateError` (said back to the sender) when refused."""
         if not self.compatible:
             raise UpdateError(
-                "this box takes no updates: it has no RAUC system (/etc/rauc/system.conf) and "
-                "no [update] compatible",
-                hint="Update a PC installation with pip; see docs/update.md",
+                N_(
+                    "this box takes no updates: it has no RAUC system (/etc/rauc/system.conf) and no [update] compatible"
+                ),
+                hint=N_("Update a PC installation with pip; see docs/update.md"),
             )
         offer = parse_offer(
             token, self.keys, device=self.device, compatible=self.compatible,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_py.errors import ConfigError
+from firmware_py.i18n import N_
 from firmware_py.versions import release_key
 
 LOCAL_LIMITS = "emission_limits.toml"
@@ -161,14 +162,17 @@ def parse_limits(text: str, where: str, *, published: bool = False) -> LimitTabl
     hint = "Fetch them from the portal again, or remove the file to use the sample values"
     if len(text.encode()) > MAX_LIMITS_TEXT:
         raise ConfigError(
-            f"the emission limit values in {where} are larger than {MAX_LIMITS_TEXT} bytes",
+            N_("the emission limit values in {where} are larger than {max_limits_text} bytes"),
+            values={"where": where, "max_limits_text": MAX_LIMITS_TEXT},
             hint=hint,
         )
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(
-            f"the emission limit values in {where} are not valid TOML: {err}", hint=hint
+            N_("the emission limit values in {where} are not valid TOML: {err}"),
+            values={"where": where, "err": err},
+            hint=hint,
         ) from err
     problems = _check(raw, published)
     if problems:

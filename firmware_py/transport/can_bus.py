@@ -9,6 +9,7 @@ from typing import Any
 import can
 
 from firmware_py.errors import TransportError
+from firmware_py.i18n import N_
 
 HINTS = {
     "socketcan": "Check that the CAN HAT is set up (ip link set can0 up type can bitrate 500000)",
@@ -24,6 +25,7 @@ def open_can_bus(interface: str, channel: str, bitrate: int = 500_000) -> can.Bu
         return can.Bus(interface=interface, channel=channel, **kwargs)
     except (can.CanError, OSError, ValueError, ImportError) as err:
         raise TransportError(
-            f"cannot open CAN bus {interface}:{channel}: {err}",
+            N_("cannot open CAN bus {interface}:{channel}: {err}"),
+            values={"interface": interface, "channel": channel, "err": err},
             hint=HINTS.get(interface, "Check [transport] can_interface and can_channel"),
         ) from err

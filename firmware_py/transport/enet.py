@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from firmware_py.errors import ConfigError, VehicleNotFoundError
+from firmware_py.i18n import N_
 from firmware_py.transport.doip_link import discover_doip
 from firmware_py.transport.hsfz_link import discover_hsfz
 
@@ -77,8 +78,9 @@ def choose_protocol(
     """The protocol to use for ``mode`` (``auto``, ``doip``, ``hsfz``) with the car at ``host``."""
     if mode not in ENET_MODES:
         raise ConfigError(
-            f"enet must be one of {', '.join(ENET_MODES)}, not {mode!r}",
-            hint="Set [transport] enet or --enet",
+            N_("enet must be one of {value}, not {mode}"),
+            values={"value": ", ".join(ENET_MODES), "mode": repr(mode)},
+            hint=N_("Set [transport] enet or --enet"),
         )
     if mode != "auto":
         return mode
@@ -91,8 +93,10 @@ def choose_protocol(
     )
     if not found:
         raise VehicleNotFoundError(
-            f"no vehicle answered DoIP (UDP {doip_port}) or HSFZ (UDP {hsfz_control_port}) "
-            f"identification at {host}",
-            hint="Check the ENET cable, that the car is awake (ignition on), and the address",
+            N_(
+                "no vehicle answered DoIP (UDP {doip_port}) or HSFZ (UDP {hsfz_control_port}) identification at {host}"
+            ),
+            values={"doip_port": doip_port, "hsfz_control_port": hsfz_control_port, "host": host},
+            hint=N_("Check the ENET cable, that the car is awake (ignition on), and the address"),
         )
     return found[0].protocol

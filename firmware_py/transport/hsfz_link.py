@@ -26,6 +26,7 @@ from firmware_py.errors import (
     UnknownTargetError,
     VehicleNotFoundError,
 )
+from firmware_py.i18n import N_
 from firmware_py.transport import hsfz
 from firmware_py.transport.ecu_connection import GatewayEcuConnection
 from firmware_py.transport.hsfz import ControlWord, Decoder, Frame, HsfzIdentity
@@ -46,7 +47,10 @@ def discover_hsfz(
         try:
             sock.sendto(hsfz.IDENTIFICATION_REQUEST, (host, port))
         except OSError as err:
-            raise VehicleNotFoundError(f"cannot send HSFZ identification to {host}: {err}") from err
+            raise VehicleNotFoundError(
+                N_("cannot send HSFZ identification to {host}: {err}"),
+                values={"host": host, "err": err},
+            ) from err
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0 and len(found) < 64:
             sock.settimeout(remaining)
@@ -101,8 +105,9 @@ class HsfzLink:
             sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
         except OSError as err:
             raise VehicleNotFoundError(
-                f"no HSFZ gateway answers at {self.host}:{self.port}: {err}",
-                hint="Check the ENET cable and that the car is awake (ignition on)",
+                N_("no HSFZ gateway answers at {host}:{port}: {err}"),
+                values={"host": self.host, "port": self.port, "err": err},
+                hint=N_("Check the ENET cable and that the car is awake (ignition on)"),
             ) from err
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock, self._decoder = sock, Decoder()
@@ -174,7 +179,10 @@ class HsfzLink:
         alone: other threads send on it meanwhile."""
         sock, decoder, poller = self._sock, self._decoder, self._poller
         if sock is None:
-            raise ConnectionLostError(f"the HSFZ connection to {self.host}:{self.port} is closed")
+            raise ConnectionLostError(
+                N_("the HSFZ connection to {host}:{port} is closed"),
+                values={"host": self.host, "port": self.port},
+            )
         try:
             if not poller.poll(max(timeout, 0.0) * 1000):
                 return
@@ -189,7 +197,9 @@ class HsfzLink:
             frames = decoder.feed(data)
         except FrameError as err:
             self._broken("is out of step", sock=sock)
-            raise FrameError(f"the vehicle's HSFZ stream is out of step: {err}") from err
+            raise FrameError(
+                N_("the vehicle's HSFZ stream is out of step: {err}"), values={"err": err}
+            ) from err
         for frame in frames:
             if frame.control == ControlWord.ALIVE_CHECK:
                 self._write(Frame(ControlWord.ALIVE_CHECK, bytes([self.tester_address])))
@@ -229,11 +239,15 @@ class HsfzLink:
             return
         if ack.control == ControlWord.INCORRECT_DESTINATION_ADDRESS:
             raise UnknownTargetError(
-                f"the vehicle's gateway knows no ECU at address 0x{target:02X}"
+                N_("the vehicle's gateway knows no ECU at address 0x{target}"),
+                values={"target": format(target, "02X")},
             )
         raise FrameError(
-            f"the gateway refused the message for 0x{target:02X} "
-            f"({ControlWord(ack.control).name.lower().replace('_', ' ')})"
+            N_("the gateway refused the message for 0x{target} ({value})"),
+            values={
+                "target": format(target, "02X"),
+                "value": ControlWord(ack.control).name.lower().replace("_", " "),
+            },
         )
 
     def receive(self, source: int, timeout: float) -> bytes | None:
@@ -272,8 +286,9 @@ def open_hsfz_link(
             host = found[0][0]
         elif host.endswith(".255"):
             raise VehicleNotFoundError(
-                f"no vehicle answered HSFZ identification at {host} (UDP {control_port})",
-                hint="Check the ENET cable and that the car is awake (ignition on)",
+                N_("no vehicle answered HSFZ identification at {host} (UDP {control_port})"),
+                values={"host": host, "control_port": control_port},
+                hint=N_("Check the ENET cable and that the car is awake (ignition on)"),
             )
     return HsfzLink(
         host,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from firmware_py.errors import NotEntitled
 from firmware_py.gateway.tariffs import TARIFFS, Scope
+from firmware_py.i18n import N_
 from portal.db.models import Purchase, RevokedTicket
 
 INFORMATION_TARIFFS = tuple(t.id for t in TARIFFS.values() if Scope.REPAIR_INFORMATION in t.scopes)
@@ -34,5 +35,8 @@ def check(session: Session, workshop_id: int, now: int) -> int:
     until = entitled_until(session, workshop_id, now)
     if until is None:
         names = ", ".join(TARIFFS[t].name for t in INFORMATION_TARIFFS)
-        raise NotEntitled(f"the workshop holds no valid ticket with repair information ({names})")
+        raise NotEntitled(
+            N_("the workshop holds no valid ticket with repair information ({names})"),
+            values={"names": names},
+        )
     return until

@@ -186,8 +186,8 @@ async def buy(request: web.Request) -> web.Response:
             try:
                 start = int(datetime.fromisoformat(values["start"]).replace(tzinfo=UTC).timestamp())
             except ValueError as err:
-                raise NotPermitted("the start is not a date and time",
-                                   hint="Give it as YYYY-MM-DDTHH:MM (UTC)") from err  # fmt: skip
+                raise NotPermitted(N_("the start is not a date and time"),
+                                   hint=N_("Give it as YYYY-MM-DDTHH:MM (UTC)")) from err  # fmt: skip
         bought = await asyncio.to_thread(
             lambda: credit.buy_ticket(
                 cfg.factory, actor(request), own_workshop(request), tariff=values["tariff"],
