@@ -13,6 +13,7 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 
 from firmware_py.errors import PortalError
+from firmware_py.i18n import Language
 from portal import boxes, sessions
 from portal.db.models import RemoteJob, RemoteJobState
 from portal.sessions import SessionService
@@ -39,31 +40,38 @@ def car_ecus(jobs: list[RemoteJob]) -> dict[str, int] | None:
     return None
 
 
-def store_section(service: SessionService, jobs: list[RemoteJob], base: str, token: str) -> Markup:
-    """The session page's "from the package store" section (empty without a store)."""
+def store_section(
+    service: SessionService, jobs: list[RemoteJob], base: str, token: str, reader: Language
+) -> Markup:
+    """The session page's "from the package store" section (empty without a store), in the
+    reader's language (the packages' names, versions and hashes stay as the store keeps them)."""
     if service.packages is None:
         return Markup("")
+    _ = reader.gettext
     ecus = car_ecus(jobs)
     if ecus is None:
         body = render(
-            "<p>Identify the car first: the store's packages for its ECUs are listed then.</p>"
-        )
+            "<p>{t}</p>", t=_("Identify the car first: the store's packages for its ECUs are "
+                             "listed then.")
+        )  # fmt: skip
     else:
         fitting = service.packages.list(ecus)
         rows = (
-            (p.ecu, p.version, ", ".join(p.sw_versions) or "-", f"{p.size:,}", p.sha256[:16],
+            (p.ecu, p.version, ", ".join(p.sw_versions) or "-", reader.number(p.size), p.sha256[:16],
              post_form(f"{base}/store-packages", token,
                        render('<input type="hidden" name="sha256" value="{s}">', s=p.sha256),
-                       "Program", "job"))
+                       _("Program"), "job"))
             for p in fitting
         )  # fmt: skip
         body = (
-            table(("ECU", "Version", "Expects", "Bytes", "SHA-256", ""), rows)
+            table((_("ECU"), _("Version"), _("Expects"), _("Bytes"), "SHA-256", ""), rows)
             if fitting
-            else render("<p>The store has no package for this car's ECUs.</p>")
+            else render("<p>{t}</p>", t=_("The store has no package for this car's ECUs."))
         )
     return render(
-        "<section><h2>Programming with a package from the store</h2>{b}</section>", b=body
+        "<section><h2>{h}</h2>{b}</section>",
+        h=_("Programming with a package from the store"),
+        b=body,
     )
 
 
@@ -76,7 +84,7 @@ async def program_from_store(request: web.Request) -> web.Response:
     (sid,) = _ids(request, "sid")
     sha256 = (await request.post()).get("sha256")
     if not isinstance(sha256, str) or not _SHA256.match(sha256):
-        raise web.HTTPBadRequest(text="choose a package of the session page")
+        raise web.HTTPBadRequest(text=lang(request).gettext("choose a package of the session page"))
     service = request.app[SERVICE]
 
     def begin(db: Session) -> None:  # 404 for another workshop's box or session first
@@ -87,7 +95,8 @@ async def program_from_store(request: web.Request) -> web.Response:
         await _guarded(request, begin)
         jid = await asyncio.to_thread(service.program_from_store, who, device, sid, sha256)
     except PortalError as err:
-        back = render('<p><a href="{u}">Back to the session</a></p>', u=_base(device, sid))
+        back = render('<p><a href="{u}">{t}</a></p>', u=_base(device, sid),
+                      t=lang(request).gettext("Back to the session"))  # fmt: skip
         return page(
             request,
             "The job was not started",

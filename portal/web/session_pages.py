@@ -80,7 +80,7 @@ async def _guarded(request: web.Request, work: Any) -> Any:
     try:
         return await in_db(request, work)
     except NotPermitted as err:
-        raise web.HTTPNotFound(text=str(err)) from None
+        raise web.HTTPNotFound(text=err.localized(lang(request))) from None
 
 
 @routes.get("/sessions")
@@ -174,7 +174,8 @@ async def session_page(request: web.Request) -> web.Response:
             log=_("Download the session log"), trace=_("the box's vehicle trace (pcap)"),
             h_jobs=_("Jobs"),
             base=_base(device, sid), jobs=_job_rows(device, sid, jobs, reader), sections=sections,
-            store=store_section(request.app[SERVICE], jobs, _base(device, sid), csrf(request)),
+            store=store_section(request.app[SERVICE], jobs, _base(device, sid), csrf(request),
+                                reader),
         )  # fmt: skip
 
     return page(request, _("Remote session {id}", id=sid), await _guarded(request, read))
