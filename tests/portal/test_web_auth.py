@@ -342,6 +342,60 @@ def test_every_route_refuses_no_session_wrong_role_other_workshop_and_bad_csrf(
     asyncio.run(run())
 
 
+def test_remote_session_pages_and_refusals_in_german(
+    factory: sessionmaker[Session],
+    signer: Signer,
+    seller: Seller,
+    world: dict,  # type: ignore[type-arg]
+) -> None:
+    """The remote sessions' pages and the refusals a technician meets there, in German (``?lang=de``),
+    and the same in English without it."""
+
+    async def run() -> None:
+        async with portal(make_cfg(factory, signer, seller)) as (server, browsers):
+            tech = Browser(server)
+            browsers.append(tech)
+            assert (await tech.log_in(LOGINS[TECH], PASSWORD)).status == 303
+            sid, jid = world["remote"]
+            base = f"/boxes/{DEVICE}/sessions/{sid}"
+            shown = (await tech.get(f"{base}?lang=de")).text
+            assert "Aufträge" in shown and "erledigt" in shown, shown[-2000:]
+            assert "Steuergerät (leer: alle Steuergeräte des Auftrags)" in shown
+            job = (await tech.get(f"{base}/jobs/{jid}")).text  # the cookie keeps German
+            assert "Zurück zur Sitzung" in job and "<h2>Protokoll</h2>" in job
+            token = await tech.csrf(base)
+            opened = await tech.post("/boxes/box-w1/sessions", {}, csrf=token)
+            assert opened.status == 303
+            other_box = opened.location
+            said = {}
+            for language in ("de", "en"):
+                q = f"?lang={language}"
+                broker = await tech.post(f"{base}/jobs{q}", {"kind": "read_live_data"}, csrf=token)
+                ticket = await tech.post(f"{other_box}/jobs{q}", {"kind": "clear_fault_memory"},
+                                         csrf=token)  # fmt: skip
+                stop = await tech.post(f"{base}/jobs/{jid}/cancel{q}", {}, csrf=token)
+                none = await tech.get(f"/boxes/{DEVICE}/sessions/999999{q}")
+                assert (broker.status, ticket.status, stop.status, none.status) == (
+                    400, 400, 409, 404)  # fmt: skip
+                said[language] = (broker.text, ticket.text, stop.text, none.text)
+            broker_de, ticket_de, stop_de, none_de = said["de"]
+            assert "dieses Portal hat keine Broker-Verbindung zu den Boxen" in broker_de
+            assert "Der Betreiber startet vci-portal serve mit --broker" in broker_de
+            assert "die Werkstatt hat kein gültiges Ticket für die Box box-w1" in ticket_de
+            assert "(benötigt für: Fehlerspeicher löschen)" in ticket_de
+            assert "Kaufen Sie im Portal ein Ticket für diese Box" in ticket_de
+            assert "der Auftrag läuft nicht" in stop_de and "Zurück zum Auftrag" in stop_de
+            assert "es gibt keine Sitzung 999999 von Ihnen" in none_de
+            broker_en, ticket_en, stop_en, none_en = said["en"]
+            assert "this portal has no broker link to the boxes" in broker_en
+            assert "no valid ticket for box box-w1 that includes diagnosis" in ticket_en
+            assert "Buy a ticket for this box" in ticket_en
+            assert "the job is not running" in stop_en and "Back to the job" in stop_en
+            assert "there is no session 999999 of yours" in none_en
+
+    asyncio.run(run())
+
+
 def test_security_headers_and_cookie_flags(
     factory: sessionmaker[Session],
     signer: Signer,
