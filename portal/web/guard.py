@@ -238,8 +238,32 @@ def page(
     )
 
 
-def error_page(request: web.Request, status: int, title: str, message: str) -> web.Response:
-    return page(request, title, render("<p>{m}</p>", m=message), status=status)
+def error_page(
+    request: web.Request, status: int, title: str, message: str, **values: object
+) -> web.Response:
+    """A refusal's page: ``title`` and ``message`` (a marked template, filled from ``values``)
+    in the reader's language."""
+    text = lang(request).gettext(message, **values)
+    return page(request, title, render("<p>{m}</p>", m=text), status=status)
+
+
+HTTP_REASONS = {
+    400: N_("Bad Request"),
+    404: N_("Not Found"),
+    405: N_("Method Not Allowed"),
+    413: N_("Request Entity Too Large"),
+}
+"""the titles of aiohttp's own refusals a reader meets, translated (else its English reason)"""
+
+
+def _http_error_page(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's refusal (a 404 of a path or of another workshop's id, a 405, a body too large)
+    as a page in the reader's language: a handler's own text (already in the reader's language),
+    else the status's title."""
+    title = HTTP_REASONS.get(exc.status, exc.reason)
+    default = f"{exc.status}: {exc.reason}"
+    message = exc.text if exc.text and exc.text != default else title
+    return error_page(request, exc.status, title, message)
 
 
 def status_of(err: PortalError) -> int:
@@ -308,10 +332,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPRedirection as exc:  # the handlers' redirects after a POST, to the login
         response = web.Response(status=exc.status, headers={"Location": exc.headers["Location"]})
     except web.HTTPException as exc:  # aiohttp's 404, 405, 413 ...
-        response = error_page(request, exc.status, exc.reason, exc.text or exc.reason)
+        response = _http_error_page(request, exc)
     except Exception:  # a bug or the database gone: logged, the page says no more
         log.exception("%s %s failed", request.method, request.path)
-        response = error_page(request, 500, "Error", "The portal failed; try again later.")
+        response = error_page(request, 500, "Error", N_("The portal failed; try again later."))
     _secure_headers(response, cacheable=request.path.startswith("/static/"))
     if supported(request.query.get("lang")) and response.content_type == "text/html":
         # the header's switch, remembered (a document printed with ?lang= changes nothing)
@@ -326,10 +350,12 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
         raise request.match_info.http_exception
     need = need_of(request.match_info.handler)
     if need is None:  # a route nobody declared: refused, never served by accident
-        return error_page(request, 500, "Not available", "This page declares no access rule.")
+        return error_page(request, 500, "Not available",
+                          N_("This page declares no access rule."))  # fmt: skip
     changing = request.method not in ("GET", "HEAD", "OPTIONS")
     if changing and not _same_site(request):
-        return error_page(request, 403, "Refused", "Requests from other web pages are refused.")
+        return error_page(request, 403, "Refused",
+                          N_("Requests from other web pages are refused."))  # fmt: skip
     token = request.cookies.get(SESSION_COOKIE)
     loaded = (
         await asyncio.to_thread(_load_session, config(request).factory, token) if token else None
@@ -343,20 +369,23 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
     if need is not Need.PUBLIC:
         if loaded is None:
             if changing:
-                return error_page(request, 401, "Log in", "Your session has ended; log in again.")
+                return error_page(request, 401, "Log in",
+                                  N_("Your session has ended; log in again."))  # fmt: skip
             to_login = web.Response(status=303, headers={"Location": "/login"})
             if request.path != "/" and len(request.path_qs) <= 2000:
                 set_cookie(request, to_login, NEXT_COOKIE, request.path_qs, max_age=600)
             return to_login
         if loaded[0].role not in need.value:
-            return error_page(request, 403, "Not permitted", "Your role may not open this page.")
+            return error_page(request, 403, "Not permitted",
+                              N_("Your role may not open this page."))  # fmt: skip
     if changing:
         form = await request.post()
         given = form.get("csrf")
         if not isinstance(given, str) or not hmac.compare_digest(
             given.encode(), csrf(request).encode()
         ):
-            return error_page(request, 403, "Refused", "The form is out of date; reload the page.")
+            return error_page(request, 403, "Refused",
+                              N_("The form is out of date; reload the page."))  # fmt: skip
     return await handler(request)
 
 
@@ -369,7 +398,8 @@ async def too_many(request: web.Request) -> web.Response | None:
         return None
     response = error_page(
         request, 429, "Too many attempts",
-        f"Too many attempts from your address; try again in {int(wait) + 1} seconds.",
+        N_("Too many attempts from your address; try again in {seconds} seconds."),
+        seconds=int(wait) + 1,
     )  # fmt: skip
     response.headers["Retry-After"] = str(int(wait) + 1)
     return response

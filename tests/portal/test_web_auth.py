@@ -386,12 +386,16 @@ def test_remote_session_pages_and_refusals_in_german(
             assert "Kaufen Sie im Portal ein Ticket für diese Box" in ticket_de
             assert "der Auftrag läuft nicht" in stop_de and "Zurück zum Auftrag" in stop_de
             assert "es gibt keine Sitzung 999999 von Ihnen" in none_de
+            assert "<h1>Nicht gefunden</h1>" in none_de  # aiohttp's refusal's title too
+            unknown = await tech.get("/purchases/999999?lang=de")
+            assert unknown.status == 404 and "<p>Nicht gefunden</p>" in unknown.text
             broker_en, ticket_en, stop_en, none_en = said["en"]
             assert "this portal has no broker link to the boxes" in broker_en
             assert "no valid ticket for box box-w1 that includes diagnosis" in ticket_en
             assert "Buy a ticket for this box" in ticket_en
             assert "the job is not running" in stop_en and "Back to the job" in stop_en
             assert "there is no session 999999 of yours" in none_en
+            assert "<h1>Not Found</h1>" in none_en
 
     asyncio.run(run())
 
