@@ -30,10 +30,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.cloud import topics
 from firmware_py.cloud.schema import Message, ProtocolError
-from firmware_py.i18n import N_
+from firmware_py.i18n import N_, Language
 from portal.accounts import Actor, require_operator
 from portal.db.engine import write_transaction
 from portal.db.models import Delivery, DeliveryKind, DeliveryState, Purchase, RevokedTicket
+from portal.i18n import portal_language
 from portal.tickets import RevocationList
 
 log = logging.getLogger(__name__)
@@ -130,15 +131,37 @@ def states(session: Session, purchase_ids: list[int]) -> dict[int, list[Delivery
     return out
 
 
-def describe(delivery: Delivery) -> str:
-    """One line for people: ``ticket delivered to box-1``, ``... refused by box-1: why``."""
-    what = "ticket" if delivery.kind == DeliveryKind.TICKET.value else "revocation"
-    if delivery.state == DeliveryState.DELIVERED.value:
-        return f"{what} delivered to {delivery.device}"
-    if delivery.state == DeliveryState.REFUSED.value:
-        return f"{what} refused by {delivery.device}: {delivery.refusal}"
-    tries = f" ({delivery.attempts} attempts)" if delivery.attempts else ""
-    return f"{what} on its way to {delivery.device}{tries}"
+_SAID = {
+    (DeliveryKind.TICKET.value, DeliveryState.DELIVERED.value): N_("ticket delivered to {device}"),
+    (DeliveryKind.TICKET.value, DeliveryState.REFUSED.value): N_(
+        "ticket refused by {device}: {why}"
+    ),
+    (DeliveryKind.TICKET.value, None): N_("ticket on its way to {device}"),
+    (DeliveryKind.REVOCATION.value, DeliveryState.DELIVERED.value): N_(
+        "revocation delivered to {device}"
+    ),
+    (DeliveryKind.REVOCATION.value, DeliveryState.REFUSED.value): N_(
+        "revocation refused by {device}: {why}"
+    ),
+    (DeliveryKind.REVOCATION.value, None): N_("revocation on its way to {device}"),
+}
+"""what the workshop reads of a delivery, by kind and state (None: still on its way)"""
+
+
+def describe(delivery: Delivery, reader: Language | None = None) -> str:
+    """One line for people, in ``reader``'s language (English by default): ``ticket delivered to
+    box-1``, ``... refused by box-1: why`` (the box's reason as it sent it)."""
+    reader = reader or portal_language(None)
+    ticket = delivery.kind == DeliveryKind.TICKET.value
+    kind = DeliveryKind.TICKET.value if ticket else DeliveryKind.REVOCATION.value
+    state = delivery.state if delivery.state in (
+        DeliveryState.DELIVERED.value, DeliveryState.REFUSED.value) else None  # fmt: skip
+    said = reader.gettext(_SAID[(kind, state)], device=delivery.device, why=delivery.refusal or "")
+    if state is None and delivery.attempts:
+        return reader.ngettext(
+            "{said} ({n} attempt)", "{said} ({n} attempts)", delivery.attempts, said=said
+        )
+    return said
 
 
 class DeliveryWorker:

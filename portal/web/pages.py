@@ -102,7 +102,7 @@ async def dashboard(request: web.Request) -> web.Response:
                 ((utc(p.created_at), _(TARIFFS[p.tariff].name), p.device, p.vin or "-",
                   f"{utc(p.starts_at)} - {utc(p.ends_at)}" if p.starts_at else _("one use"),
                   render('<a href="/purchases/{id}">{label}</a>', id=p.id, label=p.invoice.label),
-                  "; ".join(delivery.describe(d) for d in sent.get(p.id, [])) or "-")
+                  "; ".join(delivery.describe(d, reader) for d in sent.get(p.id, [])) or "-")
                  for p in bought),
             ),
             bookings=table(
@@ -208,30 +208,41 @@ def _object_id(request: web.Request) -> int:
 @routes.get("/purchases/{id}")
 @requires(Need.WORKSHOP)
 async def purchase_page(request: web.Request) -> web.Response:
-    purchase_id, who = _object_id(request), actor(request)
+    purchase_id, who, reader = _object_id(request), actor(request), lang(request)
+    _ = reader.gettext
 
     def read(session: Session) -> Markup:
         p = credit.purchase(session, who, purchase_id)
+        tariff = _(TARIFFS[p.tariff].name)
+        if p.starts_at:
+            valid = _("valid {start} to {end}", start=utc(p.starts_at), end=utc(p.ends_at))
+        else:
+            valid = _("valid for one use from its activation")
+        what = (
+            _("{tariff} for the box {device} and the vehicle {vin}, {valid}.", tariff=tariff,
+              device=p.device, vin=p.vin, valid=valid)
+            if p.vin
+            else _("{tariff} for the box {device}, {valid}.", tariff=tariff, device=p.device,
+                   valid=valid)
+        )  # fmt: skip
+        sent = delivery.states(session, [p.id]).get(p.id, [])
         return render(
-            "<p>{tariff} for the box {device}{vin}, valid {valid}.</p>"
-            "<p>Delivery: {sent}</p>"
-            "<p>The ticket (it goes to the box over its portal link; a box without one takes it"
-            " pasted on its tickets page):</p><p class=\"ticket\">{ticket}</p>"
-            '<p><a href="/invoices/{invoice_id}.pdf">Invoice {label} (PDF)</a></p>',
-            tariff=TARIFFS[p.tariff].name, device=p.device,
-            vin=f" and the vehicle {p.vin}" if p.vin else "",
-            valid=f"{utc(p.starts_at)} to {utc(p.ends_at)}" if p.starts_at
-            else "for one use from its activation",
-            ticket=p.ticket, invoice_id=p.invoice.id, label=p.invoice.label,
-            sent="; ".join(map(delivery.describe, delivery.states(session, [p.id]).get(p.id, [])))
-            or "-",
+            "<p>{what}</p><p>{sent}</p><p>{about}</p><p class=\"ticket\">{ticket}</p>"
+            '<p><a href="/invoices/{invoice_id}.pdf">{invoice}</a></p>',
+            what=what,
+            sent=_("Delivery: {state}",
+                   state="; ".join(delivery.describe(d, reader) for d in sent) or "-"),
+            about=_("The ticket (it goes to the box over its portal link; a box without one "
+                    "takes it pasted on its tickets page):"),
+            ticket=p.ticket, invoice_id=p.invoice.id,
+            invoice=_("Invoice {label} (PDF)", label=p.invoice.label),
         )  # fmt: skip
 
     try:
         body = await in_db(request, read)
     except NotPermitted:  # another workshop's or none: the same answer
         raise web.HTTPNotFound() from None
-    return page(request, f"Purchase {purchase_id}", body)
+    return page(request, _("Purchase {id}", id=purchase_id), body)
 
 
 @routes.get("/invoices/{id}.pdf")

@@ -389,6 +389,11 @@ def test_remote_session_pages_and_refusals_in_german(
             assert "<h1>Nicht gefunden</h1>" in none_de  # aiohttp's refusal's title too
             unknown = await tech.get("/purchases/999999?lang=de")
             assert unknown.status == 404 and "<p>Nicht gefunden</p>" in unknown.text
+            purchase_id = world["bought"][world["w1"]][0]
+            bought = (await tech.get(f"/purchases/{purchase_id}")).text
+            assert f"<h1>Kauf {purchase_id}</h1>" in bought, bought[-1500:]
+            assert f"Basic, 9 Stunden für die Box {DEVICE}, gültig von " in bought
+            assert f"Zustellung: Ticket unterwegs zu {DEVICE}" in bought
             broker_en, ticket_en, stop_en, none_en = said["en"]
             assert "this portal has no broker link to the boxes" in broker_en
             assert "no valid ticket for box box-w1 that includes diagnosis" in ticket_en
