@@ -214,17 +214,19 @@ async def box_page(request: web.Request) -> web.Response:
 @requires(Need.OWNER_OR_OPERATOR)
 async def revoke(request: web.Request) -> web.Response:
     device, who, cfg = _device(request), actor(request), config(request)
+    _ = lang(request).gettext
+    title = _("Box {device}", device=device)
     form = await request.post()
     try:  # who may see the box at all: the others get the answer of a box that does not exist
         await in_db(request, lambda session: boxes.require(session, who, device, usable=False))
     except NotPermitted:
         raise web.HTTPNotFound() from None
     if cfg.pki is None:
-        return page(request, f"Box {device}", render("<p>{m}</p>", m=NOT_SET_UP), status=503)
+        return page(request, title, render("<p>{m}</p>", m=_(NOT_SET_UP)), status=503)
     if text_of(form, "confirm").strip() != device:
-        return page(request, f"Box {device}", render('<p><a href="/boxes/{d}">Back</a></p>',
-                                                     d=device),
-                    message="Type the box's device id to confirm the revocation.", status=400)  # fmt: skip
+        return page(request, title, render('<p><a href="/boxes/{d}">{t}</a></p>', d=device,
+                                           t=_("Back to the box")),
+                    message=_("Type the box's device id to confirm the revocation."), status=400)  # fmt: skip
     enrolment = Enrolment(cfg.factory, cfg.pki)
     try:
         serial = await asyncio.to_thread(
@@ -236,22 +238,22 @@ async def revoke(request: web.Request) -> web.Response:
         status = err.status if isinstance(err, EnrolmentError) else status_of(err)
         return page(
             request,
-            f"Box {device}",
+            title,
             render(""),
             message=err.localized(lang(request)),
             status=status,
         )
     log.info("box %s revoked (certificate %x) by user %d", device, serial, who.user_id)
-    message = "The box is revoked; the broker refuses it from now on."
+    message = _("The box is revoked; the broker refuses it from now on.")
     if cfg.broker_reload is None:
-        message = ("The box is revoked. The broker refuses it once it has read the revocation "
-                   "list again: the portal's operator reloads it (systemctl reload mosquitto).")  # fmt: skip
+        message = _("The box is revoked. The broker refuses it once it has read the revocation "
+                    "list again: the portal's operator reloads it (systemctl reload mosquitto).")  # fmt: skip
     else:
         try:
             await asyncio.to_thread(cfg.broker_reload)
         except (OSError, subprocess.SubprocessError, VciError) as err:
             log.error("the broker was not told of the revocation of %s: %s", device, err)
-            message = (f"The box is revoked, but the broker could not be told ({err}): the "
-                       "portal's operator reloads it (systemctl reload mosquitto).")  # fmt: skip
-    return page(request, f"Box {device}", render('<p><a href="/boxes/{d}">Back to the box</a></p>',
-                                                 d=device), message=message)  # fmt: skip
+            message = _("The box is revoked, but the broker could not be told ({error}): the "
+                        "portal's operator reloads it (systemctl reload mosquitto).", error=err)  # fmt: skip
+    return page(request, title, render('<p><a href="/boxes/{d}">{t}</a></p>', d=device,
+                                       t=_("Back to the box")), message=message)  # fmt: skip

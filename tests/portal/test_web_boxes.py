@@ -82,6 +82,13 @@ def test_a_claim_with_the_right_code_makes_the_box_the_workshops(
             page = await owner.get("/boxes/pi-00000000000000a1")
             assert 'href="/boxes/pi-00000000000000a1/sessions"' in page.text
             assert 'action="/boxes/pi-00000000000000a1/revoke"' in page.text
+            # a revocation not confirmed with the device id: refused, in the reader's language
+            for q, said in (("?lang=de", "Geben Sie zur Bestätigung der Sperrung die "
+                             "Gerätekennung der Box ein."),
+                            ("?lang=en", "device id to confirm the revocation.")):  # fmt: skip
+                unconfirmed = await owner.post(f"/boxes/pi-00000000000000a1/revoke{q}",
+                                               {"confirm": "pi-0"}, csrf=await owner.csrf("/boxes"))  # fmt: skip
+                assert unconfirmed.status == 400 and said in unconfirmed.text, unconfirmed.text
             # the same box for another workshop: already claimed; and not on its pages
             again = await other.post("/boxes/claim", form, csrf=await other.csrf("/boxes"))
             assert again.status == 409 and "already claimed" in again.text
