@@ -19,7 +19,7 @@ from firmware_py.errors import NotPermitted, PortalError
 from firmware_py.gateway.tariffs import TARIFFS
 from firmware_py.i18n import N_
 from portal import accounts, boxes, credit, delivery
-from portal.db.models import WorkshopBox
+from portal.db.models import BookingKind, WorkshopBox
 from portal.invoices import price_of
 from portal.web.guard import (
     Need,
@@ -40,6 +40,12 @@ from portal.web.html import Markup, field, join, post_form, render, table, utc
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 CSS = (Path(__file__).parent / "static" / "portal.css").read_bytes()
+BOOKING_KINDS = {
+    BookingKind.TOP_UP.value: N_("top-up"),
+    BookingKind.PURCHASE.value: N_("purchase"),
+    BookingKind.REFUND.value: N_("refund"),
+}
+"""a booking's kind as the statement shows it"""
 
 
 @routes.get("/static/portal.css")
@@ -107,7 +113,8 @@ async def dashboard(request: web.Request) -> web.Response:
             ),
             bookings=table(
                 (_("Booked"), _("Kind"), _("Amount"), _("Reference")),
-                ((utc(b.created_at), b.kind, reader.money(b.amount_cents), b.reference)
+                ((utc(b.created_at), _(BOOKING_KINDS.get(b.kind, b.kind)), reader.money(b.amount_cents),
+                  b.reference)
                  for b in bookings),
             ),
         )  # fmt: skip

@@ -394,6 +394,8 @@ def test_remote_session_pages_and_refusals_in_german(
             assert f"<h1>Kauf {purchase_id}</h1>" in bought, bought[-1500:]
             assert f"Basic, 9 Stunden für die Box {DEVICE}, gültig von " in bought
             assert f"Zustellung: Ticket unterwegs zu {DEVICE}" in bought
+            statement = (await tech.get("/dashboard")).text
+            assert "<td>Kauf</td>" in statement and "<td>Aufladung</td>" in statement
             not_owner = await tech.post(f"/boxes/{DEVICE}/revoke", {"confirm": DEVICE}, csrf=token)
             assert not_owner.status == 403  # the guard's own refusals too
             assert "Ihre Rolle darf diese Seite nicht öffnen." in not_owner.text
