@@ -236,16 +236,13 @@ def choose_ticket(
         and _usable(db, p)
     ]  # fmt: skip
     if not fitting:
+        # the job's name is the job declaration's label, translated with the message (a
+        # lower-cased label would be a text no catalogue has)
         raise TicketNeeded(
-            N_(
-                "the workshop has no valid ticket for box {device} that includes {value} ({value2} needs it)"
-            ),
-            values={
-                "device": device,
-                "value": scope.value,
-                "value2": JOB_KINDS[kind].label.lower(),
-            },
-        )
+            N_("the workshop has no valid ticket for box {device} that includes {scope} "
+               "(needed by: {job})"),
+            values={"device": device, "scope": scope.value, "job": Text(JOB_KINDS[kind].label)},
+        )  # fmt: skip
     return min(fitting, key=lambda p: (p.ends_at is None, p.ends_at or 0, p.id))
 
 
