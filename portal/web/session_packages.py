@@ -16,6 +16,7 @@ from firmware_py.errors import PortalError
 from firmware_py.i18n import Language
 from portal import boxes, sessions
 from portal.db.models import RemoteJob, RemoteJobState
+from portal.i18n import portal_language
 from portal.sessions import SessionService
 from portal.web.guard import Need, actor, lang, page, requires, status_of
 from portal.web.html import Markup, post_form, render, table
@@ -41,12 +42,17 @@ def car_ecus(jobs: list[RemoteJob]) -> dict[str, int] | None:
 
 
 def store_section(
-    service: SessionService, jobs: list[RemoteJob], base: str, token: str, reader: Language
+    service: SessionService,
+    jobs: list[RemoteJob],
+    base: str,
+    token: str,
+    reader: Language | None = None,
 ) -> Markup:
     """The session page's "from the package store" section (empty without a store), in the
     reader's language (the packages' names, versions and hashes stay as the store keeps them)."""
     if service.packages is None:
         return Markup("")
+    reader = reader or portal_language(None)
     _ = reader.gettext
     ecus = car_ecus(jobs)
     if ecus is None:
