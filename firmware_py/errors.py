@@ -303,8 +303,16 @@ class EnrolmentError(VciError):
     #: the HTTP status the portal's enrolment server answers with
     status = 400
 
-    def __init__(self, message: str, *, hint: str | None = None, status: int = 400) -> None:
-        super().__init__(message, hint=hint)
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        status: int = 400,
+        values: Mapping[str, object] | None = None,
+        hint_values: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, values=values, hint_values=hint_values)
         self.status = status
 
 

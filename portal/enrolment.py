@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from firmware_py.errors import EnrolmentError
+from firmware_py.i18n import N_
 from firmware_py.identity import DEVICE_ID_PATTERN, common_name, enrol_proof, label_key
 from portal import pki
 from portal.db.engine import open_database, write_transaction
@@ -84,24 +85,26 @@ class BoxRecord:
 def check_request(device: Any, csr_pem: Any, proof: Any) -> x509.CertificateSigningRequest:
     """The request's fields, checked: refused with what is wrong (never with what is right)."""
     if not isinstance(device, str) or not DEVICE_ID_PATTERN.fullmatch(device):
-        raise EnrolmentError("device is not a device id")
+        raise EnrolmentError(N_("device is not a device id"))
     if not isinstance(csr_pem, str) or len(csr_pem) > MAX_CSR:
-        raise EnrolmentError(f"csr is not a PEM text of at most {MAX_CSR} characters")
+        raise EnrolmentError(
+            N_("csr is not a PEM text of at most {max_csr} characters"), values={"max_csr": MAX_CSR}
+        )
     if not isinstance(proof, str) or not re.fullmatch(r"[0-9a-f]{64}", proof):
-        raise EnrolmentError("proof is not 64 lower-case hex digits")
+        raise EnrolmentError(N_("proof is not 64 lower-case hex digits"))
     try:
         csr = x509.load_pem_x509_csr(csr_pem.encode())
     except ValueError as err:
-        raise EnrolmentError("csr is not a certificate signing request") from err
+        raise EnrolmentError(N_("csr is not a certificate signing request")) from err
     public = csr.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != "secp256r1":
-        raise EnrolmentError("csr: the key is not an EC P-256 key (what boxes make)")
+        raise EnrolmentError(N_("csr: the key is not an EC P-256 key (what boxes make)"))
     if not csr.is_signature_valid:
-        raise EnrolmentError("csr: its signature does not verify")
+        raise EnrolmentError(N_("csr: its signature does not verify"))
     if common_name(csr.subject) != device:
         raise EnrolmentError(
-            "csr: its common name is not the device id",
-            hint="A box asks for a certificate in its own name only",
+            N_("csr: its common name is not the device id"),
+            hint=N_("A box asks for a certificate in its own name only"),
         )
     return csr
 
@@ -155,7 +158,9 @@ class Enrolment:
                 waiting = session.scalar(select(func.count()).select_from(EnrolmentRequest))
                 if (waiting or 0) >= MAX_WAITING:
                     raise EnrolmentError(
-                        "the portal has too many waiting requests", hint="Try later", status=503
+                        N_("the portal has too many waiting requests"),
+                        hint=N_("Try later"),
+                        status=503,
                     )
                 session.add(EnrolmentRequest(device=device, key_fp=fp, csr=csr_pem, proof=proof,
                                              first_seen=t, last_seen=t))  # fmt: skip
@@ -220,7 +225,10 @@ class Enrolment:
                                              wrong_code=False, at=t))  # fmt: skip
         except IntegrityError as err:  # claimed at the same moment by another portal process
             raise EnrolmentError(
-                f"box {device} is already claimed", hint="A box is claimed once", status=409
+                N_("box {device} is already claimed"),
+                values={"device": device},
+                hint=N_("A box is claimed once"),
+                status=409,
             ) from err
         if refused is not None:
             raise refused
@@ -253,8 +261,10 @@ class Enrolment:
         if len(failures) >= CLAIM_FAILURES:
             wait = failures[-CLAIM_FAILURES] + CLAIM_LOCK - t
             raise EnrolmentError(  # not counted again: a locked box stays locked as long
-                f"too many wrong label codes for box {device}",
-                hint=f"Check the code on the box's label and try again in {wait / 60:.0f} min",
+                N_("too many wrong label codes for box {device}"),
+                values={"device": device},
+                hint=N_("Check the code on the box's label and try again in {value} min"),
+                hint_values={"value": format(wait / 60, ".0f")},
                 status=429,
             )
         if not requests:
@@ -308,7 +318,9 @@ class Enrolment:
                 select(EnrolledBox).where(EnrolledBox.device == device).with_for_update()
             )
             if box is None:
-                raise EnrolmentError(f"box {device} is not claimed", status=404)
+                raise EnrolmentError(
+                    N_("box {device} is not claimed"), values={"device": device}, status=404
+                )
             box.state = "revoked"
             box.revoked_at = box.revoked_at or t
             # the workshop's pages show it revoked, whoever revoked it (pages or command line)
@@ -367,9 +379,11 @@ def _check_workshop(session: Session, workshop_id: int, t: int) -> None:
     if len(refusals) >= WORKSHOP_REFUSALS:
         wait = refusals[-WORKSHOP_REFUSALS] + CLAIM_LOCK - t
         raise EnrolmentError(
-            "too many refused claims from this workshop",
-            hint=f"Check the device ids and codes on the boxes' labels and try again in "
-            f"{wait / 60:.0f} min",
+            N_("too many refused claims from this workshop"),
+            hint=N_(
+                "Check the device ids and codes on the boxes' labels and try again in {value} min"
+            ),
+            hint_values={"value": format(wait / 60, ".0f")},
             status=429,
         )
 
@@ -377,12 +391,16 @@ def _check_workshop(session: Session, workshop_id: int, t: int) -> None:
 def _issued(box: EnrolledBox, device: str, fp: str) -> dict[str, str]:
     if box.state == "revoked":
         raise EnrolmentError(
-            f"box {device} is revoked", hint="Ask the portal's operator", status=403
+            N_("box {device} is revoked"),
+            values={"device": device},
+            hint=N_("Ask the portal's operator"),
+            status=403,
         )
     if box.key_fp != fp:
         raise EnrolmentError(
-            f"box {device} is claimed with another key",
-            hint="A box that lost its key is revoked and enrolled anew by the portal",
+            N_("box {device} is claimed with another key"),
+            values={"device": device},
+            hint=N_("A box that lost its key is revoked and enrolled anew by the portal"),
             status=409,
         )
     return {"state": "issued", "certificate": box.certificate}

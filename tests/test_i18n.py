@@ -178,7 +178,8 @@ def test_a_step_with_values_is_shown_in_the_readers_language():
 USER_FACING = ("firmware_py/gateway", "firmware_py/uds", "firmware_py/transport", "firmware_py/web",
                "firmware_py/reports", "portal/web", "portal/sessions.py", "portal/accounts.py",
                "portal/boxes.py", "portal/credit.py", "portal/delivery.py", "portal/packages.py",
-               "portal/workshop_data.py", "portal/content/access.py")  # fmt: skip
+               "portal/workshop_data.py", "portal/content/access.py", "portal/enrolment.py",
+               "portal/delivery.py")  # fmt: skip
 NOT_OURS = {"CanInitializationError", "CanOperationError", "TimeoutException", "_Broken", "_broken",
             "HTTPSeeOther", "HTTPNotFound", "HTTPBadRequest", "HTTPForbidden"}  # fmt: skip
 

@@ -92,6 +92,10 @@ def test_a_claim_with_the_right_code_makes_the_box_the_workshops(
             # the same box for another workshop: already claimed; and not on its pages
             again = await other.post("/boxes/claim", form, csrf=await other.csrf("/boxes"))
             assert again.status == 409 and "already claimed" in again.text
+            german = await other.post("/boxes/claim?lang=de", form,
+                                      csrf=await other.csrf("/boxes"))  # fmt: skip
+            assert german.status == 409 and "ist bereits zugeordnet" in german.text, german.text
+            await other.get("/boxes?lang=en")
             assert "pi-00000000000000a1" not in (await other.get("/boxes")).text
             assert (await other.get("/boxes/pi-00000000000000a1")).status == 404
 
