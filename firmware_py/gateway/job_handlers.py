@@ -54,7 +54,7 @@ def _vin_from(vehicle: VehicleSession, ecus: list[EcuInfo] | None) -> dict[str, 
             errors.append(err)
             if ecus:
                 raise
-    raise errors[-1] if errors else ConfigError("the ECU catalogue is empty")
+    raise errors[-1] if errors else ConfigError(N_("the ECU catalogue is empty"))
 
 
 def read_vin(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
