@@ -105,6 +105,38 @@ def test_user_facing_errors_are_raised_with_marked_templates():
     assert not [n for n in LEFT_ENGLISH if n.split("/")[0].removesuffix(".py") in PACKAGES]
 
 
+def _values_to_others(path: Path, module: object) -> list[str]:
+    """Calls in ``path`` that give ``values=`` / ``hint_values=`` to an exception that is not a
+    VciError (a library's, such as udsoncan's TimeoutException): they fail with a TypeError."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+            continue
+        if not {k.arg for k in node.keywords} & {"values", "hint_values"}:
+            continue
+        cls = getattr(module, node.func.id, None)
+        if (
+            isinstance(cls, type)
+            and issubclass(cls, BaseException)
+            and not issubclass(cls, VciError)
+        ):
+            found.append(f"{path}:{node.lineno}: {node.func.id}")
+    return found
+
+
+def test_only_our_errors_are_given_templates_with_values():
+    """A library's exception takes a message only; converting it like ours (a mechanical
+    conversion did, for udsoncan's TimeoutException) breaks every ECU timeout with a TypeError."""
+    _vci_error_names()  # imports the packages' modules
+    found = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT.parent).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found += _values_to_others(path, importlib.import_module(name))
+    assert not found, "values= given to an exception that is not a VciError:\n" + "\n".join(found)
+
+
 def test_the_check_sees_an_f_string_and_accepts_a_template_or_a_variable(tmp_path):
     source = tmp_path / "m.py"
     source.write_text(
