@@ -178,3 +178,20 @@ def test_the_values_check_sees_a_library_exception_and_a_narrow_init(tmp_path):
     )
     found = _values_to_others(source, module)
     assert [line.rsplit(":", 2)[1] for line in found] == ["1", "2"], found
+
+
+def test_a_did_that_is_none_is_refused_in_the_readers_language():
+    """A tablet's or portal user's read_did / live-data job names its DIDs; one that is neither
+    hex nor a known name was refused with the English of a ValueError."""
+    from firmware_py.errors import ConfigError
+    from firmware_py.i18n import language
+    from firmware_py.uds.dids import parse_did
+
+    assert parse_did("vin") == parse_did("F190") == parse_did("0xF190") == 0xF190
+    try:
+        parse_did("zz")
+    except ConfigError as err:
+        assert str(err) == "'zz' is not a DID (four hex digits such as F190, or a name such as vin)"
+        assert err.localized(language("de")).startswith("'zz' ist keine DID"), err
+    else:
+        raise AssertionError("zz was taken for a DID")
