@@ -19,6 +19,7 @@ from pathlib import Path
 
 import firmware_py
 from firmware_py.errors import VciError
+from firmware_py.i18n import N_
 
 ROOT = Path(firmware_py.__file__).resolve().parent
 
@@ -195,3 +196,33 @@ def test_a_did_that_is_none_is_refused_in_the_readers_language():
         assert err.localized(language("de")).startswith("'zz' ist keine DID"), err
     else:
         raise AssertionError("zz was taken for a DID")
+
+
+def test_a_stopped_flash_keeps_its_templates_with_the_journals_where():
+    """A programming job that stops mid-transfer is re-raised with where the journal says it
+    stands: the message, the hint and the journal's place all reach the reader's language (the
+    English stays as it was)."""
+    from firmware_py.errors import FlashError
+    from firmware_py.gateway.flash_jobs import with_journal
+    from firmware_py.gateway.flash_journal import FlashRecord
+    from firmware_py.i18n import language
+
+    record = FlashRecord(
+        "j1", [{"ecu": "DME", "version": "2.0"}], 0, 3, "download segment 1", 0, 40960, 10,
+        "stopped", "", 0.0,
+    )  # fmt: skip
+    err = FlashError(
+        N_("battery voltage {volts} V is below {min_voltage} V. Nothing was erased"),
+        values={"volts": "11.2", "min_voltage": "12.0"},
+        hint=N_("Connect a battery charger, then: vci flash --resume"),
+    )
+    again = with_journal(err, record)
+    assert str(again) == (
+        "battery voltage 11.2 V is below 12.0 V. Nothing was erased. Connect a battery charger, "
+        "then: vci flash --resume. Journal: DME: at step 4 (download segment 1), 10 blocks "
+        "(40960 bytes) of segment 1 written - resume with: vci flash --resume"
+    )
+    german = again.localized(language("de"))
+    assert german.startswith("Batteriespannung 11.2 V liegt unter 12.0 V"), german
+    assert "Protokoll: DME: bei Schritt 4" in german and "Ladegerät" in german, german
+    assert str(with_journal(FlashError(N_("stopped")), None)) == "stopped"
