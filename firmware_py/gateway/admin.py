@@ -22,7 +22,9 @@ def admin_request(
     Raises :class:`ConfigError` when no gateway answers there (no socket, or a stale one)."""
     sock_path = state_dir / ADMIN_SOCKET
     not_running = ConfigError(
-        f"no gateway is running with state directory {state_dir}", hint="Start it: vci gateway"
+        N_("no gateway is running with state directory {state_dir}"),
+        values={"state_dir": state_dir},
+        hint=N_("Start it: vci gateway"),
     )
     if not sock_path.exists():
         raise not_running  # before aiohttp is imported: every local job asks (vci identify ...)

@@ -82,8 +82,9 @@ def service_history(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     reset_done = []
     if not_reset and not ctx.params.get("reset"):
         raise PreconditionError(
-            "these service items were not reset: " + ", ".join(not_reset),
-            hint="Reset them first (vci service record --reset, or the Service page does it)",
+            N_("these service items were not reset: {items}"),
+            values={"items": ", ".join(not_reset)},
+            hint=N_("Reset them first (vci service record --reset, or the Service page does it)"),
         )
     for name in not_reset:
         ctx.step("reset {item}", item=service.item(name).texts)

@@ -26,6 +26,21 @@ from firmware_py.uds.flash.sequencer import FlashOptions, Sequencer
 from firmware_py.uds.vehicle import VehicleSession
 
 
+def with_journal(err: FlashError, record: FlashRecord | None) -> FlashError:
+    """``err`` again, its hint followed by where the journal says the job stands (both kept as
+    templates, so the reader sees them in their language)."""
+    hint: str | None = None
+    hint_values: dict[str, object] = {}
+    if record is not None:
+        hint, hint_values = N_("Journal: {where}"), {"where": record.where_text()}
+        if err.hint_text is not None:
+            hint = N_("{hint}. Journal: {where}")
+            hint_values["hint"] = err.hint_text
+    elif err.hint_text is not None:
+        hint, hint_values = err.hint_text.template, dict(err.hint_text.values)
+    return FlashError(err.text.template, values=err.text.values, hint=hint, hint_values=hint_values)
+
+
 def _load(path: str, ctx: JobContext) -> FlashPackage:
     """A package file, at most ``max_package_bytes``, a regular file (checked before reading)."""
     return load_package_file(
@@ -155,10 +170,7 @@ def programming(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
                 journal.refused(job_id, message)
                 raise
             journal.stopped(job_id, message)
-            record = journal.get(job_id)
-            where = f"Journal: {record.where()}" if record else None
-            hint = f"{err.hint}. {where}" if err.hint and where else err.hint or where
-            raise FlashError(message, hint=hint) from err
+            raise with_journal(err, journal.get(job_id)) from err
     journal.done(job_id)
     return {"job": job_id, "packages": results, "verified": True}
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from firmware_py.gateway.store import Store
+from firmware_py.i18n import N_, Text
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS flash_jobs (
@@ -46,16 +47,32 @@ class FlashRecord:
     updated: float
 
     def where(self) -> str:
+        return str(self.where_text())
+
+    def where_text(self) -> Text:
+        """Where the job stands, as whole sentences for the reader's language."""
         pkg = self.packages[self.current] if self.current < len(self.packages) else {}
         ecu = pkg.get("ecu", "?")
         if self.state == "done":
-            return f"{ecu}: programmed and verified ({pkg.get('version')})"
-        text = f"{ecu}: at step {self.step_index + 1} ({self.step_name})"
-        if self.blocks:
-            text += f", {self.blocks} blocks ({self.bytes_done} bytes) of segment {(self.segment or 0) + 1} written"
+            return Text(
+                N_("{ecu}: programmed and verified ({version})"),
+                {"ecu": ecu, "version": pkg.get("version")},
+            )
         if self.state == "refused":
-            return f"{ecu}: refused before anything was changed"
-        return text + " - resume with: vci flash --resume"
+            return Text(N_("{ecu}: refused before anything was changed"), {"ecu": ecu})
+        values = {"ecu": ecu, "step": self.step_index + 1, "name": self.step_name}
+        if not self.blocks:
+            return Text(
+                N_("{ecu}: at step {step} ({name}) - resume with: vci flash --resume"), values
+            )
+        return Text(
+            N_(
+                "{ecu}: at step {step} ({name}), {blocks} blocks ({size} bytes) of segment "
+                "{segment} written - resume with: vci flash --resume"
+            ),
+            values
+            | {"blocks": self.blocks, "size": self.bytes_done, "segment": (self.segment or 0) + 1},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "where": self.where()}

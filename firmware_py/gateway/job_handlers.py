@@ -54,7 +54,7 @@ def _vin_from(vehicle: VehicleSession, ecus: list[EcuInfo] | None) -> dict[str, 
             errors.append(err)
             if ecus:
                 raise
-    raise errors[-1] if errors else ConfigError("the ECU catalogue is empty")
+    raise errors[-1] if errors else ConfigError(N_("the ECU catalogue is empty"))
 
 
 def read_vin(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
@@ -84,10 +84,7 @@ def clear_faults(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
 
 def read_did(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     info = _one_ecu(vehicle, ctx)
-    try:
-        dids = [parse_did(str(d)) for d in ctx.params.get("dids", [])]
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
+    dids = [parse_did(str(d)) for d in ctx.params.get("dids", [])]
     if not dids:
         raise ConfigError(N_("name at least one DID"), hint=N_("e.g. F190 or vin"))
     session = vehicle.ecu(info)
@@ -183,10 +180,7 @@ def read_live_data(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     wanted: dict[str, list[int]] = {}
     for item in ctx.params.get("values") or LIVE_DEFAULT:
         ecu_name, _, did_text = str(item).partition(":")
-        try:
-            wanted.setdefault(vehicle.catalog.find(ecu_name).name, []).append(parse_did(did_text))
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
+        wanted.setdefault(vehicle.catalog.find(ecu_name).name, []).append(parse_did(did_text))
     started, rounds = time.monotonic(), 0
     ctx.step("live data", reading=[f"{e}:{d:04X}" for e, dids in wanted.items() for d in dids])
     while not ctx.cancelled and time.monotonic() - started < duration:

@@ -21,7 +21,6 @@ coding sequencers write the journal before each step).
 from __future__ import annotations
 
 import asyncio
-import collections
 import itertools
 import logging
 import string
@@ -46,7 +45,7 @@ log = logging.getLogger(__name__)
 #: Jobs that hold the vehicle while they run (the car has one tester at a time): while one runs,
 #: every other job is refused with this message (formatted with the job's params), and one is
 #: admitted only when no other job is queued or running.
-VEHICLE_HOLDING = {"enet_bridge": "the ENET bridge is open for {client}; close it first"}
+VEHICLE_HOLDING = {"enet_bridge": N_("the ENET bridge is open for {client}; close it first")}
 
 #: Jobs whose ticket is not consumed when they start but when what they send is delivered: the
 #: handler reserves it (``ctx.decision``), and the portal's acknowledgement consumes it
@@ -440,10 +439,12 @@ class JobRunner:
     def _check_vehicle_free(self, job: Job) -> None:
         holder = self.vehicle_holder
         if holder is not None:
-            params = collections.defaultdict(lambda: "?", holder.request.params)
+            template = VEHICLE_HOLDING[holder.request.kind]
+            names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
             raise PreconditionError(
-                VEHICLE_HOLDING[holder.request.kind].format_map(params),
-                hint="Close the ENET bridge on the tablet's page or with: vci bridge close",
+                template,
+                values={name: holder.request.params.get(name, "?") for name in names},
+                hint=N_("Close the ENET bridge on the tablet's page or with: vci bridge close"),
             )
         if job.request.kind in VEHICLE_HOLDING:
             busy = [j for j in self.active() if j is not job]

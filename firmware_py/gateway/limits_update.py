@@ -93,7 +93,11 @@ def accept_limits(
     try:
         table = parse_limits(text, "the portal's statement", published=True)
     except ConfigError as err:
-        raise LimitsRefused(err.args[0], hint="The box keeps the limit values it has") from err
+        raise LimitsRefused(
+            err.text.template,
+            values=err.text.values,
+            hint=N_("The box keeps the limit values it has"),
+        ) from err
     if table.version != version:
         raise LimitsRefused(N_("the statement's version is not the version of its limit values"))
     try:

@@ -36,7 +36,8 @@ def service(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
         if not name:
             raise ConfigError(
                 N_("name the service item to reset"),
-                hint="One of: " + ", ".join(i.name for i in desc.items),
+                hint=N_("One of: {items}"),
+                hint_values={"items": ", ".join(i.name for i in desc.items)},
             )
         item = desc.item(name)
         cluster = vehicle.ecu(desc.cbs_ecu)

@@ -177,8 +177,14 @@ def parse_limits(text: str, where: str, *, published: bool = False) -> LimitTabl
     problems = _check(raw, published)
     if problems:
         raise ConfigError(
-            f"the emission limit values in {where} are refused: {'; '.join(problems[:10])}"
-            + (f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""),
+            N_("the emission limit values in {where} are refused: {problems} (and {more} more)")
+            if len(problems) > 10
+            else N_("the emission limit values in {where} are refused: {problems}"),
+            values={
+                "where": where,
+                "problems": "; ".join(problems[:10]),
+                "more": len(problems) - 10,
+            },
             hint=hint,
         )
     return LimitTable(

@@ -12,8 +12,10 @@ from firmware_py.errors import TransportError
 from firmware_py.i18n import N_
 
 HINTS = {
-    "socketcan": "Check that the CAN HAT is set up (ip link set can0 up type can bitrate 500000)",
-    "slcan": "Check that the serial CAN adapter is plugged in and the device path is right",
+    "socketcan": N_(
+        "Check that the CAN HAT is set up (ip link set can0 up type can bitrate 500000)"
+    ),
+    "slcan": N_("Check that the serial CAN adapter is plugged in and the device path is right"),
 }
 
 
@@ -27,5 +29,5 @@ def open_can_bus(interface: str, channel: str, bitrate: int = 500_000) -> can.Bu
         raise TransportError(
             N_("cannot open CAN bus {interface}:{channel}: {err}"),
             values={"interface": interface, "channel": channel, "err": err},
-            hint=HINTS.get(interface, "Check [transport] can_interface and can_channel"),
+            hint=HINTS.get(interface, N_("Check [transport] can_interface and can_channel")),
         ) from err

@@ -442,9 +442,10 @@ class DoipLink:
             target, lambda: self._write(target, payload), self.ack_timeout, self._read
         )
         if message is None:
+            # udsoncan's own exception (its Connection interface asks for it; it takes a message
+            # only): firmware_py/uds/ecu.py turns it into EcuNotRespondingError, a template
             raise TimeoutException(
-                N_("no DoIP acknowledgement for ECU 0x{target} within {ack_timeout} s"),
-                values={"target": format(target, "02X"), "ack_timeout": self.ack_timeout},
+                f"no DoIP acknowledgement for ECU 0x{target:02X} within {self.ack_timeout} s"
             )
         if isinstance(message, DiagnosticMessageNegativeAcknowledgement):
             if message.nack_code == 0x03:

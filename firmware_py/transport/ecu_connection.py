@@ -10,8 +10,6 @@ from typing import Any, Protocol
 from udsoncan.connections import BaseConnection
 from udsoncan.exceptions import TimeoutException
 
-from firmware_py.i18n import N_
-
 log = logging.getLogger(__name__)
 TRACE = 5
 
@@ -72,10 +70,9 @@ class GatewayEcuConnection(BaseConnection):
     def specific_wait_frame(self, timeout: float | None = 2.0) -> bytes | None:
         data = self.link.receive(self.address, 2.0 if timeout is None else timeout)
         if data is None:
-            raise TimeoutException(
-                N_("no response from ECU 0x{address} within {timeout} s"),
-                values={"address": format(self.address, "02X"), "timeout": timeout},
-            )
+            # udsoncan's own exception, which takes a message only (no values): the client
+            # waits for it; firmware_py/uds/ecu.py turns it into EcuNotRespondingError
+            raise TimeoutException(f"no response from ECU 0x{self.address:02X} within {timeout} s")
         return data
 
     def empty_rxqueue(self) -> None:

@@ -154,10 +154,13 @@ class HsfzLink:
     def _broken(
         self, why: str, err: Exception | None = None, sock: socket.socket | None = None
     ) -> ConnectionLostError:
+        """The error of a broken connection; ``why`` is a marked template with {host}, {port} and
+        {err} (``err``) as it needs."""
         with self._lock:
             if sock is None or sock is self._sock:  # not one that replaced it meanwhile
                 self._close_socket()
-        return ConnectionLostError(f"the HSFZ connection to {self.host}:{self.port} {why}")
+        values = {"host": self.host, "port": self.port} | ({"err": err} if err else {})
+        return ConnectionLostError(why, values=values)
 
     def _write(self, frame: Frame) -> None:
         with self._lock:
@@ -168,7 +171,9 @@ class HsfzLink:
             try:
                 self._sock.sendall(data)
             except OSError as err:
-                raise self._broken(f"broke: {err}") from err
+                raise self._broken(
+                    N_("the HSFZ connection to {host}:{port} broke: {err}"), err
+                ) from err
             if self.trace is not None:
                 self.trace.tx(data)
 
@@ -188,15 +193,19 @@ class HsfzLink:
                 return
             data = sock.recv(256 * 1024)
         except (OSError, ValueError) as err:  # ValueError: closed by another thread meanwhile
-            raise self._broken(f"broke: {err}", sock=sock) from err
+            raise self._broken(
+                N_("the HSFZ connection to {host}:{port} broke: {err}"), err, sock=sock
+            ) from err
         if not data:
-            raise self._broken("was closed by the vehicle", sock=sock)
+            raise self._broken(
+                N_("the HSFZ connection to {host}:{port} was closed by the vehicle"), sock=sock
+            )
         if self.trace is not None:
             self.trace.rx(data)
         try:
             frames = decoder.feed(data)
         except FrameError as err:
-            self._broken("is out of step", sock=sock)
+            self._broken(N_("the HSFZ connection to {host}:{port} is out of step"), sock=sock)
             raise FrameError(
                 N_("the vehicle's HSFZ stream is out of step: {err}"), values={"err": err}
             ) from err

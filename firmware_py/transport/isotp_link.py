@@ -69,10 +69,16 @@ def choose_isotp_stack(wanted: str, bus: can.BusABC) -> str:
         return "kernel"
     if wanted == "kernel":
         raise TransportError(
-            "the kernel's ISO-TP is not available on this CAN link"
-            + ("" if socketcan else " (it needs a socketcan interface)"),
-            hint="Load the kernel module (modprobe can-isotp) and use --can-interface socketcan, "
-            "or set [transport] isotp_stack = 'user'",
+            N_("the kernel's ISO-TP is not available on this CAN link")
+            if socketcan
+            else N_(
+                "the kernel's ISO-TP is not available on this CAN link (it needs a socketcan "
+                "interface)"
+            ),
+            hint=N_(
+                "Load the kernel module (modprobe can-isotp) and use --can-interface socketcan, "
+                "or set [transport] isotp_stack = 'user'"
+            ),
         )
     return "user"
 

@@ -106,7 +106,8 @@ class CodingDescription:
         raise CodingError(
             N_("{ecu} has no coding parameter {name}"),
             values={"ecu": self.ecu, "name": repr(name)},
-            hint="Known: " + ", ".join(p.name for p in self.params),
+            hint=N_("Known: {names}"),
+            hint_values={"names": ", ".join(p.name for p in self.params)},
         )
 
     def decode(self, data: bytes) -> dict[str, str | int]:

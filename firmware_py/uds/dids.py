@@ -11,7 +11,7 @@ from typing import Any
 
 from udsoncan import DidCodec
 
-from firmware_py.errors import UnexpectedResponseError
+from firmware_py.errors import ConfigError, UnexpectedResponseError
 from firmware_py.i18n import N_
 
 PROCESS_CLASSES = {
@@ -176,7 +176,8 @@ def did_name(did: int) -> str:
 
 
 def parse_did(text: str) -> int:
-    """``F190``, ``0xF190`` or a known name (``vin``) -> 0xF190."""
+    """``F190``, ``0xF190`` or a known name (``vin``) -> 0xF190; else :class:`ConfigError` (a
+    tablet's or a portal user's job names the DIDs: the refusal is a template)."""
     for d in DIDS.values():
         if d.name == text.lower():
             return d.did
@@ -185,7 +186,8 @@ def parse_did(text: str) -> int:
     except ValueError:
         value = -1
     if not 0 <= value <= 0xFFFF:
-        raise ValueError(
-            f"{text!r} is not a DID (four hex digits such as F190, or a name such as vin)"
+        raise ConfigError(
+            N_("{did} is not a DID (four hex digits such as F190, or a name such as vin)"),
+            values={"did": repr(text)},
         )
     return value

@@ -159,8 +159,16 @@ class EcuSession:
 
     def _deadline_error(self, what: str, deadline: float) -> ResponseDeadlineError:
         return ResponseDeadlineError(
-            f"ECU {self.name} (0x{self.address:02X}) answered {what} only with "
-            f'"response pending" for {deadline:g} s, the request\'s deadline; the box gave up'
+            N_(
+                'ECU {ecu} (0x{address}) answered {what} only with "response pending" for '
+                "{deadline} s, the request's deadline; the box gave up"
+            ),
+            values={
+                "ecu": self.name,
+                "address": f"{self.address:02X}",
+                "what": what,
+                "deadline": f"{deadline:g}",
+            },
         )
 
     def _silent_error(self, what: str, err: Exception) -> EcuNotRespondingError:

@@ -57,7 +57,8 @@ class ServiceDescription:
         raise ServiceFunctionError(
             N_("no service item {name}"),
             values={"name": repr(name)},
-            hint="Known: " + ", ".join(i.name for i in self.items),
+            hint=N_("Known: {names}"),
+            hint_values={"names": ", ".join(i.name for i in self.items)},
         )
 
     def technology_name(self, raw: int) -> str:
@@ -172,7 +173,8 @@ def register_battery(
         raise ServiceFunctionError(
             N_("battery technology {technology} is not known"),
             values={"technology": repr(technology)},
-            hint="Use one of: " + ", ".join(desc.technologies),
+            hint=N_("Use one of: {names}"),
+            hint_values={"names": ", ".join(desc.technologies)},
         )
     if not desc.min_capacity_ah <= capacity_ah <= desc.max_capacity_ah:
         raise ServiceFunctionError(

@@ -31,7 +31,7 @@ from aiohttp import WSMsgType, web
 from firmware_py.config import WebConfig
 from firmware_py.errors import StorageError, VciError
 from firmware_py.gateway.jobs import Caller, JobRequest
-from firmware_py.i18n import N_
+from firmware_py.i18n import N_, Text
 from firmware_py.strict_json import StrictJsonError, loads, number, obj, text
 from firmware_py.web.pairing import Pairing, PairingError, Tablet
 from firmware_py.web.report_routes import add_report_routes
@@ -167,11 +167,20 @@ async def security(
 
 
 def _too_large(size: int) -> web.HTTPRequestEntityTooLarge:
-    message = f"the body has {size} bytes or more; at most {MAX_BODY} are taken"
+    message = Text(
+        N_("the body has {size} bytes or more; at most {max_body} are taken"),
+        {"size": size, "max_body": MAX_BODY},
+    )
+    body = {
+        "error": "too_large",
+        "message": str(message),
+        "hint": None,
+        "i18n": {"message": message.to_json(), "hint": None},  # as VciError.to_dict()
+    }
     return web.HTTPRequestEntityTooLarge(
         max_size=MAX_BODY,
         actual_size=size,
-        text=json.dumps({"error": "too_large", "message": message, "hint": None}),
+        text=json.dumps(body),
         content_type="application/json",
     )
 

@@ -64,6 +64,24 @@ async def _session(page: Any) -> tuple[aiohttp.ClientSession, str]:
     return s, csrf
 
 
+async def _german(s: aiohttp.ClientSession, base: str) -> dict[str, str]:
+    """The German catalogue the tablet's page loads (firmware_py/web/i18n_routes.py)."""
+    async with s.get(base + "/i18n/de.json") as r:
+        return (await r.json())["messages"]
+
+
+def _rendered(text: Any, messages: dict[str, str], missing: list[str]) -> str:
+    """A text the box sent as ``{message, values}`` as the page's ``tr()`` shows it
+    (firmware_py/web/static/i18n.js); a template the catalogue lacks is added to ``missing``."""
+    if not isinstance(text, dict):
+        return str(text)
+    template = text["message"]
+    if template not in messages:
+        missing.append(template)
+    values = {k: _rendered(v, messages, missing) for k, v in (text.get("values") or {}).items()}
+    return messages.get(template, template).format_map(values)
+
+
 def _check_refused(status: int, body: bytes) -> None:
     assert 400 <= status < 500, (status, body[:300])
     data = json.loads(body)
@@ -153,8 +171,10 @@ def bad_params(draw: Any) -> tuple[str, dict[str, Any]]:
 
 
 def test_job_params_are_checked_before_any_job_starts(server) -> None:
+    """... and every refusal is a template the tablet's German catalogue has."""
     page = server
     s, csrf = page.loop.run_until_complete(_session(page))
+    german = page.loop.run_until_complete(_german(s, page.base))
     before = _state(page)
 
     @SETTINGS
@@ -178,13 +198,75 @@ def test_job_params_are_checked_before_any_job_starts(server) -> None:
 
         status, answer = page.loop.run_until_complete(go())
         assert status == 400, (kind, params, answer[:200])
-        assert json.loads(answer)["error"] == "invalid_input"
+        refusal = json.loads(answer)
+        assert refusal["error"] == "invalid_input"
+        missing: list[str] = []
+        _rendered(refusal["i18n"]["message"], german, missing)
+        try:
+            json.dumps(params, allow_nan=False)
+        except ValueError:  # NaN / Infinity: the JSON parser's own refusal, English on purpose
+            missing.clear()
+        assert not missing, (kind, params, refusal)
         assert _state(page)[:3] == before[:3]
 
     try:
         check()
     finally:
         page.loop.run_until_complete(s.close())
+
+
+def test_a_german_tablet_reads_a_refused_job_in_german(server) -> None:
+    """A tablet whose page is German (the EN / DE switch's cookie, the browser's Accept-Language)
+    starts jobs with invalid fields: the answer keeps the English message (logs, --json) and
+    carries the templates, which the page's catalogue shows in German."""
+    page = server
+    s, csrf = page.loop.run_until_complete(_session(page))
+    s.cookie_jar.update_cookies({"vci_lang": "de"})
+    cases = [
+        (
+            {"kind": "read_did", "params": {"dids": "F190"}},
+            "dids must be a list of at most 64 texts",
+            "dids muss eine Liste von höchstens 64 Texten sein",
+        ),
+        (
+            {"kind": "coding", "ecu": "BDC", "params": {"action": "wipe"}},
+            "action must be one of read, set, restore",
+            "action muss eines von read, set, restore sein",
+        ),
+    ]
+
+    too_large = {"kind": "identify", "params": {"note": "x" * 70_000}}
+    cases.append(
+        (
+            too_large,
+            f"the body has {len(json.dumps(too_large))} bytes or more; at most 65536 are taken",
+            f"der Anfrageinhalt hat {len(json.dumps(too_large))} Bytes oder mehr; höchstens 65536 "
+            "werden angenommen",
+        )
+    )
+
+    async def go() -> list[tuple[int, dict[str, Any]]]:
+        answers = []
+        for body, _english, _german_text in cases:
+            async with s.post(
+                page.base + "/api/jobs",
+                json=body,
+                headers={"X-CSRF-Token": csrf, "Accept-Language": "de-DE,de;q=0.9"},
+            ) as r:
+                answers.append((r.status, await r.json()))
+        return answers
+
+    try:
+        german = page.loop.run_until_complete(_german(s, page.base))
+        answers = page.loop.run_until_complete(go())
+    finally:
+        page.loop.run_until_complete(s.close())
+    for (status, refusal), (_body, english, german_text) in zip(answers, cases, strict=True):
+        assert status in (400, 413) and refusal["message"] == english, refusal
+        missing: list[str] = []
+        assert _rendered(refusal["i18n"]["message"], german, missing) == german_text, refusal
+        assert not missing
+    assert not page.gateway.runner.jobs
 
 
 def test_a_programming_job_names_packages_of_the_store_only(server) -> None:
