@@ -245,9 +245,12 @@ class Enrolment:
         box = session.get(EnrolledBox, device)
         if box is not None:
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(box.claimed_at))
+            message = (N_("box {device} is already revoked (claimed {when})")
+                       if box.state == "revoked"
+                       else N_("box {device} is already claimed (claimed {when})"))  # fmt: skip
             raise _Refused(EnrolmentError(
-                f"box {device} is already {box.state} (claimed {when})",
-                hint="A box is claimed once; if it changed hands, its workshop asks the portal",
+                message, values={"device": device, "when": when},
+                hint=N_("A box is claimed once; if it changed hands, its workshop asks the portal"),
                 status=409,
             ))  # fmt: skip
         failures = list(

@@ -109,7 +109,7 @@ def test_user_facing_errors_are_raised_with_marked_templates():
 def _values_to_others(path: Path, module: object) -> list[str]:
     """Calls in ``path`` that give ``values=`` / ``hint_values=`` to an exception that does not
     take them (a library's, such as udsoncan's TimeoutException, or one of ours with its own
-    ``__init__``, such as EnrolmentError): they fail with a TypeError."""
+    ``__init__``, such as ContentError): they fail with a TypeError."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
@@ -165,17 +165,17 @@ def test_the_values_check_sees_a_library_exception_and_a_narrow_init(tmp_path):
 
     from udsoncan.exceptions import TimeoutException
 
-    from firmware_py.errors import EcuError, EnrolmentError
+    from firmware_py.errors import ContentError, EcuError
 
     source = tmp_path / "m.py"
     source.write_text(
         "raise TimeoutException(N_('late {ecu}'), values={'ecu': ecu})\n"
-        "raise EnrolmentError(N_('refused {box}'), values={'box': box})\n"
+        "raise ContentError(N_('refused {box}'), values={'box': box})\n"
         "raise EcuError(N_('silent {ecu}'), values={'ecu': ecu})\n"
         "raise TimeoutException(f'late {ecu}')\n"
     )
     module = SimpleNamespace(
-        TimeoutException=TimeoutException, EnrolmentError=EnrolmentError, EcuError=EcuError
+        TimeoutException=TimeoutException, ContentError=ContentError, EcuError=EcuError
     )
     found = _values_to_others(source, module)
     assert [line.rsplit(":", 2)[1] for line in found] == ["1", "2"], found
