@@ -66,9 +66,17 @@ def main() -> None:
                 continue
             reply = (json.dumps(answer(request)) + "\n").encode()
             try:
-                os.write(fd, reply)
+                _write_all(fd, reply)
             except OSError as err:
                 print("vci-test-agent: reply lost:", err, file=sys.stderr, flush=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """The whole reply: a virtio-serial port takes a large write in parts (os.write returns how
+    much it took), and a reply cut short never reaches its newline on the host."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 if __name__ == "__main__":
