@@ -271,20 +271,19 @@ class Sequencer:
                     self.journal.position(self.job_id, step.segment, done, block + 1)
                     raise FlashError(
                         N_(
-                            "battery voltage fell to {volts} V during programming; stopped safely after block {value} of {blocks} of segment {value2}. {ecu_name} is erased and not valid until the flash is resumed"
+                            "battery voltage fell to {volts} V during programming; stopped safely after block {block} of {blocks} of segment {segment}. {ecu} is erased and not valid until the flash is resumed"
                         ),
-                        values={
-                            "volts": format(volts, ".1f"),
-                            "value": block + 1,
-                            "blocks": blocks,
-                            "value2": step.segment + 1,
-                            "ecu_name": self.package.ecu_name,
-                        },
+                        values={"volts": format(volts, ".1f"), **self._at(step, block, blocks)},
                         hint=N_("Connect a battery charger, then: vci flash --resume"),
                     )
             self._report(step, done, seg.length, began, sent_before)
         self._transfer_time += self.clock() - began
         self.session.request_transfer_exit()
+
+    def _at(self, step: Step, block: int, blocks: int) -> dict[str, object]:
+        """Where a transfer stopped, as its messages name it (counted from 1)."""
+        return {"ecu": self.package.ecu_name, "block": block + 1, "blocks": blocks,
+                "segment": (step.segment or 0) + 1}  # fmt: skip
 
     def _send_block(self, counter: int, data: bytes, step: Step, block: int, blocks: int) -> None:
         for attempt in range(self.options.block_retries + 1):
@@ -294,31 +293,18 @@ class Sequencer:
             except ResponseDeadlineError as err:  # it took the block and is stuck: no repeat
                 raise FlashError(
                     N_(
-                        "{ecu_name} did not finish block {value} of {blocks} of segment {value2}: {err}. The ECU is erased and not valid"
+                        "{ecu} did not finish block {block} of {blocks} of segment {segment}: {err}. The ECU is erased and not valid"
                     ),
-                    values={
-                        "ecu_name": self.package.ecu_name,
-                        "value": block + 1,
-                        "blocks": blocks,
-                        "value2": (step.segment or 0) + 1,
-                        "err": err,
-                    },
+                    values={**self._at(step, block, blocks), "err": err},
                     hint=N_("Switch the ignition off and on, then: vci flash --resume"),
                 ) from err
             except (EcuNotRespondingError, TransportError) as err:
                 if attempt == self.options.block_retries:
                     raise FlashError(
                         N_(
-                            "{ecu_name} did not take block {value} of {blocks} of segment {value2} after {value3} tries ({err}). The ECU is erased and not valid"
+                            "{ecu} did not take block {block} of {blocks} of segment {segment} after {tries} tries ({err}). The ECU is erased and not valid"
                         ),
-                        values={
-                            "ecu_name": self.package.ecu_name,
-                            "value": block + 1,
-                            "blocks": blocks,
-                            "value2": (step.segment or 0) + 1,
-                            "value3": attempt + 1,
-                            "err": err,
-                        },
+                        values={**self._at(step, block, blocks), "tries": attempt + 1, "err": err},
                         hint=N_("Check the connection and the ignition, then: vci flash --resume"),
                     ) from err
                 log.warning(
@@ -328,14 +314,9 @@ class Sequencer:
                 if err.nrc == 0x24 and attempt > 0:
                     raise FlashError(
                         N_(
-                            "{ecu_name} lost the transfer (it answered RequestSequenceError to a repeated block: it reset itself) at block {value} of {blocks} of segment {value2}. The ECU is erased and not valid"
+                            "{ecu} lost the transfer (it answered RequestSequenceError to a repeated block: it reset itself) at block {block} of {blocks} of segment {segment}. The ECU is erased and not valid"
                         ),
-                        values={
-                            "ecu_name": self.package.ecu_name,
-                            "value": block + 1,
-                            "blocks": blocks,
-                            "value2": (step.segment or 0) + 1,
-                        },
+                        values=self._at(step, block, blocks),
                         hint=N_(
                             "Resume: vci flash --resume (the segment is erased and written again)"
                         ),
