@@ -8,7 +8,7 @@ Every message a user can meet says what happened and what to do about it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from firmware_py.i18n import N_, Text, is_texts
 
@@ -78,8 +78,6 @@ def error_text(error: object, lang: Language, *, with_hint: bool = True) -> str:
     ``lang`` where it carries its templates (``i18n``), else its English message and hint."""
     if not isinstance(error, Mapping):
         return str(error or "")
-    from firmware_py.i18n import Text
-
     i18n = error.get("i18n") if isinstance(error.get("i18n"), Mapping) else None
     if i18n and i18n.get("message"):
         message = lang.text(Text.from_json(i18n["message"]))
@@ -303,16 +301,8 @@ class EnrolmentError(VciError):
     #: the HTTP status the portal's enrolment server answers with
     status = 400
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        hint: str | None = None,
-        status: int = 400,
-        values: Mapping[str, object] | None = None,
-        hint_values: Mapping[str, object] | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint, values=values, hint_values=hint_values)
+    def __init__(self, message: str, *, status: int = 400, **texts: Any) -> None:
+        super().__init__(message, **texts)  # hint, values, hint_values as VciError takes them
         self.status = status
 
 

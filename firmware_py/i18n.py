@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeGuard
 
 from babel import Locale, UnknownLocaleError
 from babel import dates as babel_dates
@@ -165,26 +166,20 @@ def _translations(directory: Path, domain: str, language: str) -> gettext.NullTr
     return translations
 
 
-def is_texts(value: object) -> bool:
+def is_texts(value: object) -> TypeGuard[Mapping[str, str]]:
     """Whether ``value`` is a data file's text in several languages (``{"en": .., "de": ..}``),
     not some other mapping that only reads as text."""
     return isinstance(value, Mapping) and bool(value) and set(value) <= set(LANGUAGES)
 
 
 def _english(value: object) -> str:
-    if is_texts(value):
-        assert isinstance(value, Mapping)
-        return str(value.get(SOURCE) or next(iter(value.values()), ""))
-    return str(value)
+    return str(value.get(SOURCE) or next(iter(value.values()))) if is_texts(value) else str(value)
 
 
 def _json(value: object) -> object:
     if isinstance(value, Text):
         return value.to_json()
-    if is_texts(value):
-        assert isinstance(value, Mapping)
-        return {str(k): str(v) for k, v in value.items()}
-    return str(value)
+    return {str(k): str(v) for k, v in value.items()} if is_texts(value) else str(value)
 
 
 @dataclass(frozen=True)
@@ -252,11 +247,7 @@ class Language:
         if isinstance(text, str):
             return self.translations.gettext(text)
         values = {
-            k: self.text(v)
-            if isinstance(v, Text)
-            else self.choose(v)
-            if isinstance(v, Mapping) and is_texts(v)
-            else v
+            k: self.text(v) if isinstance(v, Text) else self.choose(v) if is_texts(v) else v
             for k, v in text.values.items()
         }
         return _filled(self.translations.gettext(text.template), text.template, values)

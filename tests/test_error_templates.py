@@ -120,7 +120,11 @@ def _values_to_others(path: Path, module: object) -> list[str]:
         if not isinstance(cls, type) or not issubclass(cls, BaseException):
             continue
         takes = inspect.signature(cls.__init__).parameters
-        if not issubclass(cls, VciError) or not {"values", "hint_values"} <= set(takes):
+        # an __init__ of ours with **texts hands them on to VciError's
+        forwards = any(p.kind is p.VAR_KEYWORD for p in takes.values())
+        if not issubclass(cls, VciError) or not (
+            forwards or {"values", "hint_values"} <= set(takes)
+        ):
             found.append(f"{path}:{node.lineno}: {node.func.id}")
     return found
 

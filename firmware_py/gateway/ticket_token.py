@@ -36,16 +36,8 @@ _WHAT = {
 
 
 class TicketRefused(TicketError):
-    def __init__(
-        self,
-        reason: str,
-        message: str,
-        hint: str | None = None,
-        *,
-        values: Mapping[str, object] | None = None,
-        hint_values: Mapping[str, object] | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint, values=values, hint_values=hint_values)
+    def __init__(self, reason: str, message: str, hint: str | None = None, **texts: Any) -> None:
+        super().__init__(message, hint=hint, **texts)  # values, hint_values as VciError takes them
         self.reason = reason
 
     def to_dict(self) -> dict[str, object]:
