@@ -232,7 +232,7 @@ class JobKindSpec:
             shown = ", ".join(repr(k[:40]) for k in unknown[:5])
             raise StrictJsonError(
                 N_("unknown parameter {shown}; this job takes {value}"),
-                values={"shown": shown, "value": ", ".join(self.names) or "none"},
+                values={"shown": shown, "value": ", ".join(self.names) or Text(N_("none"))},
             )
         for f in self.fields:
             f.check(params)

@@ -478,13 +478,13 @@ class JobRunner:
             if vin != bound:
                 raise EntitlementError(
                     N_(
-                        "{kind} is not allowed: the ticket is for vehicle {bound}, the car connected now is {value}"
+                        "{kind} is not allowed: the ticket is for vehicle {bound}, the car connected now is {vin}"
+                    )
+                    if vin
+                    else N_(
+                        "{kind} is not allowed: the ticket is for vehicle {bound}, the car connected now is not identified (its VIN cannot be read)"
                     ),
-                    values={
-                        "kind": job.request.kind,
-                        "bound": bound,
-                        "value": vin or "not identified (its VIN cannot be read)",
-                    },
+                    values={"kind": job.request.kind, "bound": bound, "vin": vin},
                     hint=N_("Connect the car the ticket is for, or add a ticket for this car"),
                 )
             if self.entitlements is not None and job.request.kind not in CONSUMED_ON_DELIVERY:

@@ -33,7 +33,7 @@ from firmware_py.gateway.battery import floor_voltage
 from firmware_py.gateway.download import download
 from firmware_py.gateway.jobs import JobContext
 from firmware_py.gateway.map_package import MapError, MapManifest, parse_activation, parse_manifest
-from firmware_py.i18n import N_
+from firmware_py.i18n import N_, Text
 from firmware_py.uds.ecu import EcuSession
 from firmware_py.uds.vehicle import VehicleSession
 
@@ -91,7 +91,7 @@ def map_update(vehicle: VehicleSession, ctx: JobContext) -> dict[str, Any]:
     if active != manifest.name:
         raise MapError(
             N_("{name} reports the map {value} after the activation"),
-            values={"name": info.name, "value": active or "none"},
+            values={"name": info.name, "value": active or Text(N_("none"))},
         )
     session.change_session("default")
     path.unlink(missing_ok=True)  # the head unit has it: the data partition keeps none (GiBs)

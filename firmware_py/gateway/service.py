@@ -296,7 +296,9 @@ class Gateway:
         if request.kind not in OUTBOX_KINDS:
             return
         free = shutil.disk_usage(self.store.state_dir).free
-        hint = "Free space on the box's state disk (old traces, packages), then start the job again"
+        hint = N_(
+            "Free space on the box's state disk (old traces, packages), then start the job again"
+        )
         if free < self.min_free_bytes:
             raise StorageError(
                 N_(

@@ -159,7 +159,7 @@ def parse_limits(text: str, where: str, *, published: bool = False) -> LimitTabl
     """The limit values of ``text`` (TOML), checked against the schema; :class:`ConfigError`
     naming every problem otherwise. ``published``: as the portal sends them (source "portal", a
     version of numbers separated by dots)."""
-    hint = "Fetch them from the portal again, or remove the file to use the sample values"
+    hint = N_("Fetch them from the portal again, or remove the file to use the sample values")
     if len(text.encode()) > MAX_LIMITS_TEXT:
         raise ConfigError(
             N_("the emission limit values in {where} are larger than {max_limits_text} bytes"),

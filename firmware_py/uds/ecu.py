@@ -44,7 +44,7 @@ from firmware_py.errors import (
     UnexpectedResponseError,
     VciError,
 )
-from firmware_py.i18n import N_
+from firmware_py.i18n import N_, Text
 from firmware_py.uds.dids import DidValues, did_codecs
 from firmware_py.uds.security import SecurityProvider
 
@@ -273,7 +273,7 @@ class EcuSession:
                     N_("ECU {name} answered DIDs {value} to a request for {value2}"),
                     values={
                         "name": self.name,
-                        "value": sorted(extra) or "none",
+                        "value": sorted(extra) or Text(N_("none")),
                         "value2": " ".join(f"{d:04X}" for d in didlist),
                     },
                 )
