@@ -211,3 +211,13 @@ def test_every_error_a_user_meets_is_raised_as_a_template():
                 ):
                     found.append(f"{file.relative_to(root)}:{node.lineno}: {name}")
     assert not found, "raised with a plain message:\n" + "\n".join(found)
+
+
+def test_every_choice_of_a_job_form_has_its_words():
+    """A form shows a CHOICE field's choices by their labels (gateway/job_params.py); a new
+    choice without one would show its bare name."""
+    from firmware_py.gateway.job_params import CHOICE_LABELS, JOB_KINDS, FieldType
+
+    choices = {c for s in JOB_KINDS.values() for f in s.fields if f.type is FieldType.CHOICE
+               for c in f.choices}  # fmt: skip
+    assert choices == set(CHOICE_LABELS)

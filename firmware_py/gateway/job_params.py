@@ -25,7 +25,16 @@ from firmware_py.i18n import N_
 from firmware_py.strict_json import StrictJsonError
 from firmware_py.uds.fault_memory import DEFAULT_STATUS_MASK
 
-__all__ = ["JOB_KINDS", "CHECKS", "Field", "FieldType", "JobKindSpec", "check_params", "describe"]
+__all__ = [
+    "JOB_KINDS",
+    "CHECKS",
+    "CHOICE_LABELS",
+    "Field",
+    "FieldType",
+    "JobKindSpec",
+    "check_params",
+    "describe",
+]
 
 #: a package in the box's package store is named by its file name there, nothing else
 PACKAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}\.vcipkg")
@@ -66,6 +75,15 @@ def _map_update_rule(params: Mapping[str, Any]) -> None:
             raise StrictJsonError(
                 N_("{key}: the portal's signed {key} of the map package"), values={"key": key}
             )
+
+
+CHOICE_LABELS = {
+    "read": N_("read"), "set": N_("set parameters"), "restore": N_("restore the backup"),
+    "reset": N_("reset an item"), "register_battery": N_("register a new battery"),
+    "record": N_("record a service"),
+}  # fmt: skip
+"""what each choice of a CHOICE field means, for a form in the reader's words (the value sent
+stays the name)"""
 
 
 # fmt: off

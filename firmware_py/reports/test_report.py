@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from firmware_py.errors import error_text
-from firmware_py.i18n import Language, Text, language
+from firmware_py.i18n import Language, language
 from firmware_py.reports.model import facts, now_iso, table
+from firmware_py.uds.fault_memory import note_text
 
 LOW_BATTERY = 12.2
 """volts at rest below which the report says the battery needs charging or testing (a 12 V
@@ -19,8 +20,7 @@ lead-acid battery at about 50 % charge)"""
 def _snapshot_text(dtc: dict[str, Any], lang: Language) -> str:
     snaps = dtc.get("snapshots") or []
     if not snaps:  # why there is none: in the reader's language where the box sent the template
-        note = dtc.get("snapshots_note_i18n")
-        return lang.text(Text.from_json(note)) if note else dtc.get("snapshots_note") or "-"
+        return note_text(dtc, "snapshots_note", lang)
     first = snaps[0]  # the first record: when the fault was first seen
     return "; ".join(f"{k}: {v}" for k, v in first.items() if k != "record") or "-"
 

@@ -22,7 +22,7 @@ from firmware_py.errors import (
     UnknownTargetError,
     VciError,
 )
-from firmware_py.i18n import LANGUAGES, N_, Text, language, texts_of
+from firmware_py.i18n import LANGUAGES, N_, Language, Text, language, texts_of
 from firmware_py.uds.catalog import EcuInfo
 from firmware_py.uds.dtc_records import decode_extended, decode_snapshots
 from firmware_py.uds.ecu import EcuSession
@@ -183,6 +183,16 @@ def read_ecu_faults(
             entry.extended = decode_extended(data)
         result.dtcs.append(entry)
     return result
+
+
+def note_text(dtc: dict[str, Any], key: str, lang: Language, default: str = "-") -> str:
+    """Why a read DTC has no snapshot or extended data (``key``: ``snapshots_note`` or
+    ``extended_note``, as :meth:`FaultEntry.to_dict` wrote them) in ``lang``: its template where
+    the box sent one, else its English, else ``default``."""
+    template = dtc.get(f"{key}_i18n")
+    if template:
+        return lang.text(Text.from_json(template))
+    return str(dtc.get(key) or default)
 
 
 def _str(text: Text | None) -> str | None:

@@ -14,8 +14,10 @@ from typing import Any
 
 from firmware_py.errors import NotPermitted, error_text
 from firmware_py.gateway.job_fields import Field, FieldType, JobKindSpec
+from firmware_py.gateway.job_params import CHOICE_LABELS
 from firmware_py.i18n import N_, Language, Text, language
 from firmware_py.uds.coding import load_coding_descriptions
+from firmware_py.uds.fault_memory import note_text
 from portal.sessions import ECU_NAME
 from portal.web.html import Markup, escape, join, post_form, render, table
 
@@ -23,12 +25,6 @@ PAIRS = 8
 """named-value rows a coding form offers"""
 _SPLIT = re.compile(r"[\s,;]+")
 _WHOLE = re.compile(r"[0-9]{1,9}")
-CHOICES = {
-    "read": N_("read"), "set": N_("set parameters"), "restore": N_("restore the backup"),
-    "reset": N_("reset an item"), "register_battery": N_("register a new battery"),
-    "record": N_("record a service"),
-}  # fmt: skip
-"""what a choice of a job's form means, in the reader's words (the value sent stays the name)"""
 
 
 # -- forms -------------------------------------------------------------------------------------
@@ -45,7 +41,7 @@ def _input(f: Field, reader: Language) -> Markup:
                       'name="{n}" value="on"{c}>', f=f.name, n=name, c=checked)  # fmt: skip
     if f.type is FieldType.CHOICE:
         options = join(render('<option value="{c}">{t}</option>', c=c,
-                              t=reader.gettext(CHOICES[c]) if c in CHOICES else c)
+                              t=reader.gettext(CHOICE_LABELS[c]) if c in CHOICE_LABELS else c)
                        for c in f.choices)  # fmt: skip
         return render('<select name="{n}">{o}</select>', n=name, o=options)
     if f.type is FieldType.NAMED_VALUES:
@@ -216,15 +212,6 @@ def value_html(value: Any, depth: int = 0) -> Markup:
     return escape(value)
 
 
-def _note(d: Mapping[str, Any], key: str, reader: Language) -> str:
-    """Why a fault has no snapshot/extended data, as the box sent it: the template when it sent
-    one (``<key>_i18n``), else its English."""
-    template = d.get(f"{key}_i18n")
-    if template:
-        return reader.text(Text.from_json(template))
-    return str(d.get(key) or reader.gettext("none"))
-
-
 def _fault_memory(
     result: Mapping[str, Any], reader: Language, info: Callable[[str], str] | None = None
 ) -> Markup:
@@ -255,9 +242,9 @@ def _fault_memory(
                    if info and d.get("code") else "",
                    h_snap=_("Snapshot data"), h_ext=_("Extended data"),
                    snap=value_html(d.get("snapshots")) if d.get("snapshots")
-                   else _note(d, "snapshots_note", reader),
+                   else note_text(d, "snapshots_note", reader, _("none")),
                    ext=value_html(d.get("extended")) if d.get("extended")
-                   else _note(d, "extended_note", reader))
+                   else note_text(d, "extended_note", reader, _("none")))
             for d in ecu.get("dtcs") or [] if isinstance(d, dict)
         )  # fmt: skip
         parts.append(join([head, notes, faults]))
