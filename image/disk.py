@@ -31,7 +31,7 @@ ALIGN_MB = 1
 """first partition at 1 MiB; the GPT backup header takes the last 33 sectors (1 MiB kept)"""
 GRUB_MODULES = (
     "part_gpt fat ext2 normal linux loadenv test echo serial terminal configfile search "
-    "search_fs_file sleep"
+    "search_fs_file sleep regexp reboot"
 )
 GRUBENV_INITIAL = {"ORDER": "A B", "A_OK": "1", "A_TRY": "0", "B_OK": "0", "B_TRY": "0"}
 

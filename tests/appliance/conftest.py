@@ -65,6 +65,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     if report.failed and RUNNING and call.when == "call":
+        # the console first: it is a file, there even when the guest hangs and the agent is gone
+        report.sections.append(("the VM's console", RUNNING[0].tail(80)))
         with contextlib.suppress(Exception):
             found = RUNNING[0].run(
                 "systemctl --failed --no-legend --plain; systemctl status vci-gateway.service "
@@ -140,6 +142,53 @@ OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 
+class Qmp:
+    """QEMU's machine protocol (QMP) on its Unix socket: commands, and the events QEMU sends in
+    between (kept in ``events``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10.0)
+        self.sock.connect(str(path))
+        self.buf = b""
+        self.events: list[dict[str, Any]] = []
+        self._message()  # the greeting
+        self.call("qmp_capabilities")
+
+    def _message(self) -> dict[str, Any] | None:
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return dict(json.loads(line))
+
+    def call(self, command: str) -> Any:
+        self.sock.sendall(json.dumps({"execute": command}).encode() + b"\n")
+        while True:
+            message = self._message()
+            if message is None:
+                raise OSError("QEMU closed its QMP connection")
+            if "event" in message:
+                self.events.append(message)
+            elif "error" in message:
+                raise OSError(f"QMP {command}: {message['error']}")
+            else:
+                return message.get("return")
+
+    def drain(self) -> list[dict[str, Any]]:
+        """The events up to the end of the connection (after QEMU exited)."""
+        with contextlib.suppress(OSError, ValueError):
+            while (message := self._message()) is not None:
+                if "event" in message:
+                    self.events.append(message)
+        return self.events
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class Vm:
     """A booted appliance VM and its agent connection."""
 
@@ -150,6 +199,7 @@ class Vm:
         efi: bool = False,
         stick: Path | None = None,
         host_services: dict[int, int] | None = None,
+        disk_gib: float = 2.0,
     ) -> None:
         self.efi = efi
         self.host_services = host_services
@@ -161,8 +211,15 @@ class Vm:
         self.workdir = workdir
         self.console = workdir / "console.log"
         self.agent_path = workdir / "agent.sock"
+        self.qmp_path = workdir / "qmp.sock"
+        self.disk_gib = disk_gib
+        """free space the VM's disk overlay may grow into (checked before each boot): QEMU
+        pauses a guest whose disk write finds the host's disk full, which looks like a hang"""
         self.process: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
+        self.qmp: Qmp | None = None
+        self.cold_starts = 0
+        """guest resets turned into a new QEMU process (EFI machines, see :meth:`_launch`)"""
         self._buf = b""
         self._next_id = 0
         self._probes: dict[str, set[int]] = {}
@@ -171,6 +228,34 @@ class Vm:
 
     def start(self) -> float:
         """Boot (again, after :meth:`kill`: the disk overlay is kept); seconds to the agent."""
+        t0 = time.monotonic()
+        self._launch()
+        deadline = t0 + BOOT_TIMEOUT
+        # the agent answers once the guest's systemd has started it; until then requests may be
+        # lost (the port is closed in the guest), so ask again every few seconds
+        while True:
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise self.stuck(f"the VM's agent did not answer within {BOOT_TIMEOUT:.0f} s")
+            if self._request({"cmd": "true", "timeout": 5}, wait=3.0, quiet=True) is not None:
+                return time.monotonic() - t0
+
+    def _launch(self) -> None:
+        """QEMU started on the kept disk overlay, its agent and QMP sockets connected; does not
+        wait for the guest.
+
+        An EFI machine's guest reset ends QEMU (``-action reboot=shutdown``) and
+        :meth:`_check_alive` launches it again: every reboot is a cold start. A warm reset of
+        OVMF under TCG now and then never reached GRUB (no output after the kernel's
+        "reboot: machine restart", QEMU running, for 300 s and more; warm-reset hangs of OVMF
+        are a known class, tianocore/edk2#12441). The box itself is not emulated here, only
+        its disk: GRUB, the slots and grubenv see the same reboots."""
+        free = shutil.disk_usage(self.workdir).free / 2**30
+        if free < self.disk_gib:
+            raise VmError(
+                f"{free:.1f} GiB free in {self.workdir}; this VM's disk overlay needs up to "
+                f"{self.disk_gib:.1f} GiB (QEMU pauses a guest on a full host disk)"
+            )
         overlay = self.workdir / "disk.qcow2"
         if not overlay.exists():
             subprocess.run(
@@ -194,6 +279,7 @@ class Vm:
                 "-append", self.info["cmdline"] + " panic=-1",
             ]  # fmt: skip
         self.agent_path.unlink(missing_ok=True)
+        self.qmp_path.unlink(missing_ok=True)
         self._buf = b""
         self._probes = {}
         cmd = [
@@ -201,35 +287,36 @@ class Vm:
             "-nographic",
             *(user_network(self.host_services) if self.host_services else ["-nic", "none"]),
             *boot,
-            "-drive", f"file={overlay},format=qcow2,if=virtio",
+            # zeros the guest writes (a RAUC slot image is mostly zeros) are not stored: the
+            # overlay grows by what the guest really wrote
+            "-drive", f"file={overlay},format=qcow2,if=virtio,discard=unmap,detect-zeroes=unmap",
             *(["-drive", f"file={self.stick},format=raw,if=virtio,readonly=on"]
               if self.stick else []),
             "-device", "i6300esb", "-action", "watchdog=reset",
-            "-serial", f"file:{self.console}", "-monitor", "none",
+            *(["-action", "reboot=shutdown"] if self.efi else []),
+            # the console of every boot of this machine, after a power cut too (append: a
+            # failure report shows what came before the hang)
+            "-chardev", f"file,id=console,path={self.console},append=on",
+            "-serial", "chardev:console", "-monitor", "none",
+            # asked when the guest stops answering: a guest paused on a disk error looks hung
+            "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
             "-chardev", f"socket,id=agent,path={self.agent_path},server=on,wait=off",
             "-device", "virtio-serial",
             "-device", "virtserialport,chardev=agent,name=vci.agent",
         ]  # fmt: skip
-        t0 = time.monotonic()
         self.process = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        deadline = t0 + BOOT_TIMEOUT
-        while not self.agent_path.exists():
-            self._check_alive()
+        deadline = time.monotonic() + 60.0
+        while not (self.agent_path.exists() and self.qmp_path.exists()):
+            if self.process.poll() is not None:
+                raise self._exited()
             if time.monotonic() > deadline:
-                raise VmError("QEMU made no agent socket")
+                raise VmError("QEMU made no agent or QMP socket within 60 s")
             time.sleep(0.1)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.connect(str(self.agent_path))
-        # the agent answers once the guest's systemd has started it; until then requests may be
-        # lost (the port is closed in the guest), so ask again every few seconds
-        while True:
-            self._check_alive()
-            if time.monotonic() > deadline:
-                raise VmError(f"the VM's agent did not answer within {BOOT_TIMEOUT:.0f} s")
-            if self._request({"cmd": "true", "timeout": 5}, wait=3.0, quiet=True) is not None:
-                return time.monotonic() - t0
+        self.qmp = Qmp(self.qmp_path)
 
     def boot_id(self) -> str:
         return self.check("cat /proc/sys/kernel/random/boot_id").strip()
@@ -247,22 +334,69 @@ class Vm:
             if reply is not None and reply.get("rc") == 0 and reply["out"].strip() != old_boot_id:
                 return time.monotonic() - t0
             time.sleep(1.0)
-        raise VmError(f"the VM did not come back from a reboot within {timeout:.0f} s")
+        raise self.stuck(f"the VM did not come back from a reboot within {timeout:.0f} s")
 
     def kill(self) -> None:
         """Power cut: QEMU killed at once (the disk overlay keeps what reached it)."""
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        if self.qmp is not None:
+            self.qmp.close()
+            self.qmp = None
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
 
     def _check_alive(self) -> None:
+        """Raise if QEMU ended, unless the guest reset an EFI machine: then start it again
+        (see :meth:`_launch`); the callers' loops go on asking the new boot's agent."""
         assert self.process is not None
-        if self.process.poll() is not None:
-            err = self.process.stderr.read().decode() if self.process.stderr else ""
-            raise VmError(f"QEMU exited with {self.process.returncode}: {err}\n{self.tail()}")
+        if self.process.poll() is None:
+            return
+        events = self.qmp.drain() if self.qmp is not None else []
+        reset = any(
+            e["event"] == "SHUTDOWN" and e.get("data", {}).get("reason") == "guest-reset"
+            for e in events
+        )
+        if not (self.efi and reset and self.process.returncode == 0):
+            raise self._exited()
+        self.kill()  # the closed sockets
+        self.cold_starts += 1
+        print(f"appliance: guest reset -> QEMU started again (cold start {self.cold_starts})")
+        self._launch()
+
+    def _exited(self) -> VmError:
+        assert self.process is not None
+        err = self.process.stderr.read().decode() if self.process.stderr else ""
+        return VmError(f"QEMU exited with {self.process.returncode}: {err}\n{self.tail()}")
+
+    def qemu_status(self) -> str:
+        """QEMU's run state, asked by QMP: "running", "io-error" (paused on a disk error),
+        "internal-error", ...; or why it could not be asked."""
+        if self.qmp is None:
+            return "unknown (no QMP connection)"
+        try:
+            return str(self.qmp.call("query-status")["status"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            return f"unknown ({err})"
+
+    def stuck(self, what: str) -> VmError:
+        """The error for a guest that stopped answering: ``what``, QEMU's run state and the
+        host's free disk (a full disk pauses the guest), and the console's last lines."""
+        status = self.qemu_status()
+        free = shutil.disk_usage(self.workdir).free / 2**30
+        cause = (
+            " (paused on a disk error: is the host's disk full?)" if status == "io-error" else ""
+        )
+        return VmError(
+            f"{what}\nQEMU: {status}{cause}; {free:.1f} GiB free in {self.workdir}\n{self.tail(60)}"
+        )
+
+    def discard_disk(self) -> None:
+        """The disk overlay and firmware variables deleted (the console log stays)."""
+        for name in ("disk.qcow2", "OVMF_VARS.fd"):
+            (self.workdir / name).unlink(missing_ok=True)
 
     def tail(self, lines: int = 40) -> str:
         text = self.console.read_text(errors="replace") if self.console.exists() else ""
@@ -280,7 +414,16 @@ class Vm:
         if not quiet or select.select([], [self.sock], [], 0)[1]:
             self._next_id += 1
             probes.add(self._next_id)
-            self.sock.sendall((json.dumps({**request, "id": self._next_id}) + "\n").encode())
+            # bounded: the socket is full when the guest has not read for long (a hung guest)
+            self.sock.settimeout(wait)
+            try:
+                self.sock.sendall((json.dumps({**request, "id": self._next_id}) + "\n").encode())
+            except TimeoutError:
+                raise self.stuck(
+                    f"the VM's agent took no request for {wait:.0f} s: {request}"
+                ) from None
+            except (BrokenPipeError, ConnectionResetError):
+                return self._connection_ended(request, quiet)
         wanted = probes if quiet else {self._next_id}
         deadline = time.monotonic() + wait
         while True:
@@ -294,16 +437,38 @@ class Vm:
             if left <= 0:
                 if quiet:
                     return None
-                raise VmError(f"no answer from the VM's agent within {wait:.0f} s: {request}")
+                raise self.stuck(f"no answer from the VM's agent within {wait:.0f} s: {request}")
             self.sock.settimeout(min(left, 1.0))
             try:
                 chunk = self.sock.recv(1 << 20)
             except TimeoutError:
+                before = self.cold_starts
                 self._check_alive()
+                if self.cold_starts != before:  # the guest reset: this request went with it
+                    return self._connection_ended(request, quiet, restarted=True)
                 continue
+            except ConnectionResetError:  # QEMU ended with our probes unread
+                chunk = b""
             if not chunk:
-                raise VmError(f"the agent connection closed\n{self.tail()}")
+                return self._connection_ended(request, quiet)
             self._buf += chunk
+
+    def _connection_ended(
+        self, request: dict[str, Any], quiet: bool, restarted: bool = False
+    ) -> None:
+        """The agent's connection ended with QEMU. After a guest reset of an EFI machine
+        (started again by :meth:`_check_alive`; ``restarted``: already) a probe goes unanswered
+        (None: its caller asks the new boot); a command raises, as does any other end."""
+        if not restarted:
+            assert self.process is not None
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)  # the socket may close just before the process ends
+            if self.process.poll() is None:
+                raise VmError(f"the agent connection closed, QEMU still running\n{self.tail()}")
+            self._check_alive()  # raises, unless it started the machine again
+        if quiet:
+            return None
+        raise VmError(f"the guest reset while the agent ran {request}\n{self.tail()}")
 
     def run(self, cmd: str, timeout: float = 60.0) -> CommandResult:
         """Run ``cmd`` (bash, as root) in the VM; killed in the VM after ``timeout`` (rc -9)."""
@@ -356,6 +521,8 @@ class Vm:
     def stop(self) -> None:
         if self.sock is not None:
             self.sock.close()
+        if self.qmp is not None:
+            self.qmp.close()
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -454,6 +621,7 @@ def running(machine: Vm, what: str) -> Iterator[Vm]:
     finally:
         RUNNING.clear()
         machine.stop()
+        machine.discard_disk()  # gigabytes after an update test; the console log stays
 
 
 @pytest.fixture(scope="session")

@@ -105,6 +105,7 @@ def portal_box(
     print(f"appliance: bundle offered.raucb: {bundle.stat().st_size / 2**20:.0f} MiB", flush=True)
     keys.generate(work / "portal-keys", KID)
     with contextlib.ExitStack() as stack:
+        stack.callback(bundle.unlink, missing_ok=True)  # 300 MB, not kept after the module
         broker = stack.enter_context(running_broker(work / "pki", hosts=(HOST_ADDRESS,)))
         enrol = stack.enter_context(
             running_enrol_portal(broker["pki"], work / "boxes.sqlite", work / "enrol.log")
@@ -115,6 +116,7 @@ def portal_box(
             appliance_image,
             work,
             efi=True,
+            disk_gib=3.0,  # the bundle downloaded into /data, the slot RAUC writes
             host_services={
                 BROKER_PORT: broker["port"],
                 ENROL_PORT: enrol.port,

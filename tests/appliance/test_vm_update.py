@@ -3,11 +3,12 @@ GRUB (RAUC's A/B scheme), bundles from a "USB stick" installed with ``vci update
 
 The tests run in order on one VM, each starting from the state the one before left:
   1. a bundle signed under another CA is refused, nothing changes;
-  2. a good bundle goes into slot B, boots on trial, the health check marks it good; the
+  2. GRUB told to try the still empty slot B cannot load it, reboots (no prompt) and starts A;
+  3. a good bundle goes into slot B, boots on trial, the health check marks it good; the
      gateway's state (a file in /var/lib/vci) is still there;
-  3. an unhealthy bundle (its gateway exits at once) goes into slot A, boots on trial, is
+  4. an unhealthy bundle (its gateway exits at once) goes into slot A, boots on trial, is
      never marked good: the health check marks it bad and reboots, GRUB starts slot B again;
-  4. a power cut (QEMU killed) while a bundle is being written leaves slot B running.
+  5. a power cut (QEMU killed) while a bundle is being written leaves slot B running.
 """
 
 from __future__ import annotations
@@ -44,11 +45,17 @@ def update_vm(appliance_image: Path, tmp_path_factory: pytest.TempPathFactory) -
            time.monotonic() - t0)  # fmt: skip
     for name, size in sizes.items():
         print(f"appliance: bundle {name}: {size / 2**20:.0f} MiB", flush=True)
-    machine = Vm(appliance_image, work, efi=True, stick=stick)
-    with running(machine, "update: boot through OVMF + GRUB to the test agent"):
-        yield machine
+    # three slots written by RAUC (good, unhealthy, the one cut by the power cut)
+    machine = Vm(appliance_image, work, efi=True, stick=stick, disk_gib=4.0)
+    try:
+        with running(machine, "update: boot through OVMF + GRUB to the test agent"):
+            yield machine
+    finally:
+        stick.unlink(missing_ok=True)  # 900 MB of bundles
 
 
+GRUBENV = "/boot/efi/EFI/BOOT/grubenv"
+"""GRUB's A/B state (image/grub.cfg), edited by RAUC"""
 STICK = "mountpoint -q /run/stick || { mkdir -p /run/stick && mount -o ro /dev/vdb /run/stick; }"
 """the "USB stick" mounted (again after a reboot)"""
 
@@ -66,7 +73,7 @@ def test_first_boot_is_slot_a_marked_good(update_vm: Vm) -> None:
     status = rauc_status(vm)
     assert status["_"]["booted"] == "A"
     assert status["A"]["boot_status"] == "good"
-    assert "A_TRY=0" in vm.check("grub-editenv /boot/efi/EFI/BOOT/grubenv list")
+    assert "A_TRY=0" in vm.check(f"grub-editenv {GRUBENV} list")
     # the root is read-only; the state is on the data partition
     assert vm.run("touch /usr/probe").rc != 0
     assert vm.check("findmnt -n -o SOURCE /data").strip() == "/dev/vda4"
@@ -81,6 +88,24 @@ def test_bundle_signed_by_another_key_is_refused(update_vm: Vm) -> None:
     assert "signature does not verify" in out, out
     status = rauc_status(vm)
     assert status["_"]["primary"] == "A" and status["B"]["boot_status"] == "bad"
+
+
+def test_a_slot_that_cannot_be_started_is_skipped(update_vm: Vm) -> None:
+    """GRUB told to try a slot it cannot load (slot B is still empty here: no file system, no
+    kernel) reboots by itself instead of waiting at its prompt (a box has no keyboard), and on
+    the next start marks that slot bad and boots the other."""
+    vm = update_vm
+    assert rauc_status(vm)["_"]["booted"] == "A"
+    vm.check(f"grub-editenv {GRUBENV} set 'ORDER=B A' B_OK=1 B_TRY=0")
+    with vm.timed("update: empty slot B tried -> GRUB reboots -> slot A"):
+        reboot(vm)
+        wait_healthy(vm)  # slot A started on trial again: the health check marks it good
+    assert "vci: slot B could not be started" in vm.console.read_text(errors="replace")
+    env = vm.check(f"grub-editenv {GRUBENV} list")
+    assert "B_OK=0" in env and "A_TRY=0" in env, env
+    status = rauc_status(vm)
+    assert status["_"]["booted"] == "A" and status["A"]["boot_status"] == "good"
+    vm.check(f"grub-editenv {GRUBENV} set 'ORDER=A B'")  # as the image left it
 
 
 def test_good_bundle_installs_boots_on_trial_and_is_kept(update_vm: Vm) -> None:
@@ -115,10 +140,11 @@ def test_unhealthy_bundle_is_rolled_back_by_itself(update_vm: Vm) -> None:
     vm.run("systemctl reboot", 10)
     # slot A boots on trial, its gateway never becomes ready, the health check gives up,
     # marks A bad and reboots; GRUB then starts B: two reboots
-    with vm.timed("update: unhealthy slot A on trial -> fallback to slot B"):
+    with vm.timed("update: reboot into unhealthy slot A on trial"):
         vm.wait_reboot(old, REBOOT_TIMEOUT)
-        first = vm.boot_id()
-        trial_version = vm.run("cat /etc/vci/release").out.strip()
+    first = vm.boot_id()
+    trial_version = vm.run("cat /etc/vci/release").out.strip()
+    with vm.timed("update: health check gives up -> fallback to slot B, healthy"):
         vm.wait_reboot(first, REBOOT_TIMEOUT + 120)
         wait_healthy(vm)
     assert trial_version == UNHEALTHY_VERSION
