@@ -144,7 +144,9 @@ OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 class Qmp:
     """QEMU's machine protocol (QMP) on its Unix socket: commands, and the events QEMU sends in
-    between (kept in ``events``)."""
+    between (kept in ``events``). Written here rather than taken from QEMU's ``qemu.qmp``
+    package: that one is asyncio, the fixture is synchronous, and two commands and one event
+    are all it asks."""
 
     def __init__(self, path: Path) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -338,15 +340,19 @@ class Vm:
 
     def kill(self) -> None:
         """Power cut: QEMU killed at once (the disk overlay keeps what reached it)."""
+        self._disconnect()
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def _disconnect(self) -> None:
+        """The agent's and QMP's connections closed."""
         if self.sock is not None:
             self.sock.close()
             self.sock = None
         if self.qmp is not None:
             self.qmp.close()
             self.qmp = None
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
 
     def _check_alive(self) -> None:
         """Raise if QEMU ended, unless the guest reset an EFI machine: then start it again
@@ -361,7 +367,7 @@ class Vm:
         )
         if not (self.efi and reset and self.process.returncode == 0):
             raise self._exited()
-        self.kill()  # the closed sockets
+        self._disconnect()
         self.cold_starts += 1
         print(f"appliance: guest reset -> QEMU started again (cold start {self.cold_starts})")
         self._launch()
@@ -519,10 +525,7 @@ class Vm:
         record(name, time.monotonic() - t0)
 
     def stop(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-        if self.qmp is not None:
-            self.qmp.close()
+        self._disconnect()
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
