@@ -3,8 +3,13 @@
 // page's one job submission (app.js runJob), the help desk's answers from /api/helpdesk.
 (() => {
   const serviceView = views.service;
-  let requests = [], loaded = false, shownFor = null;
-  const load = () => api("GET", "/api/helpdesk").then((r) => { requests = r.requests; loaded = true; render(); }).catch(() => {});
+  let requests = [], loaded = false, shownFor = null, asked = 0;
+  // only the newest GET's list counts: an older one answered later would put back a list without
+  // the request just sent, and the view does not ask again for the same request (shownFor)
+  const load = () => {
+    const n = ++asked;
+    return api("GET", "/api/helpdesk").then((r) => { if (n !== asked) return; requests = r.requests; loaded = true; render(); }).catch(() => {});
+  };
   window.onHelpdesk = () => load();
 
   function bookletCard() {
